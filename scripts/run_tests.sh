@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# run_tests.sh BUILD_DIR: runs every unit test binary, the Python end-to-end
+# suite and a short run of every fuzz target, then prints one summary line.
+# Exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+export FASTCHAT_BIN="$PWD/$BUILD/fastchat"
+export FASTCHAT_MODEL="$(scripts/fetch_model.sh)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+pass=0; fail=0; failed=()
+
+run() { # name, command...
+    local name=$1; shift
+    local log="$BUILD/logs/$name.log"
+    mkdir -p "$BUILD/logs"
+    local t0=$SECONDS
+    if "$@" >"$log" 2>&1; then
+        pass=$((pass + 1)); printf 'PASS %-40s %4ds\n' "$name" $((SECONDS - t0))
+    else
+        fail=$((fail + 1)); failed+=("$name"); printf 'FAIL %-40s %4ds (log: %s)\n' "$name" $((SECONDS - t0)) "$log"
+        tail -n 30 "$log" | sed 's/^/    | /'
+    fi
+}
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] && run "unit/$(basename "$t")" "$t"
+done
+
+if ls tests/py/test_*.py >/dev/null 2>&1; then
+    run "pytest" .venv/bin/python -m pytest -q -x tests/py
+    grep -E '(passed|failed)' "$BUILD/logs/pytest.log" | tail -1 | sed 's/^/    pytest: /'
+fi
+
+for f in build/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    corpus="build/fuzz/corpus-$name"
+    mkdir -p "$corpus"
+    seeds=""; [ -d "tests/data/fuzz/$name" ] && seeds="tests/data/fuzz/$name"
+    run "fuzz/$name" "$f" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 "$corpus" $seeds
+done
+
+echo
+if [ $fail -gt 0 ]; then echo "failed: ${failed[*]}"; fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,79 @@
+/*
+ * fc_base.h: status codes, logging, assertions, checked allocation and
+ * read-only file mapping. Everything in libfastchat includes this first.
+ *
+ * Errors come in three tiers (shared/STYLE.md): FC_ASSERT for invariants
+ * (aborts, also in release builds), enum fc_status / NULL plus FC_LOG_ERROR
+ * for library failures, and die-with-a-hint in the CLI layer alone.
+ */
+#ifndef FC_BASE_H
+#define FC_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+enum fc_status {
+    FC_OK = 0,
+    FC_ERR_IO = -1,        /* open/read/mmap failed */
+    FC_ERR_FORMAT = -2,    /* file or request malformed, truncated or hostile */
+    FC_ERR_UNSUPPORTED = -3, /* well-formed but not something we implement */
+    FC_ERR_NOMEM = -4,
+    FC_ERR_ARG = -5,       /* caller passed something invalid */
+    FC_ERR_FULL = -6,      /* a bounded resource (KV cache) has no room */
+};
+
+const char *fc_status_str(enum fc_status s);
+
+/* ---- logging ---- */
+enum fc_log_level { FC_LOG_LEVEL_DEBUG = 0, FC_LOG_LEVEL_INFO, FC_LOG_LEVEL_WARN, FC_LOG_LEVEL_ERROR, FC_LOG_LEVEL_NONE };
+void fc_log_set_level(enum fc_log_level lvl);
+enum fc_log_level fc_log_get_level(void);
+void fc_log(enum fc_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define FC_LOG_DEBUG(...) fc_log(FC_LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define FC_LOG_INFO(...)  fc_log(FC_LOG_LEVEL_INFO, __VA_ARGS__)
+#define FC_LOG_WARN(...)  fc_log(FC_LOG_LEVEL_WARN, __VA_ARGS__)
+#define FC_LOG_ERROR(...) fc_log(FC_LOG_LEVEL_ERROR, __VA_ARGS__)
+
+/* The last error message logged at ERROR level on this thread; the CLI prints
+ * it. Never NULL (empty string when none). */
+const char *fc_last_error(void);
+
+/* ---- assertions (kept in release builds) ---- */
+void fc_assert_fail(const char *file, int line, const char *expr) __attribute__((noreturn));
+#define FC_ASSERT(x) do { if (!(x)) fc_assert_fail(__FILE__, __LINE__, #x); } while (0)
+
+/* ---- allocation: abort on out-of-memory for small bookkeeping; large
+ * buffers use fc_aligned_alloc and check for NULL. ---- */
+void *fc_xmalloc(size_t n);
+void *fc_xcalloc(size_t n, size_t size);
+void *fc_xrealloc(void *p, size_t n);
+char *fc_xstrdup(const char *s);
+/* 64-byte aligned, zeroed; NULL on failure; free with fc_aligned_free. */
+void *fc_aligned_alloc(size_t n);
+void fc_aligned_free(void *p);
+
+/* ---- read-only file mapping ---- */
+typedef struct fc_mmap {
+    const uint8_t *data;
+    size_t size;
+} fc_mmap;
+/* Maps the whole file read-only. Returns NULL and logs "path: reason" on error.
+ * Free with fc_mmap_free (NULL is a no-op). */
+fc_mmap *fc_mmap_open(const char *path);
+void fc_mmap_free(fc_mmap *m);
+
+/* ---- time ---- */
+double fc_time_sec(void); /* monotonic seconds */
+
+/* ---- small helpers ---- */
+#define FC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FC_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define FC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Peak resident set size of this process in bytes (from getrusage). */
+size_t fc_peak_rss(void);
+
+#endif

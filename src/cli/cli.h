@@ -1,0 +1,25 @@
+/*
+ * cli.h: the subcommands of the fastchat binary. Each lives in its own
+ * cmd_<name>.c, parses its flags, calls the library and prints. This layer
+ * alone may exit the process (with a hint a user can act on).
+ */
+#ifndef FC_CLI_H
+#define FC_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+int fc_cmd_generate(int argc, char **argv);
+int fc_cmd_logits(int argc, char **argv);
+int fc_cmd_inspect(int argc, char **argv);
+int fc_cmd_quantize(int argc, char **argv);
+
+/* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
+ * and exits with status 1. */
+void fc_cli_die(const char *hint, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+/* Parses "1,2,3" into a malloc'd array; dies on malformed input. */
+int32_t *fc_cli_parse_ids(const char *s, int *n);
+/* The default model path (scripts/fetch_model.sh puts it there). */
+const char *fc_cli_default_model(void);
+
+#endif

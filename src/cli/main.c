@@ -1,0 +1,88 @@
+/*
+ * main.c: the fastchat binary: dispatches to one subcommand per file.
+ */
+#include "cli.h"
+#include "base/fc_base.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} cmds[] = {
+    {"generate", fc_cmd_generate, "generate tokens from a prompt (raw, no chat template)"},
+    {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},
+    {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},
+    {"quantize", fc_cmd_quantize, "write a model as GGUF in another weight type"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: fastchat <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < FC_ARRAY_LEN(cmds); i++)
+        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f, "\nrun 'fastchat <command> --help' for its options\n");
+}
+
+void fc_cli_die(const char *hint, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (hint) fprintf(stderr, "hint: %s\n", hint);
+    exit(1);
+}
+
+int32_t *fc_cli_parse_ids(const char *s, int *n)
+{
+    int cap = 16, k = 0;
+    int32_t *ids = fc_xmalloc(sizeof(int32_t) * (size_t)cap);
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX)
+            fc_cli_die("pass token ids as a comma-separated list, e.g. 1,2,3", "bad token id list '%s'", s);
+        if (k == cap) ids = fc_xrealloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
+        ids[k++] = (int32_t)v;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    if (k == 0) fc_cli_die(NULL, "empty token id list");
+    *n = k;
+    return ids;
+}
+
+const char *fc_cli_default_model(void)
+{
+    static char path[4096];
+    const char *env = getenv("FASTCHAT_MODEL");
+    if (env && *env) return env;
+    const char *cache = getenv("FASTCHAT_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (cache) snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+    else if (xdg) snprintf(path, sizeof path, "%s/fastchat/models/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
+    else snprintf(path, sizeof path, "%s/.cache/fastchat/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    for (size_t i = 0; i < FC_ARRAY_LEN(cmds); i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 1;
+}

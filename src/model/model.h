@@ -1,0 +1,125 @@
+/*
+ * model.h: a loaded language model (fc_model), the batch of tokens it
+ * evaluates (fc_batch), the execution context that runs it (fc_exec), and
+ * the one forward entry point used by everything above this layer.
+ *
+ * fc_model is immutable after fc_model_load: weights stay memory-mapped in
+ * their stored type, and the model may be shared read-only by any number of
+ * threads. Per-run state (scratch buffers, thread pool, exact/fast mode)
+ * lives in an fc_exec; per-sequence state in an fc_kv_cache (kv_cache.h).
+ */
+#ifndef FC_MODEL_H
+#define FC_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "../base/fc_base.h"
+#include "../tensor/tensor.h"
+
+enum fc_arch { FC_ARCH_LLAMA = 0, FC_ARCH_QWEN2 = 1 };
+
+enum fc_rope_scaling {
+    FC_ROPE_SCALING_NONE = 0,
+    FC_ROPE_SCALING_LINEAR = 1, /* positions divided by factor */
+    FC_ROPE_SCALING_LLAMA3 = 2, /* per-frequency smoothing (Llama 3.1) */
+};
+
+enum fc_model_format { FC_FORMAT_GGUF = 0, FC_FORMAT_HF = 1 };
+
+/* Hyper-parameters, named with the dimension letters used everywhere:
+ * V vocab, C embedding width, L layers, NH query heads, NKV key/value heads,
+ * HS head size, FF feed-forward width. */
+typedef struct fc_model_config {
+    enum fc_arch arch;
+    char arch_name[32];       /* "llama", "qwen2" as in the file */
+    int n_vocab;              /* V */
+    int n_embd;               /* C */
+    int n_layer;              /* L */
+    int n_head;               /* NH */
+    int n_head_kv;            /* NKV, divides NH */
+    int head_dim;             /* HS (usually C / NH) */
+    int n_ff;                 /* FF */
+    int n_ctx_train;          /* context length the model was trained with */
+    float rms_eps;
+    float rope_theta;
+    enum fc_rope_scaling rope_scaling;
+    float rope_factor;                /* linear and llama3 */
+    float rope_low_freq_factor;       /* llama3 */
+    float rope_high_freq_factor;      /* llama3 */
+    int rope_orig_ctx;                /* llama3: original_max_position_embeddings */
+    /* true: rotate-half pairs (i, i + HS/2) as Hugging Face computes RoPE;
+     * false: adjacent pairs (2i, 2i+1), the layout llama.cpp's converter
+     * produces by permuting the Q and K rows of llama models. */
+    bool rope_neox;
+    bool tied_embeddings;     /* output projection is the token embedding */
+    bool qkv_bias;            /* qwen2 */
+    int bos_id, eos_id;       /* -1 when unknown */
+} fc_model_config;
+
+typedef struct fc_model fc_model;
+
+/* Loads a GGUF file or a Hugging Face folder (config.json + safetensors).
+ * NULL on error, logged as "path: what is wrong". */
+fc_model *fc_model_load(const char *path);
+void fc_model_free(fc_model *m);
+
+const fc_model_config *fc_model_get_config(const fc_model *m);
+enum fc_model_format fc_model_format(const fc_model *m);
+const char *fc_model_path(const fc_model *m);
+/* Bytes of weights (all tensors as stored). */
+size_t fc_model_weight_bytes(const fc_model *m);
+/* The GGUF metadata when loaded from GGUF, else NULL (borrowed). */
+const struct fc_gguf *fc_model_gguf(const fc_model *m);
+/* Dominant weight type of the matrices (for display), enum fc_dtype. */
+int fc_model_weight_type(const fc_model *m);
+
+/* Iterates the model's tensors by their canonical GGUF names
+ * ("token_embd.weight", "blk.0.attn_q.weight", ...). Returns false past the
+ * end. The tensor view is borrowed from the model. Layout of Q/K rows is as
+ * stored in the file (see rope_neox). */
+bool fc_model_tensor_at(const fc_model *m, int64_t i, const char **name, const fc_tensor **t);
+
+/* ---- batches ---- */
+/* One forward call evaluates n tokens, each with its position in its
+ * sequence, the sequence id, and whether its logits are wanted. Tokens of
+ * one sequence must appear in increasing position order and continue that
+ * sequence exactly where its KV cache ends. */
+typedef struct fc_batch {
+    int n_tokens;
+    int n_max;
+    int32_t *token;   /* (n_max) */
+    int32_t *pos;     /* (n_max) */
+    int32_t *seq;     /* (n_max) */
+    int8_t *logits;   /* (n_max) 1 = produce logits for this token */
+} fc_batch;
+
+fc_batch *fc_batch_new(int n_max);
+void fc_batch_free(fc_batch *b);
+static inline void fc_batch_clear(fc_batch *b) { b->n_tokens = 0; }
+/* Appends one token; false when full. */
+bool fc_batch_add(fc_batch *b, int32_t token, int32_t pos, int32_t seq, bool want_logits);
+
+/* ---- execution context ---- */
+typedef struct fc_exec fc_exec;
+typedef struct fc_exec_params {
+    int n_threads;     /* <= 0: all online CPUs */
+    bool exact;        /* weights dequantized to f32, f32 activations */
+    int n_batch_max;   /* most tokens in one forward call (scratch is sized for it) */
+} fc_exec_params;
+
+fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p);
+void fc_exec_free(fc_exec *e);
+int fc_exec_n_threads(const fc_exec *e);
+
+struct fc_kv_cache;
+/* Evaluates the batch. logits receives one row of V floats per token whose
+ * logits flag is set, in batch order. The KV cache must hold room for the
+ * new tokens (fc_kv_cache_reserve); returns FC_ERR_FULL if it does not,
+ * FC_ERR_ARG for out-of-order positions or ids outside [0, V). */
+enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, struct fc_kv_cache *kv,
+                                const fc_batch *batch, float *logits);
+
+/* Mean of the last hidden states (after the final norm) of the batch tokens
+ * of each sequence would go here for embeddings (serving issue). */
+
+#endif

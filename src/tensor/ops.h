@@ -1,0 +1,71 @@
+/*
+ * ops.h: the numeric operations of a forward pass.
+ *
+ * Every op has a scalar reference (ops_ref.c, suffix _ref) that is the oracle
+ * for the fast versions. The fast versions (cpu/*.c) carry no suffix; exactly
+ * one definition of each is compiled (AVX2/AVX-512 under #if, else generic).
+ *
+ * Matrix products: W is (R rows, K columns) in a stored type; X holds T
+ * activation rows of K values; Y = X W^T is (T, R). Threads split the rows of
+ * W: every fc_matmul_* call computes rows [r0, r1) for all T tokens, so the
+ * caller can partition work with fc_split_range.
+ *
+ * Fast mode first converts each activation row into the "dot type" the weight
+ * type wants (fc_matmul_act_type): blocks of int8 with a scale (q8_0, q8_1 or
+ * q8_K), so the inner loops are integer dot products; f32/f16/bf16 weights
+ * take f32 activations. Exact mode dequantizes weights to f32 and keeps f32
+ * activations, which is what transformers computes on dequantized weights.
+ */
+#ifndef FC_OPS_H
+#define FC_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "dtype.h"
+
+/* ---- activation quantization for fast matmul ---- */
+/* The type activation rows are converted to for weights of type wtype
+ * (FC_DTYPE_Q8_0, Q8_1, Q8_K or F32). */
+int fc_matmul_act_type(int wtype);
+/* Bytes of one converted activation row of K values for weights of wtype. */
+size_t fc_matmul_act_row_size(int wtype, int64_t K);
+/* Converts one f32 row x[0..K) into the act type of wtype at dst. */
+void fc_matmul_quantize_act(int wtype, const float *x, void *dst, int64_t K);
+
+/* ---- matrix products over rows [r0, r1) of W ----
+ * w: first row of W, rows w_stride bytes apart (fc_dtype_row_size(wtype, K)).
+ * xa: T converted activation rows, xa_stride bytes apart (fast) or T f32 rows
+ *     of K floats, x_stride floats apart (exact / ref).
+ * y: T output rows, y_stride floats apart; y[t*y_stride + r] is written. */
+void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K,
+                    const void *xa, size_t xa_stride, int T,
+                    float *y, int64_t y_stride, int64_t r0, int64_t r1);
+void fc_matmul_exact(int wtype, const void *w, size_t w_stride, int64_t K,
+                     const float *x, int64_t x_stride, int T,
+                     float *y, int64_t y_stride, int64_t r0, int64_t r1);
+/* Scalar oracle: dequantizes each weight row with fc_dequantize_row_ref and
+ * accumulates in double. */
+void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
+                   const float *x, int64_t x_stride, int T,
+                   float *y, int64_t y_stride, int64_t r0, int64_t r1);
+
+/* ---- single vector dot products (fast path building blocks, exposed for tests) ---- */
+/* Dot of one weight row (wtype, K values) with one converted activation row. */
+float fc_vec_dot(int wtype, const void *wrow, const void *xa, int64_t K);
+float fc_vec_dot_ref(int wtype, const void *wrow, const void *xa, int64_t K);
+
+/* ---- elementwise and row ops (ref versions in ops_ref.c) ---- */
+/* y = x / rms(x) * w, rms over n values. y may alias x. */
+void fc_rmsnorm_ref(float *y, const float *x, const float *w, int n, float eps);
+void fc_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+/* In place softmax over n values. */
+void fc_softmax_ref(float *x, int n);
+/* y[i] = silu(g[i]) * u[i] */
+void fc_swiglu_ref(float *y, const float *g, const float *u, int n);
+void fc_swiglu(float *y, const float *g, const float *u, int n);
+/* dot of two f32 vectors, and y += a * x */
+float fc_dot_f32(const float *a, const float *b, int n);
+void fc_axpy_f32(float *y, float a, const float *x, int n);
+
+#endif
