@@ -1,7 +1,7 @@
 /*
  * base.c: status strings, logging, assertions, allocation, mmap, time.
  */
-#define _GNU_SOURCE
+
 #include "fc_base.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * pool.c: persistent worker threads, spin-then-sleep start signal and a
  * sense-reversing spin barrier.
  */
-#define _GNU_SOURCE
+
 #include "pool.h"
 #include "fc_base.h"
 

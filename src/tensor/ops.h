@@ -2,7 +2,7 @@
  * ops.h: the numeric operations of a forward pass.
  *
  * Every op has a scalar reference (ops_ref.c, suffix _ref) that is the oracle
- * for the fast versions. The fast versions (cpu/*.c) carry no suffix; exactly
+ * for the fast versions. The fast versions (under cpu/) carry no suffix; exactly
  * one definition of each is compiled (AVX2/AVX-512 under #if, else generic).
  *
  * Matrix products: W is (R rows, K columns) in a stored type; X holds T

@@ -1,0 +1,224 @@
+/*
+ * cmd_generate.c: `fastchat generate` (raw generation from token ids or text,
+ * greedy or sampled, with timing) and `fastchat logits` (the logits of every
+ * prompt position written to a file, for comparisons with transformers).
+ *
+ * Neither applies a chat template: the prompt is what the model reads.
+ */
+#include "cli.h"
+#include "base/fc_base.h"
+#include "model/model.h"
+#include "model/kv_cache.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct gen_opts {
+    const char *model_path;
+    const char *prompt_ids;
+    const char *prompt;
+    const char *out;
+    int max_new_tokens;
+    float temperature;
+    bool exact, ignore_eos, print_ids, verbose;
+    int threads;
+    int n_batch;
+    unsigned long long seed;
+} gen_opts;
+
+static void usage_generate(void)
+{
+    printf("usage: fastchat generate --model-path M (--prompt-ids 1,2,3 | --prompt TEXT)\n"
+           "                         [--max-new-tokens N] [--temperature T] [--seed S] [--exact]\n"
+           "                         [--threads N] [--batch N] [--ignore-eos] [--print-ids] [--verbose]\n"
+           "       fastchat logits   --model-path M --prompt-ids 1,2,3 --out FILE [--exact] [--threads N]\n"
+           "  --exact       weights dequantized to f32 and f32 activations (the reference mode)\n"
+           "  --ignore-eos  keep generating past end-of-sequence\n"
+           "  --print-ids   print the generated ids as a JSON array\n"
+           "  --verbose     print load, prefill and decode speed to stderr\n"
+           "  logits writes T x V float32 values (row t: the logits after prompt token t)\n");
+}
+
+static void parse(int argc, char **argv, gen_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_new_tokens = 64;
+    o->temperature = 0.0f;
+    o->n_batch = 512;
+    o->seed = 1234;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV() do { if (!v) fc_cli_die(NULL, "%s needs a value", a); i++; } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage_generate(); exit(0); }
+        else if (!strcmp(a, "--model-path")) { NEEDV(); o->model_path = v; }
+        else if (!strcmp(a, "--prompt-ids")) { NEEDV(); o->prompt_ids = v; }
+        else if (!strcmp(a, "--prompt")) { NEEDV(); o->prompt = v; }
+        else if (!strcmp(a, "--out")) { NEEDV(); o->out = v; }
+        else if (!strcmp(a, "--max-new-tokens")) { NEEDV(); o->max_new_tokens = atoi(v); }
+        else if (!strcmp(a, "--temperature")) { NEEDV(); o->temperature = (float)atof(v); }
+        else if (!strcmp(a, "--seed")) { NEEDV(); o->seed = strtoull(v, NULL, 10); }
+        else if (!strcmp(a, "--threads")) { NEEDV(); o->threads = atoi(v); }
+        else if (!strcmp(a, "--batch")) { NEEDV(); o->n_batch = atoi(v); }
+        else if (!strcmp(a, "--exact")) o->exact = true;
+        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
+        else if (!strcmp(a, "--print-ids")) o->print_ids = true;
+        else if (!strcmp(a, "--verbose")) o->verbose = true;
+        else fc_cli_die("run with --help for the options", "unknown option '%s'", a);
+#undef NEEDV
+    }
+    if (!o->model_path) o->model_path = fc_cli_default_model();
+    if (o->max_new_tokens < 0) fc_cli_die(NULL, "--max-new-tokens must be >= 0");
+    if (o->n_batch <= 0) fc_cli_die(NULL, "--batch must be > 0");
+}
+
+static fc_model *load_or_die(const char *path, bool verbose)
+{
+    double t0 = fc_time_sec();
+    fc_model *m = fc_model_load(path);
+    if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder (config.json + *.safetensors)",
+                       "%s", fc_last_error());
+    if (verbose) fprintf(stderr, "load: %.3f s (%s)\n", fc_time_sec() - t0, path);
+    return m;
+}
+
+static int32_t *prompt_or_die(const gen_opts *o, int *n)
+{
+    if (o->prompt_ids) return fc_cli_parse_ids(o->prompt_ids, n);
+    if (o->prompt) fc_cli_die("pass --prompt-ids until the tokenizer lands", "--prompt needs a tokenizer");
+    fc_cli_die("give the prompt with --prompt-ids 1,2,3", "no prompt");
+}
+
+/* Evaluates the prompt in chunks of n_batch; logits of the last token (or of
+ * every token when all_rows) land in logits. Returns seconds spent. */
+static double prefill(const fc_model *m, fc_exec *e, fc_kv_cache *kv, fc_batch *b, const int32_t *ids, int n,
+                      int n_batch, bool all_rows, float *logits)
+{
+    const int V = fc_model_get_config(m)->n_vocab;
+    double t0 = fc_time_sec();
+    int n_rows = 0;
+    for (int i = 0; i < n; i += n_batch) {
+        int k = FC_MIN(n_batch, n - i);
+        if (fc_kv_cache_reserve(kv, 0, k) != FC_OK) fc_cli_die("use a shorter prompt", "the prompt does not fit the KV cache");
+        fc_batch_clear(b);
+        for (int j = 0; j < k; j++) fc_batch_add(b, ids[i + j], i + j, 0, all_rows || i + j == n - 1);
+        float *dst = all_rows ? logits + (size_t)n_rows * V : logits;
+        if (fc_model_forward(m, e, kv, b, dst) != FC_OK) fc_cli_die(NULL, "forward failed: %s", fc_last_error());
+        n_rows += all_rows ? k : 0;
+    }
+    return fc_time_sec() - t0;
+}
+
+/* xorshift64* for sampling, seeded by --seed */
+static double rnd(unsigned long long *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (double)((*s * 2685821657736338717ULL) >> 11) / (double)(1ULL << 53);
+}
+
+static int pick(const float *logits, int V, float temperature, unsigned long long *rng)
+{
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (temperature <= 1e-5f) return best;
+    double sum = 0, r;
+    for (int i = 0; i < V; i++) sum += exp((logits[i] - logits[best]) / temperature);
+    r = rnd(rng) * sum;
+    for (int i = 0; i < V; i++) {
+        r -= exp((logits[i] - logits[best]) / temperature);
+        if (r <= 0) return i;
+    }
+    return best;
+}
+
+int fc_cmd_generate(int argc, char **argv)
+{
+    gen_opts o;
+    parse(argc, argv, &o);
+    fc_model *m = load_or_die(o.model_path, o.verbose);
+    const fc_model_config *c = fc_model_get_config(m);
+    int n_prompt;
+    int32_t *ids = prompt_or_die(&o, &n_prompt);
+    int n_ctx = n_prompt + o.max_new_tokens;
+    if (n_ctx > c->n_ctx_train)
+        FC_LOG_WARN("prompt + new tokens (%d) exceed the model's context length %d", n_ctx, c->n_ctx_train);
+    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n_prompt)};
+    fc_exec *e = fc_exec_new(m, &ep);
+    fc_kv_params kp = {.n_tokens = n_ctx + 1, .n_seq_max = 1, .dtype = FC_DTYPE_F32};
+    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
+    if (!e || !kv) fc_cli_die(NULL, "%s", fc_last_error());
+    fc_batch *b = fc_batch_new(ep.n_batch_max);
+    float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab);
+    unsigned long long rng = o.seed ? o.seed : 1;
+
+    double t_prefill = prefill(m, e, kv, b, ids, n_prompt, ep.n_batch_max, false, logits);
+    int32_t *out = fc_xmalloc(sizeof(int32_t) * (size_t)(o.max_new_tokens + 1));
+    int n_out = 0;
+    double t0 = fc_time_sec();
+    for (int i = 0; i < o.max_new_tokens; i++) {
+        int tok = pick(logits, c->n_vocab, o.temperature, &rng);
+        out[n_out++] = tok;
+        if (!o.print_ids) { printf("%d ", tok); fflush(stdout); }
+        if (!o.ignore_eos && tok == c->eos_id) break;
+        if (i + 1 == o.max_new_tokens) break;
+        if (fc_kv_cache_reserve(kv, 0, 1) != FC_OK) break;
+        fc_batch_clear(b);
+        fc_batch_add(b, tok, n_prompt + i, 0, true);
+        if (fc_model_forward(m, e, kv, b, logits) != FC_OK) fc_cli_die(NULL, "forward failed: %s", fc_last_error());
+    }
+    double t_decode = fc_time_sec() - t0;
+    if (o.print_ids) {
+        printf("[");
+        for (int i = 0; i < n_out; i++) printf(i ? ", %d" : "%d", out[i]);
+        printf("]\n");
+    } else {
+        printf("\n");
+    }
+    if (o.verbose) {
+        fprintf(stderr, "prefill: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t_prefill, n_prompt / t_prefill);
+        int nd = n_out > 1 ? n_out - 1 : 0;
+        fprintf(stderr, "decode: %d tokens in %.3f s (%.1f tokens/s)\n", nd, t_decode, nd ? nd / t_decode : 0.0);
+        fprintf(stderr, "threads: %d, mode: %s, peak RSS %.1f MiB\n", fc_exec_n_threads(e), o.exact ? "exact" : "fast",
+                fc_peak_rss() / 1048576.0);
+    }
+    free(out);
+    free(logits);
+    free(ids);
+    fc_batch_free(b);
+    fc_kv_cache_free(kv);
+    fc_exec_free(e);
+    fc_model_free(m);
+    return 0;
+}
+
+int fc_cmd_logits(int argc, char **argv)
+{
+    gen_opts o;
+    parse(argc, argv, &o);
+    if (!o.out) fc_cli_die("add --out FILE", "logits needs an output file");
+    fc_model *m = load_or_die(o.model_path, o.verbose);
+    const fc_model_config *c = fc_model_get_config(m);
+    int n;
+    int32_t *ids = prompt_or_die(&o, &n);
+    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n)};
+    fc_exec *e = fc_exec_new(m, &ep);
+    fc_kv_params kp = {.n_tokens = n, .n_seq_max = 1, .dtype = FC_DTYPE_F32};
+    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
+    if (!e || !kv) fc_cli_die(NULL, "%s", fc_last_error());
+    fc_batch *b = fc_batch_new(ep.n_batch_max);
+    float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab * (size_t)n);
+    prefill(m, e, kv, b, ids, n, ep.n_batch_max, true, logits);
+    FILE *f = fopen(o.out, "wb");
+    if (!f || fwrite(logits, sizeof(float) * (size_t)c->n_vocab, (size_t)n, f) != (size_t)n || fclose(f) != 0)
+        fc_cli_die(NULL, "%s: cannot write", o.out);
+    free(logits);
+    free(ids);
+    fc_batch_free(b);
+    fc_kv_cache_free(kv);
+    fc_exec_free(e);
+    fc_model_free(m);
+    return 0;
+}

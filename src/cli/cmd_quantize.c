@@ -1,0 +1,156 @@
+/*
+ * cmd_quantize.c: `fastchat quantize`: writes any model we can read (GGUF or
+ * Hugging Face folder) as a GGUF of another weight type that both we and
+ * llama.cpp load.
+ *
+ * Matrices take the requested type (re-quantizing from their stored type
+ * through f32, as llama.cpp's --allow-requantize does); a matrix whose row
+ * length is not a multiple of the type's block falls back to q8_0 (or f16).
+ * 1-D tensors (norms, biases) are written as f32. Metadata of a GGUF source
+ * is copied (tokenizer and chat template included) with general.file_type
+ * updated; a Hugging Face source gets llama.cpp's hyper-parameter keys and
+ * its Q/K rows permuted to llama.cpp's adjacent-pair RoPE layout.
+ */
+#include "cli.h"
+#include "base/fc_base.h"
+#include "model/model.h"
+#include "model/gguf.h"
+
+#include <string.h>
+
+/* llama.cpp's llama_ftype numbers for general.file_type */
+static int ftype_of(int t)
+{
+    switch (t) {
+    case FC_DTYPE_F32: return 0;
+    case FC_DTYPE_F16: return 1;
+    case FC_DTYPE_Q4_0: return 2;
+    case FC_DTYPE_Q4_1: return 3;
+    case FC_DTYPE_Q8_0: return 7;
+    case FC_DTYPE_Q5_0: return 8;
+    case FC_DTYPE_Q5_1: return 9;
+    case FC_DTYPE_Q4_K: return 15;
+    case FC_DTYPE_Q6_K: return 18;
+    case FC_DTYPE_BF16: return 32;
+    }
+    return 0;
+}
+
+/* Row r of the GGUF layout of a HF llama Q/K matrix comes from HF row
+ * perm(r): within each head, GGUF interleaves the two halves that HF rotates
+ * together, (h, i, j) <- (h, j, i) for i < HS/2, j in {0, 1}. */
+static int64_t hf_row_for_gguf_row(int64_t r, int HS)
+{
+    int64_t h = r / HS, w = r % HS;
+    int64_t i = w / 2, j = w % 2;
+    return h * HS + j * (HS / 2) + i;
+}
+
+int fc_cmd_quantize(int argc, char **argv)
+{
+    const char *path = NULL, *out = NULL, *tname = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model-path") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc) tname = argv[++i];
+        else if (!strcmp(argv[i], "--help")) {
+            printf("usage: fastchat quantize --model-path M --type q8_0|q4_0|q4_1|q4_k|q6_k|f16|bf16|f32 --out FILE.gguf\n");
+            return 0;
+        } else fc_cli_die("run with --help for the options", "unknown or incomplete option '%s'", argv[i]);
+    }
+    if (!path || !out || !tname) fc_cli_die("usage: fastchat quantize --model-path M --type q8_0 --out FILE.gguf", "missing option");
+    int type = fc_dtype_from_name(tname);
+    static const int writable[] = {FC_DTYPE_F32, FC_DTYPE_F16, FC_DTYPE_BF16, FC_DTYPE_Q8_0, FC_DTYPE_Q4_0,
+                                   FC_DTYPE_Q4_1, FC_DTYPE_Q5_0, FC_DTYPE_Q5_1, FC_DTYPE_Q4_K, FC_DTYPE_Q6_K};
+    bool ok = false;
+    for (size_t i = 0; i < FC_ARRAY_LEN(writable); i++) ok |= writable[i] == type;
+    if (!ok) fc_cli_die("types: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q6_k", "cannot write type '%s'", tname);
+
+    double t0 = fc_time_sec();
+    fc_model *m = fc_model_load(path);
+    if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
+    const fc_model_config *c = fc_model_get_config(m);
+    fc_gguf_writer *w = fc_gguf_writer_new();
+    const fc_gguf *g = fc_model_gguf(m);
+    if (g) {
+        for (int64_t i = 0; i < fc_gguf_n_kv(g); i++) {
+            fc_gguf_str k = fc_gguf_key(g, i);
+            if ((k.len == 17 && !memcmp(k.ptr, "general.file_type", 17)) ||
+                (k.len == 28 && !memcmp(k.ptr, "general.quantization_version", 28)))
+                continue;
+            fc_gguf_writer_copy_kv(w, g, i);
+        }
+    } else {
+        const char *a = c->arch_name;
+        char key[128];
+        fc_gguf_writer_set_str(w, "general.architecture", a, strlen(a));
+#define KU(suffix, val) do { snprintf(key, sizeof key, "%s." suffix, a); fc_gguf_writer_set_u32(w, key, (uint32_t)(val)); } while (0)
+#define KF(suffix, val) do { snprintf(key, sizeof key, "%s." suffix, a); fc_gguf_writer_set_f32(w, key, (float)(val)); } while (0)
+        KU("context_length", c->n_ctx_train);
+        KU("embedding_length", c->n_embd);
+        KU("block_count", c->n_layer);
+        KU("feed_forward_length", c->n_ff);
+        KU("attention.head_count", c->n_head);
+        KU("attention.head_count_kv", c->n_head_kv);
+        KU("rope.dimension_count", c->head_dim);
+        KU("vocab_size", c->n_vocab);
+        KF("attention.layer_norm_rms_epsilon", c->rms_eps);
+        KF("rope.freq_base", c->rope_theta);
+        if (c->head_dim != c->n_embd / c->n_head) {
+            KU("attention.key_length", c->head_dim);
+            KU("attention.value_length", c->head_dim);
+        }
+        if (c->rope_scaling == FC_ROPE_SCALING_LINEAR) {
+            snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+            fc_gguf_writer_set_str(w, key, "linear", 6);
+            KF("rope.scaling.factor", c->rope_factor);
+        } else if (c->rope_scaling == FC_ROPE_SCALING_LLAMA3) {
+            fc_cli_die("convert llama3-scaled checkpoints with llama.cpp's converter for now",
+                       "writing llama3 rope scaling (rope_freqs) is not supported yet");
+        }
+        if (c->bos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
+        if (c->eos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
+#undef KU
+#undef KF
+    }
+    fc_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype_of(type));
+    fc_gguf_writer_set_u32(w, "general.quantization_version", 2);
+
+    /* convert every tensor; buffers live until the file is written */
+    int64_t n_t = 0;
+    const char *name;
+    const fc_tensor *t;
+    while (fc_model_tensor_at(m, n_t, &name, &t)) n_t++;
+    void **bufs = fc_xcalloc((size_t)n_t, sizeof(void *));
+    bool permute = fc_model_format(m) == FC_FORMAT_HF && c->arch == FC_ARCH_LLAMA;
+    float *row = fc_xmalloc(sizeof(float) * (size_t)FC_MAX(c->n_embd, FC_MAX(c->n_ff, c->n_head * c->head_dim)) * 2);
+    for (int64_t i = 0; i < n_t; i++) {
+        fc_model_tensor_at(m, i, &name, &t);
+        int64_t K = t->ne[0], R = fc_tensor_nelem(t) / K;
+        int tt = type;
+        if (t->n_dims < 2 || R == 1) tt = FC_DTYPE_F32;
+        else if (K % fc_dtype_block_size(tt) != 0) tt = K % FC_QK == 0 ? FC_DTYPE_Q8_0 : FC_DTYPE_F16;
+        if (tt == t->type && !permute) {
+            fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, t->data);
+            continue;
+        }
+        size_t in_row = fc_dtype_row_size(t->type, K), out_row = fc_dtype_row_size(tt, K);
+        bufs[i] = fc_xmalloc(out_row * (size_t)R);
+        bool qk = permute && (strstr(name, "attn_q.") || strstr(name, "attn_k."));
+        for (int64_t r = 0; r < R; r++) {
+            int64_t src = qk ? hf_row_for_gguf_row(r, c->head_dim) : r;
+            if (!fc_dequantize_row_ref(t->type, (const uint8_t *)t->data + (size_t)src * in_row, row, K) ||
+                !fc_quantize_row_ref(tt, row, (uint8_t *)bufs[i] + (size_t)r * out_row, K))
+                fc_cli_die(NULL, "%s: cannot convert %s from %s to %s", path, name, fc_dtype_name(t->type), fc_dtype_name(tt));
+        }
+        fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, bufs[i]);
+    }
+    if (fc_gguf_writer_write(w, out) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
+    fprintf(stderr, "wrote %s (%s) in %.1f s\n", out, fc_dtype_name(type), fc_time_sec() - t0);
+    for (int64_t i = 0; i < n_t; i++) free(bufs[i]);
+    free(bufs);
+    free(row);
+    fc_gguf_writer_free(w);
+    fc_model_free(m);
+    return 0;
+}

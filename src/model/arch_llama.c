@@ -1,0 +1,453 @@
+/*
+ * arch_llama.c: the forward pass of Llama-family decoders (llama, mistral,
+ * qwen2) over a batch of tokens from many sequences, and the execution
+ * context it runs in.
+ *
+ * Per layer, for the T tokens of the batch (dimension letters as model.h):
+ *   xn = rmsnorm(x) * attn_norm                       (T, C)
+ *   q, k, v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv)
+ *   q, k = rope(q, k, pos)                            rotate pairs by pos * freq_i
+ *   K, V of each token -> the sequence's blocks in the paged cache
+ *   att = softmax(q K^T / sqrt(HS)) V over positions 0..pos of the token's sequence
+ *         (query head h reads key/value head h / (NH / NKV): grouped-query attention)
+ *   x += att Wo^T
+ *   xn = rmsnorm(x) * ffn_norm
+ *   x += (silu(xn Wgate^T) * (xn Wup^T)) Wdown^T
+ * then logits = (rmsnorm(x) * output_norm) Wout^T for the tokens that want them.
+ * This is transformers' LlamaForCausalLM / Qwen2ForCausalLM.
+ *
+ * Threads: the whole pass runs inside one fc_pool_run; phases are separated
+ * by spinning barriers. Per-token work (norms, rope, cache writes) is split
+ * by tokens, matrix products by weight rows, attention by (token, head).
+ * Q, K and V share one quantized copy of their input, as do gate and up.
+ */
+#include "model_impl.h"
+#include "kv_cache_impl.h"
+#include "../tensor/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- execution context ---- */
+
+enum { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, ACT_N };
+
+struct fc_exec {
+    const fc_model *m;
+    fc_pool *pool;
+    bool exact;
+    int n_batch_max;
+    float *x;      /* (T, C) residual stream */
+    float *xn;     /* (T, C) normed input / projection output */
+    float *q;      /* (T, NH*HS) */
+    float *k;      /* (T, NKV*HS) */
+    float *v;      /* (T, NKV*HS) */
+    float *att;    /* (T, NH*HS) */
+    float *g, *u;  /* (T, FF) */
+    float *xl;     /* (T, C) normed rows that want logits */
+    void *act[ACT_N];     /* converted activations per act type: (T, act row) */
+    size_t act_stride[ACT_N];
+    float *inv_freq;      /* (HS/2) rope frequencies after scaling */
+    float *scores;        /* (n_threads, scores_cap) attention scores */
+    int64_t scores_cap;
+    int32_t *seq_count;   /* (seq_cap) tokens per sequence in this batch */
+    int32_t *out_rows;    /* (T) batch indices that want logits */
+    int seq_cap;
+};
+
+static int act_index(int act_type)
+{
+    switch (act_type) {
+    case FC_DTYPE_Q8_0: return ACT_Q8_0;
+    case FC_DTYPE_Q8_1: return ACT_Q8_1;
+    case FC_DTYPE_Q8_K: return ACT_Q8_K;
+    default: return -1; /* f32 activations are used as they are */
+    }
+}
+
+/* Frequencies of the rotary embedding, with the model's scaling applied. */
+static void rope_freqs(const fc_model *m, float *inv_freq)
+{
+    const fc_model_config *c = &m->cfg;
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        /* as transformers: 1 / base^(2i / HS), in float32 */
+        float f = (float)(1.0 / pow((double)c->rope_theta, (double)(2 * i) / (double)c->head_dim));
+        if (c->rope_scaling == FC_ROPE_SCALING_LINEAR) {
+            f /= c->rope_factor;
+        } else if (c->rope_scaling == FC_ROPE_SCALING_LLAMA3) {
+            /* Llama 3.1 (transformers _compute_llama3_parameters): long
+             * wavelengths are divided by factor, short ones kept, and the band
+             * between them interpolated. */
+            double wavelen = 2.0 * M_PI / f;
+            double lo_wl = c->rope_orig_ctx / c->rope_low_freq_factor;
+            double hi_wl = c->rope_orig_ctx / c->rope_high_freq_factor;
+            if (wavelen > lo_wl) {
+                f = f / c->rope_factor;
+            } else if (wavelen >= hi_wl) {
+                float smooth = (float)((c->rope_orig_ctx / wavelen - c->rope_low_freq_factor) /
+                                       (c->rope_high_freq_factor - c->rope_low_freq_factor));
+                f = (1.0f - smooth) * f / c->rope_factor + smooth * f;
+            }
+        }
+        if (m->rope_freqs.data) f /= ((const float *)m->rope_freqs.data)[i];
+        inv_freq[i] = f;
+    }
+}
+
+fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
+{
+    const fc_model_config *c = &m->cfg;
+    fc_exec *e = fc_xcalloc(1, sizeof *e);
+    e->m = m;
+    e->exact = p->exact;
+    e->n_batch_max = p->n_batch_max > 0 ? p->n_batch_max : 512;
+    e->pool = fc_pool_new(p->n_threads);
+    size_t T = (size_t)e->n_batch_max;
+    size_t C = (size_t)c->n_embd, QD = (size_t)c->n_head * (size_t)c->head_dim,
+           KVD = (size_t)c->n_head_kv * (size_t)c->head_dim, FF = (size_t)c->n_ff;
+    e->x = fc_aligned_alloc(sizeof(float) * T * C);
+    e->xn = fc_aligned_alloc(sizeof(float) * T * C);
+    e->xl = fc_aligned_alloc(sizeof(float) * T * C);
+    e->q = fc_aligned_alloc(sizeof(float) * T * QD);
+    e->k = fc_aligned_alloc(sizeof(float) * T * KVD);
+    e->v = fc_aligned_alloc(sizeof(float) * T * KVD);
+    e->att = fc_aligned_alloc(sizeof(float) * T * QD);
+    e->g = fc_aligned_alloc(sizeof(float) * T * FF);
+    e->u = fc_aligned_alloc(sizeof(float) * T * FF);
+    int64_t kmax = FC_MAX((int64_t)FC_MAX(C, QD), (int64_t)FF);
+    /* K-quant activations need K to be a multiple of 256; round up so any K fits */
+    int64_t kpad = (kmax + FC_QK_K - 1) / FC_QK_K * FC_QK_K;
+    static const int reps[ACT_N] = {FC_DTYPE_Q8_0, FC_DTYPE_Q4_1, FC_DTYPE_Q4_K};
+    for (int a = 0; a < ACT_N; a++) {
+        e->act_stride[a] = (fc_matmul_act_row_size(reps[a], kpad) + 63) / 64 * 64;
+        e->act[a] = fc_aligned_alloc(e->act_stride[a] * T);
+    }
+    e->inv_freq = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
+    rope_freqs(m, e->inv_freq);
+    e->out_rows = fc_xmalloc(sizeof(int32_t) * T);
+    bool ok = e->x && e->xn && e->xl && e->q && e->k && e->v && e->att && e->g && e->u;
+    for (int a = 0; a < ACT_N; a++) ok = ok && e->act[a];
+    if (!ok) {
+        FC_LOG_ERROR("fc_exec_new: cannot allocate scratch for %d tokens", e->n_batch_max);
+        fc_exec_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void fc_exec_free(fc_exec *e)
+{
+    if (!e) return;
+    fc_pool_free(e->pool);
+    fc_aligned_free(e->x);
+    fc_aligned_free(e->xn);
+    fc_aligned_free(e->xl);
+    fc_aligned_free(e->q);
+    fc_aligned_free(e->k);
+    fc_aligned_free(e->v);
+    fc_aligned_free(e->att);
+    fc_aligned_free(e->g);
+    fc_aligned_free(e->u);
+    for (int a = 0; a < ACT_N; a++) fc_aligned_free(e->act[a]);
+    free(e->inv_freq);
+    free(e->scores);
+    free(e->seq_count);
+    free(e->out_rows);
+    free(e);
+}
+
+int fc_exec_n_threads(const fc_exec *e) { return fc_pool_size(e->pool); }
+
+/* ---- the pass ---- */
+
+typedef struct fwd {
+    const fc_model *m;
+    fc_exec *e;
+    fc_kv_cache *kv;
+    const fc_batch *b;
+    float *logits;
+    int T;
+    int n_out;
+} fwd;
+
+/* One output of a grouped matrix product. */
+typedef struct mm_out {
+    const fc_tensor *w;
+    float *y;          /* (T, R) */
+} mm_out;
+
+/* y_i = in W_i^T for n matrices sharing the input (T rows of K floats,
+ * stride K). Rows of all matrices are split evenly among the threads.
+ * Ends with a barrier. */
+static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
+                         const mm_out *outs, int n)
+{
+    fc_exec *e = f->e;
+    bool need[ACT_N] = {false};
+    if (!e->exact) {
+        int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
+        for (int i = 0; i < n; i++) {
+            int a = act_index(fc_matmul_act_type(outs[i].w->type));
+            if (a < 0 || need[a]) continue;
+            need[a] = true;
+            for (int t = t0; t < t1; t++)
+                fc_matmul_quantize_act(outs[i].w->type, in + (size_t)t * (size_t)K,
+                                       (uint8_t *)e->act[a] + (size_t)t * e->act_stride[a], K);
+        }
+        fc_pool_barrier(e->pool);
+    }
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += outs[i].w->ne[1];
+    long lo, hi;
+    fc_split_range(total, ith, nth, 16, &lo, &hi);
+    int64_t base = 0;
+    for (int i = 0; i < n; i++) {
+        const fc_tensor *w = outs[i].w;
+        int64_t R = w->ne[1];
+        int64_t r0 = FC_MAX(lo - base, 0), r1 = FC_MIN(hi - base, R);
+        if (r0 < r1) {
+            size_t ws = fc_tensor_row_bytes(w);
+            if (e->exact) {
+                fc_matmul_exact(w->type, w->data, ws, K, in, K, T, outs[i].y, R, r0, r1);
+            } else {
+                int a = act_index(fc_matmul_act_type(w->type));
+                if (a < 0)
+                    fc_matmul_fast(w->type, w->data, ws, K, in, sizeof(float) * (size_t)K, T, outs[i].y, R, r0, r1);
+                else
+                    fc_matmul_fast(w->type, w->data, ws, K, e->act[a], e->act_stride[a], T, outs[i].y, R, r0, r1);
+            }
+        }
+        base += R;
+    }
+    fc_pool_barrier(e->pool);
+}
+
+static void rope(float *v, int n_heads, int HS, const float *inv_freq, int pos, bool neox)
+{
+    int half = HS / 2;
+    for (int i = 0; i < half; i++) {
+        float ang = (float)pos * inv_freq[i];
+        float c = (float)cos((double)ang), s = (float)sin((double)ang);
+        for (int h = 0; h < n_heads; h++) {
+            float *x = v + (size_t)h * (size_t)HS;
+            int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+            float a = x[i0], b = x[i1];
+            x[i0] = a * c - b * s;
+            x[i1] = a * s + b * c;
+        }
+    }
+}
+
+static inline void store_kv(void *dst, const float *src, int n, int dtype)
+{
+    if (dtype == FC_DTYPE_F32) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    } else {
+        fc_f16 *d = dst;
+        for (int i = 0; i < n; i++) d[i] = fc_f32_to_f16(src[i]);
+    }
+}
+
+/* Attention of query head h of batch token t over its sequence's cache. */
+static void attend(fwd *f, int l, int t, int h, float *scores)
+{
+    const fc_model_config *c = &f->m->cfg;
+    const fc_kv_cache *kv = f->kv;
+    const int HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv;
+    const int kvh = h / (NH / NKV);
+    const int pos = f->b->pos[t];
+    const fc_kv_seq *s = &kv->seqs[f->b->seq[t]];
+    const float *q = f->e->q + (size_t)t * (size_t)(NH * HS) + (size_t)h * (size_t)HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    const int n = pos + 1;
+    float maxv = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        int32_t blk = s->blocks[j / FC_KV_BLOCK];
+        size_t off = ((size_t)kvh * FC_KV_BLOCK + (size_t)(j % FC_KV_BLOCK)) * (size_t)HS;
+        float d;
+        if (kv->dtype == FC_DTYPE_F32) {
+            d = fc_dot_f32(q, (const float *)fc_kv_block_ptr(kv, blk, l, 0) + off, HS);
+        } else {
+            const fc_f16 *kp = (const fc_f16 *)fc_kv_block_ptr(kv, blk, l, 0) + off;
+            d = 0;
+            for (int i = 0; i < HS; i++) d += q[i] * fc_f16_to_f32(kp[i]);
+        }
+        scores[j] = d * scale;
+        if (scores[j] > maxv) maxv = scores[j];
+    }
+    float sum = 0;
+    for (int j = 0; j < n; j++) {
+        scores[j] = expf(scores[j] - maxv);
+        sum += scores[j];
+    }
+    float inv = 1.0f / sum;
+    float *out = f->e->att + (size_t)t * (size_t)(NH * HS) + (size_t)h * (size_t)HS;
+    memset(out, 0, sizeof(float) * (size_t)HS);
+    for (int j = 0; j < n; j++) {
+        int32_t blk = s->blocks[j / FC_KV_BLOCK];
+        size_t off = ((size_t)kvh * FC_KV_BLOCK + (size_t)(j % FC_KV_BLOCK)) * (size_t)HS;
+        float w = scores[j] * inv;
+        if (kv->dtype == FC_DTYPE_F32) {
+            fc_axpy_f32(out, w, (const float *)fc_kv_block_ptr(kv, blk, l, 1) + off, HS);
+        } else {
+            const fc_f16 *vp = (const fc_f16 *)fc_kv_block_ptr(kv, blk, l, 1) + off;
+            for (int i = 0; i < HS; i++) out[i] += w * fc_f16_to_f32(vp[i]);
+        }
+    }
+}
+
+static void forward_thread(void *ctx, int ith, int nth)
+{
+    fwd *f = ctx;
+    const fc_model *m = f->m;
+    const fc_model_config *c = &m->cfg;
+    fc_exec *e = f->e;
+    fc_kv_cache *kv = f->kv;
+    const fc_batch *b = f->b;
+    const int T = f->T, C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, FF = c->n_ff;
+    const int QD = NH * HS, KVD = NKV * HS;
+    const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
+    float *scores = e->scores + (size_t)ith * (size_t)e->scores_cap;
+
+    /* token embeddings */
+    size_t erow = fc_tensor_row_bytes(&m->tok_embd);
+    for (int t = t0; t < t1; t++)
+        fc_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)b->token[t] * erow,
+                              e->x + (size_t)t * C, C);
+    fc_pool_barrier(e->pool);
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const fc_layer *L = &m->layers[l];
+        /* x += previous layer's down projection; xn = attn norm */
+        for (int t = t0; t < t1; t++) {
+            float *x = e->x + (size_t)t * C, *xn = e->xn + (size_t)t * C;
+            if (l > 0)
+                for (int i = 0; i < C; i++) x[i] += xn[i];
+            fc_rmsnorm(xn, x, L->attn_norm.data, C, c->rms_eps);
+        }
+        fc_pool_barrier(e->pool);
+        mm_out qkv[3] = {{&L->wq, e->q}, {&L->wk, e->k}, {&L->wv, e->v}};
+        matmul_group(f, ith, nth, e->xn, C, T, qkv, 3);
+
+        /* biases, rope, and the new keys/values into the cache */
+        for (int t = t0; t < t1; t++) {
+            float *q = e->q + (size_t)t * QD, *k = e->k + (size_t)t * KVD, *v = e->v + (size_t)t * KVD;
+            if (L->bq.data) {
+                const float *bq = L->bq.data, *bk = L->bk.data, *bv = L->bv.data;
+                for (int i = 0; i < QD; i++) q[i] += bq[i];
+                for (int i = 0; i < KVD; i++) { k[i] += bk[i]; v[i] += bv[i]; }
+            }
+            rope(q, NH, HS, e->inv_freq, b->pos[t], c->rope_neox);
+            rope(k, NKV, HS, e->inv_freq, b->pos[t], c->rope_neox);
+            const fc_kv_seq *s = &kv->seqs[b->seq[t]];
+            int32_t blk = s->blocks[b->pos[t] / FC_KV_BLOCK];
+            int slot = b->pos[t] % FC_KV_BLOCK;
+            uint8_t *kb = fc_kv_block_ptr(kv, blk, l, 0), *vb = fc_kv_block_ptr(kv, blk, l, 1);
+            for (int h = 0; h < NKV; h++) {
+                size_t off = ((size_t)h * FC_KV_BLOCK + (size_t)slot) * (size_t)HS * kv->elt;
+                store_kv(kb + off, k + (size_t)h * HS, HS, kv->dtype);
+                store_kv(vb + off, v + (size_t)h * HS, HS, kv->dtype);
+            }
+        }
+        fc_pool_barrier(e->pool);
+
+        /* attention, split over (token, head) pairs */
+        long a0, a1;
+        fc_split_range((long)T * NH, ith, nth, 1, &a0, &a1);
+        for (long i = a0; i < a1; i++) attend(f, l, (int)(i / NH), (int)(i % NH), scores);
+        fc_pool_barrier(e->pool);
+
+        mm_out o[1] = {{&L->wo, e->xn}};
+        matmul_group(f, ith, nth, e->att, QD, T, o, 1);
+        for (int t = t0; t < t1; t++) {
+            float *x = e->x + (size_t)t * C, *xn = e->xn + (size_t)t * C;
+            for (int i = 0; i < C; i++) x[i] += xn[i];
+            fc_rmsnorm(xn, x, L->ffn_norm.data, C, c->rms_eps);
+        }
+        fc_pool_barrier(e->pool);
+        mm_out gu[2] = {{&L->w_gate, e->g}, {&L->w_up, e->u}};
+        matmul_group(f, ith, nth, e->xn, C, T, gu, 2);
+        for (int t = t0; t < t1; t++)
+            fc_swiglu(e->g + (size_t)t * FF, e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
+        fc_pool_barrier(e->pool);
+        mm_out d[1] = {{&L->w_down, e->xn}};
+        matmul_group(f, ith, nth, e->g, FF, T, d, 1);
+    }
+
+    /* last residual, final norm of the rows that want logits, output head */
+    int o0 = (int)((long)f->n_out * ith / nth), o1 = (int)((long)f->n_out * (ith + 1) / nth);
+    for (int r = o0; r < o1; r++) {
+        int t = e->out_rows[r];
+        float *x = e->x + (size_t)t * C, *xn = e->xn + (size_t)t * C;
+        for (int i = 0; i < C; i++) x[i] += xn[i];
+        fc_rmsnorm(e->xl + (size_t)r * C, x, m->output_norm.data, C, c->rms_eps);
+    }
+    fc_pool_barrier(e->pool);
+    if (f->n_out > 0) {
+        mm_out lo[1] = {{&m->output, f->logits}};
+        matmul_group(f, ith, nth, e->xl, C, f->n_out, lo, 1);
+    }
+}
+
+enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, const fc_batch *b, float *logits)
+{
+    const fc_model_config *c = &m->cfg;
+    const int T = b->n_tokens;
+    if (T <= 0) return FC_OK;
+    if (T > e->n_batch_max) {
+        FC_LOG_ERROR("fc_model_forward: batch of %d tokens exceeds the context's maximum %d", T, e->n_batch_max);
+        return FC_ERR_ARG;
+    }
+    if (kv->L != c->n_layer || kv->NKV != c->n_head_kv || kv->HS != c->head_dim) {
+        FC_LOG_ERROR("fc_model_forward: KV cache was made for another model shape");
+        return FC_ERR_ARG;
+    }
+    /* validate: ids, sequences, positions continuing each sequence, room */
+    if (e->seq_cap < kv->n_seq_max) {
+        e->seq_count = fc_xrealloc(e->seq_count, sizeof(int32_t) * (size_t)kv->n_seq_max);
+        e->seq_cap = kv->n_seq_max;
+    }
+    memset(e->seq_count, 0, sizeof(int32_t) * (size_t)kv->n_seq_max);
+    int n_out = 0, max_pos = 0;
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (b->token[t] < 0 || b->token[t] >= c->n_vocab) {
+            FC_LOG_ERROR("fc_model_forward: token id %d outside the vocabulary [0, %d)", b->token[t], c->n_vocab);
+            return FC_ERR_ARG;
+        }
+        if (s < 0 || s >= kv->n_seq_max) {
+            FC_LOG_ERROR("fc_model_forward: sequence id %d outside [0, %d)", s, kv->n_seq_max);
+            return FC_ERR_ARG;
+        }
+        const fc_kv_seq *sq = &kv->seqs[s];
+        int want = sq->len + e->seq_count[s];
+        if (b->pos[t] != want) {
+            FC_LOG_ERROR("fc_model_forward: token %d of sequence %d has position %d, expected %d", t, s, b->pos[t], want);
+            return FC_ERR_ARG;
+        }
+        if (want >= sq->n_blocks * FC_KV_BLOCK) {
+            FC_LOG_ERROR("fc_model_forward: sequence %d has no KV room for position %d (reserve first)", s, want);
+            return FC_ERR_FULL;
+        }
+        e->seq_count[s]++;
+        if (b->pos[t] > max_pos) max_pos = b->pos[t];
+        if (b->logits[t]) e->out_rows[n_out++] = t;
+    }
+    int64_t need = ((int64_t)max_pos + 1 + 15) / 16 * 16;
+    if (need > e->scores_cap) {
+        free(e->scores);
+        e->scores_cap = need;
+        e->scores = fc_xmalloc(sizeof(float) * (size_t)need * (size_t)fc_pool_size(e->pool));
+    }
+    fwd f = {.m = m, .e = e, .kv = kv, .b = b, .logits = logits, .T = T, .n_out = n_out};
+    fc_pool_run(e->pool, forward_thread, &f);
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (e->seq_count[s]) {
+            kv->seqs[s].len += e->seq_count[s];
+            e->seq_count[s] = 0;
+        }
+    }
+    return FC_OK;
+}

@@ -1,0 +1,454 @@
+/*
+ * model.c: loading a model from a GGUF file or a Hugging Face folder into an
+ * fc_model: hyper-parameters, and views of every weight tensor in place in
+ * the file mapping (no dequantization; small 1-D tensors stored as f16/bf16
+ * are upcast to f32 once, since the norms are applied in f32).
+ *
+ * GGUF metadata keys follow llama.cpp's conventions ("<arch>.block_count",
+ * "<arch>.attention.head_count", ...). llama.cpp's converter permutes the Q
+ * and K rows of llama models so that RoPE rotates adjacent pairs; qwen2 is
+ * left unpermuted and rotated NeoX-style (rotate-half). Hugging Face
+ * checkpoints always use rotate-half. cfg.rope_neox records which applies.
+ *
+ * Does not: T5, MoE, sliding-window attention, YaRN scaling.
+ */
+#include "model_impl.h"
+#include "hf_config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- helpers ---- */
+
+static void add_named(fc_model *m, const char *name, const fc_tensor *t)
+{
+    if (!t->data) return;
+    m->named = fc_xrealloc(m->named, sizeof *m->named * (size_t)(m->n_named + 1));
+    fc_named_tensor *n = &m->named[m->n_named++];
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->t = t;
+}
+
+static void *own(fc_model *m, size_t n)
+{
+    void *p = fc_xmalloc(n);
+    m->owned = fc_xrealloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* Makes a 1-D tensor f32 (norm weights, biases), converting from f16/bf16. */
+static bool to_f32(fc_model *m, fc_tensor *t, const char *what)
+{
+    if (!t->data || t->type == FC_DTYPE_F32) return true;
+    if (t->type != FC_DTYPE_F16 && t->type != FC_DTYPE_BF16) {
+        FC_LOG_ERROR("%s: tensor %s has type %s; expected f32/f16/bf16", m->path, what,
+                     fc_dtype_name(t->type));
+        return false;
+    }
+    int64_t n = fc_tensor_nelem(t);
+    float *f = own(m, sizeof(float) * (size_t)n);
+    fc_dequantize_row_ref(t->type, t->data, f, n);
+    t->type = FC_DTYPE_F32;
+    t->data = f;
+    t->nbytes = sizeof(float) * (size_t)n;
+    return true;
+}
+
+/* Checks that t is present with the expected dims (ne0, ne1; ne1 = 0 for 1-D). */
+static bool check_shape(const fc_model *m, const fc_tensor *t, const char *name, int64_t ne0, int64_t ne1)
+{
+    if (!t->data) {
+        FC_LOG_ERROR("%s: missing tensor %s", m->path, name);
+        return false;
+    }
+    int64_t want1 = ne1 ? ne1 : 1;
+    if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        FC_LOG_ERROR("%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", m->path,
+                     name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                     (long long)t->ne[3], (long long)ne0, (long long)want1);
+        return false;
+    }
+    if (!fc_dtype_supported(t->type)) {
+        FC_LOG_ERROR("%s: tensor %s has unsupported type %s (%d)", m->path, name,
+                     fc_dtype_name(t->type), t->type);
+        return false;
+    }
+    return true;
+}
+
+/* Validates every tensor against the config and converts small ones. */
+static bool finish_tensors(fc_model *m)
+{
+    const fc_model_config *c = &m->cfg;
+    const int64_t C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, FF = c->n_ff, V = c->n_vocab;
+    char name[96];
+    if (!check_shape(m, &m->tok_embd, "token_embd.weight", C, V)) return false;
+    if (!check_shape(m, &m->output_norm, "output_norm.weight", C, 0)) return false;
+    if (!m->output.data) {
+        m->cfg.tied_embeddings = true;
+        m->output = m->tok_embd;
+    }
+    if (!check_shape(m, &m->output, "output.weight", C, V)) return false;
+    if (!to_f32(m, &m->output_norm, "output_norm.weight")) return false;
+    if (m->rope_freqs.data) {
+        if (!check_shape(m, &m->rope_freqs, "rope_freqs.weight", HS / 2, 0) || !to_f32(m, &m->rope_freqs, "rope_freqs.weight"))
+            return false;
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        fc_layer *L = &m->layers[l];
+#define CHK(field, gname, a, b) \
+        do { snprintf(name, sizeof name, "blk.%d." gname, l); \
+             if (!check_shape(m, &L->field, name, a, b)) return false; } while (0)
+        CHK(attn_norm, "attn_norm.weight", C, 0);
+        CHK(wq, "attn_q.weight", C, NH * HS);
+        CHK(wk, "attn_k.weight", C, NKV * HS);
+        CHK(wv, "attn_v.weight", C, NKV * HS);
+        CHK(wo, "attn_output.weight", NH * HS, C);
+        CHK(ffn_norm, "ffn_norm.weight", C, 0);
+        CHK(w_gate, "ffn_gate.weight", C, FF);
+        CHK(w_up, "ffn_up.weight", C, FF);
+        CHK(w_down, "ffn_down.weight", FF, C);
+        if (c->qkv_bias) {
+            CHK(bq, "attn_q.bias", NH * HS, 0);
+            CHK(bk, "attn_k.bias", NKV * HS, 0);
+            CHK(bv, "attn_v.bias", NKV * HS, 0);
+        }
+#undef CHK
+        if (!to_f32(m, &L->attn_norm, "attn_norm") || !to_f32(m, &L->ffn_norm, "ffn_norm") ||
+            !to_f32(m, &L->bq, "attn_q.bias") || !to_f32(m, &L->bk, "attn_k.bias") ||
+            !to_f32(m, &L->bv, "attn_v.bias"))
+            return false;
+    }
+    /* canonical names, sizes and the dominant matrix type */
+    add_named(m, "token_embd.weight", &m->tok_embd);
+    add_named(m, "output_norm.weight", &m->output_norm);
+    if (!m->cfg.tied_embeddings) add_named(m, "output.weight", &m->output);
+    add_named(m, "rope_freqs.weight", &m->rope_freqs);
+    size_t type_bytes[FC_DTYPE_COUNT] = {0};
+    for (int l = 0; l < c->n_layer; l++) {
+        fc_layer *L = &m->layers[l];
+        const struct { const char *n; fc_tensor *t; } ts[] = {
+            {"attn_norm.weight", &L->attn_norm}, {"attn_q.weight", &L->wq}, {"attn_k.weight", &L->wk},
+            {"attn_v.weight", &L->wv}, {"attn_q.bias", &L->bq}, {"attn_k.bias", &L->bk},
+            {"attn_v.bias", &L->bv}, {"attn_output.weight", &L->wo}, {"ffn_norm.weight", &L->ffn_norm},
+            {"ffn_gate.weight", &L->w_gate}, {"ffn_up.weight", &L->w_up}, {"ffn_down.weight", &L->w_down},
+        };
+        for (size_t i = 0; i < FC_ARRAY_LEN(ts); i++) {
+            snprintf(name, sizeof name, "blk.%d.%s", l, ts[i].n);
+            add_named(m, name, ts[i].t);
+            if (ts[i].t->data && ts[i].t->n_dims >= 2 && ts[i].t->ne[1] > 1)
+                type_bytes[ts[i].t->type] += ts[i].t->nbytes;
+        }
+    }
+    m->weight_bytes = 0;
+    for (int i = 0; i < m->n_named; i++) m->weight_bytes += m->named[i].t->nbytes;
+    int best = FC_DTYPE_F32;
+    for (int t = 0; t < FC_DTYPE_COUNT; t++)
+        if (type_bytes[t] > type_bytes[best]) best = t;
+    m->weight_type = best;
+    return true;
+}
+
+/* ---- GGUF ---- */
+
+static fc_tensor gguf_t(const fc_gguf *g, const char *name)
+{
+    const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(g, name);
+    fc_tensor t = {0};
+    if (ti) t = ti->t;
+    return t;
+}
+
+static bool gguf_u32(const fc_model *m, const char *arch, const char *suffix, int *out, bool required)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v;
+    if (!fc_gguf_get_u32(m->gguf, key, &v)) {
+        if (required) FC_LOG_ERROR("%s: missing or malformed metadata key %s", m->path, key);
+        return false;
+    }
+    if (v > INT32_MAX) {
+        FC_LOG_ERROR("%s: metadata %s = %u out of range", m->path, key, v);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+static bool gguf_f32(const fc_model *m, const char *arch, const char *suffix, float *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return fc_gguf_get_f32(m->gguf, key, out);
+}
+
+static bool load_gguf(fc_model *m)
+{
+    m->gguf = fc_gguf_open(m->path);
+    if (!m->gguf) return false;
+    const fc_gguf *g = m->gguf;
+    fc_model_config *c = &m->cfg;
+    fc_gguf_str s;
+    if (!fc_gguf_get_str(g, "general.architecture", &s)) {
+        FC_LOG_ERROR("%s: missing general.architecture", m->path);
+        return false;
+    }
+    snprintf(c->arch_name, sizeof c->arch_name, "%.*s", (int)FC_MIN(s.len, 31), s.ptr);
+    if (!strcmp(c->arch_name, "llama") || !strcmp(c->arch_name, "mistral")) {
+        c->arch = FC_ARCH_LLAMA;
+        c->rope_neox = false;
+    } else if (!strcmp(c->arch_name, "qwen2")) {
+        c->arch = FC_ARCH_QWEN2;
+        c->rope_neox = true;
+        c->qkv_bias = true;
+    } else {
+        FC_LOG_ERROR("%s: unsupported architecture '%s' (supported: llama, mistral, qwen2)", m->path, c->arch_name);
+        return false;
+    }
+    const char *a = c->arch_name;
+    if (!gguf_u32(m, a, "embedding_length", &c->n_embd, true) ||
+        !gguf_u32(m, a, "block_count", &c->n_layer, true) ||
+        !gguf_u32(m, a, "feed_forward_length", &c->n_ff, true) ||
+        !gguf_u32(m, a, "attention.head_count", &c->n_head, true))
+        return false;
+    if (!gguf_u32(m, a, "attention.head_count_kv", &c->n_head_kv, false)) c->n_head_kv = c->n_head;
+    if (!gguf_u32(m, a, "context_length", &c->n_ctx_train, false)) c->n_ctx_train = 2048;
+    if (c->n_head <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_ff <= 0 || c->n_head_kv <= 0 ||
+        c->n_head % c->n_head_kv != 0) {
+        FC_LOG_ERROR("%s: inconsistent hyper-parameters (embd %d, layers %d, ff %d, heads %d/%d)", m->path,
+                     c->n_embd, c->n_layer, c->n_ff, c->n_head, c->n_head_kv);
+        return false;
+    }
+    if (!gguf_u32(m, a, "attention.key_length", &c->head_dim, false)) c->head_dim = c->n_embd / c->n_head;
+    int rope_dim;
+    if (gguf_u32(m, a, "rope.dimension_count", &rope_dim, false) && rope_dim != c->head_dim) {
+        FC_LOG_ERROR("%s: partial rotary embeddings (rope dim %d of head %d) are not supported", m->path, rope_dim, c->head_dim);
+        return false;
+    }
+    if (c->head_dim <= 0 || c->head_dim % 2 || c->head_dim > 1024) {
+        FC_LOG_ERROR("%s: bad head size %d", m->path, c->head_dim);
+        return false;
+    }
+    if (!gguf_f32(m, a, "attention.layer_norm_rms_epsilon", &c->rms_eps)) c->rms_eps = 1e-5f;
+    if (!gguf_f32(m, a, "rope.freq_base", &c->rope_theta)) c->rope_theta = 10000.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    c->rope_scaling = FC_ROPE_SCALING_NONE;
+    c->rope_factor = 1.0f;
+    if (fc_gguf_get_str(g, key, &s)) {
+        if (s.len == 6 && !memcmp(s.ptr, "linear", 6)) {
+            c->rope_scaling = FC_ROPE_SCALING_LINEAR;
+            if (!gguf_f32(m, a, "rope.scaling.factor", &c->rope_factor) || !(c->rope_factor > 0)) {
+                FC_LOG_ERROR("%s: linear rope scaling without a valid factor", m->path);
+                return false;
+            }
+        } else if (!(s.len == 4 && !memcmp(s.ptr, "none", 4))) {
+            FC_LOG_ERROR("%s: rope scaling '%.*s' is not supported", m->path, (int)s.len, s.ptr);
+            return false;
+        }
+    }
+    float f;
+    if (c->rope_scaling == FC_ROPE_SCALING_NONE && gguf_f32(m, a, "rope.scale_linear", &f) && f != 1.0f) {
+        c->rope_scaling = FC_ROPE_SCALING_LINEAR;
+        c->rope_factor = f;
+    }
+    c->bos_id = c->eos_id = -1;
+    uint32_t id;
+    if (fc_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &id)) c->bos_id = (int)id;
+    if (fc_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &id)) c->eos_id = (int)id;
+
+    m->tok_embd = gguf_t(g, "token_embd.weight");
+    m->output_norm = gguf_t(g, "output_norm.weight");
+    m->output = gguf_t(g, "output.weight");
+    m->rope_freqs = gguf_t(g, "rope_freqs.weight");
+    if (!m->tok_embd.data) {
+        FC_LOG_ERROR("%s: missing tensor token_embd.weight", m->path);
+        return false;
+    }
+    c->n_vocab = (int)m->tok_embd.ne[1];
+    m->layers = fc_xcalloc((size_t)c->n_layer, sizeof(fc_layer));
+    for (int l = 0; l < c->n_layer; l++) {
+        fc_layer *L = &m->layers[l];
+        char n[96];
+#define GET(field, gname) do { snprintf(n, sizeof n, "blk.%d." gname, l); L->field = gguf_t(g, n); } while (0)
+        GET(attn_norm, "attn_norm.weight");
+        GET(wq, "attn_q.weight");
+        GET(wk, "attn_k.weight");
+        GET(wv, "attn_v.weight");
+        GET(wo, "attn_output.weight");
+        GET(bq, "attn_q.bias");
+        GET(bk, "attn_k.bias");
+        GET(bv, "attn_v.bias");
+        GET(ffn_norm, "ffn_norm.weight");
+        GET(w_gate, "ffn_gate.weight");
+        GET(w_up, "ffn_up.weight");
+        GET(w_down, "ffn_down.weight");
+#undef GET
+        if (L->bq.data) c->qkv_bias = true;
+    }
+    return true;
+}
+
+/* ---- Hugging Face folder ---- */
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = fc_xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            if (cap > (64u << 20)) break; /* a config.json is never this large */
+            buf = fc_xrealloc(buf, cap *= 2);
+        }
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static fc_tensor st_t(const fc_safetensors *st, const char *name)
+{
+    const fc_tensor *t = fc_safetensors_find(st, name);
+    fc_tensor r = {0};
+    if (t) r = *t;
+    return r;
+}
+
+static bool load_hf(fc_model *m)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", m->path);
+    size_t len;
+    char *json = read_file(p, &len);
+    if (!json) {
+        FC_LOG_ERROR("%s: no config.json in this folder (%s)", m->path, strerror(errno));
+        return false;
+    }
+    enum fc_status st = fc_hf_config_parse(json, len, p, &m->cfg);
+    free(json);
+    if (st != FC_OK) return false;
+    m->st = fc_safetensors_open(m->path);
+    if (!m->st) return false;
+    const fc_safetensors *s = m->st;
+    m->tok_embd = st_t(s, "model.embed_tokens.weight");
+    m->output_norm = st_t(s, "model.norm.weight");
+    m->output = st_t(s, "lm_head.weight");
+    if (m->cfg.tied_embeddings) m->output.data = NULL;
+    m->layers = fc_xcalloc((size_t)m->cfg.n_layer, sizeof(fc_layer));
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        fc_layer *L = &m->layers[l];
+        char n[128];
+#define GET(field, hname) do { snprintf(n, sizeof n, "model.layers.%d." hname, l); L->field = st_t(s, n); } while (0)
+        GET(attn_norm, "input_layernorm.weight");
+        GET(wq, "self_attn.q_proj.weight");
+        GET(wk, "self_attn.k_proj.weight");
+        GET(wv, "self_attn.v_proj.weight");
+        GET(wo, "self_attn.o_proj.weight");
+        GET(bq, "self_attn.q_proj.bias");
+        GET(bk, "self_attn.k_proj.bias");
+        GET(bv, "self_attn.v_proj.bias");
+        GET(ffn_norm, "post_attention_layernorm.weight");
+        GET(w_gate, "mlp.gate_proj.weight");
+        GET(w_up, "mlp.up_proj.weight");
+        GET(w_down, "mlp.down_proj.weight");
+#undef GET
+    }
+    return true;
+}
+
+/* ---- public ---- */
+
+fc_model *fc_model_load(const char *path)
+{
+    fc_model *m = fc_xcalloc(1, sizeof *m);
+    m->path = fc_xstrdup(path);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        FC_LOG_ERROR("%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        m->format = FC_FORMAT_HF;
+        if (!load_hf(m)) goto fail;
+    } else {
+        m->format = FC_FORMAT_GGUF;
+        if (!load_gguf(m)) goto fail;
+    }
+    if (!finish_tensors(m)) goto fail;
+    return m;
+fail:
+    fc_model_free(m);
+    return NULL;
+}
+
+void fc_model_free(fc_model *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->named);
+    free(m->layers);
+    fc_gguf_free(m->gguf);
+    fc_safetensors_free(m->st);
+    free(m->path);
+    free(m);
+}
+
+const fc_model_config *fc_model_get_config(const fc_model *m) { return &m->cfg; }
+enum fc_model_format fc_model_format(const fc_model *m) { return m->format; }
+const char *fc_model_path(const fc_model *m) { return m->path; }
+size_t fc_model_weight_bytes(const fc_model *m) { return m->weight_bytes; }
+const struct fc_gguf *fc_model_gguf(const fc_model *m) { return m->gguf; }
+int fc_model_weight_type(const fc_model *m) { return m->weight_type; }
+
+bool fc_model_tensor_at(const fc_model *m, int64_t i, const char **name, const fc_tensor **t)
+{
+    if (i < 0 || i >= m->n_named) return false;
+    *name = m->named[i].name;
+    *t = m->named[i].t;
+    return true;
+}
+
+/* ---- batches ---- */
+
+fc_batch *fc_batch_new(int n_max)
+{
+    FC_ASSERT(n_max > 0);
+    fc_batch *b = fc_xcalloc(1, sizeof *b);
+    b->n_max = n_max;
+    b->token = fc_xmalloc(sizeof(int32_t) * (size_t)n_max);
+    b->pos = fc_xmalloc(sizeof(int32_t) * (size_t)n_max);
+    b->seq = fc_xmalloc(sizeof(int32_t) * (size_t)n_max);
+    b->logits = fc_xmalloc((size_t)n_max);
+    return b;
+}
+
+void fc_batch_free(fc_batch *b)
+{
+    if (!b) return;
+    free(b->token);
+    free(b->pos);
+    free(b->seq);
+    free(b->logits);
+    free(b);
+}
+
+bool fc_batch_add(fc_batch *b, int32_t token, int32_t pos, int32_t seq, bool want_logits)
+{
+    if (b->n_tokens >= b->n_max) return false;
+    int i = b->n_tokens++;
+    b->token[i] = token;
+    b->pos[i] = pos;
+    b->seq[i] = seq;
+    b->logits[i] = want_logits ? 1 : 0;
+    return true;
+}

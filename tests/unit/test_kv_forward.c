@@ -1,0 +1,186 @@
+/*
+ * test_kv_forward.c: the paged KV cache and the batched forward on the
+ * default model (FASTCHAT_MODEL). Correctness against transformers is
+ * tested in tests/py; these check the batching machinery's invariants:
+ * - a prompt evaluated in one batch, in chunks, or token by token gives the
+ *   same logits;
+ * - several sequences interleaved in one batch give what each gives alone;
+ * - a sequence forked from another's prefix (shared blocks, copy-on-write)
+ *   continues exactly as one computed from scratch;
+ * - the pool refuses reservations beyond its budget and frees on truncate.
+ */
+#include "test_util.h"
+#include "model/model.h"
+#include "model/kv_cache.h"
+
+#include <math.h>
+#include <string.h>
+
+static const int32_t P1[] = {1, 9690, 198, 2683, 359, 253, 5356, 5646, 30, 2, 198, 1, 520, 9531, 198, 19556,
+                             28, 849, 359, 346, 47, 2, 198, 1, 520, 9531, 198, 34, 30, 37, 41, 28, 1131, 8};
+static const int32_t P2[] = {504, 2365, 314, 1029, 260, 2520, 282, 3108, 30, 378, 1495, 314, 3263, 284, 9146, 28, 351};
+
+static double maxdiff(const float *a, const float *b, int n)
+{
+    double m = 0;
+    for (int i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
+/* Logits of the last token of ids[0..n) fed in chunks of `chunk`, seq 0. */
+static void run_chunked(const fc_model *m, fc_exec *e, const int32_t *ids, int n, int chunk, float *out)
+{
+    const fc_model_config *c = fc_model_get_config(m);
+    fc_kv_params kp = {.n_tokens = 256, .n_seq_max = 4, .dtype = FC_DTYPE_F32};
+    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
+    fc_batch *b = fc_batch_new(64);
+    for (int i = 0; i < n; i += chunk) {
+        int k = n - i < chunk ? n - i : chunk;
+        CHECK(fc_kv_cache_reserve(kv, 0, k) == FC_OK);
+        fc_batch_clear(b);
+        for (int j = 0; j < k; j++) fc_batch_add(b, ids[i + j], i + j, 0, i + j == n - 1);
+        CHECK(fc_model_forward(m, e, kv, b, out) == FC_OK);
+    }
+    CHECK(fc_kv_cache_seq_len(kv, 0) == n);
+    fc_batch_free(b);
+    fc_kv_cache_free(kv);
+}
+
+static void test_mode(const fc_model *m, bool exact, int threads)
+{
+    const fc_model_config *c = fc_model_get_config(m);
+    const int V = c->n_vocab, n1 = (int)(sizeof P1 / sizeof *P1), n2 = (int)(sizeof P2 / sizeof *P2);
+    /* the same integer dot products are accumulated in a different order by
+     * the tiled (T > 1) and single-token kernels: allow float rounding */
+    const double tol = 2e-3;
+    fc_exec_params ep = {.n_threads = threads, .exact = exact, .n_batch_max = 64};
+    fc_exec *e = fc_exec_new(m, &ep);
+    float *a = malloc(sizeof(float) * V), *bb = malloc(sizeof(float) * V), *r2 = malloc(sizeof(float) * V);
+    float *two = malloc(sizeof(float) * V * 2);
+
+    run_chunked(m, e, P1, n1, 64, a);
+    run_chunked(m, e, P1, n1, 1, bb);
+    double d = maxdiff(a, bb, V);
+    printf("%s t=%d: one batch vs token by token: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);
+    CHECK(d < tol);
+    run_chunked(m, e, P1, n1, 7, bb);
+    d = maxdiff(a, bb, V);
+    printf("%s t=%d: one batch vs chunks of 7: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);
+    CHECK(d < tol);
+    run_chunked(m, e, P2, n2, 64, r2);
+
+    /* two sequences interleaved in every batch */
+    fc_kv_params kp = {.n_tokens = 256, .n_seq_max = 4, .dtype = FC_DTYPE_F32};
+    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
+    fc_batch *b = fc_batch_new(64);
+    int i1 = 0, i2 = 0;
+    while (i1 < n1 || i2 < n2) {
+        fc_batch_clear(b);
+        int k1 = n1 - i1 < 5 ? n1 - i1 : 5, k2 = n2 - i2 < 3 ? n2 - i2 : 3;
+        CHECK(fc_kv_cache_reserve(kv, 1, k1) == FC_OK);
+        CHECK(fc_kv_cache_reserve(kv, 3, k2) == FC_OK);
+        int rows = 0, row1 = -1, row2 = -1;
+        for (int j = 0; j < k2; j++) {
+            bool last = i2 + j == n2 - 1;
+            if (last) row2 = rows++;
+            fc_batch_add(b, P2[i2 + j], i2 + j, 3, last);
+        }
+        for (int j = 0; j < k1; j++) {
+            bool last = i1 + j == n1 - 1;
+            if (last) row1 = rows++;
+            fc_batch_add(b, P1[i1 + j], i1 + j, 1, last);
+        }
+        CHECK(fc_model_forward(m, e, kv, b, two) == FC_OK);
+        if (row1 >= 0) {
+            d = maxdiff(two + (size_t)row1 * V, a, V);
+            printf("%s t=%d: interleaved seq 1 vs alone: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);
+            CHECK(d < tol);
+        }
+        if (row2 >= 0) {
+            d = maxdiff(two + (size_t)row2 * V, r2, V);
+            printf("%s t=%d: interleaved seq 3 vs alone: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);
+            CHECK(d < tol);
+        }
+        i1 += k1;
+        i2 += k2;
+    }
+
+    /* fork: seq 2 shares the first 21 tokens of seq 1 (a partial block), then
+     * continues with P1's remaining tokens; must equal P1 computed whole */
+    int64_t free_before = fc_kv_cache_free_blocks(kv);
+    fc_kv_cache_seq_fork(kv, 1, 2, 21);
+    CHECK(fc_kv_cache_seq_len(kv, 2) == 21);
+    CHECK(fc_kv_cache_free_blocks(kv) == free_before); /* no copy yet */
+    CHECK(fc_kv_cache_reserve(kv, 2, n1 - 21) == FC_OK);
+    fc_batch_clear(b);
+    for (int j = 21; j < n1; j++) fc_batch_add(b, P1[j], j, 2, j == n1 - 1);
+    CHECK(fc_model_forward(m, e, kv, b, bb) == FC_OK);
+    d = maxdiff(a, bb, V);
+    printf("%s t=%d: forked prefix + continuation vs whole: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);
+    CHECK(d < tol);
+    /* and the source sequence was not disturbed by the copy-on-write */
+    CHECK(fc_kv_cache_reserve(kv, 1, 1) == FC_OK);
+    fc_batch_clear(b);
+    fc_batch_add(b, P2[0], n1, 1, true);
+    CHECK(fc_model_forward(m, e, kv, b, two) == FC_OK);
+    CHECK(fc_kv_cache_reserve(kv, 2, 1) == FC_OK);
+    fc_batch_clear(b);
+    fc_batch_add(b, P2[0], n1, 2, true);
+    CHECK(fc_model_forward(m, e, kv, b, bb) == FC_OK);
+    d = maxdiff(two, bb, V);
+    CHECK(d < tol);
+
+    /* errors: wrong position, unknown sequence, bad token */
+    fc_batch_clear(b);
+    fc_batch_add(b, 5, 3, 1, true);
+    CHECK(fc_model_forward(m, e, kv, b, bb) == FC_ERR_ARG);
+    fc_batch_clear(b);
+    fc_batch_add(b, 5, 0, 9, true);
+    CHECK(fc_model_forward(m, e, kv, b, bb) == FC_ERR_ARG);
+    fc_batch_clear(b);
+    fc_batch_add(b, V, fc_kv_cache_seq_len(kv, 1), 1, true);
+    CHECK(fc_model_forward(m, e, kv, b, bb) == FC_ERR_ARG);
+    fc_batch_clear(b);
+    fc_batch_add(b, 5, 0, 0, true); /* seq 0 has no reserved room */
+    CHECK(fc_model_forward(m, e, kv, b, bb) == FC_ERR_FULL);
+
+    fc_batch_free(b);
+    fc_kv_cache_free(kv);
+    free(a); free(bb); free(r2); free(two);
+    fc_exec_free(e);
+}
+
+static void test_pool(const fc_model_config *c)
+{
+    fc_kv_params kp = {.n_tokens = 64, .n_seq_max = 3, .dtype = FC_DTYPE_F16};
+    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
+    CHECK(fc_kv_cache_total_blocks(kv) == 4);
+    CHECK(fc_kv_cache_reserve(kv, 0, 40) == FC_OK);     /* 3 blocks */
+    CHECK(fc_kv_cache_free_blocks(kv) == 1);
+    CHECK(fc_kv_cache_reserve(kv, 1, 17) == FC_ERR_FULL); /* needs 2 */
+    CHECK(fc_kv_cache_free_blocks(kv) == 1);              /* nothing taken */
+    CHECK(fc_kv_cache_reserve(kv, 1, 16) == FC_OK);
+    CHECK(fc_kv_cache_free_blocks(kv) == 0);
+    fc_kv_cache_seq_truncate(kv, 0, 0);
+    CHECK(fc_kv_cache_free_blocks(kv) == 3);
+    fc_kv_cache_free(kv);
+    fc_kv_cache_free(NULL);
+}
+
+int main(void)
+{
+    const char *path = getenv("FASTCHAT_MODEL");
+    if (!path) {
+        fprintf(stderr, "FASTCHAT_MODEL is not set (scripts/run_tests.sh sets it)\n");
+        return 1;
+    }
+    fc_model *m = fc_model_load(path);
+    CHECK(m != NULL);
+    if (!m) return TEST_END();
+    test_pool(fc_model_get_config(m));
+    test_mode(m, true, 2);
+    test_mode(m, false, 2);
+    test_mode(m, false, 1);
+    fc_model_free(m);
+    return TEST_END();
+}
