@@ -147,7 +147,7 @@ int fc_cmd_generate(int argc, char **argv)
         FC_LOG_WARN("prompt + new tokens (%d) exceed the model's context length %d", n_ctx, c->n_ctx_train);
     fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n_prompt)};
     fc_exec *e = fc_exec_new(m, &ep);
-    fc_kv_params kp = {.n_tokens = n_ctx + 1, .n_seq_max = 1, .dtype = FC_DTYPE_F32};
+    fc_kv_params kp = {.n_tokens = n_ctx + 1, .n_seq_max = 1, .dtype = o.exact ? FC_DTYPE_F32 : FC_DTYPE_F16};
     fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
     if (!e || !kv) fc_cli_die(NULL, "%s", fc_last_error());
     fc_batch *b = fc_batch_new(ep.n_batch_max);
@@ -205,7 +205,7 @@ int fc_cmd_logits(int argc, char **argv)
     int32_t *ids = prompt_or_die(&o, &n);
     fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n)};
     fc_exec *e = fc_exec_new(m, &ep);
-    fc_kv_params kp = {.n_tokens = n, .n_seq_max = 1, .dtype = FC_DTYPE_F32};
+    fc_kv_params kp = {.n_tokens = n, .n_seq_max = 1, .dtype = o.exact ? FC_DTYPE_F32 : FC_DTYPE_F16};
     fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
     if (!e || !kv) fc_cli_die(NULL, "%s", fc_last_error());
     fc_batch *b = fc_batch_new(ep.n_batch_max);

@@ -24,6 +24,7 @@
 #include "model_impl.h"
 #include "kv_cache_impl.h"
 #include "../tensor/ops.h"
+#include "../tensor/attn.h"
 
 #include <math.h>
 #include <string.h>
@@ -249,51 +250,44 @@ static inline void store_kv(void *dst, const float *src, int n, int dtype)
     }
 }
 
-/* Attention of query head h of batch token t over its sequence's cache. */
-static void attend(fwd *f, int l, int t, int h, float *scores)
+/* Attention of the G = NH / NKV query heads of batch token t that share
+ * key/value head kvh, over the token's sequence in the cache: each cached
+ * key and value row is read once for all G heads. scores: (G, pos + 1). */
+static void attend(fwd *f, int l, int t, int kvh, float *scores)
 {
     const fc_model_config *c = &f->m->cfg;
     const fc_kv_cache *kv = f->kv;
-    const int HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv;
-    const int kvh = h / (NH / NKV);
-    const int pos = f->b->pos[t];
+    const int HS = c->head_dim, NH = c->n_head, G = NH / c->n_head_kv;
+    const int n = f->b->pos[t] + 1;
     const fc_kv_seq *s = &kv->seqs[f->b->seq[t]];
-    const float *q = f->e->q + (size_t)t * (size_t)(NH * HS) + (size_t)h * (size_t)HS;
+    const float *q = f->e->q + (size_t)t * (size_t)(NH * HS) + (size_t)kvh * G * HS;
+    float *out = f->e->att + (size_t)t * (size_t)(NH * HS) + (size_t)kvh * G * HS;
     const float scale = 1.0f / sqrtf((float)HS);
-    const int n = pos + 1;
-    float maxv = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        int32_t blk = s->blocks[j / FC_KV_BLOCK];
-        size_t off = ((size_t)kvh * FC_KV_BLOCK + (size_t)(j % FC_KV_BLOCK)) * (size_t)HS;
-        float d;
-        if (kv->dtype == FC_DTYPE_F32) {
-            d = fc_dot_f32(q, (const float *)fc_kv_block_ptr(kv, blk, l, 0) + off, HS);
-        } else {
-            const fc_f16 *kp = (const fc_f16 *)fc_kv_block_ptr(kv, blk, l, 0) + off;
-            d = 0;
-            for (int i = 0; i < HS; i++) d += q[i] * fc_f16_to_f32(kp[i]);
-        }
-        scores[j] = d * scale;
-        if (scores[j] > maxv) maxv = scores[j];
+    const size_t row = (size_t)HS * kv->elt;
+    const size_t head_off = (size_t)kvh * FC_KV_BLOCK * row;
+    for (int j0 = 0; j0 < n; j0 += FC_KV_BLOCK) {
+        const uint8_t *kb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[j0 / FC_KV_BLOCK], l, 0) + head_off;
+        int jn = FC_MIN(FC_KV_BLOCK, n - j0);
+        for (int j = 0; j < jn; j++) fc_attn_qk(q, G, HS, kb + (size_t)j * row, kv->dtype, scores + j0 + j, n);
     }
-    float sum = 0;
-    for (int j = 0; j < n; j++) {
-        scores[j] = expf(scores[j] - maxv);
-        sum += scores[j];
-    }
-    float inv = 1.0f / sum;
-    float *out = f->e->att + (size_t)t * (size_t)(NH * HS) + (size_t)h * (size_t)HS;
-    memset(out, 0, sizeof(float) * (size_t)HS);
-    for (int j = 0; j < n; j++) {
-        int32_t blk = s->blocks[j / FC_KV_BLOCK];
-        size_t off = ((size_t)kvh * FC_KV_BLOCK + (size_t)(j % FC_KV_BLOCK)) * (size_t)HS;
-        float w = scores[j] * inv;
-        if (kv->dtype == FC_DTYPE_F32) {
-            fc_axpy_f32(out, w, (const float *)fc_kv_block_ptr(kv, blk, l, 1) + off, HS);
-        } else {
-            const fc_f16 *vp = (const fc_f16 *)fc_kv_block_ptr(kv, blk, l, 1) + off;
-            for (int i = 0; i < HS; i++) out[i] += w * fc_f16_to_f32(vp[i]);
+    for (int g = 0; g < G; g++) {
+        float *sg = scores + (size_t)g * n, maxv = -INFINITY, sum = 0;
+        for (int j = 0; j < n; j++) {
+            sg[j] *= scale;
+            if (sg[j] > maxv) maxv = sg[j];
         }
+        for (int j = 0; j < n; j++) {
+            sg[j] = expf(sg[j] - maxv);
+            sum += sg[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) sg[j] *= inv;
+    }
+    memset(out, 0, sizeof(float) * (size_t)(G * HS));
+    for (int j0 = 0; j0 < n; j0 += FC_KV_BLOCK) {
+        const uint8_t *vb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[j0 / FC_KV_BLOCK], l, 1) + head_off;
+        int jn = FC_MIN(FC_KV_BLOCK, n - j0);
+        for (int j = 0; j < jn; j++) fc_attn_av(out, G, HS, vb + (size_t)j * row, kv->dtype, scores + j0 + j, n);
     }
 }
 
@@ -352,10 +346,10 @@ static void forward_thread(void *ctx, int ith, int nth)
         }
         fc_pool_barrier(e->pool);
 
-        /* attention, split over (token, head) pairs */
+        /* attention, split over (token, key/value head) pairs */
         long a0, a1;
-        fc_split_range((long)T * NH, ith, nth, 1, &a0, &a1);
-        for (long i = a0; i < a1; i++) attend(f, l, (int)(i / NH), (int)(i % NH), scores);
+        fc_split_range((long)T * NKV, ith, nth, 1, &a0, &a1);
+        for (long i = a0; i < a1; i++) attend(f, l, (int)(i / NKV), (int)(i % NKV), scores);
         fc_pool_barrier(e->pool);
 
         mm_out o[1] = {{&L->wo, e->xn}};
@@ -434,7 +428,7 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
         if (b->pos[t] > max_pos) max_pos = b->pos[t];
         if (b->logits[t]) e->out_rows[n_out++] = t;
     }
-    int64_t need = ((int64_t)max_pos + 1 + 15) / 16 * 16;
+    int64_t need = ((int64_t)max_pos + 1 + 15) / 16 * 16 * (c->n_head / c->n_head_kv);
     if (need > e->scores_cap) {
         free(e->scores);
         e->scores_cap = need;

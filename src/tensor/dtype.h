@@ -82,6 +82,10 @@ float fc_f16_to_f32(fc_f16 h);
 fc_f16 fc_f32_to_f16(float f);    /* round to nearest even */
 float fc_bf16_to_f32(fc_bf16 h);
 fc_bf16 fc_f32_to_bf16(float f);  /* round to nearest even, NaN kept */
+/* The portable versions of the f16 conversions (the ones above use F16C
+ * when compiled for it); exposed so tests check both on any machine. */
+float fc_f16_to_f32_scalar(fc_f16 h);
+fc_f16 fc_f32_to_f16_scalar(float f);
 
 /* ---- reference row conversions (quant_ref.c) ---- */
 /* dst[0..n) = values of a row of type t. n must be a multiple of the block
