@@ -7,6 +7,7 @@
 #include "fc_base.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 #if defined(__x86_64__)
@@ -17,7 +18,16 @@
 #endif
 
 /* Spin this many iterations waiting for work before sleeping on the condvar. */
-#define SPIN_BEFORE_SLEEP 200000
+#define SPIN_BEFORE_SLEEP 20000
+/* Past this many spins in a wait, yield the core on every iteration: when the
+ * machine is oversubscribed, the thread we wait for may need our core. */
+#define SPIN_BEFORE_YIELD 512
+
+static inline void backoff(int *spins)
+{
+    if (++*spins < SPIN_BEFORE_YIELD) cpu_relax();
+    else sched_yield();
+}
 
 struct fc_pool {
     int n;
@@ -50,7 +60,7 @@ static void *worker_main(void *arg_)
         int spins = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return NULL;
-            if (++spins < SPIN_BEFORE_SLEEP) { cpu_relax(); continue; }
+            if (spins < SPIN_BEFORE_SLEEP) { backoff(&spins); continue; }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->n_sleeping, 1);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
@@ -121,7 +131,8 @@ void fc_pool_run(fc_pool *p, fc_pool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->n_done, memory_order_acquire) != p->n - 1) cpu_relax();
+    int spins = 0;
+    while (atomic_load_explicit(&p->n_done, memory_order_acquire) != p->n - 1) backoff(&spins);
 }
 
 void fc_pool_barrier(fc_pool *p)
@@ -132,7 +143,8 @@ void fc_pool_barrier(fc_pool *p)
         atomic_store_explicit(&p->bar_count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&p->bar_phase, 1, memory_order_release);
     } else {
-        while (atomic_load_explicit(&p->bar_phase, memory_order_acquire) == phase) cpu_relax();
+        int spins = 0;
+        while (atomic_load_explicit(&p->bar_phase, memory_order_acquire) == phase) backoff(&spins);
     }
 }
 

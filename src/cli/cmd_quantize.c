@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/gguf.h"
 
+#include <math.h>
 #include <string.h>
 
 /* llama.cpp's llama_ftype numbers for general.file_type */
@@ -104,9 +105,6 @@ int fc_cmd_quantize(int argc, char **argv)
             snprintf(key, sizeof key, "%s.rope.scaling.type", a);
             fc_gguf_writer_set_str(w, key, "linear", 6);
             KF("rope.scaling.factor", c->rope_factor);
-        } else if (c->rope_scaling == FC_ROPE_SCALING_LLAMA3) {
-            fc_cli_die("convert llama3-scaled checkpoints with llama.cpp's converter for now",
-                       "writing llama3 rope scaling (rope_freqs) is not supported yet");
         }
         if (c->bos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
         if (c->eos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
@@ -145,11 +143,31 @@ int fc_cmd_quantize(int argc, char **argv)
         }
         fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, bufs[i]);
     }
+    /* Llama 3.1 scaling travels in GGUF as a tensor of per-frequency
+     * divisors (llama.cpp's rope_freqs), not as metadata */
+    float *freq_div = NULL;
+    if (!g && c->rope_scaling == FC_ROPE_SCALING_LLAMA3) {
+        int half = c->head_dim / 2;
+        freq_div = fc_xmalloc(sizeof(float) * (size_t)half);
+        double lo_wl = c->rope_orig_ctx / c->rope_low_freq_factor, hi_wl = c->rope_orig_ctx / c->rope_high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            double f = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim), wl = 2.0 * M_PI / f;
+            if (wl < hi_wl) freq_div[i] = 1.0f;
+            else if (wl > lo_wl) freq_div[i] = c->rope_factor;
+            else {
+                double smooth = (c->rope_orig_ctx / wl - c->rope_low_freq_factor) / (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                freq_div[i] = (float)(1.0 / ((1.0 - smooth) / c->rope_factor + smooth));
+            }
+        }
+        int64_t ne[1] = {half};
+        fc_gguf_writer_add_tensor(w, "rope_freqs.weight", FC_DTYPE_F32, 1, ne, freq_div);
+    }
     if (fc_gguf_writer_write(w, out) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
     fprintf(stderr, "wrote %s (%s) in %.1f s\n", out, fc_dtype_name(type), fc_time_sec() - t0);
     for (int64_t i = 0; i < n_t; i++) free(bufs[i]);
     free(bufs);
     free(row);
+    free(freq_div);
     fc_gguf_writer_free(w);
     fc_model_free(m);
     return 0;
