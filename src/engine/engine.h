@@ -1,0 +1,112 @@
+/*
+ * engine.h: generation with continuous batching.
+ *
+ * An fc_engine owns one model's execution context, its paged KV cache and
+ * one scheduler thread. Requests (token ids plus sampling parameters) are
+ * submitted from any thread; every step the scheduler builds one batch that
+ * holds one token for each running sequence and prompt chunks of new ones
+ * (chunked prefill, up to n_batch_max tokens), runs one forward call, samples
+ * each sequence's next token, and reports it through the request's callback.
+ *
+ * Memory is bounded by the KV budget: a request waits in the queue until its
+ * prompt fits; when running sequences outgrow the pool, the newest one is
+ * preempted (its blocks freed, its prompt and output recomputed later) so the
+ * others finish. Finished sequences stay cached until their blocks are needed,
+ * and a new prompt that starts with a cached or running sequence's tokens
+ * shares those blocks instead of recomputing them (prefix caching: system
+ * prompts, earlier turns of a chat).
+ *
+ * Text: each event carries the UTF-8 text the new token completes, with
+ * stop strings applied as FastChat's generate_stream does (text cut at the
+ * first stop string; a tail that could still become a stop string is held
+ * back until it cannot).
+ *
+ * Threads: submit/cancel/stats from any thread. Callbacks run on the
+ * scheduler thread and must not block or call back into the engine except
+ * fc_engine_cancel.
+ */
+#ifndef FC_ENGINE_H
+#define FC_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "../model/model.h"
+#include "../tokenizer/tokenizer.h"
+#include "../sampling/sampler.h"
+
+typedef struct fc_engine fc_engine;
+
+typedef struct fc_engine_params {
+    int n_threads;       /* compute threads (<= 0: all CPUs) */
+    bool exact;          /* f32 reference mode (slow) */
+    int64_t kv_tokens;   /* KV cache budget in tokens (0: 4 x the model context, at most 65536) */
+    int n_seq_max;       /* sequences held at once, running and cached (0: 64) */
+    int n_batch_max;     /* tokens per forward step (0: 512) */
+} fc_engine_params;
+
+/* The model and tokenizer are borrowed and must outlive the engine. The
+ * tokenizer may be NULL (events then carry no text). NULL on failure. */
+fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_engine_params *p);
+/* Stops the scheduler; requests still running get a final FC_FINISH_ABORT. */
+void fc_engine_free(fc_engine *e);
+
+enum fc_finish {
+    FC_FINISH_NONE = 0,
+    FC_FINISH_STOP,     /* a stop token or stop string */
+    FC_FINISH_LENGTH,   /* max_new_tokens or the context length */
+    FC_FINISH_ABORT,    /* cancelled, or the engine shut down */
+    FC_FINISH_ERROR,    /* the request cannot run (see event.error) */
+};
+const char *fc_finish_name(enum fc_finish f); /* "stop", "length", "abort", "error" or NULL */
+
+typedef struct fc_gen_request {
+    const int32_t *prompt;     /* copied at submit */
+    int n_prompt;
+    fc_sampling_params sampling;
+    int max_new_tokens;
+    const char *const *stop;   /* stop strings (copied) */
+    int n_stop;
+    const int32_t *stop_ids;   /* stop token ids (copied); EOS is added unless ignore_eos */
+    int n_stop_ids;
+    bool ignore_eos;
+    int logprobs;              /* < 0: none; 0: the chosen token's; k > 0: also the top k (k <= 20) */
+    bool keep_special;         /* false: special tokens add no text (skip_special_tokens) */
+    /* FastChat's context truncation: keep only the last
+     * n_ctx - max_new_tokens - 1 prompt tokens when the prompt is too long. */
+    bool truncate;
+} fc_gen_request;
+
+typedef struct fc_gen_event {
+    uint64_t id;
+    const char *text;          /* new text (complete UTF-8), borrowed for the callback */
+    size_t len;
+    int32_t token;             /* token sampled this step, -1 if none */
+    float logprob;             /* of token, from the raw logits (when asked) */
+    const fc_logprob *top;     /* n_top alternatives (when asked) */
+    int n_top;
+    enum fc_finish finish;     /* set on the last event of a request */
+    const char *error;         /* FC_FINISH_ERROR: why */
+    int prompt_tokens;         /* after truncation */
+    int completion_tokens;     /* tokens generated so far */
+    int cached_tokens;         /* prompt tokens taken from the prefix cache */
+} fc_gen_event;
+
+typedef void (*fc_engine_cb)(const fc_gen_event *ev, void *user);
+
+/* Queues a request; returns its id (> 0). Every request gets exactly one
+ * event with finish != FC_FINISH_NONE, after which cb is never called again
+ * for it. */
+uint64_t fc_engine_submit(fc_engine *e, const fc_gen_request *r, fc_engine_cb cb, void *user);
+/* Asks the request to stop; its last event (FC_FINISH_ABORT) follows soon. */
+void fc_engine_cancel(fc_engine *e, uint64_t id);
+
+typedef struct fc_engine_stats {
+    int waiting, running;
+    int64_t kv_blocks_free, kv_blocks_total;
+    uint64_t steps, tokens_generated, prompt_tokens_computed, prompt_tokens_cached, preemptions;
+} fc_engine_stats;
+void fc_engine_get_stats(fc_engine *e, fc_engine_stats *s);
+
+int fc_engine_n_ctx(const fc_engine *e);
+
+#endif
