@@ -13,12 +13,21 @@ int fc_cmd_generate(int argc, char **argv);
 int fc_cmd_logits(int argc, char **argv);
 int fc_cmd_inspect(int argc, char **argv);
 int fc_cmd_quantize(int argc, char **argv);
+int fc_cmd_tokenize(int argc, char **argv);
+int fc_cmd_detokenize(int argc, char **argv);
+int fc_cmd_prompt(int argc, char **argv);
+int fc_cmd_bench(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */
 void fc_cli_die(const char *hint, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 /* Parses "1,2,3" into a malloc'd array; dies on malformed input. */
 int32_t *fc_cli_parse_ids(const char *s, int *n);
+struct fc_model;
+struct fc_tokenizer;
+/* The tokenizer of a loaded model (its GGUF metadata, or the tokenizer files
+ * of its Hugging Face folder); NULL (logged) when it has none we can read. */
+struct fc_tokenizer *fc_cli_load_tokenizer(const struct fc_model *m);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 

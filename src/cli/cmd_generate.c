@@ -9,6 +9,7 @@
 #include "base/fc_base.h"
 #include "model/model.h"
 #include "model/kv_cache.h"
+#include "tokenizer/tokenizer.h"
 
 #include <math.h>
 #include <string.h>
@@ -82,11 +83,16 @@ static fc_model *load_or_die(const char *path, bool verbose)
     return m;
 }
 
-static int32_t *prompt_or_die(const gen_opts *o, int *n)
+static int32_t *prompt_or_die(const gen_opts *o, const fc_tokenizer *tok, int *n)
 {
     if (o->prompt_ids) return fc_cli_parse_ids(o->prompt_ids, n);
-    if (o->prompt) fc_cli_die("pass --prompt-ids until the tokenizer lands", "--prompt needs a tokenizer");
-    fc_cli_die("give the prompt with --prompt-ids 1,2,3", "no prompt");
+    if (!o->prompt) fc_cli_die("give the prompt with --prompt TEXT or --prompt-ids 1,2,3", "no prompt");
+    if (!tok) fc_cli_die("pass --prompt-ids instead", "this model has no usable tokenizer: %s", fc_last_error());
+    int32_t *ids;
+    int k = fc_tokenizer_encode(tok, o->prompt, strlen(o->prompt), true, true, &ids);
+    if (k <= 0) fc_cli_die(NULL, "the prompt encodes to no tokens");
+    *n = k;
+    return ids;
 }
 
 /* Evaluates the prompt in chunks of n_batch; logits of the last token (or of
@@ -140,8 +146,10 @@ int fc_cmd_generate(int argc, char **argv)
     parse(argc, argv, &o);
     fc_model *m = load_or_die(o.model_path, o.verbose);
     const fc_model_config *c = fc_model_get_config(m);
+    fc_tokenizer *tok = fc_cli_load_tokenizer(m);
     int n_prompt;
-    int32_t *ids = prompt_or_die(&o, &n_prompt);
+    int32_t *ids = prompt_or_die(&o, tok, &n_prompt);
+    fc_detok *detok = tok && !o.print_ids ? fc_detok_new(tok, false) : NULL;
     int n_ctx = n_prompt + o.max_new_tokens;
     if (n_ctx > c->n_ctx_train)
         FC_LOG_WARN("prompt + new tokens (%d) exceed the model's context length %d", n_ctx, c->n_ctx_train);
@@ -161,8 +169,16 @@ int fc_cmd_generate(int argc, char **argv)
     for (int i = 0; i < o.max_new_tokens; i++) {
         int tok = pick(logits, c->n_vocab, o.temperature, &rng);
         out[n_out++] = tok;
-        if (!o.print_ids) { printf("%d ", tok); fflush(stdout); }
         if (!o.ignore_eos && tok == c->eos_id) break;
+        if (detok) {
+            size_t len;
+            const char *d = fc_detok_push(detok, tok, &len);
+            fwrite(d, 1, len, stdout);
+            fflush(stdout);
+        } else if (!o.print_ids) {
+            printf("%d ", tok);
+            fflush(stdout);
+        }
         if (i + 1 == o.max_new_tokens) break;
         if (fc_kv_cache_reserve(kv, 0, 1) != FC_OK) break;
         fc_batch_clear(b);
@@ -175,6 +191,11 @@ int fc_cmd_generate(int argc, char **argv)
         for (int i = 0; i < n_out; i++) printf(i ? ", %d" : "%d", out[i]);
         printf("]\n");
     } else {
+        if (detok) {
+            size_t len;
+            const char *d = fc_detok_flush(detok, &len);
+            fwrite(d, 1, len, stdout);
+        }
         printf("\n");
     }
     if (o.verbose) {
@@ -187,6 +208,8 @@ int fc_cmd_generate(int argc, char **argv)
     free(out);
     free(logits);
     free(ids);
+    fc_detok_free(detok);
+    fc_tokenizer_free(tok);
     fc_batch_free(b);
     fc_kv_cache_free(kv);
     fc_exec_free(e);
@@ -201,8 +224,10 @@ int fc_cmd_logits(int argc, char **argv)
     if (!o.out) fc_cli_die("add --out FILE", "logits needs an output file");
     fc_model *m = load_or_die(o.model_path, o.verbose);
     const fc_model_config *c = fc_model_get_config(m);
+    fc_tokenizer *tok = o.prompt ? fc_cli_load_tokenizer(m) : NULL;
     int n;
-    int32_t *ids = prompt_or_die(&o, &n);
+    int32_t *ids = prompt_or_die(&o, tok, &n);
+    fc_tokenizer_free(tok);
     fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n)};
     fc_exec *e = fc_exec_new(m, &ep);
     fc_kv_params kp = {.n_tokens = n, .n_seq_max = 1, .dtype = o.exact ? FC_DTYPE_F32 : FC_DTYPE_F16};

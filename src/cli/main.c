@@ -3,6 +3,8 @@
  */
 #include "cli.h"
 #include "base/fc_base.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +20,10 @@ static const struct {
     {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},
     {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},
     {"quantize", fc_cmd_quantize, "write a model as GGUF in another weight type"},
+    {"tokenize", fc_cmd_tokenize, "print the token ids of a text as a JSON array"},
+    {"detokenize", fc_cmd_detokenize, "print the text of token ids"},
+    {"prompt", fc_cmd_prompt, "render a conversation with a FastChat template"},
+    {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
 };
 
 static void usage(FILE *f)
@@ -58,6 +64,12 @@ int32_t *fc_cli_parse_ids(const char *s, int *n)
     if (k == 0) fc_cli_die(NULL, "empty token id list");
     *n = k;
     return ids;
+}
+
+fc_tokenizer *fc_cli_load_tokenizer(const fc_model *m)
+{
+    if (fc_model_format(m) == FC_FORMAT_GGUF) return fc_tokenizer_from_gguf(fc_model_gguf(m), fc_model_path(m));
+    return fc_tokenizer_from_hf(fc_model_path(m));
 }
 
 const char *fc_cli_default_model(void)
