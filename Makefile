@@ -12,7 +12,7 @@ NATIVE  ?= 1
 BUILD   ?= build
 
 CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread -MMD -MP -Isrc
-LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
+LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -ledit -lm -lpthread
 
 ifeq ($(DEBUG),1)
   CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libcjson-dev libpcre2-dev libutf8proc-dev
-          python3-venv unzip)
+          libedit-dev python3-venv unzip)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -17,6 +17,7 @@ int fc_cmd_tokenize(int argc, char **argv);
 int fc_cmd_detokenize(int argc, char **argv);
 int fc_cmd_prompt(int argc, char **argv);
 int fc_cmd_bench(int argc, char **argv);
+int fc_cmd_chat(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */

@@ -16,6 +16,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } cmds[] = {
+    {"chat", fc_cmd_chat, "chat with a model in the terminal"},
     {"generate", fc_cmd_generate, "generate tokens from a prompt (raw, no chat template)"},
     {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},
     {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},
