@@ -28,16 +28,22 @@ typedef struct fc_safetensors fc_safetensors;
 fc_safetensors *fc_safetensors_open(const char *path);
 /* Parses a buffer the caller keeps alive (fuzzing, tests). */
 fc_safetensors *fc_safetensors_parse(const uint8_t *data, size_t size, const char *name);
+/* Unmaps the files and frees every name and tensor view. NULL is a no-op. */
 void fc_safetensors_free(fc_safetensors *st);
 
+/* The object is immutable once opened: any thread may read it. Tensor views
+ * and names are valid until fc_safetensors_free. Names are unique (a name
+ * repeated in a header or across shards is an error) and tensor i is the
+ * i-th name in strcmp order, not header order. Tensor data is aligned to its
+ * element size (misaligned data is copied into memory owned by st). */
 int64_t fc_safetensors_n_tensors(const fc_safetensors *st);
-/* Name of tensor i (NUL-terminated, owned by st). */
+/* Name of tensor i (NUL-terminated, owned by st); NULL if i is out of range. */
 const char *fc_safetensors_name(const fc_safetensors *st, int64_t i);
 /* Tensor i as an fc_tensor (ne reversed from the safetensors shape, so
  * shape [R, K] gives ne = {K, R}); supported dtypes F32, F16, BF16 (others
  * load as type -1 and must be rejected by the caller if used). */
 const fc_tensor *fc_safetensors_tensor(const fc_safetensors *st, int64_t i);
-/* NULL when absent. */
+/* Binary search by name; NULL when absent. */
 const fc_tensor *fc_safetensors_find(const fc_safetensors *st, const char *name);
 
 #endif

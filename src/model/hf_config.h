@@ -1,0 +1,56 @@
+/*
+ * hf_config.h: reads a Hugging Face config.json into an fc_model_config.
+ *
+ * Supported model types: "llama" and "mistral" (FC_ARCH_LLAMA, arch_name
+ * "llama") and "qwen2" (FC_ARCH_QWEN2, qkv_bias). When "model_type" is
+ * absent, "architectures"[0] (LlamaForCausalLM, MistralForCausalLM,
+ * Qwen2ForCausalLM) decides. Both the transformers 4.x layout (top-level
+ * "rope_theta" and "rope_scaling") and the 5.x layout ("rope_parameters"
+ * holding rope_theta and rope_type) are read.
+ *
+ * Defaults are those of the transformers config classes when a key is absent
+ * or null: num_key_value_heads = num_attention_heads, head_dim = hidden_size /
+ * num_attention_heads, rms_norm_eps 1e-6, rope_theta 10000,
+ * tie_word_embeddings false, bos/eos -1. rope_neox is always true (Hugging
+ * Face checkpoints use rotate-half RoPE).
+ *
+ * n_ctx_train mirrors FastChat's get_context_length (fastchat/utils.py): the
+ * first key present among max_position_embeddings, max_sequence_length,
+ * seq_length, max_seq_len, model_max_length (else the class default: 2048
+ * llama, 131072 mistral, 32768 qwen2), times rope_scaling.factor for
+ * "linear" scaling. Deliberate departures, so that the advertised context is
+ * one the engine computes exactly as transformers does:
+ *   - "llama3" scaling: not multiplied (max_position_embeddings is already
+ *     the extended length; FastChat's multiplication overstates it 8x);
+ *   - "dynamic" (NTK) scaling: loaded as no scaling, not multiplied (inside
+ *     max_position_embeddings transformers' dynamic RoPE equals plain RoPE;
+ *     beyond it, it changes the base, which we do not implement);
+ *   - a sliding-window attention (mistral "sliding_window", qwen2
+ *     "use_sliding_window" or "sliding_attention" layer types) caps
+ *     n_ctx_train at the window, where full attention is still exact.
+ * Other scaling types (yarn, longrope, ...) give FC_ERR_UNSUPPORTED, as do
+ * hidden_act other than "silu" and llama's attention_bias / mlp_bias.
+ */
+#ifndef FC_HF_CONFIG_H
+#define FC_HF_CONFIG_H
+
+#include <stddef.h>
+#include "../base/fc_base.h"
+#include "model.h"
+
+/* Parses json[0..len) (need not be NUL-terminated) into *cfg. name is used
+ * in error messages ("name: missing field 'hidden_size'"); NULL means
+ * "config.json". Returns FC_OK; FC_ERR_FORMAT for invalid JSON, a missing
+ * required field (vocab_size, hidden_size, num_hidden_layers,
+ * num_attention_heads, intermediate_size, model type) or inconsistent values
+ * (non-positive sizes, NKV not dividing NH, hidden_size not divisible by NH
+ * without an explicit head_dim, odd head_dim); FC_ERR_UNSUPPORTED for model
+ * types and features we do not implement; FC_ERR_ARG for NULL arguments.
+ * The error is logged. *cfg is written only on FC_OK. */
+enum fc_status fc_hf_config_parse(const char *json, size_t len, const char *name, fc_model_config *cfg);
+
+/* Reads and parses the file at path (a config.json). Same results as
+ * fc_hf_config_parse, plus FC_ERR_IO when the file cannot be read. */
+enum fc_status fc_hf_config_load(const char *path, fc_model_config *cfg);
+
+#endif
