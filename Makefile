@@ -12,7 +12,7 @@ NATIVE  ?= 1
 BUILD   ?= build
 
 CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread -MMD -MP -Isrc
-LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -ledit -lm -lpthread
+LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -ledit -lm -lpthread
 
 ifeq ($(DEBUG),1)
   CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -26,7 +26,8 @@ ifeq ($(NATIVE),1)
 endif
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/tensor/cpu/*.c src/model/*.c \
-              src/tokenizer/*.c src/chat/*.c src/sampling/*.c src/engine/*.c src/tools/*.c))
+              src/tokenizer/*.c src/chat/*.c src/sampling/*.c src/engine/*.c src/tools/*.c \
+              src/net/*.c src/serve/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 
@@ -57,7 +58,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 # ---- fuzz targets (clang libFuzzer + ASan/UBSan, the library sources compiled in) ----
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc -O1 -g -march=native -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc -O1 -g -march=native -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 build/fuzz/%: fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $< $(LIB_SRC) $(LDLIBS) -o $@

@@ -45,7 +45,10 @@ typedef struct fc_gguf_tensor_info {
 } fc_gguf_tensor_info;
 
 /* ---- reader ---- */
-/* Maps and parses path. NULL on error (logged as "path: what is wrong"). */
+/* Maps and parses path. NULL on error (logged as "path: what is wrong (at
+ * byte offset N)"). Every pointer the getters hand out is borrowed from the
+ * mapping (or the caller's buffer) and stays valid until fc_gguf_free. A
+ * parsed fc_gguf is never modified, so any number of threads may read it. */
 fc_gguf *fc_gguf_open(const char *path);
 /* Parses a buffer the caller keeps alive (for fuzzing and tests); `name` is
  * used in error messages. Tensor data must lie inside the buffer. */
@@ -55,6 +58,8 @@ void fc_gguf_free(fc_gguf *g);
 uint32_t fc_gguf_version(const fc_gguf *g);
 size_t fc_gguf_alignment(const fc_gguf *g);
 size_t fc_gguf_file_size(const fc_gguf *g);
+/* File offset of the tensor data section (after the infos and padding). */
+size_t fc_gguf_data_offset(const fc_gguf *g);
 
 /* Metadata. Keys are looked up by exact name; -1 when absent. */
 int64_t fc_gguf_n_kv(const fc_gguf *g);
@@ -64,7 +69,8 @@ enum fc_gguf_type fc_gguf_kv_type(const fc_gguf *g, int64_t i);
 
 /* Typed getters by key. Integer getters accept any integer or bool type whose
  * value fits; float getters accept FLOAT32/FLOAT64 and integers. They return
- * false (and leave *out untouched) when the key is absent or mistyped. */
+ * false (and leave *out untouched) when the key is absent or mistyped.
+ * fc_gguf_get_bool accepts BOOL only. */
 bool fc_gguf_get_i64(const fc_gguf *g, const char *key, int64_t *out);
 bool fc_gguf_get_u32(const fc_gguf *g, const char *key, uint32_t *out);
 bool fc_gguf_get_f32(const fc_gguf *g, const char *key, float *out);
@@ -87,6 +93,10 @@ bool fc_gguf_kv_get_arr_str(const fc_gguf *g, int64_t i, uint64_t j, fc_gguf_str
 /* Scalar value of kv i (non-array, non-string) as raw bytes (1, 2, 4 or 8). */
 const void *fc_gguf_kv_scalar(const fc_gguf *g, int64_t i);
 bool fc_gguf_kv_get_str(const fc_gguf *g, int64_t i, fc_gguf_str *out);
+/* The serialized value of kv i as it lies in the file (after the u32 type
+ * field: for arrays the element type, count and elements), *len bytes;
+ * borrowed from the mapping. NULL when i is out of range. */
+const uint8_t *fc_gguf_kv_raw(const fc_gguf *g, int64_t i, size_t *len);
 
 /* Tensors. */
 int64_t fc_gguf_n_tensors(const fc_gguf *g);
@@ -99,6 +109,8 @@ size_t fc_gguf_type_size(enum fc_gguf_type t);
 const char *fc_gguf_type_name(enum fc_gguf_type t);
 
 /* ---- writer ---- */
+/* Not thread-safe; one writer per thread. The writer owns copies of keys and
+ * values; tensor data is borrowed (see fc_gguf_writer_add_tensor). */
 typedef struct fc_gguf_writer fc_gguf_writer;
 
 fc_gguf_writer *fc_gguf_writer_new(void);
@@ -109,10 +121,15 @@ void fc_gguf_writer_set_i32(fc_gguf_writer *w, const char *key, int32_t v);
 void fc_gguf_writer_set_u64(fc_gguf_writer *w, const char *key, uint64_t v);
 void fc_gguf_writer_set_f32(fc_gguf_writer *w, const char *key, float v);
 void fc_gguf_writer_set_bool(fc_gguf_writer *w, const char *key, bool v);
+/* Any fixed-size scalar type (u8..f64, bool); value points at
+ * fc_gguf_type_size(type) bytes, little-endian. */
+void fc_gguf_writer_set_scalar(fc_gguf_writer *w, const char *key, enum fc_gguf_type type,
+                               const void *value);
 void fc_gguf_writer_set_str(fc_gguf_writer *w, const char *key, const char *s, size_t len);
 /* Numeric array of n elements of elem_type, packed little-endian. */
 void fc_gguf_writer_set_arr(fc_gguf_writer *w, const char *key, enum fc_gguf_type elem_type,
                             const void *data, uint64_t n);
+/* lens may be NULL: then the strings are NUL-terminated. */
 void fc_gguf_writer_set_arr_str(fc_gguf_writer *w, const char *key, const char *const *strs,
                                 const size_t *lens, uint64_t n);
 /* Copies key/value i of g (any type, arrays included). */
@@ -121,7 +138,15 @@ void fc_gguf_writer_copy_kv(fc_gguf_writer *w, const fc_gguf *g, int64_t i);
  * hold fc_dtype_row_size(type, ne[0]) * ne[1] * ne[2] * ne[3] bytes. */
 void fc_gguf_writer_add_tensor(fc_gguf_writer *w, const char *name, int type, int n_dims,
                                const int64_t *ne, const void *data);
-/* Writes the file (to path.tmp, then renames). FC_OK or FC_ERR_IO (logged). */
+/* Writes the file (to path.tmp, then renames). FC_OK or FC_ERR_IO (logged);
+ * FC_ERR_ARG when an earlier set/add call was invalid (each such call logs
+ * its error and marks the writer) or general.alignment is not a u32 power of
+ * two. Keys are written in insertion order, tensors in the order added, each
+ * tensor's data at a multiple of the alignment. */
 enum fc_status fc_gguf_writer_write(fc_gguf_writer *w, const char *path);
+/* The same bytes into a new buffer (for tests and fuzzing): *out receives a
+ * malloc'd image of *size bytes that the caller frees with free(). FC_OK,
+ * FC_ERR_ARG as above, or FC_ERR_NOMEM; *out is NULL on error. */
+enum fc_status fc_gguf_writer_write_buf(fc_gguf_writer *w, uint8_t **out, size_t *size);
 
 #endif
