@@ -1,0 +1,328 @@
+/*
+ * load_gguf.c: fc_tokenizer from a GGUF file's tokenizer.ggml.* metadata.
+ *
+ * A GGUF holds no tokenizer.json; the pipeline is rebuilt the way
+ * transformers' GGUF loader and llama.cpp read these keys, and set to what
+ * the model's own tokenizer.json says where we know it:
+ *
+ *   model "gpt2"   byte-level BPE with the given merges; no unk token. The
+ *                  split regex comes from tokenizer.ggml.pre:
+ *                    gpt2, default, (none)      GPT-2's (ByteLevel use_regex)
+ *                    smollm, starcoder, refact, command-r, codeshell, exaone,
+ *                    minerva                    Digits(individual) then GPT-2's
+ *                                               (SmolLM2's tokenizer.json)
+ *                    llama3, llama-bpe, llama-v3, falcon3, pixtral, smaug-bpe,
+ *                    dbrx, ...                  Llama-3's, with ignore_merges
+ *                    qwen2, deepseek-r1-qwen, megrez, ...  Qwen2's, after an NFC
+ *                                               normalizer (Qwen2's tokenizer.json)
+ *                  others fall back to GPT-2's with a warning.
+ *   model "llama"  SentencePiece BPE as sentencepiece itself and llama.cpp run
+ *                  it, which is Llama-2's original tokenizer.json shape: the
+ *                  normalizer prepends "▁" to every span of text (the one
+ *                  after a special token too; unless
+ *                  tokenizer.ggml.add_space_prefix is false) and turns spaces
+ *                  into "▁"; byte_fallback, fuse_unk; merges from
+ *                  tokenizer.ggml.merges or, as transformers' generate_merges
+ *                  does, every split of every token into two tokens, ordered by
+ *                  the token's score (then longer left part, longer right
+ *                  part, token order); decoder Replace("▁"," "), ByteFallback,
+ *                  Fuse, Strip(1 left). (transformers 5's GGUF loader uses
+ *                  Metaspace(prepend "first") instead, which differs after
+ *                  special tokens and on text that starts with a space;
+ *                  sentencepiece agrees with the shape used here.)
+ * Tokens of type CONTROL (3) are special added tokens, USER_DEFINED (4) plain
+ * added tokens, and the bos/eos/unk/padding tokens are special too.
+ * add_bos_token defaults to true for "llama" and false for "gpt2".
+ */
+#include "tok_impl.h"
+
+#include <string.h>
+
+enum { GGUF_TOKEN_NORMAL = 1, GGUF_TOKEN_UNKNOWN = 2, GGUF_TOKEN_CONTROL = 3,
+       GGUF_TOKEN_USER_DEFINED = 4, GGUF_TOKEN_UNUSED = 5, GGUF_TOKEN_BYTE = 6 };
+
+static bool in_list(const char *s, size_t n, const char *const *list)
+{
+    for (; *list; list++)
+        if (strlen(*list) == n && !memcmp(*list, s, n)) return true;
+    return false;
+}
+
+static const char *const PRE_DIGITS[] = {"smollm", "starcoder", "refact", "command-r", "codeshell",
+                                         "exaone", "minerva", NULL};
+static const char *const PRE_LLAMA3[] = {"llama3", "llama-bpe", "llama-v3", "falcon3", "falcon-h1",
+                                         "pixtral", "smaug-bpe", "dbrx", "midm-2.0", "lfm2", NULL};
+static const char *const PRE_QWEN2[] = {"qwen2", "deepseek-r1-qwen", "megrez", "kormo", NULL};
+static const char *const PRE_GPT2[] = {"gpt2", "default", "gpt-2", NULL};
+
+static bool add_regex_pre(fc_tokenizer *t, enum tk_pre_kind kind, const char *pat)
+{
+    tk_pre p = {0};
+    p.kind = kind;
+    p.behavior = TK_ISOLATED;
+    if (pat) {
+        p.re = tk_regex_compile(pat, strlen(pat), TK_RE_ONIG);
+        if (!p.re) return false;
+    }
+    t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(tk_pre));
+    t->pre[t->n_pre++] = p;
+    return true;
+}
+
+static void add_dec(fc_tokenizer *t, tk_dec d)
+{
+    t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(tk_dec));
+    t->dec[t->n_dec++] = d;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = fc_xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* ---- SentencePiece merges from scores (transformers' generate_merges) ---- */
+
+typedef struct cand { float score; int32_t lenl, lenr, seq; int32_t l, r; } cand;
+
+static int cand_cmp(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    if (a->lenl != b->lenl) return a->lenl > b->lenl ? -1 : 1;
+    if (a->lenr != b->lenr) return a->lenr > b->lenr ? -1 : 1;
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+static int cand_lr_cmp(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    if (a->l != b->l) return a->l < b->l ? -1 : 1;
+    return (a->r > b->r) - (a->r < b->r);
+}
+
+static void merges_from_scores(fc_tokenizer *t, const float *scores)
+{
+    cand *c = NULL;
+    size_t n = 0, cap = 0;
+    int32_t seq = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *s = t->text[id];
+        size_t len = t->text_len[id];
+        if (!s || !(t->flags[id] & TK_F_MODEL) || !tk_utf8_valid(s, len)) continue;
+        /* Python walks a dict of the token texts: a repeated text is visited
+         * once (here at its last id, whose score the dict keeps). */
+        if (tk_vocab_text_id(t, s, len) != id) continue;
+        size_t first = n;
+        size_t total = tk_utf8_count(s, len);
+        size_t i = 0, k = 0;
+        while (i < len) {
+            int l = tk_utf8_len((const uint8_t *)s + i, len - i);
+            i += (size_t)l;
+            k++;
+            if (i >= len) break;
+            int32_t li = tk_vocab_text_id(t, s, i), ri = tk_vocab_text_id(t, s + i, len - i);
+            if (li < 0 || ri < 0) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 4096;
+                c = fc_xrealloc(c, cap * sizeof(cand));
+            }
+            c[n++] = (cand){scores[id], (int32_t)k, (int32_t)(total - k), 0, li, ri};
+        }
+        /* local order: by (vocab[l], vocab[r]) */
+        if (n > first) qsort(c + first, n - first, sizeof(cand), cand_lr_cmp);
+        for (size_t j = first; j < n; j++) c[j].seq = seq++;
+    }
+    if (n) qsort(c, n, sizeof(cand), cand_cmp);
+    tk_mergemap_init(&t->merges, n);
+    for (size_t j = 0; j < n; j++) {
+        const cand *m = &c[j];
+        tk_vocab_add_merge(t, t->text[m->l], t->text_len[m->l], t->text[m->r], t->text_len[m->r],
+                           (int32_t)j);
+    }
+    free(c);
+}
+
+/* ---- the loader ---- */
+
+fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
+{
+    fc_gguf_str model, pre = {"", 0}, s;
+    enum fc_gguf_type et;
+    uint64_t n_tok = 0, n;
+    const void *data;
+    fc_tokenizer *t = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+
+    if (!name) name = "gguf";
+    if (!fc_gguf_get_str(g, "tokenizer.ggml.model", &model)) {
+        FC_LOG_ERROR("%s: no tokenizer.ggml.model (the file has no tokenizer)", name);
+        return NULL;
+    }
+    bool spm = model.len == 5 && !memcmp(model.ptr, "llama", 5);
+    bool bpe = model.len == 4 && !memcmp(model.ptr, "gpt2", 4);
+    if (!spm && !bpe) {
+        FC_LOG_ERROR("%s: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama)", name,
+                     (int)model.len, model.ptr);
+        return NULL;
+    }
+    if (!fc_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok, &data) || et != FC_GGUF_STRING ||
+        n_tok == 0 || n_tok > INT32_MAX) {
+        FC_LOG_ERROR("%s: tokenizer.ggml.tokens missing or not a list of strings", name);
+        return NULL;
+    }
+    fc_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
+    fc_gguf_str arch;
+    if (spm && fc_gguf_get_str(g, "general.architecture", &arch) && arch.len >= 5 &&
+        !memcmp(arch.ptr, "gemma", 5))
+        FC_LOG_WARN("%s: Gemma's SentencePiece vocabulary is read as a plain one; its whitespace "
+                    "tokens and merge order may tokenize differently from transformers", name);
+
+    t = tk_new(name);
+    tk_vocab_alloc(t, (int32_t)n_tok);
+    for (uint64_t i = 0; i < n_tok; i++) {
+        if (!fc_gguf_get_arr_str(g, "tokenizer.ggml.tokens", i, &s)) goto bad;
+        tk_vocab_set_text(t, (int32_t)i, s.ptr, s.len);
+    }
+    types = fc_xcalloc(n_tok, sizeof(int32_t));
+    if (fc_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &n, &data)) {
+        if (n != n_tok || (et != FC_GGUF_INT32 && et != FC_GGUF_UINT32)) goto bad;
+        memcpy(types, data, n * sizeof(int32_t));
+    }
+    scores = fc_xcalloc(n_tok, sizeof(float));
+    if (fc_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &n, &data)) {
+        if (n != n_tok || et != FC_GGUF_FLOAT32) goto bad;
+        memcpy(scores, data, n * sizeof(float));
+    }
+
+    uint32_t u;
+    if (fc_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &u) && u < n_tok) t->bos = (int32_t)u;
+    if (fc_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u) && u < n_tok) t->eos = (int32_t)u;
+    if (fc_gguf_get_u32(g, "tokenizer.ggml.unknown_token_id", &u) && u < n_tok) t->unk = (int32_t)u;
+    if (fc_gguf_get_u32(g, "tokenizer.ggml.padding_token_id", &u) && u < n_tok) t->pad = (int32_t)u;
+
+    /* added tokens */
+    for (uint64_t i = 0; i < n_tok; i++) {
+        int32_t id = (int32_t)i;
+        bool named = id == t->bos || id == t->eos || id == t->unk || id == t->pad;
+        const char *txt = tk_vocab_text_early(t, id);
+        size_t len = t->text_len[id];
+        if (types[i] == GGUF_TOKEN_CONTROL || named) {
+            if (bpe && !named) {
+                /* transformers skips a CONTROL token spelled outside the byte
+                 * alphabet: a llama.cpp mislabel */
+                bool ok = true;
+                for (size_t k = 0; k < len && ok;) {
+                    int l = tk_utf8_len((const uint8_t *)txt + k, len - k);
+                    ok = l && tk_cp_to_byte(tk_utf8_decode((const uint8_t *)txt + k, l)) >= 0;
+                    k += l ? (size_t)l : 1;
+                }
+                if (!ok) continue;
+            }
+            char *c = dup_n(txt, len);
+            tk_added_add(t, id, c, len, true, false, false, false, false);
+            free(c);
+        } else if (types[i] == GGUF_TOKEN_USER_DEFINED) {
+            char *c = dup_n(txt, len);
+            tk_added_add(t, id, c, len, false, false, false, false, false);
+            free(c);
+        }
+    }
+    tk_vocab_index_texts(t);
+
+    /* merges */
+    if (fc_gguf_get_arr(g, "tokenizer.ggml.merges", &et, &n, &data) && et == FC_GGUF_STRING) {
+        tk_mergemap_init(&t->merges, n);
+        for (uint64_t i = 0; i < n; i++) {
+            if (!fc_gguf_get_arr_str(g, "tokenizer.ggml.merges", i, &s)) goto bad;
+            const char *sp = memchr(s.ptr, ' ', s.len);
+            if (!sp || !tk_vocab_add_merge(t, s.ptr, (size_t)(sp - s.ptr), sp + 1,
+                                           s.len - (size_t)(sp - s.ptr) - 1, (int32_t)i)) {
+                FC_LOG_ERROR("%s: merge %llu '%.*s' is not two tokens of the vocabulary", name,
+                             (unsigned long long)i, (int)s.len, s.ptr);
+                goto fail;
+            }
+        }
+    } else if (spm) {
+        merges_from_scores(t, scores);
+    } else {
+        FC_LOG_ERROR("%s: tokenizer.ggml.merges missing", name);
+        goto fail;
+    }
+
+    bool flag;
+    bool add_bos = spm, add_eos = false;
+    if (fc_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &flag)) add_bos = flag;
+    if (fc_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &flag)) add_eos = flag;
+    if (add_bos && t->bos >= 0) {
+        t->prefix = fc_xmalloc(sizeof(int32_t));
+        t->prefix[t->n_prefix++] = t->bos;
+    }
+    if (add_eos && t->eos >= 0) {
+        t->suffix = fc_xmalloc(sizeof(int32_t));
+        t->suffix[t->n_suffix++] = t->eos;
+    }
+
+    if (bpe) {
+        t->has_decoder = true;
+        add_dec(t, (tk_dec){.kind = TK_DEC_BYTELEVEL});
+        if (pre.len == 0 || in_list(pre.ptr, pre.len, PRE_GPT2)) {
+            if (!add_regex_pre(t, TK_PRE_BYTELEVEL, TK_GPT2_PATTERN)) goto fail;
+        } else if (in_list(pre.ptr, pre.len, PRE_DIGITS)) {
+            tk_pre d = {.kind = TK_PRE_DIGITS, .individual = true};
+            t->pre = fc_xrealloc(t->pre, sizeof(tk_pre));
+            t->pre[t->n_pre++] = d;
+            if (!add_regex_pre(t, TK_PRE_BYTELEVEL, TK_GPT2_PATTERN)) goto fail;
+        } else if (in_list(pre.ptr, pre.len, PRE_LLAMA3)) {
+            if (!add_regex_pre(t, TK_PRE_SPLIT, TK_LLAMA3_PATTERN)) goto fail;
+            if (!add_regex_pre(t, TK_PRE_BYTELEVEL, NULL)) goto fail;
+            t->ignore_merges = true;
+        } else if (in_list(pre.ptr, pre.len, PRE_QWEN2)) {
+            t->norm = fc_xcalloc(1, sizeof(tk_norm));
+            t->norm[t->n_norm++].kind = TK_NORM_NFC;
+            if (!add_regex_pre(t, TK_PRE_SPLIT, TK_QWEN2_PATTERN)) goto fail;
+            if (!add_regex_pre(t, TK_PRE_BYTELEVEL, NULL)) goto fail;
+        } else {
+            FC_LOG_WARN("%s: tokenizer.ggml.pre '%.*s' unknown; splitting with GPT-2's regex", name,
+                        (int)pre.len, pre.ptr);
+            if (!add_regex_pre(t, TK_PRE_BYTELEVEL, TK_GPT2_PATTERN)) goto fail;
+        }
+        t->byte_level = true;
+    } else {
+        bool space_prefix = true;
+        if (fc_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &flag)) space_prefix = flag;
+        t->norm = fc_xcalloc(2, sizeof(tk_norm));
+        if (space_prefix)
+            t->norm[t->n_norm++] = (tk_norm){.kind = TK_NORM_PREPEND, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3};
+        t->norm[t->n_norm++] = (tk_norm){.kind = TK_NORM_REPLACE, .a = dup_n(" ", 1), .a_len = 1,
+                                         .b = dup_n("\xE2\x96\x81", 3), .b_len = 3};
+        t->byte_fallback = true;
+        t->fuse_unk = true;
+        t->model_unk = t->unk;
+        t->has_decoder = true;
+        add_dec(t, (tk_dec){.kind = TK_DEC_REPLACE, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3,
+                            .b = dup_n(" ", 1), .b_len = 1});
+        add_dec(t, (tk_dec){.kind = TK_DEC_BYTEFALLBACK});
+        add_dec(t, (tk_dec){.kind = TK_DEC_FUSE});
+        if (space_prefix) add_dec(t, (tk_dec){.kind = TK_DEC_STRIP, .cp = ' ', .start = 1});
+    }
+
+    if (fc_gguf_get_str(g, "tokenizer.chat_template", &s)) tk_set_chat_template(t, s.ptr, s.len);
+    free(scores);
+    free(types);
+    if (tk_finish(t) != FC_OK) {
+        fc_tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+bad:
+    FC_LOG_ERROR("%s: malformed tokenizer metadata", name);
+fail:
+    free(scores);
+    free(types);
+    fc_tokenizer_free(t);
+    return NULL;
+}

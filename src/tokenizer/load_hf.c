@@ -1,0 +1,505 @@
+/*
+ * load_hf.c: fc_tokenizer from a Hugging Face folder.
+ *
+ * tokenizer.json (the `tokenizers` serialization, version 1.0): model BPE
+ * (vocab, merges as "a b" strings or [a, b] pairs, unk_token, byte_fallback,
+ * fuse_unk, ignore_merges), added_tokens, normalizer, pre_tokenizer,
+ * post_processor, decoder. tokenizer_config.json, as transformers 5 reads it:
+ * bos/eos/unk/pad tokens (strings or {"content": ...}) are made special added
+ * tokens when the vocabulary has them but added_tokens does not;
+ * add_bos_token / add_eos_token, when either is present, replace the
+ * post-processor by "[BOS] $A [EOS]" as the flags say (update_post_processor);
+ * chat_template (a string, or a list of {name, template} from which "default"
+ * or the first is taken) unless chat_template.jinja exists.
+ */
+#include "tok_impl.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- small cJSON helpers ---- */
+
+static const cJSON *jget(const cJSON *o, const char *k) { return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL; }
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = jget(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool jbool(const cJSON *o, const char *k, bool def)
+{
+    const cJSON *v = jget(o, k);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}
+
+static int jint(const cJSON *o, const char *k, int def)
+{
+    const cJSON *v = jget(o, k);
+    return cJSON_IsNumber(v) ? v->valueint : def;
+}
+
+static char *xdup(const char *s, size_t *len)
+{
+    size_t n = strlen(s);
+    char *d = fc_xmalloc(n + 1);
+    memcpy(d, s, n + 1);
+    if (len) *len = n;
+    return d;
+}
+
+static uint32_t first_cp(const char *s)
+{
+    size_t n = strlen(s);
+    int l = tk_utf8_len((const uint8_t *)s, n);
+    return l ? tk_utf8_decode((const uint8_t *)s, l) : 0x2581;
+}
+
+static bool file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+static cJSON *read_json(const char *path, bool required)
+{
+    if (!required && !file_exists(path)) return NULL;
+    fc_mmap *m = fc_mmap_open(path); /* logs why it failed */
+    if (!m) return NULL;
+    cJSON *j = cJSON_ParseWithLength((const char *)m->data, m->size);
+    if (!j) FC_LOG_ERROR("%s: invalid JSON near byte %ld", path,
+                         (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - (const char *)m->data : -1));
+    fc_mmap_free(m);
+    return j;
+}
+
+/* ---- pipeline parts ---- */
+
+static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
+{
+    if (!n || cJSON_IsNull(n)) return true;
+    const char *type = jstr(n, "type");
+    if (!type) goto bad;
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, jget(n, "normalizers"))
+            if (!parse_normalizer(t, it, where)) return false;
+        return true;
+    }
+    tk_norm nm = {0};
+    if (!strcmp(type, "NFC")) nm.kind = TK_NORM_NFC;
+    else if (!strcmp(type, "NFD")) nm.kind = TK_NORM_NFD;
+    else if (!strcmp(type, "NFKC")) nm.kind = TK_NORM_NFKC;
+    else if (!strcmp(type, "NFKD")) nm.kind = TK_NORM_NFKD;
+    else if (!strcmp(type, "Lowercase")) nm.kind = TK_NORM_LOWER;
+    else if (!strcmp(type, "Prepend")) {
+        const char *p = jstr(n, "prepend");
+        if (!p) goto bad;
+        nm.kind = TK_NORM_PREPEND;
+        nm.a = xdup(p, &nm.a_len);
+    } else if (!strcmp(type, "Replace")) {
+        const cJSON *pat = jget(n, "pattern");
+        const char *lit = jstr(pat, "String"), *re = jstr(pat, "Regex"), *content = jstr(n, "content");
+        if ((!lit && !re) || !content) goto bad;
+        nm.kind = TK_NORM_REPLACE;
+        nm.b = xdup(content, &nm.b_len);
+        if (lit) {
+            nm.a = xdup(lit, &nm.a_len);
+        } else {
+            nm.re = tk_regex_compile(re, strlen(re), TK_RE_ONIG);
+            if (!nm.re) { free(nm.b); return false; }
+        }
+    } else if (!strcmp(type, "Strip")) {
+        nm.kind = TK_NORM_STRIP;
+        nm.left = jbool(n, "strip_left", true);
+        nm.right = jbool(n, "strip_right", true);
+    } else {
+        FC_LOG_ERROR("%s: normalizer '%s' is not supported", where, type);
+        return false;
+    }
+    t->norm = fc_xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof(tk_norm));
+    t->norm[t->n_norm++] = nm;
+    return true;
+bad:
+    FC_LOG_ERROR("%s: malformed normalizer", where);
+    return false;
+}
+
+static enum tk_split_behavior parse_behavior(const char *s, bool *ok)
+{
+    *ok = true;
+    if (!s || !strcmp(s, "Isolated")) return TK_ISOLATED;
+    if (!strcmp(s, "Removed")) return TK_REMOVED;
+    if (!strcmp(s, "MergedWithPrevious")) return TK_MERGED_PREV;
+    if (!strcmp(s, "MergedWithNext")) return TK_MERGED_NEXT;
+    if (!strcmp(s, "Contiguous")) return TK_CONTIGUOUS;
+    *ok = false;
+    return TK_ISOLATED;
+}
+
+static enum tk_prepend parse_prepend(const cJSON *o)
+{
+    const char *s = jstr(o, "prepend_scheme");
+    if (s) return !strcmp(s, "first") ? TK_PREPEND_FIRST : !strcmp(s, "never") ? TK_PREPEND_NEVER
+                                                                               : TK_PREPEND_ALWAYS;
+    return jbool(o, "add_prefix_space", true) ? TK_PREPEND_ALWAYS : TK_PREPEND_NEVER; /* older files */
+}
+
+static void add_pre(fc_tokenizer *t, tk_pre p)
+{
+    t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(tk_pre));
+    t->pre[t->n_pre++] = p;
+}
+
+static bool parse_pretok(fc_tokenizer *t, const cJSON *n, const char *where)
+{
+    if (!n || cJSON_IsNull(n)) return true;
+    const char *type = jstr(n, "type");
+    if (!type) goto bad;
+    if (t->byte_level) {
+        FC_LOG_ERROR("%s: a pre-tokenizer after ByteLevel is not supported", where);
+        return false;
+    }
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, jget(n, "pretokenizers"))
+            if (!parse_pretok(t, it, where)) return false;
+        return true;
+    }
+    tk_pre p = {0};
+    if (!strcmp(type, "Split")) {
+        const cJSON *pat = jget(n, "pattern");
+        const char *lit = jstr(pat, "String"), *re = jstr(pat, "Regex");
+        bool ok;
+        if (!lit && !re) goto bad;
+        p.kind = TK_PRE_SPLIT;
+        p.behavior = parse_behavior(jstr(n, "behavior"), &ok);
+        if (!ok) goto bad;
+        p.invert = jbool(n, "invert", false);
+        p.re = lit ? tk_regex_compile(lit, strlen(lit), TK_RE_LITERAL) : tk_regex_compile(re, strlen(re), TK_RE_ONIG);
+        if (!p.re) return false;
+    } else if (!strcmp(type, "ByteLevel")) {
+        p.kind = TK_PRE_BYTELEVEL;
+        p.add_prefix_space = jbool(n, "add_prefix_space", true);
+        if (jbool(n, "use_regex", true)) {
+            p.re = tk_regex_compile(TK_GPT2_PATTERN, strlen(TK_GPT2_PATTERN), TK_RE_ONIG);
+            if (!p.re) return false;
+        }
+        t->byte_level = true;
+    } else if (!strcmp(type, "Digits")) {
+        p.kind = TK_PRE_DIGITS;
+        p.individual = jbool(n, "individual_digits", false);
+    } else if (!strcmp(type, "Metaspace")) {
+        const char *r = jstr(n, "replacement");
+        p.kind = TK_PRE_METASPACE;
+        p.repl = r ? first_cp(r) : 0x2581;
+        p.prepend = parse_prepend(n);
+        p.split = jbool(n, "split", true);
+    } else if (!strcmp(type, "WhitespaceSplit")) {
+        p.kind = TK_PRE_WSPLIT;
+    } else if (!strcmp(type, "Whitespace")) {
+        p.kind = TK_PRE_SPLIT;
+        p.behavior = TK_REMOVED;
+        p.invert = true;
+        p.re = tk_regex_compile(TK_WHITESPACE_PATTERN, strlen(TK_WHITESPACE_PATTERN), TK_RE_PCRE);
+        if (!p.re) return false;
+    } else {
+        FC_LOG_ERROR("%s: pre-tokenizer '%s' is not supported", where, type);
+        return false;
+    }
+    add_pre(t, p);
+    return true;
+bad:
+    FC_LOG_ERROR("%s: malformed pre_tokenizer", where);
+    return false;
+}
+
+static void add_dec(fc_tokenizer *t, tk_dec d)
+{
+    t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(tk_dec));
+    t->dec[t->n_dec++] = d;
+}
+
+static bool parse_decoder(fc_tokenizer *t, const cJSON *n, const char *where)
+{
+    if (!n || cJSON_IsNull(n)) return true;
+    const char *type = jstr(n, "type");
+    if (!type) goto bad;
+    t->has_decoder = true;
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, jget(n, "decoders"))
+            if (!parse_decoder(t, it, where)) return false;
+        return true;
+    }
+    tk_dec d = {0};
+    if (!strcmp(type, "ByteLevel")) d.kind = TK_DEC_BYTELEVEL;
+    else if (!strcmp(type, "ByteFallback")) d.kind = TK_DEC_BYTEFALLBACK;
+    else if (!strcmp(type, "Fuse")) d.kind = TK_DEC_FUSE;
+    else if (!strcmp(type, "Replace")) {
+        const char *lit = jstr(jget(n, "pattern"), "String"), *content = jstr(n, "content");
+        if (!lit || !content) {
+            FC_LOG_ERROR("%s: Replace decoder: only string patterns are supported", where);
+            return false;
+        }
+        d.kind = TK_DEC_REPLACE;
+        d.a = xdup(lit, &d.a_len);
+        d.b = xdup(content, &d.b_len);
+    } else if (!strcmp(type, "Strip")) {
+        const char *c = jstr(n, "content");
+        d.kind = TK_DEC_STRIP;
+        d.cp = c ? first_cp(c) : ' ';
+        d.start = jint(n, "start", 0);
+        d.stop = jint(n, "stop", 0);
+    } else if (!strcmp(type, "Metaspace")) {
+        const char *r = jstr(n, "replacement");
+        d.kind = TK_DEC_METASPACE;
+        d.cp = r ? first_cp(r) : 0x2581;
+        d.prepend = parse_prepend(n);
+    } else {
+        FC_LOG_ERROR("%s: decoder '%s' is not supported", where, type);
+        return false;
+    }
+    add_dec(t, d);
+    return true;
+bad:
+    FC_LOG_ERROR("%s: malformed decoder", where);
+    return false;
+}
+
+static void push_id(int32_t **v, int *n, int32_t id)
+{
+    *v = fc_xrealloc(*v, (size_t)(*n + 1) * sizeof(int32_t));
+    (*v)[(*n)++] = id;
+}
+
+/* Post-processors, single-sequence part: the ids before and after $A. */
+static bool parse_post(fc_tokenizer *t, const cJSON *n, const char *where)
+{
+    if (!n || cJSON_IsNull(n)) return true;
+    const char *type = jstr(n, "type");
+    if (!type) goto bad;
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, jget(n, "processors"))
+            if (!parse_post(t, it, where)) return false;
+        return true;
+    }
+    if (!strcmp(type, "ByteLevel")) return true; /* offsets only */
+    if (!strcmp(type, "TemplateProcessing")) {
+        const cJSON *specials = jget(n, "special_tokens"), *it;
+        bool after = false;
+        cJSON_ArrayForEach(it, jget(n, "single")) {
+            const cJSON *sp = jget(it, "SpecialToken");
+            if (jget(it, "Sequence")) { after = true; continue; }
+            const char *name = jstr(sp, "id");
+            if (!name) goto bad;
+            const cJSON *ids = jget(jget(specials, name), "ids"), *id;
+            if (!ids) {
+                FC_LOG_ERROR("%s: post_processor names '%s' without its ids", where, name);
+                return false;
+            }
+            cJSON_ArrayForEach(id, ids) {
+                if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valueint >= t->n_vocab) goto bad;
+                if (after) push_id(&t->suffix, &t->n_suffix, id->valueint);
+                else push_id(&t->prefix, &t->n_prefix, id->valueint);
+            }
+        }
+        return true;
+    }
+    if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
+        const cJSON *cls = jget(n, "cls"), *sep = jget(n, "sep");
+        const cJSON *c1 = cJSON_GetArrayItem(cls, 1), *s1 = cJSON_GetArrayItem(sep, 1);
+        if (!cJSON_IsNumber(c1) || !cJSON_IsNumber(s1)) goto bad;
+        push_id(&t->prefix, &t->n_prefix, c1->valueint);
+        push_id(&t->suffix, &t->n_suffix, s1->valueint);
+        return true;
+    }
+    FC_LOG_ERROR("%s: post_processor '%s' is not supported", where, type);
+    return false;
+bad:
+    FC_LOG_ERROR("%s: malformed post_processor", where);
+    return false;
+}
+
+/* A special token named in tokenizer_config.json: a string or {"content": s}. */
+static const char *config_token(const cJSON *cfg, const char *key)
+{
+    const cJSON *v = jget(cfg, key);
+    if (cJSON_IsString(v)) return v->valuestring;
+    return jstr(v, "content");
+}
+
+/* ---- the loader ---- */
+
+fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cJSON *root = read_json(path, true), *cfg = NULL;
+    fc_tokenizer *t = NULL;
+    if (!root) return NULL;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    cfg = read_json(path, false);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+
+    const cJSON *model = jget(root, "model"), *vocab = jget(model, "vocab"), *it;
+    const char *mtype = jstr(model, "type");
+    if (mtype && strcmp(mtype, "BPE")) {
+        FC_LOG_ERROR("%s: model type '%s' is not supported (only BPE)", path, mtype);
+        goto fail;
+    }
+    if (!cJSON_IsObject(vocab) || !jget(model, "merges")) {
+        FC_LOG_ERROR("%s: model has no BPE vocab and merges", path);
+        goto fail;
+    }
+    const char *cont = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
+    if ((cont && *cont) || (eow && *eow)) {
+        FC_LOG_ERROR("%s: continuing_subword_prefix / end_of_word_suffix are not supported", path);
+        goto fail;
+    }
+    const cJSON *dropout = jget(model, "dropout");
+    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
+        FC_LOG_WARN("%s: BPE dropout ignored (encoding is deterministic)", path);
+
+    int32_t max_id = -1;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valueint < 0) {
+            FC_LOG_ERROR("%s: bad vocab entry '%s'", path, it->string);
+            goto fail;
+        }
+        max_id = FC_MAX(max_id, it->valueint);
+    }
+    const cJSON *added = jget(root, "added_tokens");
+    cJSON_ArrayForEach(it, added) {
+        int id = jint(it, "id", -1);
+        if (id < 0 || !jstr(it, "content")) {
+            FC_LOG_ERROR("%s: bad added token", path);
+            goto fail;
+        }
+        max_id = FC_MAX(max_id, id);
+    }
+    if (max_id < 0) {
+        FC_LOG_ERROR("%s: empty vocabulary", path);
+        goto fail;
+    }
+    if (max_id >= 1 << 24) { /* no vocabulary is that large: a corrupt or hostile file */
+        FC_LOG_ERROR("%s: token id %d is out of range", path, max_id);
+        goto fail;
+    }
+
+    t = tk_new(dir);
+    tk_vocab_alloc(t, max_id + 1);
+    cJSON_ArrayForEach(it, vocab)
+        tk_vocab_set_text(t, it->valueint, it->string, strlen(it->string));
+    cJSON_ArrayForEach(it, added) {
+        const char *c = jstr(it, "content");
+        bool special = jbool(it, "special", false);
+        tk_added_add(t, jint(it, "id", -1), c, strlen(c), special, jbool(it, "normalized", !special),
+                     jbool(it, "lstrip", false), jbool(it, "rstrip", false), jbool(it, "single_word", false));
+    }
+    tk_vocab_index_texts(t);
+    /* tokenizer_config's named special tokens that added_tokens lacks become
+     * special added tokens (transformers adds them at load) */
+    static const char *const named[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+    for (size_t k = 0; k < FC_ARRAY_LEN(named); k++) {
+        const char *s = config_token(cfg, named[k]);
+        if (!s) continue;
+        int32_t id = tk_strmap_get(&t->by_text, s, strlen(s));
+        if (id >= 0 && !(t->flags[id] & TK_F_ADDED))
+            tk_added_add(t, id, s, strlen(s), true, false, false, false, false);
+    }
+
+    /* merges */
+    const cJSON *merges = jget(model, "merges");
+    tk_mergemap_init(&t->merges, (size_t)cJSON_GetArraySize(merges));
+    int32_t rank = 0;
+    cJSON_ArrayForEach(it, merges) {
+        const char *a, *b;
+        size_t al, bl;
+        if (cJSON_IsString(it)) {
+            const char *sp = strchr(it->valuestring, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                FC_LOG_ERROR("%s: merge %d '%s' is not two tokens", path, rank, it->valuestring);
+                goto fail;
+            }
+            a = it->valuestring; al = (size_t)(sp - a);
+            b = sp + 1; bl = strlen(b);
+        } else if (cJSON_GetArraySize(it) == 2 && cJSON_IsString(cJSON_GetArrayItem(it, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(it, 1))) {
+            a = cJSON_GetArrayItem(it, 0)->valuestring; al = strlen(a);
+            b = cJSON_GetArrayItem(it, 1)->valuestring; bl = strlen(b);
+        } else {
+            FC_LOG_ERROR("%s: merge %d is malformed", path, rank);
+            goto fail;
+        }
+        if (!tk_vocab_add_merge(t, a, al, b, bl, rank)) {
+            FC_LOG_ERROR("%s: merge %d ('%.*s' '%.*s') uses a token not in the vocabulary", path, rank,
+                         (int)al, a, (int)bl, b);
+            goto fail;
+        }
+        rank++;
+    }
+
+    /* model options */
+    const char *unk = jstr(model, "unk_token");
+    if (unk) {
+        t->model_unk = tk_vocab_text_id(t, unk, strlen(unk));
+        if (t->model_unk < 0) t->model_unk = tk_strmap_get(&t->by_text, unk, strlen(unk));
+    }
+    t->byte_fallback = jbool(model, "byte_fallback", false);
+    t->fuse_unk = jbool(model, "fuse_unk", false);
+    t->ignore_merges = jbool(model, "ignore_merges", false);
+
+    if (!parse_normalizer(t, jget(root, "normalizer"), path) ||
+        !parse_pretok(t, jget(root, "pre_tokenizer"), path) ||
+        !parse_decoder(t, jget(root, "decoder"), path) ||
+        !parse_post(t, jget(root, "post_processor"), path))
+        goto fail;
+
+    /* special ids */
+    const char *s;
+    if ((s = config_token(cfg, "bos_token"))) t->bos = tk_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "eos_token"))) t->eos = tk_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "unk_token"))) t->unk = tk_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "pad_token"))) t->pad = tk_strmap_get(&t->by_text, s, strlen(s));
+    if (t->unk < 0) t->unk = t->model_unk;
+    if (t->bos < 0 && t->n_prefix > 0) t->bos = t->prefix[0];
+
+    if (cJSON_IsBool(jget(cfg, "add_bos_token")) || cJSON_IsBool(jget(cfg, "add_eos_token"))) {
+        /* transformers' update_post_processor */
+        t->n_prefix = t->n_suffix = 0;
+        if (jbool(cfg, "add_bos_token", false) && t->bos >= 0) push_id(&t->prefix, &t->n_prefix, t->bos);
+        if (jbool(cfg, "add_eos_token", false) && t->eos >= 0) push_id(&t->suffix, &t->n_suffix, t->eos);
+    }
+
+    /* chat template */
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    fc_mmap *m = file_exists(path) ? fc_mmap_open(path) : NULL;
+    if (m) {
+        tk_set_chat_template(t, (const char *)m->data, m->size);
+        fc_mmap_free(m);
+    } else {
+        const cJSON *ct = jget(cfg, "chat_template");
+        if (cJSON_IsString(ct)) {
+            tk_set_chat_template(t, ct->valuestring, strlen(ct->valuestring));
+        } else if (cJSON_IsArray(ct)) {
+            const char *pick = NULL;
+            cJSON_ArrayForEach(it, ct) {
+                const char *name = jstr(it, "name"), *tpl = jstr(it, "template");
+                if (!tpl) continue;
+                if (!pick || (name && !strcmp(name, "default"))) pick = tpl;
+            }
+            if (pick) tk_set_chat_template(t, pick, strlen(pick));
+        }
+    }
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    if (tk_finish(t) != FC_OK) {
+        fc_tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+fail:
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    fc_tokenizer_free(t);
+    return NULL;
+}

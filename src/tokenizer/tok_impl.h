@@ -1,0 +1,315 @@
+/*
+ * tok_impl.h: the inside of fc_tokenizer, shared by the files of
+ * src/tokenizer/ and by nothing else.
+ *
+ *   vocab.c     string/pair hash maps, UTF-8 and Unicode helpers, the GPT-2
+ *               byte alphabet, building the vocabulary tables
+ *   pretok.c    normalizers, added-token matching, pre-tokenizers (PCRE2)
+ *   bpe.c       the BPE model and its word cache
+ *   decode.c    the decoder chain, token pieces, streaming decode
+ *   load_hf.c   tokenizer.json + tokenizer_config.json
+ *   load_gguf.c tokenizer.ggml.* metadata
+ *   tokenizer.c the encode pipeline and the accessors of tokenizer.h
+ */
+#ifndef FC_TOK_IMPL_H
+#define FC_TOK_IMPL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <pthread.h>
+
+#include "tokenizer.h"
+
+/* ---- growable buffers ---- */
+
+typedef struct tk_buf { char *p; size_t n, cap; } tk_buf;
+void tk_buf_reserve(tk_buf *b, size_t extra);
+void tk_buf_put(tk_buf *b, const void *s, size_t n);
+static inline void tk_buf_putc(tk_buf *b, char c)
+{
+    if (b->n + 1 > b->cap) tk_buf_reserve(b, 1);
+    b->p[b->n++] = c;
+}
+void tk_buf_free(tk_buf *b);
+
+typedef struct tk_ivec { int32_t *v; size_t n, cap; } tk_ivec;
+void tk_ivec_push(tk_ivec *v, int32_t x);
+void tk_ivec_free(tk_ivec *v);
+
+/* ---- UTF-8 and Unicode ---- */
+
+/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 when the bytes
+ * there are not a complete valid sequence. */
+int tk_utf8_len(const uint8_t *s, size_t n);
+/* Decodes the valid sequence at s (length from tk_utf8_len). */
+uint32_t tk_utf8_decode(const uint8_t *s, int len);
+int tk_utf8_encode(uint32_t cp, char out[4]);
+/* Length of the maximal subpart of an ill-formed sequence starting at s
+ * (Unicode 3.9, "U+FFFD substitution of maximal subparts"), >= 1; when
+ * `could_complete` is not NULL it is set to whether the subpart could still be
+ * completed by more bytes (it ends at n). */
+size_t tk_utf8_bad_len(const uint8_t *s, size_t n, bool *could_complete);
+/* Appends s with every maximal invalid subpart replaced by U+FFFD (Rust's
+ * String::from_utf8_lossy). */
+void tk_utf8_lossy(tk_buf *out, const char *s, size_t n);
+bool tk_utf8_valid(const char *s, size_t n);
+size_t tk_utf8_count(const char *s, size_t n); /* code points */
+
+bool tk_is_whitespace(uint32_t cp); /* Rust char::is_whitespace (White_Space) */
+bool tk_is_numeric(uint32_t cp);    /* Rust char::is_numeric (Nd, Nl, No) */
+bool tk_is_alnum(uint32_t cp);      /* Rust char::is_alphanumeric (approx. L*, N*, Mn/Mc of Alphabetic) */
+
+/* GPT-2's byte <-> printable code point alphabet (ByteLevel). */
+uint32_t tk_byte_to_cp(uint8_t b);
+int tk_cp_to_byte(uint32_t cp); /* -1 when cp is not in the alphabet */
+
+/* ---- hash maps ---- */
+
+uint64_t tk_hash(const void *p, size_t n);
+
+/* Strings -> id. Keys are not stored: slot i holds an id whose key is read
+ * from the owner's (keys, lens) arrays, so one map can index token texts and
+ * another the BPE model keys without copying either. */
+typedef struct tk_strmap {
+    int32_t *slot;       /* -1 empty */
+    uint32_t mask;
+    const char *const *keys;
+    const uint32_t *lens;
+} tk_strmap;
+void tk_strmap_init(tk_strmap *m, size_t n_expected, const char *const *keys, const uint32_t *lens);
+/* Inserts id (its key is keys[id]); a later insert of an equal key replaces
+ * the earlier id. */
+void tk_strmap_put(tk_strmap *m, int32_t id);
+int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n);
+void tk_strmap_free(tk_strmap *m);
+
+/* (left id, right id) -> (rank, merged id). */
+typedef struct tk_merge { uint64_t key; int32_t rank, id; } tk_merge;
+typedef struct tk_mergemap { tk_merge *slot; uint32_t mask, n; } tk_mergemap;
+void tk_mergemap_init(tk_mergemap *m, size_t n_expected);
+void tk_mergemap_put(tk_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t id);
+static inline const tk_merge *tk_mergemap_get(const tk_mergemap *m, int32_t a, int32_t b)
+{
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    for (uint32_t i = (uint32_t)(h >> 32) & m->mask;; i = (i + 1) & m->mask) {
+        const tk_merge *e = &m->slot[i];
+        if (e->rank < 0) return NULL;
+        if (e->key == key) return e;
+    }
+}
+void tk_mergemap_free(tk_mergemap *m);
+
+/* ---- pipeline description ---- */
+
+enum tk_norm_kind {
+    TK_NORM_NFC, TK_NORM_NFD, TK_NORM_NFKC, TK_NORM_NFKD, TK_NORM_LOWER,
+    TK_NORM_PREPEND, TK_NORM_REPLACE, TK_NORM_STRIP,
+};
+typedef struct tk_norm {
+    enum tk_norm_kind kind;
+    char *a; size_t a_len;      /* Prepend text; Replace literal pattern */
+    char *b; size_t b_len;      /* Replace content */
+    pcre2_code *re;             /* Replace regex pattern (NULL: literal a) */
+    bool left, right;           /* Strip */
+} tk_norm;
+
+enum tk_split_behavior {
+    TK_REMOVED, TK_ISOLATED, TK_MERGED_PREV, TK_MERGED_NEXT, TK_CONTIGUOUS,
+};
+enum tk_pre_kind {
+    TK_PRE_SPLIT,       /* regex or literal (re), behavior, invert */
+    TK_PRE_DIGITS,      /* individual: Isolated, else Contiguous */
+    TK_PRE_WSPLIT,      /* WhitespaceSplit: split on whitespace, removed */
+    TK_PRE_BYTELEVEL,   /* add_prefix_space, use_regex (GPT-2 regex in re) */
+    TK_PRE_METASPACE,   /* replacement, prepend scheme, split */
+};
+enum tk_prepend { TK_PREPEND_ALWAYS, TK_PREPEND_FIRST, TK_PREPEND_NEVER };
+typedef struct tk_pre {
+    enum tk_pre_kind kind;
+    pcre2_code *re;
+    enum tk_split_behavior behavior;
+    bool invert;
+    bool individual;            /* Digits */
+    bool add_prefix_space;      /* ByteLevel */
+    uint32_t repl;              /* Metaspace replacement code point */
+    enum tk_prepend prepend;    /* Metaspace */
+    bool split;                 /* Metaspace */
+} tk_pre;
+
+enum tk_dec_kind {
+    TK_DEC_BYTELEVEL, TK_DEC_REPLACE, TK_DEC_BYTEFALLBACK, TK_DEC_FUSE, TK_DEC_STRIP,
+    TK_DEC_METASPACE,
+};
+typedef struct tk_dec {
+    enum tk_dec_kind kind;
+    char *a; size_t a_len;      /* Replace pattern (literal) */
+    char *b; size_t b_len;      /* Replace content */
+    uint32_t cp;                /* Strip content / Metaspace replacement */
+    int start, stop;            /* Strip */
+    enum tk_prepend prepend;    /* Metaspace */
+} tk_dec;
+
+typedef struct tk_added {
+    int32_t id;
+    char *content; size_t len;  /* as matched: normalized when normalized=true */
+    bool special, normalized, lstrip, rstrip, single_word;
+} tk_added;
+
+/* Byte trie over added-token contents (leftmost-longest matching). */
+typedef struct tk_trie_node { int32_t child, sibling, added; uint8_t byte; } tk_trie_node;
+typedef struct tk_trie {
+    tk_trie_node *node; size_t n, cap;
+    uint8_t first[32];          /* bitmap of first bytes */
+} tk_trie;
+
+/* Word cache: piece bytes -> ids, direct-mapped, locked per shard. */
+#define TK_CACHE_KEY 30
+#define TK_CACHE_IDS 14
+#define TK_CACHE_SLOTS 16384
+#define TK_CACHE_SHARDS 64
+typedef struct tk_cache_entry {
+    uint32_t hash;
+    uint8_t key_len, n_ids;     /* key_len 0: empty */
+    char key[TK_CACHE_KEY];
+    int32_t ids[TK_CACHE_IDS];
+} tk_cache_entry;
+typedef struct tk_cache {
+    tk_cache_entry *e;          /* TK_CACHE_SLOTS */
+    pthread_mutex_t mu[TK_CACHE_SHARDS];
+} tk_cache;
+
+enum { TK_F_ADDED = 1, TK_F_SPECIAL = 2, TK_F_MODEL = 4 /* in the BPE model's vocabulary */, TK_F_EOG = 8 };
+
+struct fc_tokenizer {
+    char *name;
+    int32_t n_vocab;
+
+    /* per id, all strings in `strs` (offsets fixed up into pointers at the end
+     * of loading): text as spelled in the vocabulary; key the BPE model
+     * matches (raw bytes for byte-level models, else the text); piece the
+     * bytes a token adds to running text (token_to_piece). Holes: NULL. */
+    char **text; uint32_t *text_len;
+    char **key; uint32_t *key_len;
+    char **piece; uint32_t *piece_len;
+    uint8_t *flags;
+    tk_buf strs;                /* texts and keys */
+    tk_buf piece_strs;          /* pieces */
+    bool texts_indexed;
+
+    tk_strmap by_text;          /* find */
+    tk_strmap by_key;           /* BPE vocabulary (non-added ids, and added ids that the model vocab holds) */
+    tk_mergemap merges;
+
+    /* model */
+    bool byte_level;            /* symbols are bytes (a ByteLevel pre-tokenizer is present) */
+    bool byte_fallback, fuse_unk, ignore_merges;
+    int32_t model_unk;          /* BPE unk_token id, -1 none */
+    int32_t byte_tok[256];      /* byte-level: id of each byte's symbol; byte_fallback: <0xNN> */
+
+    /* pipeline */
+    tk_norm *norm; int n_norm;
+    tk_pre *pre; int n_pre;
+    tk_dec *dec; int n_dec;
+    bool has_decoder;           /* false: tokens joined with " " */
+    tk_added *added; int n_added;
+    tk_trie trie_raw, trie_norm;/* added tokens matched before / after normalization */
+    int32_t *prefix; int n_prefix;  /* post-processor, single sequence */
+    int32_t *suffix; int n_suffix;
+
+    int32_t bos, eos, unk, pad;
+    char *chat_template;
+
+    tk_cache cache;
+};
+
+/* ---- vocab.c: building ---- */
+/* Allocates the per-id arrays for n ids. */
+void tk_vocab_alloc(fc_tokenizer *t, int32_t n);
+/* Sets the text of id (copied). */
+void tk_vocab_set_text(fc_tokenizer *t, int32_t id, const char *s, size_t n);
+/* The text of id before tk_vocab_index_texts (valid until the next text is
+ * added). */
+const char *tk_vocab_text_early(const fc_tokenizer *t, int32_t id);
+/* After all texts are set (vocabulary and added tokens): builds the text
+ * index, so merges and special tokens can be looked up. */
+void tk_vocab_index_texts(fc_tokenizer *t);
+/* After texts, added tokens and the pipeline are set: computes keys and
+ * pieces, builds the maps and the byte tables. */
+enum fc_status tk_vocab_finish(fc_tokenizer *t);
+/* Adds a merge "a b" by texts; false when a, b or a+b is not in the vocabulary. */
+bool tk_vocab_add_merge(fc_tokenizer *t, const char *a, size_t a_len, const char *b, size_t b_len,
+                        int32_t rank);
+/* The id of a model vocabulary text (by_text restricted to the model), -1. */
+int32_t tk_vocab_text_id(const fc_tokenizer *t, const char *s, size_t n);
+void tk_added_add(fc_tokenizer *t, int32_t id, const char *content, size_t len, bool special,
+                  bool normalized, bool lstrip, bool rstrip, bool single_word);
+
+/* ---- pretok.c ---- */
+/* Compiles a pattern for PCRE2 (UTF, UCP, JIT). TK_RE_ONIG: a Hugging Face
+ * (Oniguruma) pattern, whose \s and \S gain U+0085 and whose \w/\W/\d follow
+ * Oniguruma's Unicode classes; TK_RE_PCRE: PCRE2 syntax as is; TK_RE_LITERAL:
+ * a plain string. NULL on error (logged). */
+enum tk_regex_kind { TK_RE_ONIG, TK_RE_PCRE, TK_RE_LITERAL };
+pcre2_code *tk_regex_compile(const char *pat, size_t len, enum tk_regex_kind kind);
+extern const char TK_WHITESPACE_PATTERN[];
+extern const char TK_GPT2_PATTERN[];
+extern const char TK_LLAMA3_PATTERN[];
+extern const char TK_QWEN2_PATTERN[];
+/* Applies the normalizer chain to s, appending the result to out. */
+void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, tk_buf *out);
+/* Builds the two tries from t->added (after normalization of contents). */
+void tk_added_build(fc_tokenizer *t);
+void tk_trie_free(tk_trie *tr);
+
+/* A list of pieces: byte ranges in one buffer. */
+typedef struct tk_piece { uint32_t off, len; bool at_start; } tk_piece;
+typedef struct tk_plist { tk_buf b; tk_piece *v; size_t n, cap; } tk_plist;
+void tk_plist_clear(tk_plist *l);
+void tk_plist_add(tk_plist *l, const char *s, size_t n, bool at_start);
+void tk_plist_free(tk_plist *l);
+
+typedef struct tk_span { uint32_t s, e; bool match; } tk_span;
+
+/* Scratch of one thread (reused by every encode call it makes, freed when the
+ * thread exits). */
+typedef struct tk_scratch {
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+    pcre2_jit_stack *js;
+    tk_plist pa, pb;
+    tk_buf norm, norm2, clean;
+    tk_span *span; size_t n_span, cap_span;
+    void *bpe;                  /* bpe.c's symbol arrays */
+    size_t bpe_cap;
+    void *heap; size_t heap_cap;
+} tk_scratch;
+tk_scratch *tk_scratch_get(void);
+
+/* Splits s by the added tokens of trie tr; calls emit for every text span and
+ * every matched token, in order. */
+typedef void (*tk_emit_fn)(void *ctx, const char *s, size_t n, size_t off, int32_t id);
+void tk_added_split(const fc_tokenizer *t, const tk_trie *tr, const char *s, size_t n,
+                    bool parse_special, tk_emit_fn emit, void *ctx);
+/* Runs the pre-tokenizer on s; the pieces land in sc->pa (or whichever list is
+ * returned). */
+tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
+                         bool at_start);
+
+/* ---- bpe.c ---- */
+enum fc_status tk_cache_init(tk_cache *c);
+void tk_cache_free(tk_cache *c);
+/* Appends the ids of one pre-tokenized piece. */
+void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n, tk_ivec *out);
+
+/* ---- decode.c ---- */
+/* Computes t->piece for every id (needs the decoder chain). */
+void tk_pieces_build(fc_tokenizer *t);
+
+/* ---- tokenizer.c ---- */
+fc_tokenizer *tk_new(const char *name);
+/* Last step of loading (after texts, added tokens, merges and pipeline). */
+enum fc_status tk_finish(fc_tokenizer *t);
+void tk_set_chat_template(fc_tokenizer *t, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,155 @@
+"""End-to-end checks of `fastchat tokenize` / `fastchat detokenize` against
+Hugging Face `tokenizers` (the exhaustive corpus comparison is the C unit test
+tests/unit/test_tokenizer.c; this checks the binary, its flags and its errors).
+
+The references: the tokenizer.json folders in tests/data/tokenizer loaded with
+`tokenizers.Tokenizer`, and for the default model (env FASTCHAT_MODEL) the
+SmolLM2 tokenizer rebuilt from the GGUF by tools/golden/make_tokenizer_golden.py.
+The binary is $FASTCHAT_BIN (default build/fastchat).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "tokenizer"
+BIN = os.environ.get("FASTCHAT_BIN", str(ROOT / "build" / "fastchat"))
+
+tokenizers = pytest.importorskip("tokenizers")
+
+TEXTS = [
+    "Hello world",
+    "Hello, world! How are you?",
+    "  leading and trailing  ",
+    "tabs\tand\nnewlines\r\n",
+    "I'm don't we'll IT'S 'ſ",
+    "1234567890 3.14159",
+    "你好，世界！ 日本語 한국어",
+    "👨‍👩‍👧‍👦 🏳️‍🌈 👍🏽",
+    "e\u0301 cafe\u0301 Å",
+    "def f(x):\n    return x * 2\n",
+    "<|im_start|>user\nhi<|im_end|>",
+    "<s>Hello</s> <|begin_of_text|><|eot_id|>",
+    "a <mask> b <think>x</think>",
+    "\u00a0\u3000\u0085\u2028",
+    "x" * 500,
+]
+
+
+def run(*args, check=True):
+    r = subprocess.run([BIN, *args], capture_output=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{args}: exit {r.returncode}: {r.stderr.decode(errors='replace')}")
+    return r
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _binary():
+    # A missing binary fails (with a hint) rather than skips: `make test` builds it first.
+    assert os.path.exists(BIN), f"{BIN} missing: build it with `make` (or set FASTCHAT_BIN)"
+    r = subprocess.run([BIN, "tokenize", "--help"], capture_output=True)
+    assert r.returncode == 0, f"{BIN} has no 'tokenize' command"
+
+
+def cli_ids(model, text, *flags):
+    out = run("tokenize", "--model-path", str(model), "--text", text, *flags).stdout
+    return json.loads(out)
+
+
+def cli_text(model, ids, *flags):
+    out = run("detokenize", "--model-path", str(model), "--ids", ",".join(map(str, ids)), *flags).stdout
+    assert out.endswith(b"\n")
+    return out[:-1].decode("utf-8")
+
+
+def hf_folder(name):
+    return tokenizers.Tokenizer.from_file(str(DATA / name / "tokenizer.json"))
+
+
+def hf_ids(tok, text, add_special=True, parse_special=True):
+    tok.encode_special_tokens = not parse_special
+    try:
+        return tok.encode(text, add_special_tokens=add_special).ids
+    finally:
+        tok.encode_special_tokens = False
+
+
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["spm", "spm_legacy", "llama3", "qwen2"])
+def test_folder_matches_hf(name):
+    tok = hf_folder(name)
+    # The spm folders add BOS through tokenizer_config.json's add_bos_token, which
+    # transformers applies and tokenizers.Tokenizer does not know about; their
+    # tokenizer.json post-processor says the same ("<s> $A").
+    for text in TEXTS:
+        assert cli_ids(DATA / name, text) == hf_ids(tok, text), text
+        assert cli_ids(DATA / name, text, "--no-special") == hf_ids(tok, text, add_special=False), text
+        assert cli_ids(DATA / name, text, "--no-special", "--no-parse-special") == \
+            hf_ids(tok, text, add_special=False, parse_special=False), text
+
+
+# A GGUF "llama" file is encoded as sentencepiece and llama.cpp do: Llama-2's
+# tokenizer.json shape (spm_legacy). The llama3 GGUF cannot carry <mask>'s
+# lstrip/rstrip, so texts using it are left out.
+@pytest.mark.parametrize("gguf,folder", [("spm", "spm_legacy"), ("llama3", "llama3"), ("qwen2", "qwen2")])
+def test_gguf_matches_folder(gguf, folder):
+    tok = hf_folder(folder)
+    for text in TEXTS:
+        if "<mask>" in text:
+            continue
+        assert cli_ids(DATA / gguf / "tokenizer.gguf", text) == hf_ids(tok, text), text
+
+
+@pytest.mark.parametrize("name", ["spm", "llama3", "qwen2"])
+def test_detokenize_matches_hf(name):
+    tok = hf_folder(name)
+    for text in TEXTS:
+        ids = hf_ids(tok, text)
+        assert cli_text(DATA / name, ids) == tok.decode(ids, skip_special_tokens=False), text
+        assert cli_text(DATA / name, ids, "--skip-special") == tok.decode(ids, skip_special_tokens=True), text
+
+
+def test_default_model():
+    model = os.environ.get("FASTCHAT_MODEL")
+    if not model or not os.path.exists(model):
+        pytest.skip("FASTCHAT_MODEL not set or missing (scripts/fetch_model.sh)")
+    pytest.importorskip("gguf")
+    sys.path.insert(0, str(ROOT / "tools" / "golden"))
+    from make_tokenizer_golden import smollm2_reference
+    ref = smollm2_reference(model)
+    for text in TEXTS:
+        ids = hf_ids(ref, text)
+        assert cli_ids(model, text) == ids, text
+        assert cli_text(model, ids) == ref.decode(ids, skip_special_tokens=False), text
+    # the default --model-path is the default model
+    env = dict(os.environ, FASTCHAT_MODEL=model)
+    r = subprocess.run([BIN, "tokenize", "--text", "Hello world"], capture_output=True, env=env)
+    assert r.returncode == 0 and json.loads(r.stdout) == hf_ids(ref, "Hello world")
+
+
+def test_pieces_and_file(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_bytes("Hello\n世界".encode())
+    by_file = json.loads(run("tokenize", "--model-path", str(DATA / "llama3"), "--file", str(f)).stdout)
+    assert by_file == hf_ids(hf_folder("llama3"), "Hello\n世界")
+    pairs = json.loads(run("tokenize", "--model-path", str(DATA / "llama3"), "--file", str(f),
+                           "--pieces", "--no-special").stdout)
+    assert "".join(p for _, p in pairs) == "Hello\n世界"
+
+
+def test_errors():
+    r = run("tokenize", "--model-path", "/nonexistent/model.gguf", "--text", "x", check=False)
+    assert r.returncode == 1 and b"error:" in r.stderr
+    r = run("tokenize", "--model-path", str(DATA / "llama3"), check=False)
+    assert r.returncode == 1 and b"--text" in r.stderr
+    r = run("detokenize", "--model-path", str(DATA / "llama3"), "--ids", "1,x", check=False)
+    assert r.returncode == 1 and b"error:" in r.stderr
+    r = run("detokenize", "--model-path", str(DATA / "llama3"), "--ids", "99999999", check=False)
+    assert r.returncode == 1 and b"out of range" in r.stderr
+    r = run("tokenize", "--model-path", str(DATA), "--text", "x", check=False)  # no tokenizer.json
+    assert r.returncode == 1 and b"error:" in r.stderr
