@@ -30,6 +30,12 @@
 int fc_matmul_act_type(int wtype);
 /* Bytes of one converted activation row of K values for weights of wtype. */
 size_t fc_matmul_act_row_size(int wtype, int64_t K);
+/* (A converted row starts with K values of the act type exactly as
+ * fc_quantize_row_ref writes them, so fc_dequantize_row_ref reads it; for
+ * q8_0 / q8_1 an f32 side table of block scales and sums follows, private
+ * to the kernels (cpu/cpu_impl.h). Row sizes are multiples of 32 bytes:
+ * rows packed back to back in a 32-byte aligned buffer stay aligned.
+ * Convert once per matmul input, reuse for every weight matrix it meets.) */
 /* Converts one f32 row x[0..K) into the act type of wtype at dst. */
 void fc_matmul_quantize_act(int wtype, const float *x, void *dst, int64_t K);
 

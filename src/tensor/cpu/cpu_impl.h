@@ -1,0 +1,95 @@
+/*
+ * cpu_impl.h: private interface between the CPU kernel files.
+ *
+ *   ops_cpu.c    the public entry points of ops.h (fc_matmul_fast, ...): act
+ *                row layout, dispatch on weight type to one kernel per build
+ *   generic.c    portable C kernels, suffix _generic, always compiled (so the
+ *                tests can check them on any machine)
+ *   x86_avx2.c   AVX2 + FMA + F16C kernels, suffix _avx2, compiled only when
+ *                the compiler targets them (FC_CPU_AVX2)
+ *
+ * Nothing here is part of the library API; tests include it to reach the
+ * generic kernels of an AVX2 build.
+ *
+ * ---- Activation rows of the fast matmul ----
+ * fc_matmul_quantize_act converts one f32 row of K values into:
+ *   f32 weights (F32, F16, BF16):   K floats, nothing else.
+ *   q8_K (weights Q2_K .. Q6_K):    K/256 fc_block_q8_K, as quant_ref.c writes.
+ *   q8_0 / q8_1 (the 32-value weight types):
+ *        K/32 fc_block_q8_0 or fc_block_q8_1 exactly as quant_ref.c writes
+ *        them, then, from byte fc_cpu_act_side_offset(), a side table of two
+ *        f32 arrays of nbp = K/32 rounded up to a multiple of 8 (zeros
+ *        after the K/32 used ones, so kernels load 8 at a time without
+ *        masks): d[b] = the block's f16 d widened, and
+ *        s[b] = d[b] * sum(qs of block b). The kernels read their scales
+ *        there instead of widening f16 per row, and s folds the weight's
+ *        offset (q4_0: -8, q5_0: -16, q4_1 / q5_1: m) into one product per
+ *        block: sum_j (dw*q_j + m)(dx*x_j) = dw*dx*sum(q_j*x_j) + m*s.
+ *        (q8_1's own f16 s is rounded; s here is exact to f32.)
+ * Every row size is a multiple of 32 bytes so rows packed back to back stay
+ * 32-byte aligned when the first is.
+ */
+#ifndef FC_CPU_IMPL_H
+#define FC_CPU_IMPL_H
+
+#include "tensor/ops.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define FC_CPU_AVX2 1
+#endif
+
+/* ---- activation row layout ---- */
+static inline size_t fc_cpu_round32(size_t n) { return (n + 31) & ~(size_t)31; }
+
+/* Byte offset of the f32 side table in a q8_0 / q8_1 act row (act_type). */
+static inline size_t fc_cpu_act_side_offset(int act_type, int64_t K)
+{
+    return fc_cpu_round32((size_t)(K / FC_QK) * fc_dtype_type_size(act_type));
+}
+/* Entries of each side-table array: K/32 rounded up to a multiple of 8. */
+static inline int64_t fc_cpu_act_nbp(int64_t K) { return (K / FC_QK + 7) & ~(int64_t)7; }
+/* The side table's d[] and s[] arrays (fc_cpu_act_nbp(K) floats each). */
+static inline const float *fc_cpu_act_d(const void *xa, int act_type, int64_t K)
+{
+    return (const float *)((const uint8_t *)xa + fc_cpu_act_side_offset(act_type, K));
+}
+static inline const float *fc_cpu_act_s(const void *xa, int act_type, int64_t K)
+{
+    return fc_cpu_act_d(xa, act_type, K) + fc_cpu_act_nbp(K);
+}
+
+/* ---- generic kernels (generic.c), the fallbacks of every build ---- */
+void fc_cpu_quantize_act_generic(int wtype, const float *x, void *dst, int64_t K);
+/* Supports every weight type fc_matmul_act_type knows; 0 for others. */
+float fc_cpu_vec_dot_generic(int wtype, const void *wrow, const void *xa, int64_t K);
+/* fc_matmul_fast / fc_matmul_exact, built on the generic dots. */
+void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K,
+                                const void *xa, size_t xa_stride, int T,
+                                float *y, int64_t y_stride, int64_t r0, int64_t r1);
+void fc_cpu_matmul_exact_generic(int wtype, const void *w, size_t w_stride, int64_t K,
+                                 const float *x, int64_t x_stride, int T,
+                                 float *y, int64_t y_stride, int64_t r0, int64_t r1);
+void fc_cpu_rmsnorm_generic(float *y, const float *x, const float *w, int n, float eps);
+void fc_cpu_swiglu_generic(float *y, const float *g, const float *u, int n);
+float fc_cpu_dot_f32_generic(const float *a, const float *b, int n);
+void fc_cpu_axpy_f32_generic(float *y, float a, const float *x, int n);
+
+/* ---- AVX2 kernels (x86_avx2.c) ---- */
+#if FC_CPU_AVX2
+void fc_cpu_quantize_act_avx2(int wtype, const float *x, void *dst, int64_t K);
+/* True for the weight types with AVX2 kernels (the others use generic). */
+bool fc_cpu_has_avx2(int wtype);
+float fc_cpu_vec_dot_avx2(int wtype, const void *wrow, const void *xa, int64_t K);
+void fc_cpu_matmul_fast_avx2(int wtype, const void *w, size_t w_stride, int64_t K,
+                             const void *xa, size_t xa_stride, int T,
+                             float *y, int64_t y_stride, int64_t r0, int64_t r1);
+void fc_cpu_matmul_exact_avx2(int wtype, const void *w, size_t w_stride, int64_t K,
+                              const float *x, int64_t x_stride, int T,
+                              float *y, int64_t y_stride, int64_t r0, int64_t r1);
+void fc_cpu_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps);
+void fc_cpu_swiglu_avx2(float *y, const float *g, const float *u, int n);
+float fc_cpu_dot_f32_avx2(const float *a, const float *b, int n);
+void fc_cpu_axpy_f32_avx2(float *y, float a, const float *x, int n);
+#endif
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * ops_cpu.c: the public fast ops of ops.h on the CPU.
+ *
+ * Picks one kernel per op at compile time: the AVX2 kernels (x86_avx2.c)
+ * when the compiler targets AVX2 + FMA + F16C, else the portable ones
+ * (generic.c). Weight types without an AVX2 kernel use the generic one in
+ * either build. The only run-time choice is a switch on the weight type,
+ * once per call, never inside a loop.
+ *
+ * Also owns the activation formats of the fast matmul (their layout is
+ * documented in cpu_impl.h).
+ */
+#include "cpu_impl.h"
+
+#include "base/fc_base.h"
+
+int fc_matmul_act_type(int wtype)
+{
+    switch (wtype) {
+    case FC_DTYPE_Q4_0: case FC_DTYPE_Q5_0: case FC_DTYPE_Q8_0:
+        return FC_DTYPE_Q8_0;
+    case FC_DTYPE_Q4_1: case FC_DTYPE_Q5_1:
+        return FC_DTYPE_Q8_1;
+    case FC_DTYPE_Q2_K: case FC_DTYPE_Q3_K: case FC_DTYPE_Q4_K:
+    case FC_DTYPE_Q5_K: case FC_DTYPE_Q6_K:
+        return FC_DTYPE_Q8_K;
+    default:
+        return FC_DTYPE_F32;
+    }
+}
+
+size_t fc_matmul_act_row_size(int wtype, int64_t K)
+{
+    const int at = fc_matmul_act_type(wtype);
+    switch (at) {
+    case FC_DTYPE_Q8_0: case FC_DTYPE_Q8_1:
+        return fc_cpu_act_side_offset(at, K) + (size_t)fc_cpu_act_nbp(K) * 2 * sizeof(float);
+    case FC_DTYPE_Q8_K:
+        return fc_cpu_round32((size_t)(K / FC_QK_K) * sizeof(fc_block_q8_K));
+    default:
+        return fc_cpu_round32((size_t)K * sizeof(float));
+    }
+}
+
+void fc_matmul_quantize_act(int wtype, const float *x, void *dst, int64_t K)
+{
+#if FC_CPU_AVX2
+    fc_cpu_quantize_act_avx2(wtype, x, dst, K);
+#else
+    fc_cpu_quantize_act_generic(wtype, x, dst, K);
+#endif
+}
+
+float fc_vec_dot(int wtype, const void *wrow, const void *xa, int64_t K)
+{
+#if FC_CPU_AVX2
+    if (fc_cpu_has_avx2(wtype)) return fc_cpu_vec_dot_avx2(wtype, wrow, xa, K);
+#endif
+    return fc_cpu_vec_dot_generic(wtype, wrow, xa, K);
+}
+
+void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K,
+                    const void *xa, size_t xa_stride, int T,
+                    float *y, int64_t y_stride, int64_t r0, int64_t r1)
+{
+    if (r0 >= r1 || T <= 0) return;
+#if FC_CPU_AVX2
+    if (fc_cpu_has_avx2(wtype)) {
+        fc_cpu_matmul_fast_avx2(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
+        return;
+    }
+#endif
+    fc_cpu_matmul_fast_generic(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
+}
+
+void fc_matmul_exact(int wtype, const void *w, size_t w_stride, int64_t K,
+                     const float *x, int64_t x_stride, int T,
+                     float *y, int64_t y_stride, int64_t r0, int64_t r1)
+{
+    if (r0 >= r1 || T <= 0) return;
+#if FC_CPU_AVX2
+    fc_cpu_matmul_exact_avx2(wtype, w, w_stride, K, x, x_stride, T, y, y_stride, r0, r1);
+#else
+    fc_cpu_matmul_exact_generic(wtype, w, w_stride, K, x, x_stride, T, y, y_stride, r0, r1);
+#endif
+}
+
+void fc_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
+{
+#if FC_CPU_AVX2
+    fc_cpu_rmsnorm_avx2(y, x, w, n, eps);
+#else
+    fc_cpu_rmsnorm_generic(y, x, w, n, eps);
+#endif
+}
+
+void fc_swiglu(float *y, const float *g, const float *u, int n)
+{
+#if FC_CPU_AVX2
+    fc_cpu_swiglu_avx2(y, g, u, n);
+#else
+    fc_cpu_swiglu_generic(y, g, u, n);
+#endif
+}
+
+float fc_dot_f32(const float *a, const float *b, int n)
+{
+#if FC_CPU_AVX2
+    return fc_cpu_dot_f32_avx2(a, b, n);
+#else
+    return fc_cpu_dot_f32_generic(a, b, n);
+#endif
+}
+
+void fc_axpy_f32(float *y, float a, const float *x, int n)
+{
+#if FC_CPU_AVX2
+    fc_cpu_axpy_f32_avx2(y, a, x, n);
+#else
+    fc_cpu_axpy_f32_generic(y, a, x, n);
+#endif
+}
