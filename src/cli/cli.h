@@ -18,6 +18,12 @@ int fc_cmd_detokenize(int argc, char **argv);
 int fc_cmd_prompt(int argc, char **argv);
 int fc_cmd_bench(int argc, char **argv);
 int fc_cmd_chat(int argc, char **argv);
+int fc_cmd_worker(int argc, char **argv);
+int fc_cmd_controller(int argc, char **argv);
+int fc_cmd_api(int argc, char **argv);
+int fc_cmd_serve(int argc, char **argv);
+int fc_cmd_test_message(int argc, char **argv);
+int fc_cmd_bench_serve(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */
@@ -29,6 +35,11 @@ struct fc_tokenizer;
 /* The tokenizer of a loaded model (its GGUF metadata, or the tokenizer files
  * of its Hugging Face folder); NULL (logged) when it has none we can read. */
 struct fc_tokenizer *fc_cli_load_tokenizer(const struct fc_model *m);
+/* A flag value given as a JSON list of strings ('["a", "b"]') or as "a,b":
+ * returns the comma-separated form (malloc'd). Dies on malformed JSON. */
+char *fc_cli_json_list_csv(const char *flag, const char *v);
+/* "k1,k2" -> malloc'd array of malloc'd items (empty items dropped). */
+char **fc_cli_split_csv(const char *s, int *n);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 

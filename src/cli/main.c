@@ -17,6 +17,12 @@ static const struct {
     const char *help;
 } cmds[] = {
     {"chat", fc_cmd_chat, "chat with a model in the terminal"},
+    {"serve", fc_cmd_serve, "controller + worker(s) + OpenAI API in one process"},
+    {"controller", fc_cmd_controller, "the worker registry and dispatcher"},
+    {"worker", fc_cmd_worker, "a model worker that registers with a controller"},
+    {"api", fc_cmd_api, "the OpenAI-compatible REST API over a controller"},
+    {"test-message", fc_cmd_test_message, "send a test message to a model through the controller"},
+    {"bench-serve", fc_cmd_bench_serve, "load-test a running API with concurrent streaming clients"},
     {"generate", fc_cmd_generate, "generate tokens from a prompt (raw, no chat template)"},
     {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},
     {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},

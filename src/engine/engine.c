@@ -341,9 +341,11 @@ static void take_incoming(fc_engine *e)
     int nc = e->n_cancels;
     uint64_t cancels[64];
     if (nc > 64) nc = 64;
-    memcpy(cancels, e->cancels, sizeof(uint64_t) * (size_t)nc);
-    memmove(e->cancels, e->cancels + nc, sizeof(uint64_t) * (size_t)(e->n_cancels - nc));
-    e->n_cancels -= nc;
+    if (nc > 0) {
+        memcpy(cancels, e->cancels, sizeof(uint64_t) * (size_t)nc);
+        memmove(e->cancels, e->cancels + nc, sizeof(uint64_t) * (size_t)(e->n_cancels - nc));
+        e->n_cancels -= nc;
+    }
     pthread_mutex_unlock(&e->mu);
     /* append to the waiting list in order */
     req **tail = &e->waiting;

@@ -62,7 +62,24 @@ static void test_mode(const fc_model *m, bool exact, int threads)
     run_chunked(m, e, P1, n1, 1, bb);
     double d = maxdiff(a, bb, V);
     printf("%s t=%d: one batch vs token by token: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);
-    CHECK(d < tol);
+    if (exact) {
+        CHECK(d < tol);
+    } else {
+        /* Fast mode rounds activations to int8 before every product. The
+         * single-token and tiled kernels sum in different orders (1e-6
+         * relative apart), and a value that lands on a rounding boundary in
+         * one and not the other changes by a whole int8 step: differences
+         * compound over 30 layers to the size of fast mode's own error
+         * against transformers (about 1 logit on this model). So here only
+         * the prediction and that bound are checked. */
+        int ia = 0, ib = 0;
+        for (int v = 1; v < V; v++) {
+            if (a[v] > a[ia]) ia = v;
+            if (bb[v] > bb[ib]) ib = v;
+        }
+        CHECK(ia == ib);
+        CHECK(d < 1.5);
+    }
     run_chunked(m, e, P1, n1, 7, bb);
     d = maxdiff(a, bb, V);
     printf("%s t=%d: one batch vs chunks of 7: max |d| = %.2e\n", exact ? "exact" : "fast", threads, d);

@@ -1,0 +1,79 @@
+/*
+ * openai_api.h: FastChat's OpenAI-compatible REST server
+ * (fastchat/serve/openai_api_server.py) over a controller's workers.
+ *
+ * Routes:
+ *   GET  /v1/models                     controller /refresh_all_workers + /list_models, sorted
+ *   POST /v1/chat/completions           chat, streaming (SSE) or not, n choices
+ *   POST /v1/completions                text completion, streaming or not, logprobs, echo
+ *   POST /v1/embeddings                 batches of FASTCHAT_WORKER_API_EMBEDDING_BATCH_SIZE (4)
+ *   POST /v1/engines/{model}/embeddings per worker call
+ *   POST /api/v1/token_check            {"prompts":[{model, prompt, max_tokens}]} -> fits/tokenCount/contextLength
+ *   POST /api/v1/chat/completions       chat with string messages and repetition_penalty
+ *
+ * Each request is checked as FastChat checks it, in its order: the body's
+ * schema (40001), the model against the controller's list (40301), the
+ * parameter ranges (40302), then the prompt length against the worker's
+ * /model_details and /count_token (40303; max_tokens is clamped to
+ * context - prompt tokens otherwise). Errors are HTTP 400 with FastChat's
+ * body {"object":"error","message","code"} plus an OpenAI "error" object
+ * {"message","type","param","code"} so both kinds of client read them.
+ * A bad API key is HTTP 401 with FastChat's exact body.
+ *
+ * Prompts are rendered with the conversation template that the chosen worker
+ * reports (/worker_get_conv_template, cached per worker address and model) and
+ * its stop strings are merged with the request's (FastChat's set union); the
+ * template's stop token ids are always sent.
+ *
+ * Streaming follows FastChat (§4.7 of the reference): per choice, in order, a
+ * first chunk with delta {"role":"assistant"}, then content deltas computed
+ * from the worker's cumulative text with U+FFFD removed, chunks that carry a
+ * finish_reason but no new text held back and sent after all choices with an
+ * empty delta, then "data: [DONE]". A worker that fails or vanishes mid-stream
+ * gives the client one error event ({"text","error_code","error":{...}}) and
+ * [DONE]; a client that disconnects aborts the worker request.
+ *
+ * Beyond FastChat: `seed` (choice i gets seed + i), `logprobs`/`top_logprobs`
+ * on chat completions (OpenAI's shape), `stream_options.include_usage` (a
+ * last chunk with usage and no choices), `max_completion_tokens`, range checks
+ * of presence/frequency penalties ([-2, 2]), n <= 128, logprobs <= 20, every
+ * streamed chunk carries object and created, the completion chunks' index
+ * runs over prompts x n as in non-streamed responses, and the logprobs of a
+ * streamed chunk are those of its own tokens (FastChat repeats all of them).
+ * With --api-keys every route is checked, the /api/v1/ ones included (FastChat leaves
+ * those open). A dead worker found before any output is sent (connection
+ * refused) makes the server refresh the controller and retry on another
+ * replica. Not supported: token-id prompts (FastChat decodes them with an
+ * OpenAI tiktoken vocabulary, meaningless for these models) and image parts
+ * in messages (text-only models); both are rejected with 40001.
+ *
+ * Threads: handlers run on the HTTP server's threads and block on the network
+ * only; a streaming response is relayed by its handler's thread.
+ */
+#ifndef FC_OPENAI_API_H
+#define FC_OPENAI_API_H
+
+#include <stdbool.h>
+
+typedef struct fc_openai_api fc_openai_api;
+
+typedef struct fc_openai_api_params {
+    const char *host;                 /* listen address (an IP); NULL: all interfaces */
+    int port;                         /* 0: any free port */
+    const char *controller_address;   /* NULL: "http://localhost:21001" */
+    const char *const *api_keys;      /* accepted bearer tokens; NULL or n_api_keys 0: no check */
+    int n_api_keys;
+    /* CORS (FastChat's defaults: origins, methods and headers "*"); NULL: "*". */
+    const char *allow_origins;
+    const char *allow_methods;
+    const char *allow_headers;
+    bool allow_credentials;
+} fc_openai_api_params;
+
+/* Starts serving. NULL on failure (logged). Free with fc_openai_api_free. */
+fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p);
+int fc_openai_api_port(const fc_openai_api *a);
+/* Stops serving, waits for the streaming relays to end, frees. NULL is a no-op. */
+void fc_openai_api_free(fc_openai_api *a);
+
+#endif
