@@ -5,6 +5,10 @@
  * (fastchat/serve/cli.py SimpleChatIO, RichChatIO, ProgrammaticChatIO;
  * chat_loop in fastchat/serve/inference.py).
  *
+ * The template: --conv-template, else FastChat's adapter for the model path,
+ * else the model's own chat template where FastChat can express it
+ * (serve/template_pick.h, shared with the worker).
+ *
  * Each turn renders the whole conversation with its template and submits it
  * to the engine; the engine's prefix cache finds the earlier turns' keys and
  * values, so only the new tokens are computed. Ctrl-C during a reply aborts
@@ -15,6 +19,7 @@
 #include "base/fc_base.h"
 #include "chat/conv.h"
 #include "engine/engine.h"
+#include "serve/template_pick.h"
 
 #include <cjson/cJSON.h>
 #include <editline/readline.h>
@@ -353,57 +358,6 @@ static int last_role(const fc_conv *c)
     return role;
 }
 
-/* ChatML in FastChat's terms, for models whose own chat template is ChatML
- * (SmolLM2, Qwen2, Hermes...) but whom no FastChat adapter knows. The
- * default system message is the one the model's template inserts, if any. */
-static fc_conv *chatml_conv(const char *jinja)
-{
-    char sys[1024] = "";
-    const char *p = strstr(jinja, "<|im_start|>system\\n");
-    size_t skip = 20;
-    if (!p) { p = strstr(jinja, "<|im_start|>system\n"); skip = 19; }
-    if (p) {
-        const char *q = p + skip, *end = strstr(q, "<|im_end|>");
-        if (end && end - q < (long)sizeof sys && !memchr(q, '{', (size_t)(end - q)))
-            snprintf(sys, sizeof sys, "%.*s", (int)(end - q), q);
-    }
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "name", "chatml");
-    cJSON_AddStringToObject(j, "system_template", "<|im_start|>system\n{system_message}");
-    cJSON_AddStringToObject(j, "system_message", sys);
-    cJSON *roles = cJSON_AddArrayToObject(j, "roles");
-    cJSON_AddItemToArray(roles, cJSON_CreateString("<|im_start|>user"));
-    cJSON_AddItemToArray(roles, cJSON_CreateString("<|im_start|>assistant"));
-    cJSON_AddArrayToObject(j, "messages");
-    cJSON_AddNumberToObject(j, "sep_style", FC_SEP_CHATML);
-    cJSON_AddStringToObject(j, "sep", "<|im_end|>");
-    cJSON_AddStringToObject(j, "stop_str", "<|im_end|>");
-    fc_conv *c = fc_conv_from_json(j);
-    cJSON_Delete(j);
-    return c;
-}
-
-/* The conversation prototype: --conv-template, else FastChat's adapter for
- * the model path, else (no adapter knows the model, or "auto") the model's
- * own chat template when it is one FastChat can express. */
-static fc_conv *choose_template(const chat_opts *o, const fc_tokenizer *tok)
-{
-    if (o->conv_template && strcmp(o->conv_template, "auto") != 0) {
-        fc_conv *c = fc_conv_new(o->conv_template);
-        if (!c) fc_cli_die("list the templates with: fastchat prompt --list", "unknown conversation template '%s'", o->conv_template);
-        return c;
-    }
-    const char *adapter = NULL;
-    const char *t = fc_conv_template_for_model_path(o->model_path, &adapter);
-    bool generic = !t || (adapter && !strcmp(adapter, "BaseModelAdapter"));
-    if (!generic && !o->conv_template) return fc_conv_new(t);
-    const char *jt = fc_tokenizer_chat_template(tok);
-    if (jt && strstr(jt, "<|im_start|>")) return chatml_conv(jt);
-    if (jt && strstr(jt, "<|start_header_id|>")) return fc_conv_new("llama-3");
-    if (jt && strstr(jt, "[INST]")) return fc_conv_new("llama-2");
-    return fc_conv_new(t ? t : "one_shot");
-}
-
 static fc_conv *load_conv(const char *filename)
 {
     FILE *f = fopen(filename, "rb");
@@ -465,8 +419,8 @@ int fc_cmd_chat(int argc, char **argv)
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     fc_tokenizer *tok = fc_cli_load_tokenizer(m);
     if (!tok) fc_cli_die("the chat needs the model's tokenizer", "%s", fc_last_error());
-    fc_conv *proto = choose_template(&o, tok);
-    if (!proto) fc_cli_die(NULL, "cannot build the conversation template: %s", fc_last_error());
+    fc_conv *proto = fc_template_pick(o.conv_template, o.model_path, tok);
+    if (!proto) fc_cli_die("list the templates with: fastchat prompt --list", "%s", fc_last_error());
     const fc_model_config *cfg = fc_model_get_config(m);
     fc_engine_params ep = {.n_threads = o.threads, .exact = o.exact, .n_seq_max = 4,
                            .kv_tokens = FC_MIN(cfg->n_ctx_train > 0 ? cfg->n_ctx_train : 2048, 32768) * 2};

@@ -8,16 +8,23 @@
  * length is not a multiple of the type's block falls back to q8_0 (or f16).
  * 1-D tensors (norms, biases) are written as f32. Metadata of a GGUF source
  * is copied (tokenizer and chat template included) with general.file_type
- * updated; a Hugging Face source gets llama.cpp's hyper-parameter keys and
- * its Q/K rows permuted to llama.cpp's adjacent-pair RoPE layout.
+ * updated; a Hugging Face source gets llama.cpp's hyper-parameter keys, its
+ * Q/K rows permuted to llama.cpp's adjacent-pair RoPE layout, and its
+ * tokenizer (tokenizer.json or SentencePiece tokenizer.model, with
+ * tokenizer_config.json) as tokenizer.ggml.* keys (fc_tokenizer_to_gguf),
+ * padded with [PAD<id>] tokens up to the model's vocabulary size as
+ * llama.cpp's convert_hf_to_gguf.py pads. A folder without tokenizer files
+ * is written without a tokenizer, with a warning.
  */
 #include "cli.h"
 #include "base/fc_base.h"
 #include "model/model.h"
 #include "model/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 /* llama.cpp's llama_ftype numbers for general.file_type */
 static int ftype_of(int t)
@@ -45,6 +52,31 @@ static int64_t hf_row_for_gguf_row(int64_t r, int HS)
     int64_t h = r / HS, w = r % HS;
     int64_t i = w / 2, j = w % 2;
     return h * HS + j * (HS / 2) + i;
+}
+
+/* The tokenizer of the Hugging Face folder dir as tokenizer.ggml.* keys (after
+ * the config's bos/eos ids, which it replaces: tokenizer_config.json names
+ * the tokens the tokenizer adds, as in llama.cpp's converter). */
+static void write_hf_tokenizer(fc_gguf_writer *w, const char *dir, int32_t n_vocab)
+{
+    char p1[4096], p2[4096];
+    snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
+    snprintf(p2, sizeof p2, "%s/tokenizer.model", dir);
+    if (access(p1, R_OK) != 0 && access(p2, R_OK) != 0) {
+        fprintf(stderr, "warning: %s has no tokenizer.json or tokenizer.model: the GGUF gets no tokenizer "
+                        "(llama.cpp will not load it; fastchat needs --prompt-ids)\n", dir);
+        return;
+    }
+    fc_tokenizer *tok = fc_tokenizer_from_hf(dir);
+    if (!tok)
+        fc_cli_die("fix or remove the folder's tokenizer files (check with `fastchat tokenize --model-path DIR`)",
+                   "%s", fc_last_error());
+    if (fc_tokenizer_n_vocab(tok) > n_vocab)
+        fprintf(stderr, "warning: %s: the tokenizer has %d ids but the model only %d rows: llama.cpp will "
+                        "refuse the file\n", dir, fc_tokenizer_n_vocab(tok), n_vocab);
+    if (fc_tokenizer_to_gguf_padded(tok, n_vocab, w) != FC_OK)
+        fc_cli_die("quantize a GGUF converted by llama.cpp's convert_hf_to_gguf.py instead", "%s", fc_last_error());
+    fc_tokenizer_free(tok);
 }
 
 int fc_cmd_quantize(int argc, char **argv)
@@ -110,6 +142,7 @@ int fc_cmd_quantize(int argc, char **argv)
         if (c->eos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
 #undef KU
 #undef KF
+        write_hf_tokenizer(w, path, c->n_vocab);
     }
     fc_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype_of(type));
     fc_gguf_writer_set_u32(w, "general.quantization_version", 2);

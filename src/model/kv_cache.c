@@ -7,6 +7,7 @@
 #include "../tensor/dtype.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 fc_kv_cache *fc_kv_cache_new(const fc_model_config *cfg, const fc_kv_params *p)
 {
@@ -24,7 +25,11 @@ fc_kv_cache *fc_kv_cache_new(const fc_model_config *cfg, const fc_kv_params *p)
     kv->half_bytes = (size_t)kv->NKV * FC_KV_BLOCK * (size_t)kv->HS * kv->elt;
     kv->n_blocks = (p->n_tokens + FC_KV_BLOCK - 1) / FC_KV_BLOCK;
     size_t bytes = (size_t)kv->n_blocks * (size_t)kv->L * 2 * kv->half_bytes;
-    kv->pool = fc_aligned_alloc(bytes);
+    /* anonymous mapping: pages are committed only when a block is first
+     * written, so a large budget costs address space, not memory */
+    void *pool = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    kv->pool = pool == MAP_FAILED ? NULL : pool;
+    kv->pool_bytes = bytes;
     if (!kv->pool) {
         FC_LOG_ERROR("fc_kv_cache_new: cannot allocate %zu MiB for %lld tokens", bytes >> 20, (long long)p->n_tokens);
         free(kv);
@@ -46,7 +51,7 @@ void fc_kv_cache_free(fc_kv_cache *kv)
     free(kv->seqs);
     free(kv->refcnt);
     free(kv->free_ids);
-    fc_aligned_free(kv->pool);
+    if (kv->pool) munmap(kv->pool, kv->pool_bytes);
     free(kv);
 }
 

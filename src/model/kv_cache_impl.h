@@ -19,7 +19,8 @@ struct fc_kv_cache {
     size_t elt;             /* bytes per element */
     size_t half_bytes;      /* bytes of K (or V) of one layer of one block: NKV*BLOCK*HS*elt */
     int64_t n_blocks;
-    uint8_t *pool;          /* (n_blocks, L, 2, NKV, BLOCK, HS) */
+    uint8_t *pool;          /* (n_blocks, L, 2, NKV, BLOCK, HS), anonymous mapping */
+    size_t pool_bytes;
     int32_t *refcnt;        /* (n_blocks) */
     int32_t *free_ids;      /* stack of free block ids */
     int64_t n_free;

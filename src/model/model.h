@@ -119,7 +119,10 @@ struct fc_kv_cache;
 enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, struct fc_kv_cache *kv,
                                 const fc_batch *batch, float *logits);
 
-/* Mean of the last hidden states (after the final norm) of the batch tokens
- * of each sequence would go here for embeddings (serving issue). */
+/* Like fc_model_forward, but each token whose logits flag is set receives
+ * its C hidden values after the final norm (the input of the output head)
+ * instead of V logits; used for embeddings. (hidden.c) */
+enum fc_status fc_model_forward_hidden(const fc_model *m, fc_exec *e, struct fc_kv_cache *kv,
+                                       const fc_batch *batch, float *hidden);
 
 #endif

@@ -1,0 +1,152 @@
+/*
+ * http.h: the HTTP server (on GNU libmicrohttpd) and client (on libcurl)
+ * that the controller, the workers, the OpenAI API server and the web UI use.
+ *
+ * Server model: handlers run on the server's threads and may block while
+ * they wait for a result (they never compute: the engine thread does).
+ * A streaming response (Server-Sent Events, FastChat's NUL-delimited JSON) is
+ * opened by the handler with fc_http_reply_stream; any thread then writes to
+ * it and closes it, and the server sends each write as it comes (chunked
+ * transfer encoding). A client that disconnects is reported to the writer
+ * (fc_http_stream_write returns false and the disconnect callback runs) so
+ * the work behind it can be cancelled; a client that leaves an idle stream
+ * is noticed within a quarter second, without any write.
+ *
+ * Threads (http_server.c): one thread per connection (libmicrohttpd's
+ * thread-per-connection mode with poll()) and one more per request running
+ * its handler, so no request ever waits behind another's blocking handler.
+ * Checked with 1500 concurrent streams on loopback.
+ *
+ * Limits: request bodies larger than max_body are refused with 413 and a
+ * JSON {"detail"} before the handler runs; malformed requests are answered
+ * by libmicrohttpd itself. SIGPIPE is ignored from fc_http_server_new on.
+ *
+ * Also here: nulstream.h, the parsers of the NUL-delimited and SSE streams.
+ */
+#ifndef FC_HTTP_H
+#define FC_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- server ---- */
+
+typedef struct fc_http_server fc_http_server;
+typedef struct fc_http_reply fc_http_reply;
+typedef struct fc_http_stream fc_http_stream;
+
+typedef struct fc_http_request {
+    const char *method;     /* "GET", "POST", ... */
+    const char *path;       /* URL path without the query string */
+    const char *body;       /* NUL-terminated copy of the body ("" when none) */
+    size_t body_len;
+    const char *peer;       /* client address as text */
+    void *impl;
+} fc_http_request;
+
+/* Request header by name, case-insensitive; NULL when absent. */
+const char *fc_http_header(const fc_http_request *r, const char *name);
+/* Query-string argument by name (URL-decoded); NULL when absent. */
+const char *fc_http_query(const fc_http_request *r, const char *name);
+/* For a handler that blocks before answering (waiting for a result): true
+ * when the client has closed its connection or the server is stopping, so
+ * the work can be cancelled. Checks the socket; cheap enough to poll about
+ * once a second. */
+bool fc_http_request_client_gone(const fc_http_request *r);
+
+/* A handler must answer exactly once: with fc_http_reply_body (or _json), or
+ * by opening a stream. Runs on a server thread of its own: the answer goes
+ * out as soon as it is given, so a handler may open a stream and go on
+ * writing to it itself until it closes it (a relay), or return at once and
+ * leave the writing to another thread. A handler that returns without
+ * answering gets 500. The request (and its headers and body) stays valid
+ * until the handler returns. */
+typedef void (*fc_http_handler)(const fc_http_request *req, fc_http_reply *reply, void *user);
+
+/* Adds a header to the reply (before the body or stream is set). */
+void fc_http_reply_header(fc_http_reply *r, const char *name, const char *value);
+/* A complete response; body copied. */
+void fc_http_reply_body(fc_http_reply *r, int status, const char *content_type, const char *body, size_t len);
+/* Same with content type application/json. */
+void fc_http_reply_json(fc_http_reply *r, int status, const char *json);
+
+/* Opens a streaming response (chunked transfer encoding; content_type NULL
+ * sends no Content-Type, as FastChat's worker stream). The returned stream is
+ * owned jointly by the caller and the server: the caller must call
+ * fc_http_stream_close exactly once, from any thread, when done writing. */
+fc_http_stream *fc_http_reply_stream(fc_http_reply *r, int status, const char *content_type);
+/* Queues data for the client; false when the client has gone (stop writing,
+ * but still close). Thread-safe. */
+bool fc_http_stream_write(fc_http_stream *s, const char *data, size_t len);
+/* Ends the response (after what was written is sent) and releases the
+ * caller's reference. If the disconnect callback is running on another
+ * thread, waits for it to return; after close the callback never runs, so
+ * the caller may free its user data. */
+void fc_http_stream_close(fc_http_stream *s);
+/* Called once, from a server thread, if the client disconnects before the
+ * stream is closed (at once, from this call, if it already has). */
+void fc_http_stream_on_disconnect(fc_http_stream *s, void (*cb)(void *user), void *user);
+
+typedef struct fc_http_server_params {
+    const char *host;        /* NULL or "0.0.0.0": all interfaces */
+    int port;                /* 0: any free port (see fc_http_server_port) */
+    size_t max_body;         /* bytes; 0: 8 MiB */
+    int connection_limit;    /* 0: 4096 */
+    double timeout_s;        /* idle connection timeout; 0: 300 */
+    /* CORS: when allow_origins is set, responses carry
+     * Access-Control-Allow-Origin and OPTIONS preflights are answered. */
+    const char *allow_origins;   /* e.g. "*" */
+    const char *allow_methods;   /* default "*" */
+    const char *allow_headers;   /* default "*" */
+    bool allow_credentials;
+} fc_http_server_params;
+
+/* Creates a server; routes are added before fc_http_server_start. NULL on
+ * error (logged). */
+fc_http_server *fc_http_server_new(const fc_http_server_params *p);
+/* path: exact ("/v1/models") or a prefix ending in '*' (the path "/v1/engines/" plus a star).
+ * method NULL matches any; a "GET" route also answers HEAD. The first
+ * matching route wins; unmatched requests get 404 {"detail":"Not Found"},
+ * a known path with another method 405 {"detail":"Method Not Allowed"} (as
+ * FastAPI answers). */
+void fc_http_server_route(fc_http_server *s, const char *method, const char *path, fc_http_handler h, void *user);
+/* Starts listening. FC_OK or an error (logged: port in use, ...). */
+int fc_http_server_start(fc_http_server *s);
+/* The bound port (useful with port 0). */
+int fc_http_server_port(const fc_http_server *s);
+/* Stops listening, closes connections (open streams see their clients go)
+ * and frees the server. NULL is a no-op. */
+void fc_http_server_free(fc_http_server *s);
+
+/* ---- client ---- */
+
+typedef struct fc_http_response {
+    int status;     /* HTTP status; 0 when no response (connection failed) */
+    char *body;     /* NUL-terminated, malloc'd (free with fc_http_response_free) */
+    size_t len;
+    char error[256];/* transport error text when status is 0 */
+} fc_http_response;
+
+void fc_http_response_free(fc_http_response *r);
+/* POST a JSON body (content type application/json). Returns true when a
+ * response arrived (any status). timeout_s bounds the whole exchange; <= 0:
+ * none. Extra headers are "Name: value" strings (NULL-terminated list, may
+ * be NULL). Thread-safe (one connection per call). */
+bool fc_http_post_json(const char *url, const char *json, size_t len, double timeout_s,
+                       const char *const *headers, fc_http_response *out);
+bool fc_http_get(const char *url, double timeout_s, const char *const *headers, fc_http_response *out);
+/* Streaming POST: on_data receives the body in pieces as they arrive; it
+ * returns false to abort the transfer. Returns true when the whole response
+ * was received (or on_data aborted), false on a transport error (out->error).
+ * out->status is set; out->body stays NULL. timeout_s bounds connecting and
+ * each silence between pieces (httpx's read timeout, as FastChat's
+ * WORKER_API_TIMEOUT), not the whole stream. */
+bool fc_http_post_stream(const char *url, const char *json, size_t len, double timeout_s,
+                         const char *const *headers, bool (*on_data)(const char *data, size_t len, void *user),
+                         void *user, fc_http_response *out);
+
+/* Call once at start-up before threads use the client (curl_global_init). */
+void fc_http_global_init(void);
+
+#endif

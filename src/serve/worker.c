@@ -1,0 +1,1206 @@
+/*
+ * worker.c: FastChat's model worker on the engine. See worker.h for the
+ * protocol; this file is organised as:
+ *   text building (a growable buffer, JSON strings, base64)
+ *   the admission semaphore (FIFO, abandoned by waiters whose client leaves)
+ *   generation: parameters, the engine callback that formats chunks, handlers
+ *   the other endpoints (status, count_token, template, details, embeddings)
+ *   registration and heartbeats
+ *   start and free
+ *
+ * Threads: handlers run on the HTTP server's threads (one per request) and
+ * only parse, tokenize, wait for a slot, submit and wait. The engine's
+ * scheduler thread runs on_event, which formats each chunk into one buffer
+ * and queues it on the HTTP stream (never blocking). Embeddings are computed
+ * on the embedder's thread. One more thread sends heartbeats.
+ *
+ * Mirrors fastchat/serve/base_model_worker.py (routes, semaphore, heartbeat),
+ * model_worker.py (generate_stream_gate, get_embeddings) and inference.py
+ * generate_stream (parameters, echo, logprobs payload, chunk cadence).
+ */
+#include "worker.h"
+#include "template_pick.h"
+#include "../base/fc_base.h"
+#include "../chat/conv.h"
+#include "../engine/embed.h"
+#include "../engine/engine.h"
+#include "../net/http.h"
+#include "../tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+/* fastchat/constants.py */
+#define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
+enum {
+    ERR_VALIDATION = 40001,
+    ERR_INTERNAL = 50001,
+    ERR_OOM = 50002,
+};
+
+#define REGISTER_TIMEOUT_S 10.0
+#define HEART_BEAT_TIMEOUT_S 5.0
+#define RETRY_S 5.0
+
+/* ---- text building ---- */
+
+typedef struct sb {
+    char *p;
+    size_t len, cap;
+} sb;
+
+static void sb_grow(sb *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    b->p = fc_xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
+static void sb_add(sb *b, const char *s, size_t n)
+{
+    sb_grow(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_puts(sb *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return;
+    sb_grow(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void sb_reset(sb *b)
+{
+    b->len = 0;
+    if (b->p) b->p[0] = 0;
+}
+
+/* A JSON string literal of s[0..n) (UTF-8 passed through; the engine only
+ * hands out complete characters). */
+static void sb_json_str(sb *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    sb_grow(b, n + 2);
+    b->p[b->len++] = '"';
+    size_t run = 0; /* bytes copied as they are, flushed in one memcpy */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        if (run) sb_add(b, s + i - run, run), run = 0;
+        char esc[7] = {'\\', 0};
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+            sb_add(b, esc, 6);
+            continue;
+        }
+        sb_add(b, esc, 2);
+    }
+    if (run) sb_add(b, s + n - run, run);
+    sb_add(b, "\"", 1);
+}
+
+/* A float as JSON: enough digits to read back the same float32; null for
+ * values JSON cannot hold. */
+static void sb_float(sb *b, double v)
+{
+    if (!isfinite(v)) sb_puts(b, "null");
+    else sb_printf(b, "%.9g", v);
+}
+
+static void sb_base64(sb *b, const uint8_t *d, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    sb_grow(b, (n + 2) / 3 * 4);
+    char *o = b->p + b->len;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
+        *o++ = tab[v >> 18], *o++ = tab[(v >> 12) & 63], *o++ = tab[(v >> 6) & 63], *o++ = tab[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0);
+        *o++ = tab[v >> 18], *o++ = tab[(v >> 12) & 63];
+        *o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    b->len = (size_t)(o - b->p);
+    b->p[b->len] = 0;
+}
+
+/* Unicode code points in UTF-8 text (Python's len of the decoded str). */
+static long n_chars(const char *s, size_t n)
+{
+    long k = 0;
+    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* FastChat's in-band error object. */
+static char *error_json(int code, const char *why)
+{
+    sb b = {0};
+    size_t wl = strlen(why);
+    size_t cap = sizeof SERVER_ERROR_MSG + wl + 8;
+    char *text = fc_xmalloc(cap);
+    int n = snprintf(text, cap, "%s\n\n(%s)", SERVER_ERROR_MSG, why);
+    sb_puts(&b, "{\"text\": ");
+    sb_json_str(&b, text, (size_t)n);
+    sb_printf(&b, ", \"error_code\": %d}", code);
+    free(text);
+    return b.p;
+}
+
+/* HTTP 400 for a body we cannot use; also readable as a FastChat chunk. */
+static void reply_bad_request(fc_http_reply *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_bad_request(fc_http_reply *rep, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sb b = {0};
+    sb_puts(&b, "{\"detail\": ");
+    sb_json_str(&b, msg, strlen(msg));
+    sb_puts(&b, ", \"text\": ");
+    sb_json_str(&b, msg, strlen(msg));
+    sb_printf(&b, ", \"error_code\": %d}", ERR_VALIDATION);
+    fc_http_reply_json(rep, 400, b.p);
+    free(b.p);
+}
+
+/* ---- the worker ---- */
+
+typedef struct wmodel {
+    char *path;
+    char **names;
+    int n_names;
+    fc_model *model;
+    fc_tokenizer *tok;
+    fc_engine *engine;
+    fc_embedder *embedder;
+    char *conv_json;        /* the /worker_get_conv_template answer */
+    int n_ctx;
+} wmodel;
+
+/* One request waiting for admission. */
+typedef struct waiter {
+    bool granted;
+    pthread_cond_t cv;
+    struct waiter *next;
+} waiter;
+
+struct fc_worker {
+    wmodel *models;
+    int n_models;
+    fc_http_server *http;
+    char *address, *controller;
+    int limit, stream_interval;
+    bool has_seed;
+    uint64_t seed;
+    bool embed_in_truncate;
+    bool no_register;
+    double heart_beat_s;
+    /* admission, under mu */
+    pthread_mutex_t mu;
+    int active;                 /* requests holding a slot */
+    int n_waiting;
+    waiter *wait_head, *wait_tail;
+    bool stopping;
+    /* heartbeat thread */
+    pthread_t hb;
+    bool hb_started;
+    pthread_cond_t hb_cv;       /* wakes the heartbeat thread to stop */
+};
+
+/* ---- admission (FastChat's asyncio.Semaphore(limit_worker_concurrency)) ---- */
+
+/* Takes a slot, waiting in arrival order. Gives up (false) when the client
+ * leaves or the worker stops. */
+static bool slot_acquire(fc_worker *w, const fc_http_request *req)
+{
+    pthread_mutex_lock(&w->mu);
+    if (!w->stopping && w->active < w->limit && !w->wait_head) {
+        w->active++;
+        pthread_mutex_unlock(&w->mu);
+        return true;
+    }
+    waiter me = {0};
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&me.cv, &a);
+    pthread_condattr_destroy(&a);
+    if (w->wait_tail) w->wait_tail->next = &me;
+    else w->wait_head = &me;
+    w->wait_tail = &me;
+    w->n_waiting++;
+    while (!me.granted && !w->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&me.cv, &w->mu, &ts);
+        if (me.granted || w->stopping || !req) continue;
+        pthread_mutex_unlock(&w->mu);
+        bool gone = fc_http_request_client_gone(req);
+        pthread_mutex_lock(&w->mu);
+        if (gone) break;
+    }
+    bool ok = me.granted;
+    if (!ok) { /* leave the queue */
+        waiter **pp = &w->wait_head, *prev = NULL;
+        while (*pp && *pp != &me) prev = *pp, pp = &(*pp)->next;
+        if (*pp) {
+            *pp = me.next;
+            if (w->wait_tail == &me) w->wait_tail = prev;
+            w->n_waiting--;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_destroy(&me.cv);
+    return ok;
+}
+
+/* Hands the slot to the first waiter, or frees it. Never blocks for long
+ * (the engine thread calls it). */
+static void slot_release(fc_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    waiter *next = w->wait_head;
+    if (next) {
+        w->wait_head = next->next;
+        if (!w->wait_head) w->wait_tail = NULL;
+        w->n_waiting--;
+        next->granted = true;
+        pthread_cond_signal(&next->cv);
+    } else {
+        w->active--;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+int fc_worker_queue_length(fc_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int n = w->active + w->n_waiting;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+/* ---- request bodies ---- */
+
+static cJSON *parse_body(const fc_http_request *req, fc_http_reply *rep)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
+    if (!j) {
+        size_t at = end && end >= req->body ? (size_t)(end - req->body) : 0;
+        reply_bad_request(rep, "Request body is not valid JSON (near byte %zu)", at);
+        return NULL;
+    }
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        reply_bad_request(rep, "Request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* The model a request addresses: the only one, or the one named "model". */
+static wmodel *pick_model(fc_worker *w, const cJSON *body, fc_http_reply *rep)
+{
+    if (w->n_models == 1) return &w->models[0];
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(body, "model");
+    if (!cJSON_IsString(m)) {
+        reply_bad_request(rep, "'model' is required: this worker serves several models");
+        return NULL;
+    }
+    for (int i = 0; i < w->n_models; i++)
+        for (int k = 0; k < w->models[i].n_names; k++)
+            if (!strcmp(w->models[i].names[k], m->valuestring)) return &w->models[i];
+    reply_bad_request(rep, "this worker does not serve model '%s'", m->valuestring);
+    return NULL;
+}
+
+/* A number field (Python's float()/int() also take numeric strings).
+ * 1: set, 0: absent or null, -1: wrong type. */
+static int get_num(const cJSON *o, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsNumber(v)) {
+        *out = v->valuedouble;
+        return 1;
+    }
+    if (cJSON_IsBool(v)) {
+        *out = cJSON_IsTrue(v) ? 1 : 0;
+        return 1;
+    }
+    if (cJSON_IsString(v)) {
+        char *end;
+        errno = 0;
+        double d = strtod(v->valuestring, &end);
+        while (*end == ' ') end++;
+        if (end != v->valuestring && !*end && errno == 0) {
+            *out = d;
+            return 1;
+        }
+    }
+    return -1;
+}
+
+/* ---- generation ---- */
+
+typedef struct gen {
+    fc_worker *w;
+    wmodel *m;
+    atomic_int refs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* non-streaming: the final event arrived */
+    uint64_t id;
+    bool have_id, cancel_pending, cancelled;
+    fc_http_stream *stream;     /* NULL: non-streaming */
+    int interval;
+    bool logprobs;
+    int top_k;
+    /* engine thread (then the waiting handler, after done) */
+    sb text;                    /* cumulative text (the echoed prompt first) */
+    int prompt_tokens, completion_tokens;
+    sb lp_off, lp_tok, lp_val, lp_top; /* the logprobs arrays' contents so far */
+    int n_lp;
+    long char_pos;
+    sb out;                     /* the chunk being built */
+    bool done;
+    char *final;                /* non-streaming: the last chunk */
+} gen;
+
+static void gen_unref(gen *g)
+{
+    if (atomic_fetch_sub(&g->refs, 1) != 1) return;
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+    free(g->text.p);
+    free(g->lp_off.p);
+    free(g->lp_tok.p);
+    free(g->lp_val.p);
+    free(g->lp_top.p);
+    free(g->out.p);
+    free(g->final);
+    free(g);
+}
+
+/* Appends one token to the logprobs arrays: its text as decode([id]) gives
+ * it, its offset in characters, its logprob (or null) and top alternatives. */
+static void lp_add(gen *g, int32_t id, bool has_lp, float lp, const fc_logprob *top, int n_top)
+{
+    const fc_tokenizer *tok = g->m->tok;
+    size_t tl;
+    char *t = fc_tokenizer_decode(tok, &id, 1, false, &tl);
+    const char *sep = g->n_lp ? ", " : "";
+    sb_printf(&g->lp_off, "%s%ld", sep, g->char_pos);
+    sb_puts(&g->lp_tok, sep);
+    sb_json_str(&g->lp_tok, t, tl);
+    sb_puts(&g->lp_val, sep);
+    if (has_lp) sb_float(&g->lp_val, lp);
+    else sb_puts(&g->lp_val, "null");
+    sb_puts(&g->lp_top, sep);
+    sb_puts(&g->lp_top, "{");
+    for (int i = 0; i < n_top; i++) {
+        size_t al;
+        char *alt = fc_tokenizer_decode(tok, &top[i].token, 1, false, &al);
+        if (i) sb_puts(&g->lp_top, ", ");
+        sb_json_str(&g->lp_top, alt, al);
+        sb_puts(&g->lp_top, ": ");
+        sb_float(&g->lp_top, top[i].logprob);
+        free(alt);
+    }
+    sb_puts(&g->lp_top, "}");
+    g->char_pos += n_chars(t, tl);
+    g->n_lp++;
+    free(t);
+}
+
+/* The chunk FastChat's generate_stream_gate yields, into g->out. */
+static void build_chunk(gen *g, const char *finish)
+{
+    sb *b = &g->out;
+    sb_reset(b);
+    sb_puts(b, "{\"text\": ");
+    sb_json_str(b, g->text.p ? g->text.p : "", g->text.len);
+    sb_printf(b,
+              ", \"error_code\": 0, \"usage\": {\"prompt_tokens\": %d, \"completion_tokens\": %d, "
+              "\"total_tokens\": %d}, \"finish_reason\": ",
+              g->prompt_tokens, g->completion_tokens, g->prompt_tokens + g->completion_tokens);
+    if (finish) sb_printf(b, "\"%s\"", finish);
+    else sb_puts(b, "null");
+    sb_puts(b, ", \"logprobs\": ");
+    if (!g->logprobs) {
+        sb_puts(b, "null}");
+        return;
+    }
+    sb_puts(b, "{\"text_offset\": [");
+    if (g->lp_off.p) sb_add(b, g->lp_off.p, g->lp_off.len);
+    sb_puts(b, "], \"tokens\": [");
+    if (g->lp_tok.p) sb_add(b, g->lp_tok.p, g->lp_tok.len);
+    sb_puts(b, "], \"token_logprobs\": [");
+    if (g->lp_val.p) sb_add(b, g->lp_val.p, g->lp_val.len);
+    sb_puts(b, "], \"top_logprobs\": [");
+    if (g->lp_top.p) sb_add(b, g->lp_top.p, g->lp_top.len);
+    sb_puts(b, "]}}");
+}
+
+/* The engine's callback (scheduler thread): never blocks. */
+static void on_event(const fc_gen_event *ev, void *user)
+{
+    gen *g = user;
+    bool final = ev->finish != FC_FINISH_NONE;
+    char *err = NULL;
+    if (ev->finish == FC_FINISH_ERROR) {
+        const char *why = ev->error ? ev->error : "generation failed";
+        err = error_json(strstr(why, "KV cache") ? ERR_OOM : ERR_INTERNAL, why);
+    } else {
+        if (ev->len) sb_add(&g->text, ev->text, ev->len);
+        if (g->logprobs && ev->token >= 0) lp_add(g, ev->token, true, ev->logprob, ev->top, ev->n_top);
+        g->prompt_tokens = ev->prompt_tokens;
+        g->completion_tokens = ev->completion_tokens;
+    }
+    if (!final) {
+        /* FastChat yields when i % stream_interval == 0, i the 0-based step */
+        if (g->stream && (g->completion_tokens - 1) % g->interval == 0) {
+            build_chunk(g, NULL);
+            sb_add(&g->out, "\0", 1);
+            fc_http_stream_write(g->stream, g->out.p, g->out.len);
+        }
+        return;
+    }
+    const char *reason = ev->finish == FC_FINISH_LENGTH ? "length" : ev->finish == FC_FINISH_STOP ? "stop" : "abort";
+    if (!err) build_chunk(g, reason);
+    if (g->stream) {
+        if (err) {
+            fc_http_stream_write(g->stream, err, strlen(err) + 1); /* with its NUL */
+        } else {
+            sb_add(&g->out, "\0", 1);
+            fc_http_stream_write(g->stream, g->out.p, g->out.len);
+        }
+        free(err);
+        fc_http_stream_close(g->stream); /* after this, on_client_gone never runs */
+        g->stream = NULL;
+        slot_release(g->w);
+        gen_unref(g);
+        return;
+    }
+    pthread_mutex_lock(&g->mu);
+    g->final = err ? err : fc_xstrdup(g->out.p);
+    g->done = true;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    gen_unref(g);
+}
+
+/* The stream's client left: stop the generation. */
+static void on_client_gone(void *user)
+{
+    gen *g = user;
+    pthread_mutex_lock(&g->mu);
+    if (g->have_id && !g->cancelled) {
+        g->cancelled = true;
+        fc_engine_cancel(g->m->engine, g->id);
+    } else {
+        g->cancel_pending = true;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Reads the generation parameters into r (stop strings and ids point into
+ * body or the arrays given). false after replying 400. */
+typedef struct gen_params {
+    const char *prompt;
+    fc_gen_request r;
+    const char *stop[64];
+    int32_t stop_ids[256];
+    bool echo;
+    bool logprobs;
+    int top_k;
+} gen_params;
+
+static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_reply *rep)
+{
+    memset(p, 0, sizeof *p);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+    if (!cJSON_IsString(pr)) {
+        reply_bad_request(rep, "'prompt' must be a string");
+        return false;
+    }
+    p->prompt = pr->valuestring;
+    fc_gen_request *r = &p->r;
+    r->sampling = fc_sampling_default();
+    r->max_new_tokens = 256;
+    r->logprobs = -1;
+    r->truncate = true;
+    struct { const char *key; double def; double v; } num[] = {
+        {"temperature", 1.0, 0}, {"top_p", 1.0, 0}, {"top_k", -1, 0}, {"repetition_penalty", 1.0, 0},
+        {"presence_penalty", 0, 0}, {"frequency_penalty", 0, 0}, {"max_new_tokens", 256, 0},
+    };
+    for (size_t i = 0; i < FC_ARRAY_LEN(num); i++) {
+        num[i].v = num[i].def;
+        if (get_num(body, num[i].key, &num[i].v) < 0) {
+            reply_bad_request(rep, "'%s' must be a number", num[i].key);
+            return false;
+        }
+    }
+    r->sampling.temperature = (float)num[0].v;
+    r->sampling.top_p = (float)num[1].v;
+    r->sampling.top_k = num[2].v > INT32_MAX ? INT32_MAX : num[2].v < -1 ? -1 : (int)num[2].v;
+    r->sampling.repetition_penalty = (float)num[3].v;
+    r->sampling.presence_penalty = (float)num[4].v;
+    r->sampling.frequency_penalty = (float)num[5].v;
+    if (!(num[6].v >= -1e9 && num[6].v <= 1e9)) {
+        reply_bad_request(rep, "'max_new_tokens' is out of range");
+        return false;
+    }
+    r->max_new_tokens = (int)num[6].v;
+    double seed;
+    int sr = get_num(body, "seed", &seed);
+    if (sr < 0 || (sr > 0 && !(seed >= 0 && seed < 1.8e19))) {
+        reply_bad_request(rep, "'seed' must be a non-negative integer");
+        return false;
+    }
+    if (sr > 0) r->sampling.has_seed = true, r->sampling.seed = (uint64_t)seed;
+    else if (w->has_seed) r->sampling.has_seed = true, r->sampling.seed = w->seed;
+
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(body, "stop");
+    if (cJSON_IsString(stop)) {
+        p->stop[r->n_stop++] = stop->valuestring;
+    } else if (cJSON_IsArray(stop)) {
+        const cJSON *s;
+        cJSON_ArrayForEach(s, stop) {
+            if (!cJSON_IsString(s)) {
+                reply_bad_request(rep, "'stop' must be a string or a list of strings");
+                return false;
+            }
+            if (r->n_stop == (int)FC_ARRAY_LEN(p->stop)) {
+                reply_bad_request(rep, "too many stop strings (at most %zu)", FC_ARRAY_LEN(p->stop));
+                return false;
+            }
+            p->stop[r->n_stop++] = s->valuestring;
+        }
+    } else if (stop && !cJSON_IsNull(stop)) {
+        reply_bad_request(rep, "'stop' must be a string or a list of strings");
+        return false;
+    }
+    r->stop = p->stop;
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "stop_token_ids");
+    if (cJSON_IsArray(ids)) {
+        const cJSON *s;
+        cJSON_ArrayForEach(s, ids) {
+            if (!cJSON_IsNumber(s) || !(s->valuedouble >= INT32_MIN && s->valuedouble <= INT32_MAX) ||
+                r->n_stop_ids == (int)FC_ARRAY_LEN(p->stop_ids)) {
+                reply_bad_request(rep, "'stop_token_ids' must be a list of at most %zu integers",
+                                  FC_ARRAY_LEN(p->stop_ids));
+                return false;
+            }
+            p->stop_ids[r->n_stop_ids++] = (int32_t)s->valuedouble;
+        }
+    } else if (ids && !cJSON_IsNull(ids)) {
+        reply_bad_request(rep, "'stop_token_ids' must be a list of integers");
+        return false;
+    }
+    r->stop_ids = p->stop_ids;
+    /* echo: bool(params.get("echo", True)) */
+    const cJSON *echo = cJSON_GetObjectItemCaseSensitive(body, "echo");
+    p->echo = !echo || cJSON_IsTrue(echo) || (cJSON_IsNumber(echo) && echo->valuedouble != 0) ||
+              (cJSON_IsString(echo) && echo->valuestring[0]) || (cJSON_IsArray(echo) && cJSON_GetArraySize(echo)) ||
+              (cJSON_IsObject(echo) && echo->child);
+    /* logprobs: anything but null enables; an integer k > 0 asks for the top k */
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(body, "logprobs");
+    if (lp && !cJSON_IsNull(lp)) {
+        p->logprobs = true;
+        if (cJSON_IsNumber(lp) && lp->valuedouble >= 1) p->top_k = lp->valuedouble > 20 ? 20 : (int)lp->valuedouble;
+        r->logprobs = p->top_k;
+    }
+    return true;
+}
+
+/* With echo and logprobs, FastChat reports the prompt's tokens too: the
+ * first without a logprob, each other with its logprob given those before. */
+static bool score_prompt(gen *g, const gen_params *p)
+{
+    int n = p->r.n_prompt, k = g->top_k;
+    float *lp = fc_xmalloc(sizeof(float) * (size_t)n);
+    fc_logprob *top = k > 0 ? fc_xmalloc(sizeof(fc_logprob) * (size_t)n * (size_t)k) : NULL;
+    enum fc_status st = fc_embedder_score(g->m->embedder, p->r.prompt, n, k, lp, top);
+    if (st == FC_OK)
+        for (int i = 0; i < n; i++)
+            lp_add(g, p->r.prompt[i], i > 0, lp[i], i > 0 && top ? top + (size_t)i * (size_t)k : NULL, i > 0 ? k : 0);
+    free(lp);
+    free(top);
+    return st == FC_OK;
+}
+
+/* /worker_generate_stream (streaming) and /worker_generate. */
+static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *w, bool streaming)
+{
+    cJSON *body = parse_body(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(w, body, rep);
+    gen_params p;
+    if (!m || !read_params(w, body, &p, rep)) {
+        cJSON_Delete(body);
+        return;
+    }
+    int32_t *ids = NULL;
+    int n = fc_tokenizer_encode(m->tok, p.prompt, strlen(p.prompt), true, true, &ids);
+    if (n < 0) {
+        char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
+        fc_http_reply_json(rep, 200, e);
+        free(e);
+        cJSON_Delete(body);
+        return;
+    }
+    /* FastChat's truncation, done here so that echo shows what is kept */
+    int skip = 0;
+    if (n + p.r.max_new_tokens + 1 > m->n_ctx) {
+        int keep = m->n_ctx - p.r.max_new_tokens - 1;
+        if (keep < 1) keep = 1;
+        if (keep < n) skip = n - keep;
+    }
+    p.r.prompt = ids + skip;
+    p.r.n_prompt = n - skip;
+
+    if (!slot_acquire(w, req)) {
+        char *e = error_json(ERR_INTERNAL, "the worker is shutting down or the client left");
+        fc_http_reply_json(rep, 503, e);
+        free(e);
+        free(ids);
+        cJSON_Delete(body);
+        return;
+    }
+    gen *g = fc_xcalloc(1, sizeof *g);
+    g->w = w;
+    g->m = m;
+    atomic_init(&g->refs, 2); /* this handler and the engine's last event */
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    g->interval = w->stream_interval;
+    g->logprobs = p.logprobs;
+    g->top_k = p.top_k;
+    g->prompt_tokens = p.r.n_prompt;
+    sb_add(&g->text, "", 0);
+    if (p.echo) {
+        size_t tl;
+        char *t = fc_tokenizer_decode(m->tok, p.r.prompt, (size_t)p.r.n_prompt, true, &tl);
+        sb_add(&g->text, t, tl);
+        free(t);
+        if (g->logprobs && p.r.n_prompt > 0 && !score_prompt(g, &p)) {
+            char *e = error_json(ERR_INTERNAL, "the prompt cannot be scored for its logprobs");
+            fc_http_reply_json(rep, 200, e);
+            free(e);
+            slot_release(w);
+            atomic_store(&g->refs, 1);
+            gen_unref(g);
+            free(ids);
+            cJSON_Delete(body);
+            return;
+        }
+    }
+    if (streaming) {
+        g->stream = fc_http_reply_stream(rep, 200, NULL);
+        fc_http_stream_on_disconnect(g->stream, on_client_gone, g);
+    }
+    uint64_t id = fc_engine_submit(m->engine, &p.r, on_event, g);
+    free(ids);
+    cJSON_Delete(body);
+    pthread_mutex_lock(&g->mu);
+    g->id = id;
+    g->have_id = true;
+    if (g->cancel_pending && !g->cancelled) {
+        g->cancelled = true;
+        fc_engine_cancel(m->engine, id);
+    }
+    if (streaming) {
+        pthread_mutex_unlock(&g->mu);
+        gen_unref(g);
+        return;
+    }
+    while (!g->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        if (!g->done && !g->cancelled) {
+            pthread_mutex_unlock(&g->mu);
+            bool gone = fc_http_request_client_gone(req);
+            pthread_mutex_lock(&g->mu);
+            if (gone && !g->cancelled) {
+                g->cancelled = true;
+                fc_engine_cancel(m->engine, id);
+            }
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    fc_http_reply_json(rep, 200, g->final);
+    slot_release(w);
+    gen_unref(g);
+}
+
+static void h_generate_stream(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    generate(req, rep, user, true);
+}
+
+static void h_generate(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    generate(req, rep, user, false);
+}
+
+/* ---- the other endpoints ---- */
+
+static char *status_json(fc_worker *w)
+{
+    sb b = {0};
+    sb_puts(&b, "{\"model_names\": [");
+    int k = 0;
+    for (int i = 0; i < w->n_models; i++)
+        for (int j = 0; j < w->models[i].n_names; j++) {
+            if (k++) sb_puts(&b, ", ");
+            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+        }
+    sb_printf(&b, "], \"speed\": 1, \"queue_length\": %d}", fc_worker_queue_length(w));
+    return b.p;
+}
+
+static void h_status(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    (void)req;
+    char *s = status_json(user);
+    fc_http_reply_json(rep, 200, s);
+    free(s);
+}
+
+/* Bodies are optional for these (FastChat's multi-model worker reads
+ * "model"); an empty body is {}. */
+static cJSON *parse_optional(const fc_http_request *req, fc_http_reply *rep)
+{
+    const char *p = req->body;
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+    if (!*p) return cJSON_CreateObject();
+    return parse_body(req, rep);
+}
+
+static void h_count_token(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    fc_worker *w = user;
+    cJSON *body = parse_body(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(w, body, rep);
+    const cJSON *pr = m ? cJSON_GetObjectItemCaseSensitive(body, "prompt") : NULL;
+    if (m && !cJSON_IsString(pr)) reply_bad_request(rep, "'prompt' must be a string");
+    if (!m || !cJSON_IsString(pr)) {
+        cJSON_Delete(body);
+        return;
+    }
+    int n = fc_tokenizer_encode_buf(m->tok, pr->valuestring, strlen(pr->valuestring), true, true, NULL, 0);
+    cJSON_Delete(body);
+    char out[96];
+    if (n < 0) {
+        char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
+        fc_http_reply_json(rep, 200, e);
+        free(e);
+        return;
+    }
+    snprintf(out, sizeof out, "{\"count\": %d, \"error_code\": 0}", n);
+    fc_http_reply_json(rep, 200, out);
+}
+
+static void h_conv_template(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    cJSON *body = parse_optional(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(user, body, rep);
+    cJSON_Delete(body);
+    if (m) fc_http_reply_json(rep, 200, m->conv_json);
+}
+
+static void h_model_details(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    cJSON *body = parse_optional(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(user, body, rep);
+    cJSON_Delete(body);
+    if (!m) return;
+    char out[64];
+    snprintf(out, sizeof out, "{\"context_length\": %d}", m->n_ctx);
+    fc_http_reply_json(rep, 200, out);
+}
+
+static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    fc_worker *w = user;
+    cJSON *body = parse_body(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(w, body, rep);
+    if (!m) {
+        cJSON_Delete(body);
+        return;
+    }
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "input");
+    bool one = cJSON_IsString(in);
+    bool ok = one || (cJSON_IsArray(in) && cJSON_GetArraySize(in) > 0);
+    const cJSON *it;
+    if (ok && !one) cJSON_ArrayForEach(it, in) ok = ok && cJSON_IsString(it);
+    if (!ok) {
+        reply_bad_request(rep, "'input' must be a string or a non-empty list of strings");
+        cJSON_Delete(body);
+        return;
+    }
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(body, "encoding_format");
+    bool b64 = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
+    if (!slot_acquire(w, req)) {
+        cJSON_Delete(body);
+        char *e = error_json(ERR_INTERNAL, "the worker is shutting down or the client left");
+        fc_http_reply_json(rep, 503, e);
+        free(e);
+        return;
+    }
+    int C = fc_embedder_dim(m->embedder);
+    float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
+    sb b = {0};
+    sb_puts(&b, "{\"embedding\": [");
+    long token_num = 0;
+    char *err = NULL;
+    int k = 0;
+    for (const cJSON *s = one ? in : in->child; s && !err; s = one ? NULL : s->next, k++) {
+        int32_t *ids = NULL;
+        int n = fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &ids);
+        if (n <= 0) {
+            char why[96];
+            snprintf(why, sizeof why, n == 0 ? "input %d has no tokens" : "input %d cannot be tokenized", k);
+            err = error_json(ERR_INTERNAL, why);
+            free(ids);
+            break;
+        }
+        if (w->embed_in_truncate && n > m->n_ctx) n = m->n_ctx;
+        enum fc_status st = fc_embedder_embed(m->embedder, ids, n, vec);
+        free(ids);
+        if (st != FC_OK) {
+            char why[160];
+            snprintf(why, sizeof why, "embedding input %d failed: %s", k, fc_status_str(st));
+            err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
+            break;
+        }
+        token_num += n;
+        if (k) sb_puts(&b, ", ");
+        if (b64) {
+            sb_puts(&b, "\"");
+            sb_base64(&b, (const uint8_t *)vec, sizeof(float) * (size_t)C); /* little-endian float32 */
+            sb_puts(&b, "\"");
+        } else {
+            sb_puts(&b, "[");
+            for (int i = 0; i < C; i++) {
+                if (i) sb_puts(&b, ", ");
+                sb_float(&b, vec[i]);
+            }
+            sb_puts(&b, "]");
+        }
+    }
+    slot_release(w);
+    cJSON_Delete(body);
+    free(vec);
+    if (err) {
+        fc_http_reply_json(rep, 200, err);
+        free(err);
+    } else {
+        sb_printf(&b, "], \"token_num\": %ld}", token_num);
+        fc_http_reply_json(rep, 200, b.p);
+    }
+    free(b.p);
+}
+
+/* ---- registration and heartbeats ---- */
+
+static bool register_worker(fc_worker *w)
+{
+    char *status = status_json(w);
+    sb b = {0};
+    sb_puts(&b, "{\"worker_name\": ");
+    sb_json_str(&b, w->address, strlen(w->address));
+    sb_printf(&b, ", \"check_heart_beat\": true, \"worker_status\": %s, \"multimodal\": false}", status);
+    free(status);
+    char url[1024];
+    snprintf(url, sizeof url, "%s/register_worker", w->controller);
+    fc_http_response r;
+    bool ok = fc_http_post_json(url, b.p, b.len, REGISTER_TIMEOUT_S, NULL, &r) && r.status == 200;
+    if (ok) FC_LOG_INFO("worker: registered %s with %s", w->address, w->controller);
+    else FC_LOG_ERROR("worker: cannot register with %s: %s", w->controller, r.status ? "HTTP error" : r.error);
+    fc_http_response_free(&r);
+    free(b.p);
+    return ok;
+}
+
+/* One heartbeat: 1 the controller knows us, 0 it does not, -1 no answer. */
+static int heart_beat(fc_worker *w)
+{
+    sb b = {0};
+    sb_puts(&b, "{\"worker_name\": ");
+    sb_json_str(&b, w->address, strlen(w->address));
+    sb_printf(&b, ", \"queue_length\": %d}", fc_worker_queue_length(w));
+    char url[1024];
+    snprintf(url, sizeof url, "%s/receive_heart_beat", w->controller);
+    fc_http_response r;
+    int res = -1;
+    if (fc_http_post_json(url, b.p, b.len, HEART_BEAT_TIMEOUT_S, NULL, &r) && r.status == 200) {
+        cJSON *j = cJSON_Parse(r.body);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "exist");
+        if (cJSON_IsBool(e)) res = cJSON_IsTrue(e) ? 1 : 0;
+        cJSON_Delete(j);
+    }
+    if (res < 0) FC_LOG_ERROR("worker: heart beat to %s failed: %s", w->controller, r.status ? "bad answer" : r.error);
+    fc_http_response_free(&r);
+    free(b.p);
+    return res;
+}
+
+/* Sleeps up to s seconds; false when the worker is stopping. */
+static bool hb_sleep(fc_worker *w, double s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + s;
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    pthread_mutex_lock(&w->mu);
+    while (!w->stopping) {
+        if (pthread_cond_timedwait(&w->hb_cv, &w->mu, &ts) == ETIMEDOUT) break;
+    }
+    bool go = !w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    return go;
+}
+
+static void *hb_main(void *arg)
+{
+    fc_worker *w = arg;
+    /* registration first, retried until it works */
+    while (!register_worker(w))
+        if (!hb_sleep(w, RETRY_S)) return NULL;
+    while (hb_sleep(w, w->heart_beat_s)) {
+        int r;
+        while ((r = heart_beat(w)) < 0)
+            if (!hb_sleep(w, RETRY_S)) return NULL;
+        if (r == 0)
+            while (!register_worker(w))
+                if (!hb_sleep(w, RETRY_S)) return NULL;
+    }
+    return NULL;
+}
+
+/* ---- start and free ---- */
+
+static char *basename_of(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t s = n;
+    while (s > 0 && path[s - 1] != '/') s--;
+    char *b = fc_xmalloc(n - s + 1);
+    memcpy(b, path + s, n - s);
+    b[n - s] = 0;
+    return b;
+}
+
+static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, const fc_worker_params *p)
+{
+    m->path = fc_xstrdup(spec->model_path);
+    if (spec->model_names && *spec->model_names) {
+        const char *s = spec->model_names;
+        while (*s) {
+            const char *e = strchr(s, ',');
+            size_t l = e ? (size_t)(e - s) : strlen(s);
+            while (l > 0 && *s == ' ') s++, l--;
+            while (l > 0 && s[l - 1] == ' ') l--;
+            if (l > 0) {
+                m->names = fc_xrealloc(m->names, sizeof(char *) * (size_t)(m->n_names + 1));
+                char *nm = fc_xmalloc(l + 1);
+                memcpy(nm, s, l);
+                nm[l] = 0;
+                m->names[m->n_names++] = nm;
+            }
+            if (!e) break;
+            s = e + 1;
+        }
+    }
+    if (m->n_names == 0) {
+        m->names = fc_xmalloc(sizeof(char *));
+        m->names[m->n_names++] = basename_of(spec->model_path);
+    }
+    m->model = fc_model_load(spec->model_path);
+    if (!m->model) return false;
+    if (fc_model_format(m->model) == FC_FORMAT_GGUF)
+        m->tok = fc_tokenizer_from_gguf(fc_model_gguf(m->model), fc_model_path(m->model));
+    else
+        m->tok = fc_tokenizer_from_hf(fc_model_path(m->model));
+    if (!m->tok) {
+        FC_LOG_ERROR("worker: %s: no tokenizer that can be read", spec->model_path);
+        return false;
+    }
+    fc_conv *conv = fc_template_pick(spec->conv_template, spec->model_path, m->tok);
+    if (!conv) {
+        FC_LOG_ERROR("worker: unknown conversation template '%s'", spec->conv_template);
+        return false;
+    }
+    cJSON *cj = cJSON_CreateObject();
+    cJSON_AddItemToObject(cj, "conv", fc_conv_to_json(conv));
+    m->conv_json = cJSON_PrintUnformatted(cj);
+    cJSON_Delete(cj);
+    fc_conv_free(conv);
+    /* room for every admitted request plus cached prefixes */
+    int seqs = w->limit + 16 > 64 ? w->limit + 16 : 64;
+    fc_engine_params ep = {.n_threads = p->n_threads, .exact = p->exact, .kv_tokens = p->kv_cache_tokens,
+                           .n_seq_max = seqs};
+    m->engine = fc_engine_new(m->model, m->tok, &ep);
+    if (!m->engine) return false;
+    m->n_ctx = fc_engine_n_ctx(m->engine);
+    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .chunk_len = m->n_ctx};
+    m->embedder = fc_embedder_new(m->model, &emp);
+    return m->embedder != NULL;
+}
+
+static void free_model(wmodel *m)
+{
+    fc_engine_free(m->engine);
+    fc_embedder_free(m->embedder);
+    fc_tokenizer_free(m->tok);
+    fc_model_free(m->model);
+    for (int i = 0; i < m->n_names; i++) free(m->names[i]);
+    free(m->names);
+    free(m->conv_json);
+    free(m->path);
+}
+
+fc_worker *fc_worker_start(const fc_worker_params *p)
+{
+    if (!p || p->n_models < 1 || !p->models) {
+        FC_LOG_ERROR("fc_worker_start: no model given");
+        return NULL;
+    }
+    fc_http_global_init();
+    fc_worker *w = fc_xcalloc(1, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->hb_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    w->limit = p->limit_worker_concurrency > 0 ? p->limit_worker_concurrency : 5;
+    w->stream_interval = p->stream_interval > 0 ? p->stream_interval : 2;
+    w->has_seed = p->has_seed;
+    w->seed = p->seed;
+    w->embed_in_truncate = p->embed_in_truncate;
+    w->no_register = p->no_register;
+    w->heart_beat_s = p->heart_beat_interval_s;
+    if (w->heart_beat_s <= 0) {
+        const char *env = getenv("FASTCHAT_WORKER_HEART_BEAT_INTERVAL");
+        w->heart_beat_s = env && atof(env) > 0 ? atof(env) : 45;
+    }
+    w->controller = fc_xstrdup(p->controller_address ? p->controller_address : "http://localhost:21001");
+    size_t cl = strlen(w->controller);
+    while (cl > 0 && w->controller[cl - 1] == '/') w->controller[--cl] = 0;
+    w->models = fc_xcalloc((size_t)p->n_models, sizeof(wmodel));
+    w->n_models = p->n_models;
+    for (int i = 0; i < p->n_models; i++) {
+        if (!load_model(w, &w->models[i], &p->models[i], p)) goto fail;
+        FC_LOG_INFO("worker: loaded %s as %s (context %d)", w->models[i].path, w->models[i].names[0],
+                    w->models[i].n_ctx);
+    }
+    fc_http_server_params hp = {.host = p->host ? p->host : "localhost", .port = p->port};
+    w->http = fc_http_server_new(&hp);
+    if (!w->http) goto fail;
+    fc_http_server_route(w->http, "POST", "/worker_generate_stream", h_generate_stream, w);
+    fc_http_server_route(w->http, "POST", "/worker_generate", h_generate, w);
+    fc_http_server_route(w->http, "POST", "/worker_get_embeddings", h_embeddings, w);
+    fc_http_server_route(w->http, "POST", "/worker_get_status", h_status, w);
+    fc_http_server_route(w->http, "POST", "/count_token", h_count_token, w);
+    fc_http_server_route(w->http, "POST", "/worker_get_conv_template", h_conv_template, w);
+    fc_http_server_route(w->http, "POST", "/model_details", h_model_details, w);
+    if (fc_http_server_start(w->http) != FC_OK) goto fail;
+    if (p->worker_address && *p->worker_address) {
+        w->address = fc_xstrdup(p->worker_address);
+        size_t al = strlen(w->address);
+        while (al > 0 && w->address[al - 1] == '/') w->address[--al] = 0;
+    } else {
+        char a[64];
+        snprintf(a, sizeof a, "http://localhost:%d", fc_http_server_port(w->http));
+        w->address = fc_xstrdup(a);
+    }
+    if (!w->no_register) {
+        if (pthread_create(&w->hb, NULL, hb_main, w) != 0) {
+            FC_LOG_ERROR("fc_worker_start: cannot start the heartbeat thread");
+            goto fail;
+        }
+        w->hb_started = true;
+    }
+    return w;
+fail:
+    fc_worker_free(w);
+    return NULL;
+}
+
+int fc_worker_port(const fc_worker *w) { return fc_http_server_port(w->http); }
+
+const char *fc_worker_address(const fc_worker *w) { return w->address; }
+
+void fc_worker_free(fc_worker *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    for (waiter *q = w->wait_head; q; q = q->next) pthread_cond_signal(&q->cv);
+    pthread_cond_broadcast(&w->hb_cv);
+    pthread_mutex_unlock(&w->mu);
+    if (w->hb_started) pthread_join(w->hb, NULL);
+    /* the server first: open streams are cancelled and handlers return while
+     * the engines still run to deliver their last events */
+    fc_http_server_free(w->http);
+    for (int i = 0; i < w->n_models; i++) free_model(&w->models[i]);
+    free(w->models);
+    free(w->address);
+    free(w->controller);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->hb_cv);
+    free(w);
+}
