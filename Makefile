@@ -55,21 +55,27 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-# ---- fuzz targets (clang libFuzzer + ASan/UBSan, the library sources compiled in) ----
+# ---- fuzz targets (clang libFuzzer + ASan/UBSan; the library compiled once
+# for them into build/fuzz/obj, each target linked against those objects) ----
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc -O1 -g -march=native -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc -O1 -g -march=native -MMD -MP $(FUZZ_SAN)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< $(LIB_SRC) $(LDLIBS) -o $@
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build/fuzz/%: fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) $(LDLIBS) -o $@
 fuzz: $(FUZZ_BIN)
 
 setup:
 	@scripts/setup.sh
 
 test: setup
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory -j$(shell nproc) all
+	@$(MAKE) --no-print-directory -j$(shell nproc) fuzz
 	@scripts/run_tests.sh $(BUILD)
 
 run: setup $(BIN)
@@ -81,4 +87,4 @@ bench: setup $(BIN)
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)

@@ -1,0 +1,144 @@
+"""End-to-end tests of `fastchat chat` on the default model.
+
+- The interactive binary in a real pseudo-terminal (simple style, line
+  editing through libedit): a multi-turn chat and every !! command.
+- The programmatic style (FastChat's sentinel protocol) driven over pipes.
+- --debug prints the prompt, the reply and tokens/s after each turn, and a
+  second turn reuses the first turn's KV cache.
+Replies are greedy (--temperature 0) so the runs are repeatable.
+"""
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+
+BIN = os.environ.get("FASTCHAT_BIN", "build/fastchat")
+MODEL = os.environ.get("FASTCHAT_MODEL")
+END = " __END_OF_A_MESSAGE_47582648__\n"
+ROLE_U, ROLE_A = "<|im_start|>user", "<|im_start|>assistant"
+
+
+class Pty:
+    def __init__(self, args, cwd):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.chdir(cwd)
+            os.execv(args[0], args)
+        self.buf = b""
+
+    def read_until(self, pattern, timeout=120):
+        end = time.time() + timeout
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        while time.time() < end:
+            m = rx.search(self.buf)
+            if m:
+                out, self.buf = self.buf[:m.end()], self.buf[m.end():]
+                return out.decode(errors="replace")
+            r, _, _ = select.select([self.fd], [], [], 0.5)
+            if r:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.buf += data
+        raise AssertionError(f"timed out waiting for {pattern!r}; got {self.buf[-2000:]!r}")
+
+    def send(self, text):
+        os.write(self.fd, text.encode())
+
+    def wait(self, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            try:
+                r, _, _ = select.select([self.fd], [], [], 0.2)
+                if r:
+                    self.buf += os.read(self.fd, 65536)
+            except OSError:
+                pass
+        os.kill(self.pid, 9)
+        raise AssertionError("chat did not exit")
+
+
+def test_interactive_chat_in_a_pty(tmp_path):
+    p = Pty([BIN, "chat", "--model-path", MODEL, "--temperature", "0", "--max-new-tokens", "24"], tmp_path)
+    prompt = re.escape(ROLE_U) + ": "
+    p.read_until(prompt)
+    p.send("What is the capital of France?\r")
+    first = p.read_until(prompt)
+    assert ROLE_A + ": " in first and "Paris" in first
+    p.send("And of Italy?\r")
+    second = p.read_until(prompt)
+    assert ROLE_A + ": " in second
+    # !!save then !!reset then !!load brings the two turns back
+    p.send("!!save conv\r")
+    p.read_until(prompt)
+    saved = json.loads((tmp_path / "conv.json").read_text())
+    assert saved["template_name"] == "chatml" and len(saved["messages"]) == 4
+    assert saved["messages"][0] == [ROLE_U, "What is the capital of France?"]
+    p.send("!!reset\r")
+    assert "resetting..." in p.read_until(prompt)
+    p.send("!!load conv\r")
+    out = p.read_until(prompt)
+    assert "loading... conv.json" in out and "And of Italy?" in out
+    # !!regen drops the last reply, reprints the conversation and answers anew
+    p.send("!!regen\r")
+    out = p.read_until(prompt)
+    assert "regenerating last message..." in out
+    regen = out.split("regenerating last message...", 1)[1]
+    assert regen.count(ROLE_A + ": ") == 2  # the first exchange reprinted, then the new reply
+    assert len(regen.rsplit(ROLE_A + ": ", 1)[1].split(ROLE_U)[0].strip()) > 0
+    # !!remove drops the last exchange and reprints the conversation
+    p.send("!!remove\r")
+    out = p.read_until(prompt)
+    assert "removing last message..." in out and "And of Italy?" not in out.split("removing last message...")[1]
+    p.send("!!save after\r")
+    p.read_until(prompt)
+    assert len(json.loads((tmp_path / "after.json").read_text())["messages"]) == 2
+    # Ctrl-C during a reply aborts it and drops the unfinished exchange
+    p.send("Write a very long story about a dragon.\r")
+    p.read_until(re.escape(ROLE_A) + ": ")
+    time.sleep(0.3)
+    p.send("\x03")
+    out = p.read_until(prompt)
+    assert "stopped generation." in out
+    p.send("!!save aborted\r")
+    p.read_until(prompt)
+    assert len(json.loads((tmp_path / "aborted.json").read_text())["messages"]) == 2
+    p.send("!!exit\r")
+    assert "exit..." in p.read_until("exit...")
+    assert p.wait() == 0
+
+
+def test_programmatic_style():
+    inp = "What is the capital of France?" + END + "Thanks!" + END + "!!exit" + END
+    r = subprocess.run([BIN, "chat", "--model-path", MODEL, "--style", "programmatic", "--temperature", "0",
+                        "--max-new-tokens", "24"], input=inp, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"[!OP:{ROLE_U}]: What is the capital of France?"
+    assert lines[1].startswith(f"[!OP:{ROLE_A}]: ") and "Paris" in lines[1]
+    assert f"[!OP:{ROLE_U}]: Thanks!" in lines
+    assert lines[-1] == "exit..."
+
+
+def test_debug_reports_speed_and_reuses_the_cache():
+    inp = "Name a color." + END + "Name another one." + END + "!!exit" + END
+    r = subprocess.run([BIN, "chat", "--model-path", MODEL, "--style", "programmatic", "--temperature", "0",
+                        "--max-new-tokens", "16", "--debug"], input=inp, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    dbg = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    assert len(dbg) == 2
+    for d in dbg:
+        assert d["conv_template"] == "chatml" and d["speed (token/s)"] > 0
+        assert d["prompt"].endswith("<|im_start|>assistant\n")
+    # the second turn's prompt starts with the first turn: its blocks are reused
+    assert dbg[1]["cached_prompt_tokens"] >= 16
+    assert dbg[1]["prompt"].startswith(dbg[0]["prompt"])
