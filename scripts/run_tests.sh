@@ -13,7 +13,7 @@ pass=0; fail=0; failed=()
 run() { # name, command...
     local name=$1; shift
     local log="$BUILD/logs/$name.log"
-    mkdir -p "$BUILD/logs"
+    mkdir -p "$(dirname "$log")"
     local t0=$SECONDS
     if "$@" >"$log" 2>&1; then
         pass=$((pass + 1)); printf 'PASS %-40s %4ds\n' "$name" $((SECONDS - t0))

@@ -358,7 +358,7 @@ static int last_role(const fc_conv *c)
     return role;
 }
 
-static fc_conv *load_conv(const char *filename)
+static fc_conv *load_conv(const char *filename, const fc_conv *proto)
 {
     FILE *f = fopen(filename, "rb");
     if (!f) return NULL;
@@ -375,7 +375,13 @@ static fc_conv *load_conv(const char *filename)
     /* FastChat: get_conv_template(template_name), set_system_message,
      * messages replaced by the file's */
     const cJSON *name = cJSON_GetObjectItem(j, "template_name");
-    fc_conv *c = cJSON_IsString(name) ? fc_conv_new(name->valuestring) : NULL;
+    fc_conv *c = NULL;
+    if (cJSON_IsString(name)) {
+        /* a registered template, or the one this chat built from the model's
+         * own chat template (not in FastChat's registry) */
+        if (fc_conv_template_exists(name->valuestring)) c = fc_conv_new(name->valuestring);
+        else if (!strcmp(name->valuestring, fc_conv_name(proto))) c = fc_conv_copy(proto);
+    }
     if (c) {
         cJSON *full = fc_conv_to_json(c);
         const cJSON *sys = cJSON_GetObjectItem(j, "system_message");
@@ -516,7 +522,7 @@ int fc_cmd_chat(int argc, char **argv)
                 }
             }
             printf("loading... %s\n", fn);
-            fc_conv *c = load_conv(fn);
+            fc_conv *c = load_conv(fn, proto);
             if (!c) printf("cannot read a conversation from %s\n", fn);
             else {
                 fc_conv_free(conv);

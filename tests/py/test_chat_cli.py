@@ -15,7 +15,7 @@ import select
 import subprocess
 import time
 
-BIN = os.environ.get("FASTCHAT_BIN", "build/fastchat")
+BIN = os.path.abspath(os.environ.get("FASTCHAT_BIN", "build/fastchat"))
 MODEL = os.environ.get("FASTCHAT_MODEL")
 END = " __END_OF_A_MESSAGE_47582648__\n"
 ROLE_U, ROLE_A = "<|im_start|>user", "<|im_start|>assistant"
@@ -30,14 +30,15 @@ class Pty:
         self.buf = b""
 
     def read_until(self, pattern, timeout=120):
+        """Reads until the output ends with `pattern` and then stays quiet for
+        0.5 s (the prompt text also starts every reprinted user line)."""
         end = time.time() + timeout
-        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        rx = re.compile((pattern.encode() if isinstance(pattern, str) else pattern) + rb"\Z")
         while time.time() < end:
-            m = rx.search(self.buf)
-            if m:
-                out, self.buf = self.buf[:m.end()], self.buf[m.end():]
-                return out.decode(errors="replace")
             r, _, _ = select.select([self.fd], [], [], 0.5)
+            if not r and rx.search(self.buf):
+                out, self.buf = self.buf, b""
+                return out.decode(errors="replace")
             if r:
                 try:
                     data = os.read(self.fd, 65536)
@@ -47,6 +48,19 @@ class Pty:
                     break
                 self.buf += data
         raise AssertionError(f"timed out waiting for {pattern!r}; got {self.buf[-2000:]!r}")
+
+    def read_past(self, pattern, timeout=120):
+        """Reads until `pattern` has appeared anywhere (no quiet period)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            i = self.buf.find(pattern.encode())
+            if i >= 0:
+                out, self.buf = self.buf[:i + len(pattern)], self.buf[i + len(pattern):]
+                return out.decode(errors="replace")
+            r, _, _ = select.select([self.fd], [], [], 0.2)
+            if r:
+                self.buf += os.read(self.fd, 65536)
+        raise AssertionError(f"timed out waiting for {pattern!r}")
 
     def send(self, text):
         os.write(self.fd, text.encode())
@@ -102,18 +116,30 @@ def test_interactive_chat_in_a_pty(tmp_path):
     p.send("!!save after\r")
     p.read_until(prompt)
     assert len(json.loads((tmp_path / "after.json").read_text())["messages"]) == 2
-    # Ctrl-C during a reply aborts it and drops the unfinished exchange
+    p.send("!!exit\r")
+    assert "exit..." in p.read_past("exit...")
+    assert p.wait() == 0
+
+
+def test_ctrl_c_aborts_a_reply(tmp_path):
+    p = Pty([BIN, "chat", "--model-path", MODEL, "--temperature", "0", "--max-new-tokens", "4000"], tmp_path)
+    prompt = re.escape(ROLE_U) + ": "
+    p.read_until(prompt)
+    p.send("Hello\r")
+    p.read_until(prompt)
     p.send("Write a very long story about a dragon.\r")
-    p.read_until(re.escape(ROLE_A) + ": ")
-    time.sleep(0.3)
+    p.read_past(ROLE_A + ": ")
+    time.sleep(1.0)
     p.send("\x03")
     out = p.read_until(prompt)
     assert "stopped generation." in out
+    # the unfinished exchange is gone, the first one stays
     p.send("!!save aborted\r")
     p.read_until(prompt)
-    assert len(json.loads((tmp_path / "aborted.json").read_text())["messages"]) == 2
+    msgs = json.loads((tmp_path / "aborted.json").read_text())["messages"]
+    assert len(msgs) == 2 and msgs[0] == [ROLE_U, "Hello"]
     p.send("!!exit\r")
-    assert "exit..." in p.read_until("exit...")
+    p.read_past("exit...")
     assert p.wait() == 0
 
 
