@@ -1,23 +1,39 @@
 /*
- * cmd_prompt.c: `fastchat prompt`: renders OpenAI-style chat messages with a
- * FastChat conversation template and prints the prompt exactly (no newline
- * added), as FastChat's OpenAI API server builds it (get_gen_params): the
- * template's system message is replaced by a "system" message, "user" and
- * "assistant" messages are appended in order, then an open assistant slot is
- * always appended (FastChat does so even after an assistant message). A
- * messages file holding a JSON string is a raw prompt and prints unchanged.
+ * cmd_prompt.c: `fastchat prompt`: renders OpenAI-style chat messages into
+ * the prompt text and prints it exactly (no newline added), two ways:
+ *
+ * 1. With a FastChat conversation template, as FastChat's OpenAI API server
+ *    builds it (get_gen_params): the template's system message is replaced by
+ *    a "system" message, "user" and "assistant" messages are appended in
+ *    order, then an open assistant slot is always appended (FastChat does so
+ *    even after an assistant message). Image parts in user content are
+ *    refused.
+ * 2. With the model's own Hugging Face chat template (--conv-template auto:
+ *    the GGUF's tokenizer.chat_template or the folder's tokenizer_config.json
+ *    / chat_template.jinja; or --chat-template FILE), as transformers'
+ *    apply_chat_template(messages, tools=..., add_generation_prompt=True,
+ *    tokenize=False) renders it (src/chat/chat_template.h), with the
+ *    tokenizer's BOS and EOS text as bos_token and eos_token. Messages go to
+ *    the template as they are (content parts included).
+ *
+ * A messages file holding a JSON string is a raw prompt and prints unchanged.
  *
  *   fastchat prompt --conv-template NAME --messages FILE.json
  *   fastchat prompt --model-path M --messages FILE.json   (template by adapter matching)
+ *   fastchat prompt --conv-template auto [--model-path M] --messages FILE.json [--tools T.json]
+ *   fastchat prompt --chat-template FILE.jinja [--model-path M] --messages FILE.json
  *   fastchat prompt --list
  *
  * --json prints {"template", "prompt", "stop", "stop_token_ids"} instead,
  * where "stop" is the template's stop strings (what the API server merges
- * with a request's "stop"). Image parts in user content are refused.
+ * with a request's "stop"); with a model's template "template" is "auto",
+ * "stop" is empty and "stop_token_ids" holds the EOS id.
  */
 #include "cli.h"
 #include "base/fc_base.h"
+#include "chat/chat_template.h"
 #include "chat/conv.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +45,21 @@ int fc_cmd_prompt(int argc, char **argv);
 
 static const char usage_text[] =
     "usage: fastchat prompt (--conv-template NAME | --model-path M) --messages FILE.json [--json]\n"
+    "       fastchat prompt --conv-template auto [--model-path M] --messages FILE.json [--tools FILE.json]\n"
+    "       fastchat prompt --chat-template FILE.jinja [--model-path M] --messages FILE.json\n"
     "       fastchat prompt --list\n"
     "\n"
-    "  --conv-template NAME  a FastChat conversation template (see --list)\n"
+    "  --conv-template NAME  a FastChat conversation template (see --list), or 'auto' for the\n"
+    "                        model's own chat template (Hugging Face / GGUF, Jinja)\n"
     "  --model-path M        pick the template FastChat's model adapters pick for M\n"
-    "                        (used when --conv-template is absent)\n"
+    "                        (used when --conv-template is absent); with 'auto' or\n"
+    "                        --chat-template, the model whose tokenizer gives the template,\n"
+    "                        bos_token and eos_token (default: the default model)\n"
+    "  --chat-template FILE  render this Jinja chat template instead of the model's\n"
     "  --messages FILE       OpenAI-style [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": ...}]\n"
     "                        ('-' reads stdin); a JSON string is a raw prompt\n"
+    "  --tools FILE          a JSON list of tool schemas handed to a Jinja template\n"
+    "  --no-generation-prompt  Jinja templates: add_generation_prompt=False (default True)\n"
     "  --json                print {\"template\", \"prompt\", \"stop\", \"stop_token_ids\"}\n"
     "  --list                print every template name, one per line\n";
 
@@ -93,14 +117,105 @@ static const char *content_text(const cJSON *content, int i, char **owned)
     return s;
 }
 
+static cJSON *read_json(const char *path, const char *what)
+{
+    size_t len;
+    char *text = read_all(path, &len);
+    if (!text) fc_cli_die(NULL, "%s: cannot read", path);
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!j) fc_cli_die(what, "%s: invalid JSON", path);
+    return j;
+}
+
+static void print_result(const char *name, const char *prompt, bool as_json, const cJSON *stop, const cJSON *ids)
+{
+    if (as_json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "template", name);
+        cJSON_AddStringToObject(o, "prompt", prompt);
+        cJSON_AddItemToObject(o, "stop", cJSON_Duplicate(stop, 1));
+        cJSON_AddItemToObject(o, "stop_token_ids", cJSON_Duplicate(ids, 1));
+        char *s = cJSON_PrintUnformatted(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        fwrite(prompt, 1, strlen(prompt), stdout);
+    }
+    fflush(stdout);
+}
+
+/* --conv-template auto / --chat-template FILE: the Hugging Face template. */
+static int prompt_jinja(const char *model_path, const char *template_file, const char *messages_path,
+                        const char *tools_path, bool add_generation_prompt, bool as_json)
+{
+    if (!model_path) model_path = fc_cli_default_model();
+    fc_tokenizer *tok = fc_tokenizer_load(model_path);
+    if (!tok && !template_file)
+        fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder with tokenizer files",
+                   "%s: cannot load its tokenizer: %s", model_path, fc_last_error());
+    char *tmpl = NULL;
+    if (template_file) {
+        size_t len;
+        tmpl = read_all(template_file, &len);
+        if (!tmpl) fc_cli_die(NULL, "%s: cannot read", template_file);
+        tmpl = fc_xrealloc(tmpl, len + 1);
+        tmpl[len] = '\0';
+    } else if (fc_tokenizer_chat_template(tok)) {
+        tmpl = fc_xstrdup(fc_tokenizer_chat_template(tok));
+    } else {
+        fc_cli_die("pass --conv-template NAME (see --list) or --chat-template FILE.jinja",
+                   "%s: the model has no chat template", model_path);
+    }
+    int32_t bos = tok ? fc_tokenizer_bos(tok) : -1, eos = tok ? fc_tokenizer_eos(tok) : -1;
+    const char *bos_text = bos >= 0 ? fc_tokenizer_token_text(tok, bos) : NULL;
+    const char *eos_text = eos >= 0 ? fc_tokenizer_token_text(tok, eos) : NULL;
+
+    cJSON *msgs = read_json(messages_path, "the file holds a JSON list of {\"role\", \"content\"} objects");
+    char *prompt;
+    if (cJSON_IsString(msgs)) {
+        prompt = fc_xstrdup(msgs->valuestring); /* a raw prompt, as the API server takes it */
+    } else {
+        if (!cJSON_IsArray(msgs))
+            fc_cli_die("the file holds a JSON list of {\"role\", \"content\"} objects", "%s: not a list of messages",
+                       messages_path);
+        cJSON *extra = NULL;
+        if (tools_path) {
+            cJSON *tools = read_json(tools_path, "the file holds a JSON list of tool schemas");
+            extra = cJSON_CreateObject();
+            cJSON_AddItemToObject(extra, "tools", tools);
+        }
+        char *err = NULL;
+        prompt = fc_chat_template_render(tmpl, msgs, bos_text, eos_text, add_generation_prompt, extra, NULL, &err);
+        if (!prompt)
+            fc_cli_die("the chat template refused these messages; fix them or choose --conv-template NAME",
+                       "chat template: %s", err);
+        cJSON_Delete(extra);
+    }
+    cJSON_Delete(msgs);
+    cJSON *stop = cJSON_CreateArray(), *ids = cJSON_CreateArray();
+    if (eos >= 0) cJSON_AddItemToArray(ids, cJSON_CreateNumber(eos));
+    print_result("auto", prompt, as_json, stop, ids);
+    cJSON_Delete(stop);
+    cJSON_Delete(ids);
+    free(prompt);
+    free(tmpl);
+    fc_tokenizer_free(tok);
+    return 0;
+}
+
 int fc_cmd_prompt(int argc, char **argv)
 {
-    const char *tmpl = NULL, *model_path = NULL, *messages_path = NULL;
-    bool list = false, as_json = false;
+    const char *tmpl = NULL, *model_path = NULL, *messages_path = NULL, *template_file = NULL, *tools_path = NULL;
+    bool list = false, as_json = false, add_generation_prompt = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--conv-template") && i + 1 < argc) tmpl = argv[++i];
         else if (!strcmp(argv[i], "--model-path") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(argv[i], "--messages") && i + 1 < argc) messages_path = argv[++i];
+        else if (!strcmp(argv[i], "--chat-template") && i + 1 < argc) template_file = argv[++i];
+        else if (!strcmp(argv[i], "--tools") && i + 1 < argc) tools_path = argv[++i];
+        else if (!strcmp(argv[i], "--no-generation-prompt")) add_generation_prompt = false;
         else if (!strcmp(argv[i], "--list")) list = true;
         else if (!strcmp(argv[i], "--json")) as_json = true;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -112,9 +227,14 @@ int fc_cmd_prompt(int argc, char **argv)
         for (int i = 0; i < fc_conv_template_count(); i++) printf("%s\n", fc_conv_template_name(i));
         return 0;
     }
-    if (!tmpl && !model_path)
+    if (!tmpl && !model_path && !template_file)
         fc_cli_die("pass --conv-template NAME (see --list) or --model-path M", "no conversation template chosen");
     if (!messages_path) fc_cli_die("pass --messages FILE.json ('-' for stdin)", "no messages");
+    if (template_file && tmpl && strcmp(tmpl, "auto"))
+        fc_cli_die("pass one of --conv-template NAME and --chat-template FILE", "two templates chosen");
+    if (template_file || (tmpl && !strcmp(tmpl, "auto")))
+        return prompt_jinja(model_path, template_file, messages_path, tools_path, add_generation_prompt, as_json);
+    if (tools_path) fc_cli_die("tools go to Jinja templates: add --conv-template auto", "--tools with a FastChat template");
 
     if (!tmpl) {
         tmpl = fc_conv_template_for_model_path(model_path, NULL);

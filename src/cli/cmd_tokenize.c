@@ -2,10 +2,10 @@
  * cmd_tokenize.c: `fastchat tokenize` (text -> ids as a JSON array) and
  * `fastchat detokenize` (ids -> text), with the model's own tokenizer: a
  * GGUF file's tokenizer.ggml.* metadata or a Hugging Face folder's
- * tokenizer.json. The ids are those Hugging Face's tokenizer.encode(text)
- * gives (BOS/EOS as the tokenizer adds them, special tokens in the text
- * parsed); the flags turn either off, as llama.cpp's llama-tokenize
- * --no-bos / --no-parse-special do.
+ * tokenizer.json (or SentencePiece tokenizer.model). The ids are those
+ * Hugging Face's tokenizer.encode(text) gives (BOS/EOS as the tokenizer adds
+ * them, special tokens in the text parsed); the flags turn either off, as
+ * llama.cpp's llama-tokenize --no-bos / --no-parse-special do.
  */
 #include "cli.h"
 #include "base/fc_base.h"
@@ -32,7 +32,8 @@ static fc_tokenizer *load(const char *path)
     if (!path) path = fc_cli_default_model();
     fc_tokenizer *t = fc_tokenizer_load(path);
     if (!t)
-        fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder with tokenizer.json",
+        fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder with tokenizer.json or a "
+                   "SentencePiece tokenizer.model",
                    "%s", fc_last_error());
     return t;
 }

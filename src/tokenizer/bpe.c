@@ -265,5 +265,5 @@ void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
     }
     for (int32_t i = 0; i >= 0; i = v[i].next) tk_ivec_push(out, v[i].id);
 done:
-    if (cacheable) cache_put(t, h, s, n, out->v + out0, out->n - out0);
+    if (cacheable) cache_put(t, h, s, n, out->n > out0 ? out->v + out0 : NULL, out->n - out0);
 }

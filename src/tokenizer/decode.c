@@ -36,6 +36,7 @@ static void sl_add(slist *l, const char *s, size_t n)
         l->off = fc_xrealloc(l->off, l->cap * sizeof(uint32_t));
         l->len = fc_xrealloc(l->len, l->cap * sizeof(uint32_t));
     }
+    if (!l->b.p) tk_buf_reserve(&l->b, 1); /* SL_STR never offsets a NULL pointer */
     l->off[l->n] = (uint32_t)l->b.n;
     l->len[l->n] = (uint32_t)n;
     l->n++;
@@ -351,6 +352,7 @@ static void emit_bytes(fc_detok *d, const char *s, size_t n)
     tk_buf_put(b, d->pend, d->n_pend);
     tk_buf_put(b, s, n);
     d->n_pend = 0;
+    if (b->n == 0) return;
     const uint8_t *u = (const uint8_t *)b->p;
     size_t i = 0;
     if (d->strip_left > 0) {

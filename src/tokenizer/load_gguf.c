@@ -26,7 +26,10 @@
  *                  does, every split of every token into two tokens, ordered by
  *                  the token's score (then longer left part, longer right
  *                  part, token order); decoder Replace("▁"," "), ByteFallback,
- *                  Fuse, Strip(1 left). (transformers 5's GGUF loader uses
+ *                  Fuse, Strip(1 left). tokenizer.ggml.remove_extra_whitespaces
+ *                  (written for sentencepiece models that set it) first drops
+ *                  leading and trailing spaces and squeezes runs of spaces, as
+ *                  sentencepiece's normalizer does. (transformers 5's GGUF loader uses
  *                  Metaspace(prepend "first") instead, which differs after
  *                  special tokens and on text that starts with a space;
  *                  sentencepiece agrees with the shape used here.)
@@ -38,8 +41,6 @@
 
 #include <string.h>
 
-enum { GGUF_TOKEN_NORMAL = 1, GGUF_TOKEN_UNKNOWN = 2, GGUF_TOKEN_CONTROL = 3,
-       GGUF_TOKEN_USER_DEFINED = 4, GGUF_TOKEN_UNUSED = 5, GGUF_TOKEN_BYTE = 6 };
 
 static bool in_list(const char *s, size_t n, const char *const *list)
 {
@@ -55,6 +56,14 @@ static const char *const PRE_LLAMA3[] = {"llama3", "llama-bpe", "llama-v3", "fal
 static const char *const PRE_QWEN2[] = {"qwen2", "deepseek-r1-qwen", "megrez", "kormo", NULL};
 static const char *const PRE_GPT2[] = {"gpt2", "default", "gpt-2", NULL};
 
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = fc_xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
 static bool add_regex_pre(fc_tokenizer *t, enum tk_pre_kind kind, const char *pat)
 {
     tk_pre p = {0};
@@ -63,6 +72,7 @@ static bool add_regex_pre(fc_tokenizer *t, enum tk_pre_kind kind, const char *pa
     if (pat) {
         p.re = tk_regex_compile(pat, strlen(pat), TK_RE_ONIG);
         if (!p.re) return false;
+        if (kind == TK_PRE_SPLIT) p.pat = dup_n(pat, strlen(pat));
     }
     t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(tk_pre));
     t->pre[t->n_pre++] = p;
@@ -73,14 +83,6 @@ static void add_dec(fc_tokenizer *t, tk_dec d)
 {
     t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(tk_dec));
     t->dec[t->n_dec++] = d;
-}
-
-static char *dup_n(const char *s, size_t n)
-{
-    char *d = fc_xmalloc(n + 1);
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
 }
 
 /* ---- SentencePiece merges from scores (transformers' generate_merges) ---- */
@@ -196,6 +198,15 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
     if (fc_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &n, &data)) {
         if (n != n_tok || et != FC_GGUF_FLOAT32) goto bad;
         memcpy(scores, data, n * sizeof(float));
+        for (uint64_t i = 0; i < n; i++)
+            if (scores[i] != scores[i]) { /* NaN would make the merge order undefined */
+                FC_LOG_ERROR("%s: tokenizer.ggml.scores[%llu] is NaN", name, (unsigned long long)i);
+                goto fail;
+            }
+        if (spm) {
+            t->scores = fc_xmalloc(n * sizeof(float));
+            memcpy(t->scores, scores, n * sizeof(float));
+        }
     }
 
     uint32_t u;
@@ -210,7 +221,7 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
         bool named = id == t->bos || id == t->eos || id == t->unk || id == t->pad;
         const char *txt = tk_vocab_text_early(t, id);
         size_t len = t->text_len[id];
-        if (types[i] == GGUF_TOKEN_CONTROL || named) {
+        if (types[i] == TK_TYPE_CONTROL || named) {
             if (bpe && !named) {
                 /* transformers skips a CONTROL token spelled outside the byte
                  * alphabet: a llama.cpp mislabel */
@@ -225,7 +236,7 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
             char *c = dup_n(txt, len);
             tk_added_add(t, id, c, len, true, false, false, false, false);
             free(c);
-        } else if (types[i] == GGUF_TOKEN_USER_DEFINED) {
+        } else if (types[i] == TK_TYPE_USER_DEFINED) {
             char *c = dup_n(txt, len);
             tk_added_add(t, id, c, len, false, false, false, false, false);
             free(c);
@@ -292,9 +303,23 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
         }
         t->byte_level = true;
     } else {
-        bool space_prefix = true;
+        bool space_prefix = true, squeeze = false;
         if (fc_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &flag)) space_prefix = flag;
-        t->norm = fc_xcalloc(2, sizeof(tk_norm));
+        if (fc_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &flag)) squeeze = flag;
+        t->norm = fc_xcalloc(4, sizeof(tk_norm));
+        if (squeeze) {
+            /* sentencepiece's normalizer: no leading or trailing spaces, one
+             * space for a run (U+0020 only: identity rules, no charsmap) */
+            static const char *const pats[2][2] = {{"^ +| +\\z", ""}, {" {2,}", " "}};
+            for (int k = 0; k < 2; k++) {
+                tk_norm nm = {.kind = TK_NORM_REPLACE, .sp_ws = true};
+                nm.re = tk_regex_compile(pats[k][0], strlen(pats[k][0]), TK_RE_PCRE);
+                if (!nm.re) goto fail;
+                nm.b = dup_n(pats[k][1], strlen(pats[k][1]));
+                nm.b_len = strlen(pats[k][1]);
+                t->norm[t->n_norm++] = nm;
+            }
+        }
         if (space_prefix)
             t->norm[t->n_norm++] = (tk_norm){.kind = TK_NORM_PREPEND, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3};
         t->norm[t->n_norm++] = (tk_norm){.kind = TK_NORM_REPLACE, .a = dup_n(" ", 1), .a_len = 1,
@@ -325,4 +350,16 @@ fail:
     free(types);
     fc_tokenizer_free(t);
     return NULL;
+}
+
+fc_tokenizer *tk_from_writer(fc_gguf_writer *w, const char *name)
+{
+    uint8_t *buf;
+    size_t size;
+    if (fc_gguf_writer_write_buf(w, &buf, &size) != FC_OK) return NULL;
+    fc_gguf *g = fc_gguf_parse(buf, size, name);
+    fc_tokenizer *t = g ? fc_tokenizer_from_gguf(g, name) : NULL;
+    fc_gguf_free(g);
+    free(buf);
+    return t;
 }

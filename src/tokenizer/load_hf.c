@@ -11,6 +11,9 @@
  * post-processor by "[BOS] $A [EOS]" as the flags say (update_post_processor);
  * chat_template (a string, or a list of {name, template} from which "default"
  * or the first is taken) unless chat_template.jinja exists.
+ *
+ * A folder without tokenizer.json but with SentencePiece's tokenizer.model
+ * is read through spm_model.c (see from_spm_folder below).
  */
 #include "tok_impl.h"
 
@@ -58,14 +61,27 @@ static uint32_t first_cp(const char *s)
 
 static bool file_exists(const char *path) { return access(path, R_OK) == 0; }
 
+/* JSON text must be UTF-8 (RFC 8259; serde_json, which reads these files for
+ * Hugging Face, refuses anything else), and every string taken from it is
+ * then valid UTF-8 too, which the regex engine relies on. */
+static cJSON *parse_json(const char *s, size_t n, const char *where)
+{
+    if (!tk_utf8_valid(s, n)) {
+        FC_LOG_ERROR("%s: not valid UTF-8", where);
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(s, n);
+    if (!j) FC_LOG_ERROR("%s: invalid JSON near byte %ld", where,
+                         (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - s : -1));
+    return j;
+}
+
 static cJSON *read_json(const char *path, bool required)
 {
     if (!required && !file_exists(path)) return NULL;
     fc_mmap *m = fc_mmap_open(path); /* logs why it failed */
     if (!m) return NULL;
-    cJSON *j = cJSON_ParseWithLength((const char *)m->data, m->size);
-    if (!j) FC_LOG_ERROR("%s: invalid JSON near byte %ld", path,
-                         (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - (const char *)m->data : -1));
+    cJSON *j = parse_json((const char *)m->data, m->size, path);
     fc_mmap_free(m);
     return j;
 }
@@ -175,6 +191,7 @@ static bool parse_pretok(fc_tokenizer *t, const cJSON *n, const char *where)
         p.invert = jbool(n, "invert", false);
         p.re = lit ? tk_regex_compile(lit, strlen(lit), TK_RE_LITERAL) : tk_regex_compile(re, strlen(re), TK_RE_ONIG);
         if (!p.re) return false;
+        if (re) p.pat = xdup(re, NULL);
     } else if (!strcmp(type, "ByteLevel")) {
         p.kind = TK_PRE_BYTELEVEL;
         p.add_prefix_space = jbool(n, "add_prefix_space", true);
@@ -307,7 +324,9 @@ static bool parse_post(fc_tokenizer *t, const cJSON *n, const char *where)
     if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
         const cJSON *cls = jget(n, "cls"), *sep = jget(n, "sep");
         const cJSON *c1 = cJSON_GetArrayItem(cls, 1), *s1 = cJSON_GetArrayItem(sep, 1);
-        if (!cJSON_IsNumber(c1) || !cJSON_IsNumber(s1)) goto bad;
+        if (!cJSON_IsNumber(c1) || !cJSON_IsNumber(s1) || c1->valueint < 0 || c1->valueint >= t->n_vocab ||
+            s1->valueint < 0 || s1->valueint >= t->n_vocab)
+            goto bad;
         push_id(&t->prefix, &t->n_prefix, c1->valueint);
         push_id(&t->suffix, &t->n_suffix, s1->valueint);
         return true;
@@ -329,16 +348,41 @@ static const char *config_token(const cJSON *cfg, const char *key)
 
 /* ---- the loader ---- */
 
-fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
+/* The chat template of a folder: chat_template.jinja (dir may be NULL), else
+ * tokenizer_config.json's chat_template (a string, or a list of {name,
+ * template} from which "default" or the first is taken). */
+static void chat_template_of(const char *dir, const cJSON *cfg, tk_buf *out)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    cJSON *root = read_json(path, true), *cfg = NULL;
+    if (dir) {
+        snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+        fc_mmap *m = file_exists(path) ? fc_mmap_open(path) : NULL;
+        if (m) {
+            tk_buf_put(out, m->data, m->size);
+            fc_mmap_free(m);
+            return;
+        }
+    }
+    const cJSON *ct = jget(cfg, "chat_template"), *it;
+    if (cJSON_IsString(ct)) {
+        tk_buf_put(out, ct->valuestring, strlen(ct->valuestring));
+    } else if (cJSON_IsArray(ct)) {
+        const char *pick = NULL;
+        cJSON_ArrayForEach(it, ct) {
+            const char *name = jstr(it, "name"), *tpl = jstr(it, "template");
+            if (!tpl) continue;
+            if (!pick || (name && !strcmp(name, "default"))) pick = tpl;
+        }
+        if (pick) tk_buf_put(out, pick, strlen(pick));
+    }
+}
+
+/* tokenizer.json (root) and tokenizer_config.json (cfg, may be NULL). path
+ * names the file in messages, dir (may be NULL) is where chat_template.jinja
+ * would be. root and cfg stay the caller's. */
+static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *path, const char *dir)
+{
     fc_tokenizer *t = NULL;
-    if (!root) return NULL;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    cfg = read_json(path, false);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
 
     const cJSON *model = jget(root, "model"), *vocab = jget(model, "vocab"), *it;
     const char *mtype = jstr(model, "type");
@@ -360,7 +404,9 @@ fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
         FC_LOG_WARN("%s: BPE dropout ignored (encoding is deterministic)", path);
 
     int32_t max_id = -1;
+    int n_entries = 0;
     cJSON_ArrayForEach(it, vocab) {
+        n_entries++;
         if (!cJSON_IsNumber(it) || it->valueint < 0) {
             FC_LOG_ERROR("%s: bad vocab entry '%s'", path, it->string);
             goto fail;
@@ -370,6 +416,7 @@ fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
     const cJSON *added = jget(root, "added_tokens");
     cJSON_ArrayForEach(it, added) {
         int id = jint(it, "id", -1);
+        n_entries++;
         if (id < 0 || !jstr(it, "content")) {
             FC_LOG_ERROR("%s: bad added token", path);
             goto fail;
@@ -380,12 +427,13 @@ fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
         FC_LOG_ERROR("%s: empty vocabulary", path);
         goto fail;
     }
-    if (max_id >= 1 << 24) { /* no vocabulary is that large: a corrupt or hostile file */
-        FC_LOG_ERROR("%s: token id %d is out of range", path, max_id);
+    /* no vocabulary is that large or that sparse: a corrupt or hostile file */
+    if (max_id >= 1 << 24 || max_id - n_entries >= 1 << 20) {
+        FC_LOG_ERROR("%s: token id %d is out of range (%d tokens)", path, max_id, n_entries);
         goto fail;
     }
 
-    t = tk_new(dir);
+    t = tk_new(dir ? dir : path);
     tk_vocab_alloc(t, max_id + 1);
     cJSON_ArrayForEach(it, vocab)
         tk_vocab_set_text(t, it->valueint, it->string, strlen(it->string));
@@ -470,36 +518,129 @@ fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
         if (jbool(cfg, "add_eos_token", false) && t->eos >= 0) push_id(&t->suffix, &t->n_suffix, t->eos);
     }
 
-    /* chat template */
-    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    fc_mmap *m = file_exists(path) ? fc_mmap_open(path) : NULL;
-    if (m) {
-        tk_set_chat_template(t, (const char *)m->data, m->size);
-        fc_mmap_free(m);
-    } else {
-        const cJSON *ct = jget(cfg, "chat_template");
-        if (cJSON_IsString(ct)) {
-            tk_set_chat_template(t, ct->valuestring, strlen(ct->valuestring));
-        } else if (cJSON_IsArray(ct)) {
-            const char *pick = NULL;
-            cJSON_ArrayForEach(it, ct) {
-                const char *name = jstr(it, "name"), *tpl = jstr(it, "template");
-                if (!tpl) continue;
-                if (!pick || (name && !strcmp(name, "default"))) pick = tpl;
-            }
-            if (pick) tk_set_chat_template(t, pick, strlen(pick));
-        }
-    }
-    cJSON_Delete(root);
-    cJSON_Delete(cfg);
+    tk_buf ct = {0};
+    chat_template_of(dir, cfg, &ct);
+    if (ct.p) tk_set_chat_template(t, ct.p, ct.n);
+    tk_buf_free(&ct);
     if (tk_finish(t) != FC_OK) {
         fc_tokenizer_free(t);
         return NULL;
     }
     return t;
 fail:
-    cJSON_Delete(root);
-    cJSON_Delete(cfg);
     fc_tokenizer_free(t);
     return NULL;
+}
+
+/* ---- a folder with only SentencePiece's tokenizer.model ----
+ * (Llama-2 / Vicuna era folders.) The tokenizer is what spm_model.c builds;
+ * tokenizer_config.json adds what LlamaTokenizer reads from it: add_bos_token
+ * (default true) and add_eos_token (default false), the bos/eos/unk/pad
+ * token names, the chat template, and tokens past the model's pieces from
+ * added_tokens_decoder or added_tokens.json. */
+
+static void add_extra(tk_extra_token **v, int *n, int32_t id, const char *text, bool special)
+{
+    *v = fc_xrealloc(*v, (size_t)(*n + 1) * sizeof(tk_extra_token));
+    (*v)[(*n)++] = (tk_extra_token){id, text, strlen(text), special};
+}
+
+static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/added_tokens.json", dir);
+    cJSON *added = read_json(path, false);
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    fc_mmap *m = fc_mmap_open(path);
+    fc_tokenizer *t = NULL;
+    tk_extra_token *extra = NULL;
+    int n_extra = 0;
+    tk_spm s;
+    if (!m) goto out;
+    if (tk_spm_parse(m->data, m->size, path, &s) != FC_OK) goto out;
+
+    const cJSON *it;
+    cJSON_ArrayForEach(it, added)
+        if (cJSON_IsNumber(it) && it->valueint >= 0) add_extra(&extra, &n_extra, it->valueint, it->string, false);
+    cJSON_ArrayForEach(it, jget(cfg, "added_tokens_decoder")) {
+        const char *c = jstr(it, "content");
+        char *end;
+        long id = strtol(it->string, &end, 10);
+        if (c && *end == '\0' && id >= 0 && id < INT32_MAX)
+            add_extra(&extra, &n_extra, (int32_t)id, c, jbool(it, "special", false));
+    }
+    for (int k = 0; k < n_extra; k++)
+        if (extra[k].id >= 1 << 24 || extra[k].id - s.n >= 1 << 20) {
+            FC_LOG_ERROR("%s: added token id %d is out of range", dir, extra[k].id);
+            tk_spm_free(&s);
+            goto out;
+        }
+
+    fc_gguf_writer *w = fc_gguf_writer_new();
+    tk_spm_write(&s, extra, n_extra, w);
+    static const char *const named[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+    static const char *const keys[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                       "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+    for (size_t k = 0; k < FC_ARRAY_LEN(named); k++) {
+        const char *name = config_token(cfg, named[k]);
+        int32_t id = name ? tk_spm_find(&s, extra, n_extra, name, strlen(name)) : -1;
+        if (id >= 0) fc_gguf_writer_set_u32(w, keys[k], (uint32_t)id);
+    }
+    fc_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", jbool(cfg, "add_bos_token", true));
+    fc_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", jbool(cfg, "add_eos_token", false));
+    tk_buf ct = {0};
+    chat_template_of(dir, cfg, &ct);
+    if (ct.p) fc_gguf_writer_set_str(w, "tokenizer.chat_template", ct.p, ct.n);
+    tk_buf_free(&ct);
+    t = tk_from_writer(w, path);
+    fc_gguf_writer_free(w);
+    tk_spm_free(&s);
+out:
+    free(extra);
+    fc_mmap_free(m);
+    cJSON_Delete(added);
+    return t;
+}
+
+/* ---- entry points ---- */
+
+fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    cJSON *cfg = read_json(path, false); /* a broken one is logged and left out */
+    fc_tokenizer *t = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (file_exists(path)) {
+        cJSON *root = read_json(path, true);
+        if (root) t = from_json(root, cfg, path, dir);
+        cJSON_Delete(root);
+    } else {
+        snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+        if (file_exists(path)) {
+            t = from_spm_folder(dir, cfg);
+        } else {
+            FC_LOG_ERROR("%s: no tokenizer.json or tokenizer.model", dir);
+        }
+    }
+    cJSON_Delete(cfg);
+    return t;
+}
+
+fc_tokenizer *fc_tokenizer_from_hf_json(const char *json, size_t len, const char *config_json,
+                                        size_t config_len, const char *name)
+{
+    if (!name) name = "tokenizer.json";
+    cJSON *root = parse_json(json, len, name), *cfg = NULL;
+    fc_tokenizer *t = NULL;
+    if (!root) return NULL;
+    if (config_json) {
+        cfg = parse_json(config_json, config_len, name);
+        if (!cfg) goto out;
+    }
+    t = from_json(root, cfg, name, NULL);
+out:
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    return t;
 }

@@ -9,6 +9,8 @@
  *   decode.c    the decoder chain, token pieces, streaming decode
  *   load_hf.c   tokenizer.json + tokenizer_config.json
  *   load_gguf.c tokenizer.ggml.* metadata
+ *   spm_model.c SentencePiece tokenizer.model (protobuf), via load_gguf.c
+ *   export_gguf.c fc_tokenizer -> tokenizer.ggml.* metadata
  *   tokenizer.c the encode pipeline and the accessors of tokenizer.h
  */
 #ifndef FC_TOK_IMPL_H
@@ -112,6 +114,8 @@ typedef struct tk_norm {
     char *b; size_t b_len;      /* Replace content */
     pcre2_code *re;             /* Replace regex pattern (NULL: literal a) */
     bool left, right;           /* Strip */
+    bool sp_ws;                 /* one of the Replace steps that stand for sentencepiece's
+                                 * remove_extra_whitespaces (load_gguf.c) */
 } tk_norm;
 
 enum tk_split_behavior {
@@ -128,6 +132,7 @@ enum tk_prepend { TK_PREPEND_ALWAYS, TK_PREPEND_FIRST, TK_PREPEND_NEVER };
 typedef struct tk_pre {
     enum tk_pre_kind kind;
     pcre2_code *re;
+    char *pat;                  /* Split by regex: the pattern as the file spells it (export) */
     enum tk_split_behavior behavior;
     bool invert;
     bool individual;            /* Digits */
@@ -219,6 +224,8 @@ struct fc_tokenizer {
 
     int32_t bos, eos, unk, pad;
     char *chat_template;
+    float *scores;              /* per id: SentencePiece scores when the source has them
+                                 * (GGUF "llama", tokenizer.model), else NULL (export) */
 
     tk_cache cache;
 };
@@ -305,6 +312,41 @@ void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
 /* ---- decode.c ---- */
 /* Computes t->piece for every id (needs the decoder chain). */
 void tk_pieces_build(fc_tokenizer *t);
+
+/* ---- load_gguf.c ---- */
+/* GGUF token types (llama.cpp's llama_token_type, sentencepiece's
+ * SentencePiece.Type). */
+enum { TK_TYPE_NORMAL = 1, TK_TYPE_UNKNOWN = 2, TK_TYPE_CONTROL = 3, TK_TYPE_USER_DEFINED = 4,
+       TK_TYPE_UNUSED = 5, TK_TYPE_BYTE = 6 };
+/* Builds the tokenizer that a GGUF image made by w describes (the writer is
+ * only read). NULL on error (logged). */
+fc_tokenizer *tk_from_writer(fc_gguf_writer *w, const char *name);
+
+/* ---- spm_model.c ---- */
+/* A parsed SentencePiece BPE ModelProto. */
+typedef struct tk_spm {
+    int32_t n;                  /* pieces */
+    const char **piece;         /* (n) borrowed from the parsed buffer, not NUL-terminated */
+    uint32_t *len;              /* (n) */
+    float *score;               /* (n) */
+    int32_t *type;              /* (n) TK_TYPE_* */
+    int32_t unk, bos, eos, pad; /* -1: none */
+    bool add_dummy_prefix, remove_extra_ws;
+} tk_spm;
+/* Parses data[0..size) (kept alive by the caller while s is used). FC_OK, or
+ * FC_ERR_FORMAT / FC_ERR_ARG (logged, naming `name`). */
+enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s);
+void tk_spm_free(tk_spm *s);
+/* A token beyond (or over) the model's pieces: tokenizer_config.json's
+ * added_tokens_decoder, added_tokens.json. */
+typedef struct tk_extra_token { int32_t id; const char *text; size_t len; bool special; } tk_extra_token;
+/* Writes s as the tokenizer.ggml.* keys of a "llama" vocabulary, as
+ * llama.cpp's convert_hf_to_gguf.py does for a tokenizer.model. Extra tokens
+ * with ids past the pieces are appended (holes become [PAD<id>] UNUSED).
+ * Returns the number of tokens written. */
+int32_t tk_spm_write(const tk_spm *s, const tk_extra_token *extra, int n_extra, fc_gguf_writer *w);
+/* The id of the piece (or extra token) spelled s[0..n), -1. */
+int32_t tk_spm_find(const tk_spm *s, const tk_extra_token *extra, int n_extra, const char *str, size_t n);
 
 /* ---- tokenizer.c ---- */
 fc_tokenizer *tk_new(const char *name);

@@ -53,7 +53,10 @@ void fc_tokenizer_free(fc_tokenizer *t)
         pcre2_code_free(t->norm[i].re);
     }
     free(t->norm);
-    for (int i = 0; i < t->n_pre; i++) pcre2_code_free(t->pre[i].re);
+    for (int i = 0; i < t->n_pre; i++) {
+        pcre2_code_free(t->pre[i].re);
+        free(t->pre[i].pat);
+    }
     free(t->pre);
     for (int i = 0; i < t->n_dec; i++) {
         free(t->dec[i].a);
@@ -67,6 +70,7 @@ void fc_tokenizer_free(fc_tokenizer *t)
     free(t->prefix);
     free(t->suffix);
     free(t->chat_template);
+    free(t->scores);
     tk_cache_free(&t->cache);
     free(t);
 }

@@ -23,9 +23,8 @@
  * continuing_subword_prefix, the Precompiled/BertNormalizer/StripAccents
  * normalizers, BertPreTokenizer/Punctuation/UnicodeScripts/CharDelimiterSplit
  * pre-tokenizers, regex Replace decoders, pair encoding, truncation, padding,
- * offsets; Hugging Face folders with only a SentencePiece tokenizer.model (no
- * tokenizer.json). A file that needs one of them fails to load with a message
- * naming it. Gemma GGUF files (whose vocabulary needs transformers' Gemma
+ * offsets; SentencePiece tokenizer.model files of Unigram models. A file that
+ * needs one of them fails to load with a message naming it. Gemma GGUF files (whose vocabulary needs transformers' Gemma
  * fix-ups) load with a warning.
  *
  * Threads: an fc_tokenizer is immutable after loading (its word cache is
@@ -56,14 +55,61 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name);
 
 /* Loads a Hugging Face folder: tokenizer.json, plus tokenizer_config.json
  * (add_bos_token/add_eos_token, bos/eos/pad/unk, chat_template) and
- * chat_template.jinja when present. NULL on error (logged). */
+ * chat_template.jinja when present. A folder without tokenizer.json but with
+ * a SentencePiece tokenizer.model (Llama-2, Vicuna) is read from that, as
+ * fc_tokenizer_from_spm does, with tokenizer_config.json's settings and
+ * added tokens. NULL on error (logged). */
 fc_tokenizer *fc_tokenizer_from_hf(const char *dir);
+
+/* The same from memory: the text of a tokenizer.json and, when config_json is
+ * not NULL, of a tokenizer_config.json (no chat_template.jinja). `name` is
+ * used in messages. Nothing is borrowed. NULL on error (logged). */
+fc_tokenizer *fc_tokenizer_from_hf_json(const char *json, size_t len, const char *config_json,
+                                        size_t config_len, const char *name);
+
+/* Builds the tokenizer of a SentencePiece BPE model file (tokenizer.model,
+ * a serialized ModelProto) held in data[0..size): encodes as sentencepiece
+ * does (what a GGUF "llama" vocabulary does, load_gguf.c). BOS is added, EOS
+ * not (LlamaTokenizer's defaults). Unigram models are refused with a message;
+ * so is anything malformed. Nothing is borrowed. NULL on error (logged). */
+fc_tokenizer *fc_tokenizer_from_spm(const void *data, size_t size, const char *name);
 
 /* Opens `path`: a .gguf file or a Hugging Face folder (convenience for tools
  * and tests; the model loader uses the two calls above). */
 fc_tokenizer *fc_tokenizer_load(const char *path);
 
 void fc_tokenizer_free(fc_tokenizer *tok); /* NULL is a no-op */
+
+/* ---- writing as GGUF ---- */
+
+/* Writes tok as the tokenizer.ggml.* metadata llama.cpp reads (what its
+ * convert_hf_to_gguf.py writes for the same tokenizer):
+ *   model        "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE)
+ *   pre          gpt2: the llama.cpp name of the split: "gpt-2" (ByteLevel's
+ *                own regex), "smollm" (Digits then GPT-2's), "llama-bpe"
+ *                (Llama-3's regex), "qwen2" (NFC, Qwen2's regex); any other
+ *                split is written as "gpt-2" with a warning. llama: "default"
+ *   tokens, token_type (1 normal, 2 unknown, 3 control = special added token,
+ *                4 user-defined = other added token, 5 unused = padding,
+ *                6 byte = <0xNN>), merges ("a b"; llama: only when the
+ *                source had no scores), scores (llama: the model's, else
+ *                -rank of the merge that makes each token), bos/eos/unknown/
+ *                padding ids, add_bos_token/add_eos_token, add_space_prefix and
+ *                remove_extra_whitespaces (llama), tokenizer.chat_template.
+ * What GGUF cannot say is lost, with a warning where it changes encoding:
+ * added-token flags (lstrip, rstrip, single_word, normalized), a ByteLevel
+ * add_prefix_space, post-processors other than BOS/EOS. A Metaspace
+ * pre-tokenizer (prepend_scheme "first") is written as llama.cpp reads every
+ * SentencePiece vocabulary, which prepends "▁" after special tokens too and to
+ * text that already starts with a space, as sentencepiece does.
+ * Writes keys only (setting a key twice replaces it). FC_OK, or
+ * FC_ERR_UNSUPPORTED (logged) when the tokenizer is neither byte-level nor
+ * SentencePiece-style (then nothing is written). */
+enum fc_status fc_tokenizer_to_gguf(const fc_tokenizer *tok, fc_gguf_writer *w);
+/* The same with at least n_vocab tokens (a model whose embedding has more rows
+ * than the tokenizer has ids): ids past the tokenizer's are written as
+ * "[PAD<id>]" of type unused, as llama.cpp's converter pads. */
+enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *tok, int32_t n_vocab, fc_gguf_writer *w);
 
 /* ---- vocabulary ---- */
 

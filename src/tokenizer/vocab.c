@@ -149,6 +149,7 @@ size_t tk_utf8_bad_len(const uint8_t *s, size_t n, bool *could_complete)
 
 void tk_utf8_lossy(tk_buf *out, const char *s, size_t n)
 {
+    if (n == 0) return;
     const uint8_t *u = (const uint8_t *)s;
     size_t i = 0, run = 0;
     tk_buf_reserve(out, n);

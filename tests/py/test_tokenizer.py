@@ -153,3 +153,92 @@ def test_errors():
     assert r.returncode == 1 and b"out of range" in r.stderr
     r = run("tokenize", "--model-path", str(DATA), "--text", "x", check=False)  # no tokenizer.json
     assert r.returncode == 1 and b"error:" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# Folders with only SentencePiece's tokenizer.model (Llama-2 / Vicuna layout):
+# the ids must be sentencepiece's own. Small BPE models are trained here with
+# the trainer settings that change encoding (byte fallback or not, the dummy
+# "▁" prefix, whitespace squeezing); each is compared on the whole corpus as
+# one text (then line by line to name the first line that differs). Special
+# tokens are read as text, as sentencepiece reads them. User-defined symbols
+# are left out: like llama.cpp, fastchat gives the text after one its own "▁"
+# prefix, which sentencepiece does not.
+
+SPM_VARIANTS = {
+    "bytes": dict(byte_fallback=True, remove_extra_whitespaces=False),
+    "squeeze": dict(byte_fallback=True, remove_extra_whitespaces=True),
+    "no_dummy_prefix": dict(byte_fallback=True, add_dummy_prefix=False, remove_extra_whitespaces=False),
+    "no_bytes": dict(byte_fallback=False, remove_extra_whitespaces=False),
+}
+
+
+def corpus_lines():
+    out = []
+    for line in (DATA / "corpus.jsonl").read_text(encoding="utf-8").split("\n"):
+        if not line:
+            continue
+        t = json.loads(line)["text"]
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: not text sentencepiece can take
+            continue
+        if "\x00" not in t:
+            out.append(t)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spm_models(tmp_path_factory):
+    spm = pytest.importorskip("sentencepiece")
+    d = tmp_path_factory.mktemp("spm_models")
+    lines = corpus_lines()
+    train = d / "train.txt"
+    # mostly-ASCII lines (the random ones hold more distinct characters than a small vocabulary
+    # can take): the rest of the corpus then exercises byte fallback and <unk>
+    plain = [l for l in lines if sum(ord(c) > 127 for c in l) <= len(l) // 20]
+    train.write_text("\n".join(l.replace("\n", " ").replace("\r", " ") for l in plain) + "\n",
+                     encoding="utf-8")
+    out = {}
+    for name, kw in dict(SPM_VARIANTS, unigram=dict(model_type="unigram")).items():
+        folder = d / name
+        folder.mkdir()
+        args = dict(model_type="bpe", vocab_size=1000, character_coverage=0.995, split_digits=True,
+                    normalization_rule_name="identity", allow_whitespace_only_pieces=True,
+                    hard_vocab_limit=False)
+        args.update(kw)
+        spm.SentencePieceTrainer.train(input=str(train), model_prefix=str(folder / "tokenizer"),
+                                       num_threads=1, minloglevel=2, **args)
+        (folder / "tokenizer.vocab").unlink()
+        out[name] = (folder, spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")))
+    return out, lines
+
+
+@pytest.mark.parametrize("variant", sorted(SPM_VARIANTS))
+def test_tokenizer_model_matches_sentencepiece(spm_models, variant, tmp_path):
+    models, lines = spm_models
+    folder, sp = models[variant]
+    text = "\n".join(lines)
+    f = tmp_path / "corpus.txt"
+    f.write_bytes(text.encode())
+    got = json.loads(run("tokenize", "--model-path", str(folder), "--file", str(f), "--no-special",
+                         "--no-parse-special").stdout)
+    want = sp.encode(text)
+    if got != want:
+        for line in lines:
+            g = cli_ids(folder, line, "--no-special", "--no-parse-special")
+            assert g == sp.encode(line), f"{variant}: {line!r}"
+        assert got == want, f"{variant}: the whole corpus differs, no single line does"
+    # BOS by default (LlamaTokenizer's add_bos_token), and decode gives the text back (on
+    # text without unknown characters: sentencepiece spells <unk> " \u2047 ", transformers
+    # and fastchat "<unk>")
+    assert cli_ids(folder, "Hello world") == [sp.bos_id()] + sp.encode("Hello world")
+    ids = sp.encode("Hello  world, 12 tests.")
+    assert cli_text(folder, ids) == sp.decode(ids)
+
+
+def test_tokenizer_model_unigram_refused(spm_models):
+    models, _ = spm_models
+    folder, _ = models["unigram"]
+    r = run("tokenize", "--model-path", str(folder), "--text", "x", check=False)
+    assert r.returncode == 1 and b"Unigram" in r.stderr and b"only BPE" in r.stderr

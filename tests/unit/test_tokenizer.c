@@ -15,7 +15,10 @@
  *   3. unit checks: streaming holds back a split multi-byte character and never
  *      emits U+FFFD for it; the empty string; special tokens; invalid UTF-8
  *      input; token_to_piece; the same results from 4 threads at once.
- *   4. with --bench: encode speed in MB/s on the corpus (single thread).
+ *   4. GGUF export (fc_tokenizer_to_gguf) read back, and SentencePiece
+ *      tokenizer.model files: the same corpus comparison (see
+ *      run_export_cases for which golden file each is held to).
+ *   5. with --bench: encode speed in MB/s on the corpus (single thread).
  *
  * Run from the repository root (as scripts/run_tests.sh does); data in
  * $FC_TOK_DATA, default tests/data/tokenizer. The GGUF checks of the default
@@ -570,6 +573,152 @@ static void run_variants(void)
     cJSON_Delete(vars);
 }
 
+/* ---- GGUF export and SentencePiece tokenizer.model ----
+ * fc_tokenizer_to_gguf writes a tokenizer as tokenizer.ggml.* metadata; read
+ * back with fc_tokenizer_from_gguf it must encode and decode like the
+ * original (golden data of the original). Exceptions, as tokenizer.h says:
+ * a Metaspace("first") tokenizer.json becomes the GGUF "llama" shape, which
+ * is sentencepiece's (golden_spm_legacy: the golden script checks that
+ * sentencepiece itself gives those ids on every line), and added-token
+ * flags are lost (uses_added_flags lines). tokenizer.model files are read
+ * into that same shape, so sentencepiece's ids are the reference there too. */
+
+static fc_tokenizer *via_gguf(const fc_tokenizer *t, int32_t n_vocab, const char *label)
+{
+    fc_gguf_writer *w = fc_gguf_writer_new();
+    enum fc_status st = fc_tokenizer_to_gguf_padded(t, n_vocab, w);
+    CHECKF(st == FC_OK, "%s: export: %s", label, fc_last_error());
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (st == FC_OK) st = fc_gguf_writer_write_buf(w, &buf, &size);
+    fc_gguf_writer_free(w);
+    fc_gguf *g = st == FC_OK ? fc_gguf_parse(buf, size, label) : NULL;
+    fc_tokenizer *r = g ? fc_tokenizer_from_gguf(g, label) : NULL;
+    CHECKF(r != NULL, "%s: load of the exported GGUF: %s", label, fc_last_error());
+    fc_gguf_free(g);
+    free(buf);
+    return r;
+}
+
+static char *read_all(const char *path, size_t *n)
+{
+    fc_mmap *m = fc_mmap_open(path);
+    if (!m) return NULL;
+    char *s = malloc(m->size ? m->size : 1);
+    memcpy(s, m->data, m->size);
+    *n = m->size;
+    fc_mmap_free(m);
+    return s;
+}
+
+static bool write_all(const char *path, const char *s, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    bool ok = fwrite(s, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+/* Runs the golden comparison of a derived tokenizer (and takes it over). */
+static void run_derived(const char *label, fc_tokenizer *t, const char *golden, const char *decode_file,
+                        const char *special, bool (*exclude)(const text *))
+{
+    if (!t) return;
+    run_golden(label, t, golden, NULL, exclude);
+    if (decode_file) run_decode_cases(label, t, decode_file);
+    check_basics(t, label, special);
+    check_stream_split_utf8(t, label);
+    fc_tokenizer_free(t);
+}
+
+static void run_export_cases(const char *model)
+{
+    char path[1200];
+    struct { const char *label, *src, *golden, *decode_file, *special; bool (*exclude)(const text *); } ex[] = {
+        {"spm (hf->gguf)", "spm", "golden_spm_legacy.jsonl", "decode_spm.jsonl", "</s>", NULL},
+        {"spm_legacy (hf->gguf)", "spm_legacy", "golden_spm_legacy.jsonl", "decode_spm.jsonl", "</s>", NULL},
+        {"llama3 (hf->gguf)", "llama3", "golden_llama3.jsonl", "decode_llama3.jsonl", "<|eot_id|>", uses_added_flags},
+        {"qwen2 (hf->gguf)", "qwen2", "golden_qwen2.jsonl", "decode_qwen2.jsonl", "<|im_end|>", NULL},
+        {"smollm2 (gguf->gguf)", NULL, "golden_smollm2.jsonl", "decode_smollm2.jsonl", "<|im_end|>", NULL},
+    };
+    for (size_t k = 0; k < FC_ARRAY_LEN(ex); k++) {
+        if (ex[k].src) {
+            snprintf(path, sizeof path, "%s/%s", data_dir, ex[k].src);
+        } else {
+            FILE *f = fopen(model, "rb");
+            if (!f) {
+                printf("%-22s SKIPPED: %s not found\n", ex[k].label, model);
+                continue;
+            }
+            fclose(f);
+            snprintf(path, sizeof path, "%s", model);
+        }
+        fc_tokenizer *t = fc_tokenizer_load(path);
+        CHECKF(t != NULL, "%s: load %s", ex[k].label, path);
+        if (!t) continue;
+        fc_tokenizer *r = via_gguf(t, 0, ex[k].label);
+        if (r) {
+            CHECKF(fc_tokenizer_n_vocab(r) == fc_tokenizer_n_vocab(t), "%s: vocabulary size", ex[k].label);
+            CHECKF(fc_tokenizer_bos(r) == fc_tokenizer_bos(t) && fc_tokenizer_eos(r) == fc_tokenizer_eos(t) &&
+                   fc_tokenizer_adds_bos(r) == fc_tokenizer_adds_bos(t), "%s: special ids", ex[k].label);
+            const char *a = fc_tokenizer_chat_template(t), *b = fc_tokenizer_chat_template(r);
+            CHECKF((!a && !b) || (a && b && !strcmp(a, b)), "%s: chat template", ex[k].label);
+        }
+        fc_tokenizer_free(t);
+        run_derived(ex[k].label, r, ex[k].golden, ex[k].decode_file, ex[k].special, ex[k].exclude);
+    }
+
+    /* padded to a larger model vocabulary */
+    snprintf(path, sizeof path, "%s/qwen2", data_dir);
+    fc_tokenizer *t = fc_tokenizer_load(path);
+    fc_tokenizer *r = t ? via_gguf(t, 3072, "qwen2 (padded)") : NULL;
+    if (r) {
+        CHECKF(fc_tokenizer_n_vocab(r) == 3072, "padded: %d ids", fc_tokenizer_n_vocab(r));
+        const char *pad = fc_tokenizer_token_text(r, 3071);
+        CHECKF(pad && !strcmp(pad, "[PAD3071]"), "padded: last token '%s'", pad ? pad : "(null)");
+        CHECKF(!strcmp(fc_tokenizer_token_text(r, 3001), fc_tokenizer_token_text(t, 3001)), "padded: added token");
+    }
+    fc_tokenizer_free(t);
+    run_derived("qwen2 (hf->gguf, 3072)", r, "golden_qwen2.jsonl", NULL, "<|im_end|>", NULL);
+
+    /* SentencePiece's tokenizer.model: from memory, as a folder without
+     * tokenizer.json (tokenizer_config.json: add BOS), and exported again */
+    size_t n;
+    snprintf(path, sizeof path, "%s/spm/tokenizer.model", data_dir);
+    char *model_bytes = read_all(path, &n);
+    CHECKF(model_bytes != NULL, "%s missing", path);
+    if (!model_bytes) return;
+    t = fc_tokenizer_from_spm(model_bytes, n, path);
+    CHECKF(t != NULL, "spm (.model): %s", fc_last_error());
+    if (t) {
+        CHECKF(fc_tokenizer_adds_bos(t) && !fc_tokenizer_adds_eos(t), "spm (.model): BOS only");
+        r = via_gguf(t, 0, "spm (.model->gguf)");
+        run_derived("spm (.model->gguf)", r, "golden_spm_legacy.jsonl", "decode_spm.jsonl", "</s>", NULL);
+    }
+    run_derived("spm (.model)", t, "golden_spm_legacy.jsonl", "decode_spm.jsonl", "</s>", NULL);
+    char dir[] = "/tmp/fc_tok_spm_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char p2[64], p3[64];
+    snprintf(p2, sizeof p2, "%s/tokenizer.model", dir);
+    snprintf(p3, sizeof p3, "%s/tokenizer_config.json", dir);
+    snprintf(path, sizeof path, "%s/spm/tokenizer_config.json", data_dir);
+    size_t cn;
+    char *cfg = read_all(path, &cn);
+    CHECK(cfg && write_all(p2, model_bytes, n) && write_all(p3, cfg, cn));
+    t = fc_tokenizer_from_hf(dir);
+    CHECKF(t != NULL, "spm (.model folder): %s", fc_last_error());
+    if (t) {
+        CHECK(fc_tokenizer_chat_template(t) && strstr(fc_tokenizer_chat_template(t), "[INST]"));
+        CHECK(fc_tokenizer_bos(t) == 1 && fc_tokenizer_eos(t) == 2 && fc_tokenizer_adds_bos(t));
+    }
+    run_derived("spm (.model folder)", t, "golden_spm_legacy.jsonl", NULL, "</s>", NULL);
+    unlink(p2);
+    unlink(p3);
+    rmdir(dir);
+    free(cfg);
+    free(model_bytes);
+}
+
 /* ---- main ---- */
 
 typedef struct case_ {
@@ -638,5 +787,6 @@ int main(int argc, char **argv)
         fc_tokenizer_free(t);
     }
     run_variants();
+    run_export_cases(model);
     return TEST_END();
 }
