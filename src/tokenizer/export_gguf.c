@@ -18,7 +18,8 @@
  *     llama.cpp orders SentencePiece merges by the score of the merged
  *     token, so a tokenizer that has no scores (tokenizer.json) gets
  *     score = -rank of the first merge that produces the token, and its
- *     merges are written too (load_gguf.c then uses them as they are).
+ *     merges are written too (load_gguf.c then uses them as they are); so
+ *     are the merges of a GGUF that had them.
  * Added tokens: special ones are CONTROL, others USER_DEFINED (spelled with
  * " " for "▁" in "llama" vocabularies, as the converter does, because
  * llama.cpp matches them in the raw text); the GGUF token text of an added
@@ -190,7 +191,7 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
      * text(a) + text(b) == text(merged) */
     size_t n_m, n_ok = 0, n_lost = 0;
     merge_row *mr = merges_by_rank(t, &n_m);
-    bool write_merges = bpe || !t->scores;
+    bool write_merges = bpe || !t->scores || !t->merges_from_scores;
     tk_buf mb = {0};
     size_t *moff = fc_xmalloc(sizeof(size_t) * (n_m ? n_m : 1));
     size_t *mlen = fc_xmalloc(sizeof(size_t) * (n_m ? n_m : 1));

@@ -259,6 +259,7 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
         }
     } else if (spm) {
         merges_from_scores(t, scores);
+        t->merges_from_scores = true;
     } else {
         FC_LOG_ERROR("%s: tokenizer.ggml.merges missing", name);
         goto fail;

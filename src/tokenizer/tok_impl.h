@@ -226,6 +226,8 @@ struct fc_tokenizer {
     char *chat_template;
     float *scores;              /* per id: SentencePiece scores when the source has them
                                  * (GGUF "llama", tokenizer.model), else NULL (export) */
+    bool merges_from_scores;    /* the merges were made from the scores (export then
+                                 * writes the scores alone) */
 
     tk_cache cache;
 };

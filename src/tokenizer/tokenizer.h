@@ -91,8 +91,8 @@ void fc_tokenizer_free(fc_tokenizer *tok); /* NULL is a no-op */
  *                split is written as "gpt-2" with a warning. llama: "default"
  *   tokens, token_type (1 normal, 2 unknown, 3 control = special added token,
  *                4 user-defined = other added token, 5 unused = padding,
- *                6 byte = <0xNN>), merges ("a b"; llama: only when the
- *                source had no scores), scores (llama: the model's, else
+ *                6 byte = <0xNN>), merges ("a b"; llama: unless they came
+ *                from the scores), scores (llama: the model's, else
  *                -rank of the merge that makes each token), bos/eos/unknown/
  *                padding ids, add_bos_token/add_eos_token, add_space_prefix and
  *                remove_extra_whitespaces (llama), tokenizer.chat_template.

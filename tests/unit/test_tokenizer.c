@@ -665,6 +665,10 @@ static void run_export_cases(const char *model)
             CHECKF((!a && !b) || (a && b && !strcmp(a, b)), "%s: chat template", ex[k].label);
         }
         fc_tokenizer_free(t);
+        if (r && k == 0) { /* and once more: GGUF -> GGUF keeps the merges */
+            fc_tokenizer *r2 = via_gguf(r, 0, "spm (hf->gguf->gguf)");
+            run_derived("spm (hf->gguf->gguf)", r2, ex[k].golden, ex[k].decode_file, ex[k].special, NULL);
+        }
         run_derived(ex[k].label, r, ex[k].golden, ex[k].decode_file, ex[k].special, ex[k].exclude);
     }
 
