@@ -150,7 +150,7 @@ static inline val incref(val v)
     return v;
 }
 
-/* ---- render state ---- */
+/* ---- render state and object lifetime ---- */
 
 typedef struct frame {
     struct frame *parent;
@@ -1717,7 +1717,7 @@ static node *p_tuple(P *p, int mode, const char *extra_end, bool explicit_parens
     return n;
 }
 
-/* ---- statements ---- */
+/* ---- parser: statements ---- */
 
 static node *p_body(P *p, const char *const *ends, int n_ends);
 
@@ -2934,8 +2934,8 @@ static bool s_case(R *r, const node *at, jstr *s, int mode, val *out)
             /* the SpecialCasing.txt expansions Python applies: sharp s and the Latin ligatures */
             static const char *const up[] = { "FF", "FI", "FL", "FFI", "FFL", "ST", "ST" };
             static const char *const ti[] = { "Ff", "Fi", "Fl", "Ffi", "Ffl", "St", "St" };
-            const char *x = c == 0xdf ? (mode == CASE_UPPER ? "SS" : "Ss") : (mode == CASE_UPPER ? up : ti)[c - 0xfb00];
-            fc_sbuf_puts(&b, x);
+            if (c == 0xdf) fc_sbuf_puts(&b, mode == CASE_UPPER ? "SS" : "Ss");
+            else fc_sbuf_puts(&b, mode == CASE_UPPER ? up[c - 0xfb00] : ti[c - 0xfb00]);
             prev_cased = true;
             first = false;
             continue;
@@ -3969,11 +3969,9 @@ static bool apply_filter(R *r, const node *at, const char *name, val v, const ca
             decref(r, nw);
             break;
         }
-        case FL_CENTER: {
-            val w = given(a->npos ? a->pos[0] : mk_noarg()) ? mk_noarg() : mk_int(80);
-            ok = bind(r, at, name, a, 1, p_center, sl) && s_pad(r, at, j, given(sl[0]) ? sl[0] : w, mk_noarg(), 0, out);
+        case FL_CENTER:
+            ok = bind(r, at, name, a, 1, p_center, sl) && s_pad(r, at, j, given(sl[0]) ? sl[0] : mk_int(80), mk_noarg(), 0, out);
             break;
-        }
         case FL_WORDCOUNT: {
             int64_t words = 0;
             bool in = false;
@@ -4605,7 +4603,7 @@ static bool call_func(R *r, const node *at, val fn, const cargs *a, val *out)
     }
 }
 
-/* ---- expressions ---- */
+/* ---- evaluating expressions ---- */
 
 static bool eval_args(R *r, const node *n, cargs *a)
 {
@@ -4835,7 +4833,7 @@ static bool ev(R *r, const node *e, val *out)
     return ok;
 }
 
-/* ---- statements ---- */
+/* ---- executing statements ---- */
 
 static bool emit(R *r, const node *at, const char *s, size_t n)
 {

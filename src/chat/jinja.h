@@ -24,7 +24,7 @@
  * and/or/not, chained comparisons, in / not in, + - * / // % **, ~,
  * conditional expressions, str % args. Values print as Python prints them
  * (None, True, 1.0, ['a'], {'k': 1}). Strings index and measure in code
- * points. Filters: abs capitalize center count d default dictsort e escape
+ * points. Filters: abs attr capitalize center count d default dictsort e escape
  * first float format indent int items join last length list lower map max min
  * reject rejectattr replace reverse round safe select selectattr sort string
  * sum title tojson trim unique upper wordcount. Tests: boolean callable
@@ -37,11 +37,14 @@
  *
  * Not supported (a compile or render error, never a crash): template
  * inheritance and includes (extends, block, include, import), call blocks,
- * recursive loops, autoescaping, i18n, async; ranges print as lists, and
- * dict.items() returns a list. Integers are 64-bit (overflow is an error).
- * upper/lower use Unicode simple case mappings (Python uses full ones: 'ß'
- * upper-cases to 'ß' here, 'SS' in Python). JSON numbers in the context that
- * are whole (1.0 included) become ints.
+ * recursive loops, star arguments in calls (f(*a), f(**k)), autoescaping, i18n,
+ * async. Known differences from Python: integers are 64-bit (overflow is an
+ * error); range() and dict.items() return lists (they print as lists);
+ * functions print as "<built-in function>"; case mapping is Unicode's simple
+ * mapping plus the expansions of 'ß', 'İ' and the Latin ligatures (other
+ * full mappings such as 'ŉ' differ); str.format takes a format-spec subset
+ * ([[fill]align][sign][#][0][width][.precision][type], no grouping). JSON
+ * numbers in the context that are whole (1.0 included) become ints.
  *
  * Hostile templates: rendering is bounded by a step budget, a live-memory
  * budget, an output size limit and a nesting limit (fc_jinja_opts); passing

@@ -13,8 +13,9 @@
  *    / chat_template.jinja; or --chat-template FILE), as transformers'
  *    apply_chat_template(messages, tools=..., add_generation_prompt=True,
  *    tokenize=False) renders it (src/chat/chat_template.h), with the
- *    tokenizer's BOS and EOS text as bos_token and eos_token. Messages go to
- *    the template as they are (content parts included).
+ *    tokenizer's special tokens as bos_token, eos_token, unk_token and
+ *    pad_token (its special_tokens_map). Messages go to the template as they
+ *    are (content parts included).
  *
  * A messages file holding a JSON string is a raw prompt and prints unchanged.
  *
@@ -180,12 +181,12 @@ static int prompt_jinja(const char *model_path, const char *template_file, const
         if (!cJSON_IsArray(msgs))
             fc_cli_die("the file holds a JSON list of {\"role\", \"content\"} objects", "%s: not a list of messages",
                        messages_path);
-        cJSON *extra = NULL;
-        if (tools_path) {
-            cJSON *tools = read_json(tools_path, "the file holds a JSON list of tool schemas");
-            extra = cJSON_CreateObject();
-            cJSON_AddItemToObject(extra, "tools", tools);
-        }
+        /* transformers hands the template every special token it knows */
+        cJSON *extra = cJSON_CreateObject();
+        int32_t unk = tok ? fc_tokenizer_unk(tok) : -1, pad = tok ? fc_tokenizer_pad(tok) : -1;
+        if (unk >= 0) cJSON_AddStringToObject(extra, "unk_token", fc_tokenizer_token_text(tok, unk));
+        if (pad >= 0) cJSON_AddStringToObject(extra, "pad_token", fc_tokenizer_token_text(tok, pad));
+        if (tools_path) cJSON_AddItemToObject(extra, "tools", read_json(tools_path, "the file holds a JSON list of tool schemas"));
         char *err = NULL;
         prompt = fc_chat_template_render(tmpl, msgs, bos_text, eos_text, add_generation_prompt, extra, NULL, &err);
         if (!prompt)
