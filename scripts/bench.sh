@@ -26,6 +26,7 @@
 #   BENCH_BUSY_PCT=15   on the machine to drop below this CPU percentage
 #   BENCH_QUANT_PURE=1  requantize every matrix to the type (llama-quantize --pure);
 #                       by default token_embd stays q8_0 as in the shipped file
+#   BENCH_LLAMA_ARGS    extra llama-bench flags (e.g. "--poll 0" on a busy host)
 #   LLAMACPP_PY_VERSION the llama-cpp-python source distribution to take llama.cpp from
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -96,7 +97,8 @@ fi
 # ---- 1. llama.cpp ----
 LL=""
 if [ "${BENCH_OURS_ONLY:-0}" != 1 ]; then
-    if LL=$(scripts/build_llamacpp.sh 2>"$OUT/logs/build_llamacpp.log"); then
+    if LL=$(LLAMACPP_TARGETS="llama-bench llama-batched-bench llama-simple llama-quantize" \
+            scripts/build_llamacpp.sh 2>"$OUT/logs/build_llamacpp.log"); then
         log "llama.cpp in $LL ($(cat "$LL/.stamp" 2>/dev/null))"
     else
         log "llama.cpp did not build (log: $OUT/logs/build_llamacpp.log); only our figures follow"
@@ -187,7 +189,7 @@ llama_bench() { # label tag model args...
     [ -n "$LL" ] || return 0
     log "[$label] llama-bench $* ($tag)"
     local lf="$OUT/logs/llama_$(slug "$label")_$tag.json"
-    run_to "$lf" "$LL/llama-bench" -m "$m" -t "$T" -r 1 -o json "$@"
+    run_to "$lf" "$LL/llama-bench" -m "$m" -t "$T" -r 1 -o json ${BENCH_LLAMA_ARGS:-} "$@"
     report parse-llama-bench "$label" "$lf"
 }
 llama_batched() { # label tag model

@@ -11,14 +11,17 @@
 # this repository.
 #
 # Knobs: LLAMACPP_PY_VERSION (the llama-cpp-python version), FASTCHAT_CACHE,
-#        LLAMACPP_JOBS (parallel compile jobs, default nproc).
+#        LLAMACPP_JOBS (parallel compile jobs, default nproc),
+#        LLAMACPP_TARGETS (space-separated targets, default all seven below).
 set -euo pipefail
 
 VERSION=${LLAMACPP_PY_VERSION:-0.3.36}
 CACHE="${FASTCHAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fastchat}"
 ROOT="$CACHE/llama.cpp-$VERSION"
 BIN="$ROOT/bin"
-TARGETS=(llama-bench llama-batched-bench llama-cli llama-completion llama-simple llama-server llama-quantize)
+# LLAMACPP_TARGETS narrows the set: `make bench` needs only the first four,
+# which skip the multimodal library that llama-cli and llama-server pull in.
+read -r -a TARGETS <<<"${LLAMACPP_TARGETS:-llama-bench llama-batched-bench llama-simple llama-quantize llama-completion llama-cli llama-server}"
 JOBS=${LLAMACPP_JOBS:-$(nproc)}
 
 log() { echo "build_llamacpp: $*" >&2; }

@@ -19,10 +19,11 @@
  * Besides speed it prints the bytes a decode step must read (the weights
  * touched per token and the KV cache of its context), from which a
  * bandwidth-bound rate follows: tokens/s <= GB/s / bytes per token. With
- * --bw-gbs X it prints that bound and the fraction of it reached.
+ * --bw-gbs X it prints that bound and the fraction of it reached. --exact
+ * measures the reference mode (f32 arithmetic, f32 KV cache).
  *
  * Output: one machine-readable line per figure on stdout,
- *   bench: model=NAME type=q4_1 threads=2 test=pp512 tokens_per_s=1234.5 stddev=3.2 reps=3
+ *   bench: model=NAME type=q4_1 mode=fast threads=2 test=pp512 tokens_per_s=1234.5 stddev=3.2 reps=3
  * then a human table. Not here: sampling, tokenization and serving overhead
  * (the engine and server benchmarks measure those).
  */
@@ -213,8 +214,8 @@ static void report(bench_ctx *x, const char *test, const double *tps, double byt
 {
     double mean, sd;
     stats(tps, x->o->reps, &mean, &sd);
-    printf("bench: model=%s type=%s threads=%d test=%s tokens_per_s=%.2f stddev=%.2f reps=%d", x->name, x->type,
-           x->n_threads, test, mean, sd, x->o->reps);
+    printf("bench: model=%s type=%s mode=%s threads=%d test=%s tokens_per_s=%.2f stddev=%.2f reps=%d", x->name,
+           x->type, x->o->exact ? "exact" : "fast", x->n_threads, test, mean, sd, x->o->reps);
     if (bytes_per_tok > 0) {
         printf(" bytes_per_token=%.0f", bytes_per_tok);
         if (x->o->bw_gbs > 0) {
@@ -303,20 +304,19 @@ static void bench_batched(bench_ctx *x, int B, int S)
     report(x, test, tps, (x->w_bytes + B * kvb) / B, extra);
 }
 
-/* Bytes of weights one decode step reads: every matrix once, but only one
- * row of the token embedding unless it doubles as the output projection.
- * In exact mode the weights are read as f32. */
-static double weight_bytes_per_step(const fc_model *m, bool exact)
+/* Bytes of weights one decode step reads from memory: every tensor once as
+ * stored, but only one row of the token embedding unless it doubles as the
+ * output projection. (Exact mode dequantizes rows on the fly, so it reads
+ * the same bytes.) */
+static double weight_bytes_per_step(const fc_model *m)
 {
     const fc_model_config *c = fc_model_get_config(m);
     double sum = 0;
     const char *name;
     const fc_tensor *t;
     for (int64_t i = 0; fc_model_tensor_at(m, i, &name, &t); i++) {
-        double bytes = exact ? 4.0 * (double)fc_tensor_nelem(t) : (double)t->nbytes;
-        if (!strcmp(name, "token_embd.weight") && !c->tied_embeddings)
-            bytes = exact ? 4.0 * (double)t->ne[0] : (double)fc_tensor_row_bytes(t);
-        sum += bytes;
+        if (!strcmp(name, "token_embd.weight") && !c->tied_embeddings) sum += (double)fc_tensor_row_bytes(t);
+        else sum += (double)t->nbytes;
     }
     return sum;
 }
@@ -383,9 +383,9 @@ int fc_cmd_bench(int argc, char **argv)
     x.m = m;
     x.c = fc_model_get_config(m);
     x.e = e;
-    x.type = o.exact ? "f32" : fc_dtype_name(fc_model_weight_type(m));
+    x.type = fc_dtype_name(fc_model_weight_type(m));
     x.n_threads = fc_exec_n_threads(e);
-    x.w_bytes = weight_bytes_per_step(m, o.exact);
+    x.w_bytes = weight_bytes_per_step(m);
     fc_kv_params kp = {.n_tokens = need, .n_seq_max = n_seq, .dtype = o.kv_dtype};
     x.kv = fc_kv_cache_new(x.c, &kp);
     if (!x.kv) fc_cli_die("lower --batches, --depths or --prompt", "cannot allocate a KV cache of %lld tokens: %s",
