@@ -53,7 +53,7 @@ static double cpu_now(void)
 #define MAX_THREADS 64
 
 struct job {
-    int wtype;
+    int wtype, at;
     const uint8_t *w;
     size_t ws;
     int64_t R, K;
@@ -70,7 +70,7 @@ static void job_run(void *ctx, int ith, int nth)
     long lo, hi;
     fc_split_range((long)j->R, ith, nth, 4, &lo, &hi);
     const double c0 = cpu_now();
-    fc_matmul_fast(j->wtype, j->w, j->ws, j->K, j->xa, j->xas, j->T, j->y, j->R, lo, hi);
+    fc_matmul_fast(j->wtype, j->w, j->ws, j->K, j->at, j->xa, j->xas, j->T, j->y, j->R, lo, hi);
     j->cpu[ith] = cpu_now() - c0;
 }
 
@@ -235,7 +235,8 @@ int main(int argc, char **argv)
             int ncopy = (int)((128u << 20) / wbytes) + 2;
             if (ncopy > 64) ncopy = 64;
             uint8_t *copies[64];
-            const size_t xas = fc_matmul_act_row_size(wtype, K);
+            const int at = fc_matmul_act_type(wtype, getenv("ACT8") == NULL);
+            const size_t xas = fc_matmul_act_row_size(at, K);
             long Tmax = 1;
             for (int i = 0; i < nT; i++) Tmax = Ts[i] > Tmax ? Ts[i] : Tmax;
             uint8_t *xa = fc_aligned_alloc((size_t)Tmax * xas);
@@ -244,7 +245,7 @@ int main(int argc, char **argv)
             FC_ASSERT(xa && y);
             for (long t = 0; t < Tmax; t++) {
                 for (int64_t k = 0; k < K; k++) x[k] = rnd();
-                fc_matmul_quantize_act(wtype, x, xa + (size_t)t * xas, K);
+                fc_matmul_quantize_act(at, x, xa + (size_t)t * xas, K);
             }
             char shape[32];
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)R, (long long)K);
@@ -265,7 +266,7 @@ int main(int argc, char **argv)
                     struct readjob rjobs[64];
                     void *jctx[64], *rctx[64];
                     for (int c = 0; c < nc; c++) {
-                        jobs[c] = (struct job){ .wtype = wtype, .w = copies[c], .ws = ws, .R = R, .K = K, .xa = xa, .xas = xas, .T = T, .y = y };
+                        jobs[c] = (struct job){ .wtype = wtype, .at = at, .w = copies[c], .ws = ws, .R = R, .K = K, .xa = xa, .xas = xas, .T = T, .y = y };
                         rjobs[c] = (struct readjob){ copies[c], wbytes & ~(size_t)127, 0 };
                         jctx[c] = &jobs[c];
                         rctx[c] = &rjobs[c];

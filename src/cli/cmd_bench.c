@@ -41,7 +41,7 @@
 typedef struct bench_opts {
     const char *model_path;
     int threads;
-    bool exact;
+    bool exact, act8;
     int n_prompt;             /* P */
     int n_gen;                /* G */
     int depths[MAX_LIST], n_depths;
@@ -81,9 +81,10 @@ typedef struct bench_ctx {
 
 static void usage_bench(void)
 {
-    printf("usage: fastchat bench --model-path M [--threads N] [--exact] [--prompt 512] [--gen 128]\n"
+    printf("usage: fastchat bench --model-path M [--threads N] [--exact | --act8] [--prompt 512] [--gen 128]\n"
            "                      [--depths 16,1024] [--batches 8,32] [--batch-ctx 64] [--reps 3]\n"
            "                      [--kv-type f16|f32] [--bw-gbs GBS] [--seed S]\n"
+           "  --act8         8-bit activations for every quantized type (default: 16-bit for the 32-value types)\n"
            "  --prompt P     prefill test ppP (0 skips it)\n"
            "  --gen G        decode tests tgG@dD for each depth D, and G/4 steps of each batched test\n"
            "  --depths L     context depths before the single-stream decode ('' skips)\n"
@@ -129,6 +130,7 @@ static void parse(int argc, char **argv, bench_opts *o)
         else if (!strcmp(a, "--model-path")) { NEEDV(); o->model_path = v; }
         else if (!strcmp(a, "--threads")) { NEEDV(); o->threads = atoi(v); }
         else if (!strcmp(a, "--exact")) o->exact = true;
+        else if (!strcmp(a, "--act8")) o->act8 = true;
         else if (!strcmp(a, "--prompt")) { NEEDV(); o->n_prompt = atoi(v); }
         else if (!strcmp(a, "--gen")) { NEEDV(); o->n_gen = atoi(v); }
         else if (!strcmp(a, "--depths")) { NEEDV(); o->n_depths = parse_list(v, o->depths, a); }
@@ -215,7 +217,7 @@ static void report(bench_ctx *x, const char *test, const double *tps, double byt
     double mean, sd;
     stats(tps, x->o->reps, &mean, &sd);
     printf("bench: model=%s type=%s mode=%s threads=%d test=%s tokens_per_s=%.2f stddev=%.2f reps=%d", x->name,
-           x->type, x->o->exact ? "exact" : "fast", x->n_threads, test, mean, sd, x->o->reps);
+           x->type, x->o->exact ? "exact" : x->o->act8 ? "act8" : "fast", x->n_threads, test, mean, sd, x->o->reps);
     if (bytes_per_tok > 0) {
         printf(" bytes_per_token=%.0f", bytes_per_tok);
         if (x->o->bw_gbs > 0) {
@@ -373,7 +375,7 @@ int fc_cmd_bench(int argc, char **argv)
     double t0 = fc_time_sec();
     fc_model *m = fc_model_load(o.model_path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
-    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = x.n_batch_max};
+    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .act8 = o.act8, .n_batch_max = x.n_batch_max};
     fc_exec *e = fc_exec_new(m, &ep);
     if (!e) fc_cli_die("try fewer threads or a smaller --prompt", "cannot create the execution context: %s",
                        fc_last_error());

@@ -21,7 +21,7 @@ typedef struct gen_opts {
     const char *out;
     int max_new_tokens;
     float temperature;
-    bool exact, ignore_eos, print_ids, verbose;
+    bool exact, act8, ignore_eos, print_ids, verbose;
     int threads;
     int n_batch;
     unsigned long long seed;
@@ -30,10 +30,12 @@ typedef struct gen_opts {
 static void usage_generate(void)
 {
     printf("usage: fastchat generate --model-path M (--prompt-ids 1,2,3 | --prompt TEXT)\n"
-           "                         [--max-new-tokens N] [--temperature T] [--seed S] [--exact]\n"
+           "                         [--max-new-tokens N] [--temperature T] [--seed S] [--exact | --act8]\n"
            "                         [--threads N] [--batch N] [--ignore-eos] [--print-ids] [--verbose]\n"
-           "       fastchat logits   --model-path M --prompt-ids 1,2,3 --out FILE [--exact] [--threads N]\n"
+           "       fastchat logits   --model-path M --prompt-ids 1,2,3 --out FILE [--exact | --act8] [--threads N]\n"
            "  --exact       weights dequantized to f32 and f32 activations (the reference mode)\n"
+           "  --act8        8-bit activations for every quantized type (llama.cpp's scheme; the\n"
+           "                default rounds them to 16 bits for q4_0/q4_1/q5_0/q5_1/q8_0 weights)\n"
            "  --ignore-eos  keep generating past end-of-sequence\n"
            "  --print-ids   print the generated ids as a JSON array\n"
            "  --verbose     print load, prefill and decode speed to stderr\n"
@@ -62,6 +64,7 @@ static void parse(int argc, char **argv, gen_opts *o)
         else if (!strcmp(a, "--threads")) { NEEDV(); o->threads = atoi(v); }
         else if (!strcmp(a, "--batch")) { NEEDV(); o->n_batch = atoi(v); }
         else if (!strcmp(a, "--exact")) o->exact = true;
+        else if (!strcmp(a, "--act8")) o->act8 = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
         else if (!strcmp(a, "--print-ids")) o->print_ids = true;
         else if (!strcmp(a, "--verbose")) o->verbose = true;
@@ -153,7 +156,7 @@ int fc_cmd_generate(int argc, char **argv)
     int n_ctx = n_prompt + o.max_new_tokens;
     if (n_ctx > c->n_ctx_train)
         FC_LOG_WARN("prompt + new tokens (%d) exceed the model's context length %d", n_ctx, c->n_ctx_train);
-    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n_prompt)};
+    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .act8 = o.act8, .n_batch_max = FC_MIN(o.n_batch, n_prompt)};
     fc_exec *e = fc_exec_new(m, &ep);
     fc_kv_params kp = {.n_tokens = n_ctx + 1, .n_seq_max = 1, .dtype = o.exact ? FC_DTYPE_F32 : FC_DTYPE_F16};
     fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
@@ -202,7 +205,7 @@ int fc_cmd_generate(int argc, char **argv)
         fprintf(stderr, "prefill: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t_prefill, n_prompt / t_prefill);
         int nd = n_out > 1 ? n_out - 1 : 0;
         fprintf(stderr, "decode: %d tokens in %.3f s (%.1f tokens/s)\n", nd, t_decode, nd ? nd / t_decode : 0.0);
-        fprintf(stderr, "threads: %d, mode: %s, peak RSS %.1f MiB\n", fc_exec_n_threads(e), o.exact ? "exact" : "fast",
+        fprintf(stderr, "threads: %d, mode: %s, peak RSS %.1f MiB\n", fc_exec_n_threads(e), o.exact ? "exact" : o.act8 ? "fast, 8-bit activations" : "fast",
                 fc_peak_rss() / 1048576.0);
     }
     free(out);
@@ -228,7 +231,7 @@ int fc_cmd_logits(int argc, char **argv)
     int n;
     int32_t *ids = prompt_or_die(&o, tok, &n);
     fc_tokenizer_free(tok);
-    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .n_batch_max = FC_MIN(o.n_batch, n)};
+    fc_exec_params ep = {.n_threads = o.threads, .exact = o.exact, .act8 = o.act8, .n_batch_max = FC_MIN(o.n_batch, n)};
     fc_exec *e = fc_exec_new(m, &ep);
     fc_kv_params kp = {.n_tokens = n, .n_seq_max = 1, .dtype = o.exact ? FC_DTYPE_F32 : FC_DTYPE_F16};
     fc_kv_cache *kv = fc_kv_cache_new(c, &kp);

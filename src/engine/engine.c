@@ -546,7 +546,7 @@ fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_en
     e->n_batch_max = p->n_batch_max > 0 ? p->n_batch_max : 512;
     if (e->n_batch_max < e->n_seq_max) e->n_batch_max = e->n_seq_max;
     int64_t kv_tokens = p->kv_tokens > 0 ? p->kv_tokens : FC_MIN((int64_t)2 * e->n_ctx, 32768);
-    fc_exec_params ep = {.n_threads = p->n_threads, .exact = p->exact, .n_batch_max = e->n_batch_max};
+    fc_exec_params ep = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .n_batch_max = e->n_batch_max};
     e->exec = fc_exec_new(m, &ep);
     /* each sequence may hold one partially filled block beyond its tokens */
     fc_kv_params kp = {.n_tokens = kv_tokens + (int64_t)e->n_seq_max * FC_KV_BLOCK, .n_seq_max = e->n_seq_max,

@@ -39,6 +39,7 @@ typedef struct fc_engine fc_engine;
 typedef struct fc_engine_params {
     int n_threads;       /* compute threads (<= 0: all CPUs) */
     bool exact;          /* f32 reference mode (slow) */
+    bool act8;           /* 8-bit activations everywhere (fc_exec_params.act8) */
     int64_t kv_tokens;   /* KV cache budget in tokens (0: 2 x the model context, at most 32768;
                           * memory is committed only as blocks are used) */
     int n_seq_max;       /* sequences held at once, running and cached (0: 64) */

@@ -31,12 +31,13 @@
 
 /* ---- execution context ---- */
 
-enum { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, ACT_N };
+enum { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, ACT_A16, ACT_N };
 
 struct fc_exec {
     const fc_model *m;
     fc_pool *pool;
     bool exact;
+    bool a16;      /* 16-bit activations where the weight type has them */
     int n_batch_max;
     float *x;      /* (T, C) residual stream */
     float *xn;     /* (T, C) normed input / projection output */
@@ -62,6 +63,7 @@ static int act_index(int act_type)
     case FC_DTYPE_Q8_0: return ACT_Q8_0;
     case FC_DTYPE_Q8_1: return ACT_Q8_1;
     case FC_DTYPE_Q8_K: return ACT_Q8_K;
+    case FC_DTYPE_A16: return ACT_A16;
     default: return -1; /* f32 activations are used as they are */
     }
 }
@@ -102,6 +104,7 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     fc_exec *e = fc_xcalloc(1, sizeof *e);
     e->m = m;
     e->exact = p->exact;
+    e->a16 = !p->act8;
     e->n_batch_max = p->n_batch_max > 0 ? p->n_batch_max : 512;
     e->pool = fc_pool_new(p->n_threads);
     size_t T = (size_t)e->n_batch_max;
@@ -119,9 +122,9 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     int64_t kmax = FC_MAX((int64_t)FC_MAX(C, QD), (int64_t)FF);
     /* K-quant activations need K to be a multiple of 256; round up so any K fits */
     int64_t kpad = (kmax + FC_QK_K - 1) / FC_QK_K * FC_QK_K;
-    static const int reps[ACT_N] = {FC_DTYPE_Q8_0, FC_DTYPE_Q4_1, FC_DTYPE_Q4_K};
+    static const int types[ACT_N] = {FC_DTYPE_Q8_0, FC_DTYPE_Q8_1, FC_DTYPE_Q8_K, FC_DTYPE_A16};
     for (int a = 0; a < ACT_N; a++) {
-        e->act_stride[a] = (fc_matmul_act_row_size(reps[a], kpad) + 63) / 64 * 64;
+        e->act_stride[a] = (fc_matmul_act_row_size(types[a], kpad) + 63) / 64 * 64;
         e->act[a] = fc_aligned_alloc(e->act_stride[a] * T);
     }
     e->inv_freq = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
@@ -189,11 +192,11 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
     if (!e->exact) {
         int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
         for (int i = 0; i < n; i++) {
-            int a = act_index(fc_matmul_act_type(outs[i].w->type));
+            const int at = fc_matmul_act_type(outs[i].w->type, e->a16), a = act_index(at);
             if (a < 0 || need[a]) continue;
             need[a] = true;
             for (int t = t0; t < t1; t++)
-                fc_matmul_quantize_act(outs[i].w->type, in + (size_t)t * (size_t)K,
+                fc_matmul_quantize_act(at, in + (size_t)t * (size_t)K,
                                        (uint8_t *)e->act[a] + (size_t)t * e->act_stride[a], K);
         }
         fc_pool_barrier(e->pool);
@@ -212,11 +215,11 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
             if (e->exact) {
                 fc_matmul_exact(w->type, w->data, ws, K, in, K, T, outs[i].y, R, r0, r1);
             } else {
-                int a = act_index(fc_matmul_act_type(w->type));
+                const int at = fc_matmul_act_type(w->type, e->a16), a = act_index(at);
                 if (a < 0)
-                    fc_matmul_fast(w->type, w->data, ws, K, in, sizeof(float) * (size_t)K, T, outs[i].y, R, r0, r1);
+                    fc_matmul_fast(w->type, w->data, ws, K, at, in, sizeof(float) * (size_t)K, T, outs[i].y, R, r0, r1);
                 else
-                    fc_matmul_fast(w->type, w->data, ws, K, e->act[a], e->act_stride[a], T, outs[i].y, R, r0, r1);
+                    fc_matmul_fast(w->type, w->data, ws, K, at, e->act[a], e->act_stride[a], T, outs[i].y, R, r0, r1);
             }
         }
         base += R;

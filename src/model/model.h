@@ -104,6 +104,9 @@ typedef struct fc_exec fc_exec;
 typedef struct fc_exec_params {
     int n_threads;     /* <= 0: all online CPUs */
     bool exact;        /* weights dequantized to f32, f32 activations */
+    bool act8;         /* fast mode with 8-bit activations for every quantized
+                        * type, as llama.cpp (default: 16-bit for the 32-value
+                        * types, 8-bit for the K types) */
     int n_batch_max;   /* most tokens in one forward call (scratch is sized for it) */
 } fc_exec_params;
 

@@ -80,6 +80,7 @@ static const struct type_traits traits[FC_DTYPE_COUNT] = {
     [FC_DTYPE_I64]  = { "i64",  1,      8,                      false },
     [FC_DTYPE_F64]  = { "f64",  1,      8,                      false },
     [FC_DTYPE_BF16] = { "bf16", 1,      2,                      true },
+    [FC_DTYPE_A16]  = { "a16",  FC_QK,   sizeof(fc_block_a16),  false },
 };
 
 static const struct type_traits *lookup(int t)

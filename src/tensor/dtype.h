@@ -39,7 +39,10 @@ enum fc_dtype {
     FC_DTYPE_I64 = 27,
     FC_DTYPE_F64 = 28,
     FC_DTYPE_BF16 = 30,
-    FC_DTYPE_COUNT = 40, /* upper bound of ids, for tables */
+    /* Ours, never in a file: 16-bit activation blocks of the fast matmul
+     * (fc_block_a16). Beyond every GGML id. */
+    FC_DTYPE_A16 = 40,
+    FC_DTYPE_COUNT = 41, /* upper bound of ids, for tables */
 };
 
 #define FC_QK 32      /* values per block of the 32-wide types */
@@ -62,6 +65,8 @@ typedef struct { fc_f16 d, dmin; uint8_t scales[FC_K_SCALE_SIZE]; uint8_t qs[FC_
 typedef struct { fc_f16 d, dmin; uint8_t scales[FC_K_SCALE_SIZE]; uint8_t qh[FC_QK_K / 8]; uint8_t qs[FC_QK_K / 2]; } fc_block_q5_K; /* 176 B */
 typedef struct { uint8_t ql[FC_QK_K / 2]; uint8_t qh[FC_QK_K / 4]; int8_t scales[FC_QK_K / 16]; fc_f16 d; } fc_block_q6_K; /* 210 B */
 typedef struct { float d; int8_t qs[FC_QK_K]; int16_t bsums[FC_QK_K / 16]; } fc_block_q8_K; /* 292 B */
+/* Activations only: d = amax / 32767, codes rounded to nearest even. */
+typedef struct { float d; int16_t qs[FC_QK]; } fc_block_a16;                     /* 68 B */
 
 /* ---- type traits ---- */
 /* Name as llama.cpp prints it ("q4_1", "f16"); "?" for unknown ids. */

@@ -11,8 +11,9 @@
  * caller can partition work with fc_split_range.
  *
  * Fast mode first converts each activation row into the "dot type" the weight
- * type wants (fc_matmul_act_type): blocks of int8 with a scale (q8_0, q8_1 or
- * q8_K), so the inner loops are integer dot products; f32/f16/bf16 weights
+ * type wants (fc_matmul_act_type): blocks of int16 (a16, the default for the
+ * 32-value types) or int8 (q8_0, q8_1, q8_K: llama.cpp's scheme) with a
+ * scale, so the inner loops are integer dot products; f32/f16/bf16 weights
  * take f32 activations. Exact mode dequantizes weights to f32 and keeps f32
  * activations, which is what transformers computes on dequantized weights.
  */
@@ -25,26 +26,30 @@
 #include "dtype.h"
 
 /* ---- activation quantization for fast matmul ---- */
-/* The type activation rows are converted to for weights of type wtype
- * (FC_DTYPE_Q8_0, Q8_1, Q8_K or F32). */
-int fc_matmul_act_type(int wtype);
-/* Bytes of one converted activation row of K values for weights of wtype. */
-size_t fc_matmul_act_row_size(int wtype, int64_t K);
+/* The type activation rows are converted to for weights of type wtype:
+ * a16 = false: FC_DTYPE_Q8_0, Q8_1 or Q8_K (llama.cpp's 8-bit scheme), or
+ * F32 for f32/f16/bf16 weights; a16 = true: FC_DTYPE_A16 (16-bit codes) for
+ * the 32-value types (q4_0, q4_1, q5_0, q5_1, q8_0), the same as a16 = false
+ * for the others. */
+int fc_matmul_act_type(int wtype, bool a16);
+/* Bytes of one converted activation row of K values of act type atype. */
+size_t fc_matmul_act_row_size(int atype, int64_t K);
 /* (A converted row starts with K values of the act type exactly as
  * fc_quantize_row_ref writes them, so fc_dequantize_row_ref reads it; for
- * q8_0 / q8_1 an f32 side table of block scales and sums follows, private
- * to the kernels (cpu/cpu_impl.h). Row sizes are multiples of 32 bytes:
- * rows packed back to back in a 32-byte aligned buffer stay aligned.
+ * q8_0 / q8_1 / a16 an f32 side table of block scales and sums follows,
+ * private to the kernels (cpu/cpu_impl.h). Row sizes are multiples of 32
+ * bytes: rows packed back to back in a 32-byte aligned buffer stay aligned.
  * Convert once per matmul input, reuse for every weight matrix it meets.) */
-/* Converts one f32 row x[0..K) into the act type of wtype at dst. */
-void fc_matmul_quantize_act(int wtype, const float *x, void *dst, int64_t K);
+/* Converts one f32 row x[0..K) into act type atype at dst. */
+void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K);
 
 /* ---- matrix products over rows [r0, r1) of W ----
  * w: first row of W, rows w_stride bytes apart (fc_dtype_row_size(wtype, K)).
- * xa: T converted activation rows, xa_stride bytes apart (fast) or T f32 rows
- *     of K floats, x_stride floats apart (exact / ref).
+ * xa: T converted activation rows of type atype (one of the two
+ *     fc_matmul_act_type(wtype, .) gives), xa_stride bytes apart (fast) or T
+ *     f32 rows of K floats, x_stride floats apart (exact / ref).
  * y: T output rows, y_stride floats apart; y[t*y_stride + r] is written. */
-void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
                     const void *xa, size_t xa_stride, int T,
                     float *y, int64_t y_stride, int64_t r0, int64_t r1);
 void fc_matmul_exact(int wtype, const void *w, size_t w_stride, int64_t K,
@@ -57,9 +62,10 @@ void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
                    float *y, int64_t y_stride, int64_t r0, int64_t r1);
 
 /* ---- single vector dot products (fast path building blocks, exposed for tests) ---- */
-/* Dot of one weight row (wtype, K values) with one converted activation row. */
-float fc_vec_dot(int wtype, const void *wrow, const void *xa, int64_t K);
-float fc_vec_dot_ref(int wtype, const void *wrow, const void *xa, int64_t K);
+/* Dot of one weight row (wtype, K values) with one converted activation row
+ * of type atype. */
+float fc_vec_dot(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
+float fc_vec_dot_ref(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
 
 /* ---- elementwise and row ops (ref versions in ops_ref.c) ---- */
 /* y = x / rms(x) * w, rms over n values. y may alias x. */

@@ -41,7 +41,7 @@ void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
     free(wrow);
 }
 
-float fc_vec_dot_ref(int wtype, const void *wrow, const void *xa, int64_t K)
+float fc_vec_dot_ref(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
 {
     float *wf = fc_xmalloc((size_t)K * sizeof(float));
     float *xf = fc_xmalloc((size_t)K * sizeof(float));
@@ -49,7 +49,7 @@ float fc_vec_dot_ref(int wtype, const void *wrow, const void *xa, int64_t K)
     FC_ASSERT(ok);
     /* The activation row begins with K values of its act type (q8 blocks or
      * f32); whatever follows them (the fast kernels' side table) is ignored. */
-    ok = fc_dequantize_row_ref(fc_matmul_act_type(wtype), xa, xf, K);
+    ok = fc_dequantize_row_ref(atype, xa, xf, K);
     FC_ASSERT(ok);
     double acc = 0;
     for (int64_t k = 0; k < K; k++) acc += (double)wf[k] * xf[k];

@@ -37,6 +37,9 @@
  * q8_1   36 bytes / 32 values   { f16 d, s; i8 qs[32]; }
  *        value = d * qs[e]; s caches d * sum(qs) (computed with the f32 d
  *        before it was rounded to f16) for the q4_1/q5_1 dot products.
+ * a16    68 bytes / 32 values   { f32 d; i16 qs[32]; }   value = d * qs[e].
+ *        Ours, not GGML's: the 16-bit activations of the fast matmul's
+ *        default mode (d = amax / 32767).
  *
  * The K types group 256 values into a super-block of sub-blocks of 16 or 32
  * values; each sub-block has a small integer scale (and min) that is itself
@@ -175,6 +178,12 @@ static void deq_q8_0(const fc_block_q8_0 *x, float *y, int64_t nb)
         const float d = h2f(x[i].d);
         for (int j = 0; j < FC_QK; j++) y[j] = x[i].qs[j] * d;
     }
+}
+
+static void deq_a16(const fc_block_a16 *x, float *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, y += FC_QK)
+        for (int j = 0; j < FC_QK; j++) y[j] = x[i].qs[j] * x[i].d;
 }
 
 static void deq_q8_1(const fc_block_q8_1 *x, float *y, int64_t nb)
@@ -320,6 +329,7 @@ bool fc_dequantize_row_ref(int t, const void *src, float *dst, int64_t n)
     case FC_DTYPE_Q5_1: deq_q5_1(src, dst, nb); return true;
     case FC_DTYPE_Q8_0: deq_q8_0(src, dst, nb); return true;
     case FC_DTYPE_Q8_1: deq_q8_1(src, dst, nb); return true;
+    case FC_DTYPE_A16:  deq_a16(src, dst, nb); return true;
     case FC_DTYPE_Q2_K: deq_q2_K(src, dst, nb); return true;
     case FC_DTYPE_Q3_K: deq_q3_K(src, dst, nb); return true;
     case FC_DTYPE_Q4_K: deq_q4_K(src, dst, nb); return true;
@@ -444,6 +454,18 @@ static void quant_q8_0(const float *x, fc_block_q8_0 *y, int64_t nb)
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);
         for (int j = 0; j < FC_QK; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+/* a16 (ours): d = amax / 32767 kept in f32, codes rounded to nearest even
+ * (the rounding of vcvtps2dq) and clamped. */
+static void quant_a16(const float *x, fc_block_a16 *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += FC_QK) {
+        const float d = absmax(x, FC_QK) / 32767;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = d;
+        for (int j = 0; j < FC_QK; j++) y[i].qs[j] = (int16_t)fmaxf(-32768.0f, fminf(32767.0f, nearbyintf(x[j] * id)));
     }
 }
 
@@ -950,6 +972,7 @@ bool fc_quantize_row_ref(int t, const float *src, void *dst, int64_t n)
     case FC_DTYPE_Q5_1: quant_q5_1(src, dst, nb); return true;
     case FC_DTYPE_Q8_0: quant_q8_0(src, dst, nb); return true;
     case FC_DTYPE_Q8_1: quant_q8_1(src, dst, nb); return true;
+    case FC_DTYPE_A16:  quant_a16(src, dst, nb); return true;
     case FC_DTYPE_Q2_K: quant_q2_K(src, dst, nb); return true;
     case FC_DTYPE_Q3_K: quant_q3_K(src, dst, nb); return true;
     case FC_DTYPE_Q4_K: quant_q4_K(src, dst, nb); return true;

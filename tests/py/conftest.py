@@ -96,12 +96,15 @@ def ids_arg(ids):
     return ",".join(str(int(i)) for i in ids)
 
 
-def fastchat_logits(binary, model, ids, out_dir, exact, threads=None, timeout=900):
-    """`fastchat logits`: returns the (T, V) float32 logits of every prompt position."""
+def fastchat_logits(binary, model, ids, out_dir, exact, threads=None, timeout=900, act8=False):
+    """`fastchat logits`: returns the (T, V) float32 logits of every prompt position
+    (act8: fast mode with 8-bit activations everywhere, `--act8`)."""
     out = Path(out_dir) / f"logits-{os.getpid()}-{len(ids)}-{int(exact)}.f32"
     args = ["logits", "--model-path", model, "--prompt-ids", ids_arg(ids), "--out", out]
     if exact:
         args.append("--exact")
+    if act8:
+        args.append("--act8")
     if threads is not None:
         args += ["--threads", threads]
     run_fastchat(binary, args, timeout=timeout)

@@ -13,14 +13,16 @@ what --exact computes. Tolerances:
   (top-1 minus top-2) exceeds 2e-2, i.e. wherever the tolerance cannot flip it.
 - exact greedy: the 64-token continuation (EOS ignored) identical on >= 5 of
   the 8 prompts; a divergence is reported with the reference margin there.
-- fast (quantized weights, activations rounded to 8-bit blocks for the
-  integer dot products, f16 KV cache): top-1 equal at >= 94% of all
-  positions, and the rms difference over the stored entries at most 1.5x
-  that of the same rounding emulated in transformers (golden q8_rms).
-  Why not 99%: with 8-bit activations this model's logits move by ~0.2-0.4
-  rms (max ~2.5), which flips the top-1 wherever the margin is smaller; the
-  transformers emulation of exactly that rounding agrees with the float
-  reference at ~95% of these positions, and the engine's fast mode measures
+- fast (the default: quantized weights, activations rounded to 16-bit
+  blocks for the integer dot products, f16 KV cache): top-1 equal at >= 99%
+  of all positions (the issue's bar), rms over the stored entries <= 0.05.
+- fast with --act8 (activations rounded to 8-bit blocks, llama.cpp's
+  scheme): top-1 equal at >= 94% of all positions, and the rms difference
+  at most 1.5x that of the same rounding emulated in transformers (golden
+  q8_rms). Why not 99% there: with 8-bit activations this model's logits
+  move by ~0.2-0.4 rms (max ~2.5), which flips the top-1 wherever the margin
+  is smaller; the transformers emulation of exactly that rounding agrees
+  with the float reference at ~95% of these positions, and --act8 measures
   the same. The per-position values cannot be pinned down further: one code
   rounded the other way in layer 0 changes ~10% of the codes downstream.
 """
@@ -33,8 +35,10 @@ GOLDEN = DATA / "smollm2" / "golden.npz"
 EXACT_TOL = 1e-2
 TIE_MARGIN = 2 * EXACT_TOL
 GREEDY_MIN_SAME = 5
-FAST_TOP1 = 0.94
-FAST_RMS_VS_Q8 = 1.5
+FAST_TOP1 = 0.99
+FAST_RMS = 0.05
+ACT8_TOP1 = 0.94
+ACT8_RMS_VS_Q8 = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +113,12 @@ def test_exact_greedy(golden, fastchat_bin, model_path, figures):
     assert same >= GREEDY_MIN_SAME, "\n".join(lines)
 
 
-def test_fast_top1(golden, fastchat_bin, model_path, tmp_path, figures):
+def fast_agreement(golden, fastchat_bin, model_path, tmp_path, act8):
+    """Top-1 agreement, rms and max |d| of fast mode over the 8 prompts, with
+    per-prompt report lines."""
     agree, q8_agree, n_pos, worst, sq, n_sq, lines = 0, 0, 0, 0.0, 0.0, 0, []
     for i, (name, prompt) in enumerate(zip(golden["names"], golden["prompts"])):
-        ours = fastchat_logits(fastchat_bin, model_path, prompt, tmp_path, exact=False)
+        ours = fastchat_logits(fastchat_bin, model_path, prompt, tmp_path, exact=False, act8=act8)
         assert np.isfinite(ours).all(), f"{name}: non-finite logits"
         a, b = golden["prompt_offsets"][i], golden["prompt_offsets"][i + 1]
         ok = ours.argmax(1) == golden["argmax"][a:b]
@@ -127,12 +133,26 @@ def test_fast_top1(golden, fastchat_bin, model_path, tmp_path, figures):
         n_pos += b - a
         lines.append(f"  {name:22s} top-1 {ok.sum()}/{b - a} (q8 emulation {q8_ok.sum()}), rms {np.sqrt((d ** 2).mean()):.3f} "
                      f"(q8 emulation {golden['q8_rms'][i]:.3f}), max|d| {np.abs(d).max():.2f}")
-    rms = np.sqrt(sq / n_sq)
     q8_rms = float(np.sqrt((golden["q8_rms"].astype(np.float64) ** 2 * np.diff(golden["prompt_offsets"])).sum() / n_pos))
-    figures(f"smollm2 fast: top-1 {agree}/{n_pos} = {100 * agree / n_pos:.2f}% (need {100 * FAST_TOP1:g}%; "
-            f"q8 emulation {100 * q8_agree / n_pos:.2f}%); rms over stored entries {rms:.3f} "
-            f"(q8 emulation {q8_rms:.3f}, limit {FAST_RMS_VS_Q8:g}x); max|d| {worst:.2f}")
+    return agree, q8_agree, n_pos, np.sqrt(sq / n_sq), q8_rms, worst, lines
+
+
+def test_fast_top1(golden, fastchat_bin, model_path, tmp_path, figures):
+    agree, _, n_pos, rms, _, worst, lines = fast_agreement(golden, fastchat_bin, model_path, tmp_path, act8=False)
+    figures(f"smollm2 fast (16-bit activations): top-1 {agree}/{n_pos} = {100 * agree / n_pos:.2f}% "
+            f"(need {100 * FAST_TOP1:g}%); rms over stored entries {rms:.4f} (limit {FAST_RMS:g}); max|d| {worst:.3f}")
     for line in lines:
         figures(line)
     assert agree >= FAST_TOP1 * n_pos, "\n".join(lines)
-    assert rms <= FAST_RMS_VS_Q8 * q8_rms, "\n".join(lines)
+    assert rms <= FAST_RMS, "\n".join(lines)
+
+
+def test_act8_top1(golden, fastchat_bin, model_path, tmp_path, figures):
+    agree, q8_agree, n_pos, rms, q8_rms, worst, lines = fast_agreement(golden, fastchat_bin, model_path, tmp_path, act8=True)
+    figures(f"smollm2 --act8: top-1 {agree}/{n_pos} = {100 * agree / n_pos:.2f}% (need {100 * ACT8_TOP1:g}%; "
+            f"q8 emulation {100 * q8_agree / n_pos:.2f}%); rms over stored entries {rms:.3f} "
+            f"(q8 emulation {q8_rms:.3f}, limit {ACT8_RMS_VS_Q8:g}x); max|d| {worst:.2f}")
+    for line in lines:
+        figures(line)
+    assert agree >= ACT8_TOP1 * n_pos, "\n".join(lines)
+    assert rms <= ACT8_RMS_VS_Q8 * q8_rms, "\n".join(lines)

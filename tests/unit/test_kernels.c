@@ -8,6 +8,8 @@
  * range and token count T it checks:
  *   act      fc_matmul_quantize_act == fc_quantize_row_ref byte for byte,
  *            and the side table (d widened, s = d * sum(qs)).
+ * (each with both activation types of the weight type: 8-bit q8_*, and the
+ * 16-bit a16 of the 32-value types)
  *   dot      fc_vec_dot vs fc_vec_dot_ref on the same converted row.
  *   fast     fc_matmul_fast vs fc_vec_dot_ref, per output; rows outside
  *            [r0, r1) and the padding of y untouched.
@@ -21,7 +23,7 @@
  *   dot / fast vs vec_dot_ref         |err| <= 1e-5 * S + 1e-30
  *   exact vs matmul_ref               |err| <= 1e-5 * S + 1e-30
  *   fast vs matmul_ref (f32 acts)     |err| <= sum_k |w_k| * d_k / 2 * 1.001 + 1e-5 * S,
- *                                     d_k the q8 step of x_k's block (round to nearest)
+ *                                     d_k the q8 / a16 step of x_k's block (round to nearest)
  * In an AVX2 build the portable kernels (generic.c) are run through the
  * same checks. Row ops: rmsnorm and swiglu vs ref, relative 1e-6 (plus
  * 1e-37 absolute for results in the subnormal range); dot_f32 / axpy_f32
@@ -123,14 +125,13 @@ static struct stat st_fast[K_VARIANTS] = { { "matmul_fast vs vec_dot_ref", 0, 0,
 static struct stat st_quant = { "matmul_fast vs f32 ref", 0, 0, 0 };
 static struct stat st_exact[K_VARIANTS] = { { "matmul_exact vs ref", 0, 0, 0 }, { "matmul_exact generic", 0, 0, 0 } };
 
-typedef void (*fast_fn)(int, const void *, size_t, int64_t, const void *, size_t, int, float *, int64_t, int64_t, int64_t);
+typedef void (*fast_fn)(int, const void *, size_t, int64_t, int, const void *, size_t, int, float *, int64_t, int64_t, int64_t);
 typedef void (*exact_fn)(int, const void *, size_t, int64_t, const float *, int64_t, int, float *, int64_t, int64_t, int64_t);
-typedef float (*dot_fn)(int, const void *, const void *, int64_t);
+typedef float (*dot_fn)(int, const void *, int, const void *, int64_t);
 
 /* Checks the act row of x against quant_ref.c and the side table. */
-static void check_act(int wtype, const float *x, const uint8_t *xa, int64_t K, uint8_t *tmp)
+static void check_act(int wtype, int at, const float *x, const uint8_t *xa, int64_t K, uint8_t *tmp)
 {
-    const int at = fc_matmul_act_type(wtype);
     if (at == FC_DTYPE_F32) {
         track(&st_act, memcmp(x, xa, (size_t)K * 4) ? 1 : 0, 0, "f32 copy", wtype, K, 1, 0);
         return;
@@ -145,25 +146,31 @@ static void check_act(int wtype, const float *x, const uint8_t *xa, int64_t K, u
     const float *sd = fc_cpu_act_d(xa, at, K), *ss = fc_cpu_act_s(xa, at, K);
     const size_t bsz = fc_dtype_type_size(at), qo = at == FC_DTYPE_Q8_1 ? 4 : 2;
     for (int64_t b = 0; b < nb; b++) {
-        fc_f16 dh;
-        memcpy(&dh, xa + b * bsz, 2);
         int sum = 0;
-        for (int j = 0; j < 32; j++) sum += ((const int8_t *)(xa + b * bsz + qo))[j];
-        const float d = fc_f16_to_f32(dh);
+        float d;
+        if (at == FC_DTYPE_A16) {
+            const fc_block_a16 *blk = (const fc_block_a16 *)xa + b;
+            for (int j = 0; j < 32; j++) sum += blk->qs[j];
+            d = blk->d;
+        } else {
+            fc_f16 dh;
+            memcpy(&dh, xa + b * bsz, 2);
+            for (int j = 0; j < 32; j++) sum += ((const int8_t *)(xa + b * bsz + qo))[j];
+            d = fc_f16_to_f32(dh);
+        }
         track(&st_act, fabs((double)sd[b] - d) + fabs((double)ss[b] - (double)d * sum), 1e-6 * fabs((double)d * sum) + 1e-30,
               "side table", wtype, K, 1, b);
     }
 }
 
-static void sweep_type(int wtype)
+static void sweep_type(int wtype, int at)
 {
     const int bs = fc_dtype_block_size(wtype);
-    const int at = fc_matmul_act_type(wtype);
     for (size_t ki = 0; ki < FC_ARRAY_LEN(KS); ki++) {
         const int64_t K = KS[ki];
         if (K % bs) continue;
         const size_t ws = fc_dtype_row_size(wtype, K);
-        const size_t xas = fc_matmul_act_row_size(wtype, K);
+        const size_t xas = fc_matmul_act_row_size(at, K);
         float *wf = fc_xmalloc((size_t)R_ALL * K * sizeof(float));  /* (R, K) source floats */
         float *wd = fc_xmalloc((size_t)R_ALL * K * sizeof(float));  /* (R, K) dequantized */
         uint8_t *w = fc_aligned_alloc((size_t)R_ALL * ws);           /* (R) rows of ws bytes */
@@ -187,8 +194,8 @@ static void sweep_type(int wtype)
         }
         for (int t = 0; t < T_MAX; t++) {
             fill_row(x + (size_t)t * K, K, 1.0f + t % 4, t % 2 == 0);
-            fc_matmul_quantize_act(wtype, x + (size_t)t * K, xa + (size_t)t * xas, K);
-            check_act(wtype, x + (size_t)t * K, xa + (size_t)t * xas, K, tmp);
+            fc_matmul_quantize_act(at, x + (size_t)t * K, xa + (size_t)t * xas, K);
+            check_act(wtype, at, x + (size_t)t * K, xa + (size_t)t * xas, K, tmp);
             if (at == FC_DTYPE_F32) {
                 memcpy(xd + (size_t)t * K, x + (size_t)t * K, (size_t)K * 4);
                 memset(xstep + (size_t)t * K, 0, (size_t)K * 4);
@@ -198,7 +205,8 @@ static void sweep_type(int wtype)
                 for (int64_t k0 = 0; k0 < K; k0 += abs_) {
                     float amax = 0;
                     for (int j = 0; j < abs_; j++) amax = fmaxf(amax, fabsf(x[(size_t)t * K + k0 + j]));
-                    for (int j = 0; j < abs_; j++) xstep[(size_t)t * K + k0 + j] = amax / 127;
+                    const float qmax = at == FC_DTYPE_A16 ? 32767 : 127;
+                    for (int j = 0; j < abs_; j++) xstep[(size_t)t * K + k0 + j] = amax / qmax;
                 }
             }
         }
@@ -214,7 +222,7 @@ static void sweep_type(int wtype)
                 }
                 S[t * R_ALL + r] = s > s_exact ? s : s_exact;
                 bound[t * R_ALL + r] = b * 1.001;
-                dref[t * R_ALL + r] = fc_vec_dot_ref(wtype, w + (size_t)r * ws, xa + (size_t)t * xas, K);
+                dref[t * R_ALL + r] = fc_vec_dot_ref(wtype, w + (size_t)r * ws, at, xa + (size_t)t * xas, K);
             }
         }
 
@@ -226,7 +234,7 @@ static void sweep_type(int wtype)
             const dot_fn dot = v == K_PUBLIC ? fc_vec_dot : fc_cpu_vec_dot_generic;
             for (int t = 0; t < T_MAX; t += 4)
                 for (int r = 0; r < R_ALL; r++) {
-                    const double got = dot(wtype, w + (size_t)r * ws, xa + (size_t)t * xas, K);
+                    const double got = dot(wtype, w + (size_t)r * ws, at, xa + (size_t)t * xas, K);
                     const double err = fabs(got - dref[t * R_ALL + r]);
                     track(&st_dot[v], err, 1e-5 * S[t * R_ALL + r] + 1e-30, "vec_dot", wtype, K, 1, r);
                 }
@@ -245,7 +253,7 @@ static void sweep_type(int wtype)
                     const exact_fn exact = v == K_PUBLIC ? fc_matmul_exact : fc_cpu_matmul_exact_generic;
 
                     for (size_t i = 0; i < (size_t)T_MAX * ys; i++) y[i] = -12345.0f;
-                    fast(wtype, w, ws, K, xa, xas, T, y, ys, r0, r1);
+                    fast(wtype, w, ws, K, at, xa, xas, T, y, ys, r0, r1);
                     for (int t = 0; t < T_MAX; t++)
                         for (int64_t r = 0; r < ys; r++) {
                             const float got = y[t * ys + r];
@@ -353,9 +361,14 @@ int main(void)
 {
     printf("kernels: %s build\n", AVX2_BUILD ? "AVX2" : "generic");
     for (size_t i = 0; i < FC_ARRAY_LEN(WTYPES); i++) {
-        const long before = test_failures;
-        sweep_type(WTYPES[i]);
-        printf("  %-5s %s\n", fc_dtype_name(WTYPES[i]), test_failures == before ? "ok" : "FAILED");
+        /* each activation type the weight type has: 8-bit, and 16-bit where it differs */
+        for (int a16 = 0; a16 < 2; a16++) {
+            const int at = fc_matmul_act_type(WTYPES[i], a16);
+            if (a16 && at == fc_matmul_act_type(WTYPES[i], false)) continue;
+            const long before = test_failures;
+            sweep_type(WTYPES[i], at);
+            printf("  %-5s x %-4s %s\n", fc_dtype_name(WTYPES[i]), fc_dtype_name(at), test_failures == before ? "ok" : "FAILED");
+        }
     }
     report(&st_act);
     for (int v = 0; v < K_VARIANTS; v++) {

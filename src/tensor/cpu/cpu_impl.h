@@ -15,12 +15,12 @@
  * fc_matmul_quantize_act converts one f32 row of K values into:
  *   f32 weights (F32, F16, BF16):   K floats, nothing else.
  *   q8_K (weights Q2_K .. Q6_K):    K/256 fc_block_q8_K, as quant_ref.c writes.
- *   q8_0 / q8_1 (the 32-value weight types):
- *        K/32 fc_block_q8_0 or fc_block_q8_1 exactly as quant_ref.c writes
- *        them, then, from byte fc_cpu_act_side_offset(), a side table of two
+ *   q8_0 / q8_1 / a16 (the 32-value weight types):
+ *        K/32 fc_block_q8_0, fc_block_q8_1 or fc_block_a16 exactly as
+ *        quant_ref.c writes them, then, from byte fc_cpu_act_side_offset(), a side table of two
  *        f32 arrays of nbp = K/32 rounded up to a multiple of 8 (zeros
  *        after the K/32 used ones, so kernels load 8 at a time without
- *        masks): d[b] = the block's f16 d widened, and
+ *        masks): d[b] = the block's d (f16 widened, or a16's f32), and
  *        s[b] = d[b] * sum(qs of block b). The kernels read their scales
  *        there instead of widening f16 per row, and s folds the weight's
  *        offset (q4_0: -8, q5_0: -16, q4_1 / q5_1: m) into one product per
@@ -41,7 +41,7 @@
 /* ---- activation row layout ---- */
 static inline size_t fc_cpu_round32(size_t n) { return (n + 31) & ~(size_t)31; }
 
-/* Byte offset of the f32 side table in a q8_0 / q8_1 act row (act_type). */
+/* Byte offset of the f32 side table in a q8_0 / q8_1 / a16 act row (act_type). */
 static inline size_t fc_cpu_act_side_offset(int act_type, int64_t K)
 {
     return fc_cpu_round32((size_t)(K / FC_QK) * fc_dtype_type_size(act_type));
@@ -59,11 +59,11 @@ static inline const float *fc_cpu_act_s(const void *xa, int act_type, int64_t K)
 }
 
 /* ---- generic kernels (generic.c), the fallbacks of every build ---- */
-void fc_cpu_quantize_act_generic(int wtype, const float *x, void *dst, int64_t K);
+void fc_cpu_quantize_act_generic(int atype, const float *x, void *dst, int64_t K);
 /* Supports every weight type fc_matmul_act_type knows; 0 for others. */
-float fc_cpu_vec_dot_generic(int wtype, const void *wrow, const void *xa, int64_t K);
+float fc_cpu_vec_dot_generic(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
 /* fc_matmul_fast / fc_matmul_exact, built on the generic dots. */
-void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
                                 const void *xa, size_t xa_stride, int T,
                                 float *y, int64_t y_stride, int64_t r0, int64_t r1);
 void fc_cpu_matmul_exact_generic(int wtype, const void *w, size_t w_stride, int64_t K,
@@ -76,11 +76,11 @@ void fc_cpu_axpy_f32_generic(float *y, float a, const float *x, int n);
 
 /* ---- AVX2 kernels (x86_avx2.c) ---- */
 #if FC_CPU_AVX2
-void fc_cpu_quantize_act_avx2(int wtype, const float *x, void *dst, int64_t K);
+void fc_cpu_quantize_act_avx2(int atype, const float *x, void *dst, int64_t K);
 /* True for the weight types with AVX2 kernels (the others use generic). */
 bool fc_cpu_has_avx2(int wtype);
-float fc_cpu_vec_dot_avx2(int wtype, const void *wrow, const void *xa, int64_t K);
-void fc_cpu_matmul_fast_avx2(int wtype, const void *w, size_t w_stride, int64_t K,
+float fc_cpu_vec_dot_avx2(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
+void fc_cpu_matmul_fast_avx2(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
                              const void *xa, size_t xa_stride, int T,
                              float *y, int64_t y_stride, int64_t r0, int64_t r1);
 void fc_cpu_matmul_exact_avx2(int wtype, const void *w, size_t w_stride, int64_t K,

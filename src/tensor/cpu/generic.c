@@ -4,8 +4,8 @@
  * These are what a build without AVX2 runs (make NATIVE=0, or another
  * architecture), and the fallback for weight types that have no AVX2 kernel.
  * They compute exactly what the AVX2 kernels compute: integer dot products
- * of each weight block's codes with the int8 activation codes, scaled once
- * per block (or per sub-block) in f32. The compiler's auto-vectorizer is left
+ * of each weight block's codes with the int8 or int16 activation codes,
+ * scaled once per block (or per sub-block) in f32. The compiler's auto-vectorizer is left
  * to do what it can with the plain loops.
  *
  * Activation rows are those of cpu_impl.h: q8 blocks as quant_ref.c writes
@@ -24,26 +24,30 @@ static inline float h2f(fc_f16 h) { return fc_f16_to_f32(h); }
 
 /* ---- activation quantization ---- */
 
-void fc_cpu_quantize_act_generic(int wtype, const float *x, void *dst, int64_t K)
+void fc_cpu_quantize_act_generic(int atype, const float *x, void *dst, int64_t K)
 {
-    const int at = fc_matmul_act_type(wtype);
-    bool ok = fc_quantize_row_ref(at, x, dst, K);
+    bool ok = fc_quantize_row_ref(atype, x, dst, K);
     FC_ASSERT(ok);
-    if (at != FC_DTYPE_Q8_0 && at != FC_DTYPE_Q8_1) return;
+    if (atype != FC_DTYPE_Q8_0 && atype != FC_DTYPE_Q8_1 && atype != FC_DTYPE_A16) return;
     const int64_t nb = K / FC_QK, nbp = fc_cpu_act_nbp(K);
-    float *d = (float *)((uint8_t *)dst + fc_cpu_act_side_offset(at, K));
+    float *d = (float *)((uint8_t *)dst + fc_cpu_act_side_offset(atype, K));
     float *s = d + nbp;
     for (int64_t b = nb; b < nbp; b++) d[b] = s[b] = 0.0f;
-    const size_t bsz = fc_dtype_type_size(at);
     for (int64_t b = 0; b < nb; b++) {
-        /* q8_0 and q8_1 both start with f16 d; q8_1's qs sit 2 bytes later */
-        const uint8_t *blk = (const uint8_t *)dst + (size_t)b * bsz;
-        const int8_t *qs = (const int8_t *)(blk + (at == FC_DTYPE_Q8_1 ? 4 : 2));
-        fc_f16 dh;
-        memcpy(&dh, blk, sizeof dh);
         int sum = 0;
-        for (int j = 0; j < FC_QK; j++) sum += qs[j];
-        d[b] = h2f(dh);
+        if (atype == FC_DTYPE_A16) {
+            const fc_block_a16 *blk = (const fc_block_a16 *)dst + b;
+            for (int j = 0; j < FC_QK; j++) sum += blk->qs[j];
+            d[b] = blk->d;
+        } else {
+            /* q8_0 and q8_1 both start with f16 d; q8_1's qs sit 2 bytes later */
+            const uint8_t *blk = (const uint8_t *)dst + (size_t)b * fc_dtype_type_size(atype);
+            const int8_t *qs = (const int8_t *)(blk + (atype == FC_DTYPE_Q8_1 ? 4 : 2));
+            fc_f16 dh;
+            memcpy(&dh, blk, sizeof dh);
+            for (int j = 0; j < FC_QK; j++) sum += qs[j];
+            d[b] = h2f(dh);
+        }
         s[b] = d[b] * (float)sum;
     }
 }
@@ -169,6 +173,37 @@ static float dot_q8_0(const fc_block_q8_0 *w, const fc_block_q8_0 *x, const floa
         int s = 0;
         for (int j = 0; j < 32; j++) s += w[b].qs[j] * x[b].qs[j];
         acc += h2f(w[b].d) * xd[b] * (float)s;
+    }
+    return acc;
+}
+
+/*
+ * The 32-value types against a16 activations: the same sums with 16-bit
+ * activation codes (an int32 holds 32 products of |code| <= 128 and
+ * |x| <= 32768).
+ */
+static float dot_a16(int wtype, const uint8_t *w, const fc_block_a16 *x, const float *xd, const float *xs, int64_t nb)
+{
+    const size_t wbs = fc_dtype_type_size(wtype);
+    float acc = 0;
+    for (int64_t b = 0; b < nb; b++, w += wbs) {
+        int c[32];
+        float dw, off = 0;
+        fc_f16 h[2];
+        memcpy(h, w, sizeof h);
+        dw = h2f(h[0]);
+        uint8_t u[32];
+        switch (wtype) {
+        case FC_DTYPE_Q4_0: q4_codes(w + 2, u); off = -8 * dw; break;
+        case FC_DTYPE_Q4_1: q4_codes(w + 4, u); off = h2f(h[1]); break;
+        case FC_DTYPE_Q5_0: q5_codes(w + 6, w + 2, u); off = -16 * dw; break;
+        case FC_DTYPE_Q5_1: q5_codes(w + 8, w + 4, u); off = h2f(h[1]); break;
+        default: break;
+        }
+        for (int j = 0; j < 32; j++) c[j] = wtype == FC_DTYPE_Q8_0 ? ((const int8_t *)(w + 2))[j] : u[j];
+        int isum = 0;
+        for (int j = 0; j < 32; j++) isum += c[j] * x[b].qs[j];
+        acc += dw * xd[b] * (float)isum + off * xs[b];
     }
     return acc;
 }
@@ -312,15 +347,15 @@ static float dot_q6_K(const fc_block_q6_K *w, const fc_block_q8_K *x, int64_t nb
     return acc;
 }
 
-float fc_cpu_vec_dot_generic(int wtype, const void *wrow, const void *xa, int64_t K)
+float fc_cpu_vec_dot_generic(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
 {
-    const int at = fc_matmul_act_type(wtype);
     const int64_t nb = K / FC_QK, nbk = K / FC_QK_K;
     const float *xd = NULL, *xs = NULL;
-    if (at == FC_DTYPE_Q8_0 || at == FC_DTYPE_Q8_1) {
-        xd = fc_cpu_act_d(xa, at, K);
-        xs = fc_cpu_act_s(xa, at, K);
+    if (atype == FC_DTYPE_Q8_0 || atype == FC_DTYPE_Q8_1 || atype == FC_DTYPE_A16) {
+        xd = fc_cpu_act_d(xa, atype, K);
+        xs = fc_cpu_act_s(xa, atype, K);
     }
+    if (atype == FC_DTYPE_A16) return dot_a16(wtype, wrow, xa, xd, xs, nb);
     switch (wtype) {
     case FC_DTYPE_F32:  return dot_f32(wrow, xa, K);
     case FC_DTYPE_F16:  return dot_f16(wrow, xa, K);
@@ -341,7 +376,7 @@ float fc_cpu_vec_dot_generic(int wtype, const void *wrow, const void *xa, int64_
 
 /* ---- matrix products ---- */
 
-void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
                                 const void *xa, size_t xa_stride, int T,
                                 float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
@@ -349,7 +384,7 @@ void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64
         const void *wr = (const uint8_t *)w + (size_t)r * w_stride;
         for (int t = 0; t < T; t++)
             y[(int64_t)t * y_stride + r] =
-                fc_cpu_vec_dot_generic(wtype, wr, (const uint8_t *)xa + (size_t)t * xa_stride, K);
+                fc_cpu_vec_dot_generic(wtype, wr, atype, (const uint8_t *)xa + (size_t)t * xa_stride, K);
     }
 }
 

@@ -14,13 +14,13 @@
 
 #include "base/fc_base.h"
 
-int fc_matmul_act_type(int wtype)
+int fc_matmul_act_type(int wtype, bool a16)
 {
     switch (wtype) {
     case FC_DTYPE_Q4_0: case FC_DTYPE_Q5_0: case FC_DTYPE_Q8_0:
-        return FC_DTYPE_Q8_0;
+        return a16 ? FC_DTYPE_A16 : FC_DTYPE_Q8_0;
     case FC_DTYPE_Q4_1: case FC_DTYPE_Q5_1:
-        return FC_DTYPE_Q8_1;
+        return a16 ? FC_DTYPE_A16 : FC_DTYPE_Q8_1;
     case FC_DTYPE_Q2_K: case FC_DTYPE_Q3_K: case FC_DTYPE_Q4_K:
     case FC_DTYPE_Q5_K: case FC_DTYPE_Q6_K:
         return FC_DTYPE_Q8_K;
@@ -29,12 +29,11 @@ int fc_matmul_act_type(int wtype)
     }
 }
 
-size_t fc_matmul_act_row_size(int wtype, int64_t K)
+size_t fc_matmul_act_row_size(int atype, int64_t K)
 {
-    const int at = fc_matmul_act_type(wtype);
-    switch (at) {
-    case FC_DTYPE_Q8_0: case FC_DTYPE_Q8_1:
-        return fc_cpu_act_side_offset(at, K) + (size_t)fc_cpu_act_nbp(K) * 2 * sizeof(float);
+    switch (atype) {
+    case FC_DTYPE_Q8_0: case FC_DTYPE_Q8_1: case FC_DTYPE_A16:
+        return fc_cpu_act_side_offset(atype, K) + (size_t)fc_cpu_act_nbp(K) * 2 * sizeof(float);
     case FC_DTYPE_Q8_K:
         return fc_cpu_round32((size_t)(K / FC_QK_K) * sizeof(fc_block_q8_K));
     default:
@@ -42,35 +41,36 @@ size_t fc_matmul_act_row_size(int wtype, int64_t K)
     }
 }
 
-void fc_matmul_quantize_act(int wtype, const float *x, void *dst, int64_t K)
+void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K)
 {
 #if FC_CPU_AVX2
-    fc_cpu_quantize_act_avx2(wtype, x, dst, K);
+    fc_cpu_quantize_act_avx2(atype, x, dst, K);
 #else
-    fc_cpu_quantize_act_generic(wtype, x, dst, K);
+    fc_cpu_quantize_act_generic(atype, x, dst, K);
 #endif
 }
 
-float fc_vec_dot(int wtype, const void *wrow, const void *xa, int64_t K)
+float fc_vec_dot(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
 {
 #if FC_CPU_AVX2
-    if (fc_cpu_has_avx2(wtype)) return fc_cpu_vec_dot_avx2(wtype, wrow, xa, K);
+    if (fc_cpu_has_avx2(wtype)) return fc_cpu_vec_dot_avx2(wtype, wrow, atype, xa, K);
 #endif
-    return fc_cpu_vec_dot_generic(wtype, wrow, xa, K);
+    return fc_cpu_vec_dot_generic(wtype, wrow, atype, xa, K);
 }
 
-void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
                     const void *xa, size_t xa_stride, int T,
                     float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
     if (r0 >= r1 || T <= 0) return;
+    FC_ASSERT(atype == fc_matmul_act_type(wtype, false) || atype == fc_matmul_act_type(wtype, true));
 #if FC_CPU_AVX2
     if (fc_cpu_has_avx2(wtype)) {
-        fc_cpu_matmul_fast_avx2(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
+        fc_cpu_matmul_fast_avx2(wtype, w, w_stride, K, atype, xa, xa_stride, T, y, y_stride, r0, r1);
         return;
     }
 #endif
-    fc_cpu_matmul_fast_generic(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
+    fc_cpu_matmul_fast_generic(wtype, w, w_stride, K, atype, xa, xa_stride, T, y, y_stride, r0, r1);
 }
 
 void fc_matmul_exact(int wtype, const void *w, size_t w_stride, int64_t K,
