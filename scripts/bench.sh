@@ -26,6 +26,7 @@
 #   BENCH_BUSY_PCT=15   on the machine to drop below this CPU percentage
 #   BENCH_QUANT_PURE=1  requantize every matrix to the type (llama-quantize --pure);
 #                       by default token_embd stays q8_0 as in the shipped file
+#   BENCH_TOKENIZER=0   skip the tokenizer benchmark (scripts/bench_tokenizer.sh)
 #   BENCH_LLAMA_ARGS    extra llama-bench flags (e.g. "--poll 0" on a busy host)
 #   LLAMACPP_PY_VERSION the llama-cpp-python source distribution to take llama.cpp from
 set -uo pipefail
@@ -260,4 +261,15 @@ if [ -s "$OUT/busy.txt" ]; then
     echo "CPU in use by other work just before each repetition: $(sort -n "$OUT/busy.txt" | tr '\n' ' ')(percent)" >> "$META"
 fi
 python3 bench/report.py render "$RAW" "$OUT/membw.txt" "$OUT/results.md" "$T" "$META"
+
+# ---- 6. tokenizers: encode MB/s against Hugging Face tokenizers ----
+if [ "${BENCH_TOKENIZER:-1}" = 1 ]; then
+    log "tokenizers (scripts/bench_tokenizer.sh)"
+    if BENCH_QUICK=$QUICK scripts/bench_tokenizer.sh "$BINDIR" >"$OUT/logs/bench_tokenizer.log" 2>&1; then
+        { echo; cat "$OUT/tokenizer.md"; } >> "$OUT/results.md"
+        cat "$OUT/tokenizer.md"
+    else
+        log "tokenizer benchmark failed or token counts differ (log: $OUT/logs/bench_tokenizer.log)"
+    fi
+fi
 log "total $((SECONDS - T0)) s; table in $OUT/results.md, logs in $OUT/logs/"

@@ -5,6 +5,9 @@
 - The programmatic style (FastChat's sentinel protocol) driven over pipes.
 - --debug prints the prompt, the reply and tokens/s after each turn, and a
   second turn reuses the first turn's KV cache.
+- The rich style in a pty: the streamed reply is rendered as Markdown (bold,
+  list numbers, code blocks, inline code styled; words kept; no '**' of a
+  bold span left), checked against the raw reply that --debug prints.
 Replies are greedy (--temperature 0) so the runs are repeatable.
 """
 import json
@@ -168,3 +171,98 @@ def test_debug_reports_speed_and_reuses_the_cache():
     # the second turn's prompt starts with the first turn: its blocks are reused
     assert dbg[1]["cached_prompt_tokens"] >= 16
     assert dbg[1]["prompt"].startswith(dbg[0]["prompt"])
+
+
+# --------------------------------------------------------------------------
+# --style rich: the reply is rendered as Markdown for the terminal while it
+# streams (src/cli/md_render.c, whose exact output tests/unit/test_md_render.c
+# checks). Here the real binary in a pty: --debug prints the raw reply after
+# the rendered one, and the rendered text must style what the raw text marks
+# up, keep every word, and leave no '**' of a bold span behind.
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+PAIRED_BOLD = re.compile(r"\*\*([^*\s](?:[^*]*?[^*\s])?)\*\*")
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+
+
+def _rich_turn(p, prompt, question):
+    """Sends one question; returns (rendered reply, raw reply from --debug)."""
+    p.send(question + "\r")
+    out = p.read_until(prompt, timeout=300).replace("\r\n", "\n")
+    seg = out.split(ROLE_A + ": ", 1)[1]
+    rendered, js = seg.rsplit('\n{"conv_template"', 1)
+    raw = json.loads('{"conv_template"' + js.split("\n", 1)[0])["outputs"]
+    assert rendered.startswith("\n"), rendered[:80]  # rich prints the role on a line of its own
+    return rendered[1:], raw
+
+
+def _reader_words(raw):
+    """The words of a raw reply as a reader should see them: without heading
+    marks, list bullets and emphasis/code markers (fenced lines verbatim)."""
+    words, fence = [], False
+    for line in raw.split("\n"):
+        if line.strip().startswith("```"):
+            fence = not fence
+        elif not fence:
+            if re.fullmatch(r"\s*([-*_])(\s*\1){2,}\s*", line):
+                continue  # a horizontal rule
+            line = re.sub(r"^\s*#{1,6}\s+", "", line)
+            line = re.sub(r"^(\s*)[-*+]\s", r"\1", line)
+        words += line.replace("*", "").replace("`", "").split()
+    return words
+
+
+def _shown_words(rendered):
+    words = []
+    for line in SGR.sub("", rendered).split("\n"):
+        if line and set(line) == {"─"}:
+            continue
+        words += line.replace("•", "").replace("*", "").replace("`", "").split()
+    return words
+
+
+def _check_rendering(rendered, raw):
+    assert "\x1b[" in rendered, "no escape sequences in the rich output"
+    assert SGR.sub("", rendered).strip() != "", "nothing rendered"
+    assert _shown_words(rendered) == _reader_words(raw), "the rendered text lost or changed words"
+    fence, stray = False, 0
+    for line in raw.split("\n"):
+        s = line.strip()
+        if s.startswith("```"):
+            assert "\x1b[2m" + line + "\x1b[0m\n" in rendered, f"fence line {line!r} not dimmed"
+            fence = not fence
+            continue
+        if fence:
+            assert "\x1b[32m" + line + "\x1b[0m\n" in rendered, f"code line {line!r} not shown verbatim in green"
+            continue
+        for m in PAIRED_BOLD.finditer(line):
+            if "`" not in m.group(1):
+                assert "\x1b[1m" + m.group(1) + "\x1b[0m" in rendered, f"**{m.group(1)}** not bold"
+        for m in INLINE_CODE.finditer(line):
+            assert "\x1b[33m" + m.group(1) + "\x1b[0m" in rendered, f"`{m.group(1)}` not styled as code"
+        n = re.match(r"\s*(\d+[.)]) ", line)
+        if n:
+            assert "\x1b[36m" + n.group(1) + "\x1b[0m " in rendered, f"list number {n.group(1)} not styled"
+        stray += PAIRED_BOLD.sub("", line).count("**")  # an unclosed ** stays as written
+    shown = [l for l in rendered.split("\n") if not l.startswith(("\x1b[32m", "\x1b[2m"))]
+    assert "\n".join(shown).count("**") == stray, "raw '**' left in the rendered reply"
+
+
+def test_rich_style_renders_markdown(tmp_path):
+    p = Pty([BIN, "chat", "--model-path", MODEL, "--style", "rich", "--temperature", "0",
+             "--max-new-tokens", "160", "--debug"], tmp_path)
+    prompt = re.escape(ROLE_U) + ": "
+    p.read_until(prompt)
+    # a numbered list with bold titles (cut off by --max-new-tokens inside a ** span)
+    rendered, raw = _rich_turn(p, prompt, "How do I make a cup of tea? Give step-by-step instructions.")
+    assert PAIRED_BOLD.search(raw) and re.search(r"^\d+\. ", raw, re.M), f"no Markdown in {raw!r}"
+    _check_rendering(rendered, raw)
+    p.send("!!reset\r")
+    p.read_until(prompt)
+    # a fenced code block (and inline code, when the reply has some)
+    rendered, raw = _rich_turn(p, prompt, "Explain recursion. Use **bold** for key terms.")
+    assert re.search(r"^```\w*\n.+?^```", raw, re.M | re.S), f"no code block in {raw!r}"
+    _check_rendering(rendered, raw)
+    p.send("!!exit\r")
+    p.read_past("exit...")
+    assert p.wait() == 0

@@ -55,7 +55,7 @@ Usage: /root/refvenv/venv/bin/python tools/golden/make_tokenizer_golden.py [--mo
        [--retrain] [--bench]
 Models are trained only when missing (or with --retrain); golden data is always rewritten.
 --bench prints Hugging Face tokenizers' encode speed on the corpus (single thread), the figure
-dev/bench_tokenizer.c is compared against.
+bench/bench_tokenizer.c is compared against.
 """
 
 import argparse
