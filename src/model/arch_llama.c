@@ -18,7 +18,8 @@
  *
  * Threads: the whole pass runs inside one fc_pool_run; phases are separated
  * by spinning barriers. Per-token work (norms, rope, cache writes) is split
- * by tokens, matrix products by weight rows, attention by (token, head).
+ * by tokens, matrix products by weight rows, attention by (query tile, key/
+ * value head) and, for few long sequences, by chunks of their context.
  * Q, K and V share one quantized copy of their input, as do gate and up.
  */
 #include "model_impl.h"
@@ -50,8 +51,11 @@ struct fc_exec {
     void *act[ACT_N];     /* converted activations per act type: (T, act row) */
     size_t act_stride[ACT_N];
     float *inv_freq;      /* (HS/2) rope frequencies after scaling */
-    float *scores;        /* (n_threads, scores_cap) attention scores */
-    int64_t scores_cap;
+    float *attn_scratch;  /* (n_threads) attention tile states (fc_attn_scratch_floats) */
+    float *attn_parts;    /* (parts_cap) states of context chunks, for flash-decoding */
+    fc_attn_state *part_states;
+    int parts_cap;
+    int32_t *tiles;       /* (T, 2) query tiles: first batch index, token count */
     int32_t *seq_count;   /* (seq_cap) tokens per sequence in this batch */
     int32_t *out_rows;    /* (T) batch indices that want logits */
     int seq_cap;
@@ -130,7 +134,10 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     e->inv_freq = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
     rope_freqs(m, e->inv_freq);
     e->out_rows = fc_xmalloc(sizeof(int32_t) * T);
-    bool ok = e->x && e->xn && e->xl && e->q && e->k && e->v && e->att && e->g && e->u;
+    e->tiles = fc_xmalloc(sizeof(int32_t) * 2 * T);
+    e->attn_scratch = fc_aligned_alloc(sizeof(float) * fc_attn_scratch_floats(FC_ATTN_ROWS, c->head_dim) *
+                                       (size_t)fc_pool_size(e->pool));
+    bool ok = e->x && e->xn && e->xl && e->q && e->k && e->v && e->att && e->g && e->u && e->attn_scratch;
     for (int a = 0; a < ACT_N; a++) ok = ok && e->act[a];
     if (!ok) {
         FC_LOG_ERROR("fc_exec_new: cannot allocate scratch for %d tokens", e->n_batch_max);
@@ -155,7 +162,10 @@ void fc_exec_free(fc_exec *e)
     fc_aligned_free(e->u);
     for (int a = 0; a < ACT_N; a++) fc_aligned_free(e->act[a]);
     free(e->inv_freq);
-    free(e->scores);
+    fc_aligned_free(e->attn_scratch);
+    fc_aligned_free(e->attn_parts);
+    free(e->part_states);
+    free(e->tiles);
     free(e->seq_count);
     free(e->out_rows);
     free(e);
@@ -173,6 +183,8 @@ typedef struct fwd {
     float *logits;
     int T;
     int n_out;
+    int n_tiles;   /* query tiles (fc_exec.tiles) */
+    int n_split;   /* context chunks per (tile, kv head): > 1 = flash-decoding */
 } fwd;
 
 /* One output of a grouped matrix product. */
@@ -253,45 +265,50 @@ static inline void store_kv(void *dst, const float *src, int n, int dtype)
     }
 }
 
-/* Attention of the G = NH / NKV query heads of batch token t that share
- * key/value head kvh, over the token's sequence in the cache: each cached
- * key and value row is read once for all G heads. scores: (G, pos + 1). */
-static void attend(fwd *f, int l, int t, int kvh, float *scores)
+/* Attention work item i of layer l: query tile i / (NKV * S), kv head
+ * (i / S) % NKV, context chunk i % S of S = f->n_split. The tile's rows are
+ * its tokens' G = NH / NKV heads that read that kv head; its keys are the
+ * cache blocks of the chunk, up to the tile's last position. With S = 1 the
+ * result goes straight to att; else the state is kept for attn_merge. */
+static void attend(fwd *f, int l, long i, float *scratch)
 {
     const fc_model_config *c = &f->m->cfg;
     const fc_kv_cache *kv = f->kv;
-    const int HS = c->head_dim, NH = c->n_head, G = NH / c->n_head_kv;
-    const int n = f->b->pos[t] + 1;
-    const fc_kv_seq *s = &kv->seqs[f->b->seq[t]];
-    const float *q = f->e->q + (size_t)t * (size_t)(NH * HS) + (size_t)kvh * G * HS;
-    float *out = f->e->att + (size_t)t * (size_t)(NH * HS) + (size_t)kvh * G * HS;
-    const float scale = 1.0f / sqrtf((float)HS);
-    const size_t row = (size_t)HS * kv->elt;
-    const size_t head_off = (size_t)kvh * FC_KV_BLOCK * row;
-    for (int j0 = 0; j0 < n; j0 += FC_KV_BLOCK) {
-        const uint8_t *kb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[j0 / FC_KV_BLOCK], l, 0) + head_off;
-        int jn = FC_MIN(FC_KV_BLOCK, n - j0);
-        for (int j = 0; j < jn; j++) fc_attn_qk(q, G, HS, kb + (size_t)j * row, kv->dtype, scores + j0 + j, n);
+    fc_exec *e = f->e;
+    const int HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, G = NH / NKV, S = f->n_split;
+    const int tile = (int)(i / ((long)NKV * S)), kvh = (int)(i / S % NKV), chunk = (int)(i % S);
+    const int t0 = e->tiles[2 * tile], nq = e->tiles[2 * tile + 1], R = nq * G;
+    const int32_t *pos = f->b->pos + t0;
+    const fc_kv_seq *s = &kv->seqs[f->b->seq[t0]];
+    const int64_t QD = (int64_t)NH * HS;
+    const int n_keys = pos[nq - 1] + 1, nb = (n_keys + FC_KV_BLOCK - 1) / FC_KV_BLOCK;
+    const int b0 = (int)((long)nb * chunk / S), b1 = (int)((long)nb * (chunk + 1) / S);
+    const size_t row = (size_t)HS * kv->elt, head_off = (size_t)kvh * FC_KV_BLOCK * row;
+    fc_attn_state own, *st = S > 1 ? &e->part_states[i] : &own;
+    fc_attn_begin(st, S > 1 ? e->attn_parts + (size_t)i * fc_attn_scratch_floats(FC_ATTN_ROWS, HS) : scratch,
+                  e->q + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD, R, HS, 1.0f / sqrtf((float)HS));
+    for (int blk = b0; blk < b1; blk++) {
+        const int j0 = blk * FC_KV_BLOCK, n = FC_MIN(FC_KV_BLOCK, n_keys - j0);
+        int lim[FC_ATTN_ROWS];
+        for (int r = 0; r < R; r++) lim[r] = pos[r / G] + 1 - j0;
+        const uint8_t *kb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk], l, 0) + head_off;
+        const uint8_t *vb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk], l, 1) + head_off;
+        fc_attn_block(st, kb, vb, kv->dtype, n, lim);
     }
-    for (int g = 0; g < G; g++) {
-        float *sg = scores + (size_t)g * n, maxv = -INFINITY, sum = 0;
-        for (int j = 0; j < n; j++) {
-            sg[j] *= scale;
-            if (sg[j] > maxv) maxv = sg[j];
-        }
-        for (int j = 0; j < n; j++) {
-            sg[j] = expf(sg[j] - maxv);
-            sum += sg[j];
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < n; j++) sg[j] *= inv;
-    }
-    memset(out, 0, sizeof(float) * (size_t)(G * HS));
-    for (int j0 = 0; j0 < n; j0 += FC_KV_BLOCK) {
-        const uint8_t *vb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[j0 / FC_KV_BLOCK], l, 1) + head_off;
-        int jn = FC_MIN(FC_KV_BLOCK, n - j0);
-        for (int j = 0; j < jn; j++) fc_attn_av(out, G, HS, vb + (size_t)j * row, kv->dtype, scores + j0 + j, n);
-    }
+    if (S == 1) fc_attn_end(st, e->att + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD);
+}
+
+/* Joins the S chunk states of (tile, kv head) pair i into att. */
+static void attn_merge(fwd *f, long i)
+{
+    const fc_model_config *c = &f->m->cfg;
+    fc_exec *e = f->e;
+    const int HS = c->head_dim, NH = c->n_head, G = NH / c->n_head_kv, S = f->n_split;
+    const int tile = (int)(i / c->n_head_kv), kvh = (int)(i % c->n_head_kv), t0 = e->tiles[2 * tile];
+    const fc_attn_state *parts[64];
+    for (int k = 0; k < S; k++) parts[k] = &e->part_states[i * S + k];
+    const int64_t QD = (int64_t)NH * HS;
+    fc_attn_merge(parts, S, e->att + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD);
 }
 
 static void forward_thread(void *ctx, int ith, int nth)
@@ -305,7 +322,7 @@ static void forward_thread(void *ctx, int ith, int nth)
     const int T = f->T, C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, FF = c->n_ff;
     const int QD = NH * HS, KVD = NKV * HS;
     const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
-    float *scores = e->scores + (size_t)ith * (size_t)e->scores_cap;
+    float *attn_scratch = e->attn_scratch + (size_t)ith * fc_attn_scratch_floats(FC_ATTN_ROWS, HS);
 
     /* token embeddings */
     size_t erow = fc_tensor_row_bytes(&m->tok_embd);
@@ -349,11 +366,16 @@ static void forward_thread(void *ctx, int ith, int nth)
         }
         fc_pool_barrier(e->pool);
 
-        /* attention, split over (token, key/value head) pairs */
+        /* attention, split over (query tile, key/value head, context chunk) */
         long a0, a1;
-        fc_split_range((long)T * NKV, ith, nth, 1, &a0, &a1);
-        for (long i = a0; i < a1; i++) attend(f, l, (int)(i / NKV), (int)(i % NKV), scores);
+        fc_split_range((long)f->n_tiles * NKV * f->n_split, ith, nth, 1, &a0, &a1);
+        for (long i = a0; i < a1; i++) attend(f, l, i, attn_scratch);
         fc_pool_barrier(e->pool);
+        if (f->n_split > 1) {
+            fc_split_range((long)f->n_tiles * NKV, ith, nth, 1, &a0, &a1);
+            for (long i = a0; i < a1; i++) attn_merge(f, i);
+            fc_pool_barrier(e->pool);
+        }
 
         mm_out o[1] = {{&L->wo, e->xn}};
         matmul_group(f, ith, nth, e->att, QD, T, o, 1);
@@ -387,6 +409,43 @@ static void forward_thread(void *ctx, int ith, int nth)
     }
 }
 
+/* Cuts the batch into query tiles (runs of consecutive positions of one
+ * sequence, at most FC_ATTN_ROWS rows of G heads each) and, when they give
+ * the threads too few work items for a long context (decode of one or a
+ * few sequences), the context into S chunks of at least 4 cache blocks. */
+static void plan_attention(fwd *f, int max_pos)
+{
+    fc_exec *e = f->e;
+    const fc_model_config *c = &f->m->cfg;
+    const fc_batch *b = f->b;
+    const int G = c->n_head / c->n_head_kv, qt = FC_MAX(1, FC_ATTN_ROWS / G);
+    int n = 0;
+    for (int t = 0; t < f->T;) {
+        int k = 1;
+        while (t + k < f->T && k < qt && b->seq[t + k] == b->seq[t] && b->pos[t + k] == b->pos[t] + k) k++;
+        e->tiles[2 * n] = t;
+        e->tiles[2 * n + 1] = k;
+        n++;
+        t += k;
+    }
+    f->n_tiles = n;
+    const long items = (long)n * c->n_head_kv, want = 4L * fc_pool_size(e->pool);
+    const int blocks = (max_pos + FC_KV_BLOCK) / FC_KV_BLOCK;
+    int S = 1;
+    if (items < want) S = (int)FC_MIN((want + items - 1) / items, FC_MIN(blocks / 4, 64));
+    if (S < 1) S = 1;
+    f->n_split = S;
+    if (S > 1 && items * S > e->parts_cap) {
+        fc_aligned_free(e->attn_parts);
+        free(e->part_states);
+        e->parts_cap = (int)(items * S);
+        e->attn_parts = fc_aligned_alloc(sizeof(float) * fc_attn_scratch_floats(FC_ATTN_ROWS, c->head_dim) *
+                                         (size_t)e->parts_cap);
+        e->part_states = fc_xmalloc(sizeof(fc_attn_state) * (size_t)e->parts_cap);
+        FC_ASSERT(e->attn_parts);
+    }
+}
+
 enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, const fc_batch *b, float *logits)
 {
     const fc_model_config *c = &m->cfg;
@@ -394,6 +453,11 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
     if (T <= 0) return FC_OK;
     if (T > e->n_batch_max) {
         FC_LOG_ERROR("fc_model_forward: batch of %d tokens exceeds the context's maximum %d", T, e->n_batch_max);
+        return FC_ERR_ARG;
+    }
+    if (c->n_head / c->n_head_kv > FC_ATTN_ROWS) {
+        FC_LOG_ERROR("fc_model_forward: %d query heads per key/value head; at most %d are supported",
+                     c->n_head / c->n_head_kv, FC_ATTN_ROWS);
         return FC_ERR_ARG;
     }
     if (kv->L != c->n_layer || kv->NKV != c->n_head_kv || kv->HS != c->head_dim) {
@@ -431,13 +495,8 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
         if (b->pos[t] > max_pos) max_pos = b->pos[t];
         if (b->logits[t]) e->out_rows[n_out++] = t;
     }
-    int64_t need = ((int64_t)max_pos + 1 + 15) / 16 * 16 * (c->n_head / c->n_head_kv);
-    if (need > e->scores_cap) {
-        free(e->scores);
-        e->scores_cap = need;
-        e->scores = fc_xmalloc(sizeof(float) * (size_t)need * (size_t)fc_pool_size(e->pool));
-    }
     fwd f = {.m = m, .e = e, .kv = kv, .b = b, .logits = logits, .T = T, .n_out = n_out};
+    plan_attention(&f, max_pos);
     fc_pool_run(e->pool, forward_thread, &f);
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];

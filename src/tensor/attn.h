@@ -1,24 +1,63 @@
 /*
- * attn.h: the inner loops of attention over a paged KV cache: dot products
- * of a query with cached keys and weighted sums of cached values, for keys
- * and values stored as f32 (exact mode) or f16 (fast mode, half the memory
- * traffic of long contexts).
+ * attn.h: attention over a paged KV cache, one cache block at a time, for a
+ * tile of query rows (flash-attention style: a running max, sum and
+ * weighted value sum per row, so the scores of a long context are never
+ * all held at once).
  *
- * Each function handles G query heads at once (grouped-query attention: the
- * G heads that share one key/value head read each cached row once).
+ * A tile is up to FC_ATTN_ROWS query rows that read the same key/value head:
+ * the G heads of grouped-query attention that share it, for one or several
+ * consecutive tokens of a sequence. Each cached block of keys and values is
+ * converted from its stored type (f32 in exact mode, f16 in fast mode) once
+ * per tile, not once per row, and its scores come from small matrix
+ * products (rows x 16 keys x head size), not from one dot product per pair.
+ *
+ *   fc_attn_state st;
+ *   fc_attn_begin(&st, scratch, q, G, tok_stride, R, HS, 1 / sqrt(HS));
+ *   for each cache block: fc_attn_block(&st, k, v, kv_type, n, lim);
+ *   fc_attn_end(&st, out, G, tok_stride);         out row r = softmax(q_r K^T) V
+ *
+ * A context may also be cut into chunks processed by different threads, each
+ * with its own state, and joined by fc_attn_merge (flash-decoding).
  */
 #ifndef FC_ATTN_H
 #define FC_ATTN_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "dtype.h"
 
-/* s[g * s_stride] = dot(q + g * HS, k) for g < G; k has HS values of kv_type. */
-void fc_attn_qk(const float *q, int G, int HS, const void *k, int kv_type, float *s, int s_stride);
-/* out[g*HS + i] += w[g * w_stride] * v[i] for g < G; v has HS values of kv_type. */
-void fc_attn_av(float *out, int G, int HS, const void *v, int kv_type, const float *w, int w_stride);
-/* Scalar references of the two, for the tests. */
-void fc_attn_qk_ref(const float *q, int G, int HS, const void *k, int kv_type, float *s, int s_stride);
-void fc_attn_av_ref(float *out, int G, int HS, const void *v, int kv_type, const float *w, int w_stride);
+#define FC_ATTN_BLOCK 16 /* keys per fc_attn_block call (the KV cache block) */
+#define FC_ATTN_ROWS 32  /* most query rows of a tile */
+
+typedef struct fc_attn_state {
+    int R, RP, HS;   /* rows, rows rounded up to 8, head size */
+    float *qt;       /* (HS, RP) the scaled query rows, transposed */
+    float *m, *l;    /* (RP) running max and sum of exp(score - max) */
+    float *acc;      /* (R, HS) running sum of exp(score - max) * value */
+    float *kf, *vf;  /* (FC_ATTN_BLOCK, HS) the block's keys and values in f32 */
+    float *p;        /* (FC_ATTN_BLOCK, RP) scores, then weights, key-major */
+} fc_attn_state;
+
+/* Floats of scratch a state of R rows and head size HS needs (64-byte
+ * aligned scratch keeps every array aligned). */
+size_t fc_attn_scratch_floats(int R, int HS);
+/* Rows come G per token: row r lives at  base + (r / G) * tok_stride + (r % G) * HS
+ * (the G heads of a token are adjacent; tokens tok_stride floats apart). */
+/* Starts a tile: rows r < R of q, times scale. */
+void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int64_t tok_stride, int R, int HS,
+                   float scale);
+/* Adds n <= FC_ATTN_BLOCK keys and values (rows of HS values of kv_type,
+ * HS apart; f32 or f16). Row r sees the first lim[r] of them (0..n). */
+void fc_attn_block(fc_attn_state *st, const void *k, const void *v, int kv_type, int n, const int *lim);
+/* out row r = acc_r / l_r; a row that saw no key gets zeros. */
+void fc_attn_end(const fc_attn_state *st, float *out, int G, int64_t tok_stride);
+/* The same from n states of the same rows that saw disjoint chunks of keys. */
+void fc_attn_merge(const fc_attn_state *const *parts, int n, float *out, int G, int64_t tok_stride);
+
+/* Scalar reference (double sums, two-pass softmax) for the tests: rows q
+ * (R x HS, contiguous) against n keys/values of kv_type, row r seeing the
+ * first lim[r] keys; out (R x HS). */
+void fc_attn_ref(const float *q, int R, int HS, float scale, const void *k, const void *v, int kv_type, int n,
+                 const int *lim, float *out);
 
 #endif
