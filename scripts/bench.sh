@@ -27,6 +27,7 @@
 #   BENCH_QUANT_PURE=1  requantize every matrix to the type (llama-quantize --pure);
 #                       by default token_embd stays q8_0 as in the shipped file
 #   BENCH_TOKENIZER=0   skip the tokenizer benchmark (scripts/bench_tokenizer.sh)
+#   BENCH_SERVE=0       skip the serving benchmark (scripts/bench_serve.sh)
 #   BENCH_LLAMA_ARGS    extra llama-bench flags (e.g. "--poll 0" on a busy host)
 #   LLAMACPP_PY_VERSION the llama-cpp-python source distribution to take llama.cpp from
 set -uo pipefail
@@ -270,6 +271,17 @@ if [ "${BENCH_TOKENIZER:-1}" = 1 ]; then
         cat "$OUT/tokenizer.md"
     else
         log "tokenizer benchmark failed or token counts differ (log: $OUT/logs/bench_tokenizer.log)"
+    fi
+fi
+# ---- 7. serving: the HTTP API against llama-server at 1, 4, 16 and 64 clients ----
+if [ "${BENCH_SERVE:-1}" = 1 ]; then
+    log "serving (scripts/bench_serve.sh)"
+    if BENCH_QUICK=$QUICK BENCH_THREADS=$T scripts/bench_serve.sh "$BINDIR" >"$OUT/logs/bench_serve.log" 2>&1 &&
+       [ -s "$OUT/serve.md" ]; then
+        { echo; cat "$OUT/serve.md"; } >> "$OUT/results.md"
+        cat "$OUT/serve.md"
+    else
+        log "serving benchmark failed (log: $OUT/logs/bench_serve.log)"
     fi
 fi
 log "total $((SECONDS - T0)) s; table in $OUT/results.md, logs in $OUT/logs/"

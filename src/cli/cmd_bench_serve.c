@@ -11,8 +11,17 @@
  * (inter-token latency as a client sees it: a chunk may carry more than one
  * token when the worker's --stream-interval is above 1), and the generated
  * tokens (usage from stream_options.include_usage). Reports requests/s,
- * generated tokens/s, TTFT and ITL p50/p99, and errors; --json prints the
- * same as one JSON object.
+ * generated tokens/s, TTFT and ITL p50/p99, time per output token (TPOT:
+ * (latency - TTFT) / (tokens - 1) per request, independent of how tokens are
+ * grouped into chunks), and errors; --json prints the same as one JSON object.
+ *
+ * It also drives other OpenAI-compatible servers (scripts/bench_serve.sh runs
+ * it against llama.cpp's llama-server): errors may come as FastChat's
+ * {"text", "error_code"} or OpenAI's {"error": {"message"}}, usage may come in
+ * a last chunk with no choices, and chunks with an empty or null content (a
+ * role-only first delta) do not count as the first token. --ignore-eos adds
+ * "ignore_eos": true (llama-server honours it; servers that do not know it
+ * ignore it) so that every request can generate exactly --max-tokens.
  */
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -60,10 +69,12 @@ typedef struct bench {
     char *body;               /* the request */
     const char *auth;         /* "Authorization: Bearer ..." or NULL */
     int n_requests;
+    double deadline; /* no request starts after this time (0: none) */
     atomic_int next;
     pthread_mutex_t mu;
-    dvec ttft, itl, latency;
-    long long tokens;
+    dvec ttft, itl, latency, tpot;
+    long long tokens, prompt_tokens;
+    int with_usage;
     int ok, errors;
     char first_error[512];
     bool completions;
@@ -74,7 +85,8 @@ typedef struct req_state {
     fc_sse_parser *sse;
     double t0, t_last;
     bool got_first, done, failed;
-    long long tokens, chunks;
+    long long tokens, prompt_tokens, chunks;
+    bool has_usage;
     dvec itl;
     double ttft;
     char error[256];
@@ -93,6 +105,7 @@ static bool on_event(const fc_sse_event *ev, void *user)
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(o, "error_code");
     if (err || (cJSON_IsNumber(code) && code->valueint != 0)) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+        if (!cJSON_IsString(t)) t = cJSON_IsString(err) ? err : cJSON_GetObjectItemCaseSensitive(err, "message");
         snprintf(r->error, sizeof r->error, "stream error: %s", cJSON_IsString(t) ? t->valuestring : "(no text)");
         r->failed = true;
     }
@@ -113,7 +126,9 @@ static bool on_event(const fc_sse_event *ev, void *user)
     }
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-    if (cJSON_IsNumber(ct)) r->tokens = (long long)ct->valuedouble;
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+    if (cJSON_IsNumber(ct)) r->tokens = (long long)ct->valuedouble, r->has_usage = true;
+    if (cJSON_IsNumber(pt)) r->prompt_tokens = (long long)pt->valuedouble;
     cJSON_Delete(o);
     return true;
 }
@@ -128,7 +143,7 @@ static void *client_main(void *arg)
 {
     bench *b = arg;
     const char *hdrs[2] = {b->auth, NULL};
-    while (atomic_fetch_add(&b->next, 1) < b->n_requests) {
+    while (!(b->deadline > 0 && fc_time_sec() >= b->deadline) && atomic_fetch_add(&b->next, 1) < b->n_requests) {
         req_state r = {.b = b, .sse = fc_sse_parser_new(0)};
         r.t0 = fc_time_sec();
         fc_http_response resp = {0};
@@ -143,11 +158,16 @@ static void *client_main(void *arg)
             if (!b->errors) snprintf(b->first_error, sizeof b->first_error, "%s", r.error);
             b->errors++;
         } else {
+            long long n = r.has_usage ? r.tokens : r.chunks;
             b->ok++;
-            b->tokens += r.tokens ? r.tokens : r.chunks;
+            b->tokens += n;
+            b->prompt_tokens += r.prompt_tokens;
+            b->with_usage += r.has_usage;
             if (r.got_first) dvec_push(&b->ttft, r.ttft);
             for (size_t i = 0; i < r.itl.n; i++) dvec_push(&b->itl, r.itl.v[i]);
             dvec_push(&b->latency, t_end - r.t0);
+            /* from the first token to the last chunk (not to the end of the stream) */
+            if (r.got_first && n > 1) dvec_push(&b->tpot, (r.t_last - r.t0 - r.ttft) / (double)(n - 1));
         }
         pthread_mutex_unlock(&b->mu);
         free(r.itl.v);
@@ -165,8 +185,11 @@ static void usage(FILE *f)
                "  --clients N         concurrent streaming clients (default 4)\n"
                "  --requests R        requests in all (default 16)\n"
                "  --max-tokens T      max_tokens per request (default 64)\n"
+               "  --duration S        start no request after S seconds (the ones under way finish)\n"
                "  --prompt TEXT       the user message (default: a story request)\n"
                "  --temperature X     (default 0.7)\n"
+               "  --seed N            send a fixed seed\n"
+               "  --ignore-eos        send \"ignore_eos\": true (llama-server: generate max_tokens)\n"
                "  --completions       use /v1/completions instead of chat\n"
                "  --api-key KEY       bearer token\n"
                "  --json              print the results as one JSON object\n");
@@ -177,8 +200,9 @@ int fc_cmd_bench_serve(int argc, char **argv)
     const char *base = "http://localhost:8000", *model = NULL, *key = NULL;
     const char *prompt = "Tell me a story with more than 1000 words.";
     int clients = 4, requests = 16, max_tokens = 64;
-    double temperature = 0.7;
-    bool json = false, completions = false;
+    double temperature = 0.7, duration = 0;
+    bool json = false, completions = false, ignore_eos = false;
+    long long seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -201,6 +225,12 @@ int fc_cmd_bench_serve(int argc, char **argv)
             temperature = atof(v), i++;
         } else if (!strcmp(a, "--api-key") && v) {
             key = v, i++;
+        } else if (!strcmp(a, "--duration") && v) {
+            duration = atof(v), i++;
+        } else if (!strcmp(a, "--seed") && v) {
+            seed = atoll(v), i++;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            ignore_eos = true;
         } else if (!strcmp(a, "--completions")) {
             completions = true;
         } else if (!strcmp(a, "--json")) {
@@ -253,6 +283,8 @@ int fc_cmd_bench_serve(int argc, char **argv)
     }
     cJSON_AddNumberToObject(req, "max_tokens", max_tokens);
     cJSON_AddNumberToObject(req, "temperature", temperature);
+    if (seed >= 0) cJSON_AddNumberToObject(req, "seed", (double)seed);
+    if (ignore_eos) cJSON_AddBoolToObject(req, "ignore_eos", true);
     cJSON_AddBoolToObject(req, "stream", true);
     cJSON_AddBoolToObject(cJSON_AddObjectToObject(req, "stream_options"), "include_usage", true);
     char url[1100];
@@ -267,6 +299,7 @@ int fc_cmd_bench_serve(int argc, char **argv)
         fprintf(stderr, "bench-serve: %d requests, %d clients, max_tokens %d, model %s, %s\n", requests, clients,
                 max_tokens, model, url);
     double t0 = fc_time_sec();
+    if (duration > 0) b.deadline = t0 + duration;
     pthread_t *th = fc_xcalloc((size_t)clients, sizeof(pthread_t));
     for (int i = 0; i < clients; i++)
         if (pthread_create(&th[i], NULL, client_main, &b) != 0) fc_cli_die(NULL, "cannot start client thread %d", i);
@@ -275,6 +308,8 @@ int fc_cmd_bench_serve(int argc, char **argv)
     qsort(b.ttft.v, b.ttft.n, sizeof(double), cmp_double);
     qsort(b.itl.v, b.itl.n, sizeof(double), cmp_double);
     qsort(b.latency.v, b.latency.n, sizeof(double), cmp_double);
+    qsort(b.tpot.v, b.tpot.n, sizeof(double), cmp_double);
+    double ptok = b.ok ? (double)b.prompt_tokens / b.ok : 0, gtok = b.ok ? (double)b.tokens / b.ok : 0;
 
     double rps = b.ok / wall, tps = (double)b.tokens / wall;
     if (json) {
@@ -283,15 +318,21 @@ int fc_cmd_bench_serve(int argc, char **argv)
         cJSON_AddNumberToObject(o, "clients", clients);
         cJSON_AddNumberToObject(o, "requests", requests);
         cJSON_AddNumberToObject(o, "ok", b.ok);
+        if (b.ok + b.errors < requests) cJSON_AddNumberToObject(o, "not_started", requests - b.ok - b.errors);
         cJSON_AddNumberToObject(o, "errors", b.errors);
         cJSON_AddNumberToObject(o, "wall_s", wall);
         cJSON_AddNumberToObject(o, "requests_per_s", rps);
         cJSON_AddNumberToObject(o, "generated_tokens", (double)b.tokens);
         cJSON_AddNumberToObject(o, "tokens_per_s", tps);
+        cJSON_AddNumberToObject(o, "prompt_tokens_per_request", ptok);
+        cJSON_AddNumberToObject(o, "generated_tokens_per_request", gtok);
+        cJSON_AddNumberToObject(o, "requests_with_usage", b.with_usage);
         cJSON_AddNumberToObject(o, "ttft_p50_ms", 1e3 * pct(&b.ttft, 50));
         cJSON_AddNumberToObject(o, "ttft_p99_ms", 1e3 * pct(&b.ttft, 99));
         cJSON_AddNumberToObject(o, "itl_p50_ms", 1e3 * pct(&b.itl, 50));
         cJSON_AddNumberToObject(o, "itl_p99_ms", 1e3 * pct(&b.itl, 99));
+        cJSON_AddNumberToObject(o, "tpot_p50_ms", 1e3 * pct(&b.tpot, 50));
+        cJSON_AddNumberToObject(o, "tpot_p99_ms", 1e3 * pct(&b.tpot, 99));
         cJSON_AddNumberToObject(o, "latency_p50_ms", 1e3 * pct(&b.latency, 50));
         cJSON_AddNumberToObject(o, "latency_p99_ms", 1e3 * pct(&b.latency, 99));
         if (b.errors) cJSON_AddStringToObject(o, "first_error", b.first_error);
@@ -300,11 +341,17 @@ int fc_cmd_bench_serve(int argc, char **argv)
         free(s);
         cJSON_Delete(o);
     } else {
-        printf("requests:        %d ok, %d errors in %.2f s\n", b.ok, b.errors, wall);
+        printf("requests:        %d ok, %d errors in %.2f s", b.ok, b.errors, wall);
+        if (b.ok + b.errors < requests) printf(" (%d not started: --duration)", requests - b.ok - b.errors);
+        printf("\n");
         printf("throughput:      %.2f requests/s, %.1f generated tokens/s (%lld tokens)\n", rps, tps, b.tokens);
+        printf("per request:     %.1f prompt tokens, %.1f generated tokens%s\n", ptok, gtok,
+               b.with_usage < b.ok ? " (some without usage: chunks counted)" : "");
         printf("TTFT:            p50 %.1f ms, p99 %.1f ms\n", 1e3 * pct(&b.ttft, 50), 1e3 * pct(&b.ttft, 99));
         printf("inter-token:     p50 %.1f ms, p99 %.1f ms (between streamed chunks)\n", 1e3 * pct(&b.itl, 50),
                1e3 * pct(&b.itl, 99));
+        printf("TPOT:            p50 %.1f ms, p99 %.1f ms (per output token after the first)\n",
+               1e3 * pct(&b.tpot, 50), 1e3 * pct(&b.tpot, 99));
         printf("request latency: p50 %.1f ms, p99 %.1f ms\n", 1e3 * pct(&b.latency, 50), 1e3 * pct(&b.latency, 99));
         if (b.errors) printf("first error:     %s\n", b.first_error);
     }
@@ -313,6 +360,7 @@ int fc_cmd_bench_serve(int argc, char **argv)
     free(b.ttft.v);
     free(b.itl.v);
     free(b.latency.v);
+    free(b.tpot.v);
     free(model_buf);
     pthread_mutex_destroy(&b.mu);
     return b.errors ? 1 : 0;
