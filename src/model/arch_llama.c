@@ -366,11 +366,11 @@ static void forward_thread(void *ctx, int ith, int nth)
         }
         fc_pool_barrier(e->pool);
 
-        /* attention, split over (query tile, key/value head, context chunk) */
-        long a0, a1;
-        fc_split_range((long)f->n_tiles * NKV * f->n_split, ith, nth, 1, &a0, &a1);
-        for (long i = a0; i < a1; i++) attend(f, l, i, attn_scratch);
+        /* attention, split over (query tile, key/value head, context chunk);
+         * dealt round-robin: a prompt's later tiles read more keys */
+        for (long i = ith; i < (long)f->n_tiles * NKV * f->n_split; i += nth) attend(f, l, i, attn_scratch);
         fc_pool_barrier(e->pool);
+        long a0, a1;
         if (f->n_split > 1) {
             fc_split_range((long)f->n_tiles * NKV, ith, nth, 1, &a0, &a1);
             for (long i = a0; i < a1; i++) attn_merge(f, i);

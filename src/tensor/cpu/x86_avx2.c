@@ -645,7 +645,9 @@ bool fc_cpu_has_avx2(int wtype) { return tiles_of(wtype, fc_matmul_act_type(wtyp
 #define PREFETCH_BYTES 8192
 #endif
 /* Activation bytes of a token block kept hot in L2 while a row pair walks it. */
+#ifndef TOKEN_BLOCK_BYTES
 #define TOKEN_BLOCK_BYTES (192 * 1024)
+#endif
 /* Largest K / 32 the prefill tiles take their row scales for (K = 65536). */
 #define PRE_MAX_NB 2048
 
