@@ -40,9 +40,11 @@
 
 #define MAX_N 128            /* OpenAI's bound on n */
 #define MAX_LOGPROBS 20      /* the engine's bound on alternatives per token */
+#define MAX_STOP 32          /* stop sequences per request (OpenAI: 4; the worker: 64) */
 #define GENERATE_TIMEOUT_S 10800.0 /* FastChat's fetch_remote: aiohttp total 3 h */
 #define NO_MAX_TOKENS (1024 * 1024) /* check_length: max_tokens None */
 #define MAX_TASKS_AT_ONCE 32 /* non-streamed choices in flight per request */
+#define CHECK_N_CTX 8192     /* fc_openai_api_check_request: the context assumed */
 
 struct fc_openai_api {
     fc_http_server *http;
@@ -750,8 +752,9 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         r->include_usage = inc;
     }
 
-    /* check_model, then check_requests, in FastChat's order */
-    if (!check_model(a, r->model, e)) return false;
+    /* check_model (not without a server: fc_openai_api_check_request), then
+     * check_requests, in FastChat's order */
+    if (a && !check_model(a, r->model, e)) return false;
     if (r->max_tokens != -1 && r->max_tokens <= 0)
         return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "max_tokens", "%ld is less than the minimum of 1 - 'max_tokens'",
                        r->max_tokens),
@@ -794,6 +797,11 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "logprobs",
                        "%ld is out of range: logprobs must be between 0 and %d - 'logprobs'", r->logprobs,
                        MAX_LOGPROBS),
+               false;
+    int n_stop = cJSON_IsArray(r->stop) ? cJSON_GetArraySize(r->stop) : 0;
+    if (n_stop > MAX_STOP) /* the worker takes 64 with the template's (at most 3) */
+        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "stop",
+                       "%d stop sequences are too many: at most %d - 'stop'", n_stop, MAX_STOP),
                false;
     if (kind == K_API_CHAT && r->repetition_penalty <= 0)
         return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "repetition_penalty",
@@ -1596,37 +1604,61 @@ static void h_models(const fc_http_request *req, fc_http_reply *reply, void *use
     reply_obj(reply, out);
 }
 
+/* Parses and validates an embeddings request (the model from the body, else
+ * url_model); without a server (a NULL) the model is not checked. */
+static bool parse_embed_req(fc_openai_api *a, const fc_http_request *hr, const char *url_model, gen_req *r,
+                            api_err *e)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = K_EMBEDDINGS;
+    r->body = cJSON_ParseWithLength(hr->body, hr->body_len);
+    if (!cJSON_IsObject(r->body)) {
+        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
+                r->body ? "Input should be a valid dictionary" : "JSON decode error");
+        return false;
+    }
+    const cJSON *model = json_get(r->body, "model");
+    if (model && !cJSON_IsNull(model) && !cJSON_IsString(model)) {
+        type_error(e, r->kind, "model", "Input should be a valid string");
+        return false;
+    }
+    r->model = cJSON_IsString(model) ? model->valuestring : url_model;
+    if (!r->model) {
+        type_error(e, r->kind, "model", "Field required");
+        return false;
+    }
+    if (!read_texts(r, "input", e)) return false;
+    const cJSON *fmt = json_get(r->body, "encoding_format");
+    if (fmt && !cJSON_IsNull(fmt) && !cJSON_IsString(fmt)) {
+        type_error(e, r->kind, "encoding_format", "Input should be a valid string");
+        return false;
+    }
+    r->encoding_format = cJSON_IsString(fmt) ? fmt->valuestring : NULL;
+    return !a || check_model(a, r->model, e);
+}
+
+/* The /worker_get_embeddings body for inputs [start, start + bs). */
+static char *embed_payload(const gen_req *r, int start, int bs)
+{
+    cJSON *pl = cJSON_CreateObject();
+    cJSON_AddStringToObject(pl, "model", r->model);
+    cJSON *in = cJSON_AddArrayToObject(pl, "input");
+    for (int i = start; i < r->n_prompts && i < start + bs; i++)
+        cJSON_AddItemToArray(in, cJSON_CreateString(r->prompts[i]));
+    if (r->encoding_format) cJSON_AddStringToObject(pl, "encoding_format", r->encoding_format);
+    else cJSON_AddNullToObject(pl, "encoding_format");
+    char *payload = json_print(pl);
+    cJSON_Delete(pl);
+    return payload;
+}
+
 /* /v1/embeddings and /v1/engines/{model}/embeddings */
 static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_reply *reply, const char *url_model)
 {
     gen_req r;
-    memset(&r, 0, sizeof r);
-    r.kind = K_EMBEDDINGS;
     api_err e = {0};
     cJSON *out = NULL;
-    r.body = cJSON_ParseWithLength(hr->body, hr->body_len);
-    if (!cJSON_IsObject(r.body)) {
-        err_set(&e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
-                r.body ? "Input should be a valid dictionary" : "JSON decode error");
-        goto done;
-    }
-    const cJSON *model = json_get(r.body, "model");
-    if (model && !cJSON_IsNull(model) && !cJSON_IsString(model)) {
-        type_error(&e, r.kind, "model", "Input should be a valid string");
-        goto done;
-    }
-    r.model = cJSON_IsString(model) ? model->valuestring : url_model;
-    if (!r.model) {
-        type_error(&e, r.kind, "model", "Field required");
-        goto done;
-    }
-    if (!read_texts(&r, "input", &e)) goto done;
-    const cJSON *fmt = json_get(r.body, "encoding_format");
-    if (fmt && !cJSON_IsNull(fmt) && !cJSON_IsString(fmt)) {
-        type_error(&e, r.kind, "encoding_format", "Input should be a valid string");
-        goto done;
-    }
-    if (!check_model(a, r.model, &e)) goto done;
+    if (!parse_embed_req(a, hr, url_model, &r, &e)) goto done;
 
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "list");
@@ -1634,15 +1666,7 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
     double tokens = 0;
     int bs = a->embed_batch;
     for (int start = 0; start < r.n_prompts && !e.http; start += bs) {
-        cJSON *pl = cJSON_CreateObject();
-        cJSON_AddStringToObject(pl, "model", r.model);
-        cJSON *in = cJSON_AddArrayToObject(pl, "input");
-        for (int i = start; i < r.n_prompts && i < start + bs; i++)
-            cJSON_AddItemToArray(in, cJSON_CreateString(r.prompts[i]));
-        if (cJSON_IsString(fmt)) cJSON_AddStringToObject(pl, "encoding_format", fmt->valuestring);
-        else cJSON_AddNullToObject(pl, "encoding_format");
-        char *payload = json_print(pl);
-        cJSON_Delete(pl);
+        char *payload = embed_payload(&r, start, bs);
         cJSON *res = NULL;
         for (int attempt = 0; attempt < 3 && !e.http; attempt++) {
             char *addr = worker_address(a, r.model, &e);
@@ -1778,6 +1802,74 @@ static void h_token_check(const fc_http_request *req, fc_http_reply *reply, void
         return;
     }
     reply_obj(reply, out);
+}
+
+/* ---- checking a request offline (tests, fuzzing) ---- */
+
+int fc_openai_api_check_request(const char *path, const char *body, size_t len, const char *conv_template, char **out)
+{
+    enum req_kind kind;
+    if (!strcmp(path, "/v1/chat/completions")) kind = K_CHAT;
+    else if (!strcmp(path, "/v1/completions")) kind = K_COMPLETION;
+    else if (!strcmp(path, "/api/v1/chat/completions")) kind = K_API_CHAT;
+    else if (!strcmp(path, "/v1/embeddings")) kind = K_EMBEDDINGS;
+    else {
+        *out = fc_xstrdup("{\"detail\":\"Not Found\"}");
+        return 404;
+    }
+    char *copy = fc_xmalloc(len + 1); /* the server hands handlers a NUL-terminated body */
+    if (len) memcpy(copy, body, len);
+    copy[len] = 0;
+    fc_http_request hr = {.method = "POST", .path = path, .body = copy, .body_len = len, .peer = "check"};
+    gen_req r;
+    api_err e = {0};
+    cJSON *res = NULL;
+    fc_conv *conv = NULL;
+    if (kind == K_EMBEDDINGS) {
+        if (parse_embed_req(NULL, &hr, NULL, &r, &e)) {
+            res = cJSON_CreateArray();
+            for (int start = 0; start < r.n_prompts; start += 4) {
+                char *pl = embed_payload(&r, start, 4);
+                cJSON_AddItemToArray(res, cJSON_Parse(pl));
+                free(pl);
+            }
+        }
+    } else if (parse_gen_req(NULL, &hr, kind, &r, &e)) {
+        conv = fc_conv_new(conv_template ? conv_template : "chatml");
+        if (!conv) err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "no conversation template %s", conv_template);
+        char *prompt = NULL;
+        if (conv && kind != K_COMPLETION) {
+            fc_conv *c = fc_conv_copy(conv);
+            prompt = render_chat(c, r.messages, &e);
+            fc_conv_free(c);
+        }
+        if (!e.http) {
+            long mt = r.max_tokens > 0 && r.max_tokens < CHECK_N_CTX ? r.max_tokens : CHECK_N_CTX;
+            res = cJSON_CreateArray();
+            for (int i = 0; i < (prompt ? 1 : r.n_prompts); i++) {
+                char *pl = gen_params_json(&r, conv, prompt ? prompt : r.prompts[i], mt, 0);
+                cJSON_AddItemToArray(res, cJSON_Parse(pl));
+                free(pl);
+            }
+        }
+        free(prompt);
+    }
+    int status = 200;
+    if (e.http) {
+        cJSON *b = error_body(e.msg, e.code, e.param);
+        *out = json_print(b);
+        cJSON_Delete(b);
+        status = e.http;
+        cJSON_Delete(res);
+    } else {
+        *out = json_print(res);
+        cJSON_Delete(res);
+    }
+    fc_conv_free(conv);
+    err_free(&e);
+    req_free(&r);
+    free(copy);
+    return status;
 }
 
 /* ---- lifetime ---- */

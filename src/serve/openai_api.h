@@ -36,7 +36,7 @@
  * Beyond FastChat: `seed` (choice i gets seed + i), `logprobs`/`top_logprobs`
  * on chat completions (OpenAI's shape), `stream_options.include_usage` (a
  * last chunk with usage and no choices), `max_completion_tokens`, range checks
- * of presence/frequency penalties ([-2, 2]), n <= 128, logprobs <= 20, every
+ * of presence/frequency penalties ([-2, 2]), n <= 128, logprobs <= 20, at most 32 stop sequences, every
  * streamed chunk carries object and created, the completion chunks' index
  * runs over prompts x n as in non-streamed responses, and the logprobs of a
  * streamed chunk are those of its own tokens (FastChat repeats all of them).
@@ -54,6 +54,7 @@
 #define FC_OPENAI_API_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct fc_openai_api fc_openai_api;
 
@@ -75,5 +76,19 @@ fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p);
 int fc_openai_api_port(const fc_openai_api *a);
 /* Stops serving, waits for the streaming relays to end, frees. NULL is a no-op. */
 void fc_openai_api_free(fc_openai_api *a);
+
+/* For tests and fuzzing: checks a request body as the route `path`
+ * ("/v1/chat/completions", "/v1/completions", "/api/v1/chat/completions",
+ * "/v1/embeddings") does before it asks the controller or a worker anything:
+ * the schema (40001) and the parameter ranges (40302); the model is taken as
+ * served. A valid chat request is then rendered with the conversation
+ * template conv_template (NULL: "chatml"), as prepare() does with the
+ * worker's. Returns the HTTP status (200 when valid) and in *out a malloc'd
+ * JSON: the error body, or for a valid request a JSON array of what goes to
+ * the worker: one /worker_generate body per prompt (its first choice, with
+ * max_tokens clamped as for a context of 8192 tokens and a prompt of none),
+ * or for embeddings one /worker_get_embeddings body per batch of 4. */
+int fc_openai_api_check_request(const char *path, const char *body, size_t len, const char *conv_template,
+                                char **out);
 
 #endif

@@ -320,20 +320,32 @@ int fc_worker_queue_length(fc_worker *w)
 
 /* ---- request bodies ---- */
 
-static cJSON *parse_body(const fc_http_request *req, fc_http_reply *rep)
+#define PARAM_ERROR_MAX 512 /* bytes of a 400's message */
+
+/* A body that must be a JSON object; NULL with the reason in why
+ * (PARAM_ERROR_MAX bytes). */
+static cJSON *parse_object(const char *body, size_t len, char *why)
 {
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
+    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!j) {
-        size_t at = end && end >= req->body ? (size_t)(end - req->body) : 0;
-        reply_bad_request(rep, "Request body is not valid JSON (near byte %zu)", at);
+        size_t at = end && end >= body ? (size_t)(end - body) : 0;
+        snprintf(why, PARAM_ERROR_MAX, "Request body is not valid JSON (near byte %zu)", at);
         return NULL;
     }
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        reply_bad_request(rep, "Request body must be a JSON object");
+        snprintf(why, PARAM_ERROR_MAX, "Request body must be a JSON object");
         return NULL;
     }
+    return j;
+}
+
+static cJSON *parse_body(const fc_http_request *req, fc_http_reply *rep)
+{
+    char why[PARAM_ERROR_MAX];
+    cJSON *j = parse_object(req->body, req->body_len, why);
+    if (!j) reply_bad_request(rep, "%s", why);
     return j;
 }
 
@@ -354,14 +366,15 @@ static wmodel *pick_model(fc_worker *w, const cJSON *body, fc_http_reply *rep)
 }
 
 /* A number field (Python's float()/int() also take numeric strings).
- * 1: set, 0: absent or null, -1: wrong type. */
+ * 1: set, 0: absent or null, -1: wrong type or not finite ("nan", "inf" or
+ * 1e999: no parameter has a meaning for them, and top_k would not convert). */
 static int get_num(const cJSON *o, const char *key, double *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
     if (cJSON_IsNumber(v)) {
         *out = v->valuedouble;
-        return 1;
+        return isfinite(*out) ? 1 : -1;
     }
     if (cJSON_IsBool(v)) {
         *out = cJSON_IsTrue(v) ? 1 : 0;
@@ -372,7 +385,7 @@ static int get_num(const cJSON *o, const char *key, double *out)
         errno = 0;
         double d = strtod(v->valuestring, &end);
         while (*end == ' ') end++;
-        if (end != v->valuestring && !*end && errno == 0) {
+        if (end != v->valuestring && !*end && errno == 0 && isfinite(d)) {
             *out = d;
             return 1;
         }
@@ -542,8 +555,8 @@ static void on_client_gone(void *user)
     pthread_mutex_unlock(&g->mu);
 }
 
-/* Reads the generation parameters into r (stop strings and ids point into
- * body or the arrays given). false after replying 400. */
+/* The generation parameters of a request (stop strings and ids point into
+ * the body or the arrays here). */
 typedef struct gen_params {
     const char *prompt;
     fc_gen_request r;
@@ -554,12 +567,24 @@ typedef struct gen_params {
     int top_k;
 } gen_params;
 
-static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_reply *rep)
+/* The message of a 400 for read_params (a string that reply_bad_request sends). */
+static void param_error(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void param_error(char *why, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, PARAM_ERROR_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads the generation parameters into p; false with the 400's message in
+ * why (PARAM_ERROR_MAX bytes) when the body is refused. */
+static bool read_params(bool has_seed, uint64_t w_seed, const cJSON *body, gen_params *p, char *why)
 {
     memset(p, 0, sizeof *p);
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(body, "prompt");
     if (!cJSON_IsString(pr)) {
-        reply_bad_request(rep, "'prompt' must be a string");
+        param_error(why, "'prompt' must be a string");
         return false;
     }
     p->prompt = pr->valuestring;
@@ -575,7 +600,7 @@ static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_
     for (size_t i = 0; i < FC_ARRAY_LEN(num); i++) {
         num[i].v = num[i].def;
         if (get_num(body, num[i].key, &num[i].v) < 0) {
-            reply_bad_request(rep, "'%s' must be a number", num[i].key);
+            param_error(why, "'%s' must be a finite number", num[i].key);
             return false;
         }
     }
@@ -586,18 +611,20 @@ static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_
     r->sampling.presence_penalty = (float)num[4].v;
     r->sampling.frequency_penalty = (float)num[5].v;
     if (!(num[6].v >= -1e9 && num[6].v <= 1e9)) {
-        reply_bad_request(rep, "'max_new_tokens' is out of range");
+        param_error(why, "'max_new_tokens' is out of range");
         return false;
     }
     r->max_new_tokens = (int)num[6].v;
     double seed;
     int sr = get_num(body, "seed", &seed);
-    if (sr < 0 || (sr > 0 && !(seed >= 0 && seed < 1.8e19))) {
-        reply_bad_request(rep, "'seed' must be a non-negative integer");
+    /* any 64-bit integer, signed or not (OpenAI's seeds may be negative) */
+    if (sr < 0 || (sr > 0 && !(seed >= -9.2e18 && seed < 1.8e19))) {
+        param_error(why, "'seed' must be a 64-bit integer");
         return false;
     }
-    if (sr > 0) r->sampling.has_seed = true, r->sampling.seed = (uint64_t)seed;
-    else if (w->has_seed) r->sampling.has_seed = true, r->sampling.seed = w->seed;
+    if (sr > 0)
+        r->sampling.has_seed = true, r->sampling.seed = seed < 0 ? (uint64_t)(int64_t)seed : (uint64_t)seed;
+    else if (has_seed) r->sampling.has_seed = true, r->sampling.seed = w_seed;
 
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(body, "stop");
     if (cJSON_IsString(stop)) {
@@ -606,17 +633,17 @@ static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_
         const cJSON *s;
         cJSON_ArrayForEach(s, stop) {
             if (!cJSON_IsString(s)) {
-                reply_bad_request(rep, "'stop' must be a string or a list of strings");
+                param_error(why, "'stop' must be a string or a list of strings");
                 return false;
             }
             if (r->n_stop == (int)FC_ARRAY_LEN(p->stop)) {
-                reply_bad_request(rep, "too many stop strings (at most %zu)", FC_ARRAY_LEN(p->stop));
+                param_error(why, "too many stop strings (at most %zu)", FC_ARRAY_LEN(p->stop));
                 return false;
             }
             p->stop[r->n_stop++] = s->valuestring;
         }
     } else if (stop && !cJSON_IsNull(stop)) {
-        reply_bad_request(rep, "'stop' must be a string or a list of strings");
+        param_error(why, "'stop' must be a string or a list of strings");
         return false;
     }
     r->stop = p->stop;
@@ -626,14 +653,14 @@ static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_
         cJSON_ArrayForEach(s, ids) {
             if (!cJSON_IsNumber(s) || !(s->valuedouble >= INT32_MIN && s->valuedouble <= INT32_MAX) ||
                 r->n_stop_ids == (int)FC_ARRAY_LEN(p->stop_ids)) {
-                reply_bad_request(rep, "'stop_token_ids' must be a list of at most %zu integers",
-                                  FC_ARRAY_LEN(p->stop_ids));
+                param_error(why, "'stop_token_ids' must be a list of at most %zu integers",
+                            FC_ARRAY_LEN(p->stop_ids));
                 return false;
             }
             p->stop_ids[r->n_stop_ids++] = (int32_t)s->valuedouble;
         }
     } else if (ids && !cJSON_IsNull(ids)) {
-        reply_bad_request(rep, "'stop_token_ids' must be a list of integers");
+        param_error(why, "'stop_token_ids' must be a list of integers");
         return false;
     }
     r->stop_ids = p->stop_ids;
@@ -650,6 +677,21 @@ static bool read_params(fc_worker *w, const cJSON *body, gen_params *p, fc_http_
         r->logprobs = p->top_k;
     }
     return true;
+}
+
+bool fc_worker_parse_generate(const char *body, size_t len,
+                              void (*use)(const char *prompt, const fc_gen_request *r, bool echo, void *user),
+                              void *user, char *err, size_t err_size)
+{
+    char why[PARAM_ERROR_MAX];
+    gen_params *p = fc_xmalloc(sizeof *p);
+    cJSON *j = parse_object(body, len, why);
+    bool ok = j && read_params(false, 0, j, p, why);
+    if (ok && use) use(p->prompt, &p->r, p->echo, user);
+    if (!ok && err && err_size) snprintf(err, err_size, "%s", why);
+    cJSON_Delete(j);
+    free(p);
+    return ok;
 }
 
 /* With echo and logprobs, FastChat reports the prompt's tokens too: the
@@ -675,7 +717,9 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
     if (!body) return;
     wmodel *m = pick_model(w, body, rep);
     gen_params p;
-    if (!m || !read_params(w, body, &p, rep)) {
+    char why[PARAM_ERROR_MAX];
+    if (!m || !read_params(w->has_seed, w->seed, body, &p, why)) {
+        if (m) reply_bad_request(rep, "%s", why);
         cJSON_Delete(body);
         return;
     }

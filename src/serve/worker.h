@@ -26,7 +26,8 @@
  * presence_penalty 0, frequency_penalty 0, max_new_tokens 256, stop (string or
  * list), stop_token_ids [] (EOS always added), echo true, logprobs (any
  * non-null value enables per-token logprobs; an integer k > 0 also fills
- * top_logprobs with the k best {token: logprob}), seed (else the worker's
+ * top_logprobs with the k best {token: logprob}), seed (any 64-bit integer,
+ * negative ones taken modulo 2^64; else the worker's
  * --seed), model (routes between the models of a multi-model worker).
  * A prompt longer than context - max_new_tokens - 1 tokens keeps its last
  * tokens, as FastChat truncates.
@@ -48,7 +49,7 @@
  * worker dies then): registration is retried every 5 s.
  *
  * Deliberate differences from FastChat: malformed bodies (not JSON, no
- * prompt, wrong types) get HTTP 400 with {"detail", "text", "error_code":
+ * prompt, wrong types, numbers that are not finite) get HTTP 400 with {"detail", "text", "error_code":
  * 40001} (FastChat answers 500), so FastChat's own stream readers still find
  * "text" and "error_code"; usage.completion_tokens counts the tokens
  * generated (FastChat reports one less, its loop index); top_logprobs is
@@ -62,6 +63,7 @@
 #define FC_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct fc_worker fc_worker;
@@ -99,6 +101,15 @@ int fc_worker_port(const fc_worker *w);
 const char *fc_worker_address(const fc_worker *w);
 /* Admitted + waiting requests (what the heartbeat reports). Thread-safe. */
 int fc_worker_queue_length(fc_worker *w);
+/* For tests and fuzzing: reads a /worker_generate(_stream) body as the
+ * handlers do, without a model (nothing is tokenized or truncated). When the
+ * body is accepted, calls use (if not NULL) with its prompt, the engine
+ * request (prompt ids unset; borrowed for the call) and echo, and returns
+ * true; else returns false with the 400's message in err (err_size bytes). */
+struct fc_gen_request;
+bool fc_worker_parse_generate(const char *body, size_t len,
+                              void (*use)(const char *prompt, const struct fc_gen_request *r, bool echo, void *user),
+                              void *user, char *err, size_t err_size);
 /* Stops serving (open streams are cancelled), stops the heartbeat, frees the
  * engines and models. NULL is a no-op. */
 void fc_worker_free(fc_worker *w);
