@@ -71,25 +71,9 @@ run_to() {
 }
 report() { python3 bench/report.py "$@" >> "$RAW"; }
 slug() { echo "$1" | tr ' /' '__'; }
-# Percent of all CPU time in use (by anything) over one second.
-cpu_busy() {
-    local a b
-    read -r -a a < /proc/stat; sleep 1; read -r -a b < /proc/stat
-    local tot=0 k
-    for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
-    local idle=$((b[4] - a[4] + b[5] - a[5]))
-    echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
-}
-# Before each repetition: wait (up to BENCH_WAIT_QUIET seconds) until the
-# other work on the machine is below BENCH_BUSY_PCT percent of the CPUs, and
-# record what it was, so that the table can say how quiet the run was.
-wait_quiet() {
-    local waited=0 b
-    while b=$(cpu_busy); [ "$b" -gt "${BENCH_BUSY_PCT:-15}" ] && [ $waited -lt "${BENCH_WAIT_QUIET:-20}" ]; do
-        sleep 4; waited=$((waited + 5))
-    done
-    echo "$b" >> "$OUT/busy.txt"
-}
+# cpu_busy, wait_quiet (prints the busy percent before each repetition)
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 
 if [ ! -x "$BIN" ]; then
     echo "bench: $BIN not built (run make first)" >&2
@@ -121,7 +105,7 @@ META="$OUT/meta.txt"
 } > "$META"
 
 # ---- 2. memory bandwidth ----
-wait_quiet
+wait_quiet >> "$OUT/busy.txt"
 if [ ! -x "$OUT/membw" ] || [ bench/membw.c -nt "$OUT/membw" ]; then
     cc -O3 -march=native -pthread -std=c11 bench/membw.c -o "$OUT/membw"
 fi
@@ -236,7 +220,7 @@ for t in $TYPES; do
         llama_batched "$label" "batched_r$1" "$m"
     }
     for r in $(seq 1 "$REPS"); do
-        wait_quiet
+        wait_quiet >> "$OUT/busy.txt"
         if [ $((r % 2)) = 1 ]; then ours "$r"; theirs "$r"; else theirs "$r"; ours "$r"; fi
     done
     short_gen "$label" "$m"
@@ -249,7 +233,7 @@ for f in "${RANDOM_LIST[@]}"; do
     ours() { ours_bench "$label" "r$1" "$f" --prompt 128 --gen 32 --depths 0 --batches ''; }
     theirs() { llama_bench "$label" "pp_tg_r$1" "$f" -p 128 -n 32; }
     for r in $(seq 1 "$RAND_REPS"); do
-        wait_quiet
+        wait_quiet >> "$OUT/busy.txt"
         if [ $((r % 2)) = 1 ]; then ours "$r"; theirs "$r"; else theirs "$r"; ours "$r"; fi
     done
 done

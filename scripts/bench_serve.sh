@@ -72,22 +72,8 @@ if [ ! -x "$BIN" ]; then
     exit 1
 fi
 
-# Percent of all CPU time in use (by anything) over one second.
-cpu_busy() {
-    local a b
-    read -r -a a < /proc/stat; sleep 1; read -r -a b < /proc/stat
-    local tot=0 k
-    for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
-    local idle=$((b[4] - a[4] + b[5] - a[5]))
-    echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
-}
-wait_quiet() {
-    local waited=0 b
-    while b=$(cpu_busy); [ "$b" -gt "${BENCH_BUSY_PCT:-15}" ] && [ $waited -lt "${BENCH_WAIT_QUIET:-20}" ]; do
-        sleep 4; waited=$((waited + 5))
-    done
-    echo "$b"
-}
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 # CPU accounting, to tell how much other work ran during a measurement:
 # busy and total ticks of the machine, ticks of one process (all threads),
 # and ticks of this shell's finished children (bash's `times`).
