@@ -154,17 +154,24 @@ static float rnd(void)
 /* R rows: 64 distinct quantized rows repeated (speed does not depend on values). */
 static uint8_t *make_weights(int wtype, int64_t R, int64_t K, size_t *ws)
 {
-    *ws = fc_dtype_row_size(wtype, K);
+    const int base = fc_pack_base_type(wtype); /* packed types: quantize, then pack */
+    *ws = fc_dtype_row_size(base, K);
     uint8_t *w = fc_aligned_alloc((size_t)R * *ws);
     float *row = fc_xmalloc((size_t)K * sizeof(float));
     FC_ASSERT(w);
     const int64_t nu = R < 64 ? R : 64;
     for (int64_t r = 0; r < nu; r++) {
         for (int64_t k = 0; k < K; k++) row[k] = rnd() * 0.05f;
-        FC_ASSERT(fc_quantize_row_ref(wtype, row, w + (size_t)r * *ws, K));
+        FC_ASSERT(fc_quantize_row_ref(base, row, w + (size_t)r * *ws, K));
     }
     for (int64_t r = nu; r < R; r++) memcpy(w + (size_t)r * *ws, w + (size_t)(r % nu) * *ws, *ws);
     free(row);
+    if (base != wtype) {
+        uint8_t *p = fc_aligned_alloc((size_t)R * *ws);
+        FC_ASSERT(p && fc_pack_rows(base, w, *ws, R, K, p));
+        free(w);
+        w = p;
+    }
     return w;
 }
 

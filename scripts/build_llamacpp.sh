@@ -17,7 +17,18 @@ set -euo pipefail
 
 VERSION=${LLAMACPP_PY_VERSION:-0.3.36}
 CACHE="${FASTCHAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fastchat}"
-ROOT="$CACHE/llama.cpp-$VERSION"
+# On CPUs with AMX, -march=native compiles ggml's AMX matrix kernels, and in
+# this version they crash (SIGSEGV in ggml_backend_amx_mul_mat) on the bench
+# models; with AMX left out ggml uses its AVX-512 VNNI kernels and its CPU
+# weight repacking, the fastest configuration that runs. (GCC's explicit
+# -mno-* flags win over -march=native in any order.) LLAMACPP_AMX=1 keeps it.
+FLAGS=""
+SUFFIX=""
+if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && [ "${LLAMACPP_AMX:-0}" != 1 ]; then
+    FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    SUFFIX="-noamx"
+fi
+ROOT="$CACHE/llama.cpp-$VERSION$SUFFIX"
 BIN="$ROOT/bin"
 # LLAMACPP_TARGETS narrows the set: `make bench` needs only the first four,
 # which skip the multimodal library that llama-cli and llama-server pull in.
@@ -77,7 +88,7 @@ cmake -S "$SRC" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release \
       -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF \
       -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON \
-      -DLLAMA_BUILD_SERVER=ON >&2
+      -DLLAMA_BUILD_SERVER=ON ${FLAGS:+"-DCMAKE_C_FLAGS=$FLAGS" "-DCMAKE_CXX_FLAGS=$FLAGS"} >&2
 avail=()
 help=$(cmake --build "$ROOT/build" --target help 2>/dev/null || true)
 for t in "${TARGETS[@]}"; do
@@ -98,6 +109,6 @@ for t in "${TARGETS[@]}"; do
         chmod +x "$BIN/$t"
     fi
 done
-(cd "$SRC" && echo "llama-cpp-python $VERSION") > "$BIN/.stamp"
+(cd "$SRC" && echo "llama-cpp-python $VERSION${FLAGS:+, built with $FLAGS}") > "$BIN/.stamp"
 log "done"
 echo "$BIN"

@@ -220,12 +220,23 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
     int64_t base = 0;
     for (int i = 0; i < n; i++) {
         const fc_tensor *w = outs[i].w;
-        int64_t R = w->ne[1];
-        int64_t r0 = FC_MAX(lo - base, 0), r1 = FC_MIN(hi - base, R);
+        const int64_t R = w->ne[1];
+        /* packed matrices (fast mode, a16) split at multiples of 8 rows: the
+         * bounds of every thread round up alike, so the split stays exact */
+        const bool packed = w->packed && !e->exact && e->a16;
+        int64_t r0 = FC_MAX(lo - base, 0), r1 = FC_MAX(FC_MIN(hi - base, R), 0);
+        if (packed) {
+            r0 = FC_MIN((r0 + 7) & ~(int64_t)7, R);
+            r1 = FC_MIN((r1 + 7) & ~(int64_t)7, R);
+        }
         if (r0 < r1) {
             size_t ws = fc_tensor_row_bytes(w);
             if (e->exact) {
                 fc_matmul_exact(w->type, w->data, ws, K, in, K, T, outs[i].y, R, r0, r1);
+            } else if (packed) {
+                const int a = act_index(FC_DTYPE_A16);
+                fc_matmul_fast(w->packed_type, w->packed, ws, K, FC_DTYPE_A16, e->act[a], e->act_stride[a], T,
+                               outs[i].y, R, r0, r1);
             } else {
                 const int at = fc_matmul_act_type(w->type, e->a16), a = act_index(at);
                 if (a < 0)

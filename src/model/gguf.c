@@ -456,8 +456,8 @@ static bool parse_tensor_info(struct cursor *c, fc_gguf *g, fc_gguf_tensor_info 
     }
     at = c->pos;
     if (!get_u32(c, &type, "tensor type")) return false;
-    /* a16 is ours, not a file type */
-    size_t type_size = type < FC_DTYPE_COUNT && type != FC_DTYPE_A16 ? fc_dtype_type_size((int)type) : 0;
+    /* a16 and the row-interleaved types are ours, not file types */
+    size_t type_size = fc_dtype_in_files((int)FC_MIN(type, (uint32_t)INT32_MAX)) ? fc_dtype_type_size((int)type) : 0;
     if (type_size == 0) {
         FC_LOG_ERROR("%s: tensor " NAME_FMT " has unknown type %u (at byte offset %zu)",
                      c->name, NAME_ARG(ti->name), type, at);
@@ -979,7 +979,7 @@ void fc_gguf_writer_add_tensor(fc_gguf_writer *w, const char *name, int type, in
             return;
         }
     }
-    bool ok = n_dims >= 1 && n_dims <= FC_MAX_DIMS && type >= 0 && type < FC_DTYPE_COUNT && type != FC_DTYPE_A16 &&
+    bool ok = n_dims >= 1 && n_dims <= FC_MAX_DIMS && fc_dtype_in_files(type) &&
               fc_dtype_type_size(type) > 0;
     uint64_t nbytes = 0;
     if (ok) {

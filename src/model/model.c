@@ -15,10 +15,15 @@
 #include "model_impl.h"
 #include "hf_config.h"
 
+#include "tensor/ops.h"
+
 #include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- helpers ---- */
 
@@ -365,6 +370,77 @@ static bool load_hf(fc_model *m)
     return true;
 }
 
+/* ---- packed weights ---- */
+
+/* The matrices the forward pass multiplies by, which packing may cover. */
+static int matrices(fc_model *m, fc_tensor **out)
+{
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        fc_layer *L = &m->layers[l];
+        fc_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < FC_ARRAY_LEN(ts); i++) out[n++] = ts[i];
+    }
+    out[n++] = &m->output;
+    return n;
+}
+
+static bool packable(const fc_tensor *t)
+{
+    return t->data && t->n_dims == 2 && fc_pack_type(t->type) >= 0 && t->ne[1] % 8 == 0 && t->ne[0] % FC_QK == 0;
+}
+
+/*
+ * Rearranges every q4_0 / q4_1 / q8_0 matrix into the row-interleaved
+ * layout of the fast kernels (pack.c), in one anonymous mapping. The file
+ * mapping stays (exact mode and --act8 read the stored layout), but each
+ * matrix's pages are dropped from this process once copied, so the
+ * resident size stays about one copy of the weights. FASTCHAT_NO_REPACK=1
+ * turns it off (for comparisons).
+ */
+static bool pack_weights(fc_model *m)
+{
+    const char *off = getenv("FASTCHAT_NO_REPACK");
+    if (off && *off && strcmp(off, "0") != 0) return true;
+    fc_tensor **mats = fc_xmalloc(sizeof *mats * (size_t)(7 * m->cfg.n_layer + 1));
+    const int n = matrices(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (packable(mats[i])) total += (mats[i]->nbytes + 63) & ~(size_t)63;
+    if (total == 0) {
+        free(mats);
+        return true;
+    }
+    void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) {
+        FC_LOG_ERROR("%s: cannot allocate %zu bytes for the packed weights: %s", m->path, total, strerror(errno));
+        free(mats);
+        return false;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(base, total, MADV_HUGEPAGE);
+#endif
+    m->packed = base;
+    m->packed_bytes = total;
+    const long page = sysconf(_SC_PAGESIZE);
+    uint8_t *at = base;
+    for (int i = 0; i < n; i++) {
+        fc_tensor *t = mats[i];
+        if (!packable(t)) continue;
+        const bool ok = fc_pack_rows(t->type, t->data, fc_tensor_row_bytes(t), t->ne[1], t->ne[0], at);
+        FC_ASSERT(ok);
+        t->packed = at;
+        t->packed_type = fc_pack_type(t->type);
+        /* drop the copied pages of the file mapping from this process */
+        uintptr_t p0 = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t p1 = ((uintptr_t)t->data + t->nbytes) & ~(uintptr_t)(page - 1);
+        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+        at += (t->nbytes + 63) & ~(size_t)63;
+    }
+    free(mats);
+    return true;
+}
+
 /* ---- public ---- */
 
 fc_model *fc_model_load(const char *path)
@@ -383,7 +459,7 @@ fc_model *fc_model_load(const char *path)
         m->format = FC_FORMAT_GGUF;
         if (!load_gguf(m)) goto fail;
     }
-    if (!finish_tensors(m)) goto fail;
+    if (!finish_tensors(m) || !pack_weights(m)) goto fail;
     return m;
 fail:
     fc_model_free(m);
@@ -395,6 +471,7 @@ void fc_model_free(fc_model *m)
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    if (m->packed) munmap(m->packed, m->packed_bytes);
     free(m->named);
     free(m->layers);
     fc_gguf_free(m->gguf);

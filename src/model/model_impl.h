@@ -44,6 +44,10 @@ struct fc_model {
      * upcast to f32 at load): freed with the model */
     void **owned;
     int n_owned;
+    /* the packed copies of the matrices (fc_tensor.packed): one anonymous
+     * mapping, packed_bytes long */
+    void *packed;
+    size_t packed_bytes;
 };
 
 #endif

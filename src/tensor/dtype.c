@@ -81,6 +81,10 @@ static const struct type_traits traits[FC_DTYPE_COUNT] = {
     [FC_DTYPE_F64]  = { "f64",  1,      8,                      false },
     [FC_DTYPE_BF16] = { "bf16", 1,      2,                      true },
     [FC_DTYPE_A16]  = { "a16",  FC_QK,   sizeof(fc_block_a16),  false },
+    /* row-interleaved weights: sizes per row as the base type's */
+    [FC_DTYPE_Q4_0_X8] = { "q4_0x8", FC_QK, sizeof(fc_block_q4_0), false },
+    [FC_DTYPE_Q4_1_X8] = { "q4_1x8", FC_QK, sizeof(fc_block_q4_1), false },
+    [FC_DTYPE_Q8_0_X8] = { "q8_0x8", FC_QK, sizeof(fc_block_q8_0), false },
 };
 
 static const struct type_traits *lookup(int t)
@@ -105,6 +109,11 @@ int fc_dtype_from_name(const char *name)
         if (!*a && !*b) return t;
     }
     return -1;
+}
+
+bool fc_dtype_in_files(int t)
+{
+    return t >= 0 && t < FC_DTYPE_A16 && lookup(t) != NULL;
 }
 
 bool fc_dtype_supported(int t)

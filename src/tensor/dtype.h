@@ -42,7 +42,14 @@ enum fc_dtype {
     /* Ours, never in a file: 16-bit activation blocks of the fast matmul
      * (fc_block_a16). Beyond every GGML id. */
     FC_DTYPE_A16 = 40,
-    FC_DTYPE_COUNT = 41, /* upper bound of ids, for tables */
+    /* Ours, never in a file: weights of q4_0 / q4_1 / q8_0 rearranged at
+     * load so that eight rows are interleaved (layout in pack.c). A row
+     * group of 8 rows takes exactly the bytes of 8 rows of the base type,
+     * so row strides and offsets are the base type's. */
+    FC_DTYPE_Q4_0_X8 = 41,
+    FC_DTYPE_Q4_1_X8 = 42,
+    FC_DTYPE_Q8_0_X8 = 43,
+    FC_DTYPE_COUNT = 44, /* upper bound of ids, for tables */
 };
 
 #define FC_QK 32      /* values per block of the 32-wide types */
@@ -75,6 +82,9 @@ const char *fc_dtype_name(int t);
 int fc_dtype_from_name(const char *name);
 /* True for types we can read as weights (dequantize). */
 bool fc_dtype_supported(int t);
+/* True for the GGML ids a file may hold (ours, a16 and the row-interleaved
+ * types, are not among them). */
+bool fc_dtype_in_files(int t);
 /* Values per block (1 for plain types), 0 for unknown ids. */
 int fc_dtype_block_size(int t);
 /* Bytes per block, 0 for unknown ids. */

@@ -61,6 +61,29 @@ void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
                    const float *x, int64_t x_stride, int T,
                    float *y, int64_t y_stride, int64_t r0, int64_t r1);
 
+/* ---- row-interleaved weights (pack.c) ----
+ * A q4_0 / q4_1 / q8_0 matrix whose row count is a multiple of 8 can be
+ * rearranged once (at model load) into groups of 8 interleaved rows
+ * (FC_DTYPE_*_X8), so that one vector of int32 sums holds the 8 rows of a
+ * group: the fast matmul with a16 activations then converts and scales 8
+ * rows at once, and walks one weight stream instead of several. The packed
+ * matrix takes the same bytes as the original, and fc_matmul_fast takes it
+ * with the base type's row stride; r0 and r1 must then be multiples of 8,
+ * and the activations a16 (fc_matmul_act_type of a packed type is a16). */
+/* The packed type of wtype, or -1 if it has none. */
+int fc_pack_type(int wtype);
+/* The base type of a packed type (or t itself). */
+int fc_pack_base_type(int t);
+/* Rearranges R rows (R % 8 == 0) of K values of type wtype, src_stride
+ * bytes apart, into dst (R * fc_dtype_row_size(wtype, K) bytes). Returns
+ * false if wtype has no packed type or R, K do not fit it. */
+bool fc_pack_rows(int wtype, const void *src, size_t src_stride, int64_t R, int64_t K, void *dst);
+/* The inverse, for tests: R packed rows of type ptype into plain rows. */
+bool fc_unpack_rows(int ptype, const void *src, int64_t R, int64_t K, void *dst);
+/* Copies row r (0..7) of one packed group block (the 8 blocks of one block
+ * column) out as a block of the base type. */
+void fc_pack_block_row(int ptype, const uint8_t *gblk, int r, uint8_t *blk);
+
 /* ---- single vector dot products (fast path building blocks, exposed for tests) ---- */
 /* Dot of one weight row (wtype, K values) with one converted activation row
  * of type atype. */

@@ -20,6 +20,11 @@ typedef struct fc_tensor {
     int64_t ne[FC_MAX_DIMS];  /* ne[0] innermost; unused dims are 1 */
     const void *data;         /* borrowed; NULL when the tensor is absent */
     size_t nbytes;
+    /* The same matrix rearranged for the fast kernels (fc_pack_rows), or
+     * NULL: packed_type's layout, nbytes long, owned by the model. data
+     * stays valid for the paths that want the stored layout. */
+    const void *packed;
+    int packed_type;
 } fc_tensor;
 
 static inline int64_t fc_tensor_nelem(const fc_tensor *t)

@@ -714,6 +714,9 @@ static void check_corrupt(void)
     s = base_spec(); s.ttype = 99; expect_reject("unknown_type.gguf", &s, "unknown type");
     s = base_spec(); s.ttype = 4; expect_reject("removed_type_4.gguf", &s, "unknown type");
     s = base_spec(); s.ttype = 0xffffffffu; expect_reject("type_max.gguf", &s, "unknown type");
+    /* our own ids (16-bit activations, row-interleaved weights) are not file types */
+    s = base_spec(); s.ttype = FC_DTYPE_A16; expect_reject("type_a16.gguf", &s, "unknown type");
+    s = base_spec(); s.ttype = FC_DTYPE_Q4_0_X8; expect_reject("type_q4_0x8.gguf", &s, "unknown type");
     s = base_spec(); s.ttype = FC_DTYPE_Q8_0; s.ne[0] = 33; expect_reject("q8_0_partial_block.gguf", &s, "block size");
     s = base_spec(); s.second_tensor = true; s.second_name = "a"; expect_reject("dup_tensor.gguf", &s, "duplicate tensor");
     s = base_spec(); s.second_tensor = true; expect_accept("two_tensors.gguf", &s);

@@ -16,6 +16,10 @@
  *   quant    fc_matmul_fast vs fc_matmul_ref on the f32 activations: the
  *            activation rounding bound (below).
  *   exact    fc_matmul_exact vs fc_matmul_ref.
+ *   packed   (q4_0, q4_1, q8_0 with a16) the rows packed by fc_pack_rows
+ *            (and unpacked back byte for byte), fc_matmul_fast on the
+ *            packed type vs fc_vec_dot_ref over whole 8-row groups, with
+ *            the tolerance of fast.
  * Errors are measured against the scale of the sum, S = sum_k |w_k * x_k|
  * (dequantized values, double): the fast and exact kernels round each
  * product sum in f32 in an order unlike the reference's, and f32 keeps
@@ -123,6 +127,8 @@ static struct stat st_act = { "act quantize (bytes)", 0, 0, 0 };
 static struct stat st_dot[K_VARIANTS] = { { "vec_dot vs ref", 0, 0, 0 }, { "vec_dot generic vs ref", 0, 0, 0 } };
 static struct stat st_fast[K_VARIANTS] = { { "matmul_fast vs vec_dot_ref", 0, 0, 0 }, { "matmul_fast generic", 0, 0, 0 } };
 static struct stat st_quant = { "matmul_fast vs f32 ref", 0, 0, 0 };
+static struct stat st_pack = { "pack / unpack round trip", 0, 0, 0 };
+static struct stat st_packed[K_VARIANTS] = { { "matmul_fast packed vs ref", 0, 0, 0 }, { "matmul_fast packed generic", 0, 0, 0 } };
 static struct stat st_exact[K_VARIANTS] = { { "matmul_exact vs ref", 0, 0, 0 }, { "matmul_exact generic", 0, 0, 0 } };
 
 typedef void (*fast_fn)(int, const void *, size_t, int64_t, int, const void *, size_t, int, float *, int64_t, int64_t, int64_t);
@@ -288,6 +294,41 @@ static void sweep_type(int wtype, int at)
                 }
             }
         }
+        /* row-interleaved weights (a16 only): the first 32 rows packed, the
+         * same checks over ranges of whole 8-row groups */
+        if (at == FC_DTYPE_A16 && fc_pack_type(wtype) >= 0) {
+            const int pt = fc_pack_type(wtype);
+            const int64_t RP = R_ALL / 8 * 8;
+            uint8_t *wp = fc_aligned_alloc((size_t)RP * ws), *wu = fc_aligned_alloc((size_t)RP * ws);
+            FC_ASSERT(wp && wu);
+            FC_ASSERT(fc_pack_rows(wtype, w, ws, RP, K, wp));
+            FC_ASSERT(fc_unpack_rows(pt, wp, RP, K, wu));
+            track(&st_pack, memcmp(wu, w, (size_t)RP * ws) ? 1 : 0, 0, "unpack(pack(w)) != w", wtype, K, 1, 0);
+            static const int64_t PR[][2] = { { 0, 8 }, { 8, 24 }, { 16, 32 }, { 0, 32 } };
+            for (size_t ri = 0; ri < FC_ARRAY_LEN(PR); ri++)
+                for (size_t ti = 0; ti < FC_ARRAY_LEN(TS); ti++)
+                    for (int v = 0; v < K_VARIANTS; v++) {
+#if !FC_CPU_AVX2
+                        if (v == K_GENERIC) continue;
+#endif
+                        const fast_fn fast = v == K_PUBLIC ? fc_matmul_fast : fc_cpu_matmul_fast_generic;
+                        const int64_t r0 = PR[ri][0], r1 = PR[ri][1];
+                        const int T = TS[ti];
+                        for (size_t i = 0; i < (size_t)T_MAX * ys; i++) y[i] = -12345.0f;
+                        fast(pt, wp, ws, K, at, xa, xas, T, y, ys, r0, r1);
+                        for (int t = 0; t < T_MAX; t++)
+                            for (int64_t r = 0; r < ys; r++) {
+                                const float got = y[t * ys + r];
+                                if (t < T && r >= r0 && r < r1)
+                                    track(&st_packed[v], fabs(got - dref[t * R_ALL + r]), 1e-5 * S[t * R_ALL + r] + 1e-30,
+                                          "packed", wtype, K, T, r);
+                                else if (got != -12345.0f)
+                                    track(&st_packed[v], INFINITY, 0, "wrote outside its rows", wtype, K, T, r);
+                            }
+                    }
+            fc_aligned_free(wp);
+            fc_aligned_free(wu);
+        }
         free(wf); free(wd); fc_aligned_free(w); free(x); free(xd); fc_aligned_free(xa);
         fc_aligned_free(tmp); free(xstep); free(y); free(yref); free(dref); free(S); free(bound);
     }
@@ -378,7 +419,9 @@ int main(void)
         report(&st_dot[v]);
         report(&st_fast[v]);
         report(&st_exact[v]);
+        report(&st_packed[v]);
     }
+    report(&st_pack);
     report(&st_quant);
     test_row_ops();
     return TEST_END();

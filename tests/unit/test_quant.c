@@ -114,12 +114,17 @@ static void test_type_table(void)
     check(fc_dtype_from_name("q4") == -1 && fc_dtype_from_name("q4_0x") == -1 && fc_dtype_from_name("") == -1 &&
               fc_dtype_from_name(NULL) == -1 && fc_dtype_from_name("?") == -1,
           "fc_dtype_from_name rejects unknown names");
-    int unk[] = { -1, 4, 5, 16, 23, 29, 31, 39, 41, 1000 };
+    int unk[] = { -1, 4, 5, 16, 23, 29, 31, 39, 44, 1000 };
     bool ok = true;
     for (size_t i = 0; i < sizeof(unk) / sizeof(unk[0]); i++)
         ok = ok && strcmp(fc_dtype_name(unk[i]), "?") == 0 && fc_dtype_block_size(unk[i]) == 0 &&
              fc_dtype_type_size(unk[i]) == 0 && fc_dtype_row_size(unk[i], 256) == 0 && !fc_dtype_supported(unk[i]);
     check(ok, "unknown type ids: name \"?\", sizes 0, not supported");
+    /* our own ids (a16, the packed layouts) are never file types */
+    check(fc_dtype_in_files(FC_DTYPE_Q4_0) && fc_dtype_in_files(FC_DTYPE_BF16) && !fc_dtype_in_files(FC_DTYPE_A16) &&
+              !fc_dtype_in_files(FC_DTYPE_Q4_0_X8) && !fc_dtype_in_files(FC_DTYPE_Q8_0_X8) && !fc_dtype_in_files(4) &&
+              !fc_dtype_in_files(-1) && !fc_dtype_in_files(1000),
+          "fc_dtype_in_files: GGML ids only");
     check(fc_dtype_row_size(FC_DTYPE_Q4_K, 512) == 288 && fc_dtype_row_size(FC_DTYPE_Q8_0, 4096) == 4352 &&
               fc_dtype_row_size(FC_DTYPE_F16, 7) == 14 && fc_dtype_row_size(FC_DTYPE_Q6_K, 255) == 0 &&
               fc_dtype_row_size(FC_DTYPE_F32, -4) == 0,

@@ -37,6 +37,10 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define FC_CPU_AVX2 1
 #endif
+/* AVX-512 kernels (x86_avx512.c) add to the AVX2 ones, never replace them */
+#if FC_CPU_AVX2 && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define FC_CPU_AVX512 1
+#endif
 
 /* ---- activation row layout ---- */
 static inline size_t fc_cpu_round32(size_t n) { return (n + 31) & ~(size_t)31; }
@@ -90,6 +94,17 @@ void fc_cpu_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float 
 void fc_cpu_swiglu_avx2(float *y, const float *g, const float *u, int n);
 float fc_cpu_dot_f32_avx2(const float *a, const float *b, int n);
 void fc_cpu_axpy_f32_avx2(float *y, float a, const float *x, int n);
+#endif
+
+/* ---- AVX-512 kernels (x86_avx512.c) ---- */
+#if FC_CPU_AVX512
+/* Rows [r0, r1) of a packed matrix (r0 a multiple of 8, r1 - r0 of 16), as
+ * fc_matmul_fast; weights prefetched prefetch_bytes ahead when T = 1, tokens
+ * walked in blocks of about token_block_bytes of activations when T > 1. */
+void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
+                              const uint8_t *xa, size_t xa_stride, int T,
+                              float *y, int64_t y_stride, int64_t r0, int64_t r1,
+                              size_t prefetch_bytes, size_t token_block_bytes);
 #endif
 
 #endif

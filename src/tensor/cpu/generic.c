@@ -376,10 +376,42 @@ float fc_cpu_vec_dot_generic(int wtype, const void *wrow, int atype, const void 
 
 /* ---- matrix products ---- */
 
+/* Row-interleaved weights (pack.c): each row's block is copied out of its
+ * group block and dotted as the base type's. */
+static void matmul_packed(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
+                          const uint8_t *xa, size_t xa_stride, int T,
+                          float *y, int64_t y_stride, int64_t r0, int64_t r1)
+{
+    const int base = fc_pack_base_type(ptype);
+    const int64_t nb = K / FC_QK;
+    const size_t wbs = fc_dtype_type_size(base);
+    FC_ASSERT(r0 % 8 == 0 && r1 % 8 == 0);
+    for (int64_t g = r0 / 8; g < r1 / 8; g++) {
+        const uint8_t *gw = w + (size_t)(8 * g) * w_stride;
+        for (int t = 0; t < T; t++) {
+            const uint8_t *x = xa + (size_t)t * xa_stride;
+            const float *xd = fc_cpu_act_d(x, FC_DTYPE_A16, K), *xs = fc_cpu_act_s(x, FC_DTYPE_A16, K);
+            for (int r = 0; r < 8; r++) {
+                float acc = 0;
+                for (int64_t b = 0; b < nb; b++) {
+                    uint8_t blk[sizeof(fc_block_q8_0)];
+                    fc_pack_block_row(ptype, gw + (size_t)b * 8 * wbs, r, blk);
+                    acc += dot_a16(base, blk, (const fc_block_a16 *)x + b, xd + b, xs + b, 1);
+                }
+                y[(int64_t)t * y_stride + 8 * g + r] = acc;
+            }
+        }
+    }
+}
+
 void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
                                 const void *xa, size_t xa_stride, int T,
                                 float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
+    if (fc_pack_base_type(wtype) != wtype) {
+        matmul_packed(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const void *wr = (const uint8_t *)w + (size_t)r * w_stride;
         for (int t = 0; t < T; t++)

@@ -21,6 +21,8 @@ int fc_matmul_act_type(int wtype, bool a16)
         return a16 ? FC_DTYPE_A16 : FC_DTYPE_Q8_0;
     case FC_DTYPE_Q4_1: case FC_DTYPE_Q5_1:
         return a16 ? FC_DTYPE_A16 : FC_DTYPE_Q8_1;
+    case FC_DTYPE_Q4_0_X8: case FC_DTYPE_Q4_1_X8: case FC_DTYPE_Q8_0_X8:
+        return FC_DTYPE_A16; /* the packed layouts are made for a16 only */
     case FC_DTYPE_Q2_K: case FC_DTYPE_Q3_K: case FC_DTYPE_Q4_K:
     case FC_DTYPE_Q5_K: case FC_DTYPE_Q6_K:
         return FC_DTYPE_Q8_K;
@@ -52,6 +54,7 @@ void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K)
 
 float fc_vec_dot(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
 {
+    FC_ASSERT(fc_pack_base_type(wtype) == wtype); /* a packed row is not contiguous */
 #if FC_CPU_AVX2
     if (fc_cpu_has_avx2(wtype)) return fc_cpu_vec_dot_avx2(wtype, wrow, atype, xa, K);
 #endif

@@ -314,6 +314,109 @@ static void pre32(int wtype, const uint8_t *w, size_t ws, int64_t nb, int rr, fl
     }
 }
 
+/* ---- row-interleaved weights (q4_0x8, q4_1x8, q8_0x8; pack.c) with a16 ----
+ *
+ * A group block holds 8 rows' blocks of one block column; each 16-byte
+ * chunk of its codes widens (vpmovzxbw / vpmovsxbw) to 8 rows x one value
+ * pair (two pairs for the 4-bit types: AND and shift), and one vpmaddwd
+ * with the activation pair broadcast adds to all 8 rows' sums at once, in
+ * int32 lane r for row r. Per block and token the 8 rows then share one
+ * convert, one scale product and one FMA (and one for the offset), where
+ * the plain layout pays a convert and two FMAs per row. The group's bytes
+ * are one sequential stream, which the hardware prefetcher follows alone.
+ * Tiles are 8 rows x TT tokens; weights are widened once per group block
+ * and used for the TT tokens.
+ */
+/* acc + the int16 pair products of a and b summed per int32 lane: one
+ * vpdpwssd where VNNI is (AVX-512 VL or AVX-VNNI), else vpmaddwd + vpaddd. */
+INLINE __m256i dpwssd(__m256i acc, __m256i a, __m256i b)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+INLINE void tile_x8(const int PT, const int TT, const uint8_t *w, int64_t K,
+                    const uint8_t *xa, size_t xs, float *y, int64_t ys)
+{
+    const int BT = fc_pack_base_type(PT);
+    const int64_t nb = K / FC_QK, nbp = fc_cpu_act_nbp(K);
+    const size_t gbs = 8 * wblk_size(BT), hb = BT == FC_DTYPE_Q4_1 ? 32 : 16;
+    const size_t side = fc_cpu_round32((size_t)nb * sizeof(fc_block_a16));
+    const float *xd[MAXT], *xsum[MAXT];
+    __m256 acc[MAXT];
+    UNROLL for (int t = 0; t < TT; t++) {
+        xd[t] = (const float *)(xa + (size_t)t * xs + side);
+        xsum[t] = xd[t] + nbp;
+        acc[t] = _mm256_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi16(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *gb = w + (size_t)b * gbs, *qs = gb + hb;
+        const uint8_t *xq[MAXT];
+        __m256i is0[MAXT], is1[MAXT];
+        UNROLL for (int t = 0; t < TT; t++) {
+            xq[t] = xa + (size_t)t * xs + (size_t)b * sizeof(fc_block_a16) + 4;
+        }
+        /* the first pair slot starts the sums (vpmaddwd), the rest add in */
+        if (BT == FC_DTYPE_Q8_0) {
+            UNROLL for (int p = 0; p < 16; p += 2) {
+                const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * p)));
+                const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * p + 16)));
+                UNROLL for (int t = 0; t < TT; t++) {
+                    const __m256i x0 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * p));
+                    const __m256i x1 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * p + 4));
+                    is0[t] = p == 0 ? _mm256_madd_epi16(w0, x0) : dpwssd(is0[t], w0, x0);
+                    is1[t] = p == 0 ? _mm256_madd_epi16(w1, x1) : dpwssd(is1[t], w1, x1);
+                    PIN(is0[t]);
+                    PIN(is1[t]);
+                }
+            }
+        } else {
+            UNROLL for (int c = 0; c < 8; c++) {
+                const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * c)));
+                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_srli_epi16(v, 4);
+                UNROLL for (int t = 0; t < TT; t++) {
+                    const __m256i x0 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * c));
+                    const __m256i x1 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * c + 32));
+                    is0[t] = c == 0 ? _mm256_madd_epi16(lo, x0) : dpwssd(is0[t], lo, x0);
+                    is1[t] = c == 0 ? _mm256_madd_epi16(hi, x1) : dpwssd(is1[t], hi, x1);
+                    PIN(is0[t]);
+                    PIN(is1[t]);
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));
+        __m256 c = d;
+        if (BT == FC_DTYPE_Q4_1) c = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gb + 16)));
+        if (BT == FC_DTYPE_Q4_0) c = _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+        UNROLL for (int t = 0; t < TT; t++) {
+            const __m256 f = _mm256_cvtepi32_ps(_mm256_add_epi32(is0[t], is1[t]));
+            acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, _mm256_broadcast_ss(xd[t] + b)), acc[t]);
+            if (BT != FC_DTYPE_Q8_0) acc[t] = _mm256_fmadd_ps(c, _mm256_broadcast_ss(xsum[t] + b), acc[t]);
+        }
+    }
+    UNROLL for (int t = 0; t < TT; t++) _mm256_storeu_ps(y + (int64_t)t * ys, acc[t]);
+}
+
+/* Tokens per tile (8 spilled the token pointers even with AVX-512's 32
+ * vector registers: measured slower). */
+#define X8_TT 4
+typedef void (*x8_fn)(const uint8_t *w, int64_t K, const uint8_t *xa, size_t xs, float *y, int64_t ys);
+#define DEF_X8_ONE(PT, name, n) \
+    NOINLINE void name##_##n(const uint8_t *w, int64_t K, const uint8_t *xa, size_t xs, float *y, int64_t ys) \
+    { tile_x8(PT, n, w, K, xa, xs, y, ys); }
+#define DEF_X8(PT, name)                                                                         \
+    DEF_X8_ONE(PT, name, 1) DEF_X8_ONE(PT, name, 2) DEF_X8_ONE(PT, name, 3) DEF_X8_ONE(PT, name, 4) \
+    static const x8_fn name[X8_TT] = { name##_1, name##_2, name##_3, name##_4 };
+DEF_X8(FC_DTYPE_Q4_0_X8, x8_q4_0)
+DEF_X8(FC_DTYPE_Q4_1_X8, x8_q4_1)
+DEF_X8(FC_DTYPE_Q8_0_X8, x8_q8_0)
+
 /* ---- q4_K ---- */
 
 /* The 8 six-bit scales and mins of a q4_K / q5_K block (quant_ref.c layout)
@@ -638,7 +741,10 @@ static const struct tile_set *tiles_of(int wtype, int atype)
     }
 }
 
-bool fc_cpu_has_avx2(int wtype) { return tiles_of(wtype, fc_matmul_act_type(wtype, false)) != NULL; }
+bool fc_cpu_has_avx2(int wtype)
+{
+    return fc_pack_base_type(wtype) != wtype || tiles_of(wtype, fc_matmul_act_type(wtype, false)) != NULL;
+}
 
 /* How far ahead of the decode tiles the weights are prefetched. */
 #ifndef PREFETCH_BYTES
@@ -655,12 +761,57 @@ static void matmul_f32_rows(int wtype, const uint8_t *w, size_t w_stride, int64_
                             const float *x, int64_t x_stride, int T,
                             float *y, int64_t y_stride, int64_t r0, int64_t r1);
 
+/* Packed weights: row groups of 8, tokens in blocks whose activations stay
+ * in L2 while a group's weights (8 rows) sit in L1. */
+static void matmul_x8(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
+                      const uint8_t *xa, size_t xa_stride, int T,
+                      float *y, int64_t y_stride, int64_t r0, int64_t r1)
+{
+    const x8_fn *fn = ptype == FC_DTYPE_Q4_0_X8 ? x8_q4_0 : ptype == FC_DTYPE_Q4_1_X8 ? x8_q4_1 : x8_q8_0;
+    FC_ASSERT(r0 % 8 == 0 && r1 % 8 == 0);
+#if FC_CPU_AVX512
+    /* pairs of groups go to the 512-bit kernel; an odd last group stays here */
+    const int64_t r16 = r0 + (r1 - r0) / 16 * 16;
+    if (r16 > r0)
+        fc_cpu_matmul_x16_avx512(ptype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r16,
+                                 PREFETCH_BYTES, TOKEN_BLOCK_BYTES);
+    r0 = r16;
+    if (r0 == r1) return;
+#endif
+    if (T == 1) {
+        /* software prefetch PREFETCH_BYTES ahead, as for the plain layout */
+        const size_t gbytes = 8 * w_stride, end = (size_t)r1 * w_stride;
+        for (int64_t r = r0; r < r1; r += 8) {
+            const size_t pf = (size_t)r * w_stride + PREFETCH_BYTES;
+            if (pf + gbytes <= end)
+                for (size_t o = 0; o < gbytes; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T0);
+            fn[0](w + (size_t)r * w_stride, K, xa, 0, y + r, 0);
+        }
+        return;
+    }
+    int tb = (int)(TOKEN_BLOCK_BYTES / (xa_stride ? xa_stride : 1));
+    tb = tb < X8_TT ? X8_TT : tb - tb % X8_TT;
+    for (int t0 = 0; t0 < T; t0 += tb) {
+        const int t1 = FC_MIN(T, t0 + tb);
+        for (int64_t r = r0; r < r1; r += 8)
+            for (int t = t0; t < t1; t += X8_TT) {
+                const int n = FC_MIN(X8_TT, t1 - t);
+                fn[n - 1](w + (size_t)r * w_stride, K, xa + (size_t)t * xa_stride, xa_stride,
+                          y + (int64_t)t * y_stride + r, y_stride);
+            }
+    }
+}
+
 void fc_cpu_matmul_fast_avx2(int wtype, const void *w_, size_t w_stride, int64_t K, int atype,
                              const void *xa_, size_t xa_stride, int T,
                              float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
-    const struct tile_set *ts = tiles_of(wtype, atype);
     const uint8_t *w = w_, *xa = xa_;
+    if (fc_pack_base_type(wtype) != wtype) {
+        matmul_x8(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
+        return;
+    }
+    const struct tile_set *ts = tiles_of(wtype, atype);
     FC_ASSERT(ts);
     if (T == 1) {
         int64_t r = r0;
