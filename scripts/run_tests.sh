@@ -27,6 +27,12 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] && run "unit/$(basename "$t")" "$t"
 done
 
+# the kernels a narrower x86 target selects (no-ops where the CPU lacks it)
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+    run "unit/test_kernels@haswell" scripts/test_kernels_isa.sh haswell "$BUILD"
+    run "unit/test_kernels@skylake-avx512" scripts/test_kernels_isa.sh skylake-avx512 "$BUILD"
+fi
+
 if ls tests/py/test_*.py >/dev/null 2>&1; then
     run "pytest" .venv/bin/python -m pytest -q -x tests/py
     grep -E '(passed|failed)' "$BUILD/logs/pytest.log" | tail -1 | sed 's/^/    pytest: /'

@@ -400,7 +400,15 @@ static void test_row_ops(void)
 
 int main(void)
 {
+#if FC_CPU_AVX512 && defined(__AVX512VNNI__)
+    printf("kernels: AVX2 + AVX-512 VNNI build\n");
+#elif FC_CPU_AVX512
+    printf("kernels: AVX2 + AVX-512 (no VNNI) build\n");
+#elif defined(__AVX512VNNI__) || defined(__AVXVNNI__)
+    printf("kernels: AVX2 + VNNI build\n");
+#else
     printf("kernels: %s build\n", AVX2_BUILD ? "AVX2" : "generic");
+#endif
     for (size_t i = 0; i < FC_ARRAY_LEN(WTYPES); i++) {
         /* each activation type the weight type has: 8-bit, and 16-bit where it differs */
         for (int a16 = 0; a16 < 2; a16++) {
