@@ -16,6 +16,7 @@
 #include "hf_config.h"
 
 #include "tensor/ops.h"
+#include "base/pool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -390,31 +391,73 @@ static bool packable(const fc_tensor *t)
     return t->data && t->n_dims == 2 && fc_pack_type(t->type) >= 0 && t->ne[1] % 8 == 0 && t->ne[0] % FC_QK == 0;
 }
 
+/* Packing is cut into chunks of whole 8-row groups that threads take in
+ * turn: the copy, and above all the first touch of the new pages (which
+ * the kernel zeroes), run on every core. */
+#define PACK_CHUNK_BYTES (4u << 20)
+
+typedef struct pack_job {
+    fc_tensor **mats;   /* the packable matrices */
+    uint8_t **dst;      /* where each one's packed copy starts */
+    int n;
+    long page;
+    _Atomic long next;  /* next chunk to take, over all matrices */
+    long *first_chunk;  /* (n + 1) chunk index where each matrix starts */
+} pack_job;
+
+static void pack_thread(void *ctx, int ith, int nth)
+{
+    (void)ith; (void)nth;
+    pack_job *j = ctx;
+    for (;;) {
+        const long c = j->next++;
+        if (c >= j->first_chunk[j->n]) return;
+        int i = 0;
+        while (j->first_chunk[i + 1] <= c) i++;
+        fc_tensor *t = j->mats[i];
+        const size_t rs = fc_tensor_row_bytes(t);
+        const int64_t rows = FC_MAX((int64_t)(PACK_CHUNK_BYTES / rs) / 8 * 8, 8);
+        const int64_t r0 = (c - j->first_chunk[i]) * rows, r1 = FC_MIN(r0 + rows, t->ne[1]);
+        const uint8_t *src = (const uint8_t *)t->data + (size_t)r0 * rs;
+        const bool ok = fc_pack_rows(t->type, src, rs, r1 - r0, t->ne[0], j->dst[i] + (size_t)r0 * rs);
+        FC_ASSERT(ok);
+        /* drop the copied pages of the file mapping from this process */
+        const uintptr_t pg = (uintptr_t)j->page;
+        const uintptr_t p0 = ((uintptr_t)src + pg - 1) & ~(pg - 1);
+        const uintptr_t p1 = ((uintptr_t)src + (size_t)(r1 - r0) * rs) & ~(pg - 1);
+        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+    }
+}
+
 /*
  * Rearranges every q4_0 / q4_1 / q8_0 matrix into the row-interleaved
  * layout of the fast kernels (pack.c), in one anonymous mapping. The file
- * mapping stays (exact mode and --act8 read the stored layout), but each
- * matrix's pages are dropped from this process once copied, so the
- * resident size stays about one copy of the weights. FASTCHAT_NO_REPACK=1
- * turns it off (for comparisons).
+ * mapping stays (exact mode and --act8 read the stored layout), but its
+ * pages are dropped from this process as they are copied, so the resident
+ * size stays about one copy of the weights. FASTCHAT_NO_REPACK=1 turns it
+ * off (for comparisons).
  */
 static bool pack_weights(fc_model *m)
 {
     const char *off = getenv("FASTCHAT_NO_REPACK");
     if (off && *off && strcmp(off, "0") != 0) return true;
-    fc_tensor **mats = fc_xmalloc(sizeof *mats * (size_t)(7 * m->cfg.n_layer + 1));
-    const int n = matrices(m, mats);
+    fc_tensor **all = fc_xmalloc(sizeof *all * (size_t)(7 * m->cfg.n_layer + 1));
+    const int n_all = matrices(m, all);
+    pack_job j = {.mats = all, .page = sysconf(_SC_PAGESIZE)};
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        if (packable(mats[i])) total += (mats[i]->nbytes + 63) & ~(size_t)63;
+    for (int i = 0; i < n_all; i++)
+        if (packable(all[i])) {
+            all[j.n++] = all[i];
+            total += (all[i]->nbytes + 63) & ~(size_t)63;
+        }
     if (total == 0) {
-        free(mats);
+        free(all);
         return true;
     }
     void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) {
         FC_LOG_ERROR("%s: cannot allocate %zu bytes for the packed weights: %s", m->path, total, strerror(errno));
-        free(mats);
+        free(all);
         return false;
     }
 #ifdef MADV_HUGEPAGE
@@ -422,22 +465,29 @@ static bool pack_weights(fc_model *m)
 #endif
     m->packed = base;
     m->packed_bytes = total;
-    const long page = sysconf(_SC_PAGESIZE);
+    j.dst = fc_xmalloc(sizeof *j.dst * (size_t)j.n);
+    j.first_chunk = fc_xmalloc(sizeof *j.first_chunk * (size_t)(j.n + 1));
     uint8_t *at = base;
-    for (int i = 0; i < n; i++) {
-        fc_tensor *t = mats[i];
-        if (!packable(t)) continue;
-        const bool ok = fc_pack_rows(t->type, t->data, fc_tensor_row_bytes(t), t->ne[1], t->ne[0], at);
-        FC_ASSERT(ok);
-        t->packed = at;
-        t->packed_type = fc_pack_type(t->type);
-        /* drop the copied pages of the file mapping from this process */
-        uintptr_t p0 = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
-        uintptr_t p1 = ((uintptr_t)t->data + t->nbytes) & ~(uintptr_t)(page - 1);
-        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+    j.first_chunk[0] = 0;
+    for (int i = 0; i < j.n; i++) {
+        fc_tensor *t = all[i];
+        const int64_t rows = FC_MAX((int64_t)(PACK_CHUNK_BYTES / fc_tensor_row_bytes(t)) / 8 * 8, 8);
+        j.dst[i] = at;
+        j.first_chunk[i + 1] = j.first_chunk[i] + (long)((t->ne[1] + rows - 1) / rows);
         at += (t->nbytes + 63) & ~(size_t)63;
     }
-    free(mats);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const int nth = (int)FC_MAX(1, FC_MIN(FC_MIN(ncpu, 8), j.first_chunk[j.n]));
+    fc_pool *pool = fc_pool_new(nth);
+    fc_pool_run(pool, pack_thread, &j);
+    fc_pool_free(pool);
+    for (int i = 0; i < j.n; i++) {
+        all[i]->packed = j.dst[i];
+        all[i]->packed_type = fc_pack_type(all[i]->type);
+    }
+    free(j.dst);
+    free(j.first_chunk);
+    free(all);
     return true;
 }
 

@@ -53,6 +53,39 @@ def test_logits_file_shape(tmp_path):
     assert x.size == 5 * 49152 and np.isfinite(x).all()
 
 
+def test_packed_weights_match_the_file_layout(tmp_path):
+    """The row-interleaved copies made at load (the default) and the file's
+    own layout (FASTCHAT_NO_REPACK=1) run different kernels on the same
+    integer products. Their f32 sums differ in order only, but a 16-bit
+    activation code that rounds the other way in one layer spreads through
+    the next ones, so the two are compared with the exact (f32) result,
+    each as close to it as the fast mode is (test_smollm2.py), and with
+    each other's top-1 token, for the shipped Q4_1 model and its Q8_0 /
+    Q4_0 requantizations."""
+    ids = "1,9690,198,2683,359,253,28,1041,5248,30,216,2"
+    for qtype in ("q4_1", "q8_0", "q4_0"):
+        model = MODEL
+        if qtype != "q4_1":
+            model = tmp_path / f"m-{qtype}.gguf"
+            run("quantize", "--model-path", MODEL, "--type", qtype, "--out", model)
+        got = {}
+        for mode, extra, env_repack in (("packed", (), "0"), ("file", (), "1"), ("exact", ("--exact",), "1")):
+            out = tmp_path / f"l-{qtype}-{mode}.f32"
+            env = dict(os.environ, FASTCHAT_NO_REPACK=env_repack)
+            p = subprocess.run([BIN, "logits", "--model-path", str(model), "--prompt-ids", ids, "--out", str(out), *extra],
+                               capture_output=True, text=True, timeout=300, env=env)
+            assert p.returncode == 0, p.stderr
+            got[mode] = np.fromfile(out, dtype=np.float32).reshape(12, -1)
+        ex = got["exact"]
+        top2 = np.sort(ex, axis=1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > 0.1  # positions without a near-tie
+        for mode in ("packed", "file"):
+            d = got[mode] - ex
+            assert np.abs(d).max() < 0.1 and np.sqrt((d ** 2).mean()) < 0.02, \
+                f"{qtype} {mode}: max|d| {np.abs(d).max()}, rms {np.sqrt((d ** 2).mean())} vs exact"
+        assert (got["packed"].argmax(1) == got["file"].argmax(1))[clear].all(), qtype
+
+
 @pytest.mark.parametrize("cut", [0, 3, 24, 1000, 50_000, 2_000_000])
 def test_truncated_gguf_is_a_clear_error(tmp_path, cut):
     bad = tmp_path / "trunc.gguf"

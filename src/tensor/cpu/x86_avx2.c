@@ -327,16 +327,29 @@ static void pre32(int wtype, const uint8_t *w, size_t ws, int64_t nb, int rr, fl
  * Tiles are 8 rows x TT tokens; weights are widened once per group block
  * and used for the TT tokens.
  */
-/* acc + the int16 pair products of a and b summed per int32 lane: one
- * vpdpwssd where VNNI is (AVX-512 VL or AVX-VNNI), else vpmaddwd + vpaddd. */
-INLINE __m256i dpwssd(__m256i acc, __m256i a, __m256i b)
+/* acc (+)= the int16 pair products of w and the int32 at p broadcast to
+ * all lanes, summed per int32 lane; first: the sum starts here (acc is
+ * ignored). With AVX-512 VNNI one vpdpwssd with the broadcast folded in
+ * ({1to8}); else a broadcast load and vpdpwssd (AVX-VNNI) or vpmaddwd +
+ * vpaddd. In asm because GCC otherwise hoists a whole block's broadcasts,
+ * materializes them as vectors on the stack and reads them back. */
+INLINE __m256i dp_bcast(__m256i acc, __m256i w, const void *p, const bool first)
 {
+    const int32_t *m = p;
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpwssd_epi32(acc, a, b);
-#elif defined(__AVXVNNI__)
-    return _mm256_dpwssd_avx_epi32(acc, a, b);
+    if (first) acc = _mm256_setzero_si256();
+    __asm__("vpdpwssd %[x]%{1to8%}, %[w], %[a]" : [a] "+v"(acc) : [w] "v"(w), [x] "m"(*m));
+    return acc;
 #else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    __m256i x;
+    __asm__("vpbroadcastd %[m], %[x]" : [x] "=x"(x) : [m] "m"(*m));
+#if defined(__AVXVNNI__)
+    if (first) acc = _mm256_setzero_si256();
+    return _mm256_dpwssd_avx_epi32(acc, w, x);
+#else
+    const __m256i r = _mm256_madd_epi16(w, x);
+    return first ? r : _mm256_add_epi32(acc, r);
+#endif
 #endif
 }
 
@@ -362,18 +375,13 @@ INLINE void tile_x8(const int PT, const int TT, const uint8_t *w, int64_t K,
         UNROLL for (int t = 0; t < TT; t++) {
             xq[t] = xa + (size_t)t * xs + (size_t)b * sizeof(fc_block_a16) + 4;
         }
-        /* the first pair slot starts the sums (vpmaddwd), the rest add in */
         if (BT == FC_DTYPE_Q8_0) {
             UNROLL for (int p = 0; p < 16; p += 2) {
                 const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * p)));
                 const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * p + 16)));
                 UNROLL for (int t = 0; t < TT; t++) {
-                    const __m256i x0 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * p));
-                    const __m256i x1 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * p + 4));
-                    is0[t] = p == 0 ? _mm256_madd_epi16(w0, x0) : dpwssd(is0[t], w0, x0);
-                    is1[t] = p == 0 ? _mm256_madd_epi16(w1, x1) : dpwssd(is1[t], w1, x1);
-                    PIN(is0[t]);
-                    PIN(is1[t]);
+                    is0[t] = dp_bcast(is0[t], w0, xq[t] + 4 * p, p == 0);
+                    is1[t] = dp_bcast(is1[t], w1, xq[t] + 4 * p + 4, p == 0);
                 }
             }
         } else {
@@ -381,12 +389,8 @@ INLINE void tile_x8(const int PT, const int TT, const uint8_t *w, int64_t K,
                 const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * c)));
                 const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_srli_epi16(v, 4);
                 UNROLL for (int t = 0; t < TT; t++) {
-                    const __m256i x0 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * c));
-                    const __m256i x1 = _mm256_set1_epi32((int)ld32(xq[t] + 4 * c + 32));
-                    is0[t] = c == 0 ? _mm256_madd_epi16(lo, x0) : dpwssd(is0[t], lo, x0);
-                    is1[t] = c == 0 ? _mm256_madd_epi16(hi, x1) : dpwssd(is1[t], hi, x1);
-                    PIN(is0[t]);
-                    PIN(is1[t]);
+                    is0[t] = dp_bcast(is0[t], lo, xq[t] + 4 * c, c == 0);
+                    is1[t] = dp_bcast(is1[t], hi, xq[t] + 4 * c + 32, c == 0);
                 }
             }
         }
