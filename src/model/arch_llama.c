@@ -29,6 +29,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- execution context ---- */
 
@@ -111,6 +112,11 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     e->a16 = !p->act8;
     e->n_batch_max = p->n_batch_max > 0 ? p->n_batch_max : 512;
     e->pool = fc_pool_new(p->n_threads);
+    /* decode prefetches packed weights in software only while the model
+     * fits in half the last-level cache (see fc_matmul_set_prefetch) */
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc <= 0) llc = 32L << 20;
+    fc_matmul_set_prefetch(m->weight_bytes <= (size_t)llc / 2);
     size_t T = (size_t)e->n_batch_max;
     size_t C = (size_t)c->n_embd, QD = (size_t)c->n_head * (size_t)c->head_dim,
            KVD = (size_t)c->n_head_kv * (size_t)c->head_dim, FF = (size_t)c->n_ff;

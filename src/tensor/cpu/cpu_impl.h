@@ -62,6 +62,9 @@ static inline const float *fc_cpu_act_s(const void *xa, int act_type, int64_t K)
     return fc_cpu_act_d(xa, act_type, K) + fc_cpu_act_nbp(K);
 }
 
+/* fc_matmul_set_prefetch's setting (ops_cpu.c) */
+extern bool fc_cpu_prefetch_packed;
+
 /* ---- generic kernels (generic.c), the fallbacks of every build ---- */
 void fc_cpu_quantize_act_generic(int atype, const float *x, void *dst, int64_t K);
 /* Supports every weight type fc_matmul_act_type knows; 0 for others. */
@@ -99,7 +102,8 @@ void fc_cpu_axpy_f32_avx2(float *y, float a, const float *x, int n);
 /* ---- AVX-512 kernels (x86_avx512.c) ---- */
 #if FC_CPU_AVX512
 /* Rows [r0, r1) of a packed matrix (r0 a multiple of 8, r1 - r0 of 16), as
- * fc_matmul_fast; weights prefetched prefetch_bytes ahead when T = 1, tokens
+ * fc_matmul_fast; weights prefetched prefetch_bytes ahead when T = 1 (0: not
+ * at all), tokens
  * walked in blocks of about token_block_bytes of activations when T > 1. */
 void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
                               const uint8_t *xa, size_t xa_stride, int T,

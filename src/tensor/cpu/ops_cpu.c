@@ -14,6 +14,10 @@
 
 #include "base/fc_base.h"
 
+bool fc_cpu_prefetch_packed = true;
+
+void fc_matmul_set_prefetch(bool on) { fc_cpu_prefetch_packed = on; }
+
 int fc_matmul_act_type(int wtype, bool a16)
 {
     switch (wtype) {

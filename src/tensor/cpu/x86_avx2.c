@@ -778,16 +778,17 @@ static void matmul_x8(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
     const int64_t r16 = r0 + (r1 - r0) / 16 * 16;
     if (r16 > r0)
         fc_cpu_matmul_x16_avx512(ptype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r16,
-                                 PREFETCH_BYTES, TOKEN_BLOCK_BYTES);
+                                 fc_cpu_prefetch_packed ? PREFETCH_BYTES : 0, TOKEN_BLOCK_BYTES);
     r0 = r16;
     if (r0 == r1) return;
 #endif
     if (T == 1) {
-        /* software prefetch PREFETCH_BYTES ahead, as for the plain layout */
+        /* software prefetch PREFETCH_BYTES ahead, when the weights are
+         * likely in the LLC (fc_matmul_set_prefetch) */
         const size_t gbytes = 8 * w_stride, end = (size_t)r1 * w_stride;
         for (int64_t r = r0; r < r1; r += 8) {
             const size_t pf = (size_t)r * w_stride + PREFETCH_BYTES;
-            if (pf + gbytes <= end)
+            if (fc_cpu_prefetch_packed && pf + gbytes <= end)
                 for (size_t o = 0; o < gbytes; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T0);
             fn[0](w + (size_t)r * w_stride, K, xa, 0, y + r, 0);
         }

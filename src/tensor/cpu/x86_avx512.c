@@ -141,7 +141,7 @@ void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int6
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t *g = w + (size_t)r * w_stride;
             const size_t pf = (size_t)r * w_stride + prefetch_bytes;
-            if (pf + 2 * gbytes <= end)
+            if (prefetch_bytes && pf + 2 * gbytes <= end)
                 for (size_t o = 0; o < 2 * gbytes; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T0);
             fn[0](g, g + gbytes, K, xa, 0, y + r, 0);
         }
