@@ -7,6 +7,10 @@
  *                tests can check them on any machine)
  *   x86_avx2.c   AVX2 + FMA + F16C kernels, suffix _avx2, compiled only when
  *                the compiler targets them (FC_CPU_AVX2)
+ *   x86_avx512.c AVX-512 (F, BW, VL; VNNI where present) kernels, suffix
+ *                _avx512, for packed weights and q4_K / q6_K, compiled only
+ *                when the compiler targets them (FC_CPU_AVX512); called from
+ *                x86_avx2.c
  *
  * Nothing here is part of the library API; tests include it to reach the
  * generic kernels of an AVX2 build.
@@ -109,6 +113,13 @@ void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int6
                               const uint8_t *xa, size_t xa_stride, int T,
                               float *y, int64_t y_stride, int64_t r0, int64_t r1,
                               size_t prefetch_bytes, size_t token_block_bytes);
+/* q4_K / q6_K weights (fc_cpu_has_k_avx512) against q8_K rows, any rows,
+ * same conventions. */
+bool fc_cpu_has_k_avx512(int wtype);
+void fc_cpu_matmul_k_avx512(int wtype, const uint8_t *w, size_t w_stride, int64_t K,
+                            const uint8_t *xa, size_t xa_stride, int T,
+                            float *y, int64_t y_stride, int64_t r0, int64_t r1,
+                            size_t prefetch_bytes, size_t token_block_bytes);
 #endif
 
 #endif

@@ -39,8 +39,10 @@
  * 4 x 3 tiles on it; f16 / bf16 / f32 weights take the same path for T > 1
  * (vcvtph2ps ymm is too slow to redo for every token).
  *
- * Not here: AVX-512 / VNNI (a machine with them can add x86_avx512.c), and
- * AVX2 kernels for q2_K, q3_K, q5_K (generic.c serves them).
+ * AVX-512 (x86_avx512.c) takes over, where the compiler targets it, the
+ * packed weights (16 rows per instruction) and q4_K / q6_K (64 values per
+ * instruction); vpdpwssd (VNNI) is used where present, in both files.
+ * Not here: AVX2 kernels for q2_K, q3_K, q5_K (generic.c serves them).
  */
 #include "cpu_impl.h"
 
@@ -816,6 +818,13 @@ void fc_cpu_matmul_fast_avx2(int wtype, const void *w_, size_t w_stride, int64_t
         matmul_x8(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1);
         return;
     }
+#if FC_CPU_AVX512
+    if (fc_cpu_has_k_avx512(wtype)) {
+        fc_cpu_matmul_k_avx512(wtype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1,
+                               PREFETCH_BYTES, TOKEN_BLOCK_BYTES);
+        return;
+    }
+#endif
     const struct tile_set *ts = tiles_of(wtype, atype);
     FC_ASSERT(ts);
     if (T == 1) {

@@ -5,7 +5,8 @@
  *
  * Compiled only when the compiler targets AVX-512 (FC_CPU_AVX512 in
  * cpu_impl.h); x86_avx2.c hands it the rows it can take in pairs of 8-row
- * groups and keeps an odd last group.
+ * groups and keeps an odd last group, and every q4_K / q6_K product (end
+ * of this file).
  *
  * Two adjacent groups fill a 512-bit register: a 16-byte code chunk of
  * each, widened to int16, is 16 rows x one value pair, and one vpdpwssd
@@ -156,6 +157,236 @@ void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int6
             for (int t = t0; t < t1; t += MAXT) {
                 const int n = FC_MIN(MAXT, t1 - t);
                 fn[n - 1](g, g + gbytes, K, xa + (size_t)t * xa_stride, xa_stride, y + (int64_t)t * y_stride + r, y_stride);
+            }
+        }
+    }
+}
+
+/* ---- K-quant weights (q4_K, q6_K) against q8_K activations ----
+ *
+ * As the AVX2 tiles (x86_avx2.c), but 64 values per instruction: the codes
+ * of two 32-value groups (q4_K) or four 16-value groups (q6_K) fill one
+ * register, one vpmaddubsw multiplies them by 64 activation bytes, and one
+ * vpdpwssd (VNNI; else vpmaddwd + vpaddd) weighs the int16 pair sums by
+ * the groups' integer sub-scales (spread over their lanes by one vpermw)
+ * and adds them to the int32 sums. The sums of the two 256-bit halves are
+ * folded once per super-block and finished as in the AVX2 tiles.
+ */
+#define KRR 4 /* rows of the single-token tile */
+#define KMR 2 /* rows x ... */
+#define KMT 4 /* ... tokens of the prefill tile */
+
+INLINE __m512i dpwssd(__m512i acc, __m512i a, __m512i b)
+{
+#ifdef __AVX512VNNI__
+    return _mm512_dpwssd_epi32(acc, a, b);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
+
+INLINE __m512i cat256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+INLINE __m256i fold512(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+INLINE __m256i ldu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+INLINE float hsum256(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* q4_K's 8 six-bit scales and mins (quant_ref.c layout) as bytes. */
+INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    const uint32_t s03 = u0 & 0x3f3f3f3fu, m03 = u1 & 0x3f3f3f3fu;
+    const uint32_t s47 = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+    const uint32_t m47 = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+    memcpy(sc, &s03, 4);
+    memcpy(sc + 4, &s47, 4);
+    memcpy(mn, &m03, 4);
+    memcpy(mn + 4, &m47, 4);
+}
+
+/* vpermw indices: lanes 0-15 take int16 a, lanes 16-31 int16 b (q4_K), or
+ * four runs of 8 lanes take a..a+3 (q6_K) */
+INLINE __m512i idx2(int a, int b)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)), _mm256_set1_epi16((short)b), 1);
+}
+INLINE __m512i idx4(int a)
+{
+    const __m256i lo = _mm256_set_m128i(_mm_set1_epi16((short)(a + 1)), _mm_set1_epi16((short)a));
+    const __m256i hi = _mm256_set_m128i(_mm_set1_epi16((short)(a + 3)), _mm_set1_epi16((short)(a + 2)));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+INLINE void tile_q4K_512(const int RR, const int TT, const uint8_t *w, size_t ws, int64_t K,
+                         const uint8_t *xa, size_t xs, float *y, int64_t ys)
+{
+    const int64_t nb = K / FC_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[KRR][KMT];
+    UNROLL for (int r = 0; r < RR; r++)
+        UNROLL for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const fc_block_q4_K *wb[KRR];
+        const fc_block_q8_K *xb[KMT];
+        __m512i sc16[KRR];
+        __m256i mins[KRR];
+        float d[KRR], dmin[KRR];
+        UNROLL for (int r = 0; r < RR; r++) {
+            uint8_t sc[8], mn[8];
+            wb[r] = (const fc_block_q4_K *)(w + (size_t)r * ws) + i;
+            k4_scales(wb[r]->scales, sc, mn);
+            sc16[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+            mins[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+            d[r] = _cvtsh_ss(wb[r]->d);
+            dmin[r] = _cvtsh_ss(wb[r]->dmin);
+        }
+        UNROLL for (int t = 0; t < TT; t++) xb[t] = (const fc_block_q8_K *)(xa + (size_t)t * xs) + i;
+        __m512i isum[KRR][KMT];
+        UNROLL for (int r = 0; r < RR; r++)
+            UNROLL for (int t = 0; t < TT; t++) isum[r][t] = _mm512_setzero_si512();
+        UNROLL for (int j = 0; j < 4; j++) {
+            /* values 64j .. 64j+63: groups 2j (low nibbles) and 2j+1 (high) */
+            const __m512i ix = idx2(2 * j, 2 * j + 1);
+            UNROLL for (int r = 0; r < RR; r++) {
+                const __m256i q = ldu256(wb[r]->qs + 32 * j);
+                const __m512i c = cat256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+                const __m512i s = _mm512_permutexvar_epi16(ix, sc16[r]);
+                UNROLL for (int t = 0; t < TT; t++) {
+                    const __m512i p = _mm512_maddubs_epi16(c, _mm512_loadu_si512(xb[t]->qs + 64 * j));
+                    isum[r][t] = dpwssd(isum[r][t], p, s);
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < RR; r++) {
+            UNROLL for (int t = 0; t < TT; t++) {
+                const __m256i ms = _mm256_madd_epi16(ldu256(xb[t]->bsums), mins[r]);
+                const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(fold512(isum[r][t])), _mm256_set1_ps(d[r]),
+                                                 _mm256_mul_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(dmin[r])));
+                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(xb[t]->d), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < RR; r++)
+        UNROLL for (int t = 0; t < TT; t++) y[(int64_t)t * ys + r] = hsum256(acc[r][t]);
+}
+
+INLINE void tile_q6K_512(const int RR, const int TT, const uint8_t *w, size_t ws, int64_t K,
+                         const uint8_t *xa, size_t xs, float *y, int64_t ys)
+{
+    const int64_t nb = K / FC_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc[KRR][KMT];
+    UNROLL for (int r = 0; r < RR; r++)
+        UNROLL for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const fc_block_q6_K *wb[KRR];
+        const fc_block_q8_K *xb[KMT];
+        __m256i sc16[KRR];
+        UNROLL for (int r = 0; r < RR; r++) {
+            wb[r] = (const fc_block_q6_K *)(w + (size_t)r * ws) + i;
+            sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[r]->scales));
+        }
+        UNROLL for (int t = 0; t < TT; t++) xb[t] = (const fc_block_q8_K *)(xa + (size_t)t * xs) + i;
+        __m512i isum[KRR][KMT];
+        UNROLL for (int r = 0; r < RR; r++)
+            UNROLL for (int t = 0; t < TT; t++) isum[r][t] = _mm512_setzero_si512();
+        UNROLL for (int h = 0; h < 2; h++) {
+            UNROLL for (int half = 0; half < 2; half++) {
+                /* values 128h + 64 half + 0..63: k = 2 half and 2 half + 1 of the AVX2 tile */
+                const __m512i ix = idx4(8 * h + 4 * half);
+                UNROLL for (int r = 0; r < RR; r++) {
+                    const __m256i ql0 = ldu256(wb[r]->ql + 64 * h), ql1 = ldu256(wb[r]->ql + 64 * h + 32);
+                    const __m256i qh = ldu256(wb[r]->qh + 32 * h);
+                    __m256i a, b;
+                    if (half == 0) {
+                        a = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+                        b = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+                    } else {
+                        a = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
+                        b = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+                    }
+                    const __m512i c = cat256(a, b);
+                    const __m512i s = _mm512_permutexvar_epi16(ix, _mm512_castsi256_si512(sc16[r]));
+                    UNROLL for (int t = 0; t < TT; t++) {
+                        const __m512i p = _mm512_maddubs_epi16(c, _mm512_loadu_si512(xb[t]->qs + 128 * h + 64 * half));
+                        isum[r][t] = dpwssd(isum[r][t], p, s);
+                    }
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < RR; r++) {
+            const float d = _cvtsh_ss(wb[r]->d);
+            UNROLL for (int t = 0; t < TT; t++) {
+                /* codes are stored +32: subtract 32 * sum_g sc[g] * bsums[g] */
+                const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(ldu256(xb[t]->bsums), sc16[r]), 5);
+                const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(fold512(isum[r][t]), corr));
+                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(d * xb[t]->d), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < RR; r++)
+        UNROLL for (int t = 0; t < TT; t++) y[(int64_t)t * ys + r] = hsum256(acc[r][t]);
+}
+
+typedef void (*k_fn)(const uint8_t *w, size_t ws, int64_t K, const uint8_t *xa, size_t xs, float *y, int64_t ys);
+#define DEF_K(fn, name, RR, TT)                                                                           \
+    NOINLINE void name(const uint8_t *w, size_t ws, int64_t K, const uint8_t *xa, size_t xs, float *y,    \
+                       int64_t ys)                                                                        \
+    { fn(RR, TT, w, ws, K, xa, xs, y, ys); }
+#define DEF_KSET(fn, name)                                                                                \
+    DEF_K(fn, name##_t1, KRR, 1) DEF_K(fn, name##_r1, 1, 1) DEF_K(fn, name##_m1, KMR, 1)                  \
+    DEF_K(fn, name##_m2, KMR, 2) DEF_K(fn, name##_m3, KMR, 3) DEF_K(fn, name##_m4, KMR, 4)                \
+    DEF_K(fn, name##_r2, 1, 2) DEF_K(fn, name##_r3, 1, 3) DEF_K(fn, name##_r4, 1, 4)                      \
+    static const k_fn name[2 + 2 * KMT] = { name##_t1, name##_r1, name##_m1, name##_m2, name##_m3,        \
+                                            name##_m4, name##_r1, name##_r2, name##_r3, name##_r4 };
+DEF_KSET(tile_q4K_512, k_q4_K)
+DEF_KSET(tile_q6K_512, k_q6_K)
+
+bool fc_cpu_has_k_avx512(int wtype) { return wtype == FC_DTYPE_Q4_K || wtype == FC_DTYPE_Q6_K; }
+
+void fc_cpu_matmul_k_avx512(int wtype, const uint8_t *w, size_t w_stride, int64_t K,
+                            const uint8_t *xa, size_t xa_stride, int T,
+                            float *y, int64_t y_stride, int64_t r0, int64_t r1,
+                            size_t prefetch_bytes, size_t token_block_bytes)
+{
+    /* [0] KRR x 1, [1] 1 x 1, [2 + n - 1] KMR x n, [2 + KMT + n - 1] 1 x n tokens */
+    const k_fn *fn = wtype == FC_DTYPE_Q4_K ? k_q4_K : k_q6_K;
+    FC_ASSERT(fc_cpu_has_k_avx512(wtype));
+    if (T == 1) {
+        int64_t r = r0;
+        const size_t tile_bytes = KRR * w_stride, end = (size_t)r1 * w_stride;
+        for (; r + KRR <= r1; r += KRR) {
+            const size_t pf = (size_t)r * w_stride + prefetch_bytes;
+            if (prefetch_bytes && pf + tile_bytes <= end)
+                for (size_t o = 0; o < tile_bytes; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T0);
+            fn[0](w + (size_t)r * w_stride, w_stride, K, xa, 0, y + r, 0);
+        }
+        for (; r < r1; r++) fn[1](w + (size_t)r * w_stride, w_stride, K, xa, 0, y + r, 0);
+        return;
+    }
+    int tb = (int)(token_block_bytes / (xa_stride ? xa_stride : 1));
+    tb = tb < KMT ? KMT : tb - tb % KMT;
+    for (int t0 = 0; t0 < T; t0 += tb) {
+        const int t1 = FC_MIN(T, t0 + tb);
+        for (int64_t r = r0; r < r1; r += KMR) {
+            const int rr = (int)FC_MIN(KMR, r1 - r);
+            for (int i = 0; i < rr; i += (rr == KMR ? KMR : 1)) {
+                const uint8_t *wr = w + (size_t)(r + i) * w_stride;
+                for (int t = t0; t < t1; t += KMT) {
+                    const int n = FC_MIN(KMT, t1 - t);
+                    const k_fn f = rr == KMR ? fn[2 + n - 1] : fn[2 + KMT + n - 1];
+                    f(wr, w_stride, K, xa + (size_t)t * xa_stride, xa_stride, y + (int64_t)t * y_stride + r + i, y_stride);
+                }
             }
         }
     }
