@@ -97,9 +97,12 @@ META="$OUT/meta.txt"
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(grep -o -w -E 'avx512f|avx512_vnni|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+    llc=$(getconf LEVEL3_CACHE_SIZE 2>/dev/null || echo 0)
+    [ -n "$llc" ] && [ "$llc" -gt 0 ] 2>/dev/null &&
+        echo "last-level cache: $((llc / 1048576)) MiB (a model smaller than it is read partly from cache: its % of the DRAM bound can pass 100)"
     echo "threads: $T, reps: $REPS, quick: $QUICK"
     echo "fastchat: $(git rev-parse --short HEAD 2>/dev/null || echo '?') (plus uncommitted changes, if any)"
-    if [ -n "$LL" ]; then echo "llama.cpp: from $(cat "$LL/.stamp" 2>/dev/null), built with GGML_NATIVE=ON"
+    if [ -n "$LL" ]; then echo "llama.cpp: from $(cat "$LL/.stamp" 2>/dev/null), GGML_NATIVE=ON"
     else echo "llama.cpp: not built"; fi
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$META"

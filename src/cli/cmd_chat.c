@@ -38,7 +38,7 @@ typedef struct chat_opts {
     const char *model_path, *conv_template, *system_msg;
     float temperature, repetition_penalty;
     int max_new_tokens, threads;
-    bool no_history, multiline, debug, exact;
+    bool no_history, multiline, debug, exact, act8;
     enum style style;
 } chat_opts;
 
@@ -55,7 +55,7 @@ static void usage(void)
     printf("usage: fastchat chat [--model-path M] [--conv-template NAME] [--conv-system-msg TEXT]\n"
            "                     [--temperature 0.7] [--repetition_penalty 1.0] [--max-new-tokens 512]\n"
            "                     [--no-history] [--style simple|rich|programmatic] [--multiline] [--debug]\n"
-           "                     [--threads N] [--exact]\n"
+           "                     [--threads N] [--exact | --act8]\n"
            "in the chat: !!exit (or an empty line), !!reset, !!remove, !!regen, !!save FILE, !!load FILE;\n"
            "Ctrl-C stops a reply.\n");
 }
@@ -85,6 +85,7 @@ static void parse(int argc, char **argv, chat_opts *o)
         else if (!strcmp(a, "--multiline")) o->multiline = true;
         else if (!strcmp(a, "--debug")) o->debug = true;
         else if (!strcmp(a, "--exact")) o->exact = true;
+        else if (!strcmp(a, "--act8")) o->act8 = true;
         else if (!strcmp(a, "--mouse") || !strcmp(a, "--judge-sent-end")) { /* accepted for compatibility */ }
         else fc_cli_die("run with --help for the options", "unknown option '%s'", a);
 #undef NEEDV
@@ -428,7 +429,7 @@ int fc_cmd_chat(int argc, char **argv)
     fc_conv *proto = fc_template_pick(o.conv_template, o.model_path, tok);
     if (!proto) fc_cli_die("list the templates with: fastchat prompt --list", "%s", fc_last_error());
     const fc_model_config *cfg = fc_model_get_config(m);
-    fc_engine_params ep = {.n_threads = o.threads, .exact = o.exact, .n_seq_max = 4,
+    fc_engine_params ep = {.n_threads = o.threads, .exact = o.exact, .act8 = o.act8, .n_seq_max = 4,
                            .kv_tokens = FC_MIN(cfg->n_ctx_train > 0 ? cfg->n_ctx_train : 2048, 32768) * 2};
     fc_engine *e = fc_engine_new(m, tok, &ep);
     if (!e) fc_cli_die(NULL, "%s", fc_last_error());

@@ -53,6 +53,7 @@ static void usage(FILE *f)
             "  --seed N                       re-seed every generation\n"
             "  --threads N                    compute threads per model (default: all CPUs)\n"
             "  --kv-cache-tokens N            KV cache budget per model\n"
+            "  --exact | --act8               f32 reference mode / 8-bit activations (as fastchat worker)\n"
             "  --ssl                          accepted; TLS is not implemented\n"
             "  -v, --verbose                  log registrations, heartbeats and requests\n");
 }
@@ -115,6 +116,10 @@ int fc_cmd_serve(int argc, char **argv)
             wp.n_threads = atoi(v), i++;
         } else if (!strcmp(a, "--kv-cache-tokens") && v) {
             wp.kv_cache_tokens = atoll(v), i++;
+        } else if (!strcmp(a, "--exact")) {
+            wp.exact = true;
+        } else if (!strcmp(a, "--act8")) {
+            wp.act8 = true;
         } else if (!strcmp(a, "--ssl")) {
             ssl = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {

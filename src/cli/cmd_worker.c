@@ -9,7 +9,7 @@
  * --controller-address (http://localhost:21001) --model-path (the default
  * model) --model-names a,b --conv-template NAME|auto
  * --limit-worker-concurrency (5) --stream-interval (2) --no-register --seed N
- * --embed-in-truncate; ours: --threads N --kv-cache-tokens N --exact
+ * --embed-in-truncate; ours: --threads N --kv-cache-tokens N --exact --act8
  * -v/--verbose. FastChat's device flags (--device, --gpus, --num-gpus,
  * --max-gpu-memory, --dtype, --revision, --load-8bit, --cpu-offloading,
  * --debug) are accepted and ignored; --ssl warns (no TLS here).
@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  --threads N                    compute threads per model (default: all CPUs)\n"
             "  --kv-cache-tokens N            KV cache budget per model in tokens\n"
             "  --exact                        f32 reference mode (slow)\n"
+            "  --act8                         8-bit activations for every quantized type (llama.cpp's\n"
+            "                                 scheme; the default rounds them to 16 bits where it can)\n"
             "  -v, --verbose                  log registrations, heartbeats and loading\n"
             "environment: FASTCHAT_WORKER_HEART_BEAT_INTERVAL (45 s)\n");
 }
@@ -115,6 +117,8 @@ int fc_cmd_worker(int argc, char **argv)
             p.kv_cache_tokens = parse_long(a, VALUE(), 0, LONG_MAX);
         } else if (!strcmp(a, "--exact")) {
             p.exact = true;
+        } else if (!strcmp(a, "--act8")) {
+            p.act8 = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             fc_log_set_level(FC_LOG_LEVEL_INFO);
         } else if (!strcmp(a, "--ssl")) {

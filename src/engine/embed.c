@@ -55,7 +55,8 @@ struct fc_embedder {
 static enum fc_status prepare(fc_embedder *e, int n)
 {
     if (!e->exec) {
-        fc_exec_params ep = {.n_threads = e->p.n_threads, .exact = e->p.exact, .n_batch_max = e->p.n_batch_max};
+        fc_exec_params ep = {.n_threads = e->p.n_threads, .exact = e->p.exact, .act8 = e->p.act8,
+                             .n_batch_max = e->p.n_batch_max};
         e->exec = fc_exec_new(e->m, &ep);
         e->batch = fc_batch_new(e->p.n_batch_max);
         e->hidden = fc_aligned_alloc(sizeof(float) * (size_t)e->p.n_batch_max * (size_t)e->C);

@@ -36,6 +36,7 @@ typedef struct fc_embedder fc_embedder;
 typedef struct fc_embed_params {
     int n_threads;     /* compute threads (<= 0: all CPUs) */
     bool exact;        /* f32 reference mode */
+    bool act8;         /* 8-bit activations everywhere (fc_exec_params.act8) */
     int n_batch_max;   /* tokens per forward call (0: 512) */
     int chunk_len;     /* tokens per independent chunk (0: the model's context length) */
 } fc_embed_params;

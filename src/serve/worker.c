@@ -1134,12 +1134,12 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     fc_conv_free(conv);
     /* room for every admitted request plus cached prefixes */
     int seqs = w->limit + 16 > 64 ? w->limit + 16 : 64;
-    fc_engine_params ep = {.n_threads = p->n_threads, .exact = p->exact, .kv_tokens = p->kv_cache_tokens,
+    fc_engine_params ep = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .kv_tokens = p->kv_cache_tokens,
                            .n_seq_max = seqs};
     m->engine = fc_engine_new(m->model, m->tok, &ep);
     if (!m->engine) return false;
     m->n_ctx = fc_engine_n_ctx(m->engine);
-    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .chunk_len = m->n_ctx};
+    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .chunk_len = m->n_ctx};
     m->embedder = fc_embedder_new(m->model, &emp);
     return m->embedder != NULL;
 }

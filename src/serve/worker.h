@@ -88,6 +88,7 @@ typedef struct fc_worker_params {
     int64_t kv_cache_tokens;        /* KV budget per model; 0: the engine's default */
     bool embed_in_truncate;         /* embeddings keep the first context-length tokens */
     bool exact;                     /* f32 reference mode */
+    bool act8;                      /* 8-bit activations everywhere (fc_exec_params.act8) */
     double heart_beat_interval_s;   /* <= 0: FASTCHAT_WORKER_HEART_BEAT_INTERVAL, else 45 */
     const fc_worker_model *models;  /* at least one */
     int n_models;

@@ -456,3 +456,31 @@ def test_multi_model_worker(fastchat_bin, model_path, tmp_path):
     finally:
         stop(p)
     assert p.returncode == 0
+
+
+def test_act8_worker_uses_8bit_activations(fastchat_bin, model_path, tmp_path):
+    """--act8 reaches the worker's engine: the prompt's echoed logprobs are
+    `fastchat logits --act8`'s, not the default (16-bit activation) mode's."""
+    port = free_port()
+    p = start_worker(fastchat_bin, model_path, port, "--act8", "--no-register", log_dir=str(tmp_path))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        e = post(base, "/worker_generate", {"prompt": PROMPT_COUNT, "temperature": 0, "max_new_tokens": 1,
+                                            "echo": True, "logprobs": 1}).json()
+    finally:
+        stop(p)
+    assert p.returncode == 0
+    ids = json.loads(run_fastchat(fastchat_bin, ["tokenize", "--model-path", model_path,
+                                                 "--text", PROMPT_COUNT]).stdout)
+    k = len(ids)
+    got = np.array(e["logprobs"]["token_logprobs"][1:k])
+
+    def logsm(act8):
+        lg = fastchat_logits(fastchat_bin, model_path, ids, tmp_path, exact=False, act8=act8).astype(np.float64)
+        m = lg.max(axis=1, keepdims=True)
+        ls = lg - m - np.log(np.exp(lg - m).sum(axis=1, keepdims=True))
+        return np.array([ls[i - 1, ids[i]] for i in range(1, k)])
+
+    want8, want16 = logsm(True), logsm(False)
+    assert np.allclose(got, want8, atol=2e-3), (got, want8)
+    assert np.abs(got - want16).max() > 1e-2, "the --act8 worker gave the 16-bit mode's logprobs"
