@@ -5,10 +5,11 @@
  * Build and run (from the repository root):
  *   cc -std=c11 -O3 -march=native -D_GNU_SOURCE -pthread -Isrc dev/bench_matmul.c \
  *      src/base/base.c src/base/pool.c src/tensor/dtype.c src/tensor/quant_ref.c \
- *      src/tensor/ops_ref.c src/tensor/cpu/[a-z]*.c -lm -o build/bench_matmul
+ *      src/tensor/ops_ref.c src/tensor/pack.c src/tensor/cpu/[a-z]*.c -lm -o build/bench_matmul
  *   build/bench_matmul                 all types, T = 1, 32, 512, 1 and 2 threads
  *   build/bench_matmul q4_1 q4_0 -T 1 -j 2 -s 49152x576
- * Options: type names (default q4_1 q4_0 q8_0 q4_K q6_K f16), -T list of
+ * Options: type names (default q4_1 q4_0 q8_0 q4_K q6_K f16; q4_0x8, q4_1x8
+ * and q8_0x8 are the packed layouts of pack.c, with a16 acts), -T list of
  * token counts, -j list of thread counts, -s list of RxK shapes, -r seconds
  * per measurement (default 0.25), -cold / -hot only.
  *
