@@ -111,6 +111,9 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     e->exact = p->exact;
     e->a16 = !p->act8;
     e->n_batch_max = p->n_batch_max > 0 ? p->n_batch_max : 512;
+    /* the fast mode's kernels want the packed matrices (made once per model) */
+    if (!p->exact && !p->act8 && !fc_model_pack_weights(m))
+        FC_LOG_WARN("%s: the fast mode runs on the file's layout (slower)", m->path);
     e->pool = fc_pool_new(p->n_threads);
     /* decode prefetches packed weights in software only while the model
      * fits in half the last-level cache (see fc_matmul_set_prefetch) */
@@ -229,7 +232,7 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
         const int64_t R = w->ne[1];
         /* packed matrices (fast mode, a16) split at multiples of 8 rows: the
          * bounds of every thread round up alike, so the split stays exact */
-        const bool packed = w->packed && !e->exact && e->a16;
+        const bool packed = !e->exact && e->a16 && w->packed; /* exact / act8 execs never read packed */
         int64_t r0 = FC_MAX(lo - base, 0), r1 = FC_MAX(FC_MIN(hi - base, R), 0);
         if (packed) {
             r0 = FC_MIN((r0 + 7) & ~(int64_t)7, R);

@@ -439,6 +439,8 @@ static void pack_thread(void *ctx, int ith, int nth)
  */
 static bool pack_weights(fc_model *m)
 {
+    /* forward passes of exact / --act8 execs may run meanwhile: they never
+     * read the packed fields, and the dropped file pages fault back in */
     const char *off = getenv("FASTCHAT_NO_REPACK");
     if (off && *off && strcmp(off, "0") != 0) return true;
     fc_tensor **all = fc_xmalloc(sizeof *all * (size_t)(7 * m->cfg.n_layer + 1));
@@ -491,12 +493,26 @@ static bool pack_weights(fc_model *m)
     return true;
 }
 
+bool fc_model_pack_weights(const fc_model *cm)
+{
+    fc_model *m = (fc_model *)cm; /* the one change after load (model.h) */
+    pthread_mutex_lock(&m->pack_lock);
+    bool ok = true;
+    if (!m->pack_done) {
+        ok = pack_weights(m);
+        m->pack_done = true;
+    }
+    pthread_mutex_unlock(&m->pack_lock);
+    return ok;
+}
+
 /* ---- public ---- */
 
 fc_model *fc_model_load(const char *path)
 {
     fc_model *m = fc_xcalloc(1, sizeof *m);
     m->path = fc_xstrdup(path);
+    pthread_mutex_init(&m->pack_lock, NULL);
     struct stat sb;
     if (stat(path, &sb) != 0) {
         FC_LOG_ERROR("%s: %s", path, strerror(errno));
@@ -509,7 +525,7 @@ fc_model *fc_model_load(const char *path)
         m->format = FC_FORMAT_GGUF;
         if (!load_gguf(m)) goto fail;
     }
-    if (!finish_tensors(m) || !pack_weights(m)) goto fail;
+    if (!finish_tensors(m)) goto fail;
     return m;
 fail:
     fc_model_free(m);
@@ -522,6 +538,7 @@ void fc_model_free(fc_model *m)
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     if (m->packed) munmap(m->packed, m->packed_bytes);
+    pthread_mutex_destroy(&m->pack_lock);
     free(m->named);
     free(m->layers);
     fc_gguf_free(m->gguf);

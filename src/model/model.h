@@ -5,7 +5,9 @@
  *
  * fc_model is immutable after fc_model_load: weights stay memory-mapped in
  * their stored type, and the model may be shared read-only by any number of
- * threads. Per-run state (scratch buffers, thread pool, exact/fast mode)
+ * threads. (The one change after load: the first fast-mode fc_exec_new adds
+ * the row-interleaved copies of the matrices, fc_model_pack_weights, under
+ * a lock.) Per-run state (scratch buffers, thread pool, exact/fast mode)
  * lives in an fc_exec; per-sequence state in an fc_kv_cache (kv_cache.h).
  */
 #ifndef FC_MODEL_H
@@ -66,6 +68,13 @@ void fc_model_free(fc_model *m);
 const fc_model_config *fc_model_get_config(const fc_model *m);
 enum fc_model_format fc_model_format(const fc_model *m);
 const char *fc_model_path(const fc_model *m);
+/* Makes the row-interleaved copies of the Q4_0 / Q4_1 / Q8_0 matrices that
+ * the default fast mode multiplies by (tensor/pack.c), once: later calls
+ * return at once. Thread-safe; fc_exec_new calls it for fast, 16-bit
+ * activation execs, so tools that never run the model (inspect, quantize)
+ * or run it exact / --act8 do not pay for it. FASTCHAT_NO_REPACK=1 turns
+ * it off. False if memory ran out (the model still runs, unpacked). */
+bool fc_model_pack_weights(const fc_model *m);
 /* Bytes of weights (all tensors as stored). */
 size_t fc_model_weight_bytes(const fc_model *m);
 /* The GGUF metadata when loaded from GGUF, else NULL (borrowed). */

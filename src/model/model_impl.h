@@ -10,6 +10,8 @@
 #include "safetensors.h"
 #include "../base/pool.h"
 
+#include <pthread.h>
+
 typedef struct fc_layer {
     fc_tensor attn_norm;            /* (C) */
     fc_tensor wq, wk, wv, wo;       /* (NH*HS, C), (NKV*HS, C), (NKV*HS, C), (C, NH*HS) */
@@ -48,6 +50,8 @@ struct fc_model {
      * mapping, packed_bytes long */
     void *packed;
     size_t packed_bytes;
+    pthread_mutex_t pack_lock;
+    bool pack_done;
 };
 
 #endif

@@ -66,7 +66,7 @@ static inline const float *fc_cpu_act_s(const void *xa, int act_type, int64_t K)
     return fc_cpu_act_d(xa, act_type, K) + fc_cpu_act_nbp(K);
 }
 
-/* fc_matmul_set_prefetch's setting (ops_cpu.c) */
+/* fc_matmul_set_prefetch's setting (ops_cpu.c; read with __atomic_load_n) */
 extern bool fc_cpu_prefetch_packed;
 
 /* ---- generic kernels (generic.c), the fallbacks of every build ---- */

@@ -16,7 +16,8 @@
 
 bool fc_cpu_prefetch_packed = true;
 
-void fc_matmul_set_prefetch(bool on) { fc_cpu_prefetch_packed = on; }
+/* execs of other threads may be running: an atomic store (a plain one on x86) */
+void fc_matmul_set_prefetch(bool on) { __atomic_store_n(&fc_cpu_prefetch_packed, on, __ATOMIC_RELAXED); }
 
 int fc_matmul_act_type(int wtype, bool a16)
 {

@@ -780,7 +780,7 @@ static void matmul_x8(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
     const int64_t r16 = r0 + (r1 - r0) / 16 * 16;
     if (r16 > r0)
         fc_cpu_matmul_x16_avx512(ptype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r16,
-                                 fc_cpu_prefetch_packed ? PREFETCH_BYTES : 0, TOKEN_BLOCK_BYTES);
+                                 __atomic_load_n(&fc_cpu_prefetch_packed, __ATOMIC_RELAXED) ? PREFETCH_BYTES : 0, TOKEN_BLOCK_BYTES);
     r0 = r16;
     if (r0 == r1) return;
 #endif
@@ -788,9 +788,10 @@ static void matmul_x8(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
         /* software prefetch PREFETCH_BYTES ahead, when the weights are
          * likely in the LLC (fc_matmul_set_prefetch) */
         const size_t gbytes = 8 * w_stride, end = (size_t)r1 * w_stride;
+        const bool prefetch = __atomic_load_n(&fc_cpu_prefetch_packed, __ATOMIC_RELAXED);
         for (int64_t r = r0; r < r1; r += 8) {
             const size_t pf = (size_t)r * w_stride + PREFETCH_BYTES;
-            if (fc_cpu_prefetch_packed && pf + gbytes <= end)
+            if (prefetch && pf + gbytes <= end)
                 for (size_t o = 0; o < gbytes; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T0);
             fn[0](w + (size_t)r * w_stride, K, xa, 0, y + r, 0);
         }
