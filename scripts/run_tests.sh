@@ -30,6 +30,7 @@ done
 # the kernels a narrower x86 target selects (no-ops where the CPU lacks it)
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
     run "unit/test_kernels@haswell" scripts/test_kernels_isa.sh haswell "$BUILD"
+    run "unit/test_kernels@alderlake" scripts/test_kernels_isa.sh alderlake "$BUILD"
     run "unit/test_kernels@skylake-avx512" scripts/test_kernels_isa.sh skylake-avx512 "$BUILD"
 fi
 

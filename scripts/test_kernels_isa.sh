@@ -2,8 +2,9 @@
 # test_kernels_isa.sh ARCH OUTDIR: builds tests/unit/test_kernels with
 # -march=ARCH (instead of the build's -march=native) and runs it, so that a
 # machine with more SIMD than ARCH also checks the kernels ARCH selects:
-# on an AVX-512 machine "haswell" covers the AVX2-only kernels and
-# "skylake-avx512" the AVX-512 ones without VNNI. Exits 0 with a note when
+# on an AVX-512 machine "haswell" covers the AVX2-only kernels,
+# "alderlake" the AVX2 ones with AVX-VNNI, and "skylake-avx512" the AVX-512
+# ones without VNNI. Exits 0 with a note when
 # this CPU cannot run ARCH's instructions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
 has() { for f in "$@"; do grep -qw "$f" <<<"$flags" || return 1; done; }
 case $ARCH in
     haswell)        need=(avx2 fma f16c bmi2) ;;
+    alderlake)      need=(avx2 fma f16c avx_vnni) ;;
     skylake-avx512) need=(avx2 fma f16c avx512f avx512bw avx512vl avx512dq) ;;
     *)              echo "test_kernels_isa: unknown ARCH $ARCH" >&2; exit 2 ;;
 esac

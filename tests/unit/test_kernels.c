@@ -404,8 +404,8 @@ int main(void)
     printf("kernels: AVX2 + AVX-512 VNNI build\n");
 #elif FC_CPU_AVX512
     printf("kernels: AVX2 + AVX-512 (no VNNI) build\n");
-#elif defined(__AVX512VNNI__) || defined(__AVXVNNI__)
-    printf("kernels: AVX2 + VNNI build\n");
+#elif defined(__AVXVNNI__)
+    printf("kernels: AVX2 + AVX-VNNI build\n");
 #else
     printf("kernels: %s build\n", AVX2_BUILD ? "AVX2" : "generic");
 #endif
