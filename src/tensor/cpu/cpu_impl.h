@@ -38,6 +38,8 @@
 
 #include "tensor/ops.h"
 
+#include <string.h>
+
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define FC_CPU_AVX2 1
 #endif
@@ -64,6 +66,26 @@ static inline const float *fc_cpu_act_d(const void *xa, int act_type, int64_t K)
 static inline const float *fc_cpu_act_s(const void *xa, int act_type, int64_t K)
 {
     return fc_cpu_act_d(xa, act_type, K) + fc_cpu_act_nbp(K);
+}
+
+/* The 8 six-bit scales and mins of a q4_K / q5_K block (quant_ref.c layout)
+ * as bytes: sc[0..8), mn[0..8). Bytes 0..3 hold sc 0..3 plus the top bits
+ * of sc 4..7, bytes 4..7 mins 0..3 plus the top bits of mins 4..7, bytes
+ * 8..11 the low nibbles of sc/mins 4..7. (The SIMD kernels' form; generic.c
+ * keeps its own scalar loop.) */
+static inline void fc_cpu_k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    const uint32_t s03 = u0 & 0x3f3f3f3fu, m03 = u1 & 0x3f3f3f3fu;
+    const uint32_t s47 = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+    const uint32_t m47 = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+    memcpy(sc, &s03, 4);
+    memcpy(sc + 4, &s47, 4);
+    memcpy(mn, &m03, 4);
+    memcpy(mn + 4, &m47, 4);
 }
 
 /* fc_matmul_set_prefetch's setting (ops_cpu.c; read with __atomic_load_n) */

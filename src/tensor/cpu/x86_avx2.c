@@ -425,22 +425,6 @@ DEF_X8(FC_DTYPE_Q8_0_X8, x8_q8_0)
 
 /* ---- q4_K ---- */
 
-/* The 8 six-bit scales and mins of a q4_K / q5_K block (quant_ref.c layout)
- * as bytes: sc[0..8), mn[0..8). Bytes 0..3 hold sc 0..3 plus the top bits
- * of sc 4..7, bytes 4..7 mins 0..3 plus the top bits of mins 4..7, bytes
- * 8..11 the low nibbles of sc/mins 4..7. */
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
-{
-    const uint32_t u0 = ld32(s), u1 = ld32(s + 4), u2 = ld32(s + 8);
-    const uint32_t s03 = u0 & 0x3f3f3f3fu, m03 = u1 & 0x3f3f3f3fu;
-    const uint32_t s47 = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
-    const uint32_t m47 = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
-    memcpy(sc, &s03, 4);
-    memcpy(sc + 4, &s47, 4);
-    memcpy(mn, &m03, 4);
-    memcpy(mn + 4, &m47, 4);
-}
-
 /*
  * Per row and super-block the K tiles first unpack the sub-scales to int16
  * lanes (one vpshufb then broadcasts the one a 32-value group needs) and
@@ -477,7 +461,7 @@ INLINE void tile_q4K(const int RR, const int TT, const uint8_t *w, size_t ws, in
         UNROLL for (int r = 0; r < RR; r++) {
             uint8_t sc[8], mn[8];
             wb[r] = (const fc_block_q4_K *)(w + (size_t)r * ws) + i;
-            k4_scales(wb[r]->scales, sc, mn);
+            fc_cpu_k4_scales(wb[r]->scales, sc, mn);
             const __m128i s8 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc));
             sc16[r] = _mm256_set_m128i(s8, s8);
             const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);

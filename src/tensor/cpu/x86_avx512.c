@@ -196,22 +196,6 @@ INLINE float hsum256(__m256 v)
     return _mm_cvtss_f32(x);
 }
 
-/* q4_K's 8 six-bit scales and mins (quant_ref.c layout) as bytes. */
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, s, 4);
-    memcpy(&u1, s + 4, 4);
-    memcpy(&u2, s + 8, 4);
-    const uint32_t s03 = u0 & 0x3f3f3f3fu, m03 = u1 & 0x3f3f3f3fu;
-    const uint32_t s47 = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
-    const uint32_t m47 = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
-    memcpy(sc, &s03, 4);
-    memcpy(sc + 4, &s47, 4);
-    memcpy(mn, &m03, 4);
-    memcpy(mn + 4, &m47, 4);
-}
-
 /* vpermw indices: lanes 0-15 take int16 a, lanes 16-31 int16 b (q4_K), or
  * four runs of 8 lanes take a..a+3 (q6_K) */
 INLINE __m512i idx2(int a, int b)
@@ -242,7 +226,7 @@ INLINE void tile_q4K_512(const int RR, const int TT, const uint8_t *w, size_t ws
         UNROLL for (int r = 0; r < RR; r++) {
             uint8_t sc[8], mn[8];
             wb[r] = (const fc_block_q4_K *)(w + (size_t)r * ws) + i;
-            k4_scales(wb[r]->scales, sc, mn);
+            fc_cpu_k4_scales(wb[r]->scales, sc, mn);
             sc16[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
             const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
             mins[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
