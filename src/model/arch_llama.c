@@ -344,11 +344,26 @@ static void forward_thread(void *ctx, int ith, int nth)
     const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
     float *attn_scratch = e->attn_scratch + (size_t)ith * fc_attn_scratch_floats(FC_ATTN_ROWS, HS);
 
-    /* token embeddings */
-    size_t erow = fc_tensor_row_bytes(&m->tok_embd);
-    for (int t = t0; t < t1; t++)
-        fc_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)b->token[t] * erow,
-                              e->x + (size_t)t * C, C);
+    /* token embeddings; with tied embeddings a packed output matrix is the
+     * same table, read from there so that the file's copy (its pages were
+     * dropped when it was packed) stays out of memory */
+    const size_t erow = fc_tensor_row_bytes(&m->tok_embd);
+    const bool from_packed = c->tied_embeddings && !e->exact && e->a16 && m->output.packed;
+    for (int t = t0; t < t1; t++) {
+        const int64_t id = b->token[t];
+        float *x = e->x + (size_t)t * C;
+        if (from_packed) {
+            const size_t bs = fc_dtype_type_size(m->tok_embd.type);
+            const uint8_t *g = (const uint8_t *)m->output.packed + (size_t)(id / 8 * 8) * erow;
+            uint8_t blk[64];
+            for (int64_t k = 0; k < C; k += FC_QK) {
+                fc_pack_block_row(m->output.packed_type, g + (size_t)(k / FC_QK) * 8 * bs, (int)(id % 8), blk);
+                fc_dequantize_row_ref(m->tok_embd.type, blk, x + k, FC_QK);
+            }
+        } else {
+            fc_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)id * erow, x, C);
+        }
+    }
     fc_pool_barrier(e->pool);
 
     for (int l = 0; l < c->n_layer; l++) {

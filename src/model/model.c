@@ -1,8 +1,10 @@
 /*
  * model.c: loading a model from a GGUF file or a Hugging Face folder into an
  * fc_model: hyper-parameters, and views of every weight tensor in place in
- * the file mapping (no dequantization; small 1-D tensors stored as f16/bf16
- * are upcast to f32 once, since the norms are applied in f32).
+ * the file mapping (no dequantization). Small 1-D tensors (norms, biases)
+ * are copied out as f32 once: the norms are applied in f32, and a forward
+ * pass that read them in place would keep the file's pages around them in
+ * memory (with huge-page file mappings, 2 MiB of weights each).
  *
  * GGUF metadata keys follow llama.cpp's conventions ("<arch>.block_count",
  * "<arch>.attention.head_count", ...). llama.cpp's converter permutes the Q
@@ -48,15 +50,15 @@ static void *own(fc_model *m, size_t n)
 /* Makes a 1-D tensor f32 (norm weights, biases), converting from f16/bf16. */
 static bool to_f32(fc_model *m, fc_tensor *t, const char *what)
 {
-    if (!t->data || t->type == FC_DTYPE_F32) return true;
-    if (t->type != FC_DTYPE_F16 && t->type != FC_DTYPE_BF16) {
+    if (!t->data) return true;
+    if (t->type != FC_DTYPE_F32 && t->type != FC_DTYPE_F16 && t->type != FC_DTYPE_BF16) {
         FC_LOG_ERROR("%s: tensor %s has type %s; expected f32/f16/bf16", m->path, what,
                      fc_dtype_name(t->type));
         return false;
     }
     int64_t n = fc_tensor_nelem(t);
     float *f = own(m, sizeof(float) * (size_t)n);
-    fc_dequantize_row_ref(t->type, t->data, f, n);
+    fc_dequantize_row_ref(t->type, t->data, f, n); /* a plain copy for f32 */
     t->type = FC_DTYPE_F32;
     t->data = f;
     t->nbytes = sizeof(float) * (size_t)n;
