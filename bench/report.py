@@ -249,7 +249,7 @@ def render(raw, membw_path, out_md, threads, meta_path=None):
     out.append("\nSpeeds are tokens/s, mean ± standard deviation over the repetitions, which alternate "
                "between the engines (llama.cpp: llama-bench; bgB: llama-batched-bench S_TG). tgG@dD decodes G tokens after D tokens of context. The host is shared and noisy: "
                "read ratios, not absolute figures. Load: ours is fc_model_load + fc_exec_new (weights "
-               "memory-mapped, paged in by the first forward); llama.cpp's is llama-simple's load time less its "
+               "memory-mapped; fc_exec_new makes the packed copies of the Q4_0/Q4_1/Q8_0 matrices); llama.cpp's is llama-simple's load time less its "
                "first prompt evaluation (it repacks some weight types at load). Peak RSS: a 16-token generation "
                "of each engine under /usr/bin/time -v.")
     text = "\n".join(out) + "\n"
