@@ -14,6 +14,7 @@
 #include "model/kv_cache.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 static const int32_t P1[] = {1, 9690, 198, 2683, 359, 253, 5356, 5646, 30, 2, 198, 1, 520, 9531, 198, 19556,
@@ -184,6 +185,57 @@ static void test_pool(const fc_model_config *c)
     fc_kv_cache_free(NULL);
 }
 
+/* The packed copies are made by the first fast exec of a model, under a
+ * lock: execs created at once from several threads (fast ones, and an
+ * --act8 one that reads the file's layout while its pages are dropped)
+ * must each compute what a lone exec computes afterwards. */
+struct conc {
+    const fc_model *m;
+    bool act8;
+    float *out;
+};
+
+static void *conc_thread(void *arg)
+{
+    struct conc *c = arg;
+    const int n1 = (int)(sizeof P1 / sizeof *P1);
+    fc_exec_params ep = {.n_threads = 1, .act8 = c->act8, .n_batch_max = 64};
+    fc_exec *e = fc_exec_new(c->m, &ep);
+    CHECK(e != NULL);
+    if (e) run_chunked(c->m, e, P1, n1, 8, c->out);
+    fc_exec_free(e);
+    return NULL;
+}
+
+static void test_concurrent_packing(const char *path)
+{
+    fc_model *m = fc_model_load(path); /* fresh: nothing packed yet */
+    CHECK(m != NULL);
+    if (!m) return;
+    const int V = fc_model_get_config(m)->n_vocab;
+    enum { N = 5 };
+    struct conc cs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        cs[i] = (struct conc){.m = m, .act8 = i == N - 1, .out = malloc(sizeof(float) * V)};
+        CHECK(pthread_create(&th[i], NULL, conc_thread, &cs[i]) == 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    /* lone execs afterwards, one per mode */
+    float *fast = malloc(sizeof(float) * V), *act8 = malloc(sizeof(float) * V);
+    struct conc lone_fast = {m, false, fast}, lone_act8 = {m, true, act8};
+    conc_thread(&lone_fast);
+    conc_thread(&lone_act8);
+    for (int i = 0; i < N - 1; i++)
+        CHECKF(memcmp(cs[i].out, fast, sizeof(float) * V) == 0, "concurrent fast exec %d differs from a lone one", i);
+    CHECKF(memcmp(cs[N - 1].out, act8, sizeof(float) * V) == 0, "the act8 exec next to packing differs from a lone one");
+    CHECKF(maxdiff(fast, act8, V) > 1e-3, "act8 and 16-bit logits identical: the modes were not both exercised");
+    for (int i = 0; i < N; i++) free(cs[i].out);
+    free(fast);
+    free(act8);
+    fc_model_free(m);
+}
+
 int main(void)
 {
     const char *path = getenv("FASTCHAT_MODEL");
@@ -199,5 +251,6 @@ int main(void)
     test_mode(m, false, 2);
     test_mode(m, false, 1);
     fc_model_free(m);
+    test_concurrent_packing(path);
     return TEST_END();
 }
