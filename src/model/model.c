@@ -398,6 +398,12 @@ static bool packable(const fc_tensor *t)
  * the kernel zeroes), run on every core. */
 #define PACK_CHUNK_BYTES (4u << 20)
 
+/* Rows of matrix t per chunk: a multiple of 8, at least 8. */
+static int64_t chunk_rows(const fc_tensor *t)
+{
+    return FC_MAX((int64_t)(PACK_CHUNK_BYTES / fc_tensor_row_bytes(t)) / 8 * 8, 8);
+}
+
 typedef struct pack_job {
     fc_tensor **mats;   /* the packable matrices */
     uint8_t **dst;      /* where each one's packed copy starts */
@@ -418,7 +424,7 @@ static void pack_thread(void *ctx, int ith, int nth)
         while (j->first_chunk[i + 1] <= c) i++;
         fc_tensor *t = j->mats[i];
         const size_t rs = fc_tensor_row_bytes(t);
-        const int64_t rows = FC_MAX((int64_t)(PACK_CHUNK_BYTES / rs) / 8 * 8, 8);
+        const int64_t rows = chunk_rows(t);
         const int64_t r0 = (c - j->first_chunk[i]) * rows, r1 = FC_MIN(r0 + rows, t->ne[1]);
         const uint8_t *src = (const uint8_t *)t->data + (size_t)r0 * rs;
         const bool ok = fc_pack_rows(t->type, src, rs, r1 - r0, t->ne[0], j->dst[i] + (size_t)r0 * rs);
@@ -475,7 +481,7 @@ static bool pack_weights(fc_model *m)
     j.first_chunk[0] = 0;
     for (int i = 0; i < j.n; i++) {
         fc_tensor *t = all[i];
-        const int64_t rows = FC_MAX((int64_t)(PACK_CHUNK_BYTES / fc_tensor_row_bytes(t)) / 8 * 8, 8);
+        const int64_t rows = chunk_rows(t);
         j.dst[i] = at;
         j.first_chunk[i + 1] = j.first_chunk[i] + (long)((t->ne[1] + rows - 1) / rows);
         at += (t->nbytes + 63) & ~(size_t)63;

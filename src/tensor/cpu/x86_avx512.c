@@ -24,7 +24,6 @@
 #include "base/fc_base.h"
 
 #include <immintrin.h>
-#include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
 #define NOINLINE static __attribute__((noinline))
