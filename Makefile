@@ -69,6 +69,8 @@ build/fuzz/%: fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) $(LDLIBS) -o $@
 fuzz: $(FUZZ_BIN)
+# the library objects are shared by every target: keep them between builds
+.SECONDARY: $(FUZZ_OBJ)
 
 setup:
 	@scripts/setup.sh

@@ -39,13 +39,33 @@ if ls tests/py/test_*.py >/dev/null 2>&1; then
     grep -E '(passed|failed)' "$BUILD/logs/pytest.log" | tail -1 | sed 's/^/    pytest: /'
 fi
 
+# fuzz targets: independent, so as many at once as there are cores; each
+# result is reported (in target order) when all have finished
+fuzz_jobs=$(nproc 2>/dev/null || echo 2)
+fuzz_names=()
 for f in build/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     name=$(basename "$f")
     corpus="build/fuzz/corpus-$name"
-    mkdir -p "$corpus"
+    mkdir -p "$corpus" "$BUILD/logs/fuzz"
     seeds=""; [ -d "tests/data/fuzz/$name" ] && seeds="tests/data/fuzz/$name"
-    run "fuzz/$name" "$f" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 "$corpus" $seeds
+    while [ "$(jobs -rp | wc -l)" -ge "$fuzz_jobs" ]; do wait -n || true; done
+    ( t0=$SECONDS
+      "$f" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 "$corpus" $seeds \
+          >"$BUILD/logs/fuzz/$name.log" 2>&1
+      echo "$? $((SECONDS - t0))" >"$BUILD/logs/fuzz/$name.rc" ) &
+    fuzz_names+=("$name")
+done
+wait
+for name in "${fuzz_names[@]}"; do
+    read -r rc secs <"$BUILD/logs/fuzz/$name.rc"
+    log="$BUILD/logs/fuzz/$name.log"
+    if [ "$rc" = 0 ]; then
+        pass=$((pass + 1)); printf 'PASS %-40s %4ds\n' "fuzz/$name" "$secs"
+    else
+        fail=$((fail + 1)); failed+=("fuzz/$name"); printf 'FAIL %-40s %4ds (log: %s)\n' "fuzz/$name" "$secs" "$log"
+        tail -n 30 "$log" | sed 's/^/    | /'
+    fi
 done
 
 echo
