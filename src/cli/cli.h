@@ -43,4 +43,16 @@ char **fc_cli_split_csv(const char *s, int *n);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 
+/* Flag callbacks several subcommands share (cli_flags.c; base/flags.h). */
+#include "base/flags.h"
+typedef struct fc_cli_csv { char **v; int n; } fc_cli_csv; /* malloc'd items */
+void fc_cli_csv_free(fc_cli_csv *l);
+/* FC_FLAG_FUNC0: -v/--verbose sets the log level to info. */
+const char *fc_cli_flag_verbose(const fc_flag *f, const char *v, void *dst);
+/* FC_FLAG_FUNC, dst a char **: a JSON list of strings as "a,b" (malloc'd,
+ * replaces the previous one); dies on malformed JSON. */
+const char *fc_cli_flag_json_list(const fc_flag *f, const char *v, void *dst);
+/* FC_FLAG_FUNC, dst an fc_cli_csv: "k1,k2" split (replaces the previous). */
+const char *fc_cli_flag_csv(const fc_flag *f, const char *v, void *dst);
+
 #endif

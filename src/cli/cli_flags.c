@@ -1,0 +1,42 @@
+/*
+ * cli_flags.c: the flag callbacks several subcommands share (base/flags.h
+ * FC_FLAG_FUNC entries): -v/--verbose, the CORS lists given as JSON, and
+ * comma-separated lists such as --api-keys.
+ */
+#include <stdlib.h>
+
+#include "base/fc_base.h"
+#include "cli.h"
+
+const char *fc_cli_flag_verbose(const fc_flag *f, const char *v, void *dst)
+{
+    (void)f, (void)v, (void)dst;
+    fc_log_set_level(FC_LOG_LEVEL_INFO);
+    return NULL;
+}
+
+const char *fc_cli_flag_json_list(const fc_flag *f, const char *v, void *dst)
+{
+    char **out = dst;
+    free(*out);
+    *out = fc_cli_json_list_csv(f->names, v);
+    return NULL;
+}
+
+const char *fc_cli_flag_csv(const fc_flag *f, const char *v, void *dst)
+{
+    (void)f;
+    fc_cli_csv *l = dst;
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = fc_cli_split_csv(v, &l->n);
+    return NULL;
+}
+
+void fc_cli_csv_free(fc_cli_csv *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
