@@ -1,9 +1,12 @@
 /*
  * str.c: fc_str, the growable string builder with a size cap and a sticky
  * error flag (str.h). Capacity doubles from 64 bytes; a failed builder keeps
- * its last good text and ignores further appends.
+ * its last good text and ignores further appends. Running out of memory
+ * aborts (fc_xrealloc), so without a cap appends never fail.
  */
 #include "base/str.h"
+
+#include "base/fc_base.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -14,7 +17,7 @@ void fc_str_init(fc_str *s, size_t max)
 {
     s->p = NULL;
     s->len = s->cap = 0;
-    s->max = max ? max : SIZE_MAX;
+    s->max = max;
     s->failed = false;
 }
 
@@ -23,14 +26,13 @@ void fc_str_init(fc_str *s, size_t max)
 static bool grow(fc_str *s, size_t extra)
 {
     if (s->failed) return false;
-    if (extra > s->max - s->len) { s->failed = true; return false; }
+    size_t max = s->max ? s->max : SIZE_MAX - 1;
+    if (extra > max - s->len) { s->failed = true; return false; }
     size_t need = s->len + extra + 1;
     if (need <= s->cap) return true;
     size_t cap = s->cap ? s->cap : 64;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = realloc(s->p, cap);
-    if (!p) { s->failed = true; return false; }
-    s->p = p;
+    s->p = fc_xrealloc(s->p, cap); /* out of memory aborts, as all small bookkeeping (fc_base.h) */
     s->cap = cap;
     return true;
 }
@@ -48,16 +50,6 @@ void fc_str_puts(fc_str *s, const char *str)
     if (str) fc_str_putn(s, str, strlen(str));
 }
 
-void fc_str_putc(fc_str *s, char c)
-{
-    if (s->len + 1 < s->cap && !s->failed && s->len < s->max) {
-        s->p[s->len++] = c;
-        s->p[s->len] = '\0';
-        return;
-    }
-    fc_str_putn(s, &c, 1);
-}
-
 void fc_str_vprintf(fc_str *s, const char *fmt, va_list ap)
 {
     if (s->failed) return;
@@ -67,7 +59,7 @@ void fc_str_vprintf(fc_str *s, const char *fmt, va_list ap)
     int n = vsnprintf(room ? s->p + s->len : NULL, room, fmt, ap2);
     va_end(ap2);
     if (n < 0) { s->failed = true; goto out; }
-    if ((size_t)n < room && (size_t)n <= s->max - s->len) { /* it fit */
+    if ((size_t)n < room && (!s->max || (size_t)n <= s->max - s->len)) { /* it fit */
         s->len += (size_t)n;
         goto out;
     }
@@ -116,7 +108,7 @@ char *fc_str_take(fc_str *s)
         fc_str_free(s);
         return NULL;
     }
-    char *p = s->p ? s->p : calloc(1, 1);
+    char *p = s->p ? s->p : fc_xcalloc(1, 1);
     s->p = NULL;
     s->len = s->cap = 0;
     return p;

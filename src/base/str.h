@@ -3,7 +3,7 @@
  *
  * Modelled on curl's dynbuf and SQLite's sqlite3_str: appends never fail
  * loudly; instead the builder carries a sticky error flag. Once an append
- * would pass the size cap (or memory runs out) the builder is "failed": the
+ * would pass the size cap the builder is "failed": the
  * text stays as it was before that append, every later append is ignored,
  * fc_str_failed() says so and fc_str_take() returns NULL. The caller checks
  * once, at the end, instead of after every put.
@@ -14,6 +14,8 @@
  *     fc_str_printf(&s, "%d}", n);
  *     char *text = fc_str_take(&s);      // NULL if the cap was hit
  *
+ * Running out of memory aborts, as for all small bookkeeping (fc_xrealloc in
+ * fc_base.h), so a builder without a cap never fails.
  * The text is always NUL-terminated (the NUL is not counted in the cap or in
  * the length). Capacity doubles, so building n bytes costs O(n).
  * Not thread-safe: one builder, one thread at a time.
@@ -29,12 +31,13 @@ typedef struct fc_str {
     char *p;      /* the text, NUL-terminated; NULL before the first append */
     size_t len;   /* bytes of text, without the NUL */
     size_t cap;   /* bytes allocated at p */
-    size_t max;   /* cap on len; SIZE_MAX when unbounded */
-    bool failed;  /* sticky: an append hit the cap or ran out of memory */
+    size_t max;   /* cap on len; 0 = unbounded */
+    bool failed;  /* sticky: an append would have passed the cap */
 } fc_str;
 
-/* A builder that is already initialised with no cap: `fc_str s = FC_STR_INIT;` */
-#define FC_STR_INIT {NULL, 0, 0, (size_t)-1, false}
+/* A zeroed builder (`fc_str s = {0};`, or FC_STR_INIT) is ready to use,
+ * with no cap. */
+#define FC_STR_INIT {NULL, 0, 0, 0, false}
 
 /* Empties *s and sets its cap (max bytes of text; 0 = unbounded). Allocates
  * nothing. */
@@ -44,13 +47,22 @@ void fc_str_init(fc_str *s, size_t max);
  * one byte / printf-formatted text. No-ops once the builder has failed. */
 void fc_str_putn(fc_str *s, const void *data, size_t n);
 void fc_str_puts(fc_str *s, const char *str);
-void fc_str_putc(fc_str *s, char c);
+static inline void fc_str_putc(fc_str *s, char c)
+{
+    if (s->len + 1 < s->cap && !s->failed && (!s->max || s->len < s->max)) { /* room: the common case */
+        s->p[s->len++] = c;
+        s->p[s->len] = '\0';
+        return;
+    }
+    fc_str_putn(s, &c, 1);
+}
 void fc_str_printf(fc_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fc_str_vprintf(fc_str *s, const char *fmt, va_list ap);
 
 /* Makes room for `extra` more bytes and returns where they go (the caller
  * writes at most `extra` bytes there, then calls fc_str_commit with how many
- * it wrote); NULL when that would pass the cap (the builder is then failed). */
+ * it wrote, or adds them to len itself); NULL when that would pass the cap
+ * (the builder is then failed). */
 char *fc_str_reserve(fc_str *s, size_t extra);
 void fc_str_commit(fc_str *s, size_t n);
 

@@ -65,6 +65,11 @@ static void test_str(void)
     fc_str_free(&s);
     fc_str_free(NULL);
 
+    fc_str z = {0}; /* zeroed: ready, no cap */
+    for (int i = 0; i < 100; i++) fc_str_putc(&z, 'z');
+    CHECK(fc_str_len(&z) == 100 && !fc_str_failed(&z) && strlen(fc_str_cstr(&z)) == 100);
+    fc_str_free(&z);
+
     fc_str r = FC_STR_INIT;
     w = fc_str_reserve(&r, 5);
     CHECK(w != NULL);
