@@ -76,22 +76,13 @@ int fc_cmd_api(int argc, char **argv)
 {
     const char *host = "localhost", *ctl = "http://localhost:21001";
     int port = 8000;
-    char *origins = NULL, *methods = NULL, *headers = NULL;
-    fc_cli_csv keys = {0};
-    bool creds = false, ssl = false;
+    fc_cli_api_access acc = {0};
+    bool ssl = false;
     const fc_flag flags[] = {
         {"--host", FC_FLAG_STRING, &host, .metavar = "HOST", .help = "listen address (default localhost)"},
         {"--port", FC_FLAG_INT, &port, .max = 65535, .help = "port (default 8000)"},
         {"--controller-address", FC_FLAG_STRING, &ctl, .metavar = "URL", .help = "(default http://localhost:21001)"},
-        {"--api-keys", FC_FLAG_FUNC, &keys, .fn = fc_cli_flag_csv, .metavar = "K1,K2",
-         .help = "accepted bearer tokens (every route, /api/v1/ ones too)"},
-        {"--allowed-origins", FC_FLAG_FUNC, &origins, .fn = fc_cli_flag_json_list, .metavar = "JSON",
-         .help = "CORS origins (default [\"*\"])"},
-        {"--allowed-methods", FC_FLAG_FUNC, &methods, .fn = fc_cli_flag_json_list, .metavar = "JSON",
-         .help = "CORS methods (default [\"*\"])"},
-        {"--allowed-headers", FC_FLAG_FUNC, &headers, .fn = fc_cli_flag_json_list, .metavar = "JSON",
-         .help = "CORS headers (default [\"*\"])"},
-        {"--allow-credentials", FC_FLAG_TRUE, &creds, .help = "CORS credentials"},
+        FC_CLI_API_ACCESS_FLAGS(&acc),
         {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted for FastChat compatibility; TLS is not implemented"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log requests to workers"},
         {0},
@@ -104,30 +95,18 @@ int fc_cmd_api(int argc, char **argv)
     fc_flags_parse_or_exit(&cmd, argc, argv);
     if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
 
-    fc_openai_api_params p = {
-        .host = host,
-        .port = port,
-        .controller_address = ctl,
-        .api_keys = (const char *const *)keys.v,
-        .n_api_keys = keys.n,
-        .allow_origins = origins,
-        .allow_methods = methods,
-        .allow_headers = headers,
-        .allow_credentials = creds,
-    };
+    fc_openai_api_params p = {.host = host, .port = port, .controller_address = ctl};
+    fc_cli_api_access_apply(&acc, &p);
     fc_openai_api *a = fc_openai_api_start(&p);
     if (!a) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     printf("api: http://%s:%d/v1 (controller %s%s)\n", host, fc_openai_api_port(a), ctl,
-           keys.n ? ", API keys required" : "");
+           acc.keys.n ? ", API keys required" : "");
     fflush(stdout);
     while (!stop_flag) pause();
     fc_openai_api_free(a);
-    fc_cli_csv_free(&keys);
-    free(origins);
-    free(methods);
-    free(headers);
+    fc_cli_api_access_free(&acc);
     return 0;
 }

@@ -61,9 +61,8 @@ int fc_cmd_serve(int argc, char **argv)
     int ctl_port = 21001, worker_port = 21002, api_port = 8000;
     /* at most one model per argument */
     serve_models sm = {fc_xcalloc((size_t)argc + 1, sizeof(fc_worker_model)), 0};
-    char *origins = NULL, *methods = NULL, *headers = NULL;
-    fc_cli_csv keys = {0};
-    bool creds = false, ssl = false;
+    fc_cli_api_access acc = {0};
+    bool ssl = false;
     fc_worker_params wp = {0};
     const fc_flag flags[] = {
         {.kind = FC_FLAG_SECTION, .help = "models (repeat --model-path for several workers; --model-names and "
@@ -82,15 +81,7 @@ int fc_cmd_serve(int argc, char **argv)
         {"--port|--api-port", FC_FLAG_INT, &api_port, .max = 65535, .help = "API server port (default 8000)"},
         {"--dispatch-method", FC_FLAG_STRING, &method, .metavar = "M",
          .help = "lottery | shortest_queue (default shortest_queue)"},
-        {"--api-keys", FC_FLAG_FUNC, &keys, .fn = fc_cli_flag_csv, .metavar = "K1,K2",
-         .help = "bearer tokens the API requires"},
-        {"--allowed-origins", FC_FLAG_FUNC, &origins, .fn = fc_cli_flag_json_list, .metavar = "JSON",
-         .help = "CORS origins (default [\"*\"])"},
-        {"--allowed-methods", FC_FLAG_FUNC, &methods, .fn = fc_cli_flag_json_list, .metavar = "JSON",
-         .help = "CORS methods (default [\"*\"])"},
-        {"--allowed-headers", FC_FLAG_FUNC, &headers, .fn = fc_cli_flag_json_list, .metavar = "JSON",
-         .help = "CORS headers (default [\"*\"])"},
-        {"--allow-credentials", FC_FLAG_TRUE, &creds, .help = "CORS credentials"},
+        FC_CLI_API_ACCESS_FLAGS(&acc),
         {.kind = FC_FLAG_SECTION, .help = "worker:"},
         {"--limit-worker-concurrency", FC_FLAG_INT, &wp.limit_worker_concurrency, .max = 1 << 20,
          .help = "requests batched at once per worker (default 5)"},
@@ -144,17 +135,8 @@ int fc_cmd_serve(int argc, char **argv)
         fflush(stdout);
     }
 
-    fc_openai_api_params ap = {
-        .host = host,
-        .port = api_port,
-        .controller_address = ctl_url,
-        .api_keys = (const char *const *)keys.v,
-        .n_api_keys = keys.n,
-        .allow_origins = origins,
-        .allow_methods = methods,
-        .allow_headers = headers,
-        .allow_credentials = creds,
-    };
+    fc_openai_api_params ap = {.host = host, .port = api_port, .controller_address = ctl_url};
+    fc_cli_api_access_apply(&acc, &ap);
     fc_openai_api *api = fc_openai_api_start(&ap);
     if (!api) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     printf("api: http://%s:%d/v1\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
@@ -170,9 +152,6 @@ int fc_cmd_serve(int argc, char **argv)
     fc_controller_free(ctl);
     free(workers);
     free(models);
-    fc_cli_csv_free(&keys);
-    free(origins);
-    free(methods);
-    free(headers);
+    fc_cli_api_access_free(&acc);
     return 0;
 }
