@@ -257,24 +257,14 @@ int fc_cmd_prompt(int argc, char **argv)
     }
     cJSON_Delete(msgs);
 
-    if (as_json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "template", fc_conv_name(conv));
-        cJSON_AddStringToObject(o, "prompt", prompt);
-        cJSON *stop = cJSON_AddArrayToObject(o, "stop");
-        for (int i = 0; i < fc_conv_n_stop_str(conv); i++) cJSON_AddItemToArray(stop, cJSON_CreateString(fc_conv_stop_str(conv, i)));
-        int n;
-        const int32_t *ids = fc_conv_stop_token_ids(conv, &n);
-        cJSON *jids = cJSON_AddArrayToObject(o, "stop_token_ids");
-        for (int i = 0; i < n; i++) cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
-        char *s = cJSON_PrintUnformatted(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
-    } else {
-        fwrite(prompt, 1, strlen(prompt), stdout);
-    }
-    fflush(stdout);
+    cJSON *stop = cJSON_CreateArray(), *jids = cJSON_CreateArray();
+    for (int i = 0; i < fc_conv_n_stop_str(conv); i++) cJSON_AddItemToArray(stop, cJSON_CreateString(fc_conv_stop_str(conv, i)));
+    int n;
+    const int32_t *ids = fc_conv_stop_token_ids(conv, &n);
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
+    print_result(fc_conv_name(conv), prompt, as_json, stop, jids);
+    cJSON_Delete(stop);
+    cJSON_Delete(jids);
     free(prompt);
     fc_conv_free(conv);
     return 0;
