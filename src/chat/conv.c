@@ -30,6 +30,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/fc_base.h"
+#include "base/utf8.h"
 
 struct msg {
     int role;   /* 0 or 1 */
@@ -252,11 +253,11 @@ const int32_t *fc_conv_stop_token_ids(const fc_conv *c, int *n)
 
 /* The render state: the output and whether Python would have raised. */
 struct out {
-    fc_sbuf b;
+    fc_str b;
     const char *err; /* first error, NULL when none */
 };
 
-static void put(struct out *o, const char *s) { fc_sbuf_puts(&o->b, s); }
+static void put(struct out *o, const char *s) { fc_str_puts(&o->b, s); }
 
 /* Appends a separator that may be None; concatenating None raises TypeError
  * in Python, so that becomes an error here. */
@@ -266,7 +267,7 @@ static void put_sep(struct out *o, const char *sep)
         if (!o->err) o->err = "a separator this style uses is None";
         return;
     }
-    fc_sbuf_puts(&o->b, sep);
+    fc_str_puts(&o->b, sep);
 }
 
 /* Python `if message:` */
@@ -276,49 +277,32 @@ static bool filled(const char *text) { return text && *text; }
  * than {system_message} or an unmatched brace (Python raises). */
 static char *format_system(const char *tmpl, const char *msg)
 {
-    fc_sbuf b = {0};
+    fc_str b = {0};
     static const char field[] = "system_message";
     for (const char *p = tmpl; *p;) {
-        if (p[0] == '{' && p[1] == '{') { fc_sbuf_putc(&b, '{'); p += 2; continue; }
-        if (p[0] == '}' && p[1] == '}') { fc_sbuf_putc(&b, '}'); p += 2; continue; }
+        if (p[0] == '{' && p[1] == '{') { fc_str_putc(&b, '{'); p += 2; continue; }
+        if (p[0] == '}' && p[1] == '}') { fc_str_putc(&b, '}'); p += 2; continue; }
         if (p[0] == '{') {
             const char *end = strchr(p, '}');
             size_t n = end ? (size_t)(end - p - 1) : 0;
             if (!end || n != sizeof field - 1 || memcmp(p + 1, field, n)) {
                 FC_LOG_ERROR("fc_conv_get_prompt: system_template field '%.*s' is not {system_message}",
                              end ? (int)(end - p + 1) : (int)strlen(p), p);
-                fc_sbuf_free(&b);
+                fc_str_free(&b);
                 return NULL;
             }
-            fc_sbuf_puts(&b, msg);
+            fc_str_puts(&b, msg);
             p = end + 1;
             continue;
         }
         if (p[0] == '}') {
             FC_LOG_ERROR("fc_conv_get_prompt: single '}' in system_template");
-            fc_sbuf_free(&b);
+            fc_str_free(&b);
             return NULL;
         }
-        fc_sbuf_putc(&b, *p++);
+        fc_str_putc(&b, *p++);
     }
-    return fc_sbuf_take(&b);
-}
-
-/* Decodes one UTF-8 sequence at s (of n bytes left); returns its length and
- * the code point in *cp (invalid bytes decode as themselves, length 1). */
-static int utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if ((size_t)len > n) len = 1;
-    if (len == 1) { *cp = c; return 1; }
-    uint32_t v = c & (0x7Fu >> len);
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) { *cp = c; return 1; }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *cp = v;
-    return len;
+    return fc_str_take(&b);
 }
 
 /* Python's str.isspace() (Py_UNICODE_ISSPACE), which str.strip() uses. */
@@ -337,29 +321,30 @@ static void put_stripped(struct out *o, const char *s)
     bool seen = false;
     while (i < n) {
         uint32_t cp;
-        int len = utf8_next(u + i, n - i, &cp);
+        int len = fc_utf8_next(s + i, n - i, &cp);
+        if (!len) cp = u[i], len = 1; /* an invalid byte stands for itself */
         if (!py_isspace(cp)) {
             if (!seen) { start = i; seen = true; }
             end = i + (size_t)len;
         }
         i += (size_t)len;
     }
-    if (seen) fc_sbuf_putn(&o->b, s + start, end - start);
+    if (seen) fc_str_putn(&o->b, s + start, end - start);
 }
 
 /* RWKV: s.replace("\r\n", "\n").replace("\n\n", "\n"). */
 static void put_rwkv(struct out *o, const char *s)
 {
-    fc_sbuf tmp = {0};
+    fc_str tmp = {0};
     for (const char *p = s; *p;) {
-        if (p[0] == '\r' && p[1] == '\n') { fc_sbuf_putc(&tmp, '\n'); p += 2; }
-        else fc_sbuf_putc(&tmp, *p++);
+        if (p[0] == '\r' && p[1] == '\n') { fc_str_putc(&tmp, '\n'); p += 2; }
+        else fc_str_putc(&tmp, *p++);
     }
     for (size_t i = 0; i < tmp.len;) {
-        if (tmp.p[i] == '\n' && i + 1 < tmp.len && tmp.p[i + 1] == '\n') { fc_sbuf_putc(&o->b, '\n'); i += 2; }
-        else fc_sbuf_putc(&o->b, tmp.p[i++]);
+        if (tmp.p[i] == '\n' && i + 1 < tmp.len && tmp.p[i + 1] == '\n') { fc_str_putc(&o->b, '\n'); i += 2; }
+        else fc_str_putc(&o->b, tmp.p[i++]);
     }
-    fc_sbuf_free(&tmp);
+    fc_str_free(&tmp);
 }
 
 /* ---- get_prompt ---- */
@@ -461,7 +446,7 @@ char *fc_conv_get_prompt(const fc_conv *c)
         for (int i = 0; i < n; i++) {
             /* These parts are f-strings in FastChat: a None sep prints "None". */
             const char *fsep = c->sep ? c->sep : "None";
-            if (i % 2 == 0) { fc_sbuf_printf(&o.b, "[Round %d]", i / 2 + round_add); put(&o, fsep); }
+            if (i % 2 == 0) { fc_str_printf(&o.b, "[Round %d]", i / 2 + round_add); put(&o, fsep); }
             put(&o, ROLE(i)); put(&o, "\xef\xbc\x9a"); /* U+FF1A FULLWIDTH COLON */
             if (filled(m[i].text)) { put(&o, m[i].text); put(&o, fsep); }
         }
@@ -584,10 +569,10 @@ char *fc_conv_get_prompt(const fc_conv *c)
     free(sys);
     if (o.err) {
         FC_LOG_ERROR("%s: template '%s' (%s): %s", __func__, c->name, fc_conv_sep_style_name(c->sep_style), o.err);
-        fc_sbuf_free(&o.b);
+        fc_str_free(&o.b);
         return NULL;
     }
-    return fc_sbuf_take(&o.b);
+    return fc_str_take(&o.b);
 }
 
 /* ---- exporters ---- */

@@ -40,27 +40,27 @@
  * the one character whose full mapping differs is U+0130 (İ -> "i̇"). */
 static char *py_lower(const char *s)
 {
-    fc_sbuf b = {0};
+    fc_str b = {0};
     const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
     utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(s);
     while (left > 0) {
         utf8proc_int32_t cp;
         utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
         if (n <= 0) { /* invalid byte: keep it as is */
-            fc_sbuf_putc(&b, (char)*p);
+            fc_str_putc(&b, (char)*p);
             p++, left--;
             continue;
         }
-        if (cp < 0x80) fc_sbuf_putc(&b, (char)(cp >= 'A' && cp <= 'Z' ? cp + 32 : cp));
-        else if (cp == 0x130) fc_sbuf_puts(&b, "i\xcc\x87");
+        if (cp < 0x80) fc_str_putc(&b, (char)(cp >= 'A' && cp <= 'Z' ? cp + 32 : cp));
+        else if (cp == 0x130) fc_str_puts(&b, "i\xcc\x87");
         else {
             utf8proc_uint8_t enc[4];
             utf8proc_ssize_t k = utf8proc_encode_char(utf8proc_tolower(cp), enc);
-            fc_sbuf_putn(&b, (const char *)enc, (size_t)k);
+            fc_str_putn(&b, (const char *)enc, (size_t)k);
         }
         p += n, left -= n;
     }
-    return fc_sbuf_take(&b);
+    return fc_str_take(&b);
 }
 
 /* posixpath.normpath */
@@ -84,16 +84,16 @@ static char *py_normpath(const char *path)
         } else { comps[k] = p; lens[k++] = len; }
         p += len;
     }
-    fc_sbuf b = {0};
-    for (int i = 0; i < lead; i++) fc_sbuf_putc(&b, '/');
+    fc_str b = {0};
+    for (int i = 0; i < lead; i++) fc_str_putc(&b, '/');
     for (size_t i = 0; i < k; i++) {
-        if (i) fc_sbuf_putc(&b, '/');
-        fc_sbuf_putn(&b, comps[i], lens[i]);
+        if (i) fc_str_putc(&b, '/');
+        fc_str_putn(&b, comps[i], lens[i]);
     }
     free(comps);
     free(lens);
-    if (b.len == 0) fc_sbuf_puts(&b, ".");
-    return fc_sbuf_take(&b);
+    if (b.len == 0) fc_str_puts(&b, ".");
+    return fc_str_take(&b);
 }
 
 /* os.path.exists(os.path.join(dir, "adapter_config.json")) */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/str.h"
 #include "conv.h"
 
 /* How FastChat stores stop_str: None, a str, or a list (kept apart so the
@@ -50,21 +51,5 @@ extern const int fc_conv_template_count_;
 
 /* Index of the template named `name` in fc_conv_template_table, or -1. */
 int fc_conv_template_find(const char *name);
-
-/* ---- growable string buffer ----
- * Appends never fail (allocation failure aborts, as for all small
- * bookkeeping: fc_xrealloc). fc_sbuf_take hands the NUL-terminated buffer to
- * the caller (free()) and resets the builder. */
-typedef struct fc_sbuf {
-    char *p;
-    size_t len, cap;
-} fc_sbuf;
-
-void fc_sbuf_putn(fc_sbuf *b, const char *s, size_t n);
-void fc_sbuf_puts(fc_sbuf *b, const char *s); /* NULL appends nothing */
-void fc_sbuf_putc(fc_sbuf *b, char c);
-void fc_sbuf_printf(fc_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-char *fc_sbuf_take(fc_sbuf *b);
-void fc_sbuf_free(fc_sbuf *b);
 
 #endif

@@ -43,6 +43,8 @@
 #include <utf8proc.h>
 
 #include "base/fc_base.h"
+#include "base/json.h"
+#include "base/utf8.h"
 #include "conv_impl.h"
 
 #define MAX_PARSE_DEPTH 100      /* nested expressions and blocks */
@@ -159,7 +161,7 @@ typedef struct frame {
 
 typedef struct R {
     const struct fc_jinja *t;
-    fc_sbuf *out;              /* where output goes now (macros and block sets redirect it) */
+    fc_str *out;              /* where output goes now (macros and block sets redirect it) */
     frame *top, *root;
     char *err;                 /* first error; NULL while all is well */
     long long steps, max_steps;
@@ -493,20 +495,20 @@ static bool truthy(val v)
  * Python's surrogateescape does), which u8put writes back as the byte. */
 static int32_t u8dec(const char *s, size_t n, size_t *adv)
 {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)(n < 4 ? n : 4), &cp);
+    uint32_t cp;
+    int k = fc_utf8_next(s, n, &cp);
     if (k <= 0) { *adv = 1; return 0xdc00 + (unsigned char)s[0]; } /* surrogateescape */
     *adv = (size_t)k;
-    return cp;
+    return (int32_t)cp;
 }
 
-static void u8put(fc_sbuf *b, int32_t cp)
+static void u8put(fc_str *b, int32_t cp)
 {
-    if (cp >= 0xdc80 && cp <= 0xdcff) { fc_sbuf_putc(b, (char)(cp - 0xdc00)); return; }
+    if (cp >= 0xdc80 && cp <= 0xdcff) { fc_str_putc(b, (char)(cp - 0xdc00)); return; }
     utf8proc_uint8_t tmp[4];
     utf8proc_ssize_t k = utf8proc_encode_char(cp, tmp);
     if (k <= 0) { tmp[0] = (utf8proc_uint8_t)cp; k = 1; }
-    fc_sbuf_putn(b, (const char *)tmp, (size_t)k);
+    fc_str_putn(b, (const char *)tmp, (size_t)k);
 }
 
 static size_t u8len(const char *s, size_t n)
@@ -817,51 +819,51 @@ static bool lex_string(lexer *L)
     while (i < L->len && s[i] != q) i += s[i] == '\\' && i + 1 < L->len ? 2 : 1;
     if (i >= L->len) return lex_fail(L, "unexpected char '%c' (unterminated string)", q);
     size_t a = L->pos + 1, e = i;
-    fc_sbuf b = { 0 };
-    fc_sbuf_putn(&b, "", 0);
+    fc_str b = { 0 };
+    fc_str_putn(&b, "", 0);
     for (size_t j = a; j < e;) {
-        if (s[j] != '\\' || j + 1 >= e) { fc_sbuf_putc(&b, s[j++]); continue; }
+        if (s[j] != '\\' || j + 1 >= e) { fc_str_putc(&b, s[j++]); continue; }
         char c = s[j + 1];
         j += 2;
         switch (c) {
         case '\n': break;
-        case '\\': case '\'': case '"': fc_sbuf_putc(&b, c); break;
-        case 'a': fc_sbuf_putc(&b, 7); break;
-        case 'b': fc_sbuf_putc(&b, 8); break;
-        case 'f': fc_sbuf_putc(&b, 12); break;
-        case 'n': fc_sbuf_putc(&b, '\n'); break;
-        case 'r': fc_sbuf_putc(&b, '\r'); break;
-        case 't': fc_sbuf_putc(&b, '\t'); break;
-        case 'v': fc_sbuf_putc(&b, 11); break;
+        case '\\': case '\'': case '"': fc_str_putc(&b, c); break;
+        case 'a': fc_str_putc(&b, 7); break;
+        case 'b': fc_str_putc(&b, 8); break;
+        case 'f': fc_str_putc(&b, 12); break;
+        case 'n': fc_str_putc(&b, '\n'); break;
+        case 'r': fc_str_putc(&b, '\r'); break;
+        case 't': fc_str_putc(&b, '\t'); break;
+        case 'v': fc_str_putc(&b, 11); break;
         case 'x': case 'u': case 'U': {
             int nd = c == 'x' ? 2 : c == 'u' ? 4 : 8;
             int32_t cp = 0;
             for (int k = 0; k < nd; k++) {
                 int h = j + (size_t)k < e ? hexval(s[j + k]) : -1;
-                if (h < 0) { fc_sbuf_free(&b); return lex_fail(L, "truncated \\%c escape in a string", c); }
+                if (h < 0) { fc_str_free(&b); return lex_fail(L, "truncated \\%c escape in a string", c); }
                 cp = cp * 16 + h;
             }
             j += (size_t)nd;
-            if (cp > 0x10ffff) { fc_sbuf_free(&b); return lex_fail(L, "illegal Unicode character in a string"); }
+            if (cp > 0x10ffff) { fc_str_free(&b); return lex_fail(L, "illegal Unicode character in a string"); }
             u8put(&b, cp);
             break;
         }
-        case 'N': fc_sbuf_free(&b); return lex_fail(L, "\\N{...} escapes are not supported");
+        case 'N': fc_str_free(&b); return lex_fail(L, "\\N{...} escapes are not supported");
         default:
             if (c >= '0' && c <= '7') {
                 int32_t cp = c - '0';
                 for (int k = 0; k < 2 && j < e && s[j] >= '0' && s[j] <= '7'; k++) cp = cp * 8 + (s[j++] - '0');
                 u8put(&b, cp);
             } else {
-                fc_sbuf_putc(&b, '\\');
-                fc_sbuf_putc(&b, c);
+                fc_str_putc(&b, '\\');
+                fc_str_putc(&b, c);
             }
         }
     }
     tok *t = lex_push(L, T_STR);
     t->n = b.len;
     t->s = arena_strndup(L->arena, b.p, b.len);
-    fc_sbuf_free(&b);
+    fc_str_free(&b);
     lex_adv(L, i + 1 - L->pos);
     return true;
 }
@@ -870,11 +872,11 @@ static bool lex_number(lexer *L)
 {
     const char *s = L->src;
     size_t i = L->pos, n = L->len;
-    fc_sbuf b = { 0 }; /* the digits without underscores */
-    fc_sbuf_putn(&b, "", 0);
+    fc_str b = { 0 }; /* the digits without underscores */
+    fc_str_putn(&b, "", 0);
     int base = 10;
     bool is_float = false;
-#define DIGITS(ok) while (i < n && ((ok) || s[i] == '_')) { if (s[i] != '_') fc_sbuf_putc(&b, s[i]); i++; }
+#define DIGITS(ok) while (i < n && ((ok) || s[i] == '_')) { if (s[i] != '_') fc_str_putc(&b, s[i]); i++; }
     if (s[i] == '0' && i + 2 < n && strchr("xXoObB", s[i + 1]) && hexval(s[i + 2]) >= 0) {
         base = (s[i + 1] | 32) == 'x' ? 16 : (s[i + 1] | 32) == 'o' ? 8 : 2;
         i += 2;
@@ -882,13 +884,13 @@ static bool lex_number(lexer *L)
     } else {
         bool after_dot = L->pos > 0 && s[L->pos - 1] == '.';
         while (i < n && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '_' && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9'))) {
-            if (s[i] != '_') fc_sbuf_putc(&b, s[i]);
+            if (s[i] != '_') fc_str_putc(&b, s[i]);
             i++;
         }
         if (!after_dot) {
             if (i + 1 < n && s[i] == '.' && s[i + 1] >= '0' && s[i + 1] <= '9') {
                 is_float = true;
-                fc_sbuf_putc(&b, s[i++]);
+                fc_str_putc(&b, s[i++]);
                 DIGITS(s[i] >= '0' && s[i] <= '9')
             }
             if (i < n && (s[i] | 32) == 'e') {
@@ -896,7 +898,7 @@ static bool lex_number(lexer *L)
                 if (j < n && (s[j] == '+' || s[j] == '-')) j++;
                 if (j < n && s[j] >= '0' && s[j] <= '9') {
                     is_float = true;
-                    fc_sbuf_putn(&b, s + i, j - i);
+                    fc_str_putn(&b, s + i, j - i);
                     i = j;
                     DIGITS(s[i] >= '0' && s[i] <= '9')
                 }
@@ -908,7 +910,7 @@ static bool lex_number(lexer *L)
     char *end;
     if (is_float) {
         double f = strtod(b.p, &end);
-        fc_sbuf_free(&b);
+        fc_str_free(&b);
         lex_push(L, T_FLOAT)->f = f;
         lex_adv(L, i - L->pos);
         return true;
@@ -916,10 +918,10 @@ static bool lex_number(lexer *L)
     unsigned long long v = strtoull(b.p, &end, base);
     if (errno || *end || v > (unsigned long long)INT64_MAX) {
         lex_fail(L, "integer literal %.40s%s is too large", b.p, b.len > 40 ? "..." : "");
-        fc_sbuf_free(&b);
+        fc_str_free(&b);
         return false;
     }
-    fc_sbuf_free(&b);
+    fc_str_free(&b);
     lex_push(L, T_INT)->i = (int64_t)v;
     lex_adv(L, i - L->pos);
     return true;
@@ -1438,15 +1440,15 @@ static node *p_primary(P *p)
         next(p);
         return n;
     case T_STR: {
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
         while (CUR(p)->type == T_STR) {
-            fc_sbuf_putn(&b, CUR(p)->s, CUR(p)->n);
+            fc_str_putn(&b, CUR(p)->s, CUR(p)->n);
             next(p);
         }
         n = mk(p, E_CONST, line);
         n->k = const_str(p->arena, b.p, b.len);
-        fc_sbuf_free(&b);
+        fc_str_free(&b);
         return n;
     }
     case T_INT: n = mk(p, E_CONST, line); n->k = mk_int(t->i); next(p); return n;
@@ -2070,89 +2072,89 @@ static bool size_ok(R *r, const node *at, size_t n)
 }
 
 /* The buffer as a string value (the buffer is freed). */
-static bool sb_val(R *r, const node *at, fc_sbuf *b, val *out)
+static bool sb_val(R *r, const node *at, fc_str *b, val *out)
 {
-    if (!size_ok(r, at, b->len) || !work(r, at, b->len)) { fc_sbuf_free(b); return false; }
+    if (!size_ok(r, at, b->len) || !work(r, at, b->len)) { fc_str_free(b); return false; }
     *out = vstr(r, b->p ? b->p : "", b->len);
-    fc_sbuf_free(b);
+    fc_str_free(b);
     return true;
 }
 
 /* ---- str() and repr() ---- */
 
-static void repr_str(fc_sbuf *b, const char *s, size_t n)
+static void repr_str(fc_str *b, const char *s, size_t n)
 {
     char q = '\'';
     if (memchr(s, '\'', n) && !memchr(s, '"', n)) q = '"';
-    fc_sbuf_putc(b, q);
+    fc_str_putc(b, q);
     for (size_t i = 0, a; i < n; i += a) {
         int32_t c = u8dec(s + i, n - i, &a);
-        if (c == q || c == '\\') { fc_sbuf_putc(b, '\\'); fc_sbuf_putc(b, (char)c); }
-        else if (c == '\n') fc_sbuf_puts(b, "\\n");
-        else if (c == '\r') fc_sbuf_puts(b, "\\r");
-        else if (c == '\t') fc_sbuf_puts(b, "\\t");
-        else if (c >= 0xdc80 && c <= 0xdcff) fc_sbuf_printf(b, "\\udc%02x", c & 0xff);
-        else if (c < 0x7f && c >= 0x20) fc_sbuf_putc(b, (char)c);
-        else if (c >= 0x80 && py_printable(c)) fc_sbuf_putn(b, s + i, a);
-        else if (c <= 0xff) fc_sbuf_printf(b, "\\x%02x", c);
-        else if (c <= 0xffff) fc_sbuf_printf(b, "\\u%04x", c);
-        else fc_sbuf_printf(b, "\\U%08x", c);
+        if (c == q || c == '\\') { fc_str_putc(b, '\\'); fc_str_putc(b, (char)c); }
+        else if (c == '\n') fc_str_puts(b, "\\n");
+        else if (c == '\r') fc_str_puts(b, "\\r");
+        else if (c == '\t') fc_str_puts(b, "\\t");
+        else if (c >= 0xdc80 && c <= 0xdcff) fc_str_printf(b, "\\udc%02x", c & 0xff);
+        else if (c < 0x7f && c >= 0x20) fc_str_putc(b, (char)c);
+        else if (c >= 0x80 && py_printable(c)) fc_str_putn(b, s + i, a);
+        else if (c <= 0xff) fc_str_printf(b, "\\x%02x", c);
+        else if (c <= 0xffff) fc_str_printf(b, "\\u%04x", c);
+        else fc_str_printf(b, "\\U%08x", c);
     }
-    fc_sbuf_putc(b, q);
+    fc_str_putc(b, q);
 }
 
-static bool py_repr(R *r, const node *at, fc_sbuf *b, val v, int depth);
+static bool py_repr(R *r, const node *at, fc_str *b, val v, int depth);
 
-static bool py_str_into(R *r, const node *at, fc_sbuf *b, val v, int depth)
+static bool py_str_into(R *r, const node *at, fc_str *b, val v, int depth)
 {
     if (v.t == VT_UNDEF) return true;
-    if (v.t == VT_STR) { fc_sbuf_putn(b, STR(v)->s, STR(v)->len); return true; }
+    if (v.t == VT_STR) { fc_str_putn(b, STR(v)->s, STR(v)->len); return true; }
     return py_repr(r, at, b, v, depth);
 }
 
-static bool py_repr(R *r, const node *at, fc_sbuf *b, val v, int depth)
+static bool py_repr(R *r, const node *at, fc_str *b, val v, int depth)
 {
     if (depth > 200) return failf(r, at, "value nested too deeply to print");
     if (b->len > r->max_out) return size_ok(r, at, b->len);
     char tmp[64];
     switch (v.t) {
-    case VT_UNDEF: fc_sbuf_puts(b, "Undefined"); return true;
-    case VT_NONE: fc_sbuf_puts(b, "None"); return true;
-    case VT_BOOL: fc_sbuf_puts(b, v.u.b ? "True" : "False"); return true;
-    case VT_INT: fc_sbuf_printf(b, "%lld", (long long)v.u.i); return true;
-    case VT_FLOAT: fmt_float(v.u.f, tmp, sizeof tmp); fc_sbuf_puts(b, tmp); return true;
+    case VT_UNDEF: fc_str_puts(b, "Undefined"); return true;
+    case VT_NONE: fc_str_puts(b, "None"); return true;
+    case VT_BOOL: fc_str_puts(b, v.u.b ? "True" : "False"); return true;
+    case VT_INT: fc_str_printf(b, "%lld", (long long)v.u.i); return true;
+    case VT_FLOAT: fmt_float(v.u.f, tmp, sizeof tmp); fc_str_puts(b, tmp); return true;
     case VT_STR: repr_str(b, STR(v)->s, STR(v)->len); return true;
     case VT_LIST: {
         jlist *l = LIST(v);
-        fc_sbuf_putc(b, l->tuple ? '(' : '[');
+        fc_str_putc(b, l->tuple ? '(' : '[');
         for (size_t i = 0; i < l->n; i++) {
-            if (i) fc_sbuf_puts(b, ", ");
+            if (i) fc_str_puts(b, ", ");
             if (!py_repr(r, at, b, l->v[i], depth + 1)) return false;
         }
-        if (l->tuple && l->n == 1) fc_sbuf_putc(b, ',');
-        fc_sbuf_putc(b, l->tuple ? ')' : ']');
+        if (l->tuple && l->n == 1) fc_str_putc(b, ',');
+        fc_str_putc(b, l->tuple ? ')' : ']');
         return work(r, at, l->n * 16);
     }
     case VT_DICT: case VT_NS: {
         jdict *d = DICT(v);
-        if (v.t == VT_NS) fc_sbuf_puts(b, "<Namespace ");
-        fc_sbuf_putc(b, '{');
+        if (v.t == VT_NS) fc_str_puts(b, "<Namespace ");
+        fc_str_putc(b, '{');
         for (size_t i = 0; i < d->n; i++) {
-            if (i) fc_sbuf_puts(b, ", ");
+            if (i) fc_str_puts(b, ", ");
             if (!py_repr(r, at, b, d->k[i], depth + 1)) return false;
-            fc_sbuf_puts(b, ": ");
+            fc_str_puts(b, ": ");
             if (!py_repr(r, at, b, d->v[i], depth + 1)) return false;
         }
-        fc_sbuf_putc(b, '}');
-        if (v.t == VT_NS) fc_sbuf_putc(b, '>');
+        fc_str_putc(b, '}');
+        if (v.t == VT_NS) fc_str_putc(b, '>');
         return work(r, at, d->n * 16);
     }
     case VT_FUNC:
-        if (FUNC(v)->macro) fc_sbuf_printf(b, "<Macro '%s'>", FUNC(v)->macro->name);
-        else fc_sbuf_puts(b, "<built-in function>");
+        if (FUNC(v)->macro) fc_str_printf(b, "<Macro '%s'>", FUNC(v)->macro->name);
+        else fc_str_puts(b, "<built-in function>");
         return true;
     case VT_LOOP:
-        fc_sbuf_printf(b, "<LoopContext %zu/%zu>", LOOP(v)->i + 1, LOOP(v)->items->n);
+        fc_str_printf(b, "<LoopContext %zu/%zu>", LOOP(v)->i + 1, LOOP(v)->items->n);
         return true;
     default: return failf(r, at, "internal error: bad value");
     }
@@ -2163,8 +2165,8 @@ static bool to_str(R *r, const node *at, val v, val *out)
 {
     if (v.t == VT_STR) { *out = incref(v); return true; }
     if (v.t == VT_UNDEF) { *out = mk_obj(VT_STR, &g_empty); return true; }
-    fc_sbuf b = { 0 };
-    if (!py_str_into(r, at, &b, v, 0)) { fc_sbuf_free(&b); return false; }
+    fc_str b = { 0 };
+    if (!py_str_into(r, at, &b, v, 0)) { fc_str_free(&b); return false; }
     return sb_val(r, at, &b, out);
 }
 
@@ -2177,74 +2179,50 @@ typedef struct json_opts {
     const char *key_sep; size_t key_sep_len;
 } json_opts;
 
-static void json_str(fc_sbuf *b, const char *s, size_t n, bool ascii)
+/* Python's json.dumps of a str: an undecodable byte (held as U+DC80..U+DCFF,
+ * surrogateescape) comes out as \udcXX in both modes. */
+static void json_str(fc_str *b, const char *s, size_t n, bool ascii)
 {
-    fc_sbuf_putc(b, '"');
-    for (size_t i = 0, a; i < n; i += a) {
-        int32_t c = u8dec(s + i, n - i, &a);
-        switch (c) {
-        case '"': fc_sbuf_puts(b, "\\\""); continue;
-        case '\\': fc_sbuf_puts(b, "\\\\"); continue;
-        case '\n': fc_sbuf_puts(b, "\\n"); continue;
-        case '\r': fc_sbuf_puts(b, "\\r"); continue;
-        case '\t': fc_sbuf_puts(b, "\\t"); continue;
-        case '\b': fc_sbuf_puts(b, "\\b"); continue;
-        case '\f': fc_sbuf_puts(b, "\\f"); continue;
-        default: break;
-        }
-        if (c < 0x20 || (ascii && c > 0x7e)) {
-            if (c >= 0xdc80 && c <= 0xdcff) fc_sbuf_printf(b, "\\udc%02x", c & 0xff);
-            else if (c < 0x10000) fc_sbuf_printf(b, "\\u%04x", c);
-            else {
-                int32_t u = c - 0x10000;
-                fc_sbuf_printf(b, "\\u%04x\\u%04x", 0xd800 + (u >> 10), 0xdc00 + (u & 0x3ff));
-            }
-        } else if (c >= 0xdc80 && c <= 0xdcff) {
-            fc_sbuf_printf(b, "\\udc%02x", c & 0xff);
-        } else {
-            fc_sbuf_putn(b, s + i, a);
-        }
-    }
-    fc_sbuf_putc(b, '"');
+    fc_json_put_strn_flags(b, s, n, FC_JSON_SURROGATEESCAPE | (ascii ? FC_JSON_ASCII : 0));
 }
 
-static void json_newline(fc_sbuf *b, const json_opts *o, int level)
+static void json_newline(fc_str *b, const json_opts *o, int level)
 {
-    fc_sbuf_putc(b, '\n');
-    for (int i = 0; i < level; i++) fc_sbuf_putn(b, o->indent, o->indent_len);
+    fc_str_putc(b, '\n');
+    for (int i = 0; i < level; i++) fc_str_putn(b, o->indent, o->indent_len);
 }
 
-static bool json_dump(R *r, const node *at, fc_sbuf *b, val v, const json_opts *o, int level)
+static bool json_dump(R *r, const node *at, fc_str *b, val v, const json_opts *o, int level)
 {
     if (level > 200) return failf(r, at, "value nested too deeply for tojson");
     if (b->len > r->max_out) return size_ok(r, at, b->len);
     char tmp[64];
     switch (v.t) {
-    case VT_NONE: fc_sbuf_puts(b, "null"); return true;
-    case VT_BOOL: fc_sbuf_puts(b, v.u.b ? "true" : "false"); return true;
-    case VT_INT: fc_sbuf_printf(b, "%lld", (long long)v.u.i); return true;
+    case VT_NONE: fc_str_puts(b, "null"); return true;
+    case VT_BOOL: fc_str_puts(b, v.u.b ? "true" : "false"); return true;
+    case VT_INT: fc_str_printf(b, "%lld", (long long)v.u.i); return true;
     case VT_FLOAT:
-        if (isnan(v.u.f)) fc_sbuf_puts(b, "NaN");
-        else if (isinf(v.u.f)) fc_sbuf_puts(b, v.u.f > 0 ? "Infinity" : "-Infinity");
-        else { fmt_float(v.u.f, tmp, sizeof tmp); fc_sbuf_puts(b, tmp); }
+        if (isnan(v.u.f)) fc_str_puts(b, "NaN");
+        else if (isinf(v.u.f)) fc_str_puts(b, v.u.f > 0 ? "Infinity" : "-Infinity");
+        else { fmt_float(v.u.f, tmp, sizeof tmp); fc_str_puts(b, tmp); }
         return true;
     case VT_STR: json_str(b, STR(v)->s, STR(v)->len, o->ensure_ascii); return true;
     case VT_LIST: {
         jlist *l = LIST(v);
-        if (!l->n) { fc_sbuf_puts(b, "[]"); return true; }
-        fc_sbuf_putc(b, '[');
+        if (!l->n) { fc_str_puts(b, "[]"); return true; }
+        fc_str_putc(b, '[');
         for (size_t i = 0; i < l->n; i++) {
-            if (i) fc_sbuf_putn(b, o->item_sep, o->item_sep_len);
+            if (i) fc_str_putn(b, o->item_sep, o->item_sep_len);
             if (o->indent_on) json_newline(b, o, level + 1);
             if (!json_dump(r, at, b, l->v[i], o, level + 1)) return false;
         }
         if (o->indent_on) json_newline(b, o, level);
-        fc_sbuf_putc(b, ']');
+        fc_str_putc(b, ']');
         return work(r, at, l->n * 16);
     }
     case VT_DICT: {
         jdict *d = DICT(v);
-        if (!d->n) { fc_sbuf_puts(b, "{}"); return true; }
+        if (!d->n) { fc_str_puts(b, "{}"); return true; }
         size_t *order = fc_xmalloc(d->n * sizeof(size_t));
         for (size_t i = 0; i < d->n; i++) order[i] = i;
         if (o->sort_keys) {
@@ -2265,26 +2243,26 @@ static bool json_dump(R *r, const node *at, fc_sbuf *b, val v, const json_opts *
             }
             if (!work(r, at, d->n * d->n)) { free(order); return false; }
         }
-        fc_sbuf_putc(b, '{');
+        fc_str_putc(b, '{');
         for (size_t n = 0; n < d->n; n++) {
             size_t i = order[n];
-            if (n) fc_sbuf_putn(b, o->item_sep, o->item_sep_len);
+            if (n) fc_str_putn(b, o->item_sep, o->item_sep_len);
             if (o->indent_on) json_newline(b, o, level + 1);
             val k = d->k[i];
             switch (k.t) {
             case VT_STR: json_str(b, STR(k)->s, STR(k)->len, o->ensure_ascii); break;
-            case VT_NONE: fc_sbuf_puts(b, "\"null\""); break;
-            case VT_BOOL: fc_sbuf_puts(b, k.u.b ? "\"true\"" : "\"false\""); break;
-            case VT_INT: fc_sbuf_printf(b, "\"%lld\"", (long long)k.u.i); break;
-            case VT_FLOAT: fmt_float(k.u.f, tmp, sizeof tmp); fc_sbuf_printf(b, "\"%s\"", tmp); break;
+            case VT_NONE: fc_str_puts(b, "\"null\""); break;
+            case VT_BOOL: fc_str_puts(b, k.u.b ? "\"true\"" : "\"false\""); break;
+            case VT_INT: fc_str_printf(b, "\"%lld\"", (long long)k.u.i); break;
+            case VT_FLOAT: fmt_float(k.u.f, tmp, sizeof tmp); fc_str_printf(b, "\"%s\"", tmp); break;
             default: free(order); return failf(r, at, "keys must be str, int, float, bool or None, not %s", type_name(k));
             }
-            fc_sbuf_putn(b, o->key_sep, o->key_sep_len);
+            fc_str_putn(b, o->key_sep, o->key_sep_len);
             if (!json_dump(r, at, b, d->v[i], o, level + 1)) { free(order); return false; }
         }
         free(order);
         if (o->indent_on) json_newline(b, o, level);
-        fc_sbuf_putc(b, '}');
+        fc_str_putc(b, '}');
         return work(r, at, d->n * 16);
     }
     default:
@@ -2412,9 +2390,9 @@ static bool repeat(R *r, const node *at, val seq, int64_t times, val *out)
     if (seq.t == VT_STR) {
         size_t n = STR(seq)->len;
         if (n && (uint64_t)times > r->max_out / n) return size_ok(r, at, SIZE_MAX);
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
-        for (int64_t i = 0; i < times; i++) fc_sbuf_putn(&b, STR(seq)->s, n);
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
+        for (int64_t i = 0; i < times; i++) fc_str_putn(&b, STR(seq)->s, n);
         return sb_val(r, at, &b, out);
     }
     jlist *l = LIST(seq);
@@ -2491,9 +2469,9 @@ static bool binop(R *r, const node *at, int op, val a, val b, val *out)
     if (op == O_ADD && a.t == VT_STR && b.t == VT_STR) {
         size_t n = STR(a)->len + STR(b)->len;
         if (!size_ok(r, at, n) || !work(r, at, n)) return false;
-        fc_sbuf bb = { 0 };
-        fc_sbuf_putn(&bb, STR(a)->s, STR(a)->len);
-        fc_sbuf_putn(&bb, STR(b)->s, STR(b)->len);
+        fc_str bb = { 0 };
+        fc_str_putn(&bb, STR(a)->s, STR(a)->len);
+        fc_str_putn(&bb, STR(b)->s, STR(b)->len);
         return sb_val(r, at, &bb, out);
     }
     if (op == O_ADD && a.t == VT_LIST && b.t == VT_LIST && LIST(a)->tuple == LIST(b)->tuple) {
@@ -2647,10 +2625,10 @@ static bool get_item(R *r, const node *at, val o, val key, val *out)
         if (v) { *out = incref(*v); return true; }
     }
     if (key.t == VT_STR) return get_attr(r, at, o, STR(key)->s, STR(key)->len, out);
-    fc_sbuf b = { 0 };
-    if (!py_repr(r, at, &b, key, 0)) { fc_sbuf_free(&b); return false; }
+    fc_str b = { 0 };
+    if (!py_repr(r, at, &b, key, 0)) { fc_str_free(&b); return false; }
     *out = mk_undef_hint(r, "%s has no element %.200s", obj_type_repr(o, tb, sizeof tb), b.p);
-    fc_sbuf_free(&b);
+    fc_str_free(&b);
     return true;
 }
 
@@ -2714,10 +2692,10 @@ static bool get_slice(R *r, const node *at, val o, val vstart, val vstop, val vs
     if (stp > 0 && stop > start) count = (uint64_t)(stop - start - 1) / (uint64_t)stp + 1;
     if (stp < 0 && start > stop) count = (uint64_t)(start - stop - 1) / (uint64_t)(-stp) + 1;
     if (o.t == VT_STR) {
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
         int64_t i = start;
-        for (uint64_t k = 0; k < count; k++, i += stp) fc_sbuf_putn(&b, STR(o)->s + offs[i], offs[i + 1] - offs[i]);
+        for (uint64_t k = 0; k < count; k++, i += stp) fc_str_putn(&b, STR(o)->s + offs[i], offs[i + 1] - offs[i]);
         free(offs);
         return sb_val(r, at, &b, out);
     }
@@ -2924,8 +2902,8 @@ enum { CASE_UPPER, CASE_LOWER, CASE_SWAP, CASE_TITLE, CASE_CAPITALIZE, CASE_JINJ
 
 static bool s_case(R *r, const node *at, jstr *s, int mode, val *out)
 {
-    fc_sbuf b = { 0 };
-    fc_sbuf_putn(&b, "", 0);
+    fc_str b = { 0 };
+    fc_str_putn(&b, "", 0);
     bool prev_cased = false, first = true, word_start = true;
     for (size_t i = 0, a; i < s->len; i += a) {
         int32_t c = u8dec(s->s + i, s->len - i, &a), o = c;
@@ -2934,14 +2912,14 @@ static bool s_case(R *r, const node *at, jstr *s, int mode, val *out)
             /* the SpecialCasing.txt expansions Python applies: sharp s and the Latin ligatures */
             static const char *const up[] = { "FF", "FI", "FL", "FFI", "FFL", "ST", "ST" };
             static const char *const ti[] = { "Ff", "Fi", "Fl", "Ffi", "Ffl", "St", "St" };
-            if (c == 0xdf) fc_sbuf_puts(&b, mode == CASE_UPPER ? "SS" : "Ss");
-            else fc_sbuf_puts(&b, mode == CASE_UPPER ? up[c - 0xfb00] : ti[c - 0xfb00]);
+            if (c == 0xdf) fc_str_puts(&b, mode == CASE_UPPER ? "SS" : "Ss");
+            else fc_str_puts(&b, mode == CASE_UPPER ? up[c - 0xfb00] : ti[c - 0xfb00]);
             prev_cased = true;
             first = false;
             continue;
         }
         if (c == 0x130 && (mode == CASE_LOWER || (mode == CASE_TITLE && prev_cased) || (mode == CASE_CAPITALIZE && !first))) {
-            fc_sbuf_puts(&b, "i\xcc\x87"); /* U+0130 lowers to i + combining dot above */
+            fc_str_puts(&b, "i\xcc\x87"); /* U+0130 lowers to i + combining dot above */
             prev_cased = true;
             first = false;
             continue;
@@ -2970,24 +2948,24 @@ static bool s_case(R *r, const node *at, jstr *s, int mode, val *out)
 
 static bool s_replace(R *r, const node *at, jstr *s, jstr *old, jstr *rep, int64_t count, val *out)
 {
-    fc_sbuf b = { 0 };
-    fc_sbuf_putn(&b, "", 0);
+    fc_str b = { 0 };
+    fc_str_putn(&b, "", 0);
     int64_t done = 0;
     if (!old->len) {
         for (size_t i = 0, a = 0;; i += a) {
-            if (count < 0 || done < count) { fc_sbuf_putn(&b, rep->s, rep->len); done++; }
+            if (count < 0 || done < count) { fc_str_putn(&b, rep->s, rep->len); done++; }
             if (i >= s->len) break;
             u8dec(s->s + i, s->len - i, &a);
-            fc_sbuf_putn(&b, s->s + i, a);
+            fc_str_putn(&b, s->s + i, a);
             if (b.len > r->max_out) break;
         }
     } else {
         size_t i = 0;
         for (;;) {
             const char *f = count >= 0 && done >= count ? NULL : memmem(s->s + i, s->len - i, old->s, old->len);
-            if (!f) { fc_sbuf_putn(&b, s->s + i, s->len - i); break; }
-            fc_sbuf_putn(&b, s->s + i, (size_t)(f - (s->s + i)));
-            fc_sbuf_putn(&b, rep->s, rep->len);
+            if (!f) { fc_str_putn(&b, s->s + i, s->len - i); break; }
+            fc_str_putn(&b, s->s + i, (size_t)(f - (s->s + i)));
+            fc_str_putn(&b, rep->s, rep->len);
             i = (size_t)(f - s->s) + old->len;
             done++;
             if (b.len > r->max_out) break;
@@ -3028,9 +3006,9 @@ static bool s_pad(R *r, const node *at, jstr *s, val width, val fill, int how, v
     if (how == 0) left = marg / 2 + (marg & w & 1);  /* center, as CPython pads */
     else if (how == 1) left = 0;                     /* ljust */
     else left = marg;                                /* rjust */
-    fc_sbuf b = { 0 };
+    fc_str b = { 0 };
     for (int64_t i = 0; i < left; i++) u8put(&b, fc);
-    fc_sbuf_putn(&b, s->s, s->len);
+    fc_str_putn(&b, s->s, s->len);
     for (int64_t i = 0; i < marg - left; i++) u8put(&b, fc);
     return sb_val(r, at, &b, out);
 }
@@ -3155,17 +3133,17 @@ static bool call_str_method(R *r, const node *at, int id, jstr *s, const cargs *
         if (!given(sl[0])) return failf(r, at, "join() takes exactly one argument (0 given)");
         jlist *l;
         if (!iter_list(r, at, sl[0], &l)) return false;
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
         for (size_t i = 0; i < l->n; i++) {
             if (l->v[i].t != VT_STR) {
                 failf(r, at, "sequence item %zu: expected str instance, %s found", i, type_name(l->v[i]));
-                fc_sbuf_free(&b);
+                fc_str_free(&b);
                 decref(r, mk_obj(VT_LIST, l));
                 return false;
             }
-            if (i) fc_sbuf_putn(&b, s->s, s->len);
-            fc_sbuf_putn(&b, STR(l->v[i])->s, STR(l->v[i])->len);
+            if (i) fc_str_putn(&b, s->s, s->len);
+            fc_str_putn(&b, STR(l->v[i])->s, STR(l->v[i])->len);
             if (b.len > r->max_out) break;
         }
         decref(r, mk_obj(VT_LIST, l));
@@ -3187,11 +3165,11 @@ static bool call_str_method(R *r, const node *at, int id, jstr *s, const cargs *
         int64_t len = (int64_t)u8len(s->s, s->len);
         if (w > (int64_t)r->max_out) return size_ok(r, at, r->max_out + 1);
         if (w <= len) { *out = incref(mk_obj(VT_STR, s)); return true; }
-        fc_sbuf b = { 0 };
+        fc_str b = { 0 };
         size_t i = 0;
-        if (s->len && (s->s[0] == '+' || s->s[0] == '-')) fc_sbuf_putc(&b, s->s[i++]);
-        for (int64_t k = 0; k < w - len; k++) fc_sbuf_putc(&b, '0');
-        fc_sbuf_putn(&b, s->s + i, s->len - i);
+        if (s->len && (s->s[0] == '+' || s->s[0] == '-')) fc_str_putc(&b, s->s[i++]);
+        for (int64_t k = 0; k < w - len; k++) fc_str_putc(&b, '0');
+        fc_str_putn(&b, s->s + i, s->len - i);
         return sb_val(r, at, &b, out);
     }
     case M_REMOVEPREFIX: case M_REMOVESUFFIX: {
@@ -3233,16 +3211,16 @@ static bool call_str_method(R *r, const node *at, int id, jstr *s, const cargs *
 
 /* ---- str % args (printf-style formatting) ---- */
 
-static void pad_to(fc_sbuf *b, const char *s, size_t n, int64_t width, bool left, char fill)
+static void pad_to(fc_str *b, const char *s, size_t n, int64_t width, bool left, char fill)
 {
     int64_t len = (int64_t)u8len(s, n);
-    if (!left) for (int64_t i = len; i < width; i++) fc_sbuf_putc(b, fill);
-    fc_sbuf_putn(b, s, n);
-    if (left) for (int64_t i = len; i < width; i++) fc_sbuf_putc(b, ' ');
+    if (!left) for (int64_t i = len; i < width; i++) fc_str_putc(b, fill);
+    fc_str_putn(b, s, n);
+    if (left) for (int64_t i = len; i < width; i++) fc_str_putc(b, ' ');
 }
 
 /* One integer in Python's %d/%x/%o style (sign, '#' prefix, zero padding). */
-static void fmt_int(fc_sbuf *b, int64_t v, char conv, const char *flags, int64_t width, int64_t prec)
+static void fmt_int(fc_str *b, int64_t v, char conv, const char *flags, int64_t width, int64_t prec)
 {
     bool neg = v < 0;
     uint64_t m = neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -3260,21 +3238,21 @@ static void fmt_int(fc_sbuf *b, int64_t v, char conv, const char *flags, int64_t
     int64_t zeros = prec > nd ? prec - nd : 0, len = nh + zeros + nd;
     bool left = strchr(flags, '-') != NULL, zero = strchr(flags, '0') != NULL && !left;
     if (zero && width > len) { zeros += width - len; len = width; }
-    if (!left) for (int64_t i = len; i < width; i++) fc_sbuf_putc(b, ' ');
-    fc_sbuf_putn(b, head, (size_t)nh);
-    for (int64_t i = 0; i < zeros; i++) fc_sbuf_putc(b, '0');
-    while (nd) fc_sbuf_putc(b, digits[--nd]);
-    if (left) for (int64_t i = len; i < width; i++) fc_sbuf_putc(b, ' ');
+    if (!left) for (int64_t i = len; i < width; i++) fc_str_putc(b, ' ');
+    fc_str_putn(b, head, (size_t)nh);
+    for (int64_t i = 0; i < zeros; i++) fc_str_putc(b, '0');
+    while (nd) fc_str_putc(b, digits[--nd]);
+    if (left) for (int64_t i = len; i < width; i++) fc_str_putc(b, ' ');
 }
 
-static bool fmt_float_c(R *r, const node *at, fc_sbuf *b, double x, char conv, const char *flags, int64_t width, int64_t prec)
+static bool fmt_float_c(R *r, const node *at, fc_str *b, double x, char conv, const char *flags, int64_t width, int64_t prec)
 {
     if (width > 4096 || prec > 4096) return failf(r, at, "format width or precision too large");
     char spec[32], *p = spec;
     *p++ = '%';
     for (const char *f = flags; *f && p < spec + 8; f++) *p++ = *f;
     snprintf(p, sizeof spec - (size_t)(p - spec), "*.*%c", conv);
-    fc_sbuf_printf(b, spec, (int)width, (int)(prec < 0 ? 6 : prec), x);
+    fc_str_printf(b, spec, (int)width, (int)(prec < 0 ? 6 : prec), x);
     return true;
 }
 
@@ -3286,15 +3264,15 @@ static bool py_format(R *r, const node *at, val fmt, val args, val *out)
     jdict *map = NULL;
     if (args.t == VT_LIST && LIST(args)->tuple) { items = LIST(args)->v; n = LIST(args)->n; }
     else if (args.t == VT_DICT) map = DICT(args);
-    fc_sbuf b = { 0 };
-    fc_sbuf_putn(&b, "", 0);
+    fc_str b = { 0 };
+    fc_str_putn(&b, "", 0);
     const char *s = f->s;
     size_t len = f->len;
     for (size_t i = 0; i < len;) {
         if (s[i] != '%') {
             const char *q = memchr(s + i, '%', len - i);
             size_t k = q ? (size_t)(q - (s + i)) : len - i;
-            fc_sbuf_putn(&b, s + i, k);
+            fc_str_putn(&b, s + i, k);
             i += k;
             continue;
         }
@@ -3336,7 +3314,7 @@ static bool py_format(R *r, const node *at, val fmt, val args, val *out)
         while (i < len && (s[i] == 'h' || s[i] == 'l' || s[i] == 'L')) i++;
         if (i >= len) { failf(r, at, "incomplete format"); goto fail; }
         char conv = s[i++];
-        if (conv == '%') { fc_sbuf_putc(&b, '%'); continue; }
+        if (conv == '%') { fc_str_putc(&b, '%'); continue; }
         if (!v) {
             if (map) v = &args;
             else if (ai < n) v = &items[ai++];
@@ -3349,14 +3327,14 @@ static bool py_format(R *r, const node *at, val fmt, val args, val *out)
         if (width > (int64_t)r->max_out || prec > (int64_t)r->max_out) { size_ok(r, at, r->max_out + 1); goto fail; }
         switch (conv) {
         case 's': case 'r': case 'a': {
-            fc_sbuf t = { 0 };
-            fc_sbuf_putn(&t, "", 0);
+            fc_str t = { 0 };
+            fc_str_putn(&t, "", 0);
             bool ok = conv == 's' ? py_str_into(r, at, &t, *v, 0) : py_repr(r, at, &t, *v, 0);
-            if (!ok) { fc_sbuf_free(&t); goto fail; }
+            if (!ok) { fc_str_free(&t); goto fail; }
             size_t k = t.len;
             if (prec >= 0) k = cp_offset(t.p, t.len, (size_t)prec);
             pad_to(&b, t.p, k, width, strchr(flags, '-') != NULL, ' ');
-            fc_sbuf_free(&t);
+            fc_str_free(&t);
             break;
         }
         case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': {
@@ -3377,7 +3355,7 @@ static bool py_format(R *r, const node *at, val fmt, val args, val *out)
             break;
         case 'c':
             if (is_intlike(*v) && int_of(*v) >= 0 && int_of(*v) <= 0x10ffff) u8put(&b, (int32_t)int_of(*v));
-            else if (v->t == VT_STR && u8len(STR(*v)->s, STR(*v)->len) == 1) fc_sbuf_putn(&b, STR(*v)->s, STR(*v)->len);
+            else if (v->t == VT_STR && u8len(STR(*v)->s, STR(*v)->len) == 1) fc_str_putn(&b, STR(*v)->s, STR(*v)->len);
             else { failf(r, at, "%%c requires int or char"); goto fail; }
             break;
         default:
@@ -3392,14 +3370,14 @@ static bool py_format(R *r, const node *at, val fmt, val args, val *out)
     }
     return sb_val(r, at, &b, out);
 fail:
-    fc_sbuf_free(&b);
+    fc_str_free(&b);
     return false;
 }
 
 /* ---- str.format ---- */
 
 /* A format_spec subset: [[fill]align][sign][#][0][width][.precision][type]. */
-static bool apply_spec(R *r, const node *at, fc_sbuf *b, val v, const char *spec, size_t n)
+static bool apply_spec(R *r, const node *at, fc_str *b, val v, const char *spec, size_t n)
 {
     size_t i = 0;
     char fill = ' ', align = 0, sign = '-', type = 0;
@@ -3419,12 +3397,12 @@ static bool apply_spec(R *r, const node *at, fc_sbuf *b, val v, const char *spec
     if (i < n) type = spec[i++];
     if (i != n) return failf(r, at, "Invalid format specifier '%.*s'", (int)n, spec);
     if (width > (int64_t)r->max_out) return size_ok(r, at, r->max_out + 1);
-    fc_sbuf t = { 0 };
-    fc_sbuf_putn(&t, "", 0);
+    fc_str t = { 0 };
+    fc_str_putn(&t, "", 0);
     bool numeric = is_num(v) && type != 's';
     if (!numeric) {
-        if (type && type != 's') { fc_sbuf_free(&t); return failf(r, at, "Unknown format code '%c' for object of type '%s'", type, type_name(v)); }
-        if (!py_str_into(r, at, &t, v, 0)) { fc_sbuf_free(&t); return false; }
+        if (type && type != 's') { fc_str_free(&t); return failf(r, at, "Unknown format code '%c' for object of type '%s'", type, type_name(v)); }
+        if (!py_str_into(r, at, &t, v, 0)) { fc_str_free(&t); return false; }
         if (prec >= 0) t.len = cp_offset(t.p, t.len, (size_t)prec);
         if (!align) align = '<';
     } else {
@@ -3435,17 +3413,17 @@ static bool apply_spec(R *r, const node *at, fc_sbuf *b, val v, const char *spec
         flags[nf] = '\0';
         if (!type) type = v.t == VT_FLOAT ? 0 : 'd';
         if (strchr("dxXob", type)) {
-            if (v.t == VT_FLOAT) { fc_sbuf_free(&t); return failf(r, at, "Unknown format code '%c' for object of type 'float'", type); }
+            if (v.t == VT_FLOAT) { fc_str_free(&t); return failf(r, at, "Unknown format code '%c' for object of type 'float'", type); }
             fmt_int(&t, int_of(v), type, flags, 0, -1);
         } else if (strchr("eEfFgG%", type)) {
             double x = num_of(v) * (type == '%' ? 100.0 : 1.0);
-            if (!fmt_float_c(r, at, &t, x, type == '%' ? 'f' : type, flags, 0, prec)) { fc_sbuf_free(&t); return false; }
-            if (type == '%') fc_sbuf_putc(&t, '%');
+            if (!fmt_float_c(r, at, &t, x, type == '%' ? 'f' : type, flags, 0, prec)) { fc_str_free(&t); return false; }
+            if (type == '%') fc_str_putc(&t, '%');
         } else if (type == 0) { /* float, no type: like repr unless a precision is given (then 'g'-ish) */
-            if (prec >= 0) { if (!fmt_float_c(r, at, &t, v.u.f, 'g', flags, 0, prec)) { fc_sbuf_free(&t); return false; } }
-            else { char tmp[64]; fmt_float(v.u.f, tmp, sizeof tmp); if (sign == '+' && v.u.f >= 0) fc_sbuf_putc(&t, '+'); fc_sbuf_puts(&t, tmp); }
+            if (prec >= 0) { if (!fmt_float_c(r, at, &t, v.u.f, 'g', flags, 0, prec)) { fc_str_free(&t); return false; } }
+            else { char tmp[64]; fmt_float(v.u.f, tmp, sizeof tmp); if (sign == '+' && v.u.f >= 0) fc_str_putc(&t, '+'); fc_str_puts(&t, tmp); }
         } else {
-            fc_sbuf_free(&t);
+            fc_str_free(&t);
             return failf(r, at, "Unknown format code '%c' for object of type '%s'", type, type_name(v));
         }
         if (!align) align = zero ? '=' : '>';
@@ -3453,30 +3431,30 @@ static bool apply_spec(R *r, const node *at, fc_sbuf *b, val v, const char *spec
     }
     int64_t len = (int64_t)u8len(t.p, t.len), pad = width > len ? width - len : 0;
     int64_t left = align == '<' ? 0 : align == '^' ? pad / 2 : pad;
-    if (align == '=' && t.len && strchr("+- ", t.p[0])) { fc_sbuf_putc(b, t.p[0]); memmove(t.p, t.p + 1, --t.len); }
-    for (int64_t k = 0; k < left; k++) fc_sbuf_putc(b, fill);
-    fc_sbuf_putn(b, t.p, t.len);
-    for (int64_t k = 0; k < pad - left; k++) fc_sbuf_putc(b, fill);
-    fc_sbuf_free(&t);
+    if (align == '=' && t.len && strchr("+- ", t.p[0])) { fc_str_putc(b, t.p[0]); memmove(t.p, t.p + 1, --t.len); }
+    for (int64_t k = 0; k < left; k++) fc_str_putc(b, fill);
+    fc_str_putn(b, t.p, t.len);
+    for (int64_t k = 0; k < pad - left; k++) fc_str_putc(b, fill);
+    fc_str_free(&t);
     return true;
 }
 
 static bool str_format_method(R *r, const node *at, jstr *fmt, const cargs *a, val *out)
 {
-    fc_sbuf b = { 0 };
-    fc_sbuf_putn(&b, "", 0);
+    fc_str b = { 0 };
+    fc_str_putn(&b, "", 0);
     const char *s = fmt->s;
     size_t n = fmt->len;
     int auto_idx = 0, numbering = 0;
     for (size_t i = 0; i < n;) {
         char c = s[i];
         if (c == '}' ) {
-            if (i + 1 < n && s[i + 1] == '}') { fc_sbuf_putc(&b, '}'); i += 2; continue; }
+            if (i + 1 < n && s[i + 1] == '}') { fc_str_putc(&b, '}'); i += 2; continue; }
             failf(r, at, "Single '}' encountered in format string");
             goto fail;
         }
-        if (c != '{') { fc_sbuf_putc(&b, c); i++; continue; }
-        if (i + 1 < n && s[i + 1] == '{') { fc_sbuf_putc(&b, '{'); i += 2; continue; }
+        if (c != '{') { fc_str_putc(&b, c); i++; continue; }
+        if (i + 1 < n && s[i + 1] == '{') { fc_str_putc(&b, '{'); i += 2; continue; }
         size_t e = i + 1;
         while (e < n && s[e] != '}' && s[e] != '!' && s[e] != ':' && s[e] != '.' && s[e] != '[' && s[e] != '{') e++;
         const char *name = s + i + 1;
@@ -3539,12 +3517,12 @@ static bool str_format_method(R *r, const node *at, jstr *fmt, const cargs *a, v
         if (v.t == VT_UNDEF) { bool ok = fail_undef(r, at, v); decref(r, v); (void)ok; goto fail; }
         bool ok;
         if (conv == 'r' || conv == 'a') {
-            fc_sbuf t = { 0 };
-            fc_sbuf_putn(&t, "", 0);
+            fc_str t = { 0 };
+            fc_str_putn(&t, "", 0);
             ok = py_repr(r, at, &t, v, 0);
             val tv = mk_none();
             if (ok) ok = sb_val(r, at, &t, &tv);
-            else fc_sbuf_free(&t);
+            else fc_str_free(&t);
             if (ok) ok = apply_spec(r, at, &b, tv, spec, sl);
             decref(r, tv);
         } else {
@@ -3557,7 +3535,7 @@ static bool str_format_method(R *r, const node *at, jstr *fmt, const cargs *a, v
     }
     return sb_val(r, at, &b, out);
 fail:
-    fc_sbuf_free(&b);
+    fc_str_free(&b);
     return false;
 }
 
@@ -3986,38 +3964,38 @@ static bool apply_filter(R *r, const node *at, const char *name, val v, const ca
             break;
         }
         case FL_ESCAPE: {
-            fc_sbuf b = { 0 };
-            fc_sbuf_putn(&b, "", 0);
+            fc_str b = { 0 };
+            fc_str_putn(&b, "", 0);
             for (size_t i = 0; i < j->len; i++) {
                 switch (j->s[i]) {
-                case '&': fc_sbuf_puts(&b, "&amp;"); break;
-                case '<': fc_sbuf_puts(&b, "&lt;"); break;
-                case '>': fc_sbuf_puts(&b, "&gt;"); break;
-                case '"': fc_sbuf_puts(&b, "&#34;"); break;
-                case '\'': fc_sbuf_puts(&b, "&#39;"); break;
-                default: fc_sbuf_putc(&b, j->s[i]);
+                case '&': fc_str_puts(&b, "&amp;"); break;
+                case '<': fc_str_puts(&b, "&lt;"); break;
+                case '>': fc_str_puts(&b, "&gt;"); break;
+                case '"': fc_str_puts(&b, "&#34;"); break;
+                case '\'': fc_str_puts(&b, "&#39;"); break;
+                default: fc_str_putc(&b, j->s[i]);
                 }
             }
             ok = bind(r, at, name, a, 0, NULL, sl) && sb_val(r, at, &b, out);
-            if (!ok) fc_sbuf_free(&b);
+            if (!ok) fc_str_free(&b);
             break;
         }
         case FL_INDENT: {
             if (!bind(r, at, name, a, 3, p_indent, sl)) break;
-            fc_sbuf ind = { 0 };
-            fc_sbuf_putn(&ind, "", 0);
-            if (sl[0].t == VT_STR) fc_sbuf_putn(&ind, STR(sl[0])->s, STR(sl[0])->len);
+            fc_str ind = { 0 };
+            fc_str_putn(&ind, "", 0);
+            if (sl[0].t == VT_STR) fc_str_putn(&ind, STR(sl[0])->s, STR(sl[0])->len);
             else {
                 int64_t w = 0;
-                if (!arg_int(r, at, "width", sl[0], 4, &w)) { fc_sbuf_free(&ind); break; }
-                if (w > 4096) { failf(r, at, "indent width too large"); fc_sbuf_free(&ind); break; }
-                for (int64_t i = 0; i < w; i++) fc_sbuf_putc(&ind, ' ');
+                if (!arg_int(r, at, "width", sl[0], 4, &w)) { fc_str_free(&ind); break; }
+                if (w > 4096) { failf(r, at, "indent width too large"); fc_str_free(&ind); break; }
+                for (int64_t i = 0; i < w; i++) fc_str_putc(&ind, ' ');
             }
             bool first = given(sl[1]) && truthy(sl[1]), blank = given(sl[2]) && truthy(sl[2]);
             /* s + "\n", split into lines (str.splitlines), re-joined */
-            fc_sbuf b = { 0 };
-            fc_sbuf_putn(&b, "", 0);
-            if (first) fc_sbuf_putn(&b, ind.p, ind.len);
+            fc_str b = { 0 };
+            fc_str_putn(&b, "", 0);
+            if (first) fc_str_putn(&b, ind.p, ind.len);
             size_t i = 0, start = 0, k = 1, line = 0;
             while (i <= j->len) {
                 int32_t c = i < j->len ? u8dec(j->s + i, j->len - i, &k) : '\n';
@@ -4027,15 +4005,15 @@ static bool apply_filter(R *r, const node *at, const char *name, val v, const ca
                 i += k;
                 if (c == '\r' && i < j->len && j->s[i] == '\n') i++;
                 if (line) {
-                    fc_sbuf_putc(&b, '\n');
-                    if (blank || e > start) fc_sbuf_putn(&b, ind.p, ind.len);
+                    fc_str_putc(&b, '\n');
+                    if (blank || e > start) fc_str_putn(&b, ind.p, ind.len);
                 }
-                fc_sbuf_putn(&b, j->s + start, e - start);
+                fc_str_putn(&b, j->s + start, e - start);
                 start = i;
                 line++;
                 if (b.len > r->max_out) break;
             }
-            fc_sbuf_free(&ind);
+            fc_str_free(&ind);
             ok = sb_val(r, at, &b, out);
             break;
         }
@@ -4069,22 +4047,22 @@ static bool apply_filter(R *r, const node *at, const char *name, val v, const ca
         if (given(sl[0]) && !to_str(r, at, sl[0], &sep)) return false;
         jlist *l;
         if (!iter_list(r, at, v, &l)) { decref(r, sep); return false; }
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
         bool ok = true;
         for (size_t i = 0; i < l->n && ok; i++) {
             val x;
             if (given(sl[1]) && sl[1].t != VT_NONE) ok = attr_path(r, at, l->v[i], sl[1], &x);
             else x = incref(l->v[i]);
             if (!ok) break;
-            if (i) fc_sbuf_putn(&b, STR(sep)->s, STR(sep)->len);
+            if (i) fc_str_putn(&b, STR(sep)->s, STR(sep)->len);
             ok = py_str_into(r, at, &b, x, 0);
             decref(r, x);
             if (b.len > r->max_out) break;
         }
         decref(r, mk_obj(VT_LIST, l));
         decref(r, sep);
-        if (!ok) { fc_sbuf_free(&b); return false; }
+        if (!ok) { fc_str_free(&b); return false; }
         return sb_val(r, at, &b, out);
     }
     case FL_MAP: {
@@ -4335,9 +4313,9 @@ static bool apply_filter(R *r, const node *at, const char *name, val v, const ca
         char ibuf[256];
         if (!bind(r, at, name, a, 4, p_json, sl) || !json_opts_from(r, at, sl[0], sl[1], sl[2], sl[3], &o, ibuf, sizeof ibuf))
             return false;
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
-        if (!json_dump(r, at, &b, v, &o, 0)) { fc_sbuf_free(&b); return false; }
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
+        if (!json_dump(r, at, &b, v, &o, 0)) { fc_str_free(&b); return false; }
         return sb_val(r, at, &b, out);
     }
     case FL_ATTR: /* getattr only: dict keys are not attributes */
@@ -4439,8 +4417,8 @@ static bool ev(R *r, const node *e, val *out);
 static bool call_macro(R *r, const node *at, const node *m, const cargs *a, val *out)
 {
     frame f, *saved_top = r->top;
-    fc_sbuf buf = { 0 }, *saved_out = r->out;
-    fc_sbuf_putn(&buf, "", 0);
+    fc_str buf = { 0 }, *saved_out = r->out;
+    fc_str_putn(&buf, "", 0);
     frame_push(r, &f, r->root);
     jlist *varargs = list_new(r, 0, true);
     jdict *kwargs = dict_new(r, VT_DICT);
@@ -4483,7 +4461,7 @@ static bool call_macro(R *r, const node *at, const node *m, const cargs *a, val 
         r->out = saved_out;
     }
     frame_pop(r, &f, saved_top);
-    if (rc != X_OK) { fc_sbuf_free(&buf); return false; }
+    if (rc != X_OK) { fc_str_free(&buf); return false; }
     return sb_val(r, at, &buf, out);
 }
 
@@ -4795,14 +4773,14 @@ static bool ev_inner(R *r, const node *e, val *out)
         return true;
     }
     case E_CONCAT: {
-        fc_sbuf b = { 0 };
-        fc_sbuf_putn(&b, "", 0);
+        fc_str b = { 0 };
+        fc_str_putn(&b, "", 0);
         for (int i = 0; i < e->n; i++) {
             val x;
-            if (!ev(r, e->kids[i], &x)) { fc_sbuf_free(&b); return false; }
+            if (!ev(r, e->kids[i], &x)) { fc_str_free(&b); return false; }
             bool ok = py_str_into(r, e, &b, x, 0);
             decref(r, x);
-            if (!ok || !size_ok(r, e, b.len)) { fc_sbuf_free(&b); return false; }
+            if (!ok || !size_ok(r, e, b.len)) { fc_str_free(&b); return false; }
         }
         return sb_val(r, e, &b, out);
     }
@@ -4837,7 +4815,7 @@ static bool ev(R *r, const node *e, val *out)
 
 static bool emit(R *r, const node *at, const char *s, size_t n)
 {
-    fc_sbuf_putn(r->out, s, n);
+    fc_str_putn(r->out, s, n);
     return size_ok(r, at, r->out->len);
 }
 
@@ -4883,12 +4861,12 @@ static bool assign(R *r, const node *t, val v)
 /* Renders a body into a string value (block set, filter block). */
 static int capture(R *r, const node *body, val *out)
 {
-    fc_sbuf buf = { 0 }, *saved = r->out;
-    fc_sbuf_putn(&buf, "", 0);
+    fc_str buf = { 0 }, *saved = r->out;
+    fc_str_putn(&buf, "", 0);
     r->out = &buf;
     int rc = exec(r, body);
     r->out = saved;
-    if (rc != X_OK) { fc_sbuf_free(&buf); return rc; }
+    if (rc != X_OK) { fc_str_free(&buf); return rc; }
     return sb_val(r, body, &buf, out) ? X_OK : X_ERR;
 }
 
@@ -5103,8 +5081,8 @@ char *fc_jinja_render(const fc_jinja *t, const cJSON *context, const fc_jinja_op
     frame root;
     frame_push(&r, &root, NULL);
     r.root = &root;
-    fc_sbuf out = { 0 };
-    fc_sbuf_putn(&out, "", 0);
+    fc_str out = { 0 };
+    fc_str_putn(&out, "", 0);
     r.out = &out;
     bool ok = true;
     if (context) {
@@ -5121,11 +5099,11 @@ char *fc_jinja_render(const fc_jinja *t, const cJSON *context, const fc_jinja_op
     if (ok) ok = exec(&r, t->root) == X_OK;
     free_all(&r);
     if (!ok) {
-        fc_sbuf_free(&out);
+        fc_str_free(&out);
         if (err) *err = r.err ? r.err : fc_xstrdup("render failed");
         else free(r.err);
         return NULL;
     }
     free(r.err);
-    return fc_sbuf_take(&out);
+    return fc_str_take(&out);
 }

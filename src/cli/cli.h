@@ -43,4 +43,38 @@ char **fc_cli_split_csv(const char *s, int *n);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 
+/* Flag callbacks several subcommands share (cli_flags.c; base/flags.h). */
+#include "base/flags.h"
+typedef struct fc_cli_csv { char **v; int n; } fc_cli_csv; /* malloc'd items */
+void fc_cli_csv_free(fc_cli_csv *l);
+/* FC_FLAG_FUNC0: -v/--verbose sets the log level to info. */
+const char *fc_cli_flag_verbose(const fc_flag *f, const char *v, void *dst);
+/* FC_FLAG_FUNC, dst a char **: a JSON list of strings as "a,b" (malloc'd,
+ * replaces the previous one); dies on malformed JSON. */
+const char *fc_cli_flag_json_list(const fc_flag *f, const char *v, void *dst);
+/* FC_FLAG_FUNC, dst an fc_cli_csv: "k1,k2" split (replaces the previous). */
+const char *fc_cli_flag_csv(const fc_flag *f, const char *v, void *dst);
+
+/* The OpenAI API server's access flags, shared by `api` and `serve`:
+ * FC_CLI_API_ACCESS_FLAGS(&a) is their rows of a flag table. */
+typedef struct fc_cli_api_access {
+    fc_cli_csv keys;                   /* --api-keys */
+    char *origins, *methods, *headers; /* --allowed-*, as "a,b"; NULL: "*" */
+    bool credentials;                  /* --allow-credentials */
+} fc_cli_api_access;
+#define FC_CLI_API_ACCESS_FLAGS(a) \
+    {"--api-keys", FC_FLAG_FUNC, &(a)->keys, .fn = fc_cli_flag_csv, .metavar = "K1,K2", \
+     .help = "accepted bearer tokens (every route, /api/v1/ ones too)"}, \
+    {"--allowed-origins", FC_FLAG_FUNC, &(a)->origins, .fn = fc_cli_flag_json_list, .metavar = "JSON", \
+     .help = "CORS origins (default [\"*\"])"}, \
+    {"--allowed-methods", FC_FLAG_FUNC, &(a)->methods, .fn = fc_cli_flag_json_list, .metavar = "JSON", \
+     .help = "CORS methods (default [\"*\"])"}, \
+    {"--allowed-headers", FC_FLAG_FUNC, &(a)->headers, .fn = fc_cli_flag_json_list, .metavar = "JSON", \
+     .help = "CORS headers (default [\"*\"])"}, \
+    {"--allow-credentials", FC_FLAG_TRUE, &(a)->credentials, .help = "CORS credentials"}
+struct fc_openai_api_params;
+/* Sets the keys and CORS fields of p (borrowing from a). */
+void fc_cli_api_access_apply(const fc_cli_api_access *a, struct fc_openai_api_params *p);
+void fc_cli_api_access_free(fc_cli_api_access *a);
+
 #endif

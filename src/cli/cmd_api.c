@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/fc_base.h"
+#include "base/str.h"
 #include "cli.h"
 #include "serve/openai_api.h"
 
@@ -26,23 +27,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: fastchat api [options]\n"
-            "  --host HOST                listen address (default localhost)\n"
-            "  --port N                   port (default 8000)\n"
-            "  --controller-address URL   (default http://localhost:21001)\n"
-            "  --api-keys K1,K2           accepted bearer tokens (every route, /api/v1/ ones too)\n"
-            "  --allowed-origins JSON     CORS origins (default [\"*\"])\n"
-            "  --allowed-methods JSON     CORS methods (default [\"*\"])\n"
-            "  --allowed-headers JSON     CORS headers (default [\"*\"])\n"
-            "  --allow-credentials        CORS credentials\n"
-            "  --ssl                      accepted for FastChat compatibility; TLS is not implemented\n"
-            "  -v, --verbose              log requests to workers\n"
-            "environment: FASTCHAT_WORKER_API_TIMEOUT (100 s), FASTCHAT_WORKER_API_EMBEDDING_BATCH_SIZE (4)\n");
 }
 
 /* Shared with cmd_serve.c (prototypes for cli.h):
@@ -57,19 +41,15 @@ char *fc_cli_json_list_csv(const char *flag, const char *v)
 {
     cJSON *arr = cJSON_Parse(v);
     if (!cJSON_IsArray(arr)) fc_cli_die("pass a JSON list, e.g. '[\"*\"]'", "%s: not a JSON list: %s", flag, v);
-    size_t cap = strlen(v) + 1, len = 0;
-    char *out = fc_xcalloc(cap, 1);
+    fc_str out = {0};
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsString(it)) fc_cli_die("pass a JSON list of strings", "%s: not a list of strings: %s", flag, v);
-        size_t n = strlen(it->valuestring);
-        if (len + n + 2 > cap) out = fc_xrealloc(out, cap = 2 * (len + n + 2));
-        if (len) out[len++] = ',';
-        memcpy(out + len, it->valuestring, n + 1);
-        len += n;
+        if (out.len) fc_str_putc(&out, ',');
+        fc_str_puts(&out, it->valuestring);
     }
     cJSON_Delete(arr);
-    return out;
+    return fc_str_take(&out);
 }
 
 char **fc_cli_split_csv(const char *s, int *n)
@@ -96,69 +76,37 @@ int fc_cmd_api(int argc, char **argv)
 {
     const char *host = "localhost", *ctl = "http://localhost:21001";
     int port = 8000;
-    char *origins = NULL, *methods = NULL, *headers = NULL;
-    char **keys = NULL;
-    int n_keys = 0;
-    bool creds = false, ssl = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--host") && v) {
-            host = v, i++;
-        } else if (!strcmp(a, "--port") && v) {
-            port = atoi(v), i++;
-        } else if (!strcmp(a, "--controller-address") && v) {
-            ctl = v, i++;
-        } else if (!strcmp(a, "--api-keys") && v) {
-            keys = fc_cli_split_csv(v, &n_keys), i++;
-        } else if (!strcmp(a, "--allowed-origins") && v) {
-            free(origins), origins = fc_cli_json_list_csv(a, v), i++;
-        } else if (!strcmp(a, "--allowed-methods") && v) {
-            free(methods), methods = fc_cli_json_list_csv(a, v), i++;
-        } else if (!strcmp(a, "--allowed-headers") && v) {
-            free(headers), headers = fc_cli_json_list_csv(a, v), i++;
-        } else if (!strcmp(a, "--allow-credentials")) {
-            creds = true;
-        } else if (!strcmp(a, "--ssl")) {
-            ssl = true;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            fc_log_set_level(FC_LOG_LEVEL_INFO);
-        } else {
-            usage(stderr);
-            fc_cli_die(NULL, "api: unknown or incomplete option '%s'", a);
-        }
-    }
-    if (port < 0 || port > 65535) fc_cli_die(NULL, "invalid port %d", port);
+    fc_cli_api_access acc = {0};
+    bool ssl = false;
+    const fc_flag flags[] = {
+        {"--host", FC_FLAG_STRING, &host, .metavar = "HOST", .help = "listen address (default localhost)"},
+        {"--port", FC_FLAG_INT, &port, .max = 65535, .help = "port (default 8000)"},
+        {"--controller-address", FC_FLAG_STRING, &ctl, .metavar = "URL", .help = "(default http://localhost:21001)"},
+        FC_CLI_API_ACCESS_FLAGS(&acc),
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted for FastChat compatibility; TLS is not implemented"},
+        {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log requests to workers"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat api [options]",
+        .flags = flags,
+        .footer = "environment: FASTCHAT_WORKER_API_TIMEOUT (100 s), FASTCHAT_WORKER_API_EMBEDDING_BATCH_SIZE (4)\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
 
-    fc_openai_api_params p = {
-        .host = host,
-        .port = port,
-        .controller_address = ctl,
-        .api_keys = (const char *const *)keys,
-        .n_api_keys = n_keys,
-        .allow_origins = origins,
-        .allow_methods = methods,
-        .allow_headers = headers,
-        .allow_credentials = creds,
-    };
+    fc_openai_api_params p = {.host = host, .port = port, .controller_address = ctl};
+    fc_cli_api_access_apply(&acc, &p);
     fc_openai_api *a = fc_openai_api_start(&p);
     if (!a) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     printf("api: http://%s:%d/v1 (controller %s%s)\n", host, fc_openai_api_port(a), ctl,
-           n_keys ? ", API keys required" : "");
+           acc.keys.n ? ", API keys required" : "");
     fflush(stdout);
     while (!stop_flag) pause();
     fc_openai_api_free(a);
-    for (int i = 0; i < n_keys; i++) free(keys[i]);
-    free(keys);
-    free(origins);
-    free(methods);
-    free(headers);
+    fc_cli_api_access_free(&acc);
     return 0;
 }

@@ -79,21 +79,6 @@ typedef struct bench_ctx {
     int n_rows;
 } bench_ctx;
 
-static void usage_bench(void)
-{
-    printf("usage: fastchat bench --model-path M [--threads N] [--exact | --act8] [--prompt 512] [--gen 128]\n"
-           "                      [--depths 16,1024] [--batches 8,32] [--batch-ctx 64] [--reps 3]\n"
-           "                      [--kv-type f16|f32] [--bw-gbs GBS] [--seed S]\n"
-           "  --act8         8-bit activations for every quantized type (default: 16-bit for the 32-value types)\n"
-           "  --prompt P     prefill test ppP (0 skips it)\n"
-           "  --gen G        decode tests tgG@dD for each depth D, and G/4 steps of each batched test\n"
-           "  --depths L     context depths before the single-stream decode ('' skips)\n"
-           "  --batches L    sequence counts of the batched decode tests ('' skips)\n"
-           "  --batch-ctx N  tokens prefilled per sequence before the batched steps\n"
-           "  --bw-gbs X     measured DRAM read bandwidth: also print the bandwidth bound\n"
-           "lines starting with 'bench:' are machine-readable; a table follows\n");
-}
-
 /* "16,1024" -> list; "" -> empty list. */
 static int parse_list(const char *s, int *out, const char *flag)
 {
@@ -111,6 +96,22 @@ static int parse_list(const char *s, int *out, const char *flag)
     return n;
 }
 
+static const char *on_list(const fc_flag *f, const char *v, void *dst)
+{
+    bench_opts *o = dst;
+    if (!strcmp(f->names, "--depths")) o->n_depths = parse_list(v, o->depths, f->names);
+    else o->n_batches = parse_list(v, o->batches, f->names);
+    return NULL;
+}
+
+static const char *on_kv_type(const fc_flag *f, const char *v, void *dst)
+{
+    int t = fc_dtype_from_name(v);
+    if (t != FC_DTYPE_F16 && t != FC_DTYPE_F32) return "the KV cache holds f16 or f32";
+    *(int *)dst = t;
+    return NULL;
+}
+
 static void parse(int argc, char **argv, bench_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -122,31 +123,34 @@ static void parse(int argc, char **argv, bench_opts *o)
     o->reps = 3;
     o->kv_dtype = FC_DTYPE_F16;
     o->seed = 42;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV() do { if (!v) fc_cli_die(NULL, "%s needs a value", a); i++; } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage_bench(); exit(0); }
-        else if (!strcmp(a, "--model-path")) { NEEDV(); o->model_path = v; }
-        else if (!strcmp(a, "--threads")) { NEEDV(); o->threads = atoi(v); }
-        else if (!strcmp(a, "--exact")) o->exact = true;
-        else if (!strcmp(a, "--act8")) o->act8 = true;
-        else if (!strcmp(a, "--prompt")) { NEEDV(); o->n_prompt = atoi(v); }
-        else if (!strcmp(a, "--gen")) { NEEDV(); o->n_gen = atoi(v); }
-        else if (!strcmp(a, "--depths")) { NEEDV(); o->n_depths = parse_list(v, o->depths, a); }
-        else if (!strcmp(a, "--batches")) { NEEDV(); o->n_batches = parse_list(v, o->batches, a); }
-        else if (!strcmp(a, "--batch-ctx")) { NEEDV(); o->batch_ctx = atoi(v); }
-        else if (!strcmp(a, "--reps")) { NEEDV(); o->reps = atoi(v); }
-        else if (!strcmp(a, "--bw-gbs")) { NEEDV(); o->bw_gbs = atof(v); }
-        else if (!strcmp(a, "--seed")) { NEEDV(); o->seed = strtoull(v, NULL, 10); }
-        else if (!strcmp(a, "--kv-type")) {
-            NEEDV();
-            o->kv_dtype = fc_dtype_from_name(v);
-            if (o->kv_dtype != FC_DTYPE_F16 && o->kv_dtype != FC_DTYPE_F32)
-                fc_cli_die("the KV cache holds f16 or f32", "bad --kv-type '%s'", v);
-        } else fc_cli_die("run with --help for the options", "unknown option '%s'", a);
-#undef NEEDV
-    }
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &o->model_path, .metavar = "M", .help = "GGUF file or Hugging Face folder"},
+        {"--threads", FC_FLAG_INT, &o->threads, .help = "compute threads (default: all CPUs)"},
+        {"--exact", FC_FLAG_TRUE, &o->exact, .help = "f32 reference mode"},
+        {"--act8", FC_FLAG_TRUE, &o->act8,
+         .help = "8-bit activations for every quantized type (default: 16-bit for the 32-value types)"},
+        {"--prompt", FC_FLAG_INT, &o->n_prompt, .metavar = "P", .help = "prefill test ppP (0 skips it; default 512)"},
+        {"--gen", FC_FLAG_INT, &o->n_gen, .metavar = "G",
+         .help = "decode tests tgG@dD for each depth D, and G/4 steps of each batched test (default 128)"},
+        {"--depths", FC_FLAG_FUNC, o, .fn = on_list, .metavar = "L",
+         .help = "context depths before the single-stream decode ('' skips; default 16,1024)"},
+        {"--batches", FC_FLAG_FUNC, o, .fn = on_list, .metavar = "L",
+         .help = "sequence counts of the batched decode tests ('' skips; default 8,32)"},
+        {"--batch-ctx", FC_FLAG_INT, &o->batch_ctx, .help = "tokens prefilled per sequence before the batched steps (default 64)"},
+        {"--reps", FC_FLAG_INT, &o->reps, .help = "repetitions (default 3)"},
+        {"--kv-type", FC_FLAG_FUNC, &o->kv_dtype, .fn = on_kv_type, .metavar = "f16|f32", .help = "KV cache type (default f16)"},
+        {"--bw-gbs", FC_FLAG_DOUBLE, &o->bw_gbs, .help = "measured DRAM read bandwidth: also print the bandwidth bound"},
+        {"--seed", FC_FLAG_UINT64, &o->seed, .metavar = "S", .help = "(default 42)"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat bench --model-path M [--threads N] [--exact | --act8] [--prompt 512] [--gen 128]\n"
+                 "                      [--depths 16,1024] [--batches 8,32] [--batch-ctx 64] [--reps 3]\n"
+                 "                      [--kv-type f16|f32] [--bw-gbs GBS] [--seed S]",
+        .flags = flags,
+        .footer = "lines starting with 'bench:' are machine-readable; a table follows\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!o->model_path) o->model_path = fc_cli_default_model();
     if (o->n_prompt < 0 || o->n_gen < 0 || o->batch_ctx < 0) fc_cli_die(NULL, "sizes must be >= 0");
     if (o->reps < 1) fc_cli_die(NULL, "--reps must be >= 1");

@@ -177,24 +177,6 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: fastchat bench-serve --model NAME [options]\n"
-               "  --url URL           API base (default http://localhost:8000; /v1 optional)\n"
-               "  --model NAME        model to request (default: the first of /v1/models)\n"
-               "  --clients N         concurrent streaming clients (default 4)\n"
-               "  --requests R        requests in all (default 16)\n"
-               "  --max-tokens T      max_tokens per request (default 64)\n"
-               "  --duration S        start no request after S seconds (the ones under way finish)\n"
-               "  --prompt TEXT       the user message (default: a story request)\n"
-               "  --temperature X     (default 0.7)\n"
-               "  --seed N            send a fixed seed\n"
-               "  --ignore-eos        send \"ignore_eos\": true (llama-server: generate max_tokens)\n"
-               "  --completions       use /v1/completions instead of chat\n"
-               "  --api-key KEY       bearer token\n"
-               "  --json              print the results as one JSON object\n");
-}
-
 int fc_cmd_bench_serve(int argc, char **argv)
 {
     const char *base = "http://localhost:8000", *model = NULL, *key = NULL;
@@ -202,44 +184,26 @@ int fc_cmd_bench_serve(int argc, char **argv)
     int clients = 4, requests = 16, max_tokens = 64;
     double temperature = 0.7, duration = 0;
     bool json = false, completions = false, ignore_eos = false;
-    long long seed = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--url") && v) {
-            base = v, i++;
-        } else if (!strcmp(a, "--model") && v) {
-            model = v, i++;
-        } else if (!strcmp(a, "--clients") && v) {
-            clients = atoi(v), i++;
-        } else if (!strcmp(a, "--requests") && v) {
-            requests = atoi(v), i++;
-        } else if (!strcmp(a, "--max-tokens") && v) {
-            max_tokens = atoi(v), i++;
-        } else if (!strcmp(a, "--prompt") && v) {
-            prompt = v, i++;
-        } else if (!strcmp(a, "--temperature") && v) {
-            temperature = atof(v), i++;
-        } else if (!strcmp(a, "--api-key") && v) {
-            key = v, i++;
-        } else if (!strcmp(a, "--duration") && v) {
-            duration = atof(v), i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            seed = atoll(v), i++;
-        } else if (!strcmp(a, "--ignore-eos")) {
-            ignore_eos = true;
-        } else if (!strcmp(a, "--completions")) {
-            completions = true;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else {
-            usage(stderr);
-            fc_cli_die(NULL, "bench-serve: unknown or incomplete option '%s'", a);
-        }
-    }
+    int64_t seed = -1;
+    const fc_flag flags[] = {
+        {"--url", FC_FLAG_STRING, &base, .metavar = "URL", .help = "API base (default http://localhost:8000; /v1 optional)"},
+        {"--model", FC_FLAG_STRING, &model, .metavar = "NAME", .help = "model to request (default: the first of /v1/models)"},
+        {"--clients", FC_FLAG_INT, &clients, .help = "concurrent streaming clients (default 4)"},
+        {"--requests", FC_FLAG_INT, &requests, .metavar = "R", .help = "requests in all (default 16)"},
+        {"--max-tokens", FC_FLAG_INT, &max_tokens, .metavar = "T", .help = "max_tokens per request (default 64)"},
+        {"--duration", FC_FLAG_DOUBLE, &duration, .metavar = "S",
+         .help = "start no request after S seconds (the ones under way finish)"},
+        {"--prompt", FC_FLAG_STRING, &prompt, .metavar = "TEXT", .help = "the user message (default: a story request)"},
+        {"--temperature", FC_FLAG_DOUBLE, &temperature, .help = "(default 0.7)"},
+        {"--seed", FC_FLAG_INT64, &seed, .help = "send a fixed seed"},
+        {"--ignore-eos", FC_FLAG_TRUE, &ignore_eos, .help = "send \"ignore_eos\": true (llama-server: generate max_tokens)"},
+        {"--completions", FC_FLAG_TRUE, &completions, .help = "use /v1/completions instead of chat"},
+        {"--api-key", FC_FLAG_STRING, &key, .metavar = "KEY", .help = "bearer token"},
+        {"--json", FC_FLAG_TRUE, &json, .help = "print the results as one JSON object"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {.usage = "fastchat bench-serve --model NAME [options]", .flags = flags};
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (clients < 1 || requests < 1 || max_tokens < 1)
         fc_cli_die(NULL, "--clients, --requests and --max-tokens must be at least 1");
     fc_http_global_init();

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "md_render.h"
 #include "base/fc_base.h"
+#include "base/str.h"
 #include "chat/conv.h"
 #include "engine/engine.h"
 #include "serve/template_pick.h"
@@ -50,46 +51,45 @@ static void on_sigint(int sig)
     interrupted = 1;
 }
 
-static void usage(void)
+static const char *on_style(const fc_flag *f, const char *v, void *dst)
 {
-    printf("usage: fastchat chat [--model-path M] [--conv-template NAME] [--conv-system-msg TEXT]\n"
-           "                     [--temperature 0.7] [--repetition_penalty 1.0] [--max-new-tokens 512]\n"
-           "                     [--no-history] [--style simple|rich|programmatic] [--multiline] [--debug]\n"
-           "                     [--threads N] [--exact | --act8]\n"
-           "in the chat: !!exit (or an empty line), !!reset, !!remove, !!regen, !!save FILE, !!load FILE;\n"
-           "Ctrl-C stops a reply.\n");
+    enum style *st = dst;
+    if (!strcmp(v, "simple")) *st = STYLE_SIMPLE;
+    else if (!strcmp(v, "rich")) *st = STYLE_RICH;
+    else if (!strcmp(v, "programmatic")) *st = STYLE_PROGRAMMATIC;
+    else return "unknown style (styles: simple, rich, programmatic)";
+    return NULL;
 }
 
 static void parse(int argc, char **argv, chat_opts *o)
 {
     *o = (chat_opts){.temperature = 0.7f, .repetition_penalty = 1.0f, .max_new_tokens = 512};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV() do { if (!v) fc_cli_die(NULL, "%s needs a value", a); i++; } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
-        else if (!strcmp(a, "--model-path")) { NEEDV(); o->model_path = v; }
-        else if (!strcmp(a, "--conv-template")) { NEEDV(); o->conv_template = v; }
-        else if (!strcmp(a, "--conv-system-msg")) { NEEDV(); o->system_msg = v; }
-        else if (!strcmp(a, "--temperature")) { NEEDV(); o->temperature = (float)atof(v); }
-        else if (!strcmp(a, "--repetition_penalty") || !strcmp(a, "--repetition-penalty")) { NEEDV(); o->repetition_penalty = (float)atof(v); }
-        else if (!strcmp(a, "--max-new-tokens")) { NEEDV(); o->max_new_tokens = atoi(v); }
-        else if (!strcmp(a, "--threads")) { NEEDV(); o->threads = atoi(v); }
-        else if (!strcmp(a, "--style")) {
-            NEEDV();
-            if (!strcmp(v, "simple")) o->style = STYLE_SIMPLE;
-            else if (!strcmp(v, "rich")) o->style = STYLE_RICH;
-            else if (!strcmp(v, "programmatic")) o->style = STYLE_PROGRAMMATIC;
-            else fc_cli_die("styles: simple, rich, programmatic", "unknown style '%s'", v);
-        }
-        else if (!strcmp(a, "--no-history")) o->no_history = true;
-        else if (!strcmp(a, "--multiline")) o->multiline = true;
-        else if (!strcmp(a, "--debug")) o->debug = true;
-        else if (!strcmp(a, "--exact")) o->exact = true;
-        else if (!strcmp(a, "--act8")) o->act8 = true;
-        else if (!strcmp(a, "--mouse") || !strcmp(a, "--judge-sent-end")) { /* accepted for compatibility */ }
-        else fc_cli_die("run with --help for the options", "unknown option '%s'", a);
-#undef NEEDV
-    }
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &o->model_path, .metavar = "M",
+         .help = "GGUF file or Hugging Face folder (default: the default model)"},
+        {"--conv-template", FC_FLAG_STRING, &o->conv_template, .metavar = "NAME", .help = "FastChat template (default: picked from the model)"},
+        {"--conv-system-msg", FC_FLAG_STRING, &o->system_msg, .metavar = "TEXT", .help = "the system message"},
+        {"--temperature", FC_FLAG_FLOAT, &o->temperature, .help = "(default 0.7)"},
+        {"--repetition_penalty", FC_FLAG_FLOAT, &o->repetition_penalty, .help = "(default 1.0)"},
+        {"--max-new-tokens", FC_FLAG_INT, &o->max_new_tokens, .help = "(default 512)"},
+        {"--no-history", FC_FLAG_TRUE, &o->no_history, .help = "each turn starts a new conversation"},
+        {"--style", FC_FLAG_FUNC, &o->style, .fn = on_style, .metavar = "simple|rich|programmatic",
+         .help = "(default simple)"},
+        {"--multiline", FC_FLAG_TRUE, &o->multiline, .help = "several lines per message (ctrl-d on an empty line ends it)"},
+        {"--debug", FC_FLAG_TRUE, &o->debug, .help = "after each reply print the template, prompt, output and speed as JSON"},
+        {"--threads", FC_FLAG_INT, &o->threads, .help = "compute threads (default: all CPUs)"},
+        {"--exact", FC_FLAG_TRUE, &o->exact, .help = "f32 reference mode"},
+        {"--act8", FC_FLAG_TRUE, &o->act8, .help = "8-bit activations"},
+        {"--mouse|--judge-sent-end", .kind = FC_FLAG_IGNORE0}, /* accepted for compatibility */
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat chat [options]",
+        .flags = flags,
+        .footer = "in the chat: !!exit (or an empty line), !!reset, !!remove, !!regen, !!save FILE, !!load FILE;\n"
+                  "Ctrl-C stops a reply.\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!o->model_path) o->model_path = fc_cli_default_model();
     if (o->max_new_tokens <= 0) fc_cli_die(NULL, "--max-new-tokens must be positive");
 }
@@ -98,19 +98,17 @@ static void parse(int argc, char **argv, chat_opts *o)
 
 static char *read_programmatic(void)
 {
-    size_t cap = 256, n = 0, le = strlen(END_SEQUENCE);
-    char *buf = fc_xmalloc(cap);
+    size_t le = strlen(END_SEQUENCE);
+    fc_str b = {0};
     int ch;
     while ((ch = getchar()) != EOF) {
-        if (n + 1 >= cap) buf = fc_xrealloc(buf, cap *= 2);
-        buf[n++] = (char)ch;
-        if (n >= le && !memcmp(buf + n - le, END_SEQUENCE, le)) {
-            n -= le;
-            buf[n] = 0;
-            return buf;
+        fc_str_putc(&b, (char)ch);
+        if (b.len >= le && !memcmp(b.p + b.len - le, END_SEQUENCE, le)) {
+            fc_str_truncate(&b, b.len - le);
+            return fc_str_take(&b);
         }
     }
-    free(buf);
+    fc_str_free(&b);
     return NULL;
 }
 
@@ -148,8 +146,7 @@ static char *prompt_for_input(const chat_opts *o, const char *role, bool tty)
     snprintf(prompt, sizeof prompt, "%s [ctrl-d/z on empty line to end]: ", role);
     char *first = read_line_plain(prompt, tty);
     if (!first) return NULL;
-    size_t cap = strlen(first) + 256, n = 0;
-    char *all = fc_xmalloc(cap);
+    fc_str all = {0};
     char *line = first;
     do {
         /* FastChat strips each line and joins them with newlines */
@@ -157,14 +154,11 @@ static char *prompt_for_input(const chat_opts *o, const char *role, bool tty)
         while (*s == ' ' || *s == '\t') s++;
         size_t l = strlen(s);
         while (l && (s[l - 1] == ' ' || s[l - 1] == '\t' || s[l - 1] == '\r')) l--;
-        if (n + l + 2 > cap) all = fc_xrealloc(all, cap = (n + l + 2) * 2);
-        if (n) all[n++] = '\n';
-        memcpy(all + n, s, l);
-        n += l;
+        if (all.len) fc_str_putc(&all, '\n');
+        fc_str_putn(&all, s, l);
         free(line);
     } while ((line = read_line_plain("", tty)) != NULL);
-    all[n] = 0;
-    return all;
+    return fc_str_take(&all);
 }
 
 /* ---- generation ---- */

@@ -26,48 +26,29 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: fastchat controller [options]\n"
-            "  --host HOST               listen address (default localhost)\n"
-            "  --port N                  port (default 21001)\n"
-            "  --dispatch-method M       lottery | shortest_queue (default shortest_queue)\n"
-            "  --ssl                     accepted for FastChat compatibility; TLS is not implemented\n"
-            "  -v, --verbose             log every registration and heartbeat\n"
-            "environment: FASTCHAT_CONTROLLER_HEART_BEAT_EXPIRATION (90 s), FASTCHAT_WORKER_API_TIMEOUT (100 s)\n");
-}
-
 int fc_cmd_controller(int argc, char **argv)
 {
     const char *host = "localhost";
     int port = 21001;
     const char *method = "shortest_queue";
     bool ssl = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--host") && v) {
-            host = v, i++;
-        } else if (!strcmp(a, "--port") && v) {
-            port = atoi(v), i++;
-        } else if (!strcmp(a, "--dispatch-method") && v) {
-            method = v, i++;
-        } else if (!strcmp(a, "--ssl")) {
-            ssl = true;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            fc_log_set_level(FC_LOG_LEVEL_INFO);
-        } else {
-            usage(stderr);
-            fc_cli_die(NULL, "controller: unknown or incomplete option '%s'", a);
-        }
-    }
+    const fc_flag flags[] = {
+        {"--host", FC_FLAG_STRING, &host, .metavar = "HOST", .help = "listen address (default localhost)"},
+        {"--port", FC_FLAG_INT, &port, .max = 65535, .help = "port (default 21001)"},
+        {"--dispatch-method", FC_FLAG_STRING, &method, .metavar = "M",
+         .help = "lottery | shortest_queue (default shortest_queue)"},
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted for FastChat compatibility; TLS is not implemented"},
+        {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log every registration and heartbeat"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat controller [options]",
+        .flags = flags,
+        .footer = "environment: FASTCHAT_CONTROLLER_HEART_BEAT_EXPIRATION (90 s), FASTCHAT_WORKER_API_TIMEOUT (100 s)\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     int d = fc_dispatch_from_str(method);
     if (d < 0) fc_cli_die("use --dispatch-method lottery or shortest_queue", "invalid dispatch method '%s'", method);
-    if (port < 0 || port > 65535) fc_cli_die(NULL, "invalid port %d", port);
     if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
 
     fc_controller_params p = {.host = host, .port = port, .dispatch = (enum fc_dispatch)d};

@@ -27,21 +27,6 @@ typedef struct gen_opts {
     unsigned long long seed;
 } gen_opts;
 
-static void usage_generate(void)
-{
-    printf("usage: fastchat generate --model-path M (--prompt-ids 1,2,3 | --prompt TEXT)\n"
-           "                         [--max-new-tokens N] [--temperature T] [--seed S] [--exact | --act8]\n"
-           "                         [--threads N] [--batch N] [--ignore-eos] [--print-ids] [--verbose]\n"
-           "       fastchat logits   --model-path M --prompt-ids 1,2,3 --out FILE [--exact | --act8] [--threads N]\n"
-           "  --exact       weights dequantized to f32 and f32 activations (the reference mode)\n"
-           "  --act8        8-bit activations for every quantized type (llama.cpp's scheme; the\n"
-           "                default rounds them to 16 bits for q4_0/q4_1/q5_0/q5_1/q8_0 weights)\n"
-           "  --ignore-eos  keep generating past end-of-sequence\n"
-           "  --print-ids   print the generated ids as a JSON array\n"
-           "  --verbose     print load, prefill and decode speed to stderr\n"
-           "  logits writes T x V float32 values (row t: the logits after prompt token t)\n");
-}
-
 static void parse(int argc, char **argv, gen_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -49,28 +34,34 @@ static void parse(int argc, char **argv, gen_opts *o)
     o->temperature = 0.0f;
     o->n_batch = 512;
     o->seed = 1234;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV() do { if (!v) fc_cli_die(NULL, "%s needs a value", a); i++; } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage_generate(); exit(0); }
-        else if (!strcmp(a, "--model-path")) { NEEDV(); o->model_path = v; }
-        else if (!strcmp(a, "--prompt-ids")) { NEEDV(); o->prompt_ids = v; }
-        else if (!strcmp(a, "--prompt")) { NEEDV(); o->prompt = v; }
-        else if (!strcmp(a, "--out")) { NEEDV(); o->out = v; }
-        else if (!strcmp(a, "--max-new-tokens")) { NEEDV(); o->max_new_tokens = atoi(v); }
-        else if (!strcmp(a, "--temperature")) { NEEDV(); o->temperature = (float)atof(v); }
-        else if (!strcmp(a, "--seed")) { NEEDV(); o->seed = strtoull(v, NULL, 10); }
-        else if (!strcmp(a, "--threads")) { NEEDV(); o->threads = atoi(v); }
-        else if (!strcmp(a, "--batch")) { NEEDV(); o->n_batch = atoi(v); }
-        else if (!strcmp(a, "--exact")) o->exact = true;
-        else if (!strcmp(a, "--act8")) o->act8 = true;
-        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
-        else if (!strcmp(a, "--print-ids")) o->print_ids = true;
-        else if (!strcmp(a, "--verbose")) o->verbose = true;
-        else fc_cli_die("run with --help for the options", "unknown option '%s'", a);
-#undef NEEDV
-    }
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &o->model_path, .metavar = "M", .help = "GGUF file or Hugging Face folder"},
+        {"--prompt-ids", FC_FLAG_STRING, &o->prompt_ids, .metavar = "1,2,3", .help = "the prompt as token ids"},
+        {"--prompt", FC_FLAG_STRING, &o->prompt, .metavar = "TEXT", .help = "the prompt as text (generate)"},
+        {"--out", FC_FLAG_STRING, &o->out, .metavar = "FILE", .help = "where logits writes"},
+        {"--max-new-tokens", FC_FLAG_INT, &o->max_new_tokens, .help = "(default 64)"},
+        {"--temperature", FC_FLAG_FLOAT, &o->temperature, .metavar = "T", .help = "(default 0: greedy)"},
+        {"--seed", FC_FLAG_UINT64, &o->seed, .metavar = "S", .help = "(default 1234)"},
+        {"--threads", FC_FLAG_INT, &o->threads, .help = "compute threads (default: all CPUs)"},
+        {"--batch", FC_FLAG_INT, &o->n_batch, .help = "prompt tokens per forward pass (default 512)"},
+        {"--exact", FC_FLAG_TRUE, &o->exact, .help = "weights dequantized to f32 and f32 activations (the reference mode)"},
+        {"--act8", FC_FLAG_TRUE, &o->act8,
+         .help = "8-bit activations for every quantized type (llama.cpp's scheme; the default rounds them "
+                 "to 16 bits for q4_0/q4_1/q5_0/q5_1/q8_0 weights)"},
+        {"--ignore-eos", FC_FLAG_TRUE, &o->ignore_eos, .help = "keep generating past end-of-sequence"},
+        {"--print-ids", FC_FLAG_TRUE, &o->print_ids, .help = "print the generated ids as a JSON array"},
+        {"--verbose", FC_FLAG_TRUE, &o->verbose, .help = "print load, prefill and decode speed to stderr"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat generate --model-path M (--prompt-ids 1,2,3 | --prompt TEXT)\n"
+                 "                         [--max-new-tokens N] [--temperature T] [--seed S] [--exact | --act8]\n"
+                 "                         [--threads N] [--batch N] [--ignore-eos] [--print-ids] [--verbose]\n"
+                 "       fastchat logits   --model-path M --prompt-ids 1,2,3 --out FILE [--exact | --act8] [--threads N]",
+        .flags = flags,
+        .footer = "logits writes T x V float32 values (row t: the logits after prompt token t)\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!o->model_path) o->model_path = fc_cli_default_model();
     if (o->max_new_tokens < 0) fc_cli_die(NULL, "--max-new-tokens must be >= 0");
     if (o->n_batch <= 0) fc_cli_die(NULL, "--batch must be > 0");

@@ -13,14 +13,13 @@ int fc_cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     bool show_tensors = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model-path") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--tensors")) show_tensors = true;
-        else if (!strcmp(argv[i], "--help")) {
-            printf("usage: fastchat inspect --model-path M [--tensors]\n");
-            return 0;
-        } else fc_cli_die("usage: fastchat inspect --model-path M [--tensors]", "unknown option '%s'", argv[i]);
-    }
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &path, .metavar = "M", .help = "GGUF file or Hugging Face folder (default: the default model)"},
+        {"--tensors", FC_FLAG_TRUE, &show_tensors, .help = "list every tensor"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {.usage = "fastchat inspect --model-path M [--tensors]", .flags = flags};
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!path) path = fc_cli_default_model();
     fc_model *m = fc_model_load(path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());

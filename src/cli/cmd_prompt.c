@@ -42,44 +42,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/file.h"
+
 int fc_cmd_prompt(int argc, char **argv);
-
-static const char usage_text[] =
-    "usage: fastchat prompt (--conv-template NAME | --model-path M) --messages FILE.json [--json]\n"
-    "       fastchat prompt --conv-template auto [--model-path M] --messages FILE.json [--tools FILE.json]\n"
-    "       fastchat prompt --chat-template FILE.jinja [--model-path M] --messages FILE.json\n"
-    "       fastchat prompt --list\n"
-    "\n"
-    "  --conv-template NAME  a FastChat conversation template (see --list), or 'auto' for the\n"
-    "                        model's own chat template (Hugging Face / GGUF, Jinja)\n"
-    "  --model-path M        pick the template FastChat's model adapters pick for M\n"
-    "                        (used when --conv-template is absent); with 'auto' or\n"
-    "                        --chat-template, the model whose tokenizer gives the template,\n"
-    "                        bos_token and eos_token (default: the default model)\n"
-    "  --chat-template FILE  render this Jinja chat template instead of the model's\n"
-    "  --messages FILE       OpenAI-style [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": ...}]\n"
-    "                        ('-' reads stdin); a JSON string is a raw prompt\n"
-    "  --tools FILE          a JSON list of tool schemas handed to a Jinja template\n"
-    "  --no-generation-prompt  Jinja templates: add_generation_prompt=False (default True)\n"
-    "  --json                print {\"template\", \"prompt\", \"stop\", \"stop_token_ids\"}\n"
-    "  --list                print every template name, one per line\n";
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = fc_xmalloc(cap);
-    for (size_t k; (k = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += k;
-        if (n == cap) buf = fc_xrealloc(buf, cap *= 2);
-    }
-    bool err = ferror(f);
-    if (f != stdin) fclose(f);
-    if (err) { free(buf); return NULL; }
-    *len = n;
-    return buf;
-}
 
 /* The text of a message's "content": a string, null (NULL, an open slot, as
  * FastChat appends None), or a list of {"type": "text", "text"} parts joined
@@ -121,7 +86,7 @@ static const char *content_text(const cJSON *content, int i, char **owned)
 static cJSON *read_json(const char *path, const char *what)
 {
     size_t len;
-    char *text = read_all(path, &len);
+    char *text = fc_file_read(path, &len, 0);
     if (!text) fc_cli_die(NULL, "%s: cannot read", path);
     cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
@@ -159,10 +124,8 @@ static int prompt_jinja(const char *model_path, const char *template_file, const
     char *tmpl = NULL;
     if (template_file) {
         size_t len;
-        tmpl = read_all(template_file, &len);
+        tmpl = fc_file_read(template_file, &len, 0);
         if (!tmpl) fc_cli_die(NULL, "%s: cannot read", template_file);
-        tmpl = fc_xrealloc(tmpl, len + 1);
-        tmpl[len] = '\0';
     } else if (fc_tokenizer_chat_template(tok)) {
         tmpl = fc_xstrdup(fc_tokenizer_chat_template(tok));
     } else {
@@ -210,20 +173,36 @@ int fc_cmd_prompt(int argc, char **argv)
 {
     const char *tmpl = NULL, *model_path = NULL, *messages_path = NULL, *template_file = NULL, *tools_path = NULL;
     bool list = false, as_json = false, add_generation_prompt = true;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--conv-template") && i + 1 < argc) tmpl = argv[++i];
-        else if (!strcmp(argv[i], "--model-path") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(argv[i], "--messages") && i + 1 < argc) messages_path = argv[++i];
-        else if (!strcmp(argv[i], "--chat-template") && i + 1 < argc) template_file = argv[++i];
-        else if (!strcmp(argv[i], "--tools") && i + 1 < argc) tools_path = argv[++i];
-        else if (!strcmp(argv[i], "--no-generation-prompt")) add_generation_prompt = false;
-        else if (!strcmp(argv[i], "--list")) list = true;
-        else if (!strcmp(argv[i], "--json")) as_json = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else fc_cli_die("run 'fastchat prompt --help' for the options", "unknown option '%s'", argv[i]);
-    }
+    const fc_flag flags[] = {
+        {"--conv-template", FC_FLAG_STRING, &tmpl, .metavar = "NAME",
+         .help = "a FastChat conversation template (see --list), or 'auto' for the model's own chat "
+                 "template (Hugging Face / GGUF, Jinja)"},
+        {"--model-path", FC_FLAG_STRING, &model_path, .metavar = "M",
+         .help = "pick the template FastChat's model adapters pick for M (used when --conv-template is "
+                 "absent); with 'auto' or --chat-template, the model whose tokenizer gives the template, "
+                 "bos_token and eos_token (default: the default model)"},
+        {"--chat-template", FC_FLAG_STRING, &template_file, .metavar = "FILE",
+         .help = "render this Jinja chat template instead of the model's"},
+        {"--messages", FC_FLAG_STRING, &messages_path, .metavar = "FILE",
+         .help = "OpenAI-style [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": ...}] "
+                 "('-' reads stdin); a JSON string is a raw prompt"},
+        {"--tools", FC_FLAG_STRING, &tools_path, .metavar = "FILE",
+         .help = "a JSON list of tool schemas handed to a Jinja template"},
+        {"--no-generation-prompt", FC_FLAG_FALSE, &add_generation_prompt,
+         .help = "Jinja templates: add_generation_prompt=False (default True)"},
+        {"--json", FC_FLAG_TRUE, &as_json, .help = "print {\"template\", \"prompt\", \"stop\", \"stop_token_ids\"}"},
+        {"--list", FC_FLAG_TRUE, &list, .help = "print every template name, one per line"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat prompt (--conv-template NAME | --model-path M) --messages FILE.json [--json]\n"
+                 "       fastchat prompt --conv-template auto [--model-path M] --messages FILE.json [--tools FILE.json]\n"
+                 "       fastchat prompt --chat-template FILE.jinja [--model-path M] --messages FILE.json\n"
+                 "       fastchat prompt --list",
+        .about = "\n",
+        .flags = flags,
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (list) {
         for (int i = 0; i < fc_conv_template_count(); i++) printf("%s\n", fc_conv_template_name(i));
         return 0;
@@ -245,7 +224,7 @@ int fc_cmd_prompt(int argc, char **argv)
     if (!conv) fc_cli_die("run 'fastchat prompt --list' for the template names", "unknown conversation template '%s'", tmpl);
 
     size_t len;
-    char *text = read_all(messages_path, &len);
+    char *text = fc_file_read(messages_path, &len, 0);
     if (!text) fc_cli_die(NULL, "%s: cannot read", messages_path);
     cJSON *msgs = cJSON_ParseWithLength(text, len);
     free(text);
@@ -278,24 +257,14 @@ int fc_cmd_prompt(int argc, char **argv)
     }
     cJSON_Delete(msgs);
 
-    if (as_json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "template", fc_conv_name(conv));
-        cJSON_AddStringToObject(o, "prompt", prompt);
-        cJSON *stop = cJSON_AddArrayToObject(o, "stop");
-        for (int i = 0; i < fc_conv_n_stop_str(conv); i++) cJSON_AddItemToArray(stop, cJSON_CreateString(fc_conv_stop_str(conv, i)));
-        int n;
-        const int32_t *ids = fc_conv_stop_token_ids(conv, &n);
-        cJSON *jids = cJSON_AddArrayToObject(o, "stop_token_ids");
-        for (int i = 0; i < n; i++) cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
-        char *s = cJSON_PrintUnformatted(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
-    } else {
-        fwrite(prompt, 1, strlen(prompt), stdout);
-    }
-    fflush(stdout);
+    cJSON *stop = cJSON_CreateArray(), *jids = cJSON_CreateArray();
+    for (int i = 0; i < fc_conv_n_stop_str(conv); i++) cJSON_AddItemToArray(stop, cJSON_CreateString(fc_conv_stop_str(conv, i)));
+    int n;
+    const int32_t *ids = fc_conv_stop_token_ids(conv, &n);
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
+    print_result(fc_conv_name(conv), prompt, as_json, stop, jids);
+    cJSON_Delete(stop);
+    cJSON_Delete(jids);
     free(prompt);
     fc_conv_free(conv);
     return 0;

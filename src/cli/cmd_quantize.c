@@ -82,15 +82,17 @@ static void write_hf_tokenizer(fc_gguf_writer *w, const char *dir, int32_t n_voc
 int fc_cmd_quantize(int argc, char **argv)
 {
     const char *path = NULL, *out = NULL, *tname = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model-path") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--type") && i + 1 < argc) tname = argv[++i];
-        else if (!strcmp(argv[i], "--help")) {
-            printf("usage: fastchat quantize --model-path M --type q8_0|q4_0|q4_1|q4_k|q6_k|f16|bf16|f32 --out FILE.gguf\n");
-            return 0;
-        } else fc_cli_die("run with --help for the options", "unknown or incomplete option '%s'", argv[i]);
-    }
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &path, .metavar = "M", .help = "GGUF file or Hugging Face folder"},
+        {"--type", FC_FLAG_STRING, &tname, .metavar = "TYPE", .help = "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q6_k|f16|bf16|f32"},
+        {"--out", FC_FLAG_STRING, &out, .metavar = "FILE.gguf", .help = "the GGUF file written"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat quantize --model-path M --type q8_0|q4_0|q4_1|q4_k|q6_k|f16|bf16|f32 --out FILE.gguf",
+        .flags = flags,
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!path || !out || !tname) fc_cli_die("usage: fastchat quantize --model-path M --type q8_0 --out FILE.gguf", "missing option");
     int type = fc_dtype_from_name(tname);
     static const int writable[] = {FC_DTYPE_F32, FC_DTYPE_F16, FC_DTYPE_BF16, FC_DTYPE_Q8_0, FC_DTYPE_Q4_0,

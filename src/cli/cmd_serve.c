@@ -30,105 +30,76 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-static void usage(FILE *f)
+/* The models of the command line: each --model-path starts one, the
+ * --model-names and --conv-template after it apply to it. */
+typedef struct serve_models {
+    fc_worker_model *v;
+    int n;
+} serve_models;
+
+static const char *on_model_path(const fc_flag *f, const char *v, void *dst)
 {
-    fprintf(f,
-            "usage: fastchat serve [options]\n"
-            "models (repeat --model-path for several workers; --model-names and --conv-template\n"
-            "apply to the --model-path before them):\n"
-            "  --model-path PATH              GGUF file or Hugging Face folder (default: the default model)\n"
-            "  --model-names A,B              names the worker serves (default: the file name)\n"
-            "  --conv-template NAME           FastChat template name, or auto\n"
-            "servers:\n"
-            "  --host HOST                    listen address of all three (default localhost)\n"
-            "  --controller-port N            (default 21001)\n"
-            "  --worker-port N                first worker's port, the next ones follow (default 21002)\n"
-            "  --port N                       API server port (default 8000)\n"
-            "  --dispatch-method M            lottery | shortest_queue (default shortest_queue)\n"
-            "  --api-keys K1,K2               bearer tokens the API requires\n"
-            "  --allowed-origins JSON, --allowed-methods JSON, --allowed-headers JSON, --allow-credentials\n"
-            "worker:\n"
-            "  --limit-worker-concurrency N   requests batched at once per worker (default 5)\n"
-            "  --stream-interval N            tokens per streamed chunk (default 2)\n"
-            "  --seed N                       re-seed every generation\n"
-            "  --threads N                    compute threads per model (default: all CPUs)\n"
-            "  --kv-cache-tokens N            KV cache budget per model\n"
-            "  --exact | --act8               f32 reference mode / 8-bit activations (as fastchat worker)\n"
-            "  --ssl                          accepted; TLS is not implemented\n"
-            "  -v, --verbose                  log registrations, heartbeats and requests\n");
+    serve_models *m = dst;
+    m->v[m->n++].model_path = v;
+    return NULL;
 }
 
-/* in cmd_api.c */
-char *fc_cli_json_list_csv(const char *flag, const char *v);
-char **fc_cli_split_csv(const char *s, int *n);
+/* --model-names / --conv-template: for the last --model-path (the default
+ * model when none came before). */
+static const char *on_model_option(const fc_flag *f, const char *v, void *dst)
+{
+    serve_models *m = dst;
+    if (m->n == 0) m->v[m->n++].model_path = fc_cli_default_model();
+    if (!strcmp(f->names, "--model-names")) m->v[m->n - 1].model_names = v;
+    else m->v[m->n - 1].conv_template = v;
+    return NULL;
+}
 
 int fc_cmd_serve(int argc, char **argv)
 {
     const char *host = "localhost", *method = "shortest_queue";
     int ctl_port = 21001, worker_port = 21002, api_port = 8000;
-    fc_worker_model *models = fc_xcalloc((size_t)argc + 1, sizeof(fc_worker_model));
-    int n_models = 0;
-    char *origins = NULL, *methods = NULL, *headers = NULL;
-    char **keys = NULL;
-    int n_keys = 0;
-    bool creds = false, ssl = false;
+    /* at most one model per argument */
+    serve_models sm = {fc_xcalloc((size_t)argc + 1, sizeof(fc_worker_model)), 0};
+    fc_cli_api_access acc = {0};
+    bool ssl = false;
     fc_worker_params wp = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--model-path") && v) {
-            models[n_models++].model_path = v, i++;
-        } else if ((!strcmp(a, "--model-names") || !strcmp(a, "--conv-template")) && v) {
-            if (n_models == 0) models[n_models++].model_path = fc_cli_default_model();
-            if (!strcmp(a, "--model-names")) models[n_models - 1].model_names = v;
-            else models[n_models - 1].conv_template = v;
-            i++;
-        } else if (!strcmp(a, "--host") && v) {
-            host = v, i++;
-        } else if (!strcmp(a, "--controller-port") && v) {
-            ctl_port = atoi(v), i++;
-        } else if (!strcmp(a, "--worker-port") && v) {
-            worker_port = atoi(v), i++;
-        } else if ((!strcmp(a, "--port") || !strcmp(a, "--api-port")) && v) {
-            api_port = atoi(v), i++;
-        } else if (!strcmp(a, "--dispatch-method") && v) {
-            method = v, i++;
-        } else if (!strcmp(a, "--api-keys") && v) {
-            keys = fc_cli_split_csv(v, &n_keys), i++;
-        } else if (!strcmp(a, "--allowed-origins") && v) {
-            free(origins), origins = fc_cli_json_list_csv(a, v), i++;
-        } else if (!strcmp(a, "--allowed-methods") && v) {
-            free(methods), methods = fc_cli_json_list_csv(a, v), i++;
-        } else if (!strcmp(a, "--allowed-headers") && v) {
-            free(headers), headers = fc_cli_json_list_csv(a, v), i++;
-        } else if (!strcmp(a, "--allow-credentials")) {
-            creds = true;
-        } else if (!strcmp(a, "--limit-worker-concurrency") && v) {
-            wp.limit_worker_concurrency = atoi(v), i++;
-        } else if (!strcmp(a, "--stream-interval") && v) {
-            wp.stream_interval = atoi(v), i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            wp.has_seed = true, wp.seed = strtoull(v, NULL, 10), i++;
-        } else if (!strcmp(a, "--threads") && v) {
-            wp.n_threads = atoi(v), i++;
-        } else if (!strcmp(a, "--kv-cache-tokens") && v) {
-            wp.kv_cache_tokens = atoll(v), i++;
-        } else if (!strcmp(a, "--exact")) {
-            wp.exact = true;
-        } else if (!strcmp(a, "--act8")) {
-            wp.act8 = true;
-        } else if (!strcmp(a, "--ssl")) {
-            ssl = true;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            fc_log_set_level(FC_LOG_LEVEL_INFO);
-        } else {
-            usage(stderr);
-            fc_cli_die(NULL, "serve: unknown or incomplete option '%s'", a);
-        }
-    }
+    const fc_flag flags[] = {
+        {.kind = FC_FLAG_SECTION, .help = "models (repeat --model-path for several workers; --model-names and "
+                                          "--conv-template\napply to the --model-path before them):"},
+        {"--model-path", FC_FLAG_FUNC, &sm, .fn = on_model_path, .metavar = "PATH",
+         .help = "GGUF file or Hugging Face folder (default: the default model)"},
+        {"--model-names", FC_FLAG_FUNC, &sm, .fn = on_model_option, .metavar = "A,B",
+         .help = "names the worker serves (default: the file name)"},
+        {"--conv-template", FC_FLAG_FUNC, &sm, .fn = on_model_option, .metavar = "NAME",
+         .help = "FastChat template name, or auto"},
+        {.kind = FC_FLAG_SECTION, .help = "servers:"},
+        {"--host", FC_FLAG_STRING, &host, .metavar = "HOST", .help = "listen address of all three (default localhost)"},
+        {"--controller-port", FC_FLAG_INT, &ctl_port, .max = 65535, .help = "(default 21001)"},
+        {"--worker-port", FC_FLAG_INT, &worker_port, .max = 65535,
+         .help = "first worker's port, the next ones follow (default 21002)"},
+        {"--port|--api-port", FC_FLAG_INT, &api_port, .max = 65535, .help = "API server port (default 8000)"},
+        {"--dispatch-method", FC_FLAG_STRING, &method, .metavar = "M",
+         .help = "lottery | shortest_queue (default shortest_queue)"},
+        FC_CLI_API_ACCESS_FLAGS(&acc),
+        {.kind = FC_FLAG_SECTION, .help = "worker:"},
+        {"--limit-worker-concurrency", FC_FLAG_INT, &wp.limit_worker_concurrency, .max = 1 << 20,
+         .help = "requests batched at once per worker (default 5)"},
+        {"--stream-interval", FC_FLAG_INT, &wp.stream_interval, .max = 1 << 20,
+         .help = "tokens per streamed chunk (default 2)"},
+        {"--seed", FC_FLAG_UINT64, &wp.seed, .seen = &wp.has_seed, .help = "re-seed every generation"},
+        {"--threads", FC_FLAG_INT, &wp.n_threads, .max = 4096, .help = "compute threads per model (default: all CPUs)"},
+        {"--kv-cache-tokens", FC_FLAG_INT64, &wp.kv_cache_tokens, .max = 9.2e18, .help = "KV cache budget per model"},
+        {"--exact", FC_FLAG_TRUE, &wp.exact, .help = "f32 reference mode (as fastchat worker)"},
+        {"--act8", FC_FLAG_TRUE, &wp.act8, .help = "8-bit activations (as fastchat worker)"},
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted; TLS is not implemented"},
+        {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log registrations, heartbeats and requests"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {.usage = "fastchat serve [options]", .flags = flags};
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    fc_worker_model *models = sm.v;
+    int n_models = sm.n;
     if (n_models == 0) models[n_models++].model_path = fc_cli_default_model();
     int d = fc_dispatch_from_str(method);
     if (d < 0) fc_cli_die("use --dispatch-method lottery or shortest_queue", "invalid dispatch method '%s'", method);
@@ -164,17 +135,8 @@ int fc_cmd_serve(int argc, char **argv)
         fflush(stdout);
     }
 
-    fc_openai_api_params ap = {
-        .host = host,
-        .port = api_port,
-        .controller_address = ctl_url,
-        .api_keys = (const char *const *)keys,
-        .n_api_keys = n_keys,
-        .allow_origins = origins,
-        .allow_methods = methods,
-        .allow_headers = headers,
-        .allow_credentials = creds,
-    };
+    fc_openai_api_params ap = {.host = host, .port = api_port, .controller_address = ctl_url};
+    fc_cli_api_access_apply(&acc, &ap);
     fc_openai_api *api = fc_openai_api_start(&ap);
     if (!api) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     printf("api: http://%s:%d/v1\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
@@ -190,10 +152,6 @@ int fc_cmd_serve(int argc, char **argv)
     fc_controller_free(ctl);
     free(workers);
     free(models);
-    for (int i = 0; i < n_keys; i++) free(keys[i]);
-    free(keys);
-    free(origins);
-    free(methods);
-    free(headers);
+    fc_cli_api_access_free(&acc);
     return 0;
 }

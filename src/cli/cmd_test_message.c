@@ -25,16 +25,6 @@
 
 int fc_cmd_test_message(int argc, char **argv);
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: fastchat test-message --model-name NAME [options]\n"
-               "  --controller-address URL  (default http://localhost:21001)\n"
-               "  --worker-address URL      skip the controller\n"
-               "  --temperature T           (default 0.0)\n"
-               "  --max-new-tokens N        (default 32)\n"
-               "  --message TEXT            (default \"Tell me a story with more than 1000 words.\")\n");
-}
-
 static cJSON *post(const char *base, const char *path, const char *body, bool required)
 {
     char url[2048];
@@ -99,31 +89,20 @@ int fc_cmd_test_message(int argc, char **argv)
     const char *message = "Tell me a story with more than 1000 words.";
     double temperature = 0.0;
     int max_new_tokens = 32;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--controller-address") && v) {
-            ctl = v, i++;
-        } else if (!strcmp(a, "--worker-address") && v) {
-            worker = v, i++;
-        } else if (!strcmp(a, "--model-name") && v) {
-            model = v, i++;
-        } else if (!strcmp(a, "--temperature") && v) {
-            temperature = atof(v), i++;
-        } else if (!strcmp(a, "--max-new-tokens") && v) {
-            max_new_tokens = atoi(v), i++;
-        } else if (!strcmp(a, "--message") && v) {
-            message = v, i++;
-        } else {
-            usage(stderr);
-            fc_cli_die(NULL, "test-message: unknown or incomplete option '%s'", a);
-        }
-    }
+    const fc_flag flags[] = {
+        {"--model-name", FC_FLAG_STRING, &model, .metavar = "NAME", .help = "the model a worker serves (required)"},
+        {"--controller-address", FC_FLAG_STRING, &ctl, .metavar = "URL", .help = "(default http://localhost:21001)"},
+        {"--worker-address", FC_FLAG_STRING, &worker, .metavar = "URL", .help = "skip the controller"},
+        {"--temperature", FC_FLAG_DOUBLE, &temperature, .metavar = "T", .help = "(default 0.0)"},
+        {"--max-new-tokens", FC_FLAG_INT, &max_new_tokens, .help = "(default 32)"},
+        {"--message", FC_FLAG_STRING, &message, .metavar = "TEXT",
+         .help = "(default \"Tell me a story with more than 1000 words.\")"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {.usage = "fastchat test-message --model-name NAME [options]", .flags = flags};
+    fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!model) {
-        usage(stderr);
+        fc_flags_print_help(&cmd, stderr);
         fc_cli_die("pass the name a worker serves, e.g. --model-name SmolLM2-135M-Instruct.Q4_1",
                    "--model-name is required");
     }

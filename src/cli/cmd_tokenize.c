@@ -9,23 +9,15 @@
  */
 #include "cli.h"
 #include "base/fc_base.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "base/str.h"
 #include "tokenizer/tokenizer.h"
 
 #include <string.h>
 
-static const char TOK_USAGE[] =
-    "usage: fastchat tokenize [--model-path M] (--text T | --file F) [--no-special]\n"
-    "                         [--no-parse-special] [--pieces]\n"
-    "  prints the token ids of the text as a JSON array\n"
-    "  --model-path M       GGUF file or Hugging Face folder (default: the default model)\n"
-    "  --no-special         add no BOS/EOS (add_special_tokens=False)\n"
-    "  --no-parse-special   special tokens written in the text are plain text\n"
-    "  --pieces             print [id, \"piece\"] pairs instead of ids\n";
-
-static const char DETOK_USAGE[] =
-    "usage: fastchat detokenize [--model-path M] --ids 1,2,3 [--skip-special]\n"
-    "  prints the text of the ids (and a newline)\n"
-    "  --skip-special       drop special tokens (skip_special_tokens=True)\n";
+static const char TOK_HINT[] = "give the text with --text T or --file F (- for stdin); see fastchat tokenize --help";
+static const char DETOK_HINT[] = "see fastchat detokenize --help";
 
 static fc_tokenizer *load(const char *path)
 {
@@ -38,77 +30,55 @@ static fc_tokenizer *load(const char *path)
     return t;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
-    if (!f) fc_cli_die(NULL, "%s: cannot open", path);
-    size_t cap = 4096, n = 0, r;
-    char *s = fc_xmalloc(cap);
-    while ((r = fread(s + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) s = fc_xrealloc(s, cap *= 2);
-    }
-    if (f != stdin) fclose(f);
-    *len = n;
-    return s;
-}
-
-/* A JSON string literal (control characters and invalid UTF-8 escaped). */
-static void put_json_str(const char *s, size_t n)
-{
-    putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') fputs("\\n", stdout);
-        else if (c == '\t') fputs("\\t", stdout);
-        else if (c < 0x20 || c == 0x7F) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 int fc_cmd_tokenize(int argc, char **argv)
 {
     const char *path = NULL, *text = NULL, *file = NULL;
     bool add_special = true, parse_special = true, pieces = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model-path") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
-        else if (!strcmp(argv[i], "--file") && i + 1 < argc) file = argv[++i];
-        else if (!strcmp(argv[i], "--no-special")) add_special = false;
-        else if (!strcmp(argv[i], "--no-parse-special")) parse_special = false;
-        else if (!strcmp(argv[i], "--pieces")) pieces = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(TOK_USAGE, stdout);
-            return 0;
-        } else {
-            fc_cli_die(TOK_USAGE, "unknown option '%s'", argv[i]);
-        }
-    }
-    if (!text == !file) fc_cli_die(TOK_USAGE, "give the text with --text T or --file F (- for stdin)");
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &path, .metavar = "M",
+         .help = "GGUF file or Hugging Face folder (default: the default model)"},
+        {"--text", FC_FLAG_STRING, &text, .metavar = "T", .help = "the text"},
+        {"--file", FC_FLAG_STRING, &file, .metavar = "F", .help = "read the text from a file (- for stdin)"},
+        {"--no-special", FC_FLAG_FALSE, &add_special, .help = "add no BOS/EOS (add_special_tokens=False)"},
+        {"--no-parse-special", FC_FLAG_FALSE, &parse_special, .help = "special tokens written in the text are plain text"},
+        {"--pieces", FC_FLAG_TRUE, &pieces,
+         .help = "print [id, \"piece\"] pairs instead of ids (a byte that is no UTF-8 alone as \\udcXX)"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat tokenize [--model-path M] (--text T | --file F) [--no-special]\n"
+                 "                         [--no-parse-special] [--pieces]",
+        .about = "prints the token ids of the text as a JSON array\n",
+        .flags = flags,
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    if (!text == !file) fc_cli_die(TOK_HINT, "no text");
     size_t len;
     char *owned = NULL;
-    if (file) text = owned = read_file(file, &len);
+    if (file && !(text = owned = fc_file_read(file, &len, 0))) fc_cli_die(NULL, "%s", fc_last_error());
     else len = strlen(text);
     fc_tokenizer *t = load(path);
     int32_t *ids;
     int n = fc_tokenizer_encode(t, text, len, add_special, parse_special, &ids);
     if (n < 0) fc_cli_die(NULL, "%s", fc_last_error());
-    putchar('[');
+    fc_str o = FC_STR_INIT;
+    fc_str_putc(&o, '[');
     for (int i = 0; i < n; i++) {
-        if (i) fputs(pieces ? ", " : ",", stdout);
+        if (i) fc_str_puts(&o, pieces ? ", " : ",");
         if (pieces) {
             size_t pl;
             const char *p = fc_tokenizer_token_to_piece(t, ids[i], &pl);
-            printf("[%d, ", ids[i]);
-            put_json_str(p, pl);
-            putchar(']');
+            fc_str_printf(&o, "[%d, ", ids[i]);
+            /* a piece can be part of a character: surrogateescape keeps it lossless and valid JSON */
+            fc_json_put_strn_flags(&o, p, pl, FC_JSON_SURROGATEESCAPE);
+            fc_str_putc(&o, ']');
         } else {
-            printf("%d", ids[i]);
+            fc_str_printf(&o, "%d", ids[i]);
         }
     }
-    puts("]");
+    fc_str_puts(&o, "]\n");
+    fwrite(fc_str_cstr(&o), 1, fc_str_len(&o), stdout);
+    fc_str_free(&o);
     free(ids);
     free(owned);
     fc_tokenizer_free(t);
@@ -119,18 +89,20 @@ int fc_cmd_detokenize(int argc, char **argv)
 {
     const char *path = NULL, *ids_arg = NULL;
     bool skip = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model-path") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_arg = argv[++i];
-        else if (!strcmp(argv[i], "--skip-special")) skip = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(DETOK_USAGE, stdout);
-            return 0;
-        } else {
-            fc_cli_die(DETOK_USAGE, "unknown option '%s'", argv[i]);
-        }
-    }
-    if (!ids_arg) fc_cli_die(DETOK_USAGE, "give the ids with --ids 1,2,3");
+    const fc_flag flags[] = {
+        {"--model-path", FC_FLAG_STRING, &path, .metavar = "M",
+         .help = "GGUF file or Hugging Face folder (default: the default model)"},
+        {"--ids", FC_FLAG_STRING, &ids_arg, .metavar = "1,2,3", .help = "the token ids"},
+        {"--skip-special", FC_FLAG_TRUE, &skip, .help = "drop special tokens (skip_special_tokens=True)"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat detokenize [--model-path M] --ids 1,2,3 [--skip-special]",
+        .about = "prints the text of the ids (and a newline)\n",
+        .flags = flags,
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    if (!ids_arg) fc_cli_die(DETOK_HINT, "give the ids with --ids 1,2,3");
     int n;
     int32_t *ids = fc_cli_parse_ids(ids_arg, &n);
     fc_tokenizer *t = load(path);

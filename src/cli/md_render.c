@@ -20,6 +20,7 @@
  */
 #include "md_render.h"
 #include "base/fc_base.h"
+#include "base/str.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -37,8 +38,7 @@
 
 struct fc_md {
     FILE *out;
-    char *line;
-    size_t len, cap;
+    fc_str line; /* the line not rendered yet */
     int in_code;
 };
 
@@ -52,7 +52,7 @@ fc_md *fc_md_new(FILE *out)
 void fc_md_free(fc_md *md)
 {
     if (!md) return;
-    free(md->line);
+    fc_str_free(&md->line);
     free(md);
 }
 
@@ -291,23 +291,19 @@ void fc_md_feed(fc_md *md, const char *text, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         if (text[i] == '\n') {
-            fc_md_render_line(md->out, md->line ? md->line : "", md->len, &md->in_code);
-            md->len = 0;
+            fc_md_render_line(md->out, fc_str_cstr(&md->line), md->line.len, &md->in_code);
+            fc_str_reset(&md->line);
             continue;
         }
-        if (md->len + 1 >= md->cap) {
-            md->cap = md->cap ? md->cap * 2 : 256;
-            md->line = fc_xrealloc(md->line, md->cap);
-        }
-        md->line[md->len++] = text[i];
+        fc_str_putc(&md->line, text[i]);
     }
     fflush(md->out);
 }
 
 void fc_md_finish(fc_md *md)
 {
-    if (md->len > 0) fc_md_render_line(md->out, md->line, md->len, &md->in_code);
-    md->len = 0;
+    if (md->line.len > 0) fc_md_render_line(md->out, md->line.p, md->line.len, &md->in_code);
+    fc_str_reset(&md->line);
     md->in_code = 0;
     fflush(md->out);
 }

@@ -18,6 +18,7 @@
 #include "hf_config.h"
 
 #include "tensor/ops.h"
+#include "base/file.h"
 #include "base/pool.h"
 
 #include <dirent.h>
@@ -87,68 +88,65 @@ static bool check_shape(const fc_model *m, const fc_tensor *t, const char *name,
     return true;
 }
 
-/* Validates every tensor against the config and converts small ones. */
+/* The fc_tensor a spec binds: in the model, or in layer l. */
+static fc_tensor *spec_tensor(fc_model *m, const fc_tensor_spec *sp, int l)
+{
+    return (fc_tensor *)(l < 0 ? (char *)m + sp->offset : (char *)&m->layers[l] + sp->offset);
+}
+
+static void spec_name(char *out, size_t len, const char *fmt, int l)
+{
+    if (l < 0) snprintf(out, len, "%s", fmt);
+    else snprintf(out, len, fmt, l);
+}
+
+/* Binds every tensor of the architecture's tables, by its GGUF name
+ * (gguf != NULL) or its Hugging Face name; absent ones stay zeroed. */
+static void bind_tensors(fc_model *m, const fc_gguf *g, const fc_safetensors *st)
+{
+    const fc_arch_info *ai = m->arch_info;
+    char name[160];
+    for (int l = -1; l < m->cfg.n_layer; l++) {
+        for (const fc_tensor_spec *sp = l < 0 ? ai->global : ai->layer; sp->gguf; sp++) {
+            fc_tensor *t = spec_tensor(m, sp, l);
+            memset(t, 0, sizeof *t);
+            if (g) {
+                spec_name(name, sizeof name, sp->gguf, l);
+                const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(g, name);
+                if (ti) *t = ti->t;
+            } else if (sp->hf) {
+                spec_name(name, sizeof name, sp->hf, l);
+                const fc_tensor *ft = fc_safetensors_find(st, name);
+                if (ft) *t = *ft;
+            }
+        }
+    }
+}
+
+/* Checks every tensor against the config and the tables, converts the
+ * small ones to f32, names them (GGUF names, table order) and finds the
+ * dominant matrix type. */
 static bool finish_tensors(fc_model *m)
 {
     const fc_model_config *c = &m->cfg;
-    const int64_t C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, FF = c->n_ff, V = c->n_vocab;
+    const fc_arch_info *ai = m->arch_info;
     char name[96];
-    if (!check_shape(m, &m->tok_embd, "token_embd.weight", C, V)) return false;
-    if (!check_shape(m, &m->output_norm, "output_norm.weight", C, 0)) return false;
-    if (!m->output.data) {
-        m->cfg.tied_embeddings = true;
-        m->output = m->tok_embd;
-    }
-    if (!check_shape(m, &m->output, "output.weight", C, V)) return false;
-    if (!to_f32(m, &m->output_norm, "output_norm.weight")) return false;
-    if (m->rope_freqs.data) {
-        if (!check_shape(m, &m->rope_freqs, "rope_freqs.weight", HS / 2, 0) || !to_f32(m, &m->rope_freqs, "rope_freqs.weight"))
-            return false;
-    }
-    for (int l = 0; l < c->n_layer; l++) {
-        fc_layer *L = &m->layers[l];
-#define CHK(field, gname, a, b) \
-        do { snprintf(name, sizeof name, "blk.%d." gname, l); \
-             if (!check_shape(m, &L->field, name, a, b)) return false; } while (0)
-        CHK(attn_norm, "attn_norm.weight", C, 0);
-        CHK(wq, "attn_q.weight", C, NH * HS);
-        CHK(wk, "attn_k.weight", C, NKV * HS);
-        CHK(wv, "attn_v.weight", C, NKV * HS);
-        CHK(wo, "attn_output.weight", NH * HS, C);
-        CHK(ffn_norm, "ffn_norm.weight", C, 0);
-        CHK(w_gate, "ffn_gate.weight", C, FF);
-        CHK(w_up, "ffn_up.weight", C, FF);
-        CHK(w_down, "ffn_down.weight", FF, C);
-        if (c->qkv_bias) {
-            CHK(bq, "attn_q.bias", NH * HS, 0);
-            CHK(bk, "attn_k.bias", NKV * HS, 0);
-            CHK(bv, "attn_v.bias", NKV * HS, 0);
-        }
-#undef CHK
-        if (!to_f32(m, &L->attn_norm, "attn_norm") || !to_f32(m, &L->ffn_norm, "ffn_norm") ||
-            !to_f32(m, &L->bq, "attn_q.bias") || !to_f32(m, &L->bk, "attn_k.bias") ||
-            !to_f32(m, &L->bv, "attn_v.bias"))
-            return false;
-    }
-    /* canonical names, sizes and the dominant matrix type */
-    add_named(m, "token_embd.weight", &m->tok_embd);
-    add_named(m, "output_norm.weight", &m->output_norm);
-    if (!m->cfg.tied_embeddings) add_named(m, "output.weight", &m->output);
-    add_named(m, "rope_freqs.weight", &m->rope_freqs);
     size_t type_bytes[FC_DTYPE_COUNT] = {0};
-    for (int l = 0; l < c->n_layer; l++) {
-        fc_layer *L = &m->layers[l];
-        const struct { const char *n; fc_tensor *t; } ts[] = {
-            {"attn_norm.weight", &L->attn_norm}, {"attn_q.weight", &L->wq}, {"attn_k.weight", &L->wk},
-            {"attn_v.weight", &L->wv}, {"attn_q.bias", &L->bq}, {"attn_k.bias", &L->bk},
-            {"attn_v.bias", &L->bv}, {"attn_output.weight", &L->wo}, {"ffn_norm.weight", &L->ffn_norm},
-            {"ffn_gate.weight", &L->w_gate}, {"ffn_up.weight", &L->w_up}, {"ffn_down.weight", &L->w_down},
-        };
-        for (size_t i = 0; i < FC_ARRAY_LEN(ts); i++) {
-            snprintf(name, sizeof name, "blk.%d.%s", l, ts[i].n);
-            add_named(m, name, ts[i].t);
-            if (ts[i].t->data && ts[i].t->n_dims >= 2 && ts[i].t->ne[1] > 1)
-                type_bytes[ts[i].t->type] += ts[i].t->nbytes;
+    for (int l = -1; l < c->n_layer; l++) {
+        for (const fc_tensor_spec *sp = l < 0 ? ai->global : ai->layer; sp->gguf; sp++) {
+            fc_tensor *t = spec_tensor(m, sp, l);
+            spec_name(name, sizeof name, sp->gguf, l);
+            if ((sp->flags & FC_T_TIED) && (!t->data || m->cfg.tied_embeddings)) {
+                m->cfg.tied_embeddings = true;
+                *t = m->tok_embd;
+            }
+            bool absent_ok = (sp->flags & FC_T_OPTIONAL) || ((sp->flags & FC_T_BIAS) && !c->qkv_bias);
+            if (!t->data && absent_ok) continue;
+            if (!check_shape(m, t, name, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1))) return false;
+            if ((sp->flags & FC_T_F32) && !to_f32(m, t, name)) return false;
+            if ((sp->flags & FC_T_TIED) && m->cfg.tied_embeddings) continue; /* named as token_embd */
+            add_named(m, name, t);
+            if (l >= 0 && t->n_dims >= 2 && t->ne[1] > 1) type_bytes[t->type] += t->nbytes;
         }
     }
     m->weight_bytes = 0;
@@ -161,14 +159,6 @@ static bool finish_tensors(fc_model *m)
 }
 
 /* ---- GGUF ---- */
-
-static fc_tensor gguf_t(const fc_gguf *g, const char *name)
-{
-    const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(g, name);
-    fc_tensor t = {0};
-    if (ti) t = ti->t;
-    return t;
-}
 
 static bool gguf_u32(const fc_model *m, const char *arch, const char *suffix, int *out, bool required)
 {
@@ -206,17 +196,14 @@ static bool load_gguf(fc_model *m)
         return false;
     }
     snprintf(c->arch_name, sizeof c->arch_name, "%.*s", (int)FC_MIN(s.len, 31), s.ptr);
-    if (!strcmp(c->arch_name, "llama") || !strcmp(c->arch_name, "mistral")) {
-        c->arch = FC_ARCH_LLAMA;
-        c->rope_neox = false;
-    } else if (!strcmp(c->arch_name, "qwen2")) {
-        c->arch = FC_ARCH_QWEN2;
-        c->rope_neox = true;
-        c->qkv_bias = true;
-    } else {
+    m->arch_info = fc_arch_find(c->arch_name);
+    if (!m->arch_info) {
         FC_LOG_ERROR("%s: unsupported architecture '%s' (supported: llama, mistral, qwen2)", m->path, c->arch_name);
         return false;
     }
+    c->arch = m->arch_info->arch;
+    c->rope_neox = m->arch_info->rope_neox;
+    c->qkv_bias = m->arch_info->qkv_bias;
     const char *a = c->arch_name;
     if (!gguf_u32(m, a, "embedding_length", &c->n_embd, true) ||
         !gguf_u32(m, a, "block_count", &c->n_layer, true) ||
@@ -269,76 +256,32 @@ static bool load_gguf(fc_model *m)
     if (fc_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &id)) c->bos_id = (int)id;
     if (fc_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &id)) c->eos_id = (int)id;
 
-    m->tok_embd = gguf_t(g, "token_embd.weight");
-    m->output_norm = gguf_t(g, "output_norm.weight");
-    m->output = gguf_t(g, "output.weight");
-    m->rope_freqs = gguf_t(g, "rope_freqs.weight");
+    m->layers = fc_xcalloc((size_t)c->n_layer, sizeof(fc_layer));
+    bind_tensors(m, g, NULL);
     if (!m->tok_embd.data) {
         FC_LOG_ERROR("%s: missing tensor token_embd.weight", m->path);
         return false;
     }
     c->n_vocab = (int)m->tok_embd.ne[1];
-    m->layers = fc_xcalloc((size_t)c->n_layer, sizeof(fc_layer));
-    for (int l = 0; l < c->n_layer; l++) {
-        fc_layer *L = &m->layers[l];
-        char n[96];
-#define GET(field, gname) do { snprintf(n, sizeof n, "blk.%d." gname, l); L->field = gguf_t(g, n); } while (0)
-        GET(attn_norm, "attn_norm.weight");
-        GET(wq, "attn_q.weight");
-        GET(wk, "attn_k.weight");
-        GET(wv, "attn_v.weight");
-        GET(wo, "attn_output.weight");
-        GET(bq, "attn_q.bias");
-        GET(bk, "attn_k.bias");
-        GET(bv, "attn_v.bias");
-        GET(ffn_norm, "ffn_norm.weight");
-        GET(w_gate, "ffn_gate.weight");
-        GET(w_up, "ffn_up.weight");
-        GET(w_down, "ffn_down.weight");
-#undef GET
-        if (L->bq.data) c->qkv_bias = true;
-    }
+    /* a bias in any layer: this model has them (all layers are then checked for them) */
+    for (int l = 0; l < c->n_layer; l++)
+        for (const fc_tensor_spec *sp = m->arch_info->layer; sp->gguf; sp++)
+            if ((sp->flags & FC_T_BIAS) && spec_tensor(m, sp, l)->data) c->qkv_bias = true;
     return true;
 }
 
 /* ---- Hugging Face folder ---- */
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = fc_xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            if (cap > (64u << 20)) break; /* a config.json is never this large */
-            buf = fc_xrealloc(buf, cap *= 2);
-        }
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-static fc_tensor st_t(const fc_safetensors *st, const char *name)
-{
-    const fc_tensor *t = fc_safetensors_find(st, name);
-    fc_tensor r = {0};
-    if (t) r = *t;
-    return r;
-}
 
 static bool load_hf(fc_model *m)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/config.json", m->path);
     size_t len;
-    char *json = read_file(p, &len);
+    char *json = fc_file_read(p, &len, 64u << 20); /* a config.json is never this large */
     if (!json) {
-        FC_LOG_ERROR("%s: no config.json in this folder (%s)", m->path, strerror(errno));
+        char why[512];
+        snprintf(why, sizeof why, "%s", fc_last_error());
+        FC_LOG_ERROR("%s: no readable config.json in this folder (%s)", m->path, why);
         return false;
     }
     enum fc_status st = fc_hf_config_parse(json, len, p, &m->cfg);
@@ -346,45 +289,31 @@ static bool load_hf(fc_model *m)
     if (st != FC_OK) return false;
     m->st = fc_safetensors_open(m->path);
     if (!m->st) return false;
-    const fc_safetensors *s = m->st;
-    m->tok_embd = st_t(s, "model.embed_tokens.weight");
-    m->output_norm = st_t(s, "model.norm.weight");
-    m->output = st_t(s, "lm_head.weight");
-    if (m->cfg.tied_embeddings) m->output.data = NULL;
+    m->arch_info = fc_arch_of(m->cfg.arch);
+    FC_ASSERT(m->arch_info);
     m->layers = fc_xcalloc((size_t)m->cfg.n_layer, sizeof(fc_layer));
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        fc_layer *L = &m->layers[l];
-        char n[128];
-#define GET(field, hname) do { snprintf(n, sizeof n, "model.layers.%d." hname, l); L->field = st_t(s, n); } while (0)
-        GET(attn_norm, "input_layernorm.weight");
-        GET(wq, "self_attn.q_proj.weight");
-        GET(wk, "self_attn.k_proj.weight");
-        GET(wv, "self_attn.v_proj.weight");
-        GET(wo, "self_attn.o_proj.weight");
-        GET(bq, "self_attn.q_proj.bias");
-        GET(bk, "self_attn.k_proj.bias");
-        GET(bv, "self_attn.v_proj.bias");
-        GET(ffn_norm, "post_attention_layernorm.weight");
-        GET(w_gate, "mlp.gate_proj.weight");
-        GET(w_up, "mlp.up_proj.weight");
-        GET(w_down, "mlp.down_proj.weight");
-#undef GET
-    }
+    bind_tensors(m, NULL, m->st);
     return true;
 }
 
 /* ---- packed weights ---- */
 
-/* The matrices the forward pass multiplies by, which packing may cover. */
+/* The matrices the forward pass multiplies by, which packing may cover:
+ * every layer's, then the model's (the output). out NULL: only counts. */
 static int matrices(fc_model *m, fc_tensor **out)
 {
     int n = 0;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        fc_layer *L = &m->layers[l];
-        fc_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < FC_ARRAY_LEN(ts); i++) out[n++] = ts[i];
-    }
-    out[n++] = &m->output;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (const fc_tensor_spec *sp = m->arch_info->layer; sp->gguf; sp++)
+            if (sp->flags & FC_T_MATRIX) {
+                if (out) out[n] = spec_tensor(m, sp, l);
+                n++;
+            }
+    for (const fc_tensor_spec *sp = m->arch_info->global; sp->gguf; sp++)
+        if (sp->flags & FC_T_MATRIX) {
+            if (out) out[n] = spec_tensor(m, sp, -1);
+            n++;
+        }
     return n;
 }
 
@@ -451,7 +380,7 @@ static bool pack_weights(fc_model *m)
      * read the packed fields, and the dropped file pages fault back in */
     const char *off = getenv("FASTCHAT_NO_REPACK");
     if (off && *off && strcmp(off, "0") != 0) return true;
-    fc_tensor **all = fc_xmalloc(sizeof *all * (size_t)(7 * m->cfg.n_layer + 1));
+    fc_tensor **all = fc_xmalloc(sizeof *all * (size_t)matrices(m, NULL));
     const int n_all = matrices(m, all);
     pack_job j = {.mats = all, .page = sysconf(_SC_PAGESIZE)};
     size_t total = 0;

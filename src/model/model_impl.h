@@ -20,6 +20,51 @@ typedef struct fc_layer {
     fc_tensor w_gate, w_up, w_down; /* (FF, C), (FF, C), (C, FF) */
 } fc_layer;
 
+/* ---- the tensors of an architecture (arch_table.c) ---- */
+
+/* The sizes a tensor shape is written in. */
+enum fc_dim {
+    FC_DIM_1 = 0, /* 1: the second dimension of a 1-D tensor */
+    FC_DIM_C,     /* n_embd */
+    FC_DIM_Q,     /* n_head * head_dim */
+    FC_DIM_KV,    /* n_head_kv * head_dim */
+    FC_DIM_FF,    /* n_ff */
+    FC_DIM_V,     /* n_vocab */
+    FC_DIM_HS2,   /* head_dim / 2 */
+};
+
+enum fc_tensor_spec_flags {
+    FC_T_OPTIONAL = 1, /* may be absent (data NULL) */
+    FC_T_BIAS = 2,     /* a q/k/v bias: required when cfg.qkv_bias, which a GGUF file's having one sets */
+    FC_T_F32 = 4,      /* small and 1-D: copied out as f32 at load */
+    FC_T_MATRIX = 8,   /* multiplied by in the forward pass (packing covers it) */
+    FC_T_TIED = 16,    /* absent (or tied_embeddings): the token embeddings stand in */
+};
+
+typedef struct fc_tensor_spec {
+    const char *gguf;      /* GGUF name, "%d" for the layer; NULL ends a table */
+    const char *hf;        /* Hugging Face name; NULL: not in HF checkpoints */
+    size_t offset;         /* of the fc_tensor in fc_model (global) or fc_layer (per layer) */
+    enum fc_dim ne0, ne1;  /* expected shape, GGUF order (ne0 = row length) */
+    unsigned flags;        /* enum fc_tensor_spec_flags */
+} fc_tensor_spec;
+
+typedef struct fc_arch_info {
+    const char *name;              /* GGUF general.architecture */
+    enum fc_arch arch;
+    bool rope_neox;                /* rotate-half RoPE in GGUF files */
+    bool qkv_bias;
+    const fc_tensor_spec *global;  /* tensors of the model, then... */
+    const fc_tensor_spec *layer;   /* ...of each layer; the order is fc_model_tensor_at's */
+} fc_arch_info;
+
+/* The architecture of a GGUF general.architecture name / of an fc_arch;
+ * NULL when unsupported. */
+const fc_arch_info *fc_arch_find(const char *name);
+const fc_arch_info *fc_arch_of(enum fc_arch arch);
+/* The size d stands for under config c. */
+int64_t fc_arch_dim(const fc_model_config *c, enum fc_dim d);
+
 /* Named tensor, for iteration in canonical GGUF naming. */
 typedef struct fc_named_tensor {
     char name[96];
@@ -35,6 +80,7 @@ struct fc_model {
     fc_tensor output;       /* (V, C); equals tok_embd when tied */
     fc_tensor rope_freqs;   /* (HS/2) f32 frequency divisors (GGUF llama3), data NULL when absent */
     fc_layer *layers;       /* (L) */
+    const fc_arch_info *arch_info; /* its tensor tables */
     fc_named_tensor *named; /* every tensor of the file we use, in GGUF names */
     int n_named;
     size_t weight_bytes;

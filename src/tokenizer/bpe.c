@@ -230,7 +230,7 @@ void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
         if (t->byte_level) {
             id = t->byte_tok[u[i]];
         } else {
-            int cl = tk_utf8_len(u + i, n - i);
+            int cl = fc_utf8_len(u + i, n - i);
             l = cl ? (size_t)cl : 1;
             id = tk_strmap_get(&t->by_key, s + i, l);
         }

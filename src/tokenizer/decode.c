@@ -27,7 +27,7 @@
 
 /* ---- string lists ---- */
 
-typedef struct slist { tk_buf b; uint32_t *off, *len; size_t n, cap; } slist;
+typedef struct slist { fc_str b; uint32_t *off, *len; size_t n, cap; } slist;
 
 static void sl_add(slist *l, const char *s, size_t n)
 {
@@ -36,26 +36,26 @@ static void sl_add(slist *l, const char *s, size_t n)
         l->off = fc_xrealloc(l->off, l->cap * sizeof(uint32_t));
         l->len = fc_xrealloc(l->len, l->cap * sizeof(uint32_t));
     }
-    if (!l->b.p) tk_buf_reserve(&l->b, 1); /* SL_STR never offsets a NULL pointer */
-    l->off[l->n] = (uint32_t)l->b.n;
+    if (!l->b.p) fc_str_reserve(&l->b, 1); /* SL_STR never offsets a NULL pointer */
+    l->off[l->n] = (uint32_t)l->b.len;
     l->len[l->n] = (uint32_t)n;
     l->n++;
-    tk_buf_put(&l->b, s, n);
+    fc_str_putn(&l->b, s, n);
 }
 
 /* Starts a token that the caller then appends bytes to with sl_put. */
 static void sl_begin(slist *l) { sl_add(l, NULL, 0); }
 static void sl_put(slist *l, const char *s, size_t n)
 {
-    tk_buf_put(&l->b, s, n);
+    fc_str_putn(&l->b, s, n);
     l->len[l->n - 1] += (uint32_t)n;
 }
 
-static void sl_clear(slist *l) { l->b.n = 0; l->n = 0; }
+static void sl_clear(slist *l) { l->b.len = 0; l->n = 0; }
 
 static void sl_free(slist *l)
 {
-    tk_buf_free(&l->b);
+    fc_str_free(&l->b);
     free(l->off);
     free(l->len);
     memset(l, 0, sizeof *l);
@@ -66,19 +66,19 @@ static void sl_free(slist *l)
 /* ---- steps ---- */
 
 /* The bytes of a token under the ByteLevel decoder (appended to out). */
-static void bytelevel_bytes(const char *s, size_t n, tk_buf *out)
+static void bytelevel_bytes(const char *s, size_t n, fc_str *out)
 {
     const uint8_t *u = (const uint8_t *)s;
-    size_t start = out->n;
+    size_t start = out->len;
     for (size_t i = 0; i < n;) {
-        int l = tk_utf8_len(u + i, n - i);
-        int b = l ? tk_cp_to_byte(tk_utf8_decode(u + i, l)) : -1;
+        int l = fc_utf8_len(u + i, n - i);
+        int b = l ? tk_cp_to_byte(fc_utf8_decode(u + i, l)) : -1;
         if (b < 0) { /* not all in the alphabet: the token as it is */
-            out->n = start;
-            tk_buf_put(out, s, n);
+            out->len = start;
+            fc_str_putn(out, s, n);
             return;
         }
-        tk_buf_putc(out, (char)b);
+        fc_str_putc(out, (char)b);
         i += (size_t)l;
     }
 }
@@ -119,7 +119,7 @@ static void replace_into(slist *out, const char *s, size_t n, const char *a, siz
 static void strip_into(slist *out, const char *s, size_t n, uint32_t cp, int start, int stop)
 {
     char enc[4];
-    size_t el = (size_t)tk_utf8_encode(cp, enc);
+    size_t el = (size_t)fc_utf8_encode(cp, enc);
     size_t a = 0, b = n;
     for (int k = 0; k < start && a + el <= b && !memcmp(s + a, enc, el); k++) a += el;
     for (int k = 0; k < stop && b >= a + el && !memcmp(s + b - el, enc, el); k++) b -= el;
@@ -130,7 +130,7 @@ static void strip_into(slist *out, const char *s, size_t n, uint32_t cp, int sta
 static void metaspace_into(slist *out, const char *s, size_t n, uint32_t cp, bool drop)
 {
     char enc[4];
-    size_t el = (size_t)tk_utf8_encode(cp, enc);
+    size_t el = (size_t)fc_utf8_encode(cp, enc);
     sl_begin(out);
     size_t prev = 0;
     for (size_t i = 0; i + el <= n;) {
@@ -159,16 +159,16 @@ static slist *run_chain(const fc_tokenizer *t, slist *in, slist *tmp, bool strea
         switch (d->kind) {
         case TK_DEC_BYTELEVEL: {
             sl_begin(tmp);
-            size_t start = tmp->b.n;
+            size_t start = tmp->b.len;
             for (size_t i = 0; i < in->n; i++) bytelevel_bytes(SL_STR(in, i), in->len[i], &tmp->b);
-            if (!stream && !tk_utf8_valid(tmp->b.p + start, tmp->b.n - start)) {
-                tk_buf raw = {0};
-                tk_buf_put(&raw, tmp->b.p + start, tmp->b.n - start);
-                tmp->b.n = start;
-                tk_utf8_lossy(&tmp->b, raw.p, raw.n);
-                tk_buf_free(&raw);
+            if (!stream && !fc_utf8_valid(tmp->b.p + start, tmp->b.len - start)) {
+                fc_str raw = {0};
+                fc_str_putn(&raw, tmp->b.p + start, tmp->b.len - start);
+                tmp->b.len = start;
+                fc_utf8_put_lossy(&tmp->b, raw.p, raw.len);
+                fc_str_free(&raw);
             }
-            tmp->len[tmp->n - 1] = (uint32_t)(tmp->b.n - start);
+            tmp->len[tmp->n - 1] = (uint32_t)(tmp->b.len - start);
             break;
         }
         case TK_DEC_REPLACE:
@@ -176,22 +176,22 @@ static slist *run_chain(const fc_tokenizer *t, slist *in, slist *tmp, bool strea
                 replace_into(tmp, SL_STR(in, i), in->len[i], d->a, d->a_len, d->b, d->b_len);
             break;
         case TK_DEC_BYTEFALLBACK: {
-            tk_buf bytes = {0};
+            fc_str bytes = {0};
             for (size_t i = 0; i <= in->n; i++) {
                 int b = i < in->n ? byte_token(SL_STR(in, i), in->len[i]) : -1;
-                if (b >= 0) { tk_buf_putc(&bytes, (char)b); continue; }
-                if (bytes.n) {
+                if (b >= 0) { fc_str_putc(&bytes, (char)b); continue; }
+                if (bytes.len) {
                     sl_begin(tmp);
-                    if (stream || tk_utf8_valid(bytes.p, bytes.n)) {
-                        sl_put(tmp, bytes.p, bytes.n);
+                    if (stream || fc_utf8_valid(bytes.p, bytes.len)) {
+                        sl_put(tmp, bytes.p, bytes.len);
                     } else {
-                        for (size_t j = 0; j < bytes.n; j++) sl_put(tmp, "\xEF\xBF\xBD", 3);
+                        for (size_t j = 0; j < bytes.len; j++) sl_put(tmp, "\xEF\xBF\xBD", 3);
                     }
-                    bytes.n = 0;
+                    bytes.len = 0;
                 }
                 if (i < in->n) sl_add(tmp, SL_STR(in, i), in->len[i]);
             }
-            tk_buf_free(&bytes);
+            fc_str_free(&bytes);
             break;
         }
         case TK_DEC_FUSE:
@@ -234,39 +234,39 @@ char *fc_tokenizer_decode(const fc_tokenizer *tok, const int32_t *ids, size_t n_
     slist a = {0}, b = {0};
     for (size_t i = 0; i < n_ids; i++)
         if (keep_id(tok, ids[i], skip_special)) sl_add(&a, tok->text[ids[i]], tok->text_len[ids[i]]);
-    tk_buf joined = {0};
+    fc_str joined = {0};
     if (!tok->has_decoder) {
         for (size_t i = 0; i < a.n; i++) {
-            if (i) tk_buf_putc(&joined, ' ');
-            tk_buf_put(&joined, SL_STR(&a, i), a.len[i]);
+            if (i) fc_str_putc(&joined, ' ');
+            fc_str_putn(&joined, SL_STR(&a, i), a.len[i]);
         }
     } else {
         slist *r = run_chain(tok, &a, &b, false, false);
-        for (size_t i = 0; i < r->n; i++) tk_buf_put(&joined, SL_STR(r, i), r->len[i]);
+        for (size_t i = 0; i < r->n; i++) fc_str_putn(&joined, SL_STR(r, i), r->len[i]);
     }
-    tk_buf out = {0};
-    tk_utf8_lossy(&out, joined.p, joined.n); /* a no-op unless the vocabulary holds invalid UTF-8 */
-    tk_buf_putc(&out, '\0');
-    tk_buf_free(&joined);
+    fc_str out = {0};
+    fc_utf8_put_lossy(&out, joined.p, joined.len); /* a no-op unless the vocabulary holds invalid UTF-8 */
+    fc_str_putc(&out, '\0');
+    fc_str_free(&joined);
     sl_free(&a);
     sl_free(&b);
-    if (len_out) *len_out = out.n - 1;
+    if (len_out) *len_out = out.len - 1;
     return out.p;
 }
 
 /* ---- pieces ---- */
 
 /* The stream bytes of one token (appended to out); a and b are scratch lists. */
-static void token_piece(const fc_tokenizer *t, int32_t id, bool first, tk_buf *out, slist *a, slist *b)
+static void token_piece(const fc_tokenizer *t, int32_t id, bool first, fc_str *out, slist *a, slist *b)
 {
     if (!t->has_decoder) {
-        tk_buf_put(out, t->text[id], t->text_len[id]);
+        fc_str_putn(out, t->text[id], t->text_len[id]);
         return;
     }
     sl_clear(a);
     sl_add(a, t->text[id], t->text_len[id]);
     slist *r = run_chain(t, a, b, true, first);
-    for (size_t i = 0; i < r->n; i++) tk_buf_put(out, SL_STR(r, i), r->len[i]);
+    for (size_t i = 0; i < r->n; i++) fc_str_putn(out, SL_STR(r, i), r->len[i]);
 }
 
 void tk_pieces_build(fc_tokenizer *t)
@@ -274,11 +274,11 @@ void tk_pieces_build(fc_tokenizer *t)
     slist a = {0}, b = {0};
     size_t *off = fc_xmalloc((size_t)t->n_vocab * sizeof(size_t));
     for (int32_t i = 0; i < t->n_vocab; i++) {
-        off[i] = t->piece_strs.n;
+        off[i] = t->piece_strs.len;
         if (t->text[i]) token_piece(t, i, false, &t->piece_strs, &a, &b);
-        t->piece_len[i] = (uint32_t)(t->piece_strs.n - off[i]);
+        t->piece_len[i] = (uint32_t)(t->piece_strs.len - off[i]);
     }
-    tk_buf_putc(&t->piece_strs, '\0');
+    fc_str_putc(&t->piece_strs, '\0');
     for (int32_t i = 0; i < t->n_vocab; i++) t->piece[i] = t->text[i] ? t->piece_strs.p + off[i] : NULL;
     free(off);
     sl_free(&a);
@@ -305,7 +305,7 @@ struct fc_detok {
     uint32_t strip_cp;
     char pend[4];           /* incomplete UTF-8 tail */
     size_t n_pend;
-    tk_buf out, tmp;
+    fc_str out, tmp;
 };
 
 void fc_detok_reset(fc_detok *d)
@@ -337,8 +337,8 @@ fc_detok *fc_detok_new(const fc_tokenizer *tok, bool skip_special)
 void fc_detok_free(fc_detok *d)
 {
     if (!d) return;
-    tk_buf_free(&d->out);
-    tk_buf_free(&d->tmp);
+    fc_str_free(&d->out);
+    fc_str_free(&d->tmp);
     free(d);
 }
 
@@ -347,58 +347,58 @@ size_t fc_detok_pending(const fc_detok *d) { return d->n_pend; }
 /* Emits pend + s: complete characters out, an incomplete tail back to pend. */
 static void emit_bytes(fc_detok *d, const char *s, size_t n)
 {
-    tk_buf *b = &d->tmp;
-    b->n = 0;
-    tk_buf_put(b, d->pend, d->n_pend);
-    tk_buf_put(b, s, n);
+    fc_str *b = &d->tmp;
+    b->len = 0;
+    fc_str_putn(b, d->pend, d->n_pend);
+    fc_str_putn(b, s, n);
     d->n_pend = 0;
-    if (b->n == 0) return;
+    if (b->len == 0) return;
     const uint8_t *u = (const uint8_t *)b->p;
     size_t i = 0;
     if (d->strip_left > 0) {
         char enc[4];
-        size_t el = (size_t)tk_utf8_encode(d->strip_cp, enc);
-        while (d->strip_left > 0 && b->n - i >= el && !memcmp(b->p + i, enc, el)) {
+        size_t el = (size_t)fc_utf8_encode(d->strip_cp, enc);
+        while (d->strip_left > 0 && b->len - i >= el && !memcmp(b->p + i, enc, el)) {
             i += el;
             d->strip_left--;
         }
-        if (i < b->n && d->strip_left > 0) {
+        if (i < b->len && d->strip_left > 0) {
             /* the text starts with something else, unless that is a prefix of the char */
-            if (b->n - i >= el || memcmp(b->p + i, enc, b->n - i)) d->strip_left = 0;
+            if (b->len - i >= el || memcmp(b->p + i, enc, b->len - i)) d->strip_left = 0;
         }
     }
     size_t run = i;
-    while (i < b->n) {
+    while (i < b->len) {
         if (u[i] < 0x80) { i++; continue; }
-        int len = tk_utf8_len(u + i, b->n - i);
+        int len = fc_utf8_len(u + i, b->len - i);
         if (len) { i += (size_t)len; continue; }
         bool could;
-        size_t bad = tk_utf8_bad_len(u + i, b->n - i, &could);
-        tk_buf_put(&d->out, b->p + run, i - run);
+        size_t bad = fc_utf8_bad_len(u + i, b->len - i, &could);
+        fc_str_putn(&d->out, b->p + run, i - run);
         if (could) { /* held back: more bytes may complete it */
             memcpy(d->pend, b->p + i, bad);
             d->n_pend = bad;
             return;
         }
-        tk_buf_put(&d->out, "\xEF\xBF\xBD", 3);
+        fc_str_putn(&d->out, "\xEF\xBF\xBD", 3);
         i += bad;
         run = i;
     }
-    tk_buf_put(&d->out, b->p + run, b->n - run);
+    fc_str_putn(&d->out, b->p + run, b->len - run);
 }
 
 const char *fc_detok_push(fc_detok *d, int32_t id, size_t *len)
 {
     const fc_tokenizer *t = d->t;
-    d->out.n = 0;
+    d->out.len = 0;
     if (keep_id(t, id, d->skip_special)) {
         if (!t->has_decoder && d->n_tokens > 0) emit_bytes(d, " ", 1);
         if (d->n_tokens == 0) {
-            tk_buf first = {0};
+            fc_str first = {0};
             slist a = {0}, b = {0};
             token_piece(t, id, true, &first, &a, &b);
-            emit_bytes(d, first.p, first.n);
-            tk_buf_free(&first);
+            emit_bytes(d, first.p, first.len);
+            fc_str_free(&first);
             sl_free(&a);
             sl_free(&b);
         } else {
@@ -406,17 +406,17 @@ const char *fc_detok_push(fc_detok *d, int32_t id, size_t *len)
         }
         d->n_tokens++;
     }
-    tk_buf_putc(&d->out, '\0');
-    *len = d->out.n - 1;
+    fc_str_putc(&d->out, '\0');
+    *len = d->out.len - 1;
     return d->out.p;
 }
 
 const char *fc_detok_flush(fc_detok *d, size_t *len)
 {
-    d->out.n = 0;
-    if (d->n_pend) tk_utf8_lossy(&d->out, d->pend, d->n_pend);
+    d->out.len = 0;
+    if (d->n_pend) fc_utf8_put_lossy(&d->out, d->pend, d->n_pend);
     d->n_pend = 0;
-    tk_buf_putc(&d->out, '\0');
-    *len = d->out.n - 1;
+    fc_str_putc(&d->out, '\0');
+    *len = d->out.len - 1;
     return d->out.p;
 }

@@ -149,39 +149,39 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
             if (t->byte_tok[b] >= 0) is_byte[t->byte_tok[b]] = 1;
 
     /* token texts: offsets into sb, made pointers once sb stops moving */
-    tk_buf sb = {0};
+    fc_str sb = {0};
     size_t *off = fc_xmalloc(sizeof(size_t) * (size_t)n);
     size_t *len = fc_xmalloc(sizeof(size_t) * (size_t)n);
     int32_t *type = fc_xmalloc(sizeof(int32_t) * (size_t)n);
     for (int32_t id = 0; id < n; id++) {
-        off[id] = sb.n;
+        off[id] = sb.len;
         const tk_added *a = id < t->n_vocab ? added[id] : NULL;
         if (id >= t->n_vocab || !t->text[id]) {
             char pad[32];
             int l = snprintf(pad, sizeof pad, "[PAD%d]", (int)id);
-            tk_buf_put(&sb, pad, (size_t)l);
+            fc_str_putn(&sb, pad, (size_t)l);
             type[id] = TK_TYPE_UNUSED;
         } else if (a) {
             if (spm && !a->special) {
                 /* llama.cpp matches user-defined tokens in the raw text */
                 for (size_t i = 0; i < a->len;) {
                     if (i + 3 <= a->len && !memcmp(a->content + i, SPM_SPACE, 3)) {
-                        tk_buf_putc(&sb, ' ');
+                        fc_str_putc(&sb, ' ');
                         i += 3;
                     } else {
-                        tk_buf_putc(&sb, a->content[i++]);
+                        fc_str_putc(&sb, a->content[i++]);
                     }
                 }
             } else {
-                tk_buf_put(&sb, a->content, a->len);
+                fc_str_putn(&sb, a->content, a->len);
             }
             type[id] = a->special ? TK_TYPE_CONTROL : TK_TYPE_USER_DEFINED;
         } else {
-            tk_buf_put(&sb, t->text[id], t->text_len[id]);
+            fc_str_putn(&sb, t->text[id], t->text_len[id]);
             type[id] = is_byte[id] ? TK_TYPE_BYTE : TK_TYPE_NORMAL;
         }
         if (spm && id == t->unk) type[id] = TK_TYPE_UNKNOWN;
-        len[id] = sb.n - off[id];
+        len[id] = sb.len - off[id];
     }
     const char **tok = fc_xmalloc(sizeof(char *) * (size_t)n);
     for (int32_t id = 0; id < n; id++) tok[id] = sb.p ? sb.p + off[id] : "";
@@ -192,7 +192,7 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
     size_t n_m, n_ok = 0, n_lost = 0;
     merge_row *mr = merges_by_rank(t, &n_m);
     bool write_merges = bpe || !t->scores || !t->merges_from_scores;
-    tk_buf mb = {0};
+    fc_str mb = {0};
     size_t *moff = fc_xmalloc(sizeof(size_t) * (n_m ? n_m : 1));
     size_t *mlen = fc_xmalloc(sizeof(size_t) * (n_m ? n_m : 1));
     for (size_t i = 0; i < n_m && write_merges; i++) {
@@ -202,11 +202,11 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
             n_lost++;
             continue;
         }
-        moff[n_ok] = mb.n;
-        tk_buf_put(&mb, tok[a], len[a]);
-        tk_buf_putc(&mb, ' ');
-        tk_buf_put(&mb, tok[b], len[b]);
-        mlen[n_ok] = mb.n - moff[n_ok];
+        moff[n_ok] = mb.len;
+        fc_str_putn(&mb, tok[a], len[a]);
+        fc_str_putc(&mb, ' ');
+        fc_str_putn(&mb, tok[b], len[b]);
+        mlen[n_ok] = mb.len - moff[n_ok];
         n_ok++;
     }
     const char **mstr = fc_xmalloc(sizeof(char *) * (n_ok ? n_ok : 1));
@@ -273,13 +273,13 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
 
     free(added);
     free(is_byte);
-    tk_buf_free(&sb);
+    fc_str_free(&sb);
     free(off);
     free(len);
     free(type);
     free(tok);
     free(mr);
-    tk_buf_free(&mb);
+    fc_str_free(&mb);
     free(moff);
     free(mlen);
     free(mstr);

@@ -113,15 +113,15 @@ static void merges_from_scores(fc_tokenizer *t, const float *scores)
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *s = t->text[id];
         size_t len = t->text_len[id];
-        if (!s || !(t->flags[id] & TK_F_MODEL) || !tk_utf8_valid(s, len)) continue;
+        if (!s || !(t->flags[id] & TK_F_MODEL) || !fc_utf8_valid(s, len)) continue;
         /* Python walks a dict of the token texts: a repeated text is visited
          * once (here at its last id, whose score the dict keeps). */
         if (tk_vocab_text_id(t, s, len) != id) continue;
         size_t first = n;
-        size_t total = tk_utf8_count(s, len);
+        size_t total = fc_utf8_count(s, len);
         size_t i = 0, k = 0;
         while (i < len) {
-            int l = tk_utf8_len((const uint8_t *)s + i, len - i);
+            int l = fc_utf8_len((const uint8_t *)s + i, len - i);
             i += (size_t)l;
             k++;
             if (i >= len) break;
@@ -227,8 +227,8 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
                  * alphabet: a llama.cpp mislabel */
                 bool ok = true;
                 for (size_t k = 0; k < len && ok;) {
-                    int l = tk_utf8_len((const uint8_t *)txt + k, len - k);
-                    ok = l && tk_cp_to_byte(tk_utf8_decode((const uint8_t *)txt + k, l)) >= 0;
+                    int l = fc_utf8_len((const uint8_t *)txt + k, len - k);
+                    ok = l && tk_cp_to_byte(fc_utf8_decode((const uint8_t *)txt + k, l)) >= 0;
                     k += l ? (size_t)l : 1;
                 }
                 if (!ok) continue;

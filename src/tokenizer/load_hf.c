@@ -55,8 +55,8 @@ static char *xdup(const char *s, size_t *len)
 static uint32_t first_cp(const char *s)
 {
     size_t n = strlen(s);
-    int l = tk_utf8_len((const uint8_t *)s, n);
-    return l ? tk_utf8_decode((const uint8_t *)s, l) : 0x2581;
+    int l = fc_utf8_len((const uint8_t *)s, n);
+    return l ? fc_utf8_decode((const uint8_t *)s, l) : 0x2581;
 }
 
 static bool file_exists(const char *path) { return access(path, R_OK) == 0; }
@@ -66,7 +66,7 @@ static bool file_exists(const char *path) { return access(path, R_OK) == 0; }
  * then valid UTF-8 too, which the regex engine relies on. */
 static cJSON *parse_json(const char *s, size_t n, const char *where)
 {
-    if (!tk_utf8_valid(s, n)) {
+    if (!fc_utf8_valid(s, n)) {
         FC_LOG_ERROR("%s: not valid UTF-8", where);
         return NULL;
     }
@@ -351,21 +351,21 @@ static const char *config_token(const cJSON *cfg, const char *key)
 /* The chat template of a folder: chat_template.jinja (dir may be NULL), else
  * tokenizer_config.json's chat_template (a string, or a list of {name,
  * template} from which "default" or the first is taken). */
-static void chat_template_of(const char *dir, const cJSON *cfg, tk_buf *out)
+static void chat_template_of(const char *dir, const cJSON *cfg, fc_str *out)
 {
     char path[4096];
     if (dir) {
         snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
         fc_mmap *m = file_exists(path) ? fc_mmap_open(path) : NULL;
         if (m) {
-            tk_buf_put(out, m->data, m->size);
+            fc_str_putn(out, m->data, m->size);
             fc_mmap_free(m);
             return;
         }
     }
     const cJSON *ct = jget(cfg, "chat_template"), *it;
     if (cJSON_IsString(ct)) {
-        tk_buf_put(out, ct->valuestring, strlen(ct->valuestring));
+        fc_str_putn(out, ct->valuestring, strlen(ct->valuestring));
     } else if (cJSON_IsArray(ct)) {
         const char *pick = NULL;
         cJSON_ArrayForEach(it, ct) {
@@ -373,7 +373,7 @@ static void chat_template_of(const char *dir, const cJSON *cfg, tk_buf *out)
             if (!tpl) continue;
             if (!pick || (name && !strcmp(name, "default"))) pick = tpl;
         }
-        if (pick) tk_buf_put(out, pick, strlen(pick));
+        if (pick) fc_str_putn(out, pick, strlen(pick));
     }
 }
 
@@ -518,10 +518,10 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
         if (jbool(cfg, "add_eos_token", false) && t->eos >= 0) push_id(&t->suffix, &t->n_suffix, t->eos);
     }
 
-    tk_buf ct = {0};
+    fc_str ct = {0};
     chat_template_of(dir, cfg, &ct);
-    if (ct.p) tk_set_chat_template(t, ct.p, ct.n);
-    tk_buf_free(&ct);
+    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
+    fc_str_free(&ct);
     if (tk_finish(t) != FC_OK) {
         fc_tokenizer_free(t);
         return NULL;
@@ -588,10 +588,10 @@ static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg)
     }
     fc_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", jbool(cfg, "add_bos_token", true));
     fc_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", jbool(cfg, "add_eos_token", false));
-    tk_buf ct = {0};
+    fc_str ct = {0};
     chat_template_of(dir, cfg, &ct);
-    if (ct.p) fc_gguf_writer_set_str(w, "tokenizer.chat_template", ct.p, ct.n);
-    tk_buf_free(&ct);
+    if (ct.p) fc_gguf_writer_set_str(w, "tokenizer.chat_template", ct.p, ct.len);
+    fc_str_free(&ct);
     t = tk_from_writer(w, path);
     fc_gguf_writer_free(w);
     tk_spm_free(&s);

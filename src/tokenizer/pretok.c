@@ -45,10 +45,10 @@ const char TK_QWEN2_PATTERN[] =
 
 pcre2_code *tk_regex_compile(const char *pat, size_t len, enum tk_regex_kind kind)
 {
-    tk_buf b = {0};
+    fc_str b = {0};
     bool literal = kind == TK_RE_LITERAL;
     if (kind != TK_RE_ONIG) {
-        tk_buf_put(&b, pat, len);
+        fc_str_putn(&b, pat, len);
     } else {
         bool in_class = false;
         for (size_t i = 0; i < len; i++) {
@@ -73,29 +73,29 @@ pcre2_code *tk_regex_compile(const char *pat, size_t len, enum tk_regex_kind kin
                     }
                 }
                 if (rep) {
-                    tk_buf_put(&b, rep, strlen(rep));
+                    fc_str_putn(&b, rep, strlen(rep));
                 } else {
-                    tk_buf_putc(&b, '\\');
-                    tk_buf_putc(&b, e);
+                    fc_str_putc(&b, '\\');
+                    fc_str_putc(&b, e);
                 }
                 continue;
             }
             if (!in_class && c == '[') {
                 in_class = true;
-                tk_buf_putc(&b, c);
+                fc_str_putc(&b, c);
                 /* a ']' right after '[' or '[^' is literal */
-                if (i + 1 < len && pat[i + 1] == '^') tk_buf_putc(&b, pat[++i]);
-                if (i + 1 < len && pat[i + 1] == ']') tk_buf_putc(&b, pat[++i]);
+                if (i + 1 < len && pat[i + 1] == '^') fc_str_putc(&b, pat[++i]);
+                if (i + 1 < len && pat[i + 1] == ']') fc_str_putc(&b, pat[++i]);
                 continue;
             }
             if (in_class && c == ']') in_class = false;
-            tk_buf_putc(&b, c);
+            fc_str_putc(&b, c);
         }
     }
     int err;
     PCRE2_SIZE erroff;
     uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(b.p ? b.p : ""), b.n, opts, &err, &erroff, NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(b.p ? b.p : ""), b.len, opts, &err, &erroff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -104,7 +104,7 @@ pcre2_code *tk_regex_compile(const char *pat, size_t len, enum tk_regex_kind kin
     } else {
         pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if unavailable */
     }
-    tk_buf_free(&b);
+    fc_str_free(&b);
     return re;
 }
 
@@ -122,9 +122,9 @@ static void scratch_free(void *p)
     pcre2_jit_stack_free(s->js);
     tk_plist_free(&s->pa);
     tk_plist_free(&s->pb);
-    tk_buf_free(&s->norm);
-    tk_buf_free(&s->norm2);
-    tk_buf_free(&s->clean);
+    fc_str_free(&s->norm);
+    fc_str_free(&s->norm2);
+    fc_str_free(&s->clean);
     free(s->span);
     free(s->bpe);
     free(s->heap);
@@ -152,7 +152,7 @@ tk_scratch *tk_scratch_get(void)
 
 void tk_plist_clear(tk_plist *l)
 {
-    l->b.n = 0;
+    l->b.len = 0;
     l->n = 0;
 }
 
@@ -163,13 +163,13 @@ void tk_plist_add(tk_plist *l, const char *s, size_t n, bool at_start)
         l->cap = l->cap ? l->cap * 2 : 64;
         l->v = fc_xrealloc(l->v, l->cap * sizeof(tk_piece));
     }
-    l->v[l->n++] = (tk_piece){(uint32_t)l->b.n, (uint32_t)n, at_start};
-    tk_buf_put(&l->b, s, n);
+    l->v[l->n++] = (tk_piece){(uint32_t)l->b.len, (uint32_t)n, at_start};
+    fc_str_putn(&l->b, s, n);
 }
 
 void tk_plist_free(tk_plist *l)
 {
-    tk_buf_free(&l->b);
+    fc_str_free(&l->b);
     free(l->v);
     l->v = NULL;
     l->n = l->cap = 0;
@@ -215,7 +215,7 @@ static void find_regex(tk_scratch *sc, const pcre2_code *re, const char *s, size
     while (pos <= n && regex_find(sc, re, s, n, pos, &ms, &me)) {
         if (me == ms) { /* empty match: step over one character */
             if (ms >= n) break;
-            int l = tk_utf8_len((const uint8_t *)s + ms, n - ms);
+            int l = fc_utf8_len((const uint8_t *)s + ms, n - ms);
             pos = ms + (size_t)(l ? l : 1);
             continue;
         }
@@ -233,9 +233,9 @@ static void find_chars(tk_scratch *sc, bool (*pred)(uint32_t), const char *s, si
     const uint8_t *u = (const uint8_t *)s;
     size_t last = 0;
     for (size_t i = 0; i < n;) {
-        int l = tk_utf8_len(u + i, n - i);
+        int l = fc_utf8_len(u + i, n - i);
         if (!l) l = 1;
-        if (pred(tk_utf8_decode(u + i, l))) {
+        if (pred(fc_utf8_decode(u + i, l))) {
             if (last < i) span_add(sc, last, i, false);
             span_add(sc, i, i + (size_t)l, true);
             last = i + (size_t)l;
@@ -309,54 +309,54 @@ static void emit_spans(tk_scratch *sc, const char *s, bool at_start, tk_plist *o
 
 /* ---- normalizers ---- */
 
-static void utf8proc_norm(const char *s, size_t n, int opts, tk_buf *out)
+static void utf8proc_norm(const char *s, size_t n, int opts, fc_str *out)
 {
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
                                       (utf8proc_option_t)(UTF8PROC_STABLE | opts));
     if (r < 0) {
         FC_LOG_WARN("tokenizer: normalization failed (%s); text left as is", utf8proc_errmsg(r));
-        tk_buf_put(out, s, n);
+        fc_str_putn(out, s, n);
     } else {
-        tk_buf_put(out, dst, (size_t)r);
+        fc_str_putn(out, dst, (size_t)r);
     }
     free(dst);
 }
 
-static void replace_all(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n, tk_buf *out)
+static void replace_all(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n, fc_str *out)
 {
     if (nm->re) {
         size_t pos = 0, prev = 0, ms, me;
         while (pos <= n && regex_find(sc, nm->re, s, n, pos, &ms, &me)) {
             if (me == ms) {
                 if (ms >= n) break;
-                int l = tk_utf8_len((const uint8_t *)s + ms, n - ms);
+                int l = fc_utf8_len((const uint8_t *)s + ms, n - ms);
                 pos = ms + (size_t)(l ? l : 1);
                 continue;
             }
-            tk_buf_put(out, s + prev, ms - prev);
-            tk_buf_put(out, nm->b, nm->b_len);
+            fc_str_putn(out, s + prev, ms - prev);
+            fc_str_putn(out, nm->b, nm->b_len);
             prev = pos = me;
         }
-        tk_buf_put(out, s + prev, n - prev);
+        fc_str_putn(out, s + prev, n - prev);
         return;
     }
-    if (nm->a_len == 0) { tk_buf_put(out, s, n); return; }
+    if (nm->a_len == 0) { fc_str_putn(out, s, n); return; }
     size_t i = 0, prev = 0;
     while (i + nm->a_len <= n) {
         if (!memcmp(s + i, nm->a, nm->a_len)) {
-            tk_buf_put(out, s + prev, i - prev);
-            tk_buf_put(out, nm->b, nm->b_len);
+            fc_str_putn(out, s + prev, i - prev);
+            fc_str_putn(out, nm->b, nm->b_len);
             i += nm->a_len;
             prev = i;
         } else {
             i++;
         }
     }
-    tk_buf_put(out, s + prev, n - prev);
+    fc_str_putn(out, s + prev, n - prev);
 }
 
-static void norm_one(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n, tk_buf *out)
+static void norm_one(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n, fc_str *out)
 {
     const uint8_t *u = (const uint8_t *)s;
     switch (nm->kind) {
@@ -366,63 +366,63 @@ static void norm_one(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n,
     case TK_NORM_NFKD: utf8proc_norm(s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out); break;
     case TK_NORM_LOWER:
         for (size_t i = 0; i < n;) {
-            int l = tk_utf8_len(u + i, n - i);
+            int l = fc_utf8_len(u + i, n - i);
             if (!l) l = 1;
             char enc[4];
-            uint32_t cp = tk_utf8_decode(u + i, l);
+            uint32_t cp = fc_utf8_decode(u + i, l);
             if (cp == 0x130) { /* the one unconditional multi-char lowercase (SpecialCasing.txt) */
-                tk_buf_put(out, "i\xCC\x87", 3);
+                fc_str_putn(out, "i\xCC\x87", 3);
                 i += (size_t)l;
                 continue;
             }
             cp = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
-            tk_buf_put(out, enc, (size_t)tk_utf8_encode(cp, enc));
+            fc_str_putn(out, enc, (size_t)fc_utf8_encode(cp, enc));
             i += (size_t)l;
         }
         break;
     case TK_NORM_PREPEND:
-        if (n) tk_buf_put(out, nm->a, nm->a_len);
-        tk_buf_put(out, s, n);
+        if (n) fc_str_putn(out, nm->a, nm->a_len);
+        fc_str_putn(out, s, n);
         break;
     case TK_NORM_REPLACE: replace_all(sc, nm, s, n, out); break;
     case TK_NORM_STRIP: {
         size_t a = 0, b = n;
         while (nm->left && a < b) {
-            int l = tk_utf8_len(u + a, b - a);
-            if (!l || !tk_is_whitespace(tk_utf8_decode(u + a, l))) break;
+            int l = fc_utf8_len(u + a, b - a);
+            if (!l || !tk_is_whitespace(fc_utf8_decode(u + a, l))) break;
             a += (size_t)l;
         }
         while (nm->right && b > a) {
             size_t j = b - 1;
             while (j > a && (u[j] & 0xC0) == 0x80) j--;
-            int l = tk_utf8_len(u + j, b - j);
-            if (!l || !tk_is_whitespace(tk_utf8_decode(u + j, l))) break;
+            int l = fc_utf8_len(u + j, b - j);
+            if (!l || !tk_is_whitespace(fc_utf8_decode(u + j, l))) break;
             b = j;
         }
-        tk_buf_put(out, s + a, b - a);
+        fc_str_putn(out, s + a, b - a);
         break;
     }
     }
 }
 
-void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, tk_buf *out)
+void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, fc_str *out)
 {
-    if (t->n_norm == 0) { tk_buf_put(out, s, n); return; }
+    if (t->n_norm == 0) { fc_str_putn(out, s, n); return; }
     tk_scratch *sc = tk_scratch_get();
     /* ping-pong between two buffers; the last step appends to out */
-    tk_buf tmp[2] = {{0}, {0}};
+    fc_str tmp[2] = {{0}, {0}};
     const char *cur = s;
     size_t cur_n = n;
     for (int i = 0; i < t->n_norm; i++) {
         bool last = i == t->n_norm - 1;
-        tk_buf *dst = last ? out : &tmp[i & 1];
-        if (!last) dst->n = 0;
+        fc_str *dst = last ? out : &tmp[i & 1];
+        if (!last) dst->len = 0;
         norm_one(sc, &t->norm[i], cur, cur_n, dst);
         cur = dst->p ? dst->p : "";
-        cur_n = dst->n;
+        cur_n = dst->len;
     }
-    tk_buf_free(&tmp[0]);
-    tk_buf_free(&tmp[1]);
+    fc_str_free(&tmp[0]);
+    fc_str_free(&tmp[1]);
 }
 
 /* ---- added tokens ---- */
@@ -471,12 +471,12 @@ void tk_added_build(fc_tokenizer *t)
         tk_added *a = &t->added[i];
         if (a->normalized && t->n_norm) {
             /* the automaton of normalized tokens holds their normalized content */
-            tk_buf nb = {0};
+            fc_str nb = {0};
             tk_normalize(t, a->content, a->len, &nb);
             free(a->content);
-            tk_buf_putc(&nb, '\0');
+            fc_str_putc(&nb, '\0');
             a->content = nb.p;
-            a->len = nb.n - 1;
+            a->len = nb.len - 1;
         }
         trie_insert(a->normalized ? &t->trie_norm : &t->trie_raw, a->content, a->len, i);
     }
@@ -504,15 +504,15 @@ static uint32_t cp_before(const char *s, size_t end)
 {
     size_t j = end - 1;
     while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80) j--;
-    int l = tk_utf8_len((const uint8_t *)s + j, end - j);
-    return l ? tk_utf8_decode((const uint8_t *)s + j, l) : 0xFFFD;
+    int l = fc_utf8_len((const uint8_t *)s + j, end - j);
+    return l ? fc_utf8_decode((const uint8_t *)s + j, l) : 0xFFFD;
 }
 
 static uint32_t cp_at(const char *s, size_t n, size_t i, int *len)
 {
-    int l = tk_utf8_len((const uint8_t *)s + i, n - i);
+    int l = fc_utf8_len((const uint8_t *)s + i, n - i);
     *len = l ? l : 1;
-    return l ? tk_utf8_decode((const uint8_t *)s + i, l) : 0xFFFD;
+    return l ? fc_utf8_decode((const uint8_t *)s + i, l) : 0xFFFD;
 }
 
 static bool is_word_char(uint32_t cp) { return tk_is_alnum(cp) || cp == '_'; }
@@ -598,13 +598,13 @@ tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, s
             case TK_PRE_BYTELEVEL: {
                 const char *q = ps;
                 size_t qn = pn;
-                tk_buf *nb = &sc->norm2;
+                fc_str *nb = &sc->norm2;
                 if (p->add_prefix_space && ps[0] != ' ') {
-                    nb->n = 0;
-                    tk_buf_putc(nb, ' ');
-                    tk_buf_put(nb, ps, pn);
+                    nb->len = 0;
+                    fc_str_putc(nb, ' ');
+                    fc_str_putn(nb, ps, pn);
                     q = nb->p;
-                    qn = nb->n;
+                    qn = nb->len;
                 }
                 if (p->re) {
                     find_regex(sc, p->re, q, qn);
@@ -617,23 +617,23 @@ tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, s
             }
             case TK_PRE_METASPACE: {
                 char rep[4];
-                int rl = tk_utf8_encode(p->repl, rep);
-                tk_buf *nb = &sc->norm2;
-                nb->n = 0;
+                int rl = fc_utf8_encode(p->repl, rep);
+                fc_str *nb = &sc->norm2;
+                nb->len = 0;
                 bool starts = pn >= (size_t)rl && !memcmp(ps, rep, (size_t)rl);
                 bool space0 = pn > 0 && ps[0] == ' ';
                 if (!starts && !space0 &&
                     (p->prepend == TK_PREPEND_ALWAYS || (p->prepend == TK_PREPEND_FIRST && ast)))
-                    tk_buf_put(nb, rep, (size_t)rl);
+                    fc_str_putn(nb, rep, (size_t)rl);
                 for (size_t i = 0; i < pn; i++) {
-                    if (ps[i] == ' ') tk_buf_put(nb, rep, (size_t)rl);
-                    else tk_buf_putc(nb, ps[i]);
+                    if (ps[i] == ' ') fc_str_putn(nb, rep, (size_t)rl);
+                    else fc_str_putc(nb, ps[i]);
                 }
                 if (p->split) {
                     /* MergedWithNext on the replacement character */
                     sc->n_span = 0;
                     size_t last = 0;
-                    for (size_t i = 0; i + (size_t)rl <= nb->n;) {
+                    for (size_t i = 0; i + (size_t)rl <= nb->len;) {
                         if (!memcmp(nb->p + i, rep, (size_t)rl)) {
                             if (last < i) span_add(sc, last, i, false);
                             span_add(sc, i, i + (size_t)rl, true);
@@ -643,11 +643,11 @@ tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, s
                             i++;
                         }
                     }
-                    if (last < nb->n) span_add(sc, last, nb->n, false);
+                    if (last < nb->len) span_add(sc, last, nb->len, false);
                     apply_behavior(sc, TK_MERGED_NEXT, false);
                     emit_spans(sc, nb->p, ast, out);
                 } else {
-                    tk_plist_add(out, nb->p, nb->n, ast);
+                    tk_plist_add(out, nb->p, nb->len, ast);
                 }
                 break;
             }

@@ -20,42 +20,17 @@
 #include <pcre2.h>
 #include <pthread.h>
 
+#include "base/str.h"
+#include "base/utf8.h"
 #include "tokenizer.h"
 
 /* ---- growable buffers ---- */
-
-typedef struct tk_buf { char *p; size_t n, cap; } tk_buf;
-void tk_buf_reserve(tk_buf *b, size_t extra);
-void tk_buf_put(tk_buf *b, const void *s, size_t n);
-static inline void tk_buf_putc(tk_buf *b, char c)
-{
-    if (b->n + 1 > b->cap) tk_buf_reserve(b, 1);
-    b->p[b->n++] = c;
-}
-void tk_buf_free(tk_buf *b);
 
 typedef struct tk_ivec { int32_t *v; size_t n, cap; } tk_ivec;
 void tk_ivec_push(tk_ivec *v, int32_t x);
 void tk_ivec_free(tk_ivec *v);
 
 /* ---- UTF-8 and Unicode ---- */
-
-/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 when the bytes
- * there are not a complete valid sequence. */
-int tk_utf8_len(const uint8_t *s, size_t n);
-/* Decodes the valid sequence at s (length from tk_utf8_len). */
-uint32_t tk_utf8_decode(const uint8_t *s, int len);
-int tk_utf8_encode(uint32_t cp, char out[4]);
-/* Length of the maximal subpart of an ill-formed sequence starting at s
- * (Unicode 3.9, "U+FFFD substitution of maximal subparts"), >= 1; when
- * `could_complete` is not NULL it is set to whether the subpart could still be
- * completed by more bytes (it ends at n). */
-size_t tk_utf8_bad_len(const uint8_t *s, size_t n, bool *could_complete);
-/* Appends s with every maximal invalid subpart replaced by U+FFFD (Rust's
- * String::from_utf8_lossy). */
-void tk_utf8_lossy(tk_buf *out, const char *s, size_t n);
-bool tk_utf8_valid(const char *s, size_t n);
-size_t tk_utf8_count(const char *s, size_t n); /* code points */
 
 bool tk_is_whitespace(uint32_t cp); /* Rust char::is_whitespace (White_Space) */
 bool tk_is_numeric(uint32_t cp);    /* Rust char::is_numeric (Nd, Nl, No) */
@@ -198,8 +173,8 @@ struct fc_tokenizer {
     char **key; uint32_t *key_len;
     char **piece; uint32_t *piece_len;
     uint8_t *flags;
-    tk_buf strs;                /* texts and keys */
-    tk_buf piece_strs;          /* pieces */
+    fc_str strs;                /* texts and keys */
+    fc_str piece_strs;          /* pieces */
     bool texts_indexed;
 
     tk_strmap by_text;          /* find */
@@ -266,14 +241,14 @@ extern const char TK_GPT2_PATTERN[];
 extern const char TK_LLAMA3_PATTERN[];
 extern const char TK_QWEN2_PATTERN[];
 /* Applies the normalizer chain to s, appending the result to out. */
-void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, tk_buf *out);
+void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, fc_str *out);
 /* Builds the two tries from t->added (after normalization of contents). */
 void tk_added_build(fc_tokenizer *t);
 void tk_trie_free(tk_trie *tr);
 
 /* A list of pieces: byte ranges in one buffer. */
 typedef struct tk_piece { uint32_t off, len; bool at_start; } tk_piece;
-typedef struct tk_plist { tk_buf b; tk_piece *v; size_t n, cap; } tk_plist;
+typedef struct tk_plist { fc_str b; tk_piece *v; size_t n, cap; } tk_plist;
 void tk_plist_clear(tk_plist *l);
 void tk_plist_add(tk_plist *l, const char *s, size_t n, bool at_start);
 void tk_plist_free(tk_plist *l);
@@ -287,7 +262,7 @@ typedef struct tk_scratch {
     pcre2_match_context *mc;
     pcre2_jit_stack *js;
     tk_plist pa, pb;
-    tk_buf norm, norm2, clean;
+    fc_str norm, norm2, clean;
     tk_span *span; size_t n_span, cap_span;
     void *bpe;                  /* bpe.c's symbol arrays */
     size_t bpe_cap;

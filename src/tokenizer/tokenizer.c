@@ -42,8 +42,8 @@ void fc_tokenizer_free(fc_tokenizer *t)
     free(t->piece);
     free(t->piece_len);
     free(t->flags);
-    tk_buf_free(&t->strs);
-    tk_buf_free(&t->piece_strs);
+    fc_str_free(&t->strs);
+    fc_str_free(&t->piece_strs);
     tk_strmap_free(&t->by_text);
     tk_strmap_free(&t->by_key);
     tk_mergemap_free(&t->merges);
@@ -185,20 +185,20 @@ static void on_raw_span(void *p, const char *s, size_t n, size_t off, int32_t id
     }
     /* The normalized text gets its own buffer: the pre-tokenizer reuses the
      * scratch buffers while it is being read. */
-    tk_buf nb = {0};
+    fc_str nb = {0};
     tk_normalize(t, s, n, &nb);
-    tk_added_split(t, &t->trie_norm, nb.p ? nb.p : "", nb.n, c->parse_special, on_norm_span, c);
-    tk_buf_free(&nb);
+    tk_added_split(t, &t->trie_norm, nb.p ? nb.p : "", nb.len, c->parse_special, on_norm_span, c);
+    fc_str_free(&nb);
 }
 
 static void encode_into(const fc_tokenizer *t, const char *text, size_t len, bool add_special,
                         bool parse_special, tk_ivec *out)
 {
-    if (!tk_utf8_valid(text, len)) {
-        tk_buf clean = {0};
-        tk_utf8_lossy(&clean, text, len);
-        encode_into(t, clean.p, clean.n, add_special, parse_special, out);
-        tk_buf_free(&clean);
+    if (!fc_utf8_valid(text, len)) {
+        fc_str clean = {0};
+        fc_utf8_put_lossy(&clean, text, len);
+        encode_into(t, clean.p, clean.len, add_special, parse_special, out);
+        fc_str_free(&clean);
         return;
     }
     tk_scratch *sc = tk_scratch_get();

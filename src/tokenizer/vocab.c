@@ -19,30 +19,6 @@
 
 /* ---- buffers ---- */
 
-void tk_buf_reserve(tk_buf *b, size_t extra)
-{
-    if (b->n + extra <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + extra) cap *= 2;
-    b->p = fc_xrealloc(b->p, cap);
-    b->cap = cap;
-}
-
-void tk_buf_put(tk_buf *b, const void *s, size_t n)
-{
-    if (!n) return;
-    tk_buf_reserve(b, n);
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-void tk_buf_free(tk_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
-
 void tk_ivec_push(tk_ivec *v, int32_t x)
 {
     if (v->n == v->cap) {
@@ -57,136 +33,6 @@ void tk_ivec_free(tk_ivec *v)
     free(v->v);
     v->v = NULL;
     v->n = v->cap = 0;
-}
-
-/* ---- UTF-8 ----
- * Well-formed sequences (Unicode Table 3-7):
- *   00..7F | C2..DF 80..BF | E0 A0..BF 80..BF | E1..EC 80..BF 80..BF
- *   | ED 80..9F 80..BF | EE..EF 80..BF 80..BF | F0 90..BF 80..BF 80..BF
- *   | F1..F3 80..BF 80..BF 80..BF | F4 80..8F 80..BF 80..BF
- */
-
-/* Expected length from the lead byte (0: invalid lead) and the range of the
- * second byte. */
-static int lead_info(uint8_t c, uint8_t *lo, uint8_t *hi)
-{
-    *lo = 0x80; *hi = 0xBF;
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return 2;
-    if (c < 0xF0) {
-        if (c == 0xE0) *lo = 0xA0;
-        else if (c == 0xED) *hi = 0x9F;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (c == 0xF0) *lo = 0x90;
-        else if (c == 0xF4) *hi = 0x8F;
-        return 4;
-    }
-    return 0;
-}
-
-int tk_utf8_len(const uint8_t *s, size_t n)
-{
-    if (n == 0) return 0;
-    uint8_t lo, hi;
-    int len = lead_info(s[0], &lo, &hi);
-    if (len == 0 || (size_t)len > n) return 0;
-    if (len >= 2 && (s[1] < lo || s[1] > hi)) return 0;
-    for (int i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
-
-uint32_t tk_utf8_decode(const uint8_t *s, int len)
-{
-    switch (len) {
-    case 1: return s[0];
-    case 2: return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
-    case 3: return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-    default:
-        return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
-               (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-    }
-}
-
-int tk_utf8_encode(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-size_t tk_utf8_bad_len(const uint8_t *s, size_t n, bool *could_complete)
-{
-    uint8_t lo, hi;
-    int len = lead_info(s[0], &lo, &hi);
-    if (could_complete) *could_complete = false;
-    if (len == 0) return 1;
-    size_t i = 1;
-    for (; i < (size_t)len && i < n; i++) {
-        uint8_t l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
-        if (s[i] < l || s[i] > h) return i;
-    }
-    if (could_complete) *could_complete = i == n && i < (size_t)len;
-    return i;
-}
-
-void tk_utf8_lossy(tk_buf *out, const char *s, size_t n)
-{
-    if (n == 0) return;
-    const uint8_t *u = (const uint8_t *)s;
-    size_t i = 0, run = 0;
-    tk_buf_reserve(out, n);
-    while (i < n) {
-        if (u[i] < 0x80) { i++; continue; }
-        int len = tk_utf8_len(u + i, n - i);
-        if (len) { i += (size_t)len; continue; }
-        tk_buf_put(out, s + run, i - run);
-        tk_buf_put(out, "\xEF\xBF\xBD", 3);
-        i += tk_utf8_bad_len(u + i, n - i, NULL);
-        run = i;
-    }
-    tk_buf_put(out, s + run, n - run);
-}
-
-bool tk_utf8_valid(const char *s, size_t n)
-{
-    const uint8_t *u = (const uint8_t *)s;
-    for (size_t i = 0; i < n;) {
-        if (i + 8 <= n) { /* ASCII runs eight bytes at a time */
-            uint64_t w;
-            memcpy(&w, u + i, 8);
-            if (!(w & 0x8080808080808080ull)) { i += 8; continue; }
-        }
-        if (u[i] < 0x80) { i++; continue; }
-        int len = tk_utf8_len(u + i, n - i);
-        if (!len) return false;
-        i += (size_t)len;
-    }
-    return true;
-}
-
-size_t tk_utf8_count(const char *s, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++) c += ((uint8_t)s[i] & 0xC0) != 0x80;
-    return c;
 }
 
 /* ---- Unicode predicates ---- */
@@ -370,9 +216,9 @@ void tk_vocab_alloc(fc_tokenizer *t, int32_t n)
  * buffer may still move. tk_vocab_finish turns them into pointers. */
 static char *str_ref(fc_tokenizer *t, const char *s, size_t n)
 {
-    size_t off = t->strs.n;
-    tk_buf_put(&t->strs, s, n);
-    tk_buf_putc(&t->strs, '\0');
+    size_t off = t->strs.len;
+    fc_str_putn(&t->strs, s, n);
+    fc_str_putc(&t->strs, '\0');
     return (char *)(uintptr_t)(off + 1);
 }
 
@@ -441,15 +287,15 @@ bool tk_vocab_add_merge(fc_tokenizer *t, const char *a, size_t a_len, const char
 
 /* Byte-level model key of a text: its bytes through the inverse alphabet, or
  * false when some character is not in the alphabet. */
-static bool bytelevel_key(const char *s, size_t n, tk_buf *out)
+static bool bytelevel_key(const char *s, size_t n, fc_str *out)
 {
     const uint8_t *u = (const uint8_t *)s;
     for (size_t i = 0; i < n;) {
-        int len = tk_utf8_len(u + i, n - i);
+        int len = fc_utf8_len(u + i, n - i);
         if (!len) return false;
-        int b = tk_cp_to_byte(tk_utf8_decode(u + i, len));
+        int b = tk_cp_to_byte(fc_utf8_decode(u + i, len));
         if (b < 0) return false;
-        tk_buf_putc(out, (char)b);
+        fc_str_putc(out, (char)b);
         i += (size_t)len;
     }
     return true;
@@ -480,7 +326,7 @@ enum fc_status tk_vocab_finish(fc_tokenizer *t)
     for (int32_t i = 0; i < t->n_vocab; i++)
         text_off[i] = t->text[i] ? (size_t)(t->text[i] - t->strs.p) : SIZE_MAX;
     size_t *key_off = fc_xmalloc((size_t)t->n_vocab * sizeof(size_t));
-    tk_buf kb = {0};
+    fc_str kb = {0};
     for (int32_t i = 0; i < t->n_vocab; i++) {
         key_off[i] = SIZE_MAX;
         if (!t->text[i] || !(t->flags[i] & TK_F_MODEL)) continue;
@@ -489,17 +335,17 @@ enum fc_status tk_vocab_finish(fc_tokenizer *t)
             t->key_len[i] = t->text_len[i];
             continue;
         }
-        size_t start = kb.n;
+        size_t start = kb.len;
         if (bytelevel_key(t->strs.p + text_off[i], t->text_len[i], &kb)) {
             key_off[i] = (size_t)1 << 62 | start;  /* tagged: offset into kb */
-            t->key_len[i] = (uint32_t)(kb.n - start);
+            t->key_len[i] = (uint32_t)(kb.len - start);
         } else {
-            kb.n = start;
+            kb.len = start;
         }
     }
-    size_t kb_base = t->strs.n;
-    tk_buf_put(&t->strs, kb.p, kb.n);
-    tk_buf_free(&kb);
+    size_t kb_base = t->strs.len;
+    fc_str_putn(&t->strs, kb.p, kb.len);
+    fc_str_free(&kb);
     for (int32_t i = 0; i < t->n_vocab; i++) {
         t->text[i] = text_off[i] == SIZE_MAX ? NULL : t->strs.p + text_off[i];
         if (key_off[i] == SIZE_MAX) t->key[i] = NULL;

@@ -266,3 +266,14 @@ def test_rich_style_renders_markdown(tmp_path):
     p.send("!!exit\r")
     p.read_past("exit...")
     assert p.wait() == 0
+
+
+def test_multiline_input_joins_stripped_lines():
+    # FastChat's multiline prompt_for_input: each line stripped, joined with newlines, up to EOF
+    inp = "  Name a color \n\tof the sky.  \n"
+    r = subprocess.run([BIN, "chat", "--model-path", MODEL, "--multiline", "--temperature", "0",
+                        "--max-new-tokens", "4", "--debug"], input=inp, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    dbg = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    assert len(dbg) == 1
+    assert "<|im_start|>user\nName a color\nof the sky.<|im_end|>\n" in dbg[0]["prompt"]

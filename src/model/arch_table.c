@@ -1,0 +1,83 @@
+/*
+ * arch_table.c: the tensors of each supported architecture, one table each
+ * (llama.cpp's LLM_TENSOR_NAMES + create_tensor calls are the model): the
+ * GGUF name, the Hugging Face name, where the view goes, the expected
+ * shape and whether it may be absent. model.c reads these tables to bind
+ * the tensors of a GGUF file or a safetensors folder, to check them against
+ * the hyper-parameters, to name them (fc_model_tensor_at, in this order) and
+ * to list the matrices that packing covers.
+ *
+ * Adding an architecture = a table here, an fc_arch_info line, and its
+ * forward differences in the forward pass.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "model_impl.h"
+
+#define LAYER(field) offsetof(fc_layer, field)
+#define MODEL(field) offsetof(fc_model, field)
+
+/* Llama (and Mistral, and Qwen2 with its q/k/v biases): GGUF names as
+ * llama.cpp's converter writes them, HF names as transformers'
+ * LlamaForCausalLM / Qwen2ForCausalLM state dicts. Shapes are GGUF order
+ * (ne0 = the row length). */
+static const fc_tensor_spec llama_global[] = {
+    {"token_embd.weight", "model.embed_tokens.weight", MODEL(tok_embd), FC_DIM_C, FC_DIM_V, 0},
+    {"output_norm.weight", "model.norm.weight", MODEL(output_norm), FC_DIM_C, FC_DIM_1, FC_T_F32},
+    {"output.weight", "lm_head.weight", MODEL(output), FC_DIM_C, FC_DIM_V, FC_T_TIED | FC_T_MATRIX},
+    {"rope_freqs.weight", NULL, MODEL(rope_freqs), FC_DIM_HS2, FC_DIM_1, FC_T_OPTIONAL | FC_T_F32},
+    {0},
+};
+
+static const fc_tensor_spec llama_layer[] = {
+    {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", LAYER(attn_norm), FC_DIM_C, FC_DIM_1, FC_T_F32},
+    {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", LAYER(wq), FC_DIM_C, FC_DIM_Q, FC_T_MATRIX},
+    {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", LAYER(wk), FC_DIM_C, FC_DIM_KV, FC_T_MATRIX},
+    {"blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", LAYER(wv), FC_DIM_C, FC_DIM_KV, FC_T_MATRIX},
+    {"blk.%d.attn_q.bias", "model.layers.%d.self_attn.q_proj.bias", LAYER(bq), FC_DIM_Q, FC_DIM_1, FC_T_BIAS | FC_T_F32},
+    {"blk.%d.attn_k.bias", "model.layers.%d.self_attn.k_proj.bias", LAYER(bk), FC_DIM_KV, FC_DIM_1, FC_T_BIAS | FC_T_F32},
+    {"blk.%d.attn_v.bias", "model.layers.%d.self_attn.v_proj.bias", LAYER(bv), FC_DIM_KV, FC_DIM_1, FC_T_BIAS | FC_T_F32},
+    {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", LAYER(wo), FC_DIM_Q, FC_DIM_C, FC_T_MATRIX},
+    {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", LAYER(ffn_norm), FC_DIM_C, FC_DIM_1, FC_T_F32},
+    {"blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", LAYER(w_gate), FC_DIM_C, FC_DIM_FF, FC_T_MATRIX},
+    {"blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", LAYER(w_up), FC_DIM_C, FC_DIM_FF, FC_T_MATRIX},
+    {"blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", LAYER(w_down), FC_DIM_FF, FC_DIM_C, FC_T_MATRIX},
+    {0},
+};
+
+/* llama.cpp's converter permutes the Q and K rows of llama models so that
+ * RoPE rotates adjacent pairs; qwen2 is left unpermuted (rotate-half). */
+static const fc_arch_info archs[] = {
+    {"llama", FC_ARCH_LLAMA, false, false, llama_global, llama_layer},
+    {"mistral", FC_ARCH_LLAMA, false, false, llama_global, llama_layer},
+    {"qwen2", FC_ARCH_QWEN2, true, true, llama_global, llama_layer},
+};
+
+const fc_arch_info *fc_arch_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(archs[i].name, name)) return &archs[i];
+    return NULL;
+}
+
+const fc_arch_info *fc_arch_of(enum fc_arch arch)
+{
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (archs[i].arch == arch) return &archs[i];
+    return NULL;
+}
+
+int64_t fc_arch_dim(const fc_model_config *c, enum fc_dim d)
+{
+    switch (d) {
+    case FC_DIM_1: return 1;
+    case FC_DIM_C: return c->n_embd;
+    case FC_DIM_Q: return (int64_t)c->n_head * c->head_dim;
+    case FC_DIM_KV: return (int64_t)c->n_head_kv * c->head_dim;
+    case FC_DIM_FF: return c->n_ff;
+    case FC_DIM_V: return c->n_vocab;
+    case FC_DIM_HS2: return c->head_dim / 2;
+    }
+    return 0;
+}

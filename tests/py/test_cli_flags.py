@@ -1,0 +1,105 @@
+"""The command-line flags of every subcommand, read by the one table-driven
+parser (src/base/flags.c): a bad value or an unknown flag is one line on
+stderr that names the flag (with the nearest spelling suggested) and exit
+status 2, before anything is loaded or bound; FastChat's two spellings of a
+flag ('_' or '-') are the same flag; --help lists the table.
+
+The reference for the spellings is FastChat's argparse (fastchat/serve/cli.py
+has --repetition_penalty, the servers have --model-path etc.).
+"""
+import os
+import subprocess
+
+import pytest
+
+BIN = os.path.abspath(os.environ.get("FASTCHAT_BIN", "build/fastchat"))
+MODEL = os.environ.get("FASTCHAT_MODEL")
+END = " __END_OF_A_MESSAGE_47582648__\n"
+
+
+def run(*args, **kw):
+    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+
+
+def one_error_line(r, want):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr == f"error: {want}\n"
+
+
+def test_serve_port_not_a_number():
+    # before: atoi("x") = 0, so it listened on a random port
+    one_error_line(run("serve", "--port", "x"), "--port: 'x' is not an integer")
+
+
+def test_chat_misspelt_flag_suggests_the_nearest():
+    one_error_line(run("chat", "--temprature", "0.5"), "unknown option --temprature (did you mean --temperature?)")
+
+
+@pytest.mark.parametrize("args, want", [
+    (["worker", "--port", "70000"], "--port: 70000 is out of range (0 to 65535)"),
+    (["worker", "--limit-worker-concurrency", "0"], "--limit-worker-concurrency: 0 is out of range (1 to 1048576)"),
+    (["api", "--port", "8000x"], "--port: '8000x' is not an integer"),
+    (["controller", "--prot", "1"], "unknown option --prot (did you mean --port?)"),
+    (["generate", "--max-new-tokens"], "--max-new-tokens needs a value"),
+    (["generate", "--temperature", "warm"], "--temperature: 'warm' is not a number"),
+    (["serve", "--seed", "-3"], "--seed: '-3' is not a non-negative integer"),
+    (["bench-serve", "--clients=four"], "--clients: 'four' is not an integer"),
+    (["chat", "--style", "fancy"], "--style: unknown style (styles: simple, rich, programmatic)"),
+    (["chat", "--exact=yes"], "--exact takes no value"),
+    (["tokenize", "--frobnicate"], "unknown option --frobnicate (run with --help for the options)"),
+    (["prompt", "stray"], "unexpected argument 'stray' (run with --help for the options)"),
+    (["bench", "--kv-type", "q4_0"], "--kv-type: the KV cache holds f16 or f32"),
+])
+def test_bad_command_lines(args, want):
+    one_error_line(run(*args), want)
+
+
+def chat_reply(*flags):
+    inp = "Write a list of five fruits." + END + "!!exit" + END
+    r = run("chat", "--model-path", MODEL, "--style", "programmatic", "--temperature", "0",
+            "--max-new-tokens", "40", *flags, input=inp)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_repetition_penalty_both_spellings():
+    assert MODEL, "set FASTCHAT_MODEL (scripts/fetch_model.sh)"
+    underscore = chat_reply("--repetition_penalty", "1.8")
+    dash = chat_reply("--repetition-penalty", "1.8")
+    assert underscore == dash
+    # and the value reaches the sampler: greedy text changes under a strong penalty
+    assert underscore != chat_reply("--repetition_penalty", "1.0")
+    # FastChat's other spellings: --model_path as --model-path, --max_new_tokens as --max-new-tokens
+    assert chat_reply("--max_new_tokens", "40", "--repetition_penalty=1.8") == underscore
+
+
+@pytest.mark.parametrize("cmd, flags", [
+    ("serve", ["--model-path", "--model-names", "--conv-template", "--port, --api-port", "--controller-port",
+               "--worker-port", "--api-keys", "--allowed-origins", "--limit-worker-concurrency", "--seed",
+               "-v, --verbose"]),
+    ("worker", ["--model-path", "--port", "--controller-address", "--no-register", "--embed-in-truncate",
+                "--kv-cache-tokens", "--act8"]),
+    ("api", ["--host", "--port", "--controller-address", "--api-keys", "--allow-credentials", "--ssl"]),
+    ("controller", ["--host", "--port", "--dispatch-method"]),
+    ("chat", ["--model-path", "--conv-template", "--conv-system-msg", "--temperature", "--repetition_penalty",
+              "--max-new-tokens", "--no-history", "--style", "--multiline", "--debug"]),
+    ("generate", ["--prompt-ids", "--prompt", "--out", "--seed", "--batch", "--print-ids"]),
+    ("logits", ["--prompt-ids", "--out"]),
+    ("bench", ["--depths", "--batches", "--batch-ctx", "--kv-type", "--bw-gbs"]),
+    ("bench-serve", ["--url", "--clients", "--requests", "--duration", "--completions", "--json"]),
+    ("test-message", ["--model-name", "--worker-address", "--message"]),
+    ("prompt", ["--conv-template", "--messages", "--chat-template", "--tools", "--no-generation-prompt", "--list"]),
+    ("tokenize", ["--text", "--file", "--no-special", "--no-parse-special", "--pieces"]),
+    ("detokenize", ["--ids", "--skip-special"]),
+    ("inspect", ["--model-path", "--tensors"]),
+    ("quantize", ["--model-path", "--type", "--out"]),
+])
+def test_help_lists_the_flags(cmd, flags):
+    for h in ("--help", "-h"):
+        r = run(cmd, h)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert r.stdout.startswith("usage: fastchat "), r.stdout
+        lines = r.stdout.splitlines()
+        for f in flags:
+            assert any(l.startswith(f"  {f} ") or l == f"  {f}" for l in lines), (cmd, f, r.stdout)
