@@ -62,6 +62,8 @@ typedef struct fc_rating_opts {
     bool anony_only;               /* keep only anonymous battles (FastChat's default) */
     bool exclude_tie;              /* drop ties (elo_analysis --exclude-tie) */
     int rating_system;             /* enum fc_rating_system; 0 (zeroed opts) = Bradley-Terry */
+    bool bt_exact;                 /* BT solved to convergence instead of stopping where
+                                    * scikit-learn's lbfgs (tol 1e-4) stops; see below */
 } fc_rating_opts;
 
 /* Rates the battles. Returns 0 and fills *out (free with
@@ -74,9 +76,11 @@ typedef struct fc_rating_opts {
  * counted twice, a tie as one win for each side, logistic loss on
  * ln(10) * (r_a - r_b) plus scikit-learn's default L2 penalty (C = 1,
  * 0.5 * |r|^2), no intercept; rating = 400 r + 1000, shifted so that
- * llama-13b is 800 when it is present. We solve it to convergence (Newton on
- * the n_models x n_models system); scikit-learn's lbfgs stops at tol 1e-4, a
- * few hundredths of a rating point short. The bootstrap draws the battle
+ * llama-13b is 800 when it is present. By default we take the same L-BFGS
+ * steps as scikit-learn's lbfgs solver from w = 0 and stop where it stops
+ * (max |gradient| of the mean loss <= 1e-4), so the ratings are FastChat's to
+ * ~1e-12; that point is up to a few tenths of a rating point short of the
+ * exact optimum, which bt_exact computes (Newton). The bootstrap draws the battle
  * counts from a multinomial over the unique (model_a, model_b, outcome)
  * cells, which is the distribution of FastChat's battles.sample(frac=1,
  * replace=True); a model absent from a round is left out of that round's

@@ -29,6 +29,8 @@ static const char USAGE[] =
     "  --exclude-tie             drop tie and both-bad votes\n"
     "  --exclude-models A,B      drop battles with these models\n"
     "  --include-named           rate named (side-by-side) battles too (default: anonymous only)\n"
+    "  --exact-bt                solve the Bradley-Terry fit to convergence (default: stop where\n"
+    "                            FastChat's scikit-learn lbfgs stops, as its numbers do)\n"
     "  --seed S                  bootstrap seed (default 42)\n"
     "  --ban-ip-file F           JSON list of IPs whose votes are dropped (logs only)\n"
     "  --sanitize-ip             judge ids arena_user_<n> instead of IPs (logs only)\n"
@@ -145,6 +147,7 @@ int fc_cmd_leaderboard(int argc, char **argv)
             else die_usage("--rating-system takes bt or elo", v);
         } else if (!strcmp(a, "--exclude-tie")) ro.exclude_tie = true;
         else if (!strcmp(a, "--include-named")) ro.anony_only = false;
+        else if (!strcmp(a, "--exact-bt")) ro.bt_exact = true;
         else if (!strcmp(a, "--exclude-models") && has_val) exclude = argv[++i];
         else if (!strcmp(a, "--ban-ip-file") && has_val) ban_file = argv[++i];
         else if (!strcmp(a, "--sanitize-ip")) sanitize = true;

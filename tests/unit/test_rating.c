@@ -94,7 +94,7 @@ static void test_bt_two_models(void)
     add(b, &n, "x", "y", FC_OUTCOME_B, 2000);
     add(b, &n, "y", "x", FC_OUTCOME_TIE, 500);
     add(b, &n, "x", "y", FC_OUTCOME_TIE_BOTHBAD, 500);
-    fc_rating_opts o = {.n_bootstrap = 50, .seed = 7, .anony_only = true};
+    fc_rating_opts o = {.n_bootstrap = 50, .seed = 7, .anony_only = true, .bt_exact = true};
     fc_leaderboard lb;
     CHECK(fc_leaderboard_compute(b, (size_t)n, &o, &lb) == 0);
     double pos = 2 * 7000 + 1000, neg = 2 * 2000 + 1000;
@@ -116,6 +116,23 @@ static void test_bt_two_models(void)
     CHECK(isnan(lb.win_fraction[ix * 2 + ix]));
     CHECK(lb.battle_count[ix * 2 + iy] == 9000 && lb.battle_count[iy * 2 + ix] == 9000);
     CHECK(x->n_battles == 10000);
+
+    /* the default stops where scikit-learn's lbfgs stops: max |gradient| of
+     * the mean loss <= 1e-4, i.e. near but not at the optimum */
+    {
+        fc_rating_opts od = o;
+        od.bt_exact = false;
+        od.n_bootstrap = 0;
+        fc_leaderboard ld;
+        CHECK(fc_leaderboard_compute(b, (size_t)n, &od, &ld) == 0);
+        double dx = fabs(row_of(&ld, "x")->rating - x->rating);
+        CHECKF(dx < 1.0, "%.6f", dx);
+        /* gradient of sklearn's objective at the default's answer */
+        double w = (row_of(&ld, "x")->rating - 1000) / 400, L = log(10.0), N = 2.0 * n;
+        double gx = (w + L * ((pos + neg) / (1 + exp(-2 * L * w)) - pos)) / N;
+        CHECKF(fabs(gx) <= 1e-4, "%g", gx);
+        fc_leaderboard_free(&ld);
+    }
 
     /* same seed, same intervals; another seed, close ones */
     fc_leaderboard lb2;
