@@ -585,7 +585,12 @@ char *fc_battles_clean_json(const fc_battles *s)
         cJSON_AddNumberToObject(x, "turn", f->turn);
         cJSON_AddBoolToObject(x, "anony", b->anony);
         cJSON_AddStringToObject(x, "language", f->language ? f->language : "unknown");
-        cJSON_AddNumberToObject(x, "tstamp", b->tstamp);
+        char ts[40];
+        for (int prec = 15; prec <= 17; prec++) { /* shortest exact form */
+            snprintf(ts, sizeof(ts), "%.*g", prec, b->tstamp);
+            if (strtod(ts, NULL) == b->tstamp) break;
+        }
+        cJSON_AddRawToObject(x, "tstamp", ts);
         cJSON_AddItemToArray(arr, x);
     }
     char *out = cJSON_Print(arr);

@@ -975,7 +975,18 @@ void fc_leaderboard_free(fc_leaderboard *lb)
 
 /* ---- JSON ---- */
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+/* The shortest of %.15g..%.17g that reads back as the same double (cJSON's
+ * own printer accepts a 1-ulp difference), or null for NaN/inf. */
+static cJSON *num_or_null(double v)
+{
+    if (!isfinite(v)) return cJSON_CreateNull();
+    char b[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(b, sizeof(b), "%.*g", prec, v);
+        if (strtod(b, NULL) == v) break;
+    }
+    return cJSON_CreateRaw(b);
+}
 
 char *fc_leaderboard_json(const fc_leaderboard *lb)
 {

@@ -200,26 +200,23 @@ int fc_cmd_leaderboard(int argc, char **argv)
     if (fc_leaderboard_compute(set->b, set->n, &ro, &lb) != 0) fc_cli_die(NULL, "%s", fc_last_error());
     double t1 = fc_time_sec();
     if (json) {
+        /* the library's JSON with the cleaning counters and the time spliced
+         * in before its closing brace (re-printing through cJSON would round
+         * the numbers) */
         char *js = fc_leaderboard_json(&lb);
-        cJSON *o = cJSON_Parse(js);
-        free(js);
+        size_t n = strlen(js);
+        FC_ASSERT(n > 0 && js[n - 1] == '}');
+        js[n - 1] = '\0';
+        fputs(js, stdout);
         if (!clean_file) {
-            cJSON *c = cJSON_AddObjectToObject(o, "cleaning");
             const fc_clean_stats *s = &set->stats;
-            cJSON_AddNumberToObject(c, "votes", s->n_votes);
-            cJSON_AddNumberToObject(c, "invalid", s->n_invalid);
-            cJSON_AddNumberToObject(c, "malformed", s->n_malformed);
-            cJSON_AddNumberToObject(c, "leaked_identity", s->n_leaked);
-            cJSON_AddNumberToObject(c, "banned", s->n_banned);
-            cJSON_AddNumberToObject(c, "anony", s->n_anony);
-            cJSON_AddNumberToObject(c, "null_models", s->n_null_models);
-            cJSON_AddNumberToObject(c, "battles", (double)set->n);
+            printf(",\"cleaning\":{\"votes\":%d,\"invalid\":%d,\"malformed\":%d,\"leaked_identity\":%d,"
+                   "\"banned\":%d,\"anony\":%d,\"null_models\":%d,\"battles\":%zu}",
+                   s->n_votes, s->n_invalid, s->n_malformed, s->n_leaked, s->n_banned, s->n_anony, s->n_null_models,
+                   set->n);
         }
-        cJSON_AddNumberToObject(o, "compute_seconds", t1 - t0);
-        char *out = cJSON_PrintUnformatted(o);
-        puts(out);
-        free(out);
-        cJSON_Delete(o);
+        printf(",\"compute_seconds\":%.6f}\n", t1 - t0);
+        free(js);
     } else {
         print_table(&lb, set, !clean_file);
     }
