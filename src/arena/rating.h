@@ -33,7 +33,8 @@ typedef struct fc_rating_row {
     double q025, q975;             /* bootstrap 2.5% / 97.5% quantiles of the BT rating */
     double elo;                    /* online Elo after all battles */
     int rank_ub;                   /* rank by upper bound, 1 = best */
-    int n_battles;
+    int n_battles;                 /* as model_a plus as model_b (pandas' value_counts sum; where a
+                                    * model sits on one side only pandas gives NaN, we the count) */
 } fc_rating_row;
 
 typedef struct fc_leaderboard {
@@ -87,9 +88,11 @@ typedef struct fc_rating_opts {
  * quantiles (pandas skips NaN). */
 int fc_leaderboard_compute(const fc_battle *b, size_t n, const fc_rating_opts *opts, fc_leaderboard *out);
 void fc_leaderboard_free(fc_leaderboard *lb);
-/* The leaderboard as JSON (malloc'd): {"n_battles", "models": [{"model",
- * "rating", "q025", "q975", "elo", "rank_ub", "n_battles"}...],
- * "win_fraction": [[...]], "battle_count": [[...]]} with null for NaN. */
+/* The leaderboard as JSON (malloc'd): {"rating_system": "bt"|"elo",
+ * "n_battles", "n_bootstrap", "models": [{"model", "rating", "q025", "q975",
+ * "elo", "rank_ub", "n_battles"}...], "win_fraction": [[...]],
+ * "battle_count": [[...]]} with null for NaN; numbers printed so that they
+ * read back as the same doubles. */
 char *fc_leaderboard_json(const fc_leaderboard *lb);
 
 #endif

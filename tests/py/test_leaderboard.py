@@ -15,9 +15,10 @@ log tests/data/arena/logs (tools/arena/gen_arena_log.py, 6,400 votes):
 
 Two things are not run as FastChat ships them, and why:
 - elo_analysis imports fastchat.model.model_registry, whose package
-  __init__ imports torch and transformers (model_adapter); the test installs
-  an empty `fastchat.model` package object with the real __path__ so the
-  real model_registry.py is imported without that __init__;
+  __init__ imports psutil, torch and transformers (model_adapter); where
+  that import fails the test installs an empty `fastchat.model` package
+  object with the real __path__, so the real model_registry.py is imported
+  without that __init__;
 - clean_battle_data calls fastchat.utils.detect_language, which needs
   polyglot + PyICU + pycld2 (native builds not in the venv); it is replaced
   by a function returning "unknown", which is also what our reader writes.
@@ -44,7 +45,9 @@ LOGS = ROOT / "tests" / "data" / "arena" / "logs"
 def _import_fastchat_monitor():
     import fastchat
 
-    if "fastchat.model" not in sys.modules:
+    try:  # the real package where its dependencies are installed
+        import fastchat.model  # noqa: F401
+    except ImportError:
         pkg = types.ModuleType("fastchat.model")
         pkg.__path__ = [os.path.join(os.path.dirname(fastchat.__file__), "model")]
         sys.modules["fastchat.model"] = pkg
