@@ -288,6 +288,21 @@ static int slice_start(const cJSON *offset, int len)
     return FC_MIN(off, len);
 }
 
+/* One JSON value filling p[0..n) but for white space (cJSON alone would
+ * accept trailing bytes that Python's json.loads rejects as extra data). */
+static cJSON *parse_whole(const char *p, size_t n)
+{
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(p, n, &end, false);
+    if (!v) return NULL;
+    for (const char *q = end; q && q < p + n; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            cJSON_Delete(v);
+            return NULL;
+        }
+    return v;
+}
+
 /* ---- one log row ---- */
 
 enum row_result { ROW_SKIP, ROW_BATTLE, ROW_INVALID, ROW_MALFORMED, ROW_LEAKED, ROW_BANNED };
@@ -443,7 +458,7 @@ int fc_battles_read_log_mem(fc_battles *s, const char *data, size_t len, const c
         size_t k = 0;
         while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
         if (k == n) continue;
-        cJSON *row = cJSON_ParseWithLength(p, n);
+        cJSON *row = parse_whole(p, n);
         if (!row) {
             FC_LOG_ERROR("%s:%d: not a JSON line (a conversation log has one JSON object per line)", name, line);
             rc = FC_ERR_FORMAT;
@@ -483,7 +498,7 @@ int fc_battles_read_log(fc_battles *s, const char *path, const fc_clean_opts *o)
 
 int fc_battles_read_clean_mem(fc_battles *s, const char *data, size_t len, const char *name)
 {
-    cJSON *arr = cJSON_ParseWithLength(data, len);
+    cJSON *arr = parse_whole(data, len);
     if (!arr) {
         FC_LOG_ERROR("%s: not JSON (a clean battle file is one JSON array)", name);
         return FC_ERR_FORMAT;

@@ -279,6 +279,9 @@ def test_errors(fastchat_bin, tmp_path):
     p = run_lb(fastchat_bin, bad, check=False)
     assert p.returncode == 1 and p.stderr.strip() == f"error: {bad}:2: not a JSON line (a conversation log has " \
                                                      "one JSON object per line)"
+    bad.write_text('{"type": "chat"} {"type": "chat"}\n')  # json.loads: "Extra data"
+    p = run_lb(fastchat_bin, bad, check=False)
+    assert p.returncode == 1 and f"{bad}:1: not a JSON line" in p.stderr
     cf = tmp_path / "clean.json"
     cf.write_text('[{"model_a": "x", "model_b": "y", "winner": "model_c", "anony": true, "tstamp": 1}]')
     p = run_lb(fastchat_bin, "--clean-battle-file", cf, check=False)
