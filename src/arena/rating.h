@@ -1,10 +1,11 @@
 /*
- * rating.h: Chatbot Arena ratings from battles (FastChat's
- * serve/monitor/rating_systems.py and elo_analysis.py): online Elo (K=4,
- * start 1000), the Bradley-Terry maximum-likelihood fit scaled as FastChat
- * scales it (400 * r + 1000), bootstrap 95% intervals of the BT fit, rank by
- * upper bound (1 + the number of models whose lower bound beats this one's
- * upper bound) and battles per model.
+ * rating.h: Chatbot Arena ratings from battles, as fschat 0.2.36's
+ * serve/monitor/elo_analysis.py computes them: online Elo (K=4, start 1000),
+ * the Bradley-Terry maximum-likelihood fit scaled as FastChat scales it
+ * (400 * r + 1000), bootstrap 95% intervals, battles per model, the
+ * win-fraction and battle-count heatmaps; plus the rank by upper bound of
+ * FastChat's later leaderboard (1 + the number of models whose lower bound
+ * beats this one's upper bound).
  *
  * The web page (serve/web.c), `fastchat leaderboard` and the tests call only
  * this header. Thread-safe: no global state; every call owns its result.
@@ -23,14 +24,16 @@ enum fc_outcome { FC_OUTCOME_A = 0, FC_OUTCOME_B, FC_OUTCOME_TIE, FC_OUTCOME_TIE
 typedef struct fc_battle {
     const char *model_a, *model_b; /* borrowed for the call */
     enum fc_outcome winner;
-    double tstamp;                 /* seconds since the epoch; battles are rated in this order */
+    double tstamp;                 /* seconds since the epoch; battles are rated in this order
+                                    * (equal tstamps: input order; pandas' sort is not stable there) */
     bool anony;                    /* anonymous battle (the leaderboard uses only these by default) */
 } fc_battle;
 
 typedef struct fc_rating_row {
     char *model;
-    double rating;                 /* Bradley-Terry, FastChat's scale */
-    double q025, q975;             /* bootstrap 2.5% / 97.5% quantiles of the BT rating */
+    double rating;                 /* Bradley-Terry, FastChat's scale (FC_RATING_ELO: the rounded
+                                    * median of the bootstrapped online Elo) */
+    double q025, q975;             /* bootstrap 2.5% / 97.5% quantiles of that rating */
     double elo;                    /* online Elo after all battles */
     int rank_ub;                   /* rank by upper bound, 1 = best */
     int n_battles;                 /* as model_a plus as model_b (pandas' value_counts sum; where a
