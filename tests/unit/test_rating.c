@@ -247,7 +247,7 @@ static void test_timing(void)
 {
     enum { N = 100000, M = 12 };
     static fc_battle b[N];
-    static char names[M][16];
+    static char names[M][24];
     double strength[M];
     for (int i = 0; i < M; i++) {
         snprintf(names[i], sizeof(names[i]), "model-%02d", i);
