@@ -305,3 +305,71 @@ def test_bad_flags(fastchat_bin, tmp_path):
     assert r.returncode == 2 and "--in-file" in r.stderr
     r = run_ours(fastchat_bin, "sample", ["--in-file", "x.json", "--end", "ten"], tmp_path, check=False)
     assert r.returncode == 2 and "invalid int" in r.stderr
+
+
+# ---- clean-sharegpt ----
+
+def test_clean_sharegpt_corpus(fastchat_bin, dirs):
+    """The committed corpus of ShareGPT-export HTML (html_corpus.json)."""
+    a, b = dirs
+    for d in dirs:
+        put(d, "in.json", D / "html_corpus.json")
+    so = run_script("clean_sharegpt", ["--in-file", "in.json", "--out-file", "o.json"], a)
+    r = run_ours(fastchat_bin, "clean-sharegpt", ["--in-file", "in.json", "--out-file", "o.json"], b)
+    assert r.stdout == so
+    for k in ("cnt_blocked_words: 0", "cnt_too_short: 0", "cnt_id_duplication: 0", "cnt_value_duplication: 0",
+              "cnt_plugin: 0", "cnt_wrong_format: 0"):
+        assert k not in so, f"corpus does not exercise {k}"
+    same_file(a / "o.json", b / "o.json")
+    out = (b / "o.json").read_text()
+    assert "```python\\n" in out and "**" in out and "1. " in out  # fences, bold, lists
+
+
+FRAGMENTS = [
+    "<p>", "</p>", "<ol>", "</ol>", "<ul>", "</ul>", "<li>", "</li>", "<pre>", "</pre>", "<code>", "</code>",
+    "<b>", "</b>", "<strong>", "</strong>", "<em>", "</em>", "<i>", "</i>", "<a href=\"http://x.y/a_b\">", "</a>",
+    "<a href='q' title=\"t\">", "<a>", "<h1>", "</h1>", "<h2>", "</h2>", "<h3>", "</h3>", "<h6>", "</h6>",
+    "<br>", "<br/>", "</br>", "<br />", "<hr>", "<hr/>", "<blockquote>", "</blockquote>", "<table>", "</table>",
+    "<tr>", "</tr>", "<td>", "</td>", "<th>", "</th>", "<tbody>", "</tbody>", "<thead>", "</thead>",
+    "<img src=x alt=y>", "<img alt=\"a&amp;b&copy\" src='s'>", "<!-- c -->", "<!---->", "<!DOCTYPE html>",
+    "<?pi x?>", "<script>a<b</script>", "<style>p{}</style>", "<span>", "</span>", "<div>", "</div>",
+    "<x-y z=1>", "&amp;", "&lt;", "&gt;", "&quot;", "&nbsp;", "&copy", "&#65;", "&#x41;", "&#150;", "&#0;",
+    "&#xD800;", "&foo;", "&", "&#", "&#;", "<", ">", "< p>", "<p", "</p", "<!", "<a href=", "a<b", "3<4",
+    "x & y", " ", "  ", "\n", "\n\n", "\t", "text", "under_score", "*star*", "1. item", "Copy code", "```",
+    "2 / 3", "word", "Ünïcödé", "日本", "<ol start=\"3\">", "<ul>\n<li>", "</li>\n", "<kbd>", "</kbd>", "<del>",
+    "</del>", "<sup>", "</sup>", "<h7>", "</h7>", "<textarea>", "</textarea>", "<P>", "</P>", "<BR>",
+    "<p class=\"a\" id=b>", "<li><p>", "</p></li>", "<td>\n", "\n</td>", "<pre><code>", "</code></pre>",
+    "<code class=\"language-py\">",
+]
+
+
+def test_clean_sharegpt_random_markup(fastchat_bin, dirs):
+    """2000 answers of random tag soup (broken nesting, stray < and &, void
+    tags closed twice, comments inside pre, ...): html.parser + bs4 +
+    markdownify and our port give the same Markdown."""
+    import random
+    rng = random.Random(7)
+    items = []
+    for i in range(2000):
+        html = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 40)))
+        items.append({"id": f"r{i}", "conversations": [
+            {"from": "human", "value": f"question number {i} with enough characters"},
+            {"from": "gpt", "value": "answer " + html}]})
+    a, b = dirs
+    for d in dirs:
+        (d / "in.json").write_text(json.dumps(items, ensure_ascii=False))
+    so = run_script("clean_sharegpt", ["--in-file", "in.json", "--out-file", "o.json"], a)
+    r = run_ours(fastchat_bin, "clean-sharegpt", ["--in-file", "in.json", "--out-file", "o.json"], b)
+    assert r.stdout == so
+    same_file(a / "o.json", b / "o.json")
+
+
+def test_clean_sharegpt_slice(fastchat_bin, dirs):
+    a, b = dirs
+    for d in dirs:
+        put(d, "in.json", D / "html_corpus.json")
+    args = ["--in-file", "in.json", "--out-file", "o.json", "--begin", "50", "--end", "-100"]
+    so = run_script("clean_sharegpt", args, a)
+    r = run_ours(fastchat_bin, "clean-sharegpt", args, b)
+    assert r.stdout == so
+    same_file(a / "o.json", b / "o.json")
