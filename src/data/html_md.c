@@ -99,7 +99,7 @@ typedef struct str {
     size_t n;
 } str;
 
-static str S(const sb *b) { return (str){b->p, b->n}; }
+static str S(const sb *b) { return (str){b->p ? b->p : "", b->n}; }
 
 /* ---- the tree (bs4) ---- */
 
