@@ -535,6 +535,7 @@ void fc_pj_out_reserve(fc_pj_out *o, size_t extra)
 
 void fc_pj_out_putn(fc_pj_out *o, const char *s, size_t n)
 {
+    if (!n) return;
     fc_pj_out_reserve(o, n);
     memcpy(o->p + o->len, s, n);
     o->len += n;
