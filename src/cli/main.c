@@ -32,6 +32,7 @@ static const struct {
     {"prompt", fc_cmd_prompt, "render a conversation with a FastChat template"},
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
     {"leaderboard", fc_cmd_leaderboard, "Chatbot Arena ratings (Elo, Bradley-Terry) from vote logs"},
+    {"data", fc_cmd_data, "FastChat's ShareGPT data tools (clean, split, sample, merge, stats...)"},
 };
 
 static void usage(FILE *f)
