@@ -31,6 +31,7 @@ static const struct {
     {"detokenize", fc_cmd_detokenize, "print the text of token ids"},
     {"prompt", fc_cmd_prompt, "render a conversation with a FastChat template"},
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
+    {"judge", fc_cmd_judge, "MT-bench style evaluation: answers, LLM judge, results, agreement"},
 };
 
 static void usage(FILE *f)
