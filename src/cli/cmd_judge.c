@@ -7,6 +7,8 @@
  *   gen-judgment    gen_judgment.py (single, pairwise-baseline, pairwise-all)
  *   show-result     show_result.py
  *   agreement       compute_agreement.py
+ *   report          a standalone results page (eval/report.h; qa_browser.py's
+ *                   views without a server)
  *
  * Files and layout are FastChat's (data/<bench>/question.jsonl,
  * model_answer/<model>.jsonl, reference_answer/<judge>.jsonl,
@@ -30,6 +32,7 @@
 #include "eval/judge.h"
 #include "eval/mt_result.h"
 #include "eval/oai_chat.h"
+#include "eval/report.h"
 #include "net/http.h"
 #include "serve/template_pick.h"
 #include "tokenizer/tokenizer.h"
@@ -74,7 +77,7 @@ static const struct flag {
     F("--question-file", NULL, O_STR, question_file, "questions (<data>/<bench>/question.jsonl)"),
     F("--answer-file", NULL, O_STR, answer_file, "answers out (<data>/<bench>/model_answer/<model>.jsonl)"),
     F("--judge-file", NULL, O_STR, judge_file, "judge prompts (<data>/judge_prompts.jsonl)"),
-    F("--output-file", NULL, O_STR, output_file, "judgments out (model_judgment/<judge>_{single,pair}.jsonl)"),
+    F("--output-file", "-o", O_STR, output_file, "judgments out (model_judgment/<judge>_{single,pair}.jsonl); report: the page"),
     F("--input-file", NULL, O_STR, input_file, "judgments in (show-result)"),
     F("--model", NULL, O_STR, model, "API model name (gen-api-answer)"),
     F("--model-path", NULL, O_STR, model_path, "local model (gen-answer)"),
@@ -111,7 +114,7 @@ static const struct flag {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fastchat judge <gen-answer|gen-api-answer|gen-judgment|show-result|agreement> [options]\n"
+    fprintf(f, "usage: fastchat judge <gen-answer|gen-api-answer|gen-judgment|show-result|agreement|report> [options]\n"
                "MT-bench style evaluation with FastChat's llm_judge files.\noptions:\n");
     for (size_t i = 0; i < FC_ARRAY_LEN(flags); i++)
         fprintf(f, "  %-20s %s\n", flags[i].name, flags[i].help);
@@ -1299,13 +1302,113 @@ out_early:
     return 0;
 }
 
+/* ---- report (the results page) ---- */
+
+static char *judgment_path(const opts *o, const char *kind)
+{
+    char *fn = fc_xmalloc(strlen(o->judge_model) + 16);
+    sprintf(fn, "%s_%s.jsonl", o->judge_model, kind);
+    char *p = path_join(o->data_dir, o->bench, "model_judgment", fn);
+    free(fn);
+    return p;
+}
+
+static void copy_fields(cJSON *dst, const cJSON *src, const char *const *keys, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[i]);
+        if (v) cJSON_AddItemToObject(dst, keys[i], cJSON_Duplicate(v, true));
+    }
+}
+
+static int report(const opts *o)
+{
+    questions qs;
+    load_questions(o, &qs);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "bench", o->bench);
+    cJSON_AddStringToObject(d, "judge", o->judge_model);
+    /* references: the judge's file, else gpt-4's, else the question's own */
+    const char *refm = o->ref_model ? o->ref_model : o->judge_model;
+    char *rname = fc_xmalloc(strlen(refm) + 8);
+    sprintf(rname, "%s.jsonl", refm);
+    char *rpath = path_join(o->data_dir, o->bench, "reference_answer", rname);
+    if (access(rpath, R_OK) != 0) { free(rpath); rpath = path_join(o->data_dir, o->bench, "reference_answer", "gpt-4.jsonl"); }
+    model_answers refs = {0};
+    if (fc_jsonl_read(rpath, true, &refs.a, &refs.n) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
+    cJSON *qa = cJSON_AddArrayToObject(d, "questions");
+    for (int i = 0; i < qs.n; i++) {
+        cJSON *q = cJSON_CreateObject();
+        static const char *const qk[] = {"question_id", "category", "turns"};
+        copy_fields(q, qs.q[i], qk, 3);
+        const cJSON *ref = find_answer(&refs, qs.q[i]);
+        const cJSON *c0 = ref ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ref, "choices"), 0) : NULL;
+        const cJSON *rt = c0 ? cJSON_GetObjectItemCaseSensitive(c0, "turns") : cJSON_GetObjectItemCaseSensitive(qs.q[i], "reference");
+        if (cJSON_IsArray(rt)) cJSON_AddItemToObject(q, "reference", cJSON_Duplicate(rt, true));
+        cJSON_AddItemToArray(qa, q);
+    }
+    fc_jsonl_free(refs.a, refs.n);
+    free(rname);
+    free(rpath);
+    /* answers */
+    char *ans_dir = bench_file(o, "model_answer");
+    int nm;
+    model_answers *mas = load_answer_dir(ans_dir, &nm);
+    cJSON *aa = cJSON_AddObjectToObject(d, "answers");
+    for (int i = 0; i < nm; i++) {
+        cJSON *m = cJSON_AddObjectToObject(aa, mas[i].name);
+        for (int k = 0; k < mas[i].n; k++) {
+            char *id = qid_text(mas[i].a[k]);
+            const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(mas[i].a[k], "choices"), 0);
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(c0, "turns");
+            cJSON_DeleteItemFromObjectCaseSensitive(m, id);   /* the last line wins */
+            cJSON_AddItemToObject(m, id, cJSON_IsArray(t) ? cJSON_Duplicate(t, true) : cJSON_CreateArray());
+            free(id);
+        }
+        free(mas[i].name);
+        fc_jsonl_free(mas[i].a, mas[i].n);
+    }
+    free(mas);
+    free(ans_dir);
+    /* judgments */
+    const char *kinds[2] = {"single", "pair"};
+    for (int k = 0; k < 2; k++) {
+        char *jp = judgment_path(o, kinds[k]);
+        cJSON **items;
+        int n;
+        if (fc_jsonl_read(jp, true, &items, &n) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
+        cJSON *arr = cJSON_AddArrayToObject(d, kinds[k]);
+        for (int i = 0; i < n; i++) {
+            cJSON *r = cJSON_CreateObject();
+            static const char *const sk[] = {"question_id", "model", "turn", "score", "judgment"};
+            static const char *const pk[] = {"question_id", "model_1", "model_2", "turn", "g1_winner", "g2_winner",
+                                             "g1_judgment", "g2_judgment"};
+            if (k == 0) copy_fields(r, items[i], sk, 5);
+            else copy_fields(r, items[i], pk, 8);
+            const cJSON *j1 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(items[i], "judge"), 1);
+            cJSON_AddStringToObject(r, "prompt", cJSON_IsString(j1) ? j1->valuestring : "");
+            if (!cJSON_GetObjectItemCaseSensitive(r, "turn")) cJSON_AddNumberToObject(r, "turn", 1);
+            cJSON_AddItemToArray(arr, r);
+        }
+        fprintf(stderr, "%s: %d judgments\n", jp, n);
+        fc_jsonl_free(items, n);
+        free(jp);
+    }
+    const char *out = o->output_file ? o->output_file : "results.html";
+    if (fc_mt_report_write(out, d) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
+    fprintf(stderr, "wrote %s\n", out);
+    cJSON_Delete(d);
+    free_questions(&qs);
+    return 0;
+}
+
 /* ---- dispatch ---- */
 
 int fc_cmd_judge(int argc, char **argv)
 {
     static const struct { const char *name; int (*fn)(const opts *); } subs[] = {
         {"gen-answer", gen_answer}, {"gen-api-answer", gen_api_answer}, {"gen-judgment", gen_judgment},
-        {"show-result", show_result}, {"agreement", agreement},
+        {"show-result", show_result}, {"agreement", agreement}, {"report", report},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
@@ -1317,6 +1420,6 @@ int fc_cmd_judge(int argc, char **argv)
             parse(argc, argv, &o);
             return subs[i].fn(&o);
         }
-    fc_cli_die("subcommands: gen-answer, gen-api-answer, gen-judgment, show-result, agreement",
+    fc_cli_die("subcommands: gen-answer, gen-api-answer, gen-judgment, show-result, agreement, report",
                "unknown judge subcommand '%s'", argv[1]);
 }
