@@ -60,8 +60,8 @@ def work(tmp_path):
 def test_end_to_end_on_default_model(fastchat_bin, model_path, serve, work):
     d = work / "data/fc_bench"
     judge(fastchat_bin, work, "gen-answer", "--model-path", model_path, "--model-id", "smol-local",
-          "--max-tokens", 24, "--threads", 2, timeout=300)
-    judge(fastchat_bin, work, "gen-api-answer", "--model", MODEL, "--openai-api-base", serve, "--max-tokens", 24,
+          "--max-tokens", 16, "--threads", 2, timeout=300)
+    judge(fastchat_bin, work, "gen-api-answer", "--model", MODEL, "--openai-api-base", serve, "--max-tokens", 16,
           "--parallel", 3, "--timeout", 120, timeout=300)
     common = fastchat_common()
     answers = common.load_model_answers(str(d / "model_answer"))
@@ -80,7 +80,7 @@ def test_end_to_end_on_default_model(fastchat_bin, model_path, serve, work):
     assert "3 already answered" in p.stderr
 
     judge(fastchat_bin, work, "gen-judgment", "--judge-model", MODEL, "--openai-api-base", serve,
-          "--judge-max-tokens", 32, "--parallel", 4, "--timeout", 120, "-q", timeout=600)
+          "--judge-max-tokens", 16, "--parallel", 4, "--timeout", 120, "-q", timeout=600)
     rows = read_jsonl(d / f"model_judgment/{MODEL}_single.jsonl")
     assert len(rows) == 3 * 2 * 2
     for r in rows:
@@ -91,7 +91,7 @@ def test_end_to_end_on_default_model(fastchat_bin, model_path, serve, work):
     p = judge(fastchat_bin, work, "show-result", "--judge-model", MODEL)
     assert "First turn" in p.stdout
     judge(fastchat_bin, work, "gen-judgment", "--mode", "pairwise-all", "--judge-model", MODEL, "--openai-api-base",
-          serve, "--judge-max-tokens", 32, "--parallel", 4, "--timeout", 120, "-q", timeout=600)
+          serve, "--judge-max-tokens", 16, "--parallel", 4, "--timeout", 120, "-q", timeout=600)
     rows = read_jsonl(d / f"model_judgment/{MODEL}_pair.jsonl")
     assert len(rows) == 3 * 2
     assert all(r["g1_winner"] in ("model_1", "model_2", "tie", "error") for r in rows)
