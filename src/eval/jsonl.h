@@ -5,13 +5,14 @@
  *
  * Crash safety: every record is serialised into one buffer ending in '\n'
  * and written with a single write(2) on an O_APPEND descriptor, under a
- * mutex, so concurrent writers never interleave and a killed process leaves
- * either the whole line or nothing of it (a regular-file write is not
- * interrupted by a signal part-way). Should a line still be cut short (a
- * full disk, a power cut), fc_jsonl_open_append first truncates the file
- * back to its last '\n', and fc_jsonl_read skips a last line without '\n'
- * and any line that does not parse (with a warning), so the next run never
- * trips over it. Lines are fdatasync'ed only when asked (sync = true).
+ * mutex, so concurrent writers never interleave. A process killed while it
+ * writes can still leave the start of a long line (Linux stops a write to a
+ * file at a page boundary on a fatal signal; a full disk or a power cut do
+ * the same), so fc_jsonl_open_append first truncates the file back to its
+ * last '\n' and fc_jsonl_read skips a last line without '\n' and any line
+ * that does not parse (with a warning): the next run never trips over it,
+ * and the record is redone. Lines are fdatasync'ed only when asked
+ * (sync = true).
  *
  * Not done here: deduplication by key (the caller decides what "already
  * done" means; fc_jsonl_rewrite_sorted is FastChat's reorg_answer_file).
