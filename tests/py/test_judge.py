@@ -469,3 +469,19 @@ def test_agreement_equals_fastchat(fastchat_bin, judges, files):
     p = judge(fastchat_bin, ROOT, "agreement", "--judges", *judges, "--votefiles", *paths)
     for lab, (agree, total) in zip(labels, want):
         assert f"{lab}. #total: {total}, #agree: {agree}, ratio: {agree/total:.2f}" in p.stdout
+
+
+def test_gen_api_answer_retries_and_records_errors(fastchat_bin, fake, work):
+    """429/500 twice per call, then answers: every answer is real; an
+    endpoint that always fails gives FastChat's "$ERROR$" answers."""
+    judge(fastchat_bin, work, "gen-api-answer", "--model", "flaky:ans", "--openai-api-base", fake.base,
+          "--question-end", 3, "--parallel", 3, "--max-retries", 4, "--retry-sleep", 0.02)
+    rows = read_jsonl(work / "data/fc_bench/model_answer/flaky:ans.jsonl")
+    assert len(rows) == 3 and all(t.startswith("answer ") for r in rows for t in r["choices"][0]["turns"])
+    judge(fastchat_bin, work, "gen-api-answer", "--model", "close:ans", "--openai-api-base", fake.base,
+          "--question-end", 2, "--max-retries", 2, "--retry-sleep", 0.02)
+    rows = read_jsonl(work / "data/fc_bench/model_answer/close:ans.jsonl")
+    assert [r["choices"][0]["turns"] for r in rows] == [["$ERROR$", "$ERROR$"]] * 2
+    # no key and no endpoint: a hint, not a crash
+    p = judge(fastchat_bin, work, "gen-api-answer", "--model", "x", check=False)
+    assert p.returncode == 1 and "OPENAI_API_KEY" in p.stderr
