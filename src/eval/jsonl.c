@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +137,13 @@ fc_jsonl_writer *fc_jsonl_open_append(const char *path, bool sync)
     int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (fd < 0) {
         FC_LOG_ERROR("%s: %s: %s", __func__, path, strerror(errno));
+        return NULL;
+    }
+    /* one writer per file: a second run at the same time would redo and
+     * duplicate the first one's records */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        FC_LOG_ERROR("%s: %s: another process is writing to it", __func__, path);
+        close(fd);
         return NULL;
     }
     if (cut_partial(fd, path) != FC_OK) {

@@ -35,7 +35,9 @@ void fc_jsonl_free(struct cJSON **items, int n);
 typedef struct fc_jsonl_writer fc_jsonl_writer;
 
 /* Opens (creating it and its parent directories) `path` for appending, after
- * cutting a partial last line. NULL on error (logged). */
+ * cutting a partial last line, and holds an exclusive flock(2) on it until
+ * fc_jsonl_close: a second writer (another run on the same file) gets NULL.
+ * NULL on error (logged). */
 fc_jsonl_writer *fc_jsonl_open_append(const char *path, bool sync);
 /* Appends one record as one line (cJSON_PrintUnformatted + '\n') in one
  * write. Thread-safe. FC_OK or FC_ERR_IO. */

@@ -142,6 +142,7 @@ static void test_jsonl(void)
     CHECK(fc_jsonl_read(path, false, &items, &n) == 0 && n == 1);
     fc_jsonl_free(items, n);
     w = fc_jsonl_open_append(path, false);   /* cuts the torn line */
+    CHECK(fc_jsonl_open_append(path, false) == NULL);   /* one writer at a time */
     CHECK(fc_jsonl_append_raw(w, "{\"question_id\": 1, \"v\": \"a\"}", 28) == 0);
     CHECK(fc_jsonl_append_raw(w, "not json", 8) == 0);
     CHECK(fc_jsonl_append_raw(w, "{\"question_id\": 2, \"v\": \"c\"}", 28) == 0);
