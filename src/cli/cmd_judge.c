@@ -22,7 +22,10 @@
  * a model missing an answer is skipped with a warning where FastChat
  * asserts; the API answer generator sends no system message (FastChat's
  * template for an unknown model name would send its one_shot system
- * prompt); API errors wait retry_sleep * 2^k instead of a fixed 10 s.
+ * prompt); API errors wait retry_sleep * 2^k instead of a fixed 10 s;
+ * show-result prints the second-turn and average tables for every bench
+ * (show_result.py only for one named mt_bench); two runs cannot write one
+ * output file at once (eval/jsonl.h).
  */
 #include "cli.h"
 #include "base/fc_base.h"

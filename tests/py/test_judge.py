@@ -310,6 +310,16 @@ def test_gen_judgment_modes_match_fastchat(fastchat_bin, fake, work, mode):
     else:
         d = common.load_pairwise_model_judgments(str(out))
     assert sum(len(v) for v in d.values()) > 0
+    # ...and show_result.py's numbers on our file are show-result's
+    base = "ok:c" if mode == "pairwise-baseline" else None
+    tables = fastchat_tables(mode, out, baseline=base)
+    got = ours(fastchat_bin, "--mode", mode, "--input-file", out, *(["--baseline-model", base] if base else []))
+    if mode == "single":
+        for model, row in tables[2].iterrows():
+            assert got[model]["average"] == pytest.approx(row["score"], rel=1e-12)
+    else:
+        for model, row in tables[0].iterrows():
+            assert (got[model]["win"], got[model]["loss"], got[model]["tie"]) == (row["win"], row["loss"], row["tie"])
 
 
 @pytest.mark.parametrize("kind,tries", [("e500", 3), ("garbage", 3), ("close", 3), ("hang", 2), ("noverdict", 1)])
