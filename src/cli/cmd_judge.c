@@ -1106,7 +1106,7 @@ typedef struct ga_job {
     enum fc_finish finish;
     int completion_tokens;
     cJSON *turns;
-    bool started;
+    bool started, got_first;
 } ga_job;
 
 typedef struct ga_ctx {
@@ -1129,6 +1129,10 @@ static void ga_on_event(const fc_gen_event *ev, void *user)
     memcpy(j->text + j->len, ev->text, ev->len);
     j->len += ev->len;
     j->text[j->len] = 0;
+    if (!j->got_first) {
+        j->got_first = true;
+        pthread_cond_signal(&c->cv);
+    }
     if (ev->finish != FC_FINISH_NONE) {
         j->finish = ev->finish;
         j->completion_tokens = ev->completion_tokens;
@@ -1241,6 +1245,13 @@ static int gen_answer(const opts *o)
     for (; next < window && next < n_jobs; next++) {
         c.jobs[next].started = true;
         ga_submit(e, tok, &c, refs, next, qs.q[todo[c.jobs[next].qi]], o);
+        if (next == 0 && window > 1) {
+            /* the first prompt's prefill done, the others share its prefix
+             * (system prompt) blocks instead of computing them each */
+            pthread_mutex_lock(&c.mu);
+            while (!c.jobs[0].got_first) pthread_cond_wait(&c.cv, &c.mu);
+            pthread_mutex_unlock(&c.mu);
+        }
     }
     while (finished_jobs < n_jobs) {
         pthread_mutex_lock(&c.mu);
