@@ -33,6 +33,7 @@ static const struct {
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
     {"leaderboard", fc_cmd_leaderboard, "Chatbot Arena ratings (Elo, Bradley-Terry) from vote logs"},
     {"data", fc_cmd_data, "FastChat's ShareGPT data tools (clean, split, sample, merge, stats...)"},
+    {"judge", fc_cmd_judge, "MT-bench style evaluation: answers, LLM judge, results, agreement"},
 };
 
 static void usage(FILE *f)
