@@ -13,6 +13,7 @@ BUILD   ?= build
 
 CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread -MMD -MP -Isrc
 LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -ledit -lm -lpthread
+LDLIBS  += -lcrypto
 
 ifeq ($(DEBUG),1)
   CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

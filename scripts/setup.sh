@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libcjson-dev libpcre2-dev libutf8proc-dev
           libmicrohttpd-dev libcurl4-openssl-dev
-          libedit-dev python3-venv unzip)
+          libedit-dev python3-venv unzip
+          libssl-dev)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -24,6 +24,7 @@ int fc_cmd_api(int argc, char **argv);
 int fc_cmd_serve(int argc, char **argv);
 int fc_cmd_test_message(int argc, char **argv);
 int fc_cmd_bench_serve(int argc, char **argv);
+int fc_cmd_download(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */
@@ -40,6 +41,10 @@ struct fc_tokenizer *fc_cli_load_tokenizer(const struct fc_model *m);
 char *fc_cli_json_list_csv(const char *flag, const char *v);
 /* "k1,k2" -> malloc'd array of malloc'd items (empty items dropped). */
 char **fc_cli_split_csv(const char *s, int *n);
+/* Replaces each --model-path that is a Hub repo id by its local path in the
+ * Hugging Face cache and takes --gguf-file out (hub_args.c); returns the new
+ * argc. Dies with a hint when the repo is not in the cache. */
+int fc_cli_hub_args(int argc, char **argv);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 

@@ -31,6 +31,7 @@ static const struct {
     {"detokenize", fc_cmd_detokenize, "print the text of token ids"},
     {"prompt", fc_cmd_prompt, "render a conversation with a FastChat template"},
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
+    {"download", fc_cmd_download, "fetch a model repo from the Hugging Face Hub into its cache"},
 };
 
 static void usage(FILE *f)
@@ -99,6 +100,7 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
+    if (strcmp(argv[1], "download")) argc = 1 + fc_cli_hub_args(argc - 1, argv + 1); /* repo ids -> cache paths */
     for (size_t i = 0; i < FC_ARRAY_LEN(cmds); i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
