@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -650,6 +651,22 @@ static bool write_tree_cache(const ctx *c, const fc_hub_tree *t)
     return ok;
 }
 
+/* CACHEDIR.TAG (bford.info/cachedir), as huggingface_hub leaves in its cache */
+static void tag_cache(const char *cache)
+{
+    static const char tag[] = "Signature: 8a477f597d28d172789f06886806bc55\n"
+                              "# This file is a cache directory tag created by huggingface_hub.\n"
+                              "# For information about cache directory tags, see:\n"
+                              "#\thttps://bford.info/cachedir/\n";
+    char *path = path_printf("%s/CACHEDIR.TAG", cache);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        if (write(fd, tag, sizeof tag - 1) < 0) FC_LOG_WARN("%s: %s", path, strerror(errno));
+        close(fd);
+    }
+    free(path);
+}
+
 static int cmp_path(const void *a, const void *b)
 {
     return strcmp(((const fc_hub_file *)a)->path, ((const fc_hub_file *)b)->path);
@@ -723,11 +740,11 @@ enum fc_status fc_hub_download(const fc_hub_download_opts *o, char **snapshot)
     c.token = read_token(o);
     char *cache = o->cache_dir ? fc_xstrdup(o->cache_dir) : fc_hub_cache_dir();
     c.repo_dir = fc_hub_repo_dir(cache, o->repo);
-    free(cache);
     enum fc_status st = FC_ERR_IO;
     fc_hub_tree tree = {0};
     reply r = {0};
-    char *url = NULL, *blob = NULL;
+    char *url = NULL, *blob = NULL, *lock = NULL;
+    int lock_fd = -1;
 
     /* the commit the revision names */
     char *erev = escape(c.revision, false);
@@ -778,6 +795,7 @@ enum fc_status fc_hub_download(const fc_hub_download_opts *o, char **snapshot)
     /* refs and the tree cache first, as huggingface_hub does: an interrupted
      * download is then known to be incomplete */
     if (!mkdirs(c.repo_dir)) goto out;
+    tag_cache(cache);
     if (strcmp(c.revision, c.commit)) {
         char *ref = path_printf("%s/refs/%s", c.repo_dir, c.revision);
         bool ok = write_small(ref, c.commit);
@@ -802,12 +820,22 @@ enum fc_status fc_hub_download(const fc_hub_download_opts *o, char **snapshot)
         const char *name = f->lfs ? f->sha256 : f->oid;
         free(blob);
         blob = path_printf("%s/blobs/%s", c.repo_dir, name);
+        /* huggingface_hub's lock on this blob (filelock: flock on .locks/<repo>/<blob>.lock) */
+        free(lock);
+        lock = path_printf("%s/.locks/%s/%s.lock", cache, strrchr(c.repo_dir, '/') + 1, name);
+        if (!mkdirs_parent(lock) || (lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+            FC_LOG_ERROR("%s: %s", lock, strerror(errno));
+            goto out;
+        }
+        while (flock(lock_fd, LOCK_EX) != 0 && errno == EINTR) {}
         struct stat sb;
         bool have = stat(blob, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == f->size;
         if (!have) {
             if (fetch_blob(&c, f, blob, index, count) != FC_OK) goto out;
         }
         if (!link_snapshot(&c, f, name)) goto out;
+        close(lock_fd);
+        lock_fd = -1;
         if (!o->quiet && !o->progress) {
             char h[32];
             human((double)f->size, h, sizeof h);
@@ -819,6 +847,9 @@ enum fc_status fc_hub_download(const fc_hub_download_opts *o, char **snapshot)
 out:
     reply_free(&r);
     fc_hub_tree_free(&tree);
+    if (lock_fd >= 0) close(lock_fd);
+    free(lock);
+    free(cache);
     free(url);
     free(blob);
     free(c.token);
