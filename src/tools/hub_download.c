@@ -590,8 +590,8 @@ static enum fc_status fetch_blob(const ctx *c, const fc_hub_file *f, const char 
     goto out;
 write_fail_errno:
     if (errno == ENOSPC || errno == EDQUOT)
-        FC_LOG_ERROR("%s: disk full while writing %s (%s); free some space and run the command again", c->o->repo,
-                     part, strerror(errno));
+        FC_LOG_ERROR("%s: %s: disk full while writing %s (%s); free some space and run the command again",
+                     c->o->repo, f->path, part, strerror(errno));
     else
         FC_LOG_ERROR("%s: %s", part, strerror(errno));
 out:

@@ -23,12 +23,14 @@ RepoNotFound / RevisionNotFound / EntryNotFound. Faults on request: `drop`
 (path -> byte count: the first GET of that file sends the full length in its
 headers, then that many bytes, then closes the connection) and `corrupt` (a
 set of paths whose served bytes have one byte flipped while the listing keeps
-the true size and sha256). Every request is recorded in `log`.
+the true size and sha256), and `rate` (file bodies sent at that many bytes a
+second). Every request is recorded in `log`.
 """
 import hashlib
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, urlsplit, parse_qs
 
@@ -42,6 +44,11 @@ def git_blob_sha1(data):
 def lfs_pointer(data):
     return ("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n"
             % (hashlib.sha256(data).hexdigest(), len(data))).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # clients that hang up (a download stopped by a full disk) are expected here
 
 
 class Repo:
@@ -89,6 +96,7 @@ class FakeHub:
         self.page_size = page_size
         self.drop = {}        # path -> bytes to send before the connection is cut (once)
         self.corrupt = set()  # paths served with one byte flipped
+        self.rate = None      # bytes a second for file bodies (None: as fast as it goes)
         self.log = []         # (server, method, path, headers)
         self.lock = threading.Lock()
         self.api = self._server(self._api_handler())
@@ -102,7 +110,7 @@ class FakeHub:
                     self.blobs[hashlib.sha256(data).hexdigest()] = data
 
     def _server(self, handler):
-        s = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        s = _Server(("127.0.0.1", 0), handler)
         s.daemon_threads = True
         threading.Thread(target=s.serve_forever, daemon=True).start()
         return s
@@ -155,7 +163,13 @@ class FakeHub:
             h.close_connection = True
             h.connection.shutdown(socket.SHUT_RDWR)
             return
-        h.wfile.write(body)
+        if not self.rate:
+            h.wfile.write(body)
+            return
+        for i in range(0, len(body), 16384):  # throttled: rate bytes a second
+            h.wfile.write(body[i:i + 16384])
+            h.wfile.flush()
+            time.sleep(16384 / self.rate)
 
     # ---- the Hub ----
 
