@@ -41,9 +41,9 @@ struct fc_tokenizer *fc_cli_load_tokenizer(const struct fc_model *m);
 char *fc_cli_json_list_csv(const char *flag, const char *v);
 /* "k1,k2" -> malloc'd array of malloc'd items (empty items dropped). */
 char **fc_cli_split_csv(const char *s, int *n);
-/* Replaces each --model-path that is a Hub repo id by its local path in the
- * Hugging Face cache and takes --gguf-file out (hub_args.c); returns the new
- * argc. Dies with a hint when the repo is not in the cache. */
+/* Takes --gguf-file NAME out of argv (a subcommand's argv, argv[0] its name)
+ * and sets it as the GGUF file Hub repo ids resolve to (format/hub.h);
+ * returns the new argc. */
 int fc_cli_hub_args(int argc, char **argv);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);

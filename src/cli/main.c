@@ -100,7 +100,7 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
-    if (strcmp(argv[1], "download")) argc = 1 + fc_cli_hub_args(argc - 1, argv + 1); /* repo ids -> cache paths */
+    argc = 1 + fc_cli_hub_args(argc - 1, argv + 1); /* --gguf-file, for any --model-path */
     for (size_t i = 0; i < FC_ARRAY_LEN(cmds); i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s'\n", argv[1]);

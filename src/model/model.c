@@ -16,7 +16,7 @@
  */
 #include "model_impl.h"
 #include "hf_config.h"
-#include "hub.h"
+#include "format/hub.h"
 
 #include "tensor/ops.h"
 #include "base/pool.h"

@@ -11,7 +11,7 @@
  * checked as a whole.
  */
 #include "tools/hub_download.h"
-#include "model/hub.h"
+#include "format/hub.h"
 #include "base/str.h"
 #include "base/file.h"
 

@@ -163,7 +163,7 @@ def test_repo_id_resolves_from_the_huggingface_hub_cache(fastchat_bin, hub, tmp_
     env = clean_env(HF_HUB_CACHE=cache)
     r = fc(fastchat_bin, ["inspect", "--model-path", REPO], env)
     assert r.returncode == 0, r.stderr
-    assert "model:          " + main_dir in r.stdout and "format:         huggingface" in r.stdout
+    assert "model:          " + REPO in r.stdout and "format:         huggingface" in r.stdout
 
     # a GGUF repo: one file is picked with --gguf-file (either spelling, or =)
     r = fc(fastchat_bin, ["inspect", "--model-path", GGUF_REPO], env)
@@ -181,15 +181,15 @@ def test_repo_id_resolves_from_the_huggingface_hub_cache(fastchat_bin, hub, tmp_
     assert r.returncode == 1 and "no file 'nope.gguf'" in r.stderr and "tiny-f16.gguf" in r.stderr
 
     # what is not there: one error line and a hint that says how to get it
-    r = fc(fastchat_bin, ["inspect", "--model-path", "tiny-org/absent"], env)
-    assert r.returncode == 1
-    assert error_lines(r) == [
-        "error: tiny-org/absent: not a local path, and the Hugging Face cache (%s) has no "
-        "models--tiny-org--absent" % cache,
-        "hint: fetch it with: fastchat download tiny-org/absent"]
+    for cmd in (["inspect"], ["tokenize", "--text", "hi"], ["serve"]):
+        r = fc(fastchat_bin, cmd + ["--model-path", "tiny-org/absent"], env)
+        assert r.returncode == 1
+        assert ("error: tiny-org/absent: not a local path, and the Hugging Face cache (%s) has no "
+                "models--tiny-org--absent (fetch it with: fastchat download tiny-org/absent)" % cache
+                in error_lines(r)), r.stderr
     r = fc(fastchat_bin, ["inspect", "--model-path", REPO + "@v9"], env)
     assert r.returncode == 1 and "revision 'v9' is not in the Hugging Face cache" in r.stderr
-    assert "hint: fetch it with: fastchat download tiny-org/tiny-llama --revision v9" in r.stderr
+    assert "fetch it with: fastchat download tiny-org/tiny-llama --revision v9)" in r.stderr
     # a local folder of the same name wins, as in transformers
     local = tmp_path / "cwd" / "tiny-org" / "tiny-llama"
     local.mkdir(parents=True)
@@ -421,3 +421,58 @@ def test_progress_bar_on_a_terminal(fastchat_bin, hub, tmp_path):
     mid = [f for f in frames if re.search(r" ([1-9][0-9]?)% .* [0-9.]+ [kM]B/s ETA 0:0[0-9]$", f)]
     assert mid, frames
     assert text.endswith("\n") and "[1/5] .gitattributes 100%" in text
+
+
+def test_worker_serves_a_repo_id_under_fastchats_name(fastchat_bin, model_path, tmp_path, figures):
+    """The default model as a GGUF repo, fetched by `fastchat download`, then
+    served by id. FastChat's worker names the model model_path.split("/")[-1]
+    and picks the template from the id as typed (VicunaAdapter: "vicuna" in
+    the name -> vicuna_v1.1); the cache path would give neither."""
+    import socket
+    import time
+
+    import requests
+    repo = "tiny-org/vicuna-smol-GGUF"
+    gguf = model_path.read_bytes()
+    h = FakeHub([Repo(repo, {C_GGUF: {"smol.Q4_1.gguf": gguf, "README.md": b"# a GGUF repo\n"}}, {"main": C_GGUF})])
+    try:
+        env = clean_env(HF_HUB_CACHE=tmp_path / "c", HF_ENDPOINT=h.url)
+        t0 = time.time()
+        r = fc(fastchat_bin, ["download", repo], env, timeout=300)
+        dt = time.time() - t0
+        assert r.returncode == 0, r.stderr
+    finally:
+        h.close()
+    figures("hub: fastchat download of a %.1f MB GGUF repo from a local server (SHA-256 checked): %.2f s, %.0f MB/s"
+            % (len(gguf) / 1e6, dt, len(gguf) / 1e6 / dt))
+    assert (Path(r.stdout.strip()) / "smol.Q4_1.gguf").read_bytes() == gguf
+    # the tokenizer-only commands take the id too
+    a = fc(fastchat_bin, ["tokenize", "--model-path", repo, "--text", "Hello, world!"], env)
+    b = fc(fastchat_bin, ["tokenize", "--model-path", model_path, "--text", "Hello, world!"], env)
+    assert a.returncode == 0 and a.stdout == b.stdout and len(json.loads(a.stdout)) > 2, a.stderr
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "worker.log", "w")
+    p = subprocess.Popen([str(fastchat_bin), "worker", "--model-path", repo, "--host", "127.0.0.1", "--port",
+                          str(port), "--no-register"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = "http://127.0.0.1:%d" % port
+        for _ in range(300):
+            assert p.poll() is None, (tmp_path / "worker.log").read_text()
+            try:
+                status = requests.post(base + "/worker_get_status", timeout=2).json()
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert status["model_names"] == ["vicuna-smol-GGUF"]
+        conv = requests.post(base + "/worker_get_conv_template", json={}, timeout=10).json()["conv"]
+        assert conv["name"] == "vicuna_v1.1" and conv["roles"] == ["USER", "ASSISTANT"]
+        r = requests.post(base + "/worker_generate_stream", json={
+            "prompt": "USER: Hi ASSISTANT:", "max_new_tokens": 4, "temperature": 0}, timeout=60)
+        assert r.status_code == 200 and b'"error_code": 0' in r.content.replace(b'"error_code":0', b'"error_code": 0')
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        log.close()

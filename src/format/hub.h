@@ -48,10 +48,21 @@ char *fc_hub_repo_dir(const char *cache, const char *repo);
  *    commit hash naming snapshots/<rev>) becomes its snapshot folder, or for
  *    a GGUF repo the file: gguf_file when given, else the repo's only *.gguf;
  *  - anything else is returned as it is (the loader reports it missing).
- * gguf_file (may be NULL) also picks a file inside a local folder.
- * Returns FC_OK, or FC_ERR_IO / FC_ERR_ARG with FC_LOG_ERROR one line saying
- * what is missing (repo not in the cache, revision not there, several GGUF
- * files and no --gguf-file, the named GGUF file absent). */
+ * gguf_file (NULL: the one fc_hub_set_gguf_file set) also picks a file
+ * inside a local folder. Returns FC_OK, or FC_ERR_IO / FC_ERR_ARG with
+ * FC_LOG_ERROR one line saying what is missing and how to get it (repo not in
+ * the cache: "fastchat download org/name"; revision not there; several GGUF
+ * files and no --gguf-file; the named GGUF file absent).
+ *
+ * fc_model_load and fc_tokenizer_load call it, so a repo id works wherever a
+ * model path does, while the id itself (not the cache path) stays what
+ * FastChat's name and template choices see. */
 enum fc_status fc_hub_resolve(const char *spec, const char *gguf_file, char **out);
+
+/* The GGUF file a repo id (or folder) resolves to when fc_hub_resolve gets no
+ * gguf_file: the CLI's --gguf-file. Process-wide; set it before loading
+ * anything (not thread-safe against concurrent resolves). NULL clears it;
+ * the string is copied. */
+void fc_hub_set_gguf_file(const char *name);
 
 #endif

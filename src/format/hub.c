@@ -7,7 +7,7 @@
  * not check that a snapshot is complete (transformers finds out when a file
  * is missing, and so does our loader), and does not look at the network.
  */
-#include "model/hub.h"
+#include "format/hub.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -157,8 +157,9 @@ static char *snapshot_of(const char *spec, const char *repo_dir, const char *rev
     free(ref_file);
     if (!commit[0] && is_commit_hash(revision)) snprintf(commit, sizeof commit, "%s", revision);
     if (!commit[0] || !fc_hub_safe_path(commit) || strchr(commit, '/')) {
-        FC_LOG_ERROR("%s: revision '%s' is not in the Hugging Face cache (%s/refs/%s is missing)", spec, revision,
-                     repo_dir, revision);
+        FC_LOG_ERROR("%s: revision '%s' is not in the Hugging Face cache (%s/refs/%s is missing; fetch it with: "
+                     "fastchat download %.*s --revision %s)",
+                     spec, revision, repo_dir, revision, (int)strcspn(spec, "@"), spec, revision);
         return NULL;
     }
     char *snaps = join(repo_dir, "snapshots"), *snap = join(snaps, commit);
@@ -228,10 +229,19 @@ static enum fc_status pick_in_folder(const char *spec, const char *dir, const ch
     return FC_OK;
 }
 
+static char *default_gguf_file;
+
+void fc_hub_set_gguf_file(const char *name)
+{
+    free(default_gguf_file);
+    default_gguf_file = name ? fc_xstrdup(name) : NULL;
+}
+
 enum fc_status fc_hub_resolve(const char *spec, const char *gguf_file, char **out)
 {
     *out = NULL;
     if (!spec) return FC_ERR_ARG;
+    if (!gguf_file) gguf_file = default_gguf_file;
     struct stat st;
     if (stat(spec, &st) == 0) {
         if (S_ISDIR(st.st_mode) && gguf_file) return pick_in_folder(spec, spec, gguf_file, out);
@@ -248,8 +258,9 @@ enum fc_status fc_hub_resolve(const char *spec, const char *gguf_file, char **ou
     char *cache = fc_hub_cache_dir(), *repo_dir = fc_hub_repo_dir(cache, repo);
     enum fc_status status = FC_ERR_IO;
     if (!is_dir(repo_dir)) {
-        FC_LOG_ERROR("%s: not a local path, and the Hugging Face cache (%s) has no %s", spec, cache,
-                     strrchr(repo_dir, '/') + 1);
+        FC_LOG_ERROR("%s: not a local path, and the Hugging Face cache (%s) has no %s (fetch it with: fastchat "
+                     "download %s%s%s)",
+                     spec, cache, strrchr(repo_dir, '/') + 1, repo, rev ? " --revision " : "", rev ? rev : "");
     } else {
         char *snap = snapshot_of(spec, repo_dir, rev ? rev : "main");
         if (snap) status = pick_in_folder(spec, snap, gguf_file, out);
