@@ -720,19 +720,22 @@ enum fc_status fc_hub_download(const fc_hub_download_opts *o, char **snapshot)
 {
     if (snapshot) *snapshot = NULL;
     char *repo = NULL, *rev_in_id = NULL;
-    if (!o->repo || !fc_hub_parse_id(o->repo, &repo, &rev_in_id) || rev_in_id) {
+    if (!o->repo || !fc_hub_parse_id(o->repo, &repo, &rev_in_id)) {
         FC_LOG_ERROR("%s: not a repo id (org/name)", o->repo ? o->repo : "(null)");
+        return FC_ERR_ARG;
+    }
+    if (o->revision && !fc_hub_safe_path(o->revision)) {
+        FC_LOG_ERROR("%s: bad revision '%s'", o->repo, o->revision);
         free(repo);
         free(rev_in_id);
         return FC_ERR_ARG;
     }
-    free(repo);
-    if (o->revision && !fc_hub_safe_path(o->revision)) {
-        FC_LOG_ERROR("%s: bad revision '%s'", o->repo, o->revision);
-        return FC_ERR_ARG;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    ctx c = {.o = o, .revision = o->revision ? o->revision : "main"};
+    /* "org/name@rev" as --model-path takes it; --revision wins */
+    fc_hub_download_opts oo = *o;
+    oo.repo = repo;
+    o = &oo;
+    ctx c = {.o = o, .revision = o->revision ? o->revision : rev_in_id ? rev_in_id : "main"};
     const char *ep = o->endpoint && *o->endpoint ? o->endpoint : getenv("HF_ENDPOINT");
     snprintf(c.endpoint, sizeof c.endpoint, "%s", ep && *ep ? ep : "https://huggingface.co");
     size_t el = strlen(c.endpoint);
@@ -854,5 +857,7 @@ out:
     free(blob);
     free(c.token);
     free(c.repo_dir);
+    free(repo);
+    free(rev_in_id);
     return st;
 }

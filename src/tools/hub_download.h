@@ -31,7 +31,7 @@
 #include "../base/fc_base.h"
 
 typedef struct fc_hub_download_opts {
-    const char *repo;              /* "org/name" (required) */
+    const char *repo;              /* "org/name" or "org/name@revision" (required) */
     const char *revision;          /* branch, tag or commit; NULL = "main" */
     const char *const *include;    /* fnmatch patterns (as huggingface_hub's allow_patterns) */
     int n_include;                 /* 0: every file */

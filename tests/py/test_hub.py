@@ -216,8 +216,14 @@ def test_download_fills_the_layout_huggingface_hub_reads(fastchat_bin, hub, tmp_
     figures("hub: fastchat download and huggingface_hub.snapshot_download wrote the same %d paths"
                    % len(tree_of(ours)))
 
-    # huggingface_hub reads our cache offline
+    # huggingface_hub reads our cache offline (hf_hub_download(local_files_only=True) is what
+    # transformers' cached_file calls under HF_HUB_OFFLINE=1)
     assert huggingface_hub.snapshot_download(REPO, cache_dir=str(ours), local_files_only=True) == snap
+    cfg = huggingface_hub.hf_hub_download(REPO, "config.json", cache_dir=str(ours), local_files_only=True)
+    assert json.loads(Path(cfg).read_text())["hidden_size"] == 64
+    # ... and its own checksum verification passes on it, against the Hub's listing
+    v = huggingface_hub.HfApi(endpoint=hub.url).verify_repo_checksums(REPO, cache_dir=str(ours))
+    assert not v.mismatches and not v.missing_paths and not v.extra_paths and v.checked_count == 5, v
     p = huggingface_hub.try_to_load_from_cache(REPO, "model.safetensors", cache_dir=str(ours))
     assert Path(p).read_bytes() == (DATA / "tiny" / "llama_f32" / "model.safetensors").read_bytes()
     info = huggingface_hub.scan_cache_dir(str(ours))
@@ -251,8 +257,8 @@ def test_download_fills_the_layout_huggingface_hub_reads(fastchat_bin, hub, tmp_
     old = Path(r.stdout.strip())
     assert old.name == C_OLD and sorted(p.name for p in old.iterdir()) == ["config.json"]
     assert (ours / "models--tiny-org--tiny-llama" / "refs" / "v1.0").read_text() == C_OLD
-    # named files
-    r = fc(fastchat_bin, ["download", REPO, "README.md", "extra/notes with space.txt", "--revision", C_OLD], env)
+    # named files; the revision as --model-path spells it
+    r = fc(fastchat_bin, ["download", REPO + "@" + C_OLD, "README.md", "extra/notes with space.txt"], env)
     assert r.returncode == 0, r.stderr
     assert (old / "extra" / "notes with space.txt").read_bytes().startswith(b"a file in a folder")
     assert (old / "README.md").read_bytes().endswith(b"(llama_f32_tied_gqa2)\n")
