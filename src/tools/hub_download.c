@@ -231,25 +231,39 @@ static CURL *new_handle(const ctx *c, const char *url)
     return h;
 }
 
-/* GET url into r; false (logged) when the host cannot be reached. */
+static bool transient(CURLcode rc);
+
+/* GET url into r, tried again (up to 3 times, with a pause) after a dropped
+ * connection, a 5xx or a 429; false (logged) when the host cannot be
+ * reached. */
 static bool api_get(const ctx *c, const char *url, reply *r)
 {
-    memset(r, 0, sizeof *r);
-    fc_str_init(&r->body, API_MAX);
-    CURL *h = new_handle(c, url);
-    if (!h) return false;
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(h);
-    if (rc != CURLE_OK) {
-        FC_LOG_ERROR("%s: %s", url, curl_easy_strerror(rc));
-        return false;
+    for (int attempt = 0;; attempt++) {
+        memset(r, 0, sizeof *r);
+        fc_str_init(&r->body, API_MAX);
+        CURL *h = new_handle(c, url);
+        if (!h) return false;
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+        CURLcode rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+        curl_easy_cleanup(h);
+        bool again = (rc != CURLE_OK && transient(rc) && rc != CURLE_COULDNT_CONNECT) ||
+                     (rc == CURLE_OK && (r->status >= 500 || r->status == 429));
+        if (again && attempt < 2) {
+            fc_str_free(&r->body);
+            free(r->link);
+            usleep((useconds_t)(500000u << attempt));
+            continue;
+        }
+        if (rc != CURLE_OK) {
+            FC_LOG_ERROR("%s: %s", url, curl_easy_strerror(rc));
+            return false;
+        }
+        return true;
     }
-    return true;
 }
 
 static void reply_free(reply *r)
@@ -358,9 +372,11 @@ static bool digest_file(const char *path, bool git_sha1, int64_t size, char *hex
         int n = snprintf(head, sizeof head, "blob %lld", (long long)size);
         EVP_DigestUpdate(md, head, (size_t)n + 1); /* with its NUL */
     }
-    static unsigned char buf[1 << 20];
+    const size_t cap = 1 << 20;
+    unsigned char *buf = fc_xmalloc(cap);
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+    while ((n = fread(buf, 1, cap, f)) > 0) EVP_DigestUpdate(md, buf, n);
+    free(buf);
     bool ok = !ferror(f);
     fclose(f);
     unsigned char d[EVP_MAX_MD_SIZE];
@@ -726,6 +742,14 @@ enum fc_status fc_hub_download(const fc_hub_download_opts *o, char **snapshot)
     }
     if (o->revision && !fc_hub_safe_path(o->revision)) {
         FC_LOG_ERROR("%s: bad revision '%s'", o->repo, o->revision);
+        free(repo);
+        free(rev_in_id);
+        return FC_ERR_ARG;
+    }
+    const char *offline = getenv("HF_HUB_OFFLINE");
+    if (offline && (!strcmp(offline, "1") || !strcasecmp(offline, "on") || !strcasecmp(offline, "yes") ||
+                    !strcasecmp(offline, "true"))) {
+        FC_LOG_ERROR("%s: HF_HUB_OFFLINE is set, so nothing is downloaded (unset it to download)", o->repo);
         free(repo);
         free(rev_in_id);
         return FC_ERR_ARG;

@@ -23,8 +23,9 @@ RepoNotFound / RevisionNotFound / EntryNotFound. Faults on request: `drop`
 (path -> byte count: the first GET of that file sends the full length in its
 headers, then that many bytes, then closes the connection) and `corrupt` (a
 set of paths whose served bytes have one byte flipped while the listing keeps
-the true size and sha256), and `rate` (file bodies sent at that many bytes a
-second). Every request is recorded in `log`.
+the true size and sha256), `rate` (file bodies sent at that many bytes a
+second), `ignore_range` (Range requests answered 200 with the whole file) and
+`fail_api` (that many requests answered 503 Service Unavailable). Every request is recorded in `log`.
 """
 import hashlib
 import json
@@ -97,6 +98,8 @@ class FakeHub:
         self.drop = {}        # path -> bytes to send before the connection is cut (once)
         self.corrupt = set()  # paths served with one byte flipped
         self.rate = None      # bytes a second for file bodies (None: as fast as it goes)
+        self.ignore_range = False  # answer Range requests with the whole file (200), as some servers do
+        self.fail_api = 0     # the next N API calls answer 503
         self.log = []         # (server, method, path, headers)
         self.lock = threading.Lock()
         self.api = self._server(self._api_handler())
@@ -131,7 +134,7 @@ class FakeHub:
         if path in self.corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:] if data else data
         start, status = 0, 200
-        rng = h.headers.get("Range")
+        rng = None if self.ignore_range else h.headers.get("Range")
         if rng and rng.startswith("bytes="):
             first = rng[6:].split("-")[0]
             start = int(first) if first else 0
@@ -216,6 +219,11 @@ class FakeHub:
             def do_GET(self):
                 with hub.lock:
                     hub.log.append(("api", self.command, self.path, dict(self.headers)))
+                with hub.lock:
+                    busy = hub.fail_api > 0
+                    hub.fail_api -= busy
+                if busy:
+                    return self._error(503, None, "Service Unavailable")
                 u = urlsplit(self.path)
                 parts = [unquote(p) for p in u.path.split("/")[1:]]
                 q = parse_qs(u.query)

@@ -299,6 +299,20 @@ def test_download_continues_after_a_dropped_connection(fastchat_bin, hub, tmp_pa
     assert [h.get("Range") for _, _, _, h in hub.requests("cdn", "GET")] == ["bytes=250000-"]
     assert (blobs2 / sha).read_bytes() == st and not list(blobs2.glob("*.incomplete"))
 
+    # a server that ignores Range (200, the whole file): the part is started over
+    cache4 = tmp_path / "cache4"
+    blobs4 = cache4 / "models--tiny-org--tiny-llama" / "blobs"
+    blobs4.mkdir(parents=True)
+    (blobs4 / (sha + ".incomplete")).write_bytes(st[:1000])
+    hub.ignore_range, hub.fail_api = True, 2  # and the Hub busy (503) for the first two calls
+    hub.log.clear()
+    r = fc(fastchat_bin, ["download", REPO, "model.safetensors"], clean_env(HF_HUB_CACHE=cache4, HF_ENDPOINT=hub.url))
+    hub.ignore_range = False
+    assert r.returncode == 0, r.stderr
+    assert [h.get("Range") for _, _, _, h in hub.requests("cdn", "GET")] == ["bytes=1000-"]
+    assert (blobs4 / sha).read_bytes() == st and not list(blobs4.glob("*.incomplete"))
+    assert len(hub.requests("api", "GET", "/revision/main")) == 3  # 503, 503, 200
+
     # a connection that keeps dropping: the part is kept, the error says so, a rerun finishes
     cache3 = tmp_path / "cache3"
     env3 = clean_env(HF_HUB_CACHE=cache3, HF_ENDPOINT=hub.url)
@@ -367,6 +381,11 @@ def test_download_errors_are_one_line(fastchat_bin, hub, tmp_path):
         "error: %s: missing.bin: file not in the repo (revision main)" % REPO)
     assert one_error([REPO, "--include", "*.nothing"]) == "error: %s: no file matches --include *.nothing" % REPO
     assert "Couldn't connect to server" in one_error([REPO], HF_ENDPOINT="http://127.0.0.1:9")
+    assert one_error([REPO], HF_HUB_OFFLINE="1") == (
+        "error: %s: HF_HUB_OFFLINE is set, so nothing is downloaded (unset it to download)" % REPO)
+    hub.fail_api = 10
+    assert one_error([REPO]) == "error: %s: repo info: HTTP 503 from %s" % (REPO, hub.url)
+    hub.fail_api = 0
 
     # the token opens the private repo; it goes to the Hub, never to the CDN
     hub.log.clear()
