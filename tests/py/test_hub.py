@@ -238,11 +238,23 @@ def test_download_fills_the_layout_huggingface_hub_reads(fastchat_bin, hub, tmp_
         transformers = None
     if transformers is not None:
         cfg = transformers.AutoConfig.from_pretrained(REPO, cache_dir=str(ours), local_files_only=True)
-        assert cfg.hidden_size == 64
+        assert cfg.hidden_size == 64 and cfg.num_hidden_layers == 2
 
     # our loader reads it: the same logits as the local folder
     want = logits(fastchat_bin, DATA / "tiny" / "llama_f32", clean_env(), tmp_path / "w.bin")
     assert logits(fastchat_bin, REPO, clean_env(HF_HUB_CACHE=ours), tmp_path / "g.bin") == want
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if transformers is not None and torch is not None:  # the model itself, by id, offline
+        import numpy as np
+        m = transformers.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=str(ours), local_files_only=True,
+                                                               dtype=torch.float32)
+        with torch.no_grad():
+            ref = m(torch.tensor([[1, 5, 9, 200, 3]])).logits[0].numpy()
+        ours_logits = np.frombuffer(want, dtype=np.float32).reshape(ref.shape)
+        assert np.abs(ours_logits - ref).max() < 1e-4
 
     # a second run fetches nothing
     n_get = len(hub.requests(method="GET", contains="/resolve/"))
