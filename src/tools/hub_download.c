@@ -394,9 +394,9 @@ typedef struct progress {
     const ctx *c;
     const char *name;
     int index, count;
-    int64_t offset, size; /* bytes already there when this request began; file size */
+    const int64_t *offset; /* bytes already in the file before this response's */
+    int64_t size;          /* the file's */
     double t0, last;
-    int64_t at_t0;
 } progress;
 
 static double now_s(void)
@@ -414,12 +414,13 @@ static void human(double b, char *out, size_t cap)
     snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
-static void draw(progress *p, int64_t done, bool final)
+/* done: bytes of the file there; got: of them, received by this request */
+static void draw(progress *p, int64_t done, int64_t got, bool final)
 {
     double t = now_s();
     if (!final && t - p->last < 0.1) return;
     p->last = t;
-    double el = t - p->t0, rate = el > 0 ? (double)(done - p->at_t0) / el : 0;
+    double el = t - p->t0, rate = el > 0 ? (double)got / el : 0;
     char a[32], b[32], r[32], eta[32] = "--:--";
     human((double)done, a, sizeof a);
     human((double)p->size, b, sizeof b);
@@ -443,7 +444,7 @@ static void draw(progress *p, int64_t done, bool final)
 static int xfer_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
     progress *p = ud;
-    draw(p, p->offset + (int64_t)dlnow, false);
+    draw(p, *p->offset + (int64_t)dlnow, (int64_t)dlnow, false);
     return 0;
 }
 
@@ -521,8 +522,8 @@ static enum fc_status fetch_blob(const ctx *c, const fc_hub_file *f, const char 
         CURL *h = new_handle(c, url);
         if (!h) goto out;
         sink s = {.fd = fd, .h = h, .offset = &offset};
-        progress p = {.c = c, .name = f->path, .index = index, .count = count, .offset = offset,
-                      .size = f->size, .t0 = now_s(), .at_t0 = offset};
+        progress p = {.c = c, .name = f->path, .index = index, .count = count, .offset = &offset,
+                      .size = f->size, .t0 = now_s()};
         char range[64];
         if (offset > 0) {
             snprintf(range, sizeof range, "%lld-", (long long)offset);
@@ -545,8 +546,8 @@ static enum fc_status fetch_blob(const ctx *c, const fc_hub_file *f, const char 
         }
         if (rc == CURLE_OK && (status == 200 || status == 206)) {
             if (c->o->progress) {
-                p.offset = 0;
-                draw(&p, lseek(fd, 0, SEEK_END), true);
+                int64_t end = lseek(fd, 0, SEEK_END);
+                draw(&p, end, end - offset, true);
             }
             break;
         }
