@@ -13,6 +13,7 @@ int fc_cmd_generate(int argc, char **argv);
 int fc_cmd_logits(int argc, char **argv);
 int fc_cmd_inspect(int argc, char **argv);
 int fc_cmd_quantize(int argc, char **argv);
+int fc_cmd_download(int argc, char **argv);
 int fc_cmd_tokenize(int argc, char **argv);
 int fc_cmd_detokenize(int argc, char **argv);
 int fc_cmd_prompt(int argc, char **argv);
@@ -24,7 +25,6 @@ int fc_cmd_api(int argc, char **argv);
 int fc_cmd_serve(int argc, char **argv);
 int fc_cmd_test_message(int argc, char **argv);
 int fc_cmd_bench_serve(int argc, char **argv);
-int fc_cmd_download(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */

@@ -16,11 +16,11 @@
 #include <unistd.h>
 
 #include "base/fc_base.h"
+#include "format/hub.h"
 #include "cli.h"
 #include "serve/controller.h"
 #include "serve/openai_api.h"
 #include "serve/worker.h"
-#include "format/hub.h"
 
 int fc_cmd_serve(int argc, char **argv);
 

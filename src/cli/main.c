@@ -26,12 +26,12 @@ static const struct {
     {"generate", fc_cmd_generate, "generate tokens from a prompt (raw, no chat template)"},
     {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},
     {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},
+    {"download", fc_cmd_download, "fetch a model repo from the Hugging Face Hub into its cache"},
     {"quantize", fc_cmd_quantize, "write a model as GGUF in another weight type"},
     {"tokenize", fc_cmd_tokenize, "print the token ids of a text as a JSON array"},
     {"detokenize", fc_cmd_detokenize, "print the text of token ids"},
     {"prompt", fc_cmd_prompt, "render a conversation with a FastChat template"},
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
-    {"download", fc_cmd_download, "fetch a model repo from the Hugging Face Hub into its cache"},
 };
 
 static void usage(FILE *f)
