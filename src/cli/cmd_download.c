@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "base/fc_base.h"
 #include "base/flags.h"
+#include "format/hub.h"
 #include "tools/hub_download.h"
 
 #include <stdio.h>
@@ -35,13 +36,16 @@ int fc_cmd_download(int argc, char **argv)
         "Downloads a model repo from the Hugging Face Hub into the Hugging Face cache (resumable,\n"
         "checked against the Hub's sizes and SHA-256) and prints its snapshot folder.\n",
         flags,
+        "  --gguf-file NAME               a GGUF repo's file (the same as naming it as a FILE)\n"
         "Then: fastchat chat --model-path REPO_ID (a GGUF repo: add --gguf-file NAME).\n",
     };
     /* REPO_ID and the FILEs come first; the flags follow */
     int n_pos = 0;
     while (1 + n_pos < argc && argv[1 + n_pos][0] != '-') n_pos++;
-    const char **pos = fc_xmalloc(sizeof *pos * (size_t)(n_pos + 1));
+    const char **pos = fc_xmalloc(sizeof *pos * (size_t)(n_pos + 2));
     for (int i = 0; i < n_pos; i++) pos[i] = argv[1 + i];
+    /* --gguf-file NAME (main.c took it out of argv): that file of the repo */
+    if (fc_hub_get_gguf_file() && n_pos > 0) pos[n_pos++] = fc_hub_get_gguf_file();
     argv[n_pos] = argv[0];
     fc_flags_parse_or_exit(&cmd, argc - n_pos, argv + n_pos);
     if (n_pos == 0) {

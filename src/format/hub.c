@@ -237,6 +237,8 @@ void fc_hub_set_gguf_file(const char *name)
     default_gguf_file = name ? fc_xstrdup(name) : NULL;
 }
 
+const char *fc_hub_get_gguf_file(void) { return default_gguf_file; }
+
 enum fc_status fc_hub_resolve(const char *spec, const char *gguf_file, char **out)
 {
     *out = NULL;

@@ -64,5 +64,7 @@ enum fc_status fc_hub_resolve(const char *spec, const char *gguf_file, char **ou
  * anything (not thread-safe against concurrent resolves). NULL clears it;
  * the string is copied. */
 void fc_hub_set_gguf_file(const char *name);
+/* The name fc_hub_set_gguf_file set, or NULL. */
+const char *fc_hub_get_gguf_file(void);
 
 #endif

@@ -280,6 +280,12 @@ def test_download_fills_the_layout_huggingface_hub_reads(fastchat_bin, hub, tmp_
     assert sorted(p.name for p in Path(r.stdout.strip()).iterdir()) == ["tiny-q8_0.gguf"]
     r = fc(fastchat_bin, ["inspect", "--model-path", GGUF_REPO], clean_env(HF_HUB_CACHE=ours))
     assert r.returncode == 0 and "q8_0" in r.stdout, r.stderr
+    r = fc(fastchat_bin, ["download", GGUF_REPO, "--gguf-file", "tiny-f16.gguf"], env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in Path(r.stdout.strip()).iterdir()) == ["tiny-f16.gguf", "tiny-q8_0.gguf"]
+    r = fc(fastchat_bin, ["inspect", "--model-path", GGUF_REPO, "--gguf-file", "tiny-f16.gguf"],
+           clean_env(HF_HUB_CACHE=ours))
+    assert r.returncode == 0 and "f16" in r.stdout, r.stderr
 
 
 def test_download_continues_after_a_dropped_connection(fastchat_bin, hub, tmp_path):
