@@ -194,8 +194,8 @@ static void test_tree_json(void)
         "[{\"type\":\"file\",\"oid\":\"580d310c2d211aca166288a207e972ced9bb010Z\",\"size\":1,\"path\":\"x\"}]",
         "[{\"type\":\"file\",\"oid\":\"../../../../../../../../../../../etc/pass\",\"size\":1,\"path\":\"x\"}]",
         "[{\"type\":\"file\",\"oid\":\"580d310c2d211aca166288a207e972ced9bb0100\",\"size\":1.5,\"path\":\"x\"}]",
-        "[{\"type\":\"file\",\"oid\":\"580d310c2d211aca166288a207e972ced9bb0100\",\"size\":1,\"path\":\"x\","
-        "\"lfs\":{\"oid\":\"../x\",\"size\":1}}]",
+        ("[{\"type\":\"file\",\"oid\":\"580d310c2d211aca166288a207e972ced9bb0100\",\"size\":1,\"path\":\"x\","
+         "\"lfs\":{\"oid\":\"../x\",\"size\":1}}]"),
     };
     for (size_t i = 0; i < FC_ARRAY_LEN(bad); i++) {
         fc_hub_tree b = {0};
