@@ -42,6 +42,7 @@ struct fc_grammar {
     int n_rules, root;
     cpclass *cls;
     int n_cls;
+    uint32_t *minsuf;    /* (n_el + 1) fewest bytes from element e to its alternative's END */
 };
 
 /* Whether some code point in [lo, hi] (lo >= 128) is in c. */
@@ -638,6 +639,45 @@ static void parser_free(parser *p)
     free(p->cls);
 }
 
+/* ---- shortest completions ----
+ * minsuf[e]: the fewest bytes that finish the alternative from element e
+ * (a class costs its shortest UTF-8 encoding, a rule its shortest sentence:
+ * a fixpoint, since rules may recurse). */
+
+#define INF_LEN (UINT32_MAX / 4)
+static uint32_t sat_add(uint32_t a, uint32_t b) { return a + b > INF_LEN ? INF_LEN : a + b; }
+
+static uint32_t cls_min_bytes(const cpclass *c)
+{
+    if (c->a[0] || c->a[1]) return 1;
+    if (!c->nr) return INF_LEN;
+    return c->r[0] < 0x800 ? 2 : c->r[0] < 0x10000 ? 3 : 4;
+}
+
+static void min_lengths(fc_grammar *g)
+{
+    uint32_t *rmin = fc_xmalloc(sizeof *rmin * (size_t)g->n_rules);
+    for (int r = 0; r < g->n_rules; r++) rmin[r] = INF_LEN;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int r = 0; r < g->n_rules; r++)
+            for (uint32_t a = g->rule_alt[r]; a < g->rule_alt[r + 1]; a++) {
+                uint32_t sum = 0;
+                for (uint32_t e = g->alt_start[a]; EK(g->el[e]) != K_END; e++)
+                    sum = sat_add(sum, EK(g->el[e]) == K_CHAR ? cls_min_bytes(&g->cls[EV(g->el[e])]) : rmin[EV(g->el[e])]);
+                if (sum < rmin[r]) { rmin[r] = sum; changed = true; }
+            }
+    }
+    g->minsuf = fc_xmalloc(sizeof *g->minsuf * (g->n_el + 1));
+    g->minsuf[g->n_el] = 0;
+    for (size_t i = g->n_el; i-- > 0;) {
+        uint32_t x = g->el[i];
+        g->minsuf[i] = EK(x) == K_END ? 0
+                       : sat_add(EK(x) == K_CHAR ? cls_min_bytes(&g->cls[EV(x)]) : rmin[EV(x)], g->minsuf[i + 1]);
+    }
+    free(rmin);
+}
+
 fc_grammar *fc_grammar_parse(const char *text, size_t len, char *err, size_t err_cap)
 {
     parser p = {.s = text, .end = text + len, .start = text, .err = err, .err_cap = err_cap};
@@ -697,12 +737,14 @@ fc_grammar *fc_grammar_parse(const char *text, size_t len, char *err, size_t err
     g->n_cls = p.n_cls;
     p.cls = NULL;
     parser_free(&p);
+    min_lengths(g);
     return g;
 }
 
 void fc_grammar_free(fc_grammar *g)
 {
     if (!g) return;
+    free(g->minsuf);
     for (int i = 0; i < g->n_cls; i++) free(g->cls[i].r);
     free(g->cls);
     free(g->el);
@@ -920,6 +962,21 @@ bool fc_grammar_state_advance(fc_grammar_state *s, const void *bytes, size_t n)
 }
 
 bool fc_grammar_state_can_end(const fc_grammar_state *s) { return s->cur.end; }
+
+size_t fc_grammar_state_distance(const fc_grammar_state *s)
+{
+    const sset *c = &s->cur;
+    if (c->end) return 0;
+    uint32_t best = INF_LEN;
+    for (uint32_t i = 0; i < c->n; i++) {
+        const uint32_t *st = c->data + c->off[i];
+        uint32_t L = c->off[i + 1] - c->off[i], top = st[L - 1], d;
+        d = c->part[i] ? sat_add(c->part[i] >> 28, s->g->minsuf[top + 1]) : s->g->minsuf[top];
+        for (uint32_t k = 0; k + 1 < L; k++) d = sat_add(d, s->g->minsuf[st[k]]);
+        if (d < best) best = d;
+    }
+    return best >= INF_LEN ? SIZE_MAX : best;
+}
 bool fc_grammar_state_is_final(const fc_grammar_state *s) { return s->cur.end && s->cur.n == 0; }
 
 /* ======================================================================

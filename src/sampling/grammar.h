@@ -114,6 +114,11 @@ void fc_grammar_state_free(fc_grammar_state *s); /* NULL is a no-op */
 bool fc_grammar_state_advance(fc_grammar_state *s, const void *bytes, size_t n);
 /* True when the text read so far is a complete sentence (EOS allowed). */
 bool fc_grammar_state_can_end(const fc_grammar_state *s);
+/* The fewest bytes that would make the text a complete sentence (0 when it
+ * is one): a generator near its token limit keeps to tokens that lower it,
+ * so the output still closes (every byte is a token in byte-level
+ * vocabularies). SIZE_MAX only for a state that can never complete. */
+size_t fc_grammar_state_distance(const fc_grammar_state *s);
 /* True when nothing more may be read (complete and no continuation). */
 bool fc_grammar_state_is_final(const fc_grammar_state *s);
 
