@@ -1108,6 +1108,183 @@ size_t fc_grammar_mask_words(const fc_grammar_vocab *v) { return ((size_t)v->n_v
  * ---- token masks ----
  * ====================================================================== */
 
+/* ---- the lazy DFA ----
+ * Stack sets met during walks are interned (one flat record each) and their
+ * byte transitions memoized, so a walk over the sorted vocabulary mostly
+ * follows table entries instead of re-running the recognizer: the states
+ * inside a string, a number or a literal repeat for every token. The table
+ * lives in the matcher and is flushed when it grows past DFA_MAX_STATES
+ * (checked between masks). Transitions are keyed by the depth limit too
+ * (cache fills use half the real one, see walk()). */
+
+#define DFA_MAX_STATES 200000
+#define DFA_MAX_POOL ((size_t)64 << 20) /* words */
+#define NO_ID UINT32_MAX
+
+typedef struct dfa {
+    uint32_t *pool;      /* records: end, n, then per stack: part, L, frames[L] */
+    size_t n_pool, cap_pool;
+    size_t *rec;         /* (n_states + 1) record offsets */
+    uint32_t *shash;     /* (n_states) */
+    uint8_t *flags;      /* (n_states) 1: end, 2: dead */
+    uint32_t n_states, cap_states;
+    uint32_t *itab;      /* intern table: id + 1, 0 empty */
+    size_t icap;
+    uint64_t *tkey;      /* transitions: ((id << 9) | half << 8 | byte) + 1, 0 empty */
+    uint32_t *tval;
+    size_t tcap, tn;
+    sset a, b;           /* scratch: a state loaded, its successor */
+} dfa;
+
+static void dfa_free(dfa *d)
+{
+    free(d->pool);
+    free(d->rec);
+    free(d->shash);
+    free(d->flags);
+    free(d->itab);
+    free(d->tkey);
+    free(d->tval);
+    sset_free(&d->a);
+    sset_free(&d->b);
+    memset(d, 0, sizeof *d);
+}
+
+static void dfa_clear(dfa *d)
+{
+    d->n_pool = 0;
+    d->n_states = 0;
+    if (d->itab) memset(d->itab, 0, sizeof *d->itab * d->icap);
+    if (d->tkey) memset(d->tkey, 0, sizeof *d->tkey * d->tcap);
+    d->tn = 0;
+}
+
+static void pool_put(dfa *d, uint32_t w)
+{
+    if (d->n_pool == d->cap_pool) {
+        d->cap_pool = d->cap_pool ? 2 * d->cap_pool : 4096;
+        d->pool = fc_xrealloc(d->pool, sizeof *d->pool * d->cap_pool);
+    }
+    d->pool[d->n_pool++] = w;
+}
+
+static uint32_t hash_words(const uint32_t *w, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ w[i]) * 16777619u;
+    return h ^ (h >> 15);
+}
+
+static void itab_insert(dfa *d, uint32_t id)
+{
+    size_t mask = d->icap - 1, i = d->shash[id] & mask;
+    while (d->itab[i]) i = (i + 1) & mask;
+    d->itab[i] = id + 1;
+}
+
+/* The id of stack set s (added when new). */
+static uint32_t dfa_intern(dfa *d, const sset *s)
+{
+    size_t start = d->n_pool;
+    pool_put(d, s->end);
+    pool_put(d, s->n);
+    for (uint32_t i = 0; i < s->n; i++) {
+        uint32_t L = s->off[i + 1] - s->off[i];
+        pool_put(d, s->part[i]);
+        pool_put(d, L);
+        for (uint32_t k = 0; k < L; k++) pool_put(d, s->data[s->off[i] + k]);
+    }
+    size_t len = d->n_pool - start;
+    uint32_t h = hash_words(d->pool + start, len);
+    if (d->icap) {
+        size_t mask = d->icap - 1;
+        for (size_t i = h & mask; d->itab[i]; i = (i + 1) & mask) {
+            uint32_t id = d->itab[i] - 1;
+            if (d->shash[id] == h && d->rec[id + 1] - d->rec[id] == len &&
+                !memcmp(d->pool + d->rec[id], d->pool + start, sizeof *d->pool * len)) {
+                d->n_pool = start;
+                return id;
+            }
+        }
+    }
+    if (d->n_states + 1 >= d->cap_states) {
+        d->cap_states = d->cap_states ? 2 * d->cap_states : 1024;
+        d->rec = fc_xrealloc(d->rec, sizeof *d->rec * (d->cap_states + 1));
+        d->shash = fc_xrealloc(d->shash, sizeof *d->shash * d->cap_states);
+        d->flags = fc_xrealloc(d->flags, d->cap_states);
+    }
+    uint32_t id = d->n_states++;
+    d->rec[id] = start;
+    d->rec[id + 1] = d->n_pool;
+    d->shash[id] = h;
+    d->flags[id] = (uint8_t)((s->end ? 1 : 0) | (sset_dead(s) ? 2 : 0));
+    if (2 * (size_t)d->n_states >= d->icap) {
+        free(d->itab);
+        d->icap = d->icap ? 2 * d->icap : 4096;
+        d->itab = fc_xcalloc(d->icap, sizeof *d->itab);
+        for (uint32_t k = 0; k < d->n_states; k++) itab_insert(d, k);
+    } else {
+        itab_insert(d, id);
+    }
+    return id;
+}
+
+static void dfa_load(const dfa *d, uint32_t id, sset *s)
+{
+    const uint32_t *r = d->pool + d->rec[id];
+    sset_reset(s);
+    s->end = r[0];
+    uint32_t n = r[1];
+    r += 2;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t part = r[0], L = r[1];
+        uint32_t o = s->off[s->n];
+        sset_grow(s, (size_t)o + L);
+        memcpy(s->data + o, r + 2, sizeof *r * L);
+        s->part[s->n] = part;
+        s->hash[s->n] = 0;
+        s->n++;
+        s->off[s->n] = o + L;
+        r += 2 + L;
+    }
+}
+
+static uint32_t dfa_step(dfa *d, const fc_grammar *g, uint32_t id, unsigned b, bool half, uint32_t *tmp)
+{
+    uint64_t key = (((uint64_t)id << 9) | ((uint64_t)half << 8) | b) + 1;
+    if (d->tcap) {
+        size_t mask = d->tcap - 1;
+        for (size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & mask; d->tkey[i]; i = (i + 1) & mask)
+            if (d->tkey[i] == key) return d->tval[i];
+    }
+    dfa_load(d, id, &d->a);
+    step(g, &d->a, b, &d->b, tmp, half ? FC_GRAMMAR_MAX_DEPTH / 2 : FC_GRAMMAR_MAX_DEPTH);
+    uint32_t nid = dfa_intern(d, &d->b);
+    if (2 * (d->tn + 1) >= d->tcap) {
+        size_t oc = d->tcap;
+        uint64_t *ok = d->tkey;
+        uint32_t *ov = d->tval;
+        d->tcap = oc ? 2 * oc : 8192;
+        d->tkey = fc_xcalloc(d->tcap, sizeof *d->tkey);
+        d->tval = fc_xmalloc(sizeof *d->tval * d->tcap);
+        for (size_t j = 0; j < oc; j++)
+            if (ok[j]) {
+                size_t i = (size_t)((ok[j] * 0x9E3779B97F4A7C15ull) >> 40) & (d->tcap - 1);
+                while (d->tkey[i]) i = (i + 1) & (d->tcap - 1);
+                d->tkey[i] = ok[j];
+                d->tval[i] = ov[j];
+            }
+        free(ok);
+        free(ov);
+    }
+    size_t mask = d->tcap - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & mask;
+    while (d->tkey[i]) i = (i + 1) & mask;
+    d->tkey[i] = key;
+    d->tval[i] = nid;
+    d->tn++;
+    return nid;
+}
+
 typedef struct pcache {
     uint64_t *acc;    /* (words) accepted whatever lies below the frame */
     int32_t *unc;     /* (n_unc) ids to walk with the real stack, sorted order */
@@ -1120,7 +1297,8 @@ struct fc_grammar_matcher {
     const fc_grammar_vocab *v;
     size_t words;
     pcache **pc;     /* (n_el) by top element, NULL until first needed */
-    sset *lv;        /* (max_len + 1) the walk's state after each prefix length */
+    uint32_t *ids;   /* (max_len + 1) the walk's state (DFA id) after each prefix length */
+    dfa d;
     bool *hit;       /* (max_len + 1) */
     sset one, run_one;
     uint32_t *tmp;
@@ -1135,7 +1313,7 @@ fc_grammar_matcher *fc_grammar_matcher_new(const fc_grammar *g, const fc_grammar
     m->v = v;
     m->words = fc_grammar_mask_words(v);
     m->pc = fc_xcalloc(g->n_el + 1, sizeof *m->pc);
-    m->lv = fc_xcalloc(v->max_len + 2, sizeof *m->lv);
+    m->ids = fc_xcalloc(v->max_len + 2, sizeof *m->ids);
     m->hit = fc_xcalloc(v->max_len + 2, sizeof *m->hit);
     m->tmp = fc_xmalloc(sizeof *m->tmp * (FC_GRAMMAR_MAX_DEPTH + 2));
     m->ubuf = fc_xmalloc(sizeof *m->ubuf * ((size_t)v->n_sorted + 1));
@@ -1153,8 +1331,8 @@ void fc_grammar_matcher_free(fc_grammar_matcher *m)
             free(m->pc[i]);
         }
     free(m->pc);
-    for (uint32_t i = 0; i < m->v->max_len + 2; i++) sset_free(&m->lv[i]);
-    free(m->lv);
+    free(m->ids);
+    dfa_free(&m->d);
     free(m->hit);
     sset_free(&m->one);
     sset_free(&m->run_one);
@@ -1174,13 +1352,14 @@ void fc_grammar_matcher_stats(const fc_grammar_matcher *m, size_t *n_positions, 
  * NULL (the cache build: init is one frame), the sorted positions of tokens
  * that died after leaving the frame go to unc and their count is returned. */
 static int32_t walk(fc_grammar_matcher *m, const sset *init, const int32_t *list, const uint16_t *lcp, int32_t n,
-                    uint64_t *out, int32_t *unc, uint32_t limit)
+                    uint64_t *out, int32_t *unc, bool half)
 {
     const fc_grammar_vocab *v = m->v;
-    sset *S = m->lv;
+    dfa *D = &m->d;
+    uint32_t *ids = m->ids;
     bool *hit = m->hit;
     int32_t n_unc = 0;
-    sset_copy(&S[0], init);
+    ids[0] = dfa_intern(D, init);
     hit[0] = false;
     uint32_t valid = 0;
     int32_t i = 0;
@@ -1190,9 +1369,10 @@ static int32_t walk(fc_grammar_matcher *m, const sset *init, const int32_t *list
         uint32_t len = v->plen[id], d = i ? (lcp[i] < valid ? lcp[i] : valid) : 0;
         bool dead = false;
         for (; d < len; d++) {
-            step(m->g, &S[d], p[d], &S[d + 1], m->tmp, limit);
-            hit[d + 1] = hit[d] || S[d + 1].end;
-            if (sset_dead(&S[d + 1])) { dead = true; break; }
+            uint32_t nx = dfa_step(D, m->g, ids[d], p[d], half, m->tmp);
+            ids[d + 1] = nx;
+            hit[d + 1] = hit[d] || (D->flags[nx] & 1);
+            if (D->flags[nx] & 2) { dead = true; break; }
         }
         if (!dead) {
             out[id >> 6] |= 1ull << (id & 63);
@@ -1218,7 +1398,7 @@ static pcache *position_cache(fc_grammar_matcher *m, uint32_t top)
     c->acc = fc_xcalloc(m->words, sizeof *c->acc);
     sset_reset(&m->one);
     sset_emit(&m->one, &top, 1, 0);
-    int32_t nu = walk(m, &m->one, v->sorted, v->lcp, v->n_sorted, c->acc, m->ubuf, FC_GRAMMAR_MAX_DEPTH / 2);
+    int32_t nu = walk(m, &m->one, v->sorted, v->lcp, v->n_sorted, c->acc, m->ubuf, true);
     c->n_unc = nu;
     if (nu) {
         c->unc = fc_xmalloc(sizeof *c->unc * (size_t)nu);
@@ -1246,6 +1426,7 @@ void fc_grammar_matcher_mask(fc_grammar_matcher *m, const fc_grammar_state *s, u
     const fc_grammar_vocab *v = m->v;
     const sset *cur = &s->cur;
     memset(mask, 0, sizeof *mask * m->words);
+    if (m->d.n_states > DFA_MAX_STATES || m->d.n_pool > DFA_MAX_POOL) dfa_clear(&m->d);
     sset *one = &m->run_one;
     for (uint32_t i = 0; i < cur->n; i++) {
         const uint32_t *st = cur->data + cur->off[i];
@@ -1255,9 +1436,9 @@ void fc_grammar_matcher_mask(fc_grammar_matcher *m, const fc_grammar_state *s, u
         if (cur->part[i] == 0 && L <= FC_GRAMMAR_MAX_DEPTH / 2) {
             pcache *c = position_cache(m, top);
             for (size_t w = 0; w < m->words; w++) mask[w] |= c->acc[w];
-            if (c->n_unc) walk(m, one, c->unc, c->ulcp, c->n_unc, mask, NULL, FC_GRAMMAR_MAX_DEPTH);
+            if (c->n_unc) walk(m, one, c->unc, c->ulcp, c->n_unc, mask, NULL, false);
         } else {
-            walk(m, one, v->sorted, v->lcp, v->n_sorted, mask, NULL, FC_GRAMMAR_MAX_DEPTH);
+            walk(m, one, v->sorted, v->lcp, v->n_sorted, mask, NULL, false);
         }
     }
     if (cur->end)
