@@ -1114,11 +1114,12 @@ size_t fc_grammar_mask_words(const fc_grammar_vocab *v) { return ((size_t)v->n_v
  * follows table entries instead of re-running the recognizer: the states
  * inside a string, a number or a literal repeat for every token. The table
  * lives in the matcher and is flushed when it grows past DFA_MAX_STATES
- * (checked between masks). Transitions are keyed by the depth limit too
- * (cache fills use half the real one, see walk()). */
+ * (checked between masks). Each state stepped from gets a 256-entry
+ * successor table, one per depth limit (cache fills use half the real one,
+ * see walk()). */
 
-#define DFA_MAX_STATES 200000
-#define DFA_MAX_POOL ((size_t)64 << 20) /* words */
+#define DFA_MAX_STATES 16384
+#define DFA_MAX_POOL ((size_t)4 << 20) /* words: 16 MiB */
 #define NO_ID UINT32_MAX
 
 typedef struct dfa {
@@ -1130,9 +1131,8 @@ typedef struct dfa {
     uint32_t n_states, cap_states;
     uint32_t *itab;      /* intern table: id + 1, 0 empty */
     size_t icap;
-    uint64_t *tkey;      /* transitions: ((id << 9) | half << 8 | byte) + 1, 0 empty */
-    uint32_t *tval;
-    size_t tcap, tn;
+    uint32_t **next[2];  /* (n_states) per state: NULL, or 256 successor ids (NO_ID: not
+                          * computed yet); [1]: under the cache fills' depth limit */
     sset a, b;           /* scratch: a state loaded, its successor */
 } dfa;
 
@@ -1143,8 +1143,10 @@ static void dfa_free(dfa *d)
     free(d->shash);
     free(d->flags);
     free(d->itab);
-    free(d->tkey);
-    free(d->tval);
+    for (int h = 0; h < 2; h++) {
+        for (uint32_t i = 0; i < d->n_states; i++) free(d->next[h] ? d->next[h][i] : NULL);
+        free(d->next[h]);
+    }
     sset_free(&d->a);
     sset_free(&d->b);
     memset(d, 0, sizeof *d);
@@ -1152,11 +1154,14 @@ static void dfa_free(dfa *d)
 
 static void dfa_clear(dfa *d)
 {
+    for (int h = 0; h < 2; h++)
+        for (uint32_t i = 0; i < d->n_states; i++) {
+            free(d->next[h][i]);
+            d->next[h][i] = NULL;
+        }
     d->n_pool = 0;
     d->n_states = 0;
     if (d->itab) memset(d->itab, 0, sizeof *d->itab * d->icap);
-    if (d->tkey) memset(d->tkey, 0, sizeof *d->tkey * d->tcap);
-    d->tn = 0;
 }
 
 static void pool_put(dfa *d, uint32_t w)
@@ -1212,7 +1217,9 @@ static uint32_t dfa_intern(dfa *d, const sset *s)
         d->rec = fc_xrealloc(d->rec, sizeof *d->rec * (d->cap_states + 1));
         d->shash = fc_xrealloc(d->shash, sizeof *d->shash * d->cap_states);
         d->flags = fc_xrealloc(d->flags, d->cap_states);
+        for (int h = 0; h < 2; h++) d->next[h] = fc_xrealloc(d->next[h], sizeof *d->next[h] * d->cap_states);
     }
+    d->next[0][d->n_states] = d->next[1][d->n_states] = NULL;
     uint32_t id = d->n_states++;
     d->rec[id] = start;
     d->rec[id + 1] = d->n_pool;
@@ -1251,37 +1258,17 @@ static void dfa_load(const dfa *d, uint32_t id, sset *s)
 
 static uint32_t dfa_step(dfa *d, const fc_grammar *g, uint32_t id, unsigned b, bool half, uint32_t *tmp)
 {
-    uint64_t key = (((uint64_t)id << 9) | ((uint64_t)half << 8) | b) + 1;
-    if (d->tcap) {
-        size_t mask = d->tcap - 1;
-        for (size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & mask; d->tkey[i]; i = (i + 1) & mask)
-            if (d->tkey[i] == key) return d->tval[i];
-    }
+    uint32_t *t = d->next[half][id];
+    if (t && t[b] != NO_ID) return t[b];
     dfa_load(d, id, &d->a);
     step(g, &d->a, b, &d->b, tmp, half ? FC_GRAMMAR_MAX_DEPTH / 2 : FC_GRAMMAR_MAX_DEPTH);
-    uint32_t nid = dfa_intern(d, &d->b);
-    if (2 * (d->tn + 1) >= d->tcap) {
-        size_t oc = d->tcap;
-        uint64_t *ok = d->tkey;
-        uint32_t *ov = d->tval;
-        d->tcap = oc ? 2 * oc : 8192;
-        d->tkey = fc_xcalloc(d->tcap, sizeof *d->tkey);
-        d->tval = fc_xmalloc(sizeof *d->tval * d->tcap);
-        for (size_t j = 0; j < oc; j++)
-            if (ok[j]) {
-                size_t i = (size_t)((ok[j] * 0x9E3779B97F4A7C15ull) >> 40) & (d->tcap - 1);
-                while (d->tkey[i]) i = (i + 1) & (d->tcap - 1);
-                d->tkey[i] = ok[j];
-                d->tval[i] = ov[j];
-            }
-        free(ok);
-        free(ov);
+    uint32_t nid = dfa_intern(d, &d->b); /* may move d->next */
+    t = d->next[half][id];
+    if (!t) {
+        t = d->next[half][id] = fc_xmalloc(sizeof *t * 256);
+        memset(t, 0xFF, sizeof *t * 256);
     }
-    size_t mask = d->tcap - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & mask;
-    while (d->tkey[i]) i = (i + 1) & mask;
-    d->tkey[i] = key;
-    d->tval[i] = nid;
-    d->tn++;
+    t[b] = nid;
     return nid;
 }
 
@@ -1345,6 +1332,17 @@ void fc_grammar_matcher_stats(const fc_grammar_matcher *m, size_t *n_positions, 
 {
     *n_positions = m->n_pos;
     *n_uncertain = m->n_unc_total;
+}
+
+size_t fc_grammar_matcher_bytes(const fc_grammar_matcher *m)
+{
+    const dfa *d = &m->d;
+    size_t b = sizeof *d->pool * d->cap_pool + (sizeof *d->rec + sizeof *d->shash + 1 + 2 * sizeof(void *)) * d->cap_states +
+               sizeof *d->itab * d->icap;
+    for (int h = 0; h < 2; h++)
+        for (uint32_t i = 0; i < d->n_states; i++) b += d->next[h][i] ? 256 * sizeof(uint32_t) : 0;
+    b += m->n_pos * (sizeof(pcache) + sizeof(uint64_t) * m->words) + m->n_unc_total * (sizeof(int32_t) + sizeof(uint16_t));
+    return b + sizeof *m->pc * (m->g->n_el + 1);
 }
 
 /* Walks tokens list[0..n) (in sorted order; lcp[i]: common prefix with

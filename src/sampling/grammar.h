@@ -159,5 +159,8 @@ bool fc_grammar_matcher_accept(fc_grammar_matcher *m, fc_grammar_state *s, int32
 void fc_grammar_mask_apply(const uint64_t *mask, float *logits, int32_t n_logits);
 /* Cache statistics: positions computed, and their total uncertain tokens. */
 void fc_grammar_matcher_stats(const fc_grammar_matcher *m, size_t *n_positions, size_t *n_uncertain);
+/* Approximate heap bytes held by the matcher's caches (position masks and
+ * the lazy DFA, which is flushed past 100k states or 16 MiB). */
+size_t fc_grammar_matcher_bytes(const fc_grammar_matcher *m);
 
 #endif
