@@ -189,7 +189,7 @@ static int cmp_pair(const void *a, const void *b)
 /* Sorts and merges; removes surrogates; complements when neg. */
 static void rs_normalize(rangeset *rs, bool neg)
 {
-    qsort(rs->r, (size_t)rs->n, 2 * sizeof(uint32_t), cmp_pair);
+    if (rs->n) qsort(rs->r, (size_t)rs->n, 2 * sizeof(uint32_t), cmp_pair);
     int k = 0;
     for (int i = 0; i < rs->n; i++) {
         uint32_t lo = rs->r[2 * i], hi = rs->r[2 * i + 1];

@@ -490,7 +490,7 @@ static int cmp_u32pair(const void *a, const void *b)
  * escape (controls, '"', '\\'). */
 static void rg_finish(ranges *g, bool neg)
 {
-    qsort(g->r, (size_t)g->n, 2 * sizeof(uint32_t), cmp_u32pair);
+    if (g->n) qsort(g->r, (size_t)g->n, 2 * sizeof(uint32_t), cmp_u32pair);
     int k = 0;
     for (int i = 0; i < g->n; i++) {
         if (k && g->r[2 * i] <= g->r[2 * k - 1] + 1) {
