@@ -217,6 +217,63 @@ static void test_schemas(void)
     }
 }
 
+/* ---- distance to completion ---- */
+
+/* From s, a byte that lowers the distance by exactly one exists at every
+ * step, and following such bytes completes the text in `distance` bytes. */
+static void check_closing(const fc_grammar *g, const char *prefix)
+{
+    fc_grammar_state *s = fc_grammar_state_new(g), *t = fc_grammar_state_new(g);
+    CHECK(fc_grammar_state_advance(s, prefix, strlen(prefix)));
+    size_t d = fc_grammar_state_distance(s), steps = 0;
+    CHECKF(d != SIZE_MAX, "%s", prefix);
+    while (d > 0 && d != SIZE_MAX && steps < 1000) {
+        bool found = false;
+        for (int b = 0; b < 256 && !found; b++) {
+            unsigned char c = (unsigned char)b;
+            fc_grammar_state_copy(t, s);
+            if (fc_grammar_state_advance(t, &c, 1) && fc_grammar_state_distance(t) == d - 1) {
+                fc_grammar_state_copy(s, t);
+                found = true;
+            }
+        }
+        CHECKF(found, "%s: no byte closes in from distance %zu", prefix, d);
+        if (!found) break;
+        d--;
+        steps++;
+    }
+    CHECK(fc_grammar_state_can_end(s));
+    fc_grammar_state_free(s);
+    fc_grammar_state_free(t);
+}
+
+static void test_distance(void)
+{
+    char err[256];
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"minLength\":2},"
+                         "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"long-value\",\"xy\"]},\"minItems\":2},"
+                         "\"n\":{\"type\":\"integer\",\"minimum\":100}},\"required\":[\"name\",\"tags\",\"n\"]}";
+    fc_grammar *g = fc_grammar_from_json_schema(schema, strlen(schema), err, sizeof err);
+    CHECKF(g != NULL, "%s", err);
+    if (!g) return;
+    fc_grammar_state *s = fc_grammar_state_new(g);
+    /* shortest: {"name":"aa","tags":["xy","xy"],"n":100} = 40 bytes */
+    CHECKF(fc_grammar_state_distance(s) == 40, "distance %zu", fc_grammar_state_distance(s));
+    CHECK(fc_grammar_state_advance(s, "{\"name\":\"\xc3", 10));
+    /* the rest of the character, one more character, then as above */
+    CHECKF(fc_grammar_state_distance(s) == 1 + 1 + 1 + 28, "distance %zu", fc_grammar_state_distance(s));
+    fc_grammar_state_free(s);
+    const char *prefixes[] = {"", "{\"na", "{\"name\": \"x\\u00", "{\"name\":\"abc\", \"tags\": [\"lo",
+                              "{\"name\":\"\xe2\x82", "{\"name\":\"ab\",\"tags\":[\"xy\"", "{\"name\":\"ab\",\"tags\":[\"xy\",\"xy\"],\"n\":1"};
+    for (size_t i = 0; i < FC_ARRAY_LEN(prefixes); i++) check_closing(g, prefixes[i]);
+    fc_grammar_free(g);
+    char *t = fc_json_object_grammar();
+    g = fc_grammar_parse(t, strlen(t), err, sizeof err);
+    check_closing(g, "{\"a\":[[{\"b\":[\"x");
+    fc_grammar_free(g);
+    free(t);
+}
+
 /* ---- committed schema set ---- */
 
 static char *slurp(const char *path, size_t *n)
@@ -390,6 +447,7 @@ int main(void)
     test_grammar_text();
     test_schemas();
     test_small_vocab();
+    test_distance();
     test_schema_set();
     test_masks();
     return TEST_END();
