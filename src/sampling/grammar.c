@@ -406,23 +406,39 @@ static int opt_rule(parser *p, const atom *x, int tail)
     return r;
 }
 
+/* X{m,n}. The repetition becomes a chain of rules whose alternatives end in
+ * the next link (a tail call), so that reading through it never leaves the
+ * frame: R ::= x_i R | () for the unbounded part, O_k ::= x_i O_k-1 | ()
+ * for the optional part, Q_k ::= x_i Q_k-1 for the required part. A single
+ * alternative X is written inline m times instead (no frame at all). */
 static void emit_repeat(parser *p, palt *dst, const atom *x, long m, long n)
 {
-    for (long i = 0; i < m && !p->failed; i++) emit_once(p, dst, x);
-    if (n < 0) { /* R ::= x_i R | () */
-        int r = rule_add(p, NULL, 0);
-        for (int i = 0; i < x->n; i++) {
-            palt *a = rule_new_alt(&p->rules[r]);
-            alt_copy(p, a, &x->alts[i]);
-            alt_push(p, a, MKE(K_RULE, r));
-        }
-        rule_new_alt(&p->rules[r]);
-        p->rules[r].defined = true;
-        alt_push(p, dst, MKE(K_RULE, r));
-        return;
-    }
+    if (x->n == 1)
+        for (long i = 0; i < m && !p->failed; i++) emit_once(p, dst, x);
     int tail = -1;
-    for (long k = m; k < n && !p->failed; k++) tail = opt_rule(p, x, tail);
+    if (n < 0) { /* R ::= x_i R | () */
+        tail = rule_add(p, NULL, 0);
+        for (int i = 0; i < x->n; i++) {
+            palt *a = rule_new_alt(&p->rules[tail]);
+            alt_copy(p, a, &x->alts[i]);
+            alt_push(p, a, MKE(K_RULE, tail));
+        }
+        rule_new_alt(&p->rules[tail]);
+        p->rules[tail].defined = true;
+    } else {
+        for (long k = m; k < n && !p->failed; k++) tail = opt_rule(p, x, tail);
+    }
+    if (x->n > 1)
+        for (long k = 0; k < m && !p->failed; k++) {
+            int r = rule_add(p, NULL, 0);
+            for (int i = 0; i < x->n; i++) {
+                palt *a = rule_new_alt(&p->rules[r]);
+                alt_copy(p, a, &x->alts[i]);
+                if (tail >= 0) alt_push(p, a, MKE(K_RULE, tail));
+            }
+            p->rules[r].defined = true;
+            tail = r;
+        }
     if (tail >= 0) alt_push(p, dst, MKE(K_RULE, tail));
 }
 

@@ -391,8 +391,17 @@ static bool int_bounds(ctx *c, const cJSON *node, const char *path, long long *l
         if (cJSON_IsBool(v)) { fail(c, "unsupported: boolean %s (draft 4) at %s", keys[i], path); return false; }
         if (!cJSON_IsNumber(v)) { fail(c, "invalid schema: %s at %s is not a number", keys[i], path); return false; }
         double x = v->valuedouble;
-        if (fabs(x) > (double)INT_LIMIT) continue;
         *has = true;
+        /* beyond the 16 digits we write: a far bound is no bound, a bound
+         * past the far end leaves nothing (lo > hi: unsatisfiable) */
+        if (x > (double)INT_LIMIT) {
+            if (i < 2) *lo = INT_LIMIT + 1;
+            continue;
+        }
+        if (x < -(double)INT_LIMIT) {
+            if (i >= 2) *hi = -INT_LIMIT - 1;
+            continue;
+        }
         long long k;
         if (i == 0) { k = (long long)ceil(x); if (k > *lo) *lo = k; }
         if (i == 1) { k = (long long)floor(x) + 1; if (k > *lo) *lo = k; }
