@@ -25,8 +25,9 @@
  *     groups, '|', * + ? {m,n}, ^ and $ at the ends); characters a JSON
  *     string must escape are produced escaped when written literally and
  *     left out of classes and '.'; `format` date, time, date-time and uuid
- *     are enforced, other formats ignored (jsonschema does not check them by
- *     default);
+ *     get their shape (a date is YYYY-MM-DD with month 01-12 and day 01-31,
+ *     not checked against the month), other formats are ignored (jsonschema
+ *     does not check formats by default);
  *   - enum/const: the values' JSON texts; anyOf/oneOf: the alternatives (for
  *     oneOf the alternatives must not overlap: not checked); allOf with one
  *     member; $ref to "#", "#/$defs/..." or "#/definitions/..." (recursion
