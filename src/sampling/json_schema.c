@@ -537,6 +537,21 @@ static void rg_finish(ranges *g, bool neg)
     }
 }
 
+/* Keeps ASCII only. Python's \d \w \s are Unicode-aware, so the complement
+ * of our ASCII versions must not reach beyond ASCII (a Unicode digit is not
+ * \D there). */
+static void rg_clip_ascii(ranges *g)
+{
+    int k = 0;
+    for (int i = 0; i < g->n; i++) {
+        if (g->r[2 * i] > 0x7F) continue;
+        g->r[2 * k] = g->r[2 * i];
+        g->r[2 * k + 1] = g->r[2 * i + 1] > 0x7F ? 0x7F : g->r[2 * i + 1];
+        k++;
+    }
+    g->n = k;
+}
+
 typedef struct rx {
     const char *s, *end;
     ctx *c;
@@ -655,7 +670,7 @@ static void rx_atom(rx *x, sb *b)
         x->s++;
         bool neg = x->s < x->end && *x->s == '^';
         if (neg) x->s++;
-        bool first = true;
+        bool first = true, shorthand = false;
         for (;;) {
             if (x->s >= x->end) { rx_fail(x, "(unterminated class)"); return; }
             if (*x->s == ']' && !first) { x->s++; break; }
@@ -664,7 +679,7 @@ static void rx_atom(rx *x, sb *b)
             if (*x->s == '\\') {
                 x->s++;
                 if (x->s >= x->end) { rx_fail(x, "(bad escape)"); return; }
-                if (rx_shorthand(*x->s, &g)) { x->s++; continue; }
+                if (rx_shorthand(*x->s, &g)) { x->s++; shorthand = true; continue; }
                 if (*x->s == 'D' || *x->s == 'W' || *x->s == 'S') { rx_fail(x, "\\D \\W \\S in a class"); return; }
                 lo = rx_escape_cp(x);
             } else if (*x->s == '[' && x->end - x->s > 1 && x->s[1] == ':') {
@@ -685,6 +700,7 @@ static void rx_atom(rx *x, sb *b)
             rg_add(&g, (uint32_t)lo, (uint32_t)hi);
         }
         rg_finish(&g, neg);
+        if (neg && shorthand) rg_clip_ascii(&g);
         if (g.over) { rx_fail(x, "(class too large)"); return; }
         put_class(b, &g);
     } else if (ch == '.') {
@@ -705,6 +721,7 @@ static void rx_atom(rx *x, sb *b)
             rx_shorthand((char)(e + 32), &g);
             if (e == 'S') { rg_add(&g, '\t', '\r'); }
             rg_finish(&g, true);
+            rg_clip_ascii(&g);
             put_class(b, &g);
         } else {
             int32_t cp = rx_escape_cp(x);
