@@ -97,7 +97,7 @@ static int run(fc_model *m, fc_exec *e, fc_tokenizer *tok, fc_grammar_matcher *g
         double t0 = cpu_sec();
         fc_grammar_matcher_mask(gm, st, mask);
         if (*ntm < MAX_T) tm[(*ntm)++] = cpu_sec() - t0;
-        fc_grammar_mask_apply(mask, logits, V);
+        fc_grammar_mask_apply(voc, mask, logits, V);
         int best = 0;
         for (int t = 1; t < V; t++)
             if (logits[t] > logits[best]) best = t;

@@ -1468,8 +1468,10 @@ bool fc_grammar_matcher_accept(fc_grammar_matcher *m, fc_grammar_state *s, int32
     return fc_grammar_state_advance(s, v->blob + v->poff[id], v->plen[id]);
 }
 
-void fc_grammar_mask_apply(const uint64_t *mask, float *logits, int32_t n_logits)
+void fc_grammar_mask_apply(const fc_grammar_vocab *v, const uint64_t *mask, float *logits, int32_t n_logits)
 {
-    for (int32_t t = 0; t < n_logits; t++)
+    int32_t n = n_logits < v->n_vocab ? n_logits : v->n_vocab;
+    for (int32_t t = 0; t < n; t++)
         if (!((mask[t >> 6] >> (t & 63)) & 1)) logits[t] = -INFINITY;
+    for (int32_t t = n; t < n_logits; t++) logits[t] = -INFINITY;
 }

@@ -173,8 +173,10 @@ void fc_grammar_matcher_mask(fc_grammar_matcher *m, const fc_grammar_state *s, u
 /* Advances s by token id: its bytes, or for an end-of-generation token
  * nothing (true when s can end). False (s unchanged) when not allowed. */
 bool fc_grammar_matcher_accept(fc_grammar_matcher *m, fc_grammar_state *s, int32_t id);
-/* Sets logits[t] = -INFINITY for every token t < n_logits not in mask. */
-void fc_grammar_mask_apply(const uint64_t *mask, float *logits, int32_t n_logits);
+/* Sets logits[t] = -INFINITY for every token t < n_logits not in mask, and
+ * for every t at or past the vocabulary's size (a model with more rows than
+ * its tokenizer has ids). */
+void fc_grammar_mask_apply(const fc_grammar_vocab *v, const uint64_t *mask, float *logits, int32_t n_logits);
 /* Cache statistics: positions computed, and their total uncertain tokens. */
 void fc_grammar_matcher_stats(const fc_grammar_matcher *m, size_t *n_positions, size_t *n_uncertain);
 /* Approximate heap bytes held by the matcher's caches (position masks and

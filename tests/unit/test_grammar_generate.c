@@ -127,7 +127,7 @@ static char *generate(gen_ctx *c, const char *schema, size_t slen, float tempera
             }
         }
         add_time(&c->t_mask, &c->n_mask, &c->cap, fc_time_sec() - t0);
-        fc_grammar_mask_apply(mask, c->logits, c->V);
+        fc_grammar_mask_apply(c->voc, mask, c->logits, c->V);
         int best = 0;
         for (int t = 1; t < c->V; t++)
             if (c->logits[t] > c->logits[best]) best = t;
