@@ -112,6 +112,14 @@ size_t fc_grammar_n_elems(const fc_grammar *g);
  * string (caller frees with free()), or NULL with a one-line message in err:
  * "unsupported: ...", "unsatisfiable: ..." or "invalid schema: ...". */
 char *fc_json_schema_to_grammar(const char *schema, size_t len, char *err, size_t err_cap);
+/* The same as rules to combine into a larger grammar (a tool call wraps
+ * each tool's arguments): "<prefix>root ::= ..." and helper rules, every
+ * name starting with prefix ([A-Za-z0-9_-]*), without the shared base rules
+ * (ws, string, number, value, ...: fc_json_base_rules, to be added once).
+ * Caller frees with free(); NULL with a message in err. */
+char *fc_json_schema_to_rules(const char *schema, size_t len, const char *prefix, char *err, size_t err_cap);
+/* The base rules every schema's rules refer to (static text). */
+const char *fc_json_base_rules(void);
 /* The grammar of any JSON object (OpenAI's {"type":"json_object"}). Never
  * NULL; caller frees with free(). */
 char *fc_json_object_grammar(void);

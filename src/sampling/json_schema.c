@@ -116,6 +116,7 @@ typedef struct refent { char *ref; int rule; } refent;
 
 typedef struct ctx {
     cJSON *root;
+    const char *prefix; /* of every rule name this schema adds */
     sb out;
     int n_rules;
     refent *refs;
@@ -153,7 +154,7 @@ static void fail(ctx *c, const char *fmt, ...)
  * fixed negative-free names via these ids. */
 enum { R_VALUE = 1000000, R_STRING, R_NUMBER, R_INT, R_BOOLEAN, R_NULL, R_OBJECT };
 
-static void put_rule(sb *b, int r)
+static void put_rule(const ctx *c, sb *b, int r)
 {
     switch (r) {
     case R_VALUE: sb_puts(b, "value"); break;
@@ -163,7 +164,7 @@ static void put_rule(sb *b, int r)
     case R_BOOLEAN: sb_puts(b, "boolean"); break;
     case R_NULL: sb_puts(b, "null"); break;
     case R_OBJECT: sb_puts(b, "object"); break;
-    default: sb_printf(b, "s%d", r);
+    default: sb_printf(b, "%ss%d", c->prefix, r);
     }
 }
 
@@ -171,7 +172,7 @@ static void put_rule(sb *b, int r)
  * their dependencies may have been written (order does not matter). */
 static int new_rule(ctx *c) { return c->n_rules++; }
 
-static void rule_begin(sb *b, int r) { sb_printf(b, "s%d ::= ", r); }
+static void rule_begin(const ctx *c, sb *b, int r) { sb_printf(b, "%ss%d ::= ", c->prefix, r); }
 static void rule_end(ctx *c, sb *b)
 {
     sb_puts(b, "\n");
@@ -264,8 +265,8 @@ static int gen_ref(ctx *c, const char *ref, const char *path)
     int t = gen(c, target, ref);
     if (t < 0) return -1;
     sb b = {0};
-    rule_begin(&b, r);
-    put_rule(&b, t);
+    rule_begin(c, &b, r);
+    put_rule(c, &b, t);
     rule_end(c, &b);
     return r;
 }
@@ -302,7 +303,7 @@ static int gen_enum(ctx *c, const cJSON *node, const char *path)
     if (en && !cJSON_IsArray(en)) { fail(c, "invalid schema: enum at %s is not an array", path); return -1; }
     sb b = {0};
     int r = new_rule(c), n = 0;
-    rule_begin(&b, r);
+    rule_begin(c, &b, r);
     const cJSON *v;
     if (cn) {
         bool in_enum = !en;
@@ -438,7 +439,7 @@ static int gen_integer(ctx *c, const cJSON *node, const char *path)
     if (lo > hi) { fail(c, "unsatisfiable: no integer in the bounds at %s", path); return -1; }
     sb b = {0};
     int r = new_rule(c);
-    rule_begin(&b, r);
+    rule_begin(c, &b, r);
     int_range(&b, lo, hi);
     rule_end(c, &b);
     return r;
@@ -464,7 +465,7 @@ static int gen_number(ctx *c, const cJSON *node, const char *path)
     if (lo > hi) { fail(c, "unsatisfiable: minimum above maximum at %s", path); return -1; }
     sb b = {0};
     int r = new_rule(c);
-    rule_begin(&b, r);
+    rule_begin(c, &b, r);
     /* x in [lo, hi]: an integer part in [lo, hi - 1] with any fraction, or hi
      * itself with a zero fraction */
     if (lo < hi) {
@@ -849,7 +850,7 @@ static int gen_string(ctx *c, const cJSON *node, const char *path)
     if (!pat && !known_fmt && mn == 0 && mx < 0) return R_STRING;
     sb b = {0};
     int r = new_rule(c);
-    rule_begin(&b, r);
+    rule_begin(c, &b, r);
     sb_puts(&b, "\"\\\"\" ");
     if (pat) {
         if (!gen_pattern(c, &b, pat->valuestring, path)) { free(b.s); return -1; }
@@ -893,13 +894,13 @@ static int gen_array(ctx *c, const cJSON *node, const char *path)
     }
     sb b = {0};
     int r = new_rule(c);
-    rule_begin(&b, r);
+    rule_begin(c, &b, r);
     sb_puts(&b, "\"[\" ws ");
     if (mx != 0) {
         if (mn == 0) sb_puts(&b, "( ");
-        put_rule(&b, it);
+        put_rule(c, &b, it);
         sb_puts(&b, " ws ( \",\" ws ");
-        put_rule(&b, it);
+        put_rule(c, &b, it);
         sb_puts(&b, " ws )");
         long lo = mn > 0 ? mn - 1 : 0;
         if (mx < 0) sb_printf(&b, "{%ld,}", lo);
@@ -933,7 +934,7 @@ static int gen_object(ctx *c, const cJSON *node, const char *path)
         if (cJSON_IsFalse(addl)) {
             sb b = {0};
             int r = new_rule(c);
-            rule_begin(&b, r);
+            rule_begin(c, &b, r);
             sb_puts(&b, "\"{\" ws \"}\"");
             rule_end(c, &b);
             return r;
@@ -945,11 +946,11 @@ static int gen_object(ctx *c, const cJSON *node, const char *path)
         if (vr < 0) return -1;
         sb b = {0};
         int r = new_rule(c);
-        rule_begin(&b, r);
+        rule_begin(c, &b, r);
         sb_puts(&b, "\"{\" ws ( string ws \":\" ws ");
-        put_rule(&b, vr);
+        put_rule(c, &b, vr);
         sb_puts(&b, " ws ( \",\" ws string ws \":\" ws ");
-        put_rule(&b, vr);
+        put_rule(c, &b, vr);
         sb_puts(&b, " ws )* )? \"}\"");
         rule_end(c, &b);
         return r;
@@ -1000,11 +1001,11 @@ static int gen_object(ctx *c, const cJSON *node, const char *path)
 #define AFTER(i) (base + 2 * (i) + 1)
     for (int i = n; i >= 0; i--) {
         sb b = {0};
-        rule_begin(&b, FIRST(i));
+        rule_begin(c, &b, FIRST(i));
         if (i == n) {
             sb_puts(&b, "\"\"");
         } else if (val[i] == -2) {
-            sb_printf(&b, "s%d", FIRST(i + 1));
+            sb_printf(&b, "%ss%d", c->prefix, FIRST(i + 1));
         } else {
             cJSON *ks = cJSON_CreateString(names[i]);
             char *kt = ks ? cJSON_PrintUnformatted(ks) : NULL;
@@ -1013,29 +1014,29 @@ static int gen_object(ctx *c, const cJSON *node, const char *path)
             sb kv = {0};
             put_lit(&kv, kt, strlen(kt));
             sb_puts(&kv, " ws \":\" ws ");
-            put_rule(&kv, val[i]);
+            put_rule(c, &kv, val[i]);
             sb_puts(&kv, " ws");
             free(kt);
-            sb_printf(&b, "%s s%d", kv.s, AFTER(i + 1));
-            if (!required[i]) sb_printf(&b, " | s%d", FIRST(i + 1));
+            sb_printf(&b, "%s %ss%d", kv.s, c->prefix, AFTER(i + 1));
+            if (!required[i]) sb_printf(&b, " | %ss%d", c->prefix, FIRST(i + 1));
             rule_end(c, &b);
-            rule_begin(&b, AFTER(i));
-            sb_printf(&b, "\",\" ws %s s%d", kv.s, AFTER(i + 1));
-            if (!required[i]) sb_printf(&b, " | s%d", AFTER(i + 1));
+            rule_begin(c, &b, AFTER(i));
+            sb_printf(&b, "\",\" ws %s %ss%d", kv.s, c->prefix, AFTER(i + 1));
+            if (!required[i]) sb_printf(&b, " | %ss%d", c->prefix, AFTER(i + 1));
             free(kv.s);
             rule_end(c, &b);
             continue;
         }
         rule_end(c, &b);
-        rule_begin(&b, AFTER(i));
+        rule_begin(c, &b, AFTER(i));
         if (i == n) sb_puts(&b, "\"\"");
-        else sb_printf(&b, "s%d", AFTER(i + 1));
+        else sb_printf(&b, "%ss%d", c->prefix, AFTER(i + 1));
         rule_end(c, &b);
     }
     int r = new_rule(c);
     sb b = {0};
-    rule_begin(&b, r);
-    sb_printf(&b, "\"{\" ws s%d \"}\"", FIRST(0));
+    rule_begin(c, &b, r);
+    sb_printf(&b, "\"{\" ws %ss%d \"}\"", c->prefix, FIRST(0));
     rule_end(c, &b);
 #undef FIRST
 #undef AFTER
@@ -1071,10 +1072,10 @@ static int alt_rule(ctx *c, const int *ids, int n)
     if (n == 1) return ids[0];
     sb b = {0};
     int r = new_rule(c);
-    rule_begin(&b, r);
+    rule_begin(c, &b, r);
     for (int i = 0; i < n; i++) {
         if (i) sb_puts(&b, " | ");
-        put_rule(&b, ids[i]);
+        put_rule(c, &b, ids[i]);
     }
     rule_end(c, &b);
     return r;
@@ -1193,23 +1194,27 @@ static int gen(ctx *c, const cJSON *node, const char *path)
     return r;
 }
 
-char *fc_json_schema_to_grammar(const char *schema, size_t len, char *err, size_t err_cap)
+char *fc_json_schema_to_rules(const char *schema, size_t len, const char *prefix, char *err, size_t err_cap)
 {
     if (err && err_cap) err[0] = 0;
+    for (const char *q = prefix; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '-' || *q == '_')) {
+            if (err && err_cap) snprintf(err, err_cap, "invalid prefix: rule names take [A-Za-z0-9_-]");
+            return NULL;
+        }
     cJSON *root = cJSON_ParseWithLength(schema, len);
     if (!root) {
         if (err && err_cap) snprintf(err, err_cap, "invalid schema: not valid JSON");
         return NULL;
     }
-    ctx c = {.root = root, .err = err, .err_cap = err_cap};
+    ctx c = {.root = root, .prefix = prefix, .err = err, .err_cap = err_cap};
     int r = gen(&c, root, "#");
     char *out = NULL;
     if (r >= 0 && !c.failed) {
         sb b = {0};
-        sb_puts(&b, "root ::= ");
-        put_rule(&b, r);
+        sb_printf(&b, "%sroot ::= ", prefix);
+        put_rule(&c, &b, r);
         sb_puts(&b, "\n");
-        sb_puts(&b, BASE_RULES);
         sb_put(&b, c.out.s ? c.out.s : "", c.out.n);
         if (b.full) {
             free(b.s);
@@ -1222,6 +1227,20 @@ char *fc_json_schema_to_grammar(const char *schema, size_t len, char *err, size_
     for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
     free(c.refs);
     cJSON_Delete(root);
+    return out;
+}
+
+const char *fc_json_base_rules(void) { return BASE_RULES; }
+
+char *fc_json_schema_to_grammar(const char *schema, size_t len, char *err, size_t err_cap)
+{
+    char *rules = fc_json_schema_to_rules(schema, len, "", err, err_cap);
+    if (!rules) return NULL;
+    size_t a = strlen(rules), b = sizeof BASE_RULES - 1;
+    char *out = fc_xmalloc(a + b + 1);
+    memcpy(out, rules, a);
+    memcpy(out + a, BASE_RULES, b + 1);
+    free(rules);
     return out;
 }
 

@@ -220,6 +220,36 @@ static void test_schemas(void)
     }
 }
 
+/* Two schemas' rules under prefixes, combined as a tool call would be. */
+static void test_combined_rules(void)
+{
+    char err[256];
+    const char *s0 = "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}";
+    const char *s1 = "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"integer\"}},\"required\":[\"q\"]}";
+    char *r0 = fc_json_schema_to_rules(s0, strlen(s0), "t0-", err, sizeof err);
+    char *r1 = fc_json_schema_to_rules(s1, strlen(s1), "t1-", err, sizeof err);
+    CHECK(r0 && r1 && strstr(r0, "t0-root ::= ") == r0 && !strstr(r0, "ws ::="));
+    CHECK(!fc_json_schema_to_rules(s0, strlen(s0), "bad prefix", err, sizeof err) && strstr(err, "prefix"));
+    if (!r0 || !r1) return;
+    const char *head = "root ::= \"{\\\"name\\\": \\\"weather\\\", \\\"arguments\\\": \" t0-root \"}\" | "
+                       "\"{\\\"name\\\": \\\"search\\\", \\\"arguments\\\": \" t1-root \"}\"\n";
+    size_t n = strlen(head) + strlen(r0) + strlen(r1) + strlen(fc_json_base_rules()) + 1;
+    char *text = malloc(n);
+    snprintf(text, n, "%s%s%s%s", head, r0, r1, fc_json_base_rules());
+    fc_grammar *g = fc_grammar_parse(text, strlen(text), err, sizeof err);
+    CHECKF(g != NULL, "%s", err);
+    if (g) {
+        CHECK(sentence(g, "{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}"));
+        CHECK(sentence(g, "{\"name\": \"search\", \"arguments\": {\"q\": 3}}"));
+        CHECK(!sentence(g, "{\"name\": \"search\", \"arguments\": {\"city\": \"Paris\"}}"));
+        CHECK(!sentence(g, "{\"name\": \"other\", \"arguments\": {}}"));
+    }
+    fc_grammar_free(g);
+    free(text);
+    free(r0);
+    free(r1);
+}
+
 /* ---- distance to completion ---- */
 
 /* From s, a byte that lowers the distance by exactly one exists at every
@@ -451,6 +481,7 @@ int main(void)
     test_schemas();
     test_small_vocab();
     test_distance();
+    test_combined_rules();
     test_schema_set();
     test_masks();
     return TEST_END();
