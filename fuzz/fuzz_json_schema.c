@@ -89,6 +89,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (!err[0]) {
         abort(); /* an error must say what */
     }
+    char *rules = fc_json_schema_to_rules((const char *)data, size, "p-", err, sizeof err);
+    if (!rules && !err[0]) abort();
+    free(rules);
     g = fc_grammar_parse((const char *)data, size, err, sizeof err);
     if (g) {
         walk(g, seed);
