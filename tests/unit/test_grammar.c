@@ -323,7 +323,7 @@ static char *slurp(const char *path, size_t *n)
     return b;
 }
 
-static int load_schema_dir(char names[][256], int cap)
+static int load_schema_dir(char names[][300], int cap)
 {
     DIR *d = opendir("tests/data/schemas");
     if (!d) return 0;
@@ -331,7 +331,7 @@ static int load_schema_dir(char names[][256], int cap)
     struct dirent *e;
     while ((e = readdir(d)) && n < cap) {
         size_t l = strlen(e->d_name);
-        if (l > 5 && !strcmp(e->d_name + l - 5, ".json")) snprintf(names[n++], 256, "tests/data/schemas/%s", e->d_name);
+        if (l > 5 && !strcmp(e->d_name + l - 5, ".json")) snprintf(names[n++], 300, "tests/data/schemas/%.255s", e->d_name);
     }
     closedir(d);
     return n;
@@ -339,7 +339,7 @@ static int load_schema_dir(char names[][256], int cap)
 
 static void test_schema_set(void)
 {
-    static char names[256][256];
+    static char names[256][300];
     int n = load_schema_dir(names, 256), ok = 0;
     CHECKF(n >= 30, "only %d schemas in tests/data/schemas", n);
     for (int i = 0; i < n; i++) {
