@@ -1008,9 +1008,24 @@ struct fc_grammar_vocab {
     int n_eog;
     int32_t *sorted;        /* (n_sorted) ids with text, by bytes */
     uint16_t *lcp;          /* (n_sorted) common prefix with the previous one */
+    int32_t *jmp;           /* (2 n_sorted) make_jumps */
     int32_t n_sorted;
     uint32_t max_len;
 };
+
+/* jmp[2i]: the first entry after i whose common prefix with its predecessor
+ * is 0 (another first byte), jmp[2i+1]: is at most 1, so a walk skips every
+ * token under a dead first or second byte at once. */
+static int32_t *make_jumps(const uint16_t *lcp, int32_t n)
+{
+    int32_t *j = fc_xmalloc(sizeof *j * 2 * ((size_t)n + 1));
+    if (n) j[2 * (n - 1)] = j[2 * (n - 1) + 1] = n;
+    for (int32_t i = n - 2; i >= 0; i--) {
+        j[2 * i] = lcp[i + 1] == 0 ? i + 1 : j[2 * (i + 1)];
+        j[2 * i + 1] = lcp[i + 1] <= 1 ? i + 1 : j[2 * (i + 1) + 1];
+    }
+    return j;
+}
 
 static const fc_grammar_vocab *sort_vocab;
 static int cmp_piece(const void *a, const void *b)
@@ -1069,6 +1084,7 @@ fc_grammar_vocab *fc_grammar_vocab_from_pieces(const char *const *pieces, const 
         while (j < n && v->blob[v->poff[a] + j] == v->blob[v->poff[b] + j]) j++;
         v->lcp[i] = (uint16_t)j;
     }
+    v->jmp = make_jumps(v->lcp, v->n_sorted);
     return v;
 }
 
@@ -1104,6 +1120,7 @@ void fc_grammar_vocab_free(fc_grammar_vocab *v)
     free(v->eog_ids);
     free(v->sorted);
     free(v->lcp);
+    free(v->jmp);
     free(v);
 }
 
@@ -1292,6 +1309,7 @@ typedef struct pcache {
     uint64_t *acc;    /* (words) accepted whatever lies below the frame */
     int32_t *unc;     /* (n_unc) ids to walk with the real stack, sorted order */
     uint16_t *ulcp;   /* (n_unc) common prefix with the previous uncertain one */
+    int32_t *ujmp;    /* (2 n_unc) make_jumps */
     int32_t n_unc;
 } pcache;
 
@@ -1331,6 +1349,7 @@ void fc_grammar_matcher_free(fc_grammar_matcher *m)
             free(m->pc[i]->acc);
             free(m->pc[i]->unc);
             free(m->pc[i]->ulcp);
+            free(m->pc[i]->ujmp);
             free(m->pc[i]);
         }
     free(m->pc);
@@ -1357,7 +1376,7 @@ size_t fc_grammar_matcher_bytes(const fc_grammar_matcher *m)
                sizeof *d->itab * d->icap;
     for (int h = 0; h < 2; h++)
         for (uint32_t i = 0; i < d->n_states; i++) b += d->next[h][i] ? 256 * sizeof(uint32_t) : 0;
-    b += m->n_pos * (sizeof(pcache) + sizeof(uint64_t) * m->words) + m->n_unc_total * (sizeof(int32_t) + sizeof(uint16_t));
+    b += m->n_pos * (sizeof(pcache) + sizeof(uint64_t) * m->words) + m->n_unc_total * (3 * sizeof(int32_t) + sizeof(uint16_t));
     return b + sizeof *m->pc * (m->g->n_el + 1);
 }
 
@@ -1365,8 +1384,8 @@ size_t fc_grammar_matcher_bytes(const fc_grammar_matcher *m)
  * list[i-1]) from init. Accepted ids get their bit in out. When unc is not
  * NULL (the cache build: init is one frame), the sorted positions of tokens
  * that died after leaving the frame go to unc and their count is returned. */
-static int32_t walk(fc_grammar_matcher *m, const sset *init, const int32_t *list, const uint16_t *lcp, int32_t n,
-                    uint64_t *out, int32_t *unc, bool half)
+static int32_t walk(fc_grammar_matcher *m, const sset *init, const int32_t *list, const uint16_t *lcp,
+                    const int32_t *jmp, int32_t n, uint64_t *out, int32_t *unc, bool half)
 {
     const fc_grammar_vocab *v = m->v;
     dfa *D = &m->d;
@@ -1397,6 +1416,10 @@ static int32_t walk(fc_grammar_matcher *m, const sset *init, const int32_t *list
         /* every token sharing p[0..d] dies here too */
         bool u = unc && hit[d];
         valid = d;
+        if (!u && d <= 1) {
+            i = jmp[2 * i + d];
+            continue;
+        }
         if (u) unc[n_unc++] = i;
         for (i++; i < n && lcp[i] > d; i++)
             if (u) unc[n_unc++] = i;
@@ -1412,7 +1435,7 @@ static pcache *position_cache(fc_grammar_matcher *m, uint32_t top)
     c->acc = fc_xcalloc(m->words, sizeof *c->acc);
     sset_reset(&m->one);
     sset_emit(&m->one, &top, 1, 0);
-    int32_t nu = walk(m, &m->one, v->sorted, v->lcp, v->n_sorted, c->acc, m->ubuf, true);
+    int32_t nu = walk(m, &m->one, v->sorted, v->lcp, v->jmp, v->n_sorted, c->acc, m->ubuf, true);
     c->n_unc = nu;
     if (nu) {
         c->unc = fc_xmalloc(sizeof *c->unc * (size_t)nu);
@@ -1428,6 +1451,7 @@ static pcache *position_cache(fc_grammar_matcher *m, uint32_t top)
             }
             c->ulcp[k] = l;
         }
+        c->ujmp = make_jumps(c->ulcp, nu);
     }
     m->pc[top] = c;
     m->n_pos++;
@@ -1450,9 +1474,9 @@ void fc_grammar_matcher_mask(fc_grammar_matcher *m, const fc_grammar_state *s, u
         if (cur->part[i] == 0 && L <= FC_GRAMMAR_MAX_DEPTH / 2) {
             pcache *c = position_cache(m, top);
             for (size_t w = 0; w < m->words; w++) mask[w] |= c->acc[w];
-            if (c->n_unc) walk(m, one, c->unc, c->ulcp, c->n_unc, mask, NULL, false);
+            if (c->n_unc) walk(m, one, c->unc, c->ulcp, c->ujmp, c->n_unc, mask, NULL, false);
         } else {
-            walk(m, one, v->sorted, v->lcp, v->n_sorted, mask, NULL, false);
+            walk(m, one, v->sorted, v->lcp, v->jmp, v->n_sorted, mask, NULL, false);
         }
     }
     if (cur->end)
