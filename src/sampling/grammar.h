@@ -42,7 +42,8 @@
  * The token mask (fc_grammar_matcher_mask). Tokens are sorted by their bytes
  * once (fc_grammar_vocab), with the common-prefix length to the previous
  * token, so a walk over the sorted list advances each shared prefix once and
- * skips every token under a dead prefix. On top of that a cache per grammar
+ * skips every token under a dead prefix (in one jump when the first or
+ * second byte dies). On top of that a cache per grammar
  * position (the top CHAR element of a stack; the idea of XGrammar's
  * "adaptive token mask cache", our implementation): walking all tokens once
  * from the one-frame stack [P] sorts them into accepted (read entirely
