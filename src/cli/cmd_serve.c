@@ -20,6 +20,7 @@
 #include "serve/controller.h"
 #include "serve/openai_api.h"
 #include "serve/worker.h"
+#include "serve/web.h"
 
 int fc_cmd_serve(int argc, char **argv);
 
@@ -55,12 +56,16 @@ static void usage(FILE *f)
             "  --kv-cache-tokens N            KV cache budget per model\n"
             "  --exact | --act8               f32 reference mode / 8-bit activations (as fastchat worker)\n"
             "  --ssl                          accepted; TLS is not implemented\n"
+            "web UI at / (fastchat web --help): --arena-config F, --web-db F (default $LOGDIR/fastchat_arena.db),\n"
+            "  --register-api-endpoint-file F, --no-web\n"
             "  -v, --verbose                  log registrations, heartbeats and requests\n");
 }
 
 /* in cmd_api.c */
 char *fc_cli_json_list_csv(const char *flag, const char *v);
 char **fc_cli_split_csv(const char *s, int *n);
+/* in cmd_web.c */
+char *fc_cli_web_db_default(void);
 
 int fc_cmd_serve(int argc, char **argv)
 {
@@ -73,6 +78,8 @@ int fc_cmd_serve(int argc, char **argv)
     int n_keys = 0;
     bool creds = false, ssl = false;
     fc_worker_params wp = {0};
+    fc_web_params webp = {0};
+    bool no_web = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -120,6 +127,14 @@ int fc_cmd_serve(int argc, char **argv)
             wp.exact = true;
         } else if (!strcmp(a, "--act8")) {
             wp.act8 = true;
+        } else if (!strcmp(a, "--arena-config") && v) {
+            webp.arena_config = v, i++;
+        } else if (!strcmp(a, "--web-db") && v) {
+            webp.db_path = v, i++;
+        } else if (!strcmp(a, "--register-api-endpoint-file") && v) {
+            webp.api_endpoint_file = v, i++;
+        } else if (!strcmp(a, "--no-web")) {
+            no_web = true;
         } else if (!strcmp(a, "--ssl")) {
             ssl = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -175,9 +190,21 @@ int fc_cmd_serve(int argc, char **argv)
         .allow_headers = headers,
         .allow_credentials = creds,
     };
+    char *web_db = webp.db_path ? NULL : fc_cli_web_db_default();
+    if (!webp.db_path) webp.db_path = web_db;
+    webp.api_key = n_keys ? keys[0] : NULL;
+    fc_web *web = no_web ? NULL : fc_web_new(&webp);
+    if (!no_web && !web) fc_cli_die("check --web-db and --arena-config", "web: %s", fc_last_error());
+    ap.mount = web ? fc_web_mount_hook : NULL, ap.mount_user = web;
     fc_openai_api *api = fc_openai_api_start(&ap);
     if (!api) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     printf("api: http://%s:%d/v1\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
+    if (web) {
+        char base[300];
+        snprintf(base, sizeof base, "http://%s:%d", !strcmp(host, "0.0.0.0") ? "127.0.0.1" : host, fc_openai_api_port(api));
+        fc_web_set_api_base(web, base);
+        printf("web: http://%s:%d/\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
+    }
     printf("ready\n");
     fflush(stdout);
 
@@ -186,6 +213,8 @@ int fc_cmd_serve(int argc, char **argv)
     while (!stop_flag) pause();
 
     fc_openai_api_free(api);
+    fc_web_free(web);
+    free(web_db);
     for (int i = 0; i < n_models; i++) fc_worker_free(workers[i]);
     fc_controller_free(ctl);
     free(workers);
