@@ -25,6 +25,7 @@ int fc_cmd_serve(int argc, char **argv);
 int fc_cmd_test_message(int argc, char **argv);
 int fc_cmd_bench_serve(int argc, char **argv);
 int fc_cmd_web(int argc, char **argv);
+int fc_cmd_leaderboard(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */

@@ -32,6 +32,7 @@ static const struct {
     {"detokenize", fc_cmd_detokenize, "print the text of token ids"},
     {"prompt", fc_cmd_prompt, "render a conversation with a FastChat template"},
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
+    {"leaderboard", fc_cmd_leaderboard, "Chatbot Arena ratings (Elo, Bradley-Terry) from vote logs"},
 };
 
 static void usage(FILE *f)
