@@ -527,7 +527,10 @@ async function refreshLeaderboard() {
     return;
   }
   const rows = lb.models || [];
-  $("lb-summary").textContent = `Total #models: ${rows.length}. Total #votes: ${lb.n_battles}. Last updated: ${new Date().toLocaleString()}.`;
+  $("lb-summary").textContent = `Total #models: ${rows.length}. Total #votes: ${lb.n_battles} ` +
+    `(anonymous battles after FastChat's cleaning, of ${lb.n_votes} votes received). ` +
+    `Last updated: ${new Date().toLocaleString()}.`;
+  $("lb-summary").dataset.votes = String(lb.n_votes);
   const tb = $("lb-table").querySelector("tbody");
   tb.textContent = "";
   const f = (v) => (v === null || v === undefined ? "–" : Math.round(v));

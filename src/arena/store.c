@@ -314,6 +314,39 @@ void fc_store_battles_free(fc_battle *b, size_t n)
     free(b);
 }
 
+char *fc_store_votes_jsonl(fc_store *st, size_t *len, long *n_votes)
+{
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *q = prep(st,
+                           "SELECT json FROM events WHERE type IN ('leftvote', 'rightvote', 'tievote',"
+                           " 'bothbad_vote') ORDER BY id",
+                           "");
+    char *out = NULL;
+    size_t n = 0, cap = 0;
+    long count = 0;
+    while (q && sqlite3_step(q) == SQLITE_ROW) {
+        const char *j = col_text(q, 0);
+        size_t l = strlen(j);
+        if (n + l + 2 > cap) {
+            cap = (n + l + 2) * 2;
+            out = fc_xrealloc(out, cap);
+        }
+        memcpy(out + n, j, l);
+        n += l;
+        out[n++] = '\n';
+        count++;
+    }
+    if (q) {
+        if (!out) out = fc_xcalloc(1, 1);
+        out[n] = '\0';
+    }
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&st->mu);
+    if (len) *len = n;
+    if (n_votes) *n_votes = count;
+    return out;
+}
+
 /* ---- export to FastChat's log files ---- */
 
 int fc_store_export(fc_store *st, const char *dir, int *n_files, long *n_lines)

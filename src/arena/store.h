@@ -79,6 +79,11 @@ long fc_store_count_events(fc_store *st, const char *type);
 int fc_store_battles(fc_store *st, fc_battle **out, size_t *n);
 void fc_store_battles_free(fc_battle *b, size_t n);
 
+/* The arena vote records (leftvote/rightvote/tievote/bothbad_vote) as
+ * FastChat log lines, oldest first, one per line (malloc'd, NUL-terminated;
+ * *len its length; *n_votes their number). NULL on error. */
+char *fc_store_votes_jsonl(fc_store *st, size_t *len, long *n_votes);
+
 /* Writes every event into dir/{YYYY-MM-DD}-conv.json (UTC date of its
  * tstamp), one JSON object per line, replacing those files. *n_files and
  * *n_lines (may be NULL) get the counts. */

@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "arena/battle.h"
+#include "arena/battles.h"
 #include "arena/rating.h"
 #include "arena/store.h"
 #include "base/fc_base.h"
@@ -62,6 +63,9 @@ struct fc_web {
     int n_busy;
     rate_slot rate[RATE_SLOTS];
     uint64_t rng;
+    pthread_mutex_t lb_mu; /* the leaderboard cache */
+    char *lb_json;
+    long lb_votes;
 };
 
 /* ---- small helpers ---- */
@@ -1018,6 +1022,7 @@ fc_web *fc_web_new(const fc_web_params *p)
 {
     fc_web *w = fc_xcalloc(1, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->lb_mu, NULL);
     w->input_limit = env_int("FASTCHAT_INPUT_CHAR_LEN_LIMIT", 12000);
     w->blind_input_limit = env_int("FASTCHAT_BLIND_MODE_INPUT_CHAR_LEN_LIMIT", 30000);
     w->worker_timeout_s = env_int("FASTCHAT_WORKER_API_TIMEOUT", 100);
@@ -1082,13 +1087,58 @@ void fc_web_free(fc_web *w)
     free(w->busy);
     free(w->api_base);
     free(w->api_key);
+    free(w->lb_json);
+    pthread_mutex_destroy(&w->lb_mu);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
 
 /* ---- leaderboard ---- */
 
+/* The stored votes as FastChat's logs, cleaned by clean_battle_data.py's
+ * rules (arena/battles.h: leaked identities and error messages dropped,
+ * anonymity from the logged labels), rated as elo_analysis rates them
+ * (anonymous battles, BT with 100 bootstrap rounds). Recomputed when the
+ * number of votes changed; the last JSON is kept. */
 static void h_leaderboard(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    reply_error(reply, 503, "the leaderboard is not built into this binary yet", 50001);
+    fc_web *w = user;
+    size_t len = 0;
+    long n_votes = 0;
+    char *logs = fc_store_votes_jsonl(w->store, &len, &n_votes);
+    if (!logs) {
+        reply_error(reply, 500, "cannot read the votes (see the server log)", 50001);
+        return;
+    }
+    pthread_mutex_lock(&w->lb_mu);
+    if (!w->lb_json || w->lb_votes != n_votes) {
+        fc_battles *bs = fc_battles_new();
+        int rc = fc_battles_read_log_mem(bs, logs, len, "votes", NULL);
+        fc_battles_finish(bs);
+        fc_rating_opts o = {.n_bootstrap = 100, .seed = 42, .anony_only = true}; /* fastchat leaderboard's defaults */
+        fc_leaderboard lb = {0};
+        if (rc == FC_OK && fc_leaderboard_compute(bs->b, bs->n, &o, &lb) == FC_OK) {
+            /* extra fields spliced in front: a cJSON round trip would round the numbers */
+            char *js = fc_leaderboard_json(&lb);
+            if (js && js[0] == '{') {
+                free(w->lb_json);
+                w->lb_json = xasprintf("{\"n_votes\":%ld,\"n_leaked\":%d,\"n_invalid\":%d%s%s", n_votes,
+                                       bs->stats.n_leaked, bs->stats.n_invalid, js[1] == '}' ? "" : ",", js + 1);
+                w->lb_votes = n_votes;
+            }
+            free(js);
+            fc_leaderboard_free(&lb);
+        }
+        fc_battles_free(bs);
+    }
+    char *out = w->lb_json ? fc_xstrdup(w->lb_json) : NULL;
+    pthread_mutex_unlock(&w->lb_mu);
+    free(logs);
+    if (!out) {
+        reply_error(reply, 500, "the ratings could not be computed (see the server log)", 50001);
+        return;
+    }
+    fc_http_reply_header(reply, "Cache-Control", "no-store");
+    fc_http_reply_json(reply, 200, out);
+    free(out);
 }

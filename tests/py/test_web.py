@@ -359,3 +359,31 @@ def test_export_read_by_fastchat_clean_battle_data(stack, fastchat_bin, tmp_path
     named = [b for b in battles if not b["anony"]]
     assert anony and named  # battles and side-by-side chats
     assert len(ids) == len(battles)
+
+
+def test_leaderboard_live_and_equal_to_cli(stack, fastchat_bin, tmp_path):
+    """The page's leaderboard is `fastchat leaderboard` of the exported logs
+    (same cleaning, same Bradley-Terry fit and bootstrap), and it moves
+    when a vote arrives."""
+    c = stack.new_chat("battle")
+    assert stack.send(c["id"], "Name a colour.")[0] == 200
+    assert stack.post(f"/web/api/vote/{c['id']}", {"type": "rightvote"}).status_code == 200
+    lb = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
+    out = tmp_path / "logs"
+    out.mkdir()
+    p = Proc([fastchat_bin, "web", "--db", stack.db, "--export-logs", out], tmp_path / "export.log")
+    assert p.p.wait(60) == 0, p.output()
+    cli = Proc([fastchat_bin, "leaderboard", "--json", "--log-dir", out], tmp_path / "lb.log")
+    assert cli.p.wait(120) == 0, cli.output()
+    ref = json.loads(cli.output()[cli.output().index("{"):])
+    assert lb["n_battles"] == ref["n_battles"] >= 1
+    assert [(m["model"], m["rating"], m["q025"], m["q975"], m["rank_ub"], m["n_battles"]) for m in lb["models"]] == \
+        [(m["model"], m["rating"], m["q025"], m["q975"], m["rank_ub"], m["n_battles"]) for m in ref["models"]]
+    assert len(lb["win_fraction"]) == len(lb["models"]) == len(lb["battle_count"])
+    # one more anonymous vote: the leaderboard counts it
+    c = stack.new_chat("battle")
+    assert stack.send(c["id"], "Name a fruit.")[0] == 200
+    assert stack.post(f"/web/api/vote/{c['id']}", {"type": "leftvote"}).status_code == 200
+    lb2 = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
+    assert lb2["n_votes"] == lb["n_votes"] + 1
+    assert lb2["n_battles"] + lb2["n_leaked"] + lb2["n_invalid"] >= lb["n_battles"] + 1

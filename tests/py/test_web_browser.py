@@ -367,3 +367,29 @@ def test_votes_survive_kill9_mid_battle(browser, fastchat_bin, model_path, tmp_p
         assert got["vote"] == "tievote" and all(side["model"] for side in got["sides"])
     finally:
         s.stop()
+
+
+def test_leaderboard_page(browser, stack):
+    """After the battles above: the table, the heatmaps drawn in the page, and
+    an update when a new vote arrives (the page polls every 5 s)."""
+    d = browser
+    open_page(d, stack, "?leaderboard")
+    wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "#lb-table tbody tr"), 30, "the leaderboard table")
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in d.find_elements(By.CSS_SELECTOR, "#lb-table tbody tr")]
+    api = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
+    assert [r[1] for r in rows] == [m["model"] for m in api["models"]]
+    assert [int(r[0]) for r in rows] == [m["rank_ub"] for m in api["models"]]
+    assert [int(r[2]) for r in rows] == [round(m["rating"]) for m in api["models"]]
+    for cid in ("lb-winfrac", "lb-count", "lb-ci"):
+        painted = d.execute_script("""const c = document.getElementById(arguments[0]);
+            const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i]) n++; return n;""", cid)
+        assert painted > 500, f"{cid} is blank"
+    shot(d, "leaderboard")
+    before = int(d.find_element(By.ID, "lb-summary").get_attribute("data-votes"))
+    c = stack.new_chat("battle")
+    assert stack.send(c["id"], "Name an animal.")[0] == 200
+    assert stack.post(f"/web/api/vote/{c['id']}", {"type": "tievote"}).status_code == 200
+    wait(d, lambda: int(d.find_element(By.ID, "lb-summary").get_attribute("data-votes")) == before + 1, 20,
+         "the leaderboard to show the new vote")
