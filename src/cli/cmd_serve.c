@@ -56,7 +56,7 @@ static void usage(FILE *f)
             "  --kv-cache-tokens N            KV cache budget per model\n"
             "  --exact | --act8               f32 reference mode / 8-bit activations (as fastchat worker)\n"
             "  --ssl                          accepted; TLS is not implemented\n"
-            "web UI at / (fastchat web --help): --arena-config F, --web-db F (default $LOGDIR/fastchat_arena.db),\n"
+            "web UI at / (fastchat web --help): --arena-config F, --web-db F (default ~/.cache/fastchat/arena.db),\n"
             "  --register-api-endpoint-file F, --no-web\n"
             "  -v, --verbose                  log registrations, heartbeats and requests\n");
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arena/store.h"
@@ -40,7 +41,8 @@ static void usage(FILE *f)
             "  --register-api-endpoint-file F   FastChat's JSON of OpenAI-compatible endpoints (api_type openai)\n"
             "  --arena-config F                 battle sampling weights, targets, outages, anonymous-only\n"
             "                                   models and per-model system prompt / sampling (JSON)\n"
-            "  --db F                           SQLite file of chats and votes (default $LOGDIR/fastchat_arena.db)\n"
+            "  --db F                           SQLite file of chats and votes (default $LOGDIR/fastchat_arena.db,\n"
+            "                                   or ~/.cache/fastchat/arena.db without LOGDIR)\n"
             "  --rate-limit N                   sends per client IP per minute (default 0: none)\n"
             "  --api-keys K                     bearer key of the API the page uses (and requires on /v1)\n"
             "  --export-logs DIR                write the stored records as DIR/{YYYY-MM-DD}-conv.json and exit\n"
@@ -50,15 +52,28 @@ static void usage(FILE *f)
             "(30000), FASTCHAT_WORKER_API_TIMEOUT (100 s), LOGDIR (.)\n");
 }
 
-/* $LOGDIR/fastchat_arena.db (FastChat keeps its logs in LOGDIR, default "."). Caller frees. */
+/* $LOGDIR/fastchat_arena.db when LOGDIR is set (FastChat keeps its logs
+ * there), else ~/.cache/fastchat/arena.db (beside the model cache; the
+ * folder is created). Caller frees. */
 char *fc_cli_web_db_default(void);
 char *fc_cli_web_db_default(void)
 {
     const char *d = getenv("LOGDIR");
-    if (!d || !*d) d = ".";
-    size_t n = strlen(d) + 32;
+    char dir[4096];
+    if (d && *d) {
+        snprintf(dir, sizeof dir, "%s", d);
+    } else {
+        const char *c = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+        if (c && *c) snprintf(dir, sizeof dir, "%s/fastchat", c);
+        else snprintf(dir, sizeof dir, "%s/.cache/fastchat", h && *h ? h : ".");
+        char parent[4096];
+        snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
+        mkdir(parent, 0755);
+        mkdir(dir, 0755);
+    }
+    size_t n = strlen(dir) + 32;
     char *s = fc_xmalloc(n);
-    snprintf(s, n, "%s/fastchat_arena.db", d);
+    snprintf(s, n, "%s/%s", dir, d && *d ? "fastchat_arena.db" : "arena.db");
     return s;
 }
 

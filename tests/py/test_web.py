@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import ROOT
 from test_controller import Proc, free_port, sse_events, wait_until
 
 CONVERSATION_LIMIT_MSG = ("YOU HAVE REACHED THE CONVERSATION LENGTH LIMIT. PLEASE CLEAR HISTORY AND START A NEW "
@@ -387,3 +388,51 @@ def test_leaderboard_live_and_equal_to_cli(stack, fastchat_bin, tmp_path):
     lb2 = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
     assert lb2["n_votes"] == lb["n_votes"] + 1
     assert lb2["n_battles"] + lb2["n_leaked"] + lb2["n_invalid"] >= lb["n_battles"] + 1
+
+
+def test_fastchat_web_over_a_controller(stack, fastchat_bin, tmp_path):
+    """`fastchat web --controller-address URL`: the web server of its own over
+    the module's controller (FastChat's gradio_web_server_multi layout)."""
+    log = next(stack.tmp.glob("serve-*.log")).read_text()
+    ctl = log.split("controller: ", 1)[1].split()[0]
+    port = free_port()
+    p = Proc([fastchat_bin, "web", "--controller-address", ctl, "--host", "127.0.0.1", "--port", port,
+              "--db", tmp_path / "w.db", "--model-list-mode", "reload"], tmp_path / "web.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(url + "/web/api/models", timeout=5).json()["models"] == ["smol-a", "smol-b"],
+                   30, "fastchat web", [p])
+        assert "Chatbot Arena" in requests.get(url + "/", timeout=5).text
+        chat = requests.post(url + "/web/api/chat", json={"mode": "direct", "models": ["smol-b"]}, timeout=30).json()
+        r = requests.post(f"{url}/web/api/send/{chat['id']}", json={"text": "Hello!", "max_new_tokens": 16},
+                          stream=True, timeout=120)
+        ev = [json.loads(e) for e in sse_events(r)]
+        assert answers(ev)[0][2]["type"] == "done" and answers(ev)[0][1] >= 1
+        assert "ready" in p.output()
+    finally:
+        p.stop()
+
+
+def test_make_run_gives_a_battle(fastchat_bin, tmp_path):
+    """scripts/run.sh (what `make run` starts): the default model and a second
+    contestant made from it battle at once; the web UI is on the API's port."""
+    port = free_port()
+    p = Proc([ROOT / "scripts" / "run.sh", fastchat_bin, "--port", port, "--controller-port", 0, "--worker-port", 0],
+             tmp_path / "run.log", env={"LOGDIR": str(tmp_path)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        want = ["SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Pirate"]
+        wait_until(lambda: requests.get(url + "/web/api/models", timeout=5).json()["arena"] == want, 120,
+                   "make run's server", [p])
+        assert f"web: http://localhost:{port}/" in p.output()
+        r = requests.post(url + "/web/api/chat", json={"mode": "battle"}, timeout=30)
+        chat = r.json()
+        r = requests.post(f"{url}/web/api/send/{chat['id']}", json={"text": "Say hi in three words."}, stream=True, timeout=300)
+        a = answers([json.loads(e) for e in sse_events(r)])
+        assert all(a[s][2]["type"] == "done" and a[s][0] for s in (0, 1)), a
+        con = sqlite3.connect(tmp_path / "fastchat_arena.db")
+        sides = con.execute("SELECT model, system_message FROM sides WHERE chat_id = ?", (chat["id"],)).fetchall()
+        assert sorted(m for m, _ in sides) == want
+        assert any("pirate" in s for _, s in sides) and any("helpful" in s for _, s in sides)
+    finally:
+        p.stop()
