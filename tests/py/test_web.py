@@ -36,14 +36,14 @@ RATE_LIMIT_MSG = "**RATE LIMIT OF THIS MODEL IS REACHED. PLEASE COME BACK LATER 
 RATE_LIMIT = 40
 
 
-def arena_config(tmp, extra_outage=()):
+def arena_config(tmp, extra_outage=(), max_new_tokens=40):
     cfg = {
         "outage_models": ["remote-dead", *extra_outage],
         "models": {
             "smol-a": {"system_prompt": "You are a helpful assistant. Answer briefly.", "temperature": 0.7,
-                       "max_new_tokens": 40},
+                       "max_new_tokens": max_new_tokens},
             "smol-b": {"system_prompt": "You are a pirate. Answer briefly, like a pirate.", "temperature": 1.0,
-                       "top_p": 0.9, "max_new_tokens": 40},
+                       "top_p": 0.9, "max_new_tokens": max_new_tokens},
         },
     }
     p = Path(tmp) / "arena.json"
@@ -65,15 +65,15 @@ def endpoint_file(tmp, api_port):
 
 
 class Stack:
-    def __init__(self, binary, model, tmp, db=None, port=None, env=None):
+    def __init__(self, binary, model, tmp, db=None, port=None, env=None, max_new_tokens=40, extra=()):
         self.tmp = Path(tmp)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = Path(db) if db else self.tmp / "arena.db"
         self.args = [binary, "serve", "--model-path", model, "--model-names", "smol-a,smol-b",
                      "--controller-port", 0, "--worker-port", 0, "--port", self.port, "--host", "127.0.0.1",
-                     "--threads", 2, "--arena-config", arena_config(tmp),
-                     "--register-api-endpoint-file", endpoint_file(tmp, self.port), "--web-db", self.db]
+                     "--threads", 2, "--arena-config", arena_config(tmp, max_new_tokens=max_new_tokens),
+                     "--register-api-endpoint-file", endpoint_file(tmp, self.port), "--web-db", self.db, *extra]
         self.env = {"FASTCHAT_WEB_RATE_LIMIT": str(RATE_LIMIT), **(env or {})}
         self.proc = None
         self.start()
