@@ -28,6 +28,7 @@
 struct fc_store {
     sqlite3 *db;
     pthread_mutex_t mu;
+    bool bulk; /* inside fc_store_set_durable(false)'s one big transaction */
 };
 
 static const char *SCHEMA =
@@ -133,21 +134,36 @@ static const char *col_text(sqlite3_stmt *q, int i)
     return t ? (const char *)t : "";
 }
 
+/* Transactions: BEGIN IMMEDIATE (the write lock up front, so a check and
+ * its write cannot interleave with another process); savepoints inside a
+ * bulk import's transaction. */
+static int tx_begin(fc_store *st) { return exec(st, st->bulk ? "SAVEPOINT fc" : "BEGIN IMMEDIATE"); }
+static int tx_commit(fc_store *st) { return exec(st, st->bulk ? "RELEASE fc" : "COMMIT"); }
+static void tx_rollback(fc_store *st)
+{
+    if (st->bulk) {
+        exec(st, "ROLLBACK TO fc");
+        exec(st, "RELEASE fc");
+    } else {
+        exec(st, "ROLLBACK");
+    }
+}
+
 /* ---- chats ---- */
 
 int fc_store_chat_create(fc_store *st, const char *id, const char *mode, const fc_store_side *sides, int n_sides,
                          const char *ip, double tstamp)
 {
     pthread_mutex_lock(&st->mu);
-    int rc = exec(st, "BEGIN IMMEDIATE");
+    int rc = tx_begin(st);
     if (rc == FC_OK)
         rc = run(st, prep(st, "INSERT INTO chats(id, mode, created, ip) VALUES(?,?,?,?)", "ssds", id, mode, tstamp, ip));
     for (int i = 0; rc == FC_OK && i < n_sides; i++)
         rc = run(st, prep(st, "INSERT INTO sides(chat_id, idx, conv_id, model, system_message) VALUES(?,?,?,?,?)",
                           "sisss", id, i, sides[i].conv_id, sides[i].model,
                           sides[i].system_message ? sides[i].system_message : ""));
-    if (rc == FC_OK) rc = exec(st, "COMMIT");
-    if (rc != FC_OK) exec(st, "ROLLBACK");
+    if (rc == FC_OK) rc = tx_commit(st);
+    if (rc != FC_OK) tx_rollback(st);
     pthread_mutex_unlock(&st->mu);
     return rc;
 }
@@ -233,7 +249,7 @@ int fc_store_event_add(fc_store *st, double tstamp, const char *type, const char
 int fc_store_vote(fc_store *st, const char *id, const char *type, double tstamp, const char *event_json)
 {
     pthread_mutex_lock(&st->mu);
-    int rc = exec(st, "BEGIN IMMEDIATE");
+    int rc = tx_begin(st);
     if (rc != FC_OK) goto out;
     sqlite3_stmt *q = prep(st, "SELECT mode, vote FROM chats WHERE id = ?", "s", id);
     if (!q) {
@@ -248,12 +264,30 @@ int fc_store_vote(fc_store *st, const char *id, const char *type, double tstamp,
     sqlite3_finalize(q);
     if (rc == FC_OK)
         rc = run(st, prep(st, "UPDATE chats SET vote = ?, vote_tstamp = ? WHERE id = ?", "sds", type, tstamp, id));
-    if (rc == FC_OK)
+    if (rc == FC_OK && event_json)
         rc = run(st, prep(st, "INSERT INTO events(tstamp, type, chat_id, json) VALUES(?,?,?,?)", "dsss", tstamp, type,
                           id, event_json));
-    if (rc == FC_OK) rc = exec(st, "COMMIT");
-    if (rc != FC_OK) exec(st, "ROLLBACK");
+    if (rc == FC_OK) rc = tx_commit(st);
+    if (rc != FC_OK) tx_rollback(st);
 out:
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+int fc_store_set_durable(fc_store *st, bool durable)
+{
+    pthread_mutex_lock(&st->mu);
+    int rc = FC_OK;
+    if (durable && st->bulk) {
+        rc = exec(st, "COMMIT");
+        st->bulk = false;
+    }
+    if (rc == FC_OK)
+        rc = exec(st, durable ? "PRAGMA synchronous=FULL; PRAGMA wal_checkpoint(FULL);" : "PRAGMA synchronous=OFF;");
+    if (rc == FC_OK && !durable && !st->bulk) {
+        rc = exec(st, "BEGIN IMMEDIATE");
+        st->bulk = rc == FC_OK;
+    }
     pthread_mutex_unlock(&st->mu);
     return rc;
 }

@@ -24,6 +24,7 @@
 #ifndef FC_ARENA_STORE_H
 #define FC_ARENA_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -69,8 +70,13 @@ int fc_store_event_add(fc_store *st, double tstamp, const char *type, const char
 /* The arena vote: checks that the chat exists, is a battle or sbs chat and has
  * no vote yet, then records the vote and its log record in one durable
  * transaction. FC_OK, FC_STORE_NOT_FOUND, FC_STORE_NOT_ARENA,
- * FC_STORE_ALREADY_VOTED or an error. */
+ * FC_STORE_ALREADY_VOTED or an error. event_json NULL: no log record (an
+ * import adds the original one itself). */
 int fc_store_vote(fc_store *st, const char *id, const char *type, double tstamp, const char *event_json);
+/* synchronous=FULL (the default: every commit on disk before it returns) or
+ * OFF (bulk import; call fc_store_set_durable(st, true) after, which also
+ * checkpoints the WAL into the database file). */
+int fc_store_set_durable(fc_store *st, bool durable);
 /* Number of recorded events of a type (NULL: all). -1 on error. */
 long fc_store_count_events(fc_store *st, const char *type);
 

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arena/battles.h"
 #include "arena/store.h"
 #include "base/fc_base.h"
 #include "cli.h"
@@ -46,6 +47,8 @@ static void usage(FILE *f)
             "  --rate-limit N                   sends per client IP per minute (default 0: none)\n"
             "  --api-keys K                     bearer key of the API the page uses (and requires on /v1)\n"
             "  --export-logs DIR                write the stored records as DIR/{YYYY-MM-DD}-conv.json and exit\n"
+            "  --import-logs PATH               add FastChat's logs (a -conv.json file or a folder of them) to the\n"
+            "                                   store and exit (repeatable)\n"
             "  --model-list-mode once|reload, --concurrency-count N   accepted (models are listed on every load)\n"
             "  -v, --verbose\n"
             "environment: FASTCHAT_INPUT_CHAR_LEN_LIMIT (12000), FASTCHAT_BLIND_MODE_INPUT_CHAR_LEN_LIMIT\n"
@@ -81,6 +84,8 @@ int fc_cmd_web(int argc, char **argv)
 {
     const char *ctl = "http://localhost:21001", *host = "0.0.0.0", *endpoints = NULL, *arena = NULL, *db = NULL;
     const char *export_dir = NULL, *key = NULL;
+    const char **imports = fc_xcalloc((size_t)argc, sizeof(char *));
+    int n_imports = 0;
     int port = 7860, rate = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -104,6 +109,8 @@ int fc_cmd_web(int argc, char **argv)
             rate = atoi(v), i++;
         } else if (!strcmp(a, "--api-keys") && v) {
             key = v, i++;
+        } else if (!strcmp(a, "--import-logs") && v) {
+            imports[n_imports++] = v, i++;
         } else if (!strcmp(a, "--export-logs") && v) {
             export_dir = v, i++;
         } else if ((!strcmp(a, "--model-list-mode") || !strcmp(a, "--concurrency-count") ||
@@ -125,6 +132,41 @@ int fc_cmd_web(int argc, char **argv)
     char *db_default = db ? NULL : fc_cli_web_db_default();
     if (!db) db = db_default;
 
+    if (n_imports) {
+        fc_store *st = fc_store_open(db);
+        if (!st) fc_cli_die("check the --db path", "%s: %s", db, fc_last_error());
+        long total = 0, total_votes = 0, total_bad = 0;
+        for (int k = 0; k < n_imports; k++) {
+            int n_files = 0;
+            char **files = NULL;
+            struct stat sb;
+            if (stat(imports[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                files = fc_battles_list_logs(imports[k], &n_files);
+                if (!files) fc_cli_die(NULL, "%s: cannot list the folder", imports[k]);
+            } else {
+                files = fc_xcalloc(1, sizeof(char *));
+                files[0] = fc_xstrdup(imports[k]);
+                n_files = 1;
+            }
+            for (int j = 0; j < n_files; j++) {
+                long r = 0, v = 0, b = 0;
+                if (fc_web_import_log(st, files[j], &r, &v, &b) != FC_OK)
+                    fc_cli_die("is it a FastChat -conv.json log?", "%s: import failed", files[j]);
+                total += r, total_votes += v, total_bad += b;
+                free(files[j]);
+            }
+            free(files);
+        }
+        fc_store_close(st);
+        printf("imported %ld records (%ld votes as chats) into %s; %ld lines were not JSON records\n", total,
+               total_votes, db, total_bad);
+        if (!export_dir) {
+            free(imports);
+            free(db_default);
+            return 0;
+        }
+    }
+    free(imports);
     if (export_dir) {
         fc_store *st = fc_store_open(db);
         if (!st) fc_cli_die("check the --db path", "%s: %s", db, fc_last_error());

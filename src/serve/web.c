@@ -1093,6 +1093,88 @@ void fc_web_free(fc_web *w)
     free(w);
 }
 
+/* ---- import of FastChat's logs ---- */
+
+static bool import_vote(fc_store *st, const cJSON *row, const char *type, double t, const char *ip)
+{
+    const cJSON *models = cJSON_GetObjectItem(row, "models"), *states = cJSON_GetObjectItem(row, "states");
+    if (cJSON_GetArraySize(states) != 2 || cJSON_GetArraySize(models) != 2) return false;
+    const char *pub = cJSON_GetStringValue(cJSON_GetArrayItem(models, 0));
+    bool anony = !pub || !*pub || !strcmp(pub, "Model A");
+    char id[33], conv[2][33];
+    fc_store_side sides[2];
+    for (int i = 0; i < 2; i++) {
+        const cJSON *sti = cJSON_GetArrayItem(states, i);
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(sti, "model_name"));
+        if (!m) m = cJSON_GetStringValue(cJSON_GetArrayItem(models, i));
+        if (!m || !cJSON_IsArray(cJSON_GetObjectItem(sti, "messages"))) return false;
+        const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(sti, "conv_id"));
+        snprintf(conv[i], sizeof conv[i], "%s", cid ? cid : "");
+        const char *sys = cJSON_GetStringValue(cJSON_GetObjectItem(sti, "system_message"));
+        sides[i] = (fc_store_side){conv[i], m, sys ? sys : ""};
+    }
+    uuid_hex(id);
+    if (fc_store_chat_create(st, id, anony ? "battle" : "sbs", sides, 2, ip, t) != FC_OK) return false;
+    for (int i = 0; i < 2; i++) {
+        const cJSON *sti = cJSON_GetArrayItem(states, i);
+        const cJSON *off = cJSON_GetObjectItem(sti, "offset");
+        int k = 0, from = cJSON_IsNumber(off) ? off->valueint : 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(sti, "messages"))
+        {
+            if (k++ < from) continue;
+            const cJSON *text = cJSON_GetArrayItem(m, 1);
+            char *owned = cJSON_IsString(text) ? NULL : cJSON_PrintUnformatted(text);
+            fc_store_message_add(st, id, i, (k - from) % 2 ? "user" : "assistant",
+                                 owned ? owned : text->valuestring, NULL, 0, t, t);
+            free(owned);
+        }
+    }
+    return fc_store_vote(st, id, type, t, NULL) == FC_OK;
+}
+
+int fc_web_import_log(fc_store *st, const char *path, long *n_records, long *n_votes, long *n_bad)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        FC_LOG_ERROR("import: cannot read %s", path);
+        return FC_ERR_IO;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long recs = 0, votes = 0, bad = 0;
+    int rc = FC_OK;
+    fc_store_set_durable(st, false);
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        cJSON *row = cJSON_ParseWithLength(line, (size_t)len);
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(row, "type"));
+        const cJSON *ts = cJSON_GetObjectItem(row, "tstamp");
+        if (!row || !type || !cJSON_IsNumber(ts)) {
+            bad++;
+            cJSON_Delete(row);
+            continue;
+        }
+        double t = ts->valuedouble;
+        const char *ip = cJSON_GetStringValue(cJSON_GetObjectItem(row, "ip"));
+        bool vote = !strcmp(type, "leftvote") || !strcmp(type, "rightvote") || !strcmp(type, "tievote") ||
+                    !strcmp(type, "bothbad_vote");
+        if (vote && import_vote(st, row, type, t, ip ? ip : "")) votes++;
+        if (fc_store_event_add(st, t, type, NULL, line) != FC_OK) rc = FC_ERR_IO;
+        else recs++;
+        cJSON_Delete(row);
+    }
+    free(line);
+    fclose(f);
+    if (fc_store_set_durable(st, true) != FC_OK) rc = FC_ERR_IO;
+    if (n_records) *n_records = recs;
+    if (n_votes) *n_votes = votes;
+    if (n_bad) *n_bad = bad;
+    return rc;
+}
+
 /* ---- leaderboard ---- */
 
 /* The stored votes as FastChat's logs, cleaned by clean_battle_data.py's

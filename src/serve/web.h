@@ -42,6 +42,8 @@
 
 #include "net/http.h"
 
+struct fc_store;
+
 typedef struct fc_web fc_web;
 
 typedef struct fc_web_params {
@@ -61,6 +63,15 @@ void fc_web_mount(fc_web *w, fc_http_server *s);
 void fc_web_set_api_base(fc_web *w, const char *url);
 /* The mount hook for fc_openai_api_params.mount (user = the fc_web). */
 void fc_web_mount_hook(fc_http_server *s, void *user);
+/* Imports FastChat conversation logs ({YYYY-MM-DD}-conv.json, JSON lines)
+ * into a store: every line is kept verbatim as a log record (so an export
+ * and the leaderboard see exactly FastChat's rows), and each arena vote row
+ * with two well-formed states also becomes a voted chat (battle when its
+ * labels are "" or "Model A", else side-by-side) with its messages from the
+ * states' offset on. Lines that are not JSON are counted in *n_bad and
+ * skipped. Returns 0 or a negative fc_status (logged). */
+int fc_web_import_log(struct fc_store *st, const char *path, long *n_records, long *n_votes, long *n_bad);
+
 /* After the server is freed. NULL is a no-op. */
 void fc_web_free(fc_web *w);
 

@@ -436,3 +436,41 @@ def test_make_run_gives_a_battle(fastchat_bin, tmp_path):
         assert any("pirate" in s for _, s in sides) and any("helpful" in s for _, s in sides)
     finally:
         p.stop()
+
+
+def test_import_fastchat_logs(fastchat_bin, tmp_path):
+    """FastChat's logs (the committed synthetic 6,400-vote log) imported into
+    a store: the page's leaderboard equals `fastchat leaderboard` of the
+    original files, the export gives back the same lines, and the voted
+    battles are chats with their messages."""
+    logs = ROOT / "tests" / "data" / "arena" / "logs"
+    db = tmp_path / "imp.db"
+    p = Proc([fastchat_bin, "web", "--db", db, "--import-logs", logs], tmp_path / "import.log")
+    assert p.p.wait(300) == 0, p.output()
+    assert "6400 votes as chats" in p.output()
+    port = free_port()
+    w = Proc([fastchat_bin, "web", "--db", db, "--port", port, "--host", "127.0.0.1", "--controller-address",
+              f"http://127.0.0.1:{free_port()}"], tmp_path / "web.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.get(url + "/web/api/config", timeout=5).status_code == 200, 30, "fastchat web", [w])
+        lb = requests.get(url + "/web/api/leaderboard", timeout=120).json()
+        cli = Proc([fastchat_bin, "leaderboard", "--json", "--log-dir", logs], tmp_path / "lb.log")
+        assert cli.p.wait(120) == 0, cli.output()
+        ref = json.loads(cli.output()[cli.output().index("{"):])
+        assert lb["n_votes"] == 6400 and lb["n_battles"] == ref["n_battles"]
+        assert lb["models"] == ref["models"]
+        assert lb["win_fraction"] == ref["win_fraction"] and lb["battle_count"] == ref["battle_count"]
+        # models unknown to the controller: no chat model list, but the page works
+        assert requests.get(url + "/web/api/models", timeout=30).json()["models"] == []
+    finally:
+        w.stop()
+    out = tmp_path / "out"
+    out.mkdir()
+    e = Proc([fastchat_bin, "web", "--db", db, "--export-logs", out], tmp_path / "export.log")
+    assert e.p.wait(120) == 0, e.output()
+    lines = lambda d: sorted(l for f in Path(d).glob("*-conv.json") for l in f.read_text().split("\n") if l)  # noqa
+    assert lines(out) == lines(logs)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM chats WHERE vote IS NOT NULL").fetchone()[0] == 6400
+    assert con.execute("SELECT COUNT(*) FROM chats WHERE mode = 'sbs'").fetchone()[0] > 0
