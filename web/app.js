@@ -448,7 +448,10 @@ async function refreshModels(views) {
   for (const v of views) {
     if (v.mode === "battle") continue;
     v.showNames();
-    const gone = v.selectedModels().filter((m) => m && !names.includes(m));
+    // the models of the open chat, else the ones picked before this refresh
+    const mine = v.chat ? v.chat.sides.map((x) => x.model) : v.mode === "direct" ? [before[0]] : before.slice(1);
+    const gone = mine.filter((m) => m && !names.includes(m));
+    if (v.chat && !gone.length && v.status.textContent.startsWith("Not served any more")) v.setStatus("");
     if (!names.length) v.setStatus(MODELS.error ? `No models: ${MODELS.error}` : "No models are served right now.", true);
     else if (gone.length) v.setStatus(`Not served any more: ${gone.join(", ")}`, true);
   }

@@ -864,12 +864,13 @@ static void h_send(const fc_http_request *req, fc_http_reply *reply, void *user)
         free(r->body);
         free(r->error_msg);
     }
+    /* everything is stored: the chat takes the next send before the page hears "end" */
+    busy_leave(w, id);
     if (!atomic_load(&gone)) {
         static const char end[] = "data: {\"type\":\"end\"}\n\n";
         fc_http_stream_write(out, end, sizeof end - 1);
     }
     fc_http_stream_close(out);
-    busy_leave(w, id);
     cJSON_Delete(chat);
     cJSON_Delete(b);
 }

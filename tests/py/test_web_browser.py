@@ -393,3 +393,36 @@ def test_leaderboard_page(browser, stack):
     assert stack.post(f"/web/api/vote/{c['id']}", {"type": "tievote"}).status_code == 200
     wait(d, lambda: int(d.find_element(By.ID, "lb-summary").get_attribute("data-votes")) == before + 1, 20,
          "the leaderboard to show the new vote")
+
+
+def test_model_picker_follows_workers(browser, stack, fastchat_bin, model_path, tmp_path):
+    """A worker joins the controller: the picker offers its model; it dies:
+    the page says the model is gone, and a message to it explains why it failed."""
+    from test_controller import start_worker
+    d = browser
+    log = next(stack.tmp.glob("serve-*.log")).read_text()
+    ctl = log.split("controller: ", 1)[1].split()[0]
+    open_page(d, stack, "?direct")
+    w, _ = start_worker(fastchat_bin, tmp_path, ctl, model_path, "smol-c", "--threads", 1)
+    try:
+        d.execute_script("return FC.refreshModels()")
+        wait(d, lambda: "smol-c" in [o.text for o in d.find_elements(By.CSS_SELECTOR, "#direct-model option")], 20,
+             "the new model in the picker")
+        d.execute_script("const s = document.getElementById('direct-model'); s.value = 'smol-c';"
+                         "s.dispatchEvent(new Event('change'));"
+                         "document.getElementById('direct-max-tokens').value = '16';")
+        d.find_element(By.ID, "direct-input").send_keys("Hi", Keys.ENTER)
+        wait(d, lambda: busy(d, "direct"), 10, "the send to smol-c")
+        wait(d, lambda: answers_done(d, "direct", 1), 120, "smol-c's answer")
+    finally:
+        w.kill()
+    d.execute_script("return FC.refreshModels()")
+    wait(d, lambda: "Not served any more: smol-c" in d.find_element(By.ID, "direct-status").text, 30,
+         "the page to notice the worker is gone")
+    # the chat still points at smol-c: sending says what went wrong
+    d.find_element(By.ID, "direct-input").send_keys("Still there?", Keys.ENTER)
+    wait(d, lambda: not busy(d, "direct") and d.find_elements(By.CSS_SELECTOR, "#direct-chat-0 .msg .err"), 60,
+         "the error")
+    err = d.find_elements(By.CSS_SELECTOR, "#direct-chat-0 .msg .err")[-1].text
+    assert "worker is gone" in err or "did not answer" in err, err
+    shot(d, "worker-gone")
