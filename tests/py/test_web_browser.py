@@ -426,3 +426,65 @@ def test_model_picker_follows_workers(browser, stack, fastchat_bin, model_path, 
     err = d.find_elements(By.CSS_SELECTOR, "#direct-chat-0 .msg .err")[-1].text
     assert "worker is gone" in err or "did not answer" in err, err
     shot(d, "worker-gone")
+
+
+TTFT_JS = """
+const done = arguments[arguments.length - 1];
+const [system, text, rounds] = [arguments[0], arguments[1], arguments[2]];
+async function viaApi() {
+  const t0 = performance.now();
+  const r = await fetch('/v1/chat/completions', {method: 'POST', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({model: 'smol-a', stream: true, temperature: 0, max_tokens: 16,
+      messages: [{role: 'system', content: system}, {role: 'user', content: text}]})});
+  const rd = r.body.getReader(), dec = new TextDecoder();
+  let buf = '', t = null;
+  for (;;) {
+    const {value, done} = await rd.read();
+    if (done) break;
+    buf += dec.decode(value, {stream: true});
+    if (t === null && /"content":"[^"]/.test(buf)) t = performance.now() - t0;
+  }
+  return t;
+}
+async function viaPage() {
+  const v = FC.views.find((x) => x.mode === 'direct');
+  v.reset();
+  document.getElementById('direct-model').value = 'smol-a';
+  document.getElementById('direct-temperature').value = '0';
+  document.getElementById('direct-max-tokens').value = '16';
+  v.input.value = text;
+  let t = null;
+  const pane = document.getElementById('direct-chat-0');
+  const obs = new MutationObserver(() => {
+    const a = pane.querySelector('.msg.assistant');
+    if (t === null && a && (a.fcText || '').length > 0) t = performance.now() - t0;
+  });
+  obs.observe(pane, {subtree: true, childList: true, characterData: true});
+  const t0 = performance.now();
+  await v.send(false);
+  obs.disconnect();
+  return t;
+}
+(async () => {
+  const api = [], page = [];
+  await viaApi(); await viaPage();
+  for (let i = 0; i < rounds; i++) { api.push(await viaApi()); page.push(await viaPage()); }
+  done({api, page});
+})().catch((e) => done({error: String(e)}));
+"""
+
+
+def test_time_to_first_token_in_the_page(browser, stack, figures):
+    """In the browser: the page's first rendered token (new chat, send, SSE,
+    Markdown render) against a plain fetch of the OpenAI API's stream from the
+    same page, same prompt and settings: medians within 50 ms."""
+    import statistics
+    d = browser
+    open_page(d, stack, "?direct")
+    system = stack.chat(stack.new_chat("direct", ["smol-a"])["id"])["sides"][0]["system_message"]
+    r = d.execute_async_script(TTFT_JS, system, "Explain in one sentence why the sky is blue.", 5)
+    assert "error" not in r, r
+    a, p = statistics.median(r["api"]), statistics.median(r["page"])
+    figures(f"web: time to first token in Chromium, 1 client: page {p:.1f} ms (new chat + send + render), "
+            f"API fetch {a:.1f} ms (medians of 5)")
+    assert p - a < 50, r
