@@ -856,6 +856,9 @@ static void h_send(const fc_http_request *req, fc_http_reply *reply, void *user)
         fc_store_event_add(w->store, r->finish_t, "chat", id, js);
         free(js);
         cJSON_Delete(ev);
+    }
+    for (int s = 0; s < n_sides; s++) {
+        side_run *r = &runs[s];
         fc_sse_parser_free(r->parser);
         free(r->text.p);
         free(r->raw.p);
