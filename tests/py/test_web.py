@@ -474,3 +474,19 @@ def test_import_fastchat_logs(fastchat_bin, tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT COUNT(*) FROM chats WHERE vote IS NOT NULL").fetchone()[0] == 6400
     assert con.execute("SELECT COUNT(*) FROM chats WHERE mode = 'sbs'").fetchone()[0] > 0
+
+
+def test_errors_recorded_and_dropped_by_cleaning(stack):
+    """A battle where one side failed is stored with FastChat's error text, so
+    FastChat's cleaning (and our leaderboard, which applies it) drops it."""
+    before = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
+    chat = stack.new_chat("sbs", ["remote-dead", "smol-a"])
+    st, ev = stack.send(chat["id"], "Hello", max_new_tokens=16)
+    a = answers(ev)
+    assert a[0][2]["type"] == "error" and a[1][2]["type"] == "done"
+    stored = stack.chat(chat["id"])["sides"][0]["messages"][-1]["content"]
+    assert "NETWORK ERROR DUE TO HIGH TRAFFIC" in stored and "(error_code: 50006)" in stored
+    assert stack.post(f"/web/api/vote/{chat['id']}", {"type": "rightvote"}).status_code == 200
+    after = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
+    assert after["n_votes"] == before["n_votes"] + 1
+    assert after["n_leaked"] == before["n_leaked"] + 1  # clean_battle_data's counter for error strings too
