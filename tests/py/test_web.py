@@ -490,3 +490,21 @@ def test_errors_recorded_and_dropped_by_cleaning(stack):
     after = requests.get(stack.url + "/web/api/leaderboard", timeout=60).json()
     assert after["n_votes"] == before["n_votes"] + 1
     assert after["n_leaked"] == before["n_leaked"] + 1  # clean_battle_data's counter for error strings too
+
+
+def test_direct_votes_logged_as_fastchat(stack):
+    chat = stack.new_chat("direct", ["smol-b"])
+    assert stack.post(f"/web/api/vote/{chat['id']}", {"type": "upvote"}).status_code == 400  # nothing answered yet
+    assert stack.send(chat["id"], "Hi", max_new_tokens=16)[0] == 200
+    for t in ("upvote", "downvote", "flag"):
+        r = stack.post(f"/web/api/vote/{chat['id']}", {"type": t})
+        assert r.status_code == 200 and r.json()["models"] == ["smol-b"]
+    assert stack.post(f"/web/api/vote/{chat['id']}", {"type": "leftvote"}).status_code == 400
+    con = sqlite3.connect(stack.db)
+    rows = [json.loads(j) for (j,) in con.execute(
+        "SELECT json FROM events WHERE chat_id = ? AND type != 'chat' ORDER BY id", (chat["id"],))]
+    assert [r["type"] for r in rows] == ["upvote", "downvote", "flag"]
+    for r in rows:
+        assert set(r) == {"tstamp", "type", "model", "state", "ip"} and r["model"] == "smol-b"
+        assert r["state"]["model_name"] == "smol-b" and len(r["state"]["messages"]) == 2
+        assert r["state"]["messages"][0] == ["user", "Hi"]
