@@ -57,7 +57,7 @@ static void usage(FILE *f)
             "  --exact | --act8               f32 reference mode / 8-bit activations (as fastchat worker)\n"
             "  --ssl                          accepted; TLS is not implemented\n"
             "web UI at / (fastchat web --help): --arena-config F, --web-db F (default ~/.cache/fastchat/arena.db),\n"
-            "  --register-api-endpoint-file F, --no-web\n"
+            "  --register-api-endpoint-file F, --no-web; FASTCHAT_WEB_RATE_LIMIT=N: sends per IP per minute\n"
             "  -v, --verbose                  log registrations, heartbeats and requests\n");
 }
 

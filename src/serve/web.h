@@ -51,7 +51,7 @@ typedef struct fc_web_params {
     const char *arena_config;      /* battle.h config file, NULL: none */
     const char *api_endpoint_file; /* FastChat's --register-api-endpoint-file, NULL: none */
     const char *api_key;           /* bearer token for our own API (its --api-keys), NULL: none */
-    int rate_limit_per_min;        /* sends per client IP per minute; 0: no limit */
+    int rate_limit_per_min;        /* sends per client IP per minute; 0: $FASTCHAT_WEB_RATE_LIMIT, else none */
 } fc_web_params;
 
 /* Opens the store and reads the config files. NULL on error (logged). */
