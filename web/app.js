@@ -346,8 +346,11 @@ class ChatView {
         await readEvents(resp, (ev) => {
           const o = outs[ev.side];
           if (ev.type === "delta" && o) {
+            const first = o.text === "";
             o.text += ev.text;
-            if (!o.pending) {
+            if (first) {
+              paint(o, ev.side, true); // the first token at once, the rest once per frame
+            } else if (!o.pending) {
               o.pending = true;
               requestAnimationFrame(() => { o.pending = false; if (o.el.classList.contains("streaming")) paint(o, ev.side, true); });
             }

@@ -1,9 +1,11 @@
 /*
  * store.h: the Arena's conversations, votes and log records in SQLite.
  *
- * One database file (WAL journal, synchronous=FULL): every write is one
- * transaction that is on disk when the call returns, so a vote the page was
- * told is saved survives a kill -9 or a power cut right after.
+ * One database file (WAL journal): every write is one transaction. A vote
+ * commits with synchronous=FULL, on disk when fc_store_vote returns, so a
+ * vote the page was told is saved survives a kill -9 or a power cut right
+ * after; other writes use synchronous=NORMAL (they survive a killed process
+ * at once, a power cut from the next vote on).
  *
  * Model: a *chat* is what one page tab talks to: mode "direct" (one side),
  * "battle" (two anonymous sides) or "sbs" (two named sides). Each side has
@@ -73,9 +75,8 @@ int fc_store_event_add(fc_store *st, double tstamp, const char *type, const char
  * FC_STORE_ALREADY_VOTED or an error. event_json NULL: no log record (an
  * import adds the original one itself). */
 int fc_store_vote(fc_store *st, const char *id, const char *type, double tstamp, const char *event_json);
-/* synchronous=FULL (the default: every commit on disk before it returns) or
- * OFF (bulk import; call fc_store_set_durable(st, true) after, which also
- * checkpoints the WAL into the database file). */
+/* durable false: bulk import (synchronous=OFF, one transaction); true: back
+ * to normal (commits the import, checkpoints the WAL into the database file). */
 int fc_store_set_durable(fc_store *st, bool durable);
 /* Number of recorded events of a type (NULL: all). -1 on error. */
 long fc_store_count_events(fc_store *st, const char *type);

@@ -63,6 +63,9 @@ struct fc_web {
     int n_busy;
     rate_slot rate[RATE_SLOTS];
     uint64_t rng;
+    char **cache[2];       /* the last model lists (pickers, arena) and when they were read */
+    int n_cache[2];
+    double cache_t[2];
     pthread_mutex_t lb_mu; /* the leaderboard cache */
     char *lb_json;
     long lb_votes;
@@ -256,6 +259,40 @@ static void free_list(char **l, int n)
 {
     for (int i = 0; i < n; i++) free(l[i]);
     free(l);
+}
+
+static char **dup_list(char **l, int n)
+{
+    char **o = fc_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++) o[i] = fc_xstrdup(l[i]);
+    return o;
+}
+
+/* list_models, answered from the last list when it is under 5 s old (a new
+ * chat need not make the controller ask every worker again; the page
+ * refreshes its pickers itself, and a model gone since is reported when it
+ * is asked). Every fresh list is remembered. */
+static char **models_cached(fc_web *w, bool arena, bool fresh, int *n, char *err, size_t err_len)
+{
+    int k = arena;
+    if (err) err[0] = '\0';
+    pthread_mutex_lock(&w->mu);
+    if (!fresh && w->cache[k] && fc_time_sec() - w->cache_t[k] < 5) {
+        char **o = dup_list(w->cache[k], w->n_cache[k]);
+        *n = w->n_cache[k];
+        pthread_mutex_unlock(&w->mu);
+        return o;
+    }
+    pthread_mutex_unlock(&w->mu);
+    char **l = list_models(w, arena, n, err, err_len);
+    if (err && err[0]) return l; /* a failed listing is not remembered */
+    pthread_mutex_lock(&w->mu);
+    free_list(w->cache[k], w->n_cache[k]);
+    w->cache[k] = dup_list(l, *n);
+    w->n_cache[k] = *n;
+    w->cache_t[k] = fc_time_sec();
+    pthread_mutex_unlock(&w->mu);
+    return l;
 }
 
 static bool in_names(char **l, int n, const char *name)
@@ -558,8 +595,8 @@ static void h_models(const fc_http_request *req, fc_http_reply *reply, void *use
     fc_web *w = user;
     int n, na;
     char err[512];
-    char **l = list_models(w, false, &n, err, sizeof err);
-    char **la = list_models(w, true, &na, NULL, 0);
+    char **l = models_cached(w, false, true, &n, err, sizeof err);
+    char **la = models_cached(w, true, true, &na, NULL, 0);
     cJSON *o = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(o, "models");
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(l[i]));
@@ -596,7 +633,7 @@ static void h_chat_new(const fc_http_request *req, fc_http_reply *reply, void *u
     bool battle = !strcmp(mode, "battle");
     int n;
     char err[512];
-    char **names = list_models(w, battle, &n, err, sizeof err);
+    char **names = models_cached(w, battle, false, &n, err, sizeof err);
     const char *chosen[2] = {NULL, NULL};
     if (battle) {
         /* the pool: every model with a positive weight */
@@ -1092,6 +1129,7 @@ void fc_web_free(fc_web *w)
     free(w->api_base);
     free(w->api_key);
     free(w->lb_json);
+    for (int k = 0; k < 2; k++) free_list(w->cache[k], w->n_cache[k]);
     pthread_mutex_destroy(&w->lb_mu);
     pthread_mutex_destroy(&w->mu);
     free(w);
