@@ -47,6 +47,9 @@ typedef struct fc_http_request {
 
 /* Request header by name, case-insensitive; NULL when absent. */
 const char *fc_http_header(const fc_http_request *r, const char *name);
+/* True once the server is stopping (fc_http_server_free has begun): a
+ * handler should give its client a last answer (an error) promptly. */
+bool fc_http_request_server_stopping(const fc_http_request *r);
 /* Query-string argument by name (URL-decoded); NULL when absent. */
 const char *fc_http_query(const fc_http_request *r, const char *name);
 /* For a handler that blocks before answering (waiting for a result): true
@@ -145,6 +148,24 @@ bool fc_http_get(const char *url, double timeout_s, const char *const *headers, 
 bool fc_http_post_stream(const char *url, const char *json, size_t len, double timeout_s,
                          const char *const *headers, bool (*on_data)(const char *data, size_t len, void *user),
                          void *user, fc_http_response *out);
+
+/* Optional controls of a client call (the _ex variants). */
+typedef struct fc_http_call {
+    const char *const *headers;  /* extra "Name: value" headers, NULL-terminated; may be NULL */
+    /* Called at least every 100 ms while the call runs (and after each piece
+     * of a streamed body); returning false aborts the call at once: the
+     * connection is closed, the call returns false with out->error "aborted"
+     * (out->status what had arrived). Runs on the calling thread. */
+    bool (*keep_going)(void *user);
+    void *user;
+} fc_http_call;
+
+/* fc_http_post_json / fc_http_post_stream with controls (call may be NULL). */
+bool fc_http_post_json_ex(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
+                          fc_http_response *out);
+bool fc_http_post_stream_ex(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
+                            bool (*on_data)(const char *data, size_t len, void *user), void *user,
+                            fc_http_response *out);
 
 /* Call once at start-up before threads use the client (curl_global_init). */
 void fc_http_global_init(void);
