@@ -1912,6 +1912,29 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
     cJSON *out = NULL;
     if (!parse_embed_req(a, hr, url_model, &r, &e)) goto done;
 
+    /* the token bound before any compute: a token is at least one byte (plus
+     * the few special ones a tokenizer adds), so only long inputs are counted */
+    size_t bytes = 0;
+    for (int i = 0; i < r.n_prompts; i++) bytes += strlen(r.prompts[i]) + 4;
+    if (bytes > MAX_EMBED_TOKENS) {
+        char *addr = worker_address(a, r.model, &e);
+        long total = 0;
+        for (int i = 0; addr && i < r.n_prompts && !e.http && total <= MAX_EMBED_TOKENS; i++) {
+            if (must_stop(a, hr)) {
+                err_stopped(a, &e);
+                break;
+            }
+            long count = 0;
+            if (worker_number(a, addr, "/count_token", r.model, r.prompts[i], "count", &count, &e) != UP_OK) break;
+            total += count;
+        }
+        free(addr);
+        if (!e.http && total > MAX_EMBED_TOKENS)
+            err_set(&e, 400, ERR_PARAM_OUT_OF_RANGE, "input",
+                    "the inputs hold more than %d tokens: at most %d per request - 'input'", MAX_EMBED_TOKENS,
+                    MAX_EMBED_TOKENS);
+        if (e.http) goto done;
+    }
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(out, "data");

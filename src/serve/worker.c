@@ -1022,26 +1022,20 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
         free(e);
         return;
     }
-    int C = fc_embedder_dim(m->embedder);
-    float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
-    sb b = {0};
-    sb_puts(&b, "{\"embedding\": [");
+    /* tokenize everything first: lengths are checked before any compute */
+    int n_in = one ? 1 : cJSON_GetArraySize(in);
+    int32_t **all = fc_xcalloc((size_t)n_in, sizeof(int32_t *));
+    int *lens = fc_xcalloc((size_t)n_in, sizeof(int));
     long token_num = 0;
     char *err = NULL;
     int k = 0;
     for (const cJSON *s = one ? in : in->child; s && !err; s = one ? NULL : s->next, k++) {
-        if (fc_http_request_client_gone(req)) { /* the client left, or the worker stops */
-            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
-            break;
-        }
-        int32_t *ids = NULL;
-        int n = fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &ids);
+        int n = fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &all[k]);
         if (n <= 0) {
             char why[96];
             snprintf(why, sizeof why, n == 0 ? "input %d is empty: it has no tokens" : "input %d cannot be tokenized",
                      k);
             err = n == 0 ? plain_error_json(ERR_VALIDATION, why) : error_json(ERR_INTERNAL, why);
-            free(ids);
             break;
         }
         if (w->embed_in_truncate && n > m->n_ctx) n = m->n_ctx;
@@ -1052,26 +1046,34 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
                      "tokens. Please reduce the length of the messages.",
                      m->n_ctx, n);
             err = plain_error_json(ERR_CONTEXT_OVERFLOW, why);
-            free(ids);
             break;
         }
-        if (token_num + n > MAX_EMBED_TOKENS) {
+        lens[k] = n;
+        token_num += n;
+        if (token_num > MAX_EMBED_TOKENS) {
             char why[200];
-            snprintf(why, sizeof why, "the inputs hold more than %d tokens: at most %d per request",
-                     MAX_EMBED_TOKENS, MAX_EMBED_TOKENS);
+            snprintf(why, sizeof why, "the inputs hold more than %d tokens: at most %d per request", MAX_EMBED_TOKENS,
+                     MAX_EMBED_TOKENS);
             err = plain_error_json(ERR_VALIDATION, why);
-            free(ids);
             break;
         }
-        enum fc_status st = fc_embedder_embed(m->embedder, ids, n, vec);
-        free(ids);
+    }
+    int C = fc_embedder_dim(m->embedder);
+    float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
+    sb b = {0};
+    sb_puts(&b, "{\"embedding\": [");
+    for (k = 0; k < n_in && !err; k++) {
+        if (fc_http_request_client_gone(req)) { /* the client left, or the worker stops */
+            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+            break;
+        }
+        enum fc_status st = fc_embedder_embed(m->embedder, all[k], lens[k], vec);
         if (st != FC_OK) {
             char why[160];
             snprintf(why, sizeof why, "embedding input %d failed: %s", k, fc_status_str(st));
             err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
             break;
         }
-        token_num += n;
         if (k) sb_puts(&b, ", ");
         if (b64) {
             sb_puts(&b, "\"");
@@ -1086,6 +1088,9 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             sb_puts(&b, "]");
         }
     }
+    for (int i = 0; i < n_in; i++) free(all[i]);
+    free(all);
+    free(lens);
     slot_release(w);
     cJSON_Delete(body);
     free(vec);
