@@ -247,9 +247,10 @@ def test_signal_under_load_exits_fast(fastchat_bin, model_path, tmp_path, figure
 
     def streaming():
         try:
+            # 64 choices relayed one after the other: still streaming when the signal comes
             r = requests.post(api + "/v1/chat/completions", timeout=30, stream=True,
-                              json={"model": MODEL, "stream": True, "max_tokens": 4000,
-                                    "messages": [{"role": "user", "content": "Count from 1 to 5000."}]})
+                              json={"model": MODEL, "stream": True, "max_tokens": 50, "n": 64,
+                                    "messages": [{"role": "user", "content": "Count from 1 to 100."}]})
             results["stream"] = (r.status_code, r.content.decode(errors="replace"))
         except requests.RequestException as e:
             results["stream"] = (0, repr(e))
