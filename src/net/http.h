@@ -18,8 +18,16 @@
  * Checked with 1500 concurrent streams on loopback.
  *
  * Limits: request bodies larger than max_body are refused with 413 and a
- * JSON {"detail"} before the handler runs; malformed requests are answered
- * by libmicrohttpd itself. SIGPIPE is ignored from fc_http_server_new on.
+ * JSON {"detail"} before the handler runs; a request whose length is
+ * ambiguous (Content-Length headers that differ, or Transfer-Encoding with
+ * Content-Length: RFC 9112 6.3) gets 400 and the connection is closed;
+ * other malformed requests are answered by libmicrohttpd itself. SIGPIPE is
+ * ignored from fc_http_server_new on.
+ *
+ * Shutdown (fc_http_server_free): the server stops accepting, then gives the
+ * handlers still running and the streams still open up to 1 s to give their
+ * clients a last answer (fc_http_request_server_stopping and
+ * fc_http_request_client_gone turn true), then cuts what is left.
  *
  * Also here: nulstream.h, the parsers of the NUL-delimited and SSE streams.
  */
@@ -118,8 +126,10 @@ void fc_http_server_route(fc_http_server *s, const char *method, const char *pat
 int fc_http_server_start(fc_http_server *s);
 /* The bound port (useful with port 0). */
 int fc_http_server_port(const fc_http_server *s);
-/* Stops listening, closes connections (open streams see their clients go)
- * and frees the server. NULL is a no-op. */
+/* Stops listening, waits up to 1 s for running handlers and open streams to
+ * end (they see fc_http_request_server_stopping), closes the connections
+ * left (their streams see their clients go) and frees the server. NULL is a
+ * no-op. */
 void fc_http_server_free(fc_http_server *s);
 
 /* ---- client ---- */

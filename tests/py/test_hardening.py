@@ -443,14 +443,15 @@ def test_frozen_worker_detected(fastchat_bin, model_path, tmp_path, figures):
         def stream():
             t0 = time.monotonic()
             r = requests.post(api + "/v1/chat/completions", stream=True, timeout=120, json={
-                "model": MODEL, "stream": True, "max_tokens": 2000,
-                "messages": [{"role": "user", "content": "Count from 1 to 3000."}]})
+                "model": MODEL, "stream": True, "max_tokens": 50, "n": 64,
+                "messages": [{"role": "user", "content": "Count from 1 to 100."}]})
             out["text"] = r.content.decode(errors="replace")
             out["took"] = time.monotonic() - t0
 
         t = threading.Thread(target=stream)
         t.start()
         time.sleep(2)
+        assert t.is_alive(), "the stream ended before the worker was frozen"
         frozen = time.monotonic()
         os.kill(w_p.p.pid, signal.SIGSTOP)
         try:
