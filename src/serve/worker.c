@@ -987,6 +987,10 @@ static void h_model_details(const fc_http_request *req, fc_http_reply *rep, void
     fc_http_reply_json(rep, 200, out);
 }
 
+/* The embedder asks between forward steps: still worth computing? (The
+ * request stays valid: its handler waits for the embedder.) */
+static bool embed_keep_going(void *user) { return !fc_http_request_client_gone(user); }
+
 static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *user)
 {
     fc_worker *w = user;
@@ -1067,7 +1071,11 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
             break;
         }
-        enum fc_status st = fc_embedder_embed(m->embedder, all[k], lens[k], vec);
+        enum fc_status st = fc_embedder_embed_ex(m->embedder, all[k], lens[k], vec, embed_keep_going, (void *)req);
+        if (st != FC_OK && fc_http_request_client_gone(req)) {
+            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+            break;
+        }
         if (st != FC_OK) {
             char why[160];
             snprintf(why, sizeof why, "embedding input %d failed: %s", k, fc_status_str(st));

@@ -220,6 +220,23 @@ def test_completions_client_leaves_cpu_goes_idle(serve, figures):
     assert r.status_code == 200, r.text[:300]
 
 
+def test_embeddings_client_leaves_cpu_goes_idle(serve, figures):
+    p, api, _, _ = serve
+    body = {"model": MODEL, "input": [long_text(8000)] * 4}
+    busy0 = cpu_ticks(p.p.pid)
+    try:
+        requests.post(api + "/v1/embeddings", json=body, timeout=3)
+        pytest.fail("4 x 8000 tokens embedded within 3 s: the test needs a longer load")
+    except requests.exceptions.Timeout:
+        pass
+    left = time.monotonic()
+    busy = cpu_ticks(p.p.pid) - busy0
+    assert busy >= 0.3 * CLK_TCK, f"only {busy} ticks of CPU in 3 s: the load did not run"
+    idle = time_to_idle(p.p.pid, left)
+    figures(f"/v1/embeddings of 4 x 8000 tokens, client gone after 3 s: CPU idle after {idle:.2f} s")
+    assert idle <= 1.0, f"the server stayed busy {idle:.1f} s after its client left"
+
+
 def test_prompts_per_request_bounded(serve):
     _, api, _, _ = serve
     code, msg = err_of(requests.post(api + "/v1/completions", timeout=30,
