@@ -1261,7 +1261,9 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     m->engine = fc_engine_new(m->model, m->tok, &ep);
     if (!m->engine) return false;
     m->n_ctx = fc_engine_n_ctx(m->engine);
-    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .chunk_len = m->n_ctx};
+    /* 128-token forward steps: a client that leaves stops the work within one step (under 1 s) */
+    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .chunk_len = m->n_ctx,
+                           .n_batch_max = 128};
     m->embedder = fc_embedder_new(m->model, &emp);
     return m->embedder != NULL;
 }
