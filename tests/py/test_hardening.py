@@ -25,7 +25,10 @@ fix, against real processes over real sockets (no mocks):
   load error is printed once.
 
 Measured figures (thread counts, CPU idle times, exit times) go to the
-`figures` block at the end of the run.
+`figures` block at the end of the run. Under the sanitizers (make DEBUG=1
+test: -O1 with ASan, about 10 times slower) one forward step of the engine or
+the embedder, the unit of cancellation, takes seconds, so the time bounds of
+the disconnect and signal tests are multiplied by SLOW (8) there.
 """
 import json
 import os
@@ -44,6 +47,12 @@ from test_controller import Proc, free_port, start_api, start_controller, start_
 
 MODEL = "smol"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def slow_factor(binary):
+    """8 for a sanitized build (see the module doc), else 1."""
+    with open(binary, "rb") as f:
+        return 8 if b"__asan_init" in f.read() else 1
 
 
 # ---- /proc helpers ----
@@ -212,9 +221,10 @@ def test_completions_client_leaves_cpu_goes_idle(serve, figures):
         left = time.monotonic()
         busy = cpu_ticks(p.p.pid) - busy0
         assert busy >= 0.3 * CLK_TCK, f"only {busy} ticks of CPU in 3 s: the load did not run"
-        idle = time_to_idle(p.p.pid, left)
+        slow = slow_factor(p.args[0])
+        idle = time_to_idle(p.p.pid, left, limit=10.0 * slow)
         figures(f"5000-prompt /v1/completions (stream={stream}), client gone after 3 s: CPU idle after {idle:.2f} s")
-        assert idle <= 1.0, f"the server stayed busy {idle:.1f} s after its client left"
+        assert idle <= 1.0 * slow, f"the server stayed busy {idle:.1f} s after its client left"
     # and it still serves
     r = requests.post(api + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 2}, timeout=60)
     assert r.status_code == 200, r.text[:300]
@@ -232,9 +242,12 @@ def test_embeddings_client_leaves_cpu_goes_idle(serve, figures):
     left = time.monotonic()
     busy = cpu_ticks(p.p.pid) - busy0
     assert busy >= 0.3 * CLK_TCK, f"only {busy} ticks of CPU in 3 s: the load did not run"
-    idle = time_to_idle(p.p.pid, left)
+    # sanitized, one 128-token step deep in an 8000-token input takes 10-20 s:
+    # there the test checks that the work stops (under ASan), not how fast
+    bound = 1.0 if slow_factor(p.args[0]) == 1 else 60.0
+    idle = time_to_idle(p.p.pid, left, limit=max(10.0, bound + 1))
     figures(f"/v1/embeddings of 4 x 8000 tokens, client gone after 3 s: CPU idle after {idle:.2f} s")
-    assert idle <= 1.0, f"the server stayed busy {idle:.1f} s after its client left"
+    assert idle <= bound, f"the server stayed busy {idle:.1f} s after its client left"
 
 
 def test_prompts_per_request_bounded(serve):
@@ -281,15 +294,16 @@ def test_signal_under_load_exits_fast(fastchat_bin, model_path, tmp_path, figure
         assert p.alive() and not results, results
         t0 = time.monotonic()
         p.p.send_signal(sig)
+        slow = slow_factor(fastchat_bin)
         try:
-            rc = p.p.wait(10)
+            rc = p.p.wait(10 * slow)
         except subprocess.TimeoutExpired:
             rc = None
         took = time.monotonic() - t0
         for t in threads:
             t.join(10)
         figures(f"{signal.Signals(sig).name} under 2 x 5000-prompt load + a stream: exit {rc} after {took:.2f} s")
-        assert rc == 0 and took <= 2.0, f"exit {rc} after {took:.1f} s\n{p.output()[-2000:]}"
+        assert rc == 0 and took <= 2.0 * slow, f"exit {rc} after {took:.1f} s\n{p.output()[-2000:]}"
         for i in range(2):
             status, text = results[i]
             assert status == 503 and "shutting down" in json.loads(text)["message"], (status, text[:300])
