@@ -105,7 +105,7 @@ int fc_cmd_api(int argc, char **argv)
     printf("api: http://%s:%d/v1 (controller %s%s)\n", host, fc_openai_api_port(a), ctl,
            acc.keys.n ? ", API keys required" : "");
     fflush(stdout);
-    while (!stop_flag) pause();
+    while (!stop_flag) usleep(20 * 1000); /* not pause(): the signal may land on another thread */
     fc_openai_api_free(a);
     fc_cli_api_access_free(&acc);
     return 0;

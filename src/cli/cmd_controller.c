@@ -59,7 +59,7 @@ int fc_cmd_controller(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     printf("controller: http://%s:%d (dispatch %s)\n", host, fc_controller_port(c), method);
     fflush(stdout);
-    while (!stop_flag) pause();
+    while (!stop_flag) usleep(20 * 1000); /* not pause(): the signal may land on another thread */
     fc_controller_free(c);
     return 0;
 }

@@ -171,7 +171,7 @@ int fc_cmd_serve(int argc, char **argv)
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    while (!stop_flag) pause();
+    while (!stop_flag) usleep(20 * 1000); /* not pause(): the signal may land on another thread */
 
     fc_openai_api_free(api);
     fc_web_free(web);

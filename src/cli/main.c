@@ -50,10 +50,12 @@ void fc_cli_die(const char *hint, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* an error the library has just logged ("error: ...") is not repeated */
+    const char *last = fc_last_error();
+    if (!(last[0] && strstr(msg, last) && fc_log_get_level() <= FC_LOG_LEVEL_ERROR)) fprintf(stderr, "error: %s\n", msg);
     if (hint) fprintf(stderr, "hint: %s\n", hint);
     exit(1);
 }
