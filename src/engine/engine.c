@@ -471,39 +471,39 @@ static bool grammar_bind(fc_engine *e, req *r)
     return true;
 }
 
-typedef struct cand { float l; int32_t t; } cand;
-static int cand_cmp(const void *a, const void *b)
+/* Does token t end the output (where it may end) or bring its end nearer
+ * than dist bytes? */
+static bool grammar_closes(fc_engine *e, req *r, int32_t t, size_t dist)
 {
-    float x = ((const cand *)a)->l, y = ((const cand *)b)->l;
-    return x > y ? -1 : x < y;
-}
-
-/* Closing: the most likely allowed token (by the masked logits) that ends
- * the output or brings its end nearer than dist bytes; -1 when none. */
-static int32_t grammar_closing_pick(fc_engine *e, req *r, const float *masked, size_t dist)
-{
-    int V = e->V, n = 0;
-    cand *cs = fc_xmalloc(sizeof *cs * (size_t)V);
-    for (int t = 0; t < V; t++)
-        if (masked[t] > -INFINITY) cs[n++] = (cand){masked[t], t};
-    qsort(cs, (size_t)n, sizeof *cs, cand_cmp);
+    if (fc_grammar_vocab_is_eog(e->gvocab, t)) return fc_grammar_state_can_end(r->gstate);
     if (e->gprobe_g != r->gce->g) {
         fc_grammar_state_free(e->gprobe);
         e->gprobe = fc_grammar_state_clone(r->gstate);
         e->gprobe_g = r->gce->g;
     }
-    int32_t pick = -1;
-    for (int i = 0; i < n && pick < 0; i++) {
-        int32_t t = cs[i].t;
-        if (fc_grammar_vocab_is_eog(e->gvocab, t)) {
-            if (fc_grammar_state_can_end(r->gstate)) pick = t;
-            continue;
-        }
-        fc_grammar_state_copy(e->gprobe, r->gstate);
-        if (fc_grammar_matcher_accept(r->gce->m, e->gprobe, t) && fc_grammar_state_distance(e->gprobe) < dist)
-            pick = t;
+    fc_grammar_state_copy(e->gprobe, r->gstate);
+    return fc_grammar_matcher_accept(r->gce->m, e->gprobe, t) && fc_grammar_state_distance(e->gprobe) < dist;
+}
+
+/* Closing: the most likely allowed token (by the masked logits) that ends
+ * the output or brings its end nearer than dist bytes; -1 when none. Tries
+ * the best few by repeated argmax (tokens tried and refused become
+ * -INFINITY in masked), then scans every allowed token. */
+static int32_t grammar_closing_pick(fc_engine *e, req *r, float *masked, size_t dist)
+{
+    int V = e->V;
+    for (int tries = 0; tries < 16; tries++) {
+        int32_t best = -1;
+        for (int t = 0; t < V; t++)
+            if (masked[t] > -INFINITY && (best < 0 || masked[t] > masked[best])) best = t;
+        if (best < 0) return -1;
+        if (grammar_closes(e, r, best, dist)) return best;
+        masked[best] = -INFINITY;
     }
-    free(cs);
+    int32_t pick = -1;
+    for (int t = 0; t < V; t++)
+        if (masked[t] > -INFINITY && (pick < 0 || masked[t] > masked[pick]) && grammar_closes(e, r, t, dist))
+            pick = t;
     return pick;
 }
 
