@@ -8,7 +8,7 @@ reference validator.
   modest (100), so the engine's forced closing (keep to tokens that bring the
   end of the JSON nearer, see engine.h) is exercised: outputs must complete
   within it anyway;
-- {"type":"json_object"} gives a JSON object; {"type":"text"} is free text;
+- {"type":"json_object"} gives a JSON object (also with n=2); {"type":"text"} is free text;
 - streaming chat with a schema: the deltas joined validate;
 - /v1/completions with response_format;
 - the worker protocol's extension: /worker_generate with response_format;
@@ -102,6 +102,10 @@ def test_json_object(client):
             model=MODEL, temperature=t, max_tokens=60, seed=3, response_format={"type": "json_object"},
             messages=[{"role": "user", "content": "Describe a cat as a JSON object."}])
         assert isinstance(json.loads(r.choices[0].message.content), dict)
+    r = client.chat.completions.create(
+        model=MODEL, temperature=1, max_tokens=40, n=2, seed=5, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Describe a dog as a JSON object."}])
+    assert len(r.choices) == 2 and all(isinstance(json.loads(c.message.content), dict) for c in r.choices)
 
 
 def test_text_format_is_unconstrained(client):
