@@ -28,6 +28,7 @@
 #                       by default token_embd stays q8_0 as in the shipped file
 #   BENCH_TOKENIZER=0   skip the tokenizer benchmark (scripts/bench_tokenizer.sh)
 #   BENCH_SERVE=0       skip the serving benchmark (scripts/bench_serve.sh)
+#   BENCH_JSON=0        skip the structured-output benchmark (scripts/bench_json.py)
 #   BENCH_LLAMA_ARGS    extra llama-bench flags (e.g. "--poll 0" on a busy host)
 #   LLAMACPP_PY_VERSION the llama-cpp-python source distribution to take llama.cpp from
 set -uo pipefail
@@ -269,6 +270,17 @@ if [ "${BENCH_SERVE:-1}" = 1 ]; then
         cat "$OUT/serve.md"
     else
         log "serving benchmark failed (log: $OUT/logs/bench_serve.log)"
+    fi
+fi
+# ---- 8. structured outputs: decode with a JSON Schema vs unconstrained ----
+if [ "${BENCH_JSON:-1}" = 1 ]; then
+    log "structured outputs (scripts/bench_json.py)"
+    if BENCH_THREADS=$T timeout "$TIMEOUT" python3 scripts/bench_json.py "$BIN" "$DEFAULT" >"$OUT/json.txt" 2>"$OUT/logs/bench_json.log" &&
+       [ -s "$OUT/json.txt" ]; then
+        { echo; cat "$OUT/json.txt"; } >> "$OUT/results.md"
+        cat "$OUT/json.txt"
+    else
+        log "structured-output benchmark failed (log: $OUT/logs/bench_json.log)"
     fi
 fi
 log "total $((SECONDS - T0)) s; table in $OUT/results.md, logs in $OUT/logs/"

@@ -4,9 +4,40 @@
  */
 #include "engine.h"
 #include "../model/kv_cache.h"
+#include "../sampling/grammar.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- grammars (structured outputs) ----
+ *
+ * Everything grammar-side lives on the scheduler thread, which makes it
+ * thread-safe by confinement: the vocabulary (sorted once per engine, i.e.
+ * per model, on the first constrained request), and a small cache of
+ * compiled grammars keyed by their text, each with its matcher (whose
+ * per-position mask caches then stay warm for the next request with the
+ * same schema). An entry in use by a request is never evicted. */
+
+#define GCACHE_MAX 8
+
+typedef struct gcache {
+    char *text;
+    fc_grammar *g;
+    fc_grammar_matcher *m;
+    int refs;             /* requests bound to it */
+    uint64_t last_used;
+} gcache;
+
+static void gcache_free(gcache *c)
+{
+    if (!c) return;
+    fc_grammar_matcher_free(c->m);
+    fc_grammar_free(c->g);
+    free(c->text);
+    free(c);
+}
 
 /* ---- requests ---- */
 
@@ -28,6 +59,9 @@ typedef struct req {
     int32_t *stop_ids;
     int n_stop_ids;
     int logprobs;
+    char *grammar_text;     /* constrained output: grammar to bind at the first step */
+    gcache *gce;            /* bound grammar (a reference), NULL when none */
+    fc_grammar_state *gstate;
     fc_detok *detok;
     char *text;             /* all generated text so far */
     size_t text_len, text_cap, sent;
@@ -71,6 +105,14 @@ struct fc_engine {
     bool stop;
     fc_engine_stats stats;
     pthread_t thread;
+    /* grammars: scheduler thread only */
+    fc_grammar_vocab *gvocab; /* built on first use */
+    uint64_t *gmask;          /* (fc_grammar_mask_words) */
+    float *gtmp;              /* (V) the masked logits before the sampler */
+    fc_grammar_state *gprobe;
+    const fc_grammar *gprobe_g;
+    gcache **gc;              /* (GCACHE_MAX + n_seq_max): idle entries beyond GCACHE_MAX are evicted */
+    int n_gc;
 };
 
 const char *fc_finish_name(enum fc_finish f)
@@ -91,6 +133,9 @@ static void req_free(req *r)
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->stop_ids);
+    free(r->grammar_text);
+    fc_grammar_state_free(r->gstate);
+    if (r->gce) r->gce->refs--;
     fc_sampler_free(r->sampler);
     fc_detok_free(r->detok);
     free(r->text);
@@ -375,13 +420,161 @@ static void drop_finished_waiting(fc_engine *e)
         if (e->running[i]->cancelled) finish(e, e->running[i], FC_FINISH_ABORT);
 }
 
+/* Binds r to its compiled grammar (cache hit or compile); false with
+ * r->error set when it cannot. */
+static bool grammar_bind(fc_engine *e, req *r)
+{
+    if (!e->gvocab) {
+        if (!e->tok) return r->error = "constrained output needs the model's tokenizer", false;
+        e->gvocab = fc_grammar_vocab_new(e->tok);
+        if (!e->gvocab) return r->error = "cannot index the vocabulary for constrained output", false;
+        e->gmask = fc_xmalloc(sizeof *e->gmask * fc_grammar_mask_words(e->gvocab));
+        e->gtmp = fc_xmalloc(sizeof(float) * (size_t)e->V);
+        e->gc = fc_xcalloc((size_t)(GCACHE_MAX + e->n_seq_max), sizeof *e->gc);
+    }
+    gcache *c = NULL;
+    for (int i = 0; i < e->n_gc && !c; i++)
+        if (!strcmp(e->gc[i]->text, r->grammar_text)) c = e->gc[i];
+    if (!c) {
+        char err[256];
+        fc_grammar *g = fc_grammar_parse(r->grammar_text, strlen(r->grammar_text), err, sizeof err);
+        if (!g) {
+            FC_LOG_WARN("engine: request grammar refused: %s", err);
+            return r->error = "the output grammar does not compile", false;
+        }
+        if (e->n_gc >= GCACHE_MAX) { /* evict the least recently used idle entry */
+            int victim = -1;
+            for (int i = 0; i < e->n_gc; i++)
+                if (e->gc[i]->refs == 0 && (victim < 0 || e->gc[i]->last_used < e->gc[victim]->last_used))
+                    victim = i;
+            if (victim >= 0) {
+                if (e->gprobe_g == e->gc[victim]->g) {
+                    fc_grammar_state_free(e->gprobe);
+                    e->gprobe = NULL;
+                    e->gprobe_g = NULL;
+                }
+                gcache_free(e->gc[victim]);
+                e->gc[victim] = e->gc[--e->n_gc];
+            }
+        }
+        c = fc_xcalloc(1, sizeof *c);
+        c->text = fc_xstrdup(r->grammar_text);
+        c->g = g;
+        c->m = fc_grammar_matcher_new(g, e->gvocab);
+        /* room: at most GCACHE_MAX idle entries plus one per running sequence */
+        e->gc[e->n_gc++] = c;
+    }
+    c->refs++;
+    c->last_used = ++e->clock;
+    r->gce = c;
+    r->gstate = fc_grammar_state_new(c->g);
+    return true;
+}
+
+/* Does token t end the output (where it may end) or bring its end nearer
+ * than dist bytes? */
+static bool grammar_closes(fc_engine *e, req *r, int32_t t, size_t dist)
+{
+    if (fc_grammar_vocab_is_eog(e->gvocab, t)) return fc_grammar_state_can_end(r->gstate);
+    if (e->gprobe_g != r->gce->g) {
+        fc_grammar_state_free(e->gprobe);
+        e->gprobe = fc_grammar_state_clone(r->gstate);
+        e->gprobe_g = r->gce->g;
+    }
+    fc_grammar_state_copy(e->gprobe, r->gstate);
+    return fc_grammar_matcher_accept(r->gce->m, e->gprobe, t) && fc_grammar_state_distance(e->gprobe) < dist;
+}
+
+/* Closing: the most likely allowed token (by the masked logits) that ends
+ * the output or brings its end nearer than dist bytes; -1 when none. Tries
+ * the best few by repeated argmax (tokens tried and refused become
+ * -INFINITY in masked), then scans every allowed token. */
+static int32_t grammar_closing_pick(fc_engine *e, req *r, float *masked, size_t dist)
+{
+    int V = e->V;
+    for (int tries = 0; tries < 16; tries++) {
+        int32_t best = -1;
+        for (int t = 0; t < V; t++)
+            if (masked[t] > -INFINITY && (best < 0 || masked[t] > masked[best])) best = t;
+        if (best < 0) return -1;
+        if (grammar_closes(e, r, best, dist)) return best;
+        masked[best] = -INFINITY;
+    }
+    int32_t pick = -1;
+    for (int t = 0; t < V; t++)
+        if (masked[t] > -INFINITY && (pick < 0 || masked[t] > masked[pick]) && grammar_closes(e, r, t, dist))
+            pick = t;
+    return pick;
+}
+
+/* Samples under the grammar: mask, then the sampler's chain on the allowed
+ * tokens. Keeps the output closable: with `left` tokens to go, a token
+ * whose continuation needs more bytes than that is replaced by the best
+ * closing token, and once left <= distance + 2 only closing tokens are
+ * drawn (each lowers the distance by at least one byte, so the output is
+ * complete within the limit). Returns -1 when no token is allowed. */
+static int32_t grammar_sample(fc_engine *e, req *r, float *row)
+{
+    fc_grammar_matcher *m = r->gce->m;
+    fc_grammar_matcher_mask(m, r->gstate, e->gmask);
+    fc_grammar_mask_apply(e->gvocab, e->gmask, row, e->V);
+    int left = r->max_new - r->n_gen;
+    if (e->n_ctx - r->n_tokens < left) left = e->n_ctx - r->n_tokens;
+    size_t dist = fc_grammar_state_distance(r->gstate);
+    if (dist != SIZE_MAX && (size_t)left <= dist + 2) {
+        int32_t t = grammar_closing_pick(e, r, row, dist);
+        if (t < 0) return -1;
+        /* the sampler still draws (and records) it: the only finite logit */
+        float keep = row[t];
+        for (int i = 0; i < e->V; i++) row[i] = -INFINITY;
+        row[t] = keep;
+        return fc_sampler_sample(r->sampler, row);
+    }
+    memcpy(e->gtmp, row, sizeof(float) * (size_t)e->V);
+    int32_t t = fc_sampler_sample(r->sampler, row);
+    if (t < 0 || t >= e->V || !(e->gtmp[t] > -INFINITY)) return -1;
+    if (fc_grammar_vocab_is_eog(e->gvocab, t) || dist == SIZE_MAX) return t;
+    if (e->gprobe_g != r->gce->g) {
+        fc_grammar_state_free(e->gprobe);
+        e->gprobe = fc_grammar_state_clone(r->gstate);
+        e->gprobe_g = r->gce->g;
+    }
+    fc_grammar_state_copy(e->gprobe, r->gstate);
+    if (!fc_grammar_matcher_accept(m, e->gprobe, t)) return -1;
+    size_t d2 = fc_grammar_state_distance(e->gprobe);
+    if (d2 + 3 <= (size_t)left) return t;
+    int32_t c = grammar_closing_pick(e, r, e->gtmp, dist);
+    return c >= 0 ? c : t;
+}
+
 static void after_logits(fc_engine *e, req *r, float *row)
 {
     float lp = 0;
     fc_logprob top[20];
     int n_top = 0;
     if (r->logprobs >= 0) memcpy(e->raw, row, sizeof(float) * (size_t)e->V);
-    int32_t tok = fc_sampler_sample(r->sampler, row);
+    int32_t tok;
+    bool g_end = false; /* the grammar ends here: an end token, or nothing may follow */
+    if (r->grammar_text) {
+        if (!r->gce && !grammar_bind(e, r)) {
+            finish(e, r, FC_FINISH_ERROR);
+            return;
+        }
+        tok = grammar_sample(e, r, row);
+        if (tok < 0) {
+            r->error = "no token is allowed by the output grammar";
+            finish(e, r, FC_FINISH_ERROR);
+            return;
+        }
+        if (fc_grammar_vocab_is_eog(e->gvocab, tok)) g_end = true;
+        else if (!fc_grammar_matcher_accept(r->gce->m, r->gstate, tok)) {
+            r->error = "the sampled token breaks the output grammar";
+            finish(e, r, FC_FINISH_ERROR);
+            return;
+        } else g_end = fc_grammar_state_is_final(r->gstate);
+    } else {
+        tok = fc_sampler_sample(r->sampler, row);
+    }
     if (r->logprobs >= 0) {
         n_top = r->logprobs > 20 ? 20 : r->logprobs;
         lp = fc_logprob_of(e->raw, e->V, tok, n_top, top);
@@ -393,6 +586,7 @@ static void after_logits(fc_engine *e, req *r, float *row)
     bool by_string = false;
     for (int i = 0; i < r->n_stop_ids; i++)
         if (tok == r->stop_ids[i]) fin = FC_FINISH_STOP;
+    if (g_end && fc_grammar_vocab_is_eog(e->gvocab, tok)) fin = FC_FINISH_STOP;
     size_t safe = r->sent;
     if (fin == FC_FINISH_NONE) {
         if (r->detok) {
@@ -401,6 +595,7 @@ static void after_logits(fc_engine *e, req *r, float *row)
             text_append(r, d, n);
         }
         if (check_stop(r, &safe)) fin = FC_FINISH_STOP, by_string = true;
+        if (fin == FC_FINISH_NONE && g_end) fin = FC_FINISH_STOP;
     }
     if (fin == FC_FINISH_NONE && (r->n_gen >= r->max_new || r->n_tokens >= e->n_ctx)) fin = FC_FINISH_LENGTH;
     if (fin != FC_FINISH_NONE) {
@@ -603,6 +798,12 @@ void fc_engine_free(fc_engine *e)
     free(e->slots);
     free(e->running);
     free(e->cancels);
+    for (int i = 0; i < e->n_gc; i++) gcache_free(e->gc[i]);
+    free(e->gc);
+    fc_grammar_state_free(e->gprobe);
+    fc_grammar_vocab_free(e->gvocab);
+    free(e->gmask);
+    free(e->gtmp);
     free(e);
 }
 
@@ -640,6 +841,7 @@ uint64_t fc_engine_submit(fc_engine *e, const fc_gen_request *q, fc_engine_cb cb
     for (int i = 0; i < q->n_stop_ids; i++) r->stop_ids[r->n_stop_ids++] = q->stop_ids[i];
     if (!q->ignore_eos && eos >= 0) r->stop_ids[r->n_stop_ids++] = eos;
     if (e->tok) r->detok = fc_detok_new(e->tok, !q->keep_special);
+    if (q->grammar) r->grammar_text = fc_xstrdup(q->grammar);
     pthread_mutex_lock(&e->mu);
     r->id = ++e->next_id;
     if (e->incoming_tail) e->incoming_tail->next = r;

@@ -76,6 +76,17 @@ typedef struct fc_gen_request {
     /* FastChat's context truncation: keep only the last
      * n_ctx - max_new_tokens - 1 prompt tokens when the prompt is too long. */
     bool truncate;
+    /* Constrained output (structured outputs): grammar text in the notation
+     * of sampling/grammar.h (copied), or NULL for none. The engine compiles
+     * it once per distinct text (a small per-engine cache, so a repeated
+     * schema starts with warm mask caches), masks the logits before the
+     * sampler's chain (temperature, penalties, top-p/top-k act on the allowed
+     * tokens only), lets an end-of-generation token through only where the
+     * grammar may end, stops as soon as nothing more may follow, and near
+     * max_new_tokens keeps to tokens that close the output (so it completes
+     * within the limit). A grammar that does not compile finishes the request
+     * with FC_FINISH_ERROR. Requests without one pay nothing. */
+    const char *grammar;
 } fc_gen_request;
 
 typedef struct fc_gen_event {

@@ -31,6 +31,7 @@
 #include "net/http.h"
 #include "net/nulstream.h"
 #include "serve/reqguard.h"
+#include "serve/response_format.h"
 
 /* FastChat's constants.py ErrorCode and messages */
 #define ERR_VALIDATION_TYPE_ERROR 40001
@@ -505,6 +506,7 @@ typedef struct gen_req {
     bool include_usage;
     const cJSON *best_of, *use_beam_search; /* passed through when set */
     const char *encoding_format;
+    const cJSON *response_format; /* structured outputs: a validated constraint, passed to the worker */
 } gen_req;
 
 static void req_free(gen_req *r)
@@ -778,6 +780,17 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         if (f_bool(so, "include_usage", &inc, kind, e) < 0) return false;
         r->include_usage = inc;
     }
+    if (kind == K_CHAT || kind == K_COMPLETION || kind == K_API_CHAT) {
+        /* structured outputs: refused here (400) when the schema cannot be
+         * compiled; the worker compiles it again for its engine */
+        const cJSON *rf = json_get(r->body, "response_format");
+        char *grammar = NULL, why[320];
+        const char *param = NULL;
+        int rc_rf = fc_response_format_grammar(rf, &grammar, why, sizeof why, &param);
+        free(grammar);
+        if (rc_rf < 0) return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, param, "%s", why), false;
+        if (rc_rf > 0) r->response_format = rf;
+    }
 
     /* check_model (not without a server: fc_openai_api_check_request), then
      * check_requests, in FastChat's order */
@@ -927,6 +940,7 @@ static char *gen_params_json(const gen_req *r, const fc_conv *conv, const char *
     }
     if (r->has_repetition_penalty) cJSON_AddNumberToObject(o, "repetition_penalty", r->repetition_penalty);
     if (r->has_seed) add_int(o, "seed", (double)(r->seed + seed_offset));
+    if (r->response_format) cJSON_AddItemToObject(o, "response_format", cJSON_Duplicate(r->response_format, true));
     char *s = json_print(o);
     cJSON_Delete(o);
     return s;

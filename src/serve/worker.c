@@ -21,6 +21,7 @@
 #include "worker.h"
 #include "template_pick.h"
 #include "reqguard.h"
+#include "response_format.h"
 #include "../base/fc_base.h"
 #include "../chat/conv.h"
 #include "../engine/embed.h"
@@ -641,7 +642,7 @@ static void param_error(char *why, const char *fmt, ...)
 
 /* Reads the generation parameters into p; false with the 400's message in
  * why (PARAM_ERROR_MAX bytes) when the body is refused. */
-static bool read_params(bool has_seed, uint64_t w_seed, const cJSON *body, gen_params *p, char *why)
+static bool read_params(bool has_seed, uint64_t w_seed, cJSON *body, gen_params *p, char *why)
 {
     memset(p, 0, sizeof *p);
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(body, "prompt");
@@ -737,6 +738,22 @@ static bool read_params(bool has_seed, uint64_t w_seed, const cJSON *body, gen_p
         p->logprobs = true;
         if (cJSON_IsNumber(lp) && lp->valuedouble >= 1) p->top_k = lp->valuedouble > 20 ? 20 : (int)lp->valuedouble;
         r->logprobs = p->top_k;
+    }
+    /* response_format (our extension of the protocol): compiled to grammar
+     * text, kept in the body (which outlives the submit) */
+    char *grammar = NULL;
+    const char *param = NULL;
+    int rf = fc_response_format_grammar(cJSON_GetObjectItemCaseSensitive(body, "response_format"), &grammar, why,
+                                        PARAM_ERROR_MAX, &param);
+    if (rf < 0) return false;
+    if (rf > 0) {
+        cJSON *held = cJSON_AddStringToObject(body, "\001grammar", grammar);
+        free(grammar);
+        if (!held) {
+            param_error(why, "'response_format' cannot be held");
+            return false;
+        }
+        r->grammar = held->valuestring;
     }
     return true;
 }

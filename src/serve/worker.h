@@ -29,6 +29,13 @@
  * top_logprobs with the k best {token: logprob}), seed (any 64-bit integer,
  * negative ones taken modulo 2^64; else the worker's
  * --seed), model (routes between the models of a multi-model worker).
+ * Our extension (FastChat's workers ignore unknown keys, so a FastChat
+ * server may send it or not): response_format, OpenAI's object as the API
+ * server received it ({"type":"text"|"json_object"|"json_schema",
+ * "json_schema":{"name","schema","strict"}}, see serve/response_format.h):
+ * the output is constrained to JSON (any object, or what the schema accepts)
+ * by a grammar applied during sampling (fc_gen_request.grammar); a schema
+ * that is unsupported, unsatisfiable or malformed gets a 400 naming why.
  * A prompt longer than context - max_new_tokens - 1 tokens keeps its last
  * tokens, as FastChat truncates.
  *
