@@ -72,6 +72,12 @@ static void count_request(fc_ollama *o, const char *route, int status)
     pthread_mutex_unlock(&o->mu);
 }
 
+static void on_answer(const char *route, int status, double seconds, void *user)
+{
+    (void)seconds;
+    count_request(user, route, status);
+}
+
 /* with o->mu held; NULL when the table is full */
 static model_stats *model_of(fc_ollama *o, const char *model)
 {
@@ -615,15 +621,13 @@ static int model_known(fc_ollama *o, const char *model, cJSON **models_out)
     return known;
 }
 
-static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply, enum fc_ollama_kind kind,
-                          const char *route)
+static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply, enum fc_ollama_kind kind)
 {
     fc_ollama_req q;
     char *err = NULL;
     int st = fc_ollama_translate(kind, req->body, req->body_len, &q, &err);
     if (st != 200) {
         reply_error(reply, st, err);
-        count_request(o, route, st);
         free(err);
         return;
     }
@@ -631,10 +635,10 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
         int k = model_known(o, q.model, NULL);
         if (k == 0) {
             char *m = xfmt("model \"%s\" not found, try pulling it first", q.model);
-            reply_error(reply, 404, m), count_request(o, route, 404);
+            reply_error(reply, 404, m);
             free(m);
         } else {
-            reply_load(reply, kind, q.model), count_request(o, route, 200);
+            reply_load(reply, kind, q.model);
         }
         fc_ollama_req_free(&q);
         return;
@@ -652,22 +656,14 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
     char *u = url_of(o, q.path);
     bool ok = fc_http_post_stream_ex(u, q.body, strlen(q.body), 0, &call, relay_data, &r, &res);
     free(u);
-    int status;
     if (r.client_gone) {
-        status = 499;
         if (!r.st) reply_error(reply, 499, "client gone");
     } else if (!ok && !r.st) {
-        status = 500;
         reply_error(reply, 500, res.error[0] ? res.error : "upstream failed");
     } else if (res.status != 200 && !r.st) {
         fc_str_putc(&r.raw, '\0');
         reply_upstream_error(reply, res.status, fc_str_cstr(&r.raw), q.model);
-        cJSON *eb = cJSON_Parse(fc_str_cstr(&r.raw));
-        const cJSON *code = get(eb, "code");
-        status = cJSON_IsNumber(code) && code->valueint == 40301 ? 404 : (res.status ? res.status : 500);
-        cJSON_Delete(eb);
     } else if (r.error) {
-        status = 500;
         if (r.st) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "error", r.error);
@@ -677,7 +673,6 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
             reply_error(reply, 500, r.error);
         }
     } else {
-        status = 200;
         relay_finish(&r);
         pthread_mutex_lock(&o->mu);
         model_stats *ms = model_of(o, q.model);
@@ -690,7 +685,6 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
         pthread_mutex_unlock(&o->mu);
     }
     if (r.st) fc_http_stream_close(r.st);
-    count_request(o, route, status);
     in_flight(o, -1);
     fc_http_response_free(&res);
     fc_sse_parser_free(r.sse);
@@ -703,23 +697,21 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
 
 static void h_chat(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    do_generation(user, req, reply, FC_OLLAMA_CHAT, "/api/chat");
+    do_generation(user, req, reply, FC_OLLAMA_CHAT);
 }
 
 static void h_generate(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    do_generation(user, req, reply, FC_OLLAMA_GENERATE, "/api/generate");
+    do_generation(user, req, reply, FC_OLLAMA_GENERATE);
 }
 
-static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply, enum fc_ollama_kind kind,
-                     const char *route)
+static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply, enum fc_ollama_kind kind)
 {
     fc_ollama_req q;
     char *err = NULL;
     int st = fc_ollama_translate(kind, req->body, req->body_len, &q, &err);
     if (st != 200) {
         reply_error(reply, st, err);
-        count_request(o, route, st);
         free(err);
         return;
     }
@@ -728,7 +720,7 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
         int k = model_known(o, q.model, NULL);
         if (k == 0) {
             char *m = xfmt("model \"%s\" not found, try pulling it first", q.model);
-            reply_error(reply, 404, m), count_request(o, route, 404);
+            reply_error(reply, 404, m);
             free(m);
         } else {
             cJSON *r = cJSON_CreateObject();
@@ -738,7 +730,7 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
             } else {
                 cJSON_AddArrayToObject(r, "embedding");
             }
-            reply_cjson(reply, 200, r), count_request(o, route, 200);
+            reply_cjson(reply, 200, r);
         }
         fc_ollama_req_free(&q);
         return;
@@ -751,15 +743,9 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
     char *u = url_of(o, q.path);
     bool ok = fc_http_post_json_ex(u, q.body, strlen(q.body), 0, &call, &res);
     free(u);
-    int status = 200;
     if (!ok) {
-        status = 500;
         reply_error(reply, 500, res.error[0] ? res.error : "upstream failed");
     } else if (res.status != 200) {
-        cJSON *eb = cJSON_Parse(res.body);
-        const cJSON *code = get(eb, "code");
-        status = cJSON_IsNumber(code) && code->valueint == 40301 ? 404 : res.status;
-        cJSON_Delete(eb);
         reply_upstream_error(reply, res.status, res.body, q.model);
     } else {
         cJSON *j = cJSON_Parse(res.body), *r = cJSON_CreateObject();
@@ -784,7 +770,6 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
         reply_cjson(reply, 200, r);
         cJSON_Delete(j);
     }
-    count_request(o, route, status);
     in_flight(o, -1);
     fc_http_response_free(&res);
     free(h.auth);
@@ -793,12 +778,12 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
 
 static void h_embed(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    do_embed(user, req, reply, FC_OLLAMA_EMBED, "/api/embed");
+    do_embed(user, req, reply, FC_OLLAMA_EMBED);
 }
 
 static void h_embeddings(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    do_embed(user, req, reply, FC_OLLAMA_EMBEDDINGS, "/api/embeddings");
+    do_embed(user, req, reply, FC_OLLAMA_EMBEDDINGS);
 }
 
 /* ---- model listing ---- */
@@ -843,12 +828,11 @@ static cJSON *model_entry(const char *name, bool ps)
     return m;
 }
 
-static void list_models(fc_ollama *o, fc_http_reply *reply, bool ps, const char *route)
+static void list_models(fc_ollama *o, fc_http_reply *reply, bool ps)
 {
     cJSON *models = NULL;
     if (model_known(o, NULL, &models) < 0) {
         reply_error(reply, 503, "controller unavailable");
-        count_request(o, route, 503);
         return;
     }
     cJSON *r = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(r, "models");
@@ -856,19 +840,18 @@ static void list_models(fc_ollama *o, fc_http_reply *reply, bool ps, const char 
     cJSON_ArrayForEach(it, models) if (cJSON_IsString(it)) cJSON_AddItemToArray(arr, model_entry(it->valuestring, ps));
     cJSON_Delete(models);
     reply_cjson(reply, 200, r);
-    count_request(o, route, 200);
 }
 
 static void h_tags(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     (void)req;
-    list_models(user, reply, false, "/api/tags");
+    list_models(user, reply, false);
 }
 
 static void h_ps(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     (void)req;
-    list_models(user, reply, true, "/api/ps");
+    list_models(user, reply, true);
 }
 
 static void h_show(const fc_http_request *req, fc_http_reply *reply, void *user)
@@ -878,14 +861,14 @@ static void h_show(const fc_http_request *req, fc_http_reply *reply, void *user)
     char *err = NULL;
     int st = fc_ollama_translate(FC_OLLAMA_SHOW, req->body, req->body_len, &q, &err);
     if (st != 200) {
-        reply_error(reply, st, err), count_request(o, "/api/show", st);
+        reply_error(reply, st, err);
         free(err);
         return;
     }
     int k = model_known(o, q.model, NULL);
     if (k <= 0) {
         char *m = k < 0 ? fc_xstrdup("controller unavailable") : xfmt("model '%s' not found", q.model);
-        reply_error(reply, k < 0 ? 503 : 404, m), count_request(o, "/api/show", k < 0 ? 503 : 404);
+        reply_error(reply, k < 0 ? 503 : 404, m);
         free(m);
     } else {
         char ts[40];
@@ -902,7 +885,7 @@ static void h_show(const fc_http_request *req, fc_http_reply *reply, void *user)
         cJSON_AddItemToArray(caps, cJSON_CreateString("completion"));
         cJSON_AddItemToArray(caps, cJSON_CreateString("embedding"));
         cJSON_AddStringToObject(r, "modified_at", ts);
-        reply_cjson(reply, 200, r), count_request(o, "/api/show", 200);
+        reply_cjson(reply, 200, r);
     }
     fc_ollama_req_free(&q);
 }
@@ -911,7 +894,6 @@ static void h_version(const fc_http_request *req, fc_http_reply *reply, void *us
 {
     (void)req;
     fc_http_reply_json(reply, 200, "{\"version\":\"" OLLAMA_VERSION "\"}");
-    count_request(user, "/api/version", 200);
 }
 
 /* ---- operations ---- */
@@ -926,7 +908,6 @@ static void h_health(const fc_http_request *req, fc_http_reply *reply, void *use
     cJSON_Delete(models);
     if (n > 0) fc_http_reply_json(reply, 200, "{\"status\":\"ok\"}");
     else fc_http_reply_json(reply, 503, k < 0 ? "{\"status\":\"controller unavailable\"}" : "{\"status\":\"no model served\"}");
-    count_request(o, "/health", n > 0 ? 200 : 503);
 }
 
 /* Prometheus label value: \\, \" and \n escaped */
@@ -959,12 +940,26 @@ static void put_hist(fc_str *s, const char *name, const char *model, const hist 
 static void h_metrics(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     (void)req;
-    fc_ollama *o = user;
-    count_request(o, "/metrics", 200); /* this scrape counts itself */
+    fc_ollama *o = user; /* this scrape counts itself */
+    /* the controller's sum over its workers (FastChat's /worker_get_status) */
+    long queue = -1;
+    fc_http_response res = {0};
+    char *u = xfmt("%s/worker_get_status", o->ctl);
+    if (fc_http_post_json(u, "{}", 2, 5, NULL, &res) && res.status == 200) {
+        cJSON *j = cJSON_Parse(res.body);
+        const cJSON *q = get(j, "queue_length");
+        if (cJSON_IsNumber(q)) queue = (long)q->valuedouble;
+        cJSON_Delete(j);
+    }
+    free(u);
+    fc_http_response_free(&res);
     fc_str s;
     fc_str_init(&s, 0);
+    if (queue >= 0)
+        fc_str_printf(&s, "# HELP fastchat_queue_length Requests queued or running on the workers (controller's sum).\n"
+                          "# TYPE fastchat_queue_length gauge\nfastchat_queue_length %ld\n", queue);
     pthread_mutex_lock(&o->mu);
-    fc_str_puts(&s, "# HELP fastchat_requests_total HTTP requests answered, by route and status (Ollama and operations routes).\n"
+    fc_str_puts(&s, "# HELP fastchat_requests_total HTTP requests answered, by route (as registered) and status.\n"
                     "# TYPE fastchat_requests_total counter\n");
     for (int i = 0; i < o->n_routes; i++) {
         fc_str_puts(&s, "fastchat_requests_total{route=\"");
@@ -1016,6 +1011,7 @@ fc_ollama *fc_ollama_mount(fc_http_server *s, const fc_openai_api *api, const ch
     else o->host = fc_xstrdup(host);
     o->ctl = fc_xstrdup(ctl);
     pthread_mutex_init(&o->mu, NULL);
+    fc_http_server_on_answer(s, on_answer, o);
     fc_http_server_route(s, "POST", "/api/chat", h_chat, o);
     fc_http_server_route(s, "POST", "/api/generate", h_generate, o);
     fc_http_server_route(s, "POST", "/api/embed", h_embed, o);

@@ -237,6 +237,16 @@ def test_metrics_move(api):
     assert after[inf] == after[ttft]
     assert ("fastchat_inter_token_latency_seconds_count", m) in after
     assert after[("fastchat_requests_in_flight", ())] == 0
+    assert after[("fastchat_queue_length", ())] == 0
+    # every route of the server is counted, the OpenAI ones too
+    r = requests.post(api + "/v1/chat/completions", json={"model": MODEL, "max_tokens": 1,
+                                                          "messages": [{"role": "user", "content": "Hi"}]}, timeout=60)
+    bad = requests.post(api + "/v1/chat/completions", json={"model": MODEL, "messages": 3}, timeout=60)
+    assert r.status_code == 200 and bad.status_code == 400
+    again = metrics(api)
+    for st in ("200", "400"):
+        k = ("fastchat_requests_total", (("route", "/v1/chat/completions"), ("status", st)))
+        assert again[k] == after.get(k, 0) + 1, st
 
 
 def test_health_follows_workers(fastchat_bin, model_path, tmp_path):
