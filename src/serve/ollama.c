@@ -529,12 +529,6 @@ static bool relay_event(const fc_sse_event *ev, void *user)
         if (cJSON_IsString(t) && *t->valuestring) {
             double now = now_s();
             if (!r->n_chunks) r->t_first = now;
-            else {
-                pthread_mutex_lock(&r->o->mu);
-                model_stats *ms = model_of(r->o, r->model);
-                if (ms) hist_add(&ms->itl, now - r->t_last);
-                pthread_mutex_unlock(&r->o->mu);
-            }
             r->t_last = now;
             r->n_chunks++;
             if (r->want_stream) {
@@ -681,6 +675,11 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
             ms->prompt_tokens += (unsigned long long)r.prompt_tokens;
             ms->completion_tokens += (unsigned long long)r.completion_tokens;
             if (r.n_chunks) hist_add(&ms->ttft, r.t_first - r.t0);
+            /* the worker streams a piece every few tokens: each token after
+             * the first is observed at the mean gap of its request */
+            if (r.n_chunks > 1 && r.completion_tokens > 1)
+                for (long k = 1; k < r.completion_tokens; k++)
+                    hist_add(&ms->itl, (r.t_last - r.t_first) / (double)(r.completion_tokens - 1));
         }
         pthread_mutex_unlock(&o->mu);
     }
@@ -990,7 +989,7 @@ static void h_metrics(const fc_http_request *req, fc_http_reply *reply, void *us
                     "# TYPE fastchat_time_to_first_token_seconds histogram\n");
     for (int i = 0; i < o->n_models; i++)
         put_hist(&s, "fastchat_time_to_first_token_seconds", o->models[i].name, &o->models[i].ttft);
-    fc_str_puts(&s, "# HELP fastchat_inter_token_latency_seconds Time between streamed text pieces.\n"
+    fc_str_puts(&s, "# HELP fastchat_inter_token_latency_seconds Time per generated token after the first (mean of its request).\n"
                     "# TYPE fastchat_inter_token_latency_seconds histogram\n");
     for (int i = 0; i < o->n_models; i++)
         put_hist(&s, "fastchat_inter_token_latency_seconds", o->models[i].name, &o->models[i].itl);

@@ -37,6 +37,19 @@
  * models are loaded when the worker starts; prompt_eval_duration is the time
  * to the first token).
  *
+ * Metrics (/metrics, counters of this process since it started):
+ *   fastchat_requests_total{route,status}  every routed request of the API
+ *       server (OpenAI, Ollama, web UI, operations; route as registered);
+ *       an Ollama generation counts under its /api route and under the
+ *       OpenAI route it is relayed to
+ *   fastchat_requests_in_flight             Ollama generations/embeddings now
+ *   fastchat_queue_length                   the controller's /worker_get_status
+ *   fastchat_prompt_tokens_total{model}, fastchat_completion_tokens_total{model},
+ *   fastchat_model_requests_total{model}, and the histograms
+ *   fastchat_time_to_first_token_seconds{model} and
+ *   fastchat_inter_token_latency_seconds{model}: measured on the Ollama
+ *       routes only (the OpenAI routes' relays are not instrumented yet).
+ *
  * Threads: handlers run on the HTTP server's threads; the counters behind
  * /metrics are guarded by a mutex.
  */
