@@ -843,19 +843,20 @@ static void list_models(fc_ollama *o, fc_http_reply *reply, bool ps)
 
 static void h_tags(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    (void)req;
+    if (!fc_openai_api_auth(((fc_ollama *)user)->api, req, reply)) return;
     list_models(user, reply, false);
 }
 
 static void h_ps(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    (void)req;
+    if (!fc_openai_api_auth(((fc_ollama *)user)->api, req, reply)) return;
     list_models(user, reply, true);
 }
 
 static void h_show(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     fc_ollama *o = user;
+    if (!fc_openai_api_auth(o->api, req, reply)) return;
     fc_ollama_req q;
     char *err = NULL;
     int st = fc_ollama_translate(FC_OLLAMA_SHOW, req->body, req->body_len, &q, &err);
@@ -896,6 +897,84 @@ static void h_version(const fc_http_request *req, fc_http_reply *reply, void *us
 }
 
 /* ---- operations ---- */
+
+/* /tokenize {model, prompt, add_special_tokens} and /detokenize {model,
+ * tokens}: relayed to a worker of the model (/worker_tokenize,
+ * /worker_detokenize); errors as the OpenAI routes give them. */
+static void tok_relay(const fc_http_request *req, fc_http_reply *reply, fc_ollama *o, const char *wpath)
+{
+    if (!fc_openai_api_auth(o->api, req, reply)) return;
+    cJSON *b = cJSON_ParseWithLength(req->body, req->body_len);
+    const cJSON *m = get(b, "model");
+    if (!cJSON_IsObject(b) || !cJSON_IsString(m)) {
+        fc_http_reply_json(reply, 400, "{\"object\":\"error\",\"message\":\"a JSON object with a string 'model' is required\","
+                                       "\"code\":40001}");
+        cJSON_Delete(b);
+        return;
+    }
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "model", m->valuestring);
+    char *qs = cJSON_PrintUnformatted(q), *u = xfmt("%s/get_worker_address", o->ctl);
+    fc_http_response res = {0};
+    char *addr = NULL;
+    if (fc_http_post_json(u, qs, strlen(qs), 10, NULL, &res) && res.status == 200) {
+        cJSON *j = cJSON_Parse(res.body);
+        const cJSON *a = get(j, "address");
+        if (cJSON_IsString(a) && *a->valuestring) addr = fc_xstrdup(a->valuestring);
+        cJSON_Delete(j);
+    }
+    fc_http_response_free(&res);
+    free(u);
+    free(qs);
+    cJSON_Delete(q);
+    if (!addr) {
+        cJSON *e = cJSON_CreateObject();
+        char *msg = xfmt("Only %s allowed now, your model %s", "served models are", m->valuestring);
+        cJSON_AddStringToObject(e, "object", "error");
+        cJSON_AddStringToObject(e, "message", msg);
+        cJSON_AddNumberToObject(e, "code", 40301);
+        free(msg);
+        reply_cjson(reply, 400, e);
+    } else {
+        char *wu = xfmt("%s%s", addr, wpath);
+        fc_http_response wr = {0};
+        if (fc_http_post_json(wu, req->body, req->body_len, 30, NULL, &wr) && wr.status) {
+            cJSON *j = cJSON_Parse(wr.body);
+            const cJSON *ec = get(j, "error_code");
+            int st = wr.status != 200 ? wr.status : cJSON_IsNumber(ec) && ec->valueint ? 400 : 200;
+            if (j && st != 200) {
+                /* the worker's {"detail"|"text"} as the OpenAI routes' error */
+                const cJSON *msg = get(j, "text");
+                if (!cJSON_IsString(msg)) msg = get(j, "detail");
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "object", "error");
+                cJSON_AddStringToObject(e, "message", cJSON_IsString(msg) ? msg->valuestring : "bad request");
+                cJSON_AddNumberToObject(e, "code", 40001);
+                cJSON_Delete(j);
+                j = e;
+            }
+            if (j) cJSON_DeleteItemFromObjectCaseSensitive(j, "error_code");
+            if (j) reply_cjson(reply, st, j);
+            else fc_http_reply_json(reply, 502, "{\"object\":\"error\",\"message\":\"bad worker answer\",\"code\":50001}");
+        } else {
+            fc_http_reply_json(reply, 503, "{\"object\":\"error\",\"message\":\"the worker did not answer\",\"code\":50001}");
+        }
+        fc_http_response_free(&wr);
+        free(wu);
+        free(addr);
+    }
+    cJSON_Delete(b);
+}
+
+static void h_tokenize(const fc_http_request *req, fc_http_reply *reply, void *user)
+{
+    tok_relay(req, reply, user, "/worker_tokenize");
+}
+
+static void h_detokenize(const fc_http_request *req, fc_http_reply *reply, void *user)
+{
+    tok_relay(req, reply, user, "/worker_detokenize");
+}
 
 static void h_health(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
@@ -1021,6 +1100,8 @@ fc_ollama *fc_ollama_mount(fc_http_server *s, const fc_openai_api *api, const ch
     fc_http_server_route(s, "GET", "/api/version", h_version, o);
     fc_http_server_route(s, "GET", "/health", h_health, o);
     fc_http_server_route(s, "GET", "/metrics", h_metrics, o);
+    fc_http_server_route(s, "POST", "/tokenize", h_tokenize, o);
+    fc_http_server_route(s, "POST", "/detokenize", h_detokenize, o);
     return o;
 }
 

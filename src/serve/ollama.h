@@ -11,6 +11,10 @@
  *   GET  /health          200 {"status":"ok"} when the controller lists at
  *                         least one model, else 503
  *   GET  /metrics         Prometheus text format 0.0.4
+ *   POST /tokenize        {model, prompt, add_special_tokens} -> {tokens, count, max_model_len}
+ *   POST /detokenize      {model, tokens} -> {prompt}  (vLLM's shapes; relayed to
+ *                         a worker's /worker_tokenize, /worker_detokenize)
+ * With --api-keys, every route but /health, /metrics and /api/version needs the key.
  *
  * How: a request is translated into the OpenAI server's own request
  * (/api/v1/chat/completions for chat and generate, which renders the

@@ -272,6 +272,11 @@ static bool auth_ok(const fc_openai_api *a, const fc_http_request *req, fc_http_
     return false;
 }
 
+bool fc_openai_api_auth(const fc_openai_api *a, const fc_http_request *req, fc_http_reply *reply)
+{
+    return auth_ok(a, req, reply);
+}
+
 /* ---- upstream calls ---- */
 
 enum up_status { UP_OK = 0, UP_DOWN = -1 /* no response at all */, UP_HTTP = -2, UP_BAD = -3 };

@@ -266,3 +266,27 @@ def test_health_follows_workers(fastchat_bin, model_path, tmp_path):
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def test_tokenize_detokenize(api, fastchat_bin, model_path):
+    text = "Hello world, héllo <|im_start|> 123"
+    r = requests.post(api + "/tokenize", json={"model": MODEL, "prompt": text}, timeout=30)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    # the reference: `fastchat tokenize` on the same file (checked against Hugging Face tokenizers elsewhere)
+    ref = subprocess.run([str(fastchat_bin), "tokenize", "--model-path", str(model_path), "--text", text],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert got["tokens"] == json.loads(ref.stdout) and got["count"] == len(got["tokens"])
+    assert got["max_model_len"] > 0
+    tc = requests.post(api + "/api/v1/token_check", json={"prompts": [{"model": MODEL, "prompt": text,
+                                                                       "max_tokens": 1}]}, timeout=30).json()
+    assert tc["prompts"][0]["tokenCount"] == got["count"]
+    d = requests.post(api + "/detokenize", json={"model": MODEL, "tokens": got["tokens"]}, timeout=30)
+    assert d.status_code == 200 and d.json() == {"prompt": text}
+    for path, body in (("/tokenize", {"model": "no-such-model", "prompt": "x"}),
+                       ("/tokenize", {"model": MODEL, "prompt": 3}),
+                       ("/tokenize", {"prompt": "x"}),
+                       ("/detokenize", {"model": MODEL, "tokens": [-1]}),
+                       ("/detokenize", {"model": MODEL, "tokens": "abc"})):
+        e = requests.post(api + path, json=body, timeout=30)
+        assert e.status_code == 400 and e.json()["message"], (path, body, e.text)
