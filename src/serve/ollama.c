@@ -154,6 +154,14 @@ static void reply_cjson(fc_http_reply *r, int status, cJSON *o)
     cJSON_Delete(o);
 }
 
+/* --api-keys, answered as Ollama answers a refused key */
+static bool auth(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply)
+{
+    if (fc_openai_api_auth(o->api, req, NULL)) return true;
+    reply_error(reply, 401, "unauthorized");
+    return false;
+}
+
 /* ---- translation (pure) ---- */
 
 void fc_ollama_req_free(fc_ollama_req *r)
@@ -430,7 +438,9 @@ static void reply_upstream_error(fc_http_reply *r, int status, const char *body,
         msg = cJSON_IsString(eo) ? eo : get(eo, "message");
     }
     if (!cJSON_IsString(msg)) msg = get(o, "detail");
-    if (cJSON_IsNumber(code) && code->valueint == 40301) {
+    if (status == 401) {
+        reply_error(r, 401, "unauthorized");
+    } else if (cJSON_IsNumber(code) && code->valueint == 40301) {
         char *m = xfmt("model \"%s\" not found, try pulling it first", model ? model : "");
         reply_error(r, 404, m);
         free(m);
@@ -617,6 +627,7 @@ static int model_known(fc_ollama *o, const char *model, cJSON **models_out)
 
 static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply, enum fc_ollama_kind kind)
 {
+    if (!auth(o, req, reply)) return;
     fc_ollama_req q;
     char *err = NULL;
     int st = fc_ollama_translate(kind, req->body, req->body_len, &q, &err);
@@ -706,6 +717,7 @@ static void h_generate(const fc_http_request *req, fc_http_reply *reply, void *u
 
 static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *reply, enum fc_ollama_kind kind)
 {
+    if (!auth(o, req, reply)) return;
     fc_ollama_req q;
     char *err = NULL;
     int st = fc_ollama_translate(kind, req->body, req->body_len, &q, &err);
@@ -843,20 +855,20 @@ static void list_models(fc_ollama *o, fc_http_reply *reply, bool ps)
 
 static void h_tags(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    if (!fc_openai_api_auth(((fc_ollama *)user)->api, req, reply)) return;
+    if (!auth(user, req, reply)) return;
     list_models(user, reply, false);
 }
 
 static void h_ps(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
-    if (!fc_openai_api_auth(((fc_ollama *)user)->api, req, reply)) return;
+    if (!auth(user, req, reply)) return;
     list_models(user, reply, true);
 }
 
 static void h_show(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     fc_ollama *o = user;
-    if (!fc_openai_api_auth(o->api, req, reply)) return;
+    if (!auth(o, req, reply)) return;
     fc_ollama_req q;
     char *err = NULL;
     int st = fc_ollama_translate(FC_OLLAMA_SHOW, req->body, req->body_len, &q, &err);

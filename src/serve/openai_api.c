@@ -266,7 +266,8 @@ static bool auth_ok(const fc_openai_api *a, const fc_http_request *req, fc_http_
                 if (strlen(a->keys[i]) == n && !memcmp(a->keys[i], k, n)) return true;
         }
     }
-    fc_http_reply_json(reply, 401,
+    if (reply)
+        fc_http_reply_json(reply, 401,
                        "{\"detail\":{\"error\":{\"message\":\"\",\"type\":\"invalid_request_error\",\"param\":null,"
                        "\"code\":\"invalid_api_key\"}}}");
     return false;

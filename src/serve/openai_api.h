@@ -107,7 +107,7 @@ void fc_openai_api_free(fc_openai_api *a);
 
 /* The --api-keys check of every route, for routes mounted beside these
  * (serve/ollama.h): true when the request may go on; false when it was
- * answered with 401. */
+ * answered with 401 (with FastChat's body; reply NULL: not answered). */
 struct fc_http_request;
 struct fc_http_reply;
 bool fc_openai_api_auth(const fc_openai_api *a, const struct fc_http_request *req, struct fc_http_reply *reply);

@@ -290,3 +290,34 @@ def test_tokenize_detokenize(api, fastchat_bin, model_path):
                        ("/detokenize", {"model": MODEL, "tokens": "abc"})):
         e = requests.post(api + path, json=body, timeout=30)
         assert e.status_code == 400 and e.json()["message"], (path, body, e.text)
+
+
+def test_api_keys(fastchat_bin, model_path, tmp_path):
+    ports = [free_port() for _ in range(3)]
+    p = Proc([fastchat_bin, "serve", "--model-path", model_path, "--controller-port", ports[0],
+              "--worker-port", ports[1], "--port", ports[2], "--threads", "1", "--api-keys", "sk-o1"],
+             tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{ports[2]}"
+    try:
+        wait_until(lambda: requests.get(url + "/health", timeout=5).status_code == 200, 120, "fastchat serve", [p])
+        res = client(url, f"""
+            errs = []
+            for call in (lambda: c.chat(model={MODEL!r}, messages=[{{"role": "user", "content": "hi"}}]),
+                         lambda: c.generate(model={MODEL!r}), lambda: c.list(), lambda: c.show({MODEL!r}),
+                         lambda: c.embed(model={MODEL!r}, input="x")):
+                try:
+                    call()
+                    errs.append(None)
+                except ollama.ResponseError as e:
+                    errs.append([e.status_code, e.error])
+            k = ollama.Client(host={url!r}, headers={{"Authorization": "Bearer sk-o1"}})
+            r = k.chat(model={MODEL!r}, messages=[{{"role": "user", "content": "hi"}}], options={{"num_predict": 3}})
+            out({{"errs": errs, "ok": dump(r), "list": dump(k.list())}})
+        """)
+        assert res["errs"] == [[401, "unauthorized"]] * 5
+        assert res["ok"]["done"] and res["ok"]["eval_count"] <= 3
+        assert [m["model"] for m in res["list"]["models"]] == [MODEL]
+        assert requests.get(url + "/metrics", timeout=10).status_code == 200
+        assert requests.post(url + "/tokenize", json={"model": MODEL, "prompt": "x"}, timeout=10).status_code == 401
+    finally:
+        p.stop()
