@@ -39,5 +39,6 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     .venv/bin/pip install -q -r "$req"
     echo "$want" > "$stamp"
 fi
+[ -d .venv/ollama-py/ollama ] || .venv/bin/pip install -q --target .venv/ollama-py -r tests/requirements-ollama.txt
 
 scripts/fetch_model.sh >/dev/null

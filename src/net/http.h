@@ -122,6 +122,13 @@ fc_http_server *fc_http_server_new(const fc_http_server_params *p);
  * a known path with another method 405 {"detail":"Method Not Allowed"} (as
  * FastAPI answers). */
 void fc_http_server_route(fc_http_server *s, const char *method, const char *path, fc_http_handler h, void *user);
+/* Calls cb after each routed handler returns, on its thread, with the
+ * route's path as registered (a prefix route with its '*'), the status it
+ * answered with (500 when it did not answer) and how long the handler ran
+ * (a relay: until its stream ended). For request counters (/metrics). Set
+ * before fc_http_server_start; cb must be thread-safe. */
+void fc_http_server_on_answer(fc_http_server *s, void (*cb)(const char *route, int status, double seconds, void *user),
+                              void *user);
 /* Starts listening. FC_OK or an error (logged: port in use, ...). */
 int fc_http_server_start(fc_http_server *s);
 /* The bound port (useful with port 0). */

@@ -86,6 +86,9 @@ struct fc_http_server {
     fc_http_stream *streams;     /* live streams attached to connections */
     int n_handlers;
     bool stopping;
+    /* fc_http_server_on_answer */
+    void (*on_answer)(const char *route, int status, double seconds, void *user);
+    void *on_answer_user;
 };
 
 struct fc_http_stream {
@@ -714,9 +717,21 @@ static void *handler_main(void *arg)
     job *j = arg;
     hreq *h = j->h;
     fc_http_server *srv = h->srv;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     j->rt->h(&h->req, h->reply, j->rt->user);
-    free(j);
     fc_http_reply *r = h->reply;
+    if (srv->on_answer) {
+        pthread_mutex_lock(&r->mu);
+        int status = r->answered ? r->status : 500;
+        pthread_mutex_unlock(&r->mu);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        char label[512];
+        snprintf(label, sizeof label, "%s%s", j->rt->path, j->rt->prefix ? "*" : "");
+        srv->on_answer(label, status,
+                       (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9, srv->on_answer_user);
+    }
+    free(j);
     pthread_mutex_lock(&r->mu);
     r->handler_done = true;
     pthread_cond_broadcast(&r->cv);
@@ -948,6 +963,13 @@ void fc_http_server_route(fc_http_server *s, const char *method, const char *pat
     r->method = method ? fc_xstrdup(method) : NULL;
     r->h = h;
     r->user = user;
+}
+
+void fc_http_server_on_answer(fc_http_server *s, void (*cb)(const char *route, int status, double seconds, void *user),
+                              void *user)
+{
+    s->on_answer = cb;
+    s->on_answer_user = user;
 }
 
 int fc_http_server_start(fc_http_server *s)

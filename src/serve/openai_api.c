@@ -30,6 +30,7 @@
 #include "chat/conv.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/ollama.h"
 #include "serve/reqguard.h"
 #include "serve/response_format.h"
 
@@ -72,6 +73,7 @@ struct fc_openai_api {
     pthread_cond_t cv;
     int n_jobs;
     atomic_bool stopping;      /* fc_openai_api_free has begun */
+    fc_ollama *ollama;         /* Ollama API, /health, /metrics (serve/ollama.h) */
 };
 
 /* ---- helpers ---- */
@@ -265,10 +267,16 @@ static bool auth_ok(const fc_openai_api *a, const fc_http_request *req, fc_http_
                 if (strlen(a->keys[i]) == n && !memcmp(a->keys[i], k, n)) return true;
         }
     }
-    fc_http_reply_json(reply, 401,
+    if (reply)
+        fc_http_reply_json(reply, 401,
                        "{\"detail\":{\"error\":{\"message\":\"\",\"type\":\"invalid_request_error\",\"param\":null,"
                        "\"code\":\"invalid_api_key\"}}}");
     return false;
+}
+
+bool fc_openai_api_auth(const fc_openai_api *a, const fc_http_request *req, fc_http_reply *reply)
+{
+    return auth_ok(a, req, reply);
 }
 
 /* ---- upstream calls ---- */
@@ -2225,6 +2233,7 @@ fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p)
     fc_http_server_route(a->http, "POST", "/v1/engines/*", h_engines, a);
     fc_http_server_route(a->http, "POST", "/api/v1/token_check", h_token_check, a);
     fc_http_server_route(a->http, "POST", "/api/v1/chat/completions", h_api_chat, a);
+    a->ollama = fc_ollama_mount(a->http, a, p->host, a->ctl);
     if (p->mount) p->mount(a->http, p->mount_user);
     if (fc_http_server_start(a->http) != FC_OK) goto fail;
     FC_LOG_INFO("api: listening on port %d, controller %s", fc_http_server_port(a->http), a->ctl);
@@ -2248,6 +2257,7 @@ void fc_openai_api_free(fc_openai_api *a)
      * error; the server gives them a grace period, then cuts what is left */
     atomic_store(&a->stopping, true);
     fc_http_server_free(a->http);
+    fc_ollama_free(a->ollama);
     pthread_mutex_lock(&a->mu);
     while (a->n_jobs > 0) pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);

@@ -105,6 +105,13 @@ int fc_openai_api_port(const fc_openai_api *a);
 /* Stops serving, waits for the streaming relays to end, frees. NULL is a no-op. */
 void fc_openai_api_free(fc_openai_api *a);
 
+/* The --api-keys check of every route, for routes mounted beside these
+ * (serve/ollama.h): true when the request may go on; false when it was
+ * answered with 401 (with FastChat's body; reply NULL: not answered). */
+struct fc_http_request;
+struct fc_http_reply;
+bool fc_openai_api_auth(const fc_openai_api *a, const struct fc_http_request *req, struct fc_http_reply *reply);
+
 /* For tests and fuzzing: checks a request body as the route `path`
  * ("/v1/chat/completions", "/v1/completions", "/api/v1/chat/completions",
  * "/v1/embeddings") does before it asks the controller or a worker anything:

@@ -983,6 +983,79 @@ static void h_count_token(const fc_http_request *req, fc_http_reply *rep, void *
     fc_http_reply_json(rep, 200, out);
 }
 
+/* /worker_tokenize {model, prompt, add_special_tokens (default true)} ->
+ * {"tokens": [...], "count", "max_model_len", "error_code": 0} (the API
+ * server's /tokenize) */
+static void h_tokenize(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    cJSON *body = parse_body(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(user, body, rep);
+    const cJSON *pr = m ? cJSON_GetObjectItemCaseSensitive(body, "prompt") : NULL;
+    const cJSON *as = cJSON_GetObjectItemCaseSensitive(body, "add_special_tokens");
+    if (m && !cJSON_IsString(pr)) reply_bad_request(rep, "'prompt' must be a string");
+    if (!m || !cJSON_IsString(pr)) {
+        cJSON_Delete(body);
+        return;
+    }
+    int32_t *ids = NULL;
+    int n = fc_tokenizer_encode(m->tok, pr->valuestring, strlen(pr->valuestring), !cJSON_IsFalse(as), true, &ids);
+    cJSON_Delete(body);
+    if (n < 0) {
+        char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
+        fc_http_reply_json(rep, 200, e);
+        free(e);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    free(ids);
+    cJSON_AddNumberToObject(o, "count", n);
+    cJSON_AddNumberToObject(o, "max_model_len", m->n_ctx);
+    cJSON_AddNumberToObject(o, "error_code", 0);
+    char *s = cJSON_PrintUnformatted(o);
+    fc_http_reply_json(rep, 200, s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+/* /worker_detokenize {model, tokens: [ids]} -> {"prompt", "error_code": 0} */
+static void h_detokenize(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    cJSON *body = parse_body(req, rep);
+    if (!body) return;
+    wmodel *m = pick_model(user, body, rep);
+    const cJSON *toks = m ? cJSON_GetObjectItemCaseSensitive(body, "tokens") : NULL, *it;
+    bool ok = cJSON_IsArray(toks);
+    int n = ok ? cJSON_GetArraySize(toks) : 0;
+    int32_t *ids = fc_xcalloc((size_t)n + 1, sizeof *ids);
+    int k = 0;
+    if (ok)
+        cJSON_ArrayForEach(it, toks) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int32_t)it->valuedouble || it->valuedouble < 0 ||
+                it->valuedouble >= fc_tokenizer_n_vocab(m->tok)) {
+                ok = false;
+                break;
+            }
+            ids[k++] = (int32_t)it->valuedouble;
+        }
+    if (m && !ok) reply_bad_request(rep, "'tokens' must be a list of token ids of the model's vocabulary");
+    if (m && ok) {
+        size_t len = 0;
+        char *text = fc_tokenizer_decode(m->tok, ids, (size_t)k, false, &len);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "prompt", text);
+        cJSON_AddNumberToObject(o, "error_code", 0);
+        char *s = cJSON_PrintUnformatted(o);
+        fc_http_reply_json(rep, 200, s);
+        free(s);
+        free(text);
+        cJSON_Delete(o);
+    }
+    free(ids);
+    cJSON_Delete(body);
+}
+
 static void h_conv_template(const fc_http_request *req, fc_http_reply *rep, void *user)
 {
     cJSON *body = parse_optional(req, rep);
@@ -1340,6 +1413,8 @@ fc_worker *fc_worker_start(const fc_worker_params *p)
     fc_http_server_route(w->http, "POST", "/worker_get_embeddings", h_embeddings, w);
     fc_http_server_route(w->http, "POST", "/worker_get_status", h_status, w);
     fc_http_server_route(w->http, "POST", "/count_token", h_count_token, w);
+    fc_http_server_route(w->http, "POST", "/worker_tokenize", h_tokenize, w);
+    fc_http_server_route(w->http, "POST", "/worker_detokenize", h_detokenize, w);
     fc_http_server_route(w->http, "POST", "/worker_get_conv_template", h_conv_template, w);
     fc_http_server_route(w->http, "POST", "/model_details", h_model_details, w);
     if (fc_http_server_start(w->http) != FC_OK) goto fail;

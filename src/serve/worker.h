@@ -15,6 +15,8 @@
  *                             [[float]] or [base64 float32], "token_num": n}
  *   /worker_get_status        {"model_names", "speed": 1, "queue_length"}
  *   /count_token              {prompt} -> {"count", "error_code": 0}
+ *   /worker_tokenize          {prompt, add_special_tokens} -> {"tokens", "count", "max_model_len", "error_code": 0}
+ *   /worker_detokenize        {tokens} -> {"prompt", "error_code": 0}  (not in FastChat; the API's /tokenize)
  *   /worker_get_conv_template {"conv": {...}} (FastChat's Conversation fields)
  *   /model_details            {"context_length": n}
  * Engine failures come in-band as FastChat sends them, HTTP 200 with
