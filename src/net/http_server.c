@@ -81,10 +81,11 @@ struct fc_http_server {
     struct MHD_Daemon *d;
     int bound_port;
     char last_mhd_error[256];
-    pthread_mutex_t mu;          /* guards streams, n_handlers, stopping */
-    pthread_cond_t cv;           /* n_handlers reached 0, or a stream detached */
+    pthread_mutex_t mu;          /* guards streams, n_handlers, n_open, stopping */
+    pthread_cond_t cv;           /* n_handlers or n_open reached 0, or a stream detached */
     fc_http_stream *streams;     /* live streams attached to connections */
     int n_handlers;
+    int n_open;                  /* requests begun and not yet completed (answer sent or connection lost) */
     bool stopping;
     /* fc_http_server_on_answer */
     void (*on_answer)(const char *route, int status, double seconds, void *user);
@@ -809,6 +810,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!h) { /* headers are in */
         h = hreq_new(srv, conn, url, method);
         *con_cls = h;
+        pthread_mutex_lock(&srv->mu);
+        srv->n_open++;
+        pthread_mutex_unlock(&srv->mu);
         const char *bad = framing_error(conn);
         if (bad) {
             char msg[160];
@@ -894,11 +898,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    fc_http_server *srv = cls;
     (void)conn;
     hreq *h = *con_cls;
     if (!h) return;
     *con_cls = NULL;
+    pthread_mutex_lock(&srv->mu);
+    if (--srv->n_open == 0) pthread_cond_broadcast(&srv->cv); /* a stopping server waits for answers to leave */
+    pthread_mutex_unlock(&srv->mu);
     h->completed_ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     atomic_store(&h->completed, true);
     if (h->stream) {
@@ -1023,7 +1030,9 @@ void fc_http_server_free(fc_http_server *s)
     if (!s) return;
     /* stop accepting; blocked handlers see fc_http_request_client_gone and
      * fc_http_request_server_stopping and get STOP_GRACE_MS to send a last
-     * answer (a streamed one included) before the connections are cut */
+     * answer (a streamed one included) and for it to be sent (a handler
+     * that has returned has only queued its answer) before the connections
+     * are cut */
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_mutex_unlock(&s->mu);
@@ -1031,7 +1040,8 @@ void fc_http_server_free(fc_http_server *s)
     struct timespec grace;
     deadline_in(&grace, STOP_GRACE_MS);
     pthread_mutex_lock(&s->mu);
-    while ((s->n_handlers > 0 || s->streams) && pthread_cond_timedwait(&s->cv, &s->mu, &grace) != ETIMEDOUT) {
+    while ((s->n_handlers > 0 || s->streams || s->n_open > 0) &&
+           pthread_cond_timedwait(&s->cv, &s->mu, &grace) != ETIMEDOUT) {
     }
     /* every open stream left sees its client go: writers stop, work is cancelled */
     int n = 0;
