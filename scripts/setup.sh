@@ -13,6 +13,7 @@ APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libedit-dev python3-venv unzip)
 
 missing=()
+APT_PKGS+=(libssl-dev)  # libcrypto: SHA-256 of downloads (fastchat download)
 for p in "${APT_PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done

@@ -13,6 +13,7 @@ int fc_cmd_generate(int argc, char **argv);
 int fc_cmd_logits(int argc, char **argv);
 int fc_cmd_inspect(int argc, char **argv);
 int fc_cmd_quantize(int argc, char **argv);
+int fc_cmd_download(int argc, char **argv);
 int fc_cmd_tokenize(int argc, char **argv);
 int fc_cmd_detokenize(int argc, char **argv);
 int fc_cmd_prompt(int argc, char **argv);
@@ -26,6 +27,7 @@ int fc_cmd_test_message(int argc, char **argv);
 int fc_cmd_bench_serve(int argc, char **argv);
 int fc_cmd_leaderboard(int argc, char **argv);
 int fc_cmd_data(int argc, char **argv);
+int fc_cmd_judge(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */
@@ -42,6 +44,10 @@ struct fc_tokenizer *fc_cli_load_tokenizer(const struct fc_model *m);
 char *fc_cli_json_list_csv(const char *flag, const char *v);
 /* "k1,k2" -> malloc'd array of malloc'd items (empty items dropped). */
 char **fc_cli_split_csv(const char *s, int *n);
+/* Takes --gguf-file NAME out of argv (a subcommand's argv, argv[0] its name)
+ * and sets it as the GGUF file Hub repo ids resolve to (format/hub.h);
+ * returns the new argc. */
+int fc_cli_hub_args(int argc, char **argv);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 

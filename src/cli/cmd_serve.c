@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/fc_base.h"
+#include "format/hub.h"
 #include "cli.h"
 #include "serve/controller.h"
 #include "serve/openai_api.h"
@@ -104,10 +105,13 @@ int fc_cmd_serve(int argc, char **argv)
     int d = fc_dispatch_from_str(method);
     if (d < 0) fc_cli_die("use --dispatch-method lottery or shortest_queue", "invalid dispatch method '%s'", method);
     if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
-    for (int i = 0; i < n_models; i++)
-        if (access(models[i].model_path, R_OK) != 0)
+    for (int i = 0; i < n_models; i++) {
+        char *local = NULL; /* a Hub repo id: its file or folder in the cache (format/hub.h) */
+        if (fc_hub_resolve(models[i].model_path, NULL, &local) != FC_OK || access(local, R_OK) != 0)
             fc_cli_die("fetch the default model with scripts/fetch_model.sh or pass --model-path",
-                       "%s: cannot read the model", models[i].model_path);
+                       "%s%s", local ? models[i].model_path : fc_last_error(), local ? ": cannot read the model" : "");
+        free(local);
+    }
     signal(SIGPIPE, SIG_IGN);
 
     fc_controller_params cp = {.host = host, .port = ctl_port, .dispatch = (enum fc_dispatch)d};

@@ -26,6 +26,7 @@ static const struct {
     {"generate", fc_cmd_generate, "generate tokens from a prompt (raw, no chat template)"},
     {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},
     {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},
+    {"download", fc_cmd_download, "fetch a model repo from the Hugging Face Hub into its cache"},
     {"quantize", fc_cmd_quantize, "write a model as GGUF in another weight type"},
     {"tokenize", fc_cmd_tokenize, "print the token ids of a text as a JSON array"},
     {"detokenize", fc_cmd_detokenize, "print the text of token ids"},
@@ -33,6 +34,7 @@ static const struct {
     {"bench", fc_cmd_bench, "measure load, prefill and decode speed"},
     {"leaderboard", fc_cmd_leaderboard, "Chatbot Arena ratings (Elo, Bradley-Terry) from vote logs"},
     {"data", fc_cmd_data, "FastChat's ShareGPT data tools (clean, split, sample, merge, stats...)"},
+    {"judge", fc_cmd_judge, "MT-bench style evaluation: answers, LLM judge, results, agreement"},
 };
 
 static void usage(FILE *f)
@@ -101,6 +103,7 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
+    argc = 1 + fc_cli_hub_args(argc - 1, argv + 1); /* --gguf-file, for any --model-path */
     for (size_t i = 0; i < FC_ARRAY_LEN(cmds); i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s'\n", argv[1]);

@@ -16,6 +16,7 @@
  */
 #include "model_impl.h"
 #include "hf_config.h"
+#include "format/hub.h"
 
 #include "tensor/ops.h"
 #include "base/file.h"
@@ -445,10 +446,12 @@ bool fc_model_pack_weights(const fc_model *cm)
 
 /* ---- public ---- */
 
-fc_model *fc_model_load(const char *path)
+fc_model *fc_model_load(const char *spec)
 {
+    char *path = NULL; /* a Hub repo id becomes its folder in the cache (hub.h) */
+    if (fc_hub_resolve(spec, NULL, &path) != FC_OK) return NULL;
     fc_model *m = fc_xcalloc(1, sizeof *m);
-    m->path = fc_xstrdup(path);
+    m->path = path;
     pthread_mutex_init(&m->pack_lock, NULL);
     struct stat sb;
     if (stat(path, &sb) != 0) {

@@ -60,8 +60,10 @@ typedef struct fc_model_config {
 
 typedef struct fc_model fc_model;
 
-/* Loads a GGUF file or a Hugging Face folder (config.json + safetensors).
- * NULL on error, logged as "path: what is wrong". */
+/* Loads a GGUF file or a Hugging Face folder (config.json + safetensors), or
+ * a Hub repo id "org/name[@revision]" from the Hugging Face cache (hub.h;
+ * fc_model_path is then the local path). NULL on error, logged as "path:
+ * what is wrong". */
 fc_model *fc_model_load(const char *path);
 void fc_model_free(fc_model *m);
 

@@ -9,6 +9,7 @@
  * decode.c.
  */
 #include "tok_impl.h"
+#include "format/hub.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -75,18 +76,22 @@ void fc_tokenizer_free(fc_tokenizer *t)
     free(t);
 }
 
-fc_tokenizer *fc_tokenizer_load(const char *path)
+fc_tokenizer *fc_tokenizer_load(const char *spec)
 {
+    char *path = NULL; /* a Hub repo id becomes its folder in the cache */
+    if (fc_hub_resolve(spec, NULL, &path) != FC_OK) return NULL;
     struct stat st;
+    fc_tokenizer *t = NULL;
     if (stat(path, &st) != 0) {
         FC_LOG_ERROR("%s: no such file or folder", path);
-        return NULL;
+    } else if (S_ISDIR(st.st_mode)) {
+        t = fc_tokenizer_from_hf(path);
+    } else {
+        fc_gguf *g = fc_gguf_open(path);
+        if (g) t = fc_tokenizer_from_gguf(g, path);
+        fc_gguf_free(g);
     }
-    if (S_ISDIR(st.st_mode)) return fc_tokenizer_from_hf(path);
-    fc_gguf *g = fc_gguf_open(path);
-    if (!g) return NULL;
-    fc_tokenizer *t = fc_tokenizer_from_gguf(g, path);
-    fc_gguf_free(g);
+    free(path);
     return t;
 }
 

@@ -74,7 +74,8 @@ fc_tokenizer *fc_tokenizer_from_hf_json(const char *json, size_t len, const char
  * so is anything malformed. Nothing is borrowed. NULL on error (logged). */
 fc_tokenizer *fc_tokenizer_from_spm(const void *data, size_t size, const char *name);
 
-/* Opens `path`: a .gguf file or a Hugging Face folder (convenience for tools
+/* Opens `path`: a .gguf file, a Hugging Face folder or a Hub repo id in the
+ * Hugging Face cache (format/hub.h) (convenience for tools
  * and tests; the model loader uses the two calls above). */
 fc_tokenizer *fc_tokenizer_load(const char *path);
 
