@@ -183,3 +183,21 @@ def test_help_lists_the_flags_later_commands(args, flags):
     lines = r.stdout.splitlines()
     for f in flags:
         assert any(l.startswith(f"  {f} ") or l == f"  {f}" for l in lines), (args, f, r.stdout)
+
+
+@pytest.mark.parametrize("args, want", [
+    (["download", "org/name", "--revison", "v1"], "unknown option --revison (did you mean --revision?)"),
+    (["download", "org/name", "--include"], "--include needs a value"),
+    (["download", "--quiet=1", "org/name"], "-q takes no value"),  # named by its first spelling, -q|--quiet
+])
+def test_bad_command_lines_download(args, want, tmp_path):
+    one_error_line(run(*args, cwd=tmp_path), want)
+
+
+def test_download_repo_id_before_or_after_the_flags(tmp_path):
+    # REPO_ID and FILEs may come anywhere among the flags (before: only first)
+    flags = ["--endpoint", "http://127.0.0.1:9", "--cache-dir", str(tmp_path), "--no-progress"]
+    after = run("download", "org/name", "config.json", *flags)
+    before = run("download", *flags, "org/name", "config.json")
+    assert after.returncode == before.returncode == 1
+    assert after.stderr == before.stderr and "127.0.0.1:9" in after.stderr and "org/name" in after.stderr
