@@ -201,3 +201,28 @@ def test_download_repo_id_before_or_after_the_flags(tmp_path):
     before = run("download", *flags, "org/name", "config.json")
     assert after.returncode == before.returncode == 1
     assert after.stderr == before.stderr and "127.0.0.1:9" in after.stderr and "org/name" in after.stderr
+
+
+@pytest.mark.parametrize("args, want", [
+    (["judge", "gen-judgment", "--mdoe", "single"], "unknown option --mdoe (did you mean --mode?)"),
+    (["judge", "gen-answer", "--num-choices", "0"], "--num-choices: 0 is out of range (1 to 1048576)"),
+    (["judge", "gen-api-answer", "--parallel", "two"], "--parallel: 'two' is not an integer"),
+    (["judge", "gen-answer", "--max-new-token", "-5"], "--max-tokens: -5 is out of range (1 to 2147483647)"),
+    (["judge", "gen-api-answer", "--timeout", "soon"], "--timeout: 'soon' is not a number"),
+    (["judge", "agreement", "--judges", "human"], "--judges needs two values (e.g. --judges gpt4-pair human)"),
+    (["judge", "show-result", "--model-list", "--json"], "--model-list needs a value"),
+])
+def test_bad_command_lines_judge(args, want, tmp_path):
+    one_error_line(run(*args, cwd=tmp_path), want)
+
+
+def test_judge_help_lists_the_flags():
+    for args in (["judge", "--help"], ["judge", "show-result", "-h"]):
+        r = run(*args)
+        assert r.returncode == 0 and r.stderr == "" and r.stdout.startswith("usage: fastchat judge "), r.stderr
+        lines = r.stdout.splitlines()
+        for f in ["--bench-name NAME", "--output-file, -o FILE", "--model-list MODEL ...", "--judges JUDGE ...",
+                  "--max-tokens, --max-new-token N", "--quiet, -q", "--json"]:
+            assert any(l.startswith(f"  {f} ") or l == f"  {f}" for l in lines), (f, r.stdout)
+    r = run("judge")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("usage: fastchat judge ")
