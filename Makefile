@@ -13,6 +13,7 @@ BUILD   ?= build
 
 CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread -MMD -MP -Isrc
 LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -ledit -lm -lpthread
+LDLIBS  += -lsqlite3
 
 ifeq ($(DEBUG),1)
   CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -50,6 +51,15 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# ---- web UI: web/ and Debian's JS libraries embedded in the library (generated C) ----
+WEB_GEN := $(BUILD)/gen/web_assets.c
+$(WEB_GEN): $(wildcard web/*) scripts/embed_web.sh
+	@mkdir -p $(dir $@)
+	scripts/embed_web.sh $(BUILD)/gen
+$(BUILD)/gen/web_assets.o: $(WEB_GEN)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(LIB): $(BUILD)/gen/web_assets.o
+
 $(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
@@ -64,6 +74,10 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc -O1 -g -march=native -MMD -MP $(FUZZ_SAN)
 FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_OBJ += build/fuzz/obj/gen/web_assets.o
+build/fuzz/obj/gen/web_assets.o: build/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@

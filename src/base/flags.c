@@ -118,13 +118,6 @@ static bool prefix_match(const char *names, const char *given, size_t n)
 }
 
 /* The first spelling, for messages. */
-static void first_name(const fc_flag *f, char *out, size_t out_len)
-{
-    const char *end = strchr(f->names, '|');
-    size_t len = end ? (size_t)(end - f->names) : strlen(f->names);
-    snprintf(out, out_len, "%.*s", (int)len, f->names);
-}
-
 /* ---- values ---- */
 
 static bool list_push(fc_flag_list *l, const char *v)
@@ -264,8 +257,8 @@ enum fc_flags_result fc_flags_parse(const fc_flags_cmd *cmd, int argc, char **ar
             if (near[0]) return fail(err, err_len, "unknown option %.*s (did you mean %s?)", (int)n, a, near);
             return fail(err, err_len, "unknown option %.*s (run with --help for the options)", (int)n, a);
         }
-        char name[64];
-        first_name(f, name, sizeof name);
+        char name[64]; /* the flag as the user spelled it */
+        snprintf(name, sizeof name, "%.*s", (int)n, a);
         const char *v = NULL;
         if (takes_value(f->kind)) {
             if (eq) v = eq + 1;

@@ -25,6 +25,7 @@ int fc_cmd_api(int argc, char **argv);
 int fc_cmd_serve(int argc, char **argv);
 int fc_cmd_test_message(int argc, char **argv);
 int fc_cmd_bench_serve(int argc, char **argv);
+int fc_cmd_web(int argc, char **argv);
 int fc_cmd_leaderboard(int argc, char **argv);
 int fc_cmd_data(int argc, char **argv);
 int fc_cmd_judge(int argc, char **argv);
@@ -48,6 +49,8 @@ char **fc_cli_split_csv(const char *s, int *n);
  * and sets it as the GGUF file Hub repo ids resolve to (format/hub.h);
  * returns the new argc. */
 int fc_cli_hub_args(int argc, char **argv);
+/* The web UI's default database, ~/.cache/fastchat/arena.db (cmd_web.c; malloc'd). */
+char *fc_cli_web_db_default(void);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 

@@ -21,6 +21,7 @@
 #include "serve/controller.h"
 #include "serve/openai_api.h"
 #include "serve/worker.h"
+#include "serve/web.h"
 
 int fc_cmd_serve(int argc, char **argv);
 
@@ -65,6 +66,8 @@ int fc_cmd_serve(int argc, char **argv)
     fc_cli_api_access acc = {0};
     bool ssl = false;
     fc_worker_params wp = {0};
+    fc_web_params webp = {0};
+    bool no_web = false;
     const fc_flag flags[] = {
         {.kind = FC_FLAG_SECTION, .help = "models (repeat --model-path for several workers; --model-names and "
                                           "--conv-template\napply to the --model-path before them):"},
@@ -93,6 +96,13 @@ int fc_cmd_serve(int argc, char **argv)
         {"--kv-cache-tokens", FC_FLAG_INT64, &wp.kv_cache_tokens, .max = 9.2e18, .help = "KV cache budget per model"},
         {"--exact", FC_FLAG_TRUE, &wp.exact, .help = "f32 reference mode (as fastchat worker)"},
         {"--act8", FC_FLAG_TRUE, &wp.act8, .help = "8-bit activations (as fastchat worker)"},
+        {.kind = FC_FLAG_SECTION, .help = "web UI at / (fastchat web --help; FASTCHAT_WEB_RATE_LIMIT=N: sends per IP per minute):"},
+        {"--arena-config", FC_FLAG_STRING, &webp.arena_config, .metavar = "F", .help = "Arena sampling weights, targets and contestants"},
+        {"--web-db", FC_FLAG_STRING, &webp.db_path, .metavar = "F", .help = "conversations and votes (default ~/.cache/fastchat/arena.db)"},
+        {"--register-api-endpoint-file", FC_FLAG_STRING, &webp.api_endpoint_file, .metavar = "F",
+         .help = "OpenAI-compatible endpoints as extra contestants (FastChat's format)"},
+        {"--no-web", FC_FLAG_TRUE, &no_web, .help = "serve the API only"},
+        {.kind = FC_FLAG_SECTION, .help = "other:"},
         {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted; TLS is not implemented"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log registrations, heartbeats and requests"},
         {0},
@@ -141,9 +151,21 @@ int fc_cmd_serve(int argc, char **argv)
 
     fc_openai_api_params ap = {.host = host, .port = api_port, .controller_address = ctl_url};
     fc_cli_api_access_apply(&acc, &ap);
+    char *web_db = webp.db_path ? NULL : fc_cli_web_db_default();
+    if (!webp.db_path) webp.db_path = web_db;
+    webp.api_key = acc.keys.n ? acc.keys.v[0] : NULL;
+    fc_web *web = no_web ? NULL : fc_web_new(&webp);
+    if (!no_web && !web) fc_cli_die("check --web-db and --arena-config", "web: %s", fc_last_error());
+    ap.mount = web ? fc_web_mount_hook : NULL, ap.mount_user = web;
     fc_openai_api *api = fc_openai_api_start(&ap);
     if (!api) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     printf("api: http://%s:%d/v1\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
+    if (web) {
+        char base[300];
+        snprintf(base, sizeof base, "http://%s:%d", !strcmp(host, "0.0.0.0") ? "127.0.0.1" : host, fc_openai_api_port(api));
+        fc_web_set_api_base(web, base);
+        printf("web: http://%s:%d/\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
+    }
     printf("ready\n");
     fflush(stdout);
 
@@ -152,6 +174,8 @@ int fc_cmd_serve(int argc, char **argv)
     while (!stop_flag) pause();
 
     fc_openai_api_free(api);
+    fc_web_free(web);
+    free(web_db);
     for (int i = 0; i < n_models; i++) fc_worker_free(workers[i]);
     fc_controller_free(ctl);
     free(workers);

@@ -22,6 +22,7 @@ static const struct {
     {"worker", fc_cmd_worker, "a model worker that registers with a controller"},
     {"api", fc_cmd_api, "the OpenAI-compatible REST API over a controller"},
     {"test-message", fc_cmd_test_message, "send a test message to a model through the controller"},
+    {"web", fc_cmd_web, "web chat, Chatbot Arena and leaderboard over a controller"},
     {"bench-serve", fc_cmd_bench_serve, "load-test a running API with concurrent streaming clients"},
     {"generate", fc_cmd_generate, "generate tokens from a prompt (raw, no chat template)"},
     {"logits", fc_cmd_logits, "write the logits of every prompt position to a file"},

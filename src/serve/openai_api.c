@@ -1910,6 +1910,7 @@ fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p)
     fc_http_server_route(a->http, "POST", "/v1/engines/*", h_engines, a);
     fc_http_server_route(a->http, "POST", "/api/v1/token_check", h_token_check, a);
     fc_http_server_route(a->http, "POST", "/api/v1/chat/completions", h_api_chat, a);
+    if (p->mount) p->mount(a->http, p->mount_user);
     if (fc_http_server_start(a->http) != FC_OK) goto fail;
     FC_LOG_INFO("api: listening on port %d, controller %s", fc_http_server_port(a->http), a->ctl);
     return a;

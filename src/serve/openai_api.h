@@ -57,6 +57,7 @@
 #include <stddef.h>
 
 typedef struct fc_openai_api fc_openai_api;
+struct fc_http_server;
 
 typedef struct fc_openai_api_params {
     const char *host;                 /* listen address (an IP); NULL: all interfaces */
@@ -69,6 +70,10 @@ typedef struct fc_openai_api_params {
     const char *allow_methods;
     const char *allow_headers;
     bool allow_credentials;
+    /* Called with the HTTP server before it starts, to add more routes (the
+     * web UI, serve/web.h); NULL: none. */
+    void (*mount)(struct fc_http_server *s, void *user);
+    void *mount_user;
 } fc_openai_api_params;
 
 /* Starts serving. NULL on failure (logged). Free with fc_openai_api_free. */

@@ -282,7 +282,7 @@ static void test_flags(void)
     FLAG_ERR("--port x", "--port: 'x' is not an integer");
     FLAG_ERR("--port 8000x", "--port: '8000x' is not an integer");
     FLAG_ERR("--port=", "--port: '' is not an integer");
-    FLAG_ERR("--api-port 70000", "--port: 70000 is out of range (0 to 65535)");
+    FLAG_ERR("--api-port 70000", "--api-port: 70000 is out of range (0 to 65535)");
     FLAG_ERR("--port 99999999999", "--port: 99999999999 is out of range (0 to 65535)");
     FLAG_ERR("--port", "--port needs a value");
     FLAG_ERR("--seed -1", "--seed: '-1' is not a non-negative integer");

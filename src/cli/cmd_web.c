@@ -1,0 +1,215 @@
+/*
+ * cmd_web.c: `fastchat web`, FastChat's gradio_web_server_multi: the web
+ * chat, the Chatbot Arena and the leaderboard over a controller's workers
+ * (serve/web.h), plus --export-logs, which writes the stored conversations
+ * and votes as FastChat's {YYYY-MM-DD}-conv.json files and exits.
+ *
+ * The page generates through an OpenAI-compatible API server that this
+ * command runs on the same port (so /v1 is there too), over the controller.
+ * Flags of FastChat's web server that need Gradio, a GPU or Google's
+ * services (--share, --gradio-auth-path, --use-remote-storage, --ga-id,
+ * --vision-arena, --moderate) are accepted and ignored with a warning.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arena/battles.h"
+#include "arena/store.h"
+#include "base/fc_base.h"
+#include "cli.h"
+#include "serve/openai_api.h"
+#include "serve/web.h"
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fastchat web [options]\n"
+            "  --controller-address URL         controller of the workers (default http://localhost:21001;\n"
+            "                                   FastChat's --controller-url is the same flag)\n"
+            "  --host HOST                      listen address (default 0.0.0.0, as FastChat)\n"
+            "  --port N                         (default 7860)\n"
+            "  --register-api-endpoint-file F   FastChat's JSON of OpenAI-compatible endpoints (api_type openai)\n"
+            "  --arena-config F                 battle sampling weights, targets, outages, anonymous-only\n"
+            "                                   models and per-model system prompt / sampling (JSON)\n"
+            "  --db F                           SQLite file of chats and votes (default $LOGDIR/fastchat_arena.db,\n"
+            "                                   or ~/.cache/fastchat/arena.db without LOGDIR)\n"
+            "  --rate-limit N                   sends per client IP per minute (default 0: none)\n"
+            "  --api-keys K                     bearer key of the API the page uses (and requires on /v1)\n"
+            "  --export-logs DIR                write the stored records as DIR/{YYYY-MM-DD}-conv.json and exit\n"
+            "  --import-logs PATH               add FastChat's logs (a -conv.json file or a folder of them) to the\n"
+            "                                   store and exit (repeatable)\n"
+            "  --model-list-mode once|reload, --concurrency-count N   accepted (models are listed on every load)\n"
+            "  -v, --verbose\n"
+            "environment: FASTCHAT_INPUT_CHAR_LEN_LIMIT (12000), FASTCHAT_BLIND_MODE_INPUT_CHAR_LEN_LIMIT\n"
+            "(30000), FASTCHAT_WORKER_API_TIMEOUT (100 s), LOGDIR (.)\n");
+}
+
+/* $LOGDIR/fastchat_arena.db when LOGDIR is set (FastChat keeps its logs
+ * there), else ~/.cache/fastchat/arena.db (beside the model cache; the
+ * folder is created). Caller frees. */
+char *fc_cli_web_db_default(void)
+{
+    const char *d = getenv("LOGDIR");
+    char dir[4096];
+    if (d && *d) {
+        snprintf(dir, sizeof dir, "%s", d);
+    } else {
+        const char *c = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+        if (c && *c) snprintf(dir, sizeof dir, "%s/fastchat", c);
+        else snprintf(dir, sizeof dir, "%s/.cache/fastchat", h && *h ? h : ".");
+        char parent[4096];
+        snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
+        mkdir(parent, 0755);
+        mkdir(dir, 0755);
+    }
+    size_t n = strlen(dir) + 32;
+    char *s = fc_xmalloc(n);
+    snprintf(s, n, "%s/%s", dir, d && *d ? "fastchat_arena.db" : "arena.db");
+    return s;
+}
+
+int fc_cmd_web(int argc, char **argv)
+{
+    const char *ctl = "http://localhost:21001", *host = "0.0.0.0", *endpoints = NULL, *arena = NULL, *db = NULL;
+    const char *export_dir = NULL, *key = NULL;
+    const char **imports = fc_xcalloc((size_t)argc, sizeof(char *));
+    int n_imports = 0;
+    int port = 7860, rate = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if ((!strcmp(a, "--controller-address") || !strcmp(a, "--controller-url")) && v) {
+            ctl = v, i++;
+        } else if (!strcmp(a, "--host") && v) {
+            host = v, i++;
+        } else if (!strcmp(a, "--port") && v) {
+            port = atoi(v), i++;
+        } else if (!strcmp(a, "--register-api-endpoint-file") && v) {
+            endpoints = v, i++;
+        } else if (!strcmp(a, "--arena-config") && v) {
+            arena = v, i++;
+        } else if (!strcmp(a, "--db") && v) {
+            db = v, i++;
+        } else if (!strcmp(a, "--rate-limit") && v) {
+            rate = atoi(v), i++;
+        } else if (!strcmp(a, "--api-keys") && v) {
+            key = v, i++;
+        } else if (!strcmp(a, "--import-logs") && v) {
+            imports[n_imports++] = v, i++;
+        } else if (!strcmp(a, "--export-logs") && v) {
+            export_dir = v, i++;
+        } else if ((!strcmp(a, "--model-list-mode") || !strcmp(a, "--concurrency-count") ||
+                    !strcmp(a, "--gradio-root-path") || !strcmp(a, "--gradio-auth-path") ||
+                    !strcmp(a, "--elo-results-file") || !strcmp(a, "--leaderboard-table-file") ||
+                    !strcmp(a, "--ga-id") || !strcmp(a, "--password")) &&
+                   v) {
+            i++;
+        } else if (!strcmp(a, "--share") || !strcmp(a, "--moderate") || !strcmp(a, "--show-terms-of-use") ||
+                   !strcmp(a, "--use-remote-storage") || !strcmp(a, "--vision-arena")) {
+            fprintf(stderr, "warning: %s is not supported here; ignored\n", a);
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            fc_log_set_level(FC_LOG_LEVEL_INFO);
+        } else {
+            usage(stderr);
+            fc_cli_die(NULL, "web: unknown or incomplete option '%s'", a);
+        }
+    }
+    char *db_default = db ? NULL : fc_cli_web_db_default();
+    if (!db) db = db_default;
+
+    if (n_imports) {
+        fc_store *st = fc_store_open(db);
+        if (!st) fc_cli_die("check the --db path", "%s: %s", db, fc_last_error());
+        long total = 0, total_votes = 0, total_bad = 0;
+        for (int k = 0; k < n_imports; k++) {
+            int n_files = 0;
+            char **files = NULL;
+            struct stat sb;
+            if (stat(imports[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                files = fc_battles_list_logs(imports[k], &n_files);
+                if (!files) fc_cli_die(NULL, "%s: cannot list the folder", imports[k]);
+            } else {
+                files = fc_xcalloc(1, sizeof(char *));
+                files[0] = fc_xstrdup(imports[k]);
+                n_files = 1;
+            }
+            for (int j = 0; j < n_files; j++) {
+                long r = 0, v = 0, b = 0;
+                if (fc_web_import_log(st, files[j], &r, &v, &b) != FC_OK)
+                    fc_cli_die("is it a FastChat -conv.json log?", "%s: import failed", files[j]);
+                total += r, total_votes += v, total_bad += b;
+                free(files[j]);
+            }
+            free(files);
+        }
+        fc_store_close(st);
+        printf("imported %ld records (%ld votes as chats) into %s; %ld lines were not JSON records\n", total,
+               total_votes, db, total_bad);
+        if (!export_dir) {
+            free(imports);
+            free(db_default);
+            return 0;
+        }
+    }
+    free(imports);
+    if (export_dir) {
+        fc_store *st = fc_store_open(db);
+        if (!st) fc_cli_die("check the --db path", "%s: %s", db, fc_last_error());
+        int nf = 0;
+        long nl = 0;
+        int rc = fc_store_export(st, export_dir, &nf, &nl);
+        fc_store_close(st);
+        if (rc != FC_OK) fc_cli_die("does the directory exist and is it writable?", "export to %s failed", export_dir);
+        printf("exported %ld records into %d file(s) in %s\n", nl, nf, export_dir);
+        free(db_default);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    fc_web_params wp = {.db_path = db, .arena_config = arena, .api_endpoint_file = endpoints, .api_key = key,
+                        .rate_limit_per_min = rate};
+    fc_web *web = fc_web_new(&wp);
+    if (!web) fc_cli_die("check --db, --arena-config and --register-api-endpoint-file", "web: %s", fc_last_error());
+    const char *keys[1] = {key};
+    fc_openai_api_params ap = {
+        .host = host,
+        .port = port,
+        .controller_address = ctl,
+        .api_keys = key ? keys : NULL,
+        .n_api_keys = key ? 1 : 0,
+        .mount = fc_web_mount_hook,
+        .mount_user = web,
+    };
+    fc_openai_api *api = fc_openai_api_start(&ap);
+    if (!api) fc_cli_die("is another process using the port? try --port", "web: %s", fc_last_error());
+    char base[300];
+    snprintf(base, sizeof base, "http://%s:%d",
+             (!strcmp(host, "0.0.0.0") || !strcmp(host, "localhost") || !*host) ? "127.0.0.1" : host,
+             fc_openai_api_port(api));
+    fc_web_set_api_base(web, base);
+    printf("web: http://%s:%d/ (chats and votes in %s)\nready\n", !strcmp(host, "0.0.0.0") ? "localhost" : host,
+           fc_openai_api_port(api), db);
+    fflush(stdout);
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    while (!stop_flag) pause();
+    fc_openai_api_free(api);
+    fc_web_free(web);
+    free(db_default);
+    return 0;
+}
