@@ -117,7 +117,15 @@ static bool prefix_match(const char *names, const char *given, size_t n)
     return false;
 }
 
-/* The first spelling, for messages. */
+/* The first spelling: in the list of an ambiguous abbreviation, and for a
+ * flag given abbreviated. */
+static void first_name(const fc_flag *f, char *out, size_t out_len)
+{
+    const char *end = strchr(f->names, '|');
+    size_t len = end ? (size_t)(end - f->names) : strlen(f->names);
+    snprintf(out, out_len, "%.*s", (int)len, f->names);
+}
+
 /* ---- values ---- */
 
 static bool list_push(fc_flag_list *l, const char *v)
@@ -233,6 +241,7 @@ enum fc_flags_result fc_flags_parse(const fc_flags_cmd *cmd, int argc, char **ar
         const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
         size_t n = eq ? (size_t)(eq - a) : strlen(a);
         const fc_flag *f = cmd->flags;
+        bool abbreviated = false;
         for (; f->kind != FC_FLAG_END; f++)
             if (f->kind != FC_FLAG_SECTION && f->names && names_match(f->names, a, n)) break;
         if (f->kind == FC_FLAG_END && cmd->abbrev && a[1] == '-' && n > 2) {
@@ -249,7 +258,7 @@ enum fc_flags_result fc_flags_parse(const fc_flags_cmd *cmd, int argc, char **ar
                 n_hits++;
             }
             if (n_hits > 1) return fail(err, err_len, "ambiguous option %.*s (could be %s)", (int)n, a, also);
-            if (hit) f = hit;
+            if (hit) f = hit, abbreviated = true;
         }
         if (f->kind == FC_FLAG_END) {
             char near[64];
@@ -257,8 +266,9 @@ enum fc_flags_result fc_flags_parse(const fc_flags_cmd *cmd, int argc, char **ar
             if (near[0]) return fail(err, err_len, "unknown option %.*s (did you mean %s?)", (int)n, a, near);
             return fail(err, err_len, "unknown option %.*s (run with --help for the options)", (int)n, a);
         }
-        char name[64]; /* the flag as the user spelled it */
-        snprintf(name, sizeof name, "%.*s", (int)n, a);
+        char name[64]; /* the flag as the user spelled it, or in full when abbreviated */
+        if (abbreviated) first_name(f, name, sizeof name);
+        else snprintf(name, sizeof name, "%.*s", (int)n, a);
         const char *v = NULL;
         if (takes_value(f->kind)) {
             if (eq) v = eq + 1;

@@ -188,7 +188,7 @@ def test_help_lists_the_flags_later_commands(args, flags):
 @pytest.mark.parametrize("args, want", [
     (["download", "org/name", "--revison", "v1"], "unknown option --revison (did you mean --revision?)"),
     (["download", "org/name", "--include"], "--include needs a value"),
-    (["download", "--quiet=1", "org/name"], "-q takes no value"),  # named by its first spelling, -q|--quiet
+    (["download", "--quiet=1", "org/name"], "--quiet takes no value"),
 ])
 def test_bad_command_lines_download(args, want, tmp_path):
     one_error_line(run(*args, cwd=tmp_path), want)
@@ -207,7 +207,7 @@ def test_download_repo_id_before_or_after_the_flags(tmp_path):
     (["judge", "gen-judgment", "--mdoe", "single"], "unknown option --mdoe (did you mean --mode?)"),
     (["judge", "gen-answer", "--num-choices", "0"], "--num-choices: 0 is out of range (1 to 1048576)"),
     (["judge", "gen-api-answer", "--parallel", "two"], "--parallel: 'two' is not an integer"),
-    (["judge", "gen-answer", "--max-new-token", "-5"], "--max-tokens: -5 is out of range (1 to 2147483647)"),
+    (["judge", "gen-answer", "--max-new-token", "-5"], "--max-new-token: -5 is out of range (1 to 2147483647)"),
     (["judge", "gen-api-answer", "--timeout", "soon"], "--timeout: 'soon' is not a number"),
     (["judge", "agreement", "--judges", "human"], "--judges needs two values (e.g. --judges gpt4-pair human)"),
     (["judge", "show-result", "--model-list", "--json"], "--model-list needs a value"),
@@ -226,3 +226,34 @@ def test_judge_help_lists_the_flags():
             assert any(l.startswith(f"  {f} ") or l == f"  {f}" for l in lines), (f, r.stdout)
     r = run("judge")
     assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("usage: fastchat judge ")
+
+
+@pytest.mark.parametrize("args, want", [
+    # before: atoi, so --port x listened on port 0 (a random one) and --rate-limit x meant none
+    (["web", "--port", "x"], "--port: 'x' is not an integer"),
+    (["web", "--port", "70000"], "--port: 70000 is out of range (0 to 65535)"),
+    (["web", "--rate-limit", "ten"], "--rate-limit: 'ten' is not an integer"),
+    (["web", "--prot", "7860"], "unknown option --prot (did you mean --port?)"),
+    (["web", "--controller_adress", "http://x"],
+     "unknown option --controller_adress (did you mean --controller-address?)"),
+    (["web", "--import-logs"], "--import-logs needs a value"),
+])
+def test_bad_command_lines_web(args, want, tmp_path):
+    one_error_line(run(*args, cwd=tmp_path), want)
+
+
+def test_web_fastchat_flags_accepted(tmp_path):
+    # FastChat's gradio_web_server_multi flags: ignored, or ignored with a warning; both spellings of a flag
+    db = tmp_path / "a.db"
+    r = run("web", "--db", db, "--controller_url", "http://127.0.0.1:9", "--model-list-mode", "reload",
+            "--concurrency_count", "10", "--gradio-auth-path", "p", "--share", "--vision-arena",
+            "--export-logs", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ("warning: --share is not supported here; ignored\n"
+                        "warning: --vision-arena is not supported here; ignored\n")
+    assert r.stdout == f"exported 0 records into 0 file(s) in {tmp_path}\n"
+    h = run("web", "--help")
+    assert h.returncode == 0 and h.stdout.startswith("usage: fastchat web [options]\n")
+    for f in ["--controller-address, --controller-url URL", "--port N", "--db F", "--rate-limit N",
+              "--import-logs PATH", "--export-logs DIR", "-v, --verbose"]:
+        assert any(l.startswith(f"  {f} ") or l == f"  {f}" for l in h.stdout.splitlines()), (f, h.stdout)
