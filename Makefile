@@ -12,8 +12,7 @@ NATIVE  ?= 1
 BUILD   ?= build
 
 CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread -MMD -MP -Isrc
-LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -ledit -lm -lpthread
-LDLIBS  += -lsqlite3
+LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -ledit -lsqlite3 -lcrypto -lm -lpthread
 
 ifeq ($(DEBUG),1)
   CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -28,11 +27,9 @@ endif
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/tensor/cpu/*.c src/model/*.c \
               src/tokenizer/*.c src/chat/*.c src/sampling/*.c src/engine/*.c src/tools/*.c \
-              src/net/*.c src/serve/*.c src/arena/*.c src/eval/*.c src/data/*.c))
-LIB_SRC  += $(sort $(wildcard src/format/*.c))
+              src/net/*.c src/serve/*.c src/arena/*.c src/eval/*.c src/data/*.c src/format/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
-LDLIBS   += -lcrypto
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)

@@ -10,12 +10,12 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libcjson-dev libpcre2-dev libutf8proc-dev
           libmicrohttpd-dev libcurl4-openssl-dev
-          libedit-dev python3-venv unzip)
-APT_PKGS+=(libsqlite3-dev libjs-marked libjs-highlight.js libjs-katex fonts-katex node-dompurify
-           chromium chromium-driver)
+          libedit-dev python3-venv unzip
+          libsqlite3-dev libssl-dev
+          libjs-marked libjs-highlight.js libjs-katex fonts-katex node-dompurify
+          chromium chromium-driver)
 
 missing=()
-APT_PKGS+=(libssl-dev)  # libcrypto: SHA-256 of downloads (fastchat download)
 for p in "${APT_PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done

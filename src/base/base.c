@@ -51,7 +51,8 @@ void fc_log(enum fc_log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[%s] %s\n", names[lvl], buf);
+    if (lvl == FC_LOG_LEVEL_ERROR) fprintf(stderr, "error: %s\n", buf); /* as the CLI's fc_cli_die */
+    else fprintf(stderr, "[%s] %s\n", names[lvl], buf);
 }
 
 void fc_assert_fail(const char *file, int line, const char *expr)

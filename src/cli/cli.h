@@ -51,6 +51,8 @@ char **fc_cli_split_csv(const char *s, int *n);
 int fc_cli_hub_args(int argc, char **argv);
 /* The web UI's default database, ~/.cache/fastchat/arena.db (cmd_web.c; malloc'd). */
 char *fc_cli_web_db_default(void);
+/* For the servers: returns when SIGINT or SIGTERM arrives (main.c). */
+void fc_cli_wait_for_stop(void);
 /* The default model path (scripts/fetch_model.sh puts it there). */
 const char *fc_cli_default_model(void);
 

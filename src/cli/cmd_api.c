@@ -22,13 +22,6 @@
 
 int fc_cmd_api(int argc, char **argv);
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
 /* Shared with cmd_serve.c (prototypes for cli.h):
  * fc_cli_json_list_csv: a JSON list of strings ('["a", "b"]') as "a,b" (what
  * the HTTP server's CORS options take); dies on anything else. Caller frees.
@@ -99,13 +92,11 @@ int fc_cmd_api(int argc, char **argv)
     fc_cli_api_access_apply(&acc, &p);
     fc_openai_api *a = fc_openai_api_start(&p);
     if (!a) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     printf("api: http://%s:%d/v1 (controller %s%s)\n", host, fc_openai_api_port(a), ctl,
            acc.keys.n ? ", API keys required" : "");
     fflush(stdout);
-    while (!stop_flag) pause();
+    fc_cli_wait_for_stop();
     fc_openai_api_free(a);
     fc_cli_api_access_free(&acc);
     return 0;

@@ -19,13 +19,6 @@
 
 int fc_cmd_controller(int argc, char **argv);
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
 int fc_cmd_controller(int argc, char **argv)
 {
     const char *host = "localhost";
@@ -54,12 +47,10 @@ int fc_cmd_controller(int argc, char **argv)
     fc_controller_params p = {.host = host, .port = port, .dispatch = (enum fc_dispatch)d};
     fc_controller *c = fc_controller_start(&p);
     if (!c) fc_cli_die("is another process using the port? try --port", "controller: %s", fc_last_error());
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     printf("controller: http://%s:%d (dispatch %s)\n", host, fc_controller_port(c), method);
     fflush(stdout);
-    while (!stop_flag) pause();
+    fc_cli_wait_for_stop();
     fc_controller_free(c);
     return 0;
 }

@@ -25,13 +25,6 @@
 
 int fc_cmd_serve(int argc, char **argv);
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
 /* The models of the command line: each --model-path starts one, the
  * --model-names and --conv-template after it apply to it. */
 typedef struct serve_models {
@@ -169,9 +162,7 @@ int fc_cmd_serve(int argc, char **argv)
     printf("ready\n");
     fflush(stdout);
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    while (!stop_flag) pause();
+    fc_cli_wait_for_stop();
 
     fc_openai_api_free(api);
     fc_web_free(web);

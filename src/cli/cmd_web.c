@@ -25,13 +25,6 @@
 #include "serve/openai_api.h"
 #include "serve/web.h"
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
 /* FastChat's flags that need Gradio, a GPU or Google's services */
 static const char *on_unsupported(const fc_flag *f, const char *v, void *dst)
 {
@@ -195,9 +188,7 @@ int fc_cmd_web(int argc, char **argv)
            fc_openai_api_port(api), db);
     fflush(stdout);
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    while (!stop_flag) pause();
+    fc_cli_wait_for_stop();
     fc_openai_api_free(api);
     fc_web_free(web);
     free(db_default);

@@ -6,10 +6,12 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -42,7 +44,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: fastchat <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < FC_ARRAY_LEN(cmds); i++)
-        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+        fprintf(f, "  %-13s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f, "\nrun 'fastchat <command> --help' for its options\n");
 }
 
@@ -50,10 +52,12 @@ void fc_cli_die(const char *hint, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* an error the library has just logged ("error: ...") is not repeated */
+    const char *last = fc_last_error();
+    if (!(last[0] && strstr(msg, last) && fc_log_get_level() <= FC_LOG_LEVEL_ERROR)) fprintf(stderr, "error: %s\n", msg);
     if (hint) fprintf(stderr, "hint: %s\n", hint);
     exit(1);
 }
@@ -82,6 +86,22 @@ fc_tokenizer *fc_cli_load_tokenizer(const fc_model *m)
 {
     if (fc_model_format(m) == FC_FORMAT_GGUF) return fc_tokenizer_from_gguf(fc_model_gguf(m), fc_model_path(m));
     return fc_tokenizer_from_hf(fc_model_path(m));
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+void fc_cli_wait_for_stop(void)
+{
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+    /* polled, not pause(): the signal may be delivered to any of the
+     * server's threads, and pause() in this one would sleep through it */
+    while (!stop_flag) usleep(20 * 1000);
 }
 
 const char *fc_cli_default_model(void)

@@ -28,6 +28,8 @@ typedef struct job {
     fc_logprob *top;
     enum fc_status status;
     bool done;
+    bool (*keep_going)(void *user); /* asked between forward steps; false stops (FC_ERR_ARG) */
+    void *user;
     struct job *next;
 } job;
 
@@ -77,7 +79,7 @@ static enum fc_status prepare(fc_embedder *e, int n)
     return FC_OK;
 }
 
-static enum fc_status run(fc_embedder *e, const int32_t *ids, int n, float *out)
+static enum fc_status run(fc_embedder *e, const int32_t *ids, int n, float *out, const job *j)
 {
     const int C = e->C;
     if (n <= 0) return FC_ERR_ARG;
@@ -91,6 +93,10 @@ static enum fc_status run(fc_embedder *e, const int32_t *ids, int n, float *out)
         fc_kv_cache_seq_truncate(e->kv, 0, 0);
         for (int t0 = 0; t0 < cn; t0 += e->p.n_batch_max) {
             int tn = FC_MIN(e->p.n_batch_max, cn - t0);
+            if (j->keep_going && !j->keep_going(j->user)) { /* the caller gave up */
+                fc_kv_cache_seq_truncate(e->kv, 0, 0);
+                return FC_ERR_ARG;
+            }
             fc_batch_clear(e->batch);
             for (int t = 0; t < tn; t++) fc_batch_add(e->batch, ids[c0 + t0 + t], t0 + t, 0, true);
             st = fc_kv_cache_reserve(e->kv, 0, tn);
@@ -156,7 +162,7 @@ static void *embed_main(void *arg)
         if (!e->head) break; /* stopping with nothing left */
         job *j = e->head;
         pthread_mutex_unlock(&e->mu);
-        enum fc_status st = j->score ? run_score(e, j->ids, j->n, j->k, j->out, j->top) : run(e, j->ids, j->n, j->out);
+        enum fc_status st = j->score ? run_score(e, j->ids, j->n, j->k, j->out, j->top) : run(e, j->ids, j->n, j->out, j);
         pthread_mutex_lock(&e->mu);
         e->head = j->next;
         if (!e->head) e->tail = NULL;
@@ -231,6 +237,13 @@ static enum fc_status submit(fc_embedder *e, job *j)
 enum fc_status fc_embedder_embed(fc_embedder *e, const int32_t *ids, int n, float *out)
 {
     job j = {.ids = ids, .n = n, .out = out};
+    return submit(e, &j);
+}
+
+enum fc_status fc_embedder_embed_ex(fc_embedder *e, const int32_t *ids, int n, float *out,
+                                    bool (*keep_going)(void *user), void *user)
+{
+    job j = {.ids = ids, .n = n, .out = out, .keep_going = keep_going, .user = user};
     return submit(e, &j);
 }
 

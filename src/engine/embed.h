@@ -54,6 +54,11 @@ int fc_embedder_dim(const fc_embedder *e);
  * vocabulary), FC_ERR_NOMEM (scratch or cache), or the forward pass's error.
  * Blocks until done. */
 enum fc_status fc_embedder_embed(fc_embedder *e, const int32_t *ids, int n, float *out);
+/* The same; keep_going (if not NULL) is called on the embedder's thread
+ * before each forward step (at most n_batch_max tokens), and false stops the
+ * work at once with FC_ERR_ARG (a client that left, a server that stops). */
+enum fc_status fc_embedder_embed_ex(fc_embedder *e, const int32_t *ids, int n, float *out,
+                                    bool (*keep_going)(void *user), void *user);
 
 /* Scores the prompt ids[0..n), n <= the chunk length: lp[i] = log P(ids[i] |
  * ids[0..i)) from the raw logits, lp[0] = NAN (no context). When k > 0

@@ -542,6 +542,8 @@ fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_en
     e->tok = tok;
     e->V = c->n_vocab;
     e->n_ctx = c->n_ctx_train > 0 ? c->n_ctx_train : 2048;
+    if (c->n_ctx_train <= 0)
+        FC_LOG_WARN("engine: the model gives no usable context length (%d); using %d tokens", c->n_ctx_train, e->n_ctx);
     e->n_seq_max = p->n_seq_max > 0 ? p->n_seq_max : 64;
     e->n_batch_max = p->n_batch_max > 0 ? p->n_batch_max : 512;
     if (e->n_batch_max < e->n_seq_max) e->n_batch_max = e->n_seq_max;

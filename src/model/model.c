@@ -212,7 +212,20 @@ static bool load_gguf(fc_model *m)
         !gguf_u32(m, a, "attention.head_count", &c->n_head, true))
         return false;
     if (!gguf_u32(m, a, "attention.head_count_kv", &c->n_head_kv, false)) c->n_head_kv = c->n_head;
-    if (!gguf_u32(m, a, "context_length", &c->n_ctx_train, false)) c->n_ctx_train = 2048;
+    {
+        char key[128];
+        uint32_t ctx;
+        snprintf(key, sizeof key, "%s.context_length", a);
+        if (!fc_gguf_get_u32(m->gguf, key, &ctx)) {
+            c->n_ctx_train = 2048; /* absent: the common default */
+        } else if (ctx == 0 || ctx > (1u << 24)) { /* 0, 0xFFFFFFFF, ...: not a length any model has */
+            FC_LOG_ERROR("%s: metadata %s = %u is not a usable context length (1 .. 16777216); refusing the model",
+                         m->path, key, ctx);
+            return false;
+        } else {
+            c->n_ctx_train = (int)ctx;
+        }
+    }
     if (c->n_head <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_ff <= 0 || c->n_head_kv <= 0 ||
         c->n_head % c->n_head_kv != 0) {
         FC_LOG_ERROR("%s: inconsistent hyper-parameters (embd %d, layers %d, ff %d, heads %d/%d)", m->path,

@@ -18,8 +18,16 @@
  * Checked with 1500 concurrent streams on loopback.
  *
  * Limits: request bodies larger than max_body are refused with 413 and a
- * JSON {"detail"} before the handler runs; malformed requests are answered
- * by libmicrohttpd itself. SIGPIPE is ignored from fc_http_server_new on.
+ * JSON {"detail"} before the handler runs; a request whose length is
+ * ambiguous (Content-Length headers that differ, or Transfer-Encoding with
+ * Content-Length: RFC 9112 6.3) gets 400 and the connection is closed;
+ * other malformed requests are answered by libmicrohttpd itself. SIGPIPE is
+ * ignored from fc_http_server_new on.
+ *
+ * Shutdown (fc_http_server_free): the server stops accepting, then gives the
+ * handlers still running and the streams still open up to 1 s to give their
+ * clients a last answer (fc_http_request_server_stopping and
+ * fc_http_request_client_gone turn true), then cuts what is left.
  *
  * Also here: nulstream.h, the parsers of the NUL-delimited and SSE streams.
  */
@@ -47,6 +55,9 @@ typedef struct fc_http_request {
 
 /* Request header by name, case-insensitive; NULL when absent. */
 const char *fc_http_header(const fc_http_request *r, const char *name);
+/* True once the server is stopping (fc_http_server_free has begun): a
+ * handler should give its client a last answer (an error) promptly. */
+bool fc_http_request_server_stopping(const fc_http_request *r);
 /* Query-string argument by name (URL-decoded); NULL when absent. */
 const char *fc_http_query(const fc_http_request *r, const char *name);
 /* For a handler that blocks before answering (waiting for a result): true
@@ -115,8 +126,10 @@ void fc_http_server_route(fc_http_server *s, const char *method, const char *pat
 int fc_http_server_start(fc_http_server *s);
 /* The bound port (useful with port 0). */
 int fc_http_server_port(const fc_http_server *s);
-/* Stops listening, closes connections (open streams see their clients go)
- * and frees the server. NULL is a no-op. */
+/* Stops listening, waits up to 1 s for running handlers and open streams to
+ * end (they see fc_http_request_server_stopping), closes the connections
+ * left (their streams see their clients go) and frees the server. NULL is a
+ * no-op. */
 void fc_http_server_free(fc_http_server *s);
 
 /* ---- client ---- */
@@ -145,6 +158,24 @@ bool fc_http_get(const char *url, double timeout_s, const char *const *headers, 
 bool fc_http_post_stream(const char *url, const char *json, size_t len, double timeout_s,
                          const char *const *headers, bool (*on_data)(const char *data, size_t len, void *user),
                          void *user, fc_http_response *out);
+
+/* Optional controls of a client call (the _ex variants). */
+typedef struct fc_http_call {
+    const char *const *headers;  /* extra "Name: value" headers, NULL-terminated; may be NULL */
+    /* Called at least every 100 ms while the call runs (and after each piece
+     * of a streamed body); returning false aborts the call at once: the
+     * connection is closed, the call returns false with out->error "aborted"
+     * (out->status what had arrived). Runs on the calling thread. */
+    bool (*keep_going)(void *user);
+    void *user;
+} fc_http_call;
+
+/* fc_http_post_json / fc_http_post_stream with controls (call may be NULL). */
+bool fc_http_post_json_ex(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
+                          fc_http_response *out);
+bool fc_http_post_stream_ex(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
+                            bool (*on_data)(const char *data, size_t len, void *user), void *user,
+                            fc_http_response *out);
 
 /* Call once at start-up before threads use the client (curl_global_init). */
 void fc_http_global_init(void);

@@ -91,6 +91,47 @@ static CURL *handle(const char *url, const char *json, size_t len, const char *c
     return c;
 }
 
+/* curl_easy_perform, or with call->keep_going a multi loop that asks it
+ * every 100 ms at most and stops the transfer when it says no. */
+static CURLcode perform(CURL *c, const fc_http_call *call, bool *stopped)
+{
+    *stopped = false;
+    if (!call || !call->keep_going) return curl_easy_perform(c);
+    if (!call->keep_going(call->user)) {
+        *stopped = true;
+        return CURLE_ABORTED_BY_CALLBACK;
+    }
+    CURLM *m = curl_multi_init();
+    if (!m) return curl_easy_perform(c);
+    curl_multi_add_handle(m, c);
+    CURLcode rc = CURLE_OK;
+    for (;;) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(m, &running);
+        if (mc != CURLM_OK) {
+            rc = CURLE_RECV_ERROR;
+            break;
+        }
+        if (!running) {
+            int left = 0;
+            CURLMsg *msg;
+            rc = CURLE_RECV_ERROR;
+            while ((msg = curl_multi_info_read(m, &left)))
+                if (msg->msg == CURLMSG_DONE && msg->easy_handle == c) rc = msg->data.result;
+            break;
+        }
+        if (!call->keep_going(call->user)) {
+            *stopped = true;
+            rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    curl_multi_remove_handle(m, c);
+    curl_multi_cleanup(m);
+    return rc;
+}
+
 static bool finish(CURL *c, CURLcode rc, bool aborted, struct curl_slist *hdrs, const char *errbuf,
                    fc_http_response *out)
 {
@@ -107,9 +148,10 @@ static bool finish(CURL *c, CURLcode rc, bool aborted, struct curl_slist *hdrs, 
     return ok;
 }
 
-static bool request(const char *url, const char *json, size_t len, double timeout_s, const char *const *headers,
+static bool request(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
                     fc_http_response *out)
 {
+    const char *const *headers = call ? call->headers : NULL;
     memset(out, 0, sizeof *out);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
@@ -122,8 +164,10 @@ static bool request(const char *url, const char *json, size_t len, double timeou
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_sink);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     if (timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
-    CURLcode rc = curl_easy_perform(c);
+    bool stopped;
+    CURLcode rc = perform(c, call, &stopped);
     bool ok = finish(c, rc, false, hdrs, errbuf, out);
+    if (stopped) snprintf(out->error, sizeof out->error, "aborted");
     if (!ok) {
         free(s.p);
         return false;
@@ -137,18 +181,35 @@ static bool request(const char *url, const char *json, size_t len, double timeou
 bool fc_http_post_json(const char *url, const char *json, size_t len, double timeout_s,
                        const char *const *headers, fc_http_response *out)
 {
-    return request(url, json ? json : "", json ? len : 0, timeout_s, headers, out);
+    fc_http_call call = {.headers = headers};
+    return request(url, json ? json : "", json ? len : 0, timeout_s, &call, out);
+}
+
+bool fc_http_post_json_ex(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
+                          fc_http_response *out)
+{
+    return request(url, json ? json : "", json ? len : 0, timeout_s, call, out);
 }
 
 bool fc_http_get(const char *url, double timeout_s, const char *const *headers, fc_http_response *out)
 {
-    return request(url, NULL, 0, timeout_s, headers, out);
+    fc_http_call call = {.headers = headers};
+    return request(url, NULL, 0, timeout_s, &call, out);
 }
 
 bool fc_http_post_stream(const char *url, const char *json, size_t len, double timeout_s,
                          const char *const *headers, bool (*on_data)(const char *data, size_t len, void *user),
                          void *user, fc_http_response *out)
 {
+    fc_http_call call = {.headers = headers};
+    return fc_http_post_stream_ex(url, json, len, timeout_s, &call, on_data, user, out);
+}
+
+bool fc_http_post_stream_ex(const char *url, const char *json, size_t len, double timeout_s, const fc_http_call *call,
+                            bool (*on_data)(const char *data, size_t len, void *user), void *user,
+                            fc_http_response *out)
+{
+    const char *const *headers = call ? call->headers : NULL;
     memset(out, 0, sizeof *out);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
@@ -166,6 +227,9 @@ bool fc_http_post_stream(const char *url, const char *json, size_t len, double t
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(timeout_s + 0.999));
     }
-    CURLcode rc = curl_easy_perform(c);
-    return finish(c, rc, r.aborted, hdrs, errbuf, out);
+    bool stopped;
+    CURLcode rc = perform(c, call, &stopped);
+    bool ok = finish(c, rc, r.aborted, hdrs, errbuf, out);
+    if (stopped) snprintf(out->error, sizeof out->error, "aborted");
+    return ok;
 }

@@ -50,9 +50,11 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define STREAM_POLL_MS 250          /* idle stream: how often the peer is checked */
 #define STREAM_BLOCK (64 * 1024)    /* most bytes one content-reader call returns */
+#define STOP_GRACE_MS 1000          /* shutdown: time handlers get to send a last answer */
 
 typedef struct kv {
     char *key, *value;
@@ -80,7 +82,7 @@ struct fc_http_server {
     int bound_port;
     char last_mhd_error[256];
     pthread_mutex_t mu;          /* guards streams, n_handlers, stopping */
-    pthread_cond_t cv;           /* n_handlers reached 0 */
+    pthread_cond_t cv;           /* n_handlers reached 0, or a stream detached */
     fc_http_stream *streams;     /* live streams attached to connections */
     int n_handlers;
     bool stopping;
@@ -378,6 +380,7 @@ static void stream_detach(fc_http_stream *s)
     s->srv = NULL;
     s->fd = -1;
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_broadcast(&srv->cv); /* a stopping server waits for streams to end */
     pthread_mutex_unlock(&srv->mu);
 }
 
@@ -397,6 +400,15 @@ const char *fc_http_query(const fc_http_request *r, const char *name)
     for (int i = 0; i < h->n_args; i++)
         if (!strcmp(h->args[i].key, name)) return h->args[i].value;
     return NULL;
+}
+
+bool fc_http_request_server_stopping(const fc_http_request *r)
+{
+    hreq *h = r->impl;
+    pthread_mutex_lock(&h->srv->mu);
+    bool stop = h->srv->stopping;
+    pthread_mutex_unlock(&h->srv->mu);
+    return stop;
 }
 
 bool fc_http_request_client_gone(const fc_http_request *r)
@@ -429,6 +441,60 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     hreq *h = cls;
     kv_add(&h->args, &h->n_args, &h->cap_args, key, value);
     return MHD_YES;
+}
+
+/* RFC 9112 6.3: a message with Transfer-Encoding and Content-Length, or with
+ * Content-Length values that differ, has no trustworthy length: refuse it
+ * (400) and close the connection, whatever libmicrohttpd would pick. */
+typedef struct framing {
+    int n_cl, n_te;
+    bool have, cl_differ, cl_bad;
+    unsigned long long cl;
+} framing;
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (!key) return MHD_YES;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        f->n_cl++;
+        /* "5, 5" is one value repeated (RFC 9110 8.6); each item must be digits */
+        const char *p = value ? value : "";
+        bool any = false;
+        for (;;) {
+            while (*p == ' ' || *p == '\t') p++;
+            const char *e = p;
+            unsigned long long v = 0;
+            while (*e >= '0' && *e <= '9' && v < (1ULL << 60)) v = v * 10 + (unsigned)(*e++ - '0');
+            const char *t = e;
+            while (*t == ' ' || *t == '\t') t++;
+            if (e == p || (*t && *t != ',')) {
+                f->cl_bad = true;
+                break;
+            }
+            any = true;
+            if (f->have && v != f->cl) f->cl_differ = true;
+            f->have = true;
+            f->cl = v;
+            if (!*t) break;
+            p = t + 1;
+        }
+        if (!any) f->cl_bad = true;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->n_te++;
+    }
+    return MHD_YES;
+}
+
+static const char *framing_error(struct MHD_Connection *conn)
+{
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_framing, &f);
+    if (f.n_te && f.n_cl) return "Transfer-Encoding and Content-Length together";
+    if (f.cl_bad) return "malformed Content-Length";
+    if (f.cl_differ) return "Content-Length headers that differ";
+    return NULL;
 }
 
 static hreq *hreq_new(fc_http_server *srv, struct MHD_Connection *conn, const char *url, const char *method)
@@ -728,6 +794,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!h) { /* headers are in */
         h = hreq_new(srv, conn, url, method);
         *con_cls = h;
+        const char *bad = framing_error(conn);
+        if (bad) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "{\"detail\":\"Bad Request: %s\"}", bad);
+            h->too_large = true; /* the body is not read: discard it */
+            struct MHD_Response *resp =
+                MHD_create_response_from_buffer(strlen(msg), fc_xstrdup(msg), MHD_RESPMEM_MUST_FREE);
+            if (!resp) return MHD_NO;
+            MHD_add_response_header(resp, "Content-Type", "application/json");
+            MHD_add_response_header(resp, "Connection", "close");
+            enum MHD_Result ret = MHD_queue_response(conn, 400, resp);
+            MHD_destroy_response(resp);
+            h->queued = true;
+            return ret;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end;
@@ -848,7 +929,7 @@ fc_http_server *fc_http_server_new(const fc_http_server_params *p)
     s->allow_headers = p->allow_headers ? fc_xstrdup(p->allow_headers) : NULL;
     s->allow_credentials = p->allow_credentials;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    cond_init_monotonic(&s->cv);
     return s;
 }
 
@@ -873,7 +954,7 @@ int fc_http_server_start(fc_http_server *s)
 {
     if (s->d) return FC_OK;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: MHD_quiesce_daemon at shutdown */
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     bool bind_addr = false;
@@ -918,9 +999,19 @@ int fc_http_server_port(const fc_http_server *s) { return s->bound_port ? s->bou
 void fc_http_server_free(fc_http_server *s)
 {
     if (!s) return;
-    /* every open stream sees its client go: writers stop, work is cancelled */
+    /* stop accepting; blocked handlers see fc_http_request_client_gone and
+     * fc_http_request_server_stopping and get STOP_GRACE_MS to send a last
+     * answer (a streamed one included) before the connections are cut */
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
+    MHD_socket listen_fd = s->d ? MHD_quiesce_daemon(s->d) : MHD_INVALID_SOCKET;
+    struct timespec grace;
+    deadline_in(&grace, STOP_GRACE_MS);
+    pthread_mutex_lock(&s->mu);
+    while ((s->n_handlers > 0 || s->streams) && pthread_cond_timedwait(&s->cv, &s->mu, &grace) != ETIMEDOUT) {
+    }
+    /* every open stream left sees its client go: writers stop, work is cancelled */
     int n = 0;
     for (fc_http_stream *t = s->streams; t; t = t->next) n++;
     fc_http_stream **live = fc_xmalloc(sizeof(fc_http_stream *) * (size_t)(n + 1));
@@ -936,6 +1027,7 @@ void fc_http_server_free(fc_http_server *s)
     }
     free(live);
     if (s->d) MHD_stop_daemon(s->d);
+    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     /* handlers still running hold the request (not the server) but count here */
     pthread_mutex_lock(&s->mu);
     while (s->n_handlers > 0) pthread_cond_wait(&s->cv, &s->mu);

@@ -20,12 +20,24 @@
 #include "base/fc_base.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/reqguard.h"
 
 /* FastChat's constants.py */
 #define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
 #define ERR_CONTROLLER_NO_WORKER 50005
 #define ERR_CONTROLLER_WORKER_TIMEOUT 50006
 #define STATUS_TIMEOUT_S 5.0 /* controller.py get_worker_status */
+/* Loops: every call a controller makes to a "worker" (status, relay) carries
+ * RELAY_HEADER, the ids of the controllers it went through. A controller
+ * refuses a call that already went through itself, or through MAX_HOPS
+ * controllers (one parent above a child controller is fine). */
+#define RELAY_HEADER "X-FastChat-Relay"
+#define MAX_HOPS 2
+/* A relay that gets nothing from its worker for STALL_PROBE_S asks the
+ * worker's /worker_get_status (PROBE_TIMEOUT_S); a worker that does not
+ * answer (frozen, SIGSTOP) is dropped and the client gets the 50006 chunk. */
+#define STALL_PROBE_S 10.0
+#define PROBE_TIMEOUT_S 5.0
 
 typedef struct worker {
     char *name;            /* its URL, e.g. "http://localhost:21002" */
@@ -48,6 +60,8 @@ typedef struct worker_status {
 
 struct fc_controller {
     fc_http_server *http;
+    char id[24];           /* random, names this controller in RELAY_HEADER */
+    char *host;            /* the listen address given (for the self-registration check) */
     enum fc_dispatch dispatch;
     double expiration_s;
     double worker_api_timeout_s;
@@ -108,6 +122,58 @@ static void reply_cjson(fc_http_reply *r, cJSON *o)
     cJSON_Delete(o);
 }
 
+/* The RELAY_HEADER of a call made for req (NULL: a call of the controller's
+ * own): the request's chain plus this controller; malloc'd "Name: value". */
+static char *relay_header(const fc_controller *c, const fc_http_request *req)
+{
+    const char *in = req ? fc_http_header(req, RELAY_HEADER) : NULL;
+    size_t n = strlen(RELAY_HEADER) + (in ? strlen(in) : 0) + sizeof c->id + 8;
+    char *h = fc_xmalloc(n);
+    snprintf(h, n, "%s: %s%s%s", RELAY_HEADER, in && *in ? in : "", in && *in ? "," : "", c->id);
+    return h;
+}
+
+/* NULL when req may be passed on, else why not. */
+static const char *relay_refusal(const fc_controller *c, const fc_http_request *req)
+{
+    const char *in = fc_http_header(req, RELAY_HEADER);
+    if (!in || !*in) return NULL;
+    int hops = 1;
+    for (const char *p = in; *p; p++) hops += *p == ',';
+    size_t idl = strlen(c->id);
+    for (const char *p = in; (p = strstr(p, c->id)); p += idl)
+        if ((p == in || p[-1] == ',' || p[-1] == ' ') && (p[idl] == 0 || p[idl] == ',' || p[idl] == ' '))
+            return "a relay loop: the request already went through this controller";
+    if (hops >= MAX_HOPS) return "too many relays: the request already went through 2 controllers";
+    return NULL;
+}
+
+/* True when url names this controller itself: its port on a loopback or
+ * any-address host, or on the host it listens on. */
+static bool is_self_address(const fc_controller *c, const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    char host[256];
+    size_t n = 0;
+    if (*p == '[') {
+        p++;
+        while (*p && *p != ']' && n + 1 < sizeof host) host[n++] = *p++;
+        if (*p == ']') p++;
+    } else {
+        while (*p && *p != ':' && *p != '/' && n + 1 < sizeof host) host[n++] = *p++;
+    }
+    host[n] = 0;
+    long port = 80;
+    if (*p == ':') port = strtol(p + 1, NULL, 10);
+    if (port != fc_http_server_port(c->http)) return false;
+    for (char *q = host; *q; q++) *q = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+    if (!strcmp(host, "localhost") || !strcmp(host, "0.0.0.0") || !strcmp(host, "::1") || !strcmp(host, "::") ||
+        !strncmp(host, "127.", 4) || !strcmp(host, "localhost.localdomain") || !strcmp(host, "ip6-localhost"))
+        return true;
+    return c->host && !strcasecmp(host, c->host);
+}
+
 /* Reads a status object ({model_names, speed, queue_length}); false when it
  * is not one. */
 static bool parse_status(const cJSON *o, worker_status *st)
@@ -137,11 +203,15 @@ static bool parse_status(const cJSON *o, worker_status *st)
 
 /* POST {worker}/worker_get_status (5 s). False when the worker does not
  * answer 200 with a status object. */
-static bool fetch_status(const char *worker_name, worker_status *st)
+static bool fetch_status(const fc_controller *c, const fc_http_request *req, const char *worker_name,
+                         worker_status *st)
 {
     char *url = join_url(worker_name, "/worker_get_status");
     fc_http_response r = {0};
-    bool ok = fc_http_post_json(url, "{}", 2, STATUS_TIMEOUT_S, NULL, &r) && r.status == 200;
+    char *hdr = relay_header(c, req);
+    const char *hdrs[] = {hdr, NULL};
+    bool ok = fc_http_post_json(url, "{}", 2, STATUS_TIMEOUT_S, hdrs, &r) && r.status == 200;
+    free(hdr);
     if (!ok) {
         if (r.status == 0) FC_LOG_WARN("controller: get status fails: %s: %s", worker_name, r.error);
         else FC_LOG_WARN("controller: get status fails: %s: HTTP %d", worker_name, r.status);
@@ -307,6 +377,7 @@ static void *sweeper_main(void *arg)
 
 static cJSON *parse_body(const fc_http_request *req)
 {
+    if (fc_json_has_nul(req->body, req->body_len)) return NULL; /* answered as malformed: 400 */
     return cJSON_ParseWithLength(req->body, req->body_len);
 }
 
@@ -323,6 +394,18 @@ static void h_register_worker(const fc_http_request *req, fc_http_reply *reply, 
         cJSON_Delete(o);
         return;
     }
+    if (is_self_address(c, name->valuestring)) {
+        FC_LOG_WARN("controller: refused to register %s: this controller's own address", name->valuestring);
+        reply_detail(reply, 400, "register_worker: the worker address is this controller's own address");
+        cJSON_Delete(o);
+        return;
+    }
+    const char *loop = relay_refusal(c, req);
+    if (loop) {
+        reply_detail(reply, 508, loop);
+        cJSON_Delete(o);
+        return;
+    }
     bool check_hb = cJSON_IsTrue(chk) || (cJSON_IsNumber(chk) && chk->valuedouble != 0);
     bool multimodal = cJSON_IsTrue(mm);
     worker_status st;
@@ -335,7 +418,7 @@ static void h_register_worker(const fc_http_request *req, fc_http_reply *reply, 
             return;
         }
     } else {
-        ok = fetch_status(name->valuestring, &st); /* unlocked: may take 5 s */
+        ok = fetch_status(c, req, name->valuestring, &st); /* unlocked: may take 5 s */
     }
     if (ok) {
         pthread_mutex_lock(&c->mu);
@@ -359,7 +442,7 @@ static void h_refresh_all_workers(const fc_http_request *req, fc_http_reply *rep
 
     worker_status *st = fc_xcalloc((size_t)(n ? n : 1), sizeof(worker_status));
     bool *ok = fc_xcalloc((size_t)(n ? n : 1), sizeof(bool));
-    for (int i = 0; i < n; i++) ok[i] = fetch_status(names[i], &st[i]);
+    for (int i = 0; i < n; i++) ok[i] = fetch_status(c, req, names[i], &st[i]);
 
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < n; i++) {
@@ -459,6 +542,11 @@ static void h_receive_heart_beat(const fc_http_request *req, fc_http_reply *repl
 static void h_worker_get_status(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     fc_controller *c = user;
+    const char *loop = relay_refusal(c, req);
+    if (loop) { /* 508 Loop Detected: the asker drops us as a worker */
+        reply_detail(reply, 508, loop);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     int n = c->n_workers;
     char **names = fc_xcalloc((size_t)(n ? n : 1), sizeof(char *));
@@ -470,7 +558,7 @@ static void h_worker_get_status(const fc_http_request *req, fc_http_reply *reply
     double speed = 0, ql = 0;
     for (int i = 0; i < n; i++) {
         worker_status st;
-        if (!fetch_status(names[i], &st)) continue;
+        if (!fetch_status(c, req, names[i], &st)) continue;
         for (int j = 0; j < st.n_models; j++) {
             bool seen = false;
             for (int k = 0; k < n_all && !seen; k++) seen = !strcmp(all[k], st.model_names[j]);
@@ -514,7 +602,55 @@ typedef struct relay {
     size_t params_len;
     fc_nulsplit *split;
     bool client_gone;
+    char *hdr;        /* RELAY_HEADER line */
+    double last_data; /* fc_time_sec() of the last bytes from the worker */
+    const char *why;  /* set when keep_going stopped the transfer */
 } relay;
+
+static bool ctl_stopping(fc_controller *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool s = c->stopping;
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+/* Drops a worker that stopped answering (it registers again when it can). */
+static void drop_worker(fc_controller *c, const char *name)
+{
+    pthread_mutex_lock(&c->mu);
+    int i = find_worker(c, name);
+    if (i >= 0) remove_worker_at(c, i);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The relay's watch (every 100 ms): the controller stopping, or a worker
+ * silent for STALL_PROBE_S that does not answer a status request. */
+static bool relay_keep_going(void *user)
+{
+    relay *r = user;
+    if (r->client_gone) return false;
+    if (ctl_stopping(r->c)) {
+        r->why = "the controller is shutting down";
+        return false;
+    }
+    if (fc_time_sec() - r->last_data < STALL_PROBE_S) return true;
+    char *url = join_url(r->addr, "/worker_get_status");
+    fc_http_response resp = {0};
+    const char *hdrs[] = {r->hdr, NULL};
+    bool alive = fc_http_post_json(url, "{}", 2, PROBE_TIMEOUT_S, hdrs, &resp) && resp.status == 200;
+    fc_http_response_free(&resp);
+    free(url);
+    if (alive) {
+        r->last_data = fc_time_sec();
+        return true;
+    }
+    FC_LOG_WARN("controller: worker %s sent nothing for %.0f s and does not answer; dropping it", r->addr,
+                STALL_PROBE_S);
+    drop_worker(r->c, r->addr);
+    r->why = "the worker stopped answering";
+    return false;
+}
 
 static void relay_error_chunk(relay *r, int code)
 {
@@ -539,6 +675,7 @@ static bool relay_msg(const char *msg, size_t len, void *user)
 static bool relay_on_data(const char *data, size_t len, void *user)
 {
     relay *r = user;
+    r->last_data = fc_time_sec();
     return fc_nulsplit_feed(r->split, data, len, relay_msg, r);
 }
 
@@ -551,8 +688,11 @@ static void *relay_main(void *arg)
     } else {
         char *url = join_url(r->addr, "/worker_generate_stream");
         fc_http_response resp = {0};
-        bool ok = fc_http_post_stream(url, r->params, r->params_len, r->c->worker_api_timeout_s, NULL, relay_on_data,
-                                      r, &resp);
+        const char *hdrs[] = {r->hdr, NULL};
+        fc_http_call call = {.headers = hdrs, .keep_going = relay_keep_going, .user = r};
+        r->last_data = fc_time_sec();
+        bool ok = fc_http_post_stream_ex(url, r->params, r->params_len, r->c->worker_api_timeout_s, &call,
+                                         relay_on_data, r, &resp);
         if (!r->client_gone) {
             size_t tail_len = 0;
             const char *tail = fc_nulsplit_tail(r->split, &tail_len);
@@ -561,7 +701,7 @@ static void *relay_main(void *arg)
                 relay_msg(tail, tail_len, r);
             if (!ok || fc_nulsplit_error(r->split)) {
                 FC_LOG_WARN("controller: worker timeout: %s: %s", r->addr,
-                            ok ? "oversized chunk" : resp.error);
+                            ok ? "oversized chunk" : r->why ? r->why : resp.error);
                 relay_error_chunk(r, ERR_CONTROLLER_WORKER_TIMEOUT);
             }
         }
@@ -572,6 +712,7 @@ static void *relay_main(void *arg)
     fc_controller *c = r->c;
     free(r->addr);
     free(r->params);
+    free(r->hdr);
     fc_nulsplit_free(r->split);
     free(r);
     pthread_mutex_lock(&c->mu);
@@ -596,8 +737,19 @@ static void h_worker_generate_stream(const fc_http_request *req, fc_http_reply *
         cJSON_Delete(o);
         return;
     }
+    const char *loop = relay_refusal(c, req);
+    if (loop) { /* 508 Loop Detected, and FastChat's error chunk for stream readers */
+        FC_LOG_WARN("controller: refused a relay: %s", loop);
+        char buf[320];
+        int n = snprintf(buf, sizeof buf, "{\"text\": \"%s\\n\\n(%s)\", \"error_code\": %d}", SERVER_ERROR_MSG,
+                         loop, ERR_CONTROLLER_WORKER_TIMEOUT);
+        fc_http_reply_body(reply, 508, "application/octet-stream", buf, (size_t)n + 1);
+        cJSON_Delete(o);
+        return;
+    }
     relay *r = fc_xcalloc(1, sizeof *r);
     r->c = c;
+    r->hdr = relay_header(c, req);
     r->addr = dispatch(c, model->valuestring);
     cJSON_Delete(o);
     r->params = fc_xmalloc(req->body_len + 1);
@@ -638,6 +790,8 @@ fc_controller *fc_controller_start(const fc_controller_params *p)
     c->worker_api_timeout_s = env_seconds("FASTCHAT_WORKER_API_TIMEOUT", 100);
     if (getrandom(&c->rng, sizeof c->rng, 0) != (ssize_t)sizeof c->rng || !c->rng)
         c->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)time(NULL);
+    snprintf(c->id, sizeof c->id, "ctl-%016llx", (unsigned long long)(c->rng * 0x2545F4914F6CDD1DULL));
+    c->host = p->host ? fc_xstrdup(p->host) : NULL;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     fc_http_global_init();
@@ -674,6 +828,7 @@ fc_controller *fc_controller_start(const fc_controller_params *p)
     return c;
 fail:
     fc_http_server_free(c->http);
+    free(c->host);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -696,17 +851,19 @@ int fc_controller_n_workers(fc_controller *c)
 void fc_controller_free(fc_controller *c)
 {
     if (!c) return;
-    fc_http_server_free(c->http); /* open relay streams see their clients go */
+    /* relays see stopping and end with the 50006 chunk; then the server stops */
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
+    fc_http_server_free(c->http);
     pthread_join(c->sweeper, NULL);
     pthread_mutex_lock(&c->mu);
     while (c->n_relays > 0) pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
     for (int i = 0; i < c->n_workers; i++) worker_clear(&c->workers[i]);
     free(c->workers);
+    free(c->host);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);

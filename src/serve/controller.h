@@ -32,6 +32,21 @@
  * rule, so a dead worker leaves sooner. /refresh_all_workers drops the workers
  * that do not answer their status request.
  *
+ * Loops (not in FastChat): a worker_name that is this controller's own
+ * address (its port on localhost, 127.x, 0.0.0.0, ::1 or its --host) is
+ * refused with 400. Every call the controller makes to a worker (status,
+ * relay) carries the header X-FastChat-Relay with the ids of the controllers
+ * it went through; a controller answers 508 (and, on the relay, the 50006
+ * chunk) to a call that already went through itself or through 2
+ * controllers, so one parent controller above a child still works but a loop
+ * (through any alias) ends after one hop: one request causes at most a few
+ * threads and connections.
+ *
+ * Frozen workers: a relay that receives nothing for 10 s asks the worker's
+ * /worker_get_status (5 s timeout); a worker that does not answer (stopped,
+ * e.g. SIGSTOP) is dropped from the registry and the client gets the 50006
+ * chunk, instead of waiting FASTCHAT_WORKER_API_TIMEOUT (100 s).
+ *
  * Deliberate differences from FastChat: malformed request bodies get HTTP 400
  * with {"detail": ...} instead of a 500; with no worker for the model, the
  * /worker_generate_stream relay sends the 50005 chunk and stops (FastChat then

@@ -16,9 +16,11 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -28,6 +30,7 @@
 #include "chat/conv.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/reqguard.h"
 
 /* FastChat's constants.py ErrorCode and messages */
 #define ERR_VALIDATION_TYPE_ERROR 40001
@@ -45,6 +48,11 @@
 #define NO_MAX_TOKENS (1024 * 1024) /* check_length: max_tokens None */
 #define MAX_TASKS_AT_ONCE 32 /* non-streamed choices in flight per request */
 #define CHECK_N_CTX 8192     /* fc_openai_api_check_request: the context assumed */
+#define MAX_CHOICES 8192     /* completions: prompts x n per request */
+#define MAX_EMBED_INPUTS 2048 /* embeddings: inputs per request (OpenAI's bound) */
+#define MAX_EMBED_TOKENS 65536 /* embeddings: tokens per request (the worker's bound per call too) */
+#define STALL_PROBE_S 10.0   /* a worker silent this long is asked /worker_get_status ... */
+#define PROBE_TIMEOUT_S 5.0  /* ... and taken for dead when it does not answer in this time */
 
 struct fc_openai_api {
     fc_http_server *http;
@@ -62,6 +70,7 @@ struct fc_openai_api {
     /* streaming relays still running */
     pthread_cond_t cv;
     int n_jobs;
+    atomic_bool stopping;      /* fc_openai_api_free has begun */
 };
 
 /* ---- helpers ---- */
@@ -267,14 +276,14 @@ enum up_status { UP_OK = 0, UP_DOWN = -1 /* no response at all */, UP_HTTP = -2,
 
 /* POSTs json to base+path and parses the JSON answer into *out (caller
  * frees). On failure *why (malloc'd) says what happened. */
-static enum up_status up_post(const char *base, const char *path, const char *json, double timeout_s, cJSON **out,
-                              char **why)
+static enum up_status up_post_call(const char *base, const char *path, const char *json, double timeout_s,
+                                   const fc_http_call *call, cJSON **out, char **why)
 {
     char *url = xasprintf("%s%s", base, path);
     fc_http_response r = {0};
     enum up_status st = UP_OK;
     *out = NULL;
-    if (!fc_http_post_json(url, json, strlen(json), timeout_s, NULL, &r) || r.status == 0) {
+    if (!fc_http_post_json_ex(url, json, strlen(json), timeout_s, call, &r) || r.status == 0) {
         st = UP_DOWN;
         *why = xasprintf("%s: %s", url, r.error[0] ? r.error : "no response");
     } else if (r.status != 200) {
@@ -292,6 +301,12 @@ static enum up_status up_post(const char *base, const char *path, const char *js
     fc_http_response_free(&r);
     free(url);
     return st;
+}
+
+static enum up_status up_post(const char *base, const char *path, const char *json, double timeout_s, cJSON **out,
+                              char **why)
+{
+    return up_post_call(base, path, json, timeout_s, NULL, out, why);
 }
 
 /* The controller's model list (a cJSON array the caller frees). */
@@ -477,7 +492,10 @@ typedef struct gen_req {
     int n_prompts;
     double temperature, top_p, presence_penalty, frequency_penalty, repetition_penalty;
     bool has_repetition_penalty;
-    long top_k, n, max_tokens; /* max_tokens -1: None */
+    long top_k, n;
+    bool has_max_tokens;       /* false: None (no limit but the context) */
+    long max_tokens;           /* when has_max_tokens */
+    const char *max_tokens_param; /* "max_tokens" or "max_completion_tokens" */
     const cJSON *stop;         /* string or array of strings, or NULL */
     bool stream, echo;
     bool has_seed;
@@ -658,6 +676,11 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
 {
     memset(r, 0, sizeof *r);
     r->kind = kind;
+    if (fc_json_has_nul(hr->body, hr->body_len)) {
+        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for %s\nbody\n  %s", kind_schema(kind),
+                FC_JSON_NUL_MSG);
+        return false;
+    }
     r->body = cJSON_ParseWithLength(hr->body, hr->body_len);
     if (!cJSON_IsObject(r->body)) {
         err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for %s\nbody\n  %s", kind_schema(kind),
@@ -671,13 +694,16 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         return false;
     }
     r->model = model->valuestring;
+    int rc;
 
     /* defaults (openai_api_protocol.py / api_protocol.py) */
     r->temperature = 0.7;
     r->top_p = 1.0;
     r->top_k = -1;
     r->n = 1;
-    r->max_tokens = kind == K_COMPLETION ? 16 : -1;
+    r->has_max_tokens = kind == K_COMPLETION; /* CompletionRequest: 16; chat: None */
+    r->max_tokens = 16;
+    r->max_tokens_param = "max_tokens";
     r->repetition_penalty = 1.0;
     r->logprobs = -1;
 
@@ -688,16 +714,17 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         if (!check_messages(r, e)) return false;
     }
     long long seed = 0;
-    int rc;
     if (f_num(r->body, "temperature", &r->temperature, kind, e) < 0) return false;
     if (f_num(r->body, "top_p", &r->top_p, kind, e) < 0) return false;
     if (!f_long(r->body, "top_k", &r->top_k, kind, e)) return false;
     if (!f_long(r->body, "n", &r->n, kind, e)) return false;
-    if (!f_long(r->body, "max_tokens", &r->max_tokens, kind, e)) return false;
-    if (kind != K_COMPLETION) {
-        long mct = -2;
-        if (!f_long(r->body, "max_completion_tokens", &mct, kind, e)) return false;
-        if (mct != -2) r->max_tokens = mct;
+    long long mt = 0;
+    if ((rc = f_int(r->body, "max_tokens", &mt, kind, e)) < 0) return false;
+    if (rc == 0) r->has_max_tokens = true, r->max_tokens = mt < LONG_MIN ? LONG_MIN : (long)mt;
+    if (kind != K_COMPLETION) { /* OpenAI's newer name wins when both are given */
+        if ((rc = f_int(r->body, "max_completion_tokens", &mt, kind, e)) < 0) return false;
+        if (rc == 0)
+            r->has_max_tokens = true, r->max_tokens = (long)mt, r->max_tokens_param = "max_completion_tokens";
     }
     if (f_bool(r->body, "stream", &r->stream, kind, e) < 0) return false;
     if (f_num(r->body, "presence_penalty", &r->presence_penalty, kind, e) < 0) return false;
@@ -755,14 +782,19 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
     /* check_model (not without a server: fc_openai_api_check_request), then
      * check_requests, in FastChat's order */
     if (a && !check_model(a, r->model, e)) return false;
-    if (r->max_tokens != -1 && r->max_tokens <= 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "max_tokens", "%ld is less than the minimum of 1 - 'max_tokens'",
-                       r->max_tokens),
+    if (r->has_max_tokens && r->max_tokens <= 0)
+        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, r->max_tokens_param, "%ld is less than the minimum of 1 - '%s'",
+                       r->max_tokens, r->max_tokens_param),
                false;
     if (r->n <= 0)
         return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "n", "%ld is less than the minimum of 1 - 'n'", r->n), false;
     if (r->n > MAX_N)
         return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "n", "%ld is greater than the maximum of %d - 'n'", r->n, MAX_N),
+               false;
+    if (kind == K_COMPLETION && (long)r->n_prompts * r->n > MAX_CHOICES)
+        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "prompt",
+                       "%ld is greater than the maximum of %d - 'prompt' (prompts x n per request)",
+                       (long)r->n_prompts * r->n, MAX_CHOICES),
                false;
     if (r->temperature < 0)
         return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "temperature",
@@ -919,16 +951,36 @@ static void prep_free(prep *p)
     memset(p, 0, sizeof *p);
 }
 
-/* check_length for one prompt: min(max_tokens or 2^20, context - tokens). */
-static enum up_status check_length(fc_openai_api *a, const char *addr, const gen_req *r, const char *prompt,
-                                   long max_tokens, long *allowed, api_err *e)
+/* True when the request's work should stop: its client left, or the server
+ * is shutting down (then the answer says so). */
+static bool must_stop(fc_openai_api *a, const fc_http_request *hr)
 {
-    long ctx = 0, count = 0;
-    enum up_status st = worker_number(a, addr, "/model_details", r->model, NULL, "context_length", &ctx, e);
+    return atomic_load(&a->stopping) || (hr && fc_http_request_client_gone(hr));
+}
+
+static void err_stopped(fc_openai_api *a, api_err *e)
+{
+    if (atomic_load(&a->stopping))
+        err_set(e, 503, ERR_INTERNAL_ERROR, NULL, "%s\n\n(the server is shutting down)", SERVER_ERROR_MSG);
+    else
+        err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "the client left before the answer was ready");
+}
+
+/* check_length for one prompt: min(max_tokens or 2^20, context - tokens);
+ * ctx is the worker's context length. */
+static enum up_status check_length(fc_openai_api *a, const char *addr, const gen_req *r, const char *prompt, long ctx,
+                                   long *allowed, api_err *e)
+{
+    long count = 0;
+    enum up_status st = worker_number(a, addr, "/count_token", r->model, prompt, "count", &count, e);
     if (st != UP_OK) return st;
-    st = worker_number(a, addr, "/count_token", r->model, prompt, "count", &count, e);
-    if (st != UP_OK) return st;
-    long mt = max_tokens > 0 ? max_tokens : NO_MAX_TOKENS;
+    if (count <= 0) {
+        err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, r->kind == K_COMPLETION ? "prompt" : "messages",
+                "The prompt is empty: it has no tokens to continue - '%s'",
+                r->kind == K_COMPLETION ? "prompt" : "messages");
+        return UP_BAD;
+    }
+    long mt = r->has_max_tokens ? r->max_tokens : NO_MAX_TOKENS;
     long len = FC_MIN(mt, ctx - count);
     if (len <= 0) {
         err_set(e, 400, ERR_CONTEXT_OVERFLOW, "messages",
@@ -943,8 +995,8 @@ static enum up_status check_length(fc_openai_api *a, const char *addr, const gen
 
 /* Resolves the worker and prepares the prompts. A worker that does not answer
  * at all is taken for dead: the controller refreshes its list (dropping it)
- * and another replica is tried. */
-static bool prepare(fc_openai_api *a, const gen_req *r, prep *p, api_err *e)
+ * and another replica is tried. Stops early (e set) when must_stop. */
+static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *r, prep *p, api_err *e)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         memset(p, 0, sizeof *p);
@@ -967,11 +1019,18 @@ static bool prepare(fc_openai_api *a, const gen_req *r, prep *p, api_err *e)
                 p->prompts[0] = prompt;
                 p->n_prompts = 1;
             }
+            long ctx = 0;
+            st = worker_number(a, p->addr, "/model_details", r->model, NULL, "context_length", &ctx, e);
             /* completions: the smallest clamp over the prompts wins */
-            p->max_new_tokens = r->max_tokens;
+            p->max_new_tokens = 0;
             for (int i = 0; i < p->n_prompts && st == UP_OK; i++) {
+                if (must_stop(a, hr)) {
+                    err_stopped(a, e);
+                    prep_free(p);
+                    return false;
+                }
                 long allowed = 0;
-                st = check_length(a, p->addr, r, p->prompts[i], r->max_tokens, &allowed, e);
+                st = check_length(a, p->addr, r, p->prompts[i], ctx, &allowed, e);
                 if (st == UP_OK && (p->max_new_tokens <= 0 || allowed < p->max_new_tokens)) p->max_new_tokens = allowed;
             }
         }
@@ -1080,44 +1139,163 @@ static cJSON *usage_json(const usage *u, bool with_completion)
 
 /* ---- non-streamed generation (concurrent /worker_generate calls) ---- */
 
+/* A worker that has been silent STALL_PROBE_S: false when it does not answer
+ * a status request either (frozen, e.g. SIGSTOP; FastChat would wait out
+ * FASTCHAT_WORKER_API_TIMEOUT). */
+static bool worker_alive(const char *addr)
+{
+    char *url = xasprintf("%s/worker_get_status", addr);
+    fc_http_response r = {0};
+    bool ok = fc_http_post_json(url, "{}", 2, PROBE_TIMEOUT_S, NULL, &r) && r.status == 200;
+    fc_http_response_free(&r);
+    free(url);
+    if (!ok) FC_LOG_WARN("api: worker %s sent nothing for %.0f s and does not answer", addr, STALL_PROBE_S);
+    return ok;
+}
+
+struct taskset;
+
 typedef struct task {
+    struct taskset *set;
     const char *addr;
     char *payload;
     cJSON *result;   /* the worker's last chunk */
     char *why;       /* transport failure */
+    double since;    /* fc_time_sec() of the last sign of life */
 } task;
 
-static void *task_main(void *arg)
+/* The tasks of one request: threads take them in order until all are done or
+ * the request is aborted (client gone, server stopping, a dead worker). */
+typedef struct taskset {
+    task *ts;
+    int n;
+    atomic_int next;
+    atomic_bool abort;
+    atomic_bool dead;      /* a worker stopped answering */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running;           /* threads still taking tasks */
+} taskset;
+
+static bool task_keep_going(void *user)
 {
-    task *t = arg;
-    enum up_status st = up_post(t->addr, "/worker_generate", t->payload, GENERATE_TIMEOUT_S, &t->result, &t->why);
-    if (st != UP_OK && !t->why) t->why = fc_xstrdup("worker failed");
-    if (st == UP_HTTP) { /* fetch_remote turns a non-200 into an error chunk */
-        cJSON_Delete(t->result);
-        t->result = cJSON_CreateObject();
-        cJSON_AddStringToObject(t->result, "text", t->why);
-        add_int(t->result, "error_code", ERR_INTERNAL_ERROR);
-        free(t->why);
-        t->why = NULL;
+    task *t = user;
+    if (atomic_load(&t->set->abort)) return false;
+    if (fc_time_sec() - t->since < STALL_PROBE_S) return true;
+    if (worker_alive(t->addr)) {
+        t->since = fc_time_sec();
+        return true;
     }
+    atomic_store(&t->set->dead, true);
+    atomic_store(&t->set->abort, true);
+    return false;
+}
+
+static void task_run(task *t)
+{
+    t->since = fc_time_sec();
+    char *url = xasprintf("%s/worker_generate", t->addr);
+    fc_http_call call = {.keep_going = task_keep_going, .user = t};
+    fc_http_response r = {0};
+    bool got = fc_http_post_json_ex(url, t->payload, strlen(t->payload), GENERATE_TIMEOUT_S, &call, &r) &&
+               r.status != 0;
+    if (!got) {
+        t->why = xasprintf("%s: %s", url, atomic_load(&t->set->dead) ? "the worker stopped answering"
+                                          : r.error[0]                ? r.error
+                                                                      : "no response");
+    } else if (r.status != 200) { /* fetch_remote turns a non-200 into an error chunk */
+        t->result = cJSON_CreateObject();
+        char *why = r.status == 404 ? fc_xstrdup("Not Found")
+                    : r.status == 500 ? fc_xstrdup("Internal Server Error")
+                                      : xasprintf("HTTP %d", r.status);
+        /* a worker's 400 carries its reason in "text" */
+        cJSON *body = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
+        const cJSON *text = json_get(body, "text");
+        cJSON_AddStringToObject(t->result, "text", cJSON_IsString(text) ? text->valuestring : why);
+        add_int(t->result, "error_code", ERR_INTERNAL_ERROR);
+        cJSON_Delete(body);
+        free(why);
+    } else {
+        t->result = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
+        if (!t->result) t->why = xasprintf("%s: malformed JSON answer", url);
+    }
+    fc_http_response_free(&r);
+    free(url);
+}
+
+static void *task_thread(void *arg)
+{
+    taskset *set = arg;
+    int i;
+    while (!atomic_load(&set->abort) && (i = atomic_fetch_add(&set->next, 1)) < set->n) task_run(&set->ts[i]);
+    pthread_mutex_lock(&set->mu);
+    set->running--;
+    pthread_cond_broadcast(&set->cv);
+    pthread_mutex_unlock(&set->mu);
     return NULL;
 }
 
-/* Runs the tasks, at most MAX_TASKS_AT_ONCE at a time. */
-static void run_tasks(task *ts, int n)
+/* Runs the tasks, at most MAX_TASKS_AT_ONCE at a time, on threads of their
+ * own while this (the handler's) thread watches the client and the server:
+ * a client that leaves, or a server that stops, aborts what runs at once
+ * (the worker sees its connection close and cancels) and what waits never
+ * starts. False when aborted. */
+static bool run_tasks(fc_openai_api *a, const fc_http_request *hr, task *ts, int n)
 {
-    for (int start = 0; start < n; start += MAX_TASKS_AT_ONCE) {
-        int end = FC_MIN(n, start + MAX_TASKS_AT_ONCE);
-        pthread_t th[MAX_TASKS_AT_ONCE];
-        bool started[MAX_TASKS_AT_ONCE] = {0};
-        for (int i = start + 1; i < end; i++)
-            started[i - start] = pthread_create(&th[i - start], NULL, task_main, &ts[i]) == 0;
-        task_main(&ts[start]);
-        for (int i = start + 1; i < end; i++) {
-            if (started[i - start]) pthread_join(th[i - start], NULL);
-            else task_main(&ts[i]);
+    taskset set = {.ts = ts, .n = n};
+    atomic_init(&set.next, 0);
+    atomic_init(&set.abort, false);
+    atomic_init(&set.dead, false);
+    pthread_mutex_init(&set.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&set.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    for (int i = 0; i < n; i++) ts[i].set = &set;
+    int k = FC_MIN(n, MAX_TASKS_AT_ONCE);
+    pthread_t th[MAX_TASKS_AT_ONCE];
+    bool started[MAX_TASKS_AT_ONCE] = {0};
+    for (int i = 0; i < k; i++) {
+        pthread_mutex_lock(&set.mu);
+        set.running++;
+        pthread_mutex_unlock(&set.mu);
+        started[i] = pthread_create(&th[i], NULL, task_thread, &set) == 0;
+        if (!started[i]) {
+            pthread_mutex_lock(&set.mu);
+            set.running--;
+            pthread_mutex_unlock(&set.mu);
         }
     }
+    bool any = false;
+    for (int i = 0; i < k; i++) any = any || started[i];
+    if (!any) { /* no thread at all: run them here */
+        pthread_mutex_lock(&set.mu);
+        set.running++;
+        pthread_mutex_unlock(&set.mu);
+        task_thread(&set);
+    }
+    pthread_mutex_lock(&set.mu);
+    while (set.running > 0) {
+        struct timespec ts_;
+        clock_gettime(CLOCK_MONOTONIC, &ts_);
+        ts_.tv_nsec += 100 * 1000000L;
+        if (ts_.tv_nsec >= 1000000000L) ts_.tv_sec++, ts_.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&set.cv, &set.mu, &ts_);
+        if (set.running > 0 && !atomic_load(&set.abort)) {
+            pthread_mutex_unlock(&set.mu);
+            if (must_stop(a, hr)) atomic_store(&set.abort, true);
+            pthread_mutex_lock(&set.mu);
+        }
+    }
+    pthread_mutex_unlock(&set.mu);
+    for (int i = 0; i < k; i++)
+        if (started[i]) pthread_join(th[i], NULL);
+    bool aborted = atomic_load(&set.abort) && !atomic_load(&set.dead);
+    pthread_mutex_destroy(&set.mu);
+    pthread_cond_destroy(&set.cv);
+    for (int i = 0; i < n; i++) ts[i].set = NULL;
+    return !aborted;
 }
 
 /* Builds tasks for every prompt x n (choice index = prompt * n + i). */
@@ -1152,13 +1330,20 @@ static const char *finish_of(const cJSON *chunk, const char *dflt)
     return f ? NULL : dflt; /* content.get("finish_reason", "stop") */
 }
 
-static void generate_blocking(fc_openai_api *a, const gen_req *r, const prep *p, fc_http_reply *reply)
+static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const gen_req *r, const prep *p,
+                              fc_http_reply *reply)
 {
     int n = 0;
     task *ts = make_tasks(r, p, &n);
     FC_LOG_DEBUG("api: %d x /worker_generate on %s: %s", n, p->addr, ts[0].payload);
-    run_tasks(ts, n);
     api_err e = {0};
+    if (!run_tasks(a, hr, ts, n)) {
+        err_stopped(a, &e);
+        free_tasks(ts, n);
+        reply_err(reply, &e);
+        err_free(&e);
+        return;
+    }
     usage u = {0};
     char id[32];
     short_uuid(id);
@@ -1230,6 +1415,7 @@ typedef struct job {
     int n_payloads;
     bool include_usage, chat_logprobs;
     bool client_gone, done;
+    atomic_bool gone_flag; /* set by the disconnect callback */
     /* the choice being relayed */
     int index;
     fc_nulsplit *split; /* the worker's NUL-delimited chunks */
@@ -1238,6 +1424,8 @@ typedef struct job {
     int lp_sent;        /* logprob entries already sent */
     bool saw_finish, saw_chunk;
     cJSON *last;        /* the choice's last chunk (usage) */
+    double since;       /* fc_time_sec() of the worker's last sign of life */
+    const char *stop_why; /* why job_keep_going ended the worker request */
     usage u;
     sb deferred;        /* finish events held back until all choices end */
 } job;
@@ -1396,13 +1584,33 @@ static bool job_msg(const char *msg, size_t len, void *user)
 static bool job_on_data(const char *data, size_t len, void *user)
 {
     job *j = user;
+    j->since = fc_time_sec();
     if (j->done || j->client_gone) return false;
     return fc_nulsplit_feed(j->split, data, len, job_msg, j);
 }
 
 static void job_on_disconnect(void *user)
 {
-    (void)user; /* the next write fails and aborts the worker request */
+    job *j = user; /* job_keep_going sees it within 100 ms and aborts the worker request */
+    atomic_store(&j->gone_flag, true);
+}
+
+/* The relay's watch (every 100 ms): the client, the server, the worker. */
+static bool job_keep_going(void *user)
+{
+    job *j = user;
+    if (j->done || j->client_gone || atomic_load(&j->gone_flag)) return false;
+    if (atomic_load(&j->a->stopping)) {
+        j->stop_why = "the server is shutting down";
+        return false;
+    }
+    if (fc_time_sec() - j->since < STALL_PROBE_S) return true;
+    if (worker_alive(j->addr)) {
+        j->since = fc_time_sec();
+        return true;
+    }
+    j->stop_why = "the worker stopped answering";
+    return false;
 }
 
 static void *job_main(void *arg)
@@ -1421,10 +1629,19 @@ static void *job_main(void *arg)
             cJSON *first = choice_event(j, "assistant", NULL, NULL, 0, 0, NULL);
             if (!job_event(j, first)) break;
         }
+        if (atomic_load(&j->a->stopping)) {
+            j->stop_why = "the server is shutting down";
+            char *msg = xasprintf("%s\n\n(%s)", SERVER_ERROR_MSG, j->stop_why);
+            job_fail(j, msg, ERR_INTERNAL_ERROR);
+            free(msg);
+            break;
+        }
         char *url = xasprintf("%s/worker_generate_stream", j->addr);
         fc_http_response resp = {0};
-        bool ok = fc_http_post_stream(url, j->payloads[i], strlen(j->payloads[i]), j->a->worker_timeout_s, NULL,
-                                      job_on_data, j, &resp);
+        fc_http_call call = {.keep_going = job_keep_going, .user = j};
+        j->since = fc_time_sec();
+        bool ok = fc_http_post_stream_ex(url, j->payloads[i], strlen(j->payloads[i]), j->a->worker_timeout_s, &call,
+                                         job_on_data, j, &resp);
         free(url);
         size_t tail_len = 0;
         const char *tail = fc_nulsplit_tail(j->split, &tail_len);
@@ -1433,7 +1650,9 @@ static void *job_main(void *arg)
         if (!j->done && !j->client_gone) {
             if (!ok || resp.status != 200 || !j->saw_finish) {
                 char *msg;
-                if (fc_nulsplit_error(j->split))
+                if (j->stop_why)
+                    msg = xasprintf("%s\n\n(worker %s: %s)", SERVER_ERROR_MSG, j->addr, j->stop_why);
+                else if (fc_nulsplit_error(j->split))
                     msg = xasprintf("%s\n\n(worker %s sent an oversized chunk)", SERVER_ERROR_MSG, j->addr);
                 else if (!ok)
                     msg = xasprintf("%s\n\n(worker %s failed mid-stream: %s)", SERVER_ERROR_MSG, j->addr, resp.error);
@@ -1494,6 +1713,7 @@ static void generate_streaming(fc_openai_api *a, const gen_req *r, const prep *p
     j->addr = fc_xstrdup(p->addr);
     j->include_usage = r->include_usage;
     j->chat_logprobs = r->chat_logprobs;
+    atomic_init(&j->gone_flag, false);
     j->n_payloads = p->n_prompts * (int)r->n;
     j->payloads = fc_xcalloc((size_t)j->n_payloads, sizeof(char *));
     for (int k = 0; k < p->n_prompts; k++)
@@ -1516,14 +1736,14 @@ static void handle_generation(fc_openai_api *a, const fc_http_request *hr, fc_ht
     gen_req r;
     api_err e = {0};
     prep p = {0};
-    if (!parse_gen_req(a, hr, kind, &r, &e) || !prepare(a, &r, &p, &e)) {
+    if (!parse_gen_req(a, hr, kind, &r, &e) || !prepare(a, hr, &r, &p, &e)) {
         reply_err(reply, &e);
         err_free(&e);
         req_free(&r);
         return;
     }
     if (r.stream) generate_streaming(a, &r, &p, reply);
-    else generate_blocking(a, &r, &p, reply);
+    else generate_blocking(a, hr, &r, &p, reply);
     prep_free(&p);
     req_free(&r);
 }
@@ -1611,6 +1831,11 @@ static bool parse_embed_req(fc_openai_api *a, const fc_http_request *hr, const c
 {
     memset(r, 0, sizeof *r);
     r->kind = K_EMBEDDINGS;
+    if (fc_json_has_nul(hr->body, hr->body_len)) {
+        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
+                FC_JSON_NUL_MSG);
+        return false;
+    }
     r->body = cJSON_ParseWithLength(hr->body, hr->body_len);
     if (!cJSON_IsObject(r->body)) {
         err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
@@ -1628,6 +1853,11 @@ static bool parse_embed_req(fc_openai_api *a, const fc_http_request *hr, const c
         return false;
     }
     if (!read_texts(r, "input", e)) return false;
+    if (r->n_prompts > MAX_EMBED_INPUTS) {
+        err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "input", "%d is greater than the maximum of %d - 'input'",
+                r->n_prompts, MAX_EMBED_INPUTS);
+        return false;
+    }
     const cJSON *fmt = json_get(r->body, "encoding_format");
     if (fmt && !cJSON_IsNull(fmt) && !cJSON_IsString(fmt)) {
         type_error(e, r->kind, "encoding_format", "Input should be a valid string");
@@ -1652,6 +1882,28 @@ static char *embed_payload(const gen_req *r, int start, int bs)
     return payload;
 }
 
+/* What an embeddings call to a worker watches (every 100 ms). */
+typedef struct embed_watch {
+    fc_openai_api *a;
+    const fc_http_request *hr;
+    const char *addr;
+    double since;
+    bool stopped, dead;
+} embed_watch;
+
+static bool embed_keep_going(void *user)
+{
+    embed_watch *w = user;
+    if (must_stop(w->a, w->hr)) return !(w->stopped = true);
+    if (fc_time_sec() - w->since < STALL_PROBE_S) return true;
+    if (worker_alive(w->addr)) {
+        w->since = fc_time_sec();
+        return true;
+    }
+    w->stopped = w->dead = true;
+    return false;
+}
+
 /* /v1/embeddings and /v1/engines/{model}/embeddings */
 static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_reply *reply, const char *url_model)
 {
@@ -1660,19 +1912,59 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
     cJSON *out = NULL;
     if (!parse_embed_req(a, hr, url_model, &r, &e)) goto done;
 
+    /* the token bound before any compute: a token is at least one byte (plus
+     * the few special ones a tokenizer adds), so only long inputs are counted */
+    size_t bytes = 0;
+    for (int i = 0; i < r.n_prompts; i++) bytes += strlen(r.prompts[i]) + 4;
+    if (bytes > MAX_EMBED_TOKENS) {
+        char *addr = worker_address(a, r.model, &e);
+        long total = 0;
+        for (int i = 0; addr && i < r.n_prompts && !e.http && total <= MAX_EMBED_TOKENS; i++) {
+            if (must_stop(a, hr)) {
+                err_stopped(a, &e);
+                break;
+            }
+            long count = 0;
+            if (worker_number(a, addr, "/count_token", r.model, r.prompts[i], "count", &count, &e) != UP_OK) break;
+            total += count;
+        }
+        free(addr);
+        if (!e.http && total > MAX_EMBED_TOKENS)
+            err_set(&e, 400, ERR_PARAM_OUT_OF_RANGE, "input",
+                    "the inputs hold more than %d tokens: at most %d per request - 'input'", MAX_EMBED_TOKENS,
+                    MAX_EMBED_TOKENS);
+        if (e.http) goto done;
+    }
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(out, "data");
     double tokens = 0;
     int bs = a->embed_batch;
     for (int start = 0; start < r.n_prompts && !e.http; start += bs) {
+        if (must_stop(a, hr)) {
+            err_stopped(a, &e);
+            break;
+        }
         char *payload = embed_payload(&r, start, bs);
         cJSON *res = NULL;
         for (int attempt = 0; attempt < 3 && !e.http; attempt++) {
             char *addr = worker_address(a, r.model, &e);
             if (!addr) break;
             char *why = NULL;
-            enum up_status st = up_post(addr, "/worker_get_embeddings", payload, GENERATE_TIMEOUT_S, &res, &why);
+            embed_watch wt = {.a = a, .hr = hr, .addr = addr, .since = fc_time_sec()};
+            fc_http_call call = {.keep_going = embed_keep_going, .user = &wt};
+            enum up_status st =
+                up_post_call(addr, "/worker_get_embeddings", payload, GENERATE_TIMEOUT_S, &call, &res, &why);
+            if (wt.stopped) {
+                free(why);
+                free(addr);
+                cJSON_Delete(res);
+                res = NULL;
+                if (wt.dead) err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "%s\n\n(worker stopped answering)",
+                                     SERVER_ERROR_MSG);
+                else err_stopped(a, &e);
+                break;
+            }
             if (st == UP_DOWN) {
                 FC_LOG_WARN("api: %s; refreshing the controller", why);
                 free(why);
@@ -1688,6 +1980,10 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
         free(payload);
         if (!res) {
             err_set(&e, 500, ERR_CONTROLLER_NO_WORKER, "model", "No available worker for %s", r.model);
+            break;
+        }
+        if (e.http) {
+            cJSON_Delete(res);
             break;
         }
         const cJSON *code = json_get(res, "error_code"), *emb = json_get(res, "embedding");
@@ -1708,6 +2004,10 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
             }
             const cJSON *tn = json_get(res, "token_num");
             if (cJSON_IsNumber(tn)) tokens += tn->valuedouble;
+            if (tokens > MAX_EMBED_TOKENS)
+                err_set(&e, 400, ERR_PARAM_OUT_OF_RANGE, "input",
+                        "the inputs hold more than %d tokens: at most %d per request - 'input'", MAX_EMBED_TOKENS,
+                        MAX_EMBED_TOKENS);
         }
         cJSON_Delete(res);
     }
@@ -1754,7 +2054,7 @@ static void h_token_check(const fc_http_request *req, fc_http_reply *reply, void
     fc_openai_api *a = user;
     if (!auth_ok(a, req, reply)) return;
     api_err e = {0};
-    cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
+    cJSON *body = fc_json_has_nul(req->body, req->body_len) ? NULL : cJSON_ParseWithLength(req->body, req->body_len);
     const cJSON *prompts = json_get(body, "prompts");
     cJSON *out = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(out, "prompts");
@@ -1844,7 +2144,7 @@ int fc_openai_api_check_request(const char *path, const char *body, size_t len, 
             fc_conv_free(c);
         }
         if (!e.http) {
-            long mt = r.max_tokens > 0 && r.max_tokens < CHECK_N_CTX ? r.max_tokens : CHECK_N_CTX;
+            long mt = r.has_max_tokens && r.max_tokens < CHECK_N_CTX ? r.max_tokens : CHECK_N_CTX;
             res = cJSON_CreateArray();
             for (int i = 0; i < (prompt ? 1 : r.n_prompts); i++) {
                 char *pl = gen_params_json(&r, conv, prompt ? prompt : r.prompts[i], mt, 0);
@@ -1892,6 +2192,7 @@ fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p)
     if (a->embed_batch < 1) a->embed_batch = 4;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    atomic_init(&a->stopping, false);
     fc_http_global_init();
 
     fc_http_server_params hp = {0};
@@ -1929,7 +2230,10 @@ int fc_openai_api_port(const fc_openai_api *a)
 void fc_openai_api_free(fc_openai_api *a)
 {
     if (!a) return;
-    fc_http_server_free(a->http); /* open streams see their clients go */
+    /* handlers and relays see stopping within 100 ms and answer with an
+     * error; the server gives them a grace period, then cuts what is left */
+    atomic_store(&a->stopping, true);
+    fc_http_server_free(a->http);
     pthread_mutex_lock(&a->mu);
     while (a->n_jobs > 0) pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);

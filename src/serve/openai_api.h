@@ -47,6 +47,29 @@
  * OpenAI tiktoken vocabulary, meaningless for these models) and image parts
  * in messages (text-only models); both are rejected with 40001.
  *
+ * Bounds (not in FastChat): a completions request holds at most 8192 prompts
+ * x n (40302 "... is greater than the maximum of 8192 - 'prompt'"); an
+ * embeddings request at most 2048 inputs and 65536 tokens (40302), and an
+ * input longer than the context gets FastChat's 40303 context-length message
+ * from the worker (which cuts it instead with --embed-in-truncate). max_tokens
+ * and max_completion_tokens (which wins when both are given) at or below 0
+ * get 40302 "N is less than the minimum of 1 - 'max_tokens'"; absent or null,
+ * they are unset (chat: up to the context). An empty prompt (no tokens) gets
+ * 40302 saying so. A JSON string holding \u0000 gets 40001.
+ *
+ * Cancellation: a non-streamed request runs its worker calls (at most 32 at
+ * a time) on threads of their own while the handler checks its client every
+ * 100 ms; a client that leaves aborts the worker calls in flight (the worker
+ * sees its connection close and cancels the generation) and the rest never
+ * start. Streamed relays check every 100 ms as well. A worker silent for 10 s
+ * that does not answer /worker_get_status within 5 s is taken for dead
+ * (frozen): the client gets an error then, not after the 100 s timeout.
+ *
+ * Shutdown (fc_openai_api_free, on SIGTERM/SIGINT): running requests stop
+ * within 100 ms; non-streamed clients get HTTP 503 with FastChat's error body
+ * ("... (the server is shutting down)"), streamed ones an error event and
+ * [DONE].
+ *
  * Threads: handlers run on the HTTP server's threads and block on the network
  * only; a streaming response is relayed by its handler's thread.
  */

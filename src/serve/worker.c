@@ -20,6 +20,7 @@
  */
 #include "worker.h"
 #include "template_pick.h"
+#include "reqguard.h"
 #include "../base/fc_base.h"
 #include "../chat/conv.h"
 #include "../engine/embed.h"
@@ -40,6 +41,7 @@
 #define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
 enum {
     ERR_VALIDATION = 40001,
+    ERR_CONTEXT_OVERFLOW = 40303,
     ERR_INTERNAL = 50001,
     ERR_OOM = 50002,
 };
@@ -47,6 +49,11 @@ enum {
 #define REGISTER_TIMEOUT_S 10.0
 #define HEART_BEAT_TIMEOUT_S 5.0
 #define RETRY_S 5.0
+#define POLL_MS 100             /* a waiting handler checks its client this often */
+/* Embedding bounds per request (OpenAI's: 2048 inputs); each input also fits
+ * the context unless --embed-in-truncate (FastChat's flag) cuts it there. */
+#define MAX_EMBED_INPUTS 2048
+#define MAX_EMBED_TOKENS 65536
 
 /* ---- text building ---- */
 
@@ -181,6 +188,17 @@ static char *error_json(int code, const char *why)
     return b.p;
 }
 
+/* An in-band error whose text is the message itself (a request the client
+ * must change, not a server fault). */
+static char *plain_error_json(int code, const char *msg)
+{
+    sb b = {0};
+    sb_puts(&b, "{\"text\": ");
+    sb_json_str(&b, msg, strlen(msg));
+    sb_printf(&b, ", \"error_code\": %d}", code);
+    return b.p;
+}
+
 /* HTTP 400 for a body we cannot use; also readable as a FastChat chunk. */
 static void reply_bad_request(fc_http_reply *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply_bad_request(fc_http_reply *rep, const char *fmt, ...)
@@ -238,6 +256,7 @@ struct fc_worker {
     int n_waiting;
     waiter *wait_head, *wait_tail;
     bool stopping;
+    struct gen *gens;           /* generations submitted and not yet final */
     /* heartbeat thread */
     pthread_t hb;
     bool hb_started;
@@ -269,7 +288,8 @@ static bool slot_acquire(fc_worker *w, const fc_http_request *req)
     while (!me.granted && !w->stopping) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += 1;
+        ts.tv_nsec += POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&me.cv, &w->mu, &ts);
         if (me.granted || w->stopping || !req) continue;
         pthread_mutex_unlock(&w->mu);
@@ -326,6 +346,10 @@ int fc_worker_queue_length(fc_worker *w)
  * (PARAM_ERROR_MAX bytes). */
 static cJSON *parse_object(const char *body, size_t len, char *why)
 {
+    if (fc_json_has_nul(body, len)) {
+        snprintf(why, PARAM_ERROR_MAX, "%s", FC_JSON_NUL_MSG);
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!j) {
@@ -396,6 +420,8 @@ static int get_num(const cJSON *o, const char *key, double *out)
 /* ---- generation ---- */
 
 typedef struct gen {
+    struct gen *prev, *next;    /* fc_worker.gens, under w->mu */
+    bool listed;
     fc_worker *w;
     wmodel *m;
     atomic_int refs;
@@ -431,6 +457,39 @@ static void gen_unref(gen *g)
     free(g->out.p);
     free(g->final);
     free(g);
+}
+
+static void gen_list(gen *g)
+{
+    fc_worker *w = g->w;
+    pthread_mutex_lock(&w->mu);
+    g->next = w->gens;
+    if (w->gens) w->gens->prev = g;
+    w->gens = g;
+    g->listed = true;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void gen_unlist(gen *g)
+{
+    fc_worker *w = g->w;
+    pthread_mutex_lock(&w->mu);
+    if (g->listed) {
+        if (g->prev) g->prev->next = g->next;
+        else w->gens = g->next;
+        if (g->next) g->next->prev = g->prev;
+        g->prev = g->next = NULL;
+        g->listed = false;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static bool worker_stopping(fc_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool s = w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    return s;
 }
 
 /* Appends one token to the logprobs arrays: its text as decode([id]) gives
@@ -517,6 +576,9 @@ static void on_event(const fc_gen_event *ev, void *user)
         }
         return;
     }
+    gen_unlist(g);
+    if (!err && ev->finish == FC_FINISH_ABORT && worker_stopping(g->w))
+        err = error_json(ERR_INTERNAL, "the worker is shutting down");
     const char *reason = ev->finish == FC_FINISH_LENGTH ? "length" : ev->finish == FC_FINISH_STOP ? "stop" : "abort";
     if (!err) build_chunk(g, reason);
     if (g->stream) {
@@ -723,8 +785,19 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         cJSON_Delete(body);
         return;
     }
+    if (p.r.max_new_tokens < 1) {
+        reply_bad_request(rep, "'max_new_tokens' must be at least 1 (got %d)", p.r.max_new_tokens);
+        cJSON_Delete(body);
+        return;
+    }
     int32_t *ids = NULL;
     int n = fc_tokenizer_encode(m->tok, p.prompt, strlen(p.prompt), true, true, &ids);
+    if (n == 0) {
+        reply_bad_request(rep, "'prompt' is empty: it has no tokens to continue");
+        free(ids);
+        cJSON_Delete(body);
+        return;
+    }
     if (n < 0) {
         char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
         fc_http_reply_json(rep, 200, e);
@@ -786,6 +859,7 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         g->stream = fc_http_reply_stream(rep, 200, NULL);
         fc_http_stream_on_disconnect(g->stream, on_client_gone, g);
     }
+    gen_list(g);
     uint64_t id = fc_engine_submit(m->engine, &p.r, on_event, g);
     free(ids);
     cJSON_Delete(body);
@@ -804,7 +878,8 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
     while (!g->done) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += 1;
+        ts.tv_nsec += POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&g->cv, &g->mu, &ts);
         if (!g->done && !g->cancelled) {
             pthread_mutex_unlock(&g->mu);
@@ -912,6 +987,10 @@ static void h_model_details(const fc_http_request *req, fc_http_reply *rep, void
     fc_http_reply_json(rep, 200, out);
 }
 
+/* The embedder asks between forward steps: still worth computing? (The
+ * request stays valid: its handler waits for the embedder.) */
+static bool embed_keep_going(void *user) { return !fc_http_request_client_gone(user); }
+
 static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *user)
 {
     fc_worker *w = user;
@@ -932,6 +1011,12 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
         cJSON_Delete(body);
         return;
     }
+    if (!one && cJSON_GetArraySize(in) > MAX_EMBED_INPUTS) {
+        reply_bad_request(rep, "'input' has %d items: at most %d per request", cJSON_GetArraySize(in),
+                          MAX_EMBED_INPUTS);
+        cJSON_Delete(body);
+        return;
+    }
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(body, "encoding_format");
     bool b64 = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
     if (!slot_acquire(w, req)) {
@@ -941,33 +1026,62 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
         free(e);
         return;
     }
-    int C = fc_embedder_dim(m->embedder);
-    float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
-    sb b = {0};
-    sb_puts(&b, "{\"embedding\": [");
+    /* tokenize everything first: lengths are checked before any compute */
+    int n_in = one ? 1 : cJSON_GetArraySize(in);
+    int32_t **all = fc_xcalloc((size_t)n_in, sizeof(int32_t *));
+    int *lens = fc_xcalloc((size_t)n_in, sizeof(int));
     long token_num = 0;
     char *err = NULL;
     int k = 0;
     for (const cJSON *s = one ? in : in->child; s && !err; s = one ? NULL : s->next, k++) {
-        int32_t *ids = NULL;
-        int n = fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &ids);
+        int n = fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &all[k]);
         if (n <= 0) {
             char why[96];
-            snprintf(why, sizeof why, n == 0 ? "input %d has no tokens" : "input %d cannot be tokenized", k);
-            err = error_json(ERR_INTERNAL, why);
-            free(ids);
+            snprintf(why, sizeof why, n == 0 ? "input %d is empty: it has no tokens" : "input %d cannot be tokenized",
+                     k);
+            err = n == 0 ? plain_error_json(ERR_VALIDATION, why) : error_json(ERR_INTERNAL, why);
             break;
         }
         if (w->embed_in_truncate && n > m->n_ctx) n = m->n_ctx;
-        enum fc_status st = fc_embedder_embed(m->embedder, ids, n, vec);
-        free(ids);
+        if (n > m->n_ctx) { /* FastChat's context check (openai_api_server check_length) */
+            char why[256];
+            snprintf(why, sizeof why,
+                     "This model's maximum context length is %d tokens. However, your messages resulted in %d "
+                     "tokens. Please reduce the length of the messages.",
+                     m->n_ctx, n);
+            err = plain_error_json(ERR_CONTEXT_OVERFLOW, why);
+            break;
+        }
+        lens[k] = n;
+        token_num += n;
+        if (token_num > MAX_EMBED_TOKENS) {
+            char why[200];
+            snprintf(why, sizeof why, "the inputs hold more than %d tokens: at most %d per request", MAX_EMBED_TOKENS,
+                     MAX_EMBED_TOKENS);
+            err = plain_error_json(ERR_VALIDATION, why);
+            break;
+        }
+    }
+    int C = fc_embedder_dim(m->embedder);
+    float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
+    sb b = {0};
+    sb_puts(&b, "{\"embedding\": [");
+    for (k = 0; k < n_in && !err; k++) {
+        if (fc_http_request_client_gone(req)) { /* the client left, or the worker stops */
+            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+            break;
+        }
+        enum fc_status st = fc_embedder_embed_ex(m->embedder, all[k], lens[k], vec, embed_keep_going, (void *)req);
+        if (st != FC_OK && fc_http_request_client_gone(req)) {
+            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+            break;
+        }
         if (st != FC_OK) {
             char why[160];
             snprintf(why, sizeof why, "embedding input %d failed: %s", k, fc_status_str(st));
             err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
             break;
         }
-        token_num += n;
         if (k) sb_puts(&b, ", ");
         if (b64) {
             sb_puts(&b, "\"");
@@ -982,6 +1096,9 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             sb_puts(&b, "]");
         }
     }
+    for (int i = 0; i < n_in; i++) free(all[i]);
+    free(all);
+    free(lens);
     slot_release(w);
     cJSON_Delete(body);
     free(vec);
@@ -997,6 +1114,9 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
 
 /* ---- registration and heartbeats ---- */
 
+/* Registration and heartbeat calls end at once when the worker stops. */
+static bool hb_keep_going(void *user) { return !worker_stopping(user); }
+
 static bool register_worker(fc_worker *w)
 {
     char *status = status_json(w);
@@ -1008,7 +1128,8 @@ static bool register_worker(fc_worker *w)
     char url[1024];
     snprintf(url, sizeof url, "%s/register_worker", w->controller);
     fc_http_response r;
-    bool ok = fc_http_post_json(url, b.p, b.len, REGISTER_TIMEOUT_S, NULL, &r) && r.status == 200;
+    fc_http_call call = {.keep_going = hb_keep_going, .user = w};
+    bool ok = fc_http_post_json_ex(url, b.p, b.len, REGISTER_TIMEOUT_S, &call, &r) && r.status == 200;
     if (ok) FC_LOG_INFO("worker: registered %s with %s", w->address, w->controller);
     else FC_LOG_ERROR("worker: cannot register with %s: %s", w->controller, r.status ? "HTTP error" : r.error);
     fc_http_response_free(&r);
@@ -1027,7 +1148,8 @@ static int heart_beat(fc_worker *w)
     snprintf(url, sizeof url, "%s/receive_heart_beat", w->controller);
     fc_http_response r;
     int res = -1;
-    if (fc_http_post_json(url, b.p, b.len, HEART_BEAT_TIMEOUT_S, NULL, &r) && r.status == 200) {
+    fc_http_call call = {.keep_going = hb_keep_going, .user = w};
+    if (fc_http_post_json_ex(url, b.p, b.len, HEART_BEAT_TIMEOUT_S, &call, &r) && r.status == 200) {
         cJSON *j = cJSON_Parse(r.body);
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "exist");
         if (cJSON_IsBool(e)) res = cJSON_IsTrue(e) ? 1 : 0;
@@ -1139,7 +1261,9 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     m->engine = fc_engine_new(m->model, m->tok, &ep);
     if (!m->engine) return false;
     m->n_ctx = fc_engine_n_ctx(m->engine);
-    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .chunk_len = m->n_ctx};
+    /* 128-token forward steps: a client that leaves stops the work within one step (under 1 s) */
+    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .chunk_len = m->n_ctx,
+                           .n_batch_max = 128};
     m->embedder = fc_embedder_new(m->model, &emp);
     return m->embedder != NULL;
 }
@@ -1234,6 +1358,17 @@ void fc_worker_free(fc_worker *w)
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
     for (waiter *q = w->wait_head; q; q = q->next) pthread_cond_signal(&q->cv);
+    /* what runs ends now: each gets a last chunk with an error (on_event) */
+    for (gen *g = w->gens; g; g = g->next) {
+        pthread_mutex_lock(&g->mu);
+        if (g->have_id && !g->cancelled) {
+            g->cancelled = true;
+            fc_engine_cancel(g->m->engine, g->id);
+        } else {
+            g->cancel_pending = true;
+        }
+        pthread_mutex_unlock(&g->mu);
+    }
     pthread_cond_broadcast(&w->hb_cv);
     pthread_mutex_unlock(&w->mu);
     if (w->hb_started) pthread_join(w->hb, NULL);

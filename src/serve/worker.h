@@ -40,6 +40,15 @@
  * at a time instead), so the limit is the batch width: the default 5 mirrors
  * model_worker; raise it (vllm_worker uses 1024) to batch more.
  *
+ * Bounds and checks: max_new_tokens < 1 and an empty prompt (no tokens) get a
+ * 400 saying so; a body with \u0000 in a string gets a 400; embeddings take at
+ * most 2048 inputs and 65536 tokens per request, and an input longer than the
+ * context gets {"text": FastChat's context-length message, "error_code":
+ * 40303} (or is cut there with embed_in_truncate); lengths are checked before
+ * anything is computed. A waiting handler checks its client every 100 ms, so
+ * a client that leaves cancels its work within about that. fc_worker_free
+ * ends what runs with an error chunk ("the worker is shutting down").
+ *
  * Registration: unless no_register, the worker registers with the controller
  * at start ({worker_name, check_heart_beat: true, worker_status, multimodal:
  * false}) and a thread sends /receive_heart_beat {worker_name, queue_length}

@@ -11,9 +11,16 @@
  * stream (on_disconnect runs, writes then fail), a blocking handler that
  * sees its client go, 200 concurrent streaming clients fed by one writer
  * thread (the engine's shape), and shutdown with a stream still open.
+ *
+ * Hardening (issue 9): ambiguous request framing (two Content-Lengths that
+ * differ, chunked plus Content-Length) refused with 400; a client call
+ * aborted by its keep_going callback (returns within 100 ms, and the server's
+ * handler sees its client go); a stopping server giving blocked handlers and
+ * open streams the time to send a last answer; fc_json_has_nul.
  */
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/reqguard.h"
 #include "base/fc_base.h"
 #include "test_util.h"
 
@@ -421,6 +428,8 @@ static void test_parsers(void)
 
 /* ---- server tests ---- */
 
+static void h_slow(const fc_http_request *req, fc_http_reply *rep, void *user);
+
 static fc_http_server *start_server(const fc_http_server_params *prm)
 {
     fc_http_server *s = fc_http_server_new(prm);
@@ -435,6 +444,7 @@ static fc_http_server *start_server(const fc_http_server_params *prm)
     fc_http_server_route(s, "GET", "/idle", h_idle, NULL);
     fc_http_server_route(s, "GET", "/blocking", h_blocking, NULL);
     fc_http_server_route(s, "POST", "/broadcast", h_broadcast, NULL);
+    fc_http_server_route(s, "POST", "/slow", h_slow, NULL);
     CHECK(fc_http_server_start(s) == FC_OK);
     return s;
 }
@@ -675,6 +685,159 @@ static void test_shutdown(void)
     close(fd);
 }
 
+/* ---- hardening ---- */
+
+static atomic_int slow_saw_gone;
+
+/* Blocks until its client leaves (or 10 s). */
+static void h_slow(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (fc_http_request_client_gone(req)) {
+            atomic_fetch_add(&slow_saw_gone, 1);
+            break;
+        }
+        sleep_ms(10);
+    }
+    fc_http_reply_json(rep, 200, "\"late\"");
+}
+
+/* Blocks until the server stops, then answers 503. */
+static void h_until_stop(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    for (int i = 0; i < 1000 && !fc_http_request_server_stopping(req); i++) sleep_ms(10);
+    fc_http_reply_json(rep, 503, "{\"detail\":\"bye\"}");
+}
+
+/* A stream that writes "first", then, when the server stops, "last" and ends. */
+static void h_stream_until_stop(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    fc_http_stream *st = fc_http_reply_stream(rep, 200, "text/plain");
+    fc_http_stream_write(st, "first\n", 6);
+    for (int i = 0; i < 1000 && !fc_http_request_server_stopping(req); i++) sleep_ms(10);
+    fc_http_stream_write(st, "last\n", 5);
+    fc_http_stream_close(st);
+}
+
+typedef struct abort_after {
+    double t0, after_s;
+} abort_after;
+
+static bool keep_until(void *user)
+{
+    abort_after *a = user;
+    return fc_time_sec() - a->t0 < a->after_s;
+}
+
+typedef struct stop_client {
+    int port;
+    const char *path;
+    fc_http_response r;
+} stop_client;
+
+static bool append_data(const char *data, size_t len, void *user)
+{
+    fc_http_response *r = user;
+    r->body = fc_xrealloc(r->body, r->len + len + 1);
+    memcpy(r->body + r->len, data, len);
+    r->len += len;
+    r->body[r->len] = 0;
+    return true;
+}
+
+static void *stop_client_main(void *arg)
+{
+    stop_client *c = arg;
+    char u[160];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d%s", c->port, c->path);
+    if (!strcmp(c->path, "/stream_until_stop")) {
+        fc_http_response out;
+        fc_http_post_stream(u, "{}", 2, 10, NULL, append_data, &c->r, &out);
+        c->r.status = out.status;
+    } else {
+        fc_http_post_json(u, "{}", 2, 10, NULL, &c->r);
+    }
+    return NULL;
+}
+
+static void test_hardening(void)
+{
+    /* framing */
+    static const char *bad[] = {
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n{}",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 5\r\n\r\n{}",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < FC_ARRAY_LEN(bad); i++) {
+        char *resp = raw_exchange(g_port, bad[i], strlen(bad[i]));
+        CHECKF(!strncmp(resp, "HTTP/1.1 400", 12), "request %zu: %.60s", i, resp);
+        free(resp);
+    }
+    const char *same = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n"
+                       "Connection: close\r\n\r\n{}";
+    char *resp = raw_exchange(g_port, same, strlen(same));
+    CHECKF(!strncmp(resp, "HTTP/1.1 201", 12), "%.60s", resp); /* /echo answers 201 */
+    free(resp);
+
+    /* a call its keep_going aborts: back within 100 ms, the handler sees its client go */
+    char u[160];
+    url(u, sizeof u, "/slow");
+    atomic_store(&slow_saw_gone, 0);
+    abort_after aa = {.t0 = fc_time_sec(), .after_s = 0.3};
+    fc_http_call call = {.keep_going = keep_until, .user = &aa};
+    fc_http_response r;
+    bool ok = fc_http_post_json_ex(u, "{}", 2, 10, &call, &r);
+    double took = fc_time_sec() - aa.t0;
+    CHECK(!ok && !strcmp(r.error, "aborted"));
+    CHECKF(took >= 0.3 && took < 0.45, "aborted after %.3f s", took);
+    fc_http_response_free(&r);
+    for (int i = 0; i < 100 && !atomic_load(&slow_saw_gone); i++) sleep_ms(10);
+    CHECK(atomic_load(&slow_saw_gone) == 1);
+    /* a streamed call too */
+    aa.t0 = fc_time_sec();
+    fc_http_response body = {0};
+    ok = fc_http_post_stream_ex(u, "{}", 2, 10, &call, append_data, &body, &r);
+    took = fc_time_sec() - aa.t0;
+    CHECK(!ok && !strcmp(r.error, "aborted"));
+    CHECKF(took >= 0.3 && took < 0.45, "aborted after %.3f s", took);
+    free(body.body);
+
+    /* a stopping server: blocked handlers and open streams send a last answer */
+    fc_http_server_params prm = {.host = "127.0.0.1"};
+    fc_http_server *s = fc_http_server_new(&prm);
+    fc_http_server_route(s, "POST", "/until_stop", h_until_stop, NULL);
+    fc_http_server_route(s, "POST", "/stream_until_stop", h_stream_until_stop, NULL);
+    CHECK(fc_http_server_start(s) == FC_OK);
+    stop_client c[2] = {{.port = fc_http_server_port(s), .path = "/until_stop"},
+                        {.port = fc_http_server_port(s), .path = "/stream_until_stop"}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, stop_client_main, &c[i]);
+    sleep_ms(300);
+    double t0 = fc_time_sec();
+    fc_http_server_free(s);
+    took = fc_time_sec() - t0;
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    CHECKF(took < 1.0, "stopping took %.2f s", took);
+    CHECKF(c[0].r.status == 503 && c[0].r.body && strstr(c[0].r.body, "bye"), "%d %s", c[0].r.status,
+           c[0].r.body ? c[0].r.body : "(none)");
+    CHECKF(c[1].r.status == 200 && c[1].r.body && !strcmp(c[1].r.body, "first\nlast\n"), "%d %s", c[1].r.status,
+           c[1].r.body ? c[1].r.body : "(none)");
+    for (int i = 0; i < 2; i++) fc_http_response_free(&c[i].r);
+
+    /* \u0000 inside JSON strings */
+    static const struct { const char *json; bool nul; } cases[] = {
+        {"{\"a\": \"x\\u0000y\"}", true},   {"{\"a\": \"\\u0000\"}", true},
+        {"{\"a\\u0000\": 1}", true},          {"{\"a\": \"x\\\\u0000\"}", false},
+        {"{\"a\": \"\\u00001\"}", true},    {"{\"a\": \"\\u0001\"}", false},
+        {"{\"a\": \"\\\"\\u0000\"}", true}, {"{\"a\": 1, \"u0000\": 2}", false},
+        {"{\"a\": \"x\\", false},
+    };
+    for (size_t i = 0; i < FC_ARRAY_LEN(cases); i++)
+        CHECKF(fc_json_has_nul(cases[i].json, strlen(cases[i].json)) == cases[i].nul, "case %zu: %s", i,
+               cases[i].json);
+    CHECK(fc_json_has_nul("{\"a\": \"x\0\"}", 10));
+}
+
 int main(void)
 {
     fc_http_global_init();
@@ -694,6 +857,7 @@ int main(void)
     test_basic();
     test_streams();
     test_concurrent();
+    test_hardening();
     fc_http_server_free(s);
     test_cors();
     test_shutdown();
