@@ -19,7 +19,8 @@
  * also accept argparse's abbreviations (fc_flags_cmd.abbrev: "--in" for
  * "--in-file" when no other flag starts so), as FastChat's scripts do.
  *
- * Errors are one line naming the flag:
+ * Errors are one line naming the flag (as it was given; an abbreviation
+ * by its first spelling in the table):
  *   error: --port: 'x' is not an integer
  *   error: --port: 70000 is out of range (0 to 65535)
  *   error: --model-path needs a value
