@@ -35,6 +35,7 @@
 #include <utf8proc.h>
 
 #include "base/fc_base.h"
+#include "base/str.h"
 
 static const char *const VOTE_TYPES[] = {"leftvote", "rightvote", "tievote", "bothbad_vote"};
 static const enum fc_outcome VOTE_OUTCOME[] = {FC_OUTCOME_A, FC_OUTCOME_B, FC_OUTCOME_TIE, FC_OUTCOME_TIE_BOTHBAD};
@@ -161,29 +162,10 @@ static void push(fc_battles *s, const fc_battle *b, const fc_battle_info *info)
 
 /* ---- text helpers ---- */
 
-/* A growable byte buffer for the lowercased messages of one row. */
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void buf_put(buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->p = fc_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* Appends Python's str.lower() of UTF-8 text: the simple lowercase mapping
  * plus the one unconditional multi-code-point rule (U+0130 -> "i\u0307").
  * Invalid bytes are copied through (Python would have refused the file). */
-static void put_lower(buf *b, const char *s, size_t n)
+static void put_lower(fc_str *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
@@ -192,7 +174,7 @@ static void put_lower(buf *b, const char *s, size_t n)
         while (j < n && p[j] < 0x80) j++;
         if (j > i) { /* ASCII run */
             size_t at = b->len;
-            buf_put(b, s + i, j - i);
+            fc_str_putn(b, s + i, j - i);
             for (size_t k = at; k < b->len; k++)
                 if (b->p[k] >= 'A' && b->p[k] <= 'Z') b->p[k] = (char)(b->p[k] + 32);
             i = j;
@@ -201,22 +183,22 @@ static void put_lower(buf *b, const char *s, size_t n)
         utf8proc_int32_t cp;
         utf8proc_ssize_t k = utf8proc_iterate(p + i, (utf8proc_ssize_t)(n - i), &cp);
         if (k <= 0) {
-            buf_put(b, s + i, 1);
+            fc_str_putn(b, s + i, 1);
             i++;
             continue;
         }
         if (cp == 0x130) {
-            buf_put(b, "i\xcc\x87", 3);
+            fc_str_putn(b, "i\xcc\x87", 3);
         } else {
             utf8proc_uint8_t enc[4];
             utf8proc_ssize_t m = utf8proc_encode_char(utf8proc_tolower(cp), enc);
-            buf_put(b, (const char *)enc, (size_t)m);
+            fc_str_putn(b, (const char *)enc, (size_t)m);
         }
         i += (size_t)k;
     }
 }
 
-static bool has_identity_word(const buf *b)
+static bool has_identity_word(const fc_str *b)
 {
     if (!b->len) return false;
     for (size_t w = 0; w < FC_ARRAY_LEN(IDENTITY_WORDS); w++)
@@ -307,7 +289,7 @@ static cJSON *parse_whole(const char *p, size_t n)
 
 enum row_result { ROW_SKIP, ROW_BATTLE, ROW_INVALID, ROW_MALFORMED, ROW_LEAKED, ROW_BANNED };
 
-static enum row_result clean_row(fc_battles *s, const cJSON *row, const fc_clean_opts *o, int vote, buf *text)
+static enum row_result clean_row(fc_battles *s, const cJSON *row, const fc_clean_opts *o, int vote, fc_str *text)
 {
     struct fc_battles_impl *t = s->impl;
     const cJSON *models = get(row, "models"), *states = get(row, "states"), *tst = get(row, "tstamp");
@@ -371,7 +353,7 @@ static enum row_result clean_row(fc_battles *s, const cJSON *row, const fc_clean
     }
 
     /* identity words in both sides' messages from their offsets */
-    text->len = 0;
+    fc_str_truncate(text, 0);
     int turn = 0;
     for (int side = 0; side < 2; side++) {
         const cJSON *st = side ? s1 : s0, *msgs = get(st, "messages");
@@ -446,7 +428,7 @@ out:
 
 int fc_battles_read_log_mem(fc_battles *s, const char *data, size_t len, const char *name, const fc_clean_opts *o)
 {
-    buf text = {0};
+    fc_str text = FC_STR_INIT; /* the lowercased messages of one row */
     int line = 0, rc = FC_OK;
     size_t i = 0;
     while (i < len) {

@@ -26,6 +26,8 @@
 #include "arena/rating.h"
 #include "arena/store.h"
 #include "base/fc_base.h"
+#include "base/file.h"
+#include "base/str.h"
 #include "net/nulstream.h"
 #include "serve/web_assets.h"
 
@@ -72,24 +74,6 @@ struct fc_web {
 };
 
 /* ---- small helpers ---- */
-
-typedef struct sb {
-    char *p;
-    size_t len, cap;
-} sb;
-
-static void sb_put(sb *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->p = fc_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
 
 static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *xasprintf(const char *fmt, ...)
@@ -411,8 +395,8 @@ typedef struct side_run {
     int side;
     char *url, *auth, *body;
     fc_sse_parser *parser;
-    sb text;          /* the answer so far */
-    sb raw;           /* a non-200 body */
+    fc_str text;      /* the answer so far */
+    fc_str raw;       /* a non-200 body */
     int status;
     int error_code;   /* 0: none */
     char *error_msg;  /* what the page and the log say went wrong */
@@ -481,7 +465,7 @@ static bool on_sse(const fc_sse_event *ev, void *user)
     const char *fin = cJSON_GetStringValue(cJSON_GetObjectItem(ch, "finish_reason"));
     if (fin) snprintf(r->finish, sizeof r->finish, "%s", fin);
     if (delta && *delta) {
-        sb_put(&r->text, delta, strlen(delta));
+        fc_str_putn(&r->text, delta, strlen(delta));
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "type", "delta");
         cJSON_AddNumberToObject(e, "side", r->side);
@@ -498,7 +482,7 @@ static bool on_data(const char *data, size_t len, void *user)
     if (atomic_load(r->gone)) return false;
     /* the status is known only at the end: keep the start of the body in
      * case it is an error (JSON, no events) rather than a stream */
-    if (!r->got_event && r->raw.len + len < (64u << 10)) sb_put(&r->raw, data, len);
+    if (!r->got_event && r->raw.len + len < (64u << 10)) fc_str_putn(&r->raw, data, len);
     fc_sse_parser_feed(r->parser, data, len, on_sse, r);
     return !r->done && !atomic_load(r->gone);
 }
@@ -1011,18 +995,10 @@ static char *json_str_dup(const cJSON *o, const char *k)
  * Only api_type "openai" (any OpenAI-compatible server) is spoken. */
 static int load_endpoints(fc_web *w, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        FC_LOG_ERROR("web: cannot read %s", path);
-        return FC_ERR_IO;
-    }
-    sb s = {0};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_put(&s, buf, n);
-    fclose(f);
-    cJSON *root = cJSON_Parse(s.p ? s.p : "");
-    free(s.p);
+    char *text = fc_file_read(path, NULL, 16u << 20);
+    if (!text) return FC_ERR_IO;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
     if (!cJSON_IsObject(root)) {
         FC_LOG_ERROR("web: %s: not a JSON object", path);
         cJSON_Delete(root);
