@@ -138,6 +138,7 @@ size_t fc_utf8_complete_len(const char *s, size_t n)
 
 void fc_utf8_put_lossy(fc_str *out, const char *s, size_t n)
 {
+    if (n == 0) return; /* s may be NULL then */
     const uint8_t *u = (const uint8_t *)s;
     size_t run = 0, i = 0;
     while (i < n) {
