@@ -1,7 +1,8 @@
 /*
  * flags.c: the table-driven flag parser (flags.h): matching with '_' = '-',
  * value conversion with range checks, one-line errors with the nearest
- * flag suggested, and --help written from the table.
+ * flag suggested, argparse's abbreviations and nargs='+' where a command asks
+ * for them, and --help written from the table.
  */
 #include "base/flags.h"
 
@@ -98,8 +99,52 @@ static void nearest(const fc_flag *flags, const char *given, size_t n, char *out
     }
 }
 
-/* The first spelling, for messages. */
+/* Does a long spelling of f start with given[0..n) (argparse's
+ * abbreviations)? */
+static bool prefix_match(const char *names, const char *given, size_t n)
+{
+    for (const char *p = names; *p;) {
+        const char *end = strchr(p, '|');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len >= n && len > 2 && p[0] == '-' && p[1] == '-') {
+            size_t i = 2;
+            while (i < n && same_char(given[i], p[i])) i++;
+            if (i == n) return true;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    return false;
+}
+
+/* The first spelling: in the list of an ambiguous abbreviation, and for a
+ * flag given abbreviated. */
+static void first_name(const fc_flag *f, char *out, size_t out_len)
+{
+    const char *end = strchr(f->names, '|');
+    size_t len = end ? (size_t)(end - f->names) : strlen(f->names);
+    snprintf(out, out_len, "%.*s", (int)len, f->names);
+}
+
 /* ---- values ---- */
+
+static bool list_push(fc_flag_list *l, const char *v)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 4;
+        const char **nv = realloc(l->v, (size_t)cap * sizeof *nv);
+        if (!nv) return false;
+        l->v = nv, l->cap = cap;
+    }
+    l->v[l->n++] = v;
+    return true;
+}
+
+/* A flag, not a value: "-x", "--x"; "-" and negative numbers are values. */
+static bool looks_like_flag(const char *a)
+{
+    return a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9') && !(a[1] == '.' && a[2] >= '0' && a[2] <= '9');
+}
 
 static bool in_range(const fc_flag *f, double v)
 {
@@ -151,17 +196,8 @@ static const char *store(const fc_flag *f, const char *v, char *why, size_t why_
         return NULL;
     }
     case FC_FLAG_STRING: *(const char **)f->dst = v; return NULL;
-    case FC_FLAG_LIST: {
-        fc_flag_list *l = f->dst;
-        if (l->n == l->cap) {
-            int cap = l->cap ? l->cap * 2 : 4;
-            const char **nv = realloc(l->v, (size_t)cap * sizeof *nv);
-            if (!nv) return "out of memory";
-            l->v = nv, l->cap = cap;
-        }
-        l->v[l->n++] = v;
-        return NULL;
-    }
+    case FC_FLAG_LIST:
+    case FC_FLAG_NARGS: return list_push(f->dst, v) ? NULL : "out of memory";
     case FC_FLAG_FUNC:
     case FC_FLAG_FUNC0: return f->fn ? f->fn(f, v, f->dst) : NULL;
     case FC_FLAG_TRUE: *(bool *)f->dst = true; return NULL;
@@ -195,32 +231,59 @@ enum fc_flags_result fc_flags_parse(const fc_flags_cmd *cmd, int argc, char **ar
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return FC_FLAGS_HELP;
-        if (a[0] != '-' || !a[1])
+        if (a[0] != '-' || !a[1]) {
+            if (cmd->args) {
+                if (!list_push(cmd->args, a)) return fail(err, err_len, "out of memory");
+                continue;
+            }
             return fail(err, err_len, "unexpected argument '%s' (run with --help for the options)", a);
+        }
         const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
         size_t n = eq ? (size_t)(eq - a) : strlen(a);
         const fc_flag *f = cmd->flags;
+        bool abbreviated = false;
         for (; f->kind != FC_FLAG_END; f++)
             if (f->kind != FC_FLAG_SECTION && f->names && names_match(f->names, a, n)) break;
+        if (f->kind == FC_FLAG_END && cmd->abbrev && a[1] == '-' && n > 2) {
+            const fc_flag *hit = NULL;
+            char also[160];
+            size_t k = 0;
+            int n_hits = 0;
+            for (const fc_flag *g = cmd->flags; g->kind != FC_FLAG_END; g++) {
+                if (g->kind == FC_FLAG_SECTION || !g->names || !prefix_match(g->names, a, n)) continue;
+                char gn[64];
+                first_name(g, gn, sizeof gn);
+                if (k < sizeof also) k += (size_t)snprintf(also + k, sizeof also - k, "%s%s", n_hits ? ", " : "", gn);
+                hit = g;
+                n_hits++;
+            }
+            if (n_hits > 1) return fail(err, err_len, "ambiguous option %.*s (could be %s)", (int)n, a, also);
+            if (hit) f = hit, abbreviated = true;
+        }
         if (f->kind == FC_FLAG_END) {
             char near[64];
             nearest(cmd->flags, a, n, near, sizeof near);
             if (near[0]) return fail(err, err_len, "unknown option %.*s (did you mean %s?)", (int)n, a, near);
             return fail(err, err_len, "unknown option %.*s (run with --help for the options)", (int)n, a);
         }
-        char name[64]; /* the flag as the user spelled it */
-        snprintf(name, sizeof name, "%.*s", (int)n, a);
+        char name[64]; /* the flag as the user spelled it, or in full when abbreviated */
+        if (abbreviated) first_name(f, name, sizeof name);
+        else snprintf(name, sizeof name, "%.*s", (int)n, a);
         const char *v = NULL;
         if (takes_value(f->kind)) {
             if (eq) v = eq + 1;
-            else if (i + 1 < argc) v = argv[++i];
+            else if (i + 1 < argc && !(f->kind == FC_FLAG_NARGS && looks_like_flag(argv[i + 1]))) v = argv[++i];
             else return fail(err, err_len, "%s needs a value", name);
         } else if (eq) {
             return fail(err, err_len, "%s takes no value", name);
         }
         char why[256];
+        if (f->kind == FC_FLAG_NARGS) ((fc_flag_list *)f->dst)->n = 0; /* argparse: the last one counts */
         const char *bad = store(f, v, why, sizeof why);
         if (bad) return fail(err, err_len, "%s: %s", name, bad);
+        if (f->kind == FC_FLAG_NARGS)
+            while (i + 1 < argc && !looks_like_flag(argv[i + 1]))
+                if (!list_push(f->dst, argv[++i])) return fail(err, err_len, "out of memory");
         if (f->seen) *f->seen = true;
     }
     return FC_FLAGS_OK;
@@ -271,7 +334,8 @@ void fc_flags_print_help(const fc_flags_cmd *cmd, FILE *out)
             else col[k++] = *p;
         col[k] = 0;
         if (takes_value(f->kind) && k + 2 < sizeof col)
-            snprintf(col + k, sizeof col - k, " %s", f->metavar ? f->metavar : default_metavar(f->kind));
+            snprintf(col + k, sizeof col - k, " %s%s", f->metavar ? f->metavar : default_metavar(f->kind),
+                     f->kind == FC_FLAG_NARGS ? " ..." : "");
         if (strlen(col) < 30) fprintf(out, "  %-30s %s\n", col, f->help);
         else fprintf(out, "  %s\n  %-30s %s\n", col, "", f->help);
     }

@@ -14,14 +14,18 @@
  * spelt either way ("--repetition_penalty" = "--repetition-penalty").
  * A value is the next argument (whatever it starts with, so "--temperature
  * -1" works) or follows '=' ("--port=8000"). "-h" and "--help" print the
- * help. Arguments that are not flags are an error (no subcommand takes
- * positional arguments today).
+ * help. Arguments that are not flags are an error, unless the command
+ * collects them (fc_flags_cmd.args: `leaderboard LOG ...`). A command may
+ * also accept argparse's abbreviations (fc_flags_cmd.abbrev: "--in" for
+ * "--in-file" when no other flag starts so), as FastChat's scripts do.
  *
- * Errors are one line naming the flag:
+ * Errors are one line naming the flag (as it was given; an abbreviation
+ * by its first spelling in the table):
  *   error: --port: 'x' is not an integer
  *   error: --port: 70000 is out of range (0 to 65535)
  *   error: --model-path needs a value
  *   error: unknown option --temprature (did you mean --temperature?)
+ *   error: ambiguous option --e (could be --end, --exclude)
  * The suggestion is the flag nearest by edit distance, when it is near.
  */
 #ifndef FC_FLAGS_H
@@ -48,6 +52,9 @@ enum fc_flag_kind {
     FC_FLAG_FUNC0,   /* no value: fn(flag, NULL, dst) */
     FC_FLAG_IGNORE,  /* accepted and dropped, with a value (FastChat flags we do not honour) */
     FC_FLAG_IGNORE0, /* accepted and dropped, no value */
+    FC_FLAG_NARGS,   /* argparse's nargs='+': the value and the arguments after it
+                        up to the next flag, into an fc_flag_list (a second
+                        occurrence replaces the first, as in argparse) */
 };
 
 typedef struct fc_flag fc_flag;
@@ -82,6 +89,9 @@ typedef struct fc_flags_cmd {
     const char *about;      /* lines printed after the usage line, or NULL */
     const fc_flag *flags;   /* ended by an entry of kind FC_FLAG_END */
     const char *footer;     /* lines printed after the flags, or NULL */
+    fc_flag_list *args;     /* when not NULL, the arguments that are not flags are
+                               appended here (in order); NULL: they are an error */
+    bool abbrev;            /* a long flag may be given as a prefix that only it has */
 } fc_flags_cmd;
 
 enum fc_flags_result {

@@ -1,10 +1,11 @@
 /*
  * cmd_data.c: `fastchat data <tool> [flags]`, FastChat's ShareGPT data
  * scripts (python3 -m fastchat.data.<script>) with the scripts' own flag
- * names. Flags are parsed as argparse parses them: "--flag value" or
- * "--flag=value", unique prefixes ("--in" for "--in-file"), nargs="+" for
- * merge's --in-file. The work is in src/data (data.h). Threads: all online
- * CPUs, or FASTCHAT_DATA_THREADS (the output never depends on it).
+ * names, one flag table per tool (base/flags.h), read as argparse reads
+ * them: "--flag value" or "--flag=value", unique prefixes ("--in" for
+ * "--in-file"), nargs="+" for merge's --in-file. The work is in src/data
+ * (data.h). Threads: all online CPUs, or FASTCHAT_DATA_THREADS (the output
+ * never depends on it).
  */
 #include "cli.h"
 #include "base/fc_base.h"
@@ -15,21 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-enum fkind { F_STR, F_INT, F_FLOAT, F_BOOL, F_STRS };
-
-typedef struct flag {
-    const char *name;  /* without the leading "--" */
-    enum fkind kind;
-    void *dst;         /* const char **, long long *, double *, bool *, strs * */
-    bool *given;       /* set when the flag appears (may be NULL) */
-    const char *help;
-} flag;
-
-typedef struct strs {
-    const char **v;
-    int n;
-} strs;
-
 typedef struct tool {
     const char *name;   /* our subcommand */
     const char *script; /* FastChat's module */
@@ -37,85 +23,14 @@ typedef struct tool {
     const char *help;
 } tool;
 
-static void usage_flags(const char *name, const char *script, const flag *fl, int nf)
+/* Reads a tool's flags (exit 2 on a bad command line, 0 after --help). */
+static void parse_flags(const char *name, const char *script, int argc, char **argv, const fc_flag *fl)
 {
-    fprintf(stderr, "usage: fastchat data %s [flags]   (python3 -m fastchat.data.%s)\n", name, script);
-    for (int i = 0; i < nf; i++)
-        fprintf(stderr, "  --%-20s %s\n", fl[i].name, fl[i].help);
-}
-
-static int parse_flags(const char *name, const char *script, int argc, char **argv, flag *fl, int nf)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage_flags(name, script, fl, nf);
-            exit(0);
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "error: data %s: unrecognized argument '%s'\n", name, a);
-            exit(2);
-        }
-        const char *key = a + 2, *eq = strchr(key, '=');
-        size_t kl = eq ? (size_t)(eq - key) : strlen(key);
-        int hit = -1, n_hits = 0;
-        for (int k = 0; k < nf; k++) {
-            if (strlen(fl[k].name) == kl && !strncmp(fl[k].name, key, kl)) { hit = k; n_hits = 1; break; }
-            if (!strncmp(fl[k].name, key, kl)) { hit = k; n_hits++; }
-        }
-        if (n_hits != 1) {
-            fprintf(stderr, "error: data %s: %s argument '--%.*s'\n", name,
-                    n_hits ? "ambiguous" : "unrecognized", (int)kl, key);
-            fprintf(stderr, "hint: fastchat data %s --help lists the flags\n", name);
-            exit(2);
-        }
-        flag *f = &fl[hit];
-        if (f->given) *f->given = true;
-        if (f->kind == F_BOOL) {
-            if (eq) {
-                fprintf(stderr, "error: data %s: --%s takes no value\n", name, f->name);
-                exit(2);
-            }
-            *(bool *)f->dst = true;
-            continue;
-        }
-        if (f->kind == F_STRS) {
-            strs *s = f->dst;
-            s->n = 0;
-            s->v = fc_xmalloc((size_t)(argc + 1) * sizeof(char *));
-            if (eq) s->v[s->n++] = eq + 1;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) s->v[s->n++] = argv[++i];
-            if (!s->n) {
-                fprintf(stderr, "error: data %s: --%s expects at least one argument\n", name, f->name);
-                exit(2);
-            }
-            continue;
-        }
-        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!val) {
-            fprintf(stderr, "error: data %s: --%s expects one argument\n", name, f->name);
-            exit(2);
-        }
-        char *end;
-        if (f->kind == F_STR) {
-            *(const char **)f->dst = val;
-        } else if (f->kind == F_INT) {
-            long long v = strtoll(val, &end, 10);
-            if (end == val || *end) {
-                fprintf(stderr, "error: data %s: --%s: invalid int value: '%s'\n", name, f->name, val);
-                exit(2);
-            }
-            *(long long *)f->dst = v;
-        } else {
-            double v = strtod(val, &end);
-            if (end == val || *end) {
-                fprintf(stderr, "error: data %s: --%s: invalid float value: '%s'\n", name, f->name, val);
-                exit(2);
-            }
-            *(double *)f->dst = v;
-        }
-    }
-    return 0;
+    char usage[96], about[96];
+    snprintf(usage, sizeof usage, "fastchat data %s [options]", name);
+    snprintf(about, sizeof about, "  FastChat's python3 -m fastchat.data.%s\n", script);
+    const fc_flags_cmd cmd = {.usage = usage, .about = about, .flags = fl, .abbrev = true};
+    fc_flags_parse_or_exit(&cmd, argc, argv);
 }
 
 static void need(const char *name, const char *flagname, const void *v)
@@ -124,6 +39,19 @@ static void need(const char *name, const char *flagname, const void *v)
         fprintf(stderr, "error: data %s: the following arguments are required: --%s\n", name, flagname);
         exit(2);
     }
+}
+
+/* optional_clean's --keep-lang: argparse's choices=["all", "en"] */
+static const char *on_keep_lang(const fc_flag *f, const char *v, void *dst)
+{
+    (void)f;
+    static char why[96];
+    if (strcmp(v, "all") && strcmp(v, "en")) {
+        snprintf(why, sizeof why, "invalid choice: '%.40s' (choose from 'all', 'en')", v);
+        return why;
+    }
+    *(const char **)dst = v;
+    return NULL;
 }
 
 static fc_data_opts opts(void)
@@ -152,36 +80,40 @@ static fc_tokenizer *load_tok(const char *path)
     return t;
 }
 
-#define NF(a) ((int)FC_ARRAY_LEN(a))
-
 /* ---- one function per tool ---- */
 
 static int t_merge(const char *name, int argc, char **argv)
 {
-    strs in = {0};
+    fc_flag_list in = {0};
     const char *out = "merged.json";
-    flag fl[] = {{"in-file", F_STRS, &in, NULL, "input files (one or more; required)"},
-                 {"out-file", F_STR, &out, NULL, "output (default merged.json)"}};
-    parse_flags(name, "merge", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_NARGS, &in, .metavar = "FILE", .help = "input files (one or more; required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE", .help = "output (default merged.json)"},
+        {0},
+    };
+    parse_flags(name, "merge", argc, argv, fl);
     need(name, "in-file", in.v);
     fc_data_opts o = opts();
     bool ok = fc_data_merge(in.v, in.n, out, &o);
-    free(in.v);
+    fc_flag_list_free(&in);
     return done(ok);
 }
 
 static int t_sample(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *out = "sampled.json";
-    long long begin = 0, end = 100, max_length = 1024;
+    int64_t begin = 0, end = 100, max_length = 1024;
     bool keep = false;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required)"},
-                 {"out-file", F_STR, &out, NULL, "output (default sampled.json)"},
-                 {"begin", F_INT, &begin, NULL, "first index after the shuffle (default 0)"},
-                 {"end", F_INT, &end, NULL, "end index (default 100)"},
-                 {"max-length", F_INT, &max_length, NULL, "skip samples longer than this many characters (1024)"},
-                 {"keep-order", F_BOOL, &keep, NULL, "no shuffle (default: numpy seed 42 shuffle)"}};
-    parse_flags(name, "sample", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "input (required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE", .help = "output (default sampled.json)"},
+        {"--begin", FC_FLAG_INT64, &begin, .help = "first index after the shuffle (default 0)"},
+        {"--end", FC_FLAG_INT64, &end, .help = "end index (default 100)"},
+        {"--max-length", FC_FLAG_INT64, &max_length, .help = "skip samples longer than this many characters (1024)"},
+        {"--keep-order", FC_FLAG_TRUE, &keep, .help = "no shuffle (default: numpy seed 42 shuffle)"},
+        {0},
+    };
+    parse_flags(name, "sample", argc, argv, fl);
     need(name, "in-file", in);
     fc_data_opts o = opts();
     return done(fc_data_sample(in, out, begin, end, max_length, keep, &o));
@@ -190,13 +122,17 @@ static int t_sample(const char *name, int argc, char **argv)
 static int t_split_train_test(const char *name, int argc, char **argv)
 {
     const char *in = NULL;
-    long long begin = 0, end = 100;
+    int64_t begin = 0, end = 100;
     double ratio = 0.9;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required); writes *_train.json and *_test.json"},
-                 {"begin", F_INT, &begin, NULL, "accepted and unused, as in FastChat"},
-                 {"end", F_INT, &end, NULL, "accepted and unused, as in FastChat"},
-                 {"ratio", F_FLOAT, &ratio, NULL, "train fraction (default 0.9)"}};
-    parse_flags(name, "split_train_test", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE",
+         .help = "input (required); writes *_train.json and *_test.json"},
+        {"--begin", FC_FLAG_INT64, &begin, .help = "accepted and unused, as in FastChat"},
+        {"--end", FC_FLAG_INT64, &end, .help = "accepted and unused, as in FastChat"},
+        {"--ratio", FC_FLAG_DOUBLE, &ratio, .help = "train fraction (default 0.9)"},
+        {0},
+    };
+    parse_flags(name, "split_train_test", argc, argv, fl);
     need(name, "in-file", in);
     fc_data_opts o = opts();
     return done(fc_data_split_train_test(in, ratio, &o));
@@ -205,9 +141,12 @@ static int t_split_train_test(const char *name, int argc, char **argv)
 static int t_filter_wrong_format(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *out = NULL;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required)"},
-                 {"out-file", F_STR, &out, NULL, "output (required)"}};
-    parse_flags(name, "filter_wrong_format", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "input (required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE", .help = "output (required)"},
+        {0},
+    };
+    parse_flags(name, "filter_wrong_format", argc, argv, fl);
     need(name, "in-file", in);
     need(name, "out-file", out);
     fc_data_opts o = opts();
@@ -218,13 +157,17 @@ static int t_extract(const char *name, int argc, char **argv)
 {
     bool gpt4 = strstr(name, "gpt4") != NULL;
     const char *in = NULL, *out = NULL;
-    long long begin = 0, end = 0;
+    int64_t begin = 0, end = 0;
     bool has_b = false, has_e = false;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required)"},
-                 {"out-file", F_STR, &out, NULL, gpt4 ? "output (default: *_gpt4.json)" : "output (default: *_single.json)"},
-                 {"begin", F_INT, &begin, &has_b, "slice start"},
-                 {"end", F_INT, &end, &has_e, "slice end"}};
-    parse_flags(name, gpt4 ? "extract_gpt4_only" : "extract_single_round", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "input (required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE",
+         .help = gpt4 ? "output (default: *_gpt4.json)" : "output (default: *_single.json)"},
+        {"--begin", FC_FLAG_INT64, &begin, .seen = &has_b, .help = "slice start"},
+        {"--end", FC_FLAG_INT64, &end, .seen = &has_e, .help = "slice end"},
+        {0},
+    };
+    parse_flags(name, gpt4 ? "extract_gpt4_only" : "extract_single_round", argc, argv, fl);
     need(name, "in-file", in);
     fc_data_opts o = opts();
     return done(gpt4 ? fc_data_extract_gpt4_only(in, out, begin, has_b, end, has_e, &o)
@@ -234,9 +177,12 @@ static int t_extract(const char *name, int argc, char **argv)
 static int t_convert_alpaca(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *out = NULL;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "Alpaca JSON: [{instruction, input, output}]"},
-                 {"out-file", F_STR, &out, NULL, "output"}};
-    parse_flags(name, "convert_alpaca", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "Alpaca JSON: [{instruction, input, output}]"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE", .help = "output"},
+        {0},
+    };
+    parse_flags(name, "convert_alpaca", argc, argv, fl);
     need(name, "in-file", in);
     need(name, "out-file", out);
     fc_data_opts o = opts();
@@ -246,10 +192,14 @@ static int t_convert_alpaca(const char *name, int argc, char **argv)
 static int t_hardcoded(const char *name, int argc, char **argv)
 {
     const char *out = "hardcoded.json", *who = "Vicuna", *org = "Large Model Systems Organization (LMSYS)";
-    flag fl[] = {{"out-file", F_STR, &out, NULL, "output (default hardcoded.json, as FastChat)"},
-                 {"name", F_STR, &who, NULL, "the model's name (ours; FastChat: Vicuna)"},
-                 {"org", F_STR, &org, NULL, "who trained it (ours; FastChat: LMSYS)"}};
-    parse_flags(name, "hardcoded_questions", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE",
+         .help = "output (default hardcoded.json, as FastChat)"},
+        {"--name", FC_FLAG_STRING, &who, .help = "the model's name (ours; FastChat: Vicuna)"},
+        {"--org", FC_FLAG_STRING, &org, .help = "who trained it (ours; FastChat: LMSYS)"},
+        {0},
+    };
+    parse_flags(name, "hardcoded_questions", argc, argv, fl);
     fc_data_opts o = opts();
     return done(fc_data_hardcoded_questions(out, who, org, &o));
 }
@@ -258,18 +208,18 @@ static int t_optional_clean(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *keep = "all", *skip = NULL;
     bool rep = false;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required)"},
-                 {"out-file", F_STR, &out, NULL, "output (default sharegpt_clean[_en][_skip_X][_reduce_rep].json)"},
-                 {"keep-lang", F_STR, &keep, NULL, "all | en (default all)"},
-                 {"skip-lang", F_STR, &skip, NULL, "skip one language code"},
-                 {"reduce-rep", F_BOOL, &rep, NULL, "drop samples with a digit repeated 9 times"}};
-    parse_flags(name, "optional_clean", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "input (required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE",
+         .help = "output (default sharegpt_clean[_en][_skip_X][_reduce_rep].json)"},
+        {"--keep-lang", FC_FLAG_FUNC, &keep, .fn = on_keep_lang, .metavar = "all|en",
+         .help = "all | en (default all)"},
+        {"--skip-lang", FC_FLAG_STRING, &skip, .help = "skip one language code"},
+        {"--reduce-rep", FC_FLAG_TRUE, &rep, .help = "drop samples with a digit repeated 9 times"},
+        {0},
+    };
+    parse_flags(name, "optional_clean", argc, argv, fl);
     need(name, "in-file", in);
-    if (strcmp(keep, "all") && strcmp(keep, "en")) {
-        fprintf(stderr, "error: data %s: --keep-lang: invalid choice: '%s' (choose from 'all', 'en')\n",
-                name, keep);
-        exit(2);
-    }
     if (strcmp(keep, "all") && skip) fc_cli_die(NULL, "--keep-lang and --skip-lang cannot be combined");
     char def[256];
     if (!out) {
@@ -285,15 +235,19 @@ static int t_optional_clean(const char *name, int argc, char **argv)
 static int t_split_long(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *out = "sharegpt_split.json", *model = NULL;
-    long long begin = 0, end = 0, max_length = 2048;
+    int64_t begin = 0, end = 0, max_length = 2048;
     bool has_b = false, has_e = false;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required)"},
-                 {"out-file", F_STR, &out, NULL, "output (default sharegpt_split.json)"},
-                 {"begin", F_INT, &begin, &has_b, "slice start"},
-                 {"end", F_INT, &end, &has_e, "slice end"},
-                 {"model-name-or-path", F_STR, &model, NULL, "GGUF file or HF folder whose tokenizer counts (default: the default model)"},
-                 {"max-length", F_INT, &max_length, NULL, "token budget per sample (default 2048)"}};
-    parse_flags(name, "split_long_conversation", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "input (required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE", .help = "output (default sharegpt_split.json)"},
+        {"--begin", FC_FLAG_INT64, &begin, .seen = &has_b, .help = "slice start"},
+        {"--end", FC_FLAG_INT64, &end, .seen = &has_e, .help = "slice end"},
+        {"--model-name-or-path", FC_FLAG_STRING, &model, .metavar = "PATH",
+         .help = "GGUF file or HF folder whose tokenizer counts (default: the default model)"},
+        {"--max-length", FC_FLAG_INT64, &max_length, .help = "token budget per sample (default 2048)"},
+        {0},
+    };
+    parse_flags(name, "split_long_conversation", argc, argv, fl);
     need(name, "in-file", in);
     fc_tokenizer *tok = load_tok(model);
     fc_data_opts o = opts();
@@ -306,10 +260,14 @@ static int t_stats(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *model = NULL;
     bool by_role = false;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "input (required)"},
-                 {"model-name-or-path", F_STR, &model, NULL, "tokenizer (default: the default model)"},
-                 {"by-role", F_BOOL, &by_role, NULL, "also a table of turns and tokens per role (ours)"}};
-    parse_flags(name, "get_stats", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "input (required)"},
+        {"--model-name-or-path", FC_FLAG_STRING, &model, .metavar = "PATH",
+         .help = "tokenizer (default: the default model)"},
+        {"--by-role", FC_FLAG_TRUE, &by_role, .help = "also a table of turns and tokens per role (ours)"},
+        {0},
+    };
+    parse_flags(name, "get_stats", argc, argv, fl);
     need(name, "in-file", in);
     fc_tokenizer *tok = load_tok(model);
     fc_data_opts o = opts();
@@ -321,14 +279,17 @@ static int t_stats(const char *name, int argc, char **argv)
 static int t_clean_sharegpt(const char *name, int argc, char **argv)
 {
     const char *in = NULL, *out = "sharegpt_clean.json";
-    long long begin = 0, end = 0;
+    int64_t begin = 0, end = 0;
     bool has_b = false, has_e = false, debug = false;
-    flag fl[] = {{"in-file", F_STR, &in, NULL, "ShareGPT HTML export (required)"},
-                 {"out-file", F_STR, &out, NULL, "output (default sharegpt_clean.json)"},
-                 {"begin", F_INT, &begin, &has_b, "slice start"},
-                 {"end", F_INT, &end, &has_e, "slice end"},
-                 {"debug", F_BOOL, &debug, NULL, "accepted, unused (as in FastChat)"}};
-    parse_flags(name, "clean_sharegpt", argc, argv, fl, NF(fl));
+    const fc_flag fl[] = {
+        {"--in-file", FC_FLAG_STRING, &in, .metavar = "FILE", .help = "ShareGPT HTML export (required)"},
+        {"--out-file", FC_FLAG_STRING, &out, .metavar = "FILE", .help = "output (default sharegpt_clean.json)"},
+        {"--begin", FC_FLAG_INT64, &begin, .seen = &has_b, .help = "slice start"},
+        {"--end", FC_FLAG_INT64, &end, .seen = &has_e, .help = "slice end"},
+        {"--debug", FC_FLAG_TRUE, &debug, .help = "accepted, unused (as in FastChat)"},
+        {0},
+    };
+    parse_flags(name, "clean_sharegpt", argc, argv, fl);
     need(name, "in-file", in);
     fc_data_opts o = opts();
     return done(fc_data_clean_sharegpt(in, out, begin, has_b, end, has_e, &o));

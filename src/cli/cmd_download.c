@@ -19,7 +19,7 @@ int fc_cmd_download(int argc, char **argv)
 {
     const char *revision = NULL, *cache_dir = NULL, *endpoint = NULL, *token = NULL;
     bool quiet = false, no_progress = false;
-    fc_flag_list include = {0};
+    fc_flag_list include = {0}, pos = {0}; /* pos: REPO_ID and the FILEs */
     const fc_flag flags[] = {
         {"--revision", FC_FLAG_STRING, &revision, 0, 0, "REV", "branch, tag or commit (default: main)", NULL, NULL},
         {"--include", FC_FLAG_LIST, &include, 0, 0, "PATTERN", "only files matching this glob (repeatable)", NULL, NULL},
@@ -32,33 +32,32 @@ int fc_cmd_download(int argc, char **argv)
         {0},
     };
     const fc_flags_cmd cmd = {
-        "fastchat download REPO_ID [FILE...] [options]",
-        "Downloads a model repo from the Hugging Face Hub into the Hugging Face cache (resumable,\n"
-        "checked against the Hub's sizes and SHA-256) and prints its snapshot folder.\n",
-        flags,
-        "  --gguf-file NAME               a GGUF repo's file (the same as naming it as a FILE)\n"
-        "Then: fastchat chat --model-path REPO_ID (a GGUF repo: add --gguf-file NAME).\n",
+        .usage = "fastchat download REPO_ID [FILE...] [options]",
+        .about = "Downloads a model repo from the Hugging Face Hub into the Hugging Face cache (resumable,\n"
+                 "checked against the Hub's sizes and SHA-256) and prints its snapshot folder.\n",
+        .flags = flags,
+        .footer = "  --gguf-file NAME               a GGUF repo's file (the same as naming it as a FILE)\n"
+                  "Then: fastchat chat --model-path REPO_ID (a GGUF repo: add --gguf-file NAME).\n",
+        .args = &pos,
     };
-    /* REPO_ID and the FILEs come first; the flags follow */
-    int n_pos = 0;
-    while (1 + n_pos < argc && argv[1 + n_pos][0] != '-') n_pos++;
-    const char **pos = fc_xmalloc(sizeof *pos * (size_t)(n_pos + 2));
-    for (int i = 0; i < n_pos; i++) pos[i] = argv[1 + i];
-    /* --gguf-file NAME (main.c took it out of argv): that file of the repo */
-    if (fc_hub_get_gguf_file() && n_pos > 0) pos[n_pos++] = fc_hub_get_gguf_file();
-    argv[n_pos] = argv[0];
-    fc_flags_parse_or_exit(&cmd, argc - n_pos, argv + n_pos);
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    int n_pos = pos.n;
     if (n_pos == 0) {
         fc_flags_print_help(&cmd, stderr);
         fc_cli_die("pass a repo id, e.g. fastchat download HuggingFaceTB/SmolLM2-135M-Instruct", "no repo id");
     }
+    /* --gguf-file NAME (main.c took it out of argv): that file of the repo */
+    const char **files = fc_xmalloc(sizeof *files * (size_t)(n_pos + 1));
+    for (int i = 1; i < n_pos; i++) files[i - 1] = pos.v[i];
+    int n_files = n_pos - 1;
+    if (fc_hub_get_gguf_file()) files[n_files++] = fc_hub_get_gguf_file();
     fc_hub_download_opts o = {
-        .repo = pos[0],
+        .repo = pos.v[0],
         .revision = revision,
         .include = include.v,
         .n_include = include.n,
-        .files = pos + 1,
-        .n_files = n_pos - 1,
+        .files = files,
+        .n_files = n_files,
         .endpoint = endpoint,
         .token = token,
         .cache_dir = cache_dir,
@@ -71,7 +70,8 @@ int fc_cmd_download(int argc, char **argv)
         fc_cli_die(NULL, "%s", fc_last_error());
     printf("%s\n", snapshot);
     free(snapshot);
-    free(pos);
+    free(files);
+    fc_flag_list_free(&pos);
     fc_flag_list_free(&include);
     return 0;
 }

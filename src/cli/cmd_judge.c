@@ -42,6 +42,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -56,74 +57,20 @@ typedef struct opts {
     const char *bench, *data_dir, *question_file, *answer_file, *judge_file, *output_file, *input_file;
     const char *model, *model_path, *model_id, *conv_template, *api_base, *judge_model, *baseline, *mode;
     const char *ref_model;
-    const char **model_list;
-    int n_model_list;
-    const char **votefiles;
-    int n_votefiles;
+    fc_flag_list model_list, votefiles; /* n == 0: not given */
     const char *judges[2];
     int q_begin, q_end, first_n, num_choices, max_tokens, parallel, max_tries, threads, judge_max_tokens;
     double force_temp, timeout, retry_sleep, price_in, price_out;
     bool has_force_temp, json, sequential, quiet, no_progress;
 } opts;
 
-enum okind { O_STR, O_INT, O_DBL, O_FLAG, O_LIST, O_TWO };
+static const char USAGE[] =
+    "fastchat judge <gen-answer|gen-api-answer|gen-judgment|show-result|agreement|report> [options]";
+static const char ABOUT[] = "MT-bench style evaluation with FastChat's llm_judge files.\noptions:\n";
 
-static const struct flag {
-    const char *name, *alt;
-    enum okind kind;
-    size_t off;
-    const char *help;
-} flags[] = {
-#define F(n, a, k, f, h) {n, a, k, offsetof(opts, f), h}
-    F("--bench-name", NULL, O_STR, bench, "question set under the data dir (fc_bench)"),
-    F("--data-dir", NULL, O_STR, data_dir, "FastChat's data/ folder (data)"),
-    F("--question-file", NULL, O_STR, question_file, "questions (<data>/<bench>/question.jsonl)"),
-    F("--answer-file", NULL, O_STR, answer_file, "answers out (<data>/<bench>/model_answer/<model>.jsonl)"),
-    F("--judge-file", NULL, O_STR, judge_file, "judge prompts (<data>/judge_prompts.jsonl)"),
-    F("--output-file", "-o", O_STR, output_file, "judgments out (model_judgment/<judge>_{single,pair}.jsonl); report: the page"),
-    F("--input-file", NULL, O_STR, input_file, "judgments in (show-result)"),
-    F("--model", NULL, O_STR, model, "API model name (gen-api-answer)"),
-    F("--model-path", NULL, O_STR, model_path, "local model (gen-answer)"),
-    F("--model-id", NULL, O_STR, model_id, "name of the answers (gen-answer)"),
-    F("--conv-template", NULL, O_STR, conv_template, "template name (gen-answer; default: picked for the model)"),
-    F("--openai-api-base", NULL, O_STR, api_base, "OpenAI-compatible base URL (key from OPENAI_API_KEY)"),
-    F("--judge-model", NULL, O_STR, judge_model, "judge model name (gpt-4)"),
-    F("--baseline-model", NULL, O_STR, baseline, "baseline of pairwise-baseline (gpt-3.5-turbo)"),
-    F("--ref-model", NULL, O_STR, ref_model, "reference_answer/<name>.jsonl (the judge's, else gpt-4)"),
-    F("--mode", NULL, O_STR, mode, "single | pairwise-baseline | pairwise-all"),
-    F("--model-list", NULL, O_LIST, model_list, "models (space separated)"),
-    F("--votefiles", NULL, O_LIST, votefiles, "vote files (agreement)"),
-    F("--judges", NULL, O_TWO, judges, "two judges: gpt4-pair human | human human (agreement)"),
-    F("--question-begin", NULL, O_INT, q_begin, "first question index"),
-    F("--question-end", NULL, O_INT, q_end, "end question index (exclusive)"),
-    F("--first-n", NULL, O_INT, first_n, "only the first n questions (gen-judgment)"),
-    F("--num-choices", NULL, O_INT, num_choices, "answers per question (1)"),
-    F("--max-tokens", "--max-new-token", O_INT, max_tokens, "tokens per answer (1024)"),
-    F("--judge-max-tokens", NULL, O_INT, judge_max_tokens, "tokens per judgment (2048)"),
-    F("--parallel", NULL, O_INT, parallel, "concurrent API calls (1)"),
-    F("--max-retries", NULL, O_INT, max_tries, "tries per API call (16)"),
-    F("--retry-sleep", NULL, O_DBL, retry_sleep, "first wait between tries, doubling (1 s)"),
-    F("--timeout", NULL, O_DBL, timeout, "seconds per API try (600)"),
-    F("--force-temperature", NULL, O_DBL, force_temp, "one temperature for every question"),
-    F("--threads", NULL, O_INT, threads, "compute threads (gen-answer)"),
-    F("--sequential", NULL, O_FLAG, sequential, "one question at a time (gen-answer; for comparison)"),
-    F("--price-input", NULL, O_DBL, price_in, "USD per 1M prompt tokens, for the cost line"),
-    F("--price-output", NULL, O_DBL, price_out, "USD per 1M completion tokens"),
-    F("--json", NULL, O_FLAG, json, "machine-readable output (show-result, agreement)"),
-    F("--no-progress", NULL, O_FLAG, no_progress, "no progress bar"),
-    F("--quiet", "-q", O_FLAG, quiet, "no per-item lines"),
-#undef F
-};
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: fastchat judge <gen-answer|gen-api-answer|gen-judgment|show-result|agreement|report> [options]\n"
-               "MT-bench style evaluation with FastChat's llm_judge files.\noptions:\n");
-    for (size_t i = 0; i < FC_ARRAY_LEN(flags); i++)
-        fprintf(f, "  %-20s %s\n", flags[i].name, flags[i].help);
-}
-
-static void parse(int argc, char **argv, opts *o)
+/* The flag table, one for every subcommand (base/flags.h); with help_to,
+ * only its --help is printed there. */
+static void parse(int argc, char **argv, opts *o, FILE *help_to)
 {
     memset(o, 0, sizeof *o);
     o->bench = "fc_bench";
@@ -138,48 +85,82 @@ static void parse(int argc, char **argv, opts *o)
     o->q_begin = 0;
     o->q_end = -1;
     o->force_temp = NAN;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
-        const struct flag *fl = NULL;
-        for (size_t k = 0; k < FC_ARRAY_LEN(flags) && !fl; k++)
-            if (!strcmp(a, flags[k].name) || (flags[k].alt && !strcmp(a, flags[k].alt))) fl = &flags[k];
-        if (!fl) fc_cli_die("run 'fastchat judge --help' for the options", "unknown option '%s'", a);
-        char *dst = (char *)o + fl->off;
-        if (fl->kind == O_FLAG) { *(bool *)dst = true; continue; }
-        if (fl->kind == O_LIST) {
-            const char ***lp = (const char ***)dst;
-            int *np = (int *)(dst + sizeof(const char **));
-            *lp = (const char **)&argv[i + 1];
-            *np = 0;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) { i++; (*np)++; }
-            if (!*np) fc_cli_die(NULL, "%s needs at least one value", a);
-            continue;
-        }
-        if (fl->kind == O_TWO) {
-            if (i + 2 >= argc) fc_cli_die(NULL, "%s needs two values", a);
-            ((const char **)dst)[0] = argv[++i];
-            ((const char **)dst)[1] = argv[++i];
-            continue;
-        }
-        if (i + 1 >= argc) fc_cli_die(NULL, "%s needs a value", a);
-        const char *v = argv[++i];
-        char *end = NULL;
-        if (fl->kind == O_STR) *(const char **)dst = v;
-        else if (fl->kind == O_INT) {
-            long x = strtol(v, &end, 10);
-            if (!*v || *end) fc_cli_die(NULL, "%s: '%s' is not an integer", a, v);
-            *(int *)dst = (int)x;
-        } else {
-            double x = strtod(v, &end);
-            if (!*v || *end) fc_cli_die(NULL, "%s: '%s' is not a number", a, v);
-            *(double *)dst = x;
-        }
+    fc_flag_list judges = {0};
+    const fc_flag flags[] = {
+        {"--bench-name", FC_FLAG_STRING, &o->bench, .metavar = "NAME",
+         .help = "question set under the data dir (fc_bench)"},
+        {"--data-dir", FC_FLAG_STRING, &o->data_dir, .metavar = "DIR", .help = "FastChat's data/ folder (data)"},
+        {"--question-file", FC_FLAG_STRING, &o->question_file, .metavar = "FILE",
+         .help = "questions (<data>/<bench>/question.jsonl)"},
+        {"--answer-file", FC_FLAG_STRING, &o->answer_file, .metavar = "FILE",
+         .help = "answers out (<data>/<bench>/model_answer/<model>.jsonl)"},
+        {"--judge-file", FC_FLAG_STRING, &o->judge_file, .metavar = "FILE",
+         .help = "judge prompts (<data>/judge_prompts.jsonl)"},
+        {"--output-file|-o", FC_FLAG_STRING, &o->output_file, .metavar = "FILE",
+         .help = "judgments out (model_judgment/<judge>_{single,pair}.jsonl); report: the page"},
+        {"--input-file", FC_FLAG_STRING, &o->input_file, .metavar = "FILE", .help = "judgments in (show-result)"},
+        {"--model", FC_FLAG_STRING, &o->model, .metavar = "NAME", .help = "API model name (gen-api-answer)"},
+        {"--model-path", FC_FLAG_STRING, &o->model_path, .metavar = "PATH", .help = "local model (gen-answer)"},
+        {"--model-id", FC_FLAG_STRING, &o->model_id, .metavar = "ID", .help = "name of the answers (gen-answer)"},
+        {"--conv-template", FC_FLAG_STRING, &o->conv_template, .metavar = "NAME",
+         .help = "template name (gen-answer; default: picked for the model)"},
+        {"--openai-api-base", FC_FLAG_STRING, &o->api_base, .metavar = "URL",
+         .help = "OpenAI-compatible base URL (key from OPENAI_API_KEY)"},
+        {"--judge-model", FC_FLAG_STRING, &o->judge_model, .metavar = "NAME", .help = "judge model name (gpt-4)"},
+        {"--baseline-model", FC_FLAG_STRING, &o->baseline, .metavar = "NAME",
+         .help = "baseline of pairwise-baseline (gpt-3.5-turbo)"},
+        {"--ref-model", FC_FLAG_STRING, &o->ref_model, .metavar = "NAME",
+         .help = "reference_answer/<name>.jsonl (the judge's, else gpt-4)"},
+        {"--mode", FC_FLAG_STRING, &o->mode, .metavar = "MODE", .help = "single | pairwise-baseline | pairwise-all"},
+        {"--model-list", FC_FLAG_NARGS, &o->model_list, .metavar = "MODEL", .help = "models (space separated)"},
+        {"--votefiles", FC_FLAG_NARGS, &o->votefiles, .metavar = "FILE", .help = "vote files (agreement)"},
+        {"--judges", FC_FLAG_NARGS, &judges, .metavar = "JUDGE",
+         .help = "two judges: gpt4-pair human | human human (agreement)"},
+        {"--question-begin", FC_FLAG_INT, &o->q_begin, .help = "first question index"},
+        {"--question-end", FC_FLAG_INT, &o->q_end, .help = "end question index (exclusive)"},
+        {"--first-n", FC_FLAG_INT, &o->first_n, .help = "only the first n questions (gen-judgment)"},
+        {"--num-choices", FC_FLAG_INT, &o->num_choices, .min = 1, .max = 1 << 20, .help = "answers per question (1)"},
+        {"--max-tokens|--max-new-token", FC_FLAG_INT, &o->max_tokens, .min = 1, .max = INT_MAX,
+         .help = "tokens per answer (1024)"},
+        {"--judge-max-tokens", FC_FLAG_INT, &o->judge_max_tokens, .help = "tokens per judgment (2048)"},
+        {"--parallel", FC_FLAG_INT, &o->parallel, .min = 1, .max = 1 << 20, .help = "concurrent API calls (1)"},
+        {"--max-retries", FC_FLAG_INT, &o->max_tries, .help = "tries per API call (16)"},
+        {"--retry-sleep", FC_FLAG_DOUBLE, &o->retry_sleep, .metavar = "S",
+         .help = "first wait between tries, doubling (1 s)"},
+        {"--timeout", FC_FLAG_DOUBLE, &o->timeout, .metavar = "S", .help = "seconds per API try (600)"},
+        {"--force-temperature", FC_FLAG_DOUBLE, &o->force_temp, .help = "one temperature for every question"},
+        {"--threads", FC_FLAG_INT, &o->threads, .help = "compute threads (gen-answer)"},
+        {"--sequential", FC_FLAG_TRUE, &o->sequential, .help = "one question at a time (gen-answer; for comparison)"},
+        {"--price-input", FC_FLAG_DOUBLE, &o->price_in, .metavar = "USD",
+         .help = "USD per 1M prompt tokens, for the cost line"},
+        {"--price-output", FC_FLAG_DOUBLE, &o->price_out, .metavar = "USD", .help = "USD per 1M completion tokens"},
+        {"--json", FC_FLAG_TRUE, &o->json, .help = "machine-readable output (show-result, agreement)"},
+        {"--no-progress", FC_FLAG_TRUE, &o->no_progress, .help = "no progress bar"},
+        {"--quiet|-q", FC_FLAG_TRUE, &o->quiet, .help = "no per-item lines"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {.usage = USAGE, .about = ABOUT, .flags = flags};
+    if (help_to) {
+        fc_flags_print_help(&cmd, help_to);
+        return;
     }
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    if (judges.n) {
+        if (judges.n != 2) {
+            fprintf(stderr, "error: --judges needs two values (e.g. --judges gpt4-pair human)\n");
+            exit(2);
+        }
+        o->judges[0] = judges.v[0];
+        o->judges[1] = judges.v[1];
+    }
+    fc_flag_list_free(&judges);
     o->has_force_temp = !isnan(o->force_temp);
-    if (o->num_choices < 1) fc_cli_die(NULL, "--num-choices must be at least 1");
-    if (o->parallel < 1) fc_cli_die(NULL, "--parallel must be at least 1");
-    if (o->max_tokens < 1) fc_cli_die(NULL, "--max-tokens must be positive");
+}
+
+static void free_opts(opts *o)
+{
+    fc_flag_list_free(&o->model_list);
+    fc_flag_list_free(&o->votefiles);
 }
 
 static char *path_join(const char *a, const char *b, const char *c, const char *d)
@@ -823,7 +804,7 @@ static int gen_judgment(const opts *o)
     /* models */
     const char **models = NULL;
     int n_models = 0;
-    if (o->model_list) { models = o->model_list; n_models = o->n_model_list; }
+    if (o->model_list.n) { models = o->model_list.v; n_models = o->model_list.n; }
     else {
         models = fc_xmalloc(sizeof(*models) * (size_t)(nm + 1));
         for (int i = 0; i < nm; i++) models[n_models++] = mas[i].name;
@@ -949,7 +930,7 @@ static int gen_judgment(const opts *o)
     free(ms);
     free(pairs);
     free(out);
-    if (!o->model_list) free(models);
+    if (!o->model_list.n) free(models);
     for (int i = 0; i < nm; i++) { free(mas[i].name); fc_jsonl_free(mas[i].a, mas[i].n); }
     free(mas);
     free(refs.name);
@@ -982,8 +963,8 @@ static int show_result(const opts *o)
     }
     fc_mt_result r;
     const char *baseline = single || all ? NULL : o->baseline;
-    int rc = single ? fc_mt_result_single(in, o->model_list, o->n_model_list, &r)
-                    : fc_mt_result_pair(in, o->model_list, o->n_model_list, baseline, &r);
+    int rc = single ? fc_mt_result_single(in, o->model_list.v, o->model_list.n, &r)
+                    : fc_mt_result_pair(in, o->model_list.v, o->model_list.n, baseline, &r);
     if (rc != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
     if (o->json) {
         cJSON *j = cJSON_CreateObject();
@@ -1064,10 +1045,10 @@ static int show_result(const opts *o)
 static int agreement(const opts *o)
 {
     const char *j1 = o->judges[0] ? o->judges[0] : "gpt4-pair", *j2 = o->judges[1] ? o->judges[1] : "human";
-    if (!o->votefiles) fc_cli_die("e.g. --votefiles human_judgments.json gpt4_pair_judgments.json",
+    if (!o->votefiles.n) fc_cli_die("e.g. --votefiles human_judgments.json gpt4_pair_judgments.json",
                                   "agreement needs --votefiles");
     fc_mt_agreement a;
-    if (fc_mt_agreement_compute(j1, j2, o->votefiles, o->n_votefiles, &a) != FC_OK)
+    if (fc_mt_agreement_compute(j1, j2, o->votefiles.v, o->votefiles.n, &a) != FC_OK)
         fc_cli_die(NULL, "%s", fc_last_error());
     const char *lab[2][2] = {{"turn 1 with tie", "turn 1 without tie"}, {"turn 2 with tie", "turn 2 without tie"}};
     if (o->json) {
@@ -1424,15 +1405,17 @@ int fc_cmd_judge(int argc, char **argv)
         {"gen-answer", gen_answer}, {"gen-api-answer", gen_api_answer}, {"gen-judgment", gen_judgment},
         {"show-result", show_result}, {"agreement", agreement}, {"report", report},
     };
+    opts o;
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
+        parse(0, NULL, &o, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < FC_ARRAY_LEN(subs); i++)
         if (!strcmp(argv[1], subs[i].name)) {
-            opts o;
-            parse(argc, argv, &o);
-            return subs[i].fn(&o);
+            parse(argc - 1, argv + 1, &o, NULL); /* argv[0]: the judge subcommand */
+            int rc = subs[i].fn(&o);
+            free_opts(&o);
+            return rc;
         }
     fc_cli_die("subcommands: gen-answer, gen-api-answer, gen-judgment, show-result, agreement, report",
                "unknown judge subcommand '%s'", argv[1]);

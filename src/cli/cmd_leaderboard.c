@@ -18,42 +18,21 @@
 
 #include <cjson/cJSON.h>
 
-static const char USAGE[] =
-    "usage: fastchat leaderboard [options] [LOG_FILE_OR_DIR ...]\n"
-    "  Arena ratings from FastChat conversation logs ({date}-conv.json, cleaned as\n"
-    "  clean_battle_data.py does) or from a clean battle file.\n"
-    "  --clean-battle-file F     battles as clean_battle_data.py writes them (JSON array)\n"
-    "  --log-dir D               every *-conv.json in D (repeatable; also as arguments)\n"
-    "  --num-bootstrap N         bootstrap rounds for the 95%% intervals (default 100; 0 = none)\n"
-    "  --rating-system bt|elo    Bradley-Terry MLE (default) or bootstrap-median Elo\n"
-    "  --exclude-tie             drop tie and both-bad votes\n"
-    "  --exclude-models A,B      drop battles with these models\n"
-    "  --include-named           rate named (side-by-side) battles too (default: anonymous only)\n"
-    "  --exact-bt                solve the Bradley-Terry fit to convergence (default: stop where\n"
-    "                            FastChat's scikit-learn lbfgs stops, as its numbers do)\n"
-    "  --seed S                  bootstrap seed (default 42)\n"
-    "  --ban-ip-file F           JSON list of IPs whose votes are dropped (logs only)\n"
-    "  --sanitize-ip             judge ids arena_user_<n> instead of IPs (logs only)\n"
-    "  --write-clean-battles F   also write the cleaned battles as clean_battle_data.py does\n"
-    "  --json                    print the leaderboard as JSON instead of a table\n";
-
-static void die_usage(const char *msg, const char *arg)
+static void die_usage(const char *msg)
 {
-    fprintf(stderr, "error: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
+    fprintf(stderr, "error: %s\n", msg);
     fprintf(stderr, "hint: fastchat leaderboard --help\n");
     exit(2);
 }
 
-static long parse_long(const char *flag, const char *v, long lo, long hi)
+static const char *on_rating_system(const fc_flag *f, const char *v, void *dst)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "error: %s: expected an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, v);
-        exit(2);
-    }
-    return x;
+    (void)f;
+    int *rs = dst; /* fc_rating_opts.rating_system */
+    if (!strcmp(v, "bt")) *rs = FC_RATING_BT;
+    else if (!strcmp(v, "elo")) *rs = FC_RATING_ELO;
+    else return "takes bt or elo";
+    return NULL;
 }
 
 /* A JSON list of strings from a file (the --ban-ip-file format). */
@@ -126,38 +105,45 @@ static void print_table(const fc_leaderboard *lb, const fc_battles *set, bool fr
 int fc_cmd_leaderboard(int argc, char **argv)
 {
     const char *clean_file = NULL, *write_clean = NULL, *ban_file = NULL, *exclude = NULL;
-    const char **logs = fc_xmalloc(sizeof(char *) * (size_t)(argc + 1));
-    int n_logs = 0;
+    fc_flag_list logs = {0}; /* the arguments and every --log-dir, in order */
     fc_rating_opts ro = {.n_bootstrap = 100, .seed = 42, .anony_only = true};
     bool json = false, sanitize = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_val = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (!strcmp(a, "--clean-battle-file") && has_val) clean_file = argv[++i];
-        else if (!strcmp(a, "--log-dir") && has_val) logs[n_logs++] = argv[++i];
-        else if (!strcmp(a, "--num-bootstrap") && has_val) ro.n_bootstrap = (int)parse_long(a, argv[++i], 0, 100000);
-        else if (!strcmp(a, "--seed") && has_val) ro.seed = (uint64_t)parse_long(a, argv[++i], 0, INT64_MAX);
-        else if (!strcmp(a, "--rating-system") && has_val) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "bt")) ro.rating_system = FC_RATING_BT;
-            else if (!strcmp(v, "elo")) ro.rating_system = FC_RATING_ELO;
-            else die_usage("--rating-system takes bt or elo", v);
-        } else if (!strcmp(a, "--exclude-tie")) ro.exclude_tie = true;
-        else if (!strcmp(a, "--include-named")) ro.anony_only = false;
-        else if (!strcmp(a, "--exact-bt")) ro.bt_exact = true;
-        else if (!strcmp(a, "--exclude-models") && has_val) exclude = argv[++i];
-        else if (!strcmp(a, "--ban-ip-file") && has_val) ban_file = argv[++i];
-        else if (!strcmp(a, "--sanitize-ip")) sanitize = true;
-        else if (!strcmp(a, "--write-clean-battles") && has_val) write_clean = argv[++i];
-        else if (!strcmp(a, "--json")) json = true;
-        else if (a[0] == '-' && a[1]) die_usage("unknown option or missing value", a);
-        else logs[n_logs++] = a;
-    }
-    if (!clean_file && n_logs == 0) die_usage("give --clean-battle-file F or conversation logs (files or --log-dir)", NULL);
-    if (clean_file && n_logs) die_usage("--clean-battle-file and conversation logs are exclusive", NULL);
+    const fc_flag flags[] = {
+        {"--clean-battle-file", FC_FLAG_STRING, &clean_file, .metavar = "F",
+         .help = "battles as clean_battle_data.py writes them (JSON array)"},
+        {"--log-dir", FC_FLAG_LIST, &logs, .metavar = "D",
+         .help = "every *-conv.json in D (repeatable; also as arguments)"},
+        {"--num-bootstrap", FC_FLAG_INT, &ro.n_bootstrap, .min = 0, .max = 100000,
+         .help = "bootstrap rounds for the 95% intervals (default 100; 0 = none)"},
+        {"--rating-system", FC_FLAG_FUNC, &ro.rating_system, .fn = on_rating_system, .metavar = "bt|elo",
+         .help = "Bradley-Terry MLE (default) or bootstrap-median Elo"},
+        {"--exclude-tie", FC_FLAG_TRUE, &ro.exclude_tie, .help = "drop tie and both-bad votes"},
+        {"--exclude-models", FC_FLAG_STRING, &exclude, .metavar = "A,B", .help = "drop battles with these models"},
+        {"--include-named", FC_FLAG_FALSE, &ro.anony_only,
+         .help = "rate named (side-by-side) battles too (default: anonymous only)"},
+        {"--exact-bt", FC_FLAG_TRUE, &ro.bt_exact,
+         .help = "solve the Bradley-Terry fit to convergence (default: stop where FastChat's scikit-learn "
+                 "lbfgs stops, as its numbers do)"},
+        {"--seed", FC_FLAG_UINT64, &ro.seed, .metavar = "S", .help = "bootstrap seed (default 42)"},
+        {"--ban-ip-file", FC_FLAG_STRING, &ban_file, .metavar = "F",
+         .help = "JSON list of IPs whose votes are dropped (logs only)"},
+        {"--sanitize-ip", FC_FLAG_TRUE, &sanitize, .help = "judge ids arena_user_<n> instead of IPs (logs only)"},
+        {"--write-clean-battles", FC_FLAG_STRING, &write_clean, .metavar = "F",
+         .help = "also write the cleaned battles as clean_battle_data.py does"},
+        {"--json", FC_FLAG_TRUE, &json, .help = "print the leaderboard as JSON instead of a table"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat leaderboard [options] [LOG_FILE_OR_DIR ...]",
+        .about = "  Arena ratings from FastChat conversation logs ({date}-conv.json, cleaned as\n"
+                 "  clean_battle_data.py does) or from a clean battle file.\n",
+        .flags = flags,
+        .args = &logs,
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    int n_logs = logs.n;
+    if (!clean_file && n_logs == 0) die_usage("give --clean-battle-file F or conversation logs (files or --log-dir)");
+    if (clean_file && n_logs) die_usage("--clean-battle-file and conversation logs are exclusive");
 
     fc_log_set_level(FC_LOG_LEVEL_NONE); /* errors reach the user once, via fc_cli_die */
     int n_ex = 0, n_ban = 0;
@@ -181,11 +167,11 @@ int fc_cmd_leaderboard(int argc, char **argv)
         }
         set->n = k;
     } else {
-        for (int i = 0; i < n_logs; i++) read_log_path(set, logs[i], &co);
+        for (int i = 0; i < n_logs; i++) read_log_path(set, logs.v[i], &co);
     }
     fc_battles_finish(set);
     if (!clean_file && set->n == 0)
-        fc_cli_die("the logs hold no votes that survive cleaning", "no battles in %s%s", logs[0], n_logs > 1 ? " ..." : "");
+        fc_cli_die("the logs hold no votes that survive cleaning", "no battles in %s%s", logs.v[0], n_logs > 1 ? " ..." : "");
 
     if (write_clean) {
         char *js = fc_battles_clean_json(set);
@@ -226,6 +212,6 @@ int fc_cmd_leaderboard(int argc, char **argv)
     free(ex);
     for (int i = 0; i < n_ban; i++) free(ban[i]);
     free(ban);
-    free(logs);
+    fc_flag_list_free(&logs);
     return 0;
 }

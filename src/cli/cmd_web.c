@@ -10,6 +10,7 @@
  * services (--share, --gradio-auth-path, --use-remote-storage, --ga-id,
  * --vision-arena, --moderate) are accepted and ignored with a warning.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,28 +25,12 @@
 #include "serve/openai_api.h"
 #include "serve/web.h"
 
-static void usage(FILE *f)
+/* FastChat's flags that need Gradio, a GPU or Google's services */
+static const char *on_unsupported(const fc_flag *f, const char *v, void *dst)
 {
-    fprintf(f,
-            "usage: fastchat web [options]\n"
-            "  --controller-address URL         controller of the workers (default http://localhost:21001;\n"
-            "                                   FastChat's --controller-url is the same flag)\n"
-            "  --host HOST                      listen address (default 0.0.0.0, as FastChat)\n"
-            "  --port N                         (default 7860)\n"
-            "  --register-api-endpoint-file F   FastChat's JSON of OpenAI-compatible endpoints (api_type openai)\n"
-            "  --arena-config F                 battle sampling weights, targets, outages, anonymous-only\n"
-            "                                   models and per-model system prompt / sampling (JSON)\n"
-            "  --db F                           SQLite file of chats and votes (default $LOGDIR/fastchat_arena.db,\n"
-            "                                   or ~/.cache/fastchat/arena.db without LOGDIR)\n"
-            "  --rate-limit N                   sends per client IP per minute (default 0: none)\n"
-            "  --api-keys K                     bearer key of the API the page uses (and requires on /v1)\n"
-            "  --export-logs DIR                write the stored records as DIR/{YYYY-MM-DD}-conv.json and exit\n"
-            "  --import-logs PATH               add FastChat's logs (a -conv.json file or a folder of them) to the\n"
-            "                                   store and exit (repeatable)\n"
-            "  --model-list-mode once|reload, --concurrency-count N   accepted (models are listed on every load)\n"
-            "  -v, --verbose\n"
-            "environment: FASTCHAT_INPUT_CHAR_LEN_LIMIT (12000), FASTCHAT_BLIND_MODE_INPUT_CHAR_LEN_LIMIT\n"
-            "(30000), FASTCHAT_WORKER_API_TIMEOUT (100 s), LOGDIR (.)\n");
+    (void)v, (void)dst;
+    fprintf(stderr, "warning: %s is not supported here; ignored\n", f->names);
+    return NULL;
 }
 
 /* $LOGDIR/fastchat_arena.db when LOGDIR is set (FastChat keeps its logs
@@ -76,51 +61,56 @@ int fc_cmd_web(int argc, char **argv)
 {
     const char *ctl = "http://localhost:21001", *host = "0.0.0.0", *endpoints = NULL, *arena = NULL, *db = NULL;
     const char *export_dir = NULL, *key = NULL;
-    const char **imports = fc_xcalloc((size_t)argc, sizeof(char *));
-    int n_imports = 0;
+    fc_flag_list imports = {0};
     int port = 7860, rate = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "--controller-address") || !strcmp(a, "--controller-url")) && v) {
-            ctl = v, i++;
-        } else if (!strcmp(a, "--host") && v) {
-            host = v, i++;
-        } else if (!strcmp(a, "--port") && v) {
-            port = atoi(v), i++;
-        } else if (!strcmp(a, "--register-api-endpoint-file") && v) {
-            endpoints = v, i++;
-        } else if (!strcmp(a, "--arena-config") && v) {
-            arena = v, i++;
-        } else if (!strcmp(a, "--db") && v) {
-            db = v, i++;
-        } else if (!strcmp(a, "--rate-limit") && v) {
-            rate = atoi(v), i++;
-        } else if (!strcmp(a, "--api-keys") && v) {
-            key = v, i++;
-        } else if (!strcmp(a, "--import-logs") && v) {
-            imports[n_imports++] = v, i++;
-        } else if (!strcmp(a, "--export-logs") && v) {
-            export_dir = v, i++;
-        } else if ((!strcmp(a, "--model-list-mode") || !strcmp(a, "--concurrency-count") ||
-                    !strcmp(a, "--gradio-root-path") || !strcmp(a, "--gradio-auth-path") ||
-                    !strcmp(a, "--elo-results-file") || !strcmp(a, "--leaderboard-table-file") ||
-                    !strcmp(a, "--ga-id") || !strcmp(a, "--password")) &&
-                   v) {
-            i++;
-        } else if (!strcmp(a, "--share") || !strcmp(a, "--moderate") || !strcmp(a, "--show-terms-of-use") ||
-                   !strcmp(a, "--use-remote-storage") || !strcmp(a, "--vision-arena")) {
-            fprintf(stderr, "warning: %s is not supported here; ignored\n", a);
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            fc_log_set_level(FC_LOG_LEVEL_INFO);
-        } else {
-            usage(stderr);
-            fc_cli_die(NULL, "web: unknown or incomplete option '%s'", a);
-        }
-    }
+    const fc_flag flags[] = {
+        {"--controller-address|--controller-url", FC_FLAG_STRING, &ctl, .metavar = "URL",
+         .help = "controller of the workers (default http://localhost:21001; FastChat's --controller-url is the "
+                 "same flag)"},
+        {"--host", FC_FLAG_STRING, &host, .metavar = "HOST", .help = "listen address (default 0.0.0.0, as FastChat)"},
+        {"--port", FC_FLAG_INT, &port, .min = 0, .max = 65535, .help = "(default 7860)"},
+        {"--register-api-endpoint-file", FC_FLAG_STRING, &endpoints, .metavar = "F",
+         .help = "FastChat's JSON of OpenAI-compatible endpoints (api_type openai)"},
+        {"--arena-config", FC_FLAG_STRING, &arena, .metavar = "F",
+         .help = "battle sampling weights, targets, outages, anonymous-only models and per-model system prompt / "
+                 "sampling (JSON)"},
+        {"--db", FC_FLAG_STRING, &db, .metavar = "F",
+         .help = "SQLite file of chats and votes (default $LOGDIR/fastchat_arena.db, or ~/.cache/fastchat/arena.db "
+                 "without LOGDIR)"},
+        {"--rate-limit", FC_FLAG_INT, &rate, .min = 0, .max = INT_MAX,
+         .help = "sends per client IP per minute (default 0: none)"},
+        {"--api-keys", FC_FLAG_STRING, &key, .metavar = "K", .help = "bearer key of the API the page uses (and requires on /v1)"},
+        {"--export-logs", FC_FLAG_STRING, &export_dir, .metavar = "DIR",
+         .help = "write the stored records as DIR/{YYYY-MM-DD}-conv.json and exit"},
+        {"--import-logs", FC_FLAG_LIST, &imports, .metavar = "PATH",
+         .help = "add FastChat's logs (a -conv.json file or a folder of them) to the store and exit (repeatable)"},
+        {"--model-list-mode", FC_FLAG_IGNORE, .metavar = "once|reload", .help = "accepted (models are listed on every load)"},
+        {"--concurrency-count", FC_FLAG_IGNORE, .metavar = "N", .help = "accepted"},
+        {"--gradio-root-path", .kind = FC_FLAG_IGNORE},
+        {"--gradio-auth-path", .kind = FC_FLAG_IGNORE},
+        {"--elo-results-file", .kind = FC_FLAG_IGNORE},
+        {"--leaderboard-table-file", .kind = FC_FLAG_IGNORE},
+        {"--ga-id", .kind = FC_FLAG_IGNORE},
+        {"--password", .kind = FC_FLAG_IGNORE},
+        {"--share", FC_FLAG_FUNC0, .fn = on_unsupported},
+        {"--moderate", FC_FLAG_FUNC0, .fn = on_unsupported},
+        {"--show-terms-of-use", FC_FLAG_FUNC0, .fn = on_unsupported},
+        {"--use-remote-storage", FC_FLAG_FUNC0, .fn = on_unsupported},
+        {"--vision-arena", FC_FLAG_FUNC0, .fn = on_unsupported},
+        {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log requests"},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat web [options]",
+        .flags = flags,
+        .footer = "FastChat's --share, --moderate, --show-terms-of-use, --use-remote-storage, --vision-arena are\n"
+                  "accepted with a warning; --gradio-*, --elo-results-file, --leaderboard-table-file, --ga-id,\n"
+                  "--password are accepted and ignored.\n"
+                  "environment: FASTCHAT_INPUT_CHAR_LEN_LIMIT (12000), FASTCHAT_BLIND_MODE_INPUT_CHAR_LEN_LIMIT\n"
+                  "(30000), FASTCHAT_WORKER_API_TIMEOUT (100 s), LOGDIR (.)\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    int n_imports = imports.n;
     char *db_default = db ? NULL : fc_cli_web_db_default();
     if (!db) db = db_default;
 
@@ -132,12 +122,12 @@ int fc_cmd_web(int argc, char **argv)
             int n_files = 0;
             char **files = NULL;
             struct stat sb;
-            if (stat(imports[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-                files = fc_battles_list_logs(imports[k], &n_files);
-                if (!files) fc_cli_die(NULL, "%s: cannot list the folder", imports[k]);
+            if (stat(imports.v[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                files = fc_battles_list_logs(imports.v[k], &n_files);
+                if (!files) fc_cli_die(NULL, "%s: cannot list the folder", imports.v[k]);
             } else {
                 files = fc_xcalloc(1, sizeof(char *));
-                files[0] = fc_xstrdup(imports[k]);
+                files[0] = fc_xstrdup(imports.v[k]);
                 n_files = 1;
             }
             for (int j = 0; j < n_files; j++) {
@@ -153,12 +143,12 @@ int fc_cmd_web(int argc, char **argv)
         printf("imported %ld records (%ld votes as chats) into %s; %ld lines were not JSON records\n", total,
                total_votes, db, total_bad);
         if (!export_dir) {
-            free(imports);
+            fc_flag_list_free(&imports);
             free(db_default);
             return 0;
         }
     }
-    free(imports);
+    fc_flag_list_free(&imports);
     if (export_dir) {
         fc_store *st = fc_store_open(db);
         if (!st) fc_cli_die("check the --db path", "%s: %s", db, fc_last_error());

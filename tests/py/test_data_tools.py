@@ -304,7 +304,7 @@ def test_bad_flags(fastchat_bin, tmp_path):
     r = run_ours(fastchat_bin, "sample", [], tmp_path, check=False)
     assert r.returncode == 2 and "--in-file" in r.stderr
     r = run_ours(fastchat_bin, "sample", ["--in-file", "x.json", "--end", "ten"], tmp_path, check=False)
-    assert r.returncode == 2 and "invalid int" in r.stderr
+    assert r.returncode == 2 and "--end: 'ten' is not an integer" in r.stderr
 
 
 # ---- clean-sharegpt ----

@@ -245,7 +245,7 @@ static const fc_flag FLAGS[] = {
     {"--load-8bit", .kind = FC_FLAG_IGNORE0},
     {0},
 };
-static const fc_flags_cmd CMD = {"fastchat demo [options]", "a demo\n", FLAGS, "the end\n"};
+static const fc_flags_cmd CMD = {.usage = "fastchat demo [options]", .about = "a demo\n", .flags = FLAGS, .footer = "the end\n"};
 
 static enum fc_flags_result parse(const char *line, char *err)
 {
