@@ -98,6 +98,20 @@ char *fc_xstrdup(const char *s)
     return d;
 }
 
+char *fc_xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    FC_ASSERT(n >= 0);
+    char *s = fc_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 void *fc_aligned_alloc(size_t n)
 {
     void *p = NULL;

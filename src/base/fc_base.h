@@ -51,6 +51,8 @@ void *fc_xmalloc(size_t n);
 void *fc_xcalloc(size_t n, size_t size);
 void *fc_xrealloc(void *p, size_t n);
 char *fc_xstrdup(const char *s);
+/* printf into a new string (caller frees); aborts on out-of-memory. */
+char *fc_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* 64-byte aligned, zeroed; NULL on failure; free with fc_aligned_free. */
 void *fc_aligned_alloc(size_t n);
 void fc_aligned_free(void *p);

@@ -104,21 +104,6 @@ static void sb_free(sb *b)
     memset(b, 0, sizeof *b);
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    FC_ASSERT(n >= 0);
-    char *s = fc_xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static double env_num(const char *name, double dflt)
 {
     const char *s = getenv(name);
@@ -288,23 +273,23 @@ enum up_status { UP_OK = 0, UP_DOWN = -1 /* no response at all */, UP_HTTP = -2,
 static enum up_status up_post_call(const char *base, const char *path, const char *json, double timeout_s,
                                    const fc_http_call *call, cJSON **out, char **why)
 {
-    char *url = xasprintf("%s%s", base, path);
+    char *url = fc_xasprintf("%s%s", base, path);
     fc_http_response r = {0};
     enum up_status st = UP_OK;
     *out = NULL;
     if (!fc_http_post_json_ex(url, json, strlen(json), timeout_s, call, &r) || r.status == 0) {
         st = UP_DOWN;
-        *why = xasprintf("%s: %s", url, r.error[0] ? r.error : "no response");
+        *why = fc_xasprintf("%s: %s", url, r.error[0] ? r.error : "no response");
     } else if (r.status != 200) {
         st = UP_HTTP; /* FastChat's fetch_remote reports the reason phrase */
         *why = r.status == 404 ? fc_xstrdup("Not Found")
                : r.status == 500 ? fc_xstrdup("Internal Server Error")
-                                 : xasprintf("HTTP %d", r.status);
+                                 : fc_xasprintf("HTTP %d", r.status);
     } else {
         *out = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
         if (!*out) {
             st = UP_BAD;
-            *why = xasprintf("%s: malformed JSON answer", url);
+            *why = fc_xasprintf("%s: malformed JSON answer", url);
         }
     }
     fc_http_response_free(&r);
@@ -415,7 +400,7 @@ static enum up_status worker_number(fc_openai_api *a, const char *addr, const ch
         } else {
             st = UP_BAD;
             const cJSON *t = json_get(o, "text");
-            why = xasprintf("%s%s: %s", addr, path, cJSON_IsString(t) ? t->valuestring : "malformed answer");
+            why = fc_xasprintf("%s%s: %s", addr, path, cJSON_IsString(t) ? t->valuestring : "malformed answer");
         }
     }
     if (st != UP_OK && st != UP_DOWN) err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "%s", why);
@@ -428,7 +413,7 @@ static enum up_status worker_number(fc_openai_api *a, const char *addr, const ch
  * model); returns a copy the caller frees. */
 static enum up_status worker_conv(fc_openai_api *a, const char *addr, const char *model, fc_conv **out, api_err *e)
 {
-    char *key = xasprintf("%s\n%s", addr, model);
+    char *key = fc_xasprintf("%s\n%s", addr, model);
     *out = NULL;
     pthread_mutex_lock(&a->mu);
     for (int i = 0; i < a->n_convs; i++)
@@ -454,7 +439,7 @@ static enum up_status worker_conv(fc_openai_api *a, const char *addr, const char
         conv = fc_conv_from_json(json_get(o, "conv"));
         if (!conv) {
             st = UP_BAD;
-            why = xasprintf("%s/worker_get_conv_template: unusable template: %s", addr, fc_last_error());
+            why = fc_xasprintf("%s/worker_get_conv_template: unusable template: %s", addr, fc_last_error());
         }
     }
     cJSON_Delete(o);
@@ -1166,7 +1151,7 @@ static cJSON *usage_json(const usage *u, bool with_completion)
  * FASTCHAT_WORKER_API_TIMEOUT). */
 static bool worker_alive(const char *addr)
 {
-    char *url = xasprintf("%s/worker_get_status", addr);
+    char *url = fc_xasprintf("%s/worker_get_status", addr);
     fc_http_response r = {0};
     bool ok = fc_http_post_json(url, "{}", 2, PROBE_TIMEOUT_S, NULL, &r) && r.status == 200;
     fc_http_response_free(&r);
@@ -1216,20 +1201,20 @@ static bool task_keep_going(void *user)
 static void task_run(task *t)
 {
     t->since = fc_time_sec();
-    char *url = xasprintf("%s/worker_generate", t->addr);
+    char *url = fc_xasprintf("%s/worker_generate", t->addr);
     fc_http_call call = {.keep_going = task_keep_going, .user = t};
     fc_http_response r = {0};
     bool got = fc_http_post_json_ex(url, t->payload, strlen(t->payload), GENERATE_TIMEOUT_S, &call, &r) &&
                r.status != 0;
     if (!got) {
-        t->why = xasprintf("%s: %s", url, atomic_load(&t->set->dead) ? "the worker stopped answering"
+        t->why = fc_xasprintf("%s: %s", url, atomic_load(&t->set->dead) ? "the worker stopped answering"
                                           : r.error[0]                ? r.error
                                                                       : "no response");
     } else if (r.status != 200) { /* fetch_remote turns a non-200 into an error chunk */
         t->result = cJSON_CreateObject();
         char *why = r.status == 404 ? fc_xstrdup("Not Found")
                     : r.status == 500 ? fc_xstrdup("Internal Server Error")
-                                      : xasprintf("HTTP %d", r.status);
+                                      : fc_xasprintf("HTTP %d", r.status);
         /* a worker's 400 carries its reason in "text" */
         cJSON *body = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
         const cJSON *text = json_get(body, "text");
@@ -1239,7 +1224,7 @@ static void task_run(task *t)
         free(why);
     } else {
         t->result = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
-        if (!t->result) t->why = xasprintf("%s: malformed JSON answer", url);
+        if (!t->result) t->why = fc_xasprintf("%s: malformed JSON answer", url);
     }
     fc_http_response_free(&r);
     free(url);
@@ -1370,7 +1355,7 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
     char id[32];
     short_uuid(id);
     cJSON *out = cJSON_CreateObject();
-    char *full_id = xasprintf("%s-%s", r->kind == K_COMPLETION ? "cmpl" : "chatcmpl", id);
+    char *full_id = fc_xasprintf("%s-%s", r->kind == K_COMPLETION ? "cmpl" : "chatcmpl", id);
     cJSON_AddStringToObject(out, "id", full_id);
     free(full_id);
     cJSON_AddStringToObject(out, "object", r->kind == K_COMPLETION ? "text_completion" : "chat.completion");
@@ -1541,7 +1526,7 @@ static bool job_chunk(job *j, const char *s, size_t n)
     cJSON *c = cJSON_ParseWithLength(s, n);
     if (!cJSON_IsObject(c)) {
         cJSON_Delete(c);
-        char *msg = xasprintf("%s\n\n(malformed chunk from worker %s)", SERVER_ERROR_MSG, j->addr);
+        char *msg = fc_xasprintf("%s\n\n(malformed chunk from worker %s)", SERVER_ERROR_MSG, j->addr);
         job_fail(j, msg, ERR_INTERNAL_ERROR);
         free(msg);
         return false;
@@ -1653,12 +1638,12 @@ static void *job_main(void *arg)
         }
         if (atomic_load(&j->a->stopping)) {
             j->stop_why = "the server is shutting down";
-            char *msg = xasprintf("%s\n\n(%s)", SERVER_ERROR_MSG, j->stop_why);
+            char *msg = fc_xasprintf("%s\n\n(%s)", SERVER_ERROR_MSG, j->stop_why);
             job_fail(j, msg, ERR_INTERNAL_ERROR);
             free(msg);
             break;
         }
-        char *url = xasprintf("%s/worker_generate_stream", j->addr);
+        char *url = fc_xasprintf("%s/worker_generate_stream", j->addr);
         fc_http_response resp = {0};
         fc_http_call call = {.keep_going = job_keep_going, .user = j};
         j->since = fc_time_sec();
@@ -1673,15 +1658,15 @@ static void *job_main(void *arg)
             if (!ok || resp.status != 200 || !j->saw_finish) {
                 char *msg;
                 if (j->stop_why)
-                    msg = xasprintf("%s\n\n(worker %s: %s)", SERVER_ERROR_MSG, j->addr, j->stop_why);
+                    msg = fc_xasprintf("%s\n\n(worker %s: %s)", SERVER_ERROR_MSG, j->addr, j->stop_why);
                 else if (fc_nulsplit_error(j->split))
-                    msg = xasprintf("%s\n\n(worker %s sent an oversized chunk)", SERVER_ERROR_MSG, j->addr);
+                    msg = fc_xasprintf("%s\n\n(worker %s sent an oversized chunk)", SERVER_ERROR_MSG, j->addr);
                 else if (!ok)
-                    msg = xasprintf("%s\n\n(worker %s failed mid-stream: %s)", SERVER_ERROR_MSG, j->addr, resp.error);
+                    msg = fc_xasprintf("%s\n\n(worker %s failed mid-stream: %s)", SERVER_ERROR_MSG, j->addr, resp.error);
                 else if (resp.status != 200)
-                    msg = xasprintf("%s\n\n(worker %s: HTTP %d)", SERVER_ERROR_MSG, j->addr, resp.status);
+                    msg = fc_xasprintf("%s\n\n(worker %s: HTTP %d)", SERVER_ERROR_MSG, j->addr, resp.status);
                 else
-                    msg = xasprintf("%s\n\n(worker %s ended the stream without a finish reason)", SERVER_ERROR_MSG,
+                    msg = fc_xasprintf("%s\n\n(worker %s ended the stream without a finish reason)", SERVER_ERROR_MSG,
                                     j->addr);
                 FC_LOG_WARN("api: %s", msg);
                 job_fail(j, msg, ERR_INTERNAL_ERROR);
@@ -1824,7 +1809,7 @@ static void h_models(const fc_http_request *req, fc_http_reply *reply, void *use
         cJSON *perm = cJSON_CreateObject();
         char pid[32];
         short_uuid(pid);
-        char *perm_id = xasprintf("modelperm-%s", pid);
+        char *perm_id = fc_xasprintf("modelperm-%s", pid);
         cJSON_AddStringToObject(perm, "id", perm_id);
         free(perm_id);
         cJSON_AddStringToObject(perm, "object", "model_permission");

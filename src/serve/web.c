@@ -75,21 +75,6 @@ struct fc_web {
 
 /* ---- small helpers ---- */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    FC_ASSERT(n >= 0);
-    char *s = fc_xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -209,8 +194,8 @@ static char **list_models(fc_web *w, bool arena, int *n, char *err, size_t err_l
     char **out = NULL;
     *n = 0;
     if (err) err[0] = '\0';
-    char *url = xasprintf("%s/v1/models", w->api_base ? w->api_base : "http://127.0.0.1:8000");
-    char *auth = w->api_key ? xasprintf("Authorization: Bearer %s", w->api_key) : NULL;
+    char *url = fc_xasprintf("%s/v1/models", w->api_base ? w->api_base : "http://127.0.0.1:8000");
+    char *auth = w->api_key ? fc_xasprintf("Authorization: Bearer %s", w->api_key) : NULL;
     const char *hdrs[] = {auth, NULL};
     fc_http_response r = {0};
     if (fc_http_get(url, 20, auth ? hdrs : NULL, &r) && r.status == 200) {
@@ -437,7 +422,7 @@ static void set_error(side_run *r, int code, const char *detail)
 {
     if (r->error_code) return;
     r->error_code = code ? code : 50001;
-    r->error_msg = xasprintf("%s: %s", error_kind(code, r->status), detail && *detail ? detail : "no details");
+    r->error_msg = fc_xasprintf("%s: %s", error_kind(code, r->status), detail && *detail ? detail : "no details");
 }
 
 static bool on_sse(const fc_sse_event *ev, void *user)
@@ -635,7 +620,7 @@ static void h_chat_new(const fc_http_request *req, fc_http_reply *reply, void *u
         for (int i = 0; i < n_sides; i++) {
             const char *m = cJSON_GetStringValue(cJSON_GetArrayItem(want, i));
             if (!m || !in_names(names, n, m)) {
-                char *msg = xasprintf("model %s is not available%s%s", m ? m : "(none given)", err[0] ? ": " : "", err);
+                char *msg = fc_xasprintf("model %s is not available%s%s", m ? m : "(none given)", err[0] ? ": " : "", err);
                 reply_error(reply, 400, msg, 40301);
                 free(msg);
                 free_list(names, n);
@@ -646,7 +631,7 @@ static void h_chat_new(const fc_http_request *req, fc_http_reply *reply, void *u
         }
     }
     if (!chosen[0]) {
-        char *msg = xasprintf("no models to battle with%s%s", err[0] ? ": " : "", err);
+        char *msg = fc_xasprintf("no models to battle with%s%s", err[0] ? ": " : "", err);
         reply_error(reply, 503, msg, 50005);
         free(msg);
         free_list(names, n);
@@ -742,11 +727,11 @@ static void build_request(fc_web *w, const cJSON *chat, int side, bool battle, c
     cJSON_Delete(o);
     if (e) {
         size_t n = strlen(e->api_base);
-        r->url = xasprintf("%.*s/chat/completions", (int)(n && e->api_base[n - 1] == '/' ? n - 1 : n), e->api_base);
-        r->auth = e->api_key && *e->api_key ? xasprintf("Authorization: Bearer %s", e->api_key) : NULL;
+        r->url = fc_xasprintf("%.*s/chat/completions", (int)(n && e->api_base[n - 1] == '/' ? n - 1 : n), e->api_base);
+        r->auth = e->api_key && *e->api_key ? fc_xasprintf("Authorization: Bearer %s", e->api_key) : NULL;
     } else {
-        r->url = xasprintf("%s/v1/chat/completions", w->api_base ? w->api_base : "http://127.0.0.1:8000");
-        r->auth = w->api_key ? xasprintf("Authorization: Bearer %s", w->api_key) : NULL;
+        r->url = fc_xasprintf("%s/v1/chat/completions", w->api_base ? w->api_base : "http://127.0.0.1:8000");
+        r->auth = w->api_key ? fc_xasprintf("Authorization: Bearer %s", w->api_key) : NULL;
     }
 }
 
@@ -851,7 +836,7 @@ static void h_send(const fc_http_request *req, fc_http_reply *reply, void *user)
         side_run *r = &runs[s];
         char *content;
         if (r->error_code)
-            content = xasprintf("%s%s%s\n\n(error_code: %d) %s", r->text.p ? r->text.p : "", r->text.len ? "\n\n" : "",
+            content = fc_xasprintf("%s%s%s\n\n(error_code: %d) %s", r->text.p ? r->text.p : "", r->text.len ? "\n\n" : "",
                                 SERVER_ERROR_MSG, r->error_code, r->error_msg);
         else content = fc_xstrdup(r->text.p ? r->text.p : "");
         fc_store_message_add(w->store, id, s, "assistant", content, NULL, r->error_code, r->start, r->finish_t);
@@ -1222,7 +1207,7 @@ static void h_leaderboard(const fc_http_request *req, fc_http_reply *reply, void
             char *js = fc_leaderboard_json(&lb);
             if (js && js[0] == '{') {
                 free(w->lb_json);
-                w->lb_json = xasprintf("{\"n_votes\":%ld,\"n_leaked\":%d,\"n_invalid\":%d%s%s", n_votes,
+                w->lb_json = fc_xasprintf("{\"n_votes\":%ld,\"n_leaked\":%d,\"n_invalid\":%d%s%s", n_votes,
                                        bs->stats.n_leaked, bs->stats.n_invalid, js[1] == '}' ? "" : ",", js + 1);
                 w->lb_votes = n_votes;
             }
