@@ -516,7 +516,7 @@ int fc_battles_read_clean_mem(fc_battles *s, const char *data, size_t len, const
         fc_battle_info info = {cJSON_IsString(judge) ? intern(t, judge->valuestring) : NULL,
                                cJSON_IsString(qid) ? intern(t, qid->valuestring) : NULL,
                                cJSON_IsString(lang) ? intern(t, lang->valuestring) : NULL,
-                               cJSON_IsNumber(turn) ? (int)turn->valuedouble : 0};
+                               cJSON_IsNumber(turn) ? turn->valueint : 0};
         push(s, &bt, &info);
     }
     if (rc) s->n = n0;

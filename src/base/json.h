@@ -51,4 +51,15 @@ void fc_json_put_int(fc_str *out, long long v);
 void fc_json_put_bool(fc_str *out, bool v);
 void fc_json_put_null(fc_str *out);
 
+/* A number read from JSON (a cJSON valuedouble) as a long: truncated toward
+ * zero and clamped to +-2^53, NaN as 0. A plain (long) cast of 1e999, which
+ * cJSON reads as inf, is undefined behaviour. */
+static inline long fc_json_long(double v)
+{
+    if (!(v == v)) return 0;
+    if (v > 9007199254740992.0) return 9007199254740992L;
+    if (v < -9007199254740992.0) return -9007199254740992L;
+    return (long)v;
+}
+
 #endif

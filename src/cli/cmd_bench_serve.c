@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "base/fc_base.h"
+#include "base/json.h"
 #include "cli.h"
 #include "net/http.h"
 #include "net/nulstream.h"
@@ -127,8 +128,8 @@ static bool on_event(const fc_sse_event *ev, void *user)
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-    if (cJSON_IsNumber(ct)) r->tokens = (long long)ct->valuedouble, r->has_usage = true;
-    if (cJSON_IsNumber(pt)) r->prompt_tokens = (long long)pt->valuedouble;
+    if (cJSON_IsNumber(ct)) r->tokens = fc_json_long(ct->valuedouble), r->has_usage = true;
+    if (cJSON_IsNumber(pt)) r->prompt_tokens = fc_json_long(pt->valuedouble);
     cJSON_Delete(o);
     return true;
 }

@@ -60,8 +60,8 @@ int fc_mt_result_single(const char *path, const char *const *models, int n_model
         int k = 0;
         while (k < na && strcmp(a[k].model, m)) k++;
         if (k == na) a[na++].model = fc_xstrdup(m);
-        int turn = (int)t->valuedouble;
         if (t->valuedouble == 1 || t->valuedouble == 2) {
+            int turn = t->valuedouble == 1 ? 1 : 2;
             a[k].sum[turn - 1] += s->valuedouble;
             a[k].cnt[turn - 1]++;
         }
@@ -268,7 +268,7 @@ static int load_votes(const char *path, games gs[2])
             if (!ma || !mb || !w || !q || !cJSON_IsNumber(t)) continue;
             int kind = judge_kind(cJSON_GetObjectItemCaseSensitive(v, "judge"));
             char *qs = cJSON_PrintUnformatted(q);
-            add_vote(gs, (int)t->valuedouble, qs, ma, mb, w, kind);
+            add_vote(gs, t->valueint, qs, ma, mb, w, kind);
             cJSON_free(qs);
         }
         cJSON_Delete(arr);
@@ -289,7 +289,7 @@ static int load_votes(const char *path, games gs[2])
         const char *w = strcmp(g1, g2) ? "tie (inconsistent)"
                         : !strcmp(g1, "model_1") ? "model_a" : !strcmp(g1, "model_2") ? "model_b" : "tie";
         char *qs = cJSON_PrintUnformatted(q);
-        add_vote(gs, (int)t->valuedouble, qs, m1, m2, w, J_GPT4);
+        add_vote(gs, t->valueint, qs, m1, m2, w, J_GPT4);
         cJSON_free(qs);
     }
     fc_jsonl_free(items, n);

@@ -457,7 +457,7 @@ static int gen_number(ctx *c, const cJSON *node, const char *path)
     if (cJSON_GetObjectItemCaseSensitive(node, "exclusiveMinimum") ||
         cJSON_GetObjectItemCaseSensitive(node, "exclusiveMaximum") || !cJSON_IsNumber(mn) ||
         (mx && !cJSON_IsNumber(mx)) || mn->valuedouble < 0 || mn->valuedouble != floor(mn->valuedouble) ||
-        mn->valuedouble > 1e15 || (mx && (mx->valuedouble != floor(mx->valuedouble) || mx->valuedouble > 1e15))) {
+        mn->valuedouble > 1e15 || (mx && (mx->valuedouble != floor(mx->valuedouble) || fabs(mx->valuedouble) > 1e15))) {
         fail(c, "unsupported: number bounds at %s (only integer minimum >= 0 and integer maximum)", path);
         return -1;
     }

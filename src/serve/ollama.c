@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 #include "base/fc_base.h"
+#include "base/json.h"
 #include "base/str.h"
 #include "net/http.h"
 #include "net/nulstream.h"
@@ -527,8 +528,8 @@ static bool relay_event(const fc_sse_event *ev, void *user)
     const cJSON *u = get(c, "usage");
     if (cJSON_IsObject(u)) {
         const cJSON *pt = get(u, "prompt_tokens"), *ct = get(u, "completion_tokens");
-        if (cJSON_IsNumber(pt)) r->prompt_tokens = (long)pt->valuedouble;
-        if (cJSON_IsNumber(ct)) r->completion_tokens = (long)ct->valuedouble;
+        if (cJSON_IsNumber(pt)) r->prompt_tokens = fc_json_long(pt->valuedouble);
+        if (cJSON_IsNumber(ct)) r->completion_tokens = fc_json_long(ct->valuedouble);
     }
     const cJSON *ch = cJSON_GetArrayItem(get(c, "choices"), 0);
     if (ch) {
@@ -1038,7 +1039,7 @@ static void h_metrics(const fc_http_request *req, fc_http_reply *reply, void *us
     if (fc_http_post_json(u, "{}", 2, 5, NULL, &res) && res.status == 200) {
         cJSON *j = cJSON_Parse(res.body);
         const cJSON *q = get(j, "queue_length");
-        if (cJSON_IsNumber(q)) queue = (long)q->valuedouble;
+        if (cJSON_IsNumber(q)) queue = fc_json_long(q->valuedouble);
         cJSON_Delete(j);
     }
     free(u);

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "base/fc_base.h"
+#include "base/json.h"
 #include "chat/conv.h"
 #include "net/http.h"
 #include "net/nulstream.h"
@@ -396,7 +397,7 @@ static enum up_status worker_number(fc_openai_api *a, const char *addr, const ch
     if (st == UP_OK) {
         const cJSON *n = json_get(o, field);
         if (cJSON_IsNumber(n)) {
-            *v = (long)n->valuedouble;
+            *v = fc_json_long(n->valuedouble);
         } else {
             st = UP_BAD;
             const cJSON *t = json_get(o, "text");
@@ -2096,7 +2097,7 @@ static void h_token_check(const fc_http_request *req, fc_http_reply *reply, void
             break;
         }
         cJSON *item = cJSON_CreateObject();
-        cJSON_AddBoolToObject(item, "fits", count + (long)mt->valuedouble <= ctx);
+        cJSON_AddBoolToObject(item, "fits", count + fc_json_long(mt->valuedouble) <= ctx);
         add_int(item, "tokenCount", (double)count);
         add_int(item, "contextLength", (double)ctx);
         cJSON_AddItemToArray(list, item);

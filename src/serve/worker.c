@@ -1032,8 +1032,8 @@ static void h_detokenize(const fc_http_request *req, fc_http_reply *rep, void *u
     int k = 0;
     if (ok)
         cJSON_ArrayForEach(it, toks) {
-            if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int32_t)it->valuedouble || it->valuedouble < 0 ||
-                it->valuedouble >= fc_tokenizer_n_vocab(m->tok)) {
+            if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble >= fc_tokenizer_n_vocab(m->tok) ||
+                it->valuedouble != floor(it->valuedouble)) {
                 ok = false;
                 break;
             }

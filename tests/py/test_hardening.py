@@ -208,16 +208,35 @@ def test_loop_through_the_api_is_bounded(fastchat_bin, tmp_path, figures):
 
 # ---- 2. work for clients that left; prompts per request ----
 
+def post_and_leave(url, body, seconds):
+    """POSTs body and hangs up `seconds` after sending it, whether the reply
+    is one body (nothing arrives before it is done) or a stream (chunks keep
+    arriving, so a per-read timeout would never fire). True when the whole
+    reply came before then."""
+    deadline = time.monotonic() + seconds
+    with requests.Session() as s:
+        try:
+            r = s.post(url, json=body, stream=True, timeout=seconds)
+        except requests.exceptions.Timeout:
+            return False
+        try:
+            for _ in r.iter_content(chunk_size=None):
+                if time.monotonic() >= deadline:
+                    return False
+            return True
+        except requests.exceptions.RequestException:
+            return False
+        finally:
+            r.close()
+
+
 def test_completions_client_leaves_cpu_goes_idle(serve, figures):
     p, api, _, _ = serve
     for stream in (False, True):
         body = {"model": MODEL, "prompt": ["x"] * 5000, "max_tokens": 16, "stream": stream}
         busy0 = cpu_ticks(p.p.pid)
-        try:
-            requests.post(api + "/v1/completions", json=body, timeout=3)
-            pytest.fail("the 5,000 prompts finished within 3 s: the test needs a longer load")
-        except requests.exceptions.Timeout:
-            pass
+        finished = post_and_leave(api + "/v1/completions", body, 3.0)
+        assert not finished, "the 5,000 prompts finished within 3 s: the test needs a longer load"
         left = time.monotonic()
         busy = cpu_ticks(p.p.pid) - busy0
         assert busy >= 0.3 * CLK_TCK, f"only {busy} ticks of CPU in 3 s: the load did not run"
