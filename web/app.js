@@ -571,6 +571,7 @@ function showTab(name, views) {
 
 async function main() {
   try { CONFIG = await api("/web/api/config"); } catch (e) { /* defaults */ }
+  if (CONFIG && CONFIG.mt_bench_results) $("link-results").hidden = false;
   const views = ["battle", "sbs", "direct"].map((m) => new ChatView(m));
   document.querySelectorAll("#tabs [data-tab]").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab, views)));
   const q = new URLSearchParams(location.search);

@@ -35,13 +35,13 @@
 #include "eval/judge.h"
 #include "eval/mt_result.h"
 #include "eval/oai_chat.h"
+#include "eval/mt_files.h"
 #include "eval/report.h"
 #include "net/http.h"
 #include "serve/template_pick.h"
 #include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -163,17 +163,9 @@ static void free_opts(opts *o)
     fc_flag_list_free(&o->votefiles);
 }
 
-static char *path_join(const char *a, const char *b, const char *c, const char *d)
-{
-    size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + (d ? strlen(d) : 0) + 4;
-    char *p = fc_xmalloc(n);
-    snprintf(p, n, "%s/%s%s%s%s%s", a, b, c ? "/" : "", c ? c : "", d ? "/" : "", d ? d : "");
-    return p;
-}
-
 static char *bench_file(const opts *o, const char *name)
 {
-    return path_join(o->data_dir, o->bench, name, NULL);
+    return fc_mt_path(o->data_dir, o->bench, name, NULL);
 }
 
 /* ---- progress bar (stderr, only on a terminal) ---- */
@@ -255,26 +247,6 @@ static void run_pool(int n, int parallel, void (*fn)(int, void *), void *ctx)
 
 /* ---- questions and answers ---- */
 
-static bool qid_eq(const cJSON *a, const cJSON *b)
-{
-    if (!a || !b) return false;
-    if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) return a->valuedouble == b->valuedouble;
-    if (cJSON_IsString(a) && cJSON_IsString(b)) return !strcmp(a->valuestring, b->valuestring);
-    return false;
-}
-
-static const cJSON *qid_of(const cJSON *o) { return cJSON_GetObjectItemCaseSensitive(o, "question_id"); }
-
-static char *qid_text(const cJSON *q)
-{
-    const cJSON *id = qid_of(q);
-    if (cJSON_IsString(id)) return fc_xstrdup(id->valuestring);
-    char *s = id ? cJSON_PrintUnformatted(id) : NULL;
-    char *r = fc_xstrdup(s ? s : "?");
-    if (s) cJSON_free(s);
-    return r;
-}
-
 static const char *str_of(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -298,7 +270,7 @@ static void load_questions(const opts *o, questions *qs)
     for (int i = 0; i < n; i++) {
         if (i < b || i >= e) { cJSON_Delete(all[i]); all[i] = NULL; continue; }
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(all[i], "turns");
-        if (!qid_of(all[i]) || !cJSON_IsArray(t) || cJSON_GetArraySize(t) < 1)
+        if (!fc_mt_qid(all[i]) || !cJSON_IsArray(t) || cJSON_GetArraySize(t) < 1)
             fc_cli_die(NULL, "%s: question %d has no question_id or turns", path, i + 1);
     }
     memmove(all, all + b, sizeof(*all) * (size_t)(e - b));
@@ -336,7 +308,7 @@ static cJSON **load_done_answers(const char *path, int *n)
 static bool answered(cJSON **done, int n, const cJSON *q)
 {
     for (int i = 0; i < n; i++)
-        if (qid_eq(qid_of(done[i]), qid_of(q))) return true;
+        if (fc_mt_qid_eq(fc_mt_qid(done[i]), fc_mt_qid(q))) return true;
     return false;
 }
 
@@ -369,7 +341,7 @@ static cJSON *answer_record(const cJSON *q, const char *model_id, cJSON *choices
     char id[23];
     short_uuid(id);
     cJSON *a = cJSON_CreateObject();
-    cJSON_AddItemToObject(a, "question_id", cJSON_Duplicate(qid_of(q), true));
+    cJSON_AddItemToObject(a, "question_id", cJSON_Duplicate(fc_mt_qid(q), true));
     cJSON_AddStringToObject(a, "answer_id", id);
     cJSON_AddStringToObject(a, "model_id", model_id);
     cJSON_AddItemToObject(a, "choices", choices);
@@ -427,7 +399,7 @@ static void api_answer_one(int i, void *arg)
             fc_oai_chat(c->cli, msgs, temp, c->o->max_tokens, &r);
             const char *out = r.content ? r.content : FC_JUDGE_API_ERROR;
             if (!r.content) {
-                char *t = qid_text(q);
+                char *t = fc_mt_qid_text(q);
                 FC_LOG_WARN("question %s: %s", t, r.error);
                 free(t);
             }
@@ -457,7 +429,7 @@ static int gen_api_answer(const opts *o)
     load_questions(o, &qs);
     char *fname = fc_xmalloc(strlen(o->model) + 8);
     sprintf(fname, "%s.jsonl", o->model);
-    char *path = o->answer_file ? fc_xstrdup(o->answer_file) : path_join(o->data_dir, o->bench, "model_answer", fname);
+    char *path = o->answer_file ? fc_xstrdup(o->answer_file) : fc_mt_path(o->data_dir, o->bench, "model_answer", fname);
     free(fname);
     int nd;
     cJSON **done = load_done_answers(path, &nd);
@@ -487,63 +459,6 @@ static int gen_api_answer(const opts *o)
 
 /* ---- gen-judgment ---- */
 
-typedef struct model_answers { char *name; cJSON **a; int n; } model_answers;
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(((const model_answers *)a)->name, ((const model_answers *)b)->name);
-}
-
-/* load_model_answers: every .jsonl file of dir, the model named by the file. */
-static model_answers *load_answer_dir(const char *dir, int *n)
-{
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return NULL;
-    int cap = 8;
-    model_answers *ms = fc_xmalloc(sizeof(*ms) * (size_t)cap);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l <= 6 || strcmp(e->d_name + l - 6, ".jsonl")) continue;
-        char *p = path_join(dir, e->d_name, NULL, NULL);
-        model_answers m = {.name = fc_xmalloc(l - 5)};
-        memcpy(m.name, e->d_name, l - 6);
-        m.name[l - 6] = 0;
-        if (fc_jsonl_read(p, false, &m.a, &m.n) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
-        free(p);
-        if (*n == cap) ms = fc_xrealloc(ms, sizeof(*ms) * (size_t)(cap *= 2));
-        ms[(*n)++] = m;
-    }
-    closedir(d);
-    qsort(ms, (size_t)*n, sizeof *ms, name_cmp);
-    return ms;
-}
-
-/* The last answer of a model to a question (a dict keeps the last). */
-static const cJSON *find_answer(const model_answers *m, const cJSON *q)
-{
-    if (!m) return NULL;
-    for (int i = m->n - 1; i >= 0; i--)
-        if (qid_eq(qid_of(m->a[i]), qid_of(q))) return m->a[i];
-    return NULL;
-}
-
-static const model_answers *find_model(const model_answers *ms, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(ms[i].name, name)) return &ms[i];
-    return NULL;
-}
-
-/* choices[0].turns[j], NULL when absent. */
-static const char *answer_turn(const cJSON *a, int j)
-{
-    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(a, "choices"), 0);
-    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c0, "turns"), j);
-    return cJSON_IsString(t) ? t->valuestring : NULL;
-}
-
 typedef struct match {
     const cJSON *q;
     const char *m1, *m2;           /* m2 NULL: single */
@@ -568,27 +483,27 @@ static char *user_prompt(const match *m, const cJSON *a, const cJSON *b, const c
     int n = 0;
 #define KV(k, v) do { keys[n] = (k); vals[n] = (v); n++; } while (0)
     if (m->ref) {
-        KV("ref_answer_1", answer_turn(m->ref, 0));
-        if (m->multi_turn) KV("ref_answer_2", answer_turn(m->ref, 1));
+        KV("ref_answer_1", fc_mt_answer_turn(m->ref, 0));
+        if (m->multi_turn) KV("ref_answer_2", fc_mt_answer_turn(m->ref, 1));
     }
     if (m->multi_turn) {
         KV("question_1", turn_text(m->q, 0));
         KV("question_2", turn_text(m->q, 1));
         if (!b) {
-            KV("answer_1", answer_turn(a, 0));
-            KV("answer_2", answer_turn(a, 1));
+            KV("answer_1", fc_mt_answer_turn(a, 0));
+            KV("answer_2", fc_mt_answer_turn(a, 1));
         } else {
-            KV("answer_a_1", answer_turn(a, 0));
-            KV("answer_b_1", answer_turn(b, 0));
-            KV("answer_a_2", answer_turn(a, 1));
-            KV("answer_b_2", answer_turn(b, 1));
+            KV("answer_a_1", fc_mt_answer_turn(a, 0));
+            KV("answer_b_1", fc_mt_answer_turn(b, 0));
+            KV("answer_a_2", fc_mt_answer_turn(a, 1));
+            KV("answer_b_2", fc_mt_answer_turn(b, 1));
         }
     } else {
         KV("question", turn_text(m->q, 0));
-        if (!b) KV("answer", answer_turn(a, 0));
+        if (!b) KV("answer", fc_mt_answer_turn(a, 0));
         else {
-            KV("answer_a", answer_turn(a, 0));
-            KV("answer_b", answer_turn(b, 0));
+            KV("answer_a", fc_mt_answer_turn(a, 0));
+            KV("answer_b", fc_mt_answer_turn(b, 0));
         }
     }
 #undef KV
@@ -640,9 +555,9 @@ static void judge_one(int i, void *arg)
     judge_ctx *c = arg;
     const match *m = &c->ms[i];
     int turn = m->multi_turn ? 2 : 1;
-    char *qid = qid_text(m->q);
+    char *qid = fc_mt_qid_text(m->q);
     cJSON *rec = cJSON_CreateObject();
-    cJSON_AddItemToObject(rec, "question_id", cJSON_Duplicate(qid_of(m->q), true));
+    cJSON_AddItemToObject(rec, "question_id", cJSON_Duplicate(fc_mt_qid(m->q), true));
     char line[512];
     if (!m->m2) {
         char *up = user_prompt(m, m->a1, NULL, NULL);
@@ -726,7 +641,7 @@ static keyset load_done_judgments(const char *path, bool pair)
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(items[i], "turn");
         const char *m1 = str_of(items[i], pair ? "model_1" : "model"), *m2 = pair ? str_of(items[i], "model_2") : NULL;
         if (!cJSON_IsString(j0) || !cJSON_IsString(j1) || !m1 || (pair && !m2)) continue;
-        ks.k[ks.n++] = game_key(qid_of(items[i]), m1, m2, j0->valuestring, j1->valuestring,
+        ks.k[ks.n++] = game_key(fc_mt_qid(items[i]), m1, m2, j0->valuestring, j1->valuestring,
                                 cJSON_IsNumber(t) ? t->valueint : 1);
     }
     fc_jsonl_free(items, n);
@@ -785,8 +700,9 @@ static int gen_judgment(const opts *o)
     load_questions(o, &qs);
     char *ans_dir = bench_file(o, "model_answer");
     int nm;
-    model_answers *mas = load_answer_dir(ans_dir, &nm);
-    char *jfile = o->judge_file ? fc_xstrdup(o->judge_file) : path_join(o->data_dir, "judge_prompts.jsonl", NULL, NULL);
+    fc_mt_answers *mas;
+    if (fc_mt_load_answer_dir(ans_dir, &mas, &nm) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
+    char *jfile = o->judge_file ? fc_xstrdup(o->judge_file) : fc_mt_path(o->data_dir, "judge_prompts.jsonl", NULL, NULL);
     fc_judge_prompts jps;
     if (fc_judge_prompts_load(jfile, &jps) != FC_OK)
         fc_cli_die("give --judge-file (FastChat's data/judge_prompts.jsonl or ours)", "%s", fc_last_error());
@@ -794,12 +710,12 @@ static int gen_judgment(const opts *o)
     const char *refm = o->ref_model ? o->ref_model : o->judge_model;
     char *rname = fc_xmalloc(strlen(refm) + 8);
     sprintf(rname, "%s.jsonl", refm);
-    char *rpath = path_join(o->data_dir, o->bench, "reference_answer", rname);
+    char *rpath = fc_mt_path(o->data_dir, o->bench, "reference_answer", rname);
     if (!o->ref_model && access(rpath, R_OK) != 0) {
         free(rpath);
-        rpath = path_join(o->data_dir, o->bench, "reference_answer", "gpt-4.jsonl");
+        rpath = fc_mt_path(o->data_dir, o->bench, "reference_answer", "gpt-4.jsonl");
     }
-    model_answers refs = {.name = fc_xstrdup(refm)};
+    fc_mt_answers refs = {.name = fc_xstrdup(refm)};
     if (fc_jsonl_read(rpath, true, &refs.a, &refs.n) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
     /* models */
     const char **models = NULL;
@@ -819,7 +735,7 @@ static int gen_judgment(const opts *o)
         check_prompt(jd[k], jfile, !single, k == 1 || k == 3, k >= 2);
     }
     const char *baseline = single || all ? NULL : o->baseline;
-    if (baseline && !find_model(mas, nm, baseline))
+    if (baseline && !fc_mt_find_model(mas, nm, baseline))
         fc_cli_die("generate the baseline's answers first, or pick another with --baseline-model",
                    "no answers of the baseline model %s in %s", baseline, ans_dir);
     /* the games per question: make_match_single / make_match / make_match_all_pairs */
@@ -845,13 +761,13 @@ static int gen_judgment(const opts *o)
             if (mt && n_turns(q) != 2) continue;
             const cJSON *ref = NULL;
             if (ref_based) {
-                ref = find_answer(&refs, q);
+                ref = fc_mt_find_answer(&refs, q);
                 if (!ref) {
                     if (!own_refs[qi]) own_refs[qi] = ref_from_question(q);
                     ref = own_refs[qi];
                 }
-                if (!ref || !answer_turn(ref, 0) || (mt && !answer_turn(ref, 1))) {
-                    char *t = qid_text(q);
+                if (!ref || !fc_mt_answer_turn(ref, 0) || (mt && !fc_mt_answer_turn(ref, 1))) {
+                    char *t = fc_mt_qid_text(q);
                     FC_LOG_WARN("question %s: no reference answer in %s; skipped", t, rpath);
                     free(t);
                     skipped++;
@@ -860,11 +776,11 @@ static int gen_judgment(const opts *o)
             }
             for (int pi = 0; pi < n_pairs; pi++) {
                 const char *m1 = pairs[2 * pi], *m2 = pairs[2 * pi + 1];
-                const cJSON *a1 = find_answer(find_model(mas, nm, m1), q);
-                const cJSON *a2 = m2 ? find_answer(find_model(mas, nm, m2), q) : NULL;
+                const cJSON *a1 = fc_mt_find_answer(fc_mt_find_model(mas, nm, m1), q);
+                const cJSON *a2 = m2 ? fc_mt_find_answer(fc_mt_find_model(mas, nm, m2), q) : NULL;
                 int need = mt ? 2 : 1;
-                if (!a1 || !answer_turn(a1, need - 1) || (m2 && (!a2 || !answer_turn(a2, need - 1)))) {
-                    char *t = qid_text(q);
+                if (!a1 || !fc_mt_answer_turn(a1, need - 1) || (m2 && (!a2 || !fc_mt_answer_turn(a2, need - 1)))) {
+                    char *t = fc_mt_qid_text(q);
                     FC_LOG_WARN("question %s: missing an answer of %s%s%s; skipped", t, m1, m2 ? " or " : "",
                                 m2 ? m2 : "");
                     free(t);
@@ -883,13 +799,13 @@ static int gen_judgment(const opts *o)
     else {
         char *fn = fc_xmalloc(strlen(o->judge_model) + 16);
         sprintf(fn, "%s_%s.jsonl", o->judge_model, single ? "single" : "pair");
-        out = path_join(o->data_dir, o->bench, "model_judgment", fn);
+        out = fc_mt_path(o->data_dir, o->bench, "model_judgment", fn);
         free(fn);
     }
     keyset done = load_done_judgments(out, !single);
     int todo = 0;
     for (int i = 0; i < n; i++) {
-        char *k = game_key(qid_of(ms[i].q), ms[i].m1, ms[i].m2, o->judge_model, ms[i].jp->name,
+        char *k = game_key(fc_mt_qid(ms[i].q), ms[i].m1, ms[i].m2, o->judge_model, ms[i].jp->name,
                            ms[i].multi_turn ? 2 : 1);
         if (!keyset_has(&done, k)) ms[todo++] = ms[i];
         free(k);
@@ -931,8 +847,7 @@ static int gen_judgment(const opts *o)
     free(pairs);
     free(out);
     if (!o->model_list.n) free(models);
-    for (int i = 0; i < nm; i++) { free(mas[i].name); fc_jsonl_free(mas[i].a, mas[i].n); }
-    free(mas);
+    fc_mt_answers_free(mas, nm);
     free(refs.name);
     fc_jsonl_free(refs.a, refs.n);
     free(rname);
@@ -958,7 +873,7 @@ static int show_result(const opts *o)
     else {
         char *fn = fc_xmalloc(strlen(o->judge_model) + 16);
         sprintf(fn, "%s_%s.jsonl", o->judge_model, single ? "single" : "pair");
-        in = path_join(o->data_dir, o->bench, "model_judgment", fn);
+        in = fc_mt_path(o->data_dir, o->bench, "model_judgment", fn);
         free(fn);
     }
     fc_mt_result r;
@@ -1180,7 +1095,7 @@ static int gen_answer(const opts *o)
     load_questions(o, &qs);
     char *fname = fc_xmalloc(strlen(o->model_id) + 8);
     sprintf(fname, "%s.jsonl", o->model_id);
-    char *path = o->answer_file ? fc_xstrdup(o->answer_file) : path_join(o->data_dir, o->bench, "model_answer", fname);
+    char *path = o->answer_file ? fc_xstrdup(o->answer_file) : fc_mt_path(o->data_dir, o->bench, "model_answer", fname);
     free(fname);
     int nd;
     cJSON **done = load_done_answers(path, &nd);
@@ -1299,101 +1214,23 @@ out_early:
 
 /* ---- report (the results page) ---- */
 
-static char *judgment_path(const opts *o, const char *kind)
-{
-    char *fn = fc_xmalloc(strlen(o->judge_model) + 16);
-    sprintf(fn, "%s_%s.jsonl", o->judge_model, kind);
-    char *p = path_join(o->data_dir, o->bench, "model_judgment", fn);
-    free(fn);
-    return p;
-}
-
-static void copy_fields(cJSON *dst, const cJSON *src, const char *const *keys, int n)
-{
-    for (int i = 0; i < n; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[i]);
-        if (v) cJSON_AddItemToObject(dst, keys[i], cJSON_Duplicate(v, true));
-    }
-}
-
 static int report(const opts *o)
 {
-    questions qs;
-    load_questions(o, &qs);
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "bench", o->bench);
-    cJSON_AddStringToObject(d, "judge", o->judge_model);
-    /* references: the judge's file, else gpt-4's, else the question's own */
-    const char *refm = o->ref_model ? o->ref_model : o->judge_model;
-    char *rname = fc_xmalloc(strlen(refm) + 8);
-    sprintf(rname, "%s.jsonl", refm);
-    char *rpath = path_join(o->data_dir, o->bench, "reference_answer", rname);
-    if (access(rpath, R_OK) != 0) { free(rpath); rpath = path_join(o->data_dir, o->bench, "reference_answer", "gpt-4.jsonl"); }
-    model_answers refs = {0};
-    if (fc_jsonl_read(rpath, true, &refs.a, &refs.n) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
-    cJSON *qa = cJSON_AddArrayToObject(d, "questions");
-    for (int i = 0; i < qs.n; i++) {
-        cJSON *q = cJSON_CreateObject();
-        static const char *const qk[] = {"question_id", "category", "turns"};
-        copy_fields(q, qs.q[i], qk, 3);
-        const cJSON *ref = find_answer(&refs, qs.q[i]);
-        const cJSON *c0 = ref ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ref, "choices"), 0) : NULL;
-        const cJSON *rt = c0 ? cJSON_GetObjectItemCaseSensitive(c0, "turns") : cJSON_GetObjectItemCaseSensitive(qs.q[i], "reference");
-        if (cJSON_IsArray(rt)) cJSON_AddItemToObject(q, "reference", cJSON_Duplicate(rt, true));
-        cJSON_AddItemToArray(qa, q);
-    }
-    fc_jsonl_free(refs.a, refs.n);
-    free(rname);
-    free(rpath);
-    /* answers */
-    char *ans_dir = bench_file(o, "model_answer");
-    int nm;
-    model_answers *mas = load_answer_dir(ans_dir, &nm);
-    cJSON *aa = cJSON_AddObjectToObject(d, "answers");
-    for (int i = 0; i < nm; i++) {
-        cJSON *m = cJSON_AddObjectToObject(aa, mas[i].name);
-        for (int k = 0; k < mas[i].n; k++) {
-            char *id = qid_text(mas[i].a[k]);
-            const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(mas[i].a[k], "choices"), 0);
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(c0, "turns");
-            cJSON_DeleteItemFromObjectCaseSensitive(m, id);   /* the last line wins */
-            cJSON_AddItemToObject(m, id, cJSON_IsArray(t) ? cJSON_Duplicate(t, true) : cJSON_CreateArray());
-            free(id);
-        }
-        free(mas[i].name);
-        fc_jsonl_free(mas[i].a, mas[i].n);
-    }
-    free(mas);
-    free(ans_dir);
-    /* judgments */
-    const char *kinds[2] = {"single", "pair"};
-    for (int k = 0; k < 2; k++) {
-        char *jp = judgment_path(o, kinds[k]);
-        cJSON **items;
-        int n;
-        if (fc_jsonl_read(jp, true, &items, &n) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
-        cJSON *arr = cJSON_AddArrayToObject(d, kinds[k]);
-        for (int i = 0; i < n; i++) {
-            cJSON *r = cJSON_CreateObject();
-            static const char *const sk[] = {"question_id", "model", "turn", "score", "judgment"};
-            static const char *const pk[] = {"question_id", "model_1", "model_2", "turn", "g1_winner", "g2_winner",
-                                             "g1_judgment", "g2_judgment"};
-            if (k == 0) copy_fields(r, items[i], sk, 5);
-            else copy_fields(r, items[i], pk, 8);
-            const cJSON *j1 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(items[i], "judge"), 1);
-            cJSON_AddStringToObject(r, "prompt", cJSON_IsString(j1) ? j1->valuestring : "");
-            if (!cJSON_GetObjectItemCaseSensitive(r, "turn")) cJSON_AddNumberToObject(r, "turn", 1);
-            cJSON_AddItemToArray(arr, r);
-        }
-        fprintf(stderr, "%s: %d judgments\n", jp, n);
-        fc_jsonl_free(items, n);
-        free(jp);
-    }
+    const fc_mt_source src = {.data_dir = o->data_dir, .bench = o->bench, .judge_model = o->judge_model,
+                              .ref_model = o->ref_model, .question_file = o->question_file};
+    cJSON *d;
+    if (fc_mt_report_collect(&src, &d) != FC_OK)
+        fc_cli_die("give --question-file, or --bench-name / --data-dir of a FastChat data folder", "%s",
+                   fc_last_error());
+    fprintf(stderr, "%d questions, %d models' answers, %d single and %d pairwise judgments of %s\n",
+            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "questions")),
+            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "answers")),
+            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "single")),
+            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "pair")), o->judge_model);
     const char *out = o->output_file ? o->output_file : "results.html";
     if (fc_mt_report_write(out, d) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
     fprintf(stderr, "wrote %s\n", out);
     cJSON_Delete(d);
-    free_questions(&qs);
     return 0;
 }
 

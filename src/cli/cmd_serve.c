@@ -91,6 +91,11 @@ int fc_cmd_serve(int argc, char **argv)
         {"--act8", FC_FLAG_TRUE, &wp.act8, .help = "8-bit activations (as fastchat worker)"},
         {.kind = FC_FLAG_SECTION, .help = "web UI at / (fastchat web --help; FASTCHAT_WEB_RATE_LIMIT=N: sends per IP per minute):"},
         {"--arena-config", FC_FLAG_STRING, &webp.arena_config, .metavar = "F", .help = "Arena sampling weights, targets and contestants"},
+        {"--judge-data-dir", FC_FLAG_STRING, &webp.judge_data_dir, .metavar = "DIR",
+         .help = "serve the MT-bench results page at /results from this llm_judge data/ folder"},
+        {"--judge-bench-name", FC_FLAG_STRING, &webp.judge_bench, .metavar = "NAME",
+         .help = "its question set (default fc_bench)"},
+        {"--judge-model", FC_FLAG_STRING, &webp.judge_model, .metavar = "NAME", .help = "whose judgments (default gpt-4)"},
         {"--web-db", FC_FLAG_STRING, &webp.db_path, .metavar = "F", .help = "conversations and votes (default ~/.cache/fastchat/arena.db)"},
         {"--register-api-endpoint-file", FC_FLAG_STRING, &webp.api_endpoint_file, .metavar = "F",
          .help = "OpenAI-compatible endpoints as extra contestants (FastChat's format)"},
@@ -148,7 +153,7 @@ int fc_cmd_serve(int argc, char **argv)
     if (!webp.db_path) webp.db_path = web_db;
     webp.api_key = acc.keys.n ? acc.keys.v[0] : NULL;
     fc_web *web = no_web ? NULL : fc_web_new(&webp);
-    if (!no_web && !web) fc_cli_die("check --web-db and --arena-config", "web: %s", fc_last_error());
+    if (!no_web && !web) fc_cli_die("check --web-db, --arena-config and --judge-data-dir", "web: %s", fc_last_error());
     ap.mount = web ? fc_web_mount_hook : NULL, ap.mount_user = web;
     fc_openai_api *api = fc_openai_api_start(&ap);
     if (!api) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());

@@ -60,7 +60,7 @@ char *fc_cli_web_db_default(void)
 int fc_cmd_web(int argc, char **argv)
 {
     const char *ctl = "http://localhost:21001", *host = "0.0.0.0", *endpoints = NULL, *arena = NULL, *db = NULL;
-    const char *export_dir = NULL, *key = NULL;
+    const char *export_dir = NULL, *key = NULL, *judge_dir = NULL, *judge_bench = NULL, *judge_model = NULL;
     fc_flag_list imports = {0};
     int port = 7860, rate = 0;
     const fc_flag flags[] = {
@@ -80,6 +80,10 @@ int fc_cmd_web(int argc, char **argv)
         {"--rate-limit", FC_FLAG_INT, &rate, .min = 0, .max = INT_MAX,
          .help = "sends per client IP per minute (default 0: none)"},
         {"--api-keys", FC_FLAG_STRING, &key, .metavar = "K", .help = "bearer key of the API the page uses (and requires on /v1)"},
+        {"--judge-data-dir", FC_FLAG_STRING, &judge_dir, .metavar = "DIR",
+         .help = "serve the MT-bench results page at /results from this llm_judge data/ folder"},
+        {"--bench-name", FC_FLAG_STRING, &judge_bench, .metavar = "NAME", .help = "its question set (default fc_bench)"},
+        {"--judge-model", FC_FLAG_STRING, &judge_model, .metavar = "NAME", .help = "whose judgments (default gpt-4)"},
         {"--export-logs", FC_FLAG_STRING, &export_dir, .metavar = "DIR",
          .help = "write the stored records as DIR/{YYYY-MM-DD}-conv.json and exit"},
         {"--import-logs", FC_FLAG_LIST, &imports, .metavar = "PATH",
@@ -164,9 +168,10 @@ int fc_cmd_web(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     fc_web_params wp = {.db_path = db, .arena_config = arena, .api_endpoint_file = endpoints, .api_key = key,
-                        .rate_limit_per_min = rate};
+                        .rate_limit_per_min = rate, .judge_data_dir = judge_dir, .judge_bench = judge_bench,
+                        .judge_model = judge_model};
     fc_web *web = fc_web_new(&wp);
-    if (!web) fc_cli_die("check --db, --arena-config and --register-api-endpoint-file", "web: %s", fc_last_error());
+    if (!web) fc_cli_die("check --db, --arena-config, --register-api-endpoint-file and --judge-data-dir", "web: %s", fc_last_error());
     const char *keys[1] = {key};
     fc_openai_api_params ap = {
         .host = host,

@@ -7,11 +7,10 @@
 #include "eval/report.h"
 #include "eval/jsonl.h"
 #include "base/fc_base.h"
+#include "base/file.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char page_head[] =
 "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
@@ -136,38 +135,40 @@ static const char page_tail[] =
 "document.body.setAttribute('data-ready', '1');\n"
 "</script></body></html>\n";
 
-int fc_mt_report_write(const char *path, const cJSON *data)
+char *fc_mt_report_html(const cJSON *data, size_t *len)
 {
     char *js = cJSON_PrintUnformatted(data);
-    if (!js) return FC_ERR_NOMEM;
-    if (fc_mkdir_parents(path) != FC_OK) { cJSON_free(js); return FC_ERR_IO; }
-    size_t pl = strlen(path);
-    char *tmp = fc_xmalloc(pl + 16);
-    snprintf(tmp, pl + 16, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        FC_LOG_ERROR("%s: %s: %s", __func__, tmp, strerror(errno));
-        cJSON_free(js);
-        free(tmp);
-        return FC_ERR_IO;
-    }
-    fputs(page_head, f);
+    if (!js) return NULL;
+    size_t n = strlen(js), lt = 0;
+    for (const char *p = js; *p; p++) lt += *p == '<';
+    size_t cap = sizeof page_head + n + 5 * lt + sizeof page_tail;
+    char *out = fc_xmalloc(cap), *w = out;
+    memcpy(w, page_head, sizeof page_head - 1);
+    w += sizeof page_head - 1;
     /* '<' occurs only inside JSON strings: written as \u003c it is the
      * same JSON, and no text can close the block or open a comment in it */
     for (const char *p = js; *p; p++) {
-        if (*p == '<') fputs("\\u003c", f);
-        else fputc(*p, f);
+        if (*p == '<') {
+            memcpy(w, "\\u003c", 6);
+            w += 6;
+        } else {
+            *w++ = *p;
+        }
     }
-    fputs(page_tail, f);
-    int rc = FC_OK;
-    if (fflush(f) != 0 || ferror(f)) rc = FC_ERR_IO;
-    if (fclose(f) != 0) rc = FC_ERR_IO;
-    if (rc == FC_OK && rename(tmp, path) != 0) rc = FC_ERR_IO;
-    if (rc != FC_OK) {
-        FC_LOG_ERROR("%s: %s: %s", __func__, path, strerror(errno));
-        unlink(tmp);
-    }
+    memcpy(w, page_tail, sizeof page_tail);
+    w += sizeof page_tail - 1;
     cJSON_free(js);
-    free(tmp);
+    if (len) *len = (size_t)(w - out);
+    return out;
+}
+
+int fc_mt_report_write(const char *path, const cJSON *data)
+{
+    size_t len;
+    char *html = fc_mt_report_html(data, &len);
+    if (!html) return FC_ERR_NOMEM;
+    int rc = fc_mkdir_parents(path);
+    if (rc == FC_OK) rc = fc_file_write_atomic(path, html, len);
+    free(html);
     return rc;
 }

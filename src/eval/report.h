@@ -14,6 +14,8 @@
 #ifndef FC_REPORT_H
 #define FC_REPORT_H
 
+#include <stddef.h>
+
 struct cJSON;
 
 /* data: {"bench": str, "judge": str,
@@ -25,5 +27,8 @@ struct cJSON;
  * Writes the page to path (atomically: a temporary file renamed). FC_OK or
  * FC_ERR_IO (logged). */
 int fc_mt_report_write(const char *path, const struct cJSON *data);
+/* The same page in memory: malloc'd, NUL-terminated, its length in *len
+ * (len may be NULL). NULL when out of memory. */
+char *fc_mt_report_html(const struct cJSON *data, size_t *len);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -28,6 +29,8 @@
 #include "base/fc_base.h"
 #include "base/file.h"
 #include "base/str.h"
+#include "eval/mt_files.h"
+#include "eval/report.h"
 #include "net/nulstream.h"
 #include "serve/web_assets.h"
 
@@ -71,6 +74,7 @@ struct fc_web {
     pthread_mutex_t lb_mu; /* the leaderboard cache */
     char *lb_json;
     long lb_votes;
+    char *judge_dir, *judge_bench, *judge_model; /* the /results page; judge_dir NULL: none */
 };
 
 /* ---- small helpers ---- */
@@ -556,6 +560,7 @@ static void h_config(const fc_http_request *req, fc_http_reply *reply, void *use
     cJSON_AddStringToObject(o, "conversation_limit_msg", CONVERSATION_LIMIT_MSG);
     cJSON_AddStringToObject(o, "server_error_msg", SERVER_ERROR_MSG);
     cJSON_AddStringToObject(o, "rate_limit_msg", RATE_LIMIT_MSG);
+    cJSON_AddBoolToObject(o, "mt_bench_results", w->judge_dir != NULL);
     reply_obj(reply, 200, o);
 }
 
@@ -966,6 +971,40 @@ static void h_vote(const fc_http_request *req, fc_http_reply *reply, void *user)
 
 static void h_leaderboard(const fc_http_request *req, fc_http_reply *reply, void *user);
 
+/* GET /results: the MT-bench results page, built from the judge files as
+ * they are now (a run in progress shows what it has written so far). */
+static void h_results(const fc_http_request *req, fc_http_reply *reply, void *user)
+{
+    (void)req;
+    fc_web *w = user;
+    static const char off[] = "The MT-bench results page is off: start the server with --judge-data-dir DIR "
+                              "(FastChat's data/ folder, as `fastchat judge` writes it).\n";
+    fc_http_reply_header(reply, "Cache-Control", "no-store");
+    if (!w->judge_dir) {
+        fc_http_reply_body(reply, 404, "text/plain; charset=utf-8", off, sizeof off - 1);
+        return;
+    }
+    const fc_mt_source src = {.data_dir = w->judge_dir, .bench = w->judge_bench, .judge_model = w->judge_model};
+    cJSON *d;
+    if (fc_mt_report_collect(&src, &d) != FC_OK) {
+        char *msg = fc_xasprintf("The results could not be read: %s\n", fc_last_error());
+        fc_http_reply_body(reply, 500, "text/plain; charset=utf-8", msg, strlen(msg));
+        free(msg);
+        return;
+    }
+    size_t len;
+    char *html = fc_mt_report_html(d, &len);
+    cJSON_Delete(d);
+    if (!html) {
+        reply_error(reply, 500, "out of memory", 50001);
+        return;
+    }
+    fc_http_reply_header(reply, "Content-Security-Policy",
+                         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:");
+    fc_http_reply_body(reply, 200, "text/html; charset=utf-8", html, len);
+    free(html);
+}
+
 /* ---- lifetime ---- */
 
 static char *json_str_dup(const cJSON *o, const char *k)
@@ -1038,6 +1077,16 @@ fc_web *fc_web_new(const fc_web_params *p)
     w->arena = fc_arena_config_load(p->arena_config);
     if (!w->arena) goto fail;
     if (p->api_endpoint_file && load_endpoints(w, p->api_endpoint_file) != FC_OK) goto fail;
+    if (p->judge_data_dir) {
+        struct stat sb;
+        if (stat(p->judge_data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            FC_LOG_ERROR("--judge-data-dir %s: not a folder", p->judge_data_dir);
+            goto fail;
+        }
+        w->judge_dir = fc_xstrdup(p->judge_data_dir);
+        w->judge_bench = fc_xstrdup(p->judge_bench ? p->judge_bench : "fc_bench");
+        w->judge_model = fc_xstrdup(p->judge_model ? p->judge_model : "gpt-4");
+    }
     return w;
 fail:
     fc_web_free(w);
@@ -1065,6 +1114,7 @@ void fc_web_mount(fc_web *w, fc_http_server *s)
         {"POST", "/web/api/send/*", h_send},
         {"POST", "/web/api/vote/*", h_vote},
         {"GET", "/web/api/leaderboard", h_leaderboard},
+        {"GET", "/results", h_results},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         fc_http_server_route(s, routes[i].method, routes[i].path, routes[i].h, w);
@@ -1090,6 +1140,9 @@ void fc_web_free(fc_web *w)
     free(w->api_base);
     free(w->api_key);
     free(w->lb_json);
+    free(w->judge_dir);
+    free(w->judge_bench);
+    free(w->judge_model);
     for (int k = 0; k < 2; k++) free_list(w->cache[k], w->n_cache[k]);
     pthread_mutex_destroy(&w->lb_mu);
     pthread_mutex_destroy(&w->mu);

@@ -52,6 +52,12 @@ typedef struct fc_web_params {
     const char *api_endpoint_file; /* FastChat's --register-api-endpoint-file, NULL: none */
     const char *api_key;           /* bearer token for our own API (its --api-keys), NULL: none */
     int rate_limit_per_min;        /* sends per client IP per minute; 0: $FASTCHAT_WEB_RATE_LIMIT, else none */
+    /* The MT-bench results page at /results (eval/report.h), read afresh
+     * from FastChat's llm_judge data folder on every load; NULL data dir:
+     * no page (404 saying how to enable it). */
+    const char *judge_data_dir;    /* FastChat's data/ folder */
+    const char *judge_bench;       /* NULL: "fc_bench" */
+    const char *judge_model;       /* whose judgments; NULL: "gpt-4" */
 } fc_web_params;
 
 /* Opens the store and reads the config files. NULL on error (logged). */

@@ -132,3 +132,63 @@ def test_results_page_in_chromium(browser, results, fastchat_bin):
     d.set_window_size(1280, 800)
     d.execute_script("window.scrollTo(0, 0)")
     d.save_screenshot(str(SHOTS / "results-top.png"))
+
+
+def test_results_page_served_by_web(browser, results, fastchat_bin, tmp_path):
+    """`fastchat web --judge-data-dir`: the same page at /results, read afresh
+    from the judge files on every load, linked from the web UI's tabs."""
+    import requests
+    from test_controller import Proc, free_port, wait_until
+    work, page = results
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    p = Proc([fastchat_bin, "web", "--host", "127.0.0.1", "--port", port, "--db", tmp_path / "w.db",
+              "--controller-address", "http://127.0.0.1:9", "--judge-data-dir", work / "data",
+              "--judge-model", "ok:judge"], tmp_path / "web.log")
+    try:
+        r = wait_until(lambda: requests.get(url + "/results", timeout=10), 30, "fastchat web", [p])
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+        assert r.content == page.read_bytes()      # the page `judge report` writes, byte for byte
+        d = browser
+        d.get(url + "/results")
+        WebDriverWait(d, 20).until(lambda _: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+        n_rows = len(d.find_elements(By.CSS_SELECTOR, "#single table tr"))
+        assert n_rows == 4                           # header + three models
+        # a judgment of a new model appears on the next load, without a restart
+        single = work / "data/fc_bench/model_judgment/ok:judge_single.jsonl"
+        saved = single.read_bytes()
+        row = json.loads(saved.splitlines()[0])
+        try:
+            with open(single, "a") as f:
+                f.write(json.dumps(dict(row, model="late-model", score=7)) + "\n")
+            d.get(url + "/results")
+            WebDriverWait(d, 20).until(lambda _: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+            names = [r.find_elements(By.TAG_NAME, "td")[0].text for r in d.find_elements(By.CSS_SELECTOR, "#single table tr")[1:]]
+            assert "late-model" in names and len(names) == 4
+        finally:
+            single.write_bytes(saved)
+        # the web UI links to it
+        d.get(url + "/")
+        WebDriverWait(d, 20).until(lambda _: d.find_element(By.ID, "link-results").is_displayed())
+        assert d.find_element(By.ID, "link-results").get_attribute("href") == url + "/results"
+        d.save_screenshot(str(SHOTS / "web-with-results-link.png"))
+    finally:
+        p.stop()
+    # without the flag: a 404 that says how to turn it on, and no link
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    p = Proc([fastchat_bin, "web", "--host", "127.0.0.1", "--port", port, "--db", tmp_path / "w2.db",
+              "--controller-address", "http://127.0.0.1:9"], tmp_path / "web2.log")
+    try:
+        # (a 404 Response is falsy: wrapped in a list for wait_until)
+        r = wait_until(lambda: [requests.get(url + "/results", timeout=10)], 30, "fastchat web", [p])[0]
+        assert r.status_code == 404 and "--judge-data-dir" in r.text
+        assert requests.get(url + "/web/api/config", timeout=10).json()["mt_bench_results"] is False
+    finally:
+        p.stop()
+    # a folder that is not there: one clear line, exit status 1
+    import subprocess
+    r = subprocess.run([str(fastchat_bin), "web", "--port", "0", "--db", str(tmp_path / "w3.db"),
+                        "--judge-data-dir", str(tmp_path / "nope")], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "--judge-data-dir" in r.stderr and "not a folder" in r.stderr, r.stderr
