@@ -70,7 +70,7 @@ typedef struct req {
     struct req *next;       /* waiting list / incoming queue */
 } req;
 
-enum slot_state { SLOT_FREE = 0, SLOT_RUNNING, SLOT_CACHED };
+enum slot_state { SLOT_FREE = 0, SLOT_RUNNING, SLOT_CACHED, SLOT_JOB };
 
 typedef struct slot {
     enum slot_state state;
@@ -79,6 +79,26 @@ typedef struct slot {
     int n_tokens;
     uint64_t last_used;
 } slot;
+
+/* An embedding or prompt-scoring request (fc_engine_embed / _score): its
+ * caller waits on it, so everything it points to is the caller's. */
+typedef struct job {
+    bool score;             /* fc_engine_score: out is lp */
+    const int32_t *ids;
+    int n;
+    float *out;
+    int k;                  /* scoring: alternatives per position */
+    fc_logprob *top;
+    bool (*keep_going)(void *user); /* asked before each step; false stops it (FC_ERR_ARG) */
+    void *user;
+    /* progress, scheduler thread only */
+    int seq;                /* KV slot, -1 before the first step */
+    int c0, t0;             /* embedding: chunk start, offset in the chunk; scoring: t0 */
+    /* the result, under mu */
+    enum fc_status status;
+    bool done;
+    struct job *next;
+} job;
 
 struct fc_engine {
     const fc_model *m;
@@ -113,7 +133,27 @@ struct fc_engine {
     const fc_grammar *gprobe_g;
     gcache **gc;              /* (GCACHE_MAX + n_seq_max): idle entries beyond GCACHE_MAX are evicted */
     int n_gc;
+    /* embedding and scoring jobs: the FIFO is the scheduler's, the incoming
+     * list and the results are under mu, completions signalled on job_cv */
+    job *jobs_in, *jobs_in_tail;
+    job *jobs;
+    pthread_cond_t job_cv;
+    int C, chunk_len;
+    float *hidden;            /* (JOB_STEP, C), on first use */
+    float *score_logits;      /* (SCORE_STEP, V), on first use */
+    double *sum;              /* (C) */
+    double t_gen, t_job;      /* recent compute seconds of each kind (decaying), for JOB_SHARE */
 };
+
+/* Embedding and scoring steps: 128 tokens per forward (a client that leaves
+ * stops the work within one step), 32 when every token's logits are kept
+ * (a (32, V) buffer). While generation has work, jobs get at most JOB_SHARE
+ * of the compute time (so a burst of embeddings slows chat streams by at
+ * most about that much); alone, they run back to back. */
+#define JOB_STEP 128
+#define SCORE_STEP 32
+#define JOB_SHARE 0.2
+#define SHARE_DECAY 0.98
 
 const char *fc_finish_name(enum fc_finish f)
 {
@@ -273,7 +313,7 @@ static bool admit(fc_engine *e, req *r)
 {
     int best = -1, best_len = 0;
     for (int s = 0; s < e->n_seq_max; s++) {
-        if (e->slots[s].state == SLOT_FREE) continue;
+        if (e->slots[s].state == SLOT_FREE || e->slots[s].state == SLOT_JOB) continue;
         int n;
         const int32_t *t = slot_tokens(e, s, &n);
         int l = common_prefix(t, n, r->tokens, r->n_tokens - 1); /* the last token is always computed */
@@ -619,10 +659,159 @@ static void after_logits(fc_engine *e, req *r, float *row)
 }
 
 /* Builds and runs one batch; returns false when there was nothing to do. */
+/* ---- embedding and scoring jobs ---- */
+
+static void job_done(fc_engine *e, job *j, enum fc_status st)
+{
+    if (j->seq >= 0) {
+        fc_kv_cache_seq_truncate(e->kv, j->seq, 0);
+        e->slots[j->seq] = (slot){0};
+        j->seq = -1;
+    }
+    e->jobs = j->next;
+    pthread_mutex_lock(&e->mu);
+    j->status = st;
+    j->done = true;
+    pthread_cond_broadcast(&e->job_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void take_jobs(fc_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    job *in = e->jobs_in;
+    e->jobs_in = e->jobs_in_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    job **tail = &e->jobs;
+    while (*tail) tail = &(*tail)->next;
+    *tail = in;
+}
+
+/* Room for n more tokens of the job's sequence: cached sequences go first,
+ * then the newest generation requests are preempted (a job holds at most one
+ * context of tokens, which the cache always has room for next to one
+ * request). */
+static bool job_reserve(fc_engine *e, job *j, int n)
+{
+    while (fc_kv_cache_reserve(e->kv, j->seq, n) != FC_OK)
+        if (!evict_one(e, j->seq) && !preempt_newest(e, NULL)) return false;
+    return true;
+}
+
+/* One forward step of the job at the head of the FIFO. Returns false when
+ * it could not run now (no free slot), so generation takes the step. */
+static bool job_step(fc_engine *e)
+{
+    job *j = e->jobs;
+    if (j->keep_going && !j->keep_going(j->user)) { /* the caller gave up */
+        job_done(e, j, FC_ERR_ARG);
+        return true;
+    }
+    if (j->seq < 0) {
+        bool bad = j->n <= 0 || (j->score && (j->n > e->chunk_len || j->k < 0 || j->k > 20));
+        for (int i = 0; i < j->n && !bad; i++) bad = j->ids[i] < 0 || j->ids[i] >= e->V;
+        if (bad) {
+            job_done(e, j, FC_ERR_ARG);
+            return true;
+        }
+        if (!e->hidden) {
+            e->hidden = fc_aligned_alloc(sizeof(float) * JOB_STEP * (size_t)e->C);
+            e->score_logits = fc_aligned_alloc(sizeof(float) * SCORE_STEP * (size_t)e->V);
+            e->sum = fc_xmalloc(sizeof(double) * (size_t)e->C);
+            if (!e->hidden || !e->score_logits) {
+                fc_aligned_free(e->hidden);
+                fc_aligned_free(e->score_logits);
+                free(e->sum);
+                e->hidden = e->score_logits = NULL;
+                e->sum = NULL;
+                job_done(e, j, FC_ERR_NOMEM);
+                return true;
+            }
+        }
+        int s = free_slot(e);
+        if (s < 0) return false;
+        e->slots[s] = (slot){.state = SLOT_JOB, .last_used = ++e->clock};
+        j->seq = s;
+        j->c0 = j->t0 = 0;
+        memset(e->sum, 0, sizeof(double) * (size_t)e->C);
+        if (j->score) {
+            j->out[0] = NAN;
+            if (j->n == 1) {
+                job_done(e, j, FC_OK);
+                return true;
+            }
+        }
+    }
+    fc_batch *b = e->batch;
+    fc_batch_clear(b);
+    enum fc_status st;
+    if (j->score) {
+        /* positions t0 .. t0+tn predict tokens t0+1 .. t0+tn; the last token predicts nothing we need */
+        int tn = FC_MIN(SCORE_STEP, j->n - 1 - j->t0);
+        for (int t = 0; t < tn; t++) fc_batch_add(b, j->ids[j->t0 + t], j->t0 + t, j->seq, true);
+        st = job_reserve(e, j, tn) ? fc_model_forward(e->m, e->exec, e->kv, b, e->score_logits) : FC_ERR_NOMEM;
+        for (int t = 0; t < tn && st == FC_OK; t++) {
+            int i = j->t0 + t + 1;
+            j->out[i] = fc_logprob_of(e->score_logits + (size_t)t * (size_t)e->V, e->V, j->ids[i], j->k,
+                                      j->k > 0 ? j->top + (size_t)i * (size_t)j->k : NULL);
+        }
+        j->t0 += tn;
+        if (st != FC_OK || j->t0 >= j->n - 1) job_done(e, j, st);
+        return true;
+    }
+    /* embedding: FastChat's chunks of the context length, each from an
+     * empty cache; the mean of every token's last hidden state, normalized */
+    int cn = FC_MIN(e->chunk_len, j->n - j->c0), tn = FC_MIN(JOB_STEP, cn - j->t0);
+    for (int t = 0; t < tn; t++) fc_batch_add(b, j->ids[j->c0 + j->t0 + t], j->t0 + t, j->seq, true);
+    st = job_reserve(e, j, tn) ? fc_model_forward_hidden(e->m, e->exec, e->kv, b, e->hidden) : FC_ERR_NOMEM;
+    if (st != FC_OK) {
+        job_done(e, j, st);
+        return true;
+    }
+    const int C = e->C;
+    for (int t = 0; t < tn; t++) {
+        const float *h = e->hidden + (size_t)t * (size_t)C;
+        for (int i = 0; i < C; i++) e->sum[i] += h[i];
+    }
+    j->t0 += tn;
+    if (j->t0 < cn) return true;
+    fc_kv_cache_seq_truncate(e->kv, j->seq, 0); /* the next chunk starts from an empty cache */
+    j->c0 += cn;
+    j->t0 = 0;
+    if (j->c0 < j->n) return true;
+    double norm = 0;
+    for (int i = 0; i < C; i++) {
+        e->sum[i] /= j->n;
+        norm += e->sum[i] * e->sum[i];
+    }
+    norm = sqrt(norm);
+    if (norm < 1e-12) norm = 1e-12;
+    for (int i = 0; i < C; i++) j->out[i] = (float)(e->sum[i] / norm);
+    job_done(e, j, FC_OK);
+    return true;
+}
+
+/* Whether this step goes to the job at the head of the FIFO. */
+static bool jobs_turn(const fc_engine *e)
+{
+    if (!e->jobs) return false;
+    if (e->n_running == 0 && !e->waiting) return true;
+    return e->t_job <= JOB_SHARE * (e->t_job + e->t_gen);
+}
+
 static bool step(fc_engine *e)
 {
     take_incoming(e);
+    take_jobs(e);
     drop_finished_waiting(e);
+    e->t_gen *= SHARE_DECAY;
+    e->t_job *= SHARE_DECAY;
+    if (jobs_turn(e)) {
+        double t = fc_time_sec();
+        bool ran = job_step(e);
+        e->t_job += fc_time_sec() - t;
+        if (ran) return true;
+    }
     /* admit waiting requests in order while they fit */
     while (e->waiting && e->n_running < e->n_seq_max) {
         req *r = e->waiting;
@@ -638,7 +827,7 @@ static bool step(fc_engine *e)
         e->waiting = r->next;
         r->next = NULL;
     }
-    if (e->n_running == 0) return false;
+    if (e->n_running == 0) return e->jobs != NULL;
 
     fc_batch *b = e->batch;
     fc_batch_clear(b);
@@ -682,7 +871,9 @@ static bool step(fc_engine *e)
         }
     }
     if (b->n_tokens > 0) {
+        double t0 = fc_time_sec();
         enum fc_status st = fc_model_forward(e->m, e->exec, e->kv, b, e->logits);
+        e->t_gen += fc_time_sec() - t0;
         if (st != FC_OK) {
             for (int i = e->n_running - 1; i >= 0; i--) {
                 e->running[i]->error = "the forward pass failed";
@@ -710,7 +901,7 @@ static void *scheduler_main(void *arg)
         e->stats.running = e->n_running;
         e->stats.kv_blocks_free = fc_kv_cache_free_blocks(e->kv);
         if (!worked) {
-            while (!e->stop && !e->incoming && e->n_cancels == 0) pthread_cond_wait(&e->cv, &e->mu);
+            while (!e->stop && !e->incoming && !e->jobs_in && e->n_cancels == 0) pthread_cond_wait(&e->cv, &e->mu);
         }
         bool stop = e->stop;
         pthread_mutex_unlock(&e->mu);
@@ -724,6 +915,8 @@ static void *scheduler_main(void *arg)
         finish(e, r, FC_FINISH_ABORT);
     }
     while (e->n_running > 0) finish(e, e->running[e->n_running - 1], FC_FINISH_ABORT);
+    take_jobs(e);
+    while (e->jobs) job_done(e, e->jobs, FC_ERR_ARG);
     return NULL;
 }
 
@@ -736,6 +929,7 @@ fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_en
     e->m = m;
     e->tok = tok;
     e->V = c->n_vocab;
+    e->C = c->n_embd;
     e->n_ctx = c->n_ctx_train > 0 ? c->n_ctx_train : 2048;
     if (c->n_ctx_train <= 0)
         FC_LOG_WARN("engine: the model gives no usable context length (%d); using %d tokens", c->n_ctx_train, e->n_ctx);
@@ -758,8 +952,10 @@ fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_en
     e->slots = fc_xcalloc((size_t)e->n_seq_max, sizeof(slot));
     e->running = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
     e->stats.kv_blocks_total = fc_kv_cache_total_blocks(e->kv);
+    e->chunk_len = p->embed_chunk_len > 0 ? FC_MIN(p->embed_chunk_len, e->n_ctx) : e->n_ctx;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->job_cv, NULL);
     if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
         FC_LOG_ERROR("fc_engine_new: cannot start the scheduler thread");
         goto fail;
@@ -789,6 +985,10 @@ void fc_engine_free(fc_engine *e)
     for (int s = 0; s < e->n_seq_max; s++) free(e->slots[s].tokens);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->job_cv);
+    fc_aligned_free(e->hidden);
+    fc_aligned_free(e->score_logits);
+    free(e->sum);
     fc_exec_free(e->exec);
     fc_kv_cache_free(e->kv);
     fc_batch_free(e->batch);
@@ -873,3 +1073,37 @@ void fc_engine_get_stats(fc_engine *e, fc_engine_stats *s)
 }
 
 int fc_engine_n_ctx(const fc_engine *e) { return e->n_ctx; }
+
+int fc_engine_embed_dim(const fc_engine *e) { return e->C; }
+
+/* Queues a job and waits for the scheduler to finish it. */
+static enum fc_status run_job(fc_engine *e, job *j)
+{
+    j->seq = -1;
+    pthread_mutex_lock(&e->mu);
+    if (e->stop) {
+        pthread_mutex_unlock(&e->mu);
+        return FC_ERR_ARG;
+    }
+    if (e->jobs_in_tail) e->jobs_in_tail->next = j;
+    else e->jobs_in = j;
+    e->jobs_in_tail = j;
+    pthread_cond_signal(&e->cv);
+    while (!j->done) pthread_cond_wait(&e->job_cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    return j->status;
+}
+
+enum fc_status fc_engine_embed(fc_engine *e, const int32_t *ids, int n, float *out, bool (*keep_going)(void *user),
+                               void *user)
+{
+    job j = {.ids = ids, .n = n, .out = out, .keep_going = keep_going, .user = user};
+    return run_job(e, &j);
+}
+
+enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, float *lp, fc_logprob *top,
+                               bool (*keep_going)(void *user), void *user)
+{
+    job j = {.score = true, .ids = ids, .n = n, .out = lp, .k = k, .top = top, .keep_going = keep_going, .user = user};
+    return run_job(e, &j);
+}

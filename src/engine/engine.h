@@ -21,6 +21,9 @@
  * first stop string; a tail that could still become a stop string is held
  * back until it cannot).
  *
+ * Embeddings and prompt scoring are request kinds of the same scheduler
+ * (fc_engine_embed / fc_engine_score below): one thread pool, one KV cache.
+ *
  * Threads: submit/cancel/stats from any thread. Callbacks run on the
  * scheduler thread and must not block or call back into the engine except
  * fc_engine_cancel.
@@ -44,6 +47,7 @@ typedef struct fc_engine_params {
                           * memory is committed only as blocks are used) */
     int n_seq_max;       /* sequences held at once, running and cached (0: 64) */
     int n_batch_max;     /* tokens per forward step (0: 512) */
+    int embed_chunk_len; /* fc_engine_embed's chunk (0, or more than the context: the context length) */
 } fc_engine_params;
 
 /* The model and tokenizer are borrowed and must outlive the engine. The
@@ -121,5 +125,40 @@ typedef struct fc_engine_stats {
 void fc_engine_get_stats(fc_engine *e, fc_engine_stats *s);
 
 int fc_engine_n_ctx(const fc_engine *e);
+
+/* ---- embeddings and prompt scoring ----
+ * Request kinds of the same scheduler: they run on its thread, its thread
+ * pool and its KV cache (one slot each, the newest generation requests
+ * preempted if the cache is full), one at a time in arrival order, in
+ * forward steps of 128 tokens (32 when scoring). While generation requests
+ * are running they get at most a fifth of the compute time, so chat streams
+ * keep most of their speed during a burst of embeddings; alone they run
+ * back to back. The calls block until done (from any thread except the
+ * scheduler's, i.e. not from a callback). keep_going (may be NULL) is
+ * called on the scheduler thread before each step; false stops the work
+ * with FC_ERR_ARG (a client that left). */
+
+/* Width of an embedding (the model's hidden size). */
+int fc_engine_embed_dim(const fc_engine *e);
+
+/* Sentence embedding as FastChat's model_worker computes it
+ * (fastchat/serve/model_worker.py get_embeddings): the last hidden states
+ * (after the final norm, transformers' hidden_states[-1]) of every token,
+ * averaged, then L2-normalized, into out[0..dim). A text longer than the
+ * chunk length is cut into chunks run independently (each from an empty
+ * cache) and averaged over all tokens, as FastChat does without
+ * --embed-in-truncate (truncation is the caller's). FC_OK, FC_ERR_ARG (n <= 0,
+ * an id outside the vocabulary, stopped), FC_ERR_NOMEM, or the forward
+ * pass's error. */
+enum fc_status fc_engine_embed(fc_engine *e, const int32_t *ids, int n, float *out,
+                               bool (*keep_going)(void *user), void *user);
+
+/* Scores the prompt ids[0..n), n <= the chunk length: lp[i] = log P(ids[i] |
+ * ids[0..i)) from the raw logits, lp[0] = NAN (no context); FastChat reports
+ * these for the prompt when echo and logprobs are both asked. When k > 0
+ * (k <= 20), top[i*k .. i*k+k) receives position i's k most likely tokens,
+ * best first (top[0..k) is left alone). Errors as fc_engine_embed. */
+enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, float *lp, fc_logprob *top,
+                               bool (*keep_going)(void *user), void *user);
 
 #endif

@@ -11,8 +11,9 @@
  * Threads: handlers run on the HTTP server's threads (one per request) and
  * only parse, tokenize, wait for a slot, submit and wait. The engine's
  * scheduler thread runs on_event, which formats each chunk into one buffer
- * and queues it on the HTTP stream (never blocking). Embeddings are computed
- * on the embedder's thread. One more thread sends heartbeats.
+ * and queues it on the HTTP stream (never blocking). Embeddings and prompt
+ * scores are request kinds of the same engine. One more thread sends
+ * heartbeats.
  *
  * Mirrors fastchat/serve/base_model_worker.py (routes, semaphore, heartbeat),
  * model_worker.py (generate_stream_gate, get_embeddings) and inference.py
@@ -24,7 +25,6 @@
 #include "response_format.h"
 #include "../base/fc_base.h"
 #include "../chat/conv.h"
-#include "../engine/embed.h"
 #include "../engine/engine.h"
 #include "../net/http.h"
 #include "../tokenizer/tokenizer.h"
@@ -228,7 +228,6 @@ typedef struct wmodel {
     fc_model *model;
     fc_tokenizer *tok;
     fc_engine *engine;
-    fc_embedder *embedder;
     char *conv_json;        /* the /worker_get_conv_template answer */
     int n_ctx;
 } wmodel;
@@ -780,7 +779,7 @@ static bool score_prompt(gen *g, const gen_params *p)
     int n = p->r.n_prompt, k = g->top_k;
     float *lp = fc_xmalloc(sizeof(float) * (size_t)n);
     fc_logprob *top = k > 0 ? fc_xmalloc(sizeof(fc_logprob) * (size_t)n * (size_t)k) : NULL;
-    enum fc_status st = fc_embedder_score(g->m->embedder, p->r.prompt, n, k, lp, top);
+    enum fc_status st = fc_engine_score(g->m->engine, p->r.prompt, n, k, lp, top, NULL, NULL);
     if (st == FC_OK)
         for (int i = 0; i < n; i++)
             lp_add(g, p->r.prompt[i], i > 0, lp[i], i > 0 && top ? top + (size_t)i * (size_t)k : NULL, i > 0 ? k : 0);
@@ -1077,8 +1076,8 @@ static void h_model_details(const fc_http_request *req, fc_http_reply *rep, void
     fc_http_reply_json(rep, 200, out);
 }
 
-/* The embedder asks between forward steps: still worth computing? (The
- * request stays valid: its handler waits for the embedder.) */
+/* The engine asks between embedding steps: still worth computing? (The
+ * request stays valid: its handler waits for the engine.) */
 static bool embed_keep_going(void *user) { return !fc_http_request_client_gone(user); }
 
 static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *user)
@@ -1152,7 +1151,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             break;
         }
     }
-    int C = fc_embedder_dim(m->embedder);
+    int C = fc_engine_embed_dim(m->engine);
     float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
     sb b = {0};
     sb_puts(&b, "{\"embedding\": [");
@@ -1161,7 +1160,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
             break;
         }
-        enum fc_status st = fc_embedder_embed_ex(m->embedder, all[k], lens[k], vec, embed_keep_going, (void *)req);
+        enum fc_status st = fc_engine_embed(m->engine, all[k], lens[k], vec, embed_keep_going, (void *)req);
         if (st != FC_OK && fc_http_request_client_gone(req)) {
             err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
             break;
@@ -1351,17 +1350,12 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     m->engine = fc_engine_new(m->model, m->tok, &ep);
     if (!m->engine) return false;
     m->n_ctx = fc_engine_n_ctx(m->engine);
-    /* 128-token forward steps: a client that leaves stops the work within one step (under 1 s) */
-    fc_embed_params emp = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .chunk_len = m->n_ctx,
-                           .n_batch_max = 128};
-    m->embedder = fc_embedder_new(m->model, &emp);
-    return m->embedder != NULL;
+    return true;
 }
 
 static void free_model(wmodel *m)
 {
     fc_engine_free(m->engine);
-    fc_embedder_free(m->embedder);
     fc_tokenizer_free(m->tok);
     fc_model_free(m->model);
     for (int i = 0; i < m->n_names; i++) free(m->names[i]);
