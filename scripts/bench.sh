@@ -29,6 +29,7 @@
 #   BENCH_TOKENIZER=0   skip the tokenizer benchmark (scripts/bench_tokenizer.sh)
 #   BENCH_SERVE=0       skip the serving benchmark (scripts/bench_serve.sh)
 #   BENCH_JSON=0        skip the structured-output benchmark (scripts/bench_json.py)
+#   BENCH_JUDGE=0       skip the gen-answer benchmark (scripts/bench_judge.sh)
 #   BENCH_LLAMA_ARGS    extra llama-bench flags (e.g. "--poll 0" on a busy host)
 #   LLAMACPP_PY_VERSION the llama-cpp-python source distribution to take llama.cpp from
 set -uo pipefail
@@ -281,6 +282,17 @@ if [ "${BENCH_JSON:-1}" = 1 ]; then
         cat "$OUT/json.txt"
     else
         log "structured-output benchmark failed (log: $OUT/logs/bench_json.log)"
+    fi
+fi
+# ---- 9. MT-bench answers: gen-answer batched against one question at a time ----
+if [ "${BENCH_JUDGE:-1}" = 1 ]; then
+    log "judge gen-answer (scripts/bench_judge.sh)"
+    if BENCH_QUICK=$QUICK BENCH_THREADS=$T timeout "$((3 * TIMEOUT))" scripts/bench_judge.sh "$BIN" "$DEFAULT" >"$OUT/judge.md" \
+           2>"$OUT/logs/bench_judge.log" && [ -s "$OUT/judge.md" ]; then
+        { echo; cat "$OUT/judge.md"; } >> "$OUT/results.md"
+        cat "$OUT/judge.md"
+    else
+        log "judge benchmark failed (log: $OUT/logs/bench_judge.log)"
     fi
 fi
 log "total $((SECONDS - T0)) s; table in $OUT/results.md, logs in $OUT/logs/"
