@@ -122,4 +122,57 @@ bool fc_lr_type_known(const char *type);
  * copied when present. Creates dir. FC_OK or an error (logged). */
 enum fc_status fc_train_save_hf(fc_train_model *tm, const char *dir, const char *src_dir);
 
+/* ---- the training loop (trainer.c): FastChat's train.py on one process ---- */
+
+/* Hugging Face TrainingArguments / FastChat names and defaults. */
+typedef struct fc_trainer_args {
+    const char *model_path;      /* anything fc_model_load reads (HF folder, GGUF, Hub id) */
+    const char *data_path;       /* FastChat conversation JSON (array) or JSON Lines */
+    const char *output_dir;
+    int model_max_length;        /* 512 */
+    int per_device_train_batch_size; /* 8 */
+    int gradient_accumulation_steps; /* 1 */
+    double learning_rate;        /* 5e-5 */
+    double weight_decay;         /* 0 */
+    double adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
+    double warmup_ratio;         /* 0 */
+    long warmup_steps;           /* 0; wins over warmup_ratio when > 0 */
+    const char *lr_scheduler_type; /* "linear" (transformers' default; FastChat uses cosine) */
+    double num_train_epochs;     /* 3 */
+    long max_steps;              /* -1: from the epochs */
+    long save_steps;             /* 500; <= 0: only the final save */
+    double max_grad_norm;        /* 1.0; <= 0: no clipping */
+    uint64_t seed;               /* 42: the shuffle of each epoch */
+    bool legacy;                 /* the tokenizer's `legacy` for the masking (sft_data.h) */
+    int n_threads;               /* <= 0: all CPUs */
+} fc_trainer_args;
+
+void fc_trainer_args_default(fc_trainer_args *a);
+
+/* One optimizer step done: for progress lines and logs. */
+typedef struct fc_trainer_progress {
+    long step, total_steps;      /* 1-based step */
+    double epoch;                /* fractional epoch at the end of the step */
+    double loss;                 /* mean cross-entropy over the step's labelled tokens (NAN: none) */
+    double lr;                   /* learning rate the step used */
+    double grad_norm;            /* before clipping */
+    long tokens;                 /* tokens computed in the step (padding trimmed) */
+    long labelled;               /* tokens in the loss */
+    double step_sec, elapsed_sec;
+    const char *saved;           /* checkpoint folder written after this step, or NULL */
+} fc_trainer_progress;
+
+typedef void (*fc_trainer_cb)(const fc_trainer_progress *p, void *user);
+
+/* Loads the model and the data, trains, writes checkpoints
+ * (output_dir/checkpoint-<step>/ every save_steps, and output_dir itself at
+ * the end, each with trainer_state.json holding the log history), calling cb
+ * after every optimizer step. Batches are padded only to their longest
+ * example (right padding cannot change the loss of a causal model, so the
+ * result equals padding to model_max_length). Examples are shuffled each
+ * epoch with our own generator seeded by `seed` (not torch's sampler order).
+ * A step whose examples have no labelled token is skipped with a warning
+ * (transformers would divide by zero). FC_OK or an error (logged). */
+enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *user);
+
 #endif
