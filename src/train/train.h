@@ -54,6 +54,10 @@ void fc_train_model_free(fc_train_model *tm); /* NULL is a no-op */
 const fc_model_config *fc_train_model_config(const fc_train_model *tm);
 /* The pool is borrowed; NULL runs everything on the calling thread. */
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool);
+/* true: the matrix products run the plain scalar loops of train_ref.c (the
+ * oracle); false (default): the engine's f32 kernels (tensor/ops.h) with
+ * blocked backward loops. Both are tested against torch. */
+void fc_train_model_set_reference(fc_train_model *tm, bool ref);
 
 /* Parameters in Hugging Face named_parameters() order. */
 int fc_train_model_n_params(const fc_train_model *tm);

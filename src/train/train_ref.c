@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "../tensor/dtype.h"
+#include "../tensor/ops.h"
 #include "sft_data.h"
 
 /* ---- the model ---- */
@@ -66,6 +67,7 @@ struct fc_train_model {
     float *params, *grads;
     model_w w, gw;             /* pointers into params and grads */
     fc_pool *pool;             /* borrowed, may be NULL */
+    bool ref;                  /* matmuls by the scalar reference loops */
     /* activations for act_B x act_T tokens */
     int act_B, act_T;
     float *acts;
@@ -274,6 +276,7 @@ void fc_train_model_free(fc_train_model *tm)
 
 const fc_model_config *fc_train_model_config(const fc_train_model *tm) { return &tm->cfg; }
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = pool; }
+void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
 int fc_train_model_n_params(const fc_train_model *tm) { return tm->n_param; }
 const fc_train_param *fc_train_model_param(const fc_train_model *tm, int i)
 {
@@ -373,6 +376,7 @@ typedef struct mm_ctx {
     float *out, *dinp, *dw, *db;
     const float *inp, *w, *bias, *dout;
     long N, IC, OC;
+    bool ref;        /* the scalar reference loops instead of the kernels */
 } mm_ctx;
 
 static float dot(const float *a, const float *b, long n)
@@ -390,19 +394,30 @@ static void mm_fwd_fn(void *p, int ith, int nth)
 {
     mm_ctx *c = p;
     long lo, hi;
-    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
-    for (long n = lo; n < hi; n++) {
-        const float *x = c->inp + n * c->IC;
-        float *y = c->out + n * c->OC;
-        for (long o = 0; o < c->OC; o++)
-            y[o] = dot(x, c->w + o * c->IC, c->IC) + (c->bias ? c->bias[o] : 0.0f);
+    if (c->ref) {
+        fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+        for (long n = lo; n < hi; n++) {
+            const float *x = c->inp + n * c->IC;
+            float *y = c->out + n * c->OC;
+            for (long o = 0; o < c->OC; o++)
+                y[o] = dot(x, c->w + o * c->IC, c->IC) + (c->bias ? c->bias[o] : 0.0f);
+        }
+        return;
     }
+    /* fast: the engine's f32 kernel over this thread's weight rows, all tokens */
+    fc_split_range(c->OC, ith, nth, 8, &lo, &hi);
+    if (lo >= hi) return;
+    fc_matmul_exact(FC_DTYPE_F32, c->w, (size_t)c->IC * sizeof(float), c->IC, c->inp, c->IC, (int)c->N,
+                    c->out, c->OC, lo, hi);
+    if (c->bias)
+        for (long n = 0; n < c->N; n++)
+            for (long o = lo; o < hi; o++) c->out[n * c->OC + o] += c->bias[o];
 }
 
 static void matmul_forward(fc_train_model *tm, float *out, const float *inp, const float *w,
                            const float *bias, long N, long IC, long OC)
 {
-    mm_ctx c = {.out = out, .inp = inp, .w = w, .bias = bias, .N = N, .IC = IC, .OC = OC};
+    mm_ctx c = {.out = out, .inp = inp, .w = w, .bias = bias, .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
     par(tm, mm_fwd_fn, &c);
 }
 
@@ -413,13 +428,23 @@ static void mm_bwd_fn(void *p, int ith, int nth)
     mm_ctx *c = p;
     long lo, hi;
     if (c->dinp) {
-        fc_split_range(c->N, ith, nth, 1, &lo, &hi);
-        for (long n = lo; n < hi; n++) {
-            float *dx = c->dinp + n * c->IC;
-            const float *dy = c->dout + n * c->OC;
+        /* blocks of NB rows share each weight row read (the fast path; the
+         * reference takes one row at a time) */
+        const long NB = c->ref ? 1 : 8, nblk = (c->N + NB - 1) / NB;
+        fc_split_range(nblk, ith, nth, 1, &lo, &hi);
+        for (long blk = lo; blk < hi; blk++) {
+            const long n0 = blk * NB, n1 = FC_MIN(c->N, n0 + NB);
             for (long o = 0; o < c->OC; o++) {
-                const float d = dy[o], *wr = c->w + o * c->IC;
-                for (long i = 0; i < c->IC; i++) dx[i] += d * wr[i];
+                const float *wr = c->w + o * c->IC;
+                for (long n = n0; n < n1; n++) {
+                    const float d = c->dout[n * c->OC + o];
+                    if (d == 0.0f) continue;
+                    float *dx = c->dinp + n * c->IC;
+                    if (c->ref)
+                        for (long i = 0; i < c->IC; i++) dx[i] += d * wr[i];
+                    else
+                        fc_axpy_f32(dx, d, wr, (int)c->IC);
+                }
             }
         }
     }
@@ -431,7 +456,10 @@ static void mm_bwd_fn(void *p, int ith, int nth)
             const float d = c->dout[n * c->OC + o], *x = c->inp + n * c->IC;
             dbo += d;
             if (d == 0.0f) continue;
-            for (long i = 0; i < c->IC; i++) dwr[i] += d * x[i];
+            if (c->ref)
+                for (long i = 0; i < c->IC; i++) dwr[i] += d * x[i];
+            else
+                fc_axpy_f32(dwr, d, x, (int)c->IC);
         }
         if (c->db) c->db[o] += dbo;
     }
@@ -441,7 +469,7 @@ static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *d
                             const float *inp, const float *w, long N, long IC, long OC)
 {
     mm_ctx c = {.dinp = dinp, .dw = dw, .db = db, .dout = dout, .inp = inp, .w = w,
-                .N = N, .IC = IC, .OC = OC};
+                .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
     par(tm, mm_bwd_fn, &c);
 }
 
