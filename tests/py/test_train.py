@@ -150,3 +150,25 @@ def test_errors(fastchat_bin, tmp_path, base_model):
     p = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", bad,
                                     "--output-dir", tmp_path / "o"], check=False)
     assert p.returncode not in (0, -6, -11) and "error" in p.stderr
+
+
+def test_accumulation_equals_larger_batch(fastchat_bin, base_model, tmp_path):
+    """2 examples per micro-batch x 1 equals 1 x 2 accumulated: the Trainer
+    divides by the labelled tokens of the whole step (num_items_in_batch)."""
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(CONVS * 2))
+    runs = {}
+    for b, a in ((2, 1), (1, 2)):
+        out = tmp_path / f"o{b}{a}"
+        p = run_fastchat(fastchat_bin, [
+            "train", "--model-path", base_model, "--data-path", data, "--output-dir", out,
+            "--model-max-length", 256, "--per-device-train-batch-size", b,
+            "--gradient-accumulation-steps", a, "--learning-rate", "3e-3", "--max-steps", 6,
+            "--save-steps", 0, "--threads", 2])
+        losses = [float(m.group(4)) for m in map(STEP_RE.match, p.stdout.splitlines()) if m]
+        runs[(b, a)] = (losses, load_file(str(out / "model.safetensors")))
+    (l1, w1), (l2, w2) = runs[(2, 1)], runs[(1, 2)]
+    assert len(l1) == len(l2) == 6
+    assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4, (l1, l2)
+    for k in w1:
+        assert np.abs(w1[k] - w2[k]).max() < 1e-4, k
