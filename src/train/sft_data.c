@@ -199,7 +199,9 @@ fc_sft_dataset *fc_sft_dataset_load(const char *path, const fc_tokenizer *tok, c
         const cJSON *rec = cJSON_GetArrayItem(arr, i);
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "conversations");
         if (fc_sft_preprocess(tok, c, p, &d->ex[i]) != FC_OK) {
-            FC_LOG_ERROR("%s: %s: record %d: %s", __func__, path, i, fc_last_error());
+            char why[512]; /* fc_last_error's buffer is rewritten by the next log call */
+            snprintf(why, sizeof why, "%s", fc_last_error());
+            FC_LOG_ERROR("%s: %s: record %d: %s", __func__, path, i, why);
             goto fail;
         }
         if (d->ex[i].mismatch)
