@@ -71,6 +71,7 @@ struct fc_train_model {
     /* activations for act_B x act_T tokens */
     int act_B, act_T;
     float *acts;
+    size_t acts_cap;           /* floats allocated in acts */
     layer_a *la;
     float *xf, *nf, *rf;       /* (N, C), (N, C), (N) final residual and norm */
     float *logits;             /* (N, V); dlogits in place during backward */
@@ -260,6 +261,7 @@ static void free_acts(fc_train_model *tm)
     tm->la = NULL;
     tm->rope_cos = tm->rope_sin = NULL;
     tm->act_B = tm->act_T = 0;
+    tm->acts_cap = 0;
 }
 
 void fc_train_model_free(fc_train_model *tm)
@@ -326,7 +328,6 @@ static void rope_tables(fc_train_model *tm, int T)
 static bool ensure_acts(fc_train_model *tm, int B, int T)
 {
     if (tm->acts && tm->act_B == B && tm->act_T == T) return true;
-    free_acts(tm);
     const fc_model_config *c = &tm->cfg;
     const size_t N = (size_t)B * T, C = c->n_embd, Q = (size_t)c->n_head * c->head_dim,
                  KVD = (size_t)c->n_head_kv * c->head_dim, FF = c->n_ff, V = c->n_vocab;
@@ -334,12 +335,20 @@ static bool ensure_acts(fc_train_model *tm, int B, int T)
     size_t per_layer = N * C * 4 + N * 2 + N * Q * 2 + N * KVD * 2 + ATT + N * FF * 3;
     size_t total = per_layer * c->n_layer + N * C * 2 + N + N * V +
                    N * C * 2 + N * Q * 2 + N * KVD * 2 + N * FF * 3 ;
-    tm->acts = fc_aligned_alloc(total * sizeof(float));
-    if (!tm->acts) {
-        FC_LOG_ERROR("%s: out of memory for activations (%zu MiB)", __func__, total * 4 >> 20);
-        return false;
+    /* batches of another shape re-carve the same buffer when it is big enough
+     * (the trainer trims each batch to its longest example) */
+    if (total > tm->acts_cap) {
+        free_acts(tm);
+        tm->acts = fc_aligned_alloc(total * sizeof(float));
+        if (!tm->acts) {
+            FC_LOG_ERROR("%s: out of memory for activations (%zu MiB)", __func__, total * 4 >> 20);
+            return false;
+        }
+        tm->acts_cap = total;
     }
-    tm->la = fc_xcalloc((size_t)c->n_layer, sizeof(layer_a));
+    free(tm->rope_cos);
+    free(tm->rope_sin);
+    if (!tm->la) tm->la = fc_xcalloc((size_t)c->n_layer, sizeof(layer_a));
     float *p = tm->acts;
 #define TAKE(n) (p += (n), p - (n))
     for (int l = 0; l < c->n_layer; l++) {
