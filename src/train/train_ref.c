@@ -14,9 +14,13 @@
  * h / (NH / NKV)), q/k/v biases for qwen2. Attention masks beyond causal are
  * not needed: padding is on the right and its labels are ignored.
  *
- * The matrix products run on the model's thread pool (rows split across
- * threads); everything else is single-threaded and plain. Checked against
- * torch autograd in tests/unit/test_train_ref.c.
+ * The matrix products and attention run on the model's thread pool; the
+ * rest is single-threaded and plain. The matrix products have two forms:
+ * the scalar loops (the reference, fc_train_model_set_reference) and the
+ * default that calls the engine's f32 kernel forward (tensor/ops.h
+ * fc_matmul_exact, weight rows split across threads) and reads each weight
+ * row once per block of 8 tokens backward. Both are checked against torch
+ * autograd in tests/unit/test_train_ref.c.
  */
 #include "train.h"
 
