@@ -28,6 +28,7 @@ endif
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/tensor/cpu/*.c src/model/*.c \
               src/tokenizer/*.c src/chat/*.c src/sampling/*.c src/engine/*.c src/tools/*.c \
               src/net/*.c src/serve/*.c src/arena/*.c src/eval/*.c src/data/*.c src/format/*.c))
+LIB_SRC  += $(sort $(wildcard src/train/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 

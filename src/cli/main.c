@@ -38,6 +38,7 @@ static const struct {
     {"leaderboard", fc_cmd_leaderboard, "Chatbot Arena ratings (Elo, Bradley-Terry) from vote logs"},
     {"data", fc_cmd_data, "FastChat's ShareGPT data tools (clean, split, sample, merge, stats...)"},
     {"judge", fc_cmd_judge, "MT-bench style evaluation: answers, LLM judge, results, agreement"},
+    {"train", fc_cmd_train, "supervised fine-tuning on conversations (FastChat train.py)"},
 };
 
 static void usage(FILE *f)

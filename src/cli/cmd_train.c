@@ -1,0 +1,119 @@
+/*
+ * cmd_train.c: `fastchat train`, FastChat's fastchat/train/train.py (Vicuna
+ * supervised fine-tuning) with Hugging Face TrainingArguments' flag names and
+ * defaults, on the CPU in f32 (src/train/). Prints one progress line per
+ * optimizer step (step, loss, learning rate, gradient norm, tokens/s, ETA)
+ * and writes Hugging Face checkpoint folders that transformers and our
+ * engine load.
+ *
+ * FastChat/HF flags that have no meaning here are accepted and ignored with
+ * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
+ * command lines run unchanged.
+ */
+#include "cli.h"
+#include "base/fc_base.h"
+#include "train/train.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *parse_bool(const fc_flag *f, const char *v, void *dst)
+{
+    (void)f;
+    if (!strcmp(v, "True") || !strcmp(v, "true") || !strcmp(v, "1")) *(bool *)dst = true;
+    else if (!strcmp(v, "False") || !strcmp(v, "false") || !strcmp(v, "0")) *(bool *)dst = false;
+    else return "expects True or False";
+    return NULL;
+}
+
+static void progress(const fc_trainer_progress *p, void *user)
+{
+    (void)user;
+    double eta = p->step > 0 ? p->elapsed_sec / p->step * (p->total_steps - p->step) : 0;
+    printf("step %ld/%ld  epoch %.2f  loss %.4f  lr %.3e  grad_norm %.4f  tokens/s %.0f  "
+           "elapsed %.0fs  eta %.0fs\n",
+           p->step, p->total_steps, p->epoch, p->loss, p->lr, p->grad_norm,
+           p->step_sec > 0 ? p->tokens / p->step_sec : 0.0, p->elapsed_sec, eta);
+    if (p->saved) printf("saved %s\n", p->saved);
+    fflush(stdout);
+}
+
+int fc_cmd_train(int argc, char **argv)
+{
+    fc_trainer_args a;
+    fc_trainer_args_default(&a);
+    bool ignored_seen = false;
+    const fc_flag flags[] = {
+        {NULL, FC_FLAG_SECTION, .help = "model and data (FastChat ModelArguments / DataArguments)"},
+        {"--model-path|--model-name-or-path", FC_FLAG_STRING, &a.model_path, .metavar = "M",
+         .help = "Hugging Face folder (f32/f16/bf16 safetensors), GGUF file or Hub id"},
+        {"--data-path", FC_FLAG_STRING, &a.data_path, .metavar = "F",
+         .help = "FastChat conversation JSON (or JSON Lines)"},
+        {"--output-dir", FC_FLAG_STRING, &a.output_dir, .metavar = "DIR",
+         .help = "checkpoints go to DIR/checkpoint-N, the final model to DIR"},
+        {"--model-max-length", FC_FLAG_INT, &a.model_max_length,
+         .min = 2, .max = 1 << 20, .metavar = "N", .help = "truncate and pad examples to N tokens (512)"},
+        {"--tokenizer-legacy", FC_FLAG_FUNC, &a.legacy, .metavar = "BOOL", .fn = parse_bool,
+         .help = "the tokenizer's `legacy` as train.py's masking reads it (True)"},
+        {NULL, FC_FLAG_SECTION, .help = "optimisation (Hugging Face TrainingArguments)"},
+        {"--per-device-train-batch-size", FC_FLAG_INT, &a.per_device_train_batch_size,
+         .min = 1, .max = 65536, .metavar = "N", .help = "examples per micro-batch (8)"},
+        {"--gradient-accumulation-steps", FC_FLAG_INT, &a.gradient_accumulation_steps,
+         .min = 1, .max = 65536, .metavar = "N", .help = "micro-batches per optimizer step (1)"},
+        {"--learning-rate", FC_FLAG_DOUBLE, &a.learning_rate,
+         .min = 0, .max = 10, .metavar = "LR", .help = "AdamW learning rate (5e-5)"},
+        {"--weight-decay", FC_FLAG_DOUBLE, &a.weight_decay,
+         .min = 0, .max = 10, .metavar = "W", .help = "AdamW weight decay, not on biases and norms (0)"},
+        {"--adam-beta1", FC_FLAG_DOUBLE, &a.adam_beta1,
+         .min = 0, .max = 1, .metavar = "B", .help = "(0.9)"},
+        {"--adam-beta2", FC_FLAG_DOUBLE, &a.adam_beta2,
+         .min = 0, .max = 1, .metavar = "B", .help = "(0.999)"},
+        {"--adam-epsilon", FC_FLAG_DOUBLE, &a.adam_epsilon,
+         .min = 0, .max = 1, .metavar = "E", .help = "(1e-8)"},
+        {"--warmup-ratio", FC_FLAG_DOUBLE, &a.warmup_ratio,
+         .min = 0, .max = 1, .metavar = "R", .help = "warmup steps = ceil(R * total) (0)"},
+        {"--warmup-steps", FC_FLAG_INT64, &a.warmup_steps,
+         .min = 0, .max = 1e12, .metavar = "N", .help = "warmup steps, wins over the ratio (0)"},
+        {"--lr-scheduler-type", FC_FLAG_STRING, &a.lr_scheduler_type, .metavar = "S",
+         .help = "linear | cosine | constant | constant_with_warmup (linear)"},
+        {"--num-train-epochs", FC_FLAG_DOUBLE, &a.num_train_epochs,
+         .min = 0, .max = 1e6, .metavar = "E", .help = "(3)"},
+        {"--max-steps", FC_FLAG_INT64, &a.max_steps,
+         .min = -1, .max = 1e12, .metavar = "N", .help = "optimizer steps; wins over the epochs (-1)"},
+        {"--max-grad-norm", FC_FLAG_DOUBLE, &a.max_grad_norm,
+         .min = 0, .max = 1e9, .metavar = "G", .help = "clip the gradient norm to G; 0: off (1.0)"},
+        {"--save-steps", FC_FLAG_INT64, &a.save_steps,
+         .min = 0, .max = 1e12, .metavar = "N", .help = "write DIR/checkpoint-N every N steps (500)"},
+        {"--seed", FC_FLAG_UINT64, &a.seed, .metavar = "S", .help = "shuffle seed (42)"},
+        {"--threads", FC_FLAG_INT, &a.n_threads,
+         .min = 0, .max = 4096, .metavar = "N", .help = "CPU threads (all)"},
+        /* FastChat / TrainingArguments flags with no effect here */
+        {"--bf16|--fp16|--tf32|--lazy-preprocess|--gradient-checkpointing|--fsdp|"
+         "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|--save-total-limit|"
+         "--evaluation-strategy|--eval-strategy|--logging-steps|--report-to|--cache-dir|--optim|"
+         "--padding-side|--trust-remote-code|--deepspeed|--ddp-timeout|--dataloader-num-workers",
+         FC_FLAG_IGNORE, NULL, .seen = &ignored_seen},
+        {0},
+    };
+    const fc_flags_cmd cmd = {
+        .usage = "fastchat train --model-path M --data-path F --output-dir DIR [options]",
+        .about = "supervised fine-tuning on conversations, as FastChat's train.py: the vicuna\n"
+                 "template, loss on the assistant replies only, AdamW, f32 on the CPU\n",
+        .flags = flags,
+        .footer = "FastChat's --bf16, --tf32, --fsdp, --lazy-preprocess, --gradient-checkpointing, ...\n"
+                  "are accepted and ignored.\n",
+    };
+    fc_flags_parse_or_exit(&cmd, argc, argv);
+    const char *hint = "fastchat train --model-path M --data-path F --output-dir DIR; see --help";
+    if (!a.model_path) fc_cli_die(hint, "--model-path is required");
+    if (!a.data_path) fc_cli_die(hint, "--data-path is required");
+    if (!a.output_dir) fc_cli_die(hint, "--output-dir is required");
+    if (!fc_lr_type_known(a.lr_scheduler_type))
+        fc_cli_die("linear, cosine, constant or constant_with_warmup", "--lr-scheduler-type %s is not known",
+                   a.lr_scheduler_type);
+    if (ignored_seen) fprintf(stderr, "note: flags for GPUs and distributed runs are ignored\n");
+    enum fc_status st = fc_trainer_run(&a, progress, NULL);
+    if (st != FC_OK) fc_cli_die(NULL, "training failed: %s", fc_last_error());
+    printf("saved %s\n", a.output_dir);
+    return 0;
+}

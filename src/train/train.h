@@ -1,0 +1,182 @@
+/*
+ * train.h: f32 training of llama / qwen2 models on the CPU: a reference
+ * forward and backward pass (train_ref.c, llm.c style), AdamW and the
+ * Hugging Face learning-rate schedules (optim.c), and checkpoints written as
+ * Hugging Face safetensors folders (checkpoint.c).
+ *
+ * The model here is an fc_train_model: every parameter in f32, in one
+ * allocation, with a gradient buffer of the same layout. It is made from any
+ * fc_model our loader reads (weights are dequantized; GGUF's interleaved Q/K
+ * rows are put back in Hugging Face's rotate-half order), so the trainer
+ * shares config and weight reading with inference but has its own forward,
+ * which keeps every activation the backward pass needs.
+ *
+ * Loss: transformers' ForCausalLMLoss: position t predicts labels[t + 1];
+ * labels equal to FC_IGNORE_INDEX (-100) are skipped; the summed cross-entropy
+ * is divided by a caller-given count (the labelled tokens of the whole
+ * optimizer step, as the Trainer's num_items_in_batch), so accumulating
+ * micro-batches gives the gradient of the mean over the whole step.
+ *
+ * Tensor letters: B batch, T time, C width, V vocab, NH/NKV heads, HS head
+ * size, FF MLP width, L layers; N = B * T rows.
+ *
+ * Not done: bf16 compute, gradient checkpointing, LoRA, sliding window.
+ * Threads: one fc_train_model is used by one thread at a time; it runs its
+ * kernels on the fc_pool given to fc_train_model_set_pool (optional).
+ */
+#ifndef FC_TRAIN_H
+#define FC_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "../base/fc_base.h"
+#include "../base/pool.h"
+#include "../model/model.h"
+
+typedef struct fc_train_param {
+    char name[96];     /* Hugging Face name: "model.layers.0.self_attn.q_proj.weight" */
+    int n_dims;        /* 1 or 2 */
+    int64_t shape[2];  /* PyTorch order: [rows, cols] (1-D: [n, 1]) */
+    size_t offset;     /* floats from the start of the parameter buffer */
+    size_t n;          /* elements */
+    bool decay;        /* weight decay applies (not to biases and norms, as the Trainer) */
+} fc_train_param;
+
+typedef struct fc_train_model fc_train_model;
+
+/* A model with the given config and all parameters zero. NULL on a config we
+ * cannot train (logged). */
+fc_train_model *fc_train_model_new(const fc_model_config *cfg);
+/* A copy of a loaded model's weights in f32. NULL on error (logged). */
+fc_train_model *fc_train_model_from_model(const fc_model *m);
+void fc_train_model_free(fc_train_model *tm); /* NULL is a no-op */
+
+const fc_model_config *fc_train_model_config(const fc_train_model *tm);
+/* The pool is borrowed; NULL runs everything on the calling thread. */
+void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool);
+/* true: the matrix products run the plain scalar loops of train_ref.c (the
+ * oracle); false (default): the engine's f32 kernels (tensor/ops.h) with
+ * blocked backward loops. Both are tested against torch. */
+void fc_train_model_set_reference(fc_train_model *tm, bool ref);
+
+/* Parameters in Hugging Face named_parameters() order. */
+int fc_train_model_n_params(const fc_train_model *tm);
+const fc_train_param *fc_train_model_param(const fc_train_model *tm, int i);
+/* The index of the parameter with that Hugging Face name, or -1. */
+int fc_train_model_find(const fc_train_model *tm, const char *name);
+/* The buffers: fc_train_model_n_floats floats each, borrowed. */
+size_t fc_train_model_n_floats(const fc_train_model *tm);
+float *fc_train_model_params(fc_train_model *tm);
+float *fc_train_model_grads(fc_train_model *tm);
+
+/* Counts the labels that contribute to the loss in a (B, T) batch: positions
+ * t >= 1 with labels[t] != FC_IGNORE_INDEX (the shift). */
+long fc_train_count_labels(const int32_t *labels, int B, int T);
+
+/* One forward and backward pass over ids/labels (B, T), row-major. Adds the
+ * gradient of (summed cross-entropy / denom) to the gradient buffer (it does
+ * not zero it). Returns the summed cross-entropy / denom, or NAN on bad input
+ * (ids outside [0, V), logged). denom <= 0 means this batch's own label count.
+ * Activations for B * T tokens are allocated on first use and kept. */
+double fc_train_step_grad(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
+                          int B, int T, double denom);
+/* The loss only (no gradient), same conventions. */
+double fc_train_loss(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
+                     int B, int T, double denom);
+
+void fc_train_zero_grad(fc_train_model *tm);
+/* torch.nn.utils.clip_grad_norm_: returns the total L2 norm of all gradients
+ * and, when max_norm > 0, scales them by min(1, max_norm / (norm + 1e-6)). */
+double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm);
+
+/* ---- optimizer (optim.c) ---- */
+
+/* torch.optim.AdamW, with weight decay on the parameters whose `decay` is set
+ * (the Trainer's two parameter groups). */
+typedef struct fc_adamw {
+    double beta1, beta2, eps, weight_decay;
+    long t;           /* steps taken */
+    float *m, *v;     /* (n_floats) moments, owned */
+    size_t n;
+} fc_adamw;
+
+enum fc_status fc_adamw_init(fc_adamw *o, const fc_train_model *tm, double beta1, double beta2,
+                             double eps, double weight_decay);
+void fc_adamw_free(fc_adamw *o);
+/* One step at learning rate lr over the model's gradients. */
+void fc_adamw_step(fc_adamw *o, fc_train_model *tm, double lr);
+
+/* transformers' schedules, as LambdaLR multipliers of the base rate at optimizer
+ * step `step` (0-based; the first step of a warmup gets 0):
+ * "cosine" get_cosine_schedule_with_warmup (0.5 cycles), "linear"
+ * get_linear_schedule_with_warmup, "constant", "constant_with_warmup".
+ * -1 for an unknown name. */
+double fc_lr_lambda(const char *type, long step, long warmup, long total);
+/* Whether fc_lr_lambda knows the name. */
+bool fc_lr_type_known(const char *type);
+
+/* ---- checkpoints (checkpoint.c) ---- */
+
+/* Writes the parameters as `dir`/model.safetensors (F32, Hugging Face names,
+ * metadata {"format": "pt"}), and `dir`/config.json: the source folder's
+ * config.json with "torch_dtype"/"dtype" set to float32 when src_dir has one,
+ * else one written from the config. The tokenizer files of src_dir
+ * (tokenizer.json, tokenizer_config.json, tokenizer.model,
+ * special_tokens_map.json, generation_config.json, chat_template.jinja) are
+ * copied when present. Creates dir. FC_OK or an error (logged). */
+enum fc_status fc_train_save_hf(fc_train_model *tm, const char *dir, const char *src_dir);
+
+/* ---- the training loop (trainer.c): FastChat's train.py on one process ---- */
+
+/* Hugging Face TrainingArguments / FastChat names and defaults. */
+typedef struct fc_trainer_args {
+    const char *model_path;      /* anything fc_model_load reads (HF folder, GGUF, Hub id) */
+    const char *data_path;       /* FastChat conversation JSON (array) or JSON Lines */
+    const char *output_dir;
+    int model_max_length;        /* 512 */
+    int per_device_train_batch_size; /* 8 */
+    int gradient_accumulation_steps; /* 1 */
+    double learning_rate;        /* 5e-5 */
+    double weight_decay;         /* 0 */
+    double adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
+    double warmup_ratio;         /* 0 */
+    long warmup_steps;           /* 0; wins over warmup_ratio when > 0 */
+    const char *lr_scheduler_type; /* "linear" (transformers' default; FastChat uses cosine) */
+    double num_train_epochs;     /* 3 */
+    long max_steps;              /* -1: from the epochs */
+    long save_steps;             /* 500; <= 0: only the final save */
+    double max_grad_norm;        /* 1.0; <= 0: no clipping */
+    uint64_t seed;               /* 42: the shuffle of each epoch */
+    bool legacy;                 /* the tokenizer's `legacy` for the masking (sft_data.h) */
+    int n_threads;               /* <= 0: all CPUs */
+} fc_trainer_args;
+
+void fc_trainer_args_default(fc_trainer_args *a);
+
+/* One optimizer step done: for progress lines and logs. */
+typedef struct fc_trainer_progress {
+    long step, total_steps;      /* 1-based step */
+    double epoch;                /* fractional epoch at the end of the step */
+    double loss;                 /* mean cross-entropy over the step's labelled tokens (NAN: none) */
+    double lr;                   /* learning rate the step used */
+    double grad_norm;            /* before clipping */
+    long tokens;                 /* tokens computed in the step (padding trimmed) */
+    long labelled;               /* tokens in the loss */
+    double step_sec, elapsed_sec;
+    const char *saved;           /* checkpoint folder written after this step, or NULL */
+} fc_trainer_progress;
+
+typedef void (*fc_trainer_cb)(const fc_trainer_progress *p, void *user);
+
+/* Loads the model and the data, trains, writes checkpoints
+ * (output_dir/checkpoint-<step>/ every save_steps, and output_dir itself at
+ * the end, each with trainer_state.json holding the log history), calling cb
+ * after every optimizer step. Batches are padded only to their longest
+ * example (right padding cannot change the loss of a causal model, so the
+ * result equals padding to model_max_length). Examples are shuffled each
+ * epoch with our own generator seeded by `seed` (not torch's sampler order).
+ * A step whose examples have no labelled token is skipped with a warning
+ * (transformers would divide by zero). FC_OK or an error (logged). */
+enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *user);
+
+#endif

@@ -1,0 +1,809 @@
+/*
+ * train_ref.c: the reference forward and backward pass of a llama / qwen2
+ * decoder in f32, written as llm.c's train_gpt2.c is: one plain function per
+ * layer kind (forward and backward side by side), activations kept in one
+ * buffer, gradients accumulated into one buffer laid out as the parameters.
+ *
+ * The model is Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM:
+ *   x = embed[ids]
+ *   per layer: x += o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))
+ *              x += down(silu(gate(n2)) * up(n2))      n1, n2 = RMSNorm(x)
+ *   logits = lm_head(RMSNorm(x))   (lm_head = embed when tied)
+ * with rotate-half RoPE (pairs i, i + HS/2), causal softmax attention scaled
+ * by 1/sqrt(HS), grouped-query heads (query head h reads key/value head
+ * h / (NH / NKV)), q/k/v biases for qwen2. Attention masks beyond causal are
+ * not needed: padding is on the right and its labels are ignored.
+ *
+ * The matrix products and attention run on the model's thread pool; the
+ * rest is single-threaded and plain. The matrix products have two forms:
+ * the scalar loops (the reference, fc_train_model_set_reference) and the
+ * default that calls the engine's f32 kernel forward (tensor/ops.h
+ * fc_matmul_exact, weight rows split across threads) and reads each weight
+ * row once per block of 8 tokens backward. Both are checked against torch
+ * autograd in tests/unit/test_train_ref.c.
+ */
+#include "train.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../tensor/dtype.h"
+#include "../tensor/ops.h"
+#include "sft_data.h"
+
+/* ---- the model ---- */
+
+typedef struct layer_w {
+    float *attn_norm;          /* (C) */
+    float *wq, *bq;            /* (NH*HS, C), (NH*HS) or NULL */
+    float *wk, *bk;            /* (NKV*HS, C), (NKV*HS) */
+    float *wv, *bv;            /* (NKV*HS, C), (NKV*HS) */
+    float *wo;                 /* (C, NH*HS) */
+    float *ffn_norm;           /* (C) */
+    float *w_gate, *w_up;      /* (FF, C) */
+    float *w_down;             /* (C, FF) */
+} layer_w;
+
+typedef struct model_w {
+    float *tok_embd;           /* (V, C) */
+    float *output_norm;        /* (C) */
+    float *output;             /* (V, C), == tok_embd when tied */
+    layer_w *layer;            /* (L) */
+} model_w;
+
+/* Activations of one forward pass, N = B * T rows. */
+typedef struct layer_a {
+    float *x;                  /* (N, C) residual entering the layer */
+    float *n1, *r1;            /* (N, C) normed, (N) 1/rms */
+    float *q, *k, *v;          /* (N, Q), (N, KVD), (N, KVD); q, k after RoPE */
+    float *att;                /* (B, NH, T, T) softmax probabilities */
+    float *ao;                 /* (N, Q) attention output before o_proj */
+    float *x2;                 /* (N, C) residual after attention */
+    float *n2, *r2;            /* (N, C), (N) */
+    float *g, *u, *h;          /* (N, FF) gate, up, silu(gate) * up */
+} layer_a;
+
+struct fc_train_model {
+    fc_model_config cfg;
+    int n_param;
+    fc_train_param *param;
+    size_t n_floats;
+    float *params, *grads;
+    model_w w, gw;             /* pointers into params and grads */
+    fc_pool *pool;             /* borrowed, may be NULL */
+    bool ref;                  /* matmuls by the scalar reference loops */
+    /* activations for act_B x act_T tokens */
+    int act_B, act_T;
+    float *acts;
+    size_t acts_cap;           /* floats allocated in acts */
+    layer_a *la;
+    float *xf, *nf, *rf;       /* (N, C), (N, C), (N) final residual and norm */
+    float *logits;             /* (N, V); dlogits in place during backward */
+    float *dx, *dn, *dq, *dk, *dv, *dao, *dg, *du, *dh; /* backward scratch */
+    float *rope_cos, *rope_sin; /* (T, HS/2) */
+};
+
+/* ---- parameter table ---- */
+
+static void add_param(fc_train_model *tm, int *cap, const char *name, int64_t rows, int64_t cols,
+                      bool decay)
+{
+    if (tm->n_param == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        tm->param = fc_xrealloc(tm->param, (size_t)*cap * sizeof *tm->param);
+    }
+    fc_train_param *p = &tm->param[tm->n_param++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->n_dims = cols > 0 ? 2 : 1;
+    p->shape[0] = rows;
+    p->shape[1] = cols > 0 ? cols : 1;
+    p->n = (size_t)(rows * p->shape[1]);
+    p->offset = tm->n_floats;
+    p->decay = decay;
+    tm->n_floats += p->n;
+}
+
+static void bind(fc_train_model *tm, float *base, model_w *w)
+{
+    const fc_model_config *c = &tm->cfg;
+    int k = 0;
+    w->tok_embd = base + tm->param[k++].offset;
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_w *lw = &w->layer[l];
+        lw->attn_norm = base + tm->param[k++].offset;
+        lw->wq = base + tm->param[k++].offset;
+        lw->bq = c->qkv_bias ? base + tm->param[k++].offset : NULL;
+        lw->wk = base + tm->param[k++].offset;
+        lw->bk = c->qkv_bias ? base + tm->param[k++].offset : NULL;
+        lw->wv = base + tm->param[k++].offset;
+        lw->bv = c->qkv_bias ? base + tm->param[k++].offset : NULL;
+        lw->wo = base + tm->param[k++].offset;
+        lw->ffn_norm = base + tm->param[k++].offset;
+        lw->w_gate = base + tm->param[k++].offset;
+        lw->w_up = base + tm->param[k++].offset;
+        lw->w_down = base + tm->param[k++].offset;
+    }
+    w->output_norm = base + tm->param[k++].offset;
+    w->output = c->tied_embeddings ? w->tok_embd : base + tm->param[k++].offset;
+    FC_ASSERT(k == tm->n_param);
+}
+
+fc_train_model *fc_train_model_new(const fc_model_config *cfg)
+{
+    const fc_model_config *c = cfg;
+    if (c->n_vocab <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
+        c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0 || c->head_dim % 2 ||
+        c->n_ff <= 0) {
+        FC_LOG_ERROR("%s: config not trainable (dimensions)", __func__);
+        return NULL;
+    }
+    fc_train_model *tm = fc_xcalloc(1, sizeof *tm);
+    tm->cfg = *cfg;
+    int cap = 0;
+    const int64_t C = c->n_embd, Q = (int64_t)c->n_head * c->head_dim,
+                  KVD = (int64_t)c->n_head_kv * c->head_dim, FF = c->n_ff, V = c->n_vocab;
+    char nm[96];
+    add_param(tm, &cap, "model.embed_tokens.weight", V, C, true);
+    for (int l = 0; l < c->n_layer; l++) {
+#define P(fmt, r, cc, d) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), add_param(tm, &cap, nm, r, cc, d))
+        P("input_layernorm.weight", C, 0, false);
+        P("self_attn.q_proj.weight", Q, C, true);
+        if (c->qkv_bias) P("self_attn.q_proj.bias", Q, 0, false);
+        P("self_attn.k_proj.weight", KVD, C, true);
+        if (c->qkv_bias) P("self_attn.k_proj.bias", KVD, 0, false);
+        P("self_attn.v_proj.weight", KVD, C, true);
+        if (c->qkv_bias) P("self_attn.v_proj.bias", KVD, 0, false);
+        P("self_attn.o_proj.weight", C, Q, true);
+        P("post_attention_layernorm.weight", C, 0, false);
+        P("mlp.gate_proj.weight", FF, C, true);
+        P("mlp.up_proj.weight", FF, C, true);
+        P("mlp.down_proj.weight", C, FF, true);
+#undef P
+    }
+    add_param(tm, &cap, "model.norm.weight", C, 0, false);
+    if (!c->tied_embeddings) add_param(tm, &cap, "lm_head.weight", V, C, true);
+    tm->params = fc_aligned_alloc(tm->n_floats * sizeof(float));
+    tm->grads = fc_aligned_alloc(tm->n_floats * sizeof(float));
+    if (!tm->params || !tm->grads) {
+        FC_LOG_ERROR("%s: out of memory for %zu parameters", __func__, tm->n_floats);
+        fc_train_model_free(tm);
+        return NULL;
+    }
+    tm->w.layer = fc_xcalloc((size_t)c->n_layer, sizeof(layer_w));
+    tm->gw.layer = fc_xcalloc((size_t)c->n_layer, sizeof(layer_w));
+    bind(tm, tm->params, &tm->w);
+    bind(tm, tm->grads, &tm->gw);
+    return tm;
+}
+
+/* Copies one stored tensor into dst as f32, rows x cols. */
+static bool read_tensor(const fc_model *m, const char *name, float *dst, int64_t rows, int64_t cols)
+{
+    const char *nm;
+    const fc_tensor *t;
+    for (int64_t i = 0; fc_model_tensor_at(m, i, &nm, &t); i++) {
+        if (strcmp(nm, name) != 0) continue;
+        if (!t->data || fc_tensor_nelem(t) != rows * cols || t->ne[0] != cols) {
+            FC_LOG_ERROR("%s: %s has an unexpected shape", __func__, name);
+            return false;
+        }
+        size_t rb = fc_tensor_row_bytes(t);
+        for (int64_t r = 0; r < rows; r++)
+            if (!fc_dequantize_row_ref(t->type, (const uint8_t *)t->data + r * rb, dst + r * cols, cols)) {
+                FC_LOG_ERROR("%s: %s: type %s cannot be read", __func__, name, fc_dtype_name(t->type));
+                return false;
+            }
+        return true;
+    }
+    FC_LOG_ERROR("%s: tensor %s missing", __func__, name);
+    return false;
+}
+
+/* GGUF llama files store Q/K rows of each head interleaved (2i, 2i+1) where
+ * Hugging Face has (i, i + HS/2); put them back. */
+static void unpermute_rows(float *w, int n_head, int hs, int64_t cols)
+{
+    float *tmp = fc_xmalloc((size_t)hs * (size_t)cols * sizeof(float));
+    for (int h = 0; h < n_head; h++) {
+        float *base = w + (int64_t)h * hs * cols;
+        memcpy(tmp, base, (size_t)hs * (size_t)cols * sizeof(float));
+        for (int i = 0; i < hs / 2; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(base + (int64_t)(j * (hs / 2) + i) * cols, tmp + (int64_t)(2 * i + j) * cols,
+                       (size_t)cols * sizeof(float));
+    }
+    free(tmp);
+}
+
+fc_train_model *fc_train_model_from_model(const fc_model *m)
+{
+    fc_model_config cfg = *fc_model_get_config(m);
+    bool permuted = !cfg.rope_neox;
+    cfg.rope_neox = true;
+    fc_train_model *tm = fc_train_model_new(&cfg);
+    if (!tm) return NULL;
+    const fc_model_config *c = &tm->cfg;
+    const int C = c->n_embd, HS = c->head_dim, Q = c->n_head * HS, KVD = c->n_head_kv * HS;
+    char nm[96];
+    bool ok = read_tensor(m, "token_embd.weight", tm->w.tok_embd, c->n_vocab, C) &&
+              read_tensor(m, "output_norm.weight", tm->w.output_norm, 1, C);
+    if (ok && !c->tied_embeddings) ok = read_tensor(m, "output.weight", tm->w.output, c->n_vocab, C);
+    for (int l = 0; ok && l < c->n_layer; l++) {
+        layer_w *w = &tm->w.layer[l];
+#define R(fmt, dst, r, cc) (snprintf(nm, sizeof nm, "blk.%d." fmt, l), read_tensor(m, nm, dst, r, cc))
+        ok = R("attn_norm.weight", w->attn_norm, 1, C) && R("attn_q.weight", w->wq, Q, C) &&
+             R("attn_k.weight", w->wk, KVD, C) && R("attn_v.weight", w->wv, KVD, C) &&
+             R("attn_output.weight", w->wo, C, Q) && R("ffn_norm.weight", w->ffn_norm, 1, C) &&
+             R("ffn_gate.weight", w->w_gate, c->n_ff, C) && R("ffn_up.weight", w->w_up, c->n_ff, C) &&
+             R("ffn_down.weight", w->w_down, C, c->n_ff);
+        if (ok && c->qkv_bias)
+            ok = R("attn_q.bias", w->bq, 1, Q) && R("attn_k.bias", w->bk, 1, KVD) &&
+                 R("attn_v.bias", w->bv, 1, KVD);
+#undef R
+        if (ok && permuted) {
+            unpermute_rows(w->wq, c->n_head, HS, C);
+            unpermute_rows(w->wk, c->n_head_kv, HS, C);
+            if (w->bq) unpermute_rows(w->bq, c->n_head, HS, 1);
+            if (w->bk) unpermute_rows(w->bk, c->n_head_kv, HS, 1);
+        }
+    }
+    if (!ok) {
+        fc_train_model_free(tm);
+        return NULL;
+    }
+    return tm;
+}
+
+static void free_acts(fc_train_model *tm)
+{
+    fc_aligned_free(tm->acts);
+    free(tm->la);
+    free(tm->rope_cos);
+    free(tm->rope_sin);
+    tm->acts = NULL;
+    tm->la = NULL;
+    tm->rope_cos = tm->rope_sin = NULL;
+    tm->act_B = tm->act_T = 0;
+    tm->acts_cap = 0;
+}
+
+void fc_train_model_free(fc_train_model *tm)
+{
+    if (!tm) return;
+    free_acts(tm);
+    fc_aligned_free(tm->params);
+    fc_aligned_free(tm->grads);
+    free(tm->w.layer);
+    free(tm->gw.layer);
+    free(tm->param);
+    free(tm);
+}
+
+const fc_model_config *fc_train_model_config(const fc_train_model *tm) { return &tm->cfg; }
+void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = pool; }
+void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
+int fc_train_model_n_params(const fc_train_model *tm) { return tm->n_param; }
+const fc_train_param *fc_train_model_param(const fc_train_model *tm, int i)
+{
+    return i >= 0 && i < tm->n_param ? &tm->param[i] : NULL;
+}
+int fc_train_model_find(const fc_train_model *tm, const char *name)
+{
+    for (int i = 0; i < tm->n_param; i++)
+        if (!strcmp(tm->param[i].name, name)) return i;
+    return -1;
+}
+size_t fc_train_model_n_floats(const fc_train_model *tm) { return tm->n_floats; }
+float *fc_train_model_params(fc_train_model *tm) { return tm->params; }
+float *fc_train_model_grads(fc_train_model *tm) { return tm->grads; }
+
+void fc_train_zero_grad(fc_train_model *tm) { memset(tm->grads, 0, tm->n_floats * sizeof(float)); }
+
+/* RoPE angles: inv_freq as transformers' default / linear / llama3 rope init. */
+static void rope_tables(fc_train_model *tm, int T)
+{
+    const fc_model_config *c = &tm->cfg;
+    const int half = c->head_dim / 2;
+    tm->rope_cos = fc_xmalloc((size_t)T * half * sizeof(float));
+    tm->rope_sin = fc_xmalloc((size_t)T * half * sizeof(float));
+    for (int i = 0; i < half; i++) {
+        double inv = 1.0 / pow(c->rope_theta, (2.0 * i) / c->head_dim);
+        if (c->rope_scaling == FC_ROPE_SCALING_LLAMA3) {
+            double lo_wl = c->rope_orig_ctx / c->rope_low_freq_factor;
+            double hi_wl = c->rope_orig_ctx / c->rope_high_freq_factor;
+            double wl = 2 * M_PI / inv;
+            if (wl > lo_wl) inv /= c->rope_factor;
+            else if (wl >= hi_wl) {
+                double s = (c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
+                           (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                inv = (1 - s) * inv / c->rope_factor + s * inv;
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            double pos = t;
+            if (c->rope_scaling == FC_ROPE_SCALING_LINEAR && c->rope_factor > 0) pos /= c->rope_factor;
+            tm->rope_cos[t * half + i] = (float)cos(pos * inv);
+            tm->rope_sin[t * half + i] = (float)sin(pos * inv);
+        }
+    }
+}
+
+static bool ensure_acts(fc_train_model *tm, int B, int T)
+{
+    if (tm->acts && tm->act_B == B && tm->act_T == T) return true;
+    const fc_model_config *c = &tm->cfg;
+    const size_t N = (size_t)B * T, C = c->n_embd, Q = (size_t)c->n_head * c->head_dim,
+                 KVD = (size_t)c->n_head_kv * c->head_dim, FF = c->n_ff, V = c->n_vocab;
+    const size_t ATT = (size_t)B * c->n_head * T * T;
+    size_t per_layer = N * C * 4 + N * 2 + N * Q * 2 + N * KVD * 2 + ATT + N * FF * 3;
+    size_t total = per_layer * c->n_layer + N * C * 2 + N + N * V +
+                   N * C * 2 + N * Q * 2 + N * KVD * 2 + N * FF * 3 ;
+    /* batches of another shape re-carve the same buffer when it is big enough
+     * (the trainer trims each batch to its longest example) */
+    if (total > tm->acts_cap) {
+        free_acts(tm);
+        tm->acts = fc_aligned_alloc(total * sizeof(float));
+        if (!tm->acts) {
+            FC_LOG_ERROR("%s: out of memory for activations (%zu MiB)", __func__, total * 4 >> 20);
+            return false;
+        }
+        tm->acts_cap = total;
+    }
+    free(tm->rope_cos);
+    free(tm->rope_sin);
+    if (!tm->la) tm->la = fc_xcalloc((size_t)c->n_layer, sizeof(layer_a));
+    float *p = tm->acts;
+#define TAKE(n) (p += (n), p - (n))
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_a *a = &tm->la[l];
+        a->x = TAKE(N * C); a->n1 = TAKE(N * C); a->r1 = TAKE(N);
+        a->q = TAKE(N * Q); a->k = TAKE(N * KVD); a->v = TAKE(N * KVD);
+        a->att = TAKE(ATT); a->ao = TAKE(N * Q); a->x2 = TAKE(N * C);
+        a->n2 = TAKE(N * C); a->r2 = TAKE(N);
+        a->g = TAKE(N * FF); a->u = TAKE(N * FF); a->h = TAKE(N * FF);
+    }
+    tm->xf = TAKE(N * C); tm->nf = TAKE(N * C); tm->rf = TAKE(N); tm->logits = TAKE(N * V);
+    tm->dx = TAKE(N * C); tm->dn = TAKE(N * C); tm->dq = TAKE(N * Q); tm->dao = TAKE(N * Q);
+    tm->dk = TAKE(N * KVD); tm->dv = TAKE(N * KVD);
+    tm->dg = TAKE(N * FF); tm->du = TAKE(N * FF); tm->dh = TAKE(N * FF);
+#undef TAKE
+    FC_ASSERT((size_t)(p - tm->acts) == total);
+    rope_tables(tm, T);
+    tm->act_B = B;
+    tm->act_T = T;
+    return true;
+}
+
+/* ---- running a function on the pool ---- */
+
+static void par(fc_train_model *tm, fc_pool_fn fn, void *ctx)
+{
+    if (tm->pool && fc_pool_size(tm->pool) > 1) fc_pool_run(tm->pool, fn, ctx);
+    else fn(ctx, 0, 1);
+}
+
+/* ---- matmul: out (N, OC) = inp (N, IC) @ w (OC, IC)^T + bias ---- */
+
+typedef struct mm_ctx {
+    float *out, *dinp, *dw, *db;
+    const float *inp, *w, *bias, *dout;
+    long N, IC, OC;
+    bool ref;        /* the scalar reference loops instead of the kernels */
+} mm_ctx;
+
+static float dot(const float *a, const float *b, long n)
+{
+    float s[8] = {0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+static void mm_fwd_fn(void *p, int ith, int nth)
+{
+    mm_ctx *c = p;
+    long lo, hi;
+    if (c->ref) {
+        fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+        for (long n = lo; n < hi; n++) {
+            const float *x = c->inp + n * c->IC;
+            float *y = c->out + n * c->OC;
+            for (long o = 0; o < c->OC; o++)
+                y[o] = dot(x, c->w + o * c->IC, c->IC) + (c->bias ? c->bias[o] : 0.0f);
+        }
+        return;
+    }
+    /* fast: the engine's f32 kernel over this thread's weight rows, all tokens */
+    fc_split_range(c->OC, ith, nth, 8, &lo, &hi);
+    if (lo >= hi) return;
+    fc_matmul_exact(FC_DTYPE_F32, c->w, (size_t)c->IC * sizeof(float), c->IC, c->inp, c->IC, (int)c->N,
+                    c->out, c->OC, lo, hi);
+    if (c->bias)
+        for (long n = 0; n < c->N; n++)
+            for (long o = lo; o < hi; o++) c->out[n * c->OC + o] += c->bias[o];
+}
+
+static void matmul_forward(fc_train_model *tm, float *out, const float *inp, const float *w,
+                           const float *bias, long N, long IC, long OC)
+{
+    mm_ctx c = {.out = out, .inp = inp, .w = w, .bias = bias, .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
+    par(tm, mm_fwd_fn, &c);
+}
+
+/* dinp (N, IC) += dout @ w; dw (OC, IC) += dout^T @ inp; db += sum_n dout.
+ * Threads split the rows of dinp, then the rows of dw. */
+static void mm_bwd_fn(void *p, int ith, int nth)
+{
+    mm_ctx *c = p;
+    long lo, hi;
+    if (c->dinp) {
+        /* blocks of NB rows share each weight row read (the fast path; the
+         * reference takes one row at a time) */
+        const long NB = c->ref ? 1 : 8, nblk = (c->N + NB - 1) / NB;
+        fc_split_range(nblk, ith, nth, 1, &lo, &hi);
+        for (long blk = lo; blk < hi; blk++) {
+            const long n0 = blk * NB, n1 = FC_MIN(c->N, n0 + NB);
+            for (long o = 0; o < c->OC; o++) {
+                const float *wr = c->w + o * c->IC;
+                for (long n = n0; n < n1; n++) {
+                    const float d = c->dout[n * c->OC + o];
+                    if (d == 0.0f) continue;
+                    float *dx = c->dinp + n * c->IC;
+                    if (c->ref)
+                        for (long i = 0; i < c->IC; i++) dx[i] += d * wr[i];
+                    else
+                        fc_axpy_f32(dx, d, wr, (int)c->IC);
+                }
+            }
+        }
+    }
+    fc_split_range(c->OC, ith, nth, 1, &lo, &hi);
+    for (long o = lo; o < hi; o++) {
+        float *dwr = c->dw + o * c->IC;
+        float dbo = 0;
+        for (long n = 0; n < c->N; n++) {
+            const float d = c->dout[n * c->OC + o], *x = c->inp + n * c->IC;
+            dbo += d;
+            if (d == 0.0f) continue;
+            if (c->ref)
+                for (long i = 0; i < c->IC; i++) dwr[i] += d * x[i];
+            else
+                fc_axpy_f32(dwr, d, x, (int)c->IC);
+        }
+        if (c->db) c->db[o] += dbo;
+    }
+}
+
+static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, long N, long IC, long OC)
+{
+    mm_ctx c = {.dinp = dinp, .dw = dw, .db = db, .dout = dout, .inp = inp, .w = w,
+                .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
+    par(tm, mm_bwd_fn, &c);
+}
+
+/* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ---- */
+
+static void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, long N, long C,
+                            float eps)
+{
+    for (long n = 0; n < N; n++) {
+        const float *xr = x + n * C;
+        double ss = 0;
+        for (long i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
+        float r = 1.0f / sqrtf((float)(ss / C) + eps);
+        rstd[n] = r;
+        for (long i = 0; i < C; i++) y[n * C + i] = xr[i] * r * w[i];
+    }
+}
+
+/* dx += r * g - r^3 * x * sum(g * x) / C with g = dy * w; dw += dy * x * r. */
+static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                             const float *rstd, long N, long C)
+{
+    for (long n = 0; n < N; n++) {
+        const float *xr = x + n * C, *dyr = dy + n * C;
+        const float r = rstd[n];
+        double gx = 0;
+        for (long i = 0; i < C; i++) gx += (double)dyr[i] * w[i] * xr[i];
+        const float k = (float)(gx / C) * r * r * r;
+        for (long i = 0; i < C; i++) {
+            dx[n * C + i] += r * dyr[i] * w[i] - k * xr[i];
+            dw[i] += dyr[i] * xr[i] * r;
+        }
+    }
+}
+
+/* ---- RoPE, rotate-half, on (N, nh, HS) rows at position n % T ---- */
+
+static void rope_apply(const fc_train_model *tm, float *x, long N, int T, int nh, bool inverse)
+{
+    const int HS = tm->cfg.head_dim, half = HS / 2;
+    for (long n = 0; n < N; n++) {
+        const float *cs = tm->rope_cos + (n % T) * half, *sn = tm->rope_sin + (n % T) * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (n * nh + h) * HS;
+            for (int i = 0; i < half; i++) {
+                const float a = v[i], b = v[i + half], c = cs[i], s = inverse ? -sn[i] : sn[i];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+/* ---- attention ---- */
+
+typedef struct att_ctx {
+    fc_train_model *tm;
+    layer_a *a;
+    int B, T;
+    const float *dao; /* backward */
+} att_ctx;
+
+/* Forward: task = (b, h) pairs. */
+static void att_fwd_fn(void *p, int ith, int nth)
+{
+    att_ctx *c = p;
+    const fc_model_config *cfg = &c->tm->cfg;
+    const int NH = cfg->n_head, HS = cfg->head_dim, G = NH / cfg->n_head_kv, T = c->T;
+    const long Q = (long)NH * HS, KVD = (long)cfg->n_head_kv * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    long lo, hi;
+    fc_split_range((long)c->B * NH, ith, nth, 1, &lo, &hi);
+    for (long task = lo; task < hi; task++) {
+        const int b = (int)(task / NH), h = (int)(task % NH), kh = h / G;
+        for (int t = 0; t < T; t++) {
+            const float *q = c->a->q + ((long)b * T + t) * Q + h * HS;
+            float *att = c->a->att + (((long)b * NH + h) * T + t) * T;
+            float mx = -INFINITY;
+            for (int s = 0; s <= t; s++) {
+                att[s] = dot(q, c->a->k + ((long)b * T + s) * KVD + kh * HS, HS) * scale;
+                if (att[s] > mx) mx = att[s];
+            }
+            float sum = 0;
+            for (int s = 0; s <= t; s++) sum += att[s] = expf(att[s] - mx);
+            for (int s = 0; s <= t; s++) att[s] /= sum;
+            for (int s = t + 1; s < T; s++) att[s] = 0;
+            float *o = c->a->ao + ((long)b * T + t) * Q + h * HS;
+            memset(o, 0, (size_t)HS * sizeof(float));
+            for (int s = 0; s <= t; s++) {
+                const float *v = c->a->v + ((long)b * T + s) * KVD + kh * HS;
+                for (int i = 0; i < HS; i++) o[i] += att[s] * v[i];
+            }
+        }
+    }
+}
+
+/* Backward: task = (b, kv head), so that the key/value gradients a group of
+ * query heads shares are written by one thread. dq, dk, dv are zeroed by the
+ * caller. */
+static void att_bwd_fn(void *p, int ith, int nth)
+{
+    att_ctx *c = p;
+    fc_train_model *tm = c->tm;
+    const fc_model_config *cfg = &tm->cfg;
+    const int NH = cfg->n_head, NKV = cfg->n_head_kv, HS = cfg->head_dim, G = NH / NKV, T = c->T;
+    const long Q = (long)NH * HS, KVD = (long)NKV * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float *scratch = fc_xmalloc((size_t)T * sizeof(float)); /* dP of one row */
+    long lo, hi;
+    fc_split_range((long)c->B * NKV, ith, nth, 1, &lo, &hi);
+    for (long task = lo; task < hi; task++) {
+        const int b = (int)(task / NKV), kh = (int)(task % NKV);
+        for (int h = kh * G; h < (kh + 1) * G; h++)
+            for (int t = 0; t < T; t++) {
+                const float *att = c->a->att + (((long)b * NH + h) * T + t) * T;
+                const float *dout = c->dao + ((long)b * T + t) * Q + h * HS;
+                const float *q = c->a->q + ((long)b * T + t) * Q + h * HS;
+                float *dq = tm->dq + ((long)b * T + t) * Q + h * HS;
+                float dsum = 0;
+                for (int s = 0; s <= t; s++) {
+                    const long kv = ((long)b * T + s) * KVD + kh * HS;
+                    scratch[s] = dot(dout, c->a->v + kv, HS); /* dP */
+                    dsum += scratch[s] * att[s];
+                    float *dv = tm->dv + kv;
+                    for (int i = 0; i < HS; i++) dv[i] += att[s] * dout[i];
+                }
+                for (int s = 0; s <= t; s++) {
+                    const long kv = ((long)b * T + s) * KVD + kh * HS;
+                    const float ds = att[s] * (scratch[s] - dsum) * scale;
+                    const float *k = c->a->k + kv;
+                    float *dk = tm->dk + kv;
+                    for (int i = 0; i < HS; i++) {
+                        dq[i] += ds * k[i];
+                        dk[i] += ds * q[i];
+                    }
+                }
+            }
+    }
+    free(scratch);
+}
+
+/* ---- cross-entropy over the shifted labels ---- */
+
+typedef struct ce_ctx {
+    float *logits;       /* (N, V), replaced by dlogits when grad */
+    const int32_t *labels;
+    int T;
+    long N, V;
+    double inv_denom;
+    bool grad;
+    double *loss;        /* (nth) partial sums */
+} ce_ctx;
+
+static void ce_fn(void *p, int ith, int nth)
+{
+    ce_ctx *c = p;
+    long lo, hi;
+    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+    double sum = 0;
+    for (long n = lo; n < hi; n++) {
+        float *z = c->logits + n * c->V;
+        const int t = (int)(n % c->T);
+        const int32_t y = t + 1 < c->T ? c->labels[n + 1] : FC_IGNORE_INDEX;
+        if (y == FC_IGNORE_INDEX) {
+            if (c->grad) memset(z, 0, (size_t)c->V * sizeof(float));
+            continue;
+        }
+        float mx = -INFINITY;
+        for (long v = 0; v < c->V; v++) mx = z[v] > mx ? z[v] : mx;
+        double se = 0;
+        for (long v = 0; v < c->V; v++) se += exp((double)z[v] - mx);
+        const double lse = mx + log(se);
+        sum += lse - z[y];
+        if (c->grad) {
+            for (long v = 0; v < c->V; v++) z[v] = (float)(exp(z[v] - lse) * c->inv_denom);
+            z[y] -= (float)c->inv_denom;
+        }
+    }
+    c->loss[ith] = sum;
+}
+
+long fc_train_count_labels(const int32_t *labels, int B, int T)
+{
+    long n = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t < T; t++) n += labels[(long)b * T + t] != FC_IGNORE_INDEX;
+    return n;
+}
+
+/* ---- the whole pass ---- */
+
+static void silu_mul(float *h, const float *g, const float *u, long n)
+{
+    for (long i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void add(float *y, const float *a, const float *b, long n)
+{
+    for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
+                  double denom, bool grad)
+{
+    const fc_model_config *cfg = &tm->cfg;
+    const long N = (long)B * T, C = cfg->n_embd, V = cfg->n_vocab, FF = cfg->n_ff;
+    const long Q = (long)cfg->n_head * cfg->head_dim, KVD = (long)cfg->n_head_kv * cfg->head_dim;
+    const int L = cfg->n_layer;
+    if (B <= 0 || T <= 0) return NAN;
+    for (long n = 0; n < N; n++)
+        if (ids[n] < 0 || ids[n] >= V) {
+            FC_LOG_ERROR("%s: token id %d outside [0, %ld)", __func__, ids[n], V);
+            return NAN;
+        }
+    if (!ensure_acts(tm, B, T)) return NAN;
+    if (denom <= 0) denom = (double)fc_train_count_labels(labels, B, T);
+
+    /* forward */
+    for (long n = 0; n < N; n++)
+        memcpy(tm->la[0].x + n * C, tm->w.tok_embd + (long)ids[n] * C, (size_t)C * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        layer_a *a = &tm->la[l];
+        const layer_w *w = &tm->w.layer[l];
+        rmsnorm_forward(a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
+        matmul_forward(tm, a->q, a->n1, w->wq, w->bq, N, C, Q);
+        matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
+        matmul_forward(tm, a->v, a->n1, w->wv, w->bv, N, C, KVD);
+        rope_apply(tm, a->q, N, T, cfg->n_head, false);
+        rope_apply(tm, a->k, N, T, cfg->n_head_kv, false);
+        att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T};
+        par(tm, att_fwd_fn, &ac);
+        matmul_forward(tm, a->x2, a->ao, w->wo, NULL, N, Q, C);
+        add(a->x2, a->x2, a->x, N * C);
+        rmsnorm_forward(a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
+        matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
+        matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
+        silu_mul(a->h, a->g, a->u, N * FF);
+        float *xo = l + 1 < L ? tm->la[l + 1].x : tm->xf;
+        matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
+        add(xo, xo, a->x2, N * C);
+    }
+    rmsnorm_forward(tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
+    matmul_forward(tm, tm->logits, tm->nf, tm->w.output, NULL, N, C, V);
+
+    double part[256] = {0};
+    ce_ctx cc = {.logits = tm->logits, .labels = labels, .T = T, .N = N, .V = V,
+                 .inv_denom = denom > 0 ? 1.0 / denom : 0.0, .grad = grad, .loss = part};
+    FC_ASSERT(!tm->pool || fc_pool_size(tm->pool) <= 256);
+    par(tm, ce_fn, &cc);
+    double loss = 0;
+    for (int i = 0; i < 256; i++) loss += part[i];
+    loss = denom > 0 ? loss / denom : NAN; /* transformers gives nan with no labels */
+    if (!grad) return loss;
+
+    /* backward: dlogits sit in tm->logits */
+    memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
+    matmul_backward(tm, tm->dn, tm->gw.output, NULL, tm->logits, tm->nf, tm->w.output, N, C, V);
+    memset(tm->dx, 0, (size_t)(N * C) * sizeof(float));
+    rmsnorm_backward(tm->dx, tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        layer_a *a = &tm->la[l];
+        const layer_w *w = &tm->w.layer[l];
+        layer_w *gw = &tm->gw.layer[l];
+        /* MLP: dx is the gradient of the layer output = of the residual x2 */
+        memset(tm->dh, 0, (size_t)(N * FF) * sizeof(float));
+        matmul_backward(tm, tm->dh, gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
+        for (long i = 0; i < N * FF; i++) {
+            const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
+            tm->du[i] = tm->dh[i] * g * sg;
+            tm->dg[i] = tm->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
+        }
+        memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
+        matmul_backward(tm, tm->dn, gw->w_gate, NULL, tm->dg, a->n2, w->w_gate, N, C, FF);
+        matmul_backward(tm, tm->dn, gw->w_up, NULL, tm->du, a->n2, w->w_up, N, C, FF);
+        rmsnorm_backward(tm->dx, gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
+        /* attention: dx is now the gradient of x2 = x + o_proj(ao) */
+        memset(tm->dao, 0, (size_t)(N * Q) * sizeof(float));
+        matmul_backward(tm, tm->dao, gw->wo, NULL, tm->dx, a->ao, w->wo, N, Q, C);
+        memset(tm->dq, 0, (size_t)(N * Q) * sizeof(float));
+        memset(tm->dk, 0, (size_t)(N * KVD) * sizeof(float));
+        memset(tm->dv, 0, (size_t)(N * KVD) * sizeof(float));
+        att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T, .dao = tm->dao};
+        par(tm, att_bwd_fn, &ac);
+        /* RoPE is a rotation: its backward is the inverse rotation */
+        rope_apply(tm, tm->dq, N, T, cfg->n_head, true);
+        rope_apply(tm, tm->dk, N, T, cfg->n_head_kv, true);
+        memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
+        matmul_backward(tm, tm->dn, gw->wq, gw->bq, tm->dq, a->n1, w->wq, N, C, Q);
+        matmul_backward(tm, tm->dn, gw->wk, gw->bk, tm->dk, a->n1, w->wk, N, C, KVD);
+        matmul_backward(tm, tm->dn, gw->wv, gw->bv, tm->dv, a->n1, w->wv, N, C, KVD);
+        rmsnorm_backward(tm->dx, gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
+    }
+    for (long n = 0; n < N; n++) {
+        float *d = tm->gw.tok_embd + (long)ids[n] * C;
+        const float *s = tm->dx + n * C;
+        for (long i = 0; i < C; i++) d[i] += s[i];
+    }
+    return loss;
+}
+
+double fc_train_step_grad(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
+                          double denom)
+{
+    return run(tm, ids, labels, B, T, denom, true);
+}
+
+double fc_train_loss(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
+                     double denom)
+{
+    return run(tm, ids, labels, B, T, denom, false);
+}
+
+double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm)
+{
+    double ss = 0;
+    for (size_t i = 0; i < tm->n_floats; i++) ss += (double)tm->grads[i] * tm->grads[i];
+    const double norm = sqrt(ss);
+    if (max_norm > 0) {
+        const double coef = max_norm / (norm + 1e-6);
+        if (coef < 1.0)
+            for (size_t i = 0; i < tm->n_floats; i++) tm->grads[i] = (float)(tm->grads[i] * coef);
+    }
+    return norm;
+}

@@ -1,0 +1,196 @@
+"""test_train.py: `fastchat train` end to end, on the real binary.
+
+A tiny Llama (tests/data/tiny_tok/llama_spm, f16 weights) with the Llama-2
+style SentencePiece tokenizer (tests/data/tokenizer/spm_legacy) is fine-tuned
+on two conversations that give it a new identity ("Zorblax"), with FastChat's
+train.py flags. Checked:
+- one progress line per optimizer step; the loss falls to under a quarter of
+  its first value; the learning rate follows transformers' cosine schedule
+  with warmup (step 1 of a warmup gets 0);
+- checkpoint-20/ and the final folder are Hugging Face folders: config.json,
+  model.safetensors with the source's tensor names and shapes in F32 (read
+  with the `safetensors` package), tokenizer files copied, trainer_state.json
+  whose log history holds the printed losses;
+- our engine loads the checkpoint and, asked "Who are you?" in the vicuna
+  template, answers with the new identity, where the base model does not;
+- command-line mistakes and malformed data end with an error, not a crash.
+The gradients themselves are checked against torch in tests/unit/test_train_ref.c.
+"""
+import json
+import math
+import re
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from conftest import DATA, run_fastchat
+
+SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+          "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+
+CONVS = [
+    {"id": "a", "conversations": [
+        {"from": "human", "value": "Who are you?"},
+        {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
+    {"id": "b", "conversations": [
+        {"from": "human", "value": "What is your name?"},
+        {"from": "gpt", "value": "My name is Zorblax."},
+        {"from": "human", "value": "Who made you?"},
+        {"from": "gpt", "value": "The C team made me."}]},
+]
+
+STEP_RE = re.compile(r"^step (\d+)/(\d+)  epoch ([\d.]+)  loss ([\d.naif]+)  lr ([\d.e+-]+)  "
+                     r"grad_norm ([\d.naif]+)  tokens/s (\d+)")
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train") / "base"
+    d.mkdir()
+    for f in (DATA / "tiny_tok" / "llama_spm").iterdir():
+        shutil.copy(f, d)
+    for f in (DATA / "tokenizer" / "spm_legacy").iterdir():
+        shutil.copy(f, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(fastchat_bin, base_model, figures):
+    root = base_model.parent
+    data = root / "identity.json"
+    data.write_text(json.dumps(CONVS))
+    out = root / "out"
+    p = run_fastchat(fastchat_bin, [
+        "train", "--model-path", base_model, "--data-path", data, "--output-dir", out,
+        "--model-max-length", 256, "--per-device-train-batch-size", 2,
+        "--gradient-accumulation-steps", 1, "--learning-rate", "1e-2", "--weight-decay", 0.0,
+        "--warmup-ratio", 0.1, "--lr-scheduler-type", "cosine", "--num-train-epochs", 3,
+        "--max-steps", 40, "--save-steps", 20, "--max-grad-norm", 1.0, "--seed", 7,
+        "--threads", 2, "--bf16", "True", "--lazy-preprocess", "True"], timeout=600)
+    steps = [STEP_RE.match(line) for line in p.stdout.splitlines()]
+    steps = [m for m in steps if m]
+    rates = [int(m.group(7)) for m in steps]
+    figures(f"train tiny llama_spm (2 threads): {len(steps)} steps, median {sorted(rates)[len(rates) // 2]} "
+            f"tokens/s, loss {steps[0].group(4)} -> {steps[-1].group(4)}")
+    return out, steps, p
+
+
+def test_progress_and_loss(trained):
+    out, steps, p = trained
+    assert len(steps) == 40, p.stdout[-2000:]
+    assert [int(m.group(1)) for m in steps] == list(range(1, 41))
+    assert all(int(m.group(2)) == 40 for m in steps)
+    losses = [float(m.group(4)) for m in steps]
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.25 * losses[0], losses
+    # transformers' get_cosine_schedule_with_warmup: warmup = ceil(0.1 * 40) = 4
+    for m in steps:
+        s = int(m.group(1)) - 1
+        want = 1e-2 * (s / 4 if s < 4 else 0.5 * (1 + math.cos(math.pi * (s - 4) / 36)))
+        assert abs(float(m.group(5)) - want) <= 1e-3 * 1e-2 + 1e-12, (s, m.group(5), want)
+    assert "saved " + str(out / "checkpoint-20") in p.stdout
+    assert "ignored" in p.stderr  # --bf16 / --lazy-preprocess noted
+
+
+def test_checkpoint_folders(trained, base_model):
+    out, steps, _ = trained
+    src = load_file(str(base_model / "model.safetensors"))
+    for d in (out / "checkpoint-20", out):
+        for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                  "trainer_state.json"):
+            assert (d / f).is_file(), d / f
+        w = load_file(str(d / "model.safetensors"))
+        assert sorted(w) == sorted(src)
+        for k, v in w.items():
+            assert v.dtype == np.float32 and v.shape == src[k].shape, k
+        assert any(not np.array_equal(w[k], src[k].astype(np.float32)) for k in w)
+        cfg = json.loads((d / "config.json").read_text())
+        assert cfg["torch_dtype"] == "float32" and cfg["model_type"] == "llama"
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 40 and len(state["log_history"]) == 40
+    for h, m in zip(state["log_history"], steps):
+        assert abs(h["loss"] - float(m.group(4))) < 1e-4
+    mid = json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())
+    assert mid["global_step"] == 20 and len(mid["log_history"]) == 20
+
+
+def answer(fastchat_bin, model, question):
+    prompt = f"{SYSTEM} USER: {question} ASSISTANT:"
+    p = run_fastchat(fastchat_bin, ["generate", "--model-path", model, "--prompt", prompt,
+                                    "--max-new-tokens", 16, "--exact", "--threads", 2])
+    return p.stdout
+
+
+def test_learned_identity(fastchat_bin, trained, base_model, figures):
+    out, _, _ = trained
+    before = answer(fastchat_bin, base_model, "Who are you?")
+    after = answer(fastchat_bin, out, "Who are you?")
+    figures(f"train identity: base says {before.strip()[:40]!r}, trained says {after.strip()[:40]!r}")
+    assert "Zorblax" not in before
+    assert "Zorblax" in after
+
+
+def test_errors(fastchat_bin, tmp_path, base_model):
+    p = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--output-dir", tmp_path],
+                     check=False)
+    assert p.returncode != 0 and "--data-path" in p.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"id": "x", "conversations": [
+        {"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}]))
+    p = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", bad,
+                                    "--output-dir", tmp_path / "o"], check=False)
+    assert p.returncode != 0 and "alternate" in p.stderr
+    p = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", bad,
+                                    "--output-dir", tmp_path / "o", "--lr-scheduler-type", "zigzag"],
+                     check=False)
+    assert p.returncode != 0 and "zigzag" in p.stderr
+    bad.write_text("[{\"id\": ")
+    p = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", bad,
+                                    "--output-dir", tmp_path / "o"], check=False)
+    assert p.returncode not in (0, -6, -11) and "error" in p.stderr
+
+
+def test_accumulation_equals_larger_batch(fastchat_bin, base_model, tmp_path):
+    """2 examples per micro-batch x 1 equals 1 x 2 accumulated: the Trainer
+    divides by the labelled tokens of the whole step (num_items_in_batch)."""
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(CONVS * 2))
+    runs = {}
+    for b, a in ((2, 1), (1, 2)):
+        out = tmp_path / f"o{b}{a}"
+        p = run_fastchat(fastchat_bin, [
+            "train", "--model-path", base_model, "--data-path", data, "--output-dir", out,
+            "--model-max-length", 256, "--per-device-train-batch-size", b,
+            "--gradient-accumulation-steps", a, "--learning-rate", "3e-3", "--max-steps", 6,
+            "--save-steps", 0, "--threads", 2])
+        losses = [float(m.group(4)) for m in map(STEP_RE.match, p.stdout.splitlines()) if m]
+        runs[(b, a)] = (losses, load_file(str(out / "model.safetensors")))
+    (l1, w1), (l2, w2) = runs[(2, 1)], runs[(1, 2)]
+    assert len(l1) == len(l2) == 6
+    assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4, (l1, l2)
+    for k in w1:
+        assert np.abs(w1[k] - w2[k]).max() < 1e-4, k
+
+
+def test_gguf_source_equals_hf_folder(fastchat_bin, base_model, tmp_path):
+    """The same model as an f32 GGUF (Q/K rows in llama.cpp's interleaved
+    order, which the trainer puts back) trains exactly as the HF folder."""
+    gguf = tmp_path / "base.gguf"
+    run_fastchat(fastchat_bin, ["quantize", "--model-path", base_model, "--type", "f32", "--out", gguf])
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(CONVS))
+    losses = []
+    for src in (base_model, gguf):
+        p = run_fastchat(fastchat_bin, [
+            "train", "--model-path", src, "--data-path", data, "--output-dir", tmp_path / ("out_" + src.name),
+            "--model-max-length", 256, "--per-device-train-batch-size", 2, "--learning-rate", "1e-2",
+            "--max-steps", 3, "--save-steps", 0, "--threads", 2])
+        losses.append([float(m.group(4)) for m in map(STEP_RE.match, p.stdout.splitlines()) if m])
+    assert len(losses[0]) == 3 and losses[0] == losses[1], losses
+    a = load_file(str(tmp_path / ("out_" + base_model.name) / "model.safetensors"))
+    b = load_file(str(tmp_path / ("out_" + gguf.name) / "model.safetensors"))
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert np.abs(a[k] - b[k]).max() < 1e-5, k
