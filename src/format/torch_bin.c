@@ -904,7 +904,11 @@ static bool parse_file(fc_torch_bin *tb, const uint8_t *d, size_t size, int file
                      "with torch>=1.6 (torch.save(torch.load(f), f))", fname);
         return false;
     }
-    if (size < 4 || rd32(d) != LOCAL_SIG) {
+    if (size < 22) {
+        FC_LOG_ERROR("%s: %zu bytes, too short for a PyTorch checkpoint (truncated?)", fname, size);
+        return false;
+    }
+    if (rd32(d) != LOCAL_SIG) {
         FC_LOG_ERROR("%s: not a PyTorch checkpoint (no zip signature; torch.save writes a zip archive)", fname);
         return false;
     }

@@ -21,6 +21,10 @@ GQA 4/2, untied), saved in three dtypes:
                     transformers computes from the .bin folder, loaded with
                     from_pretrained(dtype=float32) (exact upcast of f16/bf16).
 with dtype in f32, f16, bf16.
+  llama_spm_bin/    tests/data/tiny_tok/llama_spm (f16, vocab 2000, made by
+                    make_tiny_with_tokenizer.py) re-saved as pytorch_model.bin,
+                    so that a test can serve it with the tokenizer files of
+                    tests/data/tokenizer/spm (the Vicuna folder layout).
 
 misc/ (small state dicts with values i * 0.25 - 3 recomputed by the C test):
   statedict_tied.bin   torch.save(module.state_dict()) of a module with two
@@ -144,6 +148,10 @@ def main():
             logits = ref(prompt[None]).logits[0].float().numpy()
         np.savez(os.path.join(out, f"{name}_bin", "reference.npz"), prompt=prompt.numpy().astype(np.int32),
                  logits=logits.astype(np.float32))
+    spm = os.path.join(os.path.dirname(out), "tiny_tok", "llama_spm")
+    m = AutoModelForCausalLM.from_pretrained(spm)  # its own dtype, float16
+    assert next(m.parameters()).dtype == torch.float16
+    save_bin(m, os.path.join(out, "llama_spm_bin"))
     misc(os.path.join(out, "misc"))
     n = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print(f"wrote {out}: {n} bytes")
