@@ -8,7 +8,8 @@
  *     five shards with an index) and as model.safetensors: every tensor must
  *     equal the safetensors one bit for bit (name, dtype, shape, bytes);
  *   - small state dicts with values i * 0.25 - 3 recomputed here: shared
- *     storages with OrderedDict _metadata, pickle protocol 4, a storage offset;
+ *     storages with OrderedDict _metadata, pickle protocol 4, a storage offset,
+ *     a ZIP64 archive (the form of files past 4 GiB);
  *   - files that must be refused, each with a message naming the cause: a
  *     non-contiguous tensor, the legacy format, pickles calling os.system /
  *     builtins.eval, a tensor subclass.
@@ -167,6 +168,23 @@ static void test_misc(void)
         check(values(yt, FC_DTYPE_BF16, 7, 3) && y && (const uint8_t *)yt->data == (const uint8_t *)y->data + 6,
               "protocol4: y_tail = y[3:] viewed at storage offset 3");
     }
+    fc_torch_bin_free(tb);
+
+    /* the same archive in ZIP64 form (as torch writes files past 4 GiB) */
+    p = path_of("misc/protocol4.bin");
+    tb = fc_torch_bin_open(p);
+    free(p);
+    p = path_of("misc/zip64.bin");
+    fc_torch_bin *t64 = fc_torch_bin_open(p);
+    free(p);
+    check(t64 != NULL, "zip64.bin opens: %s", t64 ? "" : fc_last_error());
+    if (tb && t64) {
+        int64_t same = 0;
+        for (int64_t i = 0; i < fc_torch_bin_n_tensors(tb); i++)
+            same += same_tensor(fc_torch_bin_tensor(tb, i), fc_torch_bin_find(t64, fc_torch_bin_name(tb, i)));
+        check(same == 3 && fc_torch_bin_n_tensors(t64) == 3, "zip64: the same 3 tensors as protocol4.bin");
+    }
+    fc_torch_bin_free(t64);
     fc_torch_bin_free(tb);
 
     static const struct { const char *file, *want, *what; } refused[] = {

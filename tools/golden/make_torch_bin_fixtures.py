@@ -38,6 +38,11 @@ misc/ (small state dicts with values i * 0.25 - 3 recomputed by the C test):
   legacy.bin           _use_new_zipfile_serialization=False: refused with a hint.
   evil_system.bin      a dict whose pickle calls os.system through __reduce__.
   evil_eval.bin        the same with builtins.eval.
+  zip64.bin            protocol4.bin's entries rewritten as a ZIP64 archive (the
+                       form torch writes past 4 GiB, e.g. Vicuna-7B's 9.9 GB
+                       shard): 0xFFFFFFFF sizes and offsets with ZIP64 extra
+                       fields, ZIP64 end record and locator. torch.load reads
+                       it back to the same tensors (checked here).
   subclass.bin         a torch.Tensor subclass (_rebuild_from_type_v2 and the
                        class __main__.MyTensor): refused, not a plain state dict.
 The evil files are written by torch.save itself; the commands they would
@@ -48,6 +53,8 @@ import builtins
 import json
 import os
 import shutil
+import struct
+import zipfile
 
 import numpy as np
 import torch
@@ -105,6 +112,7 @@ def misc(out):
     base = seq(10, torch.bfloat16)
     torch.save({"x": seq(6, torch.float32).reshape(2, 3), "y": base, "y_tail": base[3:],
                 "step": 7}, os.path.join(out, "protocol4.bin"), pickle_protocol=4)
+    zip64_copy(os.path.join(out, "protocol4.bin"), os.path.join(out, "zip64.bin"))
     torch.save({"t": seq(6, torch.float32).reshape(2, 3).t()}, os.path.join(out, "noncontig.bin"))
     torch.save({"x": seq(4, torch.float32)}, os.path.join(out, "legacy.bin"),
                _use_new_zipfile_serialization=False)
@@ -113,6 +121,36 @@ def misc(out):
     torch.save({"x": seq(4, torch.float32), "payload": Evil(builtins.eval, f"open('{MARKER}','w')")},
                os.path.join(out, "evil_eval.bin"))
     torch.save({"x": seq(4, torch.float32).as_subclass(MyTensor)}, os.path.join(out, "subclass.bin"))
+
+
+def zip64_copy(src, dst):
+    """Rewrites the stored zip src as a ZIP64 archive with 64-byte aligned data."""
+    with zipfile.ZipFile(src) as z:
+        items = [(i.filename.encode(), z.read(i.filename)) for i in z.infolist()]
+    out, central = bytearray(), bytearray()
+    for name, data in items:
+        off = len(out)
+        z64 = struct.pack("<HHQQ", 1, 16, len(data), len(data))
+        pad = (-(off + 30 + len(name) + len(z64) + 4)) % 64
+        extra = z64 + struct.pack("<HH", 0xFEFF, pad) + b"\0" * pad
+        crc = zipfile.crc32(data)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034b50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                           len(name), len(extra)) + name + extra
+        assert len(out) % 64 == 0
+        out += data
+        cx = struct.pack("<HHQQQ", 1, 24, len(data), len(data), off)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 45, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF,
+                               0xFFFFFFFF, len(name), len(cx), 0, 0, 0, 0, 0xFFFFFFFF) + name + cx
+    cd_off = len(out)
+    out += central
+    e64 = len(out)
+    out += struct.pack("<IQHHIIQQQQ", 0x06064b50, 44, 45, 45, 0, 0, len(items), len(items), len(central), cd_off)
+    out += struct.pack("<IIQI", 0x07064b50, 0, e64, 1)
+    out += struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    with open(dst, "wb") as f:
+        f.write(out)
+    a, b = torch.load(src, weights_only=False), torch.load(dst, weights_only=False)  # our own files
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
 
 
 def main():
