@@ -17,6 +17,8 @@ Fixtures in tests/data/torch_bin/ are written by torch.save
   subclass: loading fails with an error naming the refused global, and the
   file the payload would create never appears.
 - A truncated or corrupted .bin fails with a clear one-line error.
+- `fastchat quantize` of a .bin folder writes the same GGUF bytes as of the
+  safetensors folder.
 """
 import shutil
 from pathlib import Path
@@ -153,3 +155,13 @@ def test_truncated_and_corrupt_refused(fastchat_bin, tmp_path):
     bad[start + 2:start + 40] = b"\xff" * 38
     err = load_error(fastchat_bin, folder_with(tmp_path, bytes(bad)), tmp_path)
     assert "data.pkl" in err and "opcode" in err, err
+
+
+@pytest.mark.parametrize("name", ["f16_bin", "bf16_sharded"])
+def test_quantize_bin_folder_equals_safetensors(name, fastchat_bin, tmp_path):
+    """`fastchat quantize` reads the .bin folder through the same loader: the
+    GGUF it writes is byte-identical to the one from the safetensors folder."""
+    st = "f16_st" if name.startswith("f16") else "bf16_st"
+    for src, out in ((TB / name, tmp_path / "a.gguf"), (TB / st, tmp_path / "b.gguf")):
+        run_fastchat(fastchat_bin, ["quantize", "--model-path", src, "--type", "q8_0", "--out", out], timeout=120)
+    assert (tmp_path / "a.gguf").read_bytes() == (tmp_path / "b.gguf").read_bytes()
