@@ -445,8 +445,13 @@ static struct obj *persistent_load(struct vm *vm, struct obj *pid)
         return NULL;
     }
     char path[512];
+    if (vm->prefix_len > 200) {
+        FC_LOG_ERROR("%s: archive folder name of %zu bytes", vm->fname, vm->prefix_len);
+        return NULL;
+    }
     int len = snprintf(path, sizeof path, "%.*sdata/%.*s", (int)vm->prefix_len, vm->prefix, (int)key->u.s.n,
                        key->u.s.p);
+    FC_ASSERT(len > 0 && (size_t)len < sizeof path); /* 200 + 5 + 256 < 512 */
     const struct zentry *e = zip_find(vm->zip, path, (size_t)len);
     if (!e) {
         FC_LOG_ERROR("%s: storage '%.*s' is missing from the archive (no entry %.*s)", vm->fname,
