@@ -170,6 +170,14 @@ static void test_misc(void)
     }
     fc_torch_bin_free(tb);
 
+    /* a .bin file path through the loader's interface (PEFT's adapter_model.bin) */
+    p = path_of("misc/protocol4.bin");
+    fc_safetensors *sf = fc_safetensors_open(p);
+    free(p);
+    check(sf && fc_safetensors_n_tensors(sf) == 3 && values(fc_safetensors_find(sf, "x"), FC_DTYPE_F32, 6, 0),
+          "fc_safetensors_open(protocol4.bin) reads the .bin file");
+    fc_safetensors_free(sf);
+
     /* the same archive in ZIP64 form (as torch writes files past 4 GiB) */
     p = path_of("misc/protocol4.bin");
     tb = fc_torch_bin_open(p);
