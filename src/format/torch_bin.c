@@ -221,10 +221,6 @@ struct storage {
     uint64_t numel;
 };
 
-struct tensor {
-    fc_tensor t;
-};
-
 struct obj {
     enum okind k;
     union {
