@@ -299,6 +299,13 @@ static void test_corrupt(void)
               fc_last_error());
         fc_torch_bin_free(tb);
         free(cmd);
+        cmd = fc_xasprintf("printf '{\"weight_map\": {\"x\": \"../a.bin\"}}' > '%s/pytorch_model.bin.index.json'", dir);
+        made = system(cmd) == 0;
+        tb = made ? fc_torch_bin_open(dir) : NULL;
+        check(made && !tb && has(fc_last_error(), "not a shard file name in this folder"),
+              "index naming a file outside the folder refused: %s", fc_last_error());
+        fc_torch_bin_free(tb);
+        free(cmd);
         cmd = fc_xasprintf("rm -rf '%s'", dir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
         free(cmd);
