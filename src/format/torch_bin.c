@@ -31,9 +31,13 @@
  * after the parse; the memo index is bounded by the pickle size, so hostile
  * input cannot make us allocate more than a small multiple of its length.
  *
- * Not done: the legacy non-zip format of torch < 1.6 (refused with a hint to
- * re-save), tensors that are not contiguous (views saved as such: refused),
- * quantized or sparse tensors (_rebuild_qtensor etc.: refused by name).
+ * The legacy format (torch < 1.6) is five pickles and the raw storages after
+ * them (parse_legacy below); the same machine runs each pickle.
+ *
+ * Not done: tensors that are not contiguous (views saved as such: refused),
+ * quantized or sparse tensors (_rebuild_qtensor etc.: refused by name),
+ * storage views in the legacy format (view_metadata other than None; torch
+ * has not written them since 1.0).
  */
 #include "torch_bin.h"
 #include "base/file.h"
@@ -207,7 +211,8 @@ bad64:
 
 /* ---- pickle objects ---- */
 
-enum okind { O_NONE, O_BOOL, O_INT, O_FLOAT, O_STR, O_TUPLE, O_DICT, O_GLOBAL, O_STORAGE, O_TENSOR };
+enum okind { O_NONE, O_BOOL, O_INT, O_FLOAT, O_STR, O_TUPLE, O_DICT, O_GLOBAL, O_STORAGE, O_TENSOR, O_LIST,
+             O_BIGINT };
 
 /* The whitelisted globals. */
 enum gkind { G_ORDERED_DICT, G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_STORAGE_TYPE, G_DTYPE };
@@ -217,8 +222,10 @@ struct obj;
 struct storage {
     int type;           /* enum fc_dtype or -1 */
     size_t esize;
-    const uint8_t *data;
+    const uint8_t *data; /* NULL until the legacy format's raw storages are read */
     uint64_t numel;
+    const char *key;    /* into the pickle, key_len bytes */
+    size_t key_len;
 };
 
 struct obj {
@@ -231,7 +238,8 @@ struct obj {
         struct { struct obj **k, **v; size_t n, cap; } dict; /* O_DICT */
         struct { enum gkind g; int type; size_t esize; } gl; /* O_GLOBAL (type/esize: storages) */
         struct storage st;   /* O_STORAGE */
-        fc_tensor t;         /* O_TENSOR */
+        struct { fc_tensor t; struct obj *st; uint64_t off; } ten; /* O_TENSOR: data set at the end */
+        struct { struct obj **v; size_t n, cap; } list;     /* O_LIST */
     } u;
 };
 
@@ -269,6 +277,9 @@ struct vm {
     struct obj **memo;
     size_t n_memo;
     size_t n_memo_next; /* MEMOIZE's index: how many MEMOIZEs came before */
+    bool legacy;        /* torch < 1.6 format: storages follow the pickles */
+    struct obj **storages; /* every storage made, resolved by key in the legacy format */
+    size_t n_storages, cap_storages;
 };
 
 static void *vm_alloc(struct vm *vm, size_t n)
@@ -296,6 +307,7 @@ static void vm_free(struct vm *vm)
     free(vm->stack);
     free(vm->marks);
     free(vm->memo);
+    free(vm->storages);
 }
 
 /* Offset of the opcode being run, for messages. */
@@ -328,7 +340,7 @@ static struct obj *pop(struct vm *vm)
 static const char *kind_name(enum okind k)
 {
     static const char *const names[] = {"None", "bool", "int", "float", "str", "tuple", "dict",
-                                        "global", "storage", "tensor"};
+                                        "global", "storage", "tensor", "list", "int"};
     return names[k];
 }
 
@@ -428,7 +440,9 @@ static struct obj *global(struct vm *vm, const char *mod, size_t ml, const char 
 static struct obj *persistent_load(struct vm *vm, struct obj *pid)
 {
     struct obj **v = pid->k == O_TUPLE ? pid->u.tup.v : NULL;
-    if (!v || pid->u.tup.n != 5 || v[0]->k != O_STR || v[0]->u.s.n != 7 || memcmp(v[0]->u.s.p, "storage", 7) ||
+    /* the legacy format adds view_metadata, None since torch 1.0 */
+    size_t want = vm->legacy ? 6 : 5;
+    if (!v || pid->u.tup.n != want || (vm->legacy && v[5]->k != O_NONE) || v[0]->k != O_STR || v[0]->u.s.n != 7 || memcmp(v[0]->u.s.p, "storage", 7) ||
         v[1]->k != O_GLOBAL || v[1]->u.gl.g != G_STORAGE_TYPE || v[2]->k != O_STR || v[4]->k != O_INT ||
         v[4]->u.i < 0) {
         FC_LOG_ERROR("%s: data.pkl: persistent id at byte %ld is not ('storage', torch.<X>Storage, key, "
@@ -439,6 +453,22 @@ static struct obj *persistent_load(struct vm *vm, struct obj *pid)
     if (key->u.s.n > 256) {
         FC_LOG_ERROR("%s: data.pkl: storage key of %zu bytes", vm->fname, key->u.s.n);
         return NULL;
+    }
+    if (vm->legacy) { /* the data comes after the pickles: found by key later */
+        struct obj *o = new_obj(vm, O_STORAGE);
+        uint64_t bytes;
+        if (__builtin_mul_overflow((uint64_t)v[4]->u.i, (uint64_t)v[1]->u.gl.esize, &bytes)) {
+            FC_LOG_ERROR("%s: storage '%.*s' size overflows", vm->fname, (int)key->u.s.n, key->u.s.p);
+            return NULL;
+        }
+        o->u.st = (struct storage){v[1]->u.gl.type, v[1]->u.gl.esize, NULL, (uint64_t)v[4]->u.i, key->u.s.p,
+                                   key->u.s.n};
+        if (vm->n_storages == vm->cap_storages) {
+            vm->cap_storages = vm->cap_storages ? vm->cap_storages * 2 : 64;
+            vm->storages = fc_xrealloc(vm->storages, vm->cap_storages * sizeof *vm->storages);
+        }
+        vm->storages[vm->n_storages++] = o;
+        return o;
     }
     char path[512];
     if (vm->prefix_len > 200) {
@@ -463,7 +493,7 @@ static struct obj *persistent_load(struct vm *vm, struct obj *pid)
         return NULL;
     }
     struct obj *o = new_obj(vm, O_STORAGE);
-    o->u.st = (struct storage){v[1]->u.gl.type, es, e->data, numel};
+    o->u.st = (struct storage){v[1]->u.gl.type, es, e->data, numel, key->u.s.p, key->u.s.n};
     return o;
 }
 
@@ -522,13 +552,14 @@ static struct obj *rebuild_tensor(struct vm *vm, struct obj *args)
         return NULL;
     }
     struct obj *o = new_obj(vm, O_TENSOR);
-    fc_tensor *t = &o->u.t;
+    fc_tensor *t = &o->u.ten.t;
     t->type = st->type;
     t->n_dims = nd ? nd : 1;
     for (int i = 0; i < FC_MAX_DIMS; i++) t->ne[i] = 1;
     for (int i = 0; i < nd; i++) t->ne[i] = size[nd - 1 - i];
-    t->data = st->data + off * st->esize;
     t->nbytes = (size_t)nbytes;
+    o->u.ten.st = a[0];
+    o->u.ten.off = off;
     return o;
 overflow:
     FC_LOG_ERROR("%s: data.pkl: tensor at byte %ld: element count overflows", vm->fname, OFF(vm));
@@ -647,6 +678,37 @@ static struct obj *run(struct vm *vm)
             }
             vm->marks[vm->n_marks++] = vm->sp;
             break;
+        case ']': /* EMPTY_LIST */
+            if (!push(vm, new_obj(vm, O_LIST))) return NULL;
+            break;
+        case 'a': /* APPEND */
+        case 'e': /* APPENDS */
+            vm->p = op;
+            if (*op == 'a') {
+                if (!(a = pop(vm))) return NULL;
+                items = &a;
+                n = 1;
+            } else if (!pop_mark(vm, &items, &n)) {
+                return NULL;
+            }
+            if (!vm->sp || vm->stack[vm->sp - 1]->k != O_LIST) {
+                FC_LOG_ERROR("%s: data.pkl: APPEND(S) at byte %ld on something other than a list", vm->fname,
+                             OFF(vm));
+                return NULL;
+            }
+            o = vm->stack[vm->sp - 1];
+            for (size_t i = 0; i < n; i++) {
+                if (o->u.list.n == o->u.list.cap) {
+                    size_t cap = o->u.list.cap ? o->u.list.cap * 2 : 16;
+                    struct obj **nv = vm_alloc(vm, cap * sizeof *nv);
+                    if (o->u.list.n) memcpy(nv, o->u.list.v, o->u.list.n * sizeof *nv);
+                    o->u.list.v = nv;
+                    o->u.list.cap = cap;
+                }
+                o->u.list.v[o->u.list.n++] = items[i];
+            }
+            vm->p = op + 1;
+            break;
         case '}': /* EMPTY_DICT */
             if (!push(vm, new_obj(vm, O_DICT))) return NULL;
             break;
@@ -678,9 +740,12 @@ static struct obj *run(struct vm *vm)
             if (!need(vm, 1)) return NULL;
             size_t len = vm->p[0];
             if (!need(vm, 1 + len)) return NULL;
-            if (len > 8) {
-                FC_LOG_ERROR("%s: data.pkl: integer of %zu bytes at byte %ld", vm->fname, len, OFF(vm));
-                return NULL;
+            if (len > 8) { /* the legacy format's magic number: kept as bytes */
+                if (!push(vm, o = new_obj(vm, O_BIGINT))) return NULL;
+                o->u.s.p = (const char *)vm->p + 1;
+                o->u.s.n = len;
+                vm->p += 1 + len;
+                break;
             }
             uint64_t u = 0;
             for (size_t i = 0; i < len; i++) u |= (uint64_t)vm->p[1 + i] << (8 * i);
@@ -896,56 +961,164 @@ static bool add_entry(fc_torch_bin *tb, const struct obj *key, const fc_tensor *
     return true;
 }
 
-/* Parses the checkpoint in d[0..size) and appends its tensors as file `file`. */
-static bool parse_file(fc_torch_bin *tb, const uint8_t *d, size_t size, int file)
+/* The zip format: runs <dir>/data.pkl; NULL (logged) on error. */
+static struct obj *parse_zip(struct vm *vm, struct zip *z, const uint8_t *d, size_t size, const char *fname)
 {
-    const char *fname = tb->files[file];
-    if (size >= 2 && d[0] == 0x80 && d[1] <= 5) {
-        FC_LOG_ERROR("%s: legacy torch format (torch < 1.6, not a zip archive) is not supported: re-save it "
-                     "with torch>=1.6 (torch.save(torch.load(f), f))", fname);
-        return false;
-    }
-    if (size < 22) {
-        FC_LOG_ERROR("%s: %zu bytes, too short for a PyTorch checkpoint (truncated?)", fname, size);
-        return false;
-    }
-    if (rd32(d) != LOCAL_SIG) {
-        FC_LOG_ERROR("%s: not a PyTorch checkpoint (no zip signature; torch.save writes a zip archive)", fname);
-        return false;
-    }
-    struct zip z;
-    struct vm vm = {0};
-    bool ok = false;
-    if (!zip_open(&z, d, size, fname)) goto done;
+    if (!zip_open(z, d, size, fname)) return NULL;
     /* data.pkl: the one entry "<dir>/data.pkl" */
     const struct zentry *pkl = NULL;
-    for (size_t i = 0; i < z.n; i++) {
-        const struct zentry *e = &z.ents[i];
+    for (size_t i = 0; i < z->n; i++) {
+        const struct zentry *e = &z->ents[i];
         const char *slash = memchr(e->name, '/', e->name_len);
         if (slash && (size_t)(e->name + e->name_len - slash) == 9 && !memcmp(slash, "/data.pkl", 9)) {
             if (pkl) {
                 FC_LOG_ERROR("%s: more than one data.pkl in the archive", fname);
-                goto done;
+                return NULL;
             }
             pkl = e;
         }
     }
     if (!pkl) {
         FC_LOG_ERROR("%s: zip archive without <name>/data.pkl: not a torch.save checkpoint", fname);
-        goto done;
+        return NULL;
     }
     size_t plen = pkl->name_len - 8; /* keeps the '/' */
     char bo[128];
     int bl = snprintf(bo, sizeof bo, "%.*sbyteorder", (int)FC_MIN(plen, 100), pkl->name);
-    const struct zentry *be = zip_find(&z, bo, (size_t)bl);
+    const struct zentry *be = zip_find(z, bo, (size_t)bl);
     if (be && !(be->size == 6 && !memcmp(be->data, "little", 6))) {
         FC_LOG_ERROR("%s: big-endian checkpoint (byteorder '%.*s'): not supported", fname,
                      (int)FC_MIN(be->size, 16), (const char *)be->data);
-        goto done;
+        return NULL;
     }
-    vm = (struct vm){.fname = fname, .p = pkl->data, .start = pkl->data, .end = pkl->data + pkl->size,
-                     .zip = &z, .prefix = pkl->name, .prefix_len = plen};
-    struct obj *root = run(&vm);
+    *vm = (struct vm){.fname = fname, .p = pkl->data, .start = pkl->data, .end = pkl->data + pkl->size,
+                      .zip = z, .prefix = pkl->name, .prefix_len = plen};
+    return run(vm);
+}
+
+/* Runs the next pickle of a legacy file with a fresh stack and memo. */
+static struct obj *next_pickle(struct vm *vm)
+{
+    vm->sp = 0;
+    vm->n_marks = 0;
+    if (vm->n_memo) memset(vm->memo, 0, vm->n_memo * sizeof *vm->memo);
+    vm->n_memo_next = 0;
+    return run(vm);
+}
+
+static int cmp_storage(const void *a, const void *b)
+{
+    const struct storage *x = &(*(struct obj *const *)a)->u.st, *y = &(*(struct obj *const *)b)->u.st;
+    return cmp_zname(x->key, x->key_len, y->key, y->key_len);
+}
+
+/* torch's MAGIC_NUMBER 0x1950a86a20f9469cfc6c, as LONG1 stores it */
+static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+
+/*
+ * The legacy format (torch < 1.6, or _use_new_zipfile_serialization=False):
+ * five pickles in a row (the magic number, protocol version 1001, sys_info,
+ * the object, the sorted list of storage keys), then every storage in that
+ * order as a little-endian int64 element count and its bytes. Storages are
+ * not aligned: add_entry copies the tensors whose data is misaligned.
+ */
+static struct obj *parse_legacy(struct vm *vm, const uint8_t *d, size_t size, const char *fname)
+{
+    *vm = (struct vm){.fname = fname, .p = d, .start = d, .end = d + size, .legacy = true};
+    struct obj *o = next_pickle(vm);
+    if (!o) return NULL;
+    if (o->k != O_BIGINT || o->u.s.n != 10 || memcmp(o->u.s.p, legacy_magic, 10)) {
+        FC_LOG_ERROR("%s: a pickle without torch's magic number: not a PyTorch checkpoint", fname);
+        return NULL;
+    }
+    if (!(o = next_pickle(vm))) return NULL;
+    if (o->k != O_INT || o->u.i != 1001) {
+        FC_LOG_ERROR("%s: legacy torch format with protocol version %lld, expected 1001", fname,
+                     o->k == O_INT ? (long long)o->u.i : -1LL);
+        return NULL;
+    }
+    if (!(o = next_pickle(vm))) return NULL;
+    if (o->k != O_DICT) {
+        FC_LOG_ERROR("%s: legacy torch format without its sys_info dict", fname);
+        return NULL;
+    }
+    for (size_t i = 0; i < o->u.dict.n; i++) {
+        const struct obj *k = o->u.dict.k[i], *v = o->u.dict.v[i];
+        if (k->k == O_STR && k->u.s.n == 13 && !memcmp(k->u.s.p, "little_endian", 13) &&
+            !(v->k == O_BOOL && v->u.i)) {
+            FC_LOG_ERROR("%s: big-endian checkpoint: not supported", fname);
+            return NULL;
+        }
+    }
+    struct obj *root = next_pickle(vm), *keys;
+    if (!root || !(keys = next_pickle(vm))) return NULL;
+    if (keys->k != O_LIST) {
+        FC_LOG_ERROR("%s: legacy torch format: the storage key list is a %s", fname, kind_name(keys->k));
+        return NULL;
+    }
+    if (vm->n_storages > 1) qsort(vm->storages, vm->n_storages, sizeof *vm->storages, cmp_storage);
+    const uint8_t *p = vm->p, *end = d + size;
+    for (size_t i = 0; i < keys->u.list.n; i++) {
+        const struct obj *k = keys->u.list.v[i];
+        if (k->k != O_STR) {
+            FC_LOG_ERROR("%s: legacy torch format: storage key %zu is a %s", fname, i, kind_name(k->k));
+            return NULL;
+        }
+        /* the first storage object with this key (binary search), then all equal ones */
+        size_t lo = 0, hi = vm->n_storages;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const struct storage *st = &vm->storages[mid]->u.st;
+            if (cmp_zname(st->key, st->key_len, k->u.s.p, k->u.s.n) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        const struct storage *first = lo < vm->n_storages ? &vm->storages[lo]->u.st : NULL;
+        if (!first || cmp_zname(first->key, first->key_len, k->u.s.p, k->u.s.n) != 0) {
+            FC_LOG_ERROR("%s: legacy torch format: storage '%.*s' is listed but no tensor uses it", fname,
+                         (int)FC_MIN(k->u.s.n, 64), k->u.s.p);
+            return NULL;
+        }
+        uint64_t numel, bytes;
+        if (end - p < 8 || (numel = rd64(p), __builtin_mul_overflow(numel, (uint64_t)first->esize, &bytes)) ||
+            bytes > (uint64_t)(end - p) - 8) {
+            FC_LOG_ERROR("%s: legacy torch format: storage '%.*s' runs past the end of the file (truncated?)",
+                         fname, (int)FC_MIN(k->u.s.n, 64), k->u.s.p);
+            return NULL;
+        }
+        p += 8;
+        for (size_t j = lo; j < vm->n_storages; j++) {
+            struct storage *st = &vm->storages[j]->u.st;
+            if (cmp_zname(st->key, st->key_len, k->u.s.p, k->u.s.n) != 0) break;
+            if (st->numel > numel || st->esize != first->esize) {
+                FC_LOG_ERROR("%s: legacy torch format: storage '%.*s' holds %llu elements, %llu expected", fname,
+                             (int)FC_MIN(k->u.s.n, 64), k->u.s.p, (unsigned long long)numel,
+                             (unsigned long long)st->numel);
+                return NULL;
+            }
+            st->data = p;
+        }
+        p += bytes;
+    }
+    return root;
+}
+
+/* Parses the checkpoint in d[0..size) and appends its tensors as file `file`. */
+static bool parse_file(fc_torch_bin *tb, const uint8_t *d, size_t size, int file)
+{
+    const char *fname = tb->files[file];
+    struct zip z = {0};
+    struct vm vm = {0};
+    struct obj *root = NULL;
+    bool ok = false;
+    if (size >= 2 && d[0] == 0x80 && d[1] <= 5) {
+        root = parse_legacy(&vm, d, size, fname);
+    } else if (size < 22) {
+        FC_LOG_ERROR("%s: %zu bytes, too short for a PyTorch checkpoint (truncated?)", fname, size);
+    } else if (rd32(d) != LOCAL_SIG) {
+        FC_LOG_ERROR("%s: not a PyTorch checkpoint (no zip signature; torch.save writes a zip archive)", fname);
+    } else {
+        root = parse_zip(&vm, &z, d, size, fname);
+    }
     if (!root) goto done;
     if (root->k != O_DICT) {
         FC_LOG_ERROR("%s: data.pkl holds a %s, not a state dict", fname, kind_name(root->k));
@@ -963,7 +1136,15 @@ static bool parse_file(fc_torch_bin *tb, const uint8_t *d, size_t size, int file
                          k->u.s.p, kind_name(v->k));
             continue;
         }
-        if (!add_entry(tb, k, &v->u.t, file)) goto done;
+        const struct storage *st = &v->u.ten.st->u.st;
+        if (!st->data) {
+            FC_LOG_ERROR("%s: tensor '%.*s': its storage '%.*s' is not in the file", fname,
+                         (int)FC_MIN(k->u.s.n, 200), k->u.s.p, (int)FC_MIN(st->key_len, 64), st->key);
+            goto done;
+        }
+        fc_tensor t = v->u.ten.t;
+        t.data = st->data + v->u.ten.off * st->esize;
+        if (!add_entry(tb, k, &t, file)) goto done;
         n_tensors++;
     }
     if (n_tensors == 0 && root->u.dict.n) {

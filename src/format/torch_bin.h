@@ -3,6 +3,10 @@
  * pytorch_model.bin, and sharded folders with pytorch_model.bin.index.json)
  * without executing pickle code.
  *
+ * The legacy format of torch < 1.6 (five pickles followed by the raw
+ * storages, not a zip) is read too; its storages are not aligned, so its
+ * tensors are copied into aligned memory instead of viewed in place.
+ *
  * Since torch 1.6 a checkpoint is a zip archive with every entry stored
  * (no compression): <prefix>/data.pkl holds the pickled state dict, whose
  * tensors refer by "persistent id" to storages in <prefix>/data/<key>,
@@ -16,9 +20,9 @@
  * global (os.system, builtins.eval, a class's __reduce__) is refused with
  * an error that names it; nothing is ever called or imported.
  *
- * Refused with a clear error: the legacy (torch < 1.6, non-zip) format,
- * compressed or encrypted zip entries, big-endian archives, non-contiguous
- * tensors, more than FC_MAX_DIMS dimensions.
+ * Refused with a clear error: compressed or encrypted zip entries,
+ * big-endian checkpoints, non-contiguous tensors, more than FC_MAX_DIMS
+ * dimensions.
  */
 #ifndef FC_TORCH_BIN_H
 #define FC_TORCH_BIN_H

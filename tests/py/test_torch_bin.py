@@ -10,6 +10,8 @@ Fixtures in tests/data/torch_bin/ are written by torch.save
   the logits transformers computes from the .bin folder (reference.npz,
   exact mode, as tests/py/test_tiny_logits.py does).
 - bf16_sharded: five shards with an index; same logits as bf16_st.
+- f16_legacy: the torch < 1.6 format (torch.save with
+  _use_new_zipfile_serialization=False); same logits as f16_st.
 - llama_spm_bin: the tiny_tok llama_spm model as .bin, served with the
   SentencePiece tokenizer files of tests/data/tokenizer/spm: /v1/completions
   (greedy) gives the same text as the safetensors folder.
@@ -40,11 +42,11 @@ def reference(name):
 
 
 @pytest.mark.parametrize("name,st", [("f32", "f32_st"), ("f16", "f16_st"), ("bf16", "bf16_st"),
-                                     ("bf16_sharded", "bf16_st")])
+                                     ("bf16_sharded", "bf16_st"), ("f16_legacy", "f16_st")])
 def test_bin_logits_equal_safetensors_and_transformers(name, st, fastchat_bin, tmp_path, figures):
     ref_name = name.split("_")[0]
     prompt, ref = reference(ref_name)
-    folder = TB / (name if name.endswith("sharded") else f"{name}_bin")
+    folder = TB / (name if "_" in name else f"{name}_bin")
     assert not list(folder.glob("*.safetensors")), "the .bin folder must not hold safetensors"
     ours = fastchat_logits(fastchat_bin, folder, prompt, tmp_path, exact=True)
     theirs = fastchat_logits(fastchat_bin, TB / st, prompt, tmp_path, exact=True)
@@ -129,9 +131,7 @@ def test_malicious_pickle_refused(file, glob, fastchat_bin, tmp_path):
     assert "Traceback" not in err and "AddressSanitizer" not in err
 
 
-def test_legacy_and_noncontiguous_refused(fastchat_bin, tmp_path):
-    err = load_error(fastchat_bin, folder_with(tmp_path, (TB / "misc" / "legacy.bin").read_bytes()), tmp_path)
-    assert "legacy torch format" in err and "re-save it with torch>=1.6" in err, err
+def test_noncontiguous_refused(fastchat_bin, tmp_path):
     err = load_error(fastchat_bin, folder_with(tmp_path, (TB / "misc" / "noncontig.bin").read_bytes()), tmp_path)
     assert "not contiguous" in err, err
 

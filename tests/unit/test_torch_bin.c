@@ -9,9 +9,10 @@
  *     equal the safetensors one bit for bit (name, dtype, shape, bytes);
  *   - small state dicts with values i * 0.25 - 3 recomputed here: shared
  *     storages with OrderedDict _metadata, pickle protocol 4, a storage offset,
- *     a ZIP64 archive (the form of files past 4 GiB);
+ *     a ZIP64 archive (the form of files past 4 GiB), the legacy (torch < 1.6)
+ *     format, also for the f16 Llama;
  *   - files that must be refused, each with a message naming the cause: a
- *     non-contiguous tensor, the legacy format, pickles calling os.system /
+ *     non-contiguous tensor, pickles calling os.system /
  *     builtins.eval, a tensor subclass.
  * Corrupt inputs are made here: every prefix of a checkpoint, a compressed
  * entry flag, and byte flips (each must be refused or give in-bounds views).
@@ -102,7 +103,8 @@ static void compare_model(const char *bin_rel, const char *st_rel, int want_type
         check(same == n, "%s: %lld/%lld tensors equal the safetensors ones bit for bit (name, dtype, shape, data)",
               bin_rel, (long long)same, (long long)n);
         check(typed == n, "%s: all %lld tensors are %s", bin_rel, (long long)n, fc_dtype_name(want_type));
-        check(aligned == n, "%s: all tensor data 4-byte aligned in place (torch pads storages to 64)", bin_rel);
+        check(aligned == n, "%s: all tensor data 4-byte aligned (zip: in place, torch pads storages to 64; "
+              "legacy: copied)", bin_rel);
         check(fc_torch_bin_find(tb, "no.such.tensor") == NULL, "%s: absent name not found", bin_rel);
     }
     /* the same folder through the loader's interface */
@@ -170,6 +172,35 @@ static void test_misc(void)
     }
     fc_torch_bin_free(tb);
 
+    /* the legacy (torch < 1.6) format */
+    p = path_of("misc/legacy.bin");
+    tb = fc_torch_bin_open(p);
+    free(p);
+    check(tb != NULL, "legacy.bin (the pre-1.6 format) opens: %s", tb ? "" : fc_last_error());
+    if (tb) {
+        const fc_tensor *x = fc_torch_bin_find(tb, "x"), *x2 = fc_torch_bin_find(tb, "x2"),
+                        *h = fc_torch_bin_find(tb, "h"), *y = fc_torch_bin_find(tb, "y"),
+                        *yt = fc_torch_bin_find(tb, "y_tail");
+        check(fc_torch_bin_n_tensors(tb) == 5 && !fc_torch_bin_find(tb, "step"), "legacy: 5 tensors, 'step' skipped");
+        check(x && x->ne[0] == 3 && x->ne[1] == 2 && values(x, FC_DTYPE_F32, 6, 0) && values(x2, FC_DTYPE_F32, 6, 0),
+              "legacy: x and x2 (one storage) f32 [2, 3]");
+        check(values(h, FC_DTYPE_F16, 5, 0), "legacy: h f16 [5]");
+        check(values(y, FC_DTYPE_BF16, 10, 0) && values(yt, FC_DTYPE_BF16, 7, 3), "legacy: y bf16 [10], y_tail = y[3:]");
+    }
+    fc_torch_bin_free(tb);
+    {
+        size_t lsize;
+        uint8_t *ld = read_all("misc/legacy.bin", &lsize);
+        size_t lrefused = 0;
+        for (size_t n = 0; ld && n < lsize; n++) {
+            fc_torch_bin *c = fc_torch_bin_parse(ld, n, "cut");
+            lrefused += !c && has(fc_last_error(), "cut");
+            fc_torch_bin_free(c);
+        }
+        check(ld && lrefused == lsize, "all %zu truncations of legacy.bin refused with a message", lsize);
+        free(ld);
+    }
+
     /* a .bin file path through the loader's interface (PEFT's adapter_model.bin) */
     p = path_of("misc/protocol4.bin");
     fc_safetensors *sf = fc_safetensors_open(p);
@@ -197,7 +228,6 @@ static void test_misc(void)
 
     static const struct { const char *file, *want, *what; } refused[] = {
         {"misc/noncontig.bin", "not contiguous", "a transposed tensor"},
-        {"misc/legacy.bin", "legacy torch format", "the pre-1.6 format"},
         {"misc/evil_system.bin", "refusing pickle global 'posix.system'", "a pickle calling os.system"},
         {"misc/evil_eval.bin", "eval'", "a pickle calling builtins.eval"},
         {"misc/subclass.bin", "torch._tensor._rebuild_from_type_v2", "a tensor subclass"},
@@ -322,6 +352,7 @@ int main(void)
     compare_model("f16_bin", "f16_st", FC_DTYPE_F16);
     compare_model("bf16_bin", "bf16_st", FC_DTYPE_BF16);
     compare_model("bf16_sharded", "bf16_st", FC_DTYPE_BF16);
+    compare_model("f16_legacy", "f16_st", FC_DTYPE_F16);
     test_misc();
     test_corrupt();
     printf("%d passed, %d failed\n", n_pass, n_fail);

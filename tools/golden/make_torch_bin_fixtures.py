@@ -15,6 +15,8 @@ GQA 4/2, untied), saved in three dtypes:
                     as transformers 4 did.
   <dtype>_st/       config.json + model.safetensors of the same weights
                     (save_pretrained), for the bit-for-bit comparison.
+  f16_legacy/       the f16 weights in the legacy format (torch.save with
+                    _use_new_zipfile_serialization=False), as pytorch_model.bin.
   bf16_sharded/     the bf16 weights in shards of at most 12 KB each:
                     pytorch_model-0000i-of-0000n.bin + pytorch_model.bin.index.json.
   <dtype>_bin/reference.npz  prompt (24 ids) and logits (24 x 96, f32) that
@@ -35,7 +37,10 @@ misc/ (small state dicts with values i * 0.25 - 3 recomputed by the C test):
                        storage offset (a slice .clone()d is contiguous, so the
                        slice is taken of a saved storage instead: offset 3).
   noncontig.bin        a transposed view: refused (not contiguous).
-  legacy.bin           _use_new_zipfile_serialization=False: refused with a hint.
+  legacy.bin           _use_new_zipfile_serialization=False (the torch < 1.6
+                       format: five pickles, then the raw storages): x f32
+                       [2, 3] and x2 sharing its storage, h f16 [5], y bf16
+                       [10] and y_tail = y[3:] (offset 3), an int 'step'.
   evil_system.bin      a dict whose pickle calls os.system through __reduce__.
   evil_eval.bin        the same with builtins.eval.
   zip64.bin            protocol4.bin's entries rewritten as a ZIP64 archive (the
@@ -114,8 +119,9 @@ def misc(out):
                 "step": 7}, os.path.join(out, "protocol4.bin"), pickle_protocol=4)
     zip64_copy(os.path.join(out, "protocol4.bin"), os.path.join(out, "zip64.bin"))
     torch.save({"t": seq(6, torch.float32).reshape(2, 3).t()}, os.path.join(out, "noncontig.bin"))
-    torch.save({"x": seq(4, torch.float32)}, os.path.join(out, "legacy.bin"),
-               _use_new_zipfile_serialization=False)
+    lx, lb = seq(6, torch.float32).reshape(2, 3), seq(10, torch.bfloat16)
+    torch.save({"x": lx, "x2": lx, "h": seq(5, torch.float16), "y": lb, "y_tail": lb[3:], "step": 7},
+               os.path.join(out, "legacy.bin"), _use_new_zipfile_serialization=False)
     torch.save({"x": seq(4, torch.float32), "payload": Evil(os.system, f"touch {MARKER}")},
                os.path.join(out, "evil_system.bin"))
     torch.save({"x": seq(4, torch.float32), "payload": Evil(builtins.eval, f"open('{MARKER}','w')")},
@@ -176,6 +182,11 @@ def main():
         model.config.dtype = dt
         save_bin(model, os.path.join(out, f"{name}_bin"))
         model.save_pretrained(os.path.join(out, f"{name}_st"))
+        if name == "f16":
+            os.makedirs(os.path.join(out, "f16_legacy"))
+            model.config.save_pretrained(os.path.join(out, "f16_legacy"))
+            torch.save({k: v.contiguous() for k, v in model.state_dict().items()},
+                       os.path.join(out, "f16_legacy", "pytorch_model.bin"), _use_new_zipfile_serialization=False)
         if name == "bf16":
             save_bin(model, os.path.join(out, "bf16_sharded"), max_shard_size="12KB")
         ref = AutoModelForCausalLM.from_pretrained(os.path.join(out, f"{name}_bin"), dtype=torch.float32,
