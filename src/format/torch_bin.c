@@ -352,7 +352,7 @@ static bool pop_mark(struct vm *vm, struct obj ***items, size_t *n)
         return false;
     }
     size_t m = vm->marks[--vm->n_marks];
-    *items = vm->stack + m;
+    *items = vm->stack ? vm->stack + m : NULL; /* MARK before any push: no stack yet */
     *n = vm->sp - m;
     vm->sp = m;
     return true;
