@@ -71,7 +71,7 @@ static fc_model *load_or_die(const char *path, bool verbose)
 {
     double t0 = fc_time_sec();
     fc_model *m = fc_model_load(path);
-    if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder (config.json + *.safetensors)",
+    if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder (config.json + *.safetensors or pytorch_model.bin)",
                        "%s", fc_last_error());
     if (verbose) fprintf(stderr, "load: %.3f s (%s)\n", fc_time_sec() - t0, path);
     return m;

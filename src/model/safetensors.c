@@ -32,6 +32,7 @@
  * (the model loader does that).
  */
 #include "safetensors.h"
+#include "format/torch_bin.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -57,6 +58,7 @@ struct fc_safetensors {
     int64_t n, cap;
     void **copies;    /* aligned copies of misaligned tensors, owned */
     int64_t n_copies, cap_copies;
+    fc_torch_bin *tb; /* owned: the PyTorch checkpoint the tensors view, if any */
 };
 
 /* Where tensors with no elements point. */
@@ -450,6 +452,21 @@ done:
     return ok;
 }
 
+/* True when the folder holds any *.safetensors file. */
+static bool has_safetensors(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool yes = false;
+    struct dirent *de;
+    while (!yes && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        yes = len > 12 && strcmp(de->d_name + len - 12, ".safetensors") == 0;
+    }
+    closedir(d);
+    return yes;
+}
+
 /* Folder without an index: every regular *.safetensors file, sorted by name. */
 static bool open_all(fc_safetensors *st, const char *dir)
 {
@@ -479,7 +496,7 @@ static bool open_all(fc_safetensors *st, const char *dir)
     }
     closedir(d);
     if (n == 0) {
-        FC_LOG_ERROR("%s: no model.safetensors.index.json, model.safetensors or *.safetensors files", dir);
+        FC_LOG_ERROR("%s: no model.safetensors.index.json, model.safetensors, *.safetensors or pytorch_model.bin files", dir);
         goto done;
     }
     qsort(names, n, sizeof *names, cmp_str);
@@ -490,6 +507,24 @@ done:
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
     return ok;
+}
+
+/* A folder with PyTorch .bin weights and no safetensors (or a .bin file):
+ * its tensors, read by format/torch_bin.c, viewed through this object. */
+static bool open_torch(fc_safetensors *st, const char *path)
+{
+    st->tb = fc_torch_bin_open(path);
+    if (!st->tb) return false;
+    int f = file_add(st, path, NULL);
+    for (int64_t i = 0; i < fc_torch_bin_n_tensors(st->tb); i++)
+        add_entry(st, fc_xstrdup(fc_torch_bin_name(st->tb, i)), fc_torch_bin_tensor(st->tb, i), f);
+    return finish(st, path);
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
 fc_safetensors *fc_safetensors_open(const char *path)
@@ -505,6 +540,10 @@ fc_safetensors *fc_safetensors_open(const char *path)
     }
     fc_safetensors *st = fc_xcalloc(1, sizeof *st);
     char *index = NULL, *single = NULL;
+    if (!S_ISDIR(sb.st_mode) && has_suffix(path, ".bin")) {
+        if (!open_torch(st, path)) goto fail;
+        return st;
+    }
     if (!S_ISDIR(sb.st_mode)) {
         if (!open_file_into(st, path) || !finish(st, path)) goto fail;
         return st;
@@ -515,6 +554,8 @@ fc_safetensors *fc_safetensors_open(const char *path)
         if (!open_index(st, path, index)) goto fail;
     } else if (is_regular(single)) {
         if (!open_file_into(st, single) || !finish(st, single)) goto fail;
+    } else if (!has_safetensors(path) && fc_torch_bin_in_folder(path)) {
+        if (!open_torch(st, path)) goto fail;
     } else if (!open_all(st, path)) {
         goto fail;
     }
@@ -541,6 +582,7 @@ void fc_safetensors_free(fc_safetensors *st)
     }
     free(st->maps);
     free(st->files);
+    fc_torch_bin_free(st->tb);
     free(st);
 }
 

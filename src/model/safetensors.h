@@ -23,8 +23,10 @@
 typedef struct fc_safetensors fc_safetensors;
 
 /* Opens one file, or a folder: model.safetensors.index.json (all shards) if
- * present, else model.safetensors, else every *.safetensors in it. NULL on
- * error (logged). */
+ * present, else model.safetensors, else every *.safetensors in it, else a
+ * PyTorch checkpoint (pytorch_model.bin.index.json or pytorch_model.bin,
+ * read without running pickle code by format/torch_bin.h; a path ending in
+ * .bin is read that way too). NULL on error (logged). */
 fc_safetensors *fc_safetensors_open(const char *path);
 /* Parses a buffer the caller keeps alive (fuzzing, tests). */
 fc_safetensors *fc_safetensors_parse(const uint8_t *data, size_t size, const char *name);
