@@ -77,6 +77,8 @@ static CURL *handle(const char *url, const char *json, size_t len, const char *c
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    /* --ssl: our own servers' certificate is trusted (it may be self-signed) */
+    if (fc_http_tls_ca_file()) curl_easy_setopt(c, CURLOPT_CAINFO, fc_http_tls_ca_file());
     struct curl_slist *h = NULL;
     if (json) {
         h = curl_slist_append(h, "Content-Type: application/json");

@@ -19,6 +19,7 @@
 #include "net/http.h"
 #include "net/nulstream.h"
 #include "serve/openai_api.h"
+#include "serve/response_format.h"
 
 #define OLLAMA_VERSION "0.6.3"   /* the API version we follow (the pinned client's) */
 #define MAX_MODELS 64           /* per-model metric series */
@@ -282,12 +283,36 @@ int fc_ollama_translate(enum fc_ollama_kind kind, const char *body, size_t len, 
     }
     out->stream = !cJSON_IsFalse(stream);
     if (kind == FC_OLLAMA_SHOW) goto done;
+    /* format: "json" or a JSON schema, as OpenAI's response_format (checked
+     * here so that a bad schema is a 400 before anything is relayed) */
+    cJSON *rf = NULL;
     const cJSON *fmt = get(req, "format");
-    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring)) {
-        rc = bad(err, "format not supported yet");
-        goto done;
+    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring) &&
+        kind != FC_OLLAMA_EMBED && kind != FC_OLLAMA_EMBEDDINGS) {
+        if (cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "json")) {
+            rf = cJSON_CreateObject();
+            cJSON_AddStringToObject(rf, "type", "json_object");
+        } else if (cJSON_IsObject(fmt)) {
+            rf = cJSON_CreateObject();
+            cJSON_AddStringToObject(rf, "type", "json_schema");
+            cJSON *js = cJSON_AddObjectToObject(rf, "json_schema");
+            cJSON_AddStringToObject(js, "name", "format");
+            cJSON_AddItemToObject(js, "schema", cJSON_Duplicate(fmt, 1));
+        } else {
+            rc = bad(err, "invalid format: expected \"json\" or a valid JSON schema");
+            goto done;
+        }
+        char *grammar = NULL, why[320];
+        int rc_rf = fc_response_format_grammar(rf, &grammar, why, sizeof why, NULL);
+        free(grammar);
+        if (rc_rf < 0) {
+            cJSON_Delete(rf);
+            rc = bad(err, "invalid format: %s", why);
+            goto done;
+        }
     }
     dst = cJSON_CreateObject();
+    if (rf) cJSON_AddItemToObject(dst, "response_format", rf);
     cJSON_AddStringToObject(dst, "model", model);
     if (kind == FC_OLLAMA_EMBED || kind == FC_OLLAMA_EMBEDDINGS) {
         const cJSON *in = get(req, kind == FC_OLLAMA_EMBED ? "input" : "prompt");
@@ -411,7 +436,7 @@ done:
 
 static char *url_of(const fc_ollama *o, const char *path)
 {
-    return xfmt("http://%s:%d%s", o->host, fc_openai_api_port(o->api), path);
+    return xfmt("%s://%s:%d%s", fc_http_scheme(), o->host, fc_openai_api_port(o->api), path);
 }
 
 /* "Authorization: ..." passed on, as a NULL-terminated header list */

@@ -1424,7 +1424,7 @@ fc_worker *fc_worker_start(const fc_worker_params *p)
         while (al > 0 && w->address[al - 1] == '/') w->address[--al] = 0;
     } else {
         char a[64];
-        snprintf(a, sizeof a, "http://localhost:%d", fc_http_server_port(w->http));
+        snprintf(a, sizeof a, "%s://localhost:%d", fc_http_scheme(), fc_http_server_port(w->http));
         w->address = fc_xstrdup(a);
     }
     if (!w->no_register) {
