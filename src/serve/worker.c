@@ -936,7 +936,24 @@ static char *status_json(fc_worker *w)
             if (k++) sb_puts(&b, ", ");
             sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
         }
-    sb_printf(&b, "], \"speed\": 1, \"queue_length\": %d}", fc_worker_queue_length(w));
+    sb_printf(&b, "], \"speed\": 1, \"queue_length\": %d", fc_worker_queue_length(w));
+    /* ours (FastChat's readers ignore it): each model's KV cache and
+     * scheduler, for the API server's /metrics */
+    sb_puts(&b, ", \"kv_cache\": [");
+    for (int i = 0, k2 = 0; i < w->n_models; i++) {
+        if (!w->models[i].engine) continue;
+        fc_engine_stats st;
+        fc_engine_get_stats(w->models[i].engine, &st);
+        for (int j = 0; j < w->models[i].n_names; j++) {
+            if (k2++) sb_puts(&b, ", ");
+            sb_puts(&b, "{\"model\": ");
+            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+            sb_printf(&b, ", \"blocks_used\": %lld, \"blocks_total\": %lld, \"running\": %d, \"waiting\": %d}",
+                      (long long)(st.kv_blocks_total - st.kv_blocks_free), (long long)st.kv_blocks_total, st.running,
+                      st.waiting);
+        }
+    }
+    sb_puts(&b, "]}");
     return b.p;
 }
 
