@@ -196,6 +196,10 @@ typedef struct fc_http_call {
      * (out->status what had arrived). Runs on the calling thread. */
     bool (*keep_going)(void *user);
     void *user;
+    /* The peer is this process's own server (a loopback call): over TLS its
+     * certificate is verified but not the host name in it (the URL says
+     * 127.0.0.1, the certificate may name the machine). */
+    bool loopback;
 } fc_http_call;
 
 /* fc_http_post_json / fc_http_post_stream with controls (call may be NULL). */

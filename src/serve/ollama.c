@@ -702,7 +702,7 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
     r.t0 = now_s();
     fwd_headers h;
     fwd_init(&h, req);
-    fc_http_call call = {.headers = h.list, .keep_going = relay_keep_going, .user = &r};
+    fc_http_call call = {.headers = h.list, .keep_going = relay_keep_going, .user = &r, .loopback = true};
     fc_http_response res = {0};
     char *u = url_of(o, q.path);
     bool ok = fc_http_post_stream_ex(u, q.body, strlen(q.body), 0, &call, relay_data, &r, &res);
@@ -782,7 +782,7 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
     }
     fwd_headers h;
     fwd_init(&h, req);
-    fc_http_call call = {.headers = h.list};
+    fc_http_call call = {.headers = h.list, .loopback = true};
     fc_http_response res = {0};
     char *u = url_of(o, q.path);
     bool ok = fc_http_post_json_ex(u, q.body, strlen(q.body), 0, &call, &res);

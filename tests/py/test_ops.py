@@ -188,6 +188,11 @@ def test_tls_openai_client(tls):
     ctl = f"https://127.0.0.1:{tls['ports'][0]}"
     addr = requests.post(ctl + "/get_worker_address", json={"model": MODEL}, verify=str(tls["cert"]), timeout=10)
     assert addr.json()["address"].startswith("https://")
+    # Ollama's routes (relayed to the OpenAI ones over loopback https)
+    o = requests.post(tls["url"] + "/api/chat", verify=str(tls["cert"]), timeout=60,
+                      json={"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "stream": False,
+                            "options": {"temperature": 0, "num_predict": 8}})
+    assert o.status_code == 200 and o.json()["message"]["content"] == text, o.text
     # a client that does not trust the certificate is refused; plain http gets no HTTP answer
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=tls["url"] + "/v1", api_key="x", max_retries=0).models.list()
