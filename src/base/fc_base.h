@@ -48,10 +48,15 @@ void fc_log(enum fc_log_level lvl, const char *fmt, ...) __attribute__((format(p
  * of the day it covers; a file of that name is replaced) and a new one
  * begun. Our size bound: a file reaching FASTCHAT_LOG_MAX_BYTES (default
  * 100 MiB; at least 1024) is renamed <filename>.YYYY-MM-DD.N (today, first
- * free N) and a new one begun. Up to 8 files at once (`fastchat serve`
- * writes controller.log, model_worker_<id>.log and openai_api_server.log,
- * each line to each). Thread-safe. FC_OK or FC_ERR_IO (logged). */
+ * free N) and a new one begun. Up to 8 files at once. Thread-safe. FC_OK
+ * or FC_ERR_IO (logged). */
 int fc_log_open_file(const char *logger, const char *filename);
+/* The same for one of several servers in one process (`fastchat serve`
+ * writes controller.log, model_worker_<id>.log and openai_api_server.log):
+ * a message starting with prefix (e.g. "controller:") goes only to the
+ * files opened with that prefix; one that no file's prefix matches goes to
+ * every file. */
+int fc_log_open_file_for(const char *logger, const char *filename, const char *prefix);
 /* The path of the file opened by the last fc_log_open_file (NULL: none);
  * valid until fc_log_close_files. */
 const char *fc_log_file_path(void);

@@ -27,6 +27,7 @@ typedef struct sink {
     int fd;
     long long size;
     time_t rollover_at;
+    char *prefix; /* NULL: every line; else the lines starting with it (and those no file claims) */
 } sink;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -52,7 +53,9 @@ static int make_dirs(const char *dir)
     return 0;
 }
 
-int fc_log_open_file(const char *logger, const char *filename)
+int fc_log_open_file(const char *logger, const char *filename) { return fc_log_open_file_for(logger, filename, NULL); }
+
+int fc_log_open_file_for(const char *logger, const char *filename, const char *prefix)
 {
     const char *dir = getenv("LOGDIR");
     if (!dir) dir = ".";
@@ -87,7 +90,7 @@ int fc_log_open_file(const char *logger, const char *filename)
         free(path);
         return FC_ERR_FULL;
     }
-    sinks[n_sinks++] = (sink){fc_xstrdup(logger), path, fd, st.st_size, base + DAY_S};
+    sinks[n_sinks++] = (sink){fc_xstrdup(logger), path, fd, st.st_size, base + DAY_S, prefix ? fc_xstrdup(prefix) : NULL};
     atomic_store(&any_open, true);
     pthread_mutex_unlock(&mu);
     return FC_OK;
@@ -109,6 +112,7 @@ void fc_log_close_files(void)
         close(sinks[i].fd);
         free(sinks[i].logger);
         free(sinks[i].path);
+        free(sinks[i].prefix);
     }
     n_sinks = 0;
     pthread_mutex_unlock(&mu);
@@ -164,8 +168,12 @@ void fc_log_file_write(enum fc_log_level lvl, const char *msg)
     char stamp[32];
     strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
     pthread_mutex_lock(&mu);
+    bool claimed = false;
+    for (int i = 0; i < n_sinks; i++)
+        if (sinks[i].prefix && !strncmp(msg, sinks[i].prefix, strlen(sinks[i].prefix))) claimed = true;
     for (int i = 0; i < n_sinks; i++) {
         sink *s = &sinks[i];
+        if (claimed && !(s->prefix && !strncmp(msg, s->prefix, strlen(s->prefix)))) continue;
         char *line = fc_xasprintf("%s | %s | %s | %s\n", stamp, names[lvl], s->logger, msg);
         size_t len = strlen(line);
         maybe_rotate(s, now, len);

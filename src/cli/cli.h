@@ -102,6 +102,8 @@ const char *fc_cli_ssl_url(const char *url, const char *default_url);
 /* Opens $LOGDIR/<filename> for the log lines of logger (FastChat's
  * build_logger; base/fc_base.h fc_log_open_file); dies with a hint on error. */
 void fc_cli_log_file(const char *logger, const char *filename);
+/* The same with fc_log_open_file_for's prefix (several servers in one process). */
+void fc_cli_log_file_for(const char *logger, const char *filename, const char *prefix);
 /* A worker's log file name, model_worker_<id>.log with FastChat's id (the
  * first 8 characters of a random UUID). Static storage. */
 const char *fc_cli_worker_log_name(void);

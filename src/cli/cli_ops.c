@@ -34,9 +34,11 @@ const char *fc_cli_ssl_url(const char *url, const char *default_url)
     return b;
 }
 
-void fc_cli_log_file(const char *logger, const char *filename)
+void fc_cli_log_file(const char *logger, const char *filename) { fc_cli_log_file_for(logger, filename, NULL); }
+
+void fc_cli_log_file_for(const char *logger, const char *filename, const char *prefix)
 {
-    if (fc_log_open_file(logger, filename) != FC_OK)
+    if (fc_log_open_file_for(logger, filename, prefix) != FC_OK)
         fc_cli_die("set LOGDIR to a writable directory (LOGDIR= writes no log file)", "%s", fc_last_error());
 }
 

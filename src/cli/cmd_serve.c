@@ -109,10 +109,11 @@ int fc_cmd_serve(int argc, char **argv)
     int d = fc_dispatch_from_str(method);
     if (d < 0) fc_cli_die("use --dispatch-method lottery or shortest_queue", "invalid dispatch method '%s'", method);
     fc_cli_ssl_setup(ssl);
-    /* one process, three of FastChat's log files; each line goes to each */
-    fc_cli_log_file("controller", "controller.log");
-    fc_cli_log_file("model_worker", fc_cli_worker_log_name());
-    fc_cli_log_file("openai_api_server", "openai_api_server.log");
+    /* one process, three of FastChat's log files: each server's lines
+     * (by their "controller: ", "worker: ", "api: " prefix) to its own */
+    fc_cli_log_file_for("controller", "controller.log", "controller: ");
+    fc_cli_log_file_for("model_worker", fc_cli_worker_log_name(), "worker: ");
+    fc_cli_log_file_for("openai_api_server", "openai_api_server.log", "api: ");
     for (int i = 0; i < n_models; i++) {
         char *local = NULL; /* a Hub repo id: its file or folder in the cache (format/hub.h) */
         if (fc_hub_resolve(models[i].model_path, NULL, &local) != FC_OK || access(local, R_OK) != 0)

@@ -1068,7 +1068,8 @@ static cJSON *post_get(const char *url, const char *body, double timeout_s)
 
 /* The per-model gauges read from the workers: the controller's models, the
  * worker it dispatches each to (/get_worker_address), and that worker's
- * /worker_get_status (queue_length and our kv_cache entries). */
+ * /worker_get_engine_stats (ours: queue_length and kv_cache entries). A
+ * worker that is not ours (a FastChat worker) has no such route: no gauges. */
 static void put_worker_gauges(fc_ollama *o, fc_str *s)
 {
     char *u = xfmt("%s/list_models", o->ctl);
@@ -1096,7 +1097,7 @@ static void put_worker_gauges(fc_ollama *o, fc_str *s)
         if (!dup) {
             cJSON_AddItemToArray(seen, cJSON_CreateString(addr->valuestring));
             n_workers++;
-            u = xfmt("%s/worker_get_status", addr->valuestring);
+            u = xfmt("%s/worker_get_engine_stats", addr->valuestring);
             cJSON *st = post_get(u, "{}", 5);
             free(u);
             const cJSON *ql = get(st, "queue_length"), *names = get(st, "model_names"), *n, *e;

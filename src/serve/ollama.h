@@ -57,7 +57,7 @@
  *       generations (Ollama's always are, internally); a non-streamed
  *       OpenAI answer has no timings and is not observed; ITL only for n = 1
  *   read from the workers at scrape time (the worker the controller
- *   dispatches each model to; its /worker_get_status carries our kv_cache):
+ *   dispatches each model to; its /worker_get_engine_stats, ours):
  *   fastchat_model_queue_length{model}, fastchat_kv_cache_blocks_used{model},
  *   fastchat_kv_cache_blocks_total{model}, fastchat_kv_cache_usage_ratio{model},
  *   fastchat_model_requests_running{model}, fastchat_model_requests_waiting{model}

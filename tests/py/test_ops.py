@@ -15,7 +15,8 @@
   streamed and not, and /health over https, while its controller, worker and
   API server talk https among themselves; plain http to the TLS port gets no
   HTTP answer; a missing or unreadable key/certificate stops the server
-  with a clear message.
+  with a clear message; Ollama's routes work over it too. `fastchat serve`
+  writes the three servers' lines each to its own log file.
 - /metrics on the same server, parsed by prometheus_client's parser: known
   requests on the OpenAI routes (streamed, not streamed, embeddings) move the
   per-model token counters, request counters and the TTFT / inter-token
@@ -293,5 +294,16 @@ def test_tls_log_files(tls):
     files = sorted(p.name for p in (tls["tmp"] / "logs").iterdir())
     assert "controller.log" in files and "openai_api_server.log" in files, files
     assert any(re.fullmatch(r"model_worker_[0-9a-f]{8}\.log", f) for f in files), files
-    ls = lines_of(tls["tmp"] / "logs" / "controller.log")
-    assert any("register a new worker: https://" in ln for ln in ls), ls
+    logs = tls["tmp"] / "logs"
+    ctl = lines_of(logs / "controller.log")
+    wlog = lines_of(logs / [f for f in files if f.startswith("model_worker_")][0])
+    api = lines_of(logs / "openai_api_server.log")
+    # each server's lines go to its own file
+    assert any("| controller | controller: register a new worker: https://" in ln for ln in ctl), ctl
+    assert any("| model_worker | worker: registered https://" in ln for ln in wlog), wlog
+    assert any("| openai_api_server | api: listening on port" in ln for ln in api), api
+    msg = lambda ln: ln.split(" | ", 3)[3]  # noqa: E731
+    # (a line of none of the three servers would go to all three files)
+    for own, lines in (("controller: ", ctl), ("worker: ", wlog), ("api: ", api)):
+        for other in {"controller: ", "worker: ", "api: "} - {own}:
+            assert not any(msg(ln).startswith(other) for ln in lines), (own, lines)
