@@ -71,6 +71,8 @@ int fc_log_open_file_for(const char *logger, const char *filename, const char *p
         if (!*end && v > 0) max_bytes = v < 1024 ? 1024 : v;
     }
     char *path = fc_xasprintf("%s/%s", dir, filename);
+    struct stat before;
+    bool existed = stat(path, &before) == 0;
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         FC_LOG_ERROR("%s: %s", path, strerror(errno));
@@ -81,7 +83,8 @@ int fc_log_open_file_for(const char *logger, const char *filename, const char *p
     time_t now = time(NULL);
     /* Python's TimedRotatingFileHandler: the first rollover is one interval
      * after the existing file's mtime (now for a new file) */
-    time_t base = fstat(fd, &st) == 0 && st.st_size > 0 ? st.st_mtime : now;
+    if (fstat(fd, &st) != 0) st.st_size = 0;
+    time_t base = existed ? before.st_mtime : now;
     pthread_mutex_lock(&mu);
     if (n_sinks == MAX_SINKS) {
         pthread_mutex_unlock(&mu);
