@@ -16,7 +16,8 @@
   API server talk https among themselves; plain http to the TLS port gets no
   HTTP answer; a missing or unreadable key/certificate stops the server
   with a clear message; Ollama's routes work over it too. `fastchat serve`
-  writes the three servers' lines each to its own log file.
+  writes the three servers' lines each to its own log file. The same with
+  FastChat's split layout: controller, worker and API server, each --ssl.
 - /metrics on the same server, parsed by prometheus_client's parser: known
   requests on the OpenAI routes (streamed, not streamed, embeddings) move the
   per-model token counters, request counters and the TTFT / inter-token
@@ -307,3 +308,35 @@ def test_tls_log_files(tls):
     for own, lines in (("controller: ", ctl), ("worker: ", wlog), ("api: ", api)):
         for other in {"controller: ", "worker: ", "api: "} - {own}:
             assert not any(msg(ln).startswith(other) for ln in lines), (own, lines)
+
+
+def test_tls_split_servers(fastchat_bin, model_path, tmp_path):
+    """FastChat's layout: controller, worker and API server as three
+    processes, each with --ssl and https addresses."""
+    key, cert = make_cert(tmp_path)
+    env = {"SSL_KEYFILE": str(key), "SSL_CERTFILE": str(cert)}
+    v = str(cert)
+    cport, wport, aport = free_port(), free_port(), free_port()
+    ctl, api = f"https://127.0.0.1:{cport}", f"https://127.0.0.1:{aport}"
+    procs = [Proc([fastchat_bin, "controller", "--port", cport, "--ssl"], tmp_path / "c.log", env)]
+    try:
+        wait_until(lambda: requests.get(ctl + "/test_connection", verify=v, timeout=2).ok, 20, "controller", procs)
+        procs.append(Proc([fastchat_bin, "worker", "--model-path", model_path, "--port", wport, "--ssl", "--threads", "1",
+                           "--worker-address", f"https://127.0.0.1:{wport}", "--controller-address", ctl],
+                          tmp_path / "w.log", env))
+        procs.append(Proc([fastchat_bin, "api", "--port", aport, "--ssl", "--controller-address", ctl],
+                          tmp_path / "a.log", env))
+        wait_until(lambda: requests.get(api + "/v1/models", verify=v, timeout=5).json()["data"], 120, "the worker",
+                   procs)
+        ctx = ssl.create_default_context(cafile=v)
+        c = openai.OpenAI(base_url=api + "/v1", api_key="x", http_client=httpx.Client(verify=ctx, timeout=60))
+        r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert r.choices[0].message.content and r.usage.completion_tokens > 0
+        # the worker, too, speaks https only
+        st = requests.post(f"https://127.0.0.1:{wport}/worker_get_status", json={}, verify=v, timeout=10).json()
+        assert st["model_names"] == [MODEL]
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(f"http://127.0.0.1:{wport}/worker_get_status", json={}, timeout=10)
+    finally:
+        for p in procs:
+            p.stop()
