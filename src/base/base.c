@@ -45,12 +45,15 @@ void fc_log(enum fc_log_level lvl, const char *fmt, ...)
         vsnprintf(last_error, sizeof last_error, fmt, ap);
         va_end(ap);
     }
-    if (lvl < log_level) return;
+    bool to_file = lvl >= FC_LOG_LEVEL_INFO && lvl < FC_LOG_LEVEL_NONE && fc_log_files_open();
+    if (lvl < log_level && !to_file) return;
     static const char *names[] = {"debug", "info", "warn", "error"};
     char buf[2048];
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    if (to_file) fc_log_file_write(lvl, buf); /* logfile.c: INFO and up, whatever the console shows */
+    if (lvl < log_level) return;
     if (lvl == FC_LOG_LEVEL_ERROR) fprintf(stderr, "error: %s\n", buf); /* as the CLI's fc_cli_die */
     else fprintf(stderr, "[%s] %s\n", names[lvl], buf);
 }

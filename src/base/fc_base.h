@@ -37,6 +37,35 @@ void fc_log(enum fc_log_level lvl, const char *fmt, ...) __attribute__((format(p
 #define FC_LOG_WARN(...)  fc_log(FC_LOG_LEVEL_WARN, __VA_ARGS__)
 #define FC_LOG_ERROR(...) fc_log(FC_LOG_LEVEL_ERROR, __VA_ARGS__)
 
+/* Log files as FastChat's build_logger writes them (logfile.c): opens
+ * $LOGDIR/<filename> (LOGDIR unset: "."; set but empty: no file, FC_OK) for
+ * appending, creating LOGDIR; from then on every message of level INFO and
+ * up (whatever fc_log_set_level says: the console is unchanged) is also
+ * written there as "2024-01-01 12:00:00 | INFO | <logger> | message" (local
+ * time, Python's logging.Formatter with FastChat's format). Rotated as
+ * TimedRotatingFileHandler(when="D", utc=True): a day after the file was
+ * last modified (or opened), it is renamed <filename>.YYYY-MM-DD (UTC date
+ * of the day it covers; a file of that name is replaced) and a new one
+ * begun. Our size bound: a file reaching FASTCHAT_LOG_MAX_BYTES (default
+ * 100 MiB; at least 1024) is renamed <filename>.YYYY-MM-DD.N (today, first
+ * free N) and a new one begun. Up to 8 files at once. Thread-safe. FC_OK
+ * or FC_ERR_IO (logged). */
+int fc_log_open_file(const char *logger, const char *filename);
+/* The same for one of several servers in one process (`fastchat serve`
+ * writes controller.log, model_worker_<id>.log and openai_api_server.log):
+ * a message starting with prefix (e.g. "controller:") goes only to the
+ * files opened with that prefix; one that no file's prefix matches goes to
+ * every file. */
+int fc_log_open_file_for(const char *logger, const char *filename, const char *prefix);
+/* The path of the file opened by the last fc_log_open_file (NULL: none);
+ * valid until fc_log_close_files. */
+const char *fc_log_file_path(void);
+/* Closes every log file (at exit; optional). */
+void fc_log_close_files(void);
+/* For fc_log: whether any file is open, and the write itself. */
+bool fc_log_files_open(void);
+void fc_log_file_write(enum fc_log_level lvl, const char *msg);
+
 /* The last error message logged at ERROR level on this thread; the CLI prints
  * it. Never NULL (empty string when none). */
 const char *fc_last_error(void);

@@ -91,4 +91,22 @@ struct fc_openai_api_params;
 void fc_cli_api_access_apply(const fc_cli_api_access *a, struct fc_openai_api_params *p);
 void fc_cli_api_access_free(fc_cli_api_access *a);
 
+/* ---- operations (cli_ops.c) ---- */
+/* --ssl: enables TLS for every server and client call of this process from
+ * SSL_KEYFILE / SSL_CERTFILE (net/http.h); dies with a hint when they are
+ * missing or unreadable. No-op when ssl is false. */
+void fc_cli_ssl_setup(bool ssl);
+/* "https://..." in place of a default "http://..." address when --ssl is
+ * on (FastChat's users pass https addresses themselves; ours are defaults):
+ * returns url unchanged otherwise. Static storage: call once per address. */
+const char *fc_cli_ssl_url(const char *url, const char *default_url);
+/* Opens $LOGDIR/<filename> for the log lines of logger (FastChat's
+ * build_logger; base/fc_base.h fc_log_open_file); dies with a hint on error. */
+void fc_cli_log_file(const char *logger, const char *filename);
+/* The same with fc_log_open_file_for's prefix (several servers in one process). */
+void fc_cli_log_file_for(const char *logger, const char *filename, const char *prefix);
+/* A worker's log file name, model_worker_<id>.log with FastChat's id (the
+ * first 8 characters of a random UUID). Static storage. */
+const char *fc_cli_worker_log_name(void);
+
 #endif

@@ -18,6 +18,7 @@
 #include "base/fc_base.h"
 #include "base/str.h"
 #include "cli.h"
+#include "net/http.h"
 #include "serve/openai_api.h"
 
 int fc_cmd_api(int argc, char **argv);
@@ -76,7 +77,7 @@ int fc_cmd_api(int argc, char **argv)
         {"--port", FC_FLAG_INT, &port, .max = 65535, .help = "port (default 8000)"},
         {"--controller-address", FC_FLAG_STRING, &ctl, .metavar = "URL", .help = "(default http://localhost:21001)"},
         FC_CLI_API_ACCESS_FLAGS(&acc),
-        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted for FastChat compatibility; TLS is not implemented"},
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "serve HTTPS (key and certificate from SSL_KEYFILE, SSL_CERTFILE)"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log requests to workers"},
         {0},
     };
@@ -86,14 +87,16 @@ int fc_cmd_api(int argc, char **argv)
         .footer = "environment: FASTCHAT_WORKER_API_TIMEOUT (100 s), FASTCHAT_WORKER_API_EMBEDDING_BATCH_SIZE (4)\n",
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);
-    if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
+    fc_cli_ssl_setup(ssl);
+    ctl = fc_cli_ssl_url(ctl, "http://localhost:21001");
+    fc_cli_log_file("openai_api_server", "openai_api_server.log");
 
     fc_openai_api_params p = {.host = host, .port = port, .controller_address = ctl};
     fc_cli_api_access_apply(&acc, &p);
     fc_openai_api *a = fc_openai_api_start(&p);
     if (!a) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
     signal(SIGPIPE, SIG_IGN);
-    printf("api: http://%s:%d/v1 (controller %s%s)\n", host, fc_openai_api_port(a), ctl,
+    printf("api: %s://%s:%d/v1 (controller %s%s)\n", fc_http_scheme(), host, fc_openai_api_port(a), ctl,
            acc.keys.n ? ", API keys required" : "");
     fflush(stdout);
     fc_cli_wait_for_stop();

@@ -3,8 +3,8 @@
  * `python3 -m fastchat.serve.controller` (src/serve/controller.h).
  *
  * Flags as FastChat's: --host (localhost) --port (21001)
- * --dispatch-method {lottery,shortest_queue} (shortest_queue) --ssl (accepted,
- * warns: TLS is not implemented; put a TLS proxy in front).
+ * --dispatch-method {lottery,shortest_queue} (shortest_queue) --ssl (HTTPS with
+ * SSL_KEYFILE / SSL_CERTFILE). Log file: $LOGDIR/controller.log.
  * Runs until SIGINT/SIGTERM.
  */
 #include <signal.h>
@@ -15,6 +15,7 @@
 
 #include "base/fc_base.h"
 #include "cli.h"
+#include "net/http.h"
 #include "serve/controller.h"
 
 int fc_cmd_controller(int argc, char **argv);
@@ -30,7 +31,7 @@ int fc_cmd_controller(int argc, char **argv)
         {"--port", FC_FLAG_INT, &port, .max = 65535, .help = "port (default 21001)"},
         {"--dispatch-method", FC_FLAG_STRING, &method, .metavar = "M",
          .help = "lottery | shortest_queue (default shortest_queue)"},
-        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted for FastChat compatibility; TLS is not implemented"},
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "serve HTTPS (key and certificate from SSL_KEYFILE, SSL_CERTFILE)"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log every registration and heartbeat"},
         {0},
     };
@@ -42,13 +43,14 @@ int fc_cmd_controller(int argc, char **argv)
     fc_flags_parse_or_exit(&cmd, argc, argv);
     int d = fc_dispatch_from_str(method);
     if (d < 0) fc_cli_die("use --dispatch-method lottery or shortest_queue", "invalid dispatch method '%s'", method);
-    if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
+    fc_cli_ssl_setup(ssl);
+    fc_cli_log_file("controller", "controller.log");
 
     fc_controller_params p = {.host = host, .port = port, .dispatch = (enum fc_dispatch)d};
     fc_controller *c = fc_controller_start(&p);
     if (!c) fc_cli_die("is another process using the port? try --port", "controller: %s", fc_last_error());
     signal(SIGPIPE, SIG_IGN);
-    printf("controller: http://%s:%d (dispatch %s)\n", host, fc_controller_port(c), method);
+    printf("controller: %s://%s:%d (dispatch %s)\n", fc_http_scheme(), host, fc_controller_port(c), method);
     fflush(stdout);
     fc_cli_wait_for_stop();
     fc_controller_free(c);

@@ -18,6 +18,7 @@
 #include "base/fc_base.h"
 #include "format/hub.h"
 #include "cli.h"
+#include "net/http.h"
 #include "serve/controller.h"
 #include "serve/openai_api.h"
 #include "serve/worker.h"
@@ -101,7 +102,7 @@ int fc_cmd_serve(int argc, char **argv)
          .help = "OpenAI-compatible endpoints as extra contestants (FastChat's format)"},
         {"--no-web", FC_FLAG_TRUE, &no_web, .help = "serve the API only"},
         {.kind = FC_FLAG_SECTION, .help = "other:"},
-        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted; TLS is not implemented"},
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "serve HTTPS (key and certificate from SSL_KEYFILE, SSL_CERTFILE)"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log registrations, heartbeats and requests"},
         {0},
     };
@@ -112,7 +113,12 @@ int fc_cmd_serve(int argc, char **argv)
     if (n_models == 0) models[n_models++].model_path = fc_cli_default_model();
     int d = fc_dispatch_from_str(method);
     if (d < 0) fc_cli_die("use --dispatch-method lottery or shortest_queue", "invalid dispatch method '%s'", method);
-    if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
+    fc_cli_ssl_setup(ssl);
+    /* one process, three of FastChat's log files: each server's lines
+     * (by their "controller: ", "worker: ", "api: " prefix) to its own */
+    fc_cli_log_file_for("controller", "controller.log", "controller: ");
+    fc_cli_log_file_for("model_worker", fc_cli_worker_log_name(), "worker: ");
+    fc_cli_log_file_for("openai_api_server", "openai_api_server.log", "api: ");
     for (int i = 0; i < n_models; i++) {
         char *local = NULL; /* a Hub repo id: its file or folder in the cache (format/hub.h) */
         if (fc_hub_resolve(models[i].model_path, NULL, &local) != FC_OK || access(local, R_OK) != 0)
@@ -126,7 +132,7 @@ int fc_cmd_serve(int argc, char **argv)
     fc_controller *ctl = fc_controller_start(&cp);
     if (!ctl) fc_cli_die("is another process using the port? try --controller-port", "controller: %s", fc_last_error());
     char ctl_url[256];
-    snprintf(ctl_url, sizeof ctl_url, "http://%s:%d", !strcmp(host, "0.0.0.0") ? "localhost" : host,
+    snprintf(ctl_url, sizeof ctl_url, "%s://%s:%d", fc_http_scheme(), !strcmp(host, "0.0.0.0") ? "localhost" : host,
              fc_controller_port(ctl));
     printf("controller: %s\n", ctl_url);
     fflush(stdout);
@@ -157,12 +163,12 @@ int fc_cmd_serve(int argc, char **argv)
     ap.mount = web ? fc_web_mount_hook : NULL, ap.mount_user = web;
     fc_openai_api *api = fc_openai_api_start(&ap);
     if (!api) fc_cli_die("is another process using the port? try --port", "api: %s", fc_last_error());
-    printf("api: http://%s:%d/v1\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
+    printf("api: %s://%s:%d/v1\n", fc_http_scheme(), !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
     if (web) {
         char base[300];
-        snprintf(base, sizeof base, "http://%s:%d", !strcmp(host, "0.0.0.0") ? "127.0.0.1" : host, fc_openai_api_port(api));
+        snprintf(base, sizeof base, "%s://%s:%d", fc_http_scheme(), !strcmp(host, "0.0.0.0") ? "127.0.0.1" : host, fc_openai_api_port(api));
         fc_web_set_api_base(web, base);
-        printf("web: http://%s:%d/\n", !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
+        printf("web: %s://%s:%d/\n", fc_http_scheme(), !strcmp(host, "0.0.0.0") ? "localhost" : host, fc_openai_api_port(api));
     }
     printf("ready\n");
     fflush(stdout);

@@ -114,6 +114,7 @@ int fc_cmd_web(int argc, char **argv)
                   "(30000), FASTCHAT_WORKER_API_TIMEOUT (100 s), LOGDIR (.)\n",
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);
+    fc_cli_log_file("gradio_web_server", "gradio_web_server.log");
     int n_imports = imports.n;
     char *db_default = db ? NULL : fc_cli_web_db_default();
     if (!db) db = db_default;

@@ -12,10 +12,12 @@
  * --embed-in-truncate; ours: --threads N --kv-cache-tokens N --exact --act8
  * -v/--verbose. FastChat's device flags (--device, --gpus, --num-gpus,
  * --max-gpu-memory, --dtype, --revision, --load-8bit, --cpu-offloading,
- * --debug) are accepted and ignored; --ssl warns (no TLS here).
+ * --debug) are accepted and ignored; --ssl serves HTTPS (SSL_KEYFILE,
+ * SSL_CERTFILE). Log file: $LOGDIR/model_worker_<id>.log.
  * Runs until SIGINT/SIGTERM, then stops cleanly.
  */
 #include "cli.h"
+#include "net/http.h"
 #include "base/fc_base.h"
 #include "serve/worker.h"
 
@@ -65,7 +67,7 @@ int fc_cmd_worker(int argc, char **argv)
          .help = "8-bit activations for every quantized type (llama.cpp's scheme; the default rounds them "
                  "to 16 bits where it can)"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log registrations, heartbeats and loading"},
-        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "accepted; TLS is not implemented (warns)"},
+        {"--ssl", FC_FLAG_TRUE, &ssl, .help = "serve HTTPS (key and certificate from SSL_KEYFILE, SSL_CERTFILE)"},
         /* FastChat's device placement: not ours to honour */
         {"--device|--gpus|--num-gpus|--max-gpu-memory|--dtype|--revision", .kind = FC_FLAG_IGNORE},
         {"--load-8bit|--cpu-offloading|--debug", .kind = FC_FLAG_IGNORE0},
@@ -91,7 +93,9 @@ int fc_cmd_worker(int argc, char **argv)
         models[i].model_names = i < n_names ? names.v[i] : NULL;
         models[i].conv_template = n_templates == 1 ? templates.v[0] : n_templates ? templates.v[i] : NULL;
     }
-    if (ssl) fprintf(stderr, "warning: --ssl is not implemented; serving plain HTTP (put a TLS proxy in front)\n");
+    fc_cli_ssl_setup(ssl);
+    p.controller_address = fc_cli_ssl_url(p.controller_address, "http://localhost:21001");
+    fc_cli_log_file("model_worker", fc_cli_worker_log_name());
     p.models = models;
     p.n_models = n_paths;
 

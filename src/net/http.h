@@ -139,6 +139,27 @@ int fc_http_server_port(const fc_http_server *s);
  * no-op. */
 void fc_http_server_free(fc_http_server *s);
 
+/* ---- TLS (FastChat's --ssl) ---- */
+
+/* Reads the PEM key and certificate named by the environment variables
+ * SSL_KEYFILE and SSL_CERTFILE (as FastChat's uvicorn ssl_keyfile /
+ * ssl_certfile). From then on every server of this process started by
+ * fc_http_server_start serves HTTPS only (a plain HTTP request to it fails),
+ * and the client (below) trusts SSL_CERTFILE as a certificate authority
+ * (CURLOPT_CAINFO, instead of the system's), so that the controller,
+ * workers and API server sharing one certificate, self-signed or not, can
+ * call each other over https URLs. FC_OK, or an error logged: a variable
+ * unset, a file missing, unreadable or not PEM, libmicrohttpd without TLS.
+ * A key that does not match its certificate is reported by
+ * fc_http_server_start. Call before starting servers or threads. */
+int fc_http_tls_enable_from_env(void);
+bool fc_http_tls_enabled(void);
+/* "https" after fc_http_tls_enable_from_env, else "http" (for the URLs a
+ * process gives out for itself). */
+const char *fc_http_scheme(void);
+/* SSL_CERTFILE once TLS is enabled, else NULL. */
+const char *fc_http_tls_ca_file(void);
+
 /* ---- client ---- */
 
 typedef struct fc_http_response {
@@ -175,6 +196,10 @@ typedef struct fc_http_call {
      * (out->status what had arrived). Runs on the calling thread. */
     bool (*keep_going)(void *user);
     void *user;
+    /* The peer is this process's own server (a loopback call): over TLS its
+     * certificate is verified but not the host name in it (the URL says
+     * 127.0.0.1, the certificate may name the machine). */
+    bool loopback;
 } fc_http_call;
 
 /* fc_http_post_json / fc_http_post_stream with controls (call may be NULL). */

@@ -29,7 +29,11 @@
  * progress to return, so the writer may free what the callback uses as soon
  * as close returns.
  *
- * Not done here: TLS (FastChat's --ssl), HTTP/2, request bodies in
+ * TLS (FastChat's --ssl): after fc_http_tls_enable_from_env every server
+ * started serves HTTPS through libmicrohttpd's GnuTLS support
+ * (MHD_USE_TLS with the PEM key and certificate in memory).
+ *
+ * Not done here: HTTP/2, request bodies in
  * multipart/form-data or urlencoded form (handlers get the raw body).
  */
 #include "http.h"
@@ -45,6 +49,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
@@ -979,6 +984,58 @@ void fc_http_server_on_answer(fc_http_server *s, void (*cb)(const char *route, i
     s->on_answer_user = user;
 }
 
+/* ---- TLS ---- */
+
+static char *tls_key, *tls_cert, *tls_cert_path;
+
+static char *read_pem(const char *env, const char *path)
+{
+    size_t len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        FC_LOG_ERROR("--ssl: %s=%s: %s", env, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = fc_xmalloc(1 << 20);
+    len = fread(buf, 1, (1 << 20) - 1, f);
+    bool err = ferror(f);
+    fclose(f);
+    buf[len] = 0;
+    if (err || len == 0 || !strstr(buf, "-----BEGIN ")) {
+        FC_LOG_ERROR("--ssl: %s=%s: %s", env, path, err ? "read error" : "not a PEM file");
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+int fc_http_tls_enable_from_env(void)
+{
+    const char *kf = getenv("SSL_KEYFILE"), *cf = getenv("SSL_CERTFILE");
+    if (!kf || !*kf || !cf || !*cf) {
+        FC_LOG_ERROR("--ssl needs the environment variables SSL_KEYFILE and SSL_CERTFILE (PEM files)");
+        return FC_ERR_ARG;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        FC_LOG_ERROR("--ssl: this libmicrohttpd is built without TLS support");
+        return FC_ERR_UNSUPPORTED;
+    }
+    char *key = read_pem("SSL_KEYFILE", kf);
+    if (!key) return FC_ERR_IO;
+    char *cert = read_pem("SSL_CERTFILE", cf);
+    if (!cert) {
+        free(key);
+        return FC_ERR_IO;
+    }
+    free(tls_key), free(tls_cert), free(tls_cert_path);
+    tls_key = key, tls_cert = cert, tls_cert_path = fc_xstrdup(cf);
+    return FC_OK;
+}
+
+bool fc_http_tls_enabled(void) { return tls_key != NULL; }
+const char *fc_http_scheme(void) { return tls_key ? "https" : "http"; }
+const char *fc_http_tls_ca_file(void) { return tls_cert_path; }
+
 int fc_http_server_start(fc_http_server *s)
 {
     if (s->d) return FC_OK;
@@ -1007,15 +1064,24 @@ int fc_http_server_start(fc_http_server *s)
         bind_addr = true;
     }
     s->last_mhd_error[0] = 0;
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
+                                         {MHD_OPTION_END, 0, NULL}};
+    if (tls_key) {
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert};
+    }
     s->d = MHD_start_daemon(
-        flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(s->timeout_s + 0.5), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         bind_addr ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, (struct sockaddr *)&ss, MHD_OPTION_END);
     if (!s->d) {
-        FC_LOG_ERROR("http: cannot listen on %s:%d%s%s", s->host ? s->host : "0.0.0.0", s->port,
-                     s->last_mhd_error[0] ? ": " : "", s->last_mhd_error);
+        FC_LOG_ERROR("http: cannot listen on %s:%d%s%s%s", s->host ? s->host : "0.0.0.0", s->port,
+                     s->last_mhd_error[0] ? ": " : "", s->last_mhd_error,
+                     tls_key ? " (TLS: check that SSL_KEYFILE and SSL_CERTFILE are a matching key and certificate)" : "");
         return FC_ERR_IO;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);

@@ -19,6 +19,7 @@
 #include "net/http.h"
 #include "net/nulstream.h"
 #include "serve/openai_api.h"
+#include "serve/response_format.h"
 
 #define OLLAMA_VERSION "0.6.3"   /* the API version we follow (the pinned client's) */
 #define MAX_MODELS 64           /* per-model metric series */
@@ -100,10 +101,31 @@ static void hist_add(hist *h, double v)
     h->count++;
 }
 
-static void in_flight(fc_ollama *o, int d)
+void fc_ollama_in_flight(fc_ollama *o, int delta)
 {
+    if (!o) return;
     pthread_mutex_lock(&o->mu);
-    o->in_flight += d;
+    o->in_flight += delta;
+    pthread_mutex_unlock(&o->mu);
+}
+
+void fc_ollama_observe(fc_ollama *o, const char *model, long prompt_tokens, long completion_tokens, double ttft_s,
+                       double first_to_last_s)
+{
+    if (!o || !model) return;
+    pthread_mutex_lock(&o->mu);
+    model_stats *ms = model_of(o, model);
+    if (ms) {
+        ms->requests++;
+        if (prompt_tokens > 0) ms->prompt_tokens += (unsigned long long)prompt_tokens;
+        if (completion_tokens > 0) ms->completion_tokens += (unsigned long long)completion_tokens;
+        if (ttft_s >= 0) hist_add(&ms->ttft, ttft_s);
+        /* the worker streams a piece every few tokens: each token after the
+         * first is observed at the mean gap of its request */
+        if (first_to_last_s >= 0 && completion_tokens > 1)
+            for (long k = 1; k < completion_tokens; k++)
+                hist_add(&ms->itl, first_to_last_s / (double)(completion_tokens - 1));
+    }
     pthread_mutex_unlock(&o->mu);
 }
 
@@ -282,12 +304,36 @@ int fc_ollama_translate(enum fc_ollama_kind kind, const char *body, size_t len, 
     }
     out->stream = !cJSON_IsFalse(stream);
     if (kind == FC_OLLAMA_SHOW) goto done;
+    /* format: "json" or a JSON schema, as OpenAI's response_format (checked
+     * here so that a bad schema is a 400 before anything is relayed) */
+    cJSON *rf = NULL;
     const cJSON *fmt = get(req, "format");
-    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring)) {
-        rc = bad(err, "format not supported yet");
-        goto done;
+    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring) &&
+        kind != FC_OLLAMA_EMBED && kind != FC_OLLAMA_EMBEDDINGS) {
+        if (cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "json")) {
+            rf = cJSON_CreateObject();
+            cJSON_AddStringToObject(rf, "type", "json_object");
+        } else if (cJSON_IsObject(fmt)) {
+            rf = cJSON_CreateObject();
+            cJSON_AddStringToObject(rf, "type", "json_schema");
+            cJSON *js = cJSON_AddObjectToObject(rf, "json_schema");
+            cJSON_AddStringToObject(js, "name", "format");
+            cJSON_AddItemToObject(js, "schema", cJSON_Duplicate(fmt, 1));
+        } else {
+            rc = bad(err, "invalid format: expected \"json\" or a valid JSON schema");
+            goto done;
+        }
+        char *grammar = NULL, why[320];
+        int rc_rf = fc_response_format_grammar(rf, &grammar, why, sizeof why, NULL);
+        free(grammar);
+        if (rc_rf < 0) {
+            cJSON_Delete(rf);
+            rc = bad(err, "invalid format: %s", why);
+            goto done;
+        }
     }
     dst = cJSON_CreateObject();
+    if (rf) cJSON_AddItemToObject(dst, "response_format", rf);
     cJSON_AddStringToObject(dst, "model", model);
     if (kind == FC_OLLAMA_EMBED || kind == FC_OLLAMA_EMBEDDINGS) {
         const cJSON *in = get(req, kind == FC_OLLAMA_EMBED ? "input" : "prompt");
@@ -411,7 +457,7 @@ done:
 
 static char *url_of(const fc_ollama *o, const char *path)
 {
-    return xfmt("http://%s:%d%s", o->host, fc_openai_api_port(o->api), path);
+    return xfmt("%s://%s:%d%s", fc_http_scheme(), o->host, fc_openai_api_port(o->api), path);
 }
 
 /* "Authorization: ..." passed on, as a NULL-terminated header list */
@@ -649,7 +695,6 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
         fc_ollama_req_free(&q);
         return;
     }
-    in_flight(o, 1);
     relay r = {.o = o, .hr = req, .reply = reply, .kind = kind, .model = q.model, .want_stream = q.stream != 0};
     r.sse = fc_sse_parser_new(0);
     fc_str_init(&r.raw, 0);
@@ -657,7 +702,7 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
     r.t0 = now_s();
     fwd_headers h;
     fwd_init(&h, req);
-    fc_http_call call = {.headers = h.list, .keep_going = relay_keep_going, .user = &r};
+    fc_http_call call = {.headers = h.list, .keep_going = relay_keep_going, .user = &r, .loopback = true};
     fc_http_response res = {0};
     char *u = url_of(o, q.path);
     bool ok = fc_http_post_stream_ex(u, q.body, strlen(q.body), 0, &call, relay_data, &r, &res);
@@ -680,23 +725,11 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
         }
     } else {
         relay_finish(&r);
-        pthread_mutex_lock(&o->mu);
-        model_stats *ms = model_of(o, q.model);
-        if (ms) {
-            ms->requests++;
-            ms->prompt_tokens += (unsigned long long)r.prompt_tokens;
-            ms->completion_tokens += (unsigned long long)r.completion_tokens;
-            if (r.n_chunks) hist_add(&ms->ttft, r.t_first - r.t0);
-            /* the worker streams a piece every few tokens: each token after
-             * the first is observed at the mean gap of its request */
-            if (r.n_chunks > 1 && r.completion_tokens > 1)
-                for (long k = 1; k < r.completion_tokens; k++)
-                    hist_add(&ms->itl, (r.t_last - r.t_first) / (double)(r.completion_tokens - 1));
-        }
+        /* the model's counters and histograms were recorded by the OpenAI
+         * route this was relayed to (fc_ollama_observe) */
         pthread_mutex_unlock(&o->mu);
     }
     if (r.st) fc_http_stream_close(r.st);
-    in_flight(o, -1);
     fc_http_response_free(&res);
     fc_sse_parser_free(r.sse);
     fc_str_free(&r.raw);
@@ -747,10 +780,9 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
         fc_ollama_req_free(&q);
         return;
     }
-    in_flight(o, 1);
     fwd_headers h;
     fwd_init(&h, req);
-    fc_http_call call = {.headers = h.list};
+    fc_http_call call = {.headers = h.list, .loopback = true};
     fc_http_response res = {0};
     char *u = url_of(o, q.path);
     bool ok = fc_http_post_json_ex(u, q.body, strlen(q.body), 0, &call, &res);
@@ -762,7 +794,8 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
     } else {
         cJSON *j = cJSON_Parse(res.body), *r = cJSON_CreateObject();
         const cJSON *data = get(j, "data"), *it;
-        long pt = (long)cJSON_GetNumberValue(get(get(j, "usage"), "prompt_tokens"));
+        const cJSON *ptj = get(get(j, "usage"), "prompt_tokens");
+        long pt = cJSON_IsNumber(ptj) ? fc_json_long(ptj->valuedouble) : 0;
         if (pt < 0) pt = 0;
         if (kind == FC_OLLAMA_EMBED) {
             cJSON_AddStringToObject(r, "model", q.model);
@@ -775,14 +808,9 @@ static void do_embed(fc_ollama *o, const fc_http_request *req, fc_http_reply *re
             const cJSON *e0 = get(cJSON_GetArrayItem(data, 0), "embedding");
             cJSON_AddItemToObject(r, "embedding", e0 ? cJSON_Duplicate(e0, 1) : cJSON_CreateArray());
         }
-        pthread_mutex_lock(&o->mu);
-        model_stats *ms = model_of(o, q.model);
-        if (ms) ms->requests++, ms->prompt_tokens += (unsigned long long)pt;
-        pthread_mutex_unlock(&o->mu);
         reply_cjson(reply, 200, r);
         cJSON_Delete(j);
     }
-    in_flight(o, -1);
     fc_http_response_free(&res);
     free(h.auth);
     fc_ollama_req_free(&q);
@@ -1028,6 +1056,105 @@ static void put_hist(fc_str *s, const char *name, const char *model, const hist 
     fc_str_printf(s, "\"} %llu\n", h->count);
 }
 
+/* POST url with body; the parsed JSON answer of a 200, else NULL */
+static cJSON *post_get(const char *url, const char *body, double timeout_s)
+{
+    fc_http_response res = {0};
+    cJSON *j = NULL;
+    if (fc_http_post_json(url, body, strlen(body), timeout_s, NULL, &res) && res.status == 200) j = cJSON_Parse(res.body);
+    fc_http_response_free(&res);
+    return j;
+}
+
+/* The per-model gauges read from the workers: the controller's models, the
+ * worker it dispatches each to (/get_worker_address), and that worker's
+ * /worker_get_engine_stats (ours: queue_length and kv_cache entries). A
+ * worker that is not ours (a FastChat worker) has no such route: no gauges. */
+static void put_worker_gauges(fc_ollama *o, fc_str *s)
+{
+    char *u = xfmt("%s/list_models", o->ctl);
+    cJSON *lm = post_get(u, "{}", 5);
+    free(u);
+    const cJSON *ms = get(lm, "models"), *m;
+    cJSON *seen = cJSON_CreateArray(); /* worker addresses already asked */
+    fc_str q, kv;
+    fc_str_init(&q, 0);
+    fc_str_init(&kv, 0);
+    int n_workers = 0;
+    cJSON_ArrayForEach(m, ms) {
+        if (!cJSON_IsString(m) || n_workers >= MAX_MODELS) continue;
+        cJSON *qo = cJSON_CreateObject();
+        cJSON_AddStringToObject(qo, "model", m->valuestring);
+        char *qs = cJSON_PrintUnformatted(qo);
+        cJSON_Delete(qo);
+        u = xfmt("%s/get_worker_address", o->ctl);
+        cJSON *wa = post_get(u, qs, 5);
+        free(u);
+        free(qs);
+        const cJSON *addr = get(wa, "address"), *it;
+        bool dup = !cJSON_IsString(addr) || !*addr->valuestring;
+        cJSON_ArrayForEach(it, seen) if (!dup && !strcmp(it->valuestring, addr->valuestring)) dup = true;
+        if (!dup) {
+            cJSON_AddItemToArray(seen, cJSON_CreateString(addr->valuestring));
+            n_workers++;
+            u = xfmt("%s/worker_get_engine_stats", addr->valuestring);
+            cJSON *st = post_get(u, "{}", 5);
+            free(u);
+            const cJSON *ql = get(st, "queue_length"), *names = get(st, "model_names"), *n, *e;
+            if (cJSON_IsNumber(ql))
+                cJSON_ArrayForEach(n, names) if (cJSON_IsString(n)) {
+                    fc_str_puts(&q, "fastchat_model_queue_length{model=\"");
+                    put_label(&q, n->valuestring);
+                    fc_str_printf(&q, "\"} %ld\n", fc_json_long(ql->valuedouble));
+                }
+            cJSON_ArrayForEach(e, get(st, "kv_cache")) {
+                const cJSON *mn = get(e, "model"), *bu = get(e, "blocks_used"), *bt = get(e, "blocks_total"),
+                            *ru = get(e, "running"), *wt = get(e, "waiting");
+                if (!cJSON_IsString(mn) || !cJSON_IsNumber(bu) || !cJSON_IsNumber(bt)) continue;
+                static const char *const names4[4] = {"fastchat_kv_cache_blocks_used", "fastchat_kv_cache_blocks_total",
+                                                      "fastchat_model_requests_running", "fastchat_model_requests_waiting"};
+                const cJSON *vals[4] = {bu, bt, ru, wt};
+                for (int k = 0; k < 4; k++) {
+                    if (!cJSON_IsNumber(vals[k])) continue;
+                    fc_str_printf(&kv, "%s{model=\"", names4[k]);
+                    put_label(&kv, mn->valuestring);
+                    fc_str_printf(&kv, "\"} %ld\n", fc_json_long(vals[k]->valuedouble));
+                }
+                fc_str_puts(&kv, "fastchat_kv_cache_usage_ratio{model=\"");
+                put_label(&kv, mn->valuestring);
+                fc_str_printf(&kv, "\"} %.6g\n", bt->valuedouble > 0 ? bu->valuedouble / bt->valuedouble : 0.0);
+            }
+            cJSON_Delete(st);
+        }
+        cJSON_Delete(wa);
+    }
+    fc_str_puts(s, "# HELP fastchat_model_queue_length Requests queued or running on the worker serving the model.\n"
+                   "# TYPE fastchat_model_queue_length gauge\n");
+    fc_str_puts(s, fc_str_cstr(&q));
+    /* one TYPE line per family: the samples are grouped by metric */
+    static const char *const fam[5][2] = {
+        {"fastchat_kv_cache_blocks_used", "KV cache blocks in use (running and cached sequences)."},
+        {"fastchat_kv_cache_blocks_total", "KV cache blocks of the model's engine."},
+        {"fastchat_kv_cache_usage_ratio", "KV cache blocks in use over all blocks."},
+        {"fastchat_model_requests_running", "Sequences the engine is decoding now."},
+        {"fastchat_model_requests_waiting", "Sequences waiting for the engine to admit them."}};
+    const char *all = fc_str_cstr(&kv);
+    for (int k = 0; k < 5; k++) {
+        fc_str_printf(s, "# HELP %s %s\n# TYPE %s gauge\n", fam[k][0], fam[k][1], fam[k][0]);
+        size_t nl = strlen(fam[k][0]);
+        for (const char *line = all; *line;) {
+            const char *end = strchr(line, '\n');
+            size_t len = end ? (size_t)(end - line + 1) : strlen(line);
+            if (!strncmp(line, fam[k][0], nl) && line[nl] == '{') fc_str_putn(s, line, len);
+            line += len;
+        }
+    }
+    fc_str_free(&q);
+    fc_str_free(&kv);
+    cJSON_Delete(seen);
+    cJSON_Delete(lm);
+}
+
 static void h_metrics(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     (void)req;
@@ -1046,6 +1173,7 @@ static void h_metrics(const fc_http_request *req, fc_http_reply *reply, void *us
     fc_http_response_free(&res);
     fc_str s;
     fc_str_init(&s, 0);
+    put_worker_gauges(o, &s);
     if (queue >= 0)
         fc_str_printf(&s, "# HELP fastchat_queue_length Requests queued or running on the workers (controller's sum).\n"
                           "# TYPE fastchat_queue_length gauge\nfastchat_queue_length %ld\n", queue);

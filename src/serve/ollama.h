@@ -46,13 +46,21 @@
  *       server (OpenAI, Ollama, web UI, operations; route as registered);
  *       an Ollama generation counts under its /api route and under the
  *       OpenAI route it is relayed to
- *   fastchat_requests_in_flight             Ollama generations/embeddings now
+ *   fastchat_requests_in_flight             generations and embeddings running
  *   fastchat_queue_length                   the controller's /worker_get_status
  *   fastchat_prompt_tokens_total{model}, fastchat_completion_tokens_total{model},
- *   fastchat_model_requests_total{model}, and the histograms
- *   fastchat_time_to_first_token_seconds{model} and
- *   fastchat_inter_token_latency_seconds{model}: measured on the Ollama
- *       routes only (the OpenAI routes' relays are not instrumented yet).
+ *   fastchat_model_requests_total{model}    successful generations and
+ *       embeddings, recorded by the OpenAI routes (fc_ollama_observe), so
+ *       Ollama's routes (relayed to them) count once
+ *   fastchat_time_to_first_token_seconds{model},
+ *   fastchat_inter_token_latency_seconds{model}  histograms of streamed
+ *       generations (Ollama's always are, internally); a non-streamed
+ *       OpenAI answer has no timings and is not observed; ITL only for n = 1
+ *   read from the workers at scrape time (the worker the controller
+ *   dispatches each model to; its /worker_get_engine_stats, ours):
+ *   fastchat_model_queue_length{model}, fastchat_kv_cache_blocks_used{model},
+ *   fastchat_kv_cache_blocks_total{model}, fastchat_kv_cache_usage_ratio{model},
+ *   fastchat_model_requests_running{model}, fastchat_model_requests_waiting{model}
  *
  * Threads: handlers run on the HTTP server's threads; the counters behind
  * /metrics are guarded by a mutex.
@@ -73,6 +81,16 @@ typedef struct fc_ollama fc_ollama;
 fc_ollama *fc_ollama_mount(struct fc_http_server *s, const struct fc_openai_api *api, const char *host,
                            const char *ctl);
 void fc_ollama_free(fc_ollama *o);
+
+/* Metrics hooks for the OpenAI routes (thread-safe; o NULL: no-op).
+ * fc_ollama_observe records one finished generation or embedding request
+ * of model: its token counts, its time to first token (ttft_s < 0: not
+ * measured, a non-streamed answer) and the time from its first to its last
+ * piece of text (< 0: not measured), from which each token after the first
+ * is observed at the mean gap. fc_ollama_in_flight counts requests running. */
+void fc_ollama_observe(fc_ollama *o, const char *model, long prompt_tokens, long completion_tokens, double ttft_s,
+                       double first_to_last_s);
+void fc_ollama_in_flight(fc_ollama *o, int delta);
 
 /* Route kinds of fc_ollama_translate. */
 enum fc_ollama_kind { FC_OLLAMA_CHAT, FC_OLLAMA_GENERATE, FC_OLLAMA_EMBED, FC_OLLAMA_EMBEDDINGS, FC_OLLAMA_SHOW };

@@ -1405,8 +1405,8 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
         return;
     }
     cJSON_AddItemToObject(out, "usage", usage_json(&u, true));
+    fc_ollama_observe(a->ollama, r->model, fc_json_long(u.prompt), fc_json_long(u.completion), -1, -1); /* not streamed: no timings */
     reply_obj(reply, out);
-    (void)a;
 }
 
 /* ---- streamed generation: the handler's thread relays ---- */
@@ -1436,7 +1436,11 @@ typedef struct job {
     const char *stop_why; /* why job_keep_going ended the worker request */
     usage u;
     sb deferred;        /* finish events held back until all choices end */
+    double t0, t_first, t_last; /* /metrics: request start, first and last text of choice 0 */
 } job;
+
+/* /metrics: when the generation request on this handler thread arrived */
+static _Thread_local double metrics_t0;
 
 static bool job_write(job *j, const char *s, size_t n)
 {
@@ -1556,6 +1560,10 @@ static bool job_chunk(job *j, const char *s, size_t n)
     const cJSON *lp = json_get(c, "logprobs");
     int lp_to = cJSON_IsObject(lp) ? logprobs_len(lp) : 0;
     if (lp_to < j->lp_sent) lp_to = j->lp_sent;
+    if (delta && j->index == 0) { /* /metrics */
+        j->t_last = fc_time_sec();
+        if (j->t_first == 0) j->t_first = j->t_last;
+    }
     cJSON_Delete(j->last);
     j->last = c;
     if (!delta) {
@@ -1687,6 +1695,9 @@ static void *job_main(void *arg)
             job_event(j, o);
         }
         job_write(j, "data: [DONE]\n\n", 14);
+        fc_ollama_observe(j->a->ollama, j->model, fc_json_long(j->u.prompt), fc_json_long(j->u.completion),
+                          j->t_first > 0 ? j->t_first - j->t0 : -1,
+                          j->t_first > 0 && j->n_payloads == 1 ? j->t_last - j->t_first : -1);
     }
     fc_http_stream_close(j->st);
 
@@ -1721,6 +1732,7 @@ static void generate_streaming(fc_openai_api *a, const gen_req *r, const prep *p
     j->addr = fc_xstrdup(p->addr);
     j->include_usage = r->include_usage;
     j->chat_logprobs = r->chat_logprobs;
+    j->t0 = metrics_t0 > 0 ? metrics_t0 : fc_time_sec();
     atomic_init(&j->gone_flag, false);
     j->n_payloads = p->n_prompts * (int)r->n;
     j->payloads = fc_xcalloc((size_t)j->n_payloads, sizeof(char *));
@@ -1741,6 +1753,7 @@ static void generate_streaming(fc_openai_api *a, const gen_req *r, const prep *p
 
 static void handle_generation(fc_openai_api *a, const fc_http_request *hr, fc_http_reply *reply, enum req_kind kind)
 {
+    metrics_t0 = fc_time_sec();
     gen_req r;
     api_err e = {0};
     prep p = {0};
@@ -1750,8 +1763,10 @@ static void handle_generation(fc_openai_api *a, const fc_http_request *hr, fc_ht
         req_free(&r);
         return;
     }
+    fc_ollama_in_flight(a->ollama, 1);
     if (r.stream) generate_streaming(a, &r, &p, reply);
     else generate_blocking(a, hr, &r, &p, reply);
+    fc_ollama_in_flight(a->ollama, -1);
     prep_free(&p);
     req_free(&r);
 }
@@ -2021,6 +2036,7 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
     }
     if (!e.http) {
         cJSON_AddStringToObject(out, "model", r.model);
+        fc_ollama_observe(a->ollama, r.model, fc_json_long(tokens), 0, -1, -1);
         usage u = {.prompt = tokens, .total = tokens};
         cJSON_AddItemToObject(out, "usage", usage_json(&u, false));
     }

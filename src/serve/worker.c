@@ -939,6 +939,41 @@ static char *status_json(fc_worker *w)
     return b.p;
 }
 
+/* POST /worker_get_engine_stats (ours; FastChat's /worker_get_status is kept
+ * exactly as FastChat sends it): the queue and each model's KV cache and
+ * scheduler, for the API server's /metrics. */
+static void h_engine_stats(const fc_http_request *req, fc_http_reply *rep, void *user)
+{
+    (void)req;
+    fc_worker *w = user;
+    sb b = {0};
+    sb_puts(&b, "{\"model_names\": [");
+    int k = 0;
+    for (int i = 0; i < w->n_models; i++)
+        for (int j = 0; j < w->models[i].n_names; j++) {
+            if (k++) sb_puts(&b, ", ");
+            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+        }
+    sb_printf(&b, "], \"queue_length\": %d, \"kv_cache\": [", fc_worker_queue_length(w));
+    k = 0;
+    for (int i = 0; i < w->n_models; i++) {
+        if (!w->models[i].engine) continue;
+        fc_engine_stats st;
+        fc_engine_get_stats(w->models[i].engine, &st);
+        for (int j = 0; j < w->models[i].n_names; j++) {
+            if (k++) sb_puts(&b, ", ");
+            sb_puts(&b, "{\"model\": ");
+            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+            sb_printf(&b, ", \"blocks_used\": %lld, \"blocks_total\": %lld, \"running\": %d, \"waiting\": %d}",
+                      (long long)(st.kv_blocks_total - st.kv_blocks_free), (long long)st.kv_blocks_total, st.running,
+                      st.waiting);
+        }
+    }
+    sb_puts(&b, "]}");
+    fc_http_reply_json(rep, 200, b.p);
+    free(b.p);
+}
+
 static void h_status(const fc_http_request *req, fc_http_reply *rep, void *user)
 {
     (void)req;
@@ -1406,6 +1441,7 @@ fc_worker *fc_worker_start(const fc_worker_params *p)
     fc_http_server_route(w->http, "POST", "/worker_generate", h_generate, w);
     fc_http_server_route(w->http, "POST", "/worker_get_embeddings", h_embeddings, w);
     fc_http_server_route(w->http, "POST", "/worker_get_status", h_status, w);
+    fc_http_server_route(w->http, "POST", "/worker_get_engine_stats", h_engine_stats, w);
     fc_http_server_route(w->http, "POST", "/count_token", h_count_token, w);
     fc_http_server_route(w->http, "POST", "/worker_tokenize", h_tokenize, w);
     fc_http_server_route(w->http, "POST", "/worker_detokenize", h_detokenize, w);
@@ -1418,7 +1454,7 @@ fc_worker *fc_worker_start(const fc_worker_params *p)
         while (al > 0 && w->address[al - 1] == '/') w->address[--al] = 0;
     } else {
         char a[64];
-        snprintf(a, sizeof a, "http://localhost:%d", fc_http_server_port(w->http));
+        snprintf(a, sizeof a, "%s://localhost:%d", fc_http_scheme(), fc_http_server_port(w->http));
         w->address = fc_xstrdup(a);
     }
     if (!w->no_register) {

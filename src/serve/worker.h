@@ -17,6 +17,8 @@
  *   /count_token              {prompt} -> {"count", "error_code": 0}
  *   /worker_tokenize          {prompt, add_special_tokens} -> {"tokens", "count", "max_model_len", "error_code": 0}
  *   /worker_detokenize        {tokens} -> {"prompt", "error_code": 0}  (not in FastChat; the API's /tokenize)
+ *   /worker_get_engine_stats  {"model_names", "queue_length", "kv_cache": [{model, blocks_used,
+ *                             blocks_total, running, waiting}]}  (not in FastChat; the API's /metrics)
  *   /worker_get_conv_template {"conv": {...}} (FastChat's Conversation fields)
  *   /model_details            {"context_length": n}
  * Engine failures come in-band as FastChat sends them, HTTP 200 with

@@ -25,6 +25,12 @@ MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _FIGURES = []
 
+# The servers write FastChat's log files into $LOGDIR (default: the current
+# directory); the tests' servers write theirs into one temporary directory.
+if "LOGDIR" not in os.environ:
+    import tempfile
+    os.environ["LOGDIR"] = tempfile.mkdtemp(prefix="fastchat-test-logs-")
+
 
 def bin_path():
     b = Path(os.environ.get("FASTCHAT_BIN") or ROOT / "build" / "fastchat")
