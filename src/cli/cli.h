@@ -29,6 +29,9 @@ int fc_cmd_web(int argc, char **argv);
 int fc_cmd_leaderboard(int argc, char **argv);
 int fc_cmd_data(int argc, char **argv);
 int fc_cmd_judge(int argc, char **argv);
+int fc_cmd_apply_delta(int argc, char **argv);
+int fc_cmd_make_delta(int argc, char **argv);
+int fc_cmd_apply_lora(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */
