@@ -99,7 +99,7 @@ static int run(enum tool tool, int argc, char **argv)
     }
     if (st != FC_OK)
         fc_cli_die("the folders must hold safetensors checkpoints of the same architecture", "%s", fc_last_error());
-    fprintf(stderr, "wrote %s in %.1f s\n", out, fc_time_sec() - t0);
+    fprintf(stderr, "wrote %s in %.1f s, peak RSS %.1f MiB\n", out, fc_time_sec() - t0, fc_peak_rss() / 1048576.0);
     return 0;
 }
 
