@@ -181,6 +181,18 @@ double fc_time_sec(void)
 
 size_t fc_peak_rss(void)
 {
+    /* VmHWM is this process's own high-water mark; ru_maxrss also carries
+     * the resident size of the process it was forked from (a 2 GB Python
+     * test runner makes every child "peak" at 2 GB) */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb = 0;
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "VmHWM: %llu kB", &kb) == 1;
+        fclose(f);
+        if (found) return (size_t)kb * 1024;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (size_t)ru.ru_maxrss * 1024;

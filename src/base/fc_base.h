@@ -104,7 +104,8 @@ double fc_time_sec(void); /* monotonic seconds */
 #define FC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define FC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Peak resident set size of this process in bytes (from getrusage). */
+/* Peak resident set size of this process in bytes (VmHWM of
+ * /proc/self/status; getrusage where there is no /proc). */
 size_t fc_peak_rss(void);
 
 #endif

@@ -30,6 +30,9 @@ int fc_cmd_leaderboard(int argc, char **argv);
 int fc_cmd_data(int argc, char **argv);
 int fc_cmd_judge(int argc, char **argv);
 int fc_cmd_train(int argc, char **argv);
+int fc_cmd_apply_delta(int argc, char **argv);
+int fc_cmd_make_delta(int argc, char **argv);
+int fc_cmd_apply_lora(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */
@@ -108,5 +111,52 @@ void fc_cli_log_file_for(const char *logger, const char *filename, const char *p
 /* A worker's log file name, model_worker_<id>.log with FastChat's id (the
  * first 8 characters of a random UUID). Static storage. */
 const char *fc_cli_worker_log_name(void);
+/* FastChat's model-loading flags (fastchat/model/model_adapter.py
+ * add_model_args, shared by serve.cli and serve.model_worker), for chat,
+ * generate, worker and serve (cli_device.c). --load-8bit is honoured
+ * (q8_0 at load, fc_model_load_params); the device ones are answered with
+ * one line saying this build computes on the CPU and the run continues on
+ * it; those naming a backend we do not have (GPTQ/AWQ checkpoints with
+ * wbits < 16, --enable-exllama, --enable-xft) exit 2 with a hint. Values
+ * are checked as argparse does (--device choices, integers). */
+typedef struct fc_cli_device {
+    const char *device, *gpus, *num_gpus, *max_gpu_memory, *dtype, *revision;
+    bool load_8bit, cpu_offloading;
+    const char *gptq_ckpt, *gptq_wbits, *gptq_groupsize, *awq_ckpt, *awq_wbits, *awq_groupsize;
+    bool gptq_act_order, enable_exllama, exllama_cache_8bit, enable_xft;
+    const char *exllama_max_seq_len, *exllama_gpu_split, *xft_max_seq_len, *xft_dtype;
+} fc_cli_device;
+#define FC_CLI_DEVICE_FLAGS(d) \
+    {.kind = FC_FLAG_SECTION, .help = "FastChat's model flags (this build computes on the CPU):"}, \
+    {"--load-8bit", FC_FLAG_TRUE, &(d)->load_8bit, \
+     .help = "quantize f32/f16/bf16 matrices to q8_0 at load (about half the memory of f16)"}, \
+    {"--device", FC_FLAG_STRING, &(d)->device, .metavar = "cpu|cuda|mps|xpu|npu", .help = "accepted; computes on the CPU"}, \
+    {"--num-gpus", FC_FLAG_STRING, &(d)->num_gpus, .metavar = "N", .help = "accepted; computes on the CPU"}, \
+    {"--gpus", FC_FLAG_STRING, &(d)->gpus, .metavar = "0,1", .help = "accepted; computes on the CPU"}, \
+    {"--max-gpu-memory", FC_FLAG_STRING, &(d)->max_gpu_memory, .metavar = "13GiB", .help = "accepted; computes on the CPU"}, \
+    {"--cpu-offloading", FC_FLAG_TRUE, &(d)->cpu_offloading, .help = "accepted; the weights are in CPU memory already"}, \
+    {"--dtype", FC_FLAG_STRING, &(d)->dtype, .metavar = "float32|float16|bfloat16", \
+     .help = "accepted; weights are used as stored (or q8_0 with --load-8bit)"}, \
+    {"--revision", FC_FLAG_STRING, &(d)->revision, .metavar = "REV", .help = "accepted; name a Hub revision as org/name@REV"}, \
+    {"--gptq-ckpt", FC_FLAG_STRING, &(d)->gptq_ckpt, .metavar = "F", .help = "GPTQ: not supported (wbits < 16 exits 2)"}, \
+    {"--gptq-wbits", FC_FLAG_STRING, &(d)->gptq_wbits, .metavar = "2|3|4|8|16"}, \
+    {"--gptq-groupsize", FC_FLAG_STRING, &(d)->gptq_groupsize, .metavar = "N"}, \
+    {"--gptq-act-order", FC_FLAG_TRUE, &(d)->gptq_act_order, .help = NULL}, \
+    {"--awq-ckpt", FC_FLAG_STRING, &(d)->awq_ckpt, .metavar = "F", .help = "AWQ: not supported (wbits < 16 exits 2)"}, \
+    {"--awq-wbits", FC_FLAG_STRING, &(d)->awq_wbits, .metavar = "4|16"}, \
+    {"--awq-groupsize", FC_FLAG_STRING, &(d)->awq_groupsize, .metavar = "N"}, \
+    {"--enable-exllama", FC_FLAG_TRUE, &(d)->enable_exllama, .help = "ExLlamaV2 (CUDA): not supported, exits 2"}, \
+    {"--exllama-max-seq-len", FC_FLAG_STRING, &(d)->exllama_max_seq_len, .metavar = "N"}, \
+    {"--exllama-gpu-split", FC_FLAG_STRING, &(d)->exllama_gpu_split, .metavar = "20,7,7"}, \
+    {"--exllama-cache-8bit", FC_FLAG_TRUE, &(d)->exllama_cache_8bit, .help = NULL}, \
+    {"--enable-xft", FC_FLAG_TRUE, &(d)->enable_xft, .help = "xFasterTransformer: not supported, exits 2"}, \
+    {"--xft-max-seq-len", FC_FLAG_STRING, &(d)->xft_max_seq_len, .metavar = "N"}, \
+    {"--xft-dtype", FC_FLAG_STRING, &(d)->xft_dtype, .metavar = "fp16|bf16|int8|bf16_fp16|bf16_int8"}
+/* Checks the values and prints one "note:" line on stderr per device flag
+ * given; exits 2 ("error:" + "hint:") for what cannot be honoured. */
+void fc_cli_device_apply(const fc_cli_device *d);
+struct fc_model_load_params;
+/* The load options the flags ask for (plain layout when exact or act8). */
+void fc_cli_device_load_params(const fc_cli_device *d, bool exact, bool act8, struct fc_model_load_params *p);
 
 #endif

@@ -5,7 +5,7 @@
  * Flags as FastChat's: --host (localhost) --port (8000) --controller-address
  * (http://localhost:21001) --allow-credentials --allowed-origins /
  * --allowed-methods / --allowed-headers (JSON lists, default ["*"]) --api-keys
- * k1,k2 --ssl (accepted, warns: TLS is not implemented). Unlike FastChat,
+ * k1,k2 --ssl (HTTPS from SSL_KEYFILE, SSL_CERTFILE). Unlike FastChat,
  * --api-keys also guards /api/v1/token_check and /api/v1/chat/completions.
  */
 #include <cjson/cJSON.h>

@@ -41,6 +41,7 @@ typedef struct chat_opts {
     int max_new_tokens, threads;
     bool no_history, multiline, debug, exact, act8;
     enum style style;
+    fc_cli_device dev; /* FastChat's --load-8bit and device flags */
 } chat_opts;
 
 static volatile sig_atomic_t interrupted;
@@ -81,6 +82,7 @@ static void parse(int argc, char **argv, chat_opts *o)
         {"--exact", FC_FLAG_TRUE, &o->exact, .help = "f32 reference mode"},
         {"--act8", FC_FLAG_TRUE, &o->act8, .help = "8-bit activations"},
         {"--mouse|--judge-sent-end", .kind = FC_FLAG_IGNORE0}, /* accepted for compatibility */
+        FC_CLI_DEVICE_FLAGS(&o->dev),
         {0},
     };
     const fc_flags_cmd cmd = {
@@ -416,7 +418,10 @@ int fc_cmd_chat(int argc, char **argv)
 {
     chat_opts o;
     parse(argc, argv, &o);
-    fc_model *m = fc_model_load(o.model_path);
+    fc_cli_device_apply(&o.dev);
+    fc_model_load_params lp;
+    fc_cli_device_load_params(&o.dev, o.exact, o.act8, &lp);
+    fc_model *m = fc_model_load_ex(o.model_path, &lp);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     fc_tokenizer *tok = fc_cli_load_tokenizer(m);
     if (!tok) fc_cli_die("the chat needs the model's tokenizer", "%s", fc_last_error());

@@ -25,6 +25,7 @@ typedef struct gen_opts {
     int threads;
     int n_batch;
     unsigned long long seed;
+    fc_cli_device dev; /* FastChat's --load-8bit and device flags */
 } gen_opts;
 
 static void parse(int argc, char **argv, gen_opts *o)
@@ -51,6 +52,7 @@ static void parse(int argc, char **argv, gen_opts *o)
         {"--ignore-eos", FC_FLAG_TRUE, &o->ignore_eos, .help = "keep generating past end-of-sequence"},
         {"--print-ids", FC_FLAG_TRUE, &o->print_ids, .help = "print the generated ids as a JSON array"},
         {"--verbose", FC_FLAG_TRUE, &o->verbose, .help = "print load, prefill and decode speed to stderr"},
+        FC_CLI_DEVICE_FLAGS(&o->dev),
         {0},
     };
     const fc_flags_cmd cmd = {
@@ -62,18 +64,22 @@ static void parse(int argc, char **argv, gen_opts *o)
         .footer = "logits writes T x V float32 values (row t: the logits after prompt token t)\n",
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);
+    fc_cli_device_apply(&o->dev);
     if (!o->model_path) o->model_path = fc_cli_default_model();
     if (o->max_new_tokens < 0) fc_cli_die(NULL, "--max-new-tokens must be >= 0");
     if (o->n_batch <= 0) fc_cli_die(NULL, "--batch must be > 0");
 }
 
-static fc_model *load_or_die(const char *path, bool verbose)
+static fc_model *load_or_die(const char *path, bool verbose, const gen_opts *o)
 {
     double t0 = fc_time_sec();
-    fc_model *m = fc_model_load(path);
+    fc_model_load_params lp;
+    fc_cli_device_load_params(&o->dev, o->exact, o->act8, &lp);
+    fc_model *m = fc_model_load_ex(path, &lp);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder (config.json + *.safetensors or pytorch_model.bin)",
                        "%s", fc_last_error());
     if (verbose) fprintf(stderr, "load: %.3f s (%s)\n", fc_time_sec() - t0, path);
+    if (verbose && lp.load_8bit) fprintf(stderr, "load-8bit: %d matrices quantized to q8_0\n", fc_model_n_quantized_at_load(m));
     return m;
 }
 
@@ -138,7 +144,7 @@ int fc_cmd_generate(int argc, char **argv)
 {
     gen_opts o;
     parse(argc, argv, &o);
-    fc_model *m = load_or_die(o.model_path, o.verbose);
+    fc_model *m = load_or_die(o.model_path, o.verbose, &o);
     const fc_model_config *c = fc_model_get_config(m);
     fc_tokenizer *tok = fc_cli_load_tokenizer(m);
     int n_prompt;
@@ -216,7 +222,7 @@ int fc_cmd_logits(int argc, char **argv)
     gen_opts o;
     parse(argc, argv, &o);
     if (!o.out) fc_cli_die("add --out FILE", "logits needs an output file");
-    fc_model *m = load_or_die(o.model_path, o.verbose);
+    fc_model *m = load_or_die(o.model_path, o.verbose, &o);
     const fc_model_config *c = fc_model_get_config(m);
     fc_tokenizer *tok = o.prompt ? fc_cli_load_tokenizer(m) : NULL;
     int n;

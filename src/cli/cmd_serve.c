@@ -60,6 +60,7 @@ int fc_cmd_serve(int argc, char **argv)
     fc_cli_api_access acc = {0};
     bool ssl = false;
     fc_worker_params wp = {0};
+    fc_cli_device dev = {0};
     fc_web_params webp = {0};
     bool no_web = false;
     const fc_flag flags[] = {
@@ -90,6 +91,7 @@ int fc_cmd_serve(int argc, char **argv)
         {"--kv-cache-tokens", FC_FLAG_INT64, &wp.kv_cache_tokens, .max = 9.2e18, .help = "KV cache budget per model"},
         {"--exact", FC_FLAG_TRUE, &wp.exact, .help = "f32 reference mode (as fastchat worker)"},
         {"--act8", FC_FLAG_TRUE, &wp.act8, .help = "8-bit activations (as fastchat worker)"},
+        FC_CLI_DEVICE_FLAGS(&dev),
         {.kind = FC_FLAG_SECTION, .help = "web UI at / (fastchat web --help; FASTCHAT_WEB_RATE_LIMIT=N: sends per IP per minute):"},
         {"--arena-config", FC_FLAG_STRING, &webp.arena_config, .metavar = "F", .help = "Arena sampling weights, targets and contestants"},
         {"--judge-data-dir", FC_FLAG_STRING, &webp.judge_data_dir, .metavar = "DIR",
@@ -108,6 +110,8 @@ int fc_cmd_serve(int argc, char **argv)
     };
     const fc_flags_cmd cmd = {.usage = "fastchat serve [options]", .flags = flags};
     fc_flags_parse_or_exit(&cmd, argc, argv);
+    fc_cli_device_apply(&dev);
+    wp.load_8bit = dev.load_8bit;
     fc_worker_model *models = sm.v;
     int n_models = sm.n;
     if (n_models == 0) models[n_models++].model_path = fc_cli_default_model();

@@ -10,10 +10,11 @@
  * model) --model-names a,b --conv-template NAME|auto
  * --limit-worker-concurrency (5) --stream-interval (2) --no-register --seed N
  * --embed-in-truncate; ours: --threads N --kv-cache-tokens N --exact --act8
- * -v/--verbose. FastChat's device flags (--device, --gpus, --num-gpus,
- * --max-gpu-memory, --dtype, --revision, --load-8bit, --cpu-offloading,
- * --debug) are accepted and ignored; --ssl serves HTTPS (SSL_KEYFILE,
- * SSL_CERTFILE). Log file: $LOGDIR/model_worker_<id>.log.
+ * -v/--verbose. --load-8bit quantizes f32/f16/bf16 matrices to q8_0 at
+ * load; FastChat's device flags (--device, --gpus, --num-gpus, ...) are
+ * answered as cli_device.c says; --debug is accepted and ignored; --ssl
+ * serves HTTPS (SSL_KEYFILE, SSL_CERTFILE). Log file:
+ * $LOGDIR/model_worker_<id>.log.
  * Runs until SIGINT/SIGTERM, then stops cleanly.
  */
 #include "cli.h"
@@ -37,6 +38,7 @@ int fc_cmd_worker(int argc, char **argv)
     fc_worker_model models[MAX_MODELS] = {{0}};
     fc_flag_list paths = {0}, names = {0}, templates = {0};
     bool ssl = false;
+    fc_cli_device dev = {0};
     const fc_flag flags[] = {
         {"--host", FC_FLAG_STRING, &p.host, .metavar = "HOST", .help = "listen address (default localhost)"},
         {"--port", FC_FLAG_INT, &p.port, .max = 65535, .help = "port (default 21002)"},
@@ -68,9 +70,8 @@ int fc_cmd_worker(int argc, char **argv)
                  "to 16 bits where it can)"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose, .help = "log registrations, heartbeats and loading"},
         {"--ssl", FC_FLAG_TRUE, &ssl, .help = "serve HTTPS (key and certificate from SSL_KEYFILE, SSL_CERTFILE)"},
-        /* FastChat's device placement: not ours to honour */
-        {"--device|--gpus|--num-gpus|--max-gpu-memory|--dtype|--revision", .kind = FC_FLAG_IGNORE},
-        {"--load-8bit|--cpu-offloading|--debug", .kind = FC_FLAG_IGNORE0},
+        {"--debug", .kind = FC_FLAG_IGNORE0},
+        FC_CLI_DEVICE_FLAGS(&dev),
         {0},
     };
     const fc_flags_cmd cmd = {
@@ -79,6 +80,8 @@ int fc_cmd_worker(int argc, char **argv)
         .footer = "environment: FASTCHAT_WORKER_HEART_BEAT_INTERVAL (45 s)\n",
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);
+    fc_cli_device_apply(&dev);
+    p.load_8bit = dev.load_8bit;
     if (paths.n > MAX_MODELS) fc_cli_die(NULL, "at most %d models per worker", MAX_MODELS);
     if (names.n > MAX_MODELS) fc_cli_die(NULL, "at most %d --model-names", MAX_MODELS);
     if (templates.n > MAX_MODELS) fc_cli_die(NULL, "at most %d --conv-template", MAX_MODELS);

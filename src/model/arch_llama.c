@@ -106,6 +106,11 @@ static void rope_freqs(const fc_model *m, float *inv_freq)
 fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
 {
     const fc_model_config *c = &m->cfg;
+    if (m->packed_only && (p->exact || p->act8)) {
+        FC_LOG_ERROR("%s: loaded with --load-8bit in the fast layout, which exact and --act8 runs do not read; "
+                     "load it with plain_layout (the CLI does when --exact/--act8 is given)", m->path);
+        return NULL;
+    }
     fc_exec *e = fc_xcalloc(1, sizeof *e);
     e->m = m;
     e->exact = p->exact;

@@ -333,7 +333,7 @@ static int matrices(fc_model *m, fc_tensor **out)
 
 static bool packable(const fc_tensor *t)
 {
-    return t->data && t->n_dims == 2 && fc_pack_type(t->type) >= 0 && t->ne[1] % 8 == 0 && t->ne[0] % FC_QK == 0;
+    return t->data && !t->packed && t->n_dims == 2 && fc_pack_type(t->type) >= 0 && t->ne[1] % 8 == 0 && t->ne[0] % FC_QK == 0;
 }
 
 /* Packing is cut into chunks of whole 8-row groups that threads take in
@@ -352,6 +352,7 @@ typedef struct pack_job {
     uint8_t **dst;      /* where each one's packed copy starts */
     int n;
     long page;
+    bool keep_source;   /* sources in memory we own (--load-8bit): not dropped */
     _Atomic long next;  /* next chunk to take, over all matrices */
     long *first_chunk;  /* (n + 1) chunk index where each matrix starts */
 } pack_job;
@@ -376,7 +377,7 @@ static void pack_thread(void *ctx, int ith, int nth)
         const uintptr_t pg = (uintptr_t)j->page;
         const uintptr_t p0 = ((uintptr_t)src + pg - 1) & ~(pg - 1);
         const uintptr_t p1 = ((uintptr_t)src + (size_t)(r1 - r0) * rs) & ~(pg - 1);
-        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+        if (p1 > p0 && !j->keep_source) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
     }
 }
 
@@ -396,7 +397,7 @@ static bool pack_weights(fc_model *m)
     if (off && *off && strcmp(off, "0") != 0) return true;
     fc_tensor **all = fc_xmalloc(sizeof *all * (size_t)matrices(m, NULL));
     const int n_all = matrices(m, all);
-    pack_job j = {.mats = all, .page = sysconf(_SC_PAGESIZE)};
+    pack_job j = {.mats = all, .page = sysconf(_SC_PAGESIZE), .keep_source = m->n_q8_at_load > 0};
     size_t total = 0;
     for (int i = 0; i < n_all; i++)
         if (packable(all[i])) {
@@ -457,9 +458,128 @@ bool fc_model_pack_weights(const fc_model *cm)
     return ok;
 }
 
+/* ---- --load-8bit ---- */
+
+/* Drops the file pages under a tensor view from this process (read back
+ * from the file if touched again). Only for views into the model file's
+ * mapping: safetensors says which are; GGUF tensors always are. */
+static void release_source(fc_model *m, const fc_tensor *t)
+{
+    if (m->st) {
+        fc_safetensors_release(m->st, t);
+    } else if (m->gguf) {
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), p = (uintptr_t)t->data;
+        const uintptr_t p0 = (p + pg - 1) & ~(pg - 1), p1 = (p + t->nbytes) & ~(pg - 1);
+        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+    }
+}
+
+/* Quantizes one matrix to q8_0 into memory owned by m: the plain layout, or
+ * (pack) the row-interleaved one, 8 rows at a time through a small buffer. */
+static bool quantize_q8(fc_model *m, fc_tensor *t, bool pack)
+{
+    const int64_t K = t->ne[0], R = fc_tensor_nelem(t) / K;
+    const size_t in_row = fc_dtype_row_size(t->type, K), rs = fc_dtype_row_size(FC_DTYPE_Q8_0, K);
+    const size_t nbytes = rs * (size_t)R;
+    void *dst = NULL;
+    if (posix_memalign(&dst, 64, FC_MAX(nbytes, (size_t)64)) != 0) {
+        FC_LOG_ERROR("%s: --load-8bit: cannot allocate %zu bytes", m->path, nbytes);
+        return false;
+    }
+    m->owned = fc_xrealloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
+    m->owned[m->n_owned++] = dst;
+    float *row = fc_xmalloc(sizeof(float) * (size_t)K);
+    uint8_t *group = pack ? fc_xmalloc(rs * 8) : NULL;
+    for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        const int64_t n = FC_MIN((int64_t)8, R - r0);
+        uint8_t *out = pack ? group : (uint8_t *)dst + (size_t)r0 * rs;
+        for (int64_t r = 0; r < n; r++) {
+            bool ok = fc_dequantize_row_ref(t->type, (const uint8_t *)t->data + (size_t)(r0 + r) * in_row, row, K) &&
+                      fc_quantize_row_ref(FC_DTYPE_Q8_0, row, out + (size_t)r * rs, K);
+            FC_ASSERT(ok);
+        }
+        if (pack) {
+            bool ok = fc_pack_rows(FC_DTYPE_Q8_0, group, rs, 8, K, (uint8_t *)dst + (size_t)r0 * rs);
+            FC_ASSERT(ok);
+        }
+    }
+    free(row);
+    free(group);
+    release_source(m, t);
+    t->type = FC_DTYPE_Q8_0;
+    t->data = dst;
+    t->nbytes = nbytes;
+    if (pack) {
+        t->packed = dst;
+        t->packed_type = fc_pack_type(FC_DTYPE_Q8_0);
+        m->packed_only = true;
+    }
+    return true;
+}
+
+/* --load-8bit: every f32/f16/bf16 matrix to q8_0 (fc_model_load_params). */
+static bool load_8bit(fc_model *m, bool plain)
+{
+    const char *off = getenv("FASTCHAT_NO_REPACK");
+    const bool may_pack = !plain && !(off && *off && strcmp(off, "0") != 0);
+    const void *embd_src = m->tok_embd.data; /* a tied output is this same table */
+    size_t type_bytes[FC_DTYPE_COUNT] = {0};
+    for (int l = -1; l < m->cfg.n_layer; l++) {
+        for (const fc_tensor_spec *sp = l < 0 ? m->arch_info->global : m->arch_info->layer; sp->gguf; sp++) {
+            fc_tensor *t = spec_tensor(m, sp, l);
+            if (!t->data || t->n_dims < 2 || t->ne[1] <= 1 || t->ne[0] % FC_QK != 0) continue;
+            if (t != &m->tok_embd && t->data == embd_src && embd_src) {
+                if (m->tok_embd.data == embd_src) continue; /* the table was kept: so is its tied output */
+                /* tied: the output shares the converted table; packing it
+                 * packs the shared copy, which the fast mode's embedding
+                 * lookup then reads from the packed layout */
+                *t = m->tok_embd;
+                if (may_pack && (sp->flags & FC_T_MATRIX) && t->ne[1] % 8 == 0 && !t->packed) {
+                    const int64_t K = t->ne[0], R = t->ne[1];
+                    const size_t rs = fc_tensor_row_bytes(t);
+                    uint8_t *group = fc_xmalloc(rs * 8);
+                    for (int64_t r0 = 0; r0 < R; r0 += 8) {
+                        uint8_t *g = (uint8_t *)t->data + (size_t)r0 * rs;
+                        memcpy(group, g, rs * 8);
+                        bool ok = fc_pack_rows(FC_DTYPE_Q8_0, group, rs, 8, K, g);
+                        FC_ASSERT(ok);
+                    }
+                    free(group);
+                    t->packed = t->data;
+                    t->packed_type = fc_pack_type(FC_DTYPE_Q8_0);
+                    m->tok_embd = *t;
+                    m->packed_only = true;
+                }
+                continue;
+            }
+            if (t->type != FC_DTYPE_F32 && t->type != FC_DTYPE_F16 && t->type != FC_DTYPE_BF16) continue;
+            const bool pack = may_pack && (sp->flags & FC_T_MATRIX) && t->n_dims == 2 && t->ne[1] % 8 == 0;
+            if (!quantize_q8(m, t, pack)) return false;
+            m->n_q8_at_load++;
+        }
+    }
+    /* the named list points at these structs; sizes and the dominant type change */
+    m->weight_bytes = 0;
+    for (int i = 0; i < m->n_named; i++) m->weight_bytes += m->named[i].t->nbytes;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (const fc_tensor_spec *sp = m->arch_info->layer; sp->gguf; sp++) {
+            const fc_tensor *t = spec_tensor(m, sp, l);
+            if (t->data && t->n_dims >= 2 && t->ne[1] > 1) type_bytes[t->type] += t->nbytes;
+        }
+    int best = FC_DTYPE_F32;
+    for (int t = 0; t < FC_DTYPE_COUNT; t++)
+        if (type_bytes[t] > type_bytes[best]) best = t;
+    m->weight_type = best;
+    return true;
+}
+
 /* ---- public ---- */
 
-fc_model *fc_model_load(const char *spec)
+fc_model *fc_model_load(const char *spec) { return fc_model_load_ex(spec, NULL); }
+
+int fc_model_n_quantized_at_load(const fc_model *m) { return m->n_q8_at_load; }
+
+fc_model *fc_model_load_ex(const char *spec, const fc_model_load_params *p)
 {
     char *path = NULL; /* a Hub repo id becomes its folder in the cache (hub.h) */
     if (fc_hub_resolve(spec, NULL, &path) != FC_OK) return NULL;
@@ -479,6 +599,7 @@ fc_model *fc_model_load(const char *spec)
         if (!load_gguf(m)) goto fail;
     }
     if (!finish_tensors(m)) goto fail;
+    if (p && p->load_8bit && !load_8bit(m, p->plain_layout)) goto fail;
     return m;
 fail:
     fc_model_free(m);

@@ -67,6 +67,28 @@ typedef struct fc_model fc_model;
 fc_model *fc_model_load(const char *path);
 void fc_model_free(fc_model *m);
 
+/* Options of fc_model_load_ex; zeroed = fc_model_load. */
+typedef struct fc_model_load_params {
+    /* FastChat's --load-8bit: every f32/f16/bf16 matrix (rows a multiple of
+     * 32 values, token embeddings included; norms and biases stay f32) is
+     * quantized to q8_0 at load, tensor by tensor, and the file's pages of
+     * each one are dropped once read, so the resident weights are about
+     * 8.5 bits per value instead of 16 or 32. Already quantized tensors are
+     * kept as they are. */
+    bool load_8bit;
+    /* With load_8bit: store the q8_0 matrices in the file layout that exact
+     * and --act8 execs read. Otherwise (the default) they are quantized
+     * straight into the row-interleaved layout of the fast mode (pack.c),
+     * one copy and no later repacking, and fc_exec_new then refuses exact
+     * and act8 execs on this model. */
+    bool plain_layout;
+} fc_model_load_params;
+
+/* fc_model_load with options (p may be NULL). */
+fc_model *fc_model_load_ex(const char *path, const fc_model_load_params *p);
+/* Tensors quantized by load_8bit (0 without it). */
+int fc_model_n_quantized_at_load(const fc_model *m);
+
 const fc_model_config *fc_model_get_config(const fc_model *m);
 enum fc_model_format fc_model_format(const fc_model *m);
 const char *fc_model_path(const fc_model *m);

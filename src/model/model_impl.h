@@ -98,6 +98,11 @@ struct fc_model {
     size_t packed_bytes;
     pthread_mutex_t pack_lock;
     bool pack_done;
+    /* load_8bit (fc_model_load_params): matrices quantized at load, and
+     * whether some were stored only in the packed layout (exact and act8
+     * execs are then refused) */
+    int n_q8_at_load;
+    bool packed_only;
 };
 
 #endif

@@ -39,7 +39,9 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 #define ST_MAX_SHAPE_DIMS 8 /* what we parse; more than FC_MAX_DIMS is then an error */
@@ -608,4 +610,19 @@ const fc_tensor *fc_safetensors_find(const fc_safetensors *st, const char *name)
     if (!st || !name) return NULL;
     const struct entry *e = find_entry(st, name);
     return e ? &e->t : NULL;
+}
+
+void fc_safetensors_release(const fc_safetensors *st, const fc_tensor *t)
+{
+    if (!st || !t || !t->data || t->nbytes == 0) return;
+    for (int i = 0; i < st->n_files; i++) {
+        const fc_mmap *m = st->maps[i];
+        if (!m) continue;
+        const uintptr_t lo = (uintptr_t)m->data, hi = lo + m->size, p = (uintptr_t)t->data;
+        if (p < lo || p + t->nbytes > hi) continue; /* not in this mapping (or a private copy) */
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+        const uintptr_t p0 = p & ~(pg - 1), p1 = (p + t->nbytes + pg - 1) & ~(pg - 1);
+        madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+        return;
+    }
 }

@@ -48,4 +48,11 @@ const fc_tensor *fc_safetensors_tensor(const fc_safetensors *st, int64_t i);
 /* Binary search by name; NULL when absent. */
 const fc_tensor *fc_safetensors_find(const fc_safetensors *st, const char *name);
 
+/* Drops the pages of the file mapping under tensor t (a view from st) from
+ * this process's memory: they are read back from the file if t is read
+ * again. For tools that stream through large checkpoints (apply-delta,
+ * --load-8bit) so that the resident size stays about one tensor. A tensor
+ * that is not in a mapping (a private aligned copy) is left alone. */
+void fc_safetensors_release(const fc_safetensors *st, const fc_tensor *t);
+
 #endif

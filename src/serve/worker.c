@@ -1358,7 +1358,8 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
         m->names = fc_xmalloc(sizeof(char *));
         m->names[m->n_names++] = basename_of(spec->model_path);
     }
-    m->model = fc_model_load(spec->model_path);
+    fc_model_load_params lp = {.load_8bit = p->load_8bit, .plain_layout = p->exact || p->act8};
+    m->model = fc_model_load_ex(spec->model_path, &lp);
     if (!m->model) return false;
     if (fc_model_format(m->model) == FC_FORMAT_GGUF)
         m->tok = fc_tokenizer_from_gguf(fc_model_gguf(m->model), fc_model_path(m->model));

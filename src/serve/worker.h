@@ -109,6 +109,7 @@ typedef struct fc_worker_params {
     bool embed_in_truncate;         /* embeddings keep the first context-length tokens */
     bool exact;                     /* f32 reference mode */
     bool act8;                      /* 8-bit activations everywhere (fc_exec_params.act8) */
+    bool load_8bit;                 /* --load-8bit: q8_0 matrices at load (fc_model_load_params) */
     double heart_beat_interval_s;   /* <= 0: FASTCHAT_WORKER_HEART_BEAT_INTERVAL, else 45 */
     const fc_worker_model *models;  /* at least one */
     int n_models;
