@@ -33,6 +33,7 @@
 #include "net/nulstream.h"
 #include "serve/ollama.h"
 #include "serve/reqguard.h"
+#include "serve/responses.h"
 #include "serve/response_format.h"
 
 /* FastChat's constants.py ErrorCode and messages */
@@ -75,6 +76,7 @@ struct fc_openai_api {
     int n_jobs;
     atomic_bool stopping;      /* fc_openai_api_free has begun */
     fc_ollama *ollama;         /* Ollama API, /health, /metrics (serve/ollama.h) */
+    fc_responses *responses;   /* /v1/responses (serve/responses.h) */
 };
 
 /* ---- helpers ---- */
@@ -2220,6 +2222,7 @@ fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p)
     fc_http_server_route(a->http, "POST", "/api/v1/token_check", h_token_check, a);
     fc_http_server_route(a->http, "POST", "/api/v1/chat/completions", h_api_chat, a);
     a->ollama = fc_ollama_mount(a->http, a, p->host, a->ctl);
+    a->responses = fc_responses_mount(a->http, a, p->host);
     if (p->mount) p->mount(a->http, p->mount_user);
     if (fc_http_server_start(a->http) != FC_OK) goto fail;
     FC_LOG_INFO("api: listening on port %d, controller %s", fc_http_server_port(a->http), a->ctl);
@@ -2244,6 +2247,7 @@ void fc_openai_api_free(fc_openai_api *a)
     atomic_store(&a->stopping, true);
     fc_http_server_free(a->http);
     fc_ollama_free(a->ollama);
+    fc_responses_free(a->responses);
     pthread_mutex_lock(&a->mu);
     while (a->n_jobs > 0) pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
