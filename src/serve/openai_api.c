@@ -588,7 +588,6 @@ static bool f_long(const cJSON *o, const char *k, long *v, enum req_kind kind, a
     return rc >= 0;
 }
 
-/* Strings of a prompt/input: a string or a list of strings. */
 /* A list of token ids: each an integer in [0, 2^31); the vocabulary is
  * checked by the worker (/worker_detokenize in prepare). */
 static bool ids_ok(const cJSON *ids)
@@ -631,6 +630,8 @@ static bool read_id_prompts(gen_req *r, const cJSON *p, api_err *e)
     return true;
 }
 
+/* Strings of a prompt/input: a string or a list of strings (completions:
+ * or token ids, read_id_prompts). */
 static bool read_texts(gen_req *r, const char *field, api_err *e)
 {
     const cJSON *p = json_get(r->body, field);
