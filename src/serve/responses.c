@@ -3,7 +3,7 @@
  * responses.h). Parsing and translation are pure (fc_responses_parse,
  * fc_responses_chat_body); the handlers relay a streamed chat completion and
  * turn its chunks into a response object or the Responses' typed events.
- * Not done here: function tools (refused), background mode, input_items.
+ * Not done here: function tools (refused), background mode.
  */
 #include "serve/responses.h"
 
@@ -834,10 +834,103 @@ static void not_found(fc_http_reply *reply, const char *id)
     free(e);
 }
 
+/* GET /v1/responses/{id}/input_items: the conversation that went into the
+ * response (earlier turns of previous_response_id included, instructions
+ * not), as message items with ids stable across calls; ?order=asc|desc
+ * (default desc), ?limit=1..100 (default 20), ?after=<item id>. */
+static void input_items(fc_responses *rs, const fc_http_request *req, fc_http_reply *reply, const char *id)
+{
+    const char *order = fc_http_query(req, "order"), *lim = fc_http_query(req, "limit"),
+               *after = fc_http_query(req, "after");
+    char *end = NULL;
+    long limit = lim ? strtol(lim, &end, 10) : 20;
+    if ((lim && (!*lim || *end || limit < 1 || limit > 100)) ||
+        (order && strcmp(order, "asc") && strcmp(order, "desc"))) {
+        char *e = error_body("invalid_request_error", lim && (limit < 1 || limit > 100 || *end) ? "limit" : "order",
+                             "invalid_value", "Invalid value for '%s'.",
+                             lim && (limit < 1 || limit > 100 || *end) ? "limit" : "order");
+        fc_http_reply_json(reply, 400, e);
+        free(e);
+        return;
+    }
+    char *h = store_get(rs, id, 1);
+    if (!h) {
+        not_found(reply, id);
+        return;
+    }
+    cJSON *hist = cJSON_Parse(h);
+    free(h);
+    int n = cJSON_GetArraySize(hist) - 1; /* the last message is the response's own output */
+    bool asc = order && !strcmp(order, "asc");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    bool started = !after, more = false;
+    int count = 0;
+    char first[96] = "", last[96] = "";
+    for (int k = 0; k < n; k++) {
+        int i = asc ? k : n - 1 - k;
+        char item_id[96];
+        snprintf(item_id, sizeof item_id, "msg_%.48s%04d", id + 5, i);
+        if (!started) {
+            started = !strcmp(item_id, after);
+            continue;
+        }
+        if (count == limit) {
+            more = true;
+            break;
+        }
+        const cJSON *m = cJSON_GetArrayItem(hist, i);
+        const cJSON *role = get(m, "role"), *content = get(m, "content");
+        bool assistant = cJSON_IsString(role) && !strcmp(role->valuestring, "assistant");
+        cJSON *it = cJSON_CreateObject();
+        cJSON_AddStringToObject(it, "id", item_id);
+        cJSON_AddStringToObject(it, "type", "message");
+        cJSON_AddStringToObject(it, "role", cJSON_IsString(role) ? role->valuestring : "user");
+        cJSON_AddStringToObject(it, "status", "completed");
+        cJSON *c = cJSON_AddArrayToObject(it, "content");
+        const char *text = cJSON_IsString(content) ? content->valuestring : "";
+        if (assistant) {
+            cJSON *p = output_text_part(text);
+            cJSON_DeleteItemFromObject(p, "logprobs");
+            cJSON_AddItemToArray(c, p);
+        } else {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "type", "input_text");
+            cJSON_AddStringToObject(p, "text", text);
+            cJSON_AddItemToArray(c, p);
+        }
+        cJSON_AddItemToArray(data, it);
+        if (!count) snprintf(first, sizeof first, "%s", item_id);
+        snprintf(last, sizeof last, "%s", item_id);
+        count++;
+    }
+    if (count) {
+        cJSON_AddStringToObject(o, "first_id", first);
+        cJSON_AddStringToObject(o, "last_id", last);
+    } else {
+        cJSON_AddNullToObject(o, "first_id");
+        cJSON_AddNullToObject(o, "last_id");
+    }
+    cJSON_AddBoolToObject(o, "has_more", more);
+    char *s = cJSON_PrintUnformatted(o);
+    fc_http_reply_json(reply, 200, s);
+    free(s);
+    cJSON_Delete(o);
+    cJSON_Delete(hist);
+}
+
 static void h_get(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     fc_responses *rs = user;
     if (!fc_openai_api_auth(rs->api, req, reply)) return;
+    const char *rest = req->path + strlen(ROUTE_PREFIX), *slash = strchr(rest, '/');
+    if (slash && !strcmp(slash, "/input_items") && slash > rest) {
+        char *id = fc_xasprintf("%.*s", (int)(slash - rest), rest);
+        input_items(rs, req, reply, id);
+        free(id);
+        return;
+    }
     const char *id = path_id(req, reply);
     if (!id) return;
     char *s = store_get(rs, id, 0);

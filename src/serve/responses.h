@@ -6,6 +6,10 @@
  *   POST   /v1/responses        create: streamed (typed SSE events) or not
  *   GET    /v1/responses/{id}   a stored response
  *   DELETE /v1/responses/{id}   forget it ({"id","object":"response","deleted":true})
+ *   GET    /v1/responses/{id}/input_items  the conversation that went into it (the
+ *                               earlier turns of previous_response_id included, the
+ *                               instructions not; developer items show as system),
+ *                               ?order=desc|asc, ?limit=1..100 (20), ?after=<item id>
  *
  * A request is translated into a /v1/chat/completions body and sent to this
  * server's own chat route over loopback HTTP (as serve/ollama.c does), so the

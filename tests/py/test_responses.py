@@ -156,6 +156,27 @@ def test_retrieve_delete_store(client):
         client.responses.retrieve(n.id)
 
 
+def test_input_items(client):
+    r1 = client.responses.create(model=MODEL, input="A", temperature=0, max_output_tokens=3, instructions="I")
+    r2 = client.responses.create(model=MODEL, previous_response_id=r1.id, temperature=0, max_output_tokens=3,
+                                 input=[{"role": "developer", "content": "D"}, {"role": "user", "content": "B"}])
+    page = client.responses.input_items.list(r2.id)
+    got = [(i.role, i.content[0].text) for i in page.data]
+    assert got == [("user", "B"), ("system", "D"), ("assistant", r1.output_text), ("user", "A")]
+    assert page.data[2].content[0].type == "output_text" and page.data[0].content[0].type == "input_text"
+    assert not page.has_more and page.first_id == page.data[0].id and page.last_id == page.data[-1].id
+    # ascending, two at a time: the client follows `after` through the pages
+    first = client.responses.input_items.list(r2.id, order="asc", limit=2)
+    assert first.has_more and [i.content[0].text for i in first.data] == ["A", r1.output_text]
+    every = [i.content[0].text for i in client.responses.input_items.list(r2.id, order="asc", limit=2)]
+    assert every == ["A", r1.output_text, "D", "B"]
+    assert [i.id for i in client.responses.input_items.list(r2.id, order="asc")] == [i.id for i in page.data][::-1]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_unknown")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(r2.id, limit=0)
+
+
 def test_structured_text_format(client):
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
               "additionalProperties": False}
