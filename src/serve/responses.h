@@ -42,8 +42,10 @@
  * response.content_part.added, response.output_text.delta (one per chat
  * delta), response.output_text.done, response.content_part.done,
  * response.output_item.done, then response.completed (or
- * response.incomplete); a failure after the stream opened is one `error`
- * event. Errors before are HTTP errors with OpenAI's body
+ * response.incomplete); the stream opens when the chat route's first chunk
+ * arrives, so what the chat route refuses (an unknown model, a prompt over
+ * the context) is still an HTTP error, and a failure after that is one
+ * `error` event. Errors before are HTTP errors with OpenAI's body
  * {"error":{"message","type","param","code"}} (the chat route's errors are
  * passed on as they are). An unknown previous_response_id is a 400
  * "Previous response with id '...' not found." (param previous_response_id).

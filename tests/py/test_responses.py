@@ -236,3 +236,25 @@ def test_store_bound(client):
         client.responses.retrieve(ids[0])
     for i in ids[1:]:
         assert client.responses.retrieve(i).id == i
+
+
+def test_api_keys(fastchat_bin, model_path, tmp_path):
+    # --api-keys: checked on /v1/responses, and the key is passed on to the chat route over loopback
+    ports = [free_port() for _ in range(3)]
+    p = Proc([fastchat_bin, "serve", "--model-path", model_path, "--controller-port", ports[0],
+              "--worker-port", ports[1], "--port", ports[2], "--threads", "1", "--api-keys", "k1,k2"],
+             tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{ports[2]}"
+    try:
+        wait_until(lambda: requests.get(url + "/health", timeout=5).status_code == 200, 120, "fastchat serve", [p])
+        bad = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0, timeout=60)
+        with pytest.raises(openai.AuthenticationError):
+            bad.responses.create(model=MODEL, input="hi", max_output_tokens=2)
+        good = openai.OpenAI(base_url=url + "/v1", api_key="k2", max_retries=0, timeout=60)
+        r = good.responses.create(model=MODEL, input="hi", max_output_tokens=2)
+        assert r.usage.output_tokens >= 1
+        assert good.responses.retrieve(r.id).id == r.id
+        with pytest.raises(openai.AuthenticationError):
+            bad.responses.retrieve(r.id)
+    finally:
+        p.stop()
