@@ -33,6 +33,7 @@
 #include "net/nulstream.h"
 #include "serve/ollama.h"
 #include "serve/reqguard.h"
+#include "serve/responses.h"
 #include "serve/response_format.h"
 
 /* FastChat's constants.py ErrorCode and messages */
@@ -75,6 +76,7 @@ struct fc_openai_api {
     int n_jobs;
     atomic_bool stopping;      /* fc_openai_api_free has begun */
     fc_ollama *ollama;         /* Ollama API, /health, /metrics (serve/ollama.h) */
+    fc_responses *responses;   /* /v1/responses (serve/responses.h) */
 };
 
 /* ---- helpers ---- */
@@ -485,6 +487,7 @@ typedef struct gen_req {
     const cJSON *messages;     /* chat: string or array */
     const char **prompts;      /* completions / embeddings inputs */
     int n_prompts;
+    const cJSON **prompt_ids;  /* completions: per prompt, its token ids (checked ints) or NULL (text); NULL: all text */
     double temperature, top_p, presence_penalty, frequency_penalty, repetition_penalty;
     bool has_repetition_penalty;
     long top_k, n;
@@ -507,6 +510,7 @@ static void req_free(gen_req *r)
 {
     cJSON_Delete(r->body);
     free(r->prompts);
+    free(r->prompt_ids);
     memset(r, 0, sizeof *r);
 }
 
@@ -584,7 +588,50 @@ static bool f_long(const cJSON *o, const char *k, long *v, enum req_kind kind, a
     return rc >= 0;
 }
 
-/* Strings of a prompt/input: a string or a list of strings. */
+/* A list of token ids: each an integer in [0, 2^31); the vocabulary is
+ * checked by the worker (/worker_detokenize in prepare). */
+static bool ids_ok(const cJSON *ids)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ids) {
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble >= 2147483648.0 ||
+            it->valuedouble != floor(it->valuedouble))
+            return false;
+    }
+    return true;
+}
+
+/* Completions' prompt as a list: strings, lists of token ids, or token ids
+ * (one prompt). r->prompts is allocated for the list's size. */
+static bool read_id_prompts(gen_req *r, const cJSON *p, api_err *e)
+{
+    const char *what = "Input should be a valid string, a list of strings, a list of token ids (integers "
+                       "from 0) or a list of such lists";
+    if (cJSON_IsNumber(p->child)) {
+        if (!ids_ok(p)) return type_error(e, r->kind, "prompt", what), false;
+        r->prompt_ids = fc_xcalloc(1, sizeof *r->prompt_ids);
+        r->prompt_ids[0] = p;
+        r->prompts[0] = "";
+        r->n_prompts = 1;
+        return true;
+    }
+    r->prompt_ids = fc_xcalloc((size_t)cJSON_GetArraySize(p), sizeof *r->prompt_ids);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p) {
+        if (cJSON_IsArray(it) && ids_ok(it)) {
+            r->prompt_ids[r->n_prompts] = it;
+            r->prompts[r->n_prompts++] = "";
+        } else if (cJSON_IsString(it)) {
+            r->prompts[r->n_prompts++] = it->valuestring;
+        } else {
+            return type_error(e, r->kind, "prompt", what), false;
+        }
+    }
+    return true;
+}
+
+/* Strings of a prompt/input: a string or a list of strings (completions:
+ * or token ids, read_id_prompts). */
 static bool read_texts(gen_req *r, const char *field, api_err *e)
 {
     const cJSON *p = json_get(r->body, field);
@@ -604,6 +651,7 @@ static bool read_texts(gen_req *r, const char *field, api_err *e)
         return false;
     }
     r->prompts = fc_xcalloc((size_t)n, sizeof(char *));
+    if (r->kind == K_COMPLETION) return read_id_prompts(r, p, e);
     const cJSON *it;
     cJSON_ArrayForEach(it, p) {
         if (cJSON_IsNumber(it) || cJSON_IsArray(it)) {
@@ -940,6 +988,21 @@ static char *gen_params_json(const gen_req *r, const fc_conv *conv, const char *
     return s;
 }
 
+/* gen_params_json for prompt k, with its token ids as our worker's
+ * prompt_token_ids (serve/worker.h) when it was given as ids. */
+static char *prompt_payload(const gen_req *r, const fc_conv *conv, const char *prompt, int k, long max_new_tokens,
+                            int seed_offset)
+{
+    char *s = gen_params_json(r, conv, prompt, max_new_tokens, seed_offset);
+    if (!r->prompt_ids || !r->prompt_ids[k]) return s;
+    char *ids = json_print(r->prompt_ids[k]);
+    size_t n = strlen(s); /* "{...}" */
+    char *o = fc_xasprintf("%.*s,\"prompt_token_ids\":%s}", (int)(n - 1), s, ids);
+    free(ids);
+    free(s);
+    return o;
+}
+
 /* What a request needs from its worker: the address, the template, the
  * rendered prompts and the clamped max_new_tokens. */
 typedef struct prep {
@@ -977,10 +1040,10 @@ static void err_stopped(fc_openai_api *a, api_err *e)
 /* check_length for one prompt: min(max_tokens or 2^20, context - tokens);
  * ctx is the worker's context length. */
 static enum up_status check_length(fc_openai_api *a, const char *addr, const gen_req *r, const char *prompt, long ctx,
-                                   long *allowed, api_err *e)
+                                   long n_tokens /* < 0: ask /count_token */, long *allowed, api_err *e)
 {
-    long count = 0;
-    enum up_status st = worker_number(a, addr, "/count_token", r->model, prompt, "count", &count, e);
+    long count = n_tokens;
+    enum up_status st = n_tokens >= 0 ? UP_OK : worker_number(a, addr, "/count_token", r->model, prompt, "count", &count, e);
     if (st != UP_OK) return st;
     if (count <= 0) {
         err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, r->kind == K_COMPLETION ? "prompt" : "messages",
@@ -1001,6 +1064,50 @@ static enum up_status check_length(fc_openai_api *a, const char *addr, const gen
     return UP_OK;
 }
 
+/* A prompt given as token ids, decoded by the worker (/worker_detokenize),
+ * which also checks them against the model's vocabulary: an id outside it
+ * is the client's mistake (40302). *text is malloc'd. */
+static enum up_status detok_prompt(fc_openai_api *a, const char *addr, const gen_req *r, int k, char **text,
+                                   api_err *e)
+{
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "model", r->model);
+    cJSON_AddItemToObject(req, "tokens", cJSON_Duplicate(r->prompt_ids[k], true));
+    char *body = json_print(req);
+    cJSON_Delete(req);
+    char *url = fc_xasprintf("%s/worker_detokenize", addr);
+    fc_http_response res = {0};
+    bool ok = fc_http_post_json_ex(url, body, strlen(body), a->worker_timeout_s, NULL, &res) && res.status;
+    cJSON *o = ok ? cJSON_ParseWithLength(res.body ? res.body : "", res.len) : NULL;
+    const cJSON *pr = json_get(o, "prompt"), *t = json_get(o, "text");
+    enum up_status st = UP_OK;
+    if (!ok) {
+        st = UP_DOWN;
+    } else if (res.status == 200 && cJSON_IsString(pr)) {
+        *text = fc_xstrdup(pr->valuestring);
+    } else if (res.status == 400 && cJSON_IsString(t)) {
+        /* the worker names its own field: "'tokens' must be a list of ..." */
+        static const char head[] = "'tokens' must be a list of token ids of the model's vocabulary";
+        const char *m = t->valuestring, *tail = strncmp(m, head, sizeof head - 1) ? NULL : m + sizeof head - 1;
+        char where[32] = "";
+        if (r->n_prompts > 1) snprintf(where, sizeof where, " of prompt %d", k);
+        if (tail)
+            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "prompt",
+                    "The token ids%s must be ids of the model's vocabulary%s - 'prompt'", where, tail);
+        else
+            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "prompt", "%s%s - 'prompt'", m, where);
+        st = UP_BAD;
+    } else {
+        err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "%s: HTTP %d", url, res.status);
+        st = UP_BAD;
+    }
+    cJSON_Delete(o);
+    fc_http_response_free(&res);
+    free(url);
+    free(body);
+    return st;
+}
+
 /* Resolves the worker and prepares the prompts. A worker that does not answer
  * at all is taken for dead: the controller refreshes its list (dropping it)
  * and another replica is tried. Stops early (e set) when must_stop. */
@@ -1014,7 +1121,11 @@ static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
         if (st == UP_OK) {
             if (r->kind == K_COMPLETION) {
                 p->prompts = fc_xcalloc((size_t)r->n_prompts, sizeof(char *));
-                for (int i = 0; i < r->n_prompts; i++) p->prompts[p->n_prompts++] = fc_xstrdup(r->prompts[i]);
+                for (int i = 0; i < r->n_prompts && st == UP_OK; i++) {
+                    if (r->prompt_ids && r->prompt_ids[i]) st = detok_prompt(a, p->addr, r, i, &p->prompts[i], e);
+                    else p->prompts[i] = fc_xstrdup(r->prompts[i]);
+                    if (st == UP_OK) p->n_prompts++;
+                }
             } else {
                 fc_conv *c = fc_conv_copy(p->conv);
                 char *prompt = render_chat(c, r->messages, e);
@@ -1028,7 +1139,7 @@ static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
                 p->n_prompts = 1;
             }
             long ctx = 0;
-            st = worker_number(a, p->addr, "/model_details", r->model, NULL, "context_length", &ctx, e);
+            if (st == UP_OK) st = worker_number(a, p->addr, "/model_details", r->model, NULL, "context_length", &ctx, e);
             /* completions: the smallest clamp over the prompts wins */
             p->max_new_tokens = 0;
             for (int i = 0; i < p->n_prompts && st == UP_OK; i++) {
@@ -1038,7 +1149,8 @@ static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
                     return false;
                 }
                 long allowed = 0;
-                st = check_length(a, p->addr, r, p->prompts[i], ctx, &allowed, e);
+                long n_ids = r->prompt_ids && r->prompt_ids[i] ? cJSON_GetArraySize(r->prompt_ids[i]) : -1;
+                st = check_length(a, p->addr, r, p->prompts[i], ctx, n_ids, &allowed, e);
                 if (st == UP_OK && (p->max_new_tokens <= 0 || allowed < p->max_new_tokens)) p->max_new_tokens = allowed;
             }
         }
@@ -1315,7 +1427,7 @@ static task *make_tasks(const gen_req *r, const prep *p, int *n_tasks)
         for (int i = 0; i < r->n; i++) {
             task *t = &ts[k * r->n + i];
             t->addr = p->addr;
-            t->payload = gen_params_json(r, p->conv, p->prompts[k], p->max_new_tokens, i);
+            t->payload = prompt_payload(r, p->conv, p->prompts[k], k, p->max_new_tokens, i);
         }
     *n_tasks = n;
     return ts;
@@ -1738,7 +1850,7 @@ static void generate_streaming(fc_openai_api *a, const gen_req *r, const prep *p
     j->payloads = fc_xcalloc((size_t)j->n_payloads, sizeof(char *));
     for (int k = 0; k < p->n_prompts; k++)
         for (int i = 0; i < r->n; i++)
-            j->payloads[k * r->n + i] = gen_params_json(r, p->conv, p->prompts[k], p->max_new_tokens, i);
+            j->payloads[k * r->n + i] = prompt_payload(r, p->conv, p->prompts[k], k, p->max_new_tokens, i);
     FC_LOG_DEBUG("api: %d x /worker_generate_stream on %s: %s", j->n_payloads, j->addr, j->payloads[0]);
     j->st = fc_http_reply_stream(reply, 200, "text/event-stream");
     fc_http_stream_on_disconnect(j->st, job_on_disconnect, j);
@@ -2171,7 +2283,7 @@ int fc_openai_api_check_request(const char *path, const char *body, size_t len, 
             long mt = r.has_max_tokens && r.max_tokens < CHECK_N_CTX ? r.max_tokens : CHECK_N_CTX;
             res = cJSON_CreateArray();
             for (int i = 0; i < (prompt ? 1 : r.n_prompts); i++) {
-                char *pl = gen_params_json(&r, conv, prompt ? prompt : r.prompts[i], mt, 0);
+                char *pl = prompt_payload(&r, conv, prompt ? prompt : r.prompts[i], i, mt, 0);
                 cJSON_AddItemToArray(res, cJSON_Parse(pl));
                 free(pl);
             }
@@ -2236,6 +2348,7 @@ fc_openai_api *fc_openai_api_start(const fc_openai_api_params *p)
     fc_http_server_route(a->http, "POST", "/api/v1/token_check", h_token_check, a);
     fc_http_server_route(a->http, "POST", "/api/v1/chat/completions", h_api_chat, a);
     a->ollama = fc_ollama_mount(a->http, a, p->host, a->ctl);
+    a->responses = fc_responses_mount(a->http, a, p->host);
     if (p->mount) p->mount(a->http, p->mount_user);
     if (fc_http_server_start(a->http) != FC_OK) goto fail;
     FC_LOG_INFO("api: listening on port %d, controller %s", fc_http_server_port(a->http), a->ctl);
@@ -2260,6 +2373,7 @@ void fc_openai_api_free(fc_openai_api *a)
     atomic_store(&a->stopping, true);
     fc_http_server_free(a->http);
     fc_ollama_free(a->ollama);
+    fc_responses_free(a->responses);
     pthread_mutex_lock(&a->mu);
     while (a->n_jobs > 0) pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);

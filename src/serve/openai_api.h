@@ -43,9 +43,14 @@
  * With --api-keys every route is checked, the /api/v1/ ones included (FastChat leaves
  * those open). A dead worker found before any output is sent (connection
  * refused) makes the server refresh the controller and retry on another
- * replica. Not supported: token-id prompts (FastChat decodes them with an
- * OpenAI tiktoken vocabulary, meaningless for these models) and image parts
- * in messages (text-only models); both are rejected with 40001.
+ * replica. Completions take prompts as token ids of the served model (a
+ * list of ints, or a list whose items are such lists or strings; FastChat
+ * decodes ids with an OpenAI tiktoken vocabulary, meaningless for these
+ * models): the worker decodes them (/worker_detokenize, which refuses an id
+ * outside the vocabulary: 40302 naming it) and they go to it as
+ * prompt_token_ids beside the decoded text (serve/worker.h); a non-integer
+ * or negative id is a 40001. Not supported: image parts in messages
+ * (text-only models), rejected with 40001. /v1/responses: serve/responses.h.
  *
  * Bounds (not in FastChat): a completions request holds at most 8192 prompts
  * x n (40302 "... is greater than the maximum of 8192 - 'prompt'"); an

@@ -772,6 +772,36 @@ bool fc_worker_parse_generate(const char *body, size_t len,
     return ok;
 }
 
+/* A JSON list of token ids of tok's vocabulary into *out (malloc'd, one
+ * extra slot); returns their number, or -1 with the 400's message in why
+ * (PARAM_ERROR_MAX bytes). field names the list in the message. */
+static int read_token_ids(const cJSON *list, const fc_tokenizer *tok, const char *field, int32_t **out, char *why)
+{
+    *out = NULL;
+    if (!cJSON_IsArray(list)) {
+        param_error(why, "'%s' must be a list of token ids of the model's vocabulary", field);
+        return -1;
+    }
+    int n_vocab = fc_tokenizer_n_vocab(tok), k = 0;
+    int32_t *ids = fc_xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *ids);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list) {
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble >= n_vocab ||
+            it->valuedouble != floor(it->valuedouble)) {
+            char v[64];
+            if (cJSON_IsNumber(it)) snprintf(v, sizeof v, "%.17g", it->valuedouble);
+            else snprintf(v, sizeof v, "a non-number");
+            param_error(why, "'%s' must be a list of token ids of the model's vocabulary (0..%d): item %d is %s", field,
+                        n_vocab - 1, k, v);
+            free(ids);
+            return -1;
+        }
+        ids[k++] = (int32_t)it->valuedouble;
+    }
+    *out = ids;
+    return k;
+}
+
 /* With echo and logprobs, FastChat reports the prompt's tokens too: the
  * first without a logprob, each other with its logprob given those before. */
 static bool score_prompt(gen *g, const gen_params *p)
@@ -807,7 +837,20 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         return;
     }
     int32_t *ids = NULL;
-    int n = fc_tokenizer_encode(m->tok, p.prompt, strlen(p.prompt), true, true, &ids);
+    /* prompt_token_ids (ours, not FastChat's): the prompt as token ids, used
+     * as they are instead of tokenizing `prompt` */
+    const cJSON *pti = cJSON_GetObjectItemCaseSensitive(body, "prompt_token_ids");
+    int n;
+    if (pti && !cJSON_IsNull(pti)) {
+        n = read_token_ids(pti, m->tok, "prompt_token_ids", &ids, why);
+        if (n < 0) {
+            reply_bad_request(rep, "%s", why);
+            cJSON_Delete(body);
+            return;
+        }
+    } else {
+        n = fc_tokenizer_encode(m->tok, p.prompt, strlen(p.prompt), true, true, &ids);
+    }
     if (n == 0) {
         reply_bad_request(rep, "'prompt' is empty: it has no tokens to continue");
         free(ids);
@@ -1059,21 +1102,12 @@ static void h_detokenize(const fc_http_request *req, fc_http_reply *rep, void *u
     cJSON *body = parse_body(req, rep);
     if (!body) return;
     wmodel *m = pick_model(user, body, rep);
-    const cJSON *toks = m ? cJSON_GetObjectItemCaseSensitive(body, "tokens") : NULL, *it;
-    bool ok = cJSON_IsArray(toks);
-    int n = ok ? cJSON_GetArraySize(toks) : 0;
-    int32_t *ids = fc_xcalloc((size_t)n + 1, sizeof *ids);
-    int k = 0;
-    if (ok)
-        cJSON_ArrayForEach(it, toks) {
-            if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble >= fc_tokenizer_n_vocab(m->tok) ||
-                it->valuedouble != floor(it->valuedouble)) {
-                ok = false;
-                break;
-            }
-            ids[k++] = (int32_t)it->valuedouble;
-        }
-    if (m && !ok) reply_bad_request(rep, "'tokens' must be a list of token ids of the model's vocabulary");
+    const cJSON *toks = m ? cJSON_GetObjectItemCaseSensitive(body, "tokens") : NULL;
+    char why[PARAM_ERROR_MAX];
+    int32_t *ids = NULL;
+    int k = m ? read_token_ids(toks, m->tok, "tokens", &ids, why) : -1;
+    bool ok = k >= 0;
+    if (m && !ok) reply_bad_request(rep, "%s", why);
     if (m && ok) {
         size_t len = 0;
         char *text = fc_tokenizer_decode(m->tok, ids, (size_t)k, false, &len);

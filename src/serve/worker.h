@@ -40,6 +40,11 @@
  * the output is constrained to JSON (any object, or what the schema accepts)
  * by a grammar applied during sampling (fc_gen_request.grammar); a schema
  * that is unsupported, unsatisfiable or malformed gets a 400 naming why.
+ * Also ours: prompt_token_ids, a list of token ids of the model's vocabulary
+ * used as the prompt as they are (no special tokens added) instead of
+ * tokenizing `prompt` (which the API server sends too, decoded from the ids,
+ * so a FastChat worker, which ignores the ids, still sees the same text); an
+ * id outside the vocabulary gets a 400 naming it.
  * A prompt longer than context - max_new_tokens - 1 tokens keeps its last
  * tokens, as FastChat truncates.
  *
