@@ -14,7 +14,18 @@
  *   xn = rmsnorm(x) * ffn_norm
  *   x += (silu(xn Wgate^T) * (xn Wup^T)) Wdown^T
  * then logits = (rmsnorm(x) * output_norm) Wout^T for the tokens that want them.
- * This is transformers' LlamaForCausalLM / Qwen2ForCausalLM.
+ * This is transformers' LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM
+ * / Phi3ForCausalLM (its fused matrices are row views). Gemma2ForCausalLM
+ * adds: x = embedding * sqrt(C); the attention and feed-forward outputs are
+ * normed (post-norms) before the residual add; GeGLU (tanh gelu) instead of
+ * SwiGLU; scores scaled by query_pre_attn_scalar^-1/2 and soft-capped
+ * (cap * tanh(s / cap): a scalar attention, attend_capped); logits
+ * soft-capped likewise. Sliding layers attend to positions p - W + 1 .. p
+ * only (the tiles of a prompt past the window hold one token each, so that a
+ * tile shares its first key). LongRoPE (Phi-3) rotates with the short or long
+ * factors' frequencies, chosen per sequence by whether the batch takes it
+ * past original_max_position_embeddings, and scales cos/sin by the
+ * attention factor.
  *
  * Threads: the whole pass runs inside one fc_pool_run; phases are separated
  * by spinning barriers. Per-token work (norms, rope, cache writes) is split

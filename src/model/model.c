@@ -12,7 +12,14 @@
  * left unpermuted and rotated NeoX-style (rotate-half). Hugging Face
  * checkpoints always use rotate-half. cfg.rope_neox records which applies.
  *
- * Does not: T5, MoE, sliding-window attention, YaRN scaling.
+ * Gemma 2 and Phi-3 (arch_table.c): Hugging Face Gemma norms store w for
+ * (1 + w) and get 1 added at load (GGUF files store 1 + w, as llama.cpp's
+ * converter writes them); Phi-3's fused qkv / gate_up tensors stay fused in
+ * the file and the forward pass multiplies by row views of them
+ * (FC_T_SPLIT). GGUF keys beyond llama.cpp's: <arch>.attention.scale
+ * (gemma2 query scale), <arch>.attention.sliding_window_first_layer (qwen2).
+ *
+ * Does not: T5, MoE, YaRN scaling, partial rotary embeddings.
  */
 #include "model_impl.h"
 #include "hf_config.h"
@@ -158,8 +165,12 @@ static bool finish_tensors(fc_model *m)
             }
             bool absent_ok = (sp->flags & FC_T_OPTIONAL) || ((sp->flags & FC_T_BIAS) && !c->qkv_bias);
             if (!t->data && absent_ok) continue;
-            if (!check_shape(m, t, name, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1))) return false;
-            if ((sp->flags & FC_T_F32) && !to_f32(m, t, name)) return false;
+            /* messages name the tensor as the file does */
+            char shown[160];
+            if (m->format == FC_FORMAT_HF && sp->hf) spec_name(shown, sizeof shown, sp->hf, l);
+            else snprintf(shown, sizeof shown, "%s", name);
+            if (!check_shape(m, t, shown, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1))) return false;
+            if ((sp->flags & FC_T_F32) && !to_f32(m, t, shown)) return false;
             if ((sp->flags & FC_T_NORM1) && m->format == FC_FORMAT_HF && t->data) {
                 float *w = (float *)t->data; /* an owned f32 copy (to_f32) */
                 for (int64_t i = 0; i < fc_tensor_nelem(t); i++) w[i] += 1.0f;
@@ -286,7 +297,9 @@ static bool load_gguf(fc_model *m)
     }
     /* sliding window (gemma2, phi3 in llama.cpp; written by quantize for any arch) */
     int window;
-    if (gguf_u32(m, a, "attention.sliding_window", &window, false)) c->sliding_window = window;
+    const bool has_window = gguf_u32(m, a, "attention.sliding_window", &window, false);
+    if (has_window) c->sliding_window = window;
+    if (has_window && gguf_u32(m, a, "attention.sliding_window_first_layer", &window, false)) c->swa_first_layer = window;
     c->ffn_act = FC_ACT_SILU;
     if (c->arch == FC_ARCH_GEMMA2) {
         /* llama.cpp: even layers slide (4096 by default), GeGLU, sqrt(C)
@@ -294,7 +307,7 @@ static bool load_gguf(fc_model *m)
          * llama.cpp's files: 1/sqrt(HS), but 1/sqrt(C/NH) for the 46-layer
          * 27B, as llama.cpp does; "gemma2.attention.scale" (quantize writes
          * it) overrides */
-        if (!c->sliding_window) c->sliding_window = 4096;
+        if (!has_window) c->sliding_window = 4096;
         c->swa_even = true;
         c->ffn_act = FC_ACT_GELU_TANH;
         c->embd_scale = true;
@@ -337,6 +350,7 @@ static bool load_gguf(fc_model *m)
             return false;
         }
         c->rope_scaling = FC_ROPE_SCALING_LONGROPE;
+        c->rope_factor = (float)c->n_ctx_train / (float)c->rope_orig_ctx; /* shown by inspect; unused */
     }
     /* a bias in any layer: this model has them (all layers are then checked for them) */
     for (int l = 0; l < c->n_layer; l++)

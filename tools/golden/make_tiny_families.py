@@ -9,7 +9,12 @@ make_tiny_models.py (llama/qwen2), with the same files per model:
                                    prompt_a (first 40 ids of prompt_b),
                                    greedy_a (16 ids, greedy after prompt_a,
                                    full recomputation, EOS ignored),
-                                   greedy_margin (top-1 minus top-2 per step)
+                                   greedy_margin (top-1 minus top-2 per step),
+                                   and where the model has 256 positions:
+                                   greedy_long (100 ids, greedy after
+                                   prompt_b, to position 200: decode past the
+                                   window with the context split across
+                                   threads) and greedy_long_margin
 
 and it adds (or replaces) its models' entries in tests/data/tiny/manifest.json
 (re-run it after make_tiny_models.py, which rewrites that file).
@@ -49,6 +54,7 @@ from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM,
 
 V = 512
 N_GREEDY = 16
+N_LONG = 100
 SEED = 20240711
 INIT_STD = 0.15
 PROMPT_SEED = 20240601  # the prompts of make_tiny_models.py
@@ -199,8 +205,11 @@ def main():
         assert np.abs(la - lb[:len(prompt_a)]).max() < 1e-5, "prompt_a logits differ from logits_b[:40]"
         ga, gm = greedy(ref, prompt_a.tolist(), N_GREEDY)
         sens = sensitivity(d, prompt_b.tolist(), lb)
+        extra = {}
+        if ref.config.max_position_embeddings >= 256:
+            extra["greedy_long"], extra["greedy_long_margin"] = greedy(ref, prompt_b.tolist(), N_LONG)
         np.savez(os.path.join(d, "reference.npz"), prompt_a=prompt_a, prompt_b=prompt_b,
-                 logits_b=lb, greedy_a=ga, greedy_margin=gm)
+                 logits_b=lb, greedy_a=ga, greedy_margin=gm, **extra)
         c = ref.config
         size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
         rp = getattr(c, "rope_parameters", None) or {}
