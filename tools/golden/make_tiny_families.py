@@ -14,7 +14,13 @@ make_tiny_models.py (llama/qwen2), with the same files per model:
                                    greedy_long (100 ids, greedy after
                                    prompt_b, to position 200: decode past the
                                    window with the context split across
-                                   threads) and greedy_long_margin
+                                   threads) and greedy_long_margin, made
+                                   with transformers' KV cache (a Phi-3
+                                   LongRoPE model that crosses
+                                   original_max_position_embeddings keeps
+                                   the cached keys rotated with the short
+                                   factors there, as the engine does; a full
+                                   recomputation would re-rotate them)
 
 and it adds (or replaces) its models' entries in tests/data/tiny/manifest.json
 (re-run it after make_tiny_models.py, which rewrites that file).
@@ -152,6 +158,21 @@ def greedy(model, ids, n):
     return np.array(toks, dtype=np.int32), np.array(margins, dtype=np.float32)
 
 
+@torch.no_grad()
+def greedy_cached(model, ids, n):
+    """Argmax continuation with transformers' KV cache (EOS not special)."""
+    out = model(torch.tensor([ids], dtype=torch.long), use_cache=True)
+    toks, margins = [], []
+    for _ in range(n):
+        row = out.logits[0, -1].float().numpy()
+        top2 = np.sort(row)[-2:]
+        t = int(np.argmax(row))
+        toks.append(t)
+        margins.append(float(top2[1] - top2[0]))
+        out = model(torch.tensor([[t]], dtype=torch.long), past_key_values=out.past_key_values, use_cache=True)
+    return np.array(toks, dtype=np.int32), np.array(margins, dtype=np.float32)
+
+
 def sensitivity(d, ids, base):
     """Max |logit change| with a feature switched off in the reference."""
     out = {}
@@ -207,7 +228,7 @@ def main():
         sens = sensitivity(d, prompt_b.tolist(), lb)
         extra = {}
         if ref.config.max_position_embeddings >= 256:
-            extra["greedy_long"], extra["greedy_long_margin"] = greedy(ref, prompt_b.tolist(), N_LONG)
+            extra["greedy_long"], extra["greedy_long_margin"] = greedy_cached(ref, prompt_b.tolist(), N_LONG)
         np.savez(os.path.join(d, "reference.npz"), prompt_a=prompt_a, prompt_b=prompt_b,
                  logits_b=lb, greedy_a=ga, greedy_margin=gm, **extra)
         c = ref.config
