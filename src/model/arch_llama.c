@@ -570,9 +570,10 @@ static void forward_thread(void *ctx, int ith, int nth)
         matmul_group(f, ith, nth, e->xl, C, f->n_out, lo, 1);
         if (c->final_softcap > 0) { /* Gemma 2: logits -> cap * tanh(logit / cap) */
             const float cap = c->final_softcap;
+            const int64_t R = m->output.ne[1];
             for (int r = o0; r < o1; r++) {
-                float *lg = f->logits + (size_t)r * (size_t)c->n_vocab;
-                for (int v = 0; v < c->n_vocab; v++) lg[v] = cap * tanhf(lg[v] / cap);
+                float *lg = f->logits + (size_t)r * (size_t)R;
+                for (int64_t v = 0; v < R; v++) lg[v] = cap * tanhf(lg[v] / cap);
             }
         }
     }
