@@ -316,7 +316,8 @@ static bool load_gguf(fc_model *m)
         if (!gguf_f32(m, a, "final_logit_softcapping", &c->final_softcap)) c->final_softcap = 30.0f;
         if (!gguf_f32(m, a, "attention.scale", &c->attn_scale))
             c->attn_scale = 1.0f / sqrtf((float)(c->n_layer == 46 ? c->n_embd / c->n_head : c->head_dim));
-        if (!(c->attn_softcap >= 0 && c->final_softcap >= 0 && c->attn_scale > 0 && isfinite(c->attn_scale))) {
+        if (!(c->attn_softcap >= 0 && c->final_softcap >= 0 && c->attn_scale > 0 && isfinite(c->attn_scale) &&
+              isfinite(c->attn_softcap) && isfinite(c->final_softcap))) {
             FC_LOG_ERROR("%s: bad gemma2 soft-cap or attention scale metadata", m->path);
             return false;
         }
@@ -324,8 +325,9 @@ static bool load_gguf(fc_model *m)
     if (c->arch == FC_ARCH_PHI3) {
         if (!gguf_u32(m, a, "rope.scaling.original_context_length", &c->rope_orig_ctx, false))
             c->rope_orig_ctx = c->n_ctx_train;
-        if (!gguf_f32(m, a, "rope.scaling.attn_factor", &c->rope_attn_factor)) c->rope_attn_factor = 1.0f;
-        if (!(c->rope_attn_factor > 0 && c->rope_attn_factor < 1e3f)) {
+        if (c->rope_orig_ctx <= 0) c->rope_orig_ctx = c->n_ctx_train;
+        if (!gguf_f32(m, a, "rope.scaling.attn_factor", &c->rope_attn_factor)) c->rope_attn_factor = 0; /* below */
+        if (!(c->rope_attn_factor >= 0 && c->rope_attn_factor < 1e3f)) {
             FC_LOG_ERROR("%s: bad phi3 rope.scaling.attn_factor", m->path);
             return false;
         }
@@ -351,6 +353,9 @@ static bool load_gguf(fc_model *m)
         }
         c->rope_scaling = FC_ROPE_SCALING_LONGROPE;
         c->rope_factor = (float)c->n_ctx_train / (float)c->rope_orig_ctx; /* shown by inspect; unused */
+        if (c->rope_attn_factor == 0) /* no key: transformers' default from the two lengths */
+            c->rope_attn_factor = c->rope_factor <= 1.0f || c->rope_orig_ctx <= 1 ? 1.0f
+                : (float)sqrt(1.0 + log((double)c->rope_factor) / log((double)c->rope_orig_ctx));
     }
     /* a bias in any layer: this model has them (all layers are then checked for them) */
     for (int l = 0; l < c->n_layer; l++)

@@ -184,3 +184,19 @@ def test_bad_files(fastchat_bin, tmp_path, figures):
     msgs.append(expect_one_error(fastchat_bin, bad, tmp_path, "missing tensor blk.0.post_ffw_norm.weight"))
     for m in msgs:
         figures("families bad file: " + m)
+
+
+def test_phi3_gguf_without_attn_factor(fastchat_bin, tmp_path, figures):
+    """A LongRoPE GGUF without phi3.rope.scaling.attn_factor (older
+    converters) gets transformers' default from context_length and
+    original_context_length: the same logits."""
+    r = load("phi3_f32_longrope_long")
+    raw = quantize(fastchat_bin, "phi3_f32_longrope_long", "f32", tmp_path).read_bytes()
+    assert raw.count(b"phi3.rope.scaling.attn_factor") == 1
+    g = tmp_path / "no_attn_factor.gguf"
+    g.write_bytes(raw.replace(b"phi3.rope.scaling.attn_factor", b"phi3.rope.scaling.attn_factoX"))
+    ours = fastchat_logits(fastchat_bin, g, r["prompt_b"], tmp_path, exact=True)
+    d = float(np.abs(ours - r["logits_b"]).max())
+    figures(f"families/phi3 GGUF without attn_factor key: exact max|d| {d:.2e}")
+    assert d <= EXACT_TOL
+
