@@ -24,7 +24,7 @@ int fc_cmd_inspect(int argc, char **argv)
     fc_model *m = fc_model_load(path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     const fc_model_config *c = fc_model_get_config(m);
-    static const char *scal[] = {"none", "linear", "llama3"};
+    static const char *scal[] = {"none", "linear", "llama3", "longrope"};
     printf("model:          %s\n", path);
     printf("format:         %s", fc_model_format(m) == FC_FORMAT_GGUF ? "gguf" : "huggingface");
     const fc_gguf *g = fc_model_gguf(m);
@@ -43,6 +43,12 @@ int fc_cmd_inspect(int argc, char **argv)
     printf("rope:           theta %g, scaling %s", (double)c->rope_theta, scal[c->rope_scaling]);
     if (c->rope_scaling != FC_ROPE_SCALING_NONE) printf(" (factor %g)", (double)c->rope_factor);
     printf(", %s pairs\n", c->rope_neox ? "rotate-half" : "adjacent");
+    if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE)
+        printf("longrope:       original context %d, attention factor %g\n", c->rope_orig_ctx, (double)c->rope_attn_factor);
+    if (c->sliding_window > 0)
+        printf("sliding window: %d (layers %s%d on)\n", c->sliding_window, c->swa_even ? "even, " : "", c->swa_first_layer);
+    if (c->attn_softcap > 0 || c->final_softcap > 0)
+        printf("soft-caps:      attention %g, final %g\n", (double)c->attn_softcap, (double)c->final_softcap);
     printf("embeddings:     %s\n", c->tied_embeddings ? "tied" : "untied");
     printf("qkv bias:       %s\n", c->qkv_bias ? "yes" : "no");
     printf("bos / eos:      %d / %d\n", c->bos_id, c->eos_id);

@@ -140,6 +140,22 @@ int fc_cmd_quantize(int argc, char **argv)
             fc_gguf_writer_set_str(w, key, "linear", 6);
             KF("rope.scaling.factor", c->rope_factor);
         }
+        /* sliding window, Gemma 2 and Phi-3 keys as llama.cpp names them (plus
+         * attention.scale for Gemma 2's query_pre_attn_scalar, and the first
+         * sliding layer of qwen2's max_window_layers: read back by model.c) */
+        if (c->sliding_window > 0 || c->arch == FC_ARCH_GEMMA2) KU("attention.sliding_window", c->sliding_window);
+        if (c->sliding_window > 0 && c->swa_first_layer > 0) KU("attention.sliding_window_first_layer", c->swa_first_layer);
+        if (c->arch == FC_ARCH_GEMMA2) {
+            KF("attn_logit_softcapping", c->attn_softcap);
+            KF("final_logit_softcapping", c->final_softcap);
+            KF("attention.scale", c->attn_scale);
+        }
+        if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE) {
+            if (c->arch != FC_ARCH_PHI3)
+                fc_cli_die(NULL, "%s: LongRoPE scaling is written to GGUF for phi3 models only", path);
+            KU("rope.scaling.original_context_length", c->rope_orig_ctx);
+            KF("rope.scaling.attn_factor", c->rope_attn_factor);
+        }
         if (c->bos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
         if (c->eos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
 #undef KU
@@ -196,6 +212,13 @@ int fc_cmd_quantize(int argc, char **argv)
         }
         int64_t ne[1] = {half};
         fc_gguf_writer_add_tensor(w, "rope_freqs.weight", FC_DTYPE_F32, 1, ne, freq_div);
+    }
+    /* Phi-3 LongRoPE factors travel as two f32 tensors (llama.cpp's
+     * rope_factors_long / rope_factors_short) */
+    if (!g && c->rope_scaling == FC_ROPE_SCALING_LONGROPE) {
+        int64_t ne[1] = {c->head_dim / 2};
+        fc_gguf_writer_add_tensor(w, "rope_factors_long.weight", FC_DTYPE_F32, 1, ne, c->rope_ext[1]);
+        fc_gguf_writer_add_tensor(w, "rope_factors_short.weight", FC_DTYPE_F32, 1, ne, c->rope_ext[0]);
     }
     if (fc_gguf_writer_write(w, out) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
     fprintf(stderr, "wrote %s (%s) in %.1f s\n", out, fc_dtype_name(type), fc_time_sec() - t0);

@@ -14,7 +14,18 @@
  *   xn = rmsnorm(x) * ffn_norm
  *   x += (silu(xn Wgate^T) * (xn Wup^T)) Wdown^T
  * then logits = (rmsnorm(x) * output_norm) Wout^T for the tokens that want them.
- * This is transformers' LlamaForCausalLM / Qwen2ForCausalLM.
+ * This is transformers' LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM
+ * / Phi3ForCausalLM (its fused matrices are row views). Gemma2ForCausalLM
+ * adds: x = embedding * sqrt(C); the attention and feed-forward outputs are
+ * normed (post-norms) before the residual add; GeGLU (tanh gelu) instead of
+ * SwiGLU; scores scaled by query_pre_attn_scalar^-1/2 and soft-capped
+ * (cap * tanh(s / cap): a scalar attention, attend_capped); logits
+ * soft-capped likewise. Sliding layers attend to positions p - W + 1 .. p
+ * only (the tiles of a prompt past the window hold one token each, so that a
+ * tile shares its first key). LongRoPE (Phi-3) rotates with the short or long
+ * factors' frequencies, chosen per sequence by whether the batch takes it
+ * past original_max_position_embeddings, and scales cos/sin by the
+ * attention factor.
  *
  * Threads: the whole pass runs inside one fc_pool_run; phases are separated
  * by spinning barriers. Per-token work (norms, rope, cache writes) is split
@@ -52,6 +63,8 @@ struct fc_exec {
     void *act[ACT_N];     /* converted activations per act type: (T, act row) */
     size_t act_stride[ACT_N];
     float *inv_freq;      /* (HS/2) rope frequencies after scaling */
+    float *inv_freq_long; /* (HS/2) longrope: the long factors' frequencies, else NULL */
+    uint8_t *tok_long;    /* (T) longrope: token t rotates with inv_freq_long */
     float *attn_scratch;  /* (n_threads) attention tile states (fc_attn_scratch_floats) */
     float *attn_parts;    /* (parts_cap) states of context chunks, for flash-decoding */
     fc_attn_state *part_states;
@@ -73,8 +86,9 @@ static int act_index(int act_type)
     }
 }
 
-/* Frequencies of the rotary embedding, with the model's scaling applied. */
-static void rope_freqs(const fc_model *m, float *inv_freq)
+/* Frequencies of the rotary embedding, with the model's scaling applied
+ * (longrope: with the short (long = 0) or long factors). */
+static void rope_freqs(const fc_model *m, float *inv_freq, int long_set)
 {
     const fc_model_config *c = &m->cfg;
     int half = c->head_dim / 2;
@@ -98,6 +112,8 @@ static void rope_freqs(const fc_model *m, float *inv_freq)
                 f = (1.0f - smooth) * f / c->rope_factor + smooth * f;
             }
         }
+        if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE) /* transformers: 1 / (ext * base^(2i/HS)) in f32 */
+            f = 1.0f / (c->rope_ext[long_set][i] * (float)pow((double)c->rope_theta, (double)(2 * i) / (double)c->head_dim));
         if (m->rope_freqs.data) f /= ((const float *)m->rope_freqs.data)[i];
         inv_freq[i] = f;
     }
@@ -146,7 +162,12 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
         e->act[a] = fc_aligned_alloc(e->act_stride[a] * T);
     }
     e->inv_freq = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
-    rope_freqs(m, e->inv_freq);
+    rope_freqs(m, e->inv_freq, 0);
+    if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE) {
+        e->inv_freq_long = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
+        rope_freqs(m, e->inv_freq_long, 1);
+    }
+    e->tok_long = fc_xcalloc(T, 1);
     e->out_rows = fc_xmalloc(sizeof(int32_t) * T);
     e->tiles = fc_xmalloc(sizeof(int32_t) * 2 * T);
     e->attn_scratch = fc_aligned_alloc(sizeof(float) * fc_attn_scratch_floats(FC_ATTN_ROWS, c->head_dim) *
@@ -176,6 +197,8 @@ void fc_exec_free(fc_exec *e)
     fc_aligned_free(e->u);
     for (int a = 0; a < ACT_N; a++) fc_aligned_free(e->act[a]);
     free(e->inv_freq);
+    free(e->inv_freq_long);
+    free(e->tok_long);
     fc_aligned_free(e->attn_scratch);
     fc_aligned_free(e->attn_parts);
     free(e->part_states);
@@ -264,12 +287,12 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
     fc_pool_barrier(e->pool);
 }
 
-static void rope(float *v, int n_heads, int HS, const float *inv_freq, int pos, bool neox)
+static void rope(float *v, int n_heads, int HS, const float *inv_freq, int pos, bool neox, float mscale)
 {
     int half = HS / 2;
     for (int i = 0; i < half; i++) {
         float ang = (float)pos * inv_freq[i];
-        float c = (float)cos((double)ang), s = (float)sin((double)ang);
+        float c = (float)cos((double)ang) * mscale, s = (float)sin((double)ang) * mscale;
         for (int h = 0; h < n_heads; h++) {
             float *x = v + (size_t)h * (size_t)HS;
             int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
@@ -280,6 +303,16 @@ static void rope(float *v, int n_heads, int HS, const float *inv_freq, int pos, 
     }
 }
 
+/* g = gelu_tanh(g) * u (GeGLU; transformers' gelu_pytorch_tanh) */
+static void geglu(float *g, const float *u, int n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
 static inline void store_kv(void *dst, const float *src, int n, int dtype)
 {
     if (dtype == FC_DTYPE_F32) {
@@ -287,6 +320,80 @@ static inline void store_kv(void *dst, const float *src, int n, int dtype)
     } else {
         fc_f16 *d = dst;
         for (int i = 0; i < n; i++) d[i] = fc_f32_to_f16(src[i]);
+    }
+}
+
+/* Whether layer l attends only to the last sliding_window positions. */
+static inline bool layer_slides(const fc_model_config *c, int l)
+{
+    return c->sliding_window > 0 && l >= c->swa_first_layer && (!c->swa_even || l % 2 == 0);
+}
+
+/* The first position a token at pos sees in layer l. */
+static inline int first_key(const fc_model_config *c, int l, int pos)
+{
+    return layer_slides(c, l) ? FC_MAX(0, pos - c->sliding_window + 1) : 0;
+}
+
+static inline float score_scale(const fc_model_config *c)
+{
+    return c->attn_scale > 0 ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+}
+
+/* Attention with soft-capped scores (Gemma 2): score = cap * tanh(s / cap)
+ * of s = scale * q.k, then softmax over the token's visible keys (its
+ * window in a sliding layer). Work item i: query tile i / NKV, kv head
+ * i % NKV; one row at a time, online softmax, keys read from the cache
+ * one by one (scalar: no tiled kernel applies the cap). */
+static void attend_capped(fwd *f, int l, long i)
+{
+    const fc_model_config *c = &f->m->cfg;
+    const fc_kv_cache *kv = f->kv;
+    fc_exec *e = f->e;
+    const int HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, G = NH / NKV;
+    const int tile = (int)(i / NKV), kvh = (int)(i % NKV);
+    const int t0 = e->tiles[2 * tile], nq = e->tiles[2 * tile + 1];
+    const fc_kv_seq *s = &kv->seqs[f->b->seq[t0]];
+    const int64_t QD = (int64_t)NH * HS;
+    const size_t row = (size_t)HS * kv->elt, head_off = (size_t)kvh * FC_KV_BLOCK * row;
+    const float scale = score_scale(c), cap = c->attn_softcap;
+    float kf[1024], vf[1024], acc[1024];
+    for (int tt = 0; tt < nq; tt++) {
+        const int t = t0 + tt, p = f->b->pos[t], lo = first_key(c, l, p);
+        for (int g = 0; g < G; g++) {
+            const float *q = e->q + (size_t)t * QD + (size_t)(kvh * G + g) * HS;
+            float mx = -INFINITY, sum = 0;
+            memset(acc, 0, sizeof(float) * (size_t)HS);
+            for (int j = lo; j <= p; j++) {
+                const int32_t blk = s->blocks[j / FC_KV_BLOCK];
+                const size_t off = head_off + (size_t)(j % FC_KV_BLOCK) * row;
+                const uint8_t *kp = (const uint8_t *)fc_kv_block_ptr(kv, blk, l, 0) + off;
+                const uint8_t *vp = (const uint8_t *)fc_kv_block_ptr(kv, blk, l, 1) + off;
+                const float *k = (const float *)kp, *v = (const float *)vp;
+                if (kv->dtype != FC_DTYPE_F32) {
+                    for (int d = 0; d < HS; d++) {
+                        kf[d] = fc_f16_to_f32(((const fc_f16 *)kp)[d]);
+                        vf[d] = fc_f16_to_f32(((const fc_f16 *)vp)[d]);
+                    }
+                    k = kf;
+                    v = vf;
+                }
+                float sc = fc_dot_f32(q, k, HS) * scale;
+                sc = cap * tanhf(sc / cap);
+                if (sc > mx) {
+                    const float corr = expf(mx - sc);
+                    sum *= corr;
+                    for (int d = 0; d < HS; d++) acc[d] *= corr;
+                    mx = sc;
+                }
+                const float w = expf(sc - mx);
+                sum += w;
+                for (int d = 0; d < HS; d++) acc[d] += w * v[d];
+            }
+            float *o = e->att + (size_t)t * QD + (size_t)(kvh * G + g) * HS;
+            const float inv = sum > 0 ? 1.0f / sum : 0.0f;
+            for (int d = 0; d < HS; d++) o[d] = acc[d] * inv;
+        }
     }
 }
 
@@ -306,18 +413,22 @@ static void attend(fwd *f, int l, long i, float *scratch)
     const int32_t *pos = f->b->pos + t0;
     const fc_kv_seq *s = &kv->seqs[f->b->seq[t0]];
     const int64_t QD = (int64_t)NH * HS;
+    /* in a sliding layer every token of a tile starts at the same key (the
+     * tiles are cut so: plan_attention) */
+    const int lo = first_key(c, l, pos[0]), blo = lo / FC_KV_BLOCK;
     const int n_keys = pos[nq - 1] + 1, nb = (n_keys + FC_KV_BLOCK - 1) / FC_KV_BLOCK;
-    const int b0 = (int)((long)nb * chunk / S), b1 = (int)((long)nb * (chunk + 1) / S);
+    const int b0 = blo + (int)((long)(nb - blo) * chunk / S), b1 = blo + (int)((long)(nb - blo) * (chunk + 1) / S);
     const size_t row = (size_t)HS * kv->elt, head_off = (size_t)kvh * FC_KV_BLOCK * row;
     fc_attn_state own, *st = S > 1 ? &e->part_states[i] : &own;
     fc_attn_begin(st, S > 1 ? e->attn_parts + (size_t)i * fc_attn_scratch_floats(FC_ATTN_ROWS, HS) : scratch,
-                  e->q + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD, R, HS, 1.0f / sqrtf((float)HS));
+                  e->q + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD, R, HS, score_scale(c));
     for (int blk = b0; blk < b1; blk++) {
-        const int j0 = blk * FC_KV_BLOCK, n = FC_MIN(FC_KV_BLOCK, n_keys - j0);
+        const int j0 = blk * FC_KV_BLOCK, skip = blk == blo ? lo - j0 : 0; /* keys before the window */
+        const int n = FC_MIN(FC_KV_BLOCK, n_keys - j0) - skip;
         int lim[FC_ATTN_ROWS];
-        for (int r = 0; r < R; r++) lim[r] = pos[r / G] + 1 - j0;
-        const uint8_t *kb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk], l, 0) + head_off;
-        const uint8_t *vb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk], l, 1) + head_off;
+        for (int r = 0; r < R; r++) lim[r] = pos[r / G] + 1 - j0 - skip;
+        const uint8_t *kb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk], l, 0) + head_off + (size_t)skip * row;
+        const uint8_t *vb = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk], l, 1) + head_off + (size_t)skip * row;
         fc_attn_block(st, kb, vb, kv->dtype, n, lim);
     }
     if (S == 1) fc_attn_end(st, e->att + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD);
@@ -348,6 +459,8 @@ static void forward_thread(void *ctx, int ith, int nth)
     const int QD = NH * HS, KVD = NKV * HS;
     const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
     float *attn_scratch = e->attn_scratch + (size_t)ith * fc_attn_scratch_floats(FC_ATTN_ROWS, HS);
+    const float embd_mul = (float)sqrt((double)C);
+    const float mscale = c->rope_scaling == FC_ROPE_SCALING_LONGROPE ? c->rope_attn_factor : 1.0f;
 
     /* token embeddings; with tied embeddings a packed output matrix is the
      * same table, read from there so that the file's copy (its pages were
@@ -368,14 +481,18 @@ static void forward_thread(void *ctx, int ith, int nth)
         } else {
             fc_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)id * erow, x, C);
         }
+        if (c->embd_scale) /* Gemma: times sqrt(C), rounded to f32 first as transformers */
+            for (int i = 0; i < C; i++) x[i] *= embd_mul;
     }
     fc_pool_barrier(e->pool);
 
     for (int l = 0; l < c->n_layer; l++) {
         const fc_layer *L = &m->layers[l];
-        /* x += previous layer's down projection; xn = attn norm */
+        /* x += previous layer's down projection (normed first with post-norms);
+         * xn = attn norm */
         for (int t = t0; t < t1; t++) {
             float *x = e->x + (size_t)t * C, *xn = e->xn + (size_t)t * C;
+            if (l > 0 && c->post_norms) fc_rmsnorm(xn, xn, m->layers[l - 1].post_ffn_norm.data, C, c->rms_eps);
             if (l > 0)
                 for (int i = 0; i < C; i++) x[i] += xn[i];
             fc_rmsnorm(xn, x, L->attn_norm.data, C, c->rms_eps);
@@ -392,8 +509,9 @@ static void forward_thread(void *ctx, int ith, int nth)
                 for (int i = 0; i < QD; i++) q[i] += bq[i];
                 for (int i = 0; i < KVD; i++) { k[i] += bk[i]; v[i] += bv[i]; }
             }
-            rope(q, NH, HS, e->inv_freq, b->pos[t], c->rope_neox);
-            rope(k, NKV, HS, e->inv_freq, b->pos[t], c->rope_neox);
+            const float *fr = e->tok_long[t] ? e->inv_freq_long : e->inv_freq;
+            rope(q, NH, HS, fr, b->pos[t], c->rope_neox, mscale);
+            rope(k, NKV, HS, fr, b->pos[t], c->rope_neox, mscale);
             const fc_kv_seq *s = &kv->seqs[b->seq[t]];
             int32_t blk = s->blocks[b->pos[t] / FC_KV_BLOCK];
             int slot = b->pos[t] % FC_KV_BLOCK;
@@ -408,7 +526,10 @@ static void forward_thread(void *ctx, int ith, int nth)
 
         /* attention, split over (query tile, key/value head, context chunk);
          * dealt round-robin: a prompt's later tiles read more keys */
-        for (long i = ith; i < (long)f->n_tiles * NKV * f->n_split; i += nth) attend(f, l, i, attn_scratch);
+        if (c->attn_softcap > 0)
+            for (long i = ith; i < (long)f->n_tiles * NKV; i += nth) attend_capped(f, l, i);
+        else
+            for (long i = ith; i < (long)f->n_tiles * NKV * f->n_split; i += nth) attend(f, l, i, attn_scratch);
         fc_pool_barrier(e->pool);
         long a0, a1;
         if (f->n_split > 1) {
@@ -421,14 +542,19 @@ static void forward_thread(void *ctx, int ith, int nth)
         matmul_group(f, ith, nth, e->att, QD, T, o, 1);
         for (int t = t0; t < t1; t++) {
             float *x = e->x + (size_t)t * C, *xn = e->xn + (size_t)t * C;
+            if (c->post_norms) fc_rmsnorm(xn, xn, L->post_attn_norm.data, C, c->rms_eps);
             for (int i = 0; i < C; i++) x[i] += xn[i];
             fc_rmsnorm(xn, x, L->ffn_norm.data, C, c->rms_eps);
         }
         fc_pool_barrier(e->pool);
         mm_out gu[2] = {{&L->w_gate, e->g}, {&L->w_up, e->u}};
         matmul_group(f, ith, nth, e->xn, C, T, gu, 2);
-        for (int t = t0; t < t1; t++)
-            fc_swiglu(e->g + (size_t)t * FF, e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
+        for (int t = t0; t < t1; t++) {
+            if (c->ffn_act == FC_ACT_GELU_TANH)
+                geglu(e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
+            else
+                fc_swiglu(e->g + (size_t)t * FF, e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
+        }
         fc_pool_barrier(e->pool);
         mm_out d[1] = {{&L->w_down, e->xn}};
         matmul_group(f, ith, nth, e->g, FF, T, d, 1);
@@ -439,6 +565,7 @@ static void forward_thread(void *ctx, int ith, int nth)
     for (int r = o0; r < o1; r++) {
         int t = e->out_rows[r];
         float *x = e->x + (size_t)t * C, *xn = e->xn + (size_t)t * C;
+        if (c->post_norms) fc_rmsnorm(xn, xn, m->layers[c->n_layer - 1].post_ffn_norm.data, C, c->rms_eps);
         for (int i = 0; i < C; i++) x[i] += xn[i];
         fc_rmsnorm(e->xl + (size_t)r * C, x, m->output_norm.data, C, c->rms_eps);
     }
@@ -446,6 +573,14 @@ static void forward_thread(void *ctx, int ith, int nth)
     if (f->n_out > 0) {
         mm_out lo[1] = {{&m->output, f->logits}};
         matmul_group(f, ith, nth, e->xl, C, f->n_out, lo, 1);
+        if (c->final_softcap > 0) { /* Gemma 2: logits -> cap * tanh(logit / cap) */
+            const float cap = c->final_softcap;
+            const int64_t R = m->output.ne[1];
+            for (int r = o0; r < o1; r++) {
+                float *lg = f->logits + (size_t)r * (size_t)R;
+                for (int64_t v = 0; v < R; v++) lg[v] = cap * tanhf(lg[v] / cap);
+            }
+        }
     }
 }
 
@@ -459,10 +594,16 @@ static void plan_attention(fwd *f, int max_pos)
     const fc_model_config *c = &f->m->cfg;
     const fc_batch *b = f->b;
     const int G = c->n_head / c->n_head_kv, qt = FC_MAX(1, FC_ATTN_ROWS / G);
+    /* with a sliding window, the tokens of a tile share their first key:
+     * those before the window's end (first key 0) group, later ones go one
+     * by one (first_key of the widest layer; global layers start at 0) */
+    const int W = c->sliding_window;
     int n = 0;
     for (int t = 0; t < f->T;) {
         int k = 1;
-        while (t + k < f->T && k < qt && b->seq[t + k] == b->seq[t] && b->pos[t + k] == b->pos[t] + k) k++;
+        while (t + k < f->T && k < qt && b->seq[t + k] == b->seq[t] && b->pos[t + k] == b->pos[t] + k &&
+               (W <= 0 || b->pos[t + k] < W))
+            k++;
         e->tiles[2 * n] = t;
         e->tiles[2 * n + 1] = k;
         n++;
@@ -472,7 +613,7 @@ static void plan_attention(fwd *f, int max_pos)
     const long items = (long)n * c->n_head_kv, want = 4L * fc_pool_size(e->pool);
     const int blocks = (max_pos + FC_KV_BLOCK) / FC_KV_BLOCK;
     int S = 1;
-    if (items < want) S = (int)FC_MIN((want + items - 1) / items, FC_MIN(blocks / 4, 64));
+    if (items < want && !(c->attn_softcap > 0)) S = (int)FC_MIN((want + items - 1) / items, FC_MIN(blocks / 4, 64));
     if (S < 1) S = 1;
     f->n_split = S;
     if (S > 1 && items * S > e->parts_cap) {
@@ -498,6 +639,10 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
     if (c->n_head / c->n_head_kv > FC_ATTN_ROWS) {
         FC_LOG_ERROR("fc_model_forward: %d query heads per key/value head; at most %d are supported",
                      c->n_head / c->n_head_kv, FC_ATTN_ROWS);
+        return FC_ERR_ARG;
+    }
+    if (c->attn_softcap > 0 && c->head_dim > 1024) {
+        FC_LOG_ERROR("fc_model_forward: soft-capped attention supports head sizes up to 1024, not %d", c->head_dim);
         return FC_ERR_ARG;
     }
     if (kv->L != c->n_layer || kv->NKV != c->n_head_kv || kv->HS != c->head_dim) {
@@ -534,6 +679,15 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
         e->seq_count[s]++;
         if (b->pos[t] > max_pos) max_pos = b->pos[t];
         if (b->logits[t]) e->out_rows[n_out++] = t;
+    }
+    if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE) {
+        /* transformers picks the long factors for a whole forward call when
+         * its last position is past original_max_position_embeddings: here,
+         * per sequence of the batch */
+        for (int t = 0; t < T; t++) {
+            const int s = b->seq[t];
+            e->tok_long[t] = kv->seqs[s].len + e->seq_count[s] > c->rope_orig_ctx;
+        }
     }
     fwd f = {.m = m, .e = e, .kv = kv, .b = b, .logits = logits, .T = T, .n_out = n_out};
     plan_attention(&f, max_pos);

@@ -23,8 +23,13 @@
 #define MISTRAL_DEFAULT_CTX (4096 * 32)
 #define QWEN2_DEFAULT_CTX 32768
 #define MISTRAL_DEFAULT_WINDOW 4096
+/* Gemma2Config: 8192 positions, head_dim 256, query_pre_attn_scalar 256,
+ * soft-caps 50 (attention) and 30 (final); Phi3Config: 4096 positions. */
+#define GEMMA2_DEFAULT_CTX 8192
+#define GEMMA2_DEFAULT_HEAD_DIM 256
+#define PHI3_DEFAULT_CTX 4096
 
-enum model_kind { KIND_LLAMA, KIND_MISTRAL, KIND_QWEN2 };
+enum model_kind { KIND_LLAMA, KIND_MISTRAL, KIND_QWEN2, KIND_GEMMA2, KIND_PHI3 };
 
 struct parser {
     const cJSON *root;
@@ -138,6 +143,8 @@ static enum fc_status get_kind(const struct parser *p, enum model_kind *kind)
         {"llama", "LlamaForCausalLM", KIND_LLAMA},
         {"mistral", "MistralForCausalLM", KIND_MISTRAL},
         {"qwen2", "Qwen2ForCausalLM", KIND_QWEN2},
+        {"gemma2", "Gemma2ForCausalLM", KIND_GEMMA2},
+        {"phi3", "Phi3ForCausalLM", KIND_PHI3},
     };
     const cJSON *mt = item(p->root, "model_type");
     if (mt) {
@@ -151,7 +158,7 @@ static enum fc_status get_kind(const struct parser *p, enum model_kind *kind)
                 return FC_OK;
             }
         }
-        FC_LOG_ERROR("%s: model_type '%.64s' is not supported (llama, mistral, qwen2)", p->name,
+        FC_LOG_ERROR("%s: model_type '%.64s' is not supported (llama, mistral, qwen2, gemma2, phi3)", p->name,
                      mt->valuestring);
         return FC_ERR_UNSUPPORTED;
     }
@@ -168,11 +175,71 @@ static enum fc_status get_kind(const struct parser *p, enum model_kind *kind)
         }
     }
     FC_LOG_ERROR("%s: architecture '%.64s' is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                 "Qwen2ForCausalLM)", p->name, a0->valuestring);
+                 "Qwen2ForCausalLM, Gemma2ForCausalLM, Phi3ForCausalLM)", p->name, a0->valuestring);
     return FC_ERR_UNSUPPORTED;
 }
 
 /* ---- RoPE ---- */
+
+/* One list of LongRoPE factors: head_dim / 2 positive numbers. */
+static enum fc_status get_factors(const struct parser *p, const cJSON *sc, const char *key, int n, float *out)
+{
+    const cJSON *a = item(sc, key), *e;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) {
+        FC_LOG_ERROR("%s: longrope '%s' must be a list of %d numbers (head_dim / 2)", p->name, key, n);
+        return FC_ERR_FORMAT;
+    }
+    int i = 0;
+    cJSON_ArrayForEach(e, a) {
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= FLT_MIN && e->valuedouble <= 1e6)) {
+            FC_LOG_ERROR("%s: longrope '%s'[%d] must be a positive number up to 1e6", p->name, key, i);
+            return FC_ERR_FORMAT;
+        }
+        out[i++] = (float)e->valuedouble;
+    }
+    return FC_OK;
+}
+
+/* LongRoPE (transformers _compute_longrope_parameters): short and long
+ * factors; original_max_position_embeddings, the scale (the scaling's
+ * "factor", else max_position_embeddings / original), and the attention
+ * factor given or sqrt(1 + ln(scale) / ln(original)) (1 when scale <= 1). */
+static enum fc_status get_longrope(const struct parser *p, const cJSON *sc, bool phi3, fc_model_config *c)
+{
+    enum fc_status s;
+    const int half = c->head_dim / 2;
+    if (half > FC_ROPE_EXT_MAX) {
+        FC_LOG_ERROR("%s: longrope with head_dim %d is not supported (at most %d)", p->name, c->head_dim,
+                     2 * FC_ROPE_EXT_MAX);
+        return FC_ERR_UNSUPPORTED;
+    }
+    if ((s = get_factors(p, sc, "short_factor", half, c->rope_ext[0])) != FC_OK) return s;
+    if ((s = get_factors(p, sc, "long_factor", half, c->rope_ext[1])) != FC_OK) return s;
+    int mpe, orig;
+    if ((s = get_int(p, p->root, "max_position_embeddings", false, 4096, 1, 1 << 30, &mpe)) != FC_OK) return s;
+    /* transformers 5 (standardize_rope_params): a config-level
+     * original_max_position_embeddings wins (Phi3Config always has one:
+     * 4096 by default), else the scaling object's, else max_position_embeddings */
+    if (item(p->root, "original_max_position_embeddings") || phi3) {
+        if ((s = get_int(p, p->root, "original_max_position_embeddings", false, 4096, 1, 1 << 30, &orig)) != FC_OK)
+            return s;
+    } else if ((s = get_int(p, sc, "original_max_position_embeddings", false, mpe, 1, 1 << 30, &orig)) != FC_OK) {
+        return s;
+    }
+    /* the scaling's "factor" when given, else max / original */
+    double factor;
+    if ((s = get_pos_float(p, sc, "factor", false, (double)mpe / orig, 1e6, &factor)) != FC_OK) return s;
+    double af;
+    if (item(sc, "attention_factor")) {
+        if ((s = get_pos_float(p, sc, "attention_factor", true, 0, 1e3, &af)) != FC_OK) return s;
+    } else {
+        af = factor <= 1.0 || orig <= 1 ? 1.0 : sqrt(1.0 + log(factor) / log((double)orig));
+    }
+    c->rope_orig_ctx = orig;
+    c->rope_attn_factor = (float)af;
+    c->rope_factor = (float)factor;
+    return FC_OK;
+}
 
 /* Reads rope_theta and the scaling from either layout:
  *   4.x: "rope_theta": x, "rope_scaling": null | {"type"|"rope_type": ..., "factor": ...}
@@ -254,7 +321,12 @@ static enum fc_status get_rope(const struct parser *p, fc_model_config *c, bool 
         c->rope_high_freq_factor = (float)hi;
         return FC_OK;
     }
-    FC_LOG_ERROR("%s: rope scaling type '%.32s' is not supported (linear, llama3, dynamic)", p->name, type);
+    if (strcmp(type, "longrope") == 0 || strcmp(type, "su") == 0) {
+        if ((s = get_longrope(p, sc, c->arch == FC_ARCH_PHI3, c)) != FC_OK) return s;
+        c->rope_scaling = FC_ROPE_SCALING_LONGROPE;
+        return FC_OK;
+    }
+    FC_LOG_ERROR("%s: rope scaling type '%.32s' is not supported (linear, llama3, dynamic, longrope)", p->name, type);
     return FC_ERR_UNSUPPORTED;
 }
 
@@ -267,6 +339,7 @@ static enum fc_status get_ctx(const struct parser *p, enum model_kind kind, fc_m
     static const char *keys[] = {"max_position_embeddings", "max_sequence_length", "seq_length",
                                  "max_seq_len", "model_max_length"};
     int n = kind == KIND_MISTRAL ? MISTRAL_DEFAULT_CTX : kind == KIND_QWEN2 ? QWEN2_DEFAULT_CTX
+            : kind == KIND_GEMMA2 ? GEMMA2_DEFAULT_CTX : kind == KIND_PHI3 ? PHI3_DEFAULT_CTX
                                                                             : LLAMA_DEFAULT_CTX;
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) {
         if (item(p->root, keys[i])) {
@@ -288,41 +361,67 @@ static enum fc_status get_ctx(const struct parser *p, enum model_kind kind, fc_m
     return FC_OK;
 }
 
-/* Caps n_ctx_train at a sliding attention window (see hf_config.h). */
-static enum fc_status cap_sliding_window(const struct parser *p, enum model_kind kind, fc_model_config *c)
+/* The sliding-window attention: the window (mistral's default 4096 when
+ * the key is absent; null: none; qwen2 only with use_sliding_window, gemma2
+ * default 4096) and which layers use it: "layer_types" when given (all
+ * layers from some index on, or the even ones), else qwen2's
+ * max_window_layers (layers >= it slide), gemma2's even layers, every layer
+ * for the others. */
+static enum fc_status get_sliding_window(const struct parser *p, enum model_kind kind, fc_model_config *c)
 {
     enum fc_status s;
-    bool sliding = false;
     int window = 0;
-    if (kind == KIND_MISTRAL) {
-        const cJSON *v = item(p->root, "sliding_window");
-        bool present = v || cJSON_GetObjectItemCaseSensitive(p->root, "sliding_window");
-        if (!present) {
-            sliding = true;
-            window = MISTRAL_DEFAULT_WINDOW;
-        } else if (v) {
-            sliding = true;
-            if ((s = get_int(p, p->root, "sliding_window", true, 0, 1, 2147483647, &window)) != FC_OK) return s;
-        }
-    } else if (kind == KIND_QWEN2) {
+    const cJSON *v = item(p->root, "sliding_window");
+    const bool present = v || cJSON_GetObjectItemCaseSensitive(p->root, "sliding_window");
+    if (v) {
+        if ((s = get_int(p, p->root, "sliding_window", true, 0, 1, 2147483647, &window)) != FC_OK) return s;
+    } else if (!present && (kind == KIND_MISTRAL || kind == KIND_GEMMA2)) {
+        window = MISTRAL_DEFAULT_WINDOW;
+    }
+    c->swa_first_layer = 0;
+    c->swa_even = kind == KIND_GEMMA2;
+    if (kind == KIND_QWEN2) {
         bool use;
         if ((s = get_bool(p, "use_sliding_window", false, &use)) != FC_OK) return s;
-        const cJSON *lt = item(p->root, "layer_types"), *e;
-        if (cJSON_IsArray(lt)) {
-            cJSON_ArrayForEach(e, lt)
-                if (cJSON_IsString(e) && e->valuestring && strcmp(e->valuestring, "sliding_attention") == 0)
-                    use = true;
+        if (!use) window = 0;
+        if ((s = get_int(p, p->root, "max_window_layers", false, 28, 0, 1 << 20, &c->swa_first_layer)) != FC_OK)
+            return s;
+    }
+    const cJSON *lt = item(p->root, "layer_types");
+    if (lt) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layer) {
+            FC_LOG_ERROR("%s: field 'layer_types' must be a list of %d strings", p->name, c->n_layer);
+            return FC_ERR_FORMAT;
         }
-        if (use && item(p->root, "sliding_window")) {
-            sliding = true;
-            if ((s = get_int(p, p->root, "sliding_window", true, 0, 1, 2147483647, &window)) != FC_OK) return s;
+        int first = -1, n_slide = 0, l = 0;
+        bool from = true, even = true;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, lt) {
+            const bool slide = cJSON_IsString(e) && e->valuestring && strcmp(e->valuestring, "sliding_attention") == 0;
+            if (!slide && !(cJSON_IsString(e) && e->valuestring && strcmp(e->valuestring, "full_attention") == 0)) {
+                FC_LOG_ERROR("%s: layer_types[%d] is not 'sliding_attention' or 'full_attention'", p->name, l);
+                return FC_ERR_UNSUPPORTED;
+            }
+            if (slide && first < 0) first = l;
+            if (slide) n_slide++;
+            if (first >= 0 && !slide) from = false;
+            if (slide != (l % 2 == 0)) even = false;
+            l++;
+        }
+        if (n_slide == 0) {
+            window = 0;
+        } else if (from) {
+            c->swa_first_layer = first;
+            c->swa_even = false;
+        } else if (even) {
+            c->swa_first_layer = 0;
+            c->swa_even = true;
+        } else {
+            FC_LOG_ERROR("%s: this pattern of sliding and full attention layers is not supported", p->name);
+            return FC_ERR_UNSUPPORTED;
         }
     }
-    if (sliding && window < c->n_ctx_train) {
-        FC_LOG_WARN("%s: sliding-window attention (%d tokens) is not implemented; context limited "
-                    "to %d (was %d)", p->name, window, window, c->n_ctx_train);
-        c->n_ctx_train = window;
-    }
+    c->sliding_window = window;
     return FC_OK;
 }
 
@@ -351,15 +450,35 @@ enum fc_status fc_hf_config_parse(const char *json, size_t len, const char *name
     memset(&c, 0, sizeof c);
     enum model_kind kind;
     TRY(get_kind(&p, &kind));
-    c.arch = kind == KIND_QWEN2 ? FC_ARCH_QWEN2 : FC_ARCH_LLAMA;
-    snprintf(c.arch_name, sizeof c.arch_name, "%s", kind == KIND_QWEN2 ? "qwen2" : "llama");
+    c.arch = kind == KIND_QWEN2 ? FC_ARCH_QWEN2 : kind == KIND_GEMMA2 ? FC_ARCH_GEMMA2
+           : kind == KIND_PHI3 ? FC_ARCH_PHI3 : FC_ARCH_LLAMA;
+    snprintf(c.arch_name, sizeof c.arch_name, "%s", kind == KIND_QWEN2 ? "qwen2" : kind == KIND_GEMMA2 ? "gemma2"
+             : kind == KIND_PHI3 ? "phi3" : "llama");
     c.qkv_bias = kind == KIND_QWEN2;
     c.rope_neox = true;
 
-    const cJSON *act = item(root, "hidden_act");
-    if (act && (!cJSON_IsString(act) || !act->valuestring || strcmp(act->valuestring, "silu") != 0)) {
-        FC_LOG_ERROR("%s: hidden_act '%.32s' is not supported (silu)", name,
-                     cJSON_IsString(act) && act->valuestring ? act->valuestring : "?");
+    /* gemma2 reads hidden_activation (gelu_pytorch_tanh by default) */
+    const cJSON *act = item(root, kind == KIND_GEMMA2 ? "hidden_activation" : "hidden_act");
+    if (kind == KIND_GEMMA2 && !act) act = item(root, "hidden_act");
+    const char *act_name = cJSON_IsString(act) && act->valuestring ? act->valuestring : act ? "?" : NULL;
+    c.ffn_act = kind == KIND_GEMMA2 ? FC_ACT_GELU_TANH : FC_ACT_SILU;
+    if (act_name) {
+        if (strcmp(act_name, "silu") == 0) {
+            c.ffn_act = FC_ACT_SILU;
+        } else if (strcmp(act_name, "gelu_pytorch_tanh") == 0 || strcmp(act_name, "gelu_new") == 0) {
+            c.ffn_act = FC_ACT_GELU_TANH;
+        } else {
+            FC_LOG_ERROR("%s: hidden activation '%.32s' is not supported (silu, gelu_pytorch_tanh)", name, act_name);
+            s = FC_ERR_UNSUPPORTED;
+            goto fail;
+        }
+    }
+    double prf;
+    const cJSON *rpar = item(root, "rope_parameters");
+    TRY(get_pos_float(&p, cJSON_IsObject(rpar) && item(rpar, "partial_rotary_factor") ? rpar : root,
+                      "partial_rotary_factor", false, 1.0, 1.0, &prf));
+    if (prf != 1.0) {
+        FC_LOG_ERROR("%s: partial_rotary_factor %g is not supported (1.0)", name, prf);
         s = FC_ERR_UNSUPPORTED;
         goto fail;
     }
@@ -380,8 +499,8 @@ enum fc_status fc_hf_config_parse(const char *json, size_t len, const char *name
     TRY(get_int(&p, root, "num_attention_heads", true, 0, 1, 4096, &c.n_head));
     TRY(get_int(&p, root, "num_key_value_heads", false, c.n_head, 1, 4096, &c.n_head_kv));
     TRY(get_int(&p, root, "intermediate_size", true, 0, 1, 1 << 22, &c.n_ff));
-    if (item(root, "head_dim")) {
-        TRY(get_int(&p, root, "head_dim", true, 0, 1, 4096, &c.head_dim));
+    if (item(root, "head_dim") || kind == KIND_GEMMA2) {
+        TRY(get_int(&p, root, "head_dim", false, GEMMA2_DEFAULT_HEAD_DIM, 1, 4096, &c.head_dim));
     } else {
         if (c.n_embd % c.n_head != 0) {
             FC_LOG_ERROR("%s: hidden_size %d is not divisible by num_attention_heads %d", name,
@@ -411,8 +530,22 @@ enum fc_status fc_hf_config_parse(const char *json, size_t len, const char *name
     TRY(get_ctx(&p, kind, &c));
     if (dynamic)
         FC_LOG_WARN("%s: dynamic NTK rope scaling: context kept at the trained %d tokens", name, c.n_ctx_train);
-    TRY(cap_sliding_window(&p, kind, &c));
-    TRY(get_bool(&p, "tie_word_embeddings", false, &c.tied_embeddings));
+    TRY(get_sliding_window(&p, kind, &c));
+    TRY(get_bool(&p, "tie_word_embeddings", kind == KIND_GEMMA2, &c.tied_embeddings));
+    if (kind == KIND_GEMMA2) {
+        double q, cap;
+        TRY(get_pos_float(&p, root, "query_pre_attn_scalar", false, 256.0, 1e9, &q));
+        c.attn_scale = (float)(1.0 / sqrt(q)); /* transformers: query_pre_attn_scalar ** -0.5 */
+        /* the soft-caps: absent = the class default, null = none */
+        bool present = cJSON_GetObjectItemCaseSensitive(root, "attn_logit_softcapping") != NULL;
+        TRY(get_pos_float(&p, root, "attn_logit_softcapping", false, present ? 0.0 : 50.0, 1e9, &cap));
+        c.attn_softcap = (float)cap;
+        present = cJSON_GetObjectItemCaseSensitive(root, "final_logit_softcapping") != NULL;
+        TRY(get_pos_float(&p, root, "final_logit_softcapping", false, present ? 0.0 : 30.0, 1e9, &cap));
+        c.final_softcap = (float)cap;
+        c.embd_scale = true;
+        c.post_norms = true;
+    }
     TRY(get_token(&p, "bos_token_id", &c.bos_id));
     TRY(get_token(&p, "eos_token_id", &c.eos_id));
 

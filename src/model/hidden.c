@@ -63,6 +63,7 @@ enum fc_status fc_model_forward_hidden(const fc_model *m, fc_exec *e, struct fc_
         return FC_ERR_NOMEM;
     }
     fc_model shadow = *m;
+    shadow.cfg.final_softcap = 0; /* Gemma 2 caps logits, not hidden states */
     shadow.output = (fc_tensor){
         .type = FC_DTYPE_F32, .n_dims = 2, .ne = {C, C, 1, 1}, .data = I,
         .nbytes = sizeof(float) * (size_t)C * (size_t)C,

@@ -12,7 +12,14 @@
  * left unpermuted and rotated NeoX-style (rotate-half). Hugging Face
  * checkpoints always use rotate-half. cfg.rope_neox records which applies.
  *
- * Does not: T5, MoE, sliding-window attention, YaRN scaling.
+ * Gemma 2 and Phi-3 (arch_table.c): Hugging Face Gemma norms store w for
+ * (1 + w) and get 1 added at load (GGUF files store 1 + w, as llama.cpp's
+ * converter writes them); Phi-3's fused qkv / gate_up tensors stay fused in
+ * the file and the forward pass multiplies by row views of them
+ * (FC_T_SPLIT). GGUF keys beyond llama.cpp's: <arch>.attention.scale
+ * (gemma2 query scale), <arch>.attention.sliding_window_first_layer (qwen2).
+ *
+ * Does not: T5, MoE, YaRN scaling, partial rotary embeddings.
  */
 #include "model_impl.h"
 #include "hf_config.h"
@@ -24,6 +31,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -111,6 +119,7 @@ static void bind_tensors(fc_model *m, const fc_gguf *g, const fc_safetensors *st
         for (const fc_tensor_spec *sp = l < 0 ? ai->global : ai->layer; sp->gguf; sp++) {
             fc_tensor *t = spec_tensor(m, sp, l);
             memset(t, 0, sizeof *t);
+            if (sp->flags & FC_T_SPLIT) continue; /* made by finish_tensors */
             if (g) {
                 spec_name(name, sizeof name, sp->gguf, l);
                 const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(g, name);
@@ -137,14 +146,35 @@ static bool finish_tensors(fc_model *m)
         for (const fc_tensor_spec *sp = l < 0 ? ai->global : ai->layer; sp->gguf; sp++) {
             fc_tensor *t = spec_tensor(m, sp, l);
             spec_name(name, sizeof name, sp->gguf, l);
+            if (sp->flags & FC_T_SPLIT) {
+                /* a row view of the fused tensor, checked earlier in the table */
+                const fc_tensor *of = (const fc_tensor *)(l < 0 ? (char *)m + sp->split_of
+                                                                : (char *)&m->layers[l] + sp->split_of);
+                const int64_t r0 = fc_arch_dim(c, sp->split_row0a) + fc_arch_dim(c, sp->split_row0b);
+                const int64_t rows = fc_arch_dim(c, sp->ne1);
+                *t = *of;
+                t->data = (const uint8_t *)of->data + (size_t)r0 * fc_tensor_row_bytes(of);
+                t->ne[1] = rows;
+                t->nbytes = (size_t)rows * fc_tensor_row_bytes(of);
+                t->packed = NULL;
+                continue;
+            }
             if ((sp->flags & FC_T_TIED) && (!t->data || m->cfg.tied_embeddings)) {
                 m->cfg.tied_embeddings = true;
                 *t = m->tok_embd;
             }
             bool absent_ok = (sp->flags & FC_T_OPTIONAL) || ((sp->flags & FC_T_BIAS) && !c->qkv_bias);
             if (!t->data && absent_ok) continue;
-            if (!check_shape(m, t, name, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1))) return false;
-            if ((sp->flags & FC_T_F32) && !to_f32(m, t, name)) return false;
+            /* messages name the tensor as the file does */
+            char shown[160];
+            if (m->format == FC_FORMAT_HF && sp->hf) spec_name(shown, sizeof shown, sp->hf, l);
+            else snprintf(shown, sizeof shown, "%s", name);
+            if (!check_shape(m, t, shown, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1))) return false;
+            if ((sp->flags & FC_T_F32) && !to_f32(m, t, shown)) return false;
+            if ((sp->flags & FC_T_NORM1) && m->format == FC_FORMAT_HF && t->data) {
+                float *w = (float *)t->data; /* an owned f32 copy (to_f32) */
+                for (int64_t i = 0; i < fc_tensor_nelem(t); i++) w[i] += 1.0f;
+            }
             if ((sp->flags & FC_T_TIED) && m->cfg.tied_embeddings) continue; /* named as token_embd */
             add_named(m, name, t);
             if (l >= 0 && t->n_dims >= 2 && t->ne[1] > 1) type_bytes[t->type] += t->nbytes;
@@ -199,7 +229,7 @@ static bool load_gguf(fc_model *m)
     snprintf(c->arch_name, sizeof c->arch_name, "%.*s", (int)FC_MIN(s.len, 31), s.ptr);
     m->arch_info = fc_arch_find(c->arch_name);
     if (!m->arch_info) {
-        FC_LOG_ERROR("%s: unsupported architecture '%s' (supported: llama, mistral, qwen2)", m->path, c->arch_name);
+        FC_LOG_ERROR("%s: unsupported architecture '%s' (supported: llama, mistral, qwen2, gemma2, phi3)", m->path, c->arch_name);
         return false;
     }
     c->arch = m->arch_info->arch;
@@ -265,6 +295,43 @@ static bool load_gguf(fc_model *m)
         c->rope_scaling = FC_ROPE_SCALING_LINEAR;
         c->rope_factor = f;
     }
+    /* sliding window (gemma2, phi3 in llama.cpp; written by quantize for any arch) */
+    int window;
+    const bool has_window = gguf_u32(m, a, "attention.sliding_window", &window, false);
+    if (has_window) c->sliding_window = window;
+    if (has_window && gguf_u32(m, a, "attention.sliding_window_first_layer", &window, false)) c->swa_first_layer = window;
+    c->ffn_act = FC_ACT_SILU;
+    if (c->arch == FC_ARCH_GEMMA2) {
+        /* llama.cpp: even layers slide (4096 by default), GeGLU, sqrt(C)
+         * embeddings, post-norms, soft-caps; the query scale is not in
+         * llama.cpp's files: 1/sqrt(HS), but 1/sqrt(C/NH) for the 46-layer
+         * 27B, as llama.cpp does; "gemma2.attention.scale" (quantize writes
+         * it) overrides */
+        if (!has_window) c->sliding_window = 4096;
+        c->swa_even = true;
+        c->ffn_act = FC_ACT_GELU_TANH;
+        c->embd_scale = true;
+        c->post_norms = true;
+        if (!gguf_f32(m, a, "attn_logit_softcapping", &c->attn_softcap)) c->attn_softcap = 50.0f;
+        if (!gguf_f32(m, a, "final_logit_softcapping", &c->final_softcap)) c->final_softcap = 30.0f;
+        if (!gguf_f32(m, a, "attention.scale", &c->attn_scale))
+            c->attn_scale = 1.0f / sqrtf((float)(c->n_layer == 46 ? c->n_embd / c->n_head : c->head_dim));
+        if (!(c->attn_softcap >= 0 && c->final_softcap >= 0 && c->attn_scale > 0 && isfinite(c->attn_scale) &&
+              isfinite(c->attn_softcap) && isfinite(c->final_softcap))) {
+            FC_LOG_ERROR("%s: bad gemma2 soft-cap or attention scale metadata", m->path);
+            return false;
+        }
+    }
+    if (c->arch == FC_ARCH_PHI3) {
+        if (!gguf_u32(m, a, "rope.scaling.original_context_length", &c->rope_orig_ctx, false))
+            c->rope_orig_ctx = c->n_ctx_train;
+        if (c->rope_orig_ctx <= 0) c->rope_orig_ctx = c->n_ctx_train;
+        if (!gguf_f32(m, a, "rope.scaling.attn_factor", &c->rope_attn_factor)) c->rope_attn_factor = 0; /* below */
+        if (!(c->rope_attn_factor >= 0 && c->rope_attn_factor < 1e3f)) {
+            FC_LOG_ERROR("%s: bad phi3 rope.scaling.attn_factor", m->path);
+            return false;
+        }
+    }
     c->bos_id = c->eos_id = -1;
     uint32_t id;
     if (fc_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &id)) c->bos_id = (int)id;
@@ -277,6 +344,19 @@ static bool load_gguf(fc_model *m)
         return false;
     }
     c->n_vocab = (int)m->tok_embd.ne[1];
+    if (c->arch == FC_ARCH_PHI3 && (m->rope_long.data || m->rope_short.data)) {
+        /* LongRoPE factors as tensors (checked in finish_tensors) */
+        if (!m->rope_long.data || !m->rope_short.data || c->head_dim / 2 > FC_ROPE_EXT_MAX) {
+            FC_LOG_ERROR("%s: LongRoPE needs both rope_factors_long and rope_factors_short, head_dim <= %d",
+                         m->path, 2 * FC_ROPE_EXT_MAX);
+            return false;
+        }
+        c->rope_scaling = FC_ROPE_SCALING_LONGROPE;
+        c->rope_factor = (float)c->n_ctx_train / (float)c->rope_orig_ctx; /* shown by inspect; unused */
+        if (c->rope_attn_factor == 0) /* no key: transformers' default from the two lengths */
+            c->rope_attn_factor = c->rope_factor <= 1.0f || c->rope_orig_ctx <= 1 ? 1.0f
+                : (float)sqrt(1.0 + log((double)c->rope_factor) / log((double)c->rope_orig_ctx));
+    }
     /* a bias in any layer: this model has them (all layers are then checked for them) */
     for (int l = 0; l < c->n_layer; l++)
         for (const fc_tensor_spec *sp = m->arch_info->layer; sp->gguf; sp++)
@@ -599,6 +679,17 @@ fc_model *fc_model_load_ex(const char *spec, const fc_model_load_params *p)
         if (!load_gguf(m)) goto fail;
     }
     if (!finish_tensors(m)) goto fail;
+    if (m->cfg.rope_scaling == FC_ROPE_SCALING_LONGROPE && m->rope_long.data) {
+        const int half = m->cfg.head_dim / 2;
+        for (int i = 0; i < half; i++) {
+            m->cfg.rope_ext[0][i] = ((const float *)m->rope_short.data)[i];
+            m->cfg.rope_ext[1][i] = ((const float *)m->rope_long.data)[i];
+            if (!(m->cfg.rope_ext[0][i] > 0 && m->cfg.rope_ext[1][i] > 0)) {
+                FC_LOG_ERROR("%s: LongRoPE factors must be positive", path);
+                goto fail;
+            }
+        }
+    }
     if (p && p->load_8bit && !load_8bit(m, p->plain_layout)) goto fail;
     return m;
 fail:

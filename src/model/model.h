@@ -18,13 +18,21 @@
 #include "../base/fc_base.h"
 #include "../tensor/tensor.h"
 
-enum fc_arch { FC_ARCH_LLAMA = 0, FC_ARCH_QWEN2 = 1 };
+enum fc_arch { FC_ARCH_LLAMA = 0, FC_ARCH_QWEN2 = 1, FC_ARCH_GEMMA2 = 2, FC_ARCH_PHI3 = 3 };
 
 enum fc_rope_scaling {
     FC_ROPE_SCALING_NONE = 0,
     FC_ROPE_SCALING_LINEAR = 1, /* positions divided by factor */
     FC_ROPE_SCALING_LLAMA3 = 2, /* per-frequency smoothing (Llama 3.1) */
+    FC_ROPE_SCALING_LONGROPE = 3, /* Phi-3 LongRoPE / SuRoPE: per-frequency factors, short or long */
 };
+
+/* Feed-forward activation of the gate: silu (SwiGLU) or tanh-approximated
+ * gelu (GeGLU, Gemma's gelu_pytorch_tanh). */
+enum fc_ffn_act { FC_ACT_SILU = 0, FC_ACT_GELU_TANH = 1 };
+
+/* Most LongRoPE factors per set (head_dim / 2). */
+#define FC_ROPE_EXT_MAX 256
 
 enum fc_model_format { FC_FORMAT_GGUF = 0, FC_FORMAT_HF = 1 };
 
@@ -48,13 +56,33 @@ typedef struct fc_model_config {
     float rope_factor;                /* linear and llama3 */
     float rope_low_freq_factor;       /* llama3 */
     float rope_high_freq_factor;      /* llama3 */
-    int rope_orig_ctx;                /* llama3: original_max_position_embeddings */
+    int rope_orig_ctx;                /* llama3, longrope: original_max_position_embeddings */
+    /* longrope: frequency i is divided by rope_ext[long][i] (long = the
+     * sequence reaches past rope_orig_ctx, decided per forward pass and
+     * sequence, as transformers does per call), and cos/sin are multiplied
+     * by rope_attn_factor */
+    float rope_ext[2][FC_ROPE_EXT_MAX];
+    float rope_attn_factor;
     /* true: rotate-half pairs (i, i + HS/2) as Hugging Face computes RoPE;
      * false: adjacent pairs (2i, 2i+1), the layout llama.cpp's converter
      * produces by permuting the Q and K rows of llama models. */
     bool rope_neox;
     bool tied_embeddings;     /* output projection is the token embedding */
     bool qkv_bias;            /* qwen2 */
+    /* sliding-window attention: a token at position p attends to positions
+     * p - sliding_window + 1 .. p in the sliding layers (0: none). Layer l
+     * slides when l >= swa_first_layer and, with swa_even, l is even
+     * (Gemma 2 alternates sliding and global layers, starting sliding). */
+    int sliding_window;
+    int swa_first_layer;
+    bool swa_even;
+    /* Gemma 2 */
+    float attn_softcap;       /* scores -> cap * tanh(score / cap); 0: none */
+    float final_softcap;      /* logits likewise; 0: none */
+    float attn_scale;         /* score scale; 0: 1 / sqrt(HS) */
+    bool embd_scale;          /* embeddings times sqrt(C) (rounded to the weights' float type as transformers) */
+    bool post_norms;          /* post-attention and post-feed-forward norms on the branch outputs */
+    enum fc_ffn_act ffn_act;
     int bos_id, eos_id;       /* -1 when unknown */
 } fc_model_config;
 

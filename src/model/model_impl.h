@@ -18,6 +18,10 @@ typedef struct fc_layer {
     fc_tensor bq, bk, bv;           /* biases (qwen2), data NULL when absent */
     fc_tensor ffn_norm;             /* (C) */
     fc_tensor w_gate, w_up, w_down; /* (FF, C), (FF, C), (C, FF) */
+    fc_tensor post_attn_norm;       /* (C) gemma2: norm of the attention output */
+    fc_tensor post_ffn_norm;        /* (C) gemma2: norm of the feed-forward output */
+    fc_tensor wqkv;                 /* (NH*HS + 2*NKV*HS, C) phi3 fused q/k/v: wq, wk, wv are row views of it */
+    fc_tensor w_gate_up;            /* (2*FF, C) phi3 fused gate/up: w_gate, w_up are row views of it */
 } fc_layer;
 
 /* ---- the tensors of an architecture (arch_table.c) ---- */
@@ -31,6 +35,9 @@ enum fc_dim {
     FC_DIM_FF,    /* n_ff */
     FC_DIM_V,     /* n_vocab */
     FC_DIM_HS2,   /* head_dim / 2 */
+    FC_DIM_QKV,   /* n_head * head_dim + 2 * n_head_kv * head_dim */
+    FC_DIM_FF2,   /* 2 * n_ff */
+    FC_DIM_0,     /* 0: a split view's first row offset */
 };
 
 enum fc_tensor_spec_flags {
@@ -39,6 +46,8 @@ enum fc_tensor_spec_flags {
     FC_T_F32 = 4,      /* small and 1-D: copied out as f32 at load */
     FC_T_MATRIX = 8,   /* multiplied by in the forward pass (packing covers it) */
     FC_T_TIED = 16,    /* absent (or tied_embeddings): the token embeddings stand in */
+    FC_T_SPLIT = 32,   /* not in the file: rows [split_row0, +ne1) of the fused tensor at split_of */
+    FC_T_NORM1 = 64,   /* a Gemma norm: Hugging Face stores w for (1 + w), GGUF stores 1 + w */
 };
 
 typedef struct fc_tensor_spec {
@@ -47,6 +56,8 @@ typedef struct fc_tensor_spec {
     size_t offset;         /* of the fc_tensor in fc_model (global) or fc_layer (per layer) */
     enum fc_dim ne0, ne1;  /* expected shape, GGUF order (ne0 = row length) */
     unsigned flags;        /* enum fc_tensor_spec_flags */
+    size_t split_of;       /* FC_T_SPLIT: offset of the fused tensor (same scope), listed earlier */
+    enum fc_dim split_row0a, split_row0b; /* FC_T_SPLIT: first row = dim a + dim b */
 } fc_tensor_spec;
 
 typedef struct fc_arch_info {
@@ -79,6 +90,7 @@ struct fc_model {
     fc_tensor output_norm;  /* (C) */
     fc_tensor output;       /* (V, C); equals tok_embd when tied */
     fc_tensor rope_freqs;   /* (HS/2) f32 frequency divisors (GGUF llama3), data NULL when absent */
+    fc_tensor rope_long, rope_short; /* (HS/2) f32 LongRoPE factors (GGUF phi3), data NULL when absent */
     fc_layer *layers;       /* (L) */
     const fc_arch_info *arch_info; /* its tensor tables */
     fc_named_tensor *named; /* every tensor of the file we use, in GGUF names */

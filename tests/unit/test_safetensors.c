@@ -615,11 +615,13 @@ static void test_config_file(const char *name, const cJSON *e)
     }
     check(rope_ok, "%s: rope scaling '%s' (factor %g)", name, rt, (double)c.rope_factor);
 
-    /* FastChat's context length (linear factor applied), capped at a sliding window */
+    /* FastChat's context length (linear factor applied); the sliding window
+     * as transformers reads it (attention is windowed, the context is not capped) */
     double ctx = floor(num(e, "max_position_embeddings") * factor);
     double win = num(e, "sliding_window");
-    if (win > 0 && win < ctx) ctx = win;
     check(c.n_ctx_train == ctx, "%s: n_ctx_train %d (expected %.0f)", name, c.n_ctx_train, ctx);
+    check(c.sliding_window == (win > 0 ? win : 0) && (qwen || c.swa_first_layer == 0) && !c.swa_even,
+          "%s: sliding window %d (expected %.0f)", name, c.sliding_window, win);
 
     /* every strict prefix short of the final newline is invalid JSON */
     size_t n;
@@ -698,19 +700,22 @@ static void test_configs(void)
                   "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 1.5}}", &c);
     check(s == FC_OK && c.n_ctx_train == 4500, "max_seq_len times linear factor 1.5 = %d", c.n_ctx_train);
     s = parse_str("{\"architectures\": [\"MistralForCausalLM\"], " BASE ", \"max_position_embeddings\": 32768}", &c);
-    check(s == FC_OK && c.arch == FC_ARCH_LLAMA && c.n_ctx_train == 4096,
-          "architectures only (Mistral), sliding_window absent -> class default 4096 caps context (%d)",
-          c.n_ctx_train);
+    check(s == FC_OK && c.arch == FC_ARCH_LLAMA && c.n_ctx_train == 32768 && c.sliding_window == 4096,
+          "architectures only (Mistral), sliding_window absent -> class default window 4096 (ctx %d, window %d)",
+          c.n_ctx_train, c.sliding_window);
     s = parse_str("{\"model_type\": \"mistral\", " BASE ", \"max_position_embeddings\": 32768, "
                   "\"sliding_window\": null}", &c);
-    check(s == FC_OK && c.n_ctx_train == 32768, "mistral sliding_window null: full context %d", c.n_ctx_train);
+    check(s == FC_OK && c.n_ctx_train == 32768 && c.sliding_window == 0,
+          "mistral sliding_window null: full context %d, no window", c.n_ctx_train);
     s = parse_str("{\"model_type\": \"qwen2\", " BASE ", \"max_position_embeddings\": 32768, "
                   "\"use_sliding_window\": true, \"sliding_window\": 4096}", &c);
-    check(s == FC_OK && c.arch == FC_ARCH_QWEN2 && c.qkv_bias && c.n_ctx_train == 4096,
-          "qwen2 use_sliding_window: context capped at 4096");
+    check(s == FC_OK && c.arch == FC_ARCH_QWEN2 && c.qkv_bias && c.n_ctx_train == 32768 &&
+          c.sliding_window == 4096 && c.swa_first_layer == 28,
+          "qwen2 use_sliding_window: window 4096 from layer 28 (max_window_layers default), context %d",
+          c.n_ctx_train);
     s = parse_str("{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"sliding_window\": 4096, "
                   "\"use_sliding_window\": false}", &c);
-    check(s == FC_OK && c.arch == FC_ARCH_QWEN2 && c.n_ctx_train == 32768,
+    check(s == FC_OK && c.arch == FC_ARCH_QWEN2 && c.n_ctx_train == 32768 && c.sliding_window == 0,
           "qwen2 by architectures, window unused: class default context 32768");
     s = parse_str("{\"model_type\": \"llama\", " BASE ", \"hidden_size\": 128}", &c);
     check(s == FC_OK && c.n_embd == 128 && c.head_dim == 32, "repeated key: the last one wins, as in Python's json");
@@ -725,8 +730,34 @@ static void test_configs(void)
                      "\"num_attention_heads\": 4, \"intermediate_size\": 128}", FC_ERR_FORMAT, "vocab_size");
     expect_cfg_error("no model_type or architectures", "{" BASE "}", FC_ERR_FORMAT, "model_type");
     expect_cfg_error("model_type gemma", "{\"model_type\": \"gemma\", " BASE "}", FC_ERR_UNSUPPORTED, "gemma");
-    expect_cfg_error("architecture Phi3", "{\"architectures\": [\"Phi3ForCausalLM\"], " BASE "}",
-                     FC_ERR_UNSUPPORTED, "Phi3ForCausalLM");
+    expect_cfg_error("architecture Phi", "{\"architectures\": [\"PhiForCausalLM\"], " BASE "}",
+                     FC_ERR_UNSUPPORTED, "PhiForCausalLM");
+    expect_cfg_error("gemma2 exact gelu", "{\"model_type\": \"gemma2\", " BASE ", \"hidden_activation\": \"gelu\"}",
+                     FC_ERR_UNSUPPORTED, "gelu");
+    expect_cfg_error("phi3 partial rotary", "{\"model_type\": \"phi3\", " BASE ", \"partial_rotary_factor\": 0.75}",
+                     FC_ERR_UNSUPPORTED, "partial_rotary_factor");
+    expect_cfg_error("phi3 longrope short of factors",
+                     "{\"model_type\": \"phi3\", " BASE ", \"rope_scaling\": {\"type\": \"longrope\", "
+                     "\"short_factor\": [1, 1], \"long_factor\": [1, 1]}}", FC_ERR_FORMAT, "short_factor");
+    expect_cfg_error("layer_types pattern",
+                     "{\"model_type\": \"mistral\", " BASE ", \"layer_types\": [\"full_attention\", \"sliding_attention\", "
+                     "\"full_attention\"], \"num_hidden_layers\": 3}", FC_ERR_UNSUPPORTED, "pattern");
+    s = parse_str("{\"model_type\": \"gemma2\", " BASE "}", &c);
+    check(s == FC_OK && c.arch == FC_ARCH_GEMMA2 && c.head_dim == 256 && c.tied_embeddings && c.swa_even &&
+          c.sliding_window == 4096 && c.attn_softcap == 50.0f && c.final_softcap == 30.0f &&
+          c.attn_scale == 1.0f / 16.0f && c.ffn_act == FC_ACT_GELU_TANH && c.embd_scale && c.post_norms &&
+          c.n_ctx_train == 8192, "gemma2 class defaults (head_dim 256, caps 50/30, window 4096 on even layers)");
+    s = parse_str("{\"model_type\": \"gemma2\", " BASE ", \"attn_logit_softcapping\": null, "
+                  "\"final_logit_softcapping\": null, \"sliding_window\": null}", &c);
+    check(s == FC_OK && c.attn_softcap == 0 && c.final_softcap == 0 && c.sliding_window == 0,
+          "gemma2 null soft-caps and window: none");
+    s = parse_str("{\"model_type\": \"phi3\", " BASE ", \"max_position_embeddings\": 131072, "
+                  "\"original_max_position_embeddings\": 4096, \"rope_scaling\": {\"type\": \"su\", "
+                  "\"short_factor\": [1, 1, 1, 1, 1, 1, 1, 2], \"long_factor\": [1, 2, 3, 4, 5, 6, 7, 8]}}", &c);
+    check(s == FC_OK && c.arch == FC_ARCH_PHI3 && c.rope_scaling == FC_ROPE_SCALING_LONGROPE &&
+          c.rope_orig_ctx == 4096 && c.rope_ext[0][7] == 2.0f && c.rope_ext[1][7] == 8.0f &&
+          fabs(c.rope_attn_factor - sqrt(1 + log(32.0) / log(4096.0))) < 1e-6 && c.n_ctx_train == 131072,
+          "phi3 'su' scaling = longrope: attention factor %g", (double)c.rope_attn_factor);
     expect_cfg_error("yarn scaling",
                      "{\"model_type\": \"qwen2\", " BASE ", \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}}",
                      FC_ERR_UNSUPPORTED, "yarn");
