@@ -719,7 +719,7 @@ static void reply_upstream(fc_http_reply *reply, int status, const char *body)
 
 static char *loopback_url(const fc_responses *rs, const char *path)
 {
-    return fc_xasprintf("http://%s:%d%s", rs->host, fc_openai_api_port(rs->api), path);
+    return fc_xasprintf("%s://%s:%d%s", fc_http_scheme(), rs->host, fc_openai_api_port(rs->api), path);
 }
 
 static void h_create(const fc_http_request *req, fc_http_reply *reply, void *user)
@@ -756,7 +756,7 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
     const char *auth = fc_http_header(req, "Authorization");
     char *auth_h = auth ? fc_xasprintf("Authorization: %s", auth) : NULL;
     const char *headers[2] = {auth_h, NULL};
-    fc_http_call call = {.headers = headers, .keep_going = relay_keep_going, .user = &r};
+    fc_http_call call = {.headers = headers, .keep_going = relay_keep_going, .user = &r, .loopback = true};
     fc_http_response res = {0};
     char *u = loopback_url(rs, "/v1/chat/completions");
     bool ok = fc_http_post_stream_ex(u, body, strlen(body), 0, &call, relay_data, &r, &res);

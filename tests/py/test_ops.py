@@ -195,6 +195,9 @@ def test_tls_openai_client(tls):
                       json={"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "stream": False,
                             "options": {"temperature": 0, "num_predict": 8}})
     assert o.status_code == 200 and o.json()["message"]["content"] == text, o.text
+    # the Responses API (relayed to the chat route over loopback https too)
+    rr = c.responses.create(model=MODEL, input="Say hi", max_output_tokens=8, temperature=0)
+    assert rr.output_text == text
     # a client that does not trust the certificate is refused; plain http gets no HTTP answer
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=tls["url"] + "/v1", api_key="x", max_retries=0).models.list()
