@@ -8,15 +8,19 @@ BUILD=${1:-build}
 export FASTCHAT_BIN="$PWD/$BUILD/fastchat"
 export FASTCHAT_MODEL="$(scripts/fetch_model.sh)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-pass=0; fail=0; failed=()
+pass=0; fail=0; skip=0; failed=()
 
 run() { # name, command...
     local name=$1; shift
     local log="$BUILD/logs/$name.log"
     mkdir -p "$(dirname "$log")"
     local t0=$SECONDS
-    if "$@" >"$log" 2>&1; then
+    "$@" >"$log" 2>&1
+    local rc=$?
+    if [ $rc -eq 0 ]; then
         pass=$((pass + 1)); printf 'PASS %-40s %4ds\n' "$name" $((SECONDS - t0))
+    elif [ $rc -eq 77 ]; then # the test cannot run on this machine: said, not counted as passed
+        skip=$((skip + 1)); printf 'SKIP %-40s %4ds (%s)\n' "$name" $((SECONDS - t0)) "$(tail -n 1 "$log")"
     else
         fail=$((fail + 1)); failed+=("$name"); printf 'FAIL %-40s %4ds (log: %s)\n' "$name" $((SECONDS - t0)) "$log"
         tail -n 30 "$log" | sed 's/^/    | /'
@@ -70,5 +74,5 @@ done
 
 echo
 if [ $fail -gt 0 ]; then echo "failed: ${failed[*]}"; fi
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
