@@ -97,10 +97,10 @@ static int parse_tools(const cJSON *tools, fc_tool_req *out, char *err, size_t c
         if (cJSON_IsTrue(strict)) { /* a strict schema must compile now */
             char why[256] = "";
             char *s = cJSON_IsObject(params) ? cJSON_PrintUnformatted(params) : NULL;
-            char *g = s ? fc_json_schema_to_grammar(s, strlen(s), why, sizeof why) : NULL;
+            fc_grammar *g = s ? fc_grammar_from_json_schema(s, strlen(s), why, sizeof why) : NULL;
             bool ok = !s || g;
             free(s);
-            free(g);
+            fc_grammar_free(g);
             snprintf(p, sizeof p, "tools[%d].function.parameters", i);
             if (!ok)
                 return refuse(err, cap, param, p, "Invalid schema for function '%s': %s", name->valuestring, why);
@@ -409,7 +409,11 @@ char *fc_tool_grammar(const fc_tool_req *t, enum fc_tool_style style, char *err,
         if (cJSON_IsObject(params)) {
             char why[256] = "";
             char *s = cJSON_PrintUnformatted(params);
-            rules = fc_json_schema_to_rules(s, strlen(s), prefix, why, sizeof why);
+            /* compiled alone first: the translation passes some schemas
+             * that admit no value, which the grammar checker finds */
+            fc_grammar *alone = fc_grammar_from_json_schema(s, strlen(s), why, sizeof why);
+            if (alone) rules = fc_json_schema_to_rules(s, strlen(s), prefix, why, sizeof why);
+            fc_grammar_free(alone);
             free(s);
             if (!rules && cJSON_IsTrue(get(fn, "strict"))) {
                 if (err && err_cap) snprintf(err, err_cap, "function '%s': %s", name, why);
@@ -523,33 +527,43 @@ static size_t skip_ws(const char *s, size_t n, size_t i)
     return i;
 }
 
-static size_t scan_string(const char *s, size_t n, size_t i)
+/* *bad_at: where a BAD was found */
+static size_t scan_string(const char *s, size_t n, size_t i, size_t *bad_at)
 {
     for (i++; i < n; i++) {
-        if (s[i] == '\\') i++;
-        else if (s[i] == '"') return i + 1;
-        else if ((unsigned char)s[i] < 0x20) return BAD;
+        if (s[i] == '\\') {
+            i++;
+        } else if (s[i] == '"') {
+            return i + 1;
+        } else if ((unsigned char)s[i] < 0x20) {
+            *bad_at = i;
+            return BAD;
+        }
     }
     return MORE;
 }
 
-static size_t scan_value(const char *s, size_t n, size_t i)
+static size_t scan_value(const char *s, size_t n, size_t i, size_t *bad_at)
 {
+    *bad_at = i;
     if (i >= n) return MORE;
     char c = s[i];
-    if (c == '"') return scan_string(s, n, i);
+    if (c == '"') return scan_string(s, n, i, bad_at);
     if (c == '{' || c == '[') {
         int depth = 0;
         while (i < n) {
             c = s[i];
             if (c == '"') {
-                size_t e = scan_string(s, n, i);
+                size_t e = scan_string(s, n, i, bad_at);
                 if (e == MORE || e == BAD) return e;
                 i = e;
                 continue;
             }
             if (c == '{' || c == '[') {
-                if (++depth > 512) return BAD;
+                if (++depth > 512) {
+                    *bad_at = i;
+                    return BAD;
+                }
             } else if (c == '}' || c == ']') {
                 if (--depth == 0) return i + 1;
             }
@@ -560,6 +574,7 @@ static size_t scan_value(const char *s, size_t n, size_t i)
     size_t a = i;
     while (i < n && (strchr("+-.eE", s[i]) || (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z'))) i++;
     if (i == n) return MORE;
+    *bad_at = i;
     return i > a ? i : BAD;
 }
 
@@ -595,7 +610,8 @@ static int parse_call(const char *s, size_t n, pcall *c, size_t *bad_at)
             return 1;
         }
         if (s[i] != '"') FAIL(i);
-        size_t ka = i, kb = scan_string(s, n, i);
+        size_t where = i;
+        size_t ka = i, kb = scan_string(s, n, i, &where);
         if (kb == MORE) return 0;
         if (kb == BAD) FAIL(i);
         i = skip_ws(s, n, kb);
@@ -603,12 +619,17 @@ static int parse_call(const char *s, size_t n, pcall *c, size_t *bad_at)
         if (s[i] != ':') FAIL(i);
         i = skip_ws(s, n, i + 1);
         NEED(i);
-        size_t va = i, vb = scan_value(s, n, i);
-        if (vb == BAD) FAIL(i);
+        size_t va = i, vb = scan_value(s, n, i, &where);
         size_t klen = kb - ka;
-        bool is_name = klen == 6 && !memcmp(s + ka, "\"name\"", 6);
-        bool is_args = (klen == 11 && !memcmp(s + ka, "\"arguments\"", 11)) ||
-                       (klen == 12 && !memcmp(s + ka, "\"parameters\"", 12));
+        /* a repeated key: the first counts (a stream has acted on it) */
+        bool is_name = !c->has_name && klen == 6 && !memcmp(s + ka, "\"name\"", 6);
+        bool is_args = !c->has_args && ((klen == 11 && !memcmp(s + ka, "\"arguments\"", 11)) ||
+                       (klen == 12 && !memcmp(s + ka, "\"parameters\"", 12)));
+        if (vb == BAD) {
+            /* what a stream sent of these arguments: the bytes before the fault */
+            if (is_args) c->has_args = true, c->args_a = va, c->args_b = where;
+            FAIL(where);
+        }
         if (is_name) {
             if (s[va] != '"') FAIL(va);
             if (vb != MORE) c->has_name = true, c->name_a = va, c->name_b = vb;
@@ -772,6 +793,11 @@ static bool step(fc_tool_parser *p)
         size_t bad = 0;
         int rc = parse_call(buf + p->call_at, end - p->call_at, &c, &bad);
         if (rc < 0 || (rc == 1 && !c.has_name)) {
+            if (!p->started && c.has_name) { /* a stream would have begun it */
+                cJSON *name = cJSON_ParseWithLength(buf + p->call_at + c.name_a, c.name_b - c.name_a);
+                emit_start(p, cJSON_IsString(name) ? name->valuestring : "");
+                cJSON_Delete(name);
+            }
             if (p->started) { /* it was a call; what follows is content */
                 send_args(p, &c, true);
                 end_call(p);
