@@ -1008,6 +1008,10 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
                                          cJSON_IsString(eos) ? eos->valuestring : NULL, true, extra, NULL, &err);
         if (!prompt) err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "messages", "the chat template refused these messages: %s",
                              err ? err : "error");
+        /* the worker's tokenizer adds BOS to every prompt: not twice */
+        size_t bl = cJSON_IsString(bos) ? strlen(bos->valuestring) : 0;
+        if (prompt && bl && cJSON_IsTrue(json_get(info, "add_bos_token")) && !strncmp(prompt, bos->valuestring, bl))
+            memmove(prompt, prompt + bl, strlen(prompt + bl) + 1);
         free(err);
         cJSON_Delete(extra);
         cJSON_Delete(msgs);

@@ -1357,6 +1357,7 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
         int32_t bos = fc_tokenizer_bos(m->tok), eos = fc_tokenizer_eos(m->tok);
         if (bos >= 0) cJSON_AddStringToObject(cj, "bos_token", fc_tokenizer_token_text(m->tok, bos));
         if (eos >= 0) cJSON_AddStringToObject(cj, "eos_token", fc_tokenizer_token_text(m->tok, eos));
+        cJSON_AddBoolToObject(cj, "add_bos_token", fc_tokenizer_adds_bos(m->tok));
     }
     m->conv_json = cJSON_PrintUnformatted(cj);
     cJSON_Delete(cj);
