@@ -248,23 +248,48 @@ def test_bad_requests(stack, what, fields, param, msg):
 GOLDEN = DATA / "tools" / "golden.json"
 
 
-@pytest.fixture(scope="module")
-def qwen(fastchat_bin, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("qwen_tools")
-    model = tmp / "qwen2_tools"
+TINY = {  # template -> (tiny model, its tokenizer): tools/golden/make_tiny_with_tokenizer.py
+    "qwen2_5": ("qwen2_bpe", "qwen2"),
+    "llama3_1": ("llama_bpe", "llama3"),
+    "mistral_v0_3": ("llama_spm", "spm"),
+}
+
+
+def tiny_server(fastchat_bin, tmp, template):
+    model_name, tok = TINY[template]
+    model = tmp / f"{model_name}_{template}"
     model.mkdir()
-    shutil.copy(DATA / "tiny_tok" / "qwen2_bpe" / "model.safetensors", model / "model.safetensors")
-    config = json.loads((DATA / "tiny_tok" / "qwen2_bpe" / "config.json").read_text())
+    shutil.copy(DATA / "tiny_tok" / model_name / "model.safetensors", model / "model.safetensors")
+    config = json.loads((DATA / "tiny_tok" / model_name / "config.json").read_text())
     config["max_position_embeddings"] = 2048  # room for the tools block (RoPE: any length works)
     (model / "config.json").write_text(json.dumps(config))
-    shutil.copy(DATA / "tokenizer" / "qwen2" / "tokenizer.json", model / "tokenizer.json")
-    cfg = json.loads((DATA / "tokenizer" / "qwen2" / "tokenizer_config.json").read_text())
-    cfg["chat_template"] = (DATA / "conv" / "jinja_templates" / "qwen2_5.jinja").read_text()
+    for f in (DATA / "tokenizer" / tok).iterdir():
+        if f.suffix != ".gguf" and f.name != "tokenizer_config.json":
+            shutil.copy(f, model / f.name)
+    cfg = json.loads((DATA / "tokenizer" / tok / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = (DATA / "conv" / "jinja_templates" / f"{template}.jinja").read_text()
     (model / "tokenizer_config.json").write_text(json.dumps(cfg))
-    p, api = start(fastchat_bin, model, tmp, "qwen-tools")
+    name = f"tiny-{template}"
+    p, api = start(fastchat_bin, model, tmp, name)
+    return p, SimpleNamespace(api=api, proc=p, name=name, template=template,
+                              client=openai.OpenAI(base_url=api + "/v1", api_key="none", max_retries=0, timeout=300))
+
+
+@pytest.fixture(scope="module")
+def qwen(fastchat_bin, tmp_path_factory):
+    p, ns = tiny_server(fastchat_bin, tmp_path_factory.mktemp("qwen_tools"), "qwen2_5")
     try:
-        yield SimpleNamespace(api=api, proc=p, client=openai.OpenAI(base_url=api + "/v1", api_key="none",
-                                                                    max_retries=0, timeout=300))
+        yield ns
+        assert p.alive(), p.output()[-3000:]
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module", params=["llama3_1", "mistral_v0_3"])
+def other_tiny(fastchat_bin, tmp_path_factory, request):
+    p, ns = tiny_server(fastchat_bin, tmp_path_factory.mktemp("tiny_tools"), request.param)
+    try:
+        yield ns
         assert p.alive(), p.output()[-3000:]
     finally:
         p.stop()
@@ -279,7 +304,7 @@ def test_qwen_prompt_matches_transformers(qwen, case):
     """The server renders with the model's own template: its prompt_tokens
     equal the token count of transformers' rendering (with the same
     tokenizer); the exact text is compared in tests/unit/test_tool_calls.c."""
-    body = {"model": "qwen-tools", "messages": case["request_messages"], "max_tokens": 1, "temperature": 0}
+    body = {"model": qwen.name, "messages": case["request_messages"], "max_tokens": 1, "temperature": 0}
     if case.get("tools") is not None:
         body["tools"] = case["tools"]
     if case.get("tool_choice"):
@@ -289,17 +314,31 @@ def test_qwen_prompt_matches_transformers(qwen, case):
     assert r.json()["usage"]["prompt_tokens"] == case["n_tokens"], case["prompt"]
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_qwen_forced_calls(qwen, stream):
-    kw = dict(model="qwen-tools", messages=ASK, tools=TOOLS, temperature=0, max_tokens=120,
+def forced_calls(srv, stream):
+    kw = dict(model=srv.name, messages=ASK, tools=TOOLS, temperature=0, max_tokens=120,
               tool_choice={"type": "function", "function": {"name": "get_weather"}})
     if stream:
-        content, calls, finish = assemble(qwen.client.chat.completions.create(stream=True, **kw))
-        assert finish == "tool_calls" and len(calls) == 1 and calls[0]["name"] == "get_weather"
+        content, calls, finish = assemble(srv.client.chat.completions.create(stream=True, **kw))
+        assert finish == "tool_calls" and len(calls) == 1 and calls[0]["name"] == "get_weather", (content, calls)
         jsonschema.validate(json.loads(calls[0]["arguments"]), WEATHER["function"]["parameters"])
     else:
-        ch = qwen.client.chat.completions.create(**kw).choices[0]
-        assert ch.finish_reason == "tool_calls"
+        ch = srv.client.chat.completions.create(**kw).choices[0]
+        assert ch.finish_reason == "tool_calls", ch
         check_calls(ch.message.tool_calls, {"get_weather"})
-    r = qwen.client.chat.completions.create(**{**kw, "tool_choice": "required", "parallel_tool_calls": False})
+        assert len(ch.message.tool_calls) == 1
+    r = srv.client.chat.completions.create(**{**kw, "tool_choice": "required", "parallel_tool_calls": False})
+    assert r.choices[0].finish_reason == "tool_calls"
     check_calls(r.choices[0].message.tool_calls)
+    assert len(r.choices[0].message.tool_calls) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_qwen_forced_calls(qwen, stream):
+    # Qwen2.5's syntax: <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>
+    forced_calls(qwen, stream)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tiny_forced_calls(other_tiny, stream):
+    # Llama 3.1: {"name": ..., "parameters": ...}; Mistral: [{"name": ..., "arguments": ...}]
+    forced_calls(other_tiny, stream)
