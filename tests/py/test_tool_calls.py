@@ -108,7 +108,7 @@ def test_required_single(client):
 
 
 @pytest.mark.parametrize("temperature", [0, 1])
-def test_required_parallel(client, temperature):
+def test_required_parallel(client, temperature, figures):
     # parallel_tool_calls (default true) with "required": one call or more
     r = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, temperature=temperature, seed=3,
                                        max_tokens=200, tool_choice="required")
@@ -116,6 +116,10 @@ def test_required_parallel(client, temperature):
     assert ch.finish_reason == "tool_calls", ch
     check_calls(ch.message.tool_calls, {"get_weather", "get_time"})
     assert 1 <= len(ch.message.tool_calls) <= 5
+    figures(f"tool calls: required + parallel at temperature {temperature}: {len(ch.message.tool_calls)} call(s), "
+            f"{r.usage.completion_tokens} tokens: " +
+            "; ".join(f"{c.function.name}({json.dumps(json.loads(c.function.arguments))})"
+                      for c in ch.message.tool_calls))
 
 
 def assemble(stream):
