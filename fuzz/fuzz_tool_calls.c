@@ -87,11 +87,12 @@ static char *normalize(const fc_str *s)
     return fc_str_take(&out);
 }
 
-static char *run(const char *text, size_t n, size_t step, int *calls, int *bad)
+static char *run(const char *text, size_t n, size_t step, const cJSON *tools, int *calls, int *bad)
 {
     acc a = {0};
     fc_str_init(&a.text, 0);
     fc_tool_parser *p = fc_tool_parser_new(on_ev, &a);
+    fc_tool_parser_set_tools(p, tools);
     for (size_t i = 0; i < n; i += step) fc_tool_parser_feed(p, text + i, i + step > n ? n - i : step);
     fc_tool_parser_finish(p);
     *calls = fc_tool_parser_n_calls(p);
@@ -112,8 +113,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!(ctl & 1)) {
         if (memchr(text, '\x01', n) || memchr(text, '\x02', n) || memchr(text, '\x03', n)) return 0;
         int c1, c2, b1, b2;
-        char *whole = run(text, n, n ? n : 1, &c1, &b1);
-        char *parts = run(text, n, 1 + (ctl >> 1) % 9, &c2, &b2);
+        /* control bit 7: only the functions a, f and get_weather are known */
+        cJSON *tools = ctl & 0x80 ? cJSON_Parse("[{\"type\": \"function\", \"function\": {\"name\": \"a\"}},"
+                                               " {\"function\": {\"name\": \"f\"}},"
+                                               " {\"function\": {\"name\": \"get_weather\"}}]")
+                                  : NULL;
+        char *whole = run(text, n, n ? n : 1, tools, &c1, &b1);
+        char *parts = run(text, n, 1 + (ctl >> 1) % 9, tools, &c2, &b2);
         if (b1 || b2 || c1 != c2 || strcmp(whole, parts)) {
             fprintf(stderr, "whole: %s\nparts: %s\n", whole, parts);
             abort();
@@ -121,8 +127,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(whole);
         free(parts);
         char *content = NULL;
-        cJSON *calls = fc_tool_parse_text(text, n, &content);
+        cJSON *calls = fc_tool_parse_text(text, n, tools, &content);
         if (cJSON_GetArraySize(calls) != c1 && !(calls == NULL && c1 == 0)) abort();
+        cJSON_Delete(tools);
         cJSON_Delete(calls);
         free(content);
         return 0;

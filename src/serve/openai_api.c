@@ -1430,10 +1430,10 @@ static const char *finish_of(const cJSON *chunk, const char *dflt)
 }
 
 /* A chat answer parsed for tool calls into msg's content and tool_calls. */
-static void tool_message(cJSON *msg, const char *text, bool *made)
+static void tool_message(cJSON *msg, const char *text, const cJSON *tools, bool *made)
 {
     char *content = NULL;
-    cJSON *calls = fc_tool_parse_text(text, strlen(text), &content);
+    cJSON *calls = fc_tool_parse_text(text, strlen(text), tools, &content);
     if (calls && !content) cJSON_AddNullToObject(msg, "content");
     else cJSON_AddStringToObject(msg, "content", content ? content : "");
     if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls);
@@ -1489,7 +1489,7 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
         } else {
             cJSON *msg = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(msg, "role", "assistant");
-            if (p->tools_active) tool_message(msg, t, &tool_calls_made);
+            if (p->tools_active) tool_message(msg, t, r->tools.tools, &tool_calls_made);
             else cJSON_AddStringToObject(msg, "content", t);
             if (r->chat_logprobs && cJSON_IsObject(lp))
                 cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(lp, 0, logprobs_len(lp)));
@@ -1543,6 +1543,7 @@ typedef struct job {
     usage u;
     sb deferred;        /* finish events held back until all choices end */
     bool tools;         /* the answer is parsed for tool calls */
+    const cJSON *tool_defs; /* the request's tools (borrowed: job_main runs within the handler) */
     fc_tool_parser *tp; /* the choice's parser when tools */
 } job;
 
@@ -1793,6 +1794,7 @@ static void *job_main(void *arg)
         j->last = NULL;
         fc_tool_parser_free(j->tp);
         j->tp = j->tools ? fc_tool_parser_new(job_tool_ev, j) : NULL;
+        if (j->tp) fc_tool_parser_set_tools(j->tp, j->tool_defs);
         if (j->kind != K_COMPLETION) {
             cJSON *first = choice_event(j, "assistant", NULL, NULL, 0, 0, NULL);
             if (!job_event(j, first)) break;
@@ -1883,6 +1885,7 @@ static void generate_streaming(fc_openai_api *a, const gen_req *r, const prep *p
     j->include_usage = r->include_usage;
     j->chat_logprobs = r->chat_logprobs;
     j->tools = p->tools_active;
+    j->tool_defs = r->tools.tools;
     atomic_init(&j->gone_flag, false);
     j->n_payloads = p->n_prompts * (int)r->n;
     j->payloads = fc_xcalloc((size_t)j->n_payloads, sizeof(char *));

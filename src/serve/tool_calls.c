@@ -481,6 +481,8 @@ struct fc_tool_parser {
     bool after_call;   /* whitespace here is dropped */
     fc_str held;       /* whitespace held back */
     bool finishing;
+    cJSON *names;      /* the known function names (strings), or NULL: any */
+    bool bare;         /* the call has no marker before it */
 };
 
 static const char *const MARKERS[] = {"<tool_call>", "[TOOL_CALLS]", "<|python_tag|>"};
@@ -687,6 +689,7 @@ static size_t marker_prefix(const char *s, size_t n)
 static void enter_call(fc_tool_parser *p, size_t marker_at, size_t call_at, int wrap)
 {
     fc_str_reset(&p->held);
+    p->bare = false;
     p->mode = M_CALL;
     p->wrap = wrap;
     p->marker_at = marker_at;
@@ -734,6 +737,21 @@ static void send_args(fc_tool_parser *p, const pcall *c, bool done)
     }
 }
 
+/* The call's name is known: START, or (bare JSON naming no known
+ * function) the text is given back as content up to the name. */
+static bool begin_call(fc_tool_parser *p, const pcall *c)
+{
+    cJSON *name = cJSON_ParseWithLength(p->buf.p + p->call_at + c->name_a, c->name_b - c->name_a);
+    const char *nm = cJSON_IsString(name) ? name->valuestring : "";
+    bool known = !p->bare || !p->names;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, p->names) known = known || !strcmp(k->valuestring, nm);
+    if (known) emit_start(p, nm);
+    else give_back(p, p->call_at + c->name_b);
+    cJSON_Delete(name);
+    return known;
+}
+
 /* One step; false when it needs more text. */
 static bool step(fc_tool_parser *p)
 {
@@ -754,6 +772,7 @@ static bool step(fc_tool_parser *p)
                 if (b == 1) {
                     size_t at = list ? skip_ws(buf, end, i + 1) : i;
                     enter_call(p, i, at, list ? W_LIST : W_BARE);
+                    p->bare = true;
                     return true;
                 }
             }
@@ -793,11 +812,7 @@ static bool step(fc_tool_parser *p)
         size_t bad = 0;
         int rc = parse_call(buf + p->call_at, end - p->call_at, &c, &bad);
         if (rc < 0 || (rc == 1 && !c.has_name)) {
-            if (!p->started && c.has_name) { /* a stream would have begun it */
-                cJSON *name = cJSON_ParseWithLength(buf + p->call_at + c.name_a, c.name_b - c.name_a);
-                emit_start(p, cJSON_IsString(name) ? name->valuestring : "");
-                cJSON_Delete(name);
-            }
+            if (!p->started && c.has_name && !begin_call(p, &c)) return true; /* as a stream would have */
             if (p->started) { /* it was a call; what follows is content */
                 send_args(p, &c, true);
                 end_call(p);
@@ -809,11 +824,7 @@ static bool step(fc_tool_parser *p)
             }
             return true;
         }
-        if (c.has_name && !p->started) {
-            cJSON *name = cJSON_ParseWithLength(buf + p->call_at + c.name_a, c.name_b - c.name_a);
-            emit_start(p, cJSON_IsString(name) ? name->valuestring : "");
-            cJSON_Delete(name);
-        }
+        if (c.has_name && !p->started && !begin_call(p, &c)) return true;
         if (p->started) send_args(p, &c, rc == 1);
         if (rc == 1) {
             end_call(p);
@@ -885,9 +896,23 @@ fc_tool_parser *fc_tool_parser_new(fc_tool_emit_fn emit_fn, void *user)
     return p;
 }
 
+void fc_tool_parser_set_tools(fc_tool_parser *p, const cJSON *tools)
+{
+    cJSON_Delete(p->names);
+    p->names = NULL;
+    if (!cJSON_IsArray(tools)) return;
+    p->names = cJSON_CreateArray();
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *n = get(get(t, "function"), "name");
+        if (cJSON_IsString(n)) cJSON_AddItemToArray(p->names, cJSON_CreateString(n->valuestring));
+    }
+}
+
 void fc_tool_parser_free(fc_tool_parser *p)
 {
     if (!p) return;
+    cJSON_Delete(p->names);
     fc_str_free(&p->buf);
     fc_str_free(&p->held);
     free(p);
@@ -941,12 +966,13 @@ static void collect_ev(const fc_tool_ev *ev, void *user)
     }
 }
 
-cJSON *fc_tool_parse_text(const char *text, size_t len, char **content)
+cJSON *fc_tool_parse_text(const char *text, size_t len, const cJSON *tools, char **content)
 {
     collect c = {0};
     fc_str_init(&c.content, 0);
     c.calls = cJSON_CreateArray();
     fc_tool_parser *p = fc_tool_parser_new(collect_ev, &c);
+    fc_tool_parser_set_tools(p, tools);
     fc_tool_parser_feed(p, text, len);
     fc_tool_parser_finish(p);
     fc_tool_parser_free(p);

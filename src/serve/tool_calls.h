@@ -31,7 +31,9 @@
  * A call's arguments are the raw JSON text the model wrote (an object in
  * the model's own spacing), streamed as it comes; a string-valued
  * "arguments" is decoded. Whitespace around calls is not content. A call
- * that never gets its "name" is given back as content.
+ * that never gets its "name" is given back as content, and so is a bare
+ * JSON object or list (no marker) naming a function that is not among
+ * the request's tools (an answer that merely is JSON).
  */
 #ifndef FC_TOOL_CALLS_H
 #define FC_TOOL_CALLS_H
@@ -119,11 +121,15 @@ void fc_tool_parser_feed(fc_tool_parser *p, const char *text, size_t len);
 void fc_tool_parser_finish(fc_tool_parser *p);
 /* Calls begun so far. */
 int fc_tool_parser_n_calls(const fc_tool_parser *p);
+/* The request's `tools` array (copied): bare JSON naming anything else is
+ * content. Without it (NULL, the default) any name is taken. Call before
+ * the first feed. */
+void fc_tool_parser_set_tools(fc_tool_parser *p, const cJSON *tools);
 
-/* The whole answer at once: the calls as OpenAI's message.tool_calls array
+/* The whole answer at once (tools: as fc_tool_parser_set_tools): the calls as OpenAI's message.tool_calls array
  * (NULL when none) and the content (malloc'd, NULL when empty or only
  * whitespace while there are calls). */
-cJSON *fc_tool_parse_text(const char *text, size_t len, char **content);
+cJSON *fc_tool_parse_text(const char *text, size_t len, const cJSON *tools, char **content);
 
 /* A fresh "call_" id of 24 random letters and digits into out (>= 32). */
 void fc_tool_call_id(char *out);

@@ -136,7 +136,7 @@ static void test_parser(void)
     /* the whole-text helper: content null beside calls, OpenAI's shape */
     char *content = NULL;
     const char *t = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>";
-    cJSON *calls = fc_tool_parse_text(t, strlen(t), &content);
+    cJSON *calls = fc_tool_parse_text(t, strlen(t), NULL, &content);
     CHECK(cJSON_GetArraySize(calls) == 1 && content == NULL);
     cJSON *c0 = cJSON_GetArrayItem(calls, 0), *fn = cJSON_GetObjectItem(c0, "function");
     CHECK(!strcmp(cJSON_GetObjectItem(c0, "type")->valuestring, "function"));
@@ -144,9 +144,31 @@ static void test_parser(void)
     CHECK(!strcmp(cJSON_GetObjectItem(fn, "name")->valuestring, "f"));
     CHECK(!strcmp(cJSON_GetObjectItem(fn, "arguments")->valuestring, "{\"a\": 1}"));
     cJSON_Delete(calls);
-    calls = fc_tool_parse_text("plain", 5, &content);
+    calls = fc_tool_parse_text("plain", 5, NULL, &content);
     CHECK(!calls && content && !strcmp(content, "plain"));
     free(content);
+    /* with the request's tools known, bare JSON naming another function is an answer, not a call */
+    cJSON *tools = cJSON_Parse("[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]");
+    const char *json_answer = "{\"name\": \"John\", \"age\": 3}";
+    calls = fc_tool_parse_text(json_answer, strlen(json_answer), tools, &content);
+    CHECK(!calls && content && !strcmp(content, json_answer));
+    free(content);
+    calls = fc_tool_parse_text(json_answer, strlen(json_answer), NULL, &content);
+    CHECK(cJSON_GetArraySize(calls) == 1 && !content); /* without tools: taken for a call */
+    cJSON_Delete(calls);
+    const char *list_answer = "[{\"name\": \"x\"}, {\"name\": \"f\", \"arguments\": {}}]";
+    calls = fc_tool_parse_text(list_answer, strlen(list_answer), tools, &content);
+    CHECK(!calls && content && !strcmp(content, list_answer));
+    free(content);
+    const char *call_answer = "{\"name\": \"f\", \"parameters\": {\"q\": 1}}";
+    calls = fc_tool_parse_text(call_answer, strlen(call_answer), tools, &content);
+    CHECK(cJSON_GetArraySize(calls) == 1 && !content);
+    cJSON_Delete(calls);
+    const char *marked = "<tool_call>{\"name\": \"other\", \"arguments\": {}}</tool_call>";
+    calls = fc_tool_parse_text(marked, strlen(marked), tools, &content); /* a marker: taken as it is */
+    CHECK(cJSON_GetArraySize(calls) == 1 && !content);
+    cJSON_Delete(calls);
+    cJSON_Delete(tools);
     char a[32], b[32];
     fc_tool_call_id(a);
     fc_tool_call_id(b);
@@ -256,7 +278,7 @@ static void test_generic(void)
     const char *res = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 3), "content")->valuestring;
     CHECK(!strcmp(res, "<tool_response>\nrain\n</tool_response>\n<tool_response>\npong\n</tool_response>"));
     /* the generic prompt's own calls parse back */
-    cJSON *calls = fc_tool_parse_text(asst, strlen(asst), NULL);
+    cJSON *calls = fc_tool_parse_text(asst, strlen(asst), NULL, NULL);
     CHECK(cJSON_GetArraySize(calls) == 2);
     cJSON_Delete(calls);
     cJSON_Delete(m);
@@ -329,10 +351,10 @@ static void test_grammar(void)
     CHECK(g && accepts(g, m));
     fc_grammar_free(g);
     /* every forced output parses back into the calls */
-    cJSON *calls = fc_tool_parse_text(h2, strlen(h2), NULL);
+    cJSON *calls = fc_tool_parse_text(h2, strlen(h2), NULL, NULL);
     CHECK(cJSON_GetArraySize(calls) == 2);
     cJSON_Delete(calls);
-    calls = fc_tool_parse_text(m, strlen(m), NULL);
+    calls = fc_tool_parse_text(m, strlen(m), NULL, NULL);
     CHECK(cJSON_GetArraySize(calls) == 2);
     cJSON_Delete(calls);
 }
