@@ -1035,13 +1035,15 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
 }
 
 /* A worker payload with the forced call's grammar added (our extension of
- * the worker protocol, "tool_grammar"); takes payload. */
+ * the worker protocol, "tool_grammar"; it replaces response_format, which
+ * shapes text answers); takes payload. */
 static char *with_tool_grammar(char *payload, const prep *p)
 {
     if (!p->tool_grammar) return payload;
     cJSON *o = cJSON_Parse(payload);
     if (!o) return payload;
     cJSON_AddStringToObject(o, "tool_grammar", p->tool_grammar);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "response_format"); /* a forced call is no text answer */
     free(payload);
     payload = json_print(o);
     cJSON_Delete(o);

@@ -98,6 +98,14 @@ def test_named_call(client):
     assert len(ch.message.tool_calls) == 1  # named: one call at most unless parallel
 
 
+def test_forced_call_wins_over_response_format(client):
+    r = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, temperature=0, max_tokens=80,
+                                       tool_choice={"type": "function", "function": {"name": "get_time"}},
+                                       response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "tool_calls"
+    check_calls(r.choices[0].message.tool_calls, {"get_time"})
+
+
 def test_required_single(client):
     r = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, temperature=0, max_tokens=80,
                                        tool_choice="required", parallel_tool_calls=False)
