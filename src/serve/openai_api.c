@@ -1546,6 +1546,8 @@ typedef struct job {
     sb deferred;        /* finish events held back until all choices end */
     bool tools;         /* the answer is parsed for tool calls */
     const cJSON *tool_defs; /* the request's tools (borrowed: job_main runs within the handler) */
+    const cJSON *tool_lp;   /* the chunk being parsed: its logprobs, up to tool_lp_to */
+    int tool_lp_to;
     fc_tool_parser *tp; /* the choice's parser when tools */
 } job;
 
@@ -1638,13 +1640,16 @@ static void job_fail(job *j, const char *text, int code)
 static void job_tool_ev(const fc_tool_ev *ev, void *user)
 {
     job *j = user;
+    /* the logprobs of the tokens read so far go with the next event */
+    int lp_from = j->lp_sent;
+    if (j->tool_lp_to > j->lp_sent) j->lp_sent = j->tool_lp_to;
     if (ev->kind == FC_TOOL_EV_CONTENT) {
         char *text = fc_xasprintf("%.*s", (int)ev->len, ev->text);
-        job_event(j, choice_event(j, NULL, text, NULL, 0, 0, NULL));
+        job_event(j, choice_event(j, NULL, text, j->tool_lp, lp_from, j->lp_sent, NULL));
         free(text);
         return;
     }
-    cJSON *o = choice_event(j, NULL, NULL, NULL, 0, 0, NULL);
+    cJSON *o = choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, NULL);
     cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(json_get(o, "choices"), 0), "delta");
     cJSON *call = cJSON_CreateObject();
     add_int(call, "index", ev->index);
@@ -1663,13 +1668,17 @@ static void job_tool_ev(const fc_tool_ev *ev, void *user)
 
 /* job_chunk with tools: the delta goes through the parser; the finish
  * reason is "tool_calls" when a call was made. */
-static bool job_tool_chunk(job *j, const char *delta, const char *finish)
+static bool job_tool_chunk(job *j, const char *delta, const char *finish, const cJSON *lp, int lp_to)
 {
+    j->tool_lp = cJSON_IsObject(lp) ? lp : NULL;
+    j->tool_lp_to = j->tool_lp ? lp_to : 0;
     if (delta) fc_tool_parser_feed(j->tp, delta, strlen(delta));
     if (finish && !j->saw_finish) {
         fc_tool_parser_finish(j->tp);
         const char *f = !strcmp(finish, "stop") && fc_tool_parser_n_calls(j->tp) ? "tool_calls" : finish;
-        cJSON *ev = choice_event(j, NULL, NULL, NULL, 0, 0, f);
+        int lp_from = j->lp_sent; /* what no event took yet */
+        if (j->tool_lp_to > j->lp_sent) j->lp_sent = j->tool_lp_to;
+        cJSON *ev = choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, f);
         char *s2 = json_print(ev);
         cJSON_Delete(ev);
         sb_puts(&j->deferred, "data: ");
@@ -1718,7 +1727,7 @@ static bool job_chunk(job *j, const char *s, size_t n)
     if (lp_to < j->lp_sent) lp_to = j->lp_sent;
     cJSON_Delete(j->last);
     j->last = c;
-    if (j->tp) return job_tool_chunk(j, delta, finish);
+    if (j->tp) return job_tool_chunk(j, delta, finish, lp, lp_to);
     if (!delta) {
         if (finish && !j->saw_finish) {
             cJSON *ev;

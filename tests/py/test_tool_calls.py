@@ -167,6 +167,20 @@ def test_streamed_equals_blocking(client, choice):
     check_calls(full.message.tool_calls)
 
 
+def test_streamed_logprobs(client):
+    kw = dict(model=MODEL, messages=ASK, tools=TOOLS, temperature=0, max_tokens=60, logprobs=True,
+              tool_choice={"type": "function", "function": {"name": "get_time"}})
+    full = client.chat.completions.create(**kw)
+    tokens = [t.token for t in full.choices[0].logprobs.content]
+    assert len(tokens) == full.usage.completion_tokens
+    streamed = []
+    for chunk in client.chat.completions.create(stream=True, **kw):
+        for ch in chunk.choices:
+            if ch.logprobs and ch.logprobs.content:
+                streamed += [t.token for t in ch.logprobs.content]
+    assert streamed == tokens  # every token's logprob once, in order, though the call syntax is not content
+
+
 def test_round_trip(client):
     first = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, temperature=0, max_tokens=80,
                                            tool_choice={"type": "function", "function": {"name": "get_weather"}})
