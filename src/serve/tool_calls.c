@@ -497,6 +497,7 @@ static void emit(fc_tool_parser *p, enum fc_tool_ev_kind k, const char *text, si
 
 static void emit_start(fc_tool_parser *p, const char *name)
 {
+    fc_str_reset(&p->held); /* no content ends with the whitespace before a call */
     fc_tool_call_id(p->id);
     fc_tool_ev ev = {.kind = FC_TOOL_EV_START, .index = p->n_calls, .id = p->id, .name = name, .text = "", .len = 0};
     p->emit(&ev, p->user);
@@ -686,9 +687,10 @@ static size_t marker_prefix(const char *s, size_t n)
     return best;
 }
 
+/* The whitespace held before the marker stays held: dropped when the call
+ * starts (emit_start), given back with the text if it was no call. */
 static void enter_call(fc_tool_parser *p, size_t marker_at, size_t call_at, int wrap)
 {
-    fc_str_reset(&p->held);
     p->bare = false;
     p->mode = M_CALL;
     p->wrap = wrap;
@@ -791,7 +793,6 @@ static bool step(fc_tool_parser *p)
                 size_t i = skip_ws(buf, end, after);
                 if (i >= end && !p->finishing) {
                     p->pos = at; /* wait for what follows */
-                    fc_str_reset(&p->held);
                     return false;
                 }
                 if (i < end && buf[i] == '[') enter_call(p, at, skip_ws(buf, end, i + 1), W_LIST);
