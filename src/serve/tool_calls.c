@@ -628,15 +628,15 @@ static int parse_call(const char *s, size_t n, pcall *c, size_t *bad_at)
         bool is_name = !c->has_name && klen == 6 && !memcmp(s + ka, "\"name\"", 6);
         bool is_args = !c->has_args && ((klen == 11 && !memcmp(s + ka, "\"arguments\"", 11)) ||
                        (klen == 12 && !memcmp(s + ka, "\"parameters\"", 12)));
+        /* decided from the value's first byte, so a whole text and the same
+         * text in pieces agree (a scan of the rest may still need more) */
+        if (is_name && s[va] != '"') FAIL(va);
         if (vb == BAD) {
             /* what a stream sent of these arguments: the bytes before the fault */
             if (is_args) c->has_args = true, c->args_a = va, c->args_b = where;
             FAIL(where);
         }
-        if (is_name) {
-            if (s[va] != '"') FAIL(va);
-            if (vb != MORE) c->has_name = true, c->name_a = va, c->name_b = vb;
-        }
+        if (is_name && vb != MORE) c->has_name = true, c->name_a = va, c->name_b = vb;
         if (is_args) {
             c->has_args = true;
             c->args_a = va;
