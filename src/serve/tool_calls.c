@@ -874,8 +874,12 @@ static bool step(fc_tool_parser *p)
             p->pos = i + 1;
             return true;
         }
-    } else if (i < end && buf[i] == ';') {
-        i++;
+    } else {
+        if (i >= end && !p->finishing) { /* a ';' may still follow the whitespace */
+            p->mode = M_CLOSE;
+            return false;
+        }
+        if (i < end && buf[i] == ';') i++;
     }
     p->pos = i;
     return true;
