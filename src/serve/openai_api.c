@@ -35,6 +35,8 @@
 #include "serve/reqguard.h"
 #include "serve/responses.h"
 #include "serve/response_format.h"
+#include "serve/tool_calls.h"
+#include "chat/chat_template.h"
 
 /* FastChat's constants.py ErrorCode and messages */
 #define ERR_VALIDATION_TYPE_ERROR 40001
@@ -504,6 +506,7 @@ typedef struct gen_req {
     const cJSON *best_of, *use_beam_search; /* passed through when set */
     const char *encoding_format;
     const cJSON *response_format; /* structured outputs: a validated constraint, passed to the worker */
+    fc_tool_req tools;         /* chat: tools, tool_choice, tool parts of the history (tool_calls.h) */
 } gen_req;
 
 static void req_free(gen_req *r)
@@ -688,6 +691,9 @@ static bool check_messages(gen_req *r, api_err *e)
             return false;
         }
         if (cJSON_IsString(content)) continue;
+        const cJSON *calls = json_get(msg, "tool_calls");
+        if (r->kind == K_CHAT && (!content || cJSON_IsNull(content)) && calls && !cJSON_IsNull(calls))
+            continue; /* an assistant's tool calls without text (tool_calls.c checks them) */
         if (cJSON_IsArray(content) && r->kind == K_CHAT) {
             const cJSON *part;
             cJSON_ArrayForEach(part, content) {
@@ -739,6 +745,8 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
     }
     r->model = model->valuestring;
     int rc;
+    char why_tools[320];
+    const char *param_tools = NULL;
 
     /* defaults (openai_api_protocol.py / api_protocol.py) */
     r->temperature = 0.7;
@@ -833,6 +841,8 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         if (rc_rf < 0) return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, param, "%s", why), false;
         if (rc_rf > 0) r->response_format = rf;
     }
+    if (kind == K_CHAT && fc_tool_req_parse(r->body, &r->tools, why_tools, sizeof why_tools, &param_tools) < 0)
+        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, param_tools, "%s", why_tools), false;
 
     /* check_model (not without a server: fc_openai_api_check_request), then
      * check_requests, in FastChat's order */
@@ -1011,6 +1021,8 @@ typedef struct prep {
     char **prompts;  /* n_prompts rendered prompts */
     int n_prompts;
     long max_new_tokens;
+    bool tools_active;  /* the answer is parsed for tool calls */
+    char *tool_grammar; /* a forced call's grammar, or NULL */
 } prep;
 
 static void prep_free(prep *p)
@@ -1019,7 +1031,86 @@ static void prep_free(prep *p)
     fc_conv_free(p->conv);
     for (int i = 0; i < p->n_prompts; i++) free(p->prompts[i]);
     free(p->prompts);
+    free(p->tool_grammar);
     memset(p, 0, sizeof *p);
+}
+
+/* A chat with tools or tool history (tool_calls.h): the model's own chat
+ * template when it takes tools (the worker sends it with its conversation
+ * template), the generic format through the conversation template
+ * otherwise. Sets p->tools_active and p->tool_grammar. a NULL: generic. */
+static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *conv, api_err *e)
+{
+    cJSON *info = NULL;
+    if (a) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "model", r->model);
+        char *body = json_print(req);
+        cJSON_Delete(req);
+        char *why = NULL;
+        if (up_post(p->addr, "/worker_get_conv_template", body, a->worker_timeout_s, &info, &why) != UP_OK) {
+            cJSON_Delete(info);
+            info = NULL;
+        }
+        free(why);
+        free(body);
+    }
+    const cJSON *tmpl = json_get(info, "chat_template"), *bos = json_get(info, "bos_token"),
+                *eos = json_get(info, "eos_token");
+    const char *jt = cJSON_IsString(tmpl) ? tmpl->valuestring : NULL;
+    bool active = fc_tool_req_active(&r->tools);
+    char *prompt = NULL;
+    enum fc_tool_style style = FC_TOOL_STYLE_HERMES;
+    if (fc_tool_template_takes_tools(jt)) {
+        style = fc_tool_style_of(jt);
+        cJSON *msgs = fc_tool_messages_for_template(r->messages);
+        cJSON *extra = cJSON_CreateObject();
+        if (active) cJSON_AddItemToObject(extra, "tools", cJSON_Duplicate(r->tools.tools, true));
+        char *err = NULL;
+        prompt = fc_chat_template_render(jt, msgs, cJSON_IsString(bos) ? bos->valuestring : NULL,
+                                         cJSON_IsString(eos) ? eos->valuestring : NULL, true, extra, NULL, &err);
+        if (!prompt) err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "messages", "the chat template refused these messages: %s",
+                             err ? err : "error");
+        /* the worker's tokenizer adds BOS to every prompt: not twice */
+        size_t bl = cJSON_IsString(bos) ? strlen(bos->valuestring) : 0;
+        if (prompt && bl && cJSON_IsTrue(json_get(info, "add_bos_token")) && !strncmp(prompt, bos->valuestring, bl))
+            memmove(prompt, prompt + bl, strlen(prompt + bl) + 1);
+        free(err);
+        cJSON_Delete(extra);
+        cJSON_Delete(msgs);
+    } else {
+        cJSON *msgs = fc_tool_messages_generic(r->messages, &r->tools);
+        prompt = render_chat(conv, msgs, e);
+        cJSON_Delete(msgs);
+    }
+    cJSON_Delete(info);
+    p->tools_active = active;
+    if (prompt && fc_tool_req_forced(&r->tools)) {
+        char why[320] = "";
+        p->tool_grammar = fc_tool_grammar(&r->tools, style, why, sizeof why);
+        if (!p->tool_grammar) {
+            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
+            free(prompt);
+            prompt = NULL;
+        }
+    }
+    return prompt;
+}
+
+/* A worker payload with the forced call's grammar added (our extension of
+ * the worker protocol, "tool_grammar"; it replaces response_format, which
+ * shapes text answers); takes payload. */
+static char *with_tool_grammar(char *payload, const prep *p)
+{
+    if (!p->tool_grammar) return payload;
+    cJSON *o = cJSON_Parse(payload);
+    if (!o) return payload;
+    cJSON_AddStringToObject(o, "tool_grammar", p->tool_grammar);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "response_format"); /* a forced call is no text answer */
+    free(payload);
+    payload = json_print(o);
+    cJSON_Delete(o);
+    return payload;
 }
 
 /* True when the request's work should stop: its client left, or the server
@@ -1128,7 +1219,9 @@ static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
                 }
             } else {
                 fc_conv *c = fc_conv_copy(p->conv);
-                char *prompt = render_chat(c, r->messages, e);
+                char *prompt = fc_tool_req_needed(&r->tools) && cJSON_IsArray(r->messages)
+                                   ? render_tools(a, p, r, c, e)
+                                   : render_chat(c, r->messages, e);
                 fc_conv_free(c);
                 if (!prompt) {
                     prep_free(p);
@@ -1427,7 +1520,7 @@ static task *make_tasks(const gen_req *r, const prep *p, int *n_tasks)
         for (int i = 0; i < r->n; i++) {
             task *t = &ts[k * r->n + i];
             t->addr = p->addr;
-            t->payload = prompt_payload(r, p->conv, p->prompts[k], k, p->max_new_tokens, i);
+            t->payload = with_tool_grammar(prompt_payload(r, p->conv, p->prompts[k], k, p->max_new_tokens, i), p);
         }
     *n_tasks = n;
     return ts;
@@ -1448,6 +1541,18 @@ static const char *finish_of(const cJSON *chunk, const char *dflt)
     const cJSON *f = json_get(chunk, "finish_reason");
     if (cJSON_IsString(f)) return f->valuestring;
     return f ? NULL : dflt; /* content.get("finish_reason", "stop") */
+}
+
+/* A chat answer parsed for tool calls into msg's content and tool_calls. */
+static void tool_message(cJSON *msg, const char *text, const cJSON *tools, bool *made)
+{
+    char *content = NULL;
+    cJSON *calls = fc_tool_parse_text(text, strlen(text), tools, &content);
+    if (calls && !content) cJSON_AddNullToObject(msg, "content");
+    else cJSON_AddStringToObject(msg, "content", content ? content : "");
+    if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls);
+    *made = calls != NULL;
+    free(content);
 }
 
 static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const gen_req *r, const prep *p,
@@ -1487,6 +1592,7 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
             break;
         }
         const char *t = cJSON_IsString(text) ? text->valuestring : "";
+        bool tool_calls_made = false;
         cJSON *ch = cJSON_CreateObject();
         add_int(ch, "index", i);
         const cJSON *lp = json_get(c, "logprobs");
@@ -1497,13 +1603,15 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
         } else {
             cJSON *msg = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(msg, "role", "assistant");
-            cJSON_AddStringToObject(msg, "content", t);
+            if (p->tools_active) tool_message(msg, t, r->tools.tools, &tool_calls_made);
+            else cJSON_AddStringToObject(msg, "content", t);
             if (r->chat_logprobs && cJSON_IsObject(lp))
                 cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(lp, 0, logprobs_len(lp)));
             else if (r->chat_logprobs)
                 cJSON_AddNullToObject(ch, "logprobs");
         }
         const char *fin = finish_of(c, "stop");
+        if (tool_calls_made && fin && !strcmp(fin, "stop")) fin = "tool_calls";
         if (fin) cJSON_AddStringToObject(ch, "finish_reason", fin);
         else cJSON_AddNullToObject(ch, "finish_reason");
         cJSON_AddItemToArray(choices, ch);
@@ -1548,6 +1656,11 @@ typedef struct job {
     const char *stop_why; /* why job_keep_going ended the worker request */
     usage u;
     sb deferred;        /* finish events held back until all choices end */
+    bool tools;         /* the answer is parsed for tool calls */
+    const cJSON *tool_defs; /* the request's tools (borrowed: job_main runs within the handler) */
+    const cJSON *tool_lp;   /* the chunk being parsed: its logprobs, up to tool_lp_to */
+    int tool_lp_to;
+    fc_tool_parser *tp; /* the choice's parser when tools */
     double t0, t_first, t_last; /* /metrics: request start, first and last text of choice 0 */
 } job;
 
@@ -1637,6 +1750,62 @@ static void job_fail(job *j, const char *text, int code)
     j->done = true;
 }
 
+/* The parser's events as OpenAI's chunks: content deltas, then per call a
+ * chunk with index, id, type, name and arguments "", then argument
+ * fragments. */
+static void job_tool_ev(const fc_tool_ev *ev, void *user)
+{
+    job *j = user;
+    /* the logprobs of the tokens read so far go with the next event */
+    int lp_from = j->lp_sent;
+    if (j->tool_lp_to > j->lp_sent) j->lp_sent = j->tool_lp_to;
+    if (ev->kind == FC_TOOL_EV_CONTENT) {
+        char *text = fc_xasprintf("%.*s", (int)ev->len, ev->text);
+        job_event(j, choice_event(j, NULL, text, j->tool_lp, lp_from, j->lp_sent, NULL));
+        free(text);
+        return;
+    }
+    cJSON *o = choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, NULL);
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(json_get(o, "choices"), 0), "delta");
+    cJSON *call = cJSON_CreateObject();
+    add_int(call, "index", ev->index);
+    if (ev->kind == FC_TOOL_EV_START) {
+        cJSON_AddStringToObject(call, "id", ev->id);
+        cJSON_AddStringToObject(call, "type", "function");
+    }
+    cJSON *fn = cJSON_AddObjectToObject(call, "function");
+    if (ev->kind == FC_TOOL_EV_START) cJSON_AddStringToObject(fn, "name", ev->name);
+    char *args = fc_xasprintf("%.*s", (int)ev->len, ev->text);
+    cJSON_AddStringToObject(fn, "arguments", args);
+    free(args);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "tool_calls"), call);
+    job_event(j, o);
+}
+
+/* job_chunk with tools: the delta goes through the parser; the finish
+ * reason is "tool_calls" when a call was made. */
+static bool job_tool_chunk(job *j, const char *delta, const char *finish, const cJSON *lp, int lp_to)
+{
+    j->tool_lp = cJSON_IsObject(lp) ? lp : NULL;
+    j->tool_lp_to = j->tool_lp ? lp_to : 0;
+    if (delta) fc_tool_parser_feed(j->tp, delta, strlen(delta));
+    if (finish && !j->saw_finish) {
+        fc_tool_parser_finish(j->tp);
+        const char *f = !strcmp(finish, "stop") && fc_tool_parser_n_calls(j->tp) ? "tool_calls" : finish;
+        int lp_from = j->lp_sent; /* what no event took yet */
+        if (j->tool_lp_to > j->lp_sent) j->lp_sent = j->tool_lp_to;
+        cJSON *ev = choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, f);
+        char *s2 = json_print(ev);
+        cJSON_Delete(ev);
+        sb_puts(&j->deferred, "data: ");
+        sb_puts(&j->deferred, s2);
+        sb_puts(&j->deferred, "\n\n");
+        free(s2);
+    }
+    if (finish) j->saw_finish = true;
+    return !j->client_gone;
+}
+
 /* Handles one worker chunk; false to stop relaying. */
 static bool job_chunk(job *j, const char *s, size_t n)
 {
@@ -1678,6 +1847,7 @@ static bool job_chunk(job *j, const char *s, size_t n)
     }
     cJSON_Delete(j->last);
     j->last = c;
+    if (j->tp) return job_tool_chunk(j, delta, finish, lp, lp_to);
     if (!delta) {
         if (finish && !j->saw_finish) {
             cJSON *ev;
@@ -1753,6 +1923,9 @@ static void *job_main(void *arg)
         j->saw_finish = j->saw_chunk = false;
         cJSON_Delete(j->last);
         j->last = NULL;
+        fc_tool_parser_free(j->tp);
+        j->tp = j->tools ? fc_tool_parser_new(job_tool_ev, j) : NULL;
+        if (j->tp) fc_tool_parser_set_tools(j->tp, j->tool_defs);
         if (j->kind != K_COMPLETION) {
             cJSON *first = choice_event(j, "assistant", NULL, NULL, 0, 0, NULL);
             if (!job_event(j, first)) break;
@@ -1823,6 +1996,7 @@ static void *job_main(void *arg)
     sb_free(&j->scratch);
     sb_free(&j->deferred);
     cJSON_Delete(j->last);
+    fc_tool_parser_free(j->tp);
     free(j);
     pthread_mutex_lock(&a->mu);
     a->n_jobs--;
@@ -1844,13 +2018,16 @@ static void generate_streaming(fc_openai_api *a, const gen_req *r, const prep *p
     j->addr = fc_xstrdup(p->addr);
     j->include_usage = r->include_usage;
     j->chat_logprobs = r->chat_logprobs;
+    j->tools = p->tools_active;
+    j->tool_defs = r->tools.tools;
     j->t0 = metrics_t0 > 0 ? metrics_t0 : fc_time_sec();
     atomic_init(&j->gone_flag, false);
     j->n_payloads = p->n_prompts * (int)r->n;
     j->payloads = fc_xcalloc((size_t)j->n_payloads, sizeof(char *));
     for (int k = 0; k < p->n_prompts; k++)
         for (int i = 0; i < r->n; i++)
-            j->payloads[k * r->n + i] = prompt_payload(r, p->conv, p->prompts[k], k, p->max_new_tokens, i);
+            j->payloads[k * r->n + i] =
+                with_tool_grammar(prompt_payload(r, p->conv, p->prompts[k], k, p->max_new_tokens, i), p);
     FC_LOG_DEBUG("api: %d x /worker_generate_stream on %s: %s", j->n_payloads, j->addr, j->payloads[0]);
     j->st = fc_http_reply_stream(reply, 200, "text/event-stream");
     fc_http_stream_on_disconnect(j->st, job_on_disconnect, j);
@@ -2261,6 +2438,7 @@ int fc_openai_api_check_request(const char *path, const char *body, size_t len, 
     api_err e = {0};
     cJSON *res = NULL;
     fc_conv *conv = NULL;
+    prep tp = {0}; /* the tool settings render_tools finds */
     if (kind == K_EMBEDDINGS) {
         if (parse_embed_req(NULL, &hr, NULL, &r, &e)) {
             res = cJSON_CreateArray();
@@ -2276,14 +2454,16 @@ int fc_openai_api_check_request(const char *path, const char *body, size_t len, 
         char *prompt = NULL;
         if (conv && kind != K_COMPLETION) {
             fc_conv *c = fc_conv_copy(conv);
-            prompt = render_chat(c, r.messages, &e);
+            prompt = fc_tool_req_needed(&r.tools) && cJSON_IsArray(r.messages)
+                         ? render_tools(NULL, &tp, &r, c, &e)
+                         : render_chat(c, r.messages, &e);
             fc_conv_free(c);
         }
         if (!e.http) {
             long mt = r.has_max_tokens && r.max_tokens < CHECK_N_CTX ? r.max_tokens : CHECK_N_CTX;
             res = cJSON_CreateArray();
             for (int i = 0; i < (prompt ? 1 : r.n_prompts); i++) {
-                char *pl = prompt_payload(&r, conv, prompt ? prompt : r.prompts[i], i, mt, 0);
+                char *pl = with_tool_grammar(prompt_payload(&r, conv, prompt ? prompt : r.prompts[i], i, mt, 0), &tp);
                 cJSON_AddItemToArray(res, cJSON_Parse(pl));
                 free(pl);
             }
@@ -2302,6 +2482,7 @@ int fc_openai_api_check_request(const char *path, const char *body, size_t len, 
         cJSON_Delete(res);
     }
     fc_conv_free(conv);
+    free(tp.tool_grammar);
     err_free(&e);
     req_free(&r);
     free(copy);

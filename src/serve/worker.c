@@ -754,6 +754,14 @@ static bool read_params(bool has_seed, uint64_t w_seed, cJSON *body, gen_params 
         }
         r->grammar = held->valuestring;
     }
+    /* tool_grammar (our extension): a forced tool call's grammar text, made
+     * by the API server (serve/tool_calls.h); response_format wins */
+    const cJSON *tg = cJSON_GetObjectItemCaseSensitive(body, "tool_grammar");
+    if (!r->grammar && cJSON_IsString(tg) && tg->valuestring[0]) r->grammar = tg->valuestring;
+    else if (tg && !cJSON_IsNull(tg) && !cJSON_IsString(tg)) {
+        param_error(why, "'tool_grammar' must be a string");
+        return false;
+    }
     return true;
 }
 
@@ -1410,6 +1418,16 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     }
     cJSON *cj = cJSON_CreateObject();
     cJSON_AddItemToObject(cj, "conv", fc_conv_to_json(conv));
+    /* our extension: the model's own chat template, which the API server
+     * renders tool conversations with (serve/tool_calls.h) */
+    const char *jt = fc_tokenizer_chat_template(m->tok);
+    if (jt) {
+        cJSON_AddStringToObject(cj, "chat_template", jt);
+        int32_t bos = fc_tokenizer_bos(m->tok), eos = fc_tokenizer_eos(m->tok);
+        if (bos >= 0) cJSON_AddStringToObject(cj, "bos_token", fc_tokenizer_token_text(m->tok, bos));
+        if (eos >= 0) cJSON_AddStringToObject(cj, "eos_token", fc_tokenizer_token_text(m->tok, eos));
+        cJSON_AddBoolToObject(cj, "add_bos_token", fc_tokenizer_adds_bos(m->tok));
+    }
     m->conv_json = cJSON_PrintUnformatted(cj);
     cJSON_Delete(cj);
     fc_conv_free(conv);
