@@ -121,7 +121,6 @@ enum op {
     O_COMMA, O_SEMI, O_IN, O_NOTIN,
 };
 
-
 /* The source text of each enum op. */
 extern const char *const fc_jinja_op_text[];
 

@@ -33,7 +33,6 @@
 
 /* ---- compile-time arena ---- */
 
-
 static void *arena_alloc(arena_blk **a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
@@ -74,8 +73,6 @@ const char *const fc_jinja_op_text[] = {
     "", "+", "-", "*", "/", "//", "%", "**", "~", "[", "]", "(", ")", "{", "}", "==", "!=", ">", ">=", "<",
     "<=", "=", ".", ":", "|", ",", ";", "in", "not in",
 };
-
-
 
 /* ---- lexer ---- */
 

@@ -276,7 +276,6 @@ static bool s_split(R *r, const node *at, jstr *s, val sepv, int64_t maxsplit, b
     return true;
 }
 
-
 bool fc_jinja_s_case(R *r, const node *at, jstr *s, int mode, val *out)
 {
     fc_str b = { 0 };

@@ -34,14 +34,9 @@
 
 /* ---- values ---- */
 
-
 jstr fc_jinja_empty = { { -1, VT_STR, 0, NULL, NULL }, 0, (char *)"" };
 
-
-
 /* ---- render state and object lifetime ---- */
-
-
 
 void *fc_jinja_obj_new(R *r, int type, size_t size)
 {
@@ -61,7 +56,6 @@ static void charge(R *r, obj *o, ptrdiff_t delta)
     r->mem += (size_t)delta;
     o->size += (size_t)delta;
 }
-
 
 /* Frees one object whose count reached zero; its children are queued. */
 static void obj_destroy(R *r, obj *o)
@@ -163,7 +157,6 @@ jdict *fc_jinja_dict_new(R *r, int type)
 {
     return fc_jinja_obj_new(r, type, sizeof(jdict));
 }
-
 
 #define DICT_INDEX_MIN 16
 
@@ -333,7 +326,6 @@ const char *fc_jinja_type_name(val v)
     }
 }
 
-
 bool fc_jinja_truthy(val v)
 {
     switch (v.t) {
@@ -349,7 +341,6 @@ bool fc_jinja_truthy(val v)
 }
 
 /* ---- render errors and budgets ---- */
-
 
 bool fc_jinja_failf(R *r, const node *at, const char *fmt, ...)
 {
@@ -425,7 +416,6 @@ static void repr_str(fc_str *b, const char *s, size_t n)
     fc_str_putc(b, q);
 }
 
-
 bool fc_jinja_py_str_into(R *r, const node *at, fc_str *b, val v, int depth)
 {
     if (v.t == VT_UNDEF) return true;
@@ -492,7 +482,6 @@ bool fc_jinja_to_str(R *r, const node *at, val v, val *out)
 }
 
 /* ---- json.dumps (transformers' tojson) ---- */
-
 
 /* Python's json.dumps of a str: an undecodable byte (held as U+DC80..U+DCFF,
  * surrogateescape) comes out as \udcXX in both modes. */
@@ -696,7 +685,6 @@ static bool py_floordiv_mod(double x, double y, double *div, double *mod)
     *mod = m;
     return true;
 }
-
 
 static bool repeat(R *r, const node *at, val seq, int64_t times, val *out)
 {
@@ -1007,7 +995,6 @@ bool fc_jinja_get_slice(R *r, const node *at, val o, val vstart, val vstop, val 
 
 /* ---- call arguments ---- */
 
-
 /* Binds arguments to parameter slots by position, then by keyword. Slots
  * are borrowed; unfilled ones are VT_NOARG. */
 bool fc_jinja_bind(R *r, const node *at, const char *fname, const cargs *a, int n, const char *const *names, val *slots)
@@ -1024,7 +1011,6 @@ bool fc_jinja_bind(R *r, const node *at, const char *fname, const cargs *a, int 
     }
     return true;
 }
-
 
 bool fc_jinja_arg_int(R *r, const node *at, const char *what, val v, int64_t dflt, int64_t *out)
 {
