@@ -220,7 +220,6 @@ void fc_conv_update_last_message(fc_conv *c, const char *text)
 /* ---- getters ---- */
 
 const char *fc_conv_name(const fc_conv *c) { return c->name; }
-const char *fc_conv_system_template(const fc_conv *c) { return c->system_template; }
 const char *fc_conv_system_message(const fc_conv *c) { return c->system_message; }
 int fc_conv_n_roles(const fc_conv *c) { return c->n_roles; }
 const char *fc_conv_role(const fc_conv *c, int i) { return i >= 0 && i < c->n_roles ? c->roles[i] : NULL; }

@@ -110,7 +110,6 @@ char *fc_conv_get_prompt(const fc_conv *c);
 
 /* ---- getters (borrowed strings) ---- */
 const char *fc_conv_name(const fc_conv *c);
-const char *fc_conv_system_template(const fc_conv *c);
 const char *fc_conv_system_message(const fc_conv *c);
 /* roles[i] for i in [0, fc_conv_n_roles) (2, or 3 for llama2-chinese, whose
  * third role FastChat never uses); NULL out of range. */

@@ -7,7 +7,7 @@
  *
  * The template: --conv-template, else FastChat's adapter for the model path,
  * else the model's own chat template where FastChat can express it
- * (serve/template_pick.h, shared with the worker).
+ * (chat/template_pick.h, shared with the worker).
  *
  * Each turn renders the whole conversation with its template and submits it
  * to the engine; the engine's prefix cache finds the earlier turns' keys and
@@ -20,7 +20,7 @@
 #include "base/str.h"
 #include "chat/conv.h"
 #include "engine/engine.h"
-#include "serve/template_pick.h"
+#include "chat/template_pick.h"
 
 #include <cjson/cJSON.h>
 #include <editline/readline.h>

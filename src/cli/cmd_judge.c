@@ -38,7 +38,7 @@
 #include "eval/mt_files.h"
 #include "eval/report.h"
 #include "net/http.h"
-#include "serve/template_pick.h"
+#include "chat/template_pick.h"
 #include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>

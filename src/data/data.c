@@ -91,7 +91,6 @@ void fc_data_file_free(fc_data_file *f)
 }
 
 size_t fc_data_file_count(const fc_data_file *f) { return f->n; }
-const char *dt_file_path(const fc_data_file *f) { return f->path; }
 
 fc_pj *fc_data_file_get(const fc_data_file *f, size_t i, fc_pj_arena *a)
 {

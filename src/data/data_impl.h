@@ -48,7 +48,6 @@ bool dt_run(const fc_data_file *f, const size_t *idx, size_t n, dt_elem_fn fn, d
             void *ctx, dt_writer *w, const fc_data_opts *o, const char *label);
 
 FILE *dt_msg(const fc_data_opts *o);
-const char *dt_file_path(const fc_data_file *f);
 
 /* ---- Python string rules ---- */
 

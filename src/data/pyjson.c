@@ -546,20 +546,6 @@ void fc_pj_out_puts(fc_pj_out *o, const char *s)
     fc_pj_out_putn(o, s, strlen(s));
 }
 
-void fc_pj_out_printf(fc_pj_out *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    FC_ASSERT(n >= 0);
-    fc_pj_out_reserve(o, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(o->p + o->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    o->len += (size_t)n;
-}
-
 void fc_pj_out_free(fc_pj_out *o)
 {
     free(o->p);

@@ -110,7 +110,6 @@ typedef struct fc_pj_out {
 void fc_pj_out_reserve(fc_pj_out *o, size_t extra);
 void fc_pj_out_putn(fc_pj_out *o, const char *s, size_t n);
 void fc_pj_out_puts(fc_pj_out *o, const char *s);
-void fc_pj_out_printf(fc_pj_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fc_pj_out_free(fc_pj_out *o);
 
 /* Appends v as json.dump(indent=2) writes it when v sits at nesting depth

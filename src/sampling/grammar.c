@@ -769,8 +769,6 @@ void fc_grammar_free(fc_grammar *g)
     free(g);
 }
 
-size_t fc_grammar_n_elems(const fc_grammar *g) { return g->n_el; }
-
 /* ======================================================================
  * ---- stack sets ----
  * ====================================================================== */

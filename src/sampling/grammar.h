@@ -102,8 +102,6 @@ struct fc_tokenizer;
  * with a one-line message in err[0..err_cap) (when err is not NULL). */
 fc_grammar *fc_grammar_parse(const char *text, size_t len, char *err, size_t err_cap);
 void fc_grammar_free(fc_grammar *g); /* NULL is a no-op */
-/* Number of flattened elements (a size measure for tests and logs). */
-size_t fc_grammar_n_elems(const fc_grammar *g);
 
 /* ---- JSON Schema (json_schema.c) ---- */
 

@@ -840,14 +840,6 @@ int fc_controller_port(const fc_controller *c)
     return fc_http_server_port(c->http);
 }
 
-int fc_controller_n_workers(fc_controller *c)
-{
-    pthread_mutex_lock(&c->mu);
-    int n = c->n_workers;
-    pthread_mutex_unlock(&c->mu);
-    return n;
-}
-
 void fc_controller_free(fc_controller *c)
 {
     if (!c) return;

@@ -87,8 +87,6 @@ typedef struct fc_controller_params {
 fc_controller *fc_controller_start(const fc_controller_params *p);
 /* The bound port. */
 int fc_controller_port(const fc_controller *c);
-/* Number of registered workers (for tests and status lines). Thread-safe. */
-int fc_controller_n_workers(fc_controller *c);
 /* Stops serving, waits for running relays to notice and frees everything.
  * NULL is a no-op. */
 void fc_controller_free(fc_controller *c);

@@ -20,7 +20,7 @@
  * generate_stream (parameters, echo, logprobs payload, chunk cadence).
  */
 #include "worker.h"
-#include "template_pick.h"
+#include "chat/template_pick.h"
 #include "reqguard.h"
 #include "response_format.h"
 #include "../base/fc_base.h"

@@ -96,7 +96,7 @@ typedef struct fc_worker fc_worker;
 typedef struct fc_worker_model {
     const char *model_path;     /* GGUF file or Hugging Face folder */
     const char *model_names;    /* comma list; NULL: the path's last component */
-    const char *conv_template;  /* NULL: chosen as serve/template_pick.h says */
+    const char *conv_template;  /* NULL: chosen as chat/template_pick.h says */
 } fc_worker_model;
 
 typedef struct fc_worker_params {

@@ -13,13 +13,12 @@
  *   [INST] -> "llama-2";
  * otherwise the adapter's choice stands.
  *
- * Shared by the CLI chat and the worker so both pick alike (cmd_chat.c has
- * its own copy until the lead switches it over).
+ * Shared by the CLI chat, `judge gen-answer` and the worker so all pick alike.
  */
 #ifndef FC_TEMPLATE_PICK_H
 #define FC_TEMPLATE_PICK_H
 
-#include "../chat/conv.h"
+#include "conv.h"
 
 struct fc_tokenizer;
 
@@ -29,10 +28,5 @@ struct fc_tokenizer;
  * chat template is read), may be NULL. Returns a new conversation (free with
  * fc_conv_free), or NULL (logged) for an unknown name. */
 fc_conv *fc_template_pick(const char *name, const char *model_path, const struct fc_tokenizer *tok);
-
-/* The ChatML template as FastChat would write it for a model whose Jinja chat
- * template is `jinja` (its system message, when the template hard-codes one,
- * becomes the default). Never NULL. */
-fc_conv *fc_template_chatml(const char *jinja);
 
 #endif

@@ -1,17 +1,19 @@
 /*
  * template_pick.c: the conversation template for a model. See
- * template_pick.h; the rules are those of src/cli/cmd_chat.c
- * choose_template/chatml_conv, moved here to be shared.
+ * template_pick.h.
  */
 #include "template_pick.h"
-#include "../base/fc_base.h"
-#include "../tokenizer/tokenizer.h"
+#include "base/fc_base.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
-fc_conv *fc_template_chatml(const char *jinja)
+/* The ChatML template as FastChat would write it for a model whose Jinja chat
+ * template is `jinja` (its system message, when the template hard-codes one,
+ * becomes the default). Never NULL. */
+static fc_conv *chatml_conv(const char *jinja)
 {
     char sys[1024] = "";
     const char *p = jinja ? strstr(jinja, "<|im_start|>system\\n") : NULL;
@@ -52,7 +54,7 @@ fc_conv *fc_template_pick(const char *name, const char *model_path, const struct
     bool generic = !t || (adapter && !strcmp(adapter, "BaseModelAdapter"));
     if (!generic && !force_auto) return fc_conv_new(t);
     const char *jt = tok ? fc_tokenizer_chat_template(tok) : NULL;
-    if (jt && strstr(jt, "<|im_start|>")) return fc_template_chatml(jt);
+    if (jt && strstr(jt, "<|im_start|>")) return chatml_conv(jt);
     if (jt && strstr(jt, "<|start_header_id|>")) return fc_conv_new("llama-3");
     if (jt && strstr(jt, "[INST]")) return fc_conv_new("llama-2");
     return fc_conv_new(t ? t : "one_shot");
