@@ -3,41 +3,24 @@
  * parser and formatter. See nulstream.h.
  */
 #include "nulstream.h"
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
+#include "base/str.h"
 
 #include <string.h>
 
 #define DEFAULT_MAX ((size_t)64 << 20)
 
-/* A growable byte buffer, always NUL-terminated once allocated. */
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void buf_append(buf *b, const char *s, size_t n)
+/* Empties b and puts n bytes of s there (allocating, so b->p is never NULL). */
+static void str_set(fc_str *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->p = fc_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void buf_set(buf *b, const char *s, size_t n)
-{
-    b->len = 0;
-    buf_append(b, s, n);
+    fc_str_truncate(b, 0);
+    fc_str_putn(b, s, n);
 }
 
 /* ---- NUL-delimited messages ---- */
 
 struct fc_nulsplit {
-    buf part;       /* an unterminated message carried over between feeds */
+    fc_str part;       /* an unterminated message carried over between feeds */
     size_t max;
     bool error;
 };
@@ -46,14 +29,14 @@ fc_nulsplit *fc_nulsplit_new(size_t max_msg)
 {
     fc_nulsplit *s = fc_xcalloc(1, sizeof *s);
     s->max = max_msg ? max_msg : DEFAULT_MAX;
-    buf_set(&s->part, "", 0);
+    str_set(&s->part, "", 0);
     return s;
 }
 
 void fc_nulsplit_free(fc_nulsplit *s)
 {
     if (!s) return;
-    free(s->part.p);
+    fc_str_free(&s->part);
     free(s);
 }
 
@@ -65,22 +48,20 @@ bool fc_nulsplit_feed(fc_nulsplit *s, const char *data, size_t len, fc_nulsplit_
         size_t n = nul ? (size_t)(nul - data) : len;
         if (s->part.len + n > s->max) {
             s->error = true;
-            s->part.len = 0;
-            s->part.p[0] = 0;
+            fc_str_truncate(&s->part, 0);
             return false;
         }
         if (!nul) {
-            buf_append(&s->part, data, n);
+            fc_str_putn(&s->part, data, n);
             return true;
         }
         bool go;
         if (s->part.len == 0) {
             go = cb(data, n, user); /* the NUL ends it in place: no copy */
         } else {
-            buf_append(&s->part, data, n);
+            fc_str_putn(&s->part, data, n);
             go = cb(s->part.p, s->part.len, user);
-            s->part.len = 0;
-            s->part.p[0] = 0;
+            fc_str_truncate(&s->part, 0);
         }
         data += n + 1;
         len -= n + 1;
@@ -102,10 +83,10 @@ bool fc_nulsplit_error(const fc_nulsplit *s) { return s->error; }
 /* ---- Server-Sent Events ---- */
 
 struct fc_sse_parser {
-    buf line;        /* the current, unfinished line */
-    buf data;        /* data lines of the current event, each + '\n' */
-    buf event;       /* event type of the current event */
-    buf id;          /* last event id (persists across events) */
+    fc_str line;        /* the current, unfinished line */
+    fc_str data;        /* data lines of the current event, each + '\n' */
+    fc_str event;       /* event type of the current event */
+    fc_str id;          /* last event id (persists across events) */
     int retry_ms;
     bool after_cr;   /* the previous byte was '\r': a following '\n' is part of the break */
     bool started;    /* past the optional byte order mark */
@@ -117,10 +98,10 @@ fc_sse_parser *fc_sse_parser_new(size_t max_event)
 {
     fc_sse_parser *p = fc_xcalloc(1, sizeof *p);
     p->max = max_event ? max_event : DEFAULT_MAX;
-    buf_set(&p->line, "", 0);
-    buf_set(&p->data, "", 0);
-    buf_set(&p->event, "", 0);
-    buf_set(&p->id, "", 0);
+    str_set(&p->line, "", 0);
+    str_set(&p->data, "", 0);
+    str_set(&p->event, "", 0);
+    str_set(&p->id, "", 0);
     p->retry_ms = -1;
     return p;
 }
@@ -128,17 +109,19 @@ fc_sse_parser *fc_sse_parser_new(size_t max_event)
 void fc_sse_parser_free(fc_sse_parser *p)
 {
     if (!p) return;
-    free(p->line.p);
-    free(p->data.p);
-    free(p->event.p);
-    free(p->id.p);
+    fc_str_free(&p->line);
+    fc_str_free(&p->data);
+    fc_str_free(&p->event);
+    fc_str_free(&p->id);
     free(p);
 }
 
 void fc_sse_parser_reset(fc_sse_parser *p)
 {
-    p->line.len = p->data.len = p->event.len = p->id.len = 0;
-    p->line.p[0] = p->data.p[0] = p->event.p[0] = p->id.p[0] = 0;
+    fc_str_truncate(&p->line, 0);
+    fc_str_truncate(&p->data, 0);
+    fc_str_truncate(&p->event, 0);
+    fc_str_truncate(&p->id, 0);
     p->retry_ms = -1;
     p->after_cr = p->started = false;
     p->bom_seen = 0;
@@ -152,14 +135,13 @@ static bool sse_line(fc_sse_parser *p, fc_sse_cb cb, void *user)
     if (n == 0) { /* blank line: dispatch */
         bool go = true;
         if (p->data.len > 0) {
-            p->data.len--; /* the last data line's '\n' */
-            p->data.p[p->data.len] = 0;
+            fc_str_truncate(&p->data, p->data.len - 1); /* the last data line's '\n' */
             fc_sse_event ev = {.event = p->event.p, .data = p->data.p, .data_len = p->data.len,
                                .id = p->id.p, .retry_ms = p->retry_ms};
             go = cb(&ev, user);
         }
-        p->data.len = p->event.len = 0;
-        p->data.p[0] = p->event.p[0] = 0;
+        fc_str_truncate(&p->data, 0);
+        fc_str_truncate(&p->event, 0);
         return go;
     }
     if (l[0] == ':') return true; /* comment */
@@ -169,12 +151,12 @@ static bool sse_line(fc_sse_parser *p, fc_sse_cb cb, void *user)
     size_t vl = colon ? n - fl - 1 : 0;
     if (vl > 0 && v[0] == ' ') v++, vl--;
     if (fl == 4 && !memcmp(l, "data", 4)) {
-        buf_append(&p->data, v, vl);
-        buf_append(&p->data, "\n", 1);
+        fc_str_putn(&p->data, v, vl);
+        fc_str_putn(&p->data, "\n", 1);
     } else if (fl == 5 && !memcmp(l, "event", 5)) {
-        buf_set(&p->event, v, vl);
+        str_set(&p->event, v, vl);
     } else if (fl == 2 && !memcmp(l, "id", 2)) {
-        if (!memchr(v, 0, vl)) buf_set(&p->id, v, vl);
+        if (!memchr(v, 0, vl)) str_set(&p->id, v, vl);
     } else if (fl == 5 && !memcmp(l, "retry", 5)) {
         bool digits = vl > 0 && vl < 10;
         int r = 0;
@@ -197,7 +179,7 @@ bool fc_sse_parser_feed(fc_sse_parser *p, const char *data, size_t len, fc_sse_c
             if (++p->bom_seen == 3) p->started = true;
         } else {
             /* not a BOM: the bytes matched so far were text */
-            if (p->bom_seen) buf_append(&p->line, (const char *)bom, p->bom_seen);
+            if (p->bom_seen) fc_str_putn(&p->line, (const char *)bom, p->bom_seen);
             p->started = true;
         }
     }
@@ -211,8 +193,7 @@ bool fc_sse_parser_feed(fc_sse_parser *p, const char *data, size_t len, fc_sse_c
         if (c == '\n' || c == '\r') {
             p->after_cr = c == '\r';
             bool go = sse_line(p, cb, user);
-            p->line.len = 0;
-            p->line.p[0] = 0;
+            fc_str_truncate(&p->line, 0);
             if (!go) return false;
             continue;
         }
@@ -220,11 +201,11 @@ bool fc_sse_parser_feed(fc_sse_parser *p, const char *data, size_t len, fc_sse_c
         size_t j = i;
         while (j < len && data[j] != '\n' && data[j] != '\r') j++;
         if (p->line.len + (j - i) + p->data.len > p->max) {
-            p->line.len = p->data.len = 0;
-            p->line.p[0] = p->data.p[0] = 0;
+            fc_str_truncate(&p->line, 0);
+            fc_str_truncate(&p->data, 0);
             return false;
         }
-        buf_append(&p->line, data + i, j - i);
+        fc_str_putn(&p->line, data + i, j - i);
         i = j - 1;
     }
     return true;
@@ -232,24 +213,24 @@ bool fc_sse_parser_feed(fc_sse_parser *p, const char *data, size_t len, fc_sse_c
 
 char *fc_sse_format(const char *event, const char *data, size_t len, size_t *out_len)
 {
-    buf b = {0};
-    buf_set(&b, "", 0);
+    fc_str b = FC_STR_INIT;
+    fc_str_putn(&b, "", 0);
     if (event) {
-        buf_append(&b, "event: ", 7);
-        buf_append(&b, event, strlen(event));
-        buf_append(&b, "\n", 1);
+        fc_str_putn(&b, "event: ", 7);
+        fc_str_putn(&b, event, strlen(event));
+        fc_str_putn(&b, "\n", 1);
     }
     for (size_t i = 0;;) {
         size_t j = i;
         while (j < len && data[j] != '\n' && data[j] != '\r') j++;
-        buf_append(&b, "data: ", 6);
-        buf_append(&b, data + i, j - i);
-        buf_append(&b, "\n", 1);
+        fc_str_putn(&b, "data: ", 6);
+        fc_str_putn(&b, data + i, j - i);
+        fc_str_putn(&b, "\n", 1);
         if (j >= len) break;
         if (data[j] == '\r' && j + 1 < len && data[j + 1] == '\n') j++;
         i = j + 1;
     }
-    buf_append(&b, "\n", 1);
+    fc_str_putn(&b, "\n", 1);
     if (out_len) *out_len = b.len;
-    return b.p;
+    return fc_str_take(&b);
 }
