@@ -93,6 +93,15 @@ int fc_cmd_train(int argc, char **argv)
          .help = "continue from a checkpoint folder, or True: the newest DIR/checkpoint-N\n"
                  "(weights, AdamW state, data position, shuffle state, log history)"},
         {"--resume", FC_FLAG_TRUE, &resume, .help = "same as --resume-from-checkpoint True"},
+        {NULL, FC_FLAG_SECTION, .help = "LoRA (FastChat train_lora.py / PEFT LoraConfig)"},
+        {"--lora-r", FC_FLAG_INT, &a.lora_r, .min = 0, .max = 65536, .metavar = "R",
+         .help = "train rank-R adapters over the frozen base, saved in PEFT's layout (0: full fine-tuning)"},
+        {"--lora-alpha", FC_FLAG_DOUBLE, &a.lora_alpha, .min = 0, .max = 1e6, .metavar = "A",
+         .help = "scaling alpha / r (16)"},
+        {"--lora-dropout", FC_FLAG_DOUBLE, &a.lora_dropout, .min = 0, .max = 0.999, .metavar = "P",
+         .help = "dropout on the adapters' input (0.05)"},
+        {"--lora-target-modules", FC_FLAG_STRING, &a.lora_target_modules, .metavar = "LIST",
+         .help = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (q_proj,v_proj)"},
         {NULL, FC_FLAG_SECTION, .help = "evaluation and logging"},
         {"--eval-data-path", FC_FLAG_STRING, &a.eval_data_path, .metavar = "F",
          .help = "conversations to evaluate the loss on (masked as the training data)"},
@@ -131,6 +140,9 @@ int fc_cmd_train(int argc, char **argv)
     if (!strcmp(masking, "template")) a.masking = 1;
     else if (strcmp(masking, "fschat") != 0)
         fc_cli_die("fschat or template", "--masking %s is not known", masking);
+    if (a.lora_r > 0 && !fc_lora_parse_targets(a.lora_target_modules))
+        fc_cli_die("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                   "--lora-target-modules %s is not known", a.lora_target_modules);
     if (a.conv_template && !fc_conv_template_exists(a.conv_template))
         fc_cli_die("fastchat templates lists them", "--conv-template %s is not known", a.conv_template);
     if (ignored_seen) fprintf(stderr, "note: flags for GPUs and distributed runs are ignored\n");

@@ -210,6 +210,12 @@ typedef struct fc_trainer_args {
     const char *eval_data_path;  /* NULL: no evaluation */
     long eval_steps;             /* evaluate every N steps (and at the end); <= 0: at the end only */
     int per_device_eval_batch_size; /* 8 */
+    /* LoRA (FastChat's train_lora.py LoraArguments): lora_r > 0 trains
+     * adapters over the frozen base and saves them in PEFT's layout */
+    int lora_r;                  /* 0: full fine-tuning */
+    double lora_alpha;           /* 16 */
+    double lora_dropout;         /* 0.05 */
+    const char *lora_target_modules; /* "q_proj,v_proj" */
 } fc_trainer_args;
 
 void fc_trainer_args_default(fc_trainer_args *a);

@@ -52,6 +52,9 @@ void fc_trainer_args_default(fc_trainer_args *a)
     a->seed = 42;
     a->legacy = true;
     a->per_device_eval_batch_size = 8;
+    a->lora_alpha = 16;
+    a->lora_dropout = 0.05;
+    a->lora_target_modules = "q_proj,v_proj";
 }
 
 /* splitmix64: the shuffle's generator */
@@ -217,12 +220,12 @@ static char *latest_checkpoint(const char *out)
 }
 
 static enum fc_status write_resume(const char *dir, const fc_adamw *o, long step, long micro,
-                                   uint64_t rng, const int *order, int N)
+                                   uint64_t rng, const int *order, int N, uint64_t lora_calls)
 {
     fc_str s = FC_STR_INIT;
     fc_str_printf(&s, "{\"global_step\": %ld, \"adamw_step\": %ld, \"micro_batches\": %ld, "
-                      "\"shuffle_state\": \"%016llx\", \"order\": [", step, o->t, micro,
-                  (unsigned long long)rng);
+                      "\"shuffle_state\": \"%016llx\", \"lora_dropout_calls\": \"%llu\", \"order\": [",
+                  step, o->t, micro, (unsigned long long)rng, (unsigned long long)lora_calls);
     for (int i = 0; i < N; i++) fc_str_printf(&s, "%s%d", i ? "," : "", order[i]);
     fc_str_puts(&s, "]}\n");
     char *p = fc_xasprintf("%s/trainer_resume.json", dir);
@@ -262,6 +265,14 @@ static enum fc_status read_resume(const char *dir, fc_train_model *tm, fc_adamw 
     o->t = fc_json_long(at->valuedouble);
     *micro = fc_json_long(mb->valuedouble);
     *rng = strtoull(sh->valuestring, NULL, 16);
+    const cJSON *lc = cJSON_GetObjectItem(r, "lora_dropout_calls");
+    if (fc_train_model_has_lora(tm)) {
+        if (!cJSON_IsString(lc)) {
+            FC_LOG_ERROR("%s: %s is not a LoRA checkpoint", __func__, dir);
+            goto done;
+        }
+        fc_train_lora_set_calls(tm, strtoull(lc->valuestring, NULL, 10));
+    }
     int i = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, ord) {
@@ -329,8 +340,15 @@ static double evaluate(fc_train_model *tm, const fc_sft_dataset *d, int B, int T
     return sum;
 }
 
+/* The model: a Hugging Face folder, or with LoRA the PEFT adapter folder. */
+static enum fc_status save_model(fc_train_model *tm, const char *dir, const char *src_dir, const char *base)
+{
+    if (fc_train_model_has_lora(tm)) return fc_train_save_lora(tm, dir, base);
+    return fc_train_save_hf(tm, dir, src_dir);
+}
+
 /* Writes checkpoint-N: folder.tmp first, renamed when whole. */
-static enum fc_status save_checkpoint(const char *ck, fc_train_model *tm, const char *src_dir,
+static enum fc_status save_checkpoint(const char *ck, fc_train_model *tm, const char *src_dir, const char *base,
                                       const fc_adamw *opt, const fc_str *history, long step, long total,
                                       double epoch, long micro, uint64_t rng, const int *order, int N,
                                       const curve *tr, const curve *ev)
@@ -338,10 +356,10 @@ static enum fc_status save_checkpoint(const char *ck, fc_train_model *tm, const 
     char *tmp = fc_xasprintf("%s.tmp", ck);
     remove_flat_dir(tmp);
     enum fc_status st;
-    if ((st = fc_train_save_hf(tm, tmp, src_dir)) == FC_OK &&
+    if ((st = save_model(tm, tmp, src_dir, base)) == FC_OK &&
         (st = write_state(tmp, history, step, total, epoch)) == FC_OK &&
         (st = fc_train_save_optimizer(tm, opt, tmp)) == FC_OK &&
-        (st = write_resume(tmp, opt, step, micro, rng, order, N)) == FC_OK &&
+        (st = write_resume(tmp, opt, step, micro, rng, order, N, fc_train_lora_calls(tm))) == FC_OK &&
         (st = write_svg(tmp, tr, ev, total)) == FC_OK) {
         remove_flat_dir(ck); /* a checkpoint of an earlier, interrupted run */
         if (rename(tmp, ck) != 0) {
@@ -414,6 +432,16 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
         goto done;
     }
     if (!(tm = fc_train_model_from_model(m))) { st = FC_ERR_FORMAT; goto done; }
+    if (a->lora_r > 0) {
+        fc_lora_config lc = {.r = a->lora_r, .alpha = a->lora_alpha, .dropout = a->lora_dropout,
+                             .targets = fc_lora_parse_targets(a->lora_target_modules), .seed = a->seed};
+        if (!lc.targets) {
+            FC_LOG_ERROR("%s: lora target modules '%s': q_proj k_proj v_proj o_proj gate_proj up_proj "
+                         "down_proj", __func__, a->lora_target_modules ? a->lora_target_modules : "");
+            goto done;
+        }
+        if ((st = fc_train_model_add_lora(tm, &lc)) != FC_OK) goto done;
+    }
     pool = fc_pool_new(a->n_threads);
     fc_train_model_set_pool(tm, pool);
     if ((st = fc_adamw_init(&opt, tm, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay)) != FC_OK)
@@ -526,7 +554,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
         char *ck = NULL;
         if (a->save_steps > 0 && (step + 1) % a->save_steps == 0 && step + 1 < total) {
             ck = fc_xasprintf("%s/checkpoint-%ld", a->output_dir, step + 1);
-            if ((st = save_checkpoint(ck, tm, src_dir, &opt, &history, step + 1, total, pr.epoch, micro,
+            if ((st = save_checkpoint(ck, tm, src_dir, a->model_path, &opt, &history, step + 1, total, pr.epoch, micro,
                                       rng, order, N, &tr, &ev)) != FC_OK) {
                 free(ck);
                 goto done;
@@ -542,7 +570,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
         if (cb) cb(&pr, user);
         free(ck);
     }
-    if ((st = fc_train_save_hf(tm, a->output_dir, src_dir)) == FC_OK &&
+    if ((st = save_model(tm, a->output_dir, src_dir, a->model_path)) == FC_OK &&
         (st = write_state(a->output_dir, &history, total, total, (double)micro / micro_per_epoch)) == FC_OK)
         st = write_svg(a->output_dir, &tr, &ev, total);
 done:

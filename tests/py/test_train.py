@@ -323,3 +323,93 @@ def test_template_masking(fastchat_bin, base_model, tmp_path):
         p = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", data,
                                         "--output-dir", tmp_path / "o2"] + bad, check=False)
         assert p.returncode != 0 and bad[-1] in p.stderr
+
+
+# ---- LoRA ----
+
+ALL_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+LORA_NAME = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.lora_([AB])\.weight$")
+
+
+def test_lora_train_save_apply(fastchat_bin, base_model, tmp_path, figures):
+    """--lora-r: only adapters train; they are saved in PEFT's layout (names,
+    shapes, adapter_config.json); `fastchat apply-lora` merges them into
+    W + alpha/r * B @ A; the merged model answers with the new identity.
+    (That PEFT itself loads the folder was checked by hand with peft 0.21 in
+    /work/gvenv; CI has no torch.)"""
+    data = tmp_path / "identity.json"
+    data.write_text(json.dumps(CONVS))
+    out = tmp_path / "lora"
+    p = run_fastchat(fastchat_bin, [
+        "train", "--model-path", base_model, "--data-path", data, "--output-dir", out,
+        "--lora-r", 16, "--lora-alpha", 32, "--lora-dropout", 0.0, "--lora-target-modules", ALL_MODULES,
+        "--max-steps", 60, "--per-device-train-batch-size", 2, "--learning-rate", "3e-2",
+        "--warmup-ratio", 0.05, "--lr-scheduler-type", "cosine", "--save-steps", 30, "--threads", 2,
+        "--model-max-length", 256])
+    losses = [float(m.group(4)) for m in map(STEP_RE.match, p.stdout.splitlines()) if m]
+    assert len(losses) == 60 and losses[-1] < 0.6 * losses[0], losses
+    assert not (out / "model.safetensors").exists()
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "LORA" and cfg["r"] == 16 and cfg["lora_alpha"] == 32
+    assert sorted(cfg["target_modules"]) == sorted(ALL_MODULES.split(","))
+    ad = load_file(str(out / "adapter_model.safetensors"))
+    base = load_file(str(base_model / "model.safetensors"))
+    n_layers = 1 + max(int(LORA_NAME.match(k).group(1)) for k in ad)
+    assert len(ad) == n_layers * 7 * 2
+    for k, v in ad.items():
+        m = LORA_NAME.match(k)
+        assert m, k
+        w = base[f"model.layers.{m.group(1)}.{m.group(2)}.{m.group(3)}.weight"]
+        assert v.dtype == np.float32
+        assert v.shape == ((16, w.shape[1]) if m.group(4) == "A" else (w.shape[0], 16)), (k, v.shape)
+    assert (out / "checkpoint-30" / "adapter_model.safetensors").is_file()
+
+    merged = tmp_path / "merged"
+    run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", base_model, "--target-model-path", merged,
+                                "--lora-path", out])
+    mw = load_file(str(merged / "model.safetensors"))
+    worst = 0.0
+    for k, v in ad.items():
+        if ".lora_A." not in k:
+            continue
+        m = LORA_NAME.match(k)
+        name = f"model.layers.{m.group(1)}.{m.group(2)}.{m.group(3)}.weight"
+        want = base[name].astype(np.float64) + 2.0 * (ad[k.replace("lora_A", "lora_B")].astype(np.float64)
+                                                       @ v.astype(np.float64))
+        got = mw[name].astype(np.float64)
+        tol = 1e-2 * np.abs(want).max() if mw[name].dtype == np.float16 else 1e-4 * np.abs(want).max()
+        worst = max(worst, float(np.abs(got - want).max()))
+        assert np.abs(got - want).max() <= tol, name
+    before = answer(fastchat_bin, base_model, "Who are you?")
+    after = answer(fastchat_bin, merged, "Who are you?")
+    figures(f"train LoRA r16 tiny llama_spm: loss {losses[0]:.4f} -> {losses[-1]:.4f}; merged by apply-lora "
+            f"(largest |W - (W0 + s B A)| {worst:.2e}); base says {before.strip()[:30]!r}, "
+            f"merged says {after.strip()[:30]!r}")
+    assert "Zorblax" not in before and "Zorblax" in after
+
+
+def test_lora_resume_with_dropout(fastchat_bin, base_model, tmp_path):
+    """LoRA with dropout resumes exactly too: the dropout masks' counter is
+    part of the resume state."""
+    data = resume_data(tmp_path)
+    args = ["--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0.2, "--lora-target-modules",
+            "q_proj,v_proj,down_proj"] + RESUME_ARGS
+    full, part = tmp_path / "full", tmp_path / "part"
+    run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", data,
+                                "--output-dir", full] + args)
+    run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", data,
+                                "--output-dir", part, "--max-steps", 12] + args)
+    r = run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", data,
+                                    "--output-dir", tmp_path / "resumed", "--resume-from-checkpoint",
+                                    part / "checkpoint-6"] + args)
+    assert "step 7/12" in r.stdout
+    ref = json.loads((full / "trainer_state.json").read_text())["log_history"]
+    got = json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in got] == list(range(1, 13))
+    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(got, ref)) <= 1e-5
+    a = load_file(str(full / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "adapter_model.safetensors"))
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    # the interrupted-then-finished run (same command) also equals the full one
+    c = load_file(str(part / "adapter_model.safetensors"))
+    assert all(np.array_equal(a[k], c[k]) for k in a)  # the same command twice: deterministic
