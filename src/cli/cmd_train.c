@@ -6,6 +6,11 @@
  * and writes Hugging Face checkpoint folders that transformers and our
  * engine load.
  *
+ * Also: --masking template (train_with_template.py's labels, any template it
+ * can split), --resume-from-checkpoint, --eval-data-path / --eval-steps, the
+ * log file and loss curve in the output folder, and LoRA (--lora-r ...:
+ * PEFT adapter folders), all described in src/train/train.h.
+ *
  * FastChat/HF flags that have no meaning here are accepted and ignored with
  * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
  * command lines run unchanged.
