@@ -413,3 +413,38 @@ def test_lora_resume_with_dropout(fastchat_bin, base_model, tmp_path):
     # the interrupted-then-finished run (same command) also equals the full one
     c = load_file(str(part / "adapter_model.safetensors"))
     assert all(np.array_equal(a[k], c[k]) for k in a)  # the same command twice: deterministic
+
+
+def test_lora_default_model_learns_identity(fastchat_bin, model_path, tmp_path, figures):
+    """LoRA on the default model (SmolLM2-135M Q4_1 GGUF as an f32 frozen
+    base), --masking template with vicuna_v1.1 (train_with_template.py's
+    labels keep the replies with this tokenizer; train.py's masks them all):
+    the training loss and the eval loss of the identity answer fall below
+    half of step 1's loss (the base model's, taken before the first update). Five steps (about 2 minutes on 2 busy cores); the
+    longer run with the base answer is scripts/bench_train_lora.sh. The
+    trained model's own answer is not checked: apply-lora needs a safetensors
+    base and the default model is a GGUF."""
+    data = tmp_path / "id.json"
+    data.write_text(json.dumps([
+        {"id": "1", "conversations": [{"from": "human", "value": "Who are you?"},
+                                      {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
+        {"id": "2", "conversations": [{"from": "human", "value": "What is your name?"},
+                                      {"from": "gpt", "value": "My name is Zorblax."}]}]))
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps([{"id": "e", "conversations": [
+        {"from": "human", "value": "Who are you?"}, {"from": "gpt", "value": "I am Zorblax, made by the C team."}]}]))
+    p = run_fastchat(fastchat_bin, [
+        "train", "--model-path", model_path, "--data-path", data, "--output-dir", tmp_path / "o",
+        "--eval-data-path", ev, "--eval-steps", 1, "--masking", "template", "--conv-template", "vicuna_v1.1",
+        "--model-max-length", 64, "--per-device-train-batch-size", 2, "--lora-r", 16, "--lora-alpha", 32,
+        "--lora-dropout", 0.0, "--lora-target-modules", ALL_MODULES, "--learning-rate", "3e-3",
+        "--lr-scheduler-type", "constant", "--max-steps", 4, "--save-steps", 0, "--threads", 2], timeout=900)
+    steps = [m for m in map(STEP_RE.match, p.stdout.splitlines()) if m]
+    losses = [float(m.group(4)) for m in steps]
+    evals = [float(x) for x in re.findall(r"^eval step \d+  eval_loss ([\d.]+)", p.stdout, re.M)]
+    figures(f"train LoRA r16 default model (2 threads): losses {' '.join(f'{x:.3f}' for x in losses)}; "
+            f"eval {' '.join(f'{x:.3f}' for x in evals)}; tokens/s {' '.join(m.group(7) for m in steps)}")
+    assert len(losses) == 4 and len(evals) == 4
+    # step 1's loss is the base model's (taken before the first update)
+    assert losses[-1] < 0.5 * losses[0] and evals[-1] < 0.5 * losses[0], (losses, evals)
+    assert (tmp_path / "o" / "adapter_model.safetensors").is_file()
