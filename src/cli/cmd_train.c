@@ -94,6 +94,8 @@ int fc_cmd_train(int argc, char **argv)
          .min = 0, .max = 1e9, .metavar = "G", .help = "clip the gradient norm to G; 0: off (1.0)"},
         {"--save-steps", FC_FLAG_INT64, &a.save_steps,
          .min = 0, .max = 1e12, .metavar = "N", .help = "write DIR/checkpoint-N every N steps (500)"},
+        {"--save-total-limit", FC_FLAG_INT64, &a.save_total_limit,
+         .min = 0, .max = 1e12, .metavar = "N", .help = "keep only the newest N checkpoints (0: all)"},
         {"--resume-from-checkpoint", FC_FLAG_STRING, &a.resume_from_checkpoint, .metavar = "DIR",
          .help = "continue from a checkpoint folder, or True: the newest DIR/checkpoint-N\n"
                  "(weights, AdamW state, data position, shuffle state, log history)"},
@@ -119,7 +121,7 @@ int fc_cmd_train(int argc, char **argv)
          .min = 0, .max = 4096, .metavar = "N", .help = "CPU threads (all)"},
         /* FastChat / TrainingArguments flags with no effect here */
         {"--bf16|--fp16|--tf32|--lazy-preprocess|--gradient-checkpointing|--fsdp|"
-         "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|--save-total-limit|"
+         "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|"
          "--evaluation-strategy|--eval-strategy|--do-eval|--logging-steps|--report-to|--cache-dir|--optim|"
          "--padding-side|--trust-remote-code|--deepspeed|--ddp-timeout|--dataloader-num-workers",
          FC_FLAG_IGNORE, NULL, .seen = &ignored_seen},

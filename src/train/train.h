@@ -197,6 +197,7 @@ typedef struct fc_trainer_args {
     double num_train_epochs;     /* 3 */
     long max_steps;              /* -1: from the epochs */
     long save_steps;             /* 500; <= 0: only the final save */
+    long save_total_limit;       /* > 0: keep only the newest N checkpoint-* folders (0: all) */
     double max_grad_norm;        /* 1.0; <= 0: no clipping */
     uint64_t seed;               /* 42: the shuffle of each epoch */
     bool legacy;                 /* the tokenizer's `legacy` for the masking (sft_data.h) */

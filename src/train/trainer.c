@@ -13,7 +13,7 @@
  * ceil(warmup_ratio * total).
  * Accumulation windows run on across epoch boundaries.
  * Resume, evaluation, the log file and the loss curve: train.h.
- * Not done: lazy preprocessing, packing, LoRA, MPI, --save-total-limit.
+ * Not done: lazy preprocessing, packing, QLoRA, MPI.
  */
 #include "train.h"
 
@@ -197,6 +197,42 @@ static void remove_flat_dir(const char *dir)
     }
     closedir(d);
     rmdir(dir);
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* --save-total-limit: removes the oldest output_dir/checkpoint-N folders
+ * until `limit` are left. */
+static void prune_checkpoints(const char *out, long limit)
+{
+    DIR *d = opendir(out);
+    if (!d) return;
+    long *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
+        long k = strtol(e->d_name + 11, &end, 10);
+        if (*end || end == e->d_name + 11) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            steps = fc_xrealloc(steps, cap * sizeof(long));
+        }
+        steps[n++] = k;
+    }
+    closedir(d);
+    if (n > 0) qsort(steps, n, sizeof(long), cmp_long);
+    for (size_t i = 0; i + (size_t)limit < n; i++) {
+        char *p = fc_xasprintf("%s/checkpoint-%ld", out, steps[i]);
+        remove_flat_dir(p);
+        free(p);
+    }
+    free(steps);
 }
 
 /* The newest output_dir/checkpoint-N with a trainer_resume.json, or NULL. */
@@ -560,6 +596,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
                 goto done;
             }
             pr.saved = ck;
+            if (a->save_total_limit > 0) prune_checkpoints(a->output_dir, a->save_total_limit);
         }
         if (logf) {
             char line[1024];

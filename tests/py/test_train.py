@@ -448,3 +448,14 @@ def test_lora_default_model_learns_identity(fastchat_bin, model_path, tmp_path, 
     # step 1's loss is the base model's (taken before the first update)
     assert losses[-1] < 0.5 * losses[0] and evals[-1] < 0.5 * losses[0], (losses, evals)
     assert (tmp_path / "o" / "adapter_model.safetensors").is_file()
+
+
+def test_save_total_limit(fastchat_bin, base_model, tmp_path):
+    """--save-total-limit 2 keeps the two newest checkpoint folders."""
+    data = resume_data(tmp_path)
+    out = tmp_path / "o"
+    run_fastchat(fastchat_bin, ["train", "--model-path", base_model, "--data-path", data, "--output-dir", out,
+                                "--max-steps", 9, "--save-steps", 2, "--save-total-limit", 2,
+                                "--per-device-train-batch-size", 1, "--model-max-length", 256, "--threads", 2])
+    assert sorted(d.name for d in out.iterdir() if d.name.startswith("checkpoint-")) == \
+        ["checkpoint-6", "checkpoint-8"]
