@@ -6,6 +6,11 @@
  * and writes Hugging Face checkpoint folders that transformers and our
  * engine load.
  *
+ * Also: --masking template (train_with_template.py's labels, any template it
+ * can split), --resume-from-checkpoint, --eval-data-path / --eval-steps, the
+ * log file and loss curve in the output folder, and LoRA (--lora-r ...:
+ * PEFT adapter folders), all described in src/train/train.h.
+ *
  * FastChat/HF flags that have no meaning here are accepted and ignored with
  * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
  * command lines run unchanged.
@@ -13,6 +18,7 @@
 #include "cli.h"
 #include "base/fc_base.h"
 #include "train/train.h"
+#include "chat/conv.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,12 +35,9 @@ static const char *parse_bool(const fc_flag *f, const char *v, void *dst)
 static void progress(const fc_trainer_progress *p, void *user)
 {
     (void)user;
-    double eta = p->step > 0 ? p->elapsed_sec / p->step * (p->total_steps - p->step) : 0;
-    printf("step %ld/%ld  epoch %.2f  loss %.4f  lr %.3e  grad_norm %.4f  tokens/s %.0f  "
-           "elapsed %.0fs  eta %.0fs\n",
-           p->step, p->total_steps, p->epoch, p->loss, p->lr, p->grad_norm,
-           p->step_sec > 0 ? p->tokens / p->step_sec : 0.0, p->elapsed_sec, eta);
-    if (p->saved) printf("saved %s\n", p->saved);
+    char line[1024];
+    fc_trainer_format_progress(p, line, sizeof line);
+    fputs(line, stdout);
     fflush(stdout);
 }
 
@@ -43,6 +46,8 @@ int fc_cmd_train(int argc, char **argv)
     fc_trainer_args a;
     fc_trainer_args_default(&a);
     bool ignored_seen = false;
+    const char *masking = "fschat";
+    bool resume = false;
     const fc_flag flags[] = {
         {NULL, FC_FLAG_SECTION, .help = "model and data (FastChat ModelArguments / DataArguments)"},
         {"--model-path|--model-name-or-path", FC_FLAG_STRING, &a.model_path, .metavar = "M",
@@ -55,6 +60,11 @@ int fc_cmd_train(int argc, char **argv)
          .min = 2, .max = 1 << 20, .metavar = "N", .help = "truncate and pad examples to N tokens (512)"},
         {"--tokenizer-legacy", FC_FLAG_FUNC, &a.legacy, .metavar = "BOOL", .fn = parse_bool,
          .help = "the tokenizer's `legacy` as train.py's masking reads it (True)"},
+        {"--masking", FC_FLAG_STRING, &masking, .metavar = "M",
+         .help = "fschat: train.py's labels (vicuna template); template: train_with_template.py's,\n"
+                 "for any template it can split (fschat)"},
+        {"--conv-template", FC_FLAG_STRING, &a.conv_template, .metavar = "T",
+         .help = "template for --masking template (picked from the model path)"},
         {NULL, FC_FLAG_SECTION, .help = "optimisation (Hugging Face TrainingArguments)"},
         {"--per-device-train-batch-size", FC_FLAG_INT, &a.per_device_train_batch_size,
          .min = 1, .max = 65536, .metavar = "N", .help = "examples per micro-batch (8)"},
@@ -84,13 +94,35 @@ int fc_cmd_train(int argc, char **argv)
          .min = 0, .max = 1e9, .metavar = "G", .help = "clip the gradient norm to G; 0: off (1.0)"},
         {"--save-steps", FC_FLAG_INT64, &a.save_steps,
          .min = 0, .max = 1e12, .metavar = "N", .help = "write DIR/checkpoint-N every N steps (500)"},
+        {"--save-total-limit", FC_FLAG_INT64, &a.save_total_limit,
+         .min = 0, .max = 1e12, .metavar = "N", .help = "keep only the newest N checkpoints (0: all)"},
+        {"--resume-from-checkpoint", FC_FLAG_STRING, &a.resume_from_checkpoint, .metavar = "DIR",
+         .help = "continue from a checkpoint folder, or True: the newest DIR/checkpoint-N\n"
+                 "(weights, AdamW state, data position, shuffle state, log history)"},
+        {"--resume", FC_FLAG_TRUE, &resume, .help = "same as --resume-from-checkpoint True"},
+        {NULL, FC_FLAG_SECTION, .help = "LoRA (FastChat train_lora.py / PEFT LoraConfig)"},
+        {"--lora-r", FC_FLAG_INT, &a.lora_r, .min = 0, .max = 65536, .metavar = "R",
+         .help = "train rank-R adapters over the frozen base, saved in PEFT's layout (0: full fine-tuning)"},
+        {"--lora-alpha", FC_FLAG_DOUBLE, &a.lora_alpha, .min = 0, .max = 1e6, .metavar = "A",
+         .help = "scaling alpha / r (16)"},
+        {"--lora-dropout", FC_FLAG_DOUBLE, &a.lora_dropout, .min = 0, .max = 0.999, .metavar = "P",
+         .help = "dropout on the adapters' input (0.05)"},
+        {"--lora-target-modules", FC_FLAG_STRING, &a.lora_target_modules, .metavar = "LIST",
+         .help = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (q_proj,v_proj)"},
+        {NULL, FC_FLAG_SECTION, .help = "evaluation and logging"},
+        {"--eval-data-path", FC_FLAG_STRING, &a.eval_data_path, .metavar = "F",
+         .help = "conversations to evaluate the loss on (masked as the training data)"},
+        {"--eval-steps", FC_FLAG_INT64, &a.eval_steps,
+         .min = 0, .max = 1e12, .metavar = "N", .help = "evaluate every N steps and at the end (0: at the end)"},
+        {"--per-device-eval-batch-size", FC_FLAG_INT, &a.per_device_eval_batch_size,
+         .min = 1, .max = 65536, .metavar = "N", .help = "examples per eval batch (8)"},
         {"--seed", FC_FLAG_UINT64, &a.seed, .metavar = "S", .help = "shuffle seed (42)"},
         {"--threads", FC_FLAG_INT, &a.n_threads,
          .min = 0, .max = 4096, .metavar = "N", .help = "CPU threads (all)"},
         /* FastChat / TrainingArguments flags with no effect here */
         {"--bf16|--fp16|--tf32|--lazy-preprocess|--gradient-checkpointing|--fsdp|"
-         "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|--save-total-limit|"
-         "--evaluation-strategy|--eval-strategy|--logging-steps|--report-to|--cache-dir|--optim|"
+         "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|"
+         "--evaluation-strategy|--eval-strategy|--do-eval|--logging-steps|--report-to|--cache-dir|--optim|"
          "--padding-side|--trust-remote-code|--deepspeed|--ddp-timeout|--dataloader-num-workers",
          FC_FLAG_IGNORE, NULL, .seen = &ignored_seen},
         {0},
@@ -111,9 +143,19 @@ int fc_cmd_train(int argc, char **argv)
     if (!fc_lr_type_known(a.lr_scheduler_type))
         fc_cli_die("linear, cosine, constant or constant_with_warmup", "--lr-scheduler-type %s is not known",
                    a.lr_scheduler_type);
+    if (resume && !a.resume_from_checkpoint) a.resume_from_checkpoint = "True";
+    if (!strcmp(masking, "template")) a.masking = 1;
+    else if (strcmp(masking, "fschat") != 0)
+        fc_cli_die("fschat or template", "--masking %s is not known", masking);
+    if (a.lora_r > 0 && !fc_lora_parse_targets(a.lora_target_modules))
+        fc_cli_die("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                   "--lora-target-modules %s is not known", a.lora_target_modules);
+    if (a.conv_template && !fc_conv_template_exists(a.conv_template))
+        fc_cli_die("fastchat templates lists them", "--conv-template %s is not known", a.conv_template);
     if (ignored_seen) fprintf(stderr, "note: flags for GPUs and distributed runs are ignored\n");
     enum fc_status st = fc_trainer_run(&a, progress, NULL);
     if (st != FC_OK) fc_cli_die(NULL, "training failed: %s", fc_last_error());
-    printf("saved %s\n", a.output_dir);
+    printf("saved %s\nlog %s/train_log.txt, loss curve %s/loss_curve.svg\n", a.output_dir, a.output_dir,
+           a.output_dir);
     return 0;
 }

@@ -7,6 +7,9 @@
  *
  * Safetensors layout: u64 little-endian header size, the JSON header padded
  * with spaces to a multiple of 8 bytes, then the tensors back to back.
+ * Resume state: optimizer.safetensors holds AdamW's moments as F32 tensors
+ * "<param>.exp_avg" / "<param>.exp_avg_sq" (the names of torch's state dict
+ * keys, by parameter name rather than index).
  * Not done: sharding (one file of any size), other dtypes.
  */
 #include "train.h"
@@ -19,25 +22,33 @@
 #include "../base/file.h"
 #include "../base/json.h"
 #include "../base/str.h"
+#include "../model/safetensors.h"
 
-static enum fc_status write_safetensors(fc_train_model *tm, const char *path)
+/* Writes nb buffers of the model's layout (each fc_train_model_n_floats
+ * floats) as one safetensors file: parameter i of buffer k is named
+ * name + suffix[k] (suffix "" for the parameters themselves). */
+static enum fc_status write_safetensors(fc_train_model *tm, const char *path, const float *const *bufs,
+                                        const char *const *suffix, int nb)
 {
     fc_str h;
     fc_str_init(&h, 0);
     fc_str_puts(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
     size_t off = 0;
-    for (int i = 0; i < fc_train_model_n_params(tm); i++) {
-        const fc_train_param *p = fc_train_model_param(tm, i);
-        fc_str_putc(&h, ',');
-        fc_json_put_str(&h, p->name);
-        if (p->n_dims == 2)
-            fc_str_printf(&h, ":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],", (long long)p->shape[0],
-                          (long long)p->shape[1]);
-        else
-            fc_str_printf(&h, ":{\"dtype\":\"F32\",\"shape\":[%lld],", (long long)p->shape[0]);
-        fc_str_printf(&h, "\"data_offsets\":[%zu,%zu]}", off, off + p->n * sizeof(float));
-        off += p->n * sizeof(float);
-    }
+    for (int k = 0; k < nb; k++)
+        for (int i = 0; i < fc_train_model_n_params(tm); i++) {
+            const fc_train_param *p = fc_train_model_param(tm, i);
+            char name[160];
+            snprintf(name, sizeof name, "%s%s", p->name, suffix[k]);
+            fc_str_putc(&h, ',');
+            fc_json_put_str(&h, name);
+            if (p->n_dims == 2)
+                fc_str_printf(&h, ":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],", (long long)p->shape[0],
+                              (long long)p->shape[1]);
+            else
+                fc_str_printf(&h, ":{\"dtype\":\"F32\",\"shape\":[%lld],", (long long)p->shape[0]);
+            fc_str_printf(&h, "\"data_offsets\":[%zu,%zu]}", off, off + p->n * sizeof(float));
+            off += p->n * sizeof(float);
+        }
     fc_str_putc(&h, '}');
     while (fc_str_len(&h) % 8) fc_str_putc(&h, ' ');
     if (fc_str_failed(&h)) {
@@ -55,11 +66,11 @@ static enum fc_status write_safetensors(fc_train_model *tm, const char *path)
     uint8_t le[8];
     for (int i = 0; i < 8; i++) le[i] = (uint8_t)(hl >> (8 * i));
     bool ok = fwrite(le, 1, 8, f) == 8 && fwrite(fc_str_cstr(&h), 1, hl, f) == hl;
-    const float *params = fc_train_model_params(tm);
-    for (int i = 0; ok && i < fc_train_model_n_params(tm); i++) {
-        const fc_train_param *p = fc_train_model_param(tm, i);
-        ok = fwrite(params + p->offset, sizeof(float), p->n, f) == p->n; /* little-endian hosts */
-    }
+    for (int k = 0; k < nb; k++)
+        for (int i = 0; ok && i < fc_train_model_n_params(tm); i++) {
+            const fc_train_param *p = fc_train_model_param(tm, i);
+            ok = fwrite(bufs[k] + p->offset, sizeof(float), p->n, f) == p->n; /* little-endian hosts */
+        }
     ok = fflush(f) == 0 && ok;
     ok = fclose(f) == 0 && ok;
     if (ok && rename(tmp, path) == 0) st = FC_OK;
@@ -70,6 +81,63 @@ static enum fc_status write_safetensors(fc_train_model *tm, const char *path)
 done:
     free(tmp);
     fc_str_free(&h);
+    return st;
+}
+
+/* Reads nb buffers written by write_safetensors back (every tensor F32 with
+ * the parameter's element count). */
+static enum fc_status read_safetensors(fc_train_model *tm, const char *path, float *const *bufs,
+                                       const char *const *suffix, int nb)
+{
+    fc_safetensors *st = fc_safetensors_open(path);
+    if (!st) return FC_ERR_IO;
+    enum fc_status rc = FC_OK;
+    for (int k = 0; rc == FC_OK && k < nb; k++)
+        for (int i = 0; rc == FC_OK && i < fc_train_model_n_params(tm); i++) {
+            const fc_train_param *p = fc_train_model_param(tm, i);
+            char name[160];
+            snprintf(name, sizeof name, "%s%s", p->name, suffix[k]);
+            const fc_tensor *t = fc_safetensors_find(st, name);
+            if (!t || t->type != FC_DTYPE_F32 || (size_t)fc_tensor_nelem(t) != p->n) {
+                FC_LOG_ERROR("%s: %s: %s is missing, not F32 or not of %zu elements", __func__, path,
+                             name, p->n);
+                rc = FC_ERR_FORMAT;
+                break;
+            }
+            memcpy(bufs[k] + p->offset, t->data, p->n * sizeof(float));
+        }
+    fc_safetensors_free(st);
+    return rc;
+}
+
+enum fc_status fc_train_load_params(fc_train_model *tm, const char *dir)
+{
+    char *p = fc_xasprintf(fc_train_model_has_lora(tm) ? "%s/adapter_model.safetensors" : "%s/model.safetensors",
+                           dir);
+    float *bufs[] = {fc_train_model_params(tm)};
+    const char *suffix[] = {""};
+    enum fc_status st = read_safetensors(tm, p, bufs, suffix, 1);
+    free(p);
+    return st;
+}
+
+enum fc_status fc_train_save_optimizer(fc_train_model *tm, const fc_adamw *o, const char *dir)
+{
+    char *p = fc_xasprintf("%s/optimizer.safetensors", dir);
+    const float *bufs[] = {o->m, o->v};
+    const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
+    enum fc_status st = write_safetensors(tm, p, bufs, suffix, 2);
+    free(p);
+    return st;
+}
+
+enum fc_status fc_train_load_optimizer(fc_train_model *tm, fc_adamw *o, const char *dir)
+{
+    char *p = fc_xasprintf("%s/optimizer.safetensors", dir);
+    float *bufs[] = {o->m, o->v};
+    const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
+    enum fc_status st = read_safetensors(tm, p, bufs, suffix, 2);
+    free(p);
     return st;
 }
 
@@ -128,7 +196,9 @@ enum fc_status fc_train_save_hf(fc_train_model *tm, const char *dir, const char 
         return FC_ERR_IO;
     }
     char *p = fc_xasprintf("%s/model.safetensors", dir);
-    enum fc_status st = write_safetensors(tm, p);
+    const float *bufs[] = {fc_train_model_params(tm)};
+    const char *suffix[] = {""};
+    enum fc_status st = write_safetensors(tm, p, bufs, suffix, 1);
     free(p);
     if (st == FC_OK) st = write_config(tm, dir, src_dir);
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model",
@@ -150,5 +220,54 @@ enum fc_status fc_train_save_hf(fc_train_model *tm, const char *dir, const char 
         }
         free(src);
     }
+    return st;
+}
+
+enum fc_status fc_train_save_lora(fc_train_model *tm, const char *dir, const char *base)
+{
+    const fc_lora_config *c = fc_train_model_lora(tm);
+    if (!c) {
+        FC_LOG_ERROR("%s: the model has no LoRA adapters", __func__);
+        return FC_ERR_ARG;
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        FC_LOG_ERROR("%s: mkdir %s: %s", __func__, dir, strerror(errno));
+        return FC_ERR_IO;
+    }
+    static const char *const names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                        "down_proj"};
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "peft_type", "LORA");
+    cJSON_AddStringToObject(cfg, "task_type", "CAUSAL_LM");
+    cJSON_AddNumberToObject(cfg, "r", c->r);
+    cJSON_AddNumberToObject(cfg, "lora_alpha", c->alpha);
+    cJSON_AddNumberToObject(cfg, "lora_dropout", c->dropout);
+    cJSON *t = cJSON_AddArrayToObject(cfg, "target_modules");
+    for (int i = 0; i < 7; i++)
+        if (c->targets & (1u << i)) cJSON_AddItemToArray(t, cJSON_CreateString(names[i]));
+    cJSON_AddStringToObject(cfg, "bias", "none");
+    cJSON_AddBoolToObject(cfg, "fan_in_fan_out", false);
+    cJSON_AddBoolToObject(cfg, "use_rslora", false);
+    cJSON_AddBoolToObject(cfg, "use_dora", false);
+    cJSON_AddBoolToObject(cfg, "inference_mode", true);
+    cJSON_AddBoolToObject(cfg, "init_lora_weights", true);
+    cJSON_AddNullToObject(cfg, "modules_to_save");
+    cJSON_AddNullToObject(cfg, "layers_to_transform");
+    cJSON_AddNullToObject(cfg, "revision");
+    if (base) cJSON_AddStringToObject(cfg, "base_model_name_or_path", base);
+    else cJSON_AddNullToObject(cfg, "base_model_name_or_path");
+    char *text = cJSON_Print(cfg);
+    cJSON_Delete(cfg);
+    if (!text) return FC_ERR_NOMEM;
+    char *p = fc_xasprintf("%s/adapter_config.json", dir);
+    enum fc_status st = fc_file_write_atomic(p, text, strlen(text));
+    free(p);
+    free(text);
+    if (st != FC_OK) return st;
+    p = fc_xasprintf("%s/adapter_model.safetensors", dir);
+    const float *bufs[] = {fc_train_model_params(tm)};
+    const char *suffix[] = {""};
+    st = write_safetensors(tm, p, bufs, suffix, 1);
+    free(p);
     return st;
 }

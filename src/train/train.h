@@ -20,7 +20,8 @@
  * Tensor letters: B batch, T time, C width, V vocab, NH/NKV heads, HS head
  * size, FF MLP width, L layers; N = B * T rows.
  *
- * Not done: bf16 compute, gradient checkpointing, LoRA, sliding window.
+ * LoRA adapters (fc_train_model_add_lora) train over a frozen base.
+ * Not done: bf16 compute, gradient checkpointing, QLoRA, sliding window.
  * Threads: one fc_train_model is used by one thread at a time; it runs its
  * kernels on the fc_pool given to fc_train_model_set_pool (optional).
  */
@@ -89,6 +90,41 @@ void fc_train_zero_grad(fc_train_model *tm);
  * and, when max_norm > 0, scales them by min(1, max_norm / (norm + 1e-6)). */
 double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm);
 
+/* ---- LoRA (train_ref.c) ---- */
+
+/* PEFT's LoraConfig, the part we implement: scaling alpha / r (no rsLoRA),
+ * dropout on the adapter's input, no bias, fan_in_fan_out false. */
+typedef struct fc_lora_config {
+    int r;
+    double alpha;
+    double dropout;            /* [0, 1) */
+    unsigned targets;          /* bits of fc_lora_parse_targets */
+    uint64_t seed;             /* A's initialisation and the dropout masks */
+} fc_lora_config;
+
+/* "q_proj,v_proj,..." (q_proj k_proj v_proj o_proj gate_proj up_proj
+ * down_proj) as target bits; 0 when a name is not one of those. */
+unsigned fc_lora_parse_targets(const char *list);
+
+/* Adds adapters to every target projection of every layer and freezes the
+ * base: from then on the parameter table (fc_train_model_n_params, _param,
+ * _find, _n_floats, _params, _grads, zero_grad, clip_grad_norm, the
+ * optimizer) is the adapters' alone, named as PEFT saves them
+ * ("base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight", shape
+ * (r, in); lora_B (out, r)), in PEFT's named_parameters order. A is
+ * initialised as PEFT's kaiming_uniform(a=sqrt(5)) bound 1/sqrt(in) (our own
+ * generator, not torch's), B to zero, so the model starts as the base.
+ * Forward: y = x W^T + b + (alpha / r) * dropout(x) A^T B^T; dropout only
+ * in fc_train_step_grad, its masks a hash of (seed, training forwards so
+ * far, slot, element). FC_OK or FC_ERR_ARG / FC_ERR_NOMEM (logged). */
+enum fc_status fc_train_model_add_lora(fc_train_model *tm, const fc_lora_config *c);
+bool fc_train_model_has_lora(const fc_train_model *tm);
+/* The config given to fc_train_model_add_lora, or NULL. */
+const fc_lora_config *fc_train_model_lora(const fc_train_model *tm);
+/* The dropout masks' counter (saved with a checkpoint for an exact resume). */
+uint64_t fc_train_lora_calls(const fc_train_model *tm);
+void fc_train_lora_set_calls(fc_train_model *tm, uint64_t calls);
+
 /* ---- optimizer (optim.c) ---- */
 
 /* torch.optim.AdamW, with weight decay on the parameters whose `decay` is set
@@ -126,6 +162,22 @@ bool fc_lr_type_known(const char *type);
  * copied when present. Creates dir. FC_OK or an error (logged). */
 enum fc_status fc_train_save_hf(fc_train_model *tm, const char *dir, const char *src_dir);
 
+/* With LoRA: dir/adapter_model.safetensors (the adapters, F32, PEFT's names)
+ * and dir/adapter_config.json (peft_type LORA, task_type CAUSAL_LM, r,
+ * lora_alpha, lora_dropout, target_modules, bias "none",
+ * base_model_name_or_path = base), as PEFT's save_pretrained writes them. */
+enum fc_status fc_train_save_lora(fc_train_model *tm, const char *dir, const char *base);
+
+/* Reads dir/model.safetensors (as fc_train_save_hf writes it: F32, every
+ * parameter by its name; with LoRA dir/adapter_model.safetensors) into the
+ * parameters. FC_OK or an error (logged). */
+enum fc_status fc_train_load_params(fc_train_model *tm, const char *dir);
+/* AdamW's moments as dir/optimizer.safetensors ("<name>.exp_avg",
+ * "<name>.exp_avg_sq", F32) and back; the step count is the caller's to keep
+ * (trainer_state.json). */
+enum fc_status fc_train_save_optimizer(fc_train_model *tm, const fc_adamw *o, const char *dir);
+enum fc_status fc_train_load_optimizer(fc_train_model *tm, fc_adamw *o, const char *dir);
+
 /* ---- the training loop (trainer.c): FastChat's train.py on one process ---- */
 
 /* Hugging Face TrainingArguments / FastChat names and defaults. */
@@ -145,10 +197,26 @@ typedef struct fc_trainer_args {
     double num_train_epochs;     /* 3 */
     long max_steps;              /* -1: from the epochs */
     long save_steps;             /* 500; <= 0: only the final save */
+    long save_total_limit;       /* > 0: keep only the newest N checkpoint-* folders (0: all) */
     double max_grad_norm;        /* 1.0; <= 0: no clipping */
     uint64_t seed;               /* 42: the shuffle of each epoch */
     bool legacy;                 /* the tokenizer's `legacy` for the masking (sft_data.h) */
+    int masking;                 /* enum fc_sft_masking: 0 train.py's (default), 1 train_with_template.py's */
+    const char *conv_template;   /* template masking: NULL picks it from the model path, as
+                                    train_with_template.py's get_conversation_template */
     int n_threads;               /* <= 0: all CPUs */
+    /* resume: a checkpoint folder, or "True" / "last" for the newest
+     * output_dir/checkpoint-N that holds a resume state; NULL: a fresh run */
+    const char *resume_from_checkpoint;
+    const char *eval_data_path;  /* NULL: no evaluation */
+    long eval_steps;             /* evaluate every N steps (and at the end); <= 0: at the end only */
+    int per_device_eval_batch_size; /* 8 */
+    /* LoRA (FastChat's train_lora.py LoraArguments): lora_r > 0 trains
+     * adapters over the frozen base and saves them in PEFT's layout */
+    int lora_r;                  /* 0: full fine-tuning */
+    double lora_alpha;           /* 16 */
+    double lora_dropout;         /* 0.05 */
+    const char *lora_target_modules; /* "q_proj,v_proj" */
 } fc_trainer_args;
 
 void fc_trainer_args_default(fc_trainer_args *a);
@@ -162,16 +230,39 @@ typedef struct fc_trainer_progress {
     double grad_norm;            /* before clipping */
     long tokens;                 /* tokens computed in the step (padding trimmed) */
     long labelled;               /* tokens in the loss */
-    double step_sec, elapsed_sec;
+    double step_sec, elapsed_sec; /* elapsed: since this run (or resume) started */
+    double eta_sec;              /* the remaining steps at this run's mean step time */
     const char *saved;           /* checkpoint folder written after this step, or NULL */
+    double eval_loss;            /* evaluation after this step: mean cross-entropy over the
+                                    eval set's labelled tokens; NAN when none ran */
+    long eval_labelled;          /* labelled tokens of the eval set */
 } fc_trainer_progress;
+
+/* The progress line(s) of one step, as printed and written to the log file:
+ * "step S/T  epoch E  loss L  lr R  grad_norm G  tokens/s X  elapsed Ns  eta Ns\n"
+ * then, when p->eval_loss is set, "eval step S  eval_loss L  eval_tokens N\n",
+ * then "saved DIR\n" when a checkpoint was written. Returns what snprintf
+ * returns. */
+int fc_trainer_format_progress(const fc_trainer_progress *p, char *buf, size_t cap);
 
 typedef void (*fc_trainer_cb)(const fc_trainer_progress *p, void *user);
 
 /* Loads the model and the data, trains, writes checkpoints
  * (output_dir/checkpoint-<step>/ every save_steps, and output_dir itself at
  * the end, each with trainer_state.json holding the log history), calling cb
- * after every optimizer step. Batches are padded only to their longest
+ * after every optimizer step.
+ * Files: every checkpoint-N/ (written as checkpoint-N.tmp/ and renamed, so a
+ * killed run leaves whole checkpoints only) also holds optimizer.safetensors
+ * (fc_train_save_optimizer), trainer_resume.json (AdamW's step count, the
+ * micro-batches consumed, the shuffle generator's state and this epoch's
+ * order) and loss_curve.svg; output_dir gets train_log.txt (the progress
+ * lines, appended; a resumed run appends to it) and loss_curve.svg at the
+ * end (one polyline point per logged step with a loss, id "train_loss";
+ * eval losses in id "eval_loss").
+ * Resuming restores parameters, moments, step, data position and generator
+ * and the log history, so the steps after it compute what the uninterrupted
+ * run computed, bit for bit (same threads: the kernels' sums are ordered by
+ * thread count). Batches are padded only to their longest
  * example (right padding cannot change the loss of a causal model, so the
  * result equals padding to model_max_length). Examples are shuffled each
  * epoch with our own generator seeded by `seed` (not torch's sampler order).

@@ -81,6 +81,38 @@ struct fc_train_model {
     float *logits;             /* (N, V); dlogits in place during backward */
     float *dx, *dn, *dq, *dk, *dv, *dao, *dg, *du, *dh; /* backward scratch */
     float *rope_cos, *rope_sin; /* (T, HS/2) */
+    /* LoRA (fc_train_model_add_lora): when set, param/n_param/n_floats/
+     * params/grads above are the adapters' and the base's are kept here */
+    struct lora *lora;
+    bool frozen;               /* base weights get no gradient */
+};
+
+/* ---- LoRA ---- */
+
+#define LORA_NT 7
+static const char *const lora_names[LORA_NT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                "gate_proj", "up_proj", "down_proj"};
+
+typedef struct lora_slot {
+    float *A, *B, *dA, *dB;    /* (r, in), (out, r) and their gradients; NULL: not a target */
+    long in, out;
+    float *h;                  /* (N, r) dropout(x) A^T of the last forward */
+} lora_slot;
+
+struct lora {
+    fc_lora_config c;
+    double scaling;            /* alpha / r */
+    uint64_t calls;            /* training forwards so far: the dropout key */
+    bool train;                /* this forward applies dropout */
+    lora_slot *slot;           /* (L * LORA_NT) */
+    long act_N;                /* rows the h buffers and scratch hold */
+    float *hbuf;               /* all h */
+    float *sx, *so, *sdh, *sdx; /* scratch (N, max in), (N, max out), (N, r), (N, max in) */
+    /* the base model's parameter table while the adapters are the active one */
+    int base_n_param;
+    fc_train_param *base_param;
+    size_t base_n_floats;
+    float *base_params, *base_grads;
 };
 
 /* ---- parameter table ---- */
@@ -268,9 +300,34 @@ static void free_acts(fc_train_model *tm)
     tm->acts_cap = 0;
 }
 
+static void lora_free(fc_train_model *tm)
+{
+    struct lora *lo = tm->lora;
+    if (!lo) return;
+    /* the active table is the adapters': free it, put the base's back */
+    fc_aligned_free(tm->params);
+    fc_aligned_free(tm->grads);
+    free(tm->param);
+    tm->params = lo->base_params;
+    tm->grads = lo->base_grads;
+    tm->param = lo->base_param;
+    tm->n_param = lo->base_n_param;
+    tm->n_floats = lo->base_n_floats;
+    free(lo->slot);
+    fc_aligned_free(lo->hbuf);
+    fc_aligned_free(lo->sx);
+    fc_aligned_free(lo->so);
+    fc_aligned_free(lo->sdh);
+    fc_aligned_free(lo->sdx);
+    free(lo);
+    tm->lora = NULL;
+    tm->frozen = false;
+}
+
 void fc_train_model_free(fc_train_model *tm)
 {
     if (!tm) return;
+    lora_free(tm);
     free_acts(tm);
     fc_aligned_free(tm->params);
     fc_aligned_free(tm->grads);
@@ -461,6 +518,7 @@ static void mm_bwd_fn(void *p, int ith, int nth)
             }
         }
     }
+    if (!c->dw) return; /* frozen weights */
     fc_split_range(c->OC, ith, nth, 1, &lo, &hi);
     for (long o = lo; o < hi; o++) {
         float *dwr = c->dw + o * c->IC;
@@ -513,7 +571,7 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float 
         const float k = (float)(gx / C) * r * r * r;
         for (long i = 0; i < C; i++) {
             dx[n * C + i] += r * dyr[i] * w[i] - k * xr[i];
-            dw[i] += dyr[i] * xr[i] * r;
+            if (dw) dw[i] += dyr[i] * xr[i] * r;
         }
     }
 }
@@ -684,6 +742,209 @@ static void add(float *y, const float *a, const float *b, long n)
     for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
+/* ---- LoRA forward / backward ---- */
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* dst = x * keep / (1 - p): the dropout of slot `key` at this forward; the
+ * mask is a hash of (seed, forward count, slot, element), so the backward
+ * regenerates it instead of storing it. */
+static void lora_dropout(const struct lora *lo, int key, float *dst, const float *x, long n)
+{
+    const double p = lo->c.dropout;
+    const float inv = (float)(1.0 / (1.0 - p));
+    const uint64_t base = mix64(lo->c.seed ^ mix64(lo->calls * 0x9e3779b97f4a7c15ULL + (uint64_t)key));
+    for (long i = 0; i < n; i++) {
+        double u = (double)(mix64(base + (uint64_t)i * 0x9e3779b97f4a7c15ULL) >> 11) * 0x1.0p-53;
+        dst[i] = u < p ? 0.0f : x[i] * inv;
+    }
+}
+
+static bool lora_ensure(fc_train_model *tm, long N)
+{
+    struct lora *lo = tm->lora;
+    if (lo->act_N >= N) return true;
+    const int L = tm->cfg.n_layer, r = lo->c.r;
+    long max_in = 0, max_out = 0, n_slots = 0;
+    for (int k = 0; k < L * LORA_NT; k++)
+        if (lo->slot[k].A) {
+            max_in = FC_MAX(max_in, lo->slot[k].in);
+            max_out = FC_MAX(max_out, lo->slot[k].out);
+            n_slots++;
+        }
+    fc_aligned_free(lo->hbuf);
+    fc_aligned_free(lo->sx);
+    fc_aligned_free(lo->so);
+    fc_aligned_free(lo->sdh);
+    fc_aligned_free(lo->sdx);
+    lo->hbuf = fc_aligned_alloc((size_t)(n_slots * N * r) * sizeof(float));
+    lo->sx = fc_aligned_alloc((size_t)(N * max_in) * sizeof(float));
+    lo->so = fc_aligned_alloc((size_t)(N * max_out) * sizeof(float));
+    lo->sdh = fc_aligned_alloc((size_t)(N * r) * sizeof(float));
+    lo->sdx = fc_aligned_alloc((size_t)(N * max_in) * sizeof(float));
+    if (!lo->hbuf || !lo->sx || !lo->so || !lo->sdh || !lo->sdx) {
+        FC_LOG_ERROR("%s: out of memory for LoRA activations", __func__);
+        lo->act_N = 0;
+        return false;
+    }
+    long j = 0;
+    for (int k = 0; k < L * LORA_NT; k++)
+        if (lo->slot[k].A) lo->slot[k].h = lo->hbuf + (j++) * N * r;
+    lo->act_N = N;
+    return true;
+}
+
+/* out (N, out) += scaling * dropout(x) A^T B^T */
+static void lora_forward(fc_train_model *tm, int l, int t, const float *x, float *out, long N)
+{
+    struct lora *lo = tm->lora;
+    if (!lo) return;
+    lora_slot *sl = &lo->slot[l * LORA_NT + t];
+    if (!sl->A) return;
+    const float *xd = x;
+    if (lo->train && lo->c.dropout > 0) {
+        lora_dropout(lo, l * LORA_NT + t, lo->sx, x, N * sl->in);
+        xd = lo->sx;
+    }
+    matmul_forward(tm, sl->h, xd, sl->A, NULL, N, sl->in, lo->c.r);
+    matmul_forward(tm, lo->so, sl->h, sl->B, NULL, N, lo->c.r, sl->out);
+    const float sc = (float)lo->scaling;
+    for (long i = 0; i < N * sl->out; i++) out[i] += sc * lo->so[i];
+}
+
+/* Given dout (N, out): dB += scaling dout^T h, dA += dh^T dropout(x),
+ * dinp += dropout'(dh A) with dh = scaling dout B. */
+static void lora_backward(fc_train_model *tm, int l, int t, const float *x, const float *dout, float *dinp,
+                          long N)
+{
+    struct lora *lo = tm->lora;
+    if (!lo) return;
+    lora_slot *sl = &lo->slot[l * LORA_NT + t];
+    if (!sl->A) return;
+    const int r = lo->c.r;
+    const float sc = (float)lo->scaling;
+    for (long i = 0; i < N * sl->out; i++) lo->so[i] = sc * dout[i];
+    memset(lo->sdh, 0, (size_t)(N * r) * sizeof(float));
+    matmul_backward(tm, lo->sdh, sl->dB, NULL, lo->so, sl->h, sl->B, N, r, sl->out);
+    const bool drop = lo->train && lo->c.dropout > 0;
+    const float *xd = x;
+    if (drop) {
+        lora_dropout(lo, l * LORA_NT + t, lo->sx, x, N * sl->in);
+        xd = lo->sx;
+    }
+    if (!drop) {
+        matmul_backward(tm, dinp, sl->dA, NULL, lo->sdh, xd, sl->A, N, sl->in, r);
+        return;
+    }
+    memset(lo->sdx, 0, (size_t)(N * sl->in) * sizeof(float));
+    matmul_backward(tm, lo->sdx, sl->dA, NULL, lo->sdh, xd, sl->A, N, sl->in, r);
+    /* the dropout's backward is the same mask and scale: apply it to sdx */
+    lora_dropout(lo, l * LORA_NT + t, lo->sdx, lo->sdx, N * sl->in);
+    for (long i = 0; i < N * sl->in; i++) dinp[i] += lo->sdx[i];
+}
+
+unsigned fc_lora_parse_targets(const char *list)
+{
+    unsigned m = 0;
+    const char *s = list;
+    while (s && *s) {
+        while (*s == ',' || *s == ' ') s++;
+        if (!*s) break;
+        size_t n = strcspn(s, ", ");
+        int k = -1;
+        for (int t = 0; t < LORA_NT; t++)
+            if (strlen(lora_names[t]) == n && !strncmp(s, lora_names[t], n)) k = t;
+        if (k < 0) return 0;
+        m |= 1u << k;
+        s += n;
+    }
+    return m;
+}
+
+enum fc_status fc_train_model_add_lora(fc_train_model *tm, const fc_lora_config *c)
+{
+    if (tm->lora || c->r <= 0 || !(c->dropout >= 0 && c->dropout < 1) || !c->targets ||
+        c->targets >= (1u << LORA_NT)) {
+        FC_LOG_ERROR("%s: r > 0, dropout in [0, 1) and known target modules are needed (once)", __func__);
+        return FC_ERR_ARG;
+    }
+    const fc_model_config *cfg = &tm->cfg;
+    const int L = cfg->n_layer;
+    const long C = cfg->n_embd, Q = (long)cfg->n_head * cfg->head_dim,
+               KVD = (long)cfg->n_head_kv * cfg->head_dim, FF = cfg->n_ff;
+    const long ins[LORA_NT] = {C, C, C, Q, C, C, FF}, outs[LORA_NT] = {Q, KVD, KVD, C, FF, FF, C};
+    struct lora *lo = fc_xcalloc(1, sizeof *lo);
+    lo->c = *c;
+    lo->scaling = c->alpha / c->r;
+    lo->slot = fc_xcalloc((size_t)L * LORA_NT, sizeof *lo->slot);
+    lo->base_n_param = tm->n_param;
+    lo->base_param = tm->param;
+    lo->base_n_floats = tm->n_floats;
+    lo->base_params = tm->params;
+    lo->base_grads = tm->grads;
+    tm->lora = lo;
+    tm->frozen = true;
+    tm->param = NULL;
+    tm->n_param = 0;
+    tm->n_floats = 0;
+    tm->params = tm->grads = NULL;
+    int cap = 0;
+    char nm[96];
+    for (int l = 0; l < L; l++)
+        for (int t = 0; t < LORA_NT; t++) {
+            if (!(c->targets & (1u << t))) continue;
+            const char *grp = t < 4 ? "self_attn" : "mlp";
+            snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, grp, lora_names[t]);
+            add_param(tm, &cap, nm, c->r, ins[t], true);
+            snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, grp, lora_names[t]);
+            add_param(tm, &cap, nm, outs[t], c->r, true);
+        }
+    tm->params = fc_aligned_alloc(FC_MAX(tm->n_floats, 1) * sizeof(float));
+    tm->grads = fc_aligned_alloc(FC_MAX(tm->n_floats, 1) * sizeof(float));
+    if (!tm->params || !tm->grads) {
+        FC_LOG_ERROR("%s: out of memory", __func__);
+        lora_free(tm);
+        return FC_ERR_NOMEM;
+    }
+    memset(tm->grads, 0, tm->n_floats * sizeof(float));
+    /* PEFT's init: A kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0 */
+    uint64_t st = c->seed ^ 0x5eed10a4ULL;
+    int k = 0;
+    for (int l = 0; l < L; l++)
+        for (int t = 0; t < LORA_NT; t++) {
+            if (!(c->targets & (1u << t))) continue;
+            lora_slot *sl = &lo->slot[l * LORA_NT + t];
+            const fc_train_param *pa = &tm->param[k++], *pb = &tm->param[k++];
+            sl->A = tm->params + pa->offset;
+            sl->dA = tm->grads + pa->offset;
+            sl->B = tm->params + pb->offset;
+            sl->dB = tm->grads + pb->offset;
+            sl->in = ins[t];
+            sl->out = outs[t];
+            const double bound = 1.0 / sqrt((double)ins[t]);
+            for (size_t i = 0; i < pa->n; i++) {
+                st += 0x9e3779b97f4a7c15ULL;
+                double u = (double)(mix64(st) >> 11) * 0x1.0p-53;
+                sl->A[i] = (float)((2 * u - 1) * bound);
+            }
+            memset(sl->B, 0, pb->n * sizeof(float));
+        }
+    return FC_OK;
+}
+
+bool fc_train_model_has_lora(const fc_train_model *tm) { return tm->lora != NULL; }
+const fc_lora_config *fc_train_model_lora(const fc_train_model *tm) { return tm->lora ? &tm->lora->c : NULL; }
+uint64_t fc_train_lora_calls(const fc_train_model *tm) { return tm->lora ? tm->lora->calls : 0; }
+void fc_train_lora_set_calls(fc_train_model *tm, uint64_t calls)
+{
+    if (tm->lora) tm->lora->calls = calls;
+}
+
 static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
                   double denom, bool grad)
 {
@@ -698,6 +959,10 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
             return NAN;
         }
     if (!ensure_acts(tm, B, T)) return NAN;
+    if (tm->lora) {
+        if (!lora_ensure(tm, N)) return NAN;
+        tm->lora->train = grad;
+    }
     if (denom <= 0) denom = (double)fc_train_count_labels(labels, B, T);
 
     /* forward */
@@ -710,18 +975,25 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         matmul_forward(tm, a->q, a->n1, w->wq, w->bq, N, C, Q);
         matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
         matmul_forward(tm, a->v, a->n1, w->wv, w->bv, N, C, KVD);
+        lora_forward(tm, l, 0, a->n1, a->q, N);
+        lora_forward(tm, l, 1, a->n1, a->k, N);
+        lora_forward(tm, l, 2, a->n1, a->v, N);
         rope_apply(tm, a->q, N, T, cfg->n_head, false);
         rope_apply(tm, a->k, N, T, cfg->n_head_kv, false);
         att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T};
         par(tm, att_fwd_fn, &ac);
         matmul_forward(tm, a->x2, a->ao, w->wo, NULL, N, Q, C);
+        lora_forward(tm, l, 3, a->ao, a->x2, N);
         add(a->x2, a->x2, a->x, N * C);
         rmsnorm_forward(a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
         matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
         matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
+        lora_forward(tm, l, 4, a->n2, a->g, N);
+        lora_forward(tm, l, 5, a->n2, a->u, N);
         silu_mul(a->h, a->g, a->u, N * FF);
         float *xo = l + 1 < L ? tm->la[l + 1].x : tm->xf;
         matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
+        lora_forward(tm, l, 6, a->h, xo, N);
         add(xo, xo, a->x2, N * C);
     }
     rmsnorm_forward(tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
@@ -736,31 +1008,36 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
     for (int i = 0; i < 256; i++) loss += part[i];
     loss = denom > 0 ? loss / denom : NAN; /* transformers gives nan with no labels */
     if (!grad) return loss;
+    const bool fr = tm->frozen;
 
     /* backward: dlogits sit in tm->logits */
     memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
-    matmul_backward(tm, tm->dn, tm->gw.output, NULL, tm->logits, tm->nf, tm->w.output, N, C, V);
+    matmul_backward(tm, tm->dn, fr ? NULL : tm->gw.output, NULL, tm->logits, tm->nf, tm->w.output, N, C, V);
     memset(tm->dx, 0, (size_t)(N * C) * sizeof(float));
-    rmsnorm_backward(tm->dx, tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
+    rmsnorm_backward(tm->dx, fr ? NULL : tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
     for (int l = L - 1; l >= 0; l--) {
         layer_a *a = &tm->la[l];
         const layer_w *w = &tm->w.layer[l];
         layer_w *gw = &tm->gw.layer[l];
         /* MLP: dx is the gradient of the layer output = of the residual x2 */
         memset(tm->dh, 0, (size_t)(N * FF) * sizeof(float));
-        matmul_backward(tm, tm->dh, gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
+        matmul_backward(tm, tm->dh, fr ? NULL : gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
+        lora_backward(tm, l, 6, a->h, tm->dx, tm->dh, N);
         for (long i = 0; i < N * FF; i++) {
             const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
             tm->du[i] = tm->dh[i] * g * sg;
             tm->dg[i] = tm->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
         }
         memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
-        matmul_backward(tm, tm->dn, gw->w_gate, NULL, tm->dg, a->n2, w->w_gate, N, C, FF);
-        matmul_backward(tm, tm->dn, gw->w_up, NULL, tm->du, a->n2, w->w_up, N, C, FF);
-        rmsnorm_backward(tm->dx, gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
+        matmul_backward(tm, tm->dn, fr ? NULL : gw->w_gate, NULL, tm->dg, a->n2, w->w_gate, N, C, FF);
+        matmul_backward(tm, tm->dn, fr ? NULL : gw->w_up, NULL, tm->du, a->n2, w->w_up, N, C, FF);
+        lora_backward(tm, l, 4, a->n2, tm->dg, tm->dn, N);
+        lora_backward(tm, l, 5, a->n2, tm->du, tm->dn, N);
+        rmsnorm_backward(tm->dx, fr ? NULL : gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
         /* attention: dx is now the gradient of x2 = x + o_proj(ao) */
         memset(tm->dao, 0, (size_t)(N * Q) * sizeof(float));
-        matmul_backward(tm, tm->dao, gw->wo, NULL, tm->dx, a->ao, w->wo, N, Q, C);
+        matmul_backward(tm, tm->dao, fr ? NULL : gw->wo, NULL, tm->dx, a->ao, w->wo, N, Q, C);
+        lora_backward(tm, l, 3, a->ao, tm->dx, tm->dao, N);
         memset(tm->dq, 0, (size_t)(N * Q) * sizeof(float));
         memset(tm->dk, 0, (size_t)(N * KVD) * sizeof(float));
         memset(tm->dv, 0, (size_t)(N * KVD) * sizeof(float));
@@ -770,12 +1047,16 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         rope_apply(tm, tm->dq, N, T, cfg->n_head, true);
         rope_apply(tm, tm->dk, N, T, cfg->n_head_kv, true);
         memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
-        matmul_backward(tm, tm->dn, gw->wq, gw->bq, tm->dq, a->n1, w->wq, N, C, Q);
-        matmul_backward(tm, tm->dn, gw->wk, gw->bk, tm->dk, a->n1, w->wk, N, C, KVD);
-        matmul_backward(tm, tm->dn, gw->wv, gw->bv, tm->dv, a->n1, w->wv, N, C, KVD);
-        rmsnorm_backward(tm->dx, gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
+        matmul_backward(tm, tm->dn, fr ? NULL : gw->wq, fr ? NULL : gw->bq, tm->dq, a->n1, w->wq, N, C, Q);
+        matmul_backward(tm, tm->dn, fr ? NULL : gw->wk, fr ? NULL : gw->bk, tm->dk, a->n1, w->wk, N, C, KVD);
+        matmul_backward(tm, tm->dn, fr ? NULL : gw->wv, fr ? NULL : gw->bv, tm->dv, a->n1, w->wv, N, C, KVD);
+        lora_backward(tm, l, 0, a->n1, tm->dq, tm->dn, N);
+        lora_backward(tm, l, 1, a->n1, tm->dk, tm->dn, N);
+        lora_backward(tm, l, 2, a->n1, tm->dv, tm->dn, N);
+        rmsnorm_backward(tm->dx, fr ? NULL : gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
     }
-    for (long n = 0; n < N; n++) {
+    if (tm->lora) tm->lora->calls++;
+    for (long n = 0; n < N && !fr; n++) {
         float *d = tm->gw.tok_embd + (long)ids[n] * C;
         const float *s = tm->dx + n * C;
         for (long i = 0; i < C; i++) d[i] += s[i];

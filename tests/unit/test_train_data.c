@@ -6,7 +6,12 @@
  * per tokenizer (the default model's SmolLM2 tokenizer from its GGUF, and the
  * Llama SentencePiece test tokenizers with legacy False and True), the ids,
  * the spans where labels are not -100 and whether FastChat printed its
- * tokenization-mismatch warning. Also: broken role alternation is refused,
+ * tokenization-mismatch warning. Likewise
+ * tests/data/train/labels_template_golden.json against fschat's
+ * train_with_template.py preprocess (tools/golden/make_train_template_golden.py):
+ * 220 conversations each with the SmolLM2 tokenizer and the qwen-7b-chat
+ * (ChatML) and vicuna_v1.1 templates, and the spm tokenizer with vicuna_v1.1.
+ * Also: broken role alternation is refused,
  * and a data set loads from JSON and from JSON Lines.
  *
  * Run from the repository root. The SmolLM2 set needs the default model
@@ -39,6 +44,12 @@ static int check_set(const cJSON *set, const cJSON *convs, const char *model)
         .pad_id = (int32_t)fc_json_long(cJSON_GetObjectItem(set, "pad_id")->valuedouble),
         .legacy = cJSON_IsTrue(cJSON_GetObjectItem(set, "legacy")),
     };
+    /* sets of labels_template_golden.json name their template */
+    const cJSON *tmpl = cJSON_GetObjectItem(set, "template");
+    if (cJSON_IsString(tmpl)) {
+        p.masking = FC_SFT_MASK_TEMPLATE;
+        p.conv_template = tmpl->valuestring;
+    }
     const cJSON *exs = cJSON_GetObjectItem(set, "examples");
     int n_ok = 0, n = 0, n_labels = 0, n_mismatch = 0;
     int32_t *want = malloc((size_t)p.model_max_length * sizeof(int32_t));
@@ -48,7 +59,11 @@ static int check_set(const cJSON *set, const cJSON *convs, const char *model)
         int ci = (int)fc_json_long(cJSON_GetObjectItem(ex, "conv")->valuedouble);
         const cJSON *rec = cJSON_GetArrayItem(convs, ci);
         fc_sft_example out;
-        enum fc_status st = fc_sft_preprocess(tok, cJSON_GetObjectItem(rec, "conversations"), &p, &out);
+        const cJSON *sys = cJSON_GetObjectItem(rec, "system");
+        enum fc_status st = p.masking == FC_SFT_MASK_TEMPLATE
+            ? fc_sft_preprocess_template(tok, cJSON_GetObjectItem(rec, "conversations"),
+                                         cJSON_IsString(sys) ? sys->valuestring : NULL, &p, &out)
+            : fc_sft_preprocess(tok, cJSON_GetObjectItem(rec, "conversations"), &p, &out);
         CHECKF(st == FC_OK, "%s conv %d: status %d", name, ci, st);
         if (st != FC_OK) continue;
         const cJSON *ids = cJSON_GetObjectItem(ex, "ids");
@@ -86,8 +101,9 @@ static int check_set(const cJSON *set, const cJSON *convs, const char *model)
         n_mismatch += out.mismatch;
         fc_sft_example_free(&out);
     }
-    printf("%-11s %d/%d examples equal to fschat's preprocess (%d with labels, %d mismatch-masked)\n",
-           name, n_ok, n, n_labels, n_mismatch);
+    printf("%-14s %d/%d examples equal to fschat's %s (%d with labels, %d mismatch-masked)\n",
+           name, n_ok, n, p.masking == FC_SFT_MASK_TEMPLATE ? "train_with_template preprocess" : "preprocess",
+           n_labels, n_mismatch);
     free(want);
     fc_tokenizer_free(tok);
     return n;
@@ -149,23 +165,57 @@ static void check_errors_and_files(void)
     fc_tokenizer_free(tok);
 }
 
+static int check_file(const char *dir, const char *file, const char *model, int min_total)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    size_t len;
+    char *text = fc_file_read(path, &len, 0);
+    if (!text) {
+        fprintf(stderr, "%s: missing (run from the repository root)\n", path);
+        CHECK(text != NULL);
+        return 0;
+    }
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    free(text);
+    CHECK(doc != NULL);
+    if (!doc) return 0;
+    const cJSON *convs = cJSON_GetObjectItem(doc, "conversations");
+    const cJSON *set;
+    int total = 0;
+    cJSON_ArrayForEach(set, cJSON_GetObjectItem(doc, "sets")) total += check_set(set, convs, model);
+    CHECKF(total >= min_total, "%s: %d examples checked", file, total);
+    cJSON_Delete(doc);
+    return total;
+}
+
+/* template masking: unknown templates and styles train_with_template.py
+ * cannot split are refused; a record's system message is used */
+static void check_template_errors(void)
+{
+    fc_tokenizer *tok = fc_tokenizer_load("tests/data/tokenizer/spm");
+    CHECK(tok != NULL);
+    if (!tok) return;
+    fc_sft_params p = {.model_max_length = 128, .pad_id = 0, .masking = FC_SFT_MASK_TEMPLATE,
+                       .conv_template = "no-such-template"};
+    cJSON *c = cJSON_Parse("[{\"from\":\"human\",\"value\":\"hi\"},{\"from\":\"gpt\",\"value\":\"yo\"}]");
+    fc_sft_example ex, ey;
+    CHECK(fc_sft_preprocess_template(tok, c, NULL, &p, &ex) == FC_ERR_UNSUPPORTED && ex.ids == NULL);
+    p.conv_template = "vicuna_v1.1";
+    CHECK(fc_sft_preprocess_template(tok, c, NULL, &p, &ex) == FC_OK && ex.n_label > 0);
+    CHECK(fc_sft_preprocess_template(tok, c, "Be terse.", &p, &ey) == FC_OK && ey.n_label == ex.n_label);
+    CHECK(ey.n_tokens < ex.n_tokens); /* the short system message replaced the default */
+    fc_sft_example_free(&ex);
+    fc_sft_example_free(&ey);
+    cJSON_Delete(c);
+    fc_tokenizer_free(tok);
+}
+
 int main(void)
 {
     fc_log_set_level(FC_LOG_LEVEL_NONE);
     const char *dir = getenv("FC_TRAIN_DATA");
     if (!dir || !*dir) dir = "tests/data/train";
-    char path[1024];
-    snprintf(path, sizeof path, "%s/labels_golden.json", dir);
-    size_t len;
-    char *text = fc_file_read(path, &len, 0);
-    if (!text) {
-        fprintf(stderr, "%s: missing (run from the repository root)\n", path);
-        return 1;
-    }
-    cJSON *doc = cJSON_ParseWithLength(text, len);
-    free(text);
-    CHECK(doc != NULL);
-    if (!doc) return TEST_END();
     const char *model = getenv("FASTCHAT_MODEL");
     char model_buf[1024];
     if (!model || !*model) {
@@ -174,12 +224,9 @@ int main(void)
                  home ? home : ".");
         model = model_buf;
     }
-    const cJSON *convs = cJSON_GetObjectItem(doc, "conversations");
-    const cJSON *set;
-    int total = 0;
-    cJSON_ArrayForEach(set, cJSON_GetObjectItem(doc, "sets")) total += check_set(set, convs, model);
-    CHECK(total >= 110);
-    cJSON_Delete(doc);
+    check_file(dir, "labels_golden.json", model, 110);
+    check_file(dir, "labels_template_golden.json", model, 220);
     check_errors_and_files();
+    check_template_errors();
     return TEST_END();
 }
