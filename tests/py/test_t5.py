@@ -1,0 +1,121 @@
+"""T5 encoder-decoder models (src/model/arch_t5.c) against transformers.
+
+The models are the tiny random T5s of tests/data/t5 written by
+tools/golden/make_tiny_t5.py (reference.npz: transformers' logits and greedy
+continuations of T5ForConditionalGeneration):
+
+- t5_v11_gated_untied: gated-gelu feed-forward, separate lm_head (no output
+  scaling), 2 encoder / 3 decoder layers, 8 buckets with max_distance 12;
+- t5_v10_relu_tied: ReLU feed-forward, head tied to the shared embedding
+  with the d_model**-0.5 scaling, 32 buckets / 128.
+
+- logits: `fastchat logits --prompt-ids ENC --decoder-ids DEC` (encoder once,
+  then one decoder step per id with the decoder's own KV cache and the
+  cross-attention keys/values computed once) within 1e-4 of transformers'
+  teacher-forced logits at all 32 decoder positions;
+- greedy: `fastchat generate` from the decoder start token, 64 tokens, EOS
+  ignored, identical to transformers' greedy for 5 prompts (1 to 60 ids);
+- bad files: a missing tensor, a wrong shape and an unknown activation each
+  stop `fastchat logits` with exit status 1 and one error line.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ids_arg, run_fastchat
+
+T5 = DATA / "t5"
+MANIFEST = json.loads((T5 / "manifest.json").read_text())["models"]
+NAMES = sorted(MANIFEST)
+EXACT_TOL = 1e-4
+
+
+def load(name):
+    z = np.load(T5 / name / "reference.npz")
+    return {k: z[k] for k in z.files}
+
+
+def t5_logits(fastchat_bin, model, enc, dec, tmp_path):
+    out = tmp_path / "t5.f32"
+    run_fastchat(fastchat_bin, ["logits", "--model-path", model, "--prompt-ids", ids_arg(enc),
+                                "--decoder-ids", ids_arg(dec), "--out", out, "--exact"])
+    a = np.fromfile(out, dtype="<f4")
+    return a.reshape(len(dec), -1)
+
+
+def test_models_cover_both_versions():
+    kinds = {(MANIFEST[n]["feed_forward_proj"], MANIFEST[n]["tied"]) for n in NAMES}
+    assert {("gated-gelu", False), ("relu", True)} <= kinds, kinds
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logits_all_decoder_positions(name, fastchat_bin, tmp_path, figures):
+    r = load(name)
+    ours = t5_logits(fastchat_bin, T5 / name, r["enc_ids"], r["dec_ids"], tmp_path)
+    assert ours.shape == r["logits"].shape
+    d = float(np.abs(ours - r["logits"]).max())
+    figures(f"t5/{name:22s} logits max|d| {d:.2e} over {ours.shape[0]} decoder positions (tol {EXACT_TOL:g}); "
+            f"sensitivity {MANIFEST[name]['sensitivity']}")
+    assert d <= EXACT_TOL, f"{name}: logits differ from transformers by {d:.3e}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_greedy_64(name, fastchat_bin, figures):
+    r = load(name)
+    for i in range(5):
+        p = run_fastchat(fastchat_bin, ["generate", "--model-path", T5 / name, "--prompt-ids", ids_arg(r[f"prompt{i}"]),
+                                        "--max-new-tokens", 64, "--temperature", 0, "--print-ids", "--ignore-eos"])
+        got = json.loads(p.stdout.strip().splitlines()[-1])
+        want = [int(x) for x in r[f"greedy{i}"]]
+        assert got == want, f"{name} prompt {i} ({len(r[f'prompt{i}'])} ids): greedy differs\nours {got}\nref  {want}"
+    figures(f"t5/{name:22s} greedy 64 tokens identical for 5 prompts (reference min top-1 margin "
+            f"{MANIFEST[name]['greedy_min_margin']:.4f})")
+
+
+def broken(tmp_path, name, edit_tensors=None, edit_config=None):
+    from safetensors.numpy import load_file, save_file
+    d = tmp_path / f"bad_{name}"
+    shutil.copytree(T5 / name, d)
+    if edit_tensors:
+        t = load_file(str(d / "model.safetensors"))
+        edit_tensors(t)
+        save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
+    if edit_config:
+        c = json.loads((d / "config.json").read_text())
+        edit_config(c)
+        (d / "config.json").write_text(json.dumps(c))
+    return d
+
+
+def expect_one_error(fastchat_bin, model, tmp_path, *needles):
+    p = run_fastchat(fastchat_bin, ["logits", "--model-path", model, "--prompt-ids", "1,2,3",
+                                    "--out", tmp_path / "x.f32"], check=False)
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error")]
+    assert p.returncode == 1, f"exit {p.returncode}\n{p.stderr}"
+    assert len(errors) == 1 and all(s in errors[0] for s in needles), p.stderr
+    return errors[0]
+
+
+def test_bad_files(fastchat_bin, tmp_path, figures):
+    name = "t5_v11_gated_untied"
+
+    def drop(t):
+        del t["decoder.block.2.layer.1.EncDecAttention.k.weight"]
+
+    def short(t):
+        t["encoder.block.1.layer.1.DenseReluDense.wi_1.weight"] = t["encoder.block.1.layer.1.DenseReluDense.wi_1.weight"][:-1]
+
+    def act(c):
+        c["feed_forward_proj"] = "gated-mish"
+
+    lines = [
+        expect_one_error(fastchat_bin, broken(tmp_path / "a", name, edit_tensors=drop), tmp_path,
+                         "missing tensor decoder.block.2.layer.1.EncDecAttention.k.weight"),
+        expect_one_error(fastchat_bin, broken(tmp_path / "b", name, edit_tensors=short), tmp_path,
+                         "encoder.block.1.layer.1.DenseReluDense.wi_1.weight", "shape"),
+        expect_one_error(fastchat_bin, broken(tmp_path / "c", name, edit_config=act), tmp_path, "gated-mish"),
+    ]
+    for ln in lines:
+        figures(f"t5/bad file: {ln}")
