@@ -19,12 +19,14 @@
  *
  * Kept out of the llama forward (arch_llama.c) and of fc_model: the encoder
  * and decoder stacks have their own layer layout here. Does not: GGUF,
- * quantized weights, threads, the engine's batch.
+ * quantized weights, the engine's batch (matrix products are split by rows
+ * over an fc_pool the caller passes).
  */
 #include "t5.h"
 #include "safetensors.h"
 
 #include "base/file.h"
+#include "base/pool.h"
 #include "base/json.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
@@ -229,7 +231,7 @@ static bool parse_config(const char *path, const cJSON *j, fc_t5_config *c)
         !get_int(j, "decoder_start_token_id", &c->decoder_start_id, c->pad_id, false, path))
         return false;
     if (c->n_vocab <= 0 || c->n_embd <= 0 || c->head_dim <= 0 || c->n_head <= 0 || c->n_ff <= 0 ||
-        c->n_enc_layer <= 0 || c->n_dec_layer <= 0 || c->n_buckets < 2 || c->max_distance < c->n_buckets / 2 ||
+        c->n_enc_layer <= 0 || c->n_dec_layer <= 0 || c->n_enc_layer > 1024 || c->n_dec_layer > 1024 || c->n_buckets < 2 || c->max_distance < c->n_buckets / 2 ||
         (int64_t)c->n_head * c->head_dim > (1 << 16) || c->decoder_start_id < 0 ||
         c->decoder_start_id >= c->n_vocab) {
         FC_LOG_ERROR("%s: config.json: inconsistent T5 sizes (d_model %d, d_kv %d, heads %d, d_ff %d, layers %d/%d, "
@@ -385,11 +387,30 @@ int fc_t5_bucket(int rel, bool bidirectional, int n_buckets, int max_distance)
     return ret + large;
 }
 
-/* y (T, R) = x (T, K) W^T for W (R, K) in its stored type */
-static void matmul(const fc_tensor *w, const float *x, int T, float *y)
+typedef struct mm_job {
+    const fc_tensor *w;
+    const float *x;
+    int T;
+    float *y;
+} mm_job;
+
+/* rows of W in 16-row slices, split evenly: the same rows give the same
+ * sums whatever the thread count */
+static void mm_thread(void *ctx, int ith, int nth)
 {
-    const int64_t K = w->ne[0], R = w->ne[1];
-    fc_matmul_exact(w->type, w->data, fc_tensor_row_bytes(w), K, x, K, T, y, R, 0, R);
+    const mm_job *j = ctx;
+    const int64_t K = j->w->ne[0], R = j->w->ne[1];
+    const int64_t per = (R + nth - 1) / nth, r0 = FC_MIN((int64_t)ith * per, R), r1 = FC_MIN(r0 + per, R);
+    fc_matmul_exact(j->w->type, j->w->data, fc_tensor_row_bytes(j->w), K, j->x, K, j->T, j->y, R, r0, r1);
+}
+
+/* y (T, R) = x (T, K) W^T for W (R, K) in its stored type, on the pool's
+ * threads (NULL: this one) */
+static void matmul(fc_pool *pool, const fc_tensor *w, const float *x, int T, float *y)
+{
+    mm_job j = {w, x, T, y};
+    if (pool && fc_pool_size(pool) > 1 && w->ne[1] >= 64) fc_pool_run(pool, mm_thread, &j);
+    else mm_thread(&j, 0, 1);
 }
 
 static float act(enum fc_t5_act a, float x)
@@ -404,21 +425,21 @@ static float act(enum fc_t5_act a, float x)
 }
 
 /* h (T, C) += feed-forward(norm(h)); scratch: xn (T, C), a, b (T, FF) */
-static void feed_forward(const fc_t5 *m, const t5_layer *ly, float *h, int T, float *xn, float *a, float *b,
+static void feed_forward(const fc_t5 *m, fc_pool *pool, const t5_layer *ly, float *h, int T, float *xn, float *a, float *b,
                          float *out)
 {
     const fc_t5_config *c = &m->cfg;
     const int C = c->n_embd, FF = c->n_ff;
     for (int t = 0; t < T; t++) fc_rmsnorm_ref(xn + (size_t)t * C, h + (size_t)t * C, ly->ffn_norm.data, C, c->eps);
     if (c->gated) {
-        matmul(&ly->wi_0, xn, T, a);
-        matmul(&ly->wi_1, xn, T, b);
+        matmul(pool, &ly->wi_0, xn, T, a);
+        matmul(pool, &ly->wi_1, xn, T, b);
         for (size_t i = 0; i < (size_t)T * FF; i++) a[i] = act(c->act, a[i]) * b[i];
     } else {
-        matmul(&ly->wi, xn, T, a);
+        matmul(pool, &ly->wi, xn, T, a);
         for (size_t i = 0; i < (size_t)T * FF; i++) a[i] = act(c->act, a[i]);
     }
-    matmul(&ly->wff_o, a, T, out);
+    matmul(pool, &ly->wff_o, a, T, out);
     for (size_t i = 0; i < (size_t)T * C; i++) h[i] += out[i];
 }
 
@@ -438,7 +459,7 @@ static void attend(const float *q, const float *k, const float *v, int n, int st
     for (int j = 0; j < n; j++) fc_axpy_f32(out, scores[j], v + (size_t)j * stride, HS);
 }
 
-enum fc_status fc_t5_encode(const fc_t5 *m, const int32_t *ids, int n, float *out)
+enum fc_status fc_t5_encode(const fc_t5 *m, fc_pool *pool, const int32_t *ids, int n, float *out)
 {
     const fc_t5_config *c = &m->cfg;
     if (n <= 0) return FC_ERR_ARG;
@@ -466,16 +487,16 @@ enum fc_status fc_t5_encode(const fc_t5 *m, const int32_t *ids, int n, float *ou
     for (int l = 0; l < c->n_enc_layer; l++) {
         const t5_layer *ly = &m->enc[l];
         for (int t = 0; t < n; t++) fc_rmsnorm_ref(xn + (size_t)t * C, h + (size_t)t * C, ly->attn_norm.data, C, c->eps);
-        matmul(&ly->wq, xn, n, q);
-        matmul(&ly->wk, xn, n, k);
-        matmul(&ly->wv, xn, n, v);
+        matmul(pool, &ly->wq, xn, n, q);
+        matmul(pool, &ly->wk, xn, n, k);
+        matmul(pool, &ly->wv, xn, n, v);
         for (int i = 0; i < n; i++)
             for (int hh = 0; hh < NH; hh++)
                 attend(q + (size_t)i * Q + hh * HS, k + hh * HS, v + hh * HS, n, Q, HS,
                        bias + (size_t)hh * n_rel + (n - 1 - i), 1, scores, att + (size_t)i * Q + hh * HS);
-        matmul(&ly->wo, att, n, tmp);
+        matmul(pool, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
-        feed_forward(m, ly, h, n, xn, a, b, tmp);
+        feed_forward(m, pool, ly, h, n, xn, a, b, tmp);
     }
     for (int t = 0; t < n; t++) {
         fc_rmsnorm_ref(xn, h + (size_t)t * C, m->enc_norm.data, C, c->eps);
@@ -489,13 +510,14 @@ enum fc_status fc_t5_encode(const fc_t5 *m, const int32_t *ids, int n, float *ou
 
 struct fc_t5_dec {
     const fc_t5 *m;
+    fc_pool *pool;            /* borrowed; NULL: the caller's thread */
     int n_enc, n_max, n;
     float *cross_k, *cross_v; /* (L, n_enc, Q) */
     float *self_k, *self_v;   /* (L, n_max, Q) */
     float *scores;            /* (max(n_max, n_enc)) scores, then (NH, n_max) the step's causal bias */
 };
 
-fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const float *enc, int n_enc, int n_max)
+fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_enc, int n_max)
 {
     const fc_t5_config *c = &m->cfg;
     if (n_enc <= 0 || n_max <= 0 || n_max > (1 << 20)) {
@@ -505,6 +527,7 @@ fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const float *enc, int n_enc, int n_max)
     const int Q = c->n_head * c->head_dim, L = c->n_dec_layer;
     fc_t5_dec *d = fc_xcalloc(1, sizeof *d);
     d->m = m;
+    d->pool = pool;
     d->n_enc = n_enc;
     d->n_max = n_max;
     d->cross_k = fc_xmalloc(sizeof(float) * (size_t)L * n_enc * Q);
@@ -512,8 +535,8 @@ fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const float *enc, int n_enc, int n_max)
     d->self_k = fc_xmalloc(sizeof(float) * (size_t)L * n_max * Q);
     d->self_v = fc_xmalloc(sizeof(float) * (size_t)L * n_max * Q);
     for (int l = 0; l < L; l++) {
-        matmul(&m->dec[l].ck, enc, n_enc, d->cross_k + (size_t)l * n_enc * Q);
-        matmul(&m->dec[l].cv, enc, n_enc, d->cross_v + (size_t)l * n_enc * Q);
+        matmul(pool, &m->dec[l].ck, enc, n_enc, d->cross_k + (size_t)l * n_enc * Q);
+        matmul(pool, &m->dec[l].cv, enc, n_enc, d->cross_v + (size_t)l * n_enc * Q);
     }
     d->scores = fc_xmalloc(sizeof(float) * ((size_t)FC_MAX(n_max, n_enc) + (size_t)c->n_head * n_max));
     return d;
@@ -538,6 +561,7 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
 {
     if (n <= 0) return FC_ERR_ARG;
     const fc_t5 *m = ds[0]->m;
+    fc_pool *pool = ds[0]->pool;
     const fc_t5_config *c = &m->cfg;
     for (int s = 0; s < n; s++) {
         if (ds[s]->m != m || tokens[s] < 0 || tokens[s] >= c->n_vocab) return FC_ERR_ARG;
@@ -570,9 +594,9 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
         const t5_layer *ly = &m->dec[l];
         /* self-attention, each sequence over its own cache */
         for (int s = 0; s < n; s++) fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, ly->attn_norm.data, C, c->eps);
-        matmul(&ly->wq, xn, n, q);
-        matmul(&ly->wk, xn, n, kv);
-        matmul(&ly->wv, xn, n, kv + (size_t)n * Q);
+        matmul(pool, &ly->wq, xn, n, q);
+        matmul(pool, &ly->wk, xn, n, kv);
+        matmul(pool, &ly->wv, xn, n, kv + (size_t)n * Q);
         for (int s = 0; s < n; s++) {
             fc_t5_dec *d = ds[s];
             const int p = d->n, T = p + 1;
@@ -584,11 +608,11 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
                 attend(q + (size_t)s * Q + hh * HS, sk + hh * HS, sv + hh * HS, T, Q, HS, bias + (size_t)hh * T, 1,
                        d->scores, att + (size_t)s * Q + hh * HS);
         }
-        matmul(&ly->wo, att, n, tmp);
+        matmul(pool, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
         /* cross-attention over each sequence's encoder output, no position bias */
         for (int s = 0; s < n; s++) fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, ly->cross_norm.data, C, c->eps);
-        matmul(&ly->cq, xn, n, q);
+        matmul(pool, &ly->cq, xn, n, q);
         for (int s = 0; s < n; s++) {
             fc_t5_dec *d = ds[s];
             const float *ck = d->cross_k + (size_t)l * d->n_enc * Q, *cv = d->cross_v + (size_t)l * d->n_enc * Q;
@@ -596,9 +620,9 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
                 attend(q + (size_t)s * Q + hh * HS, ck + hh * HS, cv + hh * HS, d->n_enc, Q, HS, NULL, 0, d->scores,
                        att + (size_t)s * Q + hh * HS);
         }
-        matmul(&ly->co, att, n, tmp);
+        matmul(pool, &ly->co, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
-        feed_forward(m, ly, h, n, xn, a, b, tmp);
+        feed_forward(m, pool, ly, h, n, xn, a, b, tmp);
     }
     for (int s = 0; s < n; s++) {
         fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, m->dec_norm.data, C, c->eps);
@@ -608,7 +632,7 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
         const float sc = 1.0f / sqrtf((float)C);
         for (size_t i = 0; i < (size_t)n * C; i++) xn[i] *= sc;
     }
-    if (logits) matmul(&m->lm_head, xn, n, logits);
+    if (logits) matmul(pool, &m->lm_head, xn, n, logits);
     free(h); free(xn); free(tmp); free(q); free(att); free(kv); free(a); free(b);
     return FC_OK;
 }

@@ -10,8 +10,9 @@
  * advances one decoder token per fc_t5_dec_step.
  *
  * The forward pass is the plain f32 reference (weights read in their stored
- * f32 / f16 / bf16 type through fc_matmul_exact, f32 activations); it is
- * not yet in the engine's batch (see the task report).
+ * f32 / f16 / bf16 type through fc_matmul_exact, f32 activations), its
+ * matrix products split by rows over an optional fc_pool; it is not yet in
+ * the engine's batch.
  *
  * Does not: GGUF T5 files, quantized weights, the engine's paged cache.
  */
@@ -21,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "../base/fc_base.h"
+#include "../base/pool.h"
 
 /* Feed-forward activation (config dense_act_fn / feed_forward_proj). */
 enum fc_t5_act { FC_T5_RELU = 0, FC_T5_GELU_NEW = 1, FC_T5_GELU = 2, FC_T5_SILU = 3 };
@@ -59,17 +61,20 @@ const fc_t5_config *fc_t5_get_config(const fc_t5 *m);
 
 /* Runs the encoder over ids[0..n) (bidirectional, relative position
  * buckets) and writes the final-norm output, n rows of C floats, to out.
- * FC_ERR_ARG for n <= 0 or an id outside [0, V). Thread-safe (m is
- * read-only). */
-enum fc_status fc_t5_encode(const fc_t5 *m, const int32_t *ids, int n, float *out);
+ * The matrix products run on pool's threads (borrowed; NULL: the caller's
+ * thread only; results do not depend on the thread count). FC_ERR_ARG for
+ * n <= 0 or an id outside [0, V). m is read-only: any number of threads may
+ * encode at once, each with its own pool (or none). */
+enum fc_status fc_t5_encode(const fc_t5 *m, fc_pool *pool, const int32_t *ids, int n, float *out);
 
 /* ---- decoder state ---- */
 typedef struct fc_t5_dec fc_t5_dec;
 /* A decoder over the encoder output enc (n_enc rows of C floats, copied
- * from: the caller may free it), for at most n_max decoder tokens. The
+ * from: the caller may free it), for at most n_max decoder tokens, running
+ * on pool (borrowed, kept until fc_t5_dec_free; NULL: no threads). The
  * cross-attention keys and values of every layer are computed here, once.
  * NULL on bad sizes (logged). */
-fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const float *enc, int n_enc, int n_max);
+fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_enc, int n_max);
 void fc_t5_dec_free(fc_t5_dec *d);
 /* Decoder tokens consumed so far. */
 int fc_t5_dec_len(const fc_t5_dec *d);

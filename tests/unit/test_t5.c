@@ -12,7 +12,8 @@
  * $FC_TEST_DATA/t5), five
  * decoders of different prompt lengths stepped together
  * (fc_t5_dec_step_batch, each at its own position) give the logits of the
- * same decoders stepped one by one (greedy, 24 steps).
+ * same decoders stepped one by one (greedy, 24 steps; the batched ones on
+ * a pool of 3 threads, the single ones on none).
  */
 #include "model/t5.h"
 
@@ -43,15 +44,16 @@ static int batched_equals_single(const char *dir)
     }
     const fc_t5_config *c = fc_t5_get_config(m);
     const int V = c->n_vocab, C = c->n_embd;
+    fc_pool *pool = fc_pool_new(3); /* the batched decoders run on 3 threads */
     fc_t5_dec *one[NSEQ], *bat[NSEQ];
     for (int s = 0; s < NSEQ; s++) {
         int32_t ids[64];
         const int n = 3 + 11 * s;
         for (int i = 0; i < n; i++) ids[i] = 2 + (int32_t)((i * 37 + s * 11) % (V - 2));
         float *enc = malloc(sizeof(float) * (size_t)n * C);
-        if (fc_t5_encode(m, ids, n, enc) != FC_OK) return 1;
-        one[s] = fc_t5_dec_new(m, enc, n, STEPS + s);
-        bat[s] = fc_t5_dec_new(m, enc, n, STEPS + s);
+        if (fc_t5_encode(m, NULL, ids, n, enc) != FC_OK) return 1;
+        one[s] = fc_t5_dec_new(m, NULL, enc, n, STEPS + s);
+        bat[s] = fc_t5_dec_new(m, pool, enc, n, STEPS + s);
         free(enc);
     }
     float *l1 = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V * NSEQ);
@@ -100,6 +102,7 @@ static int batched_equals_single(const char *dir)
     free(l1);
     free(lb);
     fc_t5_free(m);
+    fc_pool_free(pool);
     return fails;
 }
 
