@@ -515,6 +515,8 @@ struct fc_t5_dec {
     float *cross_k, *cross_v; /* (L, n_enc, Q) */
     float *self_k, *self_v;   /* (L, n_max, Q) */
     float *scores;            /* (max(n_max, n_enc)) scores, then (NH, n_max) the step's causal bias */
+    float *batch;             /* the rows of the steps this decoder leads (ds[0]) */
+    size_t batch_cap;         /* floats in batch */
 };
 
 fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_enc, int n_max)
@@ -547,6 +549,7 @@ void fc_t5_dec_free(fc_t5_dec *d)
     if (!d) return;
     free(d->cross_k); free(d->cross_v); free(d->self_k); free(d->self_v);
     free(d->scores);
+    free(d->batch);
     free(d);
 }
 
@@ -571,11 +574,16 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
     }
     const int C = c->n_embd, NH = c->n_head, HS = c->head_dim, Q = NH * HS, FF = c->n_ff;
     /* the batch's rows: one per sequence; every matrix is read once per step */
-    float *h = fc_xmalloc(sizeof(float) * (size_t)n * C), *xn = fc_xmalloc(sizeof(float) * (size_t)n * C);
-    float *tmp = fc_xmalloc(sizeof(float) * (size_t)n * C);
-    float *q = fc_xmalloc(sizeof(float) * (size_t)n * Q), *att = fc_xmalloc(sizeof(float) * (size_t)n * Q);
-    float *kv = fc_xmalloc(sizeof(float) * (size_t)n * Q * 2);
-    float *a = fc_xmalloc(sizeof(float) * (size_t)n * FF), *b = fc_xmalloc(sizeof(float) * (size_t)n * FF);
+    /* scratch of the first decoder, grown to the largest batch it led */
+    const size_t need = (size_t)n * (3 * (size_t)C + 4 * (size_t)Q + 2 * (size_t)FF);
+    if (ds[0]->batch_cap < need) {
+        free(ds[0]->batch);
+        ds[0]->batch = fc_xmalloc(sizeof(float) * need);
+        ds[0]->batch_cap = need;
+    }
+    float *h = ds[0]->batch, *xn = h + (size_t)n * C, *tmp = xn + (size_t)n * C;
+    float *q = tmp + (size_t)n * C, *att = q + (size_t)n * Q, *kv = att + (size_t)n * Q;
+    float *a = kv + (size_t)n * Q * 2, *b = a + (size_t)n * FF;
     const float *rb = m->dec[0].rel_bias.data;
     for (int s = 0; s < n; s++) {
         fc_t5_dec *d = ds[s];
@@ -633,6 +641,5 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
         for (size_t i = 0; i < (size_t)n * C; i++) xn[i] *= sc;
     }
     if (logits) matmul(pool, &m->lm_head, xn, n, logits);
-    free(h); free(xn); free(tmp); free(q); free(att); free(kv); free(a); free(b);
     return FC_OK;
 }
