@@ -15,6 +15,7 @@ continuations of T5ForConditionalGeneration):
   teacher-forced logits at all 32 decoder positions;
 - greedy: `fastchat generate` from the decoder start token, 64 tokens, EOS
   ignored, identical to transformers' greedy for 5 prompts (1 to 60 ids);
+- threads: --threads 1 and --threads 3 give the same logits, bit for bit;
 - bad files: a missing tensor, a wrong shape and an unknown activation each
   stop `fastchat logits` with exit status 1 and one error line.
 """
@@ -37,10 +38,11 @@ def load(name):
     return {k: z[k] for k in z.files}
 
 
-def t5_logits(fastchat_bin, model, enc, dec, tmp_path):
+def t5_logits(fastchat_bin, model, enc, dec, tmp_path, threads=None):
     out = tmp_path / "t5.f32"
+    extra = ["--threads", threads] if threads else []
     run_fastchat(fastchat_bin, ["logits", "--model-path", model, "--prompt-ids", ids_arg(enc),
-                                "--decoder-ids", ids_arg(dec), "--out", out, "--exact"])
+                                "--decoder-ids", ids_arg(dec), "--out", out, "--exact"] + extra)
     a = np.fromfile(out, dtype="<f4")
     return a.reshape(len(dec), -1)
 
@@ -59,6 +61,15 @@ def test_logits_all_decoder_positions(name, fastchat_bin, tmp_path, figures):
     figures(f"t5/{name:22s} logits max|d| {d:.2e} over {ours.shape[0]} decoder positions (tol {EXACT_TOL:g}); "
             f"sensitivity {MANIFEST[name]['sensitivity']}")
     assert d <= EXACT_TOL, f"{name}: logits differ from transformers by {d:.3e}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_threads_same_logits(name, fastchat_bin, tmp_path):
+    """The matrix products split by rows over threads give the same bits."""
+    r = load(name)
+    one = t5_logits(fastchat_bin, T5 / name, r["enc_ids"], r["dec_ids"], tmp_path, threads=1)
+    three = t5_logits(fastchat_bin, T5 / name, r["enc_ids"], r["dec_ids"], tmp_path, threads=3)
+    assert np.array_equal(one, three), f"{name}: --threads 3 differs from --threads 1 by {np.abs(one - three).max():.3e}"
 
 
 @pytest.mark.parametrize("name", NAMES)
