@@ -18,11 +18,13 @@
  *     it as scale_decoder_outputs, which we read too).
  *
  * Kept out of the llama forward (arch_llama.c) and of fc_model: the encoder
- * and decoder stacks have their own layer layout here. Does not: GGUF,
- * quantized weights, the engine's batch (matrix products are split by rows
+ * and decoder stacks have their own layer layout here. GGUF files with
+ * llama.cpp's t5 tensor names and keys load too (any supported matrix type,
+ * multiplied exactly: dequantized rows, f32 sums). Does not: the engine's batch (matrix products are split by rows
  * over an fc_pool the caller passes).
  */
 #include "t5.h"
+#include "gguf.h"
 #include "safetensors.h"
 
 #include "base/file.h"
@@ -34,6 +36,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -56,7 +59,8 @@ typedef struct t5_layer {
 struct fc_t5 {
     char *path;
     fc_t5_config cfg;
-    fc_safetensors *st;
+    fc_safetensors *st;           /* a Hugging Face folder, or... */
+    fc_gguf *gguf;                /* ...a GGUF file (llama.cpp's t5 names) */
     fc_tensor shared;             /* (V, C) token embeddings of both stacks */
     fc_tensor enc_norm, dec_norm; /* (C) final norms */
     fc_tensor lm_head;            /* (V, C); the shared table when absent */
@@ -79,6 +83,7 @@ enum t5_spec_flags {
 };
 
 typedef struct t5_spec {
+    const char *gguf;      /* llama.cpp's name: "%s" the stack (enc/dec), "%d" the layer */
     const char *hf;        /* "%s" the stack (encoder/decoder), "%d" the layer; or a global name */
     size_t offset;         /* in t5_layer (layer rows) or struct fc_t5 (global rows) */
     enum t5_dim ne0, ne1;  /* ne0 = row length */
@@ -88,38 +93,38 @@ typedef struct t5_spec {
 #define L(f) offsetof(t5_layer, f)
 #define M(f) offsetof(struct fc_t5, f)
 static const t5_spec t5_global[] = {
-    {"shared.weight", M(shared), D_C, D_V, 0},
-    {"encoder.final_layer_norm.weight", M(enc_norm), D_C, D_1, S_F32},
-    {"decoder.final_layer_norm.weight", M(dec_norm), D_C, D_1, S_F32},
-    {"lm_head.weight", M(lm_head), D_C, D_V, S_OPTIONAL},
+    {"token_embd.weight", "shared.weight", M(shared), D_C, D_V, 0},
+    {"enc.output_norm.weight", "encoder.final_layer_norm.weight", M(enc_norm), D_C, D_1, S_F32},
+    {"dec.output_norm.weight", "decoder.final_layer_norm.weight", M(dec_norm), D_C, D_1, S_F32},
+    {"output.weight", "lm_head.weight", M(lm_head), D_C, D_V, S_OPTIONAL},
     {0},
 };
 
 /* T5Block: layer.0 self-attention, (decoder) layer.1 cross-attention, then
  * the feed-forward: layer.1 in the encoder, layer.2 in the decoder. */
 static const t5_spec t5_layers[] = {
-    {"%s.block.%d.layer.0.layer_norm.weight", L(attn_norm), D_C, D_1, S_ENC | S_DEC | S_F32},
-    {"%s.block.%d.layer.0.SelfAttention.q.weight", L(wq), D_C, D_Q, S_ENC | S_DEC},
-    {"%s.block.%d.layer.0.SelfAttention.k.weight", L(wk), D_C, D_Q, S_ENC | S_DEC},
-    {"%s.block.%d.layer.0.SelfAttention.v.weight", L(wv), D_C, D_Q, S_ENC | S_DEC},
-    {"%s.block.%d.layer.0.SelfAttention.o.weight", L(wo), D_Q, D_C, S_ENC | S_DEC},
-    {"%s.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", L(rel_bias), D_NH, D_NB,
+    {"%s.blk.%d.attn_norm.weight", "%s.block.%d.layer.0.layer_norm.weight", L(attn_norm), D_C, D_1, S_ENC | S_DEC | S_F32},
+    {"%s.blk.%d.attn_q.weight", "%s.block.%d.layer.0.SelfAttention.q.weight", L(wq), D_C, D_Q, S_ENC | S_DEC},
+    {"%s.blk.%d.attn_k.weight", "%s.block.%d.layer.0.SelfAttention.k.weight", L(wk), D_C, D_Q, S_ENC | S_DEC},
+    {"%s.blk.%d.attn_v.weight", "%s.block.%d.layer.0.SelfAttention.v.weight", L(wv), D_C, D_Q, S_ENC | S_DEC},
+    {"%s.blk.%d.attn_o.weight", "%s.block.%d.layer.0.SelfAttention.o.weight", L(wo), D_Q, D_C, S_ENC | S_DEC},
+    {"%s.blk.%d.attn_rel_b.weight", "%s.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", L(rel_bias), D_NH, D_NB,
      S_ENC | S_DEC | S_FIRST | S_F32},
-    {"%s.block.%d.layer.1.layer_norm.weight", L(cross_norm), D_C, D_1, S_DEC | S_F32},
-    {"%s.block.%d.layer.1.EncDecAttention.q.weight", L(cq), D_C, D_Q, S_DEC},
-    {"%s.block.%d.layer.1.EncDecAttention.k.weight", L(ck), D_C, D_Q, S_DEC},
-    {"%s.block.%d.layer.1.EncDecAttention.v.weight", L(cv), D_C, D_Q, S_DEC},
-    {"%s.block.%d.layer.1.EncDecAttention.o.weight", L(co), D_Q, D_C, S_DEC},
-    {"encoder.block.%d.layer.1.layer_norm.weight", L(ffn_norm), D_C, D_1, S_ENC | S_F32},
-    {"encoder.block.%d.layer.1.DenseReluDense.wi.weight", L(wi), D_C, D_FF, S_ENC | S_PLAIN},
-    {"encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", L(wi_0), D_C, D_FF, S_ENC | S_GATED},
-    {"encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", L(wi_1), D_C, D_FF, S_ENC | S_GATED},
-    {"encoder.block.%d.layer.1.DenseReluDense.wo.weight", L(wff_o), D_FF, D_C, S_ENC},
-    {"decoder.block.%d.layer.2.layer_norm.weight", L(ffn_norm), D_C, D_1, S_DEC | S_F32},
-    {"decoder.block.%d.layer.2.DenseReluDense.wi.weight", L(wi), D_C, D_FF, S_DEC | S_PLAIN},
-    {"decoder.block.%d.layer.2.DenseReluDense.wi_0.weight", L(wi_0), D_C, D_FF, S_DEC | S_GATED},
-    {"decoder.block.%d.layer.2.DenseReluDense.wi_1.weight", L(wi_1), D_C, D_FF, S_DEC | S_GATED},
-    {"decoder.block.%d.layer.2.DenseReluDense.wo.weight", L(wff_o), D_FF, D_C, S_DEC},
+    {"dec.blk.%d.cross_attn_norm.weight", "decoder.block.%d.layer.1.layer_norm.weight", L(cross_norm), D_C, D_1, S_DEC | S_F32},
+    {"dec.blk.%d.cross_attn_q.weight", "decoder.block.%d.layer.1.EncDecAttention.q.weight", L(cq), D_C, D_Q, S_DEC},
+    {"dec.blk.%d.cross_attn_k.weight", "decoder.block.%d.layer.1.EncDecAttention.k.weight", L(ck), D_C, D_Q, S_DEC},
+    {"dec.blk.%d.cross_attn_v.weight", "decoder.block.%d.layer.1.EncDecAttention.v.weight", L(cv), D_C, D_Q, S_DEC},
+    {"dec.blk.%d.cross_attn_o.weight", "decoder.block.%d.layer.1.EncDecAttention.o.weight", L(co), D_Q, D_C, S_DEC},
+    {"enc.blk.%d.ffn_norm.weight", "encoder.block.%d.layer.1.layer_norm.weight", L(ffn_norm), D_C, D_1, S_ENC | S_F32},
+    {"enc.blk.%d.ffn_up.weight", "encoder.block.%d.layer.1.DenseReluDense.wi.weight", L(wi), D_C, D_FF, S_ENC | S_PLAIN},
+    {"enc.blk.%d.ffn_gate.weight", "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", L(wi_0), D_C, D_FF, S_ENC | S_GATED},
+    {"enc.blk.%d.ffn_up.weight", "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", L(wi_1), D_C, D_FF, S_ENC | S_GATED},
+    {"enc.blk.%d.ffn_down.weight", "encoder.block.%d.layer.1.DenseReluDense.wo.weight", L(wff_o), D_FF, D_C, S_ENC},
+    {"dec.blk.%d.ffn_norm.weight", "decoder.block.%d.layer.2.layer_norm.weight", L(ffn_norm), D_C, D_1, S_DEC | S_F32},
+    {"dec.blk.%d.ffn_up.weight", "decoder.block.%d.layer.2.DenseReluDense.wi.weight", L(wi), D_C, D_FF, S_DEC | S_PLAIN},
+    {"dec.blk.%d.ffn_gate.weight", "decoder.block.%d.layer.2.DenseReluDense.wi_0.weight", L(wi_0), D_C, D_FF, S_DEC | S_GATED},
+    {"dec.blk.%d.ffn_up.weight", "decoder.block.%d.layer.2.DenseReluDense.wi_1.weight", L(wi_1), D_C, D_FF, S_DEC | S_GATED},
+    {"dec.blk.%d.ffn_down.weight", "decoder.block.%d.layer.2.DenseReluDense.wo.weight", L(wff_o), D_FF, D_C, S_DEC},
     {0},
 };
 #undef L
@@ -192,10 +197,29 @@ static cJSON *read_config(const char *dir)
     return j;
 }
 
+/* A GGUF file whose first metadata key is general.architecture = "t5" (as
+ * llama.cpp's writers put it), read from the header without the parser, so
+ * that a broken file of another family gets only its own loader's error. */
+static bool gguf_is_t5(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    /* magic, version u32, n_tensors u64, n_kv u64, key (u64 length, bytes),
+     * value type u32 (8: string), value (u64 length, bytes) */
+    uint8_t h[4 + 4 + 8 + 8 + 8 + 20 + 4 + 8 + 2];
+    const bool got = fread(h, 1, sizeof h, f) == sizeof h;
+    fclose(f);
+    static const uint8_t key[8] = {20, 0, 0, 0, 0, 0, 0, 0}, str[4] = {8, 0, 0, 0}, len2[8] = {2, 0, 0, 0, 0, 0, 0, 0};
+    return got && !memcmp(h, "GGUF", 4) && !memcmp(h + 24, key, 8) && !memcmp(h + 32, "general.architecture", 20) &&
+           !memcmp(h + 52, str, 4) && !memcmp(h + 56, len2, 8) && !memcmp(h + 64, "t5", 2);
+}
+
 bool fc_t5_is_t5(const char *path)
 {
     struct stat sb;
-    if (!path || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
+    if (!path || stat(path, &sb) != 0) return false;
+    if (S_ISREG(sb.st_mode)) return gguf_is_t5(path);
+    if (!S_ISDIR(sb.st_mode)) return false;
     cJSON *j = read_config(path);
     bool yes = j && is_t5_config(j);
     cJSON_Delete(j);
@@ -284,7 +308,13 @@ static bool to_f32(fc_t5 *m, fc_tensor *t, const char *name)
 static bool bind(fc_t5 *m, const t5_spec *sp, const char *name, fc_tensor *t)
 {
     memset(t, 0, sizeof *t);
-    const fc_tensor *ft = fc_safetensors_find(m->st, name);
+    const fc_tensor *ft = NULL;
+    if (m->gguf) {
+        const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(m->gguf, name);
+        ft = ti ? &ti->t : NULL;
+    } else {
+        ft = fc_safetensors_find(m->st, name);
+    }
     if (!ft) {
         if (sp->flags & S_OPTIONAL) return true;
         FC_LOG_ERROR("%s: missing tensor %s", m->path, name);
@@ -297,9 +327,10 @@ static bool bind(fc_t5 *m, const t5_spec *sp, const char *name, fc_tensor *t)
                      (long long)ne0, (long long)ne1);
         return false;
     }
-    if (ft->type != FC_DTYPE_F32 && ft->type != FC_DTYPE_F16 && ft->type != FC_DTYPE_BF16) {
-        FC_LOG_ERROR("%s: tensor %s has unsupported type %d (T5 weights must be f32, f16 or bf16)", m->path,
-                     name, ft->type);
+    const bool plain = ft->type == FC_DTYPE_F32 || ft->type == FC_DTYPE_F16 || ft->type == FC_DTYPE_BF16;
+    if (!(plain || (m->gguf && !(sp->flags & S_F32) && fc_dtype_supported(ft->type)))) {
+        FC_LOG_ERROR("%s: tensor %s has unsupported type %d (%s)", m->path, name, ft->type,
+                     m->gguf ? "norms and position biases must be f32/f16/bf16" : "T5 weights must be f32, f16 or bf16");
         return false;
     }
     *t = *ft;
@@ -318,10 +349,82 @@ static bool bind_stack(fc_t5 *m, bool dec)
             if ((sp->flags & S_FIRST) && l > 0) continue;
             if ((sp->flags & S_GATED) && !c->gated) continue;
             if ((sp->flags & S_PLAIN) && c->gated) continue;
-            if (strstr(sp->hf, "%s")) snprintf(name, sizeof name, sp->hf, dec ? "decoder" : "encoder", l);
-            else snprintf(name, sizeof name, sp->hf, l);
+            const char *fmt = m->gguf ? sp->gguf : sp->hf;
+            if (strstr(fmt, "%s")) snprintf(name, sizeof name, fmt, m->gguf ? (dec ? "dec" : "enc") : (dec ? "decoder" : "encoder"), l);
+            else snprintf(name, sizeof name, fmt, l);
             if (!bind(m, sp, name, (fc_tensor *)((char *)&layers[l] + sp->offset))) return false;
         }
+    return true;
+}
+
+/* ---- GGUF (llama.cpp's "t5" keys) ---- */
+
+static bool gguf_int(const fc_t5 *m, const char *suffix, int *out, int def, bool required)
+{
+    char key[128];
+    snprintf(key, sizeof key, "t5.%s", suffix);
+    uint32_t v;
+    if (!fc_gguf_get_u32(m->gguf, key, &v)) {
+        if (required) {
+            FC_LOG_ERROR("%s: missing or malformed metadata key %s", m->path, key);
+            return false;
+        }
+        *out = def;
+        return true;
+    }
+    if (v > (1u << 24)) {
+        FC_LOG_ERROR("%s: metadata %s = %u out of range", m->path, key, v);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/* The config of a GGUF T5: llama.cpp's keys (t5.embedding_length, ...,
+ * t5.attention.relative_buckets_count, t5.decoder_start_token_id,
+ * t5.decoder_block_count) plus t5.attention.relative_max_distance, ours
+ * (llama.cpp fixes it at 128, the default here too). The activation and the
+ * output scaling follow from the tensors (fc_t5_load). */
+static bool gguf_config(fc_t5 *m)
+{
+    fc_t5_config *c = &m->cfg;
+    memset(c, 0, sizeof *c);
+    fc_gguf_str s;
+    if (!fc_gguf_get_str(m->gguf, "general.architecture", &s) || s.len != 2 || memcmp(s.ptr, "t5", 2)) {
+        FC_LOG_ERROR("%s: not a T5 GGUF (general.architecture \"t5\")", m->path);
+        return false;
+    }
+    const fc_gguf_tensor_info *emb = fc_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!emb || emb->t.ne[1] <= 0 || emb->t.ne[1] > (1 << 24)) {
+        FC_LOG_ERROR("%s: missing tensor token_embd.weight", m->path);
+        return false;
+    }
+    c->n_vocab = (int)emb->t.ne[1];
+    uint32_t id;
+    c->eos_id = fc_gguf_get_u32(m->gguf, "tokenizer.ggml.eos_token_id", &id) && id < (1u << 24) ? (int)id : 1;
+    c->pad_id = fc_gguf_get_u32(m->gguf, "tokenizer.ggml.padding_token_id", &id) && id < (1u << 24) ? (int)id : 0;
+    if (!gguf_int(m, "embedding_length", &c->n_embd, 0, true) ||
+        !gguf_int(m, "feed_forward_length", &c->n_ff, 0, true) ||
+        !gguf_int(m, "block_count", &c->n_enc_layer, 0, true) ||
+        !gguf_int(m, "attention.head_count", &c->n_head, 0, true) ||
+        !gguf_int(m, "decoder_block_count", &c->n_dec_layer, c->n_enc_layer, false) ||
+        !gguf_int(m, "attention.key_length", &c->head_dim, c->n_head > 0 ? c->n_embd / c->n_head : 0, false) ||
+        !gguf_int(m, "attention.relative_buckets_count", &c->n_buckets, 32, false) ||
+        !gguf_int(m, "attention.relative_max_distance", &c->max_distance, 128, false) ||
+        !gguf_int(m, "decoder_start_token_id", &c->decoder_start_id, c->pad_id, false))
+        return false;
+    if (!fc_gguf_get_f32(m->gguf, "t5.attention.layer_norm_epsilon", &c->eps)) c->eps = 1e-6f;
+    if (!(c->eps > 0 && c->eps < 1) || c->n_vocab <= 0 || c->n_embd <= 0 || c->head_dim <= 0 || c->n_head <= 0 ||
+        c->n_ff <= 0 || c->n_enc_layer <= 0 || c->n_dec_layer <= 0 || c->n_enc_layer > 1024 || c->n_dec_layer > 1024 ||
+        c->n_buckets < 2 || c->max_distance < c->n_buckets / 2 || (int64_t)c->n_head * c->head_dim > (1 << 16) ||
+        c->decoder_start_id >= c->n_vocab) {
+        FC_LOG_ERROR("%s: inconsistent T5 metadata (embd %d, head size %d, heads %d, ff %d, layers %d/%d, buckets %d, "
+                     "eps %g)", m->path, c->n_embd, c->head_dim, c->n_head, c->n_ff, c->n_enc_layer, c->n_dec_layer,
+                     c->n_buckets, (double)c->eps);
+        return false;
+    }
+    c->gated = fc_gguf_find_tensor(m->gguf, "enc.blk.0.ffn_gate.weight") != NULL;
+    c->act = c->gated ? FC_T5_GELU_NEW : FC_T5_RELU;
     return true;
 }
 
@@ -329,19 +432,31 @@ fc_t5 *fc_t5_load(const char *path)
 {
     fc_t5 *m = fc_xcalloc(1, sizeof *m);
     m->path = strdup(path);
-    cJSON *j = read_config(path);
-    if (!j) {
-        FC_LOG_ERROR("%s: no readable or valid config.json", path);
-        goto fail;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        m->gguf = fc_gguf_open(path);
+        if (!m->gguf || !gguf_config(m)) goto fail;
+    } else {
+        cJSON *j = read_config(path);
+        if (!j) {
+            FC_LOG_ERROR("%s: no readable or valid config.json", path);
+            goto fail;
+        }
+        bool ok = parse_config(path, j, &m->cfg);
+        cJSON_Delete(j);
+        if (!ok) goto fail;
+        m->st = fc_safetensors_open(path);
+        if (!m->st) goto fail;
     }
-    bool ok = parse_config(path, j, &m->cfg);
-    cJSON_Delete(j);
-    if (!ok) goto fail;
-    m->st = fc_safetensors_open(path);
-    if (!m->st) goto fail;
     for (const t5_spec *sp = t5_global; sp->hf; sp++)
-        if (!bind(m, sp, sp->hf, (fc_tensor *)((char *)m + sp->offset))) goto fail;
+        if (!bind(m, sp, m->gguf ? sp->gguf : sp->hf, (fc_tensor *)((char *)m + sp->offset))) goto fail;
     if (!m->lm_head.data) m->lm_head = m->shared;
+    if (m->gguf) {
+        /* GGUF has no feed_forward_proj / tie_word_embeddings: a gate
+         * tensor means gated GELU (tanh), else ReLU, as llama.cpp runs T5;
+         * a file without output.weight is a tied T5 v1.0, scaled */
+        m->cfg.scale_output = m->lm_head.data == m->shared.data;
+    }
     m->enc = fc_xcalloc((size_t)m->cfg.n_enc_layer, sizeof *m->enc);
     m->dec = fc_xcalloc((size_t)m->cfg.n_dec_layer, sizeof *m->dec);
     if (!bind_stack(m, false) || !bind_stack(m, true)) goto fail;
@@ -359,6 +474,7 @@ void fc_t5_free(fc_t5 *m)
     free(m->enc);
     free(m->dec);
     fc_safetensors_free(m->st);
+    fc_gguf_free(m->gguf);
     free(m->path);
     free(m);
 }

@@ -16,6 +16,11 @@ continuations of T5ForConditionalGeneration):
 - greedy: `fastchat generate` from the decoder start token, 64 tokens, EOS
   ignored, identical to transformers' greedy for 5 prompts (1 to 60 ids);
 - threads: --threads 1 and --threads 3 give the same logits, bit for bit;
+- GGUF: each folder written as a GGUF file with llama.cpp's t5 tensor names
+  and keys (the `gguf` package's TensorNameMap and GGUFWriter; f32, and
+  q8_0 for the matrices whose rows are a multiple of 32) gives the f32
+  logits within 1e-4 and the q8_0 ones with top-1 agreement >= 90%
+  (printed);
 - bad files: a missing tensor, a wrong shape and an unknown activation each
   stop `fastchat logits` with exit status 1 and one error line.
 """
@@ -130,3 +135,57 @@ def test_bad_files(fastchat_bin, tmp_path, figures):
     ]
     for ln in lines:
         figures(f"t5/bad file: {ln}")
+
+
+def write_gguf(name, out, qtype=None):
+    """The HF folder as a T5 GGUF: llama.cpp's names (gguf.TensorNameMap),
+    its keys, plus t5.attention.relative_max_distance (ours; llama.cpp fixes
+    128)."""
+    import gguf
+    from safetensors.numpy import load_file
+    cfg = json.loads((T5 / name / "config.json").read_text())
+    tensors = load_file(str(T5 / name / "model.safetensors"))
+    n_dec = cfg.get("num_decoder_layers") or cfg["num_layers"]
+    names = gguf.TensorNameMap(gguf.MODEL_ARCH.T5, max(cfg["num_layers"], n_dec))
+    w = gguf.GGUFWriter(str(out), "t5")
+    w.add_context_length(512)
+    w.add_embedding_length(cfg["d_model"])
+    w.add_feed_forward_length(cfg["d_ff"])
+    w.add_block_count(cfg["num_layers"])
+    w.add_decoder_block_count(n_dec)
+    w.add_head_count(cfg["num_heads"])
+    w.add_key_length(cfg["d_kv"])
+    w.add_value_length(cfg["d_kv"])
+    w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+    w.add_relative_attn_buckets_count(cfg["relative_attention_num_buckets"])
+    w.add_uint32("t5.attention.relative_max_distance", cfg["relative_attention_max_distance"])
+    w.add_decoder_start_token_id(cfg["decoder_start_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_pad_token_id(cfg["pad_token_id"])
+    for hf, a in sorted(tensors.items()):
+        g = names.get_name(hf[: -len(".weight")])
+        assert g, hf
+        a = a.astype(np.float32)
+        if qtype and a.ndim == 2 and a.shape[1] % 32 == 0 and "rel_b" not in g:
+            q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(g + ".weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            w.add_tensor(g + ".weight", a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gguf(name, fastchat_bin, tmp_path, figures):
+    r = load(name)
+    f32 = t5_logits(fastchat_bin, write_gguf(name, tmp_path / "f32.gguf"), r["enc_ids"], r["dec_ids"], tmp_path)
+    d = float(np.abs(f32 - r["logits"]).max())
+    q8 = t5_logits(fastchat_bin, write_gguf(name, tmp_path / "q8.gguf", "q8_0"), r["enc_ids"], r["dec_ids"], tmp_path)
+    top1 = float((q8.argmax(1) == r["logits"].argmax(1)).mean())
+    figures(f"t5/{name:22s} GGUF f32 max|d| {d:.2e} (tol {EXACT_TOL:g}); GGUF q8_0 top-1 vs transformers "
+            f"{100 * top1:.0f}% (max|d| {float(np.abs(q8 - r['logits']).max()):.3f})")
+    assert d <= EXACT_TOL, f"{name}: GGUF f32 logits differ from transformers by {d:.3e}"
+    assert top1 >= 0.9, f"{name}: GGUF q8_0 top-1 agreement {top1:.2f}"
