@@ -21,7 +21,8 @@ continuations of T5ForConditionalGeneration):
   q8_0 for the matrices whose rows are a multiple of 32) gives the f32
   logits within 1e-4 and the q8_0 ones with top-1 agreement >= 90%
   (printed);
-- bad files: a missing tensor, a wrong shape and an unknown activation each
+- bad files: a missing tensor, a wrong shape and an unknown activation, and
+  a GGUF missing a cross-attention tensor, each
   stop `fastchat logits` with exit status 1 and one error line.
 """
 import json
@@ -132,12 +133,14 @@ def test_bad_files(fastchat_bin, tmp_path, figures):
         expect_one_error(fastchat_bin, broken(tmp_path / "b", name, edit_tensors=short), tmp_path,
                          "encoder.block.1.layer.1.DenseReluDense.wi_1.weight", "shape"),
         expect_one_error(fastchat_bin, broken(tmp_path / "c", name, edit_config=act), tmp_path, "gated-mish"),
+        expect_one_error(fastchat_bin, write_gguf(name, tmp_path / "d.gguf", drop="dec.blk.1.cross_attn_v.weight"),
+                         tmp_path, "missing tensor dec.blk.1.cross_attn_v.weight"),
     ]
     for ln in lines:
         figures(f"t5/bad file: {ln}")
 
 
-def write_gguf(name, out, qtype=None):
+def write_gguf(name, out, qtype=None, drop=None):
     """The HF folder as a T5 GGUF: llama.cpp's names (gguf.TensorNameMap),
     its keys, plus t5.attention.relative_max_distance (ours; llama.cpp fixes
     128)."""
@@ -165,6 +168,8 @@ def write_gguf(name, out, qtype=None):
     for hf, a in sorted(tensors.items()):
         g = names.get_name(hf[: -len(".weight")])
         assert g, hf
+        if g + ".weight" == drop:
+            continue
         a = a.astype(np.float32)
         if qtype and a.ndim == 2 and a.shape[1] % 32 == 0 and "rel_b" not in g:
             q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
