@@ -1,6 +1,6 @@
 /*
  * arch_t5.c: T5 encoder-decoder models (t5.h): loading a Hugging Face T5
- * folder through one tensor table, and the reference forward pass (encoder,
+ * folder or a GGUF file through one tensor table, and the reference forward pass (encoder,
  * decoder step with its own KV cache, cross-attention over the encoder
  * output). Mirrors transformers' modeling_t5.py (T5ForConditionalGeneration
  * as transformers 4 runs it):
@@ -20,8 +20,11 @@
  * Kept out of the llama forward (arch_llama.c) and of fc_model: the encoder
  * and decoder stacks have their own layer layout here. GGUF files with
  * llama.cpp's t5 tensor names and keys load too (any supported matrix type,
- * multiplied exactly: dequantized rows, f32 sums). Does not: the engine's batch (matrix products are split by rows
- * over an fc_pool the caller passes).
+ * multiplied exactly: dequantized rows, f32 sums). Matrix products are
+ * split by rows over an fc_pool the caller passes.
+ *
+ * Does not: a fast mode (quantized activations, packed weights), the
+ * engine's batch and paged cache, the T5 tokenizer.
  */
 #include "t5.h"
 #include "gguf.h"

@@ -4,7 +4,8 @@
  *
  * A model is loaded from a Hugging Face folder (config.json with model_type
  * "t5" or architectures T5ForConditionalGeneration, and safetensors or
- * pytorch_model.bin). The encoder runs once over the input ids; a decoder
+ * pytorch_model.bin) or a GGUF file (general.architecture "t5", llama.cpp's
+ * tensor names and keys). The encoder runs once over the input ids; a decoder
  * state (fc_t5_dec) holds the encoder's cross-attention keys and values
  * (computed once, at fc_t5_dec_new) and its own self-attention KV cache, and
  * advances one decoder token per fc_t5_dec_step.
@@ -14,7 +15,7 @@
  * matrix products split by rows over an optional fc_pool; it is not yet in
  * the engine's batch.
  *
- * Does not: GGUF T5 files, quantized weights, the engine's paged cache.
+ * Does not: a fast mode, the engine's paged cache, the T5 tokenizer.
  */
 #ifndef FC_T5_H
 #define FC_T5_H
@@ -51,9 +52,10 @@ typedef struct fc_t5_config {
 
 typedef struct fc_t5 fc_t5;
 
-/* True when path is a folder whose config.json names a T5 model. */
+/* True when path is a folder whose config.json names a T5 model, or a GGUF
+ * file whose first key is general.architecture = "t5". Logs nothing. */
 bool fc_t5_is_t5(const char *path);
-/* Loads a Hugging Face T5 folder; NULL on error, logged as "path: what is
+/* Loads a Hugging Face T5 folder or a T5 GGUF file; NULL on error, logged as "path: what is
  * wrong" (a missing tensor, a wrong shape, an unknown activation). */
 fc_t5 *fc_t5_load(const char *path);
 void fc_t5_free(fc_t5 *m);
