@@ -261,7 +261,7 @@ int fc_cmd_logits(int argc, char **argv)
 /* ---- T5 encoder-decoder models (model/t5.h) ----
  * The prompt goes to the encoder; generate decodes from the decoder start
  * token, logits writes one row per decoder input id (--decoder-ids). Both
- * run the f32 reference forward (--exact is implied), on --threads. */
+ * run on --threads, exact with --exact, else in the kernels' fast mode. */
 
 static fc_t5 *t5_load_or_die(const gen_opts *o)
 {
@@ -280,12 +280,12 @@ static fc_pool *t5_pool(const gen_opts *o)
     return n > 1 ? fc_pool_new((int)FC_MIN(n, 256)) : NULL;
 }
 
-static float *t5_encode_or_die(const fc_t5 *m, fc_pool *pool, const gen_opts *o, int *n_enc)
+static float *t5_encode_or_die(const fc_t5 *m, const fc_t5_run *run, const gen_opts *o, int *n_enc)
 {
     if (!o->prompt_ids) fc_cli_die("pass --prompt-ids (the T5 tokenizer is not wired in yet)", "no prompt ids");
     int32_t *ids = fc_cli_parse_ids(o->prompt_ids, n_enc);
     float *enc = fc_xmalloc(sizeof(float) * (size_t)*n_enc * (size_t)fc_t5_get_config(m)->n_embd);
-    if (fc_t5_encode(m, pool, ids, *n_enc, enc) != FC_OK) fc_cli_die(NULL, "a prompt id is outside the vocabulary");
+    if (fc_t5_encode(m, run, ids, *n_enc, enc) != FC_OK) fc_cli_die(NULL, "a prompt id is outside the vocabulary");
     free(ids);
     return enc;
 }
@@ -295,11 +295,12 @@ static int t5_generate(const gen_opts *o)
     fc_t5 *m = t5_load_or_die(o);
     const fc_t5_config *c = fc_t5_get_config(m);
     fc_pool *pool = t5_pool(o);
+    const fc_t5_run run = {.pool = pool, .fast = !o->exact};
     int n_enc;
     double t0 = fc_time_sec();
-    float *enc = t5_encode_or_die(m, pool, o, &n_enc);
+    float *enc = t5_encode_or_die(m, &run, o, &n_enc);
     const double t_enc = fc_time_sec() - t0;
-    fc_t5_dec *d = fc_t5_dec_new(m, pool, enc, n_enc, o->max_new_tokens + 1);
+    fc_t5_dec *d = fc_t5_dec_new(m, &run, enc, n_enc, o->max_new_tokens + 1);
     if (!d) fc_cli_die(NULL, "%s", fc_last_error());
     float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab);
     int32_t *out = fc_xmalloc(sizeof(int32_t) * (size_t)(o->max_new_tokens + 1));
@@ -334,11 +335,12 @@ static int t5_logits(const gen_opts *o)
     fc_t5 *m = t5_load_or_die(o);
     const fc_t5_config *c = fc_t5_get_config(m);
     fc_pool *pool = t5_pool(o);
+    const fc_t5_run run = {.pool = pool, .fast = !o->exact};
     int n_enc, n_dec = 1;
-    float *enc = t5_encode_or_die(m, pool, o, &n_enc);
+    float *enc = t5_encode_or_die(m, &run, o, &n_enc);
     int32_t start = c->decoder_start_id;
     int32_t *dec = o->decoder_ids ? fc_cli_parse_ids(o->decoder_ids, &n_dec) : &start;
-    fc_t5_dec *d = fc_t5_dec_new(m, pool, enc, n_enc, n_dec);
+    fc_t5_dec *d = fc_t5_dec_new(m, &run, enc, n_enc, n_dec);
     if (!d) fc_cli_die(NULL, "%s", fc_last_error());
     float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab * (size_t)n_dec);
     for (int i = 0; i < n_dec; i++)

@@ -20,10 +20,10 @@
  * Kept out of the llama forward (arch_llama.c) and of fc_model: the encoder
  * and decoder stacks have their own layer layout here. GGUF files with
  * llama.cpp's t5 tensor names and keys load too (any supported matrix type,
- * multiplied exactly: dequantized rows, f32 sums). Matrix products are
- * split by rows over an fc_pool the caller passes.
+ * multiplied exactly, or fast with rounded activations: fc_t5_run).
+ * Matrix products are split by rows over an fc_pool the caller passes.
  *
- * Does not: a fast mode (quantized activations, packed weights), the
+ * Does not: packed weights, the
  * engine's batch and paged cache, the T5 tokenizer.
  */
 #include "t5.h"
@@ -508,28 +508,55 @@ int fc_t5_bucket(int rel, bool bidirectional, int n_buckets, int max_distance)
 
 typedef struct mm_job {
     const fc_tensor *w;
-    const float *x;
+    const float *x;    /* (T, K) f32 rows */
     int T;
     float *y;
+    int atype;         /* fast mode: the activation type, xa its rows; -1: exact */
+    const void *xa;
+    size_t xa_stride;
 } mm_job;
 
-/* rows of W in 16-row slices, split evenly: the same rows give the same
- * sums whatever the thread count */
+/* rows of W split evenly over the threads: each output is one row's dot
+ * product whatever the thread count */
 static void mm_thread(void *ctx, int ith, int nth)
 {
     const mm_job *j = ctx;
     const int64_t K = j->w->ne[0], R = j->w->ne[1];
     const int64_t per = (R + nth - 1) / nth, r0 = FC_MIN((int64_t)ith * per, R), r1 = FC_MIN(r0 + per, R);
-    fc_matmul_exact(j->w->type, j->w->data, fc_tensor_row_bytes(j->w), K, j->x, K, j->T, j->y, R, r0, r1);
+    if (r0 >= r1) return;
+    if (j->atype < 0)
+        fc_matmul_exact(j->w->type, j->w->data, fc_tensor_row_bytes(j->w), K, j->x, K, j->T, j->y, R, r0, r1);
+    else
+        fc_matmul_fast(j->w->type, j->w->data, fc_tensor_row_bytes(j->w), K, j->atype, j->xa, j->xa_stride, j->T,
+                       j->y, R, r0, r1);
 }
 
-/* y (T, R) = x (T, K) W^T for W (R, K) in its stored type, on the pool's
- * threads (NULL: this one) */
-static void matmul(fc_pool *pool, const fc_tensor *w, const float *x, int T, float *y)
+/* y (T, R) = x (T, K) W^T for W (R, K) in its stored type, on run's pool
+ * (run NULL: this thread, exact) */
+static void matmul(const fc_t5_run *run, const fc_tensor *w, const float *x, int T, float *y)
 {
-    mm_job j = {w, x, T, y};
+    mm_job j = {w, x, T, y, -1, NULL, 0};
+    void *buf = NULL;
+    if (run && run->fast) {
+        /* llama.cpp's scheme: activations rounded to the weights' partner
+         * type (16-bit codes for the 32-value types), f32 for float weights */
+        const int64_t K = w->ne[0];
+        j.atype = fc_matmul_act_type(w->type, true);
+        if (j.atype == FC_DTYPE_F32) {
+            j.xa = x;
+            j.xa_stride = sizeof(float) * (size_t)K;
+        } else {
+            j.xa_stride = fc_matmul_act_row_size(j.atype, K);
+            if (posix_memalign(&buf, 64, FC_MAX(j.xa_stride * (size_t)T, (size_t)64)) != 0) FC_ASSERT(!"out of memory");
+            for (int t = 0; t < T; t++)
+                fc_matmul_quantize_act(j.atype, x + (size_t)t * K, (uint8_t *)buf + (size_t)t * j.xa_stride, K);
+            j.xa = buf;
+        }
+    }
+    fc_pool *pool = run ? run->pool : NULL;
     if (pool && fc_pool_size(pool) > 1 && w->ne[1] >= 64) fc_pool_run(pool, mm_thread, &j);
     else mm_thread(&j, 0, 1);
+    free(buf);
 }
 
 static float act(enum fc_t5_act a, float x)
@@ -544,21 +571,21 @@ static float act(enum fc_t5_act a, float x)
 }
 
 /* h (T, C) += feed-forward(norm(h)); scratch: xn (T, C), a, b (T, FF) */
-static void feed_forward(const fc_t5 *m, fc_pool *pool, const t5_layer *ly, float *h, int T, float *xn, float *a, float *b,
+static void feed_forward(const fc_t5 *m, const fc_t5_run *run, const t5_layer *ly, float *h, int T, float *xn, float *a, float *b,
                          float *out)
 {
     const fc_t5_config *c = &m->cfg;
     const int C = c->n_embd, FF = c->n_ff;
     for (int t = 0; t < T; t++) fc_rmsnorm_ref(xn + (size_t)t * C, h + (size_t)t * C, ly->ffn_norm.data, C, c->eps);
     if (c->gated) {
-        matmul(pool, &ly->wi_0, xn, T, a);
-        matmul(pool, &ly->wi_1, xn, T, b);
+        matmul(run, &ly->wi_0, xn, T, a);
+        matmul(run, &ly->wi_1, xn, T, b);
         for (size_t i = 0; i < (size_t)T * FF; i++) a[i] = act(c->act, a[i]) * b[i];
     } else {
-        matmul(pool, &ly->wi, xn, T, a);
+        matmul(run, &ly->wi, xn, T, a);
         for (size_t i = 0; i < (size_t)T * FF; i++) a[i] = act(c->act, a[i]);
     }
-    matmul(pool, &ly->wff_o, a, T, out);
+    matmul(run, &ly->wff_o, a, T, out);
     for (size_t i = 0; i < (size_t)T * C; i++) h[i] += out[i];
 }
 
@@ -578,7 +605,7 @@ static void attend(const float *q, const float *k, const float *v, int n, int st
     for (int j = 0; j < n; j++) fc_axpy_f32(out, scores[j], v + (size_t)j * stride, HS);
 }
 
-enum fc_status fc_t5_encode(const fc_t5 *m, fc_pool *pool, const int32_t *ids, int n, float *out)
+enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out)
 {
     const fc_t5_config *c = &m->cfg;
     if (n <= 0) return FC_ERR_ARG;
@@ -606,16 +633,16 @@ enum fc_status fc_t5_encode(const fc_t5 *m, fc_pool *pool, const int32_t *ids, i
     for (int l = 0; l < c->n_enc_layer; l++) {
         const t5_layer *ly = &m->enc[l];
         for (int t = 0; t < n; t++) fc_rmsnorm_ref(xn + (size_t)t * C, h + (size_t)t * C, ly->attn_norm.data, C, c->eps);
-        matmul(pool, &ly->wq, xn, n, q);
-        matmul(pool, &ly->wk, xn, n, k);
-        matmul(pool, &ly->wv, xn, n, v);
+        matmul(run, &ly->wq, xn, n, q);
+        matmul(run, &ly->wk, xn, n, k);
+        matmul(run, &ly->wv, xn, n, v);
         for (int i = 0; i < n; i++)
             for (int hh = 0; hh < NH; hh++)
                 attend(q + (size_t)i * Q + hh * HS, k + hh * HS, v + hh * HS, n, Q, HS,
                        bias + (size_t)hh * n_rel + (n - 1 - i), 1, scores, att + (size_t)i * Q + hh * HS);
-        matmul(pool, &ly->wo, att, n, tmp);
+        matmul(run, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
-        feed_forward(m, pool, ly, h, n, xn, a, b, tmp);
+        feed_forward(m, run, ly, h, n, xn, a, b, tmp);
     }
     for (int t = 0; t < n; t++) {
         fc_rmsnorm_ref(xn, h + (size_t)t * C, m->enc_norm.data, C, c->eps);
@@ -629,7 +656,7 @@ enum fc_status fc_t5_encode(const fc_t5 *m, fc_pool *pool, const int32_t *ids, i
 
 struct fc_t5_dec {
     const fc_t5 *m;
-    fc_pool *pool;            /* borrowed; NULL: the caller's thread */
+    fc_t5_run run;            /* its pool borrowed; zeroed: the caller's thread, exact */
     int n_enc, n_max, n;
     float *cross_k, *cross_v; /* (L, n_enc, Q) */
     float *self_k, *self_v;   /* (L, n_max, Q) */
@@ -638,7 +665,7 @@ struct fc_t5_dec {
     size_t batch_cap;         /* floats in batch */
 };
 
-fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_enc, int n_max)
+fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const fc_t5_run *run, const float *enc, int n_enc, int n_max)
 {
     const fc_t5_config *c = &m->cfg;
     if (n_enc <= 0 || n_max <= 0 || n_max > (1 << 20)) {
@@ -648,7 +675,7 @@ fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_
     const int Q = c->n_head * c->head_dim, L = c->n_dec_layer;
     fc_t5_dec *d = fc_xcalloc(1, sizeof *d);
     d->m = m;
-    d->pool = pool;
+    if (run) d->run = *run;
     d->n_enc = n_enc;
     d->n_max = n_max;
     d->cross_k = fc_xmalloc(sizeof(float) * (size_t)L * n_enc * Q);
@@ -656,8 +683,8 @@ fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_
     d->self_k = fc_xmalloc(sizeof(float) * (size_t)L * n_max * Q);
     d->self_v = fc_xmalloc(sizeof(float) * (size_t)L * n_max * Q);
     for (int l = 0; l < L; l++) {
-        matmul(pool, &m->dec[l].ck, enc, n_enc, d->cross_k + (size_t)l * n_enc * Q);
-        matmul(pool, &m->dec[l].cv, enc, n_enc, d->cross_v + (size_t)l * n_enc * Q);
+        matmul(run, &m->dec[l].ck, enc, n_enc, d->cross_k + (size_t)l * n_enc * Q);
+        matmul(run, &m->dec[l].cv, enc, n_enc, d->cross_v + (size_t)l * n_enc * Q);
     }
     d->scores = fc_xmalloc(sizeof(float) * ((size_t)FC_MAX(n_max, n_enc) + (size_t)c->n_head * n_max));
     return d;
@@ -683,7 +710,7 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
 {
     if (n <= 0) return FC_ERR_ARG;
     const fc_t5 *m = ds[0]->m;
-    fc_pool *pool = ds[0]->pool;
+    const fc_t5_run *run = &ds[0]->run;
     const fc_t5_config *c = &m->cfg;
     for (int s = 0; s < n; s++) {
         if (ds[s]->m != m || tokens[s] < 0 || tokens[s] >= c->n_vocab) return FC_ERR_ARG;
@@ -721,9 +748,9 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
         const t5_layer *ly = &m->dec[l];
         /* self-attention, each sequence over its own cache */
         for (int s = 0; s < n; s++) fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, ly->attn_norm.data, C, c->eps);
-        matmul(pool, &ly->wq, xn, n, q);
-        matmul(pool, &ly->wk, xn, n, kv);
-        matmul(pool, &ly->wv, xn, n, kv + (size_t)n * Q);
+        matmul(run, &ly->wq, xn, n, q);
+        matmul(run, &ly->wk, xn, n, kv);
+        matmul(run, &ly->wv, xn, n, kv + (size_t)n * Q);
         for (int s = 0; s < n; s++) {
             fc_t5_dec *d = ds[s];
             const int p = d->n, T = p + 1;
@@ -735,11 +762,11 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
                 attend(q + (size_t)s * Q + hh * HS, sk + hh * HS, sv + hh * HS, T, Q, HS, bias + (size_t)hh * T, 1,
                        d->scores, att + (size_t)s * Q + hh * HS);
         }
-        matmul(pool, &ly->wo, att, n, tmp);
+        matmul(run, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
         /* cross-attention over each sequence's encoder output, no position bias */
         for (int s = 0; s < n; s++) fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, ly->cross_norm.data, C, c->eps);
-        matmul(pool, &ly->cq, xn, n, q);
+        matmul(run, &ly->cq, xn, n, q);
         for (int s = 0; s < n; s++) {
             fc_t5_dec *d = ds[s];
             const float *ck = d->cross_k + (size_t)l * d->n_enc * Q, *cv = d->cross_v + (size_t)l * d->n_enc * Q;
@@ -747,9 +774,9 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
                 attend(q + (size_t)s * Q + hh * HS, ck + hh * HS, cv + hh * HS, d->n_enc, Q, HS, NULL, 0, d->scores,
                        att + (size_t)s * Q + hh * HS);
         }
-        matmul(pool, &ly->co, att, n, tmp);
+        matmul(run, &ly->co, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
-        feed_forward(m, pool, ly, h, n, xn, a, b, tmp);
+        feed_forward(m, run, ly, h, n, xn, a, b, tmp);
     }
     for (int s = 0; s < n; s++) {
         fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, m->dec_norm.data, C, c->eps);
@@ -759,6 +786,6 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
         const float sc = 1.0f / sqrtf((float)C);
         for (size_t i = 0; i < (size_t)n * C; i++) xn[i] *= sc;
     }
-    if (logits) matmul(pool, &m->lm_head, xn, n, logits);
+    if (logits) matmul(run, &m->lm_head, xn, n, logits);
     return FC_OK;
 }

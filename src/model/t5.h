@@ -10,12 +10,12 @@
  * (computed once, at fc_t5_dec_new) and its own self-attention KV cache, and
  * advances one decoder token per fc_t5_dec_step.
  *
- * The forward pass is the plain f32 reference (weights read in their stored
- * f32 / f16 / bf16 type through fc_matmul_exact, f32 activations), its
- * matrix products split by rows over an optional fc_pool; it is not yet in
- * the engine's batch.
+ * The forward pass is the plain reference (weights read in their stored type
+ * through fc_matmul_exact, f32 activations) or the fast mode of the matrix
+ * kernels (fc_t5_run), its matrix products split by rows over an optional
+ * fc_pool; it is not yet in the engine's batch.
  *
- * Does not: a fast mode, the engine's paged cache, the T5 tokenizer.
+ * Does not: packed weights, the engine's paged cache, the T5 tokenizer.
  */
 #ifndef FC_T5_H
 #define FC_T5_H
@@ -52,6 +52,17 @@ typedef struct fc_t5_config {
 
 typedef struct fc_t5 fc_t5;
 
+/* How the forward pass runs: the threads of pool (borrowed; NULL: the
+ * caller's thread), and exact (weights dequantized row by row, f32
+ * activations: the reference) or fast (activations rounded to the weights'
+ * partner type as llama.cpp does, 16-bit codes for q4_0..q8_0; f32 for
+ * float weights). A NULL fc_t5_run means one thread, exact. Results do not
+ * depend on the thread count. */
+typedef struct fc_t5_run {
+    fc_pool *pool;
+    bool fast;
+} fc_t5_run;
+
 /* True when path is a folder whose config.json names a T5 model, or a GGUF
  * file whose first key is general.architecture = "t5". Logs nothing. */
 bool fc_t5_is_t5(const char *path);
@@ -62,21 +73,20 @@ void fc_t5_free(fc_t5 *m);
 const fc_t5_config *fc_t5_get_config(const fc_t5 *m);
 
 /* Runs the encoder over ids[0..n) (bidirectional, relative position
- * buckets) and writes the final-norm output, n rows of C floats, to out.
- * The matrix products run on pool's threads (borrowed; NULL: the caller's
- * thread only; results do not depend on the thread count). FC_ERR_ARG for
- * n <= 0 or an id outside [0, V). m is read-only: any number of threads may
- * encode at once, each with its own pool (or none). */
-enum fc_status fc_t5_encode(const fc_t5 *m, fc_pool *pool, const int32_t *ids, int n, float *out);
+ * buckets) and writes the final-norm output, n rows of C floats, to out,
+ * as run says. FC_ERR_ARG for n <= 0 or an id outside [0, V). m is
+ * read-only: any number of threads may encode at once, each with its own
+ * pool (or none). */
+enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out);
 
 /* ---- decoder state ---- */
 typedef struct fc_t5_dec fc_t5_dec;
 /* A decoder over the encoder output enc (n_enc rows of C floats, copied
  * from: the caller may free it), for at most n_max decoder tokens, running
- * on pool (borrowed, kept until fc_t5_dec_free; NULL: no threads). The
+ * as run says (copied; its pool is borrowed until fc_t5_dec_free). The
  * cross-attention keys and values of every layer are computed here, once.
  * NULL on bad sizes (logged). */
-fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, fc_pool *pool, const float *enc, int n_enc, int n_max);
+fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const fc_t5_run *run, const float *enc, int n_enc, int n_max);
 void fc_t5_dec_free(fc_t5_dec *d);
 /* Decoder tokens consumed so far. */
 int fc_t5_dec_len(const fc_t5_dec *d);
@@ -87,7 +97,8 @@ enum fc_status fc_t5_dec_step(fc_t5_dec *d, int32_t token, float *logits);
 /* One step of n distinct decoders of the same model at once: tokens[s] is
  * fed to ds[s], and logits receives n rows of V floats in that order. The
  * rows go through every weight matrix together (each is read once per
- * step); attention runs per sequence over its own caches. The results are
+ * step, on the first decoder's run); attention runs per sequence over its
+ * own caches. The results are
  * those of n calls of fc_t5_dec_step. Nothing is consumed on error
  * (FC_ERR_FULL, FC_ERR_ARG: a bad id, a decoder twice, another model). */
 enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens, int n, float *logits);

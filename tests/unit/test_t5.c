@@ -45,6 +45,7 @@ static int batched_equals_single(const char *dir)
     const fc_t5_config *c = fc_t5_get_config(m);
     const int V = c->n_vocab, C = c->n_embd;
     fc_pool *pool = fc_pool_new(3); /* the batched decoders run on 3 threads */
+    const fc_t5_run run = {.pool = pool};
     fc_t5_dec *one[NSEQ], *bat[NSEQ];
     for (int s = 0; s < NSEQ; s++) {
         int32_t ids[64];
@@ -53,7 +54,7 @@ static int batched_equals_single(const char *dir)
         float *enc = malloc(sizeof(float) * (size_t)n * C);
         if (fc_t5_encode(m, NULL, ids, n, enc) != FC_OK) return 1;
         one[s] = fc_t5_dec_new(m, NULL, enc, n, STEPS + s);
-        bat[s] = fc_t5_dec_new(m, pool, enc, n, STEPS + s);
+        bat[s] = fc_t5_dec_new(m, &run, enc, n, STEPS + s);
         free(enc);
     }
     float *l1 = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V * NSEQ);
