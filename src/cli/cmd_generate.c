@@ -9,16 +9,19 @@
 #include "base/fc_base.h"
 #include "model/model.h"
 #include "model/kv_cache.h"
+#include "model/t5.h"
 #include "tokenizer/tokenizer.h"
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct gen_opts {
     const char *model_path;
     const char *prompt_ids;
     const char *prompt;
     const char *out;
+    const char *decoder_ids; /* T5 logits: the decoder input ids */
     int max_new_tokens;
     float temperature;
     bool exact, act8, ignore_eos, print_ids, verbose;
@@ -40,6 +43,8 @@ static void parse(int argc, char **argv, gen_opts *o)
         {"--prompt-ids", FC_FLAG_STRING, &o->prompt_ids, .metavar = "1,2,3", .help = "the prompt as token ids"},
         {"--prompt", FC_FLAG_STRING, &o->prompt, .metavar = "TEXT", .help = "the prompt as text (generate)"},
         {"--out", FC_FLAG_STRING, &o->out, .metavar = "FILE", .help = "where logits writes"},
+        {"--decoder-ids", FC_FLAG_STRING, &o->decoder_ids, .metavar = "0,5,6",
+         .help = "T5 logits: the decoder input ids (default: the decoder start token)"},
         {"--max-new-tokens", FC_FLAG_INT, &o->max_new_tokens, .help = "(default 64)"},
         {"--temperature", FC_FLAG_FLOAT, &o->temperature, .metavar = "T", .help = "(default 0: greedy)"},
         {"--seed", FC_FLAG_UINT64, &o->seed, .metavar = "S", .help = "(default 1234)"},
@@ -69,6 +74,9 @@ static void parse(int argc, char **argv, gen_opts *o)
     if (o->max_new_tokens < 0) fc_cli_die(NULL, "--max-new-tokens must be >= 0");
     if (o->n_batch <= 0) fc_cli_die(NULL, "--batch must be > 0");
 }
+
+static int t5_generate(const gen_opts *o);
+static int t5_logits(const gen_opts *o);
 
 static fc_model *load_or_die(const char *path, bool verbose, const gen_opts *o)
 {
@@ -144,6 +152,7 @@ int fc_cmd_generate(int argc, char **argv)
 {
     gen_opts o;
     parse(argc, argv, &o);
+    if (fc_t5_is_t5(o.model_path)) return t5_generate(&o);
     fc_model *m = load_or_die(o.model_path, o.verbose, &o);
     const fc_model_config *c = fc_model_get_config(m);
     fc_tokenizer *tok = fc_cli_load_tokenizer(m);
@@ -222,6 +231,7 @@ int fc_cmd_logits(int argc, char **argv)
     gen_opts o;
     parse(argc, argv, &o);
     if (!o.out) fc_cli_die("add --out FILE", "logits needs an output file");
+    if (fc_t5_is_t5(o.model_path)) return t5_logits(&o);
     fc_model *m = load_or_die(o.model_path, o.verbose, &o);
     const fc_model_config *c = fc_model_get_config(m);
     fc_tokenizer *tok = o.prompt ? fc_cli_load_tokenizer(m) : NULL;
@@ -245,5 +255,105 @@ int fc_cmd_logits(int argc, char **argv)
     fc_kv_cache_free(kv);
     fc_exec_free(e);
     fc_model_free(m);
+    return 0;
+}
+
+/* ---- T5 encoder-decoder models (model/t5.h) ----
+ * The prompt goes to the encoder; generate decodes from the decoder start
+ * token, logits writes one row per decoder input id (--decoder-ids). Both
+ * run on --threads, exact with --exact, else in the kernels' fast mode. */
+
+static fc_t5 *t5_load_or_die(const gen_opts *o)
+{
+    double t0 = fc_time_sec();
+    fc_t5 *m = fc_t5_load(o->model_path);
+    if (!m) fc_cli_die("a T5 folder needs config.json and its safetensors (or pytorch_model.bin) in f32/f16/bf16",
+                       "%s", fc_last_error());
+    if (o->verbose) fprintf(stderr, "load: %.3f s (%s, T5)\n", fc_time_sec() - t0, o->model_path);
+    return m;
+}
+
+/* --threads N (default: all online CPUs) */
+static fc_pool *t5_pool(const gen_opts *o)
+{
+    const long n = o->threads > 0 ? o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 1 ? fc_pool_new((int)FC_MIN(n, 256)) : NULL;
+}
+
+static float *t5_encode_or_die(const fc_t5 *m, const fc_t5_run *run, const gen_opts *o, int *n_enc)
+{
+    if (!o->prompt_ids) fc_cli_die("pass --prompt-ids (the T5 tokenizer is not wired in yet)", "no prompt ids");
+    int32_t *ids = fc_cli_parse_ids(o->prompt_ids, n_enc);
+    float *enc = fc_xmalloc(sizeof(float) * (size_t)*n_enc * (size_t)fc_t5_get_config(m)->n_embd);
+    if (fc_t5_encode(m, run, ids, *n_enc, enc) != FC_OK) fc_cli_die(NULL, "a prompt id is outside the vocabulary");
+    free(ids);
+    return enc;
+}
+
+static int t5_generate(const gen_opts *o)
+{
+    fc_t5 *m = t5_load_or_die(o);
+    const fc_t5_config *c = fc_t5_get_config(m);
+    fc_pool *pool = t5_pool(o);
+    const fc_t5_run run = {.pool = pool, .fast = !o->exact};
+    int n_enc;
+    double t0 = fc_time_sec();
+    float *enc = t5_encode_or_die(m, &run, o, &n_enc);
+    const double t_enc = fc_time_sec() - t0;
+    fc_t5_dec *d = fc_t5_dec_new(m, &run, enc, n_enc, o->max_new_tokens + 1);
+    if (!d) fc_cli_die(NULL, "%s", fc_last_error());
+    float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab);
+    int32_t *out = fc_xmalloc(sizeof(int32_t) * (size_t)(o->max_new_tokens + 1));
+    unsigned long long rng = o->seed ? o->seed : 1;
+    int n_out = 0, tok = c->decoder_start_id;
+    t0 = fc_time_sec();
+    for (int i = 0; i < o->max_new_tokens; i++) {
+        if (fc_t5_dec_step(d, tok, logits) != FC_OK) fc_cli_die(NULL, "T5 decoder step failed");
+        tok = pick(logits, c->n_vocab, o->temperature, &rng);
+        out[n_out++] = tok;
+        if (!o->ignore_eos && tok == c->eos_id) break;
+    }
+    const double t_dec = fc_time_sec() - t0;
+    printf("[");
+    for (int i = 0; i < n_out; i++) printf(i ? ", %d" : "%d", out[i]);
+    printf("]\n");
+    if (o->verbose) {
+        fprintf(stderr, "encoder: %d tokens in %.3f s\n", n_enc, t_enc);
+        fprintf(stderr, "decode: %d tokens in %.3f s (%.1f tokens/s)\n", n_out, t_dec, n_out ? n_out / t_dec : 0.0);
+    }
+    free(out);
+    free(logits);
+    free(enc);
+    fc_t5_dec_free(d);
+    fc_pool_free(pool);
+    fc_t5_free(m);
+    return 0;
+}
+
+static int t5_logits(const gen_opts *o)
+{
+    fc_t5 *m = t5_load_or_die(o);
+    const fc_t5_config *c = fc_t5_get_config(m);
+    fc_pool *pool = t5_pool(o);
+    const fc_t5_run run = {.pool = pool, .fast = !o->exact};
+    int n_enc, n_dec = 1;
+    float *enc = t5_encode_or_die(m, &run, o, &n_enc);
+    int32_t start = c->decoder_start_id;
+    int32_t *dec = o->decoder_ids ? fc_cli_parse_ids(o->decoder_ids, &n_dec) : &start;
+    fc_t5_dec *d = fc_t5_dec_new(m, &run, enc, n_enc, n_dec);
+    if (!d) fc_cli_die(NULL, "%s", fc_last_error());
+    float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab * (size_t)n_dec);
+    for (int i = 0; i < n_dec; i++)
+        if (fc_t5_dec_step(d, dec[i], logits + (size_t)i * c->n_vocab) != FC_OK)
+            fc_cli_die(NULL, "decoder id %d at %d is outside the vocabulary", dec[i], i);
+    FILE *f = fopen(o->out, "wb");
+    if (!f || fwrite(logits, sizeof(float) * (size_t)c->n_vocab, (size_t)n_dec, f) != (size_t)n_dec || fclose(f) != 0)
+        fc_cli_die(NULL, "%s: cannot write", o->out);
+    free(logits);
+    if (dec != &start) free(dec);
+    free(enc);
+    fc_t5_dec_free(d);
+    fc_pool_free(pool);
+    fc_t5_free(m);
     return 0;
 }

@@ -1,0 +1,111 @@
+/*
+ * t5.h: T5 / Flan-T5 / FastChat-T5 encoder-decoder models (arch_t5.c), kept
+ * apart from the decoder-only fc_model and its forward pass.
+ *
+ * A model is loaded from a Hugging Face folder (config.json with model_type
+ * "t5" or architectures T5ForConditionalGeneration, and safetensors or
+ * pytorch_model.bin) or a GGUF file (general.architecture "t5", llama.cpp's
+ * tensor names and keys). The encoder runs once over the input ids; a decoder
+ * state (fc_t5_dec) holds the encoder's cross-attention keys and values
+ * (computed once, at fc_t5_dec_new) and its own self-attention KV cache, and
+ * advances one decoder token per fc_t5_dec_step.
+ *
+ * The forward pass is the plain reference (weights read in their stored type
+ * through fc_matmul_exact, f32 activations) or the fast mode of the matrix
+ * kernels (fc_t5_run), its matrix products split by rows over an optional
+ * fc_pool; it is not yet in the engine's batch.
+ *
+ * Does not: packed weights, the engine's paged cache, the T5 tokenizer.
+ */
+#ifndef FC_T5_H
+#define FC_T5_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "../base/fc_base.h"
+#include "../base/pool.h"
+
+/* Feed-forward activation (config dense_act_fn / feed_forward_proj). */
+enum fc_t5_act { FC_T5_RELU = 0, FC_T5_GELU_NEW = 1, FC_T5_GELU = 2, FC_T5_SILU = 3 };
+
+/* Hyper-parameters (T5Config names in comments). */
+typedef struct fc_t5_config {
+    int n_vocab;        /* vocab_size (V) */
+    int n_embd;         /* d_model (C) */
+    int head_dim;       /* d_kv (HS) */
+    int n_head;         /* num_heads (NH); NH * HS need not be C */
+    int n_ff;           /* d_ff (FF) */
+    int n_enc_layer;    /* num_layers */
+    int n_dec_layer;    /* num_decoder_layers (default num_layers) */
+    int n_buckets;      /* relative_attention_num_buckets (32) */
+    int max_distance;   /* relative_attention_max_distance (128) */
+    float eps;          /* layer_norm_epsilon (1e-6) */
+    bool gated;         /* "gated-*" feed_forward_proj: wi_0, wi_1, wo; else wi, wo */
+    enum fc_t5_act act;
+    /* tie_word_embeddings (default true): the decoder output is scaled by
+     * C**-0.5 before the head (T5 v1.0); v1.1 / Flan-T5 set it false. The
+     * head is lm_head.weight when the file has one, else shared.weight. */
+    bool scale_output;
+    int decoder_start_id; /* decoder_start_token_id (default pad, 0) */
+    int eos_id, pad_id;   /* eos_token_id (1), pad_token_id (0) */
+} fc_t5_config;
+
+typedef struct fc_t5 fc_t5;
+
+/* How the forward pass runs: the threads of pool (borrowed; NULL: the
+ * caller's thread), and exact (weights dequantized row by row, f32
+ * activations: the reference) or fast (activations rounded to the weights'
+ * partner type as llama.cpp does, 16-bit codes for q4_0..q8_0; f32 for
+ * float weights). A NULL fc_t5_run means one thread, exact. Results do not
+ * depend on the thread count. */
+typedef struct fc_t5_run {
+    fc_pool *pool;
+    bool fast;
+} fc_t5_run;
+
+/* True when path is a folder whose config.json names a T5 model, or a GGUF
+ * file whose first key is general.architecture = "t5". Logs nothing. */
+bool fc_t5_is_t5(const char *path);
+/* Loads a Hugging Face T5 folder or a T5 GGUF file; NULL on error, logged as "path: what is
+ * wrong" (a missing tensor, a wrong shape, an unknown activation). */
+fc_t5 *fc_t5_load(const char *path);
+void fc_t5_free(fc_t5 *m);
+const fc_t5_config *fc_t5_get_config(const fc_t5 *m);
+
+/* Runs the encoder over ids[0..n) (bidirectional, relative position
+ * buckets) and writes the final-norm output, n rows of C floats, to out,
+ * as run says. FC_ERR_ARG for n <= 0 or an id outside [0, V). m is
+ * read-only: any number of threads may encode at once, each with its own
+ * pool (or none). */
+enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out);
+
+/* ---- decoder state ---- */
+typedef struct fc_t5_dec fc_t5_dec;
+/* A decoder over the encoder output enc (n_enc rows of C floats, copied
+ * from: the caller may free it), for at most n_max decoder tokens, running
+ * as run says (copied; its pool is borrowed until fc_t5_dec_free). The
+ * cross-attention keys and values of every layer are computed here, once.
+ * NULL on bad sizes (logged). */
+fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const fc_t5_run *run, const float *enc, int n_enc, int n_max);
+void fc_t5_dec_free(fc_t5_dec *d);
+/* Decoder tokens consumed so far. */
+int fc_t5_dec_len(const fc_t5_dec *d);
+/* Feeds the next decoder token (the first is usually decoder_start_id) and
+ * writes the V logits of the next one. FC_ERR_FULL past n_max, FC_ERR_ARG
+ * for an id outside [0, V). */
+enum fc_status fc_t5_dec_step(fc_t5_dec *d, int32_t token, float *logits);
+/* One step of n distinct decoders of the same model at once: tokens[s] is
+ * fed to ds[s], and logits receives n rows of V floats in that order. The
+ * rows go through every weight matrix together (each is read once per
+ * step, on the first decoder's run); attention runs per sequence over its
+ * own caches. The results are
+ * those of n calls of fc_t5_dec_step. Nothing is consumed on error
+ * (FC_ERR_FULL, FC_ERR_ARG: a bad id, a decoder twice, another model). */
+enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens, int n, float *logits);
+
+/* Bucket of a relative position (key position minus query position), as
+ * transformers' T5Attention._relative_position_bucket: bidirectional for
+ * the encoder, causal for the decoder. Exposed for the unit test. */
+int fc_t5_bucket(int rel, bool bidirectional, int n_buckets, int max_distance);
+
+#endif
