@@ -175,7 +175,7 @@ static enum fc_status write_shard(const char *path, const hf_tensor *ts, int a, 
     return FC_OK;
 }
 
-static const char *hf_arch(enum fc_arch a, const char *name, const char **model_type)
+static const char *hf_arch(enum fc_arch a, const char *name, int sliding_window, const char **model_type)
 {
     switch (a) {
     case FC_ARCH_QWEN2: *model_type = "qwen2"; return "Qwen2ForCausalLM";
@@ -183,7 +183,8 @@ static const char *hf_arch(enum fc_arch a, const char *name, const char **model_
     case FC_ARCH_PHI3: *model_type = "phi3"; return "Phi3ForCausalLM";
     case FC_ARCH_LLAMA: break;
     }
-    if (!strcmp(name, "mistral")) {
+    /* llama.cpp writes Mistral as "llama"; transformers' Llama has no sliding window */
+    if (!strcmp(name, "mistral") || sliding_window > 0) {
         *model_type = "mistral";
         return "MistralForCausalLM";
     }
@@ -205,7 +206,7 @@ static void put_float(fc_str *s, float v)
 
 static void put_config(fc_str *s, const fc_model_config *c, const char *torch_dtype)
 {
-    const char *mt, *archname = hf_arch(c->arch, c->arch_name, &mt);
+    const char *mt, *archname = hf_arch(c->arch, c->arch_name, c->sliding_window, &mt);
     fc_str_printf(s, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", archname, mt);
     fc_str_printf(s, "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n", c->n_vocab,
                   c->n_embd, c->n_ff);

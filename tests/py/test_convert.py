@@ -62,6 +62,11 @@ CASES = [
     ("tiny/qwen2_bf16_gqa4", None, "qwen2 bf16"),
     ("tiny/llama_f32", None, "llama f32 untied"),
     ("tiny/llama_bf16_tied_mqa", None, "llama bf16 tied, one KV head"),
+    ("tiny/llama_f16_tied_linear_eps", None, "llama f16, linear RoPE scaling"),
+    ("tiny/mistral_f32_swa20", None, "mistral f32, sliding window"),
+    ("tiny/qwen2_f32_swa24", None, "qwen2 f32, sliding window layers"),
+    ("tiny/gemma2_bf16_gqa4_swa12", None, "gemma2 bf16 (norms stored as w, GGUF 1 + w)"),
+    ("tiny/phi3_f32_swa32", None, "phi3 f32, fused qkv / gate_up"),
 ]
 
 
@@ -124,12 +129,17 @@ def test_hf_gguf_hf_round_trip(fastchat_bin, tmp_path, figures, model, tok, what
     assert not tok or n_texts > 2000
 
 
-def test_hf_folder_loads_as_the_original(fastchat_bin, tmp_path):
-    """The round-tripped folder runs in our engine with the logits of the original folder."""
-    src = make_src(tmp_path, "tiny_tok/qwen2_bpe", "qwen2")
+@pytest.mark.parametrize("model,tok", [("tiny_tok/qwen2_bpe", "qwen2"), ("tiny/gemma2_bf16_gqa4_swa12", None),
+                                       ("tiny/phi3_f32_swa32", None), ("tiny/mistral_f32_swa20", None),
+                                       ("tiny/qwen2_f32_swa24", None), ("tiny/llama_f16_tied_linear_eps", None)],
+                         ids=lambda v: v.split("/")[-1] if v else "-")
+def test_hf_folder_loads_as_the_original(fastchat_bin, tmp_path, model, tok):
+    """The round-tripped folder (config.json written from GGUF metadata) runs
+    in our engine with the logits of the original folder, bit for bit."""
+    src = make_src(tmp_path, model, tok)
     run_fastchat(fastchat_bin, ["convert", "--input", src, "--output", tmp_path / "m.gguf"])
     run_fastchat(fastchat_bin, ["convert", "--input", tmp_path / "m.gguf", "--output", tmp_path / "back"])
-    ids = [1, 5, 77, 300, 2000, 9]
+    ids = [1, 5, 77, 30, 100, 9] * 6  # past the sliding windows
     l0 = fastchat_logits(fastchat_bin, src, ids, tmp_path, exact=True)
     l1 = fastchat_logits(fastchat_bin, tmp_path / "back", ids, tmp_path, exact=True)
     assert np.array_equal(l0, l1)
