@@ -47,6 +47,13 @@ static fc_model *base_get(const char *spec)
 {
     char *path = NULL;
     if (fc_hub_resolve(spec, NULL, &path) != FC_OK) return NULL;
+    char ac[4200];
+    snprintf(ac, sizeof ac, "%s/adapter_config.json", path);
+    if (access(ac, F_OK) == 0) { /* checked before loading: loading it would come back here */
+        FC_LOG_ERROR("%s: the base of an adapter is itself an adapter", path);
+        free(path);
+        return NULL;
+    }
     pthread_mutex_lock(&g_lock);
     fc_model *m = NULL;
     for (int i = 0; i < g_n_bases && !m; i++)
@@ -55,15 +62,9 @@ static fc_model *base_get(const char *spec)
             m = g_bases[i].m;
         }
     if (!m && (m = fc_model_load_ex(path, NULL))) {
-        if (m->lora_base) {
-            FC_LOG_ERROR("%s: the base of an adapter is itself an adapter", path);
-            fc_model_free(m);
-            m = NULL;
-        } else {
-            g_bases = fc_xrealloc(g_bases, sizeof *g_bases * (size_t)(g_n_bases + 1));
-            g_bases[g_n_bases++] = (base_ref){.path = path, .m = m, .refs = 1};
-            path = NULL;
-        }
+        g_bases = fc_xrealloc(g_bases, sizeof *g_bases * (size_t)(g_n_bases + 1));
+        g_bases[g_n_bases++] = (base_ref){.path = path, .m = m, .refs = 1};
+        path = NULL;
     }
     pthread_mutex_unlock(&g_lock);
     free(path);
@@ -168,7 +169,7 @@ done:
 }
 
 /* The tensor of model a that Hugging Face name hf names (through the
- * architecture table), or NULL; *split set when other views alias it. */
+ * architecture table), or NULL (phi3 split views are not looked up: refused before). */
 static fc_tensor *tensor_by_hf(fc_model *a, const char *hf)
 {
     char buf[160];
