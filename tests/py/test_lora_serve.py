@@ -74,3 +74,44 @@ def test_adapter_refusals(fastchat_bin, tmp_path):
     p = run_fastchat(fastchat_bin, ["logits", "--model-path", d, "--prompt-ids", "1,2", "--out", tmp_path / "x"],
                      check=False)
     assert p.returncode != 0 and "DoRA" in p.stderr
+
+
+def test_worker_serves_two_adapters_of_one_base(fastchat_bin, tmp_path, figures):
+    """One worker, two adapters of one base (tiny_tok/llama_spm with its
+    SentencePiece tokenizer; the fixtures' adapters fit its matrices): each
+    model name answers with the greedy text of its apply-lora merged folder."""
+    import requests
+    from test_controller import Proc, free_port, wait_until
+    base = tmp_path / "spm_base"
+    shutil.copytree(DATA / "tiny_tok" / "llama_spm", base)
+    for f in ("tokenizer.model", "tokenizer_config.json"):
+        shutil.copy(DATA / "tokenizer" / "spm" / f, base)
+    a1, a2 = adapter(tmp_path, "lora", base), adapter(tmp_path, "lora_rs", base)
+    port = free_port()
+    p = Proc([fastchat_bin, "worker", "--model-path", a1, "--model-path", a2, "--port", port, "--no-register"],
+             tmp_path / "worker.log")
+    texts = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.post(url + "/worker_get_status", json={}, timeout=2).status_code == 200, 120,
+                   "the worker", [p])
+        for a in (a1, a2):
+            r = requests.post(url + "/worker_generate", json={"model": a.name, "prompt": "The cat sat on the",
+                                                               "temperature": 0, "max_new_tokens": 12, "echo": False},
+                              timeout=120)
+            assert r.status_code == 200 and r.json()["error_code"] == 0, r.text
+            texts[a.name] = r.json()["text"]
+        ids = requests.post(url + "/worker_tokenize", json={"model": a1.name, "prompt": "The cat sat on the"},
+                            timeout=30).json()
+    finally:
+        p.stop()
+    ids = ids["tokens"] if isinstance(ids, dict) else ids
+    for name, a in (("lora", a1), ("lora_rs", a2)):
+        merged = tmp_path / f"merged_{name}"
+        run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", base, "--target-model-path", merged,
+                                    "--lora-path", W / name])
+        g = run_fastchat(fastchat_bin, ["generate", "--model-path", merged, "--prompt-ids", ",".join(map(str, ids)),
+                                        "--max-new-tokens", "12"])
+        assert g.stdout.strip() == texts[a.name].strip(), (name, g.stdout, texts[a.name])
+    assert texts[a1.name] != texts[a2.name]
+    figures(f"lora: one worker serving two adapters of one base: {texts}")
