@@ -14,12 +14,14 @@ src/tokenizer/export_hf.c).
   (tests/data/tokenizer/golden_smollm2.jsonl, from transformers), and the
   folder loads in our engine with the logits of the GGUF file.
 - A GGUF we write from an HF folder gives the greedy output of our engine
-  in llama.cpp (llama-cpp-python) when that is installed; skipped otherwise.
+  in llama.cpp (llama-simple, built for the bench by scripts/build_llamacpp.sh)
+  when that is built; skipped with the reason otherwise.
 """
 import json
 import os
 import shutil
 import struct
+import subprocess
 
 import numpy as np
 import pytest
@@ -177,26 +179,37 @@ def test_default_model_gguf_to_hf(fastchat_bin, model_path, tmp_path, figures):
     assert g0 == g1
 
 
-def test_gguf_we_write_runs_in_llama_cpp(fastchat_bin, tmp_path, figures):
-    """A GGUF written by `convert` from an HF folder gives our greedy output
-    in llama.cpp. Needs llama-cpp-python in the test venv (the bench builds
-    llama.cpp's tools, not the Python module): skipped with the reason."""
-    try:
-        import llama_cpp
-    except ImportError:
-        print("SKIP reason: llama-cpp-python is not installed in this venv")
-        pytest.skip("llama-cpp-python is not installed (pip install llama-cpp-python to run this check)")
-    src = make_src(tmp_path, "tiny_tok/llama_bpe", "llama3")
-    gguf = tmp_path / "m.gguf"
-    run_fastchat(fastchat_bin, ["convert", "--input", src, "--output", gguf])
-    ids = [128000, 9906, 11, 1917, 0]
-    ours = fastchat_generate(fastchat_bin, gguf, ids, 12, exact=True)
-    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=64, verbose=False, logits_all=False)
-    theirs = []
-    llm.eval(ids)
-    for _ in range(12):
-        t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        theirs.append(t)
-        llm.eval([t])
-    figures(f"convert: llama.cpp greedy {theirs} vs ours {ours}")
-    assert theirs == ours
+def llama_simple():
+    """llama.cpp's llama-simple as scripts/build_llamacpp.sh builds it for
+    `make bench` (LLAMACPP_BIN, or the bin folder of its cache), or None."""
+    import glob
+    env = os.environ.get("LLAMACPP_BIN")
+    cache = os.environ.get("FASTCHAT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fastchat")
+    for d in ([env] if env else []) + sorted(glob.glob(os.path.join(cache, "llama.cpp-*", "bin")), reverse=True):
+        exe = os.path.join(d, "llama-simple")
+        if os.access(exe, os.X_OK):
+            return exe
+    return None
+
+
+def test_gguf_we_write_runs_in_llama_cpp(fastchat_bin, model_path, tmp_path, figures):
+    """A GGUF written by `convert` from an HF folder (SmolLM2 as an f16 folder,
+    itself written by `convert` from the default GGUF) gives our greedy text in
+    llama.cpp's llama-simple (built by scripts/build_llamacpp.sh for the
+    bench). Skipped, with the reason printed, where llama.cpp is not built."""
+    exe = llama_simple()
+    if not exe:
+        print("SKIP reason: llama.cpp's llama-simple is not built (scripts/build_llamacpp.sh, or set LLAMACPP_BIN)")
+        pytest.skip("llama.cpp's llama-simple is not built (LLAMACPP_TARGETS=llama-simple scripts/build_llamacpp.sh)")
+    hf, gguf = tmp_path / "smol_f16", tmp_path / "smol_f16.gguf"
+    run_fastchat(fastchat_bin, ["convert", "--input", model_path, "--output", hf, "--dtype", "f16"])
+    run_fastchat(fastchat_bin, ["convert", "--input", hf, "--output", gguf])
+    prompt, n = "The capital of France is", 24
+    p = subprocess.run([exe, "-m", str(gguf), "-n", str(n), prompt], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ours = run_fastchat(fastchat_bin, ["generate", "--model-path", gguf, "--prompt", prompt,
+                                       "--max-new-tokens", n, "--temperature", "0"]).stdout
+    figures(f"convert: SmolLM2 HF f16 folder -> our GGUF -> llama.cpp llama-simple greedy: {p.stdout.strip()!r}; "
+            f"ours: {(prompt + ours).strip()!r}")
+    assert p.stdout.strip() == (prompt + ours).strip()
