@@ -213,3 +213,30 @@ def test_gguf_we_write_runs_in_llama_cpp(fastchat_bin, model_path, tmp_path, fig
     figures(f"convert: SmolLM2 HF f16 folder -> our GGUF -> llama.cpp llama-simple greedy: {p.stdout.strip()!r}; "
             f"ours: {(prompt + ours).strip()!r}")
     assert p.stdout.strip() == (prompt + ours).strip()
+
+
+def test_sentencepiece_scores_to_tokenizer_json(fastchat_bin, tmp_path, figures):
+    """A SentencePiece vocabulary that reaches GGUF as tokens + scores only
+    (from tokenizer.model, as llama.cpp's converter writes Llama 2): the
+    tokenizer.json we write (BPE with byte fallback, merges made from the
+    scores) gives, in `tokenizers`, the ids of transformers' Llama 2 fast
+    tokenizer (tests/data/tokenizer/golden_spm_legacy.jsonl), with and
+    without BOS."""
+    src = tmp_path / "src"
+    shutil.copytree(DATA / "tiny_tok" / "llama_spm", src)
+    shutil.copy(DATA / "tokenizer" / "spm" / "tokenizer.model", src)
+    shutil.copy(DATA / "tokenizer" / "spm_legacy" / "tokenizer_config.json", src)
+    run_fastchat(fastchat_bin, ["convert", "--input", src, "--output", tmp_path / "m.gguf"])
+    import gguf
+    r = gguf.GGUFReader(str(tmp_path / "m.gguf"))
+    assert "tokenizer.ggml.scores" in r.fields and "tokenizer.ggml.merges" not in r.fields
+    run_fastchat(fastchat_bin, ["convert", "--input", tmp_path / "m.gguf", "--output", tmp_path / "back"])
+    tok = tokenizers.Tokenizer.from_file(str(tmp_path / "back" / "tokenizer.json"))
+    texts = corpus()
+    gold = [json.loads(line) for line in
+            (DATA / "tokenizer" / "golden_spm_legacy.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    for g in gold:
+        assert tok.encode(texts[g["i"]], add_special_tokens=False).ids == g["ids"], texts[g["i"]]
+        assert tok.encode(texts[g["i"]]).ids == g["as"], texts[g["i"]]
+    figures(f"convert: SentencePiece scores -> tokenizer.json merges: {len(gold)} texts tokenize as "
+            f"transformers' Llama 2 fast tokenizer (with and without BOS)")
