@@ -101,10 +101,17 @@ int fc_cmd_quantize(int argc, char **argv)
     for (size_t i = 0; i < FC_ARRAY_LEN(writable); i++) ok |= writable[i] == type;
     if (!ok) fc_cli_die("types: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q6_k", "cannot write type '%s'", tname);
 
+    return fc_cli_write_gguf(path, out, type);
+}
+
+int fc_cli_write_gguf(const char *path, const char *out, int type)
+{
     double t0 = fc_time_sec();
     fc_model *m = fc_model_load(path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     const fc_model_config *c = fc_model_get_config(m);
+    const bool keep = type < 0;
+    if (keep) type = fc_model_weight_type(m); /* keep: general.file_type of the dominant type */
     fc_gguf_writer *w = fc_gguf_writer_new();
     const fc_gguf *g = fc_model_gguf(m);
     if (g) {
@@ -176,8 +183,9 @@ int fc_cmd_quantize(int argc, char **argv)
     for (int64_t i = 0; i < n_t; i++) {
         fc_model_tensor_at(m, i, &name, &t);
         int64_t K = t->ne[0], R = fc_tensor_nelem(t) / K;
-        int tt = type;
+        int tt = keep ? t->type : type;
         if (t->n_dims < 2 || R == 1) tt = FC_DTYPE_F32;
+        else if (keep) {}
         else if (K % fc_dtype_block_size(tt) != 0) tt = K % FC_QK == 0 ? FC_DTYPE_Q8_0 : FC_DTYPE_F16;
         if (tt == t->type && !permute) {
             fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, t->data);

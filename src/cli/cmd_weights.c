@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* "5GB", "500MB", "1GiB", "123" -> bytes (transformers' max_shard_size spellings). */
-static const char *flag_size(const fc_flag *f, const char *v, void *dst)
+const char *fc_cli_flag_size(const fc_flag *f, const char *v, void *dst)
 {
     (void)f;
     char *end;
@@ -56,7 +56,7 @@ static int run(enum tool tool, int argc, char **argv)
          tool == APPLY_DELTA ? (void *)&o.low_cpu_mem : (void *)&hub,
          .help = tool == APPLY_DELTA ? "stream tensor by tensor, dropping each input tensor's pages once used"
                                      : "push to the Hub: not supported (upload the folder with huggingface-cli)"},
-        {"--max-shard-size", FC_FLAG_FUNC, &o.max_shard_bytes, .fn = flag_size, .metavar = "SIZE",
+        {"--max-shard-size", FC_FLAG_FUNC, &o.max_shard_bytes, .fn = fc_cli_flag_size, .metavar = "SIZE",
          .help = "largest output shard (default 5GB, as transformers)"},
         {0},
     };
@@ -65,7 +65,7 @@ static int run(enum tool tool, int argc, char **argv)
         {"--target-model-path", FC_FLAG_STRING, &target, .metavar = "DIR", .help = "folder written: the merged model"},
         {"--lora-path", FC_FLAG_STRING, &lora, .metavar = "DIR", .help = "PEFT adapter folder (adapter_config.json, adapter_model.safetensors)"},
         {"--low-cpu-mem", FC_FLAG_TRUE, &o.low_cpu_mem, .help = "drop each input tensor's pages once used"},
-        {"--max-shard-size", FC_FLAG_FUNC, &o.max_shard_bytes, .fn = flag_size, .metavar = "SIZE",
+        {"--max-shard-size", FC_FLAG_FUNC, &o.max_shard_bytes, .fn = fc_cli_flag_size, .metavar = "SIZE",
          .help = "largest output shard (default 5GB, as transformers)"},
         {0},
     };

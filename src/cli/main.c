@@ -31,6 +31,7 @@ static const struct {
     {"inspect", fc_cmd_inspect, "print a model's architecture, tensors and size"},
     {"download", fc_cmd_download, "fetch a model repo from the Hugging Face Hub into its cache"},
     {"quantize", fc_cmd_quantize, "write a model as GGUF in another weight type"},
+    {"convert", fc_cmd_convert, "convert between a GGUF file and a Hugging Face folder, both ways"},
     {"apply-delta", fc_cmd_apply_delta, "base + delta weights -> target (Vicuna deltas; safetensors folders)"},
     {"make-delta", fc_cmd_make_delta, "target - base weights -> delta (safetensors folders)"},
     {"apply-lora", fc_cmd_apply_lora, "merge a PEFT LoRA adapter into its base model"},

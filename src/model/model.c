@@ -663,6 +663,15 @@ fc_model *fc_model_load_ex(const char *spec, const fc_model_load_params *p)
 {
     char *path = NULL; /* a Hub repo id becomes its folder in the cache (hub.h) */
     if (fc_hub_resolve(spec, NULL, &path) != FC_OK) return NULL;
+    {   /* a PEFT LoRA adapter folder: its base with the adapter (lora.c) */
+        char ac[4096];
+        snprintf(ac, sizeof ac, "%s/adapter_config.json", path);
+        if (access(ac, R_OK) == 0) {
+            fc_model *a = fc_lora_model_load(path, p);
+            free(path);
+            return a;
+        }
+    }
     fc_model *m = fc_xcalloc(1, sizeof *m);
     m->path = path;
     pthread_mutex_init(&m->pack_lock, NULL);
@@ -702,6 +711,15 @@ void fc_model_free(fc_model *m)
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    if (m->lora_base) { /* an adapter model: the rest is the base's (lora.c) */
+        pthread_mutex_destroy(&m->pack_lock);
+        free(m->named);
+        free(m->layers);
+        free(m->path);
+        fc_lora_base_release(m->lora_base);
+        free(m);
+        return;
+    }
     if (m->packed) munmap(m->packed, m->packed_bytes);
     pthread_mutex_destroy(&m->pack_lock);
     free(m->named);

@@ -115,6 +115,16 @@ struct fc_model {
      * execs are then refused) */
     int n_q8_at_load;
     bool packed_only;
+    /* a LoRA adapter model (lora.c): the shared base whose tensors, mapping
+     * and metadata this model borrows; NULL for an ordinary model */
+    struct fc_model *lora_base;
 };
+
+/* lora.c: a PEFT adapter folder as a model (the base merged with the adapter
+ * at load, sharing the base's untouched tensors with every other adapter of
+ * it in this process); NULL on error (logged). */
+fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p);
+/* Drops one reference to a base taken by fc_lora_model_load. */
+void fc_lora_base_release(fc_model *base);
 
 #endif

@@ -111,6 +111,10 @@ enum fc_status fc_tokenizer_to_gguf(const fc_tokenizer *tok, fc_gguf_writer *w);
  * than the tokenizer has ids): ids past the tokenizer's are written as
  * "[PAD<id>]" of type unused, as llama.cpp's converter pads. */
 enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *tok, int32_t n_vocab, fc_gguf_writer *w);
+/* The tokenizer as a Hugging Face tokenizer.json (export_hf.c): a malloc'd
+ * text of *len bytes, or NULL (logged) when a step of its pipeline has no
+ * tokenizer.json form. */
+char *fc_tokenizer_to_hf_json(const fc_tokenizer *tok, size_t *len);
 
 /* ---- vocabulary ---- */
 

@@ -100,19 +100,14 @@ static bool file_exists(const char *dir, const char *name)
     return access(p, R_OK) == 0;
 }
 
-/* Opens the safetensors of a model folder; a folder of PyTorch .bin files
- * gets a message that says so. */
+/* Opens the checkpoint of a model folder: safetensors, or PyTorch .bin
+ * files (pytorch_model.bin[.index.json], read without running pickle code by
+ * format/torch_bin.h through fc_safetensors_open). */
 static fc_safetensors *open_folder(const char *dir, const char *what)
 {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         FC_LOG_ERROR("%s: %s is not a folder (%s)", dir, what, stat(dir, &sb) != 0 ? strerror(errno) : "a file");
-        return NULL;
-    }
-    bool has_st = file_exists(dir, "model.safetensors") || file_exists(dir, "model.safetensors.index.json");
-    if (!has_st && (file_exists(dir, "pytorch_model.bin") || file_exists(dir, "pytorch_model.bin.index.json"))) {
-        FC_LOG_ERROR("%s: the %s is a PyTorch .bin checkpoint; this build reads safetensors only "
-                     "(convert it: transformers' save_pretrained(..., safe_serialization=True))", dir, what);
         return NULL;
     }
     return fc_safetensors_open(dir);
@@ -505,16 +500,17 @@ enum fc_status fc_weights_apply_lora(const char *base_spec, const char *lora_spe
     enum fc_status st = FC_ERR_ARG;
     char *base_dir = resolve(base_spec), *lora_dir = base_dir ? resolve(lora_spec) : NULL;
     if (!lora_dir || !lora_config(&j, lora_dir)) goto done;
-    if (!file_exists(lora_dir, "adapter_model.safetensors")) {
-        if (file_exists(lora_dir, "adapter_model.bin"))
-            FC_LOG_ERROR("%s: adapter_model.bin is a PyTorch pickle; this build reads adapter_model.safetensors "
-                         "only (save the adapter with safe_serialization=True)", lora_dir);
-        else
-            FC_LOG_ERROR("%s: no adapter_model.safetensors in the adapter folder", lora_dir);
+    /* PEFT writes adapter_model.safetensors, or adapter_model.bin (a
+     * torch.save state dict) with safe_serialization=False */
+    char p[4096];
+    const char *aname = file_exists(lora_dir, "adapter_model.safetensors") ? "adapter_model.safetensors"
+                      : file_exists(lora_dir, "adapter_model.bin")         ? "adapter_model.bin"
+                                                                           : NULL;
+    if (!aname) {
+        FC_LOG_ERROR("%s: no adapter_model.safetensors or adapter_model.bin in the adapter folder", lora_dir);
         goto done;
     }
-    char p[4096];
-    snprintf(p, sizeof p, "%s/adapter_model.safetensors", lora_dir);
+    snprintf(p, sizeof p, "%s/%s", lora_dir, aname);
     j.base = open_folder(base_dir, "base model");
     j.other = j.base ? fc_safetensors_open(p) : NULL;
     if (!j.other) goto done;

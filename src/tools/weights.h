@@ -42,8 +42,11 @@
  * three tensors instead of the whole of both inputs (FastChat's
  * --low-cpu-mem re-shards to 4 GB pieces for the same end).
  *
- * Not done: PyTorch .bin checkpoints and adapters (refused with a hint),
- * PEFT's rank_pattern / alpha_pattern, DoRA, bias training other than
+ * Inputs: safetensors, or PyTorch .bin checkpoints and adapters
+ * (pytorch_model.bin[.index.json], adapter_model.bin; format/torch_bin.h,
+ * no pickle code run).
+ *
+ * Not done: PEFT's rank_pattern / alpha_pattern, DoRA, bias training other than
  * "none", modules_to_save (all refused), pushing to the Hub (--hub-repo-id).
  */
 #ifndef FC_WEIGHTS_H

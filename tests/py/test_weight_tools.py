@@ -149,6 +149,23 @@ def test_apply_lora_equals_peft_merge(fastchat_bin, tmp_path, figures, adapter, 
     assert (out / "config.json").read_bytes() == (W / "base" / "config.json").read_bytes()
 
 
+def test_apply_lora_bin_adapter(fastchat_bin, tmp_path, figures):
+    """adapter_model.bin (PEFT's save_pretrained(safe_serialization=False), a
+    torch.save zip: tools/golden/make_lora_bin_fixture.py) merges to what
+    fschat's apply_lora gives for the same adapter, and to the same bytes as
+    the safetensors copy of it; a base folder of pytorch_model.bin too."""
+    out = tmp_path / "merged"
+    run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", W / "base", "--target-model-path", out,
+                                "--lora-path", W / "lora_bin"])
+    assert_same_model(out, W / "lora_merged_fs", max_ulp=1, max_frac=0.001, figures=figures,
+                      what="apply-lora adapter_model.bin vs PEFT")
+    out_st = tmp_path / "merged_st"
+    run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", W / "base", "--target-model-path", out_st,
+                                "--lora-path", W / "lora"])
+    a, b = load_folder(out), load_folder(out_st)
+    assert all(np.array_equal(a[k].view(np.uint16), b[k].view(np.uint16)) for k in a)
+
+
 def test_apply_lora_refusals(fastchat_bin, tmp_path):
     lora = tmp_path / "lora"
     shutil.copytree(W / "lora", lora)
@@ -158,15 +175,18 @@ def test_apply_lora_refusals(fastchat_bin, tmp_path):
     p = run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", W / "base", "--target-model-path",
                                     tmp_path / "o", "--lora-path", lora], check=False)
     assert p.returncode == 1 and "DoRA" in p.stderr
-    # a pickled adapter: refused with what to do, never unpickled
+    # a pickle that calls a function, as adapter_model.bin: refused, never run
     cfg["use_dora"] = False
     (lora / "adapter_config.json").write_text(json.dumps(cfg))
-    os.rename(lora / "adapter_model.safetensors", lora / "adapter_model.bin")
+    os.rename(lora / "adapter_model.safetensors", tmp_path / "adapter_model.safetensors")
+    shutil.copy(DATA / "torch_bin" / "misc" / "evil_system.bin", lora / "adapter_model.bin")
     p = run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", W / "base", "--target-model-path",
                                     tmp_path / "o", "--lora-path", lora], check=False)
-    assert p.returncode == 1 and "adapter_model.bin" in p.stderr and "safetensors" in p.stderr
+    assert p.returncode == 1 and "adapter_model.bin" in p.stderr and "posix.system" in p.stderr, p.stderr
+    assert not (tmp_path / "o" / "model.safetensors").exists()
     # an r that does not match the tensors
-    os.rename(lora / "adapter_model.bin", lora / "adapter_model.safetensors")
+    os.remove(lora / "adapter_model.bin")
+    os.rename(tmp_path / "adapter_model.safetensors", lora / "adapter_model.safetensors")
     cfg["r"] = 3
     (lora / "adapter_config.json").write_text(json.dumps(cfg))
     p = run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", W / "base", "--target-model-path",
