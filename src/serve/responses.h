@@ -82,7 +82,10 @@ typedef struct fc_responses_req {
     char *chat;                  /* chat request fields (temperature, top_p, max_tokens,
                                     response_format, user): a JSON object */
     char *echo;                  /* what the response object echoes (temperature, top_p,
-                                    max_output_tokens, metadata, text, ...): a JSON object */
+                                    max_output_tokens, metadata, text, tools, ...): a JSON object */
+    char *pending_calls;         /* function_call_output items answering no call of the input:
+                                    [[call_id, "input[i]"], ...], for previous_response_id's
+                                    conversation to answer (fc_responses_check_calls) */
     bool stream, store;
 } fc_responses_req;
 
@@ -91,6 +94,12 @@ typedef struct fc_responses_req {
  * entry. */
 int fc_responses_parse(const char *body, size_t len, fc_responses_req *out, char **err);
 void fc_responses_req_free(fc_responses_req *r);
+
+/* Whether every function_call_output of the input answers a call of the
+ * input or of history (previous_response_id's conversation: a JSON array of
+ * chat messages; NULL: none): NULL when so, else a malloc'd OpenAI error
+ * body for a 400 naming the item. */
+char *fc_responses_check_calls(const fc_responses_req *r, const char *history);
 
 /* The /v1/chat/completions body (streamed, with usage) for a parsed
  * request whose earlier conversation is history (a JSON array of chat
