@@ -1023,6 +1023,7 @@ typedef struct prep {
     long max_new_tokens;
     bool tools_active;  /* the answer is parsed for tool calls */
     char *tool_grammar; /* a forced call's grammar, or NULL */
+    const char *tool_trigger; /* the grammar is lazy from this text on (static), or NULL */
 } prep;
 
 static void prep_free(prep *p)
@@ -1093,6 +1094,14 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
             free(prompt);
             prompt = NULL;
         }
+    } else if (prompt && active) { /* auto with strict tools: lazy, from the call marker on */
+        char why[320] = "";
+        p->tool_grammar = fc_tool_lazy_grammar(&r->tools, style, &p->tool_trigger, why, sizeof why);
+        if (!p->tool_grammar && why[0]) {
+            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
+            free(prompt);
+            prompt = NULL;
+        }
     }
     return prompt;
 }
@@ -1106,7 +1115,8 @@ static char *with_tool_grammar(char *payload, const prep *p)
     cJSON *o = cJSON_Parse(payload);
     if (!o) return payload;
     cJSON_AddStringToObject(o, "tool_grammar", p->tool_grammar);
-    cJSON_DeleteItemFromObjectCaseSensitive(o, "response_format"); /* a forced call is no text answer */
+    if (p->tool_trigger) cJSON_AddStringToObject(o, "tool_grammar_trigger", p->tool_trigger);
+    else cJSON_DeleteItemFromObjectCaseSensitive(o, "response_format"); /* a forced call is no text answer */
     free(payload);
     payload = json_print(o);
     cJSON_Delete(o);

@@ -762,8 +762,17 @@ static bool read_params(bool has_seed, uint64_t w_seed, cJSON *body, gen_params 
     /* tool_grammar (our extension): a forced tool call's grammar text, made
      * by the API server (serve/tool_calls.h); response_format wins */
     const cJSON *tg = cJSON_GetObjectItemCaseSensitive(body, "tool_grammar");
-    if (!r->grammar && cJSON_IsString(tg) && tg->valuestring[0]) r->grammar = tg->valuestring;
-    else if (tg && !cJSON_IsNull(tg) && !cJSON_IsString(tg)) {
+    /* tool_grammar_trigger (ours too): the grammar is lazy, applied from this
+     * text on (a call in tool_choice "auto" with strict tools) */
+    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(body, "tool_grammar_trigger");
+    if (tt && !cJSON_IsNull(tt) && !cJSON_IsString(tt)) {
+        param_error(why, "'tool_grammar_trigger' must be a string");
+        return false;
+    }
+    if (!r->grammar && cJSON_IsString(tg) && tg->valuestring[0]) {
+        r->grammar = tg->valuestring;
+        if (cJSON_IsString(tt) && tt->valuestring[0]) r->grammar_trigger = tt->valuestring;
+    } else if (tg && !cJSON_IsNull(tg) && !cJSON_IsString(tg)) {
         param_error(why, "'tool_grammar' must be a string");
         return false;
     }
