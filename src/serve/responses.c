@@ -2,8 +2,9 @@
  * responses.c: OpenAI's Responses API over this server's chat route (see
  * responses.h). Parsing and translation are pure (fc_responses_parse,
  * fc_responses_chat_body); the handlers relay a streamed chat completion and
- * turn its chunks into a response object or the Responses' typed events.
- * Not done here: function tools (refused), background mode.
+ * turn its chunks (text deltas and tool_calls deltas) into output items
+ * (messages, function calls) of a response object or the Responses' typed
+ * events. Not done here: tools other than functions, background mode.
  */
 #include "serve/responses.h"
 

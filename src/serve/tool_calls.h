@@ -19,7 +19,9 @@
  * tool_choice "required" or a named function: fc_tool_grammar gives a
  * grammar (sampling/grammar.h notation) that forces the output to be one
  * call (more with parallel_tool_calls) in the template's syntax, whose
- * arguments follow the function's `parameters` schema.
+ * arguments follow the function's `parameters` schema. tool_choice "auto"
+ * with a `strict` tool: the same grammar, lazy from the call marker on
+ * (fc_tool_lazy_grammar).
  *
  * Output side: fc_tool_parser reads the model's text incrementally and
  * splits it into content and calls. Recognised syntaxes:

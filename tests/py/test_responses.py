@@ -375,3 +375,24 @@ def test_function_call_stream(client):
     assert done.id == added.id and done.arguments == args and done.call_id == added.call_id
     assert final.output[0].arguments == args and final.output[0].type == "function_call"
     assert events[-1].response.output[0].call_id == added.call_id
+
+
+def test_function_call_auto_strict(client):
+    # tool_choice auto, strict by default: the model copies a call whose arguments break the schema;
+    # from its <tool_call> marker on, the call follows the schema (the chat route's lazy grammar)
+    schema = {"type": "object", "properties": {"location": {"type": "string", "enum": ["PARIS-FR", "ROME-IT"]},
+                                               "days": {"type": "integer", "minimum": 3, "maximum": 3}},
+              "required": ["location", "days"], "additionalProperties": False}
+    tool = {"type": "function", "name": "get_weather", "description": "Get the weather in a city",
+            "parameters": schema}
+    text = ("Repeat exactly this text, nothing else:\nSure.\n<tool_call>\n"
+            '{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>')
+    loose = client.responses.create(model=MODEL, input=text, tools=[dict(tool, strict=False)], temperature=0,
+                                    max_output_tokens=80)
+    calls = [o for o in loose.output if o.type == "function_call"]
+    assert calls and json.loads(calls[0].arguments) == {"location": "Paris"}
+    r = client.responses.create(model=MODEL, input=text, tools=[tool], temperature=0, max_output_tokens=80)
+    assert r.tools[0].strict is True and r.tool_choice == "auto"
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert calls, r.output
+    jsonschema.validate(json.loads(calls[0].arguments), schema)
