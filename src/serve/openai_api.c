@@ -1023,6 +1023,7 @@ typedef struct prep {
     long max_new_tokens;
     bool tools_active;  /* the answer is parsed for tool calls */
     char *tool_grammar; /* a forced call's grammar, or NULL */
+    const char *tool_trigger; /* the grammar is lazy from this text on (static), or NULL */
 } prep;
 
 static void prep_free(prep *p)
@@ -1093,6 +1094,14 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
             free(prompt);
             prompt = NULL;
         }
+    } else if (prompt && active) { /* auto with strict tools: lazy, from the call marker on */
+        char why[320] = "";
+        p->tool_grammar = fc_tool_lazy_grammar(&r->tools, style, &p->tool_trigger, why, sizeof why);
+        if (!p->tool_grammar && why[0]) {
+            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
+            free(prompt);
+            prompt = NULL;
+        }
     }
     return prompt;
 }
@@ -1106,7 +1115,8 @@ static char *with_tool_grammar(char *payload, const prep *p)
     cJSON *o = cJSON_Parse(payload);
     if (!o) return payload;
     cJSON_AddStringToObject(o, "tool_grammar", p->tool_grammar);
-    cJSON_DeleteItemFromObjectCaseSensitive(o, "response_format"); /* a forced call is no text answer */
+    if (p->tool_trigger) cJSON_AddStringToObject(o, "tool_grammar_trigger", p->tool_trigger);
+    else cJSON_DeleteItemFromObjectCaseSensitive(o, "response_format"); /* a forced call is no text answer */
     free(payload);
     payload = json_print(o);
     cJSON_Delete(o);
@@ -1555,6 +1565,9 @@ static void tool_message(cJSON *msg, const char *text, const cJSON *tools, bool 
     free(content);
 }
 
+/* /metrics: when the generation request on this handler thread arrived */
+static _Thread_local double metrics_t0;
+
 static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const gen_req *r, const prep *p,
                               fc_http_reply *reply)
 {
@@ -1562,7 +1575,18 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
     task *ts = make_tasks(r, p, &n);
     FC_LOG_DEBUG("api: %d x /worker_generate on %s: %s", n, p->addr, ts[0].payload);
     api_err e = {0};
-    if (!run_tasks(a, hr, ts, n)) {
+    bool ran = run_tasks(a, hr, ts, n);
+    /* /metrics: one choice's timings from the worker ("timings", worker.h):
+     * first token = this request's time minus the worker's first token to reply */
+    double ttft = -1, first_to_last = -1;
+    const cJSON *tm = n == 1 ? json_get(ts[0].result, "timings") : NULL;
+    const cJSON *ftl = json_get(tm, "first_to_last_s"), *ftr = json_get(tm, "first_to_reply_s");
+    if (ran && cJSON_IsNumber(ftl) && cJSON_IsNumber(ftr) && metrics_t0 > 0) {
+        ttft = FC_MAX(0.0, fc_time_sec() - metrics_t0 - ftr->valuedouble);
+        first_to_last = FC_MAX(0.0, ftl->valuedouble);
+        if (!(ttft < 1e9) || !(first_to_last < 1e9)) ttft = first_to_last = -1; /* nan, inf */
+    }
+    if (!ran) {
         err_stopped(a, &e);
         free_tasks(ts, n);
         reply_err(reply, &e);
@@ -1625,7 +1649,7 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
         return;
     }
     cJSON_AddItemToObject(out, "usage", usage_json(&u, true));
-    fc_ollama_observe(a->ollama, r->model, fc_json_long(u.prompt), fc_json_long(u.completion), -1, -1); /* not streamed: no timings */
+    fc_ollama_observe(a->ollama, r->model, fc_json_long(u.prompt), fc_json_long(u.completion), ttft, first_to_last);
     reply_obj(reply, out);
 }
 
@@ -1663,9 +1687,6 @@ typedef struct job {
     fc_tool_parser *tp; /* the choice's parser when tools */
     double t0, t_first, t_last; /* /metrics: request start, first and last text of choice 0 */
 } job;
-
-/* /metrics: when the generation request on this handler thread arrived */
-static _Thread_local double metrics_t0;
 
 static bool job_write(job *j, const char *s, size_t n)
 {

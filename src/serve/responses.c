@@ -2,8 +2,9 @@
  * responses.c: OpenAI's Responses API over this server's chat route (see
  * responses.h). Parsing and translation are pure (fc_responses_parse,
  * fc_responses_chat_body); the handlers relay a streamed chat completion and
- * turn its chunks into a response object or the Responses' typed events.
- * Not done here: function tools (refused), background mode.
+ * turn its chunks (text deltas and tool_calls deltas) into output items
+ * (messages, function calls) of a response object or the Responses' typed
+ * events. Not done here: tools other than functions, background mode.
  */
 #include "serve/responses.h"
 
@@ -22,6 +23,7 @@
 #include "net/http.h"
 #include "net/nulstream.h"
 #include "serve/openai_api.h"
+#include "serve/tool_calls.h"
 
 #define STORE_MAX_DEFAULT 1000
 #define STORE_BYTES_MAX ((size_t)256 << 20)
@@ -79,8 +81,105 @@ static char *error_body(const char *type, const char *param, const char *code, c
 
 static const char *ROLES[] = {"user", "assistant", "system", "developer"};
 
-/* One message item of `input` as a chat message appended to msgs; 0 or 400. */
-static int read_item(const cJSON *it, int i, cJSON *msgs, char **err)
+/* Whether a chat message array holds an assistant tool call with this id. */
+static bool has_call(const cJSON *msgs, const char *call_id)
+{
+    const cJSON *m, *c;
+    cJSON_ArrayForEach(m, msgs) cJSON_ArrayForEach(c, get(m, "tool_calls")) {
+        const cJSON *id = get(c, "id");
+        if (cJSON_IsString(id) && !strcmp(id->valuestring, call_id)) return true;
+    }
+    return false;
+}
+
+/* A function_call item: one more call of the assistant message that ends
+ * msgs (made when the last message is no assistant's), as the chat route's
+ * tool_calls entry; 0 or 400. */
+static int read_call(const cJSON *it, const char *param, cJSON *msgs, char **err)
+{
+    const char *keys[] = {"call_id", "name", "arguments"};
+    for (size_t k = 0; k < 3; k++) {
+        const cJSON *x = get(it, keys[k]);
+        if (!x || cJSON_IsNull(x))
+            return BAD(err, param, "missing_required_parameter", "Missing required parameter: '%s.%s'.", param, keys[k]);
+        if (!cJSON_IsString(x))
+            return BAD(err, param, "invalid_type", "Invalid type for '%s.%s': expected a string.", param, keys[k]);
+    }
+    cJSON *last = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1);
+    const cJSON *role = get(last, "role");
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "assistant")) {
+        last = cJSON_CreateObject();
+        cJSON_AddStringToObject(last, "role", "assistant");
+        cJSON_AddNullToObject(last, "content");
+        cJSON_AddItemToArray(msgs, last);
+    }
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(last, "tool_calls");
+    if (!calls) calls = cJSON_AddArrayToObject(last, "tool_calls");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "id", get(it, "call_id")->valuestring);
+    cJSON_AddStringToObject(c, "type", "function");
+    cJSON *fn = cJSON_AddObjectToObject(c, "function");
+    cJSON_AddStringToObject(fn, "name", get(it, "name")->valuestring);
+    cJSON_AddStringToObject(fn, "arguments", get(it, "arguments")->valuestring);
+    cJSON_AddItemToArray(calls, c);
+    return 0;
+}
+
+/* A function_call_output item: a tool message answering call_id. A call_id
+ * that no earlier input item made is kept in pending ([call_id, param]) for
+ * the stored conversation of previous_response_id to answer; 0 or 400. */
+static int read_call_output(const cJSON *it, const char *param, cJSON *msgs, cJSON *pending, char **err)
+{
+    const cJSON *id = get(it, "call_id"), *out = get(it, "output");
+    if (!id || cJSON_IsNull(id))
+        return BAD(err, param, "missing_required_parameter", "Missing required parameter: '%s.call_id'.", param);
+    if (!cJSON_IsString(id)) return BAD(err, param, "invalid_type", "Invalid type for '%s.call_id': expected a string.", param);
+    fc_str text;
+    fc_str_init(&text, 0);
+    if (cJSON_IsString(out)) {
+        fc_str_puts(&text, out->valuestring);
+    } else if (cJSON_IsArray(out)) {
+        const cJSON *p;
+        cJSON_ArrayForEach(p, out) {
+            const cJSON *pt = get(p, "type"), *tx = get(p, "text");
+            if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "input_text") || !cJSON_IsString(tx)) {
+                fc_str_free(&text);
+                return BAD(err, param, "unsupported_value",
+                           "Invalid value for '%s.output': only text ('input_text' parts) is supported.", param);
+            }
+            fc_str_puts(&text, tx->valuestring);
+        }
+    } else {
+        return BAD(err, param, out ? "invalid_type" : "missing_required_parameter",
+                   "%s '%s.output': expected a string or an array of input_text parts.",
+                   out ? "Invalid type for" : "Missing required parameter:", param);
+    }
+    if (!has_call(msgs, id->valuestring)) {
+        cJSON *pe = cJSON_CreateArray();
+        cJSON_AddItemToArray(pe, cJSON_CreateString(id->valuestring));
+        cJSON_AddItemToArray(pe, cJSON_CreateString(param));
+        cJSON_AddItemToArray(pending, pe);
+    }
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "tool");
+    cJSON_AddStringToObject(m, "tool_call_id", id->valuestring);
+    cJSON_AddStringToObject(m, "content", fc_str_cstr(&text));
+    cJSON_AddItemToArray(msgs, m);
+    fc_str_free(&text);
+    return 0;
+}
+
+/* The 400 for a function_call_output whose call_id no call made. */
+static int unknown_call(char **err, const char *param, const char *call_id)
+{
+    return BAD(err, param, "invalid_value",
+               "No tool call found for function call output with call_id %.64s (it must answer a function_call item "
+               "of the input or of the previous response).",
+               call_id);
+}
+
+/* One item of `input` appended to msgs as chat messages; 0 or 400. */
+static int read_item(const cJSON *it, int i, cJSON *msgs, cJSON *pending, char **err)
 {
     char param[48];
     snprintf(param, sizeof param, "input[%d]", i);
@@ -89,14 +188,13 @@ static int read_item(const cJSON *it, int i, cJSON *msgs, char **err)
     if (type && !cJSON_IsNull(type)) {
         if (!cJSON_IsString(type)) return BAD(err, param, "invalid_type", "Invalid type for '%s.type'.", param);
         const char *t = type->valuestring;
-        if (!strcmp(t, "function_call") || !strcmp(t, "function_call_output"))
-            return BAD(err, param, "unsupported_value",
-                       "Invalid value for '%s.type': '%s' items are not supported by this server's /v1/responses yet "
-                       "(function tools are not wired into it; use /v1/chat/completions).",
-                       param, t);
+        if (!strcmp(t, "function_call")) return read_call(it, param, msgs, err);
+        if (!strcmp(t, "function_call_output")) return read_call_output(it, param, msgs, pending, err);
         if (strcmp(t, "message"))
             return BAD(err, param, "unsupported_value",
-                       "Invalid value for '%s.type': '%s' is not supported; only 'message' items are.", param, t);
+                       "Invalid value for '%s.type': '%s' is not supported; only 'message', 'function_call' and "
+                       "'function_call_output' items are.",
+                       param, t);
     }
     const cJSON *role = get(it, "role");
     if (!cJSON_IsString(role)) return BAD(err, param, "missing_required_parameter", "Missing required parameter: '%s.role'.", param);
@@ -222,7 +320,114 @@ static int read_text(const cJSON *req, cJSON *chat, cJSON *echo, char **err)
     return 0;
 }
 
-static int parse_obj(const cJSON *req, fc_responses_req *out, cJSON *msgs, cJSON *chat, cJSON *echo, char **err)
+/* The chat route's names of tool fields in the Responses' flat shape:
+ * "tools[0].function.name" -> "tools[0].name". */
+static void flat_names(char *s)
+{
+    char *p;
+    while ((p = strstr(s, ".function."))) memmove(p, p + 9, strlen(p + 9) + 1);
+}
+
+/* tools, tool_choice, parallel_tool_calls: function tools in the Responses'
+ * flat shape, sent to the chat route in its nested one, checked by the
+ * chat route's own rules (tool_calls.h) here so the errors name the
+ * Responses' fields; 0 or 400. */
+static int read_tools(const cJSON *req, cJSON *chat, cJSON *echo, char **err)
+{
+    const cJSON *tools = get(req, "tools"), *tc = get(req, "tool_choice"), *ptc = get(req, "parallel_tool_calls");
+    if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
+        return BAD(err, "tools", "invalid_type", "Invalid type for 'tools': expected an array.");
+    if (ptc && !cJSON_IsNull(ptc) && !cJSON_IsBool(ptc))
+        return BAD(err, "parallel_tool_calls", "invalid_type", "Invalid type for 'parallel_tool_calls': expected a boolean.");
+    cJSON *etools = cJSON_AddArrayToObject(echo, "tools"), *body = cJSON_CreateObject();
+    cJSON *ctools = cJSON_AddArrayToObject(body, "tools");
+    const cJSON *t;
+    int i = 0, rc = 0;
+    cJSON_ArrayForEach(t, tools) {
+        char param[48];
+        snprintf(param, sizeof param, "tools[%d]", i);
+        const cJSON *type = get(t, "type");
+        if (!cJSON_IsObject(t)) {
+            rc = BAD(err, param, "invalid_type", "Invalid type for '%s': expected an object.", param);
+        } else if (!cJSON_IsString(type)) {
+            rc = BAD(err, param, "missing_required_parameter", "Missing required parameter: '%s.type'.", param);
+        } else if (strcmp(type->valuestring, "function")) {
+            rc = BAD(err, param, "unsupported_value",
+                     "Invalid value for '%s.type': '%.64s' tools are not supported by this server; only 'function' "
+                     "tools are.",
+                     param, type->valuestring);
+        }
+        if (rc) break;
+        cJSON *fn = cJSON_CreateObject(), *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "type", "function");
+        const char *keys[] = {"name", "description", "parameters", "strict"};
+        for (size_t k = 0; k < 4; k++) {
+            const cJSON *x = get(t, keys[k]);
+            bool absent = !x || cJSON_IsNull(x);
+            /* strict defaults to true in the Responses API */
+            if (absent && k == 3) cJSON_AddBoolToObject(fn, keys[k], true);
+            else if (!absent) cJSON_AddItemToObject(fn, keys[k], cJSON_Duplicate(x, true));
+            const cJSON *y = get(fn, keys[k]);
+            cJSON_AddItemToObject(e, keys[k], y ? cJSON_Duplicate(y, true) : cJSON_CreateNull());
+        }
+        cJSON *ct = cJSON_CreateObject();
+        cJSON_AddStringToObject(ct, "type", "function");
+        cJSON_AddItemToObject(ct, "function", fn);
+        cJSON_AddItemToArray(ctools, ct);
+        cJSON_AddItemToArray(etools, e);
+        i++;
+    }
+    if (!rc && tc && !cJSON_IsNull(tc)) {
+        const cJSON *tt = get(tc, "type"), *name = get(tc, "name");
+        if (cJSON_IsString(tc)) {
+            if (i || !strcmp(tc->valuestring, "auto") || !strcmp(tc->valuestring, "none"))
+                cJSON_AddStringToObject(body, "tool_choice", tc->valuestring);
+            else
+                rc = BAD(err, "tool_choice", "invalid_value", "Invalid value for 'tool_choice': '%.64s' needs 'tools'.",
+                         tc->valuestring);
+        } else if (cJSON_IsObject(tc) && cJSON_IsString(tt) && !strcmp(tt->valuestring, "function")) {
+            if (!cJSON_IsString(name))
+                rc = BAD(err, "tool_choice.name", "missing_required_parameter", "Missing required parameter: 'tool_choice.name'.");
+            else if (!i)
+                rc = BAD(err, "tool_choice", "invalid_value", "Invalid value for 'tool_choice': a function needs 'tools'.");
+            else {
+                cJSON *c = cJSON_AddObjectToObject(body, "tool_choice");
+                cJSON_AddStringToObject(c, "type", "function");
+                cJSON_AddStringToObject(cJSON_AddObjectToObject(c, "function"), "name", name->valuestring);
+            }
+        } else if (cJSON_IsObject(tc)) {
+            rc = BAD(err, "tool_choice", "unsupported_value",
+                     "Invalid value for 'tool_choice': only 'none', 'auto', 'required' and {\"type\": \"function\", "
+                     "\"name\": ...} are supported.");
+        } else {
+            rc = BAD(err, "tool_choice", "invalid_type", "Invalid type for 'tool_choice': expected a string or an object.");
+        }
+    }
+    if (!rc && i) {
+        fc_tool_req tr;
+        char why[512] = "";
+        const char *pp = NULL;
+        if (fc_tool_req_parse(body, &tr, why, sizeof why, &pp) < 0) {
+            char param[96];
+            snprintf(param, sizeof param, "%s", pp ? pp : "tools");
+            flat_names(param);
+            flat_names(why);
+            rc = BAD(err, param, "invalid_value", "%s", why);
+        } else {
+            cJSON_AddItemToObject(chat, "tools", cJSON_Duplicate(ctools, true));
+            const cJSON *ctc = get(body, "tool_choice");
+            if (ctc) cJSON_AddItemToObject(chat, "tool_choice", cJSON_Duplicate(ctc, true));
+            if (cJSON_IsBool(ptc)) cJSON_AddBoolToObject(chat, "parallel_tool_calls", cJSON_IsTrue(ptc));
+        }
+    }
+    cJSON_Delete(body);
+    if (rc) return rc;
+    cJSON_AddItemToObject(echo, "tool_choice", tc && !cJSON_IsNull(tc) ? cJSON_Duplicate(tc, true) : cJSON_CreateString("auto"));
+    return 0;
+}
+
+static int parse_obj(const cJSON *req, fc_responses_req *out, cJSON *msgs, cJSON *chat, cJSON *echo, cJSON *pending,
+                     char **err)
 {
     const cJSON *model = get(req, "model");
     if (!model || cJSON_IsNull(model)) return BAD(err, "model", "missing_required_parameter", "Missing required parameter: 'model'.");
@@ -238,7 +443,7 @@ static int parse_obj(const cJSON *req, fc_responses_req *out, cJSON *msgs, cJSON
     } else if (cJSON_IsArray(in)) {
         const cJSON *it;
         int i = 0, rc;
-        cJSON_ArrayForEach(it, in) if ((rc = read_item(it, i++, msgs, err))) return rc;
+        cJSON_ArrayForEach(it, in) if ((rc = read_item(it, i++, msgs, pending, err))) return rc;
     } else if (in && !cJSON_IsNull(in)) {
         return BAD(err, "input", "invalid_type", "Invalid type for 'input': expected a string or an array of input items.");
     }
@@ -254,6 +459,9 @@ static int parse_obj(const cJSON *req, fc_responses_req *out, cJSON *msgs, cJSON
     if (!in || cJSON_IsNull(in)) {
         if (!out->previous_response_id) return BAD(err, "input", "missing_required_parameter", "Missing required parameter: 'input'.");
     }
+    const cJSON *pe = cJSON_GetArrayItem(pending, 0);
+    if (pe && !out->previous_response_id)
+        return unknown_call(err, cJSON_GetArrayItem(pe, 1)->valuestring, cJSON_GetArrayItem(pe, 0)->valuestring);
 
     struct { const char *k; bool *v; bool dflt; } bools[] = {{"stream", &out->stream, false}, {"store", &out->store, true}};
     for (size_t i = 0; i < sizeof bools / sizeof *bools; i++) {
@@ -270,19 +478,7 @@ static int parse_obj(const cJSON *req, fc_responses_req *out, cJSON *msgs, cJSON
     if ((rc = num_field(req, "top_p", 0, 1, false, 1.0, true, "top_p", chat, echo, err))) return rc;
     if ((rc = num_field(req, "max_output_tokens", 1, 1e9, true, 0, false, "max_tokens", chat, echo, err))) return rc;
 
-    const cJSON *tools = get(req, "tools");
-    if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
-        return BAD(err, "tools", "invalid_type", "Invalid type for 'tools': expected an array.");
-    if (cJSON_GetArraySize(tools) > 0)
-        return BAD(err, "tools", "unsupported_value",
-                   "Tools are not supported by this server's /v1/responses yet (function calling is not wired into "
-                   "it); send 'tools': [] or use /v1/chat/completions.");
-    const cJSON *tc = get(req, "tool_choice");
-    if (tc && !cJSON_IsNull(tc) &&
-        !(cJSON_IsString(tc) && (!strcmp(tc->valuestring, "auto") || !strcmp(tc->valuestring, "none"))))
-        return BAD(err, "tool_choice", "unsupported_value",
-                   "Invalid value for 'tool_choice': only 'auto' and 'none' are supported (no tools).");
-    cJSON_AddStringToObject(echo, "tool_choice", cJSON_IsString(tc) ? tc->valuestring : "auto");
+    if ((rc = read_tools(req, chat, echo, err))) return rc;
 
     const cJSON *md = get(req, "metadata");
     if (md && !cJSON_IsNull(md)) {
@@ -327,14 +523,18 @@ int fc_responses_parse(const char *body, size_t len, fc_responses_req *out, char
                    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
                    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)");
     }
-    cJSON *msgs = cJSON_CreateArray(), *chat = cJSON_CreateObject(), *echo = cJSON_CreateObject();
-    int rc = parse_obj(req, out, msgs, chat, echo, err);
+    cJSON *msgs = cJSON_CreateArray(), *chat = cJSON_CreateObject(), *echo = cJSON_CreateObject(),
+          *pending = cJSON_CreateArray();
+    int rc = parse_obj(req, out, msgs, chat, echo, pending, err);
     if (rc == 0) {
         out->input = cJSON_PrintUnformatted(msgs);
         out->chat = cJSON_PrintUnformatted(chat);
         out->echo = cJSON_PrintUnformatted(echo);
-        if (!out->input || !out->chat || !out->echo) rc = BAD(err, NULL, NULL, "The request is too large.");
+        out->pending_calls = cJSON_PrintUnformatted(pending);
+        if (!out->input || !out->chat || !out->echo || !out->pending_calls)
+            rc = BAD(err, NULL, NULL, "The request is too large.");
     }
+    cJSON_Delete(pending);
     cJSON_Delete(msgs);
     cJSON_Delete(chat);
     cJSON_Delete(echo);
@@ -352,6 +552,7 @@ void fc_responses_req_free(fc_responses_req *r)
     free(r->input);
     free(r->chat);
     free(r->echo);
+    free(r->pending_calls);
     memset(r, 0, sizeof *r);
 }
 
@@ -461,24 +662,47 @@ static void new_id(char *out /* >= 56 bytes */, const char *prefix)
     for (size_t i = 0; i < sizeof b; i++) n += snprintf(out + n, 3, "%02x", b[i]);
 }
 
+/* One output item: the assistant's text (a message) or a function call. */
+typedef struct out_item {
+    bool call;
+    char id[64];     /* msg_... / fc_... */
+    char *call_id;   /* call: the chat route's tool call id */
+    char *name;      /* call: the function */
+    int chat_index;  /* call: its index in the chat route's tool_calls deltas */
+    fc_str text;     /* message: its text; call: its arguments */
+} out_item;
+
 typedef struct relay {
     fc_responses *rs;
     const fc_http_request *hr;
     fc_http_reply *reply;
     const fc_responses_req *q;
-    char id[64], msg_id[64];
+    char id[64];
     long created_at;
     fc_http_stream *st;        /* the client's SSE stream, once opened */
     bool client_gone;
     fc_sse_parser *sse;
     fc_str raw;                /* the upstream body when it is not SSE (an error) */
-    fc_str text;               /* the answer so far */
+    fc_str text;               /* the answer's text so far (all message items) */
+    out_item *items;           /* the output items so far, in order */
+    int n_items, cap_items;
+    int open;                  /* the item being written (its events not closed), -1: none */
     char *error;               /* an error event from the chat route */
     char finish[16];
     long in_tok, out_tok;
     bool has_usage;
     long seq;                  /* the next sequence_number */
 } relay;
+
+static void relay_items_free(relay *r)
+{
+    for (int i = 0; i < r->n_items; i++) {
+        free(r->items[i].call_id);
+        free(r->items[i].name);
+        fc_str_free(&r->items[i].text);
+    }
+    free(r->items);
+}
 
 static cJSON *output_text_part(const char *text)
 {
@@ -490,16 +714,29 @@ static cJSON *output_text_part(const char *text)
     return p;
 }
 
-/* The message item; done: with its text and final status. */
-static cJSON *message_item(const relay *r, bool done)
+/* Item k as OpenAI shows it; done: with its text or arguments and final
+ * status (the last item of an answer cut by the limit is incomplete). */
+static cJSON *item_json(const relay *r, int k, bool done)
 {
+    const out_item *it = &r->items[k];
+    const char *status = !done ? "in_progress"
+                         : k == r->n_items - 1 && !strcmp(r->finish, "length") ? "incomplete"
+                                                                                 : "completed";
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", r->msg_id);
+    cJSON_AddStringToObject(m, "id", it->id);
+    if (it->call) {
+        cJSON_AddStringToObject(m, "type", "function_call");
+        cJSON_AddStringToObject(m, "status", status);
+        cJSON_AddStringToObject(m, "arguments", done ? fc_str_cstr(&it->text) : "");
+        cJSON_AddStringToObject(m, "call_id", it->call_id);
+        cJSON_AddStringToObject(m, "name", it->name);
+        return m;
+    }
     cJSON_AddStringToObject(m, "type", "message");
-    cJSON_AddStringToObject(m, "status", !done ? "in_progress" : strcmp(r->finish, "length") ? "completed" : "incomplete");
+    cJSON_AddStringToObject(m, "status", status);
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON *c = cJSON_AddArrayToObject(m, "content");
-    if (done) cJSON_AddItemToArray(c, output_text_part(fc_str_cstr(&r->text)));
+    if (done) cJSON_AddItemToArray(c, output_text_part(fc_str_cstr(&it->text)));
     return m;
 }
 
@@ -528,14 +765,15 @@ static cJSON *response_obj(const relay *r, bool done)
     }
     cJSON_AddStringToObject(o, "model", q->model);
     cJSON *out = cJSON_AddArrayToObject(o, "output");
-    if (done) cJSON_AddItemToArray(out, message_item(r, true));
+    for (int k = 0; done && k < r->n_items; k++) cJSON_AddItemToArray(out, item_json(r, k, true));
     if (q->previous_response_id) cJSON_AddStringToObject(o, "previous_response_id", q->previous_response_id);
     else cJSON_AddNullToObject(o, "previous_response_id");
     cJSON *reasoning = cJSON_AddObjectToObject(o, "reasoning");
     cJSON_AddNullToObject(reasoning, "effort");
     cJSON_AddNullToObject(reasoning, "summary");
     cJSON_AddBoolToObject(o, "store", q->store);
-    cJSON_AddArrayToObject(o, "tools");
+    const cJSON *tools = get(echo, "tools");
+    cJSON_AddItemToObject(o, "tools", tools ? cJSON_Duplicate(tools, true) : cJSON_CreateArray());
     if (done) {
         cJSON *u = cJSON_AddObjectToObject(o, "usage");
         cJSON_AddNumberToObject(u, "input_tokens", (double)r->in_tok);
@@ -552,9 +790,14 @@ static cJSON *response_obj(const relay *r, bool done)
 
 /* ---- streaming ---- */
 
-/* Sends one typed event: {"type": type, ...fields, "sequence_number"}; takes o. */
+/* Sends one typed event: {"type": type, ...fields, "sequence_number"}; takes
+ * o. Not streaming: nothing (o is freed). */
 static void send_event(relay *r, const char *type, cJSON *o)
 {
+    if (!r->st) {
+        cJSON_Delete(o);
+        return;
+    }
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "type", type);
     cJSON *it;
@@ -580,50 +823,90 @@ static cJSON *with_response(cJSON *resp)
     return o;
 }
 
-static cJSON *part_event(const relay *r)
+/* {"item_id", "output_index"} of item k (and "content_index" for a message). */
+static cJSON *item_event(const relay *r, int k)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "item_id", r->msg_id);
-    cJSON_AddNumberToObject(o, "output_index", 0);
-    cJSON_AddNumberToObject(o, "content_index", 0);
+    cJSON_AddStringToObject(o, "item_id", r->items[k].id);
+    cJSON_AddNumberToObject(o, "output_index", k);
+    if (!r->items[k].call) cJSON_AddNumberToObject(o, "content_index", 0);
     return o;
 }
 
 static void stream_open(relay *r)
 {
-    if (r->st) return;
+    if (r->st || !r->q->stream) return;
     r->st = fc_http_reply_stream(r->reply, 200, "text/event-stream");
     send_event(r, "response.created", with_response(response_obj(r, false)));
     send_event(r, "response.in_progress", with_response(response_obj(r, false)));
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "output_index", 0);
-    cJSON_AddItemToObject(o, "item", message_item(r, false));
-    send_event(r, "response.output_item.added", o);
-    o = part_event(r);
-    cJSON *p = output_text_part("");
-    cJSON_DeleteItemFromObject(p, "logprobs");
-    cJSON_AddItemToObject(o, "part", p);
-    send_event(r, "response.content_part.added", o);
 }
 
-static void stream_done(relay *r, cJSON *final_resp)
+/* The open item's closing events (.done). */
+static void item_close(relay *r)
 {
-    const char *text = fc_str_cstr(&r->text);
-    cJSON *o = part_event(r);
-    cJSON_AddStringToObject(o, "text", text);
-    cJSON_AddArrayToObject(o, "logprobs");
-    send_event(r, "response.output_text.done", o);
-    o = part_event(r);
-    cJSON *p = output_text_part(text);
-    cJSON_DeleteItemFromObject(p, "logprobs");
-    cJSON_AddItemToObject(o, "part", p);
-    send_event(r, "response.content_part.done", o);
+    int k = r->open;
+    if (k < 0) return;
+    r->open = -1;
+    const out_item *it = &r->items[k];
+    cJSON *o = item_event(r, k);
+    if (it->call) {
+        cJSON_AddStringToObject(o, "arguments", fc_str_cstr(&it->text));
+        send_event(r, "response.function_call_arguments.done", o);
+    } else {
+        cJSON_AddStringToObject(o, "text", fc_str_cstr(&it->text));
+        cJSON_AddArrayToObject(o, "logprobs");
+        send_event(r, "response.output_text.done", o);
+        o = item_event(r, k);
+        cJSON *p = output_text_part(fc_str_cstr(&it->text));
+        cJSON_DeleteItemFromObject(p, "logprobs");
+        cJSON_AddItemToObject(o, "part", p);
+        send_event(r, "response.content_part.done", o);
+    }
     o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "output_index", 0);
-    cJSON_AddItemToObject(o, "item", message_item(r, true));
+    cJSON_AddNumberToObject(o, "output_index", k);
+    cJSON_AddItemToObject(o, "item", item_json(r, k, true));
     send_event(r, "response.output_item.done", o);
-    bool incomplete = !strcmp(r->finish, "length");
-    send_event(r, incomplete ? "response.incomplete" : "response.completed", with_response(cJSON_Duplicate(final_resp, true)));
+}
+
+/* A new output item (the open one is closed first); its opening events. */
+static out_item *item_open(relay *r, bool call, const char *call_id, const char *name, int chat_index)
+{
+    item_close(r);
+    if (r->n_items == r->cap_items) {
+        r->cap_items = r->cap_items ? 2 * r->cap_items : 4;
+        r->items = fc_xrealloc(r->items, sizeof *r->items * (size_t)r->cap_items);
+    }
+    int k = r->n_items++;
+    out_item *it = &r->items[k];
+    memset(it, 0, sizeof *it);
+    it->call = call;
+    new_id(it->id, call ? "fc_" : "msg_");
+    if (call) {
+        it->call_id = fc_xstrdup(call_id);
+        it->name = fc_xstrdup(name);
+        it->chat_index = chat_index;
+    }
+    fc_str_init(&it->text, 0);
+    r->open = k;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "output_index", k);
+    cJSON_AddItemToObject(o, "item", item_json(r, k, false));
+    send_event(r, "response.output_item.added", o);
+    if (!call) {
+        o = item_event(r, k);
+        cJSON *p = output_text_part("");
+        cJSON_DeleteItemFromObject(p, "logprobs");
+        cJSON_AddItemToObject(o, "part", p);
+        send_event(r, "response.content_part.added", o);
+    }
+    return it;
+}
+
+/* The answer ended: at least one item (an empty message), the last closed. */
+static void items_finish(relay *r)
+{
+    if (!r->n_items) item_open(r, false, NULL, NULL, 0);
+    item_close(r);
 }
 
 static void stream_error(relay *r, const char *msg)
@@ -636,6 +919,27 @@ static void stream_error(relay *r, const char *msg)
 }
 
 /* ---- the relay of the chat stream ---- */
+
+/* The chat route's delta.tool_calls: a new call opens a function_call item,
+ * its argument pieces are that item's deltas. */
+static void relay_tool_calls(relay *r, const cJSON *calls)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, calls) {
+        const cJSON *ix = get(c, "index"), *id = get(c, "id"), *fn = get(c, "function");
+        const cJSON *name = get(fn, "name"), *args = get(fn, "arguments");
+        int index = cJSON_IsNumber(ix) ? (int)fc_json_long(ix->valuedouble) : 0;
+        if (cJSON_IsString(id)) item_open(r, true, id->valuestring, cJSON_IsString(name) ? name->valuestring : "", index);
+        if (!cJSON_IsString(args) || !*args->valuestring) continue;
+        int k = r->n_items - 1;
+        while (k >= 0 && !(r->items[k].call && r->items[k].chat_index == index)) k--;
+        if (k < 0) continue;
+        fc_str_puts(&r->items[k].text, args->valuestring);
+        cJSON *o = item_event(r, k);
+        cJSON_AddStringToObject(o, "delta", args->valuestring);
+        send_event(r, "response.function_call_arguments.delta", o);
+    }
+}
 
 static bool relay_event(const fc_sse_event *ev, void *user)
 {
@@ -661,19 +965,22 @@ static bool relay_event(const fc_sse_event *ev, void *user)
     }
     const cJSON *ch = cJSON_GetArrayItem(get(c, "choices"), 0);
     if (ch) {
-        if (r->q->stream) stream_open(r);
-        const cJSON *t = get(get(ch, "delta"), "content");
+        stream_open(r);
+        const cJSON *delta = get(ch, "delta");
+        const cJSON *t = get(delta, "content");
         const cJSON *fr = get(ch, "finish_reason");
         if (cJSON_IsString(fr)) snprintf(r->finish, sizeof r->finish, "%s", fr->valuestring);
         if (cJSON_IsString(t) && *t->valuestring) {
+            if (r->open < 0 || r->items[r->open].call) item_open(r, false, NULL, NULL, 0);
+            int k = r->open;
+            fc_str_puts(&r->items[k].text, t->valuestring);
             fc_str_puts(&r->text, t->valuestring);
-            if (r->q->stream) {
-                cJSON *o = part_event(r);
-                cJSON_AddStringToObject(o, "delta", t->valuestring);
-                cJSON_AddArrayToObject(o, "logprobs");
-                send_event(r, "response.output_text.delta", o);
-            }
+            cJSON *o = item_event(r, k);
+            cJSON_AddStringToObject(o, "delta", t->valuestring);
+            cJSON_AddArrayToObject(o, "logprobs");
+            send_event(r, "response.output_text.delta", o);
         }
+        relay_tool_calls(r, get(delta, "tool_calls"));
     }
     cJSON_Delete(c);
     return !r->client_gone;
@@ -691,6 +998,27 @@ static bool relay_keep_going(void *user)
     relay *r = user;
     if (!r->client_gone && fc_http_request_client_gone(r->hr)) r->client_gone = true;
     return !r->client_gone;
+}
+
+static bool incomplete_of(const relay *r) { return !strcmp(r->finish, "length"); }
+
+char *fc_responses_check_calls(const fc_responses_req *q, const char *history)
+{
+    cJSON *pending = cJSON_Parse(q->pending_calls ? q->pending_calls : "[]");
+    cJSON *hist = cJSON_Parse(history ? history : "[]");
+    char *err = NULL;
+    const cJSON *pe;
+    cJSON_ArrayForEach(pe, pending) {
+        const cJSON *id = cJSON_GetArrayItem(pe, 0), *param = cJSON_GetArrayItem(pe, 1);
+        if (!cJSON_IsString(id) || !cJSON_IsString(param)) continue;
+        if (!has_call(hist, id->valuestring)) {
+            unknown_call(&err, param->valuestring, id->valuestring);
+            break;
+        }
+    }
+    cJSON_Delete(pending);
+    cJSON_Delete(hist);
+    return err;
 }
 
 static void reply_error(fc_http_reply *reply, int status, const char *type, const char *code, const char *msg)
@@ -746,10 +1074,17 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
             return;
         }
     }
+    char *why = fc_responses_check_calls(&q, history);
+    if (why) {
+        fc_http_reply_json(reply, 400, why);
+        free(why);
+        free(history);
+        fc_responses_req_free(&q);
+        return;
+    }
     char *body = fc_responses_chat_body(&q, history);
-    relay r = {.rs = rs, .hr = req, .reply = reply, .q = &q, .created_at = (long)time(NULL)};
+    relay r = {.rs = rs, .hr = req, .reply = reply, .q = &q, .created_at = (long)time(NULL), .open = -1};
     new_id(r.id, "resp_");
-    new_id(r.msg_id, "msg_");
     r.sse = fc_sse_parser_new(0);
     fc_str_init(&r.raw, 0);
     fc_str_init(&r.text, 0);
@@ -773,6 +1108,8 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
         if (r.st) stream_error(&r, m);
         else reply_error(reply, 500, "server_error", "server_error", m);
     } else {
+        stream_open(&r);
+        items_finish(&r);
         cJSON *resp = response_obj(&r, true);
         if (q.store) {
             cJSON *conv = cJSON_Parse(history ? history : "[]");
@@ -783,9 +1120,21 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
             cJSON *in = cJSON_Parse(q.input), *it;
             while (cJSON_IsArray(in) && (it = cJSON_DetachItemFromArray(in, 0))) cJSON_AddItemToArray(conv, it);
             cJSON_Delete(in);
-            cJSON *m = cJSON_CreateObject();
+            cJSON *m = cJSON_CreateObject(), *calls = NULL;
             cJSON_AddStringToObject(m, "role", "assistant");
             cJSON_AddStringToObject(m, "content", fc_str_cstr(&r.text));
+            for (int k = 0; k < r.n_items; k++) {
+                const out_item *it = &r.items[k];
+                if (!it->call) continue;
+                if (!calls) calls = cJSON_AddArrayToObject(m, "tool_calls");
+                cJSON *c = cJSON_CreateObject();
+                cJSON_AddStringToObject(c, "id", it->call_id);
+                cJSON_AddStringToObject(c, "type", "function");
+                cJSON *fn = cJSON_AddObjectToObject(c, "function");
+                cJSON_AddStringToObject(fn, "name", it->name);
+                cJSON_AddStringToObject(fn, "arguments", fc_str_cstr(&it->text));
+                cJSON_AddItemToArray(calls, c);
+            }
             cJSON_AddItemToArray(conv, m);
             char *h = cJSON_PrintUnformatted(conv), *rj = cJSON_PrintUnformatted(resp);
             cJSON_Delete(conv);
@@ -793,8 +1142,8 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
             else free(h), free(rj);
         }
         if (q.stream) {
-            stream_open(&r);
-            stream_done(&r, resp);
+            send_event(&r, incomplete_of(&r) ? "response.incomplete" : "response.completed",
+                       with_response(cJSON_Duplicate(resp, true)));
         } else {
             char *s = cJSON_PrintUnformatted(resp);
             fc_http_reply_json(reply, 200, s);
@@ -807,6 +1156,7 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
     fc_sse_parser_free(r.sse);
     fc_str_free(&r.raw);
     fc_str_free(&r.text);
+    relay_items_free(&r);
     free(r.error);
     free(auth_h);
     free(body);
@@ -860,7 +1210,67 @@ static void input_items(fc_responses *rs, const fc_http_request *req, fc_http_re
     }
     cJSON *hist = cJSON_Parse(h);
     free(h);
-    int n = cJSON_GetArraySize(hist) - 1; /* the last message is the response's own output */
+    /* the conversation as items: messages, function calls (of assistant
+     * messages) and their outputs (tool messages); the last message is the
+     * response's own output */
+    cJSON *items = cJSON_CreateArray();
+    int nm = cJSON_GetArraySize(hist) - 1;
+    for (int i = 0; i < nm; i++) {
+        const cJSON *m = cJSON_GetArrayItem(hist, i);
+        const cJSON *role = get(m, "role"), *content = get(m, "content"), *calls = get(m, "tool_calls");
+        const char *rl = cJSON_IsString(role) ? role->valuestring : "user";
+        const char *text = cJSON_IsString(content) ? content->valuestring : "";
+        char item_id[96];
+        if (!strcmp(rl, "tool")) {
+            const cJSON *cid = get(m, "tool_call_id");
+            snprintf(item_id, sizeof item_id, "fco_%.48s%04d", id + 5, i);
+            cJSON *it = cJSON_CreateObject();
+            cJSON_AddStringToObject(it, "id", item_id);
+            cJSON_AddStringToObject(it, "type", "function_call_output");
+            cJSON_AddStringToObject(it, "call_id", cJSON_IsString(cid) ? cid->valuestring : "");
+            cJSON_AddStringToObject(it, "output", text);
+            cJSON_AddStringToObject(it, "status", "completed");
+            cJSON_AddItemToArray(items, it);
+            continue;
+        }
+        bool assistant = !strcmp(rl, "assistant");
+        if (!assistant || *text || cJSON_GetArraySize(calls) == 0) {
+            snprintf(item_id, sizeof item_id, "msg_%.48s%04d", id + 5, i);
+            cJSON *it = cJSON_CreateObject();
+            cJSON_AddStringToObject(it, "id", item_id);
+            cJSON_AddStringToObject(it, "type", "message");
+            cJSON_AddStringToObject(it, "role", rl);
+            cJSON_AddStringToObject(it, "status", "completed");
+            cJSON *c = cJSON_AddArrayToObject(it, "content");
+            if (assistant) {
+                cJSON *p = output_text_part(text);
+                cJSON_DeleteItemFromObject(p, "logprobs");
+                cJSON_AddItemToArray(c, p);
+            } else {
+                cJSON *p = cJSON_CreateObject();
+                cJSON_AddStringToObject(p, "type", "input_text");
+                cJSON_AddStringToObject(p, "text", text);
+                cJSON_AddItemToArray(c, p);
+            }
+            cJSON_AddItemToArray(items, it);
+        }
+        const cJSON *call;
+        int j = 0;
+        cJSON_ArrayForEach(call, calls) {
+            const cJSON *cid = get(call, "id"), *fn = get(call, "function");
+            const cJSON *name = get(fn, "name"), *args = get(fn, "arguments");
+            snprintf(item_id, sizeof item_id, "fc_%.48s%04d%02d", id + 5, i, j++ % 100);
+            cJSON *it = cJSON_CreateObject();
+            cJSON_AddStringToObject(it, "id", item_id);
+            cJSON_AddStringToObject(it, "type", "function_call");
+            cJSON_AddStringToObject(it, "status", "completed");
+            cJSON_AddStringToObject(it, "arguments", cJSON_IsString(args) ? args->valuestring : "");
+            cJSON_AddStringToObject(it, "call_id", cJSON_IsString(cid) ? cid->valuestring : "");
+            cJSON_AddStringToObject(it, "name", cJSON_IsString(name) ? name->valuestring : "");
+            cJSON_AddItemToArray(items, it);
+        }
+    }
+    int n = cJSON_GetArraySize(items);
     bool asc = order && !strcmp(order, "asc");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
@@ -870,8 +1280,8 @@ static void input_items(fc_responses *rs, const fc_http_request *req, fc_http_re
     char first[96] = "", last[96] = "";
     for (int k = 0; k < n; k++) {
         int i = asc ? k : n - 1 - k;
-        char item_id[96];
-        snprintf(item_id, sizeof item_id, "msg_%.48s%04d", id + 5, i);
+        const cJSON *it = cJSON_GetArrayItem(items, i);
+        const char *item_id = get(it, "id")->valuestring;
         if (!started) {
             started = !strcmp(item_id, after);
             continue;
@@ -880,31 +1290,12 @@ static void input_items(fc_responses *rs, const fc_http_request *req, fc_http_re
             more = true;
             break;
         }
-        const cJSON *m = cJSON_GetArrayItem(hist, i);
-        const cJSON *role = get(m, "role"), *content = get(m, "content");
-        bool assistant = cJSON_IsString(role) && !strcmp(role->valuestring, "assistant");
-        cJSON *it = cJSON_CreateObject();
-        cJSON_AddStringToObject(it, "id", item_id);
-        cJSON_AddStringToObject(it, "type", "message");
-        cJSON_AddStringToObject(it, "role", cJSON_IsString(role) ? role->valuestring : "user");
-        cJSON_AddStringToObject(it, "status", "completed");
-        cJSON *c = cJSON_AddArrayToObject(it, "content");
-        const char *text = cJSON_IsString(content) ? content->valuestring : "";
-        if (assistant) {
-            cJSON *p = output_text_part(text);
-            cJSON_DeleteItemFromObject(p, "logprobs");
-            cJSON_AddItemToArray(c, p);
-        } else {
-            cJSON *p = cJSON_CreateObject();
-            cJSON_AddStringToObject(p, "type", "input_text");
-            cJSON_AddStringToObject(p, "text", text);
-            cJSON_AddItemToArray(c, p);
-        }
-        cJSON_AddItemToArray(data, it);
+        cJSON_AddItemToArray(data, cJSON_Duplicate(it, true));
         if (!count) snprintf(first, sizeof first, "%s", item_id);
         snprintf(last, sizeof last, "%s", item_id);
         count++;
     }
+    cJSON_Delete(items);
     if (count) {
         cJSON_AddStringToObject(o, "first_id", first);
         cJSON_AddStringToObject(o, "last_id", last);

@@ -460,6 +460,23 @@ char *fc_tool_grammar(const fc_tool_req *t, enum fc_tool_style style, char *err,
     return fc_str_take(&out);
 }
 
+char *fc_tool_lazy_grammar(const fc_tool_req *t, enum fc_tool_style style, const char **trigger, char *err,
+                           size_t err_cap)
+{
+    *trigger = NULL;
+    if (err && err_cap) err[0] = '\0';
+    if (!fc_tool_req_active(t) || fc_tool_req_forced(t) || style != FC_TOOL_STYLE_HERMES) return NULL;
+    bool strict = false;
+    const cJSON *tool;
+    cJSON_ArrayForEach(tool, t->tools) strict = strict || cJSON_IsTrue(get(get(tool, "function"), "strict"));
+    if (!strict) return NULL;
+    fc_tool_req any = *t;
+    any.choice = FC_TOOL_CHOICE_REQUIRED;
+    char *g = fc_tool_grammar(&any, style, err, err_cap);
+    if (g) *trigger = "<tool_call>";
+    return g;
+}
+
 /* ---- the output parser ---- */
 
 enum { M_TEXT, M_CALL, M_CLOSE };

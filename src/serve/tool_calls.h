@@ -19,7 +19,9 @@
  * tool_choice "required" or a named function: fc_tool_grammar gives a
  * grammar (sampling/grammar.h notation) that forces the output to be one
  * call (more with parallel_tool_calls) in the template's syntax, whose
- * arguments follow the function's `parameters` schema.
+ * arguments follow the function's `parameters` schema. tool_choice "auto"
+ * with a `strict` tool: the same grammar, lazy from the call marker on
+ * (fc_tool_lazy_grammar).
  *
  * Output side: fc_tool_parser reads the model's text incrementally and
  * splits it into content and calls. Recognised syntaxes:
@@ -90,6 +92,19 @@ char *fc_tool_generic_block(const fc_tool_req *t);
  * message in err when a strict function's schema cannot be compiled (a
  * non-strict one falls back to any JSON object). Caller frees. */
 char *fc_tool_grammar(const fc_tool_req *t, enum fc_tool_style style, char *err, size_t err_cap);
+
+/* tool_choice "auto" with at least one `strict` tool, in the Hermes style
+ * (the generic format, Qwen2.5, Hermes): the grammar of any call(s) of the
+ * request's functions (as fc_tool_grammar for "required"), applied lazily:
+ * the answer is free text until it writes *trigger ("<tool_call>", static),
+ * then the calls follow the grammar, strict functions' arguments their
+ * `parameters` schema (the engine's fc_gen_request.grammar_trigger). NULL
+ * with *trigger NULL when not applicable (no strict tool, a forced choice,
+ * another style: Llama 3.1's bare JSON and Mistral's [TOOL_CALLS] calls
+ * are not constrained in auto), or with a message in err (err[0] set) when
+ * a schema cannot be compiled. Caller frees. */
+char *fc_tool_lazy_grammar(const fc_tool_req *t, enum fc_tool_style style, const char **trigger, char *err,
+                           size_t err_cap);
 
 /* ---- the output parser ---- */
 

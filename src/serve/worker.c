@@ -442,6 +442,7 @@ typedef struct gen {
     sb out;                     /* the chunk being built */
     bool done;
     char *final;                /* non-streaming: the last chunk */
+    double t_first, t_last;     /* fc_time_sec() of the first and last sampled token (0: none) */
 } gen;
 
 static void gen_unref(gen *g)
@@ -566,6 +567,10 @@ static void on_event(const fc_gen_event *ev, void *user)
         if (g->logprobs && ev->token >= 0) lp_add(g, ev->token, true, ev->logprob, ev->top, ev->n_top);
         g->prompt_tokens = ev->prompt_tokens;
         g->completion_tokens = ev->completion_tokens;
+        if (ev->token >= 0) {
+            g->t_last = fc_time_sec();
+            if (g->t_first == 0) g->t_first = g->t_last;
+        }
     }
     if (!final) {
         /* FastChat yields when i % stream_interval == 0, i the 0-based step */
@@ -757,8 +762,17 @@ static bool read_params(bool has_seed, uint64_t w_seed, cJSON *body, gen_params 
     /* tool_grammar (our extension): a forced tool call's grammar text, made
      * by the API server (serve/tool_calls.h); response_format wins */
     const cJSON *tg = cJSON_GetObjectItemCaseSensitive(body, "tool_grammar");
-    if (!r->grammar && cJSON_IsString(tg) && tg->valuestring[0]) r->grammar = tg->valuestring;
-    else if (tg && !cJSON_IsNull(tg) && !cJSON_IsString(tg)) {
+    /* tool_grammar_trigger (ours too): the grammar is lazy, applied from this
+     * text on (a call in tool_choice "auto" with strict tools) */
+    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(body, "tool_grammar_trigger");
+    if (tt && !cJSON_IsNull(tt) && !cJSON_IsString(tt)) {
+        param_error(why, "'tool_grammar_trigger' must be a string");
+        return false;
+    }
+    if (!r->grammar && cJSON_IsString(tg) && tg->valuestring[0]) {
+        r->grammar = tg->valuestring;
+        if (cJSON_IsString(tt) && tt->valuestring[0]) r->grammar_trigger = tt->valuestring;
+    } else if (tg && !cJSON_IsNull(tg) && !cJSON_IsString(tg)) {
         param_error(why, "'tool_grammar' must be a string");
         return false;
     }
@@ -959,6 +973,15 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         }
     }
     pthread_mutex_unlock(&g->mu);
+    /* "timings" (our extension, non-streaming only): the API server's
+     * /metrics derives time to first token and inter-token latency from it */
+    size_t fl = strlen(g->final);
+    if (g->t_first > 0 && fl && g->final[fl - 1] == '}') {
+        char *f = fc_xasprintf("%.*s, \"timings\": {\"first_to_last_s\": %.6f, \"first_to_reply_s\": %.6f}}",
+                               (int)fl - 1, g->final, g->t_last - g->t_first, fc_time_sec() - g->t_first);
+        free(g->final);
+        g->final = f;
+    }
     fc_http_reply_json(rep, 200, g->final);
     slot_release(w);
     gen_unref(g);

@@ -45,6 +45,15 @@
  * tokenizing `prompt` (which the API server sends too, decoded from the ids,
  * so a FastChat worker, which ignores the ids, still sees the same text); an
  * id outside the vocabulary gets a 400 naming it.
+ * Also ours: tool_grammar (a forced tool call's grammar, made by the API
+ * server) and tool_grammar_trigger: with it the tool grammar is lazy, the
+ * output free until it contains the trigger text and the grammar's from
+ * there (fc_gen_request.grammar_trigger; strict tools under tool_choice
+ * "auto"); response_format wins over both.
+ * Also ours: /worker_generate's answer carries "timings": {"first_to_last_s",
+ * "first_to_reply_s"}: seconds from the first sampled token to the last one
+ * and to the reply (the API server's /metrics derives the time to first
+ * token and the inter-token latency of a non-streamed request from them).
  * A prompt longer than context - max_new_tokens - 1 tokens keeps its last
  * tokens, as FastChat truncates.
  *

@@ -21,7 +21,8 @@
 - /metrics on the same server, parsed by prometheus_client's parser: known
   requests on the OpenAI routes (streamed, not streamed, embeddings) move the
   per-model token counters, request counters and the TTFT / inter-token
-  latency histograms by exactly what their usage says; the KV cache and
+  latency histograms by exactly what their usage says (a non-streamed answer
+  too, from the worker's first-token timings); the KV cache and
   queue gauges are there per model.
 """
 import json
@@ -253,7 +254,7 @@ def test_metrics_openai_routes(tls, figures):
     events = [json.loads(ln[6:]) for ln in r.text.splitlines() if ln.startswith("data: {")]
     us1 = events[-1]["usage"]
     mid, _ = scrape(tls)
-    # not streamed, and a completion: tokens and requests only (no timings)
+    # not streamed, and a completion: its TTFT and ITL too (from the worker's "timings")
     r2 = s.post(u + "/v1/completions", json={"model": MODEL, "prompt": "Once upon", "max_tokens": 5}, timeout=60).json()
     us2 = r2["usage"]
     r3 = s.post(u + "/v1/embeddings", json={"model": MODEL, "input": ["a b c", "d"]}, timeout=60).json()
@@ -273,7 +274,10 @@ def test_metrics_openai_routes(tls, figures):
     assert d(after, mid, "fastchat_prompt_tokens_total") == us2["prompt_tokens"] + us3["prompt_tokens"]
     assert d(after, mid, "fastchat_completion_tokens_total") == us2["completion_tokens"]
     assert d(after, mid, "fastchat_model_requests_total") == 2
-    assert d(after, mid, "fastchat_time_to_first_token_seconds_count") == 0
+    assert d(after, mid, "fastchat_time_to_first_token_seconds_count") == 1
+    assert d(after, mid, "fastchat_time_to_first_token_seconds_bucket", inf) == 1
+    assert d(after, mid, "fastchat_inter_token_latency_seconds_count") == us2["completion_tokens"] - 1
+    assert d(after, mid, "fastchat_time_to_first_token_seconds_sum") > 0
     for route in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
         assert d(after, before, "fastchat_requests_total", (("route", route), ("status", "200"))) == 1, route
     assert types["fastchat_time_to_first_token_seconds"] == "histogram"

@@ -13,6 +13,7 @@ here): the oldest response is forgotten.
 """
 import json
 
+import jsonschema
 import openai
 import pytest
 import requests
@@ -21,6 +22,17 @@ from test_controller import Proc, free_port, wait_until
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STORE_MAX = 6
+
+# a function tool in the Responses' flat shape, and the same in the chat
+# route's nested shape (strict defaults to true in the Responses API)
+WEATHER = {"type": "function", "name": "get_weather", "description": "Get the current weather in a city",
+           "parameters": {"type": "object", "properties": {
+               "city": {"type": "string", "maxLength": 20},
+               "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+               "required": ["city", "unit"], "additionalProperties": False}}
+CHAT_WEATHER = {"type": "function", "function": {k: WEATHER[k] for k in ("name", "description", "parameters")}}
+CHAT_WEATHER["function"]["strict"] = True
+ASK = "What is the weather in Paris? Use the tools."
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +202,22 @@ def test_structured_text_format(client):
 
 @pytest.mark.parametrize("kw,param,needle", [
     (dict(previous_response_id="resp_nope"), "previous_response_id", "Previous response with id 'resp_nope' not found."),
-    (dict(tools=[{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}]), "tools",
-     "Tools are not supported"),
+    (dict(tools=[{"type": "web_search"}]), "tools[0]", "only 'function' tools"),
+    (dict(tools=[{"type": "function", "name": "f", "parameters": {
+        "type": "object", "required": ["a"], "properties": {"a": {"enum": []}}}}]),
+     "tools[0].parameters", "Invalid schema for function 'f': unsatisfiable"),
+    (dict(tools=[{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {
+        "a": {"type": "nonsense"}}}}]), "tools[0].parameters", "unknown type 'nonsense'"),
+    (dict(tools=[{"type": "function", "name": "bad name!"}]), "tools[0].name", "does not match pattern"),
+    (dict(tools=[WEATHER], tool_choice={"type": "function", "name": "nope"}), "tool_choice", "nope"),
+    (dict(input=[{"type": "function_call_output", "call_id": "call_nope", "output": "1"}]), "input[0]",
+     "call_nope"),
+    (dict(input=[{"type": "function_call", "call_id": "c1", "name": "get_weather"}]), "input[0]", "arguments"),
     (dict(temperature=3), "temperature", "Expected a value <= 2"),
     (dict(max_output_tokens=0), "max_output_tokens", "Expected a value >= 1"),
     (dict(input=[{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]),
      "input[0]", "text only"),
     (dict(input=[{"role": "robot", "content": "hi"}]), "input[0]", "role"),
-    (dict(input=[{"type": "function_call_output", "call_id": "c", "output": "1"}]), "input[0]", "function tools"),
     (dict(tool_choice="required"), "tool_choice", "tool_choice"),
     (dict(metadata={"k": 1}), "metadata", "metadata.k"),
     (dict(text={"format": {"type": "xml"}}), "text.format.type", "json_schema"),
@@ -209,6 +229,22 @@ def test_errors(client, kw, param, needle):
         client.responses.create(**args)
     assert needle in e.value.message
     assert e.value.body["param"] == param and e.value.body["type"] == "invalid_request_error"
+
+
+def test_errors_previous_response_calls(client):
+    # a function_call_output must answer a call of the input or of the previous response
+    r = client.responses.create(model=MODEL, input="Weather in Rome?", tools=[WEATHER], tool_choice="required",
+                                temperature=0, max_output_tokens=60)
+    call = r.output[0]
+    assert call.type == "function_call"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model=MODEL, previous_response_id=r.id, tools=[WEATHER],
+                                input=[{"type": "function_call_output", "call_id": call.call_id + "x", "output": "1"}])
+    assert e.value.body["param"] == "input[0]" and call.call_id + "x" in e.value.message
+    ok = client.responses.create(model=MODEL, previous_response_id=r.id, tools=[WEATHER], tool_choice="none",
+                                 input=[{"type": "function_call_output", "call_id": call.call_id, "output": "1"}],
+                                 max_output_tokens=4)
+    assert ok.status in ("completed", "incomplete")
 
 
 def test_errors_raw(api, client):
@@ -258,3 +294,105 @@ def test_api_keys(fastchat_bin, model_path, tmp_path):
             bad.responses.retrieve(r.id)
     finally:
         p.stop()
+
+
+# ---- function tools ----
+
+def chat_tools(client, messages, **kw):
+    r = client.chat.completions.create(model=MODEL, messages=messages, tools=[CHAT_WEATHER], temperature=0, **kw)
+    return r.choices[0], r.usage.prompt_tokens
+
+
+def check_call(item):
+    assert item.type == "function_call" and item.id.startswith("fc_") and item.call_id.startswith("call_")
+    assert item.name == "get_weather" and item.status == "completed"
+    jsonschema.validate(json.loads(item.arguments), WEATHER["parameters"])
+
+
+def test_function_call_round_trip(client):
+    # call (required), then its output, then a text answer; each turn the chat route's answer for the
+    # same conversation at temperature 0
+    r1 = client.responses.create(model=MODEL, input=ASK, tools=[WEATHER], tool_choice="required", temperature=0,
+                                 max_output_tokens=60, parallel_tool_calls=False)
+    assert r1.status == "completed" and len(r1.output) == 1, r1.output
+    call = r1.output[0]
+    check_call(call)
+    assert r1.output_text == "" and r1.parallel_tool_calls is False and r1.tool_choice == "required"
+    assert len(r1.tools) == 1 and r1.tools[0].name == "get_weather" and r1.tools[0].strict is True
+    ch, pt = chat_tools(client, [{"role": "user", "content": ASK}], tool_choice="required", max_tokens=60,
+                        parallel_tool_calls=False)
+    assert ch.finish_reason == "tool_calls"
+    ref = ch.message.tool_calls[0]
+    assert (call.name, call.arguments) == (ref.function.name, ref.function.arguments)
+    assert r1.usage.input_tokens == pt
+
+    out = {"type": "function_call_output", "call_id": call.call_id, "output": '{"temperature": 21, "sky": "clear"}'}
+    r2 = client.responses.create(model=MODEL, previous_response_id=r1.id, input=[out], tools=[WEATHER],
+                                 tool_choice="none", temperature=0, max_output_tokens=30)
+    assert [o.type for o in r2.output] == ["message"] and r2.output_text
+    history = [{"role": "user", "content": ASK},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": call.call_id, "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments}}]},
+               {"role": "tool", "tool_call_id": call.call_id, "content": out["output"]}]
+    ch2, pt2 = chat_tools(client, history, tool_choice="none", max_tokens=30)
+    assert r2.output_text == ch2.message.content and r2.usage.input_tokens == pt2
+
+    # the same turn with the call given as an input item (no previous_response_id)
+    r3 = client.responses.create(model=MODEL, tools=[WEATHER], tool_choice="none", temperature=0, max_output_tokens=30,
+                                 input=[{"role": "user", "content": ASK},
+                                        {"type": "function_call", "call_id": call.call_id, "name": call.name,
+                                         "arguments": call.arguments}, out])
+    assert r3.output_text == r2.output_text and r3.usage.input_tokens == r2.usage.input_tokens
+
+    # the stored conversation lists the call and its output as items
+    items = client.responses.input_items.list(r2.id, order="asc").data
+    assert [i.type for i in items] == ["message", "function_call", "function_call_output"]
+    assert items[1].call_id == call.call_id and items[1].arguments == call.arguments
+    assert items[2].call_id == call.call_id and items[2].output == out["output"]
+
+
+def test_function_call_stream(client):
+    kw = dict(model=MODEL, input=ASK, tools=[WEATHER], temperature=0, max_output_tokens=60,
+              tool_choice={"type": "function", "name": "get_weather"})
+    plain = client.responses.create(**kw)
+    check_call(plain.output[0])
+    with client.responses.stream(**kw) as s:
+        events = list(s)
+        final = s.get_final_response()
+    types = [e.type for e in events]
+    assert types[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert types[-3:] == ["response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+    assert set(types[3:-3]) == {"response.function_call_arguments.delta"}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    added = events[2].item
+    assert added.type == "function_call" and added.status == "in_progress" and added.name == "get_weather"
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert all(d.item_id == added.id and d.output_index == 0 for d in deltas)
+    args = "".join(d.delta for d in deltas)
+    assert args == plain.output[0].arguments == events[-3].arguments
+    done = events[-2].item
+    assert done.id == added.id and done.arguments == args and done.call_id == added.call_id
+    assert final.output[0].arguments == args and final.output[0].type == "function_call"
+    assert events[-1].response.output[0].call_id == added.call_id
+
+
+def test_function_call_auto_strict(client):
+    # tool_choice auto, strict by default: the model copies a call whose arguments break the schema;
+    # from its <tool_call> marker on, the call follows the schema (the chat route's lazy grammar)
+    schema = {"type": "object", "properties": {"location": {"type": "string", "enum": ["PARIS-FR", "ROME-IT"]},
+                                               "days": {"type": "integer", "minimum": 3, "maximum": 3}},
+              "required": ["location", "days"], "additionalProperties": False}
+    tool = {"type": "function", "name": "get_weather", "description": "Get the weather in a city",
+            "parameters": schema}
+    text = ("Repeat exactly this text, nothing else:\nSure.\n<tool_call>\n"
+            '{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>')
+    loose = client.responses.create(model=MODEL, input=text, tools=[dict(tool, strict=False)], temperature=0,
+                                    max_output_tokens=80)
+    calls = [o for o in loose.output if o.type == "function_call"]
+    assert calls and json.loads(calls[0].arguments) == {"location": "Paris"}
+    r = client.responses.create(model=MODEL, input=text, tools=[tool], temperature=0, max_output_tokens=80)
+    assert r.tools[0].strict is True and r.tool_choice == "auto"
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert calls, r.output
+    jsonschema.validate(json.loads(calls[0].arguments), schema)

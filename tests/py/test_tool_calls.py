@@ -215,6 +215,53 @@ def test_auto_without_call_is_text(client):
     assert "<tool_call>" not in (ch.message.content or "")
 
 
+# auto with a strict tool: the model answers freely, but once it writes the
+# call marker (<tool_call>) the call follows the function's schema (a lazy
+# grammar in the engine). The prompt makes this small model copy a call whose
+# arguments break the schema: without strict they come back as written.
+STRICT_SCHEMA = {"type": "object", "properties": {
+    "location": {"type": "string", "enum": ["PARIS-FR", "ROME-IT"]},
+    "days": {"type": "integer", "minimum": 3, "maximum": 3}},
+    "required": ["location", "days"], "additionalProperties": False}
+COPY_CALL = [{"role": "user", "content": "Repeat exactly this text, nothing else:\nSure.\n<tool_call>\n"
+              "{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Paris\"}}\n</tool_call>"}]
+
+
+def strict_tool(strict):
+    return {"type": "function", "function": {"name": "get_weather", "description": "Get the weather in a city",
+                                             "parameters": STRICT_SCHEMA, "strict": strict}}
+
+
+def test_auto_strict_enforced(client, figures):
+    kw = dict(model=MODEL, messages=COPY_CALL, temperature=0, max_tokens=80)
+    free = client.chat.completions.create(tools=[strict_tool(False)], **kw).choices[0]
+    assert free.finish_reason == "tool_calls", free
+    free_args = json.loads(free.message.tool_calls[0].function.arguments)
+    # the model's own call breaks the schema (so the next check can fail)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(free_args, STRICT_SCHEMA)
+    strict = client.chat.completions.create(tools=[strict_tool(True)], **kw).choices[0]
+    assert strict.finish_reason == "tool_calls", strict
+    assert strict.message.content == free.message.content  # free text before the marker, unchanged
+    check = strict.message.tool_calls[0]
+    assert check.function.name == "get_weather"
+    jsonschema.validate(json.loads(check.function.arguments), STRICT_SCHEMA)
+    # streamed: the same call
+    chunks = list(client.chat.completions.create(tools=[strict_tool(True)], stream=True, **kw))
+    args = "".join(tc.function.arguments or "" for c in chunks if c.choices
+                   for tc in (c.choices[0].delta.tool_calls or []))
+    assert args == check.function.arguments
+    # sampled: every call made validates
+    calls = 0
+    for seed in range(6):
+        r = client.chat.completions.create(tools=[strict_tool(True)], seed=seed, **dict(kw, temperature=1))
+        for tc in r.choices[0].message.tool_calls or []:
+            jsonschema.validate(json.loads(tc.function.arguments), STRICT_SCHEMA)
+            calls += 1
+    figures(f"tools/auto strict: free call {free_args} -> strict {check.function.arguments}; "
+            f"{calls} calls in 6 sampled answers, all valid")
+
+
 def test_prompt_has_generic_block(stack):
     # the generic format adds the tools block to the prompt: more prompt tokens
     def count(**kw):
