@@ -90,7 +90,7 @@ static void test_route(void)
     /* random logits: the chosen probabilities are the k largest */
     srand(7);
     const int T = 64;
-    for (int i = 0; i < T * 4; i++) s->router[i] = (float)rand() / RAND_MAX * 6.0f - 3.0f;
+    for (int i = 0; i < T * 4; i++) s->router[i] = (float)((double)rand() / RAND_MAX * 6.0 - 3.0);
     fc_moe_route(s, T);
     check_groups(s, T);
     for (int t = 0; t < T; t++) {
