@@ -8,6 +8,9 @@
  *   1b   TinyLlama-1.1B: C=2048, L=22, NH=32, NKV=4,  FF=5632,  V=32000
  *   7b   Llama-2-7B:     C=4096, L=32, NH=32, NKV=32, FF=11008, V=32000
  *   tiny a smoke-test shape: C=256, L=2, NH=4, NKV=2, FF=512, V=512
+ *   moe  a small Mixtral: C=1024, L=8, NH=16, NKV=4, FF=2816, V=32000, 8 experts,
+ *        top-2 (llama.expert_count / expert_used_count, an f32 router
+ *        blk.N.ffn_gate_inp and 3-D blk.N.ffn_{gate,up,down}_exps stacks)
  * Every matrix (token_embd and output included) takes the requested type
  * (q4_0, q4_1, q8_0, f16, ...); norms are f32 ones.
  *
@@ -41,12 +44,14 @@
 struct shape {
     const char *name;
     int C, L, NH, NKV, FF, V, n_ctx;
+    int E, E_used; /* experts (0: a dense feed-forward) */
 };
 
 static const struct shape shapes[] = {
     {"1b", 2048, 22, 32, 4, 5632, 32000, 2048},
     {"7b", 4096, 32, 32, 32, 11008, 32000, 4096},
     {"tiny", 256, 2, 4, 2, 512, 512, 512},
+    {"moe", 1024, 8, 16, 4, 2816, 32000, 4096, 8, 2},
 };
 
 /* ---- random numbers: splitmix64 ---- */
@@ -64,6 +69,7 @@ struct job {
     int type;
     int n_dims;
     int64_t ne[2];      /* {K, R}: R rows of K values */
+    int64_t ne2;        /* experts stacked (n_dims 3: ne {K, R / ne2, ne2}), else 0 */
     float amp;          /* values uniform in [-amp, amp]; 0: all ones (norms) */
     uint8_t *data;      /* fc_dtype_row_size(type, K) * R bytes */
 };
@@ -111,7 +117,7 @@ static void *worker(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: make_random_gguf --shape 1b|7b|tiny --type q4_0|q4_1|q8_0|f16 --out FILE.gguf\n"
+    fprintf(f, "usage: make_random_gguf --shape 1b|7b|tiny|moe --type q4_0|q4_1|q8_0|f16 --out FILE.gguf\n"
                "                        [--seed N] [--threads N] [--layers N]\n");
 }
 
@@ -134,7 +140,7 @@ int main(int argc, char **argv)
     const struct shape *sh = NULL;
     for (size_t i = 0; i < FC_ARRAY_LEN(shapes); i++)
         if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
-    if (!sh) { fprintf(stderr, "error: unknown shape '%s' (1b, 7b, tiny)\n", shape_name); return 2; }
+    if (!sh) { fprintf(stderr, "error: unknown shape '%s' (1b, 7b, tiny, moe)\n", shape_name); return 2; }
     int type = fc_dtype_from_name(type_name);
     if (type < 0 || fc_dtype_block_size(type) == 0 || fc_dtype_block_size(type) > 256) {
         fprintf(stderr, "error: unknown type '%s'\n", type_name);
@@ -153,7 +159,7 @@ int main(int argc, char **argv)
     const int FF = sh->FF, V = sh->V, HS = C / NH;
 
     /* ---- tensor list, in llama.cpp's order ---- */
-    int n_jobs = 3 + 9 * L;
+    int n_jobs = 3 + (sh->E > 0 ? 10 : 9) * L;
     struct job *jobs = fc_xcalloc((size_t)n_jobs, sizeof(struct job));
     int nj = 0;
 #define ADD(nm, t, nd, k, r, a) do { \
@@ -171,6 +177,14 @@ int main(int argc, char **argv)
         snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      ADD(nm, type, 2, C, NKV * HS, aC);
         snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); ADD(nm, type, 2, NH * HS, C, aC);
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+        if (sh->E > 0) { /* Mixtral: f32 router, experts stacked */
+            const int E = sh->E;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", l);  ADD(nm, FC_DTYPE_F32, 2, C, E, aC);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", l); ADD(nm, type, 3, C, (int64_t)FF * E, aC); jobs[nj - 1].ne2 = E;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", l);   ADD(nm, type, 3, C, (int64_t)FF * E, aC); jobs[nj - 1].ne2 = E;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", l); ADD(nm, type, 3, FF, (int64_t)C * E, aF); jobs[nj - 1].ne2 = E;
+            continue;
+        }
         snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    ADD(nm, type, 2, C, FF, aC);
         snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      ADD(nm, type, 2, C, FF, aC);
         snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    ADD(nm, type, 2, FF, C, aF);
@@ -223,6 +237,10 @@ int main(int argc, char **argv)
     fc_gguf_writer_set_f32(gw, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     fc_gguf_writer_set_f32(gw, "llama.rope.freq_base", 10000.0f);
     fc_gguf_writer_set_u32(gw, "llama.vocab_size", (uint32_t)V);
+    if (sh->E > 0) {
+        fc_gguf_writer_set_u32(gw, "llama.expert_count", (uint32_t)sh->E);
+        fc_gguf_writer_set_u32(gw, "llama.expert_used_count", (uint32_t)sh->E_used);
+    }
 
     char **tok = fc_xmalloc(sizeof(char *) * (size_t)V);
     float *scores = fc_xcalloc((size_t)V, sizeof(float));
@@ -249,7 +267,11 @@ int main(int argc, char **argv)
     fc_gguf_writer_set_bool(gw, "tokenizer.ggml.add_eos_token", false);
 
     for (int i = 0; i < n_jobs; i++) {
-        int64_t ne[2] = {jobs[i].ne[0], jobs[i].ne[1]};
+        int64_t ne[3] = {jobs[i].ne[0], jobs[i].ne[1], 1};
+        if (jobs[i].ne2 > 0) {
+            ne[1] = jobs[i].ne[1] / jobs[i].ne2;
+            ne[2] = jobs[i].ne2;
+        }
         fc_gguf_writer_add_tensor(gw, jobs[i].name, jobs[i].type, jobs[i].n_dims, ne, jobs[i].data);
     }
     double t1 = fc_time_sec();

@@ -22,6 +22,7 @@
 #   BENCH_TYPES="q4_1 q8_0 q4_0"   default-model types to run
 #   BENCH_TIMEOUT=600   seconds before one benchmark command is abandoned
 #   BENCH_OURS_ONLY=1   do not build or run llama.cpp
+#   BENCH_MOE=0         skip the random Mixtral (bench/make_random_gguf.c --shape moe)
 #   BENCH_WAIT_QUIET=20 seconds to wait, before each repetition, for other work
 #   BENCH_BUSY_PCT=15   on the machine to drop below this CPU percentage
 #   BENCH_QUANT_PURE=1  requantize every matrix to the type (llama-quantize --pure);
@@ -152,6 +153,7 @@ if [ "$RANDOM_MODELS" = 1 ]; then
     want=()
     for t in $RAND_TYPES_1B; do want+=("1b:$t"); done
     [ "$DO7B" = 1 ] && want+=("7b:q4_0")
+    [ "${BENCH_MOE:-1}" = 1 ] && want+=("moe:q4_0")   # a small random Mixtral (8 experts, top-2)
     for st in "${want[@]}"; do
         shape=${st%%:*}; t=${st##*:}
         f="$MODELS/random-$shape-$t.gguf"

@@ -312,7 +312,8 @@ static void bench_batched(bench_ctx *x, int B, int S)
 
 /* Bytes of weights one decode step reads from memory: every tensor once as
  * stored, but only one row of the token embedding unless it doubles as the
- * output projection. (Exact mode dequantizes rows on the fly, so it reads
+ * output projection, and k of the E experts of a Mixtral (one sequence's
+ * step; a batch reads up to all of them). (Exact mode dequantizes rows on the fly, so it reads
  * the same bytes.) */
 static double weight_bytes_per_step(const fc_model *m)
 {
@@ -322,6 +323,8 @@ static double weight_bytes_per_step(const fc_model *m)
     const fc_tensor *t;
     for (int64_t i = 0; fc_model_tensor_at(m, i, &name, &t); i++) {
         if (!strcmp(name, "token_embd.weight") && !c->tied_embeddings) sum += (double)fc_tensor_row_bytes(t);
+        else if (c->n_expert > 0 && t->n_dims == 3 && t->ne[2] == c->n_expert) /* Mixtral: one token reads its k experts */
+            sum += (double)t->nbytes * c->n_expert_used / c->n_expert;
         else sum += (double)t->nbytes;
     }
     return sum;

@@ -38,6 +38,7 @@ int fc_cmd_inspect(int argc, char **argv)
     printf("layers (L):     %d\n", c->n_layer);
     printf("heads (NH/NKV): %d / %d (head size %d)\n", c->n_head, c->n_head_kv, c->head_dim);
     printf("feed-forward:   %d\n", c->n_ff);
+    if (c->n_expert > 0) printf("experts:        %d, %d used per token (feed-forward width per expert)\n", c->n_expert, c->n_expert_used);
     printf("context:        %d\n", c->n_ctx_train);
     printf("rms eps:        %g\n", (double)c->rms_eps);
     printf("rope:           theta %g, scaling %s", (double)c->rope_theta, scal[c->rope_scaling]);

@@ -163,6 +163,10 @@ int fc_cli_write_gguf(const char *path, const char *out, int type)
             KU("rope.scaling.original_context_length", c->rope_orig_ctx);
             KF("rope.scaling.attn_factor", c->rope_attn_factor);
         }
+        if (c->n_expert > 0) { /* Mixtral, as llama.cpp's converter writes it */
+            KU("expert_count", c->n_expert);
+            KU("expert_used_count", c->n_expert_used);
+        }
         if (c->bos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
         if (c->eos_id >= 0) fc_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
 #undef KU
@@ -186,6 +190,7 @@ int fc_cli_write_gguf(const char *path, const char *out, int type)
         int tt = keep ? t->type : type;
         if (t->n_dims < 2 || R == 1) tt = FC_DTYPE_F32;
         else if (keep) {}
+        else if (strstr(name, "ffn_gate_inp.")) tt = FC_DTYPE_F32; /* Mixtral's router stays f32, as llama.cpp's quantize keeps it */
         else if (K % fc_dtype_block_size(tt) != 0) tt = K % FC_QK == 0 ? FC_DTYPE_Q8_0 : FC_DTYPE_F16;
         if (tt == t->type && !permute) {
             fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, t->data);

@@ -35,6 +35,7 @@
  */
 #include "model_impl.h"
 #include "kv_cache_impl.h"
+#include "moe.h"
 #include "../tensor/ops.h"
 #include "../tensor/attn.h"
 
@@ -73,6 +74,7 @@ struct fc_exec {
     int32_t *seq_count;   /* (seq_cap) tokens per sequence in this batch */
     int32_t *out_rows;    /* (T) batch indices that want logits */
     int seq_cap;
+    fc_moe_scratch *moe;  /* Mixtral: the routed feed-forward's scratch, else NULL */
 };
 
 static int act_index(int act_type)
@@ -172,7 +174,9 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     e->tiles = fc_xmalloc(sizeof(int32_t) * 2 * T);
     e->attn_scratch = fc_aligned_alloc(sizeof(float) * fc_attn_scratch_floats(FC_ATTN_ROWS, c->head_dim) *
                                        (size_t)fc_pool_size(e->pool));
-    bool ok = e->x && e->xn && e->xl && e->q && e->k && e->v && e->att && e->g && e->u && e->attn_scratch;
+    if (c->n_expert > 0) e->moe = fc_moe_scratch_new(c, e->n_batch_max);
+    bool ok = e->x && e->xn && e->xl && e->q && e->k && e->v && e->att && e->g && e->u && e->attn_scratch &&
+              (c->n_expert == 0 || e->moe);
     for (int a = 0; a < ACT_N; a++) ok = ok && e->act[a];
     if (!ok) {
         FC_LOG_ERROR("fc_exec_new: cannot allocate scratch for %d tokens", e->n_batch_max);
@@ -205,6 +209,7 @@ void fc_exec_free(fc_exec *e)
     free(e->tiles);
     free(e->seq_count);
     free(e->out_rows);
+    fc_moe_scratch_free(e->moe);
     free(e);
 }
 
@@ -447,6 +452,54 @@ static void attn_merge(fwd *f, long i)
     fc_attn_merge(parts, S, e->att + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD);
 }
 
+/* Mixtral's feed-forward of the normed rows xn (T, C), into xn (moe.h):
+ * the router's logits, the tokens' experts (one thread routes), the rows
+ * gathered per expert, each used expert's gate/up and down products over
+ * its block of rows, then each token's k outputs summed with its weights. */
+static void moe_ffn(fwd *f, int ith, int nth, const fc_layer *L)
+{
+    fc_exec *e = f->e;
+    fc_moe_scratch *s = e->moe;
+    const fc_model_config *c = &f->m->cfg;
+    const int T = f->T, C = c->n_embd, FF = c->n_ff, E = c->n_expert, k = c->n_expert_used;
+    mm_out r[1] = {{&L->ffn_gate_inp, s->router}};
+    matmul_group(f, ith, nth, e->xn, C, T, r, 1);
+    if (ith == 0) fc_moe_route(s, T);
+    fc_pool_barrier(e->pool);
+    long lo, hi;
+    fc_split_range((long)T * k, ith, nth, 1, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        memcpy(s->xin + (size_t)i * C, e->xn + (size_t)s->slot_tok[i] * C, sizeof(float) * (size_t)C);
+    fc_pool_barrier(e->pool);
+    for (int x = 0; x < E; x++) {
+        const int n = s->count[x], at = s->start[x];
+        if (n == 0) continue; /* an expert no token chose is not read */
+        fc_tensor g = fc_moe_expert(&L->gate_exps, x), u = fc_moe_expert(&L->up_exps, x);
+        mm_out gu[2] = {{&g, s->g + (size_t)at * FF}, {&u, s->u + (size_t)at * FF}};
+        matmul_group(f, ith, nth, s->xin + (size_t)at * C, C, n, gu, 2);
+    }
+    for (long i = lo; i < hi; i++)
+        fc_swiglu(s->g + (size_t)i * FF, s->g + (size_t)i * FF, s->u + (size_t)i * FF, FF);
+    fc_pool_barrier(e->pool);
+    for (int x = 0; x < E; x++) {
+        const int n = s->count[x], at = s->start[x];
+        if (n == 0) continue;
+        fc_tensor d = fc_moe_expert(&L->down_exps, x);
+        mm_out o[1] = {{&d, s->d + (size_t)at * C}};
+        matmul_group(f, ith, nth, s->g + (size_t)at * FF, FF, n, o, 1);
+    }
+    const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
+    for (int t = t0; t < t1; t++) {
+        float *y = e->xn + (size_t)t * C;
+        for (int i = 0; i < C; i++) y[i] = 0;
+        for (int j = 0; j < k; j++) {
+            const float w = s->tok_w[t * k + j], *d = s->d + (size_t)s->tok_slot[t * k + j] * C;
+            for (int i = 0; i < C; i++) y[i] += w * d[i];
+        }
+    }
+    fc_pool_barrier(e->pool);
+}
+
 static void forward_thread(void *ctx, int ith, int nth)
 {
     fwd *f = ctx;
@@ -547,6 +600,10 @@ static void forward_thread(void *ctx, int ith, int nth)
             fc_rmsnorm(xn, x, L->ffn_norm.data, C, c->rms_eps);
         }
         fc_pool_barrier(e->pool);
+        if (c->n_expert > 0) {
+            moe_ffn(f, ith, nth, L);
+            continue;
+        }
         mm_out gu[2] = {{&L->w_gate, e->g}, {&L->w_up, e->u}};
         matmul_group(f, ith, nth, e->xn, C, T, gu, 2);
         for (int t = t0; t < t1; t++) {

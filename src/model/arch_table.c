@@ -105,6 +105,26 @@ static const fc_tensor_spec phi3_layer[] = {
 };
 #undef SPLIT
 
+/* Mixtral: llama's attention; the feed-forward is a router and stacked
+ * experts (llama.cpp's names; Hugging Face's block_sparse_moe.gate, and
+ * block_sparse_moe.experts.N.w1 / w3 / w2 stacked by moe.c at load). */
+static const fc_tensor_spec mixtral_layer[] = {
+    {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", LAYER(attn_norm), FC_DIM_C, FC_DIM_1, FC_T_F32},
+    {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", LAYER(wq), FC_DIM_C, FC_DIM_Q, FC_T_MATRIX},
+    {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", LAYER(wk), FC_DIM_C, FC_DIM_KV, FC_T_MATRIX},
+    {"blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", LAYER(wv), FC_DIM_C, FC_DIM_KV, FC_T_MATRIX},
+    {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", LAYER(wo), FC_DIM_Q, FC_DIM_C, FC_T_MATRIX},
+    {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", LAYER(ffn_norm), FC_DIM_C, FC_DIM_1, FC_T_F32},
+    {"blk.%d.ffn_gate_inp.weight", "model.layers.%d.block_sparse_moe.gate.weight", LAYER(ffn_gate_inp), FC_DIM_C, FC_DIM_E, FC_T_MATRIX},
+    {"blk.%d.ffn_gate_exps.weight", NULL, LAYER(gate_exps), FC_DIM_C, FC_DIM_FF, FC_T_MATRIX | FC_T_EXPERTS},
+    {"blk.%d.ffn_up_exps.weight", NULL, LAYER(up_exps), FC_DIM_C, FC_DIM_FF, FC_T_MATRIX | FC_T_EXPERTS},
+    {"blk.%d.ffn_down_exps.weight", NULL, LAYER(down_exps), FC_DIM_FF, FC_DIM_C, FC_T_MATRIX | FC_T_EXPERTS},
+    {0},
+};
+static const fc_arch_info mixtral_info = {"llama", FC_ARCH_LLAMA, false, false, llama_global, mixtral_layer};
+
+const fc_arch_info *fc_arch_moe(void) { return &mixtral_info; }
+
 /* llama.cpp's converter permutes the Q and K rows of llama models so that
  * RoPE rotates adjacent pairs; qwen2 is left unpermuted (rotate-half). */
 static const fc_arch_info archs[] = {
@@ -142,6 +162,7 @@ int64_t fc_arch_dim(const fc_model_config *c, enum fc_dim d)
     case FC_DIM_QKV: return (int64_t)(c->n_head + 2 * c->n_head_kv) * c->head_dim;
     case FC_DIM_FF2: return 2 * (int64_t)c->n_ff;
     case FC_DIM_0: return 0;
+    case FC_DIM_E: return c->n_expert;
     }
     return 0;
 }

@@ -29,7 +29,10 @@
 #define GEMMA2_DEFAULT_HEAD_DIM 256
 #define PHI3_DEFAULT_CTX 4096
 
-enum model_kind { KIND_LLAMA, KIND_MISTRAL, KIND_QWEN2, KIND_GEMMA2, KIND_PHI3 };
+enum model_kind { KIND_LLAMA, KIND_MISTRAL, KIND_QWEN2, KIND_GEMMA2, KIND_PHI3, KIND_MIXTRAL };
+/* MixtralConfig: 4096 * 32 positions, rope_theta 1e6, no sliding window,
+ * 8 experts, top-2 */
+#define MIXTRAL_DEFAULT_THETA 1e6
 
 struct parser {
     const cJSON *root;
@@ -145,6 +148,7 @@ static enum fc_status get_kind(const struct parser *p, enum model_kind *kind)
         {"qwen2", "Qwen2ForCausalLM", KIND_QWEN2},
         {"gemma2", "Gemma2ForCausalLM", KIND_GEMMA2},
         {"phi3", "Phi3ForCausalLM", KIND_PHI3},
+        {"mixtral", "MixtralForCausalLM", KIND_MIXTRAL},
     };
     const cJSON *mt = item(p->root, "model_type");
     if (mt) {
@@ -158,7 +162,7 @@ static enum fc_status get_kind(const struct parser *p, enum model_kind *kind)
                 return FC_OK;
             }
         }
-        FC_LOG_ERROR("%s: model_type '%.64s' is not supported (llama, mistral, qwen2, gemma2, phi3)", p->name,
+        FC_LOG_ERROR("%s: model_type '%.64s' is not supported (llama, mistral, qwen2, gemma2, phi3, mixtral)", p->name,
                      mt->valuestring);
         return FC_ERR_UNSUPPORTED;
     }
@@ -175,7 +179,7 @@ static enum fc_status get_kind(const struct parser *p, enum model_kind *kind)
         }
     }
     FC_LOG_ERROR("%s: architecture '%.64s' is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                 "Qwen2ForCausalLM, Gemma2ForCausalLM, Phi3ForCausalLM)", p->name, a0->valuestring);
+                 "Qwen2ForCausalLM, Gemma2ForCausalLM, Phi3ForCausalLM, MixtralForCausalLM)", p->name, a0->valuestring);
     return FC_ERR_UNSUPPORTED;
 }
 
@@ -338,7 +342,7 @@ static enum fc_status get_ctx(const struct parser *p, enum model_kind kind, fc_m
 {
     static const char *keys[] = {"max_position_embeddings", "max_sequence_length", "seq_length",
                                  "max_seq_len", "model_max_length"};
-    int n = kind == KIND_MISTRAL ? MISTRAL_DEFAULT_CTX : kind == KIND_QWEN2 ? QWEN2_DEFAULT_CTX
+    int n = kind == KIND_MISTRAL || kind == KIND_MIXTRAL ? MISTRAL_DEFAULT_CTX : kind == KIND_QWEN2 ? QWEN2_DEFAULT_CTX
             : kind == KIND_GEMMA2 ? GEMMA2_DEFAULT_CTX : kind == KIND_PHI3 ? PHI3_DEFAULT_CTX
                                                                             : LLAMA_DEFAULT_CTX;
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) {
@@ -422,6 +426,23 @@ static enum fc_status get_sliding_window(const struct parser *p, enum model_kind
         }
     }
     c->sliding_window = window;
+    return FC_OK;
+}
+
+/* Mixtral: num_local_experts (8) experts, num_experts_per_tok (2) used, and
+ * MixtralConfig's rope_theta 1e6 when neither layout gives one. */
+static enum fc_status get_experts(const struct parser *p, fc_model_config *c)
+{
+    enum fc_status s;
+    if ((s = get_int(p, p->root, "num_local_experts", false, 8, 1, 256, &c->n_expert)) != FC_OK) return s;
+    if ((s = get_int(p, p->root, "num_experts_per_tok", false, 2, 1, 256, &c->n_expert_used)) != FC_OK) return s;
+    if (c->n_expert_used > c->n_expert) {
+        FC_LOG_ERROR("%s: num_experts_per_tok %d exceeds num_local_experts %d", p->name, c->n_expert_used,
+                     c->n_expert);
+        return FC_ERR_FORMAT;
+    }
+    const cJSON *rp = item(p->root, "rope_parameters");
+    if (!item(p->root, "rope_theta") && !(rp && item(rp, "rope_theta"))) c->rope_theta = (float)MIXTRAL_DEFAULT_THETA;
     return FC_OK;
 }
 
@@ -531,6 +552,7 @@ enum fc_status fc_hf_config_parse(const char *json, size_t len, const char *name
     if (dynamic)
         FC_LOG_WARN("%s: dynamic NTK rope scaling: context kept at the trained %d tokens", name, c.n_ctx_train);
     TRY(get_sliding_window(&p, kind, &c));
+    if (kind == KIND_MIXTRAL) TRY(get_experts(&p, &c));
     TRY(get_bool(&p, "tie_word_embeddings", kind == KIND_GEMMA2, &c.tied_embeddings));
     if (kind == KIND_GEMMA2) {
         double q, cap;

@@ -6,9 +6,11 @@
  * Gemma2Config's defaults: head_dim 256, tied, gelu_pytorch_tanh
  * hidden_activation, query_pre_attn_scalar 256, soft-caps 50 / 30 (null:
  * none), sliding_window 4096 on the even layers) and "phi3" (FC_ARCH_PHI3,
- * fused tensors; LongRoPE "longrope" / "su" scaling). When "model_type" is
+ * fused tensors; LongRoPE "longrope" / "su" scaling) and "mixtral" (FC_ARCH_LLAMA
+ * with n_expert = num_local_experts (8), n_expert_used = num_experts_per_tok
+ * (2), rope_theta 1e6 and no sliding window by default). When "model_type" is
  * absent, "architectures"[0] (LlamaForCausalLM, MistralForCausalLM,
- * Qwen2ForCausalLM, Gemma2ForCausalLM, Phi3ForCausalLM) decides. Both the transformers 4.x layout (top-level
+ * Qwen2ForCausalLM, Gemma2ForCausalLM, Phi3ForCausalLM, MixtralForCausalLM) decides. Both the transformers 4.x layout (top-level
  * "rope_theta" and "rope_scaling") and the 5.x layout ("rope_parameters"
  * holding rope_theta and rope_type) are read.
  *

@@ -19,10 +19,15 @@
  * (FC_T_SPLIT). GGUF keys beyond llama.cpp's: <arch>.attention.scale
  * (gemma2 query scale), <arch>.attention.sliding_window_first_layer (qwen2).
  *
- * Does not: T5, MoE, YaRN scaling, partial rotary embeddings.
+ * Mixtral (moe.h): GGUF "llama" files with llama.expert_count and the
+ * stacked ffn_*_exps tensors, or MixtralForCausalLM folders, whose
+ * per-expert tensors are stacked at load.
+ *
+ * Does not: T5, YaRN scaling, partial rotary embeddings.
  */
 #include "model_impl.h"
 #include "hf_config.h"
+#include "moe.h"
 #include "format/hub.h"
 
 #include "tensor/ops.h"
@@ -75,18 +80,24 @@ static bool to_f32(fc_model *m, fc_tensor *t, const char *what)
     return true;
 }
 
-/* Checks that t is present with the expected dims (ne0, ne1; ne1 = 0 for 1-D). */
-static bool check_shape(const fc_model *m, const fc_tensor *t, const char *name, int64_t ne0, int64_t ne1)
+/* Checks that t is present with the expected dims (ne0, ne1; ne1 = 0 for
+ * 1-D; ne2 > 1 for the 3-D stacks of experts). */
+static bool check_shape(const fc_model *m, const fc_tensor *t, const char *name, int64_t ne0, int64_t ne1, int64_t ne2)
 {
     if (!t->data) {
         FC_LOG_ERROR("%s: missing tensor %s", m->path, name);
         return false;
     }
     int64_t want1 = ne1 ? ne1 : 1;
-    if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
-        FC_LOG_ERROR("%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", m->path,
-                     name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                     (long long)t->ne[3], (long long)ne0, (long long)want1);
+    if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != ne2 || t->ne[3] != 1) {
+        if (ne2 > 1)
+            FC_LOG_ERROR("%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld] (%lld experts)",
+                         m->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)ne0, (long long)want1, (long long)ne2, (long long)ne2);
+        else
+            FC_LOG_ERROR("%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", m->path,
+                         name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)ne0, (long long)want1);
         return false;
     }
     if (!fc_dtype_supported(t->type)) {
@@ -169,7 +180,8 @@ static bool finish_tensors(fc_model *m)
             char shown[160];
             if (m->format == FC_FORMAT_HF && sp->hf) spec_name(shown, sizeof shown, sp->hf, l);
             else snprintf(shown, sizeof shown, "%s", name);
-            if (!check_shape(m, t, shown, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1))) return false;
+            const int64_t ne2 = (sp->flags & FC_T_EXPERTS) ? c->n_expert : 1;
+            if (!check_shape(m, t, shown, fc_arch_dim(c, sp->ne0), fc_arch_dim(c, sp->ne1), ne2)) return false;
             if ((sp->flags & FC_T_F32) && !to_f32(m, t, shown)) return false;
             if ((sp->flags & FC_T_NORM1) && m->format == FC_FORMAT_HF && t->data) {
                 float *w = (float *)t->data; /* an owned f32 copy (to_f32) */
@@ -262,6 +274,7 @@ static bool load_gguf(fc_model *m)
                      c->n_embd, c->n_layer, c->n_ff, c->n_head, c->n_head_kv);
         return false;
     }
+    if (!fc_moe_read_gguf(m)) return false; /* Mixtral: llama.expert_count (moe.c) */
     if (!gguf_u32(m, a, "attention.key_length", &c->head_dim, false)) c->head_dim = c->n_embd / c->n_head;
     int rope_dim;
     if (gguf_u32(m, a, "rope.dimension_count", &rope_dim, false) && rope_dim != c->head_dim) {
@@ -383,10 +396,11 @@ static bool load_hf(fc_model *m)
     if (st != FC_OK) return false;
     m->st = fc_safetensors_open(m->path);
     if (!m->st) return false;
-    m->arch_info = fc_arch_of(m->cfg.arch);
+    m->arch_info = m->cfg.n_expert > 0 ? fc_arch_moe() : fc_arch_of(m->cfg.arch);
     FC_ASSERT(m->arch_info);
     m->layers = fc_xcalloc((size_t)m->cfg.n_layer, sizeof(fc_layer));
     bind_tensors(m, NULL, m->st);
+    if (m->cfg.n_expert > 0 && !fc_moe_stack_hf(m)) return false; /* per-expert tensors -> stacks (moe.c) */
     return true;
 }
 
@@ -411,9 +425,15 @@ static int matrices(fc_model *m, fc_tensor **out)
     return n;
 }
 
+/* Rows of a matrix, or of a 3-D stack of them (Mixtral's experts). */
+static int64_t n_rows(const fc_tensor *t) { return fc_tensor_nelem(t) / t->ne[0]; }
+
+/* A stack of experts packs as one matrix of all their rows: with ne1 a
+ * multiple of 8, each expert's rows are whole 8-row groups of it. */
 static bool packable(const fc_tensor *t)
 {
-    return t->data && !t->packed && t->n_dims == 2 && fc_pack_type(t->type) >= 0 && t->ne[1] % 8 == 0 && t->ne[0] % FC_QK == 0;
+    return t->data && !t->packed && (t->n_dims == 2 || (t->n_dims == 3 && t->ne[3] == 1)) &&
+           fc_pack_type(t->type) >= 0 && t->ne[1] % 8 == 0 && t->ne[0] % FC_QK == 0;
 }
 
 /* Packing is cut into chunks of whole 8-row groups that threads take in
@@ -449,7 +469,7 @@ static void pack_thread(void *ctx, int ith, int nth)
         fc_tensor *t = j->mats[i];
         const size_t rs = fc_tensor_row_bytes(t);
         const int64_t rows = chunk_rows(t);
-        const int64_t r0 = (c - j->first_chunk[i]) * rows, r1 = FC_MIN(r0 + rows, t->ne[1]);
+        const int64_t r0 = (c - j->first_chunk[i]) * rows, r1 = FC_MIN(r0 + rows, n_rows(t));
         const uint8_t *src = (const uint8_t *)t->data + (size_t)r0 * rs;
         const bool ok = fc_pack_rows(t->type, src, rs, r1 - r0, t->ne[0], j->dst[i] + (size_t)r0 * rs);
         FC_ASSERT(ok);
@@ -507,7 +527,7 @@ static bool pack_weights(fc_model *m)
         fc_tensor *t = all[i];
         const int64_t rows = chunk_rows(t);
         j.dst[i] = at;
-        j.first_chunk[i + 1] = j.first_chunk[i] + (long)((t->ne[1] + rows - 1) / rows);
+        j.first_chunk[i + 1] = j.first_chunk[i] + (long)((n_rows(t) + rows - 1) / rows);
         at += (t->nbytes + 63) & ~(size_t)63;
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

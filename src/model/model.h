@@ -84,6 +84,11 @@ typedef struct fc_model_config {
     bool post_norms;          /* post-attention and post-feed-forward norms on the branch outputs */
     enum fc_ffn_act ffn_act;
     int bos_id, eos_id;       /* -1 when unknown */
+    /* Mixtral (mixture of experts, moe.c): n_expert > 0 replaces the
+     * feed-forward by n_expert SwiGLU experts of width n_ff, of which each
+     * token uses the n_expert_used its router ranks highest */
+    int n_expert;             /* E (0: a dense feed-forward) */
+    int n_expert_used;        /* top-k */
 } fc_model_config;
 
 typedef struct fc_model fc_model;

@@ -22,6 +22,12 @@ typedef struct fc_layer {
     fc_tensor post_ffn_norm;        /* (C) gemma2: norm of the feed-forward output */
     fc_tensor wqkv;                 /* (NH*HS + 2*NKV*HS, C) phi3 fused q/k/v: wq, wk, wv are row views of it */
     fc_tensor w_gate_up;            /* (2*FF, C) phi3 fused gate/up: w_gate, w_up are row views of it */
+    /* mixtral (moe.c): the router and the experts stacked in 3-D tensors
+     * (GGUF ffn_gate_exps / ffn_up_exps / ffn_down_exps; a Hugging Face
+     * folder's per-expert w1 / w3 / w2 are copied into such stacks at load) */
+    fc_tensor ffn_gate_inp;         /* (E, C) router */
+    fc_tensor gate_exps, up_exps;   /* (E, FF, C) */
+    fc_tensor down_exps;            /* (E, C, FF) */
 } fc_layer;
 
 /* ---- the tensors of an architecture (arch_table.c) ---- */
@@ -38,6 +44,7 @@ enum fc_dim {
     FC_DIM_QKV,   /* n_head * head_dim + 2 * n_head_kv * head_dim */
     FC_DIM_FF2,   /* 2 * n_ff */
     FC_DIM_0,     /* 0: a split view's first row offset */
+    FC_DIM_E,     /* n_expert */
 };
 
 enum fc_tensor_spec_flags {
@@ -48,6 +55,7 @@ enum fc_tensor_spec_flags {
     FC_T_TIED = 16,    /* absent (or tied_embeddings): the token embeddings stand in */
     FC_T_SPLIT = 32,   /* not in the file: rows [split_row0, +ne1) of the fused tensor at split_of */
     FC_T_NORM1 = 64,   /* a Gemma norm: Hugging Face stores w for (1 + w), GGUF stores 1 + w */
+    FC_T_EXPERTS = 128, /* 3-D: ne2 = n_expert (stacked expert matrices, moe.c) */
 };
 
 typedef struct fc_tensor_spec {
@@ -75,6 +83,10 @@ const fc_arch_info *fc_arch_find(const char *name);
 const fc_arch_info *fc_arch_of(enum fc_arch arch);
 /* The size d stands for under config c. */
 int64_t fc_arch_dim(const fc_model_config *c, enum fc_dim d);
+
+/* The layer table of Mixtral models (GGUF architecture "llama" with
+ * llama.expert_count, or a MixtralForCausalLM folder). */
+const fc_arch_info *fc_arch_moe(void);
 
 /* Named tensor, for iteration in canonical GGUF naming. */
 typedef struct fc_named_tensor {
