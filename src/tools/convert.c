@@ -326,6 +326,10 @@ enum fc_status fc_convert_gguf_to_hf(const char *path, const char *out, const fc
                      c->rope_scaling == FC_ROPE_SCALING_LLAMA3 ? "llama3" : "LongRoPE");
         goto done;
     }
+    if (c->n_expert > 0) {
+        FC_LOG_ERROR("%s: mixture-of-experts (Mixtral) GGUF files are not converted to Hugging Face folders by this build", path);
+        goto done;
+    }
     int wt = fc_model_weight_type(m);
     int dtype = opts.dtype >= 0 ? opts.dtype : plain(wt) ? wt : FC_DTYPE_F32;
     if (!plain(dtype)) {
