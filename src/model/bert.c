@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/file.h"
 #include "../base/json.h"
@@ -71,7 +72,8 @@ static cJSON *read_json(const char *dir, const char *file, bool required, bool *
 {
     char *p = fc_xasprintf("%s/%s", dir, file);
     size_t len = 0;
-    char *s = fc_file_read(p, &len, 1u << 24);
+    /* an optional file that is absent is no error (and logs nothing) */
+    char *s = required || access(p, F_OK) == 0 ? fc_file_read(p, &len, 1u << 24) : NULL;
     cJSON *j = NULL;
     if (!s) {
         if (required) {
