@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "../base/file.h"
 #include "../base/json.h"
@@ -426,7 +429,6 @@ static void layernorm(float *x, const float *w, const float *bias, int n, float 
 }
 
 #ifdef __AVX2__
-#include <immintrin.h>
 /* y(N, R) = x(N, K) W^T + bias for the 16 rows of panel p (16 x K, column
  * by column): 6 tokens x 16 rows of accumulators, one broadcast of x and
  * two loads of W per 12 FMAs (the GEMM micro-kernel shape of BLIS/OpenBLAS
@@ -495,12 +497,111 @@ static void mm(const mat *m, const float *x, int N, float *y, const float *bias,
     }
 }
 
+#ifdef __AVX2__
+/* exp(x) for x <= 0 (Cephes' expf: 2^n times a degree-5 polynomial on
+ * [-ln2/2, ln2/2], relative error about 2e-7); x below -87 gives 0. */
+static inline __m256 exp_neg(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* erf(x), Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), odd-extended. */
+static inline __m256 erf8(__m256 x)
+{
+    const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+    const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(a, _mm256_set1_ps(0.3275911f),
+                                                                         _mm256_set1_ps(1.0f)));
+    __m256 y = _mm256_set1_ps(1.061405429f);
+    y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-1.453152027f));
+    y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(1.421413741f));
+    y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-0.284496736f));
+    y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(0.254829592f));
+    y = _mm256_mul_ps(y, t);
+    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
+    const __m256 r = _mm256_fnmadd_ps(y, e, _mm256_set1_ps(1.0f));
+    return _mm256_or_ps(r, sign);
+}
+#endif
+
+/* GELU with the exact erf (transformers' "gelu"): 0.5 x (1 + erf(x / sqrt 2)). */
 static void gelu_rows(float *h, int N, int FF, int ith, int nth)
 {
     long lo, hi;
     fc_split_range((long)N * FF, ith, nth, 16, &lo, &hi);
-    for (long i = lo; i < hi; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * (float)M_SQRT1_2));
+    long i = lo;
+#ifdef __AVX2__
+    for (; i + 8 <= hi; i += 8) {
+        __m256 x = _mm256_loadu_ps(h + i);
+        __m256 e = erf8(_mm256_mul_ps(x, _mm256_set1_ps((float)M_SQRT1_2)));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
+                                              _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+    }
+#endif
+    for (; i < hi; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * (float)M_SQRT1_2));
 }
+
+#ifdef __AVX2__
+/* One head of one sequence: for each query, scores against every key,
+ * softmax, and the weighted sum of the values, with the HS (8..64) values
+ * of a head in registers. */
+static void attend_head_avx2(const float *q, const float *k, const float *v, float *ctx, int C, int HS, int t0,
+                             int n, int hd, float scale, float *sc)
+{
+    const int nv = HS / 8;
+    for (int i = 0; i < n; i++) {
+        const float *qi = q + (size_t)(t0 + i) * C + hd * HS;
+        __m256 qv[8];
+        for (int d = 0; d < nv; d++) qv[d] = _mm256_mul_ps(_mm256_loadu_ps(qi + 8 * d), _mm256_set1_ps(scale));
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++) {
+            const float *kj = k + (size_t)(t0 + j) * C + hd * HS;
+            __m256 acc = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kj));
+            for (int d = 1; d < nv; d++) acc = _mm256_fmadd_ps(qv[d], _mm256_loadu_ps(kj + 8 * d), acc);
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            sc[j] = _mm_cvtss_f32(h);
+            if (sc[j] > mx) mx = sc[j];
+        }
+        float sum = 0;
+        int j = 0;
+        __m256 sv = _mm256_setzero_ps();
+        for (; j + 8 <= n; j += 8) {
+            __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(mx)));
+            _mm256_storeu_ps(sc + j, e);
+            sv = _mm256_add_ps(sv, e);
+        }
+        float tmp[8];
+        _mm256_storeu_ps(tmp, sv);
+        for (int u = 0; u < 8; u++) sum += tmp[u];
+        for (; j < n; j++) sum += sc[j] = expf(sc[j] - mx);
+        __m256 o[8];
+        for (int d = 0; d < nv; d++) o[d] = _mm256_setzero_ps();
+        for (j = 0; j < n; j++) {
+            const float *vj = v + (size_t)(t0 + j) * C + hd * HS;
+            const __m256 p = _mm256_set1_ps(sc[j]);
+            for (int d = 0; d < nv; d++) o[d] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * d), o[d]);
+        }
+        const __m256 inv = _mm256_set1_ps(1.0f / sum);
+        float *oi = ctx + (size_t)(t0 + i) * C + hd * HS;
+        for (int d = 0; d < nv; d++) _mm256_storeu_ps(oi + 8 * d, _mm256_mul_ps(o[d], inv));
+    }
+}
+#endif
 
 static void attention(const fwd *f, int ith, int nth)
 {
@@ -513,6 +614,12 @@ static void attention(const fwd *f, int ith, int nth)
     for (long w = lo; w < hi; w++) {
         int s = (int)(w / b->NH), hd = (int)(w % b->NH);
         int t0 = f->start[s], n = f->len[s];
+#ifdef __AVX2__
+        if (HS % 8 == 0 && HS <= 64) {
+            attend_head_avx2(f->q, f->k, f->v, f->ctx, C, HS, t0, n, hd, scale, sc);
+            continue;
+        }
+#endif
         for (int i = 0; i < n; i++) {
             const float *qi = f->q + (size_t)(t0 + i) * C + hd * HS;
             float mx = -INFINITY;
