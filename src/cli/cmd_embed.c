@@ -123,7 +123,7 @@ int fc_cmd_embed(int argc, char **argv)
     float *out = fc_xmalloc(sizeof(float) * (size_t)C * (size_t)(n ? n : 1));
     int32_t **ids = fc_xcalloc((size_t)n + 1, sizeof(int32_t *));
     int *nt = fc_xcalloc((size_t)n + 1, sizeof(int));
-    double t0 = now_s();
+    double t0 = now_s(), c0 = (double)clock() / CLOCKS_PER_SEC;
     long n_tok = 0;
     for (int r = 0; r < repeat; r++) {
         for (int i = 0; i < n; i++) {
@@ -138,11 +138,14 @@ int fc_cmd_embed(int argc, char **argv)
             if (st != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
         }
     }
-    double dt = now_s() - t0;
+    double dt = now_s() - t0, cpu = (double)clock() / CLOCKS_PER_SEC - c0;
     if (bench) {
-        printf("embed: %s: %d texts x %d, %ld tokens, batch %d: %.1f embeddings/s, %.0f tokens/s (load %.2f s, "
-               "pooling %s%s)\n",
-               path, n, repeat, n_tok, batch, (double)n * repeat / dt, n_tok / dt, t_load, fc_bert_pooling(b),
+        /* per CPU-second too: on a shared machine the wall-clock figure
+         * depends on what else runs, the CPU time much less */
+        printf("embed: %s: %d texts x %d, %ld tokens, batch %d: %.1f embeddings/s, %.0f tokens/s, %.1f embeddings "
+               "per CPU-second (load %.2f s, pooling %s%s)\n",
+               path, n, repeat, n_tok, batch, (double)n * repeat / dt, n_tok / dt,
+               cpu > 0 ? (double)n * repeat / cpu : 0.0, t_load, fc_bert_pooling(b),
                fc_bert_normalizes(b) ? ", normalized" : "");
     } else {
         fc_str_putc(&o, '[');
