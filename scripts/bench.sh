@@ -264,6 +264,16 @@ if [ "${BENCH_TOKENIZER:-1}" = 1 ]; then
         log "tokenizer benchmark failed or token counts differ (log: $OUT/logs/bench_tokenizer.log)"
     fi
 fi
+# ---- 6b. embeddings: all-MiniLM-L6-v2 against sentence-transformers ----
+if [ "${BENCH_EMBED:-1}" = 1 ]; then
+    log "embeddings (scripts/bench_embed.sh)"
+    if scripts/bench_embed.sh "$BINDIR" >"$OUT/logs/bench_embed.log" 2>&1 && [ -s "$OUT/embed.md" ]; then
+        { echo; cat "$OUT/embed.md"; } >> "$OUT/results.md"
+        cat "$OUT/embed.md"
+    else
+        log "embedding benchmark failed (log: $OUT/logs/bench_embed.log)"
+    fi
+fi
 # ---- 7. serving: the HTTP API against llama-server at 1, 4, 16 and 64 clients ----
 if [ "${BENCH_SERVE:-1}" = 1 ]; then
     log "serving (scripts/bench_serve.sh)"

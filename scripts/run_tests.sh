@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 export FASTCHAT_BIN="$PWD/$BUILD/fastchat"
 export FASTCHAT_MODEL="$(scripts/fetch_model.sh)"
+export FASTCHAT_EMBED_MODEL="$(scripts/fetch_embed_model.sh)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 pass=0; fail=0; skip=0; failed=()
 

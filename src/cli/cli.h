@@ -40,6 +40,7 @@ int fc_cmd_train(int argc, char **argv);
 int fc_cmd_apply_delta(int argc, char **argv);
 int fc_cmd_make_delta(int argc, char **argv);
 int fc_cmd_apply_lora(int argc, char **argv);
+int fc_cmd_embed(int argc, char **argv);
 
 /* Prints "error: <msg>" (and "hint: <hint>" when hint is not NULL) to stderr
  * and exits with status 1. */

@@ -43,6 +43,7 @@ static const struct {
     {"data", fc_cmd_data, "FastChat's ShareGPT data tools (clean, split, sample, merge, stats...)"},
     {"judge", fc_cmd_judge, "MT-bench style evaluation: answers, LLM judge, results, agreement"},
     {"train", fc_cmd_train, "supervised fine-tuning on conversations (FastChat train.py)"},
+    {"embed", fc_cmd_embed, "sentence embeddings with a BERT encoder (all-MiniLM-L6-v2)"},
 };
 
 static void usage(FILE *f)

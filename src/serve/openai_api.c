@@ -290,6 +290,14 @@ static enum up_status up_post_call(const char *base, const char *path, const cha
         *why = r.status == 404 ? fc_xstrdup("Not Found")
                : r.status == 500 ? fc_xstrdup("Internal Server Error")
                                  : fc_xasprintf("HTTP %d", r.status);
+        /* our worker's 400s say why in "detail" (an embedding-only model asked to chat) */
+        cJSON *eb = r.status == 400 ? cJSON_ParseWithLength(r.body ? r.body : "", r.len) : NULL;
+        const cJSON *det = cJSON_GetObjectItemCaseSensitive(eb, "detail");
+        if (cJSON_IsString(det)) {
+            free(*why);
+            *why = fc_xstrdup(det->valuestring);
+        }
+        cJSON_Delete(eb);
     } else {
         *out = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
         if (!*out) {

@@ -21,6 +21,8 @@
  */
 #include "worker.h"
 #include "chat/template_pick.h"
+#include "model/bert.h"
+#include "tokenizer/wordpiece.h"
 #include "reqguard.h"
 #include "response_format.h"
 #include "../base/fc_base.h"
@@ -54,6 +56,8 @@ enum {
 /* Embedding bounds per request (OpenAI's: 2048 inputs); each input also fits
  * the context unless --embed-in-truncate (FastChat's flag) cuts it there. */
 #define MAX_EMBED_INPUTS 2048
+/* inputs per forward pass of a BERT encoder (model/bert.h) */
+#define ENC_BATCH 64
 #define MAX_EMBED_TOKENS 65536
 
 /* ---- text building ---- */
@@ -230,6 +234,10 @@ typedef struct wmodel {
     fc_engine *engine;
     char *conv_json;        /* the /worker_get_conv_template answer */
     int n_ctx;
+    /* a BERT sentence encoder (model/bert.h) instead of model/tok/engine
+     * (which are then NULL): it serves embeddings only */
+    fc_bert *bert;
+    fc_wordpiece *wp;
 } wmodel;
 
 /* One request waiting for admission. */
@@ -387,6 +395,18 @@ static wmodel *pick_model(fc_worker *w, const cJSON *body, fc_http_reply *rep)
             if (!strcmp(w->models[i].names[k], m->valuestring)) return &w->models[i];
     reply_bad_request(rep, "this worker does not serve model '%s'", m->valuestring);
     return NULL;
+}
+
+/* Chat, completion and tokenizer endpoints refuse an embedding model with a
+ * 400 naming it (true: refused, the reply is set). */
+static bool refuse_encoder(const wmodel *m, fc_http_reply *rep)
+{
+    if (!m || !m->bert) return false;
+    reply_bad_request(rep,
+                      "model '%s' is an embedding model (BERT sentence encoder): it serves /v1/embeddings only, "
+                      "not chat or text completions",
+                      m->names[0]);
+    return true;
 }
 
 /* A number field (Python's float()/int() also take numeric strings).
@@ -846,6 +866,10 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
     cJSON *body = parse_body(req, rep);
     if (!body) return;
     wmodel *m = pick_model(w, body, rep);
+    if (refuse_encoder(m, rep)) {
+        cJSON_Delete(body);
+        return;
+    }
     gen_params p;
     char why[PARAM_ERROR_MAX];
     if (!m || !read_params(w->has_seed, w->seed, body, &p, why)) {
@@ -1078,7 +1102,14 @@ static void h_count_token(const fc_http_request *req, fc_http_reply *rep, void *
         cJSON_Delete(body);
         return;
     }
-    int n = fc_tokenizer_encode_buf(m->tok, pr->valuestring, strlen(pr->valuestring), true, true, NULL, 0);
+    int n;
+    if (m->bert) { /* the tokens the encoder computes: cut at max_seq_length */
+        int32_t *ids = NULL;
+        n = fc_wordpiece_encode(m->wp, pr->valuestring, strlen(pr->valuestring), true, m->n_ctx, &ids);
+        free(ids);
+    } else {
+        n = fc_tokenizer_encode_buf(m->tok, pr->valuestring, strlen(pr->valuestring), true, true, NULL, 0);
+    }
     cJSON_Delete(body);
     char out[96];
     if (n < 0) {
@@ -1099,6 +1130,10 @@ static void h_tokenize(const fc_http_request *req, fc_http_reply *rep, void *use
     cJSON *body = parse_body(req, rep);
     if (!body) return;
     wmodel *m = pick_model(user, body, rep);
+    if (refuse_encoder(m, rep)) {
+        cJSON_Delete(body);
+        return;
+    }
     const cJSON *pr = m ? cJSON_GetObjectItemCaseSensitive(body, "prompt") : NULL;
     const cJSON *as = cJSON_GetObjectItemCaseSensitive(body, "add_special_tokens");
     if (m && !cJSON_IsString(pr)) reply_bad_request(rep, "'prompt' must be a string");
@@ -1133,6 +1168,10 @@ static void h_detokenize(const fc_http_request *req, fc_http_reply *rep, void *u
     cJSON *body = parse_body(req, rep);
     if (!body) return;
     wmodel *m = pick_model(user, body, rep);
+    if (refuse_encoder(m, rep)) {
+        cJSON_Delete(body);
+        return;
+    }
     const cJSON *toks = m ? cJSON_GetObjectItemCaseSensitive(body, "tokens") : NULL;
     char why[PARAM_ERROR_MAX];
     int32_t *ids = NULL;
@@ -1161,7 +1200,7 @@ static void h_conv_template(const fc_http_request *req, fc_http_reply *rep, void
     if (!body) return;
     wmodel *m = pick_model(user, body, rep);
     cJSON_Delete(body);
-    if (m) fc_http_reply_json(rep, 200, m->conv_json);
+    if (m && !refuse_encoder(m, rep)) fc_http_reply_json(rep, 200, m->conv_json);
 }
 
 static void h_model_details(const fc_http_request *req, fc_http_reply *rep, void *user)
@@ -1223,7 +1262,9 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
     char *err = NULL;
     int k = 0;
     for (const cJSON *s = one ? in : in->child; s && !err; s = one ? NULL : s->next, k++) {
-        int n = fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &all[k]);
+        /* an encoder cuts at max_seq_length, as sentence-transformers does */
+        int n = m->bert ? fc_wordpiece_encode(m->wp, s->valuestring, strlen(s->valuestring), true, m->n_ctx, &all[k])
+                        : fc_tokenizer_encode(m->tok, s->valuestring, strlen(s->valuestring), true, true, &all[k]);
         if (n <= 0) {
             char why[96];
             snprintf(why, sizeof why, n == 0 ? "input %d is empty: it has no tokens" : "input %d cannot be tokenized",
@@ -1251,16 +1292,38 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             break;
         }
     }
-    int C = fc_engine_embed_dim(m->engine);
+    int C = m->bert ? fc_bert_dim(m->bert) : fc_engine_embed_dim(m->engine);
     float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
     sb b = {0};
     sb_puts(&b, "{\"embedding\": [");
+    /* an encoder embeds the inputs in batches of ENC_BATCH, all at once */
+    float *encv = NULL;
+    if (m->bert && !err) {
+        encv = malloc(sizeof(float) * (size_t)C * (size_t)n_in);
+        for (int s0 = 0; s0 < n_in && !err && encv; s0 += ENC_BATCH) {
+            if (fc_http_request_client_gone(req)) {
+                err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+                break;
+            }
+            int nb = n_in - s0 < ENC_BATCH ? n_in - s0 : ENC_BATCH;
+            enum fc_status st =
+                fc_bert_embed(m->bert, (const int32_t *const *)all + s0, lens + s0, nb, encv + (size_t)s0 * C);
+            if (st != FC_OK) {
+                char why[160];
+                snprintf(why, sizeof why, "embedding inputs %d..%d failed: %s", s0, s0 + nb - 1, fc_status_str(st));
+                err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
+            }
+        }
+        if (!encv) err = error_json(ERR_OOM, "out of memory");
+    }
     for (k = 0; k < n_in && !err; k++) {
         if (fc_http_request_client_gone(req)) { /* the client left, or the worker stops */
             err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
             break;
         }
-        enum fc_status st = fc_engine_embed(m->engine, all[k], lens[k], vec, embed_keep_going, (void *)req);
+        enum fc_status st = FC_OK;
+        if (encv) memcpy(vec, encv + (size_t)k * C, sizeof(float) * (size_t)C);
+        else st = fc_engine_embed(m->engine, all[k], lens[k], vec, embed_keep_going, (void *)req);
         if (st != FC_OK && fc_http_request_client_gone(req)) {
             err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
             break;
@@ -1291,6 +1354,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
     slot_release(w);
     cJSON_Delete(body);
     free(vec);
+    free(encv);
     if (err) {
         fc_http_reply_json(rep, 200, err);
         free(err);
@@ -1423,6 +1487,19 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
         m->names = fc_xmalloc(sizeof(char *));
         m->names[m->n_names++] = basename_of(spec->model_path);
     }
+    if (fc_bert_is_encoder(spec->model_path)) {
+        m->bert = fc_bert_load(spec->model_path, p->n_threads);
+        if (!m->bert) return false;
+        m->wp = fc_wordpiece_load(spec->model_path);
+        if (!m->wp) return false;
+        if (fc_wordpiece_n_vocab(m->wp) > fc_bert_n_vocab(m->bert)) {
+            FC_LOG_ERROR("worker: %s: the tokenizer has %d tokens, the model %d", spec->model_path,
+                         fc_wordpiece_n_vocab(m->wp), fc_bert_n_vocab(m->bert));
+            return false;
+        }
+        m->n_ctx = fc_bert_max_seq(m->bert);
+        return true;
+    }
     fc_model_load_params lp = {.load_8bit = p->load_8bit, .plain_layout = p->exact || p->act8};
     m->model = fc_model_load_ex(spec->model_path, &lp);
     if (!m->model) return false;
@@ -1467,6 +1544,8 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
 static void free_model(wmodel *m)
 {
     fc_engine_free(m->engine);
+    fc_bert_free(m->bert);
+    fc_wordpiece_free(m->wp);
     fc_tokenizer_free(m->tok);
     fc_model_free(m->model);
     for (int i = 0; i < m->n_names; i++) free(m->names[i]);

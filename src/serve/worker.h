@@ -74,6 +74,21 @@
  * a client that leaves cancels its work within about that. fc_worker_free
  * ends what runs with an error chunk ("the worker is shutting down").
  *
+ * Embedding models: a --model-path that is a BERT folder (config.json
+ * model_type "bert", model/bert.h: all-MiniLM-L6-v2 and other
+ * sentence-transformers encoders) is loaded as an encoder, not a chat model:
+ * /worker_get_embeddings answers with its pooled (and, as modules.json says,
+ * normalized) sentence embeddings, inputs cut at max_seq_length as
+ * sentence-transformers does (so never the context-length error), in forward
+ * passes of up to 64 inputs packed together; /count_token counts those
+ * tokens and /model_details gives max_seq_length. Chat and completion
+ * requests, the conversation template, /worker_tokenize and
+ * /worker_detokenize get a 400 saying the model is an embedding model. The
+ * encoder runs on its own thread pool, outside the chat engine's scheduler
+ * (one embedding request at a time per encoder, on the HTTP thread that
+ * holds the admission slot): a clearly separated path, since an encoder
+ * needs no KV cache, sampling or continuous batching.
+ *
  * Registration: unless no_register, the worker registers with the controller
  * at start ({worker_name, check_heart_beat: true, worker_status, multimodal:
  * false}) and a thread sends /receive_heart_beat {worker_name, queue_length}
