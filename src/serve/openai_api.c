@@ -83,32 +83,6 @@ struct fc_openai_api {
 
 /* ---- helpers ---- */
 
-typedef struct sb {
-    char *p;
-    size_t len, cap;
-} sb;
-
-static void sb_put(sb *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->p = fc_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sb *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_free(sb *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 static double env_num(const char *name, double dflt)
 {
     const char *s = getenv(name);
@@ -135,21 +109,21 @@ static void short_uuid(char *out /* >= 23 bytes */)
 }
 
 /* Removes every U+FFFD (EF BF BD), as FastChat's .replace("\ufffd", ""). */
-static void strip_fffd(const char *s, size_t n, sb *out)
+static void strip_fffd(const char *s, size_t n, fc_str *out)
 {
-    out->len = 0;
-    sb_put(out, "", 0);
+    fc_str_truncate(out, 0);
+    fc_str_putn(out, "", 0);
     size_t i = 0, start = 0;
     while (i + 2 < n) {
         if ((unsigned char)s[i] == 0xEF && (unsigned char)s[i + 1] == 0xBF && (unsigned char)s[i + 2] == 0xBD) {
-            sb_put(out, s + start, i - start);
+            fc_str_putn(out, s + start, i - start);
             i += 3;
             start = i;
         } else {
             i++;
         }
     }
-    sb_put(out, s + start, n - start);
+    fc_str_putn(out, s + start, n - start);
 }
 
 static cJSON *json_get(const cJSON *o, const char *key)
@@ -353,17 +327,17 @@ static bool check_model(fc_openai_api *a, const char *model, api_err *e)
     cJSON *models = ctl_list_models(a, e);
     if (!models) return false;
     bool found = false;
-    sb list = {0};
+    fc_str list = FC_STR_INIT;
     const cJSON *it;
     cJSON_ArrayForEach(it, models) {
         if (!cJSON_IsString(it)) continue;
         if (!strcmp(it->valuestring, model)) found = true;
-        if (list.len) sb_puts(&list, "&&");
-        sb_puts(&list, it->valuestring);
+        if (list.len) fc_str_puts(&list, "&&");
+        fc_str_puts(&list, it->valuestring);
     }
     if (!found)
         err_set(e, 400, ERR_INVALID_MODEL, "model", "Only %s allowed now, your model %s", list.p ? list.p : "", model);
-    sb_free(&list);
+    fc_str_free(&list);
     cJSON_Delete(models);
     return found;
 }
@@ -926,19 +900,19 @@ static char *render_chat(fc_conv *conv, const cJSON *messages, api_err *e)
     cJSON_ArrayForEach(m, messages) {
         const char *role = json_get(m, "role")->valuestring;
         const cJSON *content = json_get(m, "content");
-        sb text = {0};
+        fc_str text = FC_STR_INIT;
         if (cJSON_IsString(content)) {
-            sb_puts(&text, content->valuestring);
+            fc_str_puts(&text, content->valuestring);
         } else { /* text parts joined by newlines */
             const cJSON *part;
             bool first = true;
             cJSON_ArrayForEach(part, content) {
                 if (strcmp(json_get(part, "type")->valuestring, "text")) continue;
-                if (!first) sb_puts(&text, "\n");
-                sb_puts(&text, json_get(part, "text")->valuestring);
+                if (!first) fc_str_puts(&text, "\n");
+                fc_str_puts(&text, json_get(part, "text")->valuestring);
                 first = false;
             }
-            if (!text.p) sb_put(&text, "", 0);
+            if (!text.p) fc_str_putn(&text, "", 0);
         }
         if (!strcmp(role, "system") || !strcmp(role, "developer")) {
             fc_conv_set_system_message(conv, text.p);
@@ -948,10 +922,10 @@ static char *render_chat(fc_conv *conv, const cJSON *messages, api_err *e)
             fc_conv_append_message(conv, 1, text.p);
         } else {
             err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, "messages", "Unknown role: %s", role);
-            sb_free(&text);
+            fc_str_free(&text);
             return NULL;
         }
-        sb_free(&text);
+        fc_str_free(&text);
     }
     fc_conv_append_message(conv, 1, NULL);
     char *prompt = fc_conv_get_prompt(conv);
@@ -1679,15 +1653,15 @@ typedef struct job {
     /* the choice being relayed */
     int index;
     fc_nulsplit *split; /* the worker's NUL-delimited chunks */
-    sb prev;            /* text already sent (U+FFFD removed) */
-    sb scratch;
+    fc_str prev;            /* text already sent (U+FFFD removed) */
+    fc_str scratch;
     int lp_sent;        /* logprob entries already sent */
     bool saw_finish, saw_chunk;
     cJSON *last;        /* the choice's last chunk (usage) */
     double since;       /* fc_time_sec() of the worker's last sign of life */
     const char *stop_why; /* why job_keep_going ended the worker request */
     usage u;
-    sb deferred;        /* finish events held back until all choices end */
+    fc_str deferred;        /* finish events held back until all choices end */
     bool tools;         /* the answer is parsed for tool calls */
     const cJSON *tool_defs; /* the request's tools (borrowed: job_main runs within the handler) */
     const cJSON *tool_lp;   /* the chunk being parsed: its logprobs, up to tool_lp_to */
@@ -1707,13 +1681,13 @@ static bool job_event(job *j, cJSON *o)
 {
     char *s = json_print(o);
     cJSON_Delete(o);
-    sb ev = {0};
-    sb_puts(&ev, "data: ");
-    sb_puts(&ev, s);
-    sb_puts(&ev, "\n\n");
+    fc_str ev = FC_STR_INIT;
+    fc_str_puts(&ev, "data: ");
+    fc_str_puts(&ev, s);
+    fc_str_puts(&ev, "\n\n");
     free(s);
     bool ok = job_write(j, ev.p, ev.len);
-    sb_free(&ev);
+    fc_str_free(&ev);
     return ok;
 }
 
@@ -1826,9 +1800,9 @@ static bool job_tool_chunk(job *j, const char *delta, const char *finish, const 
         cJSON *ev = choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, f);
         char *s2 = json_print(ev);
         cJSON_Delete(ev);
-        sb_puts(&j->deferred, "data: ");
-        sb_puts(&j->deferred, s2);
-        sb_puts(&j->deferred, "\n\n");
+        fc_str_puts(&j->deferred, "data: ");
+        fc_str_puts(&j->deferred, s2);
+        fc_str_puts(&j->deferred, "\n\n");
         free(s2);
     }
     if (finish) j->saw_finish = true;
@@ -1863,8 +1837,8 @@ static bool job_chunk(job *j, const char *s, size_t n)
         /* never start inside a UTF-8 sequence, should the text not extend the last */
         while (from < j->scratch.len && ((unsigned char)j->scratch.p[from] & 0xC0) == 0x80) from++;
         if (from < j->scratch.len) delta = j->scratch.p + from;
-        j->prev.len = 0;
-        sb_put(&j->prev, j->scratch.p, j->scratch.len);
+        fc_str_truncate(&j->prev, 0);
+        fc_str_putn(&j->prev, j->scratch.p, j->scratch.len);
     }
     const char *finish = finish_of(c, NULL);
     const cJSON *lp = json_get(c, "logprobs");
@@ -1888,9 +1862,9 @@ static bool job_chunk(job *j, const char *s, size_t n)
             j->lp_sent = lp_to;
             char *s2 = json_print(ev);
             cJSON_Delete(ev);
-            sb_puts(&j->deferred, "data: ");
-            sb_puts(&j->deferred, s2);
-            sb_puts(&j->deferred, "\n\n");
+            fc_str_puts(&j->deferred, "data: ");
+            fc_str_puts(&j->deferred, s2);
+            fc_str_puts(&j->deferred, "\n\n");
             free(s2);
         }
         if (finish) j->saw_finish = true;
@@ -1947,7 +1921,7 @@ static void *job_main(void *arg)
         j->index = i;
         fc_nulsplit_free(j->split);
         j->split = fc_nulsplit_new(0);
-        j->prev.len = 0;
+        fc_str_truncate(&j->prev, 0);
         j->lp_sent = 0;
         j->saw_finish = j->saw_chunk = false;
         cJSON_Delete(j->last);
@@ -2021,9 +1995,9 @@ static void *job_main(void *arg)
     free(j->model);
     free(j->addr);
     fc_nulsplit_free(j->split);
-    sb_free(&j->prev);
-    sb_free(&j->scratch);
-    sb_free(&j->deferred);
+    fc_str_free(&j->prev);
+    fc_str_free(&j->scratch);
+    fc_str_free(&j->deferred);
     cJSON_Delete(j->last);
     fc_tool_parser_free(j->tp);
     free(j);

@@ -20,6 +20,8 @@
  * generate_stream (parameters, echo, logprobs payload, chunk cadence).
  */
 #include "worker.h"
+#include "base/json.h"
+#include "base/str.h"
 #include "chat/template_pick.h"
 #include "model/bert.h"
 #include "tokenizer/wordpiece.h"
@@ -62,99 +64,11 @@ enum {
 
 /* ---- text building ---- */
 
-typedef struct sb {
-    char *p;
-    size_t len, cap;
-} sb;
-
-static void sb_grow(sb *b, size_t n)
-{
-    if (b->len + n + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    b->p = fc_xrealloc(b->p, cap);
-    b->cap = cap;
-}
-
-static void sb_add(sb *b, const char *s, size_t n)
-{
-    sb_grow(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_puts(sb *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n <= 0) return;
-    sb_grow(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void sb_reset(sb *b)
-{
-    b->len = 0;
-    if (b->p) b->p[0] = 0;
-}
-
-/* A JSON string literal of s[0..n) (UTF-8 passed through; the engine only
- * hands out complete characters). */
-static void sb_json_str(sb *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    sb_grow(b, n + 2);
-    b->p[b->len++] = '"';
-    size_t run = 0; /* bytes copied as they are, flushed in one memcpy */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        if (run) sb_add(b, s + i - run, run), run = 0;
-        char esc[7] = {'\\', 0};
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        default:
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
-            sb_add(b, esc, 6);
-            continue;
-        }
-        sb_add(b, esc, 2);
-    }
-    if (run) sb_add(b, s + n - run, run);
-    sb_add(b, "\"", 1);
-}
-
-/* A float as JSON: enough digits to read back the same float32; null for
- * values JSON cannot hold. */
-static void sb_float(sb *b, double v)
-{
-    if (!isfinite(v)) sb_puts(b, "null");
-    else sb_printf(b, "%.9g", v);
-}
-
-static void sb_base64(sb *b, const uint8_t *d, size_t n)
+static void put_base64(fc_str *b, const uint8_t *d, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    sb_grow(b, (n + 2) / 3 * 4);
-    char *o = b->p + b->len;
+    char *o0 = fc_str_reserve(b, (n + 2) / 3 * 4), *o = o0;
+    if (!o) return;
     size_t i = 0;
     for (; i + 2 < n; i += 3) {
         uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
@@ -166,8 +80,7 @@ static void sb_base64(sb *b, const uint8_t *d, size_t n)
         *o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
         *o++ = '=';
     }
-    b->len = (size_t)(o - b->p);
-    b->p[b->len] = 0;
+    fc_str_commit(b, (size_t)(o - o0));
 }
 
 /* Unicode code points in UTF-8 text (Python's len of the decoded str). */
@@ -181,14 +94,14 @@ static long n_chars(const char *s, size_t n)
 /* FastChat's in-band error object. */
 static char *error_json(int code, const char *why)
 {
-    sb b = {0};
+    fc_str b = FC_STR_INIT;
     size_t wl = strlen(why);
     size_t cap = sizeof SERVER_ERROR_MSG + wl + 8;
     char *text = fc_xmalloc(cap);
     int n = snprintf(text, cap, "%s\n\n(%s)", SERVER_ERROR_MSG, why);
-    sb_puts(&b, "{\"text\": ");
-    sb_json_str(&b, text, (size_t)n);
-    sb_printf(&b, ", \"error_code\": %d}", code);
+    fc_str_puts(&b, "{\"text\": ");
+    fc_json_put_strn(&b, text, (size_t)n);
+    fc_str_printf(&b, ", \"error_code\": %d}", code);
     free(text);
     return b.p;
 }
@@ -197,10 +110,10 @@ static char *error_json(int code, const char *why)
  * must change, not a server fault). */
 static char *plain_error_json(int code, const char *msg)
 {
-    sb b = {0};
-    sb_puts(&b, "{\"text\": ");
-    sb_json_str(&b, msg, strlen(msg));
-    sb_printf(&b, ", \"error_code\": %d}", code);
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"text\": ");
+    fc_json_put_strn(&b, msg, strlen(msg));
+    fc_str_printf(&b, ", \"error_code\": %d}", code);
     return b.p;
 }
 
@@ -213,12 +126,12 @@ static void reply_bad_request(fc_http_reply *rep, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sb b = {0};
-    sb_puts(&b, "{\"detail\": ");
-    sb_json_str(&b, msg, strlen(msg));
-    sb_puts(&b, ", \"text\": ");
-    sb_json_str(&b, msg, strlen(msg));
-    sb_printf(&b, ", \"error_code\": %d}", ERR_VALIDATION);
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"detail\": ");
+    fc_json_put_strn(&b, msg, strlen(msg));
+    fc_str_puts(&b, ", \"text\": ");
+    fc_json_put_strn(&b, msg, strlen(msg));
+    fc_str_printf(&b, ", \"error_code\": %d}", ERR_VALIDATION);
     fc_http_reply_json(rep, 400, b.p);
     free(b.p);
 }
@@ -454,12 +367,12 @@ typedef struct gen {
     bool logprobs;
     int top_k;
     /* engine thread (then the waiting handler, after done) */
-    sb text;                    /* cumulative text (the echoed prompt first) */
+    fc_str text;                    /* cumulative text (the echoed prompt first) */
     int prompt_tokens, completion_tokens;
-    sb lp_off, lp_tok, lp_val, lp_top; /* the logprobs arrays' contents so far */
+    fc_str lp_off, lp_tok, lp_val, lp_top; /* the logprobs arrays' contents so far */
     int n_lp;
     long char_pos;
-    sb out;                     /* the chunk being built */
+    fc_str out;                     /* the chunk being built */
     bool done;
     char *final;                /* non-streaming: the last chunk */
     double t_first, t_last;     /* fc_time_sec() of the first and last sampled token (0: none) */
@@ -521,24 +434,24 @@ static void lp_add(gen *g, int32_t id, bool has_lp, float lp, const fc_logprob *
     size_t tl;
     char *t = fc_tokenizer_decode(tok, &id, 1, false, &tl);
     const char *sep = g->n_lp ? ", " : "";
-    sb_printf(&g->lp_off, "%s%ld", sep, g->char_pos);
-    sb_puts(&g->lp_tok, sep);
-    sb_json_str(&g->lp_tok, t, tl);
-    sb_puts(&g->lp_val, sep);
-    if (has_lp) sb_float(&g->lp_val, lp);
-    else sb_puts(&g->lp_val, "null");
-    sb_puts(&g->lp_top, sep);
-    sb_puts(&g->lp_top, "{");
+    fc_str_printf(&g->lp_off, "%s%ld", sep, g->char_pos);
+    fc_str_puts(&g->lp_tok, sep);
+    fc_json_put_strn(&g->lp_tok, t, tl);
+    fc_str_puts(&g->lp_val, sep);
+    if (has_lp) fc_json_put_number(&g->lp_val, lp, 9);
+    else fc_str_puts(&g->lp_val, "null");
+    fc_str_puts(&g->lp_top, sep);
+    fc_str_puts(&g->lp_top, "{");
     for (int i = 0; i < n_top; i++) {
         size_t al;
         char *alt = fc_tokenizer_decode(tok, &top[i].token, 1, false, &al);
-        if (i) sb_puts(&g->lp_top, ", ");
-        sb_json_str(&g->lp_top, alt, al);
-        sb_puts(&g->lp_top, ": ");
-        sb_float(&g->lp_top, top[i].logprob);
+        if (i) fc_str_puts(&g->lp_top, ", ");
+        fc_json_put_strn(&g->lp_top, alt, al);
+        fc_str_puts(&g->lp_top, ": ");
+        fc_json_put_number(&g->lp_top, top[i].logprob, 9);
         free(alt);
     }
-    sb_puts(&g->lp_top, "}");
+    fc_str_puts(&g->lp_top, "}");
     g->char_pos += n_chars(t, tl);
     g->n_lp++;
     free(t);
@@ -547,30 +460,30 @@ static void lp_add(gen *g, int32_t id, bool has_lp, float lp, const fc_logprob *
 /* The chunk FastChat's generate_stream_gate yields, into g->out. */
 static void build_chunk(gen *g, const char *finish)
 {
-    sb *b = &g->out;
-    sb_reset(b);
-    sb_puts(b, "{\"text\": ");
-    sb_json_str(b, g->text.p ? g->text.p : "", g->text.len);
-    sb_printf(b,
+    fc_str *b = &g->out;
+    fc_str_reset(b);
+    fc_str_puts(b, "{\"text\": ");
+    fc_json_put_strn(b, g->text.p ? g->text.p : "", g->text.len);
+    fc_str_printf(b,
               ", \"error_code\": 0, \"usage\": {\"prompt_tokens\": %d, \"completion_tokens\": %d, "
               "\"total_tokens\": %d}, \"finish_reason\": ",
               g->prompt_tokens, g->completion_tokens, g->prompt_tokens + g->completion_tokens);
-    if (finish) sb_printf(b, "\"%s\"", finish);
-    else sb_puts(b, "null");
-    sb_puts(b, ", \"logprobs\": ");
+    if (finish) fc_str_printf(b, "\"%s\"", finish);
+    else fc_str_puts(b, "null");
+    fc_str_puts(b, ", \"logprobs\": ");
     if (!g->logprobs) {
-        sb_puts(b, "null}");
+        fc_str_puts(b, "null}");
         return;
     }
-    sb_puts(b, "{\"text_offset\": [");
-    if (g->lp_off.p) sb_add(b, g->lp_off.p, g->lp_off.len);
-    sb_puts(b, "], \"tokens\": [");
-    if (g->lp_tok.p) sb_add(b, g->lp_tok.p, g->lp_tok.len);
-    sb_puts(b, "], \"token_logprobs\": [");
-    if (g->lp_val.p) sb_add(b, g->lp_val.p, g->lp_val.len);
-    sb_puts(b, "], \"top_logprobs\": [");
-    if (g->lp_top.p) sb_add(b, g->lp_top.p, g->lp_top.len);
-    sb_puts(b, "]}}");
+    fc_str_puts(b, "{\"text_offset\": [");
+    if (g->lp_off.p) fc_str_putn(b, g->lp_off.p, g->lp_off.len);
+    fc_str_puts(b, "], \"tokens\": [");
+    if (g->lp_tok.p) fc_str_putn(b, g->lp_tok.p, g->lp_tok.len);
+    fc_str_puts(b, "], \"token_logprobs\": [");
+    if (g->lp_val.p) fc_str_putn(b, g->lp_val.p, g->lp_val.len);
+    fc_str_puts(b, "], \"top_logprobs\": [");
+    if (g->lp_top.p) fc_str_putn(b, g->lp_top.p, g->lp_top.len);
+    fc_str_puts(b, "]}}");
 }
 
 /* The engine's callback (scheduler thread): never blocks. */
@@ -583,7 +496,7 @@ static void on_event(const fc_gen_event *ev, void *user)
         const char *why = ev->error ? ev->error : "generation failed";
         err = error_json(strstr(why, "KV cache") ? ERR_OOM : ERR_INTERNAL, why);
     } else {
-        if (ev->len) sb_add(&g->text, ev->text, ev->len);
+        if (ev->len) fc_str_putn(&g->text, ev->text, ev->len);
         if (g->logprobs && ev->token >= 0) lp_add(g, ev->token, true, ev->logprob, ev->top, ev->n_top);
         g->prompt_tokens = ev->prompt_tokens;
         g->completion_tokens = ev->completion_tokens;
@@ -596,7 +509,7 @@ static void on_event(const fc_gen_event *ev, void *user)
         /* FastChat yields when i % stream_interval == 0, i the 0-based step */
         if (g->stream && (g->completion_tokens - 1) % g->interval == 0) {
             build_chunk(g, NULL);
-            sb_add(&g->out, "\0", 1);
+            fc_str_putn(&g->out, "\0", 1);
             fc_http_stream_write(g->stream, g->out.p, g->out.len);
         }
         return;
@@ -610,7 +523,7 @@ static void on_event(const fc_gen_event *ev, void *user)
         if (err) {
             fc_http_stream_write(g->stream, err, strlen(err) + 1); /* with its NUL */
         } else {
-            sb_add(&g->out, "\0", 1);
+            fc_str_putn(&g->out, "\0", 1);
             fc_http_stream_write(g->stream, g->out.p, g->out.len);
         }
         free(err);
@@ -942,11 +855,11 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
     g->logprobs = p.logprobs;
     g->top_k = p.top_k;
     g->prompt_tokens = p.r.n_prompt;
-    sb_add(&g->text, "", 0);
+    fc_str_putn(&g->text, "", 0);
     if (p.echo) {
         size_t tl;
         char *t = fc_tokenizer_decode(m->tok, p.r.prompt, (size_t)p.r.n_prompt, true, &tl);
-        sb_add(&g->text, t, tl);
+        fc_str_putn(&g->text, t, tl);
         free(t);
         if (g->logprobs && p.r.n_prompt > 0 && !score_prompt(g, &p)) {
             char *e = error_json(ERR_INTERNAL, "the prompt cannot be scored for its logprobs");
@@ -1025,15 +938,15 @@ static void h_generate(const fc_http_request *req, fc_http_reply *rep, void *use
 
 static char *status_json(fc_worker *w)
 {
-    sb b = {0};
-    sb_puts(&b, "{\"model_names\": [");
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"model_names\": [");
     int k = 0;
     for (int i = 0; i < w->n_models; i++)
         for (int j = 0; j < w->models[i].n_names; j++) {
-            if (k++) sb_puts(&b, ", ");
-            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+            if (k++) fc_str_puts(&b, ", ");
+            fc_json_put_strn(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
         }
-    sb_printf(&b, "], \"speed\": 1, \"queue_length\": %d}", fc_worker_queue_length(w));
+    fc_str_printf(&b, "], \"speed\": 1, \"queue_length\": %d}", fc_worker_queue_length(w));
     return b.p;
 }
 
@@ -1044,30 +957,30 @@ static void h_engine_stats(const fc_http_request *req, fc_http_reply *rep, void 
 {
     (void)req;
     fc_worker *w = user;
-    sb b = {0};
-    sb_puts(&b, "{\"model_names\": [");
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"model_names\": [");
     int k = 0;
     for (int i = 0; i < w->n_models; i++)
         for (int j = 0; j < w->models[i].n_names; j++) {
-            if (k++) sb_puts(&b, ", ");
-            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+            if (k++) fc_str_puts(&b, ", ");
+            fc_json_put_strn(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
         }
-    sb_printf(&b, "], \"queue_length\": %d, \"kv_cache\": [", fc_worker_queue_length(w));
+    fc_str_printf(&b, "], \"queue_length\": %d, \"kv_cache\": [", fc_worker_queue_length(w));
     k = 0;
     for (int i = 0; i < w->n_models; i++) {
         if (!w->models[i].engine) continue;
         fc_engine_stats st;
         fc_engine_get_stats(w->models[i].engine, &st);
         for (int j = 0; j < w->models[i].n_names; j++) {
-            if (k++) sb_puts(&b, ", ");
-            sb_puts(&b, "{\"model\": ");
-            sb_json_str(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
-            sb_printf(&b, ", \"blocks_used\": %lld, \"blocks_total\": %lld, \"running\": %d, \"waiting\": %d}",
+            if (k++) fc_str_puts(&b, ", ");
+            fc_str_puts(&b, "{\"model\": ");
+            fc_json_put_strn(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
+            fc_str_printf(&b, ", \"blocks_used\": %lld, \"blocks_total\": %lld, \"running\": %d, \"waiting\": %d}",
                       (long long)(st.kv_blocks_total - st.kv_blocks_free), (long long)st.kv_blocks_total, st.running,
                       st.waiting);
         }
     }
-    sb_puts(&b, "]}");
+    fc_str_puts(&b, "]}");
     fc_http_reply_json(rep, 200, b.p);
     free(b.p);
 }
@@ -1294,8 +1207,8 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
     }
     int C = m->bert ? fc_bert_dim(m->bert) : fc_engine_embed_dim(m->engine);
     float *vec = fc_xmalloc(sizeof(float) * (size_t)C);
-    sb b = {0};
-    sb_puts(&b, "{\"embedding\": [");
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"embedding\": [");
     /* an encoder embeds the inputs in batches of ENC_BATCH, all at once */
     float *encv = NULL;
     if (m->bert && !err) {
@@ -1334,18 +1247,18 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
             break;
         }
-        if (k) sb_puts(&b, ", ");
+        if (k) fc_str_puts(&b, ", ");
         if (b64) {
-            sb_puts(&b, "\"");
-            sb_base64(&b, (const uint8_t *)vec, sizeof(float) * (size_t)C); /* little-endian float32 */
-            sb_puts(&b, "\"");
+            fc_str_puts(&b, "\"");
+            put_base64(&b, (const uint8_t *)vec, sizeof(float) * (size_t)C); /* little-endian float32 */
+            fc_str_puts(&b, "\"");
         } else {
-            sb_puts(&b, "[");
+            fc_str_puts(&b, "[");
             for (int i = 0; i < C; i++) {
-                if (i) sb_puts(&b, ", ");
-                sb_float(&b, vec[i]);
+                if (i) fc_str_puts(&b, ", ");
+                fc_json_put_number(&b, vec[i], 9);
             }
-            sb_puts(&b, "]");
+            fc_str_puts(&b, "]");
         }
     }
     for (int i = 0; i < n_in; i++) free(all[i]);
@@ -1359,7 +1272,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
         fc_http_reply_json(rep, 200, err);
         free(err);
     } else {
-        sb_printf(&b, "], \"token_num\": %ld}", token_num);
+        fc_str_printf(&b, "], \"token_num\": %ld}", token_num);
         fc_http_reply_json(rep, 200, b.p);
     }
     free(b.p);
@@ -1373,10 +1286,10 @@ static bool hb_keep_going(void *user) { return !worker_stopping(user); }
 static bool register_worker(fc_worker *w)
 {
     char *status = status_json(w);
-    sb b = {0};
-    sb_puts(&b, "{\"worker_name\": ");
-    sb_json_str(&b, w->address, strlen(w->address));
-    sb_printf(&b, ", \"check_heart_beat\": true, \"worker_status\": %s, \"multimodal\": false}", status);
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"worker_name\": ");
+    fc_json_put_strn(&b, w->address, strlen(w->address));
+    fc_str_printf(&b, ", \"check_heart_beat\": true, \"worker_status\": %s, \"multimodal\": false}", status);
     free(status);
     char url[1024];
     snprintf(url, sizeof url, "%s/register_worker", w->controller);
@@ -1393,10 +1306,10 @@ static bool register_worker(fc_worker *w)
 /* One heartbeat: 1 the controller knows us, 0 it does not, -1 no answer. */
 static int heart_beat(fc_worker *w)
 {
-    sb b = {0};
-    sb_puts(&b, "{\"worker_name\": ");
-    sb_json_str(&b, w->address, strlen(w->address));
-    sb_printf(&b, ", \"queue_length\": %d}", fc_worker_queue_length(w));
+    fc_str b = FC_STR_INIT;
+    fc_str_puts(&b, "{\"worker_name\": ");
+    fc_json_put_strn(&b, w->address, strlen(w->address));
+    fc_str_printf(&b, ", \"queue_length\": %d}", fc_worker_queue_length(w));
     char url[1024];
     snprintf(url, sizeof url, "%s/receive_heart_beat", w->controller);
     fc_http_response r;
