@@ -3,8 +3,8 @@
  * prefill, preemption, sampling and the text stream. See engine.h.
  */
 #include "engine.h"
-#include "../model/kv_cache.h"
-#include "../sampling/grammar.h"
+#include "model/kv_cache.h"
+#include "sampling/grammar.h"
 
 #include <math.h>
 #include <pthread.h>

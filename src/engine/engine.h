@@ -33,9 +33,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../model/model.h"
-#include "../tokenizer/tokenizer.h"
-#include "../sampling/sampler.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "sampling/sampler.h"
 
 typedef struct fc_engine fc_engine;
 

@@ -21,7 +21,7 @@
 #define FC_HUB_H
 
 #include <stdbool.h>
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 /* Splits "org/name[@revision]" (or "name[@revision]") into a malloc'd repo id
  * and a malloc'd revision (NULL when none was given). Returns false (nothing

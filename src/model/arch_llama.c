@@ -36,8 +36,8 @@
 #include "model_impl.h"
 #include "kv_cache_impl.h"
 #include "moe.h"
-#include "../tensor/ops.h"
-#include "../tensor/attn.h"
+#include "tensor/ops.h"
+#include "tensor/attn.h"
 
 #include <math.h>
 #include <string.h>

@@ -26,10 +26,10 @@
 #include <immintrin.h>
 #endif
 
-#include "../base/file.h"
-#include "../base/json.h"
-#include "../base/pool.h"
-#include "../tensor/ops.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "base/pool.h"
+#include "tensor/ops.h"
 #include "safetensors.h"
 
 enum pooling { POOL_MEAN = 0, POOL_CLS, POOL_MAX, POOL_MEAN_SQRT };

@@ -41,7 +41,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 typedef struct fc_bert fc_bert;
 

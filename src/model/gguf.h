@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
-#include "../base/fc_base.h"
-#include "../tensor/tensor.h"
+#include "base/fc_base.h"
+#include "tensor/tensor.h"
 
 enum fc_gguf_type {
     FC_GGUF_UINT8 = 0, FC_GGUF_INT8 = 1, FC_GGUF_UINT16 = 2, FC_GGUF_INT16 = 3,

@@ -49,7 +49,7 @@
 #define FC_HF_CONFIG_H
 
 #include <stddef.h>
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 #include "model.h"
 
 /* Parses json[0..len) (need not be NUL-terminated) into *cfg. name is used

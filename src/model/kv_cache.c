@@ -4,7 +4,7 @@
  * sequence. See kv_cache.h for the contract.
  */
 #include "kv_cache_impl.h"
-#include "../tensor/dtype.h"
+#include "tensor/dtype.h"
 
 #include <string.h>
 #include <sys/mman.h>

@@ -15,8 +15,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
-#include "../tensor/tensor.h"
+#include "base/fc_base.h"
+#include "tensor/tensor.h"
 
 enum fc_arch { FC_ARCH_LLAMA = 0, FC_ARCH_QWEN2 = 1, FC_ARCH_GEMMA2 = 2, FC_ARCH_PHI3 = 3 };
 

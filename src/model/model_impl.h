@@ -8,7 +8,7 @@
 #include "model.h"
 #include "gguf.h"
 #include "safetensors.h"
-#include "../base/pool.h"
+#include "base/pool.h"
 
 #include <pthread.h>
 

@@ -17,8 +17,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
-#include "../tensor/tensor.h"
+#include "base/fc_base.h"
+#include "tensor/tensor.h"
 
 typedef struct fc_safetensors fc_safetensors;
 

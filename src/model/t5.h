@@ -22,8 +22,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
-#include "../base/pool.h"
+#include "base/fc_base.h"
+#include "base/pool.h"
 
 /* Feed-forward activation (config dense_act_fn / feed_forward_proj). */
 enum fc_t5_act { FC_T5_RELU = 0, FC_T5_GELU_NEW = 1, FC_T5_GELU = 2, FC_T5_SILU = 3 };

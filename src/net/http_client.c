@@ -7,7 +7,7 @@
  * on loopback that costs tens of microseconds), retries, cookies.
  */
 #include "http.h"
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 #include <curl/curl.h>
 #include <pthread.h>

@@ -37,7 +37,7 @@
  * multipart/form-data or urlencoded form (handlers get the raw body).
  */
 #include "http.h"
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 #include <microhttpd.h>
 

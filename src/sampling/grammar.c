@@ -7,8 +7,8 @@
  * (sampler.c), anything about requests.
  */
 #include "grammar.h"
-#include "../base/fc_base.h"
-#include "../tokenizer/tokenizer.h"
+#include "base/fc_base.h"
+#include "tokenizer/tokenizer.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -40,7 +40,7 @@
  * the type filter), min above max, a required property whose schema is false.
  */
 #include "grammar.h"
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * See sampler.h for the semantics and where they come from.
  */
 #include "sampler.h"
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * response_format.h.
  */
 #include "response_format.h"
-#include "../sampling/grammar.h"
+#include "sampling/grammar.h"
 
 #include <stdio.h>
 #include <stdlib.h>

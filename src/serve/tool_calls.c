@@ -3,10 +3,10 @@
  * the forcing grammar and the incremental output parser. See tool_calls.h.
  */
 #include "tool_calls.h"
-#include "../base/fc_base.h"
-#include "../base/json.h"
-#include "../base/str.h"
-#include "../sampling/grammar.h"
+#include "base/fc_base.h"
+#include "base/json.h"
+#include "base/str.h"
+#include "sampling/grammar.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -27,11 +27,11 @@
 #include "tokenizer/wordpiece.h"
 #include "reqguard.h"
 #include "response_format.h"
-#include "../base/fc_base.h"
-#include "../chat/conv.h"
-#include "../engine/engine.h"
-#include "../net/http.h"
-#include "../tokenizer/tokenizer.h"
+#include "base/fc_base.h"
+#include "chat/conv.h"
+#include "engine/engine.h"
+#include "net/http.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

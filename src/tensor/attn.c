@@ -16,7 +16,7 @@
  * path and expf in the portable one.
  */
 #include "attn.h"
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 #include <math.h>
 #include <string.h>

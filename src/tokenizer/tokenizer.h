@@ -41,8 +41,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
-#include "../model/gguf.h"
+#include "base/fc_base.h"
+#include "model/gguf.h"
 
 typedef struct fc_tokenizer fc_tokenizer;
 

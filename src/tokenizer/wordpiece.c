@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <utf8proc.h>
 
-#include "../base/fc_base.h"
-#include "../base/file.h"
-#include "../base/utf8.h"
+#include "base/fc_base.h"
+#include "base/file.h"
+#include "base/utf8.h"
 
 #define MAX_JSON_BYTES (64u << 20)
 

@@ -40,7 +40,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 typedef struct fc_convert_opts {
     uint64_t max_shard_bytes; /* 0: 5 GB, as transformers */

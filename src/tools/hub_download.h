@@ -28,7 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 typedef struct fc_hub_download_opts {
     const char *repo;              /* "org/name" or "org/name@revision" (required) */

@@ -54,7 +54,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
+#include "base/fc_base.h"
 
 typedef struct fc_weights_opts {
     bool low_cpu_mem;          /* drop each input tensor's pages after use */

@@ -19,10 +19,10 @@
 #include <sys/stat.h>
 #include <cjson/cJSON.h>
 
-#include "../base/file.h"
-#include "../base/json.h"
-#include "../base/str.h"
-#include "../model/safetensors.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "base/str.h"
+#include "model/safetensors.h"
 
 /* Writes nb buffers of the model's layout (each fc_train_model_n_floats
  * floats) as one safetensors file: parameter i of buffer k is named

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 
-#include "../base/file.h"
-#include "../base/str.h"
-#include "../chat/conv.h"
+#include "base/file.h"
+#include "base/str.h"
+#include "chat/conv.h"
 
 /* len(tokenizer(text).input_ids): with special tokens, no truncation. */
 static int count_tokens(const fc_tokenizer *tok, const char *s, size_t n)

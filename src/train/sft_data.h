@@ -56,8 +56,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
-#include "../tokenizer/tokenizer.h"
+#include "base/fc_base.h"
+#include "tokenizer/tokenizer.h"
 
 #define FC_IGNORE_INDEX (-100)
 

@@ -30,9 +30,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../base/fc_base.h"
-#include "../base/pool.h"
-#include "../model/model.h"
+#include "base/fc_base.h"
+#include "base/pool.h"
+#include "model/model.h"
 
 typedef struct fc_train_param {
     char name[96];     /* Hugging Face name: "model.layers.0.self_attn.q_proj.weight" */

@@ -27,8 +27,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../tensor/dtype.h"
-#include "../tensor/ops.h"
+#include "tensor/dtype.h"
+#include "tensor/ops.h"
 #include "sft_data.h"
 
 /* ---- the model ---- */

@@ -26,13 +26,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../base/file.h"
-#include "../base/json.h"
-#include "../base/str.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "base/str.h"
 #include <cjson/cJSON.h>
-#include "../tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "sft_data.h"
-#include "../chat/conv.h"
+#include "chat/conv.h"
 
 void fc_trainer_args_default(fc_trainer_args *a)
 {
