@@ -428,6 +428,18 @@ static void attend(fwd *f, int l, long i, float *scratch)
     fc_attn_begin(st, S > 1 ? e->attn_parts + (size_t)i * fc_attn_scratch_floats(FC_ATTN_ROWS, HS) : scratch,
                   e->q + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD, R, HS, score_scale(c));
     for (int blk = b0; blk < b1; blk++) {
+        /* the next block's keys and values of this head into the cache while
+         * this one is computed: blocks are scattered over the pool, so the
+         * hardware prefetchers start cold at each (decode of many sequences
+         * reads about as many cache bytes as weight bytes per step) */
+        if (blk + 1 < b1) {
+            const uint8_t *nk = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk + 1], l, 0) + head_off;
+            const uint8_t *nv = (const uint8_t *)fc_kv_block_ptr(kv, s->blocks[blk + 1], l, 1) + head_off;
+            for (size_t o = 0; o < FC_KV_BLOCK * row; o += 64) {
+                __builtin_prefetch(nk + o);
+                __builtin_prefetch(nv + o);
+            }
+        }
         const int j0 = blk * FC_KV_BLOCK, skip = blk == blo ? lo - j0 : 0; /* keys before the window */
         const int n = FC_MIN(FC_KV_BLOCK, n_keys - j0) - skip;
         int lim[FC_ATTN_ROWS];

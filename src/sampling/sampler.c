@@ -117,6 +117,7 @@ struct fc_sampler {
     int V;
     int32_t *counts;      /* (V) prompt + output occurrences */
     int32_t *out_counts;  /* (V) output occurrences */
+    double *w;            /* (V) draw weights, allocated on the first draw */
     uint64_t rng[4];      /* xoshiro256** */
 };
 
@@ -164,6 +165,7 @@ void fc_sampler_free(fc_sampler *s)
     if (!s) return;
     free(s->counts);
     free(s->out_counts);
+    free(s->w);
     free(s);
 }
 
@@ -182,13 +184,19 @@ int32_t fc_sampler_sample(fc_sampler *s, float *logits)
         if (logits[i] > logits[best]) best = i;
     int32_t tok = best;
     if (!fc_sampling_is_greedy(&s->p)) {
-        double z = 0;
-        for (int i = 0; i < V; i++) z += exp((double)logits[i] - logits[best]);
-        double u = (double)(next_u64(s->rng) >> 11) / 9007199254740992.0 * z;
+        /* the weights are computed once and kept (the walk used to compute
+         * them again: the same values, so the same draw); removed tokens
+         * (-inf) weigh 0 without an exp */
+        if (!s->w) s->w = fc_xmalloc(sizeof(double) * (size_t)V);
+        double *w = s->w, z = 0;
+        const double top = logits[best];
         for (int i = 0; i < V; i++) {
-            double w = exp((double)logits[i] - logits[best]);
-            if (w > 0 && (u -= w) < 0) { tok = i; break; }
+            w[i] = logits[i] == -INFINITY ? 0.0 : exp((double)logits[i] - top);
+            z += w[i];
         }
+        double u = (double)(next_u64(s->rng) >> 11) / 9007199254740992.0 * z;
+        for (int i = 0; i < V; i++)
+            if (w[i] > 0 && (u -= w[i]) < 0) { tok = i; break; }
     }
     s->counts[tok]++;
     s->out_counts[tok]++;
