@@ -1,23 +1,50 @@
 #!/usr/bin/env bash
 # run_tests.sh BUILD_DIR: runs every unit test binary, the Python end-to-end
 # suite and a short run of every fuzz target, then prints one summary line.
-# Exits non-zero if anything failed.
+# Exits non-zero if anything failed. PYTEST_ARGS (default -x) replaces the
+# options of the pytest step, e.g. PYTEST_ARGS="--durations=20" runs it all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-export FASTCHAT_BIN="$PWD/$BUILD/fastchat"
+case $BUILD in /*) ;; *) BUILD_ABS="$PWD/$BUILD" ;; esac
+export FASTCHAT_BIN="${BUILD_ABS:-$BUILD}/fastchat"
 export FASTCHAT_MODEL="$(scripts/fetch_model.sh)"
 export FASTCHAT_EMBED_MODEL="$(scripts/fetch_embed_model.sh)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 pass=0; fail=0; skip=0; failed=()
+
+# A sanitized build (make DEBUG=1: ASan + UBSan) is told by its binary. Then
+# every step runs sanitized code (test_kernels_isa.sh too, SANITIZE=1), and
+# the sanitizers write their reports into $BUILD/logs/sanitizer/STEP/: a report
+# from any process of a step fails it, also one from a server that a test
+# stops with SIGTERM and whose exit status no test reads.
+SANITIZE=0
+grep -q __asan_init "$FASTCHAT_BIN" 2>/dev/null && SANITIZE=1
+export SANITIZE
+mkdir -p "$BUILD/logs"
+SAN_DIR="$(cd "$BUILD/logs" && pwd)/sanitizer"
 
 run() { # name, command...
     local name=$1; shift
     local log="$BUILD/logs/$name.log"
     mkdir -p "$(dirname "$log")"
     local t0=$SECONDS
-    "$@" >"$log" 2>&1
+    local san="$SAN_DIR/$name"
+    rm -rf "$san"
+    if [ $SANITIZE = 1 ]; then
+        mkdir -p "$san"
+        ASAN_OPTIONS="log_path=$san/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+        UBSAN_OPTIONS="log_path=$san/ubsan:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+            "$@" >"$log" 2>&1
+    else
+        "$@" >"$log" 2>&1
+    fi
     local rc=$?
+    if [ $SANITIZE = 1 ] && [ -n "$(ls -A "$san")" ]; then
+        for f in "$san"/*; do echo "--- sanitizer report $f"; cat "$f"; done >>"$log"
+        echo "sanitizer reports in $san" >>"$log"
+        if [ $rc -eq 0 ] || [ $rc -eq 77 ]; then rc=1; fi
+    fi
     if [ $rc -eq 0 ]; then
         pass=$((pass + 1)); printf 'PASS %-40s %4ds\n' "$name" $((SECONDS - t0))
     elif [ $rc -eq 77 ]; then # the test cannot run on this machine: said, not counted as passed
@@ -40,7 +67,7 @@ if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
 fi
 
 if ls tests/py/test_*.py >/dev/null 2>&1; then
-    run "pytest" .venv/bin/python -m pytest -q -x tests/py
+    run "pytest" .venv/bin/python -m pytest -q ${PYTEST_ARGS--x} tests/py
     grep -E '(passed|failed)' "$BUILD/logs/pytest.log" | tail -1 | sed 's/^/    pytest: /'
 fi
 

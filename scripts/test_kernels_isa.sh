@@ -6,6 +6,8 @@
 # "alderlake" the AVX2 ones with AVX-VNNI, and "skylake-avx512" the AVX-512
 # ones without VNNI. Exits 77 (skipped, as automake's test drivers read it)
 # with a note when this CPU cannot run ARCH's instructions.
+# SANITIZE=1 (run_tests.sh sets it for a sanitized build, make DEBUG=1)
+# builds it the way DEBUG=1 builds the rest: -O1 with ASan + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARCH=$1
@@ -24,6 +26,10 @@ if ! has "${need[@]}"; then
 fi
 mkdir -p "$OUT"
 src=(src/base/*.c src/tensor/*.c src/tensor/cpu/*.c)
-${CC:-cc} -std=c11 -O2 -g -D_GNU_SOURCE -pthread -Isrc -Itests/unit -march="$ARCH" \
+opt=(-O2)
+if [ "${SANITIZE:-0}" = 1 ]; then
+    opt=(-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined)
+fi
+${CC:-cc} -std=c11 "${opt[@]}" -g -D_GNU_SOURCE -pthread -Isrc -Itests/unit -march="$ARCH" \
     tests/unit/test_kernels.c "${src[@]}" -lm -o "$OUT/test_kernels"
 "$OUT/test_kernels"

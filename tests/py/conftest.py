@@ -4,6 +4,8 @@
   build/fastchat), the default model ($FASTCHAT_MODEL, default the file
   scripts/fetch_model.sh caches), the golden data (tests/data);
 - running the binary: run_fastchat(), fastchat_logits(), fastchat_generate();
+- waiting bounds: time_factor() (10 for a sanitized build, or
+  $FASTCHAT_TIME_FACTOR) scales client timeouts in the slow tests;
 - figures: the `figures` fixture collects lines ("tiny/llama_f32 exact max
   |d| 3.1e-06") that are printed in one block at the end of the run, with or
   without -s, so the measured numbers reach the log.
@@ -11,6 +13,7 @@
 A missing binary or model makes the tests that need it fail with a hint
 (not skip): `make test` builds and fetches both before pytest runs.
 """
+import functools
 import json
 import os
 import subprocess
@@ -44,6 +47,28 @@ def default_model_path():
     cache = os.environ.get("FASTCHAT_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fastchat")
     return Path(cache) / "models" / MODEL_NAME
+
+
+@functools.lru_cache(maxsize=None)
+def sanitized(binary=None):
+    """True when the fastchat binary (default: bin_path()) is a sanitized
+    build (make DEBUG=1: ASan + UBSan, about 10 times slower)."""
+    try:
+        with open(binary or bin_path(), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+def time_factor():
+    """What a test multiplies its waiting bounds by (client timeouts, joins,
+    not the speed it asserts): $FASTCHAT_TIME_FACTOR when set, else 10 for a
+    sanitized build (on a loaded machine it runs at a fraction of a core),
+    else 1."""
+    env = os.environ.get("FASTCHAT_TIME_FACTOR")
+    if env:
+        return float(env)
+    return 10.0 if sanitized() else 1.0
 
 
 @pytest.fixture(scope="session")

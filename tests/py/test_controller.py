@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import time_factor
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -81,7 +83,9 @@ class Proc:
 
 def wait_until(fn, timeout, what, procs=()):
     """Polls fn() until it returns a truthy value; fails with the logs of
-    procs when it does not within timeout seconds or one of them exits."""
+    procs when it does not within timeout seconds (times time_factor(): 10
+    for a sanitized build) or one of them exits."""
+    timeout *= time_factor()
     t0 = time.time()
     last = None
     while time.time() - t0 < timeout:

@@ -31,6 +31,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import time_factor
 from test_controller import Proc, free_port, start_api, start_controller, start_worker, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def client(url, code):
                "    return r.model_dump(mode='json', exclude_none=True)\n")
     env = dict(os.environ, PYTHONPATH=str(OLLAMA_PY))
     r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                       env=env, timeout=120)
+                       env=env, timeout=120 * time_factor())
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 

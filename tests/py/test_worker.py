@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import fastchat_logits, run_fastchat
+from conftest import fastchat_logits, run_fastchat, time_factor
 
 PROMPT_CHAT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 PROMPT_COUNT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
@@ -47,6 +47,7 @@ def log_tail(proc):
 
 
 def wait_http(url, proc, timeout=60, method="post"):
+    timeout *= time_factor()
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
@@ -84,7 +85,7 @@ def stop(p):
     if p.poll() is None:
         p.terminate()
         try:
-            p.wait(timeout=20)
+            p.wait(timeout=20 * time_factor())
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -101,12 +102,14 @@ def worker(fastchat_bin, model_path, tmp_path_factory):
 
 
 def post(base, path, body, **kw):
-    return requests.post(base + path, json=body, timeout=kw.pop("timeout", 120), **kw)
+    return requests.post(base + path, json=body, timeout=kw.pop("timeout", 120 * time_factor()), **kw)
 
 
 def stream_chunks(base, params, path="/worker_generate_stream"):
     """The chunks as FastChat's clients read them."""
-    r = requests.post(base + path, json=params, stream=True, timeout=120)
+    # a stream queued behind others (test_concurrent_streams) gets nothing
+    # until it is admitted: minutes for a sanitized build on a loaded machine
+    r = requests.post(base + path, json=params, stream=True, timeout=120 * time_factor())
     assert r.status_code == 200, r.text
     assert "content-type" not in r.headers or "json" not in r.headers["content-type"]
     out = []
@@ -360,7 +363,7 @@ def test_concurrent_streams(worker):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(300)
+        t.join(300 * time_factor())
     done.set()
     w.join()
     for i, res in enumerate(results):

@@ -12,12 +12,12 @@
  * hand-made hostile headers, each of which must be rejected with a message.
  *
  * One line per check; exits non-zero if any check fails. The data folder is
- * tests/data (run from the repository root) or $FC_TEST_DATA.
+ * tests/data (run from the repository root) or $FC_TEST_DATA. The helpers
+ * shared with test_torch_bin.c are in tensor_file_test.h.
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,44 +27,11 @@
 #include "base/fc_base.h"
 #include "model/hf_config.h"
 #include "model/safetensors.h"
-
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) n_pass++;
-    else n_fail++;
-}
-
-static char data_dir[512];
+#include "tensor_file_test.h"
 
 static void path_of(char *out, size_t n, const char *rel)
 {
     snprintf(out, n, "%s/%s", data_dir, rel);
-}
-
-static uint8_t *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
 }
 
 static bool write_file(const char *path, const void *data, size_t n)
@@ -78,7 +45,7 @@ static bool write_file(const char *path, const void *data, size_t n)
 static bool copy_file(const char *from, const char *to)
 {
     size_t n;
-    uint8_t *b = read_file(from, &n);
+    uint8_t *b = tf_read_file(from, &n);
     if (!b) return false;
     bool ok = write_file(to, b, n);
     free(b);
@@ -100,8 +67,6 @@ static void rm_dir(const char *dir)
     closedir(d);
     rmdir(dir);
 }
-
-static bool has(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
 
 /* IEEE half -> float, written out here so the test does not depend on the
  * conversions under test elsewhere. */
@@ -211,7 +176,7 @@ static void test_basic(void)
 
     path_of(path, sizeof path, "safetensors/f16.safetensors");
     size_t n;
-    uint8_t *buf = read_file(path, &n);
+    uint8_t *buf = tf_read_file(path, &n);
     st = buf ? fc_safetensors_parse(buf, n, "f16.safetensors") : NULL;
     t = fc_safetensors_find(st, "w");
     ok = st && fc_safetensors_n_tensors(st) == 1 && t && t->type == FC_DTYPE_F16 && ne_is(t, 2, 5, 3, 1, 1);
@@ -300,7 +265,7 @@ static bool make_shard_copy(char *tmpl, const char *src, bool with_index)
 static bool write_index_with(const char *dir, const char *src_index, const char *key, const char *value)
 {
     size_t n;
-    uint8_t *b = read_file(src_index, &n);
+    uint8_t *b = tf_read_file(src_index, &n);
     cJSON *root = b ? cJSON_ParseWithLength((const char *)b, n) : NULL;
     free(b);
     if (!root) return false;
@@ -320,7 +285,7 @@ static void test_sharded(void)
     path_of(dir, sizeof dir, "safetensors/sharded");
     snprintf(p, sizeof p, "%s/expected.json", dir);
     size_t n;
-    uint8_t *b = read_file(p, &n);
+    uint8_t *b = tf_read_file(p, &n);
     cJSON *expected = b ? cJSON_ParseWithLength((const char *)b, n) : NULL;
     free(b);
     check(expected != NULL, "read %s", p);
@@ -420,26 +385,25 @@ static void test_sharded(void)
 
 /* ---- truncation ---- */
 
+/* fc_safetensors_parse as a tf_parse_fn */
+static bool parses(const uint8_t *data, size_t size, const char *name)
+{
+    fc_safetensors *st = fc_safetensors_parse(data, size, name);
+    fc_safetensors_free(st);
+    return st != NULL;
+}
+
 static void test_prefixes(const char *rel)
 {
     char path[1024];
     path_of(path, sizeof path, rel);
     size_t n;
-    uint8_t *full = read_file(path, &n);
+    uint8_t *full = tf_read_file(path, &n);
     if (!full) {
         check(false, "read %s", path);
         return;
     }
-    size_t accepted = 0, silent = 0;
-    for (size_t len = 0; len < n; len++) {
-        uint8_t *pre = malloc(len ? len : 1); /* exact size, so ASan sees overreads */
-        memcpy(pre, full, len);
-        fc_safetensors *st = fc_safetensors_parse(pre, len, rel);
-        if (st) accepted++;
-        else if (!has(fc_last_error(), rel)) silent++;
-        fc_safetensors_free(st);
-        free(pre);
-    }
+    size_t silent = 0, accepted = tf_prefixes_accepted(full, n, rel, parses, &silent);
     fc_safetensors *st = fc_safetensors_parse(full, n, rel);
     check(st != NULL, "%s: whole file accepted", rel);
     fc_safetensors_free(st);
@@ -625,7 +589,7 @@ static void test_config_file(const char *name, const cJSON *e)
 
     /* every strict prefix short of the final newline is invalid JSON */
     size_t n;
-    uint8_t *full = read_file(path, &n);
+    uint8_t *full = tf_read_file(path, &n);
     size_t bad = 0;
     for (size_t len = 0; full && len + 1 < n; len++) {
         char *pre = malloc(len ? len : 1);
@@ -660,7 +624,7 @@ static void test_configs(void)
     char path[1024];
     path_of(path, sizeof path, "safetensors/configs/expected.json");
     size_t n;
-    uint8_t *b = read_file(path, &n);
+    uint8_t *b = tf_read_file(path, &n);
     cJSON *expected = b ? cJSON_ParseWithLength((const char *)b, n) : NULL;
     free(b);
     check(expected && cJSON_GetArraySize(expected) == 7, "read %s (7 configs)", path);
@@ -815,8 +779,7 @@ static void test_configs(void)
 
 int main(void)
 {
-    const char *env = getenv("FC_TEST_DATA");
-    snprintf(data_dir, sizeof data_dir, "%s", env ? env : "tests/data");
+    tf_data_dir_init();
     fc_log_set_level(FC_LOG_LEVEL_NONE); /* messages are checked via fc_last_error */
 
     test_basic();
@@ -827,7 +790,5 @@ int main(void)
     test_prefixes("safetensors/sharded/model-00003-of-00003.safetensors");
     test_corrupt();
     test_configs();
-
-    printf("\n%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return tf_end();
 }

@@ -18,9 +18,9 @@
  * entry flag, and byte flips (each must be refused or give in-bounds views).
  *
  * One line per check; exits non-zero if any check fails. The data folder is
- * tests/data (run from the repository root) or $FC_TEST_DATA.
+ * tests/data (run from the repository root) or $FC_TEST_DATA. The helpers
+ * shared with test_safetensors.c are in tensor_file_test.h.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,23 +30,7 @@
 #include "format/torch_bin.h"
 #include "model/safetensors.h"
 #include "tensor/dtype.h"
-
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) n_pass++;
-    else n_fail++;
-}
-
-static char data_dir[512];
+#include "tensor_file_test.h"
 
 static char *path_of(const char *rel)
 {
@@ -56,29 +40,20 @@ static char *path_of(const char *rel)
 static uint8_t *read_all(const char *rel, size_t *size)
 {
     char *p = path_of(rel);
-    FILE *f = fopen(p, "rb");
+    uint8_t *buf = tf_read_file(p, size);
     free(p);
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    *size = fread(buf, 1, (size_t)n, f);
-    fclose(f);
     return buf;
 }
 
-static bool has(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
+/* fc_torch_bin_parse as a tf_parse_fn (the prefix loop) */
+static bool parses(const uint8_t *data, size_t size, const char *name)
+{
+    fc_torch_bin *tb = fc_torch_bin_parse(data, size, name);
+    fc_torch_bin_free(tb);
+    return tb != NULL;
+}
 
 /* ---- the tiny Llama: .bin against safetensors ---- */
-
-static bool same_tensor(const fc_tensor *a, const fc_tensor *b)
-{
-    if (a->type != b->type || a->n_dims != b->n_dims || a->nbytes != b->nbytes) return false;
-    for (int i = 0; i < FC_MAX_DIMS; i++)
-        if (a->ne[i] != b->ne[i]) return false;
-    return memcmp(a->data, b->data, a->nbytes) == 0;
-}
 
 static void compare_model(const char *bin_rel, const char *st_rel, int want_type)
 {
@@ -95,7 +70,7 @@ static void compare_model(const char *bin_rel, const char *st_rel, int want_type
         for (int64_t i = 0; i < n && i < fc_safetensors_n_tensors(st); i++) {
             const char *name = fc_torch_bin_name(tb, i);
             const fc_tensor *a = fc_torch_bin_tensor(tb, i);
-            same += strcmp(name, fc_safetensors_name(st, i)) == 0 && same_tensor(a, fc_safetensors_tensor(st, i));
+            same += strcmp(name, fc_safetensors_name(st, i)) == 0 && tf_same_tensor(a, fc_safetensors_tensor(st, i));
             typed += a->type == want_type;
             aligned += (uintptr_t)a->data % 4 == 0;
             if (fc_torch_bin_find(tb, name) != a) same = -1000;
@@ -113,7 +88,7 @@ static void compare_model(const char *bin_rel, const char *st_rel, int want_type
     if (via && st) {
         int64_t n = fc_safetensors_n_tensors(via), same = 0;
         for (int64_t i = 0; i < n; i++)
-            same += same_tensor(fc_safetensors_tensor(via, i), fc_safetensors_find(st, fc_safetensors_name(via, i)));
+            same += tf_same_tensor(fc_safetensors_tensor(via, i), fc_safetensors_find(st, fc_safetensors_name(via, i)));
         check(n == 21 && same == n, "fc_safetensors_open(%s): %lld/%lld tensors equal", bin_rel, (long long)same,
               (long long)n);
     }
@@ -191,13 +166,9 @@ static void test_misc(void)
     {
         size_t lsize;
         uint8_t *ld = read_all("misc/legacy.bin", &lsize);
-        size_t lrefused = 0;
-        for (size_t n = 0; ld && n < lsize; n++) {
-            fc_torch_bin *c = fc_torch_bin_parse(ld, n, "cut");
-            lrefused += !c && has(fc_last_error(), "cut");
-            fc_torch_bin_free(c);
-        }
-        check(ld && lrefused == lsize, "all %zu truncations of legacy.bin refused with a message", lsize);
+        size_t silent = 0, accepted = ld ? tf_prefixes_accepted(ld, lsize, "cut", parses, &silent) : 1;
+        check(ld && accepted == 0 && silent == 0, "all %zu truncations of legacy.bin refused with a message "
+              "(%zu accepted, %zu silent)", lsize, accepted, silent);
         free(ld);
     }
 
@@ -220,7 +191,7 @@ static void test_misc(void)
     if (tb && t64) {
         int64_t same = 0;
         for (int64_t i = 0; i < fc_torch_bin_n_tensors(tb); i++)
-            same += same_tensor(fc_torch_bin_tensor(tb, i), fc_torch_bin_find(t64, fc_torch_bin_name(tb, i)));
+            same += tf_same_tensor(fc_torch_bin_tensor(tb, i), fc_torch_bin_find(t64, fc_torch_bin_name(tb, i)));
         check(same == 3 && fc_torch_bin_n_tensors(t64) == 3, "zip64: the same 3 tensors as protocol4.bin");
     }
     fc_torch_bin_free(t64);
@@ -248,18 +219,10 @@ static void test_misc(void)
 /* Every view of a parsed buffer lies inside it, or is an aligned copy
  * (misaligned data, e.g. after a flipped local-header length); *copies
  * counts those. Every byte is read, so ASan sees a bad view. */
-static volatile uint8_t sink;
 static bool views_inside(const fc_torch_bin *tb, const uint8_t *d, size_t size, size_t *copies)
 {
-    for (int64_t i = 0; i < fc_torch_bin_n_tensors(tb); i++) {
-        const fc_tensor *t = fc_torch_bin_tensor(tb, i);
-        const uint8_t *p = t->data;
-        for (size_t k = 0; k < t->nbytes; k++) sink ^= p[k];
-        if (t->nbytes && (p < d || p + t->nbytes > d + size)) {
-            if ((uintptr_t)p % 64) return false;
-            ++*copies;
-        }
-    }
+    for (int64_t i = 0; i < fc_torch_bin_n_tensors(tb); i++)
+        if (!tf_view_inside(fc_torch_bin_tensor(tb, i), d, size, copies)) return false;
     return true;
 }
 
@@ -269,19 +232,9 @@ static void test_corrupt(void)
     uint8_t *d = read_all("misc/protocol4.bin", &size);
     check(d != NULL, "read protocol4.bin");
     if (!d) return;
-    size_t refused = 0, silent = 0;
-    for (size_t n = 0; n < size; n++) {
-        uint8_t *cut = malloc(n ? n : 1);
-        memcpy(cut, d, n);
-        fc_last_error();
-        fc_torch_bin *tb = fc_torch_bin_parse(cut, n, "cut");
-        if (!tb) refused++;
-        if (!tb && !has(fc_last_error(), "cut")) silent++;
-        fc_torch_bin_free(tb);
-        free(cut);
-    }
-    check(refused == size && silent == 0, "all %zu truncations of protocol4.bin refused with a message (%zu silent)",
-          size, silent);
+    size_t silent = 0, accepted = tf_prefixes_accepted(d, size, "cut", parses, &silent);
+    check(accepted == 0 && silent == 0, "all %zu truncations of protocol4.bin refused with a message (%zu accepted, "
+          "%zu silent)", size, accepted, silent);
 
     /* a compressed entry (method 8 in the central directory) */
     uint8_t *z = malloc(size);
@@ -345,8 +298,7 @@ static void test_corrupt(void)
 
 int main(void)
 {
-    const char *env = getenv("FC_TEST_DATA");
-    snprintf(data_dir, sizeof data_dir, "%s", env && *env ? env : "tests/data");
+    tf_data_dir_init();
     fc_log_set_level(FC_LOG_LEVEL_NONE);
     compare_model("f32_bin", "f32_st", FC_DTYPE_F32);
     compare_model("f16_bin", "f16_st", FC_DTYPE_F16);
@@ -355,6 +307,5 @@ int main(void)
     compare_model("f16_legacy", "f16_st", FC_DTYPE_F16);
     test_misc();
     test_corrupt();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return tf_end();
 }
