@@ -95,7 +95,15 @@ int main(void)
     expect_400("{\"model\":\"m\",\"input\":\"x\",\"top_p\":-1}", "top_p", ">= 0");
     expect_400("{\"model\":\"m\",\"input\":\"x\",\"max_output_tokens\":1e999}", "max_output_tokens", "<= 1e+09");
     expect_400("{\"model\":\"m\",\"input\":\"x\",\"max_output_tokens\":2.5}", "max_output_tokens", "integer");
-    expect_400("{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}", "tools", "Tools are not supported");
+    { /* function tools parse here; their checks (type, name, schema) are the route's, tested in test_responses.py */
+        const char *b = "{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}";
+        fc_responses_req q;
+        char *err = NULL;
+        int st = fc_responses_parse(b, strlen(b), &q, &err);
+        CHECKF(st == 200, "%s -> %d %s", b, st, err ? err : "");
+        free(err);
+        if (st == 200) fc_responses_req_free(&q);
+    }
     expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_file\"}]}]}", "input[0]", "text only");
     expect_400("{\"model\":\"m\",\"input\":[\"x\"]}", "input[0]", "expected an object");
     expect_400("{\"model\":\"m\",\"input\":\"x\",\"stream\":1}", "stream", "boolean");
