@@ -152,9 +152,12 @@ static int prompt_jinja(const char *model_path, const char *template_file, const
         if (tools_path) cJSON_AddItemToObject(extra, "tools", read_json(tools_path, "the file holds a JSON list of tool schemas"));
         char *err = NULL;
         prompt = fc_chat_template_render(tmpl, msgs, bos_text, eos_text, add_generation_prompt, extra, NULL, &err);
-        if (!prompt)
+        if (!prompt) {
+            cJSON_Delete(extra); /* the process ends here: nothing left for LeakSanitizer to report */
+            cJSON_Delete(msgs);
             fc_cli_die("the chat template refused these messages; fix them or choose --conv-template NAME",
                        "chat template: %s", err);
+        }
         cJSON_Delete(extra);
     }
     cJSON_Delete(msgs);
