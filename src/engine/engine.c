@@ -1072,6 +1072,15 @@ void fc_engine_free(fc_engine *e)
     free(e);
 }
 
+int fc_engine_prompt_skip(int n_prompt, int max_new_tokens, int n_ctx)
+{
+    if (n_prompt + max_new_tokens + 1 <= n_ctx) return 0;
+    /* FastChat: keep the last n_ctx - max_new_tokens - 1 prompt tokens */
+    int keep = n_ctx - max_new_tokens - 1;
+    if (keep < 1) keep = 1;
+    return keep < n_prompt ? n_prompt - keep : 0;
+}
+
 uint64_t fc_engine_submit(fc_engine *e, const fc_gen_request *q, fc_engine_cb cb, void *user)
 {
     req *r = fc_xcalloc(1, sizeof *r);
@@ -1081,13 +1090,7 @@ uint64_t fc_engine_submit(fc_engine *e, const fc_gen_request *q, fc_engine_cb cb
     r->max_new = q->max_new_tokens;
     r->logprobs = q->logprobs;
     r->sampler = fc_sampler_new(&q->sampling, e->V);
-    int n = q->n_prompt, skip = 0;
-    if (q->truncate && n + q->max_new_tokens + 1 > e->n_ctx) {
-        /* FastChat: keep the last n_ctx - max_new_tokens - 1 prompt tokens */
-        int keep = e->n_ctx - q->max_new_tokens - 1;
-        if (keep < 1) keep = 1;
-        if (keep < n) skip = n - keep;
-    }
+    int n = q->n_prompt, skip = q->truncate ? fc_engine_prompt_skip(n, q->max_new_tokens, e->n_ctx) : 0;
     for (int i = skip; i < n; i++) push_token(r, q->prompt[i]);
     r->n_prompt = r->n_tokens;
     fc_sampler_add_prompt(r->sampler, r->tokens, r->n_tokens);

@@ -117,6 +117,13 @@ typedef struct fc_gen_event {
 
 typedef void (*fc_engine_cb)(const fc_gen_event *ev, void *user);
 
+/* FastChat's context truncation rule, the one place it lives: how many
+ * leading tokens of an n_prompt-token prompt to drop so that the last
+ * n_ctx - max_new_tokens - 1 (at least 1) are kept; 0 when it fits. Used by
+ * fc_engine_submit (fc_gen_request.truncate) and by the worker, which cuts
+ * before submitting so that echo shows what is kept. */
+int fc_engine_prompt_skip(int n_prompt, int max_new_tokens, int n_ctx);
+
 /* Queues a request; returns its id (> 0). Every request gets exactly one
  * event with finish != FC_FINISH_NONE, after which cb is never called again
  * for it. */

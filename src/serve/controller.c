@@ -20,12 +20,9 @@
 #include "base/fc_base.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/protocol.h"
 #include "serve/reqguard.h"
 
-/* FastChat's constants.py */
-#define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
-#define ERR_CONTROLLER_NO_WORKER 50005
-#define ERR_CONTROLLER_WORKER_TIMEOUT 50006
 #define STATUS_TIMEOUT_S 5.0 /* controller.py get_worker_status */
 /* Loops: every call a controller makes to a "worker" (status, relay) carries
  * RELAY_HEADER, the ids of the controllers it went through. A controller
@@ -655,7 +652,7 @@ static bool relay_keep_going(void *user)
 static void relay_error_chunk(relay *r, int code)
 {
     char buf[256];
-    int n = snprintf(buf, sizeof buf, "{\"text\": \"%s\", \"error_code\": %d}", SERVER_ERROR_MSG, code);
+    int n = snprintf(buf, sizeof buf, "{\"text\": \"%s\", \"error_code\": %d}", FC_SERVER_ERROR_MSG, code);
     if (!r->client_gone) fc_http_stream_write(r->st, buf, (size_t)n + 1); /* with the NUL */
 }
 
@@ -684,7 +681,7 @@ static void *relay_main(void *arg)
     relay *r = arg;
     if (!*r->addr) {
         FC_LOG_INFO("controller: no worker for the relayed request");
-        relay_error_chunk(r, ERR_CONTROLLER_NO_WORKER);
+        relay_error_chunk(r, FC_EC_CONTROLLER_NO_WORKER);
     } else {
         char *url = join_url(r->addr, "/worker_generate_stream");
         fc_http_response resp = {0};
@@ -702,7 +699,7 @@ static void *relay_main(void *arg)
             if (!ok || fc_nulsplit_error(r->split)) {
                 FC_LOG_WARN("controller: worker timeout: %s: %s", r->addr,
                             ok ? "oversized chunk" : r->why ? r->why : resp.error);
-                relay_error_chunk(r, ERR_CONTROLLER_WORKER_TIMEOUT);
+                relay_error_chunk(r, FC_EC_CONTROLLER_WORKER_TIMEOUT);
             }
         }
         fc_http_response_free(&resp);
@@ -741,8 +738,8 @@ static void h_worker_generate_stream(const fc_http_request *req, fc_http_reply *
     if (loop) { /* 508 Loop Detected, and FastChat's error chunk for stream readers */
         FC_LOG_WARN("controller: refused a relay: %s", loop);
         char buf[320];
-        int n = snprintf(buf, sizeof buf, "{\"text\": \"%s\\n\\n(%s)\", \"error_code\": %d}", SERVER_ERROR_MSG,
-                         loop, ERR_CONTROLLER_WORKER_TIMEOUT);
+        int n = snprintf(buf, sizeof buf, "{\"text\": \"%s\\n\\n(%s)\", \"error_code\": %d}", FC_SERVER_ERROR_MSG,
+                         loop, FC_EC_CONTROLLER_WORKER_TIMEOUT);
         fc_http_reply_body(reply, 508, "application/octet-stream", buf, (size_t)n + 1);
         cJSON_Delete(o);
         return;

@@ -18,6 +18,7 @@
 #include "base/str.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/protocol.h"
 #include "serve/openai_api.h"
 #include "serve/response_format.h"
 
@@ -487,7 +488,7 @@ static void reply_upstream_error(fc_http_reply *r, int status, const char *body,
     if (!cJSON_IsString(msg)) msg = get(o, "detail");
     if (status == 401) {
         reply_error(r, 401, "unauthorized");
-    } else if (cJSON_IsNumber(code) && code->valueint == 40301) {
+    } else if (cJSON_IsNumber(code) && code->valueint == FC_EC_INVALID_MODEL) {
         char *m = xfmt("model \"%s\" not found, try pulling it first", model ? model : "");
         reply_error(r, 404, m);
         free(m);
@@ -973,7 +974,7 @@ static void tok_relay(const fc_http_request *req, fc_http_reply *reply, fc_ollam
         char *msg = xfmt("Only %s allowed now, your model %s", "served models are", m->valuestring);
         cJSON_AddStringToObject(e, "object", "error");
         cJSON_AddStringToObject(e, "message", msg);
-        cJSON_AddNumberToObject(e, "code", 40301);
+        cJSON_AddNumberToObject(e, "code", FC_EC_INVALID_MODEL);
         free(msg);
         reply_cjson(reply, 400, e);
     } else {
@@ -990,7 +991,7 @@ static void tok_relay(const fc_http_request *req, fc_http_reply *reply, fc_ollam
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddStringToObject(e, "object", "error");
                 cJSON_AddStringToObject(e, "message", cJSON_IsString(msg) ? msg->valuestring : "bad request");
-                cJSON_AddNumberToObject(e, "code", 40001);
+                cJSON_AddNumberToObject(e, "code", FC_EC_VALIDATION_TYPE_ERROR);
                 cJSON_Delete(j);
                 j = e;
             }

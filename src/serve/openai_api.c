@@ -32,20 +32,13 @@
 #include "net/http.h"
 #include "net/nulstream.h"
 #include "serve/ollama.h"
+#include "serve/protocol.h"
 #include "serve/reqguard.h"
 #include "serve/responses.h"
 #include "serve/response_format.h"
 #include "serve/tool_calls.h"
 #include "chat/chat_template.h"
 
-/* FastChat's constants.py ErrorCode and messages */
-#define ERR_VALIDATION_TYPE_ERROR 40001
-#define ERR_INVALID_MODEL 40301
-#define ERR_PARAM_OUT_OF_RANGE 40302
-#define ERR_CONTEXT_OVERFLOW 40303
-#define ERR_INTERNAL_ERROR 50001
-#define ERR_CONTROLLER_NO_WORKER 50005
-#define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
 
 #define MAX_N 128            /* OpenAI's bound on n */
 #define MAX_LOGPROBS 20      /* the engine's bound on alternatives per token */
@@ -173,14 +166,6 @@ static void err_free(api_err *e)
     memset(e, 0, sizeof *e);
 }
 
-static const char *err_type(int code)
-{
-    if (code == ERR_CONTEXT_OVERFLOW || code == ERR_PARAM_OUT_OF_RANGE || code == ERR_VALIDATION_TYPE_ERROR ||
-        code == ERR_INVALID_MODEL)
-        return "invalid_request_error";
-    return code >= 50000 ? "server_error" : "invalid_request_error";
-}
-
 /* FastChat's ErrorResponse {"object":"error","message","code"} plus an
  * OpenAI error object, which the official clients read. */
 static cJSON *error_body(const char *msg, int code, const char *param)
@@ -191,7 +176,7 @@ static cJSON *error_body(const char *msg, int code, const char *param)
     add_int(o, "code", code);
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", err_type(code));
+    cJSON_AddStringToObject(e, "type", fc_error_code_type(code));
     if (param) cJSON_AddStringToObject(e, "param", param);
     else cJSON_AddNullToObject(e, "param");
     add_int(e, "code", code);
@@ -296,7 +281,7 @@ static cJSON *ctl_list_models(fc_openai_api *a, api_err *e)
     cJSON *o = NULL;
     char *why = NULL;
     if (up_post(a->ctl, "/list_models", "{}", a->worker_timeout_s, &o, &why) != UP_OK) {
-        err_set(e, 500, ERR_INTERNAL_ERROR, NULL, "controller unavailable: %s", why);
+        err_set(e, 500, FC_EC_INTERNAL_ERROR, NULL, "controller unavailable: %s", why);
         free(why);
         return NULL;
     }
@@ -304,7 +289,7 @@ static cJSON *ctl_list_models(fc_openai_api *a, api_err *e)
     cJSON_Delete(o);
     if (!cJSON_IsArray(models)) {
         cJSON_Delete(models);
-        err_set(e, 500, ERR_INTERNAL_ERROR, NULL, "controller: malformed /list_models answer");
+        err_set(e, 500, FC_EC_INTERNAL_ERROR, NULL, "controller: malformed /list_models answer");
         return NULL;
     }
     return models;
@@ -336,7 +321,7 @@ static bool check_model(fc_openai_api *a, const char *model, api_err *e)
         fc_str_puts(&list, it->valuestring);
     }
     if (!found)
-        err_set(e, 400, ERR_INVALID_MODEL, "model", "Only %s allowed now, your model %s", list.p ? list.p : "", model);
+        err_set(e, 400, FC_EC_INVALID_MODEL, "model", "Only %s allowed now, your model %s", list.p ? list.p : "", model);
     fc_str_free(&list);
     cJSON_Delete(models);
     return found;
@@ -354,14 +339,14 @@ static char *worker_address(fc_openai_api *a, const char *model, api_err *e)
     enum up_status st = up_post(a->ctl, "/get_worker_address", body, a->worker_timeout_s, &o, &why);
     free(body);
     if (st != UP_OK) {
-        err_set(e, 500, ERR_INTERNAL_ERROR, NULL, "controller unavailable: %s", why);
+        err_set(e, 500, FC_EC_INTERNAL_ERROR, NULL, "controller unavailable: %s", why);
         free(why);
         return NULL;
     }
     const cJSON *addr = json_get(o, "address");
     char *out = NULL;
     if (cJSON_IsString(addr) && *addr->valuestring) out = fc_xstrdup(addr->valuestring);
-    else err_set(e, 500, ERR_CONTROLLER_NO_WORKER, "model", "No available worker for %s", model);
+    else err_set(e, 500, FC_EC_CONTROLLER_NO_WORKER, "model", "No available worker for %s", model);
     cJSON_Delete(o);
     return out;
 }
@@ -390,7 +375,7 @@ static enum up_status worker_number(fc_openai_api *a, const char *addr, const ch
             why = fc_xasprintf("%s%s: %s", addr, path, cJSON_IsString(t) ? t->valuestring : "malformed answer");
         }
     }
-    if (st != UP_OK && st != UP_DOWN) err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "%s", why);
+    if (st != UP_OK && st != UP_DOWN) err_set(e, 400, FC_EC_INTERNAL_ERROR, NULL, "%s", why);
     free(why);
     cJSON_Delete(o);
     return st;
@@ -431,7 +416,7 @@ static enum up_status worker_conv(fc_openai_api *a, const char *addr, const char
     }
     cJSON_Delete(o);
     if (st != UP_OK) {
-        if (st != UP_DOWN) err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "%s", why);
+        if (st != UP_DOWN) err_set(e, 400, FC_EC_INTERNAL_ERROR, NULL, "%s", why);
         free(why);
         free(key);
         return st;
@@ -504,7 +489,7 @@ static void req_free(gen_req *r)
  * as pydantic's lax mode accepts. */
 static int type_error(api_err *e, enum req_kind k, const char *field, const char *what)
 {
-    err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, field, "1 validation error for %s\n%s\n  %s",
+    err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, field, "1 validation error for %s\n%s\n  %s",
             kind_schema(k), field, what);
     return -1;
 }
@@ -640,7 +625,7 @@ static bool read_texts(gen_req *r, const char *field, api_err *e)
     const cJSON *it;
     cJSON_ArrayForEach(it, p) {
         if (cJSON_IsNumber(it) || cJSON_IsArray(it)) {
-            err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, field,
+            err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, field,
                     "token id %ss are not supported: FastChat decodes them with OpenAI's tiktoken vocabularies, "
                     "which do not match the served models; send text",
                     field);
@@ -689,7 +674,7 @@ static bool check_messages(gen_req *r, api_err *e)
                     return false;
                 }
                 if (!strcmp(type->valuestring, "image_url")) {
-                    err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, "messages",
+                    err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, "messages",
                             "image inputs are not supported: the served models are text-only");
                     return false;
                 }
@@ -709,13 +694,13 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
     memset(r, 0, sizeof *r);
     r->kind = kind;
     if (fc_json_has_nul(hr->body, hr->body_len)) {
-        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for %s\nbody\n  %s", kind_schema(kind),
+        err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, NULL, "1 validation error for %s\nbody\n  %s", kind_schema(kind),
                 FC_JSON_NUL_MSG);
         return false;
     }
     r->body = cJSON_ParseWithLength(hr->body, hr->body_len);
     if (!cJSON_IsObject(r->body)) {
-        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for %s\nbody\n  %s", kind_schema(kind),
+        err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, NULL, "1 validation error for %s\nbody\n  %s", kind_schema(kind),
                 r->body ? "Input should be a valid dictionary" : "JSON decode error");
         return false;
     }
@@ -793,12 +778,12 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         if (f_bool(r->body, "logprobs", &r->chat_logprobs, kind, e) < 0) return false;
         if (!f_long(r->body, "top_logprobs", &top, kind, e)) return false;
         if (top >= 0 && !r->chat_logprobs) {
-            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "top_logprobs",
+            err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "top_logprobs",
                     "logprobs must be set to true if top_logprobs is set - 'top_logprobs'");
             return false;
         }
         if (top > MAX_LOGPROBS || top < -1) {
-            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "top_logprobs",
+            err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "top_logprobs",
                     "%ld is out of range: top_logprobs must be between 0 and %d - 'top_logprobs'", top, MAX_LOGPROBS);
             return false;
         }
@@ -820,70 +805,70 @@ static bool parse_gen_req(fc_openai_api *a, const fc_http_request *hr, enum req_
         const char *param = NULL;
         int rc_rf = fc_response_format_grammar(rf, &grammar, why, sizeof why, &param);
         free(grammar);
-        if (rc_rf < 0) return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, param, "%s", why), false;
+        if (rc_rf < 0) return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, param, "%s", why), false;
         if (rc_rf > 0) r->response_format = rf;
     }
     if (kind == K_CHAT && fc_tool_req_parse(r->body, &r->tools, why_tools, sizeof why_tools, &param_tools) < 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, param_tools, "%s", why_tools), false;
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, param_tools, "%s", why_tools), false;
 
     /* check_model (not without a server: fc_openai_api_check_request), then
      * check_requests, in FastChat's order */
     if (a && !check_model(a, r->model, e)) return false;
     if (r->has_max_tokens && r->max_tokens <= 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, r->max_tokens_param, "%ld is less than the minimum of 1 - '%s'",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, r->max_tokens_param, "%ld is less than the minimum of 1 - '%s'",
                        r->max_tokens, r->max_tokens_param),
                false;
     if (r->n <= 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "n", "%ld is less than the minimum of 1 - 'n'", r->n), false;
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "n", "%ld is less than the minimum of 1 - 'n'", r->n), false;
     if (r->n > MAX_N)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "n", "%ld is greater than the maximum of %d - 'n'", r->n, MAX_N),
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "n", "%ld is greater than the maximum of %d - 'n'", r->n, MAX_N),
                false;
     if (kind == K_COMPLETION && (long)r->n_prompts * r->n > MAX_CHOICES)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "prompt",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "prompt",
                        "%ld is greater than the maximum of %d - 'prompt' (prompts x n per request)",
                        (long)r->n_prompts * r->n, MAX_CHOICES),
                false;
     if (r->temperature < 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "temperature",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "temperature",
                        "%g is less than the minimum of 0 - 'temperature'", r->temperature),
                false;
     if (r->temperature > 2)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "temperature",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "temperature",
                        "%g is greater than the maximum of 2 - 'temperature'", r->temperature),
                false;
     if (r->top_p < 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "top_p", "%g is less than the minimum of 0 - 'top_p'", r->top_p),
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "top_p", "%g is less than the minimum of 0 - 'top_p'", r->top_p),
                false;
     if (r->top_p > 1)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "top_p", "%g is greater than the maximum of 1 - 'top_p'",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "top_p", "%g is greater than the maximum of 1 - 'top_p'",
                        r->top_p),
                false;
     if (r->top_k > -1 && r->top_k < 1)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "top_k",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "top_k",
                        "%ld is out of Range. Either set top_k to -1 or >=1.", r->top_k),
                false;
     if (r->presence_penalty < -2 || r->presence_penalty > 2)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "presence_penalty",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "presence_penalty",
                        "%g is out of range: presence_penalty must be between -2 and 2 - 'presence_penalty'",
                        r->presence_penalty),
                false;
     if (r->frequency_penalty < -2 || r->frequency_penalty > 2)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "frequency_penalty",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "frequency_penalty",
                        "%g is out of range: frequency_penalty must be between -2 and 2 - 'frequency_penalty'",
                        r->frequency_penalty),
                false;
     if (kind == K_COMPLETION && (r->logprobs < -1 || r->logprobs > MAX_LOGPROBS))
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "logprobs",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "logprobs",
                        "%ld is out of range: logprobs must be between 0 and %d - 'logprobs'", r->logprobs,
                        MAX_LOGPROBS),
                false;
     int n_stop = cJSON_IsArray(r->stop) ? cJSON_GetArraySize(r->stop) : 0;
     if (n_stop > MAX_STOP) /* the worker takes 64 with the template's (at most 3) */
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "stop",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "stop",
                        "%d stop sequences are too many: at most %d - 'stop'", n_stop, MAX_STOP),
                false;
     if (kind == K_API_CHAT && r->repetition_penalty <= 0)
-        return err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "repetition_penalty",
+        return err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "repetition_penalty",
                        "%g is less than or equal to 0 - 'repetition_penalty'", r->repetition_penalty),
                false;
     return true;
@@ -921,7 +906,7 @@ static char *render_chat(fc_conv *conv, const cJSON *messages, api_err *e)
         } else if (!strcmp(role, "assistant")) {
             fc_conv_append_message(conv, 1, text.p);
         } else {
-            err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, "messages", "Unknown role: %s", role);
+            err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, "messages", "Unknown role: %s", role);
             fc_str_free(&text);
             return NULL;
         }
@@ -929,7 +914,7 @@ static char *render_chat(fc_conv *conv, const cJSON *messages, api_err *e)
     }
     fc_conv_append_message(conv, 1, NULL);
     char *prompt = fc_conv_get_prompt(conv);
-    if (!prompt) err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "cannot render the conversation: %s", fc_last_error());
+    if (!prompt) err_set(e, 400, FC_EC_INTERNAL_ERROR, NULL, "cannot render the conversation: %s", fc_last_error());
     return prompt;
 }
 
@@ -1052,7 +1037,7 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
         char *err = NULL;
         prompt = fc_chat_template_render(jt, msgs, cJSON_IsString(bos) ? bos->valuestring : NULL,
                                          cJSON_IsString(eos) ? eos->valuestring : NULL, true, extra, NULL, &err);
-        if (!prompt) err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "messages", "the chat template refused these messages: %s",
+        if (!prompt) err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "messages", "the chat template refused these messages: %s",
                              err ? err : "error");
         /* the worker's tokenizer adds BOS to every prompt: not twice */
         size_t bl = cJSON_IsString(bos) ? strlen(bos->valuestring) : 0;
@@ -1072,7 +1057,7 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
         char why[320] = "";
         p->tool_grammar = fc_tool_grammar(&r->tools, style, why, sizeof why);
         if (!p->tool_grammar) {
-            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
+            err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
             free(prompt);
             prompt = NULL;
         }
@@ -1080,7 +1065,7 @@ static char *render_tools(fc_openai_api *a, prep *p, const gen_req *r, fc_conv *
         char why[320] = "";
         p->tool_grammar = fc_tool_lazy_grammar(&r->tools, style, &p->tool_trigger, why, sizeof why);
         if (!p->tool_grammar && why[0]) {
-            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
+            err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "tools", "Invalid schema for a tool: %s", why);
             free(prompt);
             prompt = NULL;
         }
@@ -1115,9 +1100,9 @@ static bool must_stop(fc_openai_api *a, const fc_http_request *hr)
 static void err_stopped(fc_openai_api *a, api_err *e)
 {
     if (atomic_load(&a->stopping))
-        err_set(e, 503, ERR_INTERNAL_ERROR, NULL, "%s\n\n(the server is shutting down)", SERVER_ERROR_MSG);
+        err_set(e, 503, FC_EC_INTERNAL_ERROR, NULL, "%s\n\n(the server is shutting down)", FC_SERVER_ERROR_MSG);
     else
-        err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "the client left before the answer was ready");
+        err_set(e, 400, FC_EC_INTERNAL_ERROR, NULL, "the client left before the answer was ready");
 }
 
 /* check_length for one prompt: min(max_tokens or 2^20, context - tokens);
@@ -1129,7 +1114,7 @@ static enum up_status check_length(fc_openai_api *a, const char *addr, const gen
     enum up_status st = n_tokens >= 0 ? UP_OK : worker_number(a, addr, "/count_token", r->model, prompt, "count", &count, e);
     if (st != UP_OK) return st;
     if (count <= 0) {
-        err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, r->kind == K_COMPLETION ? "prompt" : "messages",
+        err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, r->kind == K_COMPLETION ? "prompt" : "messages",
                 "The prompt is empty: it has no tokens to continue - '%s'",
                 r->kind == K_COMPLETION ? "prompt" : "messages");
         return UP_BAD;
@@ -1137,7 +1122,7 @@ static enum up_status check_length(fc_openai_api *a, const char *addr, const gen
     long mt = r->has_max_tokens ? r->max_tokens : NO_MAX_TOKENS;
     long len = FC_MIN(mt, ctx - count);
     if (len <= 0) {
-        err_set(e, 400, ERR_CONTEXT_OVERFLOW, "messages",
+        err_set(e, 400, FC_EC_CONTEXT_OVERFLOW, "messages",
                 "This model's maximum context length is %ld tokens. However, your messages resulted in %ld tokens. "
                 "Please reduce the length of the messages.",
                 ctx, count);
@@ -1175,13 +1160,13 @@ static enum up_status detok_prompt(fc_openai_api *a, const char *addr, const gen
         char where[32] = "";
         if (r->n_prompts > 1) snprintf(where, sizeof where, " of prompt %d", k);
         if (tail)
-            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "prompt",
+            err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "prompt",
                     "The token ids%s must be ids of the model's vocabulary%s - 'prompt'", where, tail);
         else
-            err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "prompt", "%s%s - 'prompt'", m, where);
+            err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "prompt", "%s%s - 'prompt'", m, where);
         st = UP_BAD;
     } else {
-        err_set(e, 400, ERR_INTERNAL_ERROR, NULL, "%s: HTTP %d", url, res.status);
+        err_set(e, 400, FC_EC_INTERNAL_ERROR, NULL, "%s: HTTP %d", url, res.status);
         st = UP_BAD;
     }
     cJSON_Delete(o);
@@ -1248,7 +1233,7 @@ static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
         prep_free(p);
         ctl_refresh(a);
     }
-    err_set(e, 500, ERR_CONTROLLER_NO_WORKER, "model", "No available worker for %s", r->model);
+    err_set(e, 500, FC_EC_CONTROLLER_NO_WORKER, "model", "No available worker for %s", r->model);
     return false;
 }
 
@@ -1417,7 +1402,7 @@ static void task_run(task *t)
         cJSON *body = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
         const cJSON *text = json_get(body, "text");
         cJSON_AddStringToObject(t->result, "text", cJSON_IsString(text) ? text->valuestring : why);
-        add_int(t->result, "error_code", ERR_INTERNAL_ERROR);
+        add_int(t->result, "error_code", FC_EC_INTERNAL_ERROR);
         cJSON_Delete(body);
         free(why);
     } else {
@@ -1589,7 +1574,7 @@ static void generate_blocking(fc_openai_api *a, const fc_http_request *hr, const
     for (int i = 0; i < n && !e.http; i++) {
         const cJSON *c = ts[i].result;
         if (!c) {
-            err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "%s", ts[i].why ? ts[i].why : "worker failed");
+            err_set(&e, 400, FC_EC_INTERNAL_ERROR, NULL, "%s", ts[i].why ? ts[i].why : "worker failed");
             break;
         }
         const cJSON *code = json_get(c, "error_code"), *text = json_get(c, "text");
@@ -1745,7 +1730,7 @@ static void job_fail(job *j, const char *text, int code)
     add_int(o, "error_code", code);
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", text);
-    cJSON_AddStringToObject(e, "type", err_type(code));
+    cJSON_AddStringToObject(e, "type", fc_error_code_type(code));
     cJSON_AddNullToObject(e, "param");
     add_int(e, "code", code);
     job_event(j, o);
@@ -1815,8 +1800,8 @@ static bool job_chunk(job *j, const char *s, size_t n)
     cJSON *c = cJSON_ParseWithLength(s, n);
     if (!cJSON_IsObject(c)) {
         cJSON_Delete(c);
-        char *msg = fc_xasprintf("%s\n\n(malformed chunk from worker %s)", SERVER_ERROR_MSG, j->addr);
-        job_fail(j, msg, ERR_INTERNAL_ERROR);
+        char *msg = fc_xasprintf("%s\n\n(malformed chunk from worker %s)", FC_SERVER_ERROR_MSG, j->addr);
+        job_fail(j, msg, FC_EC_INTERNAL_ERROR);
         free(msg);
         return false;
     }
@@ -1824,7 +1809,7 @@ static bool job_chunk(job *j, const char *s, size_t n)
     const cJSON *code = json_get(c, "error_code");
     if (cJSON_IsNumber(code) && code->valueint != 0) {
         const cJSON *t = json_get(c, "text");
-        job_fail(j, cJSON_IsString(t) ? t->valuestring : SERVER_ERROR_MSG, code->valueint);
+        job_fail(j, cJSON_IsString(t) ? t->valuestring : FC_SERVER_ERROR_MSG, code->valueint);
         cJSON_Delete(c);
         return false;
     }
@@ -1935,8 +1920,8 @@ static void *job_main(void *arg)
         }
         if (atomic_load(&j->a->stopping)) {
             j->stop_why = "the server is shutting down";
-            char *msg = fc_xasprintf("%s\n\n(%s)", SERVER_ERROR_MSG, j->stop_why);
-            job_fail(j, msg, ERR_INTERNAL_ERROR);
+            char *msg = fc_xasprintf("%s\n\n(%s)", FC_SERVER_ERROR_MSG, j->stop_why);
+            job_fail(j, msg, FC_EC_INTERNAL_ERROR);
             free(msg);
             break;
         }
@@ -1955,18 +1940,18 @@ static void *job_main(void *arg)
             if (!ok || resp.status != 200 || !j->saw_finish) {
                 char *msg;
                 if (j->stop_why)
-                    msg = fc_xasprintf("%s\n\n(worker %s: %s)", SERVER_ERROR_MSG, j->addr, j->stop_why);
+                    msg = fc_xasprintf("%s\n\n(worker %s: %s)", FC_SERVER_ERROR_MSG, j->addr, j->stop_why);
                 else if (fc_nulsplit_error(j->split))
-                    msg = fc_xasprintf("%s\n\n(worker %s sent an oversized chunk)", SERVER_ERROR_MSG, j->addr);
+                    msg = fc_xasprintf("%s\n\n(worker %s sent an oversized chunk)", FC_SERVER_ERROR_MSG, j->addr);
                 else if (!ok)
-                    msg = fc_xasprintf("%s\n\n(worker %s failed mid-stream: %s)", SERVER_ERROR_MSG, j->addr, resp.error);
+                    msg = fc_xasprintf("%s\n\n(worker %s failed mid-stream: %s)", FC_SERVER_ERROR_MSG, j->addr, resp.error);
                 else if (resp.status != 200)
-                    msg = fc_xasprintf("%s\n\n(worker %s: HTTP %d)", SERVER_ERROR_MSG, j->addr, resp.status);
+                    msg = fc_xasprintf("%s\n\n(worker %s: HTTP %d)", FC_SERVER_ERROR_MSG, j->addr, resp.status);
                 else
-                    msg = fc_xasprintf("%s\n\n(worker %s ended the stream without a finish reason)", SERVER_ERROR_MSG,
+                    msg = fc_xasprintf("%s\n\n(worker %s ended the stream without a finish reason)", FC_SERVER_ERROR_MSG,
                                     j->addr);
                 FC_LOG_WARN("api: %s", msg);
-                job_fail(j, msg, ERR_INTERNAL_ERROR);
+                job_fail(j, msg, FC_EC_INTERNAL_ERROR);
                 free(msg);
             } else if (j->last) {
                 usage_add(&j->u, j->last);
@@ -2147,13 +2132,13 @@ static bool parse_embed_req(fc_openai_api *a, const fc_http_request *hr, const c
     memset(r, 0, sizeof *r);
     r->kind = K_EMBEDDINGS;
     if (fc_json_has_nul(hr->body, hr->body_len)) {
-        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
+        err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
                 FC_JSON_NUL_MSG);
         return false;
     }
     r->body = cJSON_ParseWithLength(hr->body, hr->body_len);
     if (!cJSON_IsObject(r->body)) {
-        err_set(e, 400, ERR_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
+        err_set(e, 400, FC_EC_VALIDATION_TYPE_ERROR, NULL, "1 validation error for EmbeddingsRequest\nbody\n  %s",
                 r->body ? "Input should be a valid dictionary" : "JSON decode error");
         return false;
     }
@@ -2169,7 +2154,7 @@ static bool parse_embed_req(fc_openai_api *a, const fc_http_request *hr, const c
     }
     if (!read_texts(r, "input", e)) return false;
     if (r->n_prompts > MAX_EMBED_INPUTS) {
-        err_set(e, 400, ERR_PARAM_OUT_OF_RANGE, "input", "%d is greater than the maximum of %d - 'input'",
+        err_set(e, 400, FC_EC_PARAM_OUT_OF_RANGE, "input", "%d is greater than the maximum of %d - 'input'",
                 r->n_prompts, MAX_EMBED_INPUTS);
         return false;
     }
@@ -2245,7 +2230,7 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
         }
         free(addr);
         if (!e.http && total > MAX_EMBED_TOKENS)
-            err_set(&e, 400, ERR_PARAM_OUT_OF_RANGE, "input",
+            err_set(&e, 400, FC_EC_PARAM_OUT_OF_RANGE, "input",
                     "the inputs hold more than %d tokens: at most %d per request - 'input'", MAX_EMBED_TOKENS,
                     MAX_EMBED_TOKENS);
         if (e.http) goto done;
@@ -2275,8 +2260,8 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
                 free(addr);
                 cJSON_Delete(res);
                 res = NULL;
-                if (wt.dead) err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "%s\n\n(worker stopped answering)",
-                                     SERVER_ERROR_MSG);
+                if (wt.dead) err_set(&e, 400, FC_EC_INTERNAL_ERROR, NULL, "%s\n\n(worker stopped answering)",
+                                     FC_SERVER_ERROR_MSG);
                 else err_stopped(a, &e);
                 break;
             }
@@ -2287,14 +2272,14 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
                 ctl_refresh(a);
                 continue;
             }
-            if (st != UP_OK) err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "%s", why);
+            if (st != UP_OK) err_set(&e, 400, FC_EC_INTERNAL_ERROR, NULL, "%s", why);
             free(why);
             free(addr);
             break;
         }
         free(payload);
         if (!res) {
-            err_set(&e, 500, ERR_CONTROLLER_NO_WORKER, "model", "No available worker for %s", r.model);
+            err_set(&e, 500, FC_EC_CONTROLLER_NO_WORKER, "model", "No available worker for %s", r.model);
             break;
         }
         if (e.http) {
@@ -2306,7 +2291,7 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
             const cJSON *t = json_get(res, "text");
             err_set(&e, 400, code->valueint, NULL, "%s", cJSON_IsString(t) ? t->valuestring : "worker error");
         } else if (!cJSON_IsArray(emb)) {
-            err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "worker: malformed /worker_get_embeddings answer");
+            err_set(&e, 400, FC_EC_INTERNAL_ERROR, NULL, "worker: malformed /worker_get_embeddings answer");
         } else {
             int i = 0;
             const cJSON *v;
@@ -2320,7 +2305,7 @@ static void embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
             const cJSON *tn = json_get(res, "token_num");
             if (cJSON_IsNumber(tn)) tokens += tn->valuedouble;
             if (tokens > MAX_EMBED_TOKENS)
-                err_set(&e, 400, ERR_PARAM_OUT_OF_RANGE, "input",
+                err_set(&e, 400, FC_EC_PARAM_OUT_OF_RANGE, "input",
                         "the inputs hold more than %d tokens: at most %d per request - 'input'", MAX_EMBED_TOKENS,
                         MAX_EMBED_TOKENS);
         }
@@ -2375,7 +2360,7 @@ static void h_token_check(const fc_http_request *req, fc_http_reply *reply, void
     cJSON *out = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(out, "prompts");
     if (!cJSON_IsArray(prompts)) {
-        err_set(&e, 400, ERR_VALIDATION_TYPE_ERROR, "prompts",
+        err_set(&e, 400, FC_EC_VALIDATION_TYPE_ERROR, "prompts",
                 "1 validation error for APITokenCheckRequest\nprompts\n  Input should be a list of "
                 "{\"model\", \"prompt\", \"max_tokens\"} objects");
     }
@@ -2384,7 +2369,7 @@ static void h_token_check(const fc_http_request *req, fc_http_reply *reply, void
         if (e.http) break;
         const cJSON *m = json_get(it, "model"), *p = json_get(it, "prompt"), *mt = json_get(it, "max_tokens");
         if (!cJSON_IsString(m) || !cJSON_IsString(p) || !cJSON_IsNumber(mt)) {
-            err_set(&e, 400, ERR_VALIDATION_TYPE_ERROR, "prompts",
+            err_set(&e, 400, FC_EC_VALIDATION_TYPE_ERROR, "prompts",
                     "1 validation error for APITokenCheckRequest\nprompts\n  each item needs a string \"model\", "
                     "a string \"prompt\" and an integer \"max_tokens\"");
             break;
@@ -2401,7 +2386,7 @@ static void h_token_check(const fc_http_request *req, fc_http_reply *reply, void
             if (st == UP_DOWN) ctl_refresh(a);
         }
         if (st != UP_OK) {
-            err_set(&e, 500, ERR_CONTROLLER_NO_WORKER, "model", "No available worker for %s", m->valuestring);
+            err_set(&e, 500, FC_EC_CONTROLLER_NO_WORKER, "model", "No available worker for %s", m->valuestring);
             break;
         }
         cJSON *item = cJSON_CreateObject();
@@ -2453,7 +2438,7 @@ int fc_openai_api_check_request(const char *path, const char *body, size_t len, 
         }
     } else if (parse_gen_req(NULL, &hr, kind, &r, &e)) {
         conv = fc_conv_new(conv_template ? conv_template : "chatml");
-        if (!conv) err_set(&e, 400, ERR_INTERNAL_ERROR, NULL, "no conversation template %s", conv_template);
+        if (!conv) err_set(&e, 400, FC_EC_INTERNAL_ERROR, NULL, "no conversation template %s", conv_template);
         char *prompt = NULL;
         if (conv && kind != K_COMPLETION) {
             fc_conv *c = fc_conv_copy(conv);

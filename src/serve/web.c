@@ -32,10 +32,10 @@
 #include "eval/mt_files.h"
 #include "eval/report.h"
 #include "net/nulstream.h"
+#include "serve/protocol.h"
 #include "serve/web_assets.h"
 
 /* FastChat's UI messages and limits (fastchat/constants.py). */
-#define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
 #define CONVERSATION_LIMIT_MSG                                                                                 \
     "YOU HAVE REACHED THE CONVERSATION LENGTH LIMIT. PLEASE CLEAR HISTORY AND START A NEW CONVERSATION."
 #define RATE_LIMIT_MSG "**RATE LIMIT OF THIS MODEL IS REACHED. PLEASE COME BACK LATER OR TRY OTHER MODELS.**"
@@ -408,15 +408,8 @@ static void page_event(side_run *r, cJSON *o)
 /* What the error code means for a user: worker gone, context too long, ... */
 static const char *error_kind(int code, int status)
 {
-    switch (code) {
-    case 40303: return "The conversation is too long for this model's context";
-    case 40301: return "This model is not served any more (its worker is gone)";
-    case 50005: return "No worker serves this model right now (the worker is gone)";
-    case 50006: return "The model's worker did not answer (it stopped or timed out)";
-    case 42901: case 42902: case 42903: return "Rate limited";
-    case 40302: case 40001: return "The request was refused";
-    default: break;
-    }
+    const char *t = fc_error_code_user_text(code);
+    if (t) return t;
     if (status == 429) return "Rate limited";
     if (status == 401) return "The API refused the key";
     return "The model failed";
@@ -558,7 +551,7 @@ static void h_config(const fc_http_request *req, fc_http_reply *reply, void *use
     cJSON_AddNumberToObject(o, "blind_mode_input_char_len_limit", w->blind_input_limit);
     cJSON_AddNumberToObject(o, "conversation_turn_limit", CONVERSATION_TURN_LIMIT);
     cJSON_AddStringToObject(o, "conversation_limit_msg", CONVERSATION_LIMIT_MSG);
-    cJSON_AddStringToObject(o, "server_error_msg", SERVER_ERROR_MSG);
+    cJSON_AddStringToObject(o, "server_error_msg", FC_SERVER_ERROR_MSG);
     cJSON_AddStringToObject(o, "rate_limit_msg", RATE_LIMIT_MSG);
     cJSON_AddBoolToObject(o, "mt_bench_results", w->judge_dir != NULL);
     reply_obj(reply, 200, o);
@@ -842,7 +835,7 @@ static void h_send(const fc_http_request *req, fc_http_reply *reply, void *user)
         char *content;
         if (r->error_code)
             content = fc_xasprintf("%s%s%s\n\n(error_code: %d) %s", r->text.p ? r->text.p : "", r->text.len ? "\n\n" : "",
-                                SERVER_ERROR_MSG, r->error_code, r->error_msg);
+                                FC_SERVER_ERROR_MSG, r->error_code, r->error_msg);
         else content = fc_xstrdup(r->text.p ? r->text.p : "");
         fc_store_message_add(w->store, id, s, "assistant", content, NULL, r->error_code, r->start, r->finish_t);
         free(content);

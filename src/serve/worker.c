@@ -25,6 +25,7 @@
 #include "chat/template_pick.h"
 #include "model/bert.h"
 #include "tokenizer/wordpiece.h"
+#include "serve/protocol.h"
 #include "reqguard.h"
 #include "response_format.h"
 #include "base/fc_base.h"
@@ -41,15 +42,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
-
-/* fastchat/constants.py */
-#define SERVER_ERROR_MSG "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
-enum {
-    ERR_VALIDATION = 40001,
-    ERR_CONTEXT_OVERFLOW = 40303,
-    ERR_INTERNAL = 50001,
-    ERR_OOM = 50002,
-};
 
 #define REGISTER_TIMEOUT_S 10.0
 #define HEART_BEAT_TIMEOUT_S 5.0
@@ -96,9 +88,9 @@ static char *error_json(int code, const char *why)
 {
     fc_str b = FC_STR_INIT;
     size_t wl = strlen(why);
-    size_t cap = sizeof SERVER_ERROR_MSG + wl + 8;
+    size_t cap = sizeof FC_SERVER_ERROR_MSG + wl + 8;
     char *text = fc_xmalloc(cap);
-    int n = snprintf(text, cap, "%s\n\n(%s)", SERVER_ERROR_MSG, why);
+    int n = snprintf(text, cap, "%s\n\n(%s)", FC_SERVER_ERROR_MSG, why);
     fc_str_puts(&b, "{\"text\": ");
     fc_json_put_strn(&b, text, (size_t)n);
     fc_str_printf(&b, ", \"error_code\": %d}", code);
@@ -131,7 +123,7 @@ static void reply_bad_request(fc_http_reply *rep, const char *fmt, ...)
     fc_json_put_strn(&b, msg, strlen(msg));
     fc_str_puts(&b, ", \"text\": ");
     fc_json_put_strn(&b, msg, strlen(msg));
-    fc_str_printf(&b, ", \"error_code\": %d}", ERR_VALIDATION);
+    fc_str_printf(&b, ", \"error_code\": %d}", FC_EC_VALIDATION_TYPE_ERROR);
     fc_http_reply_json(rep, 400, b.p);
     free(b.p);
 }
@@ -494,7 +486,7 @@ static void on_event(const fc_gen_event *ev, void *user)
     char *err = NULL;
     if (ev->finish == FC_FINISH_ERROR) {
         const char *why = ev->error ? ev->error : "generation failed";
-        err = error_json(strstr(why, "KV cache") ? ERR_OOM : ERR_INTERNAL, why);
+        err = error_json(strstr(why, "KV cache") ? FC_EC_CUDA_OUT_OF_MEMORY : FC_EC_INTERNAL_ERROR, why);
     } else {
         if (ev->len) fc_str_putn(&g->text, ev->text, ev->len);
         if (g->logprobs && ev->token >= 0) lp_add(g, ev->token, true, ev->logprob, ev->top, ev->n_top);
@@ -516,7 +508,7 @@ static void on_event(const fc_gen_event *ev, void *user)
     }
     gen_unlist(g);
     if (!err && ev->finish == FC_FINISH_ABORT && worker_stopping(g->w))
-        err = error_json(ERR_INTERNAL, "the worker is shutting down");
+        err = error_json(FC_EC_INTERNAL_ERROR, "the worker is shutting down");
     const char *reason = ev->finish == FC_FINISH_LENGTH ? "length" : ev->finish == FC_FINISH_STOP ? "stop" : "abort";
     if (!err) build_chunk(g, reason);
     if (g->stream) {
@@ -773,29 +765,28 @@ static bool score_prompt(gen *g, const gen_params *p)
     return st == FC_OK;
 }
 
-/* /worker_generate_stream (streaming) and /worker_generate. */
+/* /worker_generate_stream (streaming) and /worker_generate. Every refusal
+ * before the engine takes the request leaves through `done`. */
 static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *w, bool streaming)
 {
     cJSON *body = parse_body(req, rep);
     if (!body) return;
+    int32_t *ids = NULL;
+    char *err = NULL; /* an in-band error object to send with err_status */
+    int err_status = 200;
+    gen *g = NULL;
     wmodel *m = pick_model(w, body, rep);
-    if (refuse_encoder(m, rep)) {
-        cJSON_Delete(body);
-        return;
-    }
+    if (!m || refuse_encoder(m, rep)) goto done;
     gen_params p;
     char why[PARAM_ERROR_MAX];
-    if (!m || !read_params(w->has_seed, w->seed, body, &p, why)) {
-        if (m) reply_bad_request(rep, "%s", why);
-        cJSON_Delete(body);
-        return;
+    if (!read_params(w->has_seed, w->seed, body, &p, why)) {
+        reply_bad_request(rep, "%s", why);
+        goto done;
     }
     if (p.r.max_new_tokens < 1) {
         reply_bad_request(rep, "'max_new_tokens' must be at least 1 (got %d)", p.r.max_new_tokens);
-        cJSON_Delete(body);
-        return;
+        goto done;
     }
-    int32_t *ids = NULL;
     /* prompt_token_ids (ours, not FastChat's): the prompt as token ids, used
      * as they are instead of tokenizing `prompt` */
     const cJSON *pti = cJSON_GetObjectItemCaseSensitive(body, "prompt_token_ids");
@@ -804,44 +795,30 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         n = read_token_ids(pti, m->tok, "prompt_token_ids", &ids, why);
         if (n < 0) {
             reply_bad_request(rep, "%s", why);
-            cJSON_Delete(body);
-            return;
+            goto done;
         }
     } else {
         n = fc_tokenizer_encode(m->tok, p.prompt, strlen(p.prompt), true, true, &ids);
     }
     if (n == 0) {
         reply_bad_request(rep, "'prompt' is empty: it has no tokens to continue");
-        free(ids);
-        cJSON_Delete(body);
-        return;
+        goto done;
     }
     if (n < 0) {
-        char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
-        fc_http_reply_json(rep, 200, e);
-        free(e);
-        cJSON_Delete(body);
-        return;
+        err = error_json(FC_EC_INTERNAL_ERROR, "the prompt cannot be tokenized");
+        goto done;
     }
     /* FastChat's truncation, done here so that echo shows what is kept */
-    int skip = 0;
-    if (n + p.r.max_new_tokens + 1 > m->n_ctx) {
-        int keep = m->n_ctx - p.r.max_new_tokens - 1;
-        if (keep < 1) keep = 1;
-        if (keep < n) skip = n - keep;
-    }
+    int skip = fc_engine_prompt_skip(n, p.r.max_new_tokens, m->n_ctx);
     p.r.prompt = ids + skip;
     p.r.n_prompt = n - skip;
 
     if (!slot_acquire(w, req)) {
-        char *e = error_json(ERR_INTERNAL, "the worker is shutting down or the client left");
-        fc_http_reply_json(rep, 503, e);
-        free(e);
-        free(ids);
-        cJSON_Delete(body);
-        return;
+        err = error_json(FC_EC_INTERNAL_ERROR, "the worker is shutting down or the client left");
+        err_status = 503;
+        goto done;
     }
-    gen *g = fc_xcalloc(1, sizeof *g);
+    g = fc_xcalloc(1, sizeof *g);
     g->w = w;
     g->m = m;
     atomic_init(&g->refs, 2); /* this handler and the engine's last event */
@@ -862,15 +839,8 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         fc_str_putn(&g->text, t, tl);
         free(t);
         if (g->logprobs && p.r.n_prompt > 0 && !score_prompt(g, &p)) {
-            char *e = error_json(ERR_INTERNAL, "the prompt cannot be scored for its logprobs");
-            fc_http_reply_json(rep, 200, e);
-            free(e);
-            slot_release(w);
-            atomic_store(&g->refs, 1);
-            gen_unref(g);
-            free(ids);
-            cJSON_Delete(body);
-            return;
+            err = error_json(FC_EC_INTERNAL_ERROR, "the prompt cannot be scored for its logprobs");
+            goto done;
         }
     }
     if (streaming) {
@@ -881,6 +851,7 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
     uint64_t id = fc_engine_submit(m->engine, &p.r, on_event, g);
     free(ids);
     cJSON_Delete(body);
+    body = NULL, ids = NULL;
     pthread_mutex_lock(&g->mu);
     g->id = id;
     g->have_id = true;
@@ -922,6 +893,18 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
     fc_http_reply_json(rep, 200, g->final);
     slot_release(w);
     gen_unref(g);
+    return;
+
+done:
+    if (err) fc_http_reply_json(rep, err_status, err);
+    free(err);
+    if (g) { /* refused before the engine saw it: this handler holds the only reference */
+        slot_release(w);
+        atomic_store(&g->refs, 1);
+        gen_unref(g);
+    }
+    free(ids);
+    cJSON_Delete(body);
 }
 
 static void h_generate_stream(const fc_http_request *req, fc_http_reply *rep, void *user)
@@ -1026,7 +1009,7 @@ static void h_count_token(const fc_http_request *req, fc_http_reply *rep, void *
     cJSON_Delete(body);
     char out[96];
     if (n < 0) {
-        char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
+        char *e = error_json(FC_EC_INTERNAL_ERROR, "the prompt cannot be tokenized");
         fc_http_reply_json(rep, 200, e);
         free(e);
         return;
@@ -1043,14 +1026,14 @@ static void h_tokenize(const fc_http_request *req, fc_http_reply *rep, void *use
     cJSON *body = parse_body(req, rep);
     if (!body) return;
     wmodel *m = pick_model(user, body, rep);
-    if (refuse_encoder(m, rep)) {
-        cJSON_Delete(body);
-        return;
-    }
-    const cJSON *pr = m ? cJSON_GetObjectItemCaseSensitive(body, "prompt") : NULL;
+    bool ok = m && !refuse_encoder(m, rep);
+    const cJSON *pr = ok ? cJSON_GetObjectItemCaseSensitive(body, "prompt") : NULL;
     const cJSON *as = cJSON_GetObjectItemCaseSensitive(body, "add_special_tokens");
-    if (m && !cJSON_IsString(pr)) reply_bad_request(rep, "'prompt' must be a string");
-    if (!m || !cJSON_IsString(pr)) {
+    if (ok && !cJSON_IsString(pr)) {
+        reply_bad_request(rep, "'prompt' must be a string");
+        ok = false;
+    }
+    if (!ok) {
         cJSON_Delete(body);
         return;
     }
@@ -1058,7 +1041,7 @@ static void h_tokenize(const fc_http_request *req, fc_http_reply *rep, void *use
     int n = fc_tokenizer_encode(m->tok, pr->valuestring, strlen(pr->valuestring), !cJSON_IsFalse(as), true, &ids);
     cJSON_Delete(body);
     if (n < 0) {
-        char *e = error_json(ERR_INTERNAL, "the prompt cannot be tokenized");
+        char *e = error_json(FC_EC_INTERNAL_ERROR, "the prompt cannot be tokenized");
         fc_http_reply_json(rep, 200, e);
         free(e);
         return;
@@ -1138,23 +1121,19 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
     cJSON *body = parse_body(req, rep);
     if (!body) return;
     wmodel *m = pick_model(w, body, rep);
-    if (!m) {
-        cJSON_Delete(body);
-        return;
-    }
-    const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "input");
+    const cJSON *in = m ? cJSON_GetObjectItemCaseSensitive(body, "input") : NULL;
     bool one = cJSON_IsString(in);
     bool ok = one || (cJSON_IsArray(in) && cJSON_GetArraySize(in) > 0);
     const cJSON *it;
     if (ok && !one) cJSON_ArrayForEach(it, in) ok = ok && cJSON_IsString(it);
-    if (!ok) {
+    if (m && !ok) {
         reply_bad_request(rep, "'input' must be a string or a non-empty list of strings");
-        cJSON_Delete(body);
-        return;
-    }
-    if (!one && cJSON_GetArraySize(in) > MAX_EMBED_INPUTS) {
+    } else if (ok && !one && cJSON_GetArraySize(in) > MAX_EMBED_INPUTS) {
         reply_bad_request(rep, "'input' has %d items: at most %d per request", cJSON_GetArraySize(in),
                           MAX_EMBED_INPUTS);
+        ok = false;
+    }
+    if (!ok) {
         cJSON_Delete(body);
         return;
     }
@@ -1162,7 +1141,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
     bool b64 = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
     if (!slot_acquire(w, req)) {
         cJSON_Delete(body);
-        char *e = error_json(ERR_INTERNAL, "the worker is shutting down or the client left");
+        char *e = error_json(FC_EC_INTERNAL_ERROR, "the worker is shutting down or the client left");
         fc_http_reply_json(rep, 503, e);
         free(e);
         return;
@@ -1182,7 +1161,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             char why[96];
             snprintf(why, sizeof why, n == 0 ? "input %d is empty: it has no tokens" : "input %d cannot be tokenized",
                      k);
-            err = n == 0 ? plain_error_json(ERR_VALIDATION, why) : error_json(ERR_INTERNAL, why);
+            err = n == 0 ? plain_error_json(FC_EC_VALIDATION_TYPE_ERROR, why) : error_json(FC_EC_INTERNAL_ERROR, why);
             break;
         }
         if (w->embed_in_truncate && n > m->n_ctx) n = m->n_ctx;
@@ -1192,7 +1171,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
                      "This model's maximum context length is %d tokens. However, your messages resulted in %d "
                      "tokens. Please reduce the length of the messages.",
                      m->n_ctx, n);
-            err = plain_error_json(ERR_CONTEXT_OVERFLOW, why);
+            err = plain_error_json(FC_EC_CONTEXT_OVERFLOW, why);
             break;
         }
         lens[k] = n;
@@ -1201,7 +1180,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             char why[200];
             snprintf(why, sizeof why, "the inputs hold more than %d tokens: at most %d per request", MAX_EMBED_TOKENS,
                      MAX_EMBED_TOKENS);
-            err = plain_error_json(ERR_VALIDATION, why);
+            err = plain_error_json(FC_EC_VALIDATION_TYPE_ERROR, why);
             break;
         }
     }
@@ -1215,7 +1194,7 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
         encv = malloc(sizeof(float) * (size_t)C * (size_t)n_in);
         for (int s0 = 0; s0 < n_in && !err && encv; s0 += ENC_BATCH) {
             if (fc_http_request_client_gone(req)) {
-                err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+                err = error_json(FC_EC_INTERNAL_ERROR, "the client left or the worker is shutting down");
                 break;
             }
             int nb = n_in - s0 < ENC_BATCH ? n_in - s0 : ENC_BATCH;
@@ -1224,27 +1203,27 @@ static void h_embeddings(const fc_http_request *req, fc_http_reply *rep, void *u
             if (st != FC_OK) {
                 char why[160];
                 snprintf(why, sizeof why, "embedding inputs %d..%d failed: %s", s0, s0 + nb - 1, fc_status_str(st));
-                err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
+                err = error_json(st == FC_ERR_NOMEM ? FC_EC_CUDA_OUT_OF_MEMORY : FC_EC_INTERNAL_ERROR, why);
             }
         }
-        if (!encv) err = error_json(ERR_OOM, "out of memory");
+        if (!encv) err = error_json(FC_EC_CUDA_OUT_OF_MEMORY, "out of memory");
     }
     for (k = 0; k < n_in && !err; k++) {
         if (fc_http_request_client_gone(req)) { /* the client left, or the worker stops */
-            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+            err = error_json(FC_EC_INTERNAL_ERROR, "the client left or the worker is shutting down");
             break;
         }
         enum fc_status st = FC_OK;
         if (encv) memcpy(vec, encv + (size_t)k * C, sizeof(float) * (size_t)C);
         else st = fc_engine_embed(m->engine, all[k], lens[k], vec, embed_keep_going, (void *)req);
         if (st != FC_OK && fc_http_request_client_gone(req)) {
-            err = error_json(ERR_INTERNAL, "the client left or the worker is shutting down");
+            err = error_json(FC_EC_INTERNAL_ERROR, "the client left or the worker is shutting down");
             break;
         }
         if (st != FC_OK) {
             char why[160];
             snprintf(why, sizeof why, "embedding input %d failed: %s", k, fc_status_str(st));
-            err = error_json(st == FC_ERR_NOMEM ? ERR_OOM : ERR_INTERNAL, why);
+            err = error_json(st == FC_ERR_NOMEM ? FC_EC_CUDA_OUT_OF_MEMORY : FC_EC_INTERNAL_ERROR, why);
             break;
         }
         if (k) fc_str_puts(&b, ", ");
