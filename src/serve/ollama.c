@@ -18,6 +18,7 @@
 #include "base/str.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/loopback.h"
 #include "serve/protocol.h"
 #include "serve/openai_api.h"
 #include "serve/response_format.h"
@@ -456,10 +457,7 @@ done:
 
 /* ---- loopback calls to the OpenAI routes ---- */
 
-static char *url_of(const fc_ollama *o, const char *path)
-{
-    return xfmt("%s://%s:%d%s", fc_http_scheme(), o->host, fc_openai_api_port(o->api), path);
-}
+static char *url_of(const fc_ollama *o, const char *path) { return fc_loopback_url(o->api, o->host, path); }
 
 /* "Authorization: ..." passed on, as a NULL-terminated header list */
 typedef struct fwd_headers {
@@ -507,9 +505,7 @@ typedef struct relay {
     const char *model;
     bool want_stream;
     fc_http_stream *st;        /* the client's NDJSON stream, once opened */
-    bool client_gone;
-    fc_sse_parser *sse;
-    fc_str raw;                /* the upstream body when it is not SSE (an error) */
+    fc_loopback lb;            /* the call to the OpenAI route (client_gone, raw body) */
     fc_str text;               /* all text (non-streamed answer) */
     char *error;               /* an error event */
     char done_reason[16];
@@ -531,7 +527,7 @@ static void relay_line(relay *r, cJSON *o)
     fc_str_init(&line, 0);
     fc_str_puts(&line, s);
     fc_str_putc(&line, '\n');
-    if (!fc_http_stream_write(r->st, fc_str_cstr(&line), fc_str_len(&line))) r->client_gone = true;
+    if (!fc_http_stream_write(r->st, fc_str_cstr(&line), fc_str_len(&line))) r->lb.client_gone = true;
     fc_str_free(&line);
     free(s);
 }
@@ -601,22 +597,7 @@ static bool relay_event(const fc_sse_event *ev, void *user)
         }
     }
     cJSON_Delete(c);
-    return !r->client_gone;
-}
-
-static bool relay_data(const char *data, size_t len, void *user)
-{
-    relay *r = user;
-    if (fc_str_len(&r->raw) < 65536) fc_str_putn(&r->raw, data, len);
-    return fc_sse_parser_feed(r->sse, data, len, relay_event, r);
-}
-
-static bool relay_keep_going(void *user)
-{
-    relay *r = user;
-    if (r->client_gone) return false;
-    if (fc_http_request_client_gone(r->hr)) r->client_gone = true;
-    return !r->client_gone;
+    return !r->lb.client_gone;
 }
 
 static void relay_finish(relay *r)
@@ -697,24 +678,17 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
         return;
     }
     relay r = {.o = o, .hr = req, .reply = reply, .kind = kind, .model = q.model, .want_stream = q.stream != 0};
-    r.sse = fc_sse_parser_new(0);
-    fc_str_init(&r.raw, 0);
     fc_str_init(&r.text, 0);
     r.t0 = now_s();
-    fwd_headers h;
-    fwd_init(&h, req);
-    fc_http_call call = {.headers = h.list, .keep_going = relay_keep_going, .user = &r, .loopback = true};
-    fc_http_response res = {0};
-    char *u = url_of(o, q.path);
-    bool ok = fc_http_post_stream_ex(u, q.body, strlen(q.body), 0, &call, relay_data, &r, &res);
-    free(u);
-    if (r.client_gone) {
+    bool ok = fc_loopback_post(&r.lb, o->api, o->host, req, q.path, q.body, relay_event, &r);
+    const fc_http_response *res = &r.lb.res;
+    if (r.lb.client_gone) {
         if (!r.st) reply_error(reply, 499, "client gone");
     } else if (!ok && !r.st) {
-        reply_error(reply, 500, res.error[0] ? res.error : "upstream failed");
-    } else if (res.status != 200 && !r.st) {
-        fc_str_putc(&r.raw, '\0');
-        reply_upstream_error(reply, res.status, fc_str_cstr(&r.raw), q.model);
+        reply_error(reply, 500, res->error[0] ? res->error : "upstream failed");
+    } else if (res->status != 200 && !r.st) {
+        fc_str_putc(&r.lb.raw, '\0');
+        reply_upstream_error(reply, res->status, fc_str_cstr(&r.lb.raw), q.model);
     } else if (r.error) {
         if (r.st) {
             cJSON *e = cJSON_CreateObject();
@@ -731,12 +705,9 @@ static void do_generation(fc_ollama *o, const fc_http_request *req, fc_http_repl
         pthread_mutex_unlock(&o->mu);
     }
     if (r.st) fc_http_stream_close(r.st);
-    fc_http_response_free(&res);
-    fc_sse_parser_free(r.sse);
-    fc_str_free(&r.raw);
+    fc_loopback_free(&r.lb);
     fc_str_free(&r.text);
     free(r.error);
-    free(h.auth);
     fc_ollama_req_free(&q);
 }
 

@@ -22,6 +22,7 @@
 #include "base/str.h"
 #include "net/http.h"
 #include "net/nulstream.h"
+#include "serve/loopback.h"
 #include "serve/openai_api.h"
 #include "serve/tool_calls.h"
 
@@ -680,9 +681,7 @@ typedef struct relay {
     char id[64];
     long created_at;
     fc_http_stream *st;        /* the client's SSE stream, once opened */
-    bool client_gone;
-    fc_sse_parser *sse;
-    fc_str raw;                /* the upstream body when it is not SSE (an error) */
+    fc_loopback lb;            /* the call to the chat route (client_gone, raw body) */
     fc_str text;               /* the answer's text so far (all message items) */
     out_item *items;           /* the output items so far, in order */
     int n_items, cap_items;
@@ -811,7 +810,7 @@ static void send_event(relay *r, const char *type, cJSON *o)
     cJSON_Delete(e);
     size_t n = 0;
     char *f = fc_sse_format(type, s, strlen(s), &n);
-    if (!r->client_gone && !fc_http_stream_write(r->st, f, n)) r->client_gone = true;
+    if (!r->lb.client_gone && !fc_http_stream_write(r->st, f, n)) r->lb.client_gone = true;
     free(f);
     free(s);
 }
@@ -983,21 +982,7 @@ static bool relay_event(const fc_sse_event *ev, void *user)
         relay_tool_calls(r, get(delta, "tool_calls"));
     }
     cJSON_Delete(c);
-    return !r->client_gone;
-}
-
-static bool relay_data(const char *data, size_t len, void *user)
-{
-    relay *r = user;
-    if (fc_str_len(&r->raw) < 65536) fc_str_putn(&r->raw, data, len);
-    return fc_sse_parser_feed(r->sse, data, len, relay_event, r);
-}
-
-static bool relay_keep_going(void *user)
-{
-    relay *r = user;
-    if (!r->client_gone && fc_http_request_client_gone(r->hr)) r->client_gone = true;
-    return !r->client_gone;
+    return !r->lb.client_gone;
 }
 
 static bool incomplete_of(const relay *r) { return !strcmp(r->finish, "length"); }
@@ -1045,11 +1030,6 @@ static void reply_upstream(fc_http_reply *reply, int status, const char *body)
     cJSON_Delete(o);
 }
 
-static char *loopback_url(const fc_responses *rs, const char *path)
-{
-    return fc_xasprintf("%s://%s:%d%s", fc_http_scheme(), rs->host, fc_openai_api_port(rs->api), path);
-}
-
 static void h_create(const fc_http_request *req, fc_http_reply *reply, void *user)
 {
     fc_responses *rs = user;
@@ -1085,24 +1065,16 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
     char *body = fc_responses_chat_body(&q, history);
     relay r = {.rs = rs, .hr = req, .reply = reply, .q = &q, .created_at = (long)time(NULL), .open = -1};
     new_id(r.id, "resp_");
-    r.sse = fc_sse_parser_new(0);
-    fc_str_init(&r.raw, 0);
     fc_str_init(&r.text, 0);
-    const char *auth = fc_http_header(req, "Authorization");
-    char *auth_h = auth ? fc_xasprintf("Authorization: %s", auth) : NULL;
-    const char *headers[2] = {auth_h, NULL};
-    fc_http_call call = {.headers = headers, .keep_going = relay_keep_going, .user = &r, .loopback = true};
-    fc_http_response res = {0};
-    char *u = loopback_url(rs, "/v1/chat/completions");
-    bool ok = fc_http_post_stream_ex(u, body, strlen(body), 0, &call, relay_data, &r, &res);
-    free(u);
-    if (r.client_gone) {
+    bool ok = fc_loopback_post(&r.lb, rs->api, rs->host, req, "/v1/chat/completions", body, relay_event, &r);
+    const fc_http_response *res = &r.lb.res;
+    if (r.lb.client_gone) {
         if (!r.st) reply_error(reply, 499, "invalid_request_error", NULL, "the client left");
     } else if (!ok && !r.st) {
-        reply_error(reply, 500, "server_error", NULL, res.error[0] ? res.error : "the chat route failed");
-    } else if (res.status != 200 && !r.st) {
-        fc_str_putc(&r.raw, '\0');
-        reply_upstream(reply, res.status, fc_str_cstr(&r.raw));
+        reply_error(reply, 500, "server_error", NULL, res->error[0] ? res->error : "the chat route failed");
+    } else if (res->status != 200 && !r.st) {
+        fc_str_putc(&r.lb.raw, '\0');
+        reply_upstream(reply, res->status, fc_str_cstr(&r.lb.raw));
     } else if (r.error || !r.has_usage) {
         const char *m = r.error ? r.error : "the answer ended early";
         if (r.st) stream_error(&r, m);
@@ -1152,13 +1124,10 @@ static void h_create(const fc_http_request *req, fc_http_reply *reply, void *use
         cJSON_Delete(resp);
     }
     if (r.st) fc_http_stream_close(r.st);
-    fc_http_response_free(&res);
-    fc_sse_parser_free(r.sse);
-    fc_str_free(&r.raw);
+    fc_loopback_free(&r.lb);
     fc_str_free(&r.text);
     relay_items_free(&r);
     free(r.error);
-    free(auth_h);
     free(body);
     free(history);
     fc_responses_req_free(&q);
