@@ -41,6 +41,7 @@
  */
 #include "torch_bin.h"
 #include "base/file.h"
+#include "tensor/tensor_index.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -902,18 +903,11 @@ not_dict:
 
 /* ---- the checkpoint object ---- */
 
-struct entry {
-    char *name;  /* owned */
-    fc_tensor t;
-    int file;    /* index into files */
-};
-
 struct fc_torch_bin {
     fc_mmap **maps;   /* (n_files) owned; NULL for fc_torch_bin_parse */
     char **files;     /* (n_files) owned names, for messages */
     int n_files;
-    struct entry *ents; /* (n) sorted by name */
-    int64_t n, cap;
+    fc_tensor_index ix; /* the tensors, by name (file: index into files) */
     void **copies;    /* aligned copies of misaligned tensors */
     int64_t n_copies;
 };
@@ -950,14 +944,10 @@ static bool add_entry(fc_torch_bin *tb, const struct obj *key, const fc_tensor *
         tb->copies[tb->n_copies++] = copy;
         v.data = copy;
     }
-    if (tb->n == tb->cap) {
-        tb->cap = tb->cap ? tb->cap * 2 : 64;
-        tb->ents = fc_xrealloc(tb->ents, (size_t)tb->cap * sizeof *tb->ents);
-    }
     char *name = fc_xmalloc(key->u.s.n + 1);
     memcpy(name, key->u.s.p, key->u.s.n);
     name[key->u.s.n] = 0;
-    tb->ents[tb->n++] = (struct entry){name, v, file};
+    fc_tensor_index_add(&tb->ix, name, &v, file);
     return true;
 }
 
@@ -1159,36 +1149,6 @@ done:
     return ok;
 }
 
-static int cmp_entry(const void *a, const void *b)
-{
-    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
-}
-
-static bool finish(fc_torch_bin *tb, const char *what)
-{
-    if (tb->n > 1) qsort(tb->ents, (size_t)tb->n, sizeof *tb->ents, cmp_entry);
-    for (int64_t i = 1; i < tb->n; i++) {
-        if (strcmp(tb->ents[i - 1].name, tb->ents[i].name) == 0) {
-            FC_LOG_ERROR("%s: tensor '%s' appears more than once", what, tb->ents[i].name);
-            return false;
-        }
-    }
-    return true;
-}
-
-static const struct entry *find_entry(const fc_torch_bin *tb, const char *name)
-{
-    int64_t lo = 0, hi = tb->n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(tb->ents[mid].name, name);
-        if (c == 0) return &tb->ents[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
 /* ---- files and folders ---- */
 
 static bool open_file_into(fc_torch_bin *tb, const char *path)
@@ -1255,9 +1215,9 @@ static bool open_index(fc_torch_bin *tb, const char *dir, const char *index_path
         free(p);
         if (!good) goto done;
     }
-    if (!finish(tb, dir)) goto done;
+    if (!fc_tensor_index_finish(&tb->ix, dir)) goto done;
     cJSON_ArrayForEach(e, wm) {
-        const struct entry *en = find_entry(tb, e->string ? e->string : "");
+        const fc_tensor_entry *en = fc_tensor_index_find(&tb->ix, e->string ? e->string : "");
         char *want = path_join(dir, e->valuestring);
         bool match = en && strcmp(tb->files[en->file], want) == 0;
         free(want);
@@ -1297,7 +1257,7 @@ fc_torch_bin *fc_torch_bin_open(const char *path)
     fc_torch_bin *tb = fc_xcalloc(1, sizeof *tb);
     char *index = NULL, *single = NULL;
     if (!S_ISDIR(sb.st_mode)) {
-        if (!open_file_into(tb, path) || !finish(tb, path)) goto fail;
+        if (!open_file_into(tb, path) || !fc_tensor_index_finish(&tb->ix, path)) goto fail;
         return tb;
     }
     index = path_join(path, "pytorch_model.bin.index.json");
@@ -1305,7 +1265,7 @@ fc_torch_bin *fc_torch_bin_open(const char *path)
     if (is_regular(index)) {
         if (!open_index(tb, path, index)) goto fail;
     } else if (is_regular(single)) {
-        if (!open_file_into(tb, single) || !finish(tb, single)) goto fail;
+        if (!open_file_into(tb, single) || !fc_tensor_index_finish(&tb->ix, single)) goto fail;
     } else {
         FC_LOG_ERROR("%s: no pytorch_model.bin.index.json or pytorch_model.bin in this folder", path);
         goto fail;
@@ -1325,7 +1285,8 @@ fc_torch_bin *fc_torch_bin_parse(const uint8_t *data, size_t size, const char *n
     if (!name) name = "pytorch_model.bin";
     fc_torch_bin *tb = fc_xcalloc(1, sizeof *tb);
     int f = file_add(tb, name, NULL);
-    if (!parse_file(tb, data ? data : (const uint8_t *)"", data ? size : 0, f) || !finish(tb, name)) {
+    if (!parse_file(tb, data ? data : (const uint8_t *)"", data ? size : 0, f) ||
+        !fc_tensor_index_finish(&tb->ix, name)) {
         fc_torch_bin_free(tb);
         return NULL;
     }
@@ -1335,8 +1296,7 @@ fc_torch_bin *fc_torch_bin_parse(const uint8_t *data, size_t size, const char *n
 void fc_torch_bin_free(fc_torch_bin *tb)
 {
     if (!tb) return;
-    for (int64_t i = 0; i < tb->n; i++) free(tb->ents[i].name);
-    free(tb->ents);
+    fc_tensor_index_free(&tb->ix);
     for (int64_t i = 0; i < tb->n_copies; i++) fc_aligned_free(tb->copies[i]);
     free(tb->copies);
     for (int i = 0; i < tb->n_files; i++) {
@@ -1348,21 +1308,21 @@ void fc_torch_bin_free(fc_torch_bin *tb)
     free(tb);
 }
 
-int64_t fc_torch_bin_n_tensors(const fc_torch_bin *tb) { return tb ? tb->n : 0; }
+int64_t fc_torch_bin_n_tensors(const fc_torch_bin *tb) { return tb ? tb->ix.n : 0; }
 
 const char *fc_torch_bin_name(const fc_torch_bin *tb, int64_t i)
 {
-    return tb && i >= 0 && i < tb->n ? tb->ents[i].name : NULL;
+    return tb && i >= 0 && i < tb->ix.n ? tb->ix.ents[i].name : NULL;
 }
 
 const fc_tensor *fc_torch_bin_tensor(const fc_torch_bin *tb, int64_t i)
 {
-    return tb && i >= 0 && i < tb->n ? &tb->ents[i].t : NULL;
+    return tb && i >= 0 && i < tb->ix.n ? &tb->ix.ents[i].t : NULL;
 }
 
 const fc_tensor *fc_torch_bin_find(const fc_torch_bin *tb, const char *name)
 {
     if (!tb || !name) return NULL;
-    const struct entry *e = find_entry(tb, name);
+    const fc_tensor_entry *e = fc_tensor_index_find(&tb->ix, name);
     return e ? &e->t : NULL;
 }

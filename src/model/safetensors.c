@@ -33,6 +33,7 @@
  */
 #include "safetensors.h"
 #include "format/torch_bin.h"
+#include "tensor/tensor_index.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -46,18 +47,11 @@
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 #define ST_MAX_SHAPE_DIMS 8 /* what we parse; more than FC_MAX_DIMS is then an error */
 
-struct entry {
-    char *name;   /* owned, NUL-terminated */
-    fc_tensor t;
-    int file;     /* index into maps/names of the file it came from */
-};
-
 struct fc_safetensors {
     fc_mmap **maps;   /* (n_files) owned; NULL entries for fc_safetensors_parse */
     char **files;     /* (n_files) owned file names, for messages */
     int n_files;
-    struct entry *ents; /* (n) sorted by name after loading */
-    int64_t n, cap;
+    fc_tensor_index ix; /* the tensors, by name (file: index into maps/files) */
     void **copies;    /* aligned copies of misaligned tensors, owned */
     int64_t n_copies, cap_copies;
     fc_torch_bin *tb; /* owned: the PyTorch checkpoint the tensors view, if any */
@@ -100,18 +94,6 @@ static bool json_u64(const cJSON *v, uint64_t *out)
     if (!(d >= 0.0 && d <= 9007199254740992.0) || floor(d) != d) return false;
     *out = (uint64_t)d;
     return true;
-}
-
-static void add_entry(fc_safetensors *st, char *name, const fc_tensor *t, int file)
-{
-    if (st->n == st->cap) {
-        st->cap = st->cap ? st->cap * 2 : 64;
-        st->ents = fc_xrealloc(st->ents, (size_t)st->cap * sizeof *st->ents);
-    }
-    st->ents[st->n].name = name;
-    st->ents[st->n].t = *t;
-    st->ents[st->n].file = file;
-    st->n++;
 }
 
 static void keep_copy(fc_safetensors *st, void *p)
@@ -286,7 +268,7 @@ static bool parse_file(fc_safetensors *st, const uint8_t *data, size_t size, con
             t.data = copy;
             FC_LOG_DEBUG("%s: tensor '%s' is misaligned, copied", fname, tname);
         }
-        add_entry(st, fc_xstrdup(tname), &t, file);
+        fc_tensor_index_add(&st->ix, fc_xstrdup(tname), &t, file);
     }
     cJSON_Delete(root);
     return true;
@@ -296,38 +278,6 @@ fail:
 }
 
 /* ---- sorting and lookup ---- */
-
-static int cmp_entry(const void *a, const void *b)
-{
-    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
-}
-
-/* Sorts by name and rejects duplicates (within a file, a JSON object with a
- * repeated key; across shards, a tensor stored twice). */
-static bool finish(fc_safetensors *st, const char *what)
-{
-    if (st->n > 1) qsort(st->ents, (size_t)st->n, sizeof *st->ents, cmp_entry);
-    for (int64_t i = 1; i < st->n; i++) {
-        if (strcmp(st->ents[i - 1].name, st->ents[i].name) == 0) {
-            FC_LOG_ERROR("%s: tensor '%s' appears more than once", what, st->ents[i].name);
-            return false;
-        }
-    }
-    return true;
-}
-
-static const struct entry *find_entry(const fc_safetensors *st, const char *name)
-{
-    int64_t lo = 0, hi = st->n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(st->ents[mid].name, name);
-        if (c == 0) return &st->ents[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
 
 /* ---- public API ---- */
 
@@ -341,7 +291,7 @@ fc_safetensors *fc_safetensors_parse(const uint8_t *data, size_t size, const cha
     fc_safetensors *st = fc_xcalloc(1, sizeof *st);
     int f = file_add(st, name, NULL);
     if (!parse_file(st, data ? data : (const uint8_t *)"", size, name, f)) goto fail;
-    if (!finish(st, name)) goto fail;
+    if (!fc_tensor_index_finish(&st->ix, name)) goto fail;
     return st;
 fail:
     fc_safetensors_free(st);
@@ -432,9 +382,9 @@ static bool open_index(fc_safetensors *st, const char *dir, const char *index_pa
         free(p);
         if (!good) goto done;
     }
-    if (!finish(st, dir)) goto done;
+    if (!fc_tensor_index_finish(&st->ix, dir)) goto done;
     cJSON_ArrayForEach(e, wm) {
-        const struct entry *en = find_entry(st, e->string ? e->string : "");
+        const fc_tensor_entry *en = fc_tensor_index_find(&st->ix, e->string ? e->string : "");
         /* file index i+0 is shards[i]: files were added in that order */
         const char *got = en ? st->files[en->file] : NULL;
         char *want = path_join(dir, e->valuestring);
@@ -504,7 +454,7 @@ static bool open_all(fc_safetensors *st, const char *dir)
     qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++)
         if (!open_file_into(st, names[i])) goto done;
-    ok = finish(st, dir);
+    ok = fc_tensor_index_finish(&st->ix, dir);
 done:
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
@@ -519,8 +469,8 @@ static bool open_torch(fc_safetensors *st, const char *path)
     if (!st->tb) return false;
     int f = file_add(st, path, NULL);
     for (int64_t i = 0; i < fc_torch_bin_n_tensors(st->tb); i++)
-        add_entry(st, fc_xstrdup(fc_torch_bin_name(st->tb, i)), fc_torch_bin_tensor(st->tb, i), f);
-    return finish(st, path);
+        fc_tensor_index_add(&st->ix, fc_xstrdup(fc_torch_bin_name(st->tb, i)), fc_torch_bin_tensor(st->tb, i), f);
+    return fc_tensor_index_finish(&st->ix, path);
 }
 
 static bool has_suffix(const char *s, const char *suf)
@@ -547,7 +497,7 @@ fc_safetensors *fc_safetensors_open(const char *path)
         return st;
     }
     if (!S_ISDIR(sb.st_mode)) {
-        if (!open_file_into(st, path) || !finish(st, path)) goto fail;
+        if (!open_file_into(st, path) || !fc_tensor_index_finish(&st->ix, path)) goto fail;
         return st;
     }
     index = path_join(path, "model.safetensors.index.json");
@@ -555,7 +505,7 @@ fc_safetensors *fc_safetensors_open(const char *path)
     if (is_regular(index)) {
         if (!open_index(st, path, index)) goto fail;
     } else if (is_regular(single)) {
-        if (!open_file_into(st, single) || !finish(st, single)) goto fail;
+        if (!open_file_into(st, single) || !fc_tensor_index_finish(&st->ix, single)) goto fail;
     } else if (!has_safetensors(path) && fc_torch_bin_in_folder(path)) {
         if (!open_torch(st, path)) goto fail;
     } else if (!open_all(st, path)) {
@@ -574,8 +524,7 @@ fail:
 void fc_safetensors_free(fc_safetensors *st)
 {
     if (!st) return;
-    for (int64_t i = 0; i < st->n; i++) free(st->ents[i].name);
-    free(st->ents);
+    fc_tensor_index_free(&st->ix);
     for (int64_t i = 0; i < st->n_copies; i++) fc_aligned_free(st->copies[i]);
     free(st->copies);
     for (int i = 0; i < st->n_files; i++) {
@@ -590,25 +539,25 @@ void fc_safetensors_free(fc_safetensors *st)
 
 int64_t fc_safetensors_n_tensors(const fc_safetensors *st)
 {
-    return st ? st->n : 0;
+    return st ? st->ix.n : 0;
 }
 
 const char *fc_safetensors_name(const fc_safetensors *st, int64_t i)
 {
-    if (!st || i < 0 || i >= st->n) return NULL;
-    return st->ents[i].name;
+    if (!st || i < 0 || i >= st->ix.n) return NULL;
+    return st->ix.ents[i].name;
 }
 
 const fc_tensor *fc_safetensors_tensor(const fc_safetensors *st, int64_t i)
 {
-    if (!st || i < 0 || i >= st->n) return NULL;
-    return &st->ents[i].t;
+    if (!st || i < 0 || i >= st->ix.n) return NULL;
+    return &st->ix.ents[i].t;
 }
 
 const fc_tensor *fc_safetensors_find(const fc_safetensors *st, const char *name)
 {
     if (!st || !name) return NULL;
-    const struct entry *e = find_entry(st, name);
+    const fc_tensor_entry *e = fc_tensor_index_find(&st->ix, name);
     return e ? &e->t : NULL;
 }
 
