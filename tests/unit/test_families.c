@@ -13,6 +13,7 @@
  * Data: tests/data (run from the repository root) or $FC_TEST_DATA.
  */
 #include "test_util.h"
+#include "batch_test.h"
 #include "model/model.h"
 #include "model/kv_cache.h"
 #include "tensor/ops.h"
@@ -23,52 +24,6 @@
 
 static char data_dir[512];
 
-static double maxdiff(const float *a, const float *b, int n)
-{
-    double m = 0;
-    for (int i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return m;
-}
-
-static int32_t tok(int s, int i) { return (int32_t)((s * 131 + i * 37 + 7) % 500) + 3; }
-
-/* Logits of every position of sequences 0..ns-1 (lengths len[]), fed
- * together in batches of `chunk` tokens per sequence (interleaved), into
- * out[s] (len[s] x V). */
-static void run(const fc_model *m, fc_exec *e, int ns, const int *len, int chunk, int kv_type, float **out)
-{
-    const fc_model_config *c = fc_model_get_config(m);
-    const int V = c->n_vocab;
-    fc_kv_params kp = {.n_tokens = 1024, .n_seq_max = 4, .dtype = kv_type};
-    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
-    fc_batch *b = fc_batch_new(256);
-    float *lg = malloc(sizeof(float) * (size_t)V * 256);
-    int done[4] = {0};
-    for (;;) {
-        fc_batch_clear(b);
-        int rows[256][2], nr = 0;
-        for (int s = 0; s < ns; s++) {
-            int k = len[s] - done[s] < chunk ? len[s] - done[s] : chunk;
-            if (k <= 0) continue;
-            CHECK(fc_kv_cache_reserve(kv, s, k) == FC_OK);
-            for (int j = 0; j < k; j++) {
-                fc_batch_add(b, tok(s, done[s] + j), done[s] + j, s, true);
-                rows[nr][0] = s;
-                rows[nr][1] = done[s] + j;
-                nr++;
-            }
-            done[s] += k;
-        }
-        if (nr == 0) break;
-        CHECK(fc_model_forward(m, e, kv, b, lg) == FC_OK);
-        for (int r = 0; r < nr; r++)
-            memcpy(out[rows[r][0]] + (size_t)rows[r][1] * V, lg + (size_t)r * V, sizeof(float) * V);
-    }
-    free(lg);
-    fc_batch_free(b);
-    fc_kv_cache_free(kv);
-}
-
 static void test_batching(const char *name, const int *len, int ns)
 {
     char path[700];
@@ -76,50 +31,7 @@ static void test_batching(const char *name, const int *len, int ns)
     fc_model *m = fc_model_load(path);
     CHECKF(m != NULL, "load %s", path);
     if (!m) return;
-    const fc_model_config *c = fc_model_get_config(m);
-    const int V = c->n_vocab;
-    for (int exact = 1; exact >= 0; exact--) {
-        const int kv_type = exact ? FC_DTYPE_F32 : FC_DTYPE_F16;
-        fc_exec_params ep = {.n_threads = 2, .exact = exact, .n_batch_max = 256};
-        fc_exec *e = fc_exec_new(m, &ep);
-        float *alone[4], *mixed[4], *steps[4];
-        for (int s = 0; s < ns; s++) {
-            alone[s] = malloc(sizeof(float) * (size_t)V * len[s]);
-            mixed[s] = malloc(sizeof(float) * (size_t)V * len[s]);
-            steps[s] = malloc(sizeof(float) * (size_t)V * len[s]);
-        }
-        /* alone: each sequence as the only one in the cache (as sequence s) */
-        for (int s = 0; s < ns; s++) {
-            int l1[4] = {0};
-            l1[s] = len[s];
-            float *o[4] = {alone[0], alone[1], alone[2], alone[3]};
-            run(m, e, s + 1, l1, 256, kv_type, o);
-        }
-        run(m, e, ns, len, 256, kv_type, mixed);
-        run(m, e, ns, len, 1, kv_type, steps);
-        double dm = 0, ds = 0;
-        for (int s = 0; s < ns; s++) {
-            dm = fmax(dm, maxdiff(alone[s], mixed[s], V * len[s]));
-            /* LongRoPE picks its factors per call: a prompt fed token by token
-             * rotates its first original_max_position_embeddings positions
-             * with the short ones (as transformers with its cache), in one
-             * call past that length with the long ones */
-            if (c->rope_scaling != FC_ROPE_SCALING_LONGROPE || len[s] <= c->rope_orig_ctx)
-                ds = fmax(ds, maxdiff(alone[s], steps[s], V * len[s]));
-        }
-        printf("%s %s (%s KV): %d sequences batched vs alone max |d| %.2e, token by token %.2e\n", name,
-               exact ? "exact" : "fast", exact ? "f32" : "f16", ns, dm, ds);
-        /* the same sums in another order (tiles of other sizes); fast mode
-         * also rounds activations: its bound is looser */
-        CHECKF(dm < (exact ? 1e-4 : 2e-2), "%s batched vs alone %.2e", name, dm);
-        CHECKF(ds < (exact ? 1e-4 : 2e-2), "%s token by token vs alone %.2e", name, ds);
-        for (int s = 0; s < ns; s++) {
-            free(alone[s]);
-            free(mixed[s]);
-            free(steps[s]);
-        }
-        fc_exec_free(e);
-    }
+    bt_check_batching(m, name, len, ns, 500);
     fc_model_free(m);
 }
 
@@ -141,7 +53,7 @@ static void test_gemma2_hidden(void)
         fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
         fc_batch *b = fc_batch_new(64);
         CHECK(fc_kv_cache_reserve(kv, 0, n) == FC_OK);
-        for (int i = 0; i < n; i++) fc_batch_add(b, tok(0, i), i, 0, i == n - 1);
+        for (int i = 0; i < n; i++) fc_batch_add(b, bt_tok(0, i, 500), i, 0, i == n - 1);
         CHECK((pass ? fc_model_forward_hidden(m, e, kv, b, h) : fc_model_forward(m, e, kv, b, lg)) == FC_OK);
         fc_batch_free(b);
         fc_kv_cache_free(kv);

@@ -27,38 +27,19 @@
 #include "train/sft_data.h"
 #include "train/train.h"
 #include "test_util.h"
-
-static const float *tensor_f32(const fc_safetensors *st, const char *name, int64_t *n)
-{
-    const fc_tensor *t = fc_safetensors_find(st, name);
-    if (!t || t->type != FC_DTYPE_F32) return NULL;
-    if (n) *n = fc_tensor_nelem(t);
-    return t->data;
-}
+#include "train_golden_test.h"
 
 static void check_arch(const char *arch, bool ref)
 {
-    char dir[256], gpath[256];
-    snprintf(dir, sizeof dir, "tests/data/train/tiny_%s", arch);
-    snprintf(gpath, sizeof gpath, "tests/data/train/grad_%s.safetensors", arch);
-    fc_model *m = fc_model_load(dir);
-    fc_safetensors *g = fc_safetensors_open(gpath);
-    CHECKF(m && g, "%s: loading %s / %s", arch, dir, gpath);
-    if (!m || !g) { fc_model_free(m); fc_safetensors_free(g); return; }
-    fc_train_model *tm = fc_train_model_from_model(m);
-    CHECK(tm != NULL);
-    if (!tm) return;
-    fc_train_model_set_reference(tm, ref);
-    const char *mode = ref ? "ref" : "fast";
-
-    int64_t n_ids = 0;
-    const float *fids = tensor_f32(g, "ids", &n_ids), *flab = tensor_f32(g, "labels", NULL);
-    const fc_tensor *ids_t = fc_safetensors_find(g, "ids");
-    const int B = (int)ids_t->ne[1], T = (int)ids_t->ne[0];
-    int32_t *ids = malloc((size_t)n_ids * 4), *labels = malloc((size_t)n_ids * 4);
-    for (int64_t i = 0; i < n_ids; i++) { ids[i] = (int32_t)fids[i]; labels[i] = (int32_t)flab[i]; }
-    const fc_tensor *lt = fc_safetensors_find(g, "loss");
-    const double want_loss = ((const double *)lt->data)[0];
+    tg_case c;
+    if (!tg_open(&c, arch, "grad_", ref)) return;
+    fc_safetensors *g = c.g;
+    fc_train_model *tm = c.tm;
+    const char *mode = c.mode;
+    const int B = c.B, T = c.T;
+    const int32_t *ids = c.ids, *labels = c.labels;
+    const double want_loss = c.want_loss;
+    const char *dir = c.dir;
 
     /* ---- gradients, single-threaded ---- */
     fc_train_zero_grad(tm);
@@ -72,7 +53,7 @@ static void check_arch(const char *arch, bool ref)
         char gname[128];
         snprintf(gname, sizeof gname, "grad.%s", p->name);
         int64_t n;
-        const float *ref = tensor_f32(g, gname, &n);
+        const float *ref = tg_tensor_f32(g, gname, &n);
         CHECKF(ref && (size_t)n == p->n, "%s: golden %s", arch, gname);
         if (!ref || (size_t)n != p->n) continue;
         const float *ours = fc_train_model_grads(tm) + p->offset;
@@ -161,10 +142,7 @@ static void check_arch(const char *arch, bool ref)
 
     fc_train_model_free(tm);
     fc_pool_free(pool);
-    free(ids);
-    free(labels);
-    fc_safetensors_free(g);
-    fc_model_free(m);
+    tg_close(&c);
 }
 
 static void check_schedules(void)

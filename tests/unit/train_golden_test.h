@@ -1,0 +1,88 @@
+/*
+ * train_golden_test.h: what the trainer's golden tests (test_train_ref.c,
+ * test_train_lora.c) share: a float32 tensor of a golden file, and one
+ * case: a tiny model of tests/data/train/ as a trainable model and the
+ * golden batch written for it by tools/golden/ (ids, labels, the loss).
+ *
+ * Header-only, included by one test file each after test_util.h (CHECK,
+ * CHECKF); everything is static inline. Run from the repository root.
+ */
+#ifndef FC_TRAIN_GOLDEN_TEST_H
+#define FC_TRAIN_GOLDEN_TEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "train/train.h"
+
+/* A float32 tensor's data and (n) element count; NULL when absent or of
+ * another type. */
+static inline const float *tg_tensor_f32(const fc_safetensors *st, const char *name, int64_t *n)
+{
+    const fc_tensor *t = fc_safetensors_find(st, name);
+    if (!t || t->type != FC_DTYPE_F32) return NULL;
+    if (n) *n = fc_tensor_nelem(t);
+    return t->data;
+}
+
+typedef struct tg_case {
+    const char *mode;         /* "ref" (scalar reference matmuls) or "fast" */
+    char dir[256];            /* the model's folder */
+    fc_model *m;
+    fc_safetensors *g;        /* the golden file */
+    fc_train_model *tm;       /* over m; the test frees it */
+    int B, T;
+    int32_t *ids, *labels;    /* (B, T) */
+    double want_loss;
+} tg_case;
+
+/* Loads tests/data/train/tiny_<arch> and tests/data/train/<golden_prefix>
+ * <arch>.safetensors, makes the trainable model (reference matmuls when
+ * ref) and reads the batch. False, after a failed CHECK, when a file or the
+ * model is missing (a missing trainable model leaves m and g held, as the
+ * tests always did). */
+static inline bool tg_open(tg_case *c, const char *arch, const char *golden_prefix, bool ref)
+{
+    char gpath[256];
+    *c = (tg_case){.mode = ref ? "ref" : "fast"};
+    snprintf(c->dir, sizeof c->dir, "tests/data/train/tiny_%s", arch);
+    snprintf(gpath, sizeof gpath, "tests/data/train/%s%s.safetensors", golden_prefix, arch);
+    c->m = fc_model_load(c->dir);
+    c->g = fc_safetensors_open(gpath);
+    CHECKF(c->m && c->g, "%s: loading %s / %s", arch, c->dir, gpath);
+    if (!c->m || !c->g) {
+        fc_model_free(c->m);
+        fc_safetensors_free(c->g);
+        return false;
+    }
+    c->tm = fc_train_model_from_model(c->m);
+    CHECK(c->tm != NULL);
+    if (!c->tm) return false;
+    fc_train_model_set_reference(c->tm, ref);
+    int64_t n_ids = 0;
+    const float *fids = tg_tensor_f32(c->g, "ids", &n_ids), *flab = tg_tensor_f32(c->g, "labels", NULL);
+    const fc_tensor *ids_t = fc_safetensors_find(c->g, "ids");
+    c->B = (int)ids_t->ne[1], c->T = (int)ids_t->ne[0];
+    c->ids = malloc((size_t)n_ids * 4), c->labels = malloc((size_t)n_ids * 4);
+    for (int64_t i = 0; i < n_ids; i++) {
+        c->ids[i] = (int32_t)fids[i];
+        c->labels[i] = (int32_t)flab[i];
+    }
+    c->want_loss = ((const double *)fc_safetensors_find(c->g, "loss")->data)[0];
+    return true;
+}
+
+/* Frees the batch, the golden file and the model (not tm). */
+static inline void tg_close(tg_case *c)
+{
+    free(c->ids);
+    free(c->labels);
+    fc_safetensors_free(c->g);
+    fc_model_free(c->m);
+}
+
+#endif
