@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "tensor/dtype.h"
 
 int fc_cmd_generate(int argc, char **argv);
 int fc_cmd_logits(int argc, char **argv);
@@ -16,7 +17,7 @@ int fc_cmd_quantize(int argc, char **argv);
 int fc_cmd_convert(int argc, char **argv);
 /* cmd_quantize.c: the model at path as a GGUF file out; type an enum fc_dtype
  * for the matrices, or -1 to keep each matrix's type (convert). Exits on error. */
-int fc_cli_write_gguf(const char *path, const char *out, int type);
+int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type);
 /* cmd_weights.c: an fc_flag parser of sizes ("5GB", "500MB", "1GiB", "123") into a uint64_t. */
 struct fc_flag;
 const char *fc_cli_flag_size(const struct fc_flag *f, const char *v, void *dst);

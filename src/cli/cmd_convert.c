@@ -52,7 +52,7 @@ int fc_cmd_convert(int argc, char **argv)
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!in || !out) fc_cli_die("usage: fastchat convert --input X --output Y", "missing option");
-    int dtype = -1;
+    enum fc_dtype dtype = FC_DTYPE_NONE;
     if (dname) {
         dtype = fc_dtype_from_name(dname);
         if (dtype < 0) fc_cli_die("types: f32 f16 bf16 (and, to GGUF, q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q6_k)", "unknown type '%s'", dname);

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 /* llama.cpp's llama_ftype numbers for general.file_type */
-static int ftype_of(int t)
+static int ftype_of(enum fc_dtype t)
 {
     switch (t) {
     case FC_DTYPE_F32: return 0;
@@ -40,8 +40,8 @@ static int ftype_of(int t)
     case FC_DTYPE_Q4_K: return 15;
     case FC_DTYPE_Q6_K: return 18;
     case FC_DTYPE_BF16: return 32;
+    default: return 0;
     }
-    return 0;
 }
 
 /* Row r of the GGUF layout of a HF llama Q/K matrix comes from HF row
@@ -94,7 +94,7 @@ int fc_cmd_quantize(int argc, char **argv)
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);
     if (!path || !out || !tname) fc_cli_die("usage: fastchat quantize --model-path M --type q8_0 --out FILE.gguf", "missing option");
-    int type = fc_dtype_from_name(tname);
+    enum fc_dtype type = fc_dtype_from_name(tname);
     static const int writable[] = {FC_DTYPE_F32, FC_DTYPE_F16, FC_DTYPE_BF16, FC_DTYPE_Q8_0, FC_DTYPE_Q4_0,
                                    FC_DTYPE_Q4_1, FC_DTYPE_Q5_0, FC_DTYPE_Q5_1, FC_DTYPE_Q4_K, FC_DTYPE_Q6_K};
     bool ok = false;
@@ -104,7 +104,7 @@ int fc_cmd_quantize(int argc, char **argv)
     return fc_cli_write_gguf(path, out, type);
 }
 
-int fc_cli_write_gguf(const char *path, const char *out, int type)
+int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type)
 {
     double t0 = fc_time_sec();
     fc_model *m = fc_model_load(path);

@@ -221,7 +221,7 @@ enum gkind { G_ORDERED_DICT, G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_STORAGE_TY
 struct obj;
 
 struct storage {
-    int type;           /* enum fc_dtype or -1 */
+    enum fc_dtype type; /* FC_DTYPE_NONE: not one the engine reads */
     size_t esize;
     const uint8_t *data; /* NULL until the legacy format's raw storages are read */
     uint64_t numel;
@@ -237,7 +237,7 @@ struct obj {
         struct { const char *p; size_t n; } s;              /* O_STR: into the pickle */
         struct { struct obj **v; size_t n; } tup;           /* O_TUPLE */
         struct { struct obj **k, **v; size_t n, cap; } dict; /* O_DICT */
-        struct { enum gkind g; int type; size_t esize; } gl; /* O_GLOBAL (type/esize: storages) */
+        struct { enum gkind g; enum fc_dtype type; size_t esize; } gl; /* O_GLOBAL (type/esize: storages) */
         struct storage st;   /* O_STORAGE */
         struct { fc_tensor t; struct obj *st; uint64_t off; } ten; /* O_TENSOR: data set at the end */
         struct { struct obj **v; size_t n, cap; } list;     /* O_LIST */
@@ -248,7 +248,7 @@ struct obj {
  * bytes), element size. */
 struct ttype {
     const char *storage, *dtype;
-    int type;
+    enum fc_dtype type;
     size_t esize;
 };
 

@@ -318,7 +318,7 @@ static void geglu(float *g, const float *u, int n)
     }
 }
 
-static inline void store_kv(void *dst, const float *src, int n, int dtype)
+static inline void store_kv(void *dst, const float *src, int n, enum fc_dtype dtype)
 {
     if (dtype == FC_DTYPE_F32) {
         memcpy(dst, src, sizeof(float) * (size_t)n);

@@ -511,7 +511,7 @@ typedef struct mm_job {
     const float *x;    /* (T, K) f32 rows */
     int T;
     float *y;
-    int atype;         /* fast mode: the activation type, xa its rows; -1: exact */
+    enum fc_dtype atype; /* fast mode: the activation type, xa its rows; FC_DTYPE_NONE: exact */
     const void *xa;
     size_t xa_stride;
 } mm_job;

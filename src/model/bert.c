@@ -36,7 +36,7 @@ enum pooling { POOL_MEAN = 0, POOL_CLS, POOL_MAX, POOL_MEAN_SQRT };
 static const char *pool_names[] = {"mean", "cls", "max", "mean_sqrt_len"};
 
 typedef struct mat {
-    int type;           /* F32, F16 or BF16 */
+    enum fc_dtype type; /* F32, F16 or BF16 */
     const void *w;      /* (R, K) rows */
     size_t stride;      /* bytes between rows */
     int64_t R, K;

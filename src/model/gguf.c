@@ -787,7 +787,7 @@ struct wkv {
 struct wtensor {
     char *name;           /* owned */
     size_t name_len;
-    int type;
+    enum fc_dtype type;
     int n_dims;
     int64_t ne[FC_MAX_DIMS];
     const void *data;     /* borrowed */
@@ -968,7 +968,7 @@ void fc_gguf_writer_copy_kv(fc_gguf_writer *w, const fc_gguf *g, int64_t i)
     set_raw(w, kv->key.ptr, (size_t)kv->key.len, kv->type, val, (size_t)kv->val_len);
 }
 
-void fc_gguf_writer_add_tensor(fc_gguf_writer *w, const char *name, int type, int n_dims,
+void fc_gguf_writer_add_tensor(fc_gguf_writer *w, const char *name, enum fc_dtype type, int n_dims,
                                const int64_t *ne, const void *data)
 {
     size_t name_len = strlen(name);

@@ -136,7 +136,7 @@ void fc_gguf_writer_set_arr_str(fc_gguf_writer *w, const char *key, const char *
 void fc_gguf_writer_copy_kv(fc_gguf_writer *w, const fc_gguf *g, int64_t i);
 /* Adds a tensor; data is borrowed until fc_gguf_writer_write returns and must
  * hold fc_dtype_row_size(type, ne[0]) * ne[1] * ne[2] * ne[3] bytes. */
-void fc_gguf_writer_add_tensor(fc_gguf_writer *w, const char *name, int type, int n_dims,
+void fc_gguf_writer_add_tensor(fc_gguf_writer *w, const char *name, enum fc_dtype type, int n_dims,
                                const int64_t *ne, const void *data);
 /* Writes the file (to path.tmp, then renames). FC_OK or FC_ERR_IO (logged);
  * FC_ERR_ARG when an earlier set/add call was invalid (each such call logs

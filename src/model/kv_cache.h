@@ -27,7 +27,7 @@ typedef struct fc_kv_cache fc_kv_cache;
 typedef struct fc_kv_params {
     int64_t n_tokens;  /* token budget: the pool holds ceil(n_tokens / FC_KV_BLOCK) blocks */
     int n_seq_max;     /* sequence ids are in [0, n_seq_max) */
-    int dtype;         /* FC_DTYPE_F32 or FC_DTYPE_F16 */
+    enum fc_dtype dtype; /* FC_DTYPE_F32 or FC_DTYPE_F16 */
 } fc_kv_params;
 
 /* NULL (logged) if the pool cannot be allocated. */

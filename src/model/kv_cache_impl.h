@@ -15,7 +15,7 @@ typedef struct fc_kv_seq {
 
 struct fc_kv_cache {
     int L, NKV, HS;
-    int dtype;              /* FC_DTYPE_F32 or FC_DTYPE_F16 */
+    enum fc_dtype dtype;    /* FC_DTYPE_F32 or FC_DTYPE_F16 */
     size_t elt;             /* bytes per element */
     size_t half_bytes;      /* bytes of K (or V) of one layer of one block: NKV*BLOCK*HS*elt */
     int64_t n_blocks;

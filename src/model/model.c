@@ -755,7 +755,7 @@ enum fc_model_format fc_model_format(const fc_model *m) { return m->format; }
 const char *fc_model_path(const fc_model *m) { return m->path; }
 size_t fc_model_weight_bytes(const fc_model *m) { return m->weight_bytes; }
 const struct fc_gguf *fc_model_gguf(const fc_model *m) { return m->gguf; }
-int fc_model_weight_type(const fc_model *m) { return m->weight_type; }
+enum fc_dtype fc_model_weight_type(const fc_model *m) { return m->weight_type; }
 
 bool fc_model_tensor_at(const fc_model *m, int64_t i, const char **name, const fc_tensor **t)
 {

@@ -137,7 +137,7 @@ size_t fc_model_weight_bytes(const fc_model *m);
 /* The GGUF metadata when loaded from GGUF, else NULL (borrowed). */
 const struct fc_gguf *fc_model_gguf(const fc_model *m);
 /* Dominant weight type of the matrices (for display), enum fc_dtype. */
-int fc_model_weight_type(const fc_model *m);
+enum fc_dtype fc_model_weight_type(const fc_model *m);
 
 /* Iterates the model's tensors by their canonical GGUF names
  * ("token_embd.weight", "blk.0.attn_q.weight", ...). Returns false past the

@@ -108,7 +108,7 @@ struct fc_model {
     fc_named_tensor *named; /* every tensor of the file we use, in GGUF names */
     int n_named;
     size_t weight_bytes;
-    int weight_type;
+    enum fc_dtype weight_type;
     /* backing storage: exactly one is set */
     fc_gguf *gguf;
     fc_safetensors *st;

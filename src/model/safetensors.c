@@ -64,7 +64,7 @@ static const uint64_t empty_data[1];
 
 struct st_dtype {
     const char *name;
-    int type;      /* enum fc_dtype, or -1 for types the engine does not use */
+    enum fc_dtype type; /* FC_DTYPE_NONE for types the engine does not use */
     size_t size;   /* bytes per element */
 };
 

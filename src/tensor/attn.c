@@ -70,7 +70,7 @@ void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int
 }
 
 /* n rows of HS values of kv_type -> f32, and zeros up to the padded key count np. */
-static void to_f32(float *dst, const void *src, int kv_type, int n, int np, int HS)
+static void to_f32(float *dst, const void *src, enum fc_dtype kv_type, int n, int np, int HS)
 {
     const size_t nv = (size_t)n * (size_t)HS;
     if (kv_type == FC_DTYPE_F32) {
@@ -265,7 +265,7 @@ static void block_generic(fc_attn_state *st, int np, const int *lim)
     }
 }
 
-void fc_attn_block(fc_attn_state *st, const void *k, const void *v, int kv_type, int n, const int *lim)
+void fc_attn_block(fc_attn_state *st, const void *k, const void *v, enum fc_dtype kv_type, int n, const int *lim)
 {
     FC_ASSERT(n >= 0 && n <= FC_ATTN_BLOCK);
     int limc[FC_ATTN_ROWS], nvis = 0;
@@ -321,12 +321,12 @@ void fc_attn_merge(const fc_attn_state *const *parts, int n, float *out, int G, 
     }
 }
 
-static inline double kv_get(const void *p, int kv_type, size_t i)
+static inline double kv_get(const void *p, enum fc_dtype kv_type, size_t i)
 {
     return kv_type == FC_DTYPE_F32 ? ((const float *)p)[i] : fc_f16_to_f32(((const fc_f16 *)p)[i]);
 }
 
-void fc_attn_ref(const float *q, int R, int HS, float scale, const void *k, const void *v, int kv_type, int n,
+void fc_attn_ref(const float *q, int R, int HS, float scale, const void *k, const void *v, enum fc_dtype kv_type, int n,
                  const int *lim, float *out)
 {
     double s[1024];

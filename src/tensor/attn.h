@@ -48,7 +48,7 @@ void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int
                    float scale);
 /* Adds n <= FC_ATTN_BLOCK keys and values (rows of HS values of kv_type,
  * HS apart; f32 or f16). Row r sees the first lim[r] of them (0..n). */
-void fc_attn_block(fc_attn_state *st, const void *k, const void *v, int kv_type, int n, const int *lim);
+void fc_attn_block(fc_attn_state *st, const void *k, const void *v, enum fc_dtype kv_type, int n, const int *lim);
 /* out row r = acc_r / l_r; a row that saw no key gets zeros. */
 void fc_attn_end(const fc_attn_state *st, float *out, int G, int64_t tok_stride);
 /* The same from n states of the same rows that saw disjoint chunks of keys. */
@@ -57,7 +57,7 @@ void fc_attn_merge(const fc_attn_state *const *parts, int n, float *out, int G, 
 /* Scalar reference (double sums, two-pass softmax) for the tests: rows q
  * (R x HS, contiguous) against n keys/values of kv_type, row r seeing the
  * first lim[r] keys; out (R x HS). */
-void fc_attn_ref(const float *q, int R, int HS, float scale, const void *k, const void *v, int kv_type, int n,
+void fc_attn_ref(const float *q, int R, int HS, float scale, const void *k, const void *v, enum fc_dtype kv_type, int n,
                  const int *lim, float *out);
 
 #endif

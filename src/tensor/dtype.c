@@ -87,54 +87,54 @@ static const struct type_traits traits[FC_DTYPE_COUNT] = {
     [FC_DTYPE_Q8_0_X8] = { "q8_0x8", FC_QK, sizeof(fc_block_q8_0), false },
 };
 
-static const struct type_traits *lookup(int t)
+static const struct type_traits *lookup(enum fc_dtype t)
 {
     if (t < 0 || t >= FC_DTYPE_COUNT || !traits[t].name) return NULL;
     return &traits[t];
 }
 
-const char *fc_dtype_name(int t)
+const char *fc_dtype_name(enum fc_dtype t)
 {
     const struct type_traits *tt = lookup(t);
     return tt ? tt->name : "?";
 }
 
-int fc_dtype_from_name(const char *name)
+enum fc_dtype fc_dtype_from_name(const char *name)
 {
-    if (!name) return -1;
+    if (!name) return FC_DTYPE_NONE;
     for (int t = 0; t < FC_DTYPE_COUNT; t++) {
         const char *a = traits[t].name, *b = name;
         if (!a) continue;
         while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b)) a++, b++;
         if (!*a && !*b) return t;
     }
-    return -1;
+    return FC_DTYPE_NONE;
 }
 
-bool fc_dtype_in_files(int t)
+bool fc_dtype_in_files(enum fc_dtype t)
 {
     return t >= 0 && t < FC_DTYPE_A16 && lookup(t) != NULL;
 }
 
-bool fc_dtype_supported(int t)
+bool fc_dtype_supported(enum fc_dtype t)
 {
     const struct type_traits *tt = lookup(t);
     return tt && tt->supported;
 }
 
-int fc_dtype_block_size(int t)
+int fc_dtype_block_size(enum fc_dtype t)
 {
     const struct type_traits *tt = lookup(t);
     return tt ? tt->block_size : 0;
 }
 
-size_t fc_dtype_type_size(int t)
+size_t fc_dtype_type_size(enum fc_dtype t)
 {
     const struct type_traits *tt = lookup(t);
     return tt ? tt->type_size : 0;
 }
 
-size_t fc_dtype_row_size(int t, int64_t n)
+size_t fc_dtype_row_size(enum fc_dtype t, int64_t n)
 {
     const struct type_traits *tt = lookup(t);
     if (!tt || n < 0 || n % tt->block_size != 0) return 0;

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 enum fc_dtype {
+    FC_DTYPE_NONE = -1, /* no type: unknown, or not given */
     FC_DTYPE_F32 = 0,
     FC_DTYPE_F16 = 1,
     FC_DTYPE_Q4_0 = 2,
@@ -77,20 +78,20 @@ typedef struct { float d; int16_t qs[FC_QK]; } fc_block_a16;                    
 
 /* ---- type traits ---- */
 /* Name as llama.cpp prints it ("q4_1", "f16"); "?" for unknown ids. */
-const char *fc_dtype_name(int t);
+const char *fc_dtype_name(enum fc_dtype t);
 /* Parses a name (case-insensitive: "q4_1", "Q4_K", "bf16"); -1 if unknown. */
-int fc_dtype_from_name(const char *name);
+enum fc_dtype fc_dtype_from_name(const char *name);
 /* True for types we can read as weights (dequantize). */
-bool fc_dtype_supported(int t);
+bool fc_dtype_supported(enum fc_dtype t);
 /* True for the GGML ids a file may hold (ours, a16 and the row-interleaved
  * types, are not among them). */
-bool fc_dtype_in_files(int t);
+bool fc_dtype_in_files(enum fc_dtype t);
 /* Values per block (1 for plain types), 0 for unknown ids. */
-int fc_dtype_block_size(int t);
+int fc_dtype_block_size(enum fc_dtype t);
 /* Bytes per block, 0 for unknown ids. */
-size_t fc_dtype_type_size(int t);
+size_t fc_dtype_type_size(enum fc_dtype t);
 /* Bytes of a row of n values; 0 if n is not a multiple of the block size. */
-size_t fc_dtype_row_size(int t, int64_t n);
+size_t fc_dtype_row_size(enum fc_dtype t, int64_t n);
 
 /* ---- scalar conversions ---- */
 float fc_f16_to_f32(fc_f16 h);
@@ -105,9 +106,9 @@ fc_f16 fc_f32_to_f16_scalar(float f);
 /* ---- reference row conversions (quant_ref.c) ---- */
 /* dst[0..n) = values of a row of type t. n must be a multiple of the block
  * size. Returns false for types without a dequantizer. */
-bool fc_dequantize_row_ref(int t, const void *src, float *dst, int64_t n);
+bool fc_dequantize_row_ref(enum fc_dtype t, const void *src, float *dst, int64_t n);
 /* Quantizes n floats into a row of type t (round-to-nearest schemes as
  * llama.cpp's reference quantizers). Returns false for types we cannot write. */
-bool fc_quantize_row_ref(int t, const float *src, void *dst, int64_t n);
+bool fc_quantize_row_ref(enum fc_dtype t, const float *src, void *dst, int64_t n);
 
 #endif

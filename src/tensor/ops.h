@@ -31,9 +31,9 @@
  * F32 for f32/f16/bf16 weights; a16 = true: FC_DTYPE_A16 (16-bit codes) for
  * the 32-value types (q4_0, q4_1, q5_0, q5_1, q8_0), the same as a16 = false
  * for the others. */
-int fc_matmul_act_type(int wtype, bool a16);
+enum fc_dtype fc_matmul_act_type(enum fc_dtype wtype, bool a16);
 /* Bytes of one converted activation row of K values of act type atype. */
-size_t fc_matmul_act_row_size(int atype, int64_t K);
+size_t fc_matmul_act_row_size(enum fc_dtype atype, int64_t K);
 /* (A converted row starts with K values of the act type exactly as
  * fc_quantize_row_ref writes them, so fc_dequantize_row_ref reads it; for
  * q8_0 / q8_1 / a16 an f32 side table of block scales and sums follows,
@@ -41,7 +41,7 @@ size_t fc_matmul_act_row_size(int atype, int64_t K);
  * bytes: rows packed back to back in a 32-byte aligned buffer stay aligned.
  * Convert once per matmul input, reuse for every weight matrix it meets.) */
 /* Converts one f32 row x[0..K) into act type atype at dst. */
-void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K);
+void fc_matmul_quantize_act(enum fc_dtype atype, const float *x, void *dst, int64_t K);
 
 /* ---- matrix products over rows [r0, r1) of W ----
  * w: first row of W, rows w_stride bytes apart (fc_dtype_row_size(wtype, K)).
@@ -49,15 +49,15 @@ void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K);
  *     fc_matmul_act_type(wtype, .) gives), xa_stride bytes apart (fast) or T
  *     f32 rows of K floats, x_stride floats apart (exact / ref).
  * y: T output rows, y_stride floats apart; y[t*y_stride + r] is written. */
-void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
+void fc_matmul_fast(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K, enum fc_dtype atype,
                     const void *xa, size_t xa_stride, int T,
                     float *y, int64_t y_stride, int64_t r0, int64_t r1);
-void fc_matmul_exact(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_matmul_exact(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                      const float *x, int64_t x_stride, int T,
                      float *y, int64_t y_stride, int64_t r0, int64_t r1);
 /* Scalar oracle: dequantizes each weight row with fc_dequantize_row_ref and
  * accumulates in double. */
-void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_matmul_ref(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                    const float *x, int64_t x_stride, int T,
                    float *y, int64_t y_stride, int64_t r0, int64_t r1);
 
@@ -71,13 +71,13 @@ void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
  * with the base type's row stride; r0 and r1 must then be multiples of 8,
  * and the activations a16 (fc_matmul_act_type of a packed type is a16). */
 /* The packed type of wtype, or -1 if it has none. */
-int fc_pack_type(int wtype);
+enum fc_dtype fc_pack_type(enum fc_dtype wtype);
 /* The base type of a packed type (or t itself). */
-int fc_pack_base_type(int t);
+enum fc_dtype fc_pack_base_type(enum fc_dtype t);
 /* Rearranges R rows (R % 8 == 0) of K values of type wtype, src_stride
  * bytes apart, into dst (R * fc_dtype_row_size(wtype, K) bytes). Returns
  * false if wtype has no packed type or R, K do not fit it. */
-bool fc_pack_rows(int wtype, const void *src, size_t src_stride, int64_t R, int64_t K, void *dst);
+bool fc_pack_rows(enum fc_dtype wtype, const void *src, size_t src_stride, int64_t R, int64_t K, void *dst);
 /* The inverse, for tests: R packed rows of type ptype into plain rows. */
 bool fc_unpack_rows(int ptype, const void *src, int64_t R, int64_t K, void *dst);
 /* Copies row r (0..7) of one packed group block (the 8 blocks of one block
@@ -95,8 +95,8 @@ void fc_matmul_set_prefetch(bool on);
 /* ---- single vector dot products (fast path building blocks, exposed for tests) ---- */
 /* Dot of one weight row (wtype, K values) with one converted activation row
  * of type atype. */
-float fc_vec_dot(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
-float fc_vec_dot_ref(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
+float fc_vec_dot(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K);
+float fc_vec_dot_ref(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K);
 
 /* ---- elementwise and row ops (ref versions in ops_ref.c) ---- */
 /* y = x / rms(x) * w, rms over n values. y may alias x. */

@@ -23,7 +23,7 @@
 
 /* ---- matrix products ---- */
 
-void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_matmul_ref(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                    const float *x, int64_t x_stride, int T,
                    float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
@@ -41,7 +41,7 @@ void fc_matmul_ref(int wtype, const void *w, size_t w_stride, int64_t K,
     free(wrow);
 }
 
-float fc_vec_dot_ref(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
+float fc_vec_dot_ref(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K)
 {
     float *wf = fc_xmalloc((size_t)K * sizeof(float));
     float *xf = fc_xmalloc((size_t)K * sizeof(float));

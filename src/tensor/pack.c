@@ -22,17 +22,17 @@
 
 #include <string.h>
 
-int fc_pack_type(int wtype)
+enum fc_dtype fc_pack_type(enum fc_dtype wtype)
 {
     switch (wtype) {
     case FC_DTYPE_Q4_0: return FC_DTYPE_Q4_0_X8;
     case FC_DTYPE_Q4_1: return FC_DTYPE_Q4_1_X8;
     case FC_DTYPE_Q8_0: return FC_DTYPE_Q8_0_X8;
-    default:            return -1;
+    default:            return FC_DTYPE_NONE;
     }
 }
 
-int fc_pack_base_type(int t)
+enum fc_dtype fc_pack_base_type(enum fc_dtype t)
 {
     switch (t) {
     case FC_DTYPE_Q4_0_X8: return FC_DTYPE_Q4_0;
@@ -47,7 +47,7 @@ int fc_pack_base_type(int t)
 static size_t head_bytes(int base) { return base == FC_DTYPE_Q4_1 ? 32 : 16; }
 static size_t codes_at(int base) { return base == FC_DTYPE_Q4_1 ? 4 : 2; }
 
-bool fc_pack_rows(int wtype, const void *src, size_t src_stride, int64_t R, int64_t K, void *dst)
+bool fc_pack_rows(enum fc_dtype wtype, const void *src, size_t src_stride, int64_t R, int64_t K, void *dst)
 {
     if (fc_pack_type(wtype) < 0 || R % 8 != 0 || K <= 0 || K % FC_QK != 0) return false;
     const size_t wbs = fc_dtype_type_size(wtype), hb = head_bytes(wtype), co = codes_at(wtype);

@@ -314,7 +314,7 @@ static void deq_q8_K(const fc_block_q8_K *x, float *y, int64_t nb)
         for (int j = 0; j < FC_QK_K; j++) y[j] = x[i].d * x[i].qs[j];
 }
 
-bool fc_dequantize_row_ref(int t, const void *src, float *dst, int64_t n)
+bool fc_dequantize_row_ref(enum fc_dtype t, const void *src, float *dst, int64_t n)
 {
     const int bs = fc_dtype_block_size(t);
     if (bs == 0 || n < 0 || n % bs != 0) return false;
@@ -947,7 +947,7 @@ static void quant_q8_K(const float *x, fc_block_q8_K *y, int64_t nb)
     }
 }
 
-bool fc_quantize_row_ref(int t, const float *src, void *dst, int64_t n)
+bool fc_quantize_row_ref(enum fc_dtype t, const float *src, void *dst, int64_t n)
 {
     const int bs = fc_dtype_block_size(t);
     if (bs == 0 || n < 0 || n % bs != 0) return false;

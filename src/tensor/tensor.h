@@ -15,7 +15,7 @@
 #define FC_MAX_DIMS 4
 
 typedef struct fc_tensor {
-    int type;                 /* enum fc_dtype */
+    enum fc_dtype type;
     int n_dims;
     int64_t ne[FC_MAX_DIMS];  /* ne[0] innermost; unused dims are 1 */
     const void *data;         /* borrowed; NULL when the tensor is absent */

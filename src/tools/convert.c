@@ -26,18 +26,18 @@
 typedef struct hf_tensor {
     char name[160];
     const fc_tensor *src;
-    int type;          /* output dtype */
+    enum fc_dtype type; /* output dtype */
     bool qk_unpermute; /* llama Q/K rows back to rotate-half order */
     bool minus_one;    /* Gemma norm: 1 + w -> w */
     uint64_t nbytes;
 } hf_tensor;
 
-static const char *st_dtype(int t)
+static const char *st_dtype(enum fc_dtype t)
 {
     return t == FC_DTYPE_F32 ? "F32" : t == FC_DTYPE_F16 ? "F16" : "BF16";
 }
 
-static bool plain(int t) { return t == FC_DTYPE_F32 || t == FC_DTYPE_F16 || t == FC_DTYPE_BF16; }
+static bool plain(enum fc_dtype t) { return t == FC_DTYPE_F32 || t == FC_DTYPE_F16 || t == FC_DTYPE_BF16; }
 
 /* HF row of GGUF row r (llama.cpp's permutation, as cmd_quantize.c applies it) */
 static int64_t hf_row_of_gguf_row(int64_t r, int HS)
@@ -331,7 +331,7 @@ enum fc_status fc_convert_gguf_to_hf(const char *path, const char *out, const fc
         goto done;
     }
     int wt = fc_model_weight_type(m);
-    int dtype = opts.dtype >= 0 ? opts.dtype : plain(wt) ? wt : FC_DTYPE_F32;
+    enum fc_dtype dtype = opts.dtype >= 0 ? opts.dtype : plain(wt) ? wt : FC_DTYPE_F32;
     if (!plain(dtype)) {
         FC_LOG_ERROR("%s: the output dtype must be f32, f16 or bf16", path);
         st = FC_ERR_ARG;

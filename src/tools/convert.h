@@ -41,10 +41,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "base/fc_base.h"
+#include "tensor/dtype.h"
 
 typedef struct fc_convert_opts {
     uint64_t max_shard_bytes; /* 0: 5 GB, as transformers */
-    int dtype;                /* enum fc_dtype of 1-D and dequantized tensors; -1: as above */
+    enum fc_dtype dtype;      /* 1-D and dequantized tensors; FC_DTYPE_NONE: as above */
 } fc_convert_opts;
 
 /* FC_OK, or an error logged as "path: what". The folder is created if

@@ -92,14 +92,14 @@ static inline void fc_cpu_k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[
 extern bool fc_cpu_prefetch_packed;
 
 /* ---- generic kernels (generic.c), the fallbacks of every build ---- */
-void fc_cpu_quantize_act_generic(int atype, const float *x, void *dst, int64_t K);
+void fc_cpu_quantize_act_generic(enum fc_dtype atype, const float *x, void *dst, int64_t K);
 /* Supports every weight type fc_matmul_act_type knows; 0 for others. */
-float fc_cpu_vec_dot_generic(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
+float fc_cpu_vec_dot_generic(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K);
 /* fc_matmul_fast / fc_matmul_exact, built on the generic dots. */
-void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
+void fc_cpu_matmul_fast_generic(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K, enum fc_dtype atype,
                                 const void *xa, size_t xa_stride, int T,
                                 float *y, int64_t y_stride, int64_t r0, int64_t r1);
-void fc_cpu_matmul_exact_generic(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_exact_generic(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                                  const float *x, int64_t x_stride, int T,
                                  float *y, int64_t y_stride, int64_t r0, int64_t r1);
 void fc_cpu_rmsnorm_generic(float *y, const float *x, const float *w, int n, float eps);
@@ -109,14 +109,14 @@ void fc_cpu_axpy_f32_generic(float *y, float a, const float *x, int n);
 
 /* ---- AVX2 kernels (x86_avx2.c) ---- */
 #if FC_CPU_AVX2
-void fc_cpu_quantize_act_avx2(int atype, const float *x, void *dst, int64_t K);
+void fc_cpu_quantize_act_avx2(enum fc_dtype atype, const float *x, void *dst, int64_t K);
 /* True for the weight types with AVX2 kernels (the others use generic). */
-bool fc_cpu_has_avx2(int wtype);
-float fc_cpu_vec_dot_avx2(int wtype, const void *wrow, int atype, const void *xa, int64_t K);
-void fc_cpu_matmul_fast_avx2(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
+bool fc_cpu_has_avx2(enum fc_dtype wtype);
+float fc_cpu_vec_dot_avx2(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K);
+void fc_cpu_matmul_fast_avx2(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K, enum fc_dtype atype,
                              const void *xa, size_t xa_stride, int T,
                              float *y, int64_t y_stride, int64_t r0, int64_t r1);
-void fc_cpu_matmul_exact_avx2(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_exact_avx2(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                               const float *x, int64_t x_stride, int T,
                               float *y, int64_t y_stride, int64_t r0, int64_t r1);
 void fc_cpu_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps);
@@ -137,8 +137,8 @@ void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int6
                               size_t prefetch_bytes, size_t token_block_bytes);
 /* q4_K / q6_K weights (fc_cpu_has_k_avx512) against q8_K rows, any rows,
  * same conventions. */
-bool fc_cpu_has_k_avx512(int wtype);
-void fc_cpu_matmul_k_avx512(int wtype, const uint8_t *w, size_t w_stride, int64_t K,
+bool fc_cpu_has_k_avx512(enum fc_dtype wtype);
+void fc_cpu_matmul_k_avx512(enum fc_dtype wtype, const uint8_t *w, size_t w_stride, int64_t K,
                             const uint8_t *xa, size_t xa_stride, int T,
                             float *y, int64_t y_stride, int64_t r0, int64_t r1,
                             size_t prefetch_bytes, size_t token_block_bytes);

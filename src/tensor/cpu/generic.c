@@ -24,7 +24,7 @@ static inline float h2f(fc_f16 h) { return fc_f16_to_f32(h); }
 
 /* ---- activation quantization ---- */
 
-void fc_cpu_quantize_act_generic(int atype, const float *x, void *dst, int64_t K)
+void fc_cpu_quantize_act_generic(enum fc_dtype atype, const float *x, void *dst, int64_t K)
 {
     bool ok = fc_quantize_row_ref(atype, x, dst, K);
     FC_ASSERT(ok);
@@ -182,7 +182,7 @@ static float dot_q8_0(const fc_block_q8_0 *w, const fc_block_q8_0 *x, const floa
  * activation codes (an int32 holds 32 products of |code| <= 128 and
  * |x| <= 32768).
  */
-static float dot_a16(int wtype, const uint8_t *w, const fc_block_a16 *x, const float *xd, const float *xs, int64_t nb)
+static float dot_a16(enum fc_dtype wtype, const uint8_t *w, const fc_block_a16 *x, const float *xd, const float *xs, int64_t nb)
 {
     const size_t wbs = fc_dtype_type_size(wtype);
     float acc = 0;
@@ -347,7 +347,7 @@ static float dot_q6_K(const fc_block_q6_K *w, const fc_block_q8_K *x, int64_t nb
     return acc;
 }
 
-float fc_cpu_vec_dot_generic(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
+float fc_cpu_vec_dot_generic(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K)
 {
     const int64_t nb = K / FC_QK, nbk = K / FC_QK_K;
     const float *xd = NULL, *xs = NULL;
@@ -404,7 +404,7 @@ static void matmul_packed(int ptype, const uint8_t *w, size_t w_stride, int64_t 
     }
 }
 
-void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
+void fc_cpu_matmul_fast_generic(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K, enum fc_dtype atype,
                                 const void *xa, size_t xa_stride, int T,
                                 float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
@@ -424,7 +424,7 @@ void fc_cpu_matmul_fast_generic(int wtype, const void *w, size_t w_stride, int64
  * (a multiple of every block size) and accumulates f32 dots per token. */
 #define EXACT_KC 1024
 
-void fc_cpu_matmul_exact_generic(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_exact_generic(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                                  const float *x, int64_t x_stride, int T,
                                  float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {

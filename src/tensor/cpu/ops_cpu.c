@@ -19,7 +19,7 @@ bool fc_cpu_prefetch_packed = true;
 /* execs of other threads may be running: an atomic store (a plain one on x86) */
 void fc_matmul_set_prefetch(bool on) { __atomic_store_n(&fc_cpu_prefetch_packed, on, __ATOMIC_RELAXED); }
 
-int fc_matmul_act_type(int wtype, bool a16)
+enum fc_dtype fc_matmul_act_type(enum fc_dtype wtype, bool a16)
 {
     switch (wtype) {
     case FC_DTYPE_Q4_0: case FC_DTYPE_Q5_0: case FC_DTYPE_Q8_0:
@@ -36,7 +36,7 @@ int fc_matmul_act_type(int wtype, bool a16)
     }
 }
 
-size_t fc_matmul_act_row_size(int atype, int64_t K)
+size_t fc_matmul_act_row_size(enum fc_dtype atype, int64_t K)
 {
     switch (atype) {
     case FC_DTYPE_Q8_0: case FC_DTYPE_Q8_1: case FC_DTYPE_A16:
@@ -48,7 +48,7 @@ size_t fc_matmul_act_row_size(int atype, int64_t K)
     }
 }
 
-void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K)
+void fc_matmul_quantize_act(enum fc_dtype atype, const float *x, void *dst, int64_t K)
 {
 #if FC_CPU_AVX2
     fc_cpu_quantize_act_avx2(atype, x, dst, K);
@@ -57,7 +57,7 @@ void fc_matmul_quantize_act(int atype, const float *x, void *dst, int64_t K)
 #endif
 }
 
-float fc_vec_dot(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
+float fc_vec_dot(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K)
 {
     FC_ASSERT(fc_pack_base_type(wtype) == wtype); /* a packed row is not contiguous */
 #if FC_CPU_AVX2
@@ -66,7 +66,7 @@ float fc_vec_dot(int wtype, const void *wrow, int atype, const void *xa, int64_t
     return fc_cpu_vec_dot_generic(wtype, wrow, atype, xa, K);
 }
 
-void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K, int atype,
+void fc_matmul_fast(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K, enum fc_dtype atype,
                     const void *xa, size_t xa_stride, int T,
                     float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
@@ -81,7 +81,7 @@ void fc_matmul_fast(int wtype, const void *w, size_t w_stride, int64_t K, int at
     fc_cpu_matmul_fast_generic(wtype, w, w_stride, K, atype, xa, xa_stride, T, y, y_stride, r0, r1);
 }
 
-void fc_matmul_exact(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_matmul_exact(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                      const float *x, int64_t x_stride, int T,
                      float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {

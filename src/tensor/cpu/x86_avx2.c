@@ -299,7 +299,7 @@ INLINE void tile32(const int WT, const int AT, const int RR, const int TT,
 
 /* Fills pre for rows w[0..rr) of a 32-value type: per row dw[nbp] then
  * c[nbp], zero after the nb used entries (see tile32). */
-static void pre32(int wtype, const uint8_t *w, size_t ws, int64_t nb, int rr, float *pre)
+static void pre32(enum fc_dtype wtype, const uint8_t *w, size_t ws, int64_t nb, int rr, float *pre)
 {
     const size_t wbs = wblk_size(wtype);
     const bool has_m = off_field(wtype) != 0;
@@ -713,7 +713,7 @@ DEF_TILEF(FC_DTYPE_F32, ts_f32)
 DEF_TILEF(FC_DTYPE_F16, ts_f16)
 DEF_TILEF(FC_DTYPE_BF16, ts_bf16)
 
-static const struct tile_set *tiles_of(int wtype, int atype)
+static const struct tile_set *tiles_of(enum fc_dtype wtype, enum fc_dtype atype)
 {
     if (atype == FC_DTYPE_A16) {
         switch (wtype) {
@@ -740,7 +740,7 @@ static const struct tile_set *tiles_of(int wtype, int atype)
     }
 }
 
-bool fc_cpu_has_avx2(int wtype)
+bool fc_cpu_has_avx2(enum fc_dtype wtype)
 {
     return fc_pack_base_type(wtype) != wtype || tiles_of(wtype, fc_matmul_act_type(wtype, false)) != NULL;
 }
@@ -756,7 +756,7 @@ bool fc_cpu_has_avx2(int wtype)
 /* Largest K / 32 the prefill tiles take their row scales for (K = 65536). */
 #define PRE_MAX_NB 2048
 
-static void matmul_f32_rows(int wtype, const uint8_t *w, size_t w_stride, int64_t K,
+static void matmul_f32_rows(enum fc_dtype wtype, const uint8_t *w, size_t w_stride, int64_t K,
                             const float *x, int64_t x_stride, int T,
                             float *y, int64_t y_stride, int64_t r0, int64_t r1);
 
@@ -803,7 +803,7 @@ static void matmul_x8(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
     }
 }
 
-void fc_cpu_matmul_fast_avx2(int wtype, const void *w_, size_t w_stride, int64_t K, int atype,
+void fc_cpu_matmul_fast_avx2(enum fc_dtype wtype, const void *w_, size_t w_stride, int64_t K, enum fc_dtype atype,
                              const void *xa_, size_t xa_stride, int T,
                              float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
@@ -871,7 +871,7 @@ void fc_cpu_matmul_fast_avx2(int wtype, const void *w_, size_t w_stride, int64_t
     }
 }
 
-float fc_cpu_vec_dot_avx2(int wtype, const void *wrow, int atype, const void *xa, int64_t K)
+float fc_cpu_vec_dot_avx2(enum fc_dtype wtype, const void *wrow, enum fc_dtype atype, const void *xa, int64_t K)
 {
     const struct tile_set *ts = tiles_of(wtype, atype);
     FC_ASSERT(ts);
@@ -885,7 +885,7 @@ float fc_cpu_vec_dot_avx2(int wtype, const void *wrow, int atype, const void *xa
 /* Dequantizes values [k0, k0 + n) of a weight row into dst, bit-identical
  * to fc_dequantize_row_ref (same f32 products, never fused). k0 and n are
  * multiples of the block size. */
-static void dequant_chunk(int wtype, const uint8_t *wr, int64_t k0, int64_t n, float *dst)
+static void dequant_chunk(enum fc_dtype wtype, const uint8_t *wr, int64_t k0, int64_t n, float *dst)
 {
     const int bs = fc_dtype_block_size(wtype);
     const uint8_t *p = wr + (size_t)(k0 / bs) * fc_dtype_type_size(wtype);
@@ -960,7 +960,7 @@ NOINLINE void f32_tiles(int rr, int tt, const uint8_t *w, size_t ws, int64_t kn,
  * every chunk serves all T tokens. Exact mode for every type, and the fast
  * mode of f16 / bf16 / f32 weights when T > 1 (where a widened row serves
  * many tokens; vcvtph2ps is too slow to redo per token). */
-static void matmul_f32_rows(int wtype, const uint8_t *w, size_t w_stride, int64_t K,
+static void matmul_f32_rows(enum fc_dtype wtype, const uint8_t *w, size_t w_stride, int64_t K,
                             const float *x, int64_t x_stride, int T,
                             float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {
@@ -989,7 +989,7 @@ static void matmul_f32_rows(int wtype, const uint8_t *w, size_t w_stride, int64_
     }
 }
 
-void fc_cpu_matmul_exact_avx2(int wtype, const void *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_exact_avx2(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                               const float *x, int64_t x_stride, int T,
                               float *y, int64_t y_stride, int64_t r0, int64_t r1)
 {

@@ -335,9 +335,9 @@ typedef void (*k_fn)(const uint8_t *w, size_t ws, int64_t K, const uint8_t *xa, 
 DEF_KSET(tile_q4K_512, k_q4_K)
 DEF_KSET(tile_q6K_512, k_q6_K)
 
-bool fc_cpu_has_k_avx512(int wtype) { return wtype == FC_DTYPE_Q4_K || wtype == FC_DTYPE_Q6_K; }
+bool fc_cpu_has_k_avx512(enum fc_dtype wtype) { return wtype == FC_DTYPE_Q4_K || wtype == FC_DTYPE_Q6_K; }
 
-void fc_cpu_matmul_k_avx512(int wtype, const uint8_t *w, size_t w_stride, int64_t K,
+void fc_cpu_matmul_k_avx512(enum fc_dtype wtype, const uint8_t *w, size_t w_stride, int64_t K,
                             const uint8_t *xa, size_t xa_stride, int T,
                             float *y, int64_t y_stride, int64_t r0, int64_t r1,
                             size_t prefetch_bytes, size_t token_block_bytes)
