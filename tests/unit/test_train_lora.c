@@ -86,15 +86,9 @@ static void check_arch(const char *arch, bool ref)
         CHECKF(want && (size_t)n == p->n, "%s: golden %s", arch, nm);
         if (!want || (size_t)n != p->n) continue;
         const float *ours = fc_train_model_grads(tm) + p->offset;
-        double nr = 0, nd = 0, md = 0;
-        for (size_t i = 0; i < p->n; i++) {
-            double d = (double)ours[i] - want[i];
-            nr += (double)want[i] * want[i];
-            nd += d * d;
-            md = fmax(md, fabs(d));
-        }
-        nr = sqrt(nr);
-        double rel = nr > 0 ? fmax(sqrt(nd), md) / nr : sqrt(nd);
+        double nr, nd, md;
+        tg_grad_diff(ours, want, p->n, &nr, &nd, &md);
+        double rel = nr > 0 ? fmax(nd, md) / nr : nd;
         CHECKF(nr > 0 && rel <= 1e-4, "%s %s: %s: relative difference %.3g", arch, mode, p->name, rel);
         if (rel > worst) { worst = rel; worst_name = p->name; }
     }

@@ -57,15 +57,8 @@ static void check_arch(const char *arch, bool ref)
         CHECKF(ref && (size_t)n == p->n, "%s: golden %s", arch, gname);
         if (!ref || (size_t)n != p->n) continue;
         const float *ours = fc_train_model_grads(tm) + p->offset;
-        double nr = 0, nd = 0, md = 0;
-        for (size_t i = 0; i < p->n; i++) {
-            double d = (double)ours[i] - ref[i];
-            nr += (double)ref[i] * ref[i];
-            nd += d * d;
-            md = fmax(md, fabs(d));
-        }
-        nr = sqrt(nr);
-        nd = sqrt(nd);
+        double nr, nd, md;
+        tg_grad_diff(ours, ref, p->n, &nr, &nd, &md);
         double rel = nr > 0 ? fmax(nd, md) / nr : nd;
         CHECKF(nr > 0 && rel <= 1e-4, "%s: %s: |diff| %.3g max %.3g |grad| %.3g", arch, p->name, nd, md, nr);
         if (rel > worst) { worst = rel; worst_name = p->name; }

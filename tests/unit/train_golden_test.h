@@ -10,6 +10,7 @@
 #ifndef FC_TRAIN_GOLDEN_TEST_H
 #define FC_TRAIN_GOLDEN_TEST_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,20 @@ static inline const float *tg_tensor_f32(const fc_safetensors *st, const char *n
     if (!t || t->type != FC_DTYPE_F32) return NULL;
     if (n) *n = fc_tensor_nelem(t);
     return t->data;
+}
+
+/* A gradient against its golden value: |want| (nr), |ours - want| (nd) and
+ * the largest element difference (md), accumulated in double. */
+static inline void tg_grad_diff(const float *ours, const float *want, size_t n, double *nr, double *nd, double *md)
+{
+    double r = 0, d2 = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)ours[i] - want[i];
+        r += (double)want[i] * want[i];
+        d2 += d * d;
+        m = fmax(m, fabs(d));
+    }
+    *nr = sqrt(r), *nd = sqrt(d2), *md = m;
 }
 
 typedef struct tg_case {
