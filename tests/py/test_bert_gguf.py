@@ -167,3 +167,40 @@ def test_bad_files(fastchat_bin, minilm, tmp_path, figures):
         e = one_error(fastchat_bin, f)
         assert needle in e, e
         figures("bert-gguf bad file: " + e)
+
+
+def test_api_serves_gguf_encoder(fastchat_bin, gguf_files, golden, tmp_path, figures):
+    """A worker serves the GGUF encoder on /v1/embeddings (fc_bert_is_encoder
+    recognises the file)."""
+    import time
+
+    import requests
+    from test_worker import free_port, log_tail, spawn, stop
+    texts, ref = golden
+    sel = [i for i, t in enumerate(texts) if len(t) < 200][:40]
+    ports = [free_port() for _ in range(3)]
+    p = spawn([str(fastchat_bin), "serve", "--model-path", str(gguf_files["f16"]), "--model-names", "minilm-gguf",
+               "--controller-port", str(ports[0]), "--worker-port", str(ports[1]), "--port", str(ports[2])],
+              str(tmp_path / "serve.log"))
+    api = f"http://127.0.0.1:{ports[2]}"
+    try:
+        t0 = time.time()
+        while True:
+            if p.poll() is not None:
+                pytest.fail(f"fastchat serve exited with {p.returncode}\n{log_tail(p)}", pytrace=False)
+            try:
+                if any(m["id"] == "minilm-gguf" for m in requests.get(api + "/v1/models", timeout=5).json()["data"]):
+                    break
+            except (requests.RequestException, KeyError, ValueError):
+                pass
+            assert time.time() - t0 < 180, log_tail(p)
+            time.sleep(0.5)
+        r = requests.post(api + "/v1/embeddings", timeout=120,
+                          json={"model": "minilm-gguf", "input": [texts[i] for i in sel]})
+        assert r.status_code == 200, r.text
+        got = np.array([d["embedding"] for d in sorted(r.json()["data"], key=lambda d: d["index"])])
+    finally:
+        stop(p)
+    c = cosines(got, ref[sel])
+    figures(f"bert-gguf/api: {len(sel)} texts through /v1/embeddings, min cosine to sentence-transformers {c.min():.7f}")
+    assert c.min() >= 0.9999
