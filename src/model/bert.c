@@ -98,19 +98,9 @@ static cJSON *read_json(const char *dir, const char *file, bool required, bool *
     return j;
 }
 
-/* True when path is a file that starts with the GGUF magic. */
-static bool gguf_magic(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char m[4] = {0};
-    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-    if (f) fclose(f);
-    return yes;
-}
-
 bool fc_bert_is_encoder(const char *path)
 {
-    if (gguf_magic(path)) {
+    if (fc_gguf_is_file(path)) {
         fc_gguf *g = fc_gguf_open(path);
         fc_gguf_str a;
         bool yes = g && fc_gguf_get_str(g, "general.architecture", &a) && a.len == 4 && !memcmp(a.ptr, "bert", 4);
@@ -446,7 +436,7 @@ fc_bert *fc_bert_load(const char *path, int n_threads)
     b->path = fc_xstrdup(path);
     bool bad = false;
     cJSON *cfg = NULL;
-    if (gguf_magic(path)) {
+    if (fc_gguf_is_file(path)) {
         if (!(b->gguf = fc_gguf_open(path)) || !load_gguf_hparams(b)) goto fail;
         if (b->C % b->NH) {
             FC_LOG_ERROR("%s: bert.embedding_length %d is not a multiple of bert.attention.head_count %d", path, b->C,

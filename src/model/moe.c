@@ -50,6 +50,26 @@ static void *own(fc_model *m, size_t n)
     return p;
 }
 
+/* The E experts src[0..E) (each (ne0, ne1), one type) copied into one 3-D
+ * stack dst owned by the model; the HF files' pages are dropped after. */
+static bool copy_stack(fc_model *m, int l, const fc_tensor *const *src, int64_t ne0, int64_t ne1, fc_tensor *dst)
+{
+    const int E = m->cfg.n_expert;
+    const size_t each = src[0]->nbytes;
+    uint8_t *data = own(m, each * (size_t)E);
+    if (!data) {
+        FC_LOG_ERROR("%s: cannot allocate %zu bytes for the experts of layer %d", m->path, each * (size_t)E, l);
+        return false;
+    }
+    for (int x = 0; x < E; x++) {
+        memcpy(data + (size_t)x * each, src[x]->data, each);
+        if (m->st) fc_safetensors_release(m->st, src[x]);
+    }
+    *dst = (fc_tensor){.type = src[0]->type, .n_dims = 3, .ne = {ne0, ne1, E, 1}, .data = data,
+                       .nbytes = each * (size_t)E};
+    return true;
+}
+
 /* One stack of layer l: experts "model.layers.l.block_sparse_moe.experts.X.<w>.weight",
  * each (ne0, ne1), into dst. */
 static bool stack(fc_model *m, int l, const char *w, int64_t ne0, int64_t ne1, fc_tensor *dst)
@@ -85,19 +105,7 @@ static bool stack(fc_model *m, int l, const char *w, int64_t ne0, int64_t ne1, f
         FC_LOG_ERROR("%s: tensor %s is beyond num_local_experts = %d in config.json", m->path, name, E);
         return false;
     }
-    const size_t each = src[0]->nbytes;
-    uint8_t *data = own(m, each * (size_t)E);
-    if (!data) {
-        FC_LOG_ERROR("%s: cannot allocate %zu bytes for the experts of layer %d", m->path, each * (size_t)E, l);
-        return false;
-    }
-    for (int x = 0; x < E; x++) {
-        memcpy(data + (size_t)x * each, src[x]->data, each);
-        fc_safetensors_release(m->st, src[x]);
-    }
-    *dst = (fc_tensor){.type = src[0]->type, .n_dims = 3, .ne = {ne0, ne1, E, 1}, .data = data,
-                       .nbytes = each * (size_t)E};
-    return true;
+    return copy_stack(m, l, src, ne0, ne1, dst);
 }
 
 bool fc_moe_stack_hf(fc_model *m)
@@ -152,16 +160,7 @@ static bool stack_gguf(fc_model *m, int l, const char *w, int64_t ne0, int64_t n
         FC_LOG_ERROR("%s: tensor %s is beyond %s.expert_count = %d", m->path, name, m->cfg.arch_name, E);
         return false;
     }
-    const size_t each = src[0]->nbytes;
-    uint8_t *data = own(m, each * (size_t)E);
-    if (!data) {
-        FC_LOG_ERROR("%s: cannot allocate %zu bytes for the experts of layer %d", m->path, each * (size_t)E, l);
-        return false;
-    }
-    for (int x = 0; x < E; x++) memcpy(data + (size_t)x * each, src[x]->data, each);
-    *dst = (fc_tensor){.type = src[0]->type, .n_dims = 3, .ne = {ne0, ne1, E, 1}, .data = data,
-                       .nbytes = each * (size_t)E};
-    return true;
+    return copy_stack(m, l, src, ne0, ne1, dst);
 }
 
 bool fc_moe_stack_gguf(fc_model *m)

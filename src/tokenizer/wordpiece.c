@@ -229,23 +229,13 @@ fail:
     return NULL;
 }
 
-/* True when path is a file that starts with the GGUF magic. */
-static bool gguf_magic(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char m[4] = {0};
-    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-    if (f) fclose(f);
-    return yes;
-}
-
 fc_wordpiece *fc_wordpiece_load(const char *path)
 {
     size_t len = 0;
     char *file = NULL;
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) file = fc_xasprintf("%s/tokenizer.json", path);
-    if (!file && gguf_magic(path)) { /* a GGUF "bert" file (wordpiece_gguf.c) */
+    if (!file && fc_gguf_is_file(path)) { /* a GGUF "bert" file (wordpiece_gguf.c) */
         fc_gguf *g = fc_gguf_open(path);
         fc_wordpiece *wp = g ? fc_wordpiece_from_gguf(g, path) : NULL;
         fc_gguf_free(g);
