@@ -46,8 +46,15 @@ def gguf_files(minilm, tmp_path_factory):
     return {t: bert_gguf.write(minilm, d / f"minilm-{t}.gguf", t) for t in ("f16", "f32")}
 
 
-def n_tokens(fastchat_bin, model, texts, tmp_path):
-    return [len(x) for x in json.loads(embed_cli(fastchat_bin, model, ["--tokens"], tmp_path, texts))]
+@pytest.fixture(scope="module")
+def folder_ref(fastchat_bin, minilm, golden, tmp_path_factory):
+    """The golden texts that fit 256 tokens (indices) and the folder's embeddings of them."""
+    d = tmp_path_factory.mktemp("bert_folder")
+    texts = golden[0]
+    lens = [len(x) for x in json.loads(embed_cli(fastchat_bin, minilm, ["--tokens"], d, texts))]
+    keep = [i for i, n in enumerate(lens) if n <= 256]
+    emb = np.array(json.loads(embed_cli(fastchat_bin, minilm, [], d, [texts[i] for i in keep])), dtype=np.float32)
+    return keep, emb, [i for i, n in enumerate(lens) if n > 256]
 
 
 def test_tokens_equal_folder(fastchat_bin, minilm, gguf_files, golden, tmp_path, figures):
@@ -62,13 +69,11 @@ def test_tokens_equal_folder(fastchat_bin, minilm, gguf_files, golden, tmp_path,
 
 
 @pytest.mark.parametrize("ftype", ["f32", "f16"])
-def test_embed_equals_folder_and_sentence_transformers(ftype, fastchat_bin, minilm, gguf_files, golden, tmp_path,
+def test_embed_equals_folder_and_sentence_transformers(ftype, fastchat_bin, gguf_files, golden, folder_ref, tmp_path,
                                                        figures):
     texts, ref = golden
-    lens = n_tokens(fastchat_bin, minilm, texts, tmp_path)
-    keep = [i for i, n in enumerate(lens) if n <= 256]
+    keep, ours_dir, longer = folder_ref
     sel = [texts[i] for i in keep]
-    ours_dir = np.array(json.loads(embed_cli(fastchat_bin, minilm, [], tmp_path, sel)), dtype=np.float32)
     ours_gguf = np.array(json.loads(embed_cli(fastchat_bin, gguf_files[ftype], [], tmp_path, sel)), dtype=np.float32)
     c_dir = cosines(ours_gguf, ours_dir)
     c_st = cosines(ours_gguf, ref[keep])
@@ -78,7 +83,7 @@ def test_embed_equals_folder_and_sentence_transformers(ftype, fastchat_bin, mini
     assert c_st.min() >= 0.9999, [(sel[i][:60], c_st[i]) for i in np.argsort(c_st)[:3]]
     assert np.allclose(np.linalg.norm(ours_gguf, axis=1), 1, atol=1e-5)
     # longer texts run (up to 512 tokens, like llama.cpp), and are unit vectors
-    long = [texts[i] for i, n in enumerate(lens) if n > 256][:4]
+    long = [texts[i] for i in longer][:4]
     if long:
         v = np.array(json.loads(embed_cli(fastchat_bin, gguf_files[ftype], [], tmp_path, long)))
         assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
