@@ -11,6 +11,14 @@
  *   moe  a small Mixtral: C=1024, L=8, NH=16, NKV=4, FF=2816, V=32000, 8 experts,
  *        top-2 (llama.expert_count / expert_used_count, an f32 router
  *        blk.N.ffn_gate_inp and 3-D blk.N.ffn_{gate,up,down}_exps stacks)
+ *   gemma2  Gemma-2-2B with 8 of its 26 layers (1.2B parameters, most in the
+ *        256000-row tied embedding): C=2304, NH=8, NKV=4, head 256, FF=9216,
+ *        general.architecture gemma2: tied head (no output.weight), pre- and
+ *        post-norms (post_attention_norm, post_ffw_norm), sliding window 4096,
+ *        attention / final logit soft-caps 50 / 30
+ *   phi3 Phi-3-mini with 10 of its 32 layers (1.3B): C=3072, NH=NKV=32,
+ *        FF=8192, V=32064, general.architecture phi3: fused blk.N.attn_qkv
+ *        and blk.N.ffn_up (gate and up, 2 * FF rows), sliding window 2047
  * Every matrix (token_embd and output included) takes the requested type
  * (q4_0, q4_1, q8_0, f16, ...); norms are f32 ones.
  *
@@ -27,7 +35,7 @@
  *
  * It does not write a chat template, a real vocabulary or trained weights.
  *
- * Usage: make_random_gguf --shape 1b|7b|tiny --type q4_0 --out FILE.gguf
+ * Usage: make_random_gguf --shape 1b|7b|tiny|moe|gemma2|phi3 --type q4_0 --out FILE.gguf
  *                         [--seed N] [--threads N] [--layers N]
  */
 #include "base/fc_base.h"
@@ -45,6 +53,9 @@ struct shape {
     const char *name;
     int C, L, NH, NKV, FF, V, n_ctx;
     int E, E_used; /* experts (0: a dense feed-forward) */
+    const char *arch; /* NULL: llama */
+    int HS;        /* head size (0: C / NH) */
+    int window;    /* <arch>.attention.sliding_window (0: none written) */
 };
 
 static const struct shape shapes[] = {
@@ -52,6 +63,8 @@ static const struct shape shapes[] = {
     {"7b", 4096, 32, 32, 32, 11008, 32000, 4096},
     {"tiny", 256, 2, 4, 2, 512, 512, 512},
     {"moe", 1024, 8, 16, 4, 2816, 32000, 4096, 8, 2},
+    {"gemma2", 2304, 8, 8, 4, 9216, 256000, 8192, 0, 0, "gemma2", 256, 4096},
+    {"phi3", 3072, 10, 32, 32, 8192, 32064, 4096, 0, 0, "phi3", 0, 2047},
 };
 
 /* ---- random numbers: splitmix64 ---- */
@@ -117,7 +130,7 @@ static void *worker(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: make_random_gguf --shape 1b|7b|tiny|moe --type q4_0|q4_1|q8_0|f16 --out FILE.gguf\n"
+    fprintf(f, "usage: make_random_gguf --shape 1b|7b|tiny|moe|gemma2|phi3 --type q4_0|q4_1|q8_0|f16 --out FILE.gguf\n"
                "                        [--seed N] [--threads N] [--layers N]\n");
 }
 
@@ -140,7 +153,7 @@ int main(int argc, char **argv)
     const struct shape *sh = NULL;
     for (size_t i = 0; i < FC_ARRAY_LEN(shapes); i++)
         if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
-    if (!sh) { fprintf(stderr, "error: unknown shape '%s' (1b, 7b, tiny, moe)\n", shape_name); return 2; }
+    if (!sh) { fprintf(stderr, "error: unknown shape '%s' (1b, 7b, tiny, moe, gemma2, phi3)\n", shape_name); return 2; }
     int type = fc_dtype_from_name(type_name);
     if (type < 0 || fc_dtype_block_size(type) == 0 || fc_dtype_block_size(type) > 256) {
         fprintf(stderr, "error: unknown type '%s'\n", type_name);
@@ -156,10 +169,12 @@ int main(int argc, char **argv)
     }
     if (n_threads < 1) n_threads = 1;
     const int C = sh->C, L = layers > 0 ? layers : sh->L, NH = sh->NH, NKV = sh->NKV;
-    const int FF = sh->FF, V = sh->V, HS = C / NH;
+    const int FF = sh->FF, V = sh->V, HS = sh->HS ? sh->HS : C / NH;
+    const char *arch = sh->arch ? sh->arch : "llama";
+    const bool gemma2 = !strcmp(arch, "gemma2"), phi3 = !strcmp(arch, "phi3");
 
     /* ---- tensor list, in llama.cpp's order ---- */
-    int n_jobs = 3 + (sh->E > 0 ? 10 : 9) * L;
+    int n_jobs = gemma2 ? 2 + 11 * L : phi3 ? 3 + 6 * L : 3 + (sh->E > 0 ? 10 : 9) * L;
     struct job *jobs = fc_xcalloc((size_t)n_jobs, sizeof(struct job));
     int nj = 0;
 #define ADD(nm, t, nd, k, r, a) do { \
@@ -170,7 +185,30 @@ int main(int argc, char **argv)
     char nm[64];
     ADD("token_embd.weight", type, 2, C, V, 1.0f);
     for (int l = 0; l < L; l++) {
-        const float aC = sqrtf(3.0f / (float)C), aF = sqrtf(3.0f / (float)FF);
+        const float aC = sqrtf(3.0f / (float)C), aF = sqrtf(3.0f / (float)FF), aQ = sqrtf(3.0f / (float)(NH * HS));
+        if (phi3) { /* fused q/k/v and gate/up (gate rows first) */
+            snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.attn_qkv.weight", l);    ADD(nm, type, 2, C, (NH + 2 * NKV) * HS, aC);
+            snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); ADD(nm, type, 2, NH * HS, C, aQ);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      ADD(nm, type, 2, C, 2 * FF, aC);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    ADD(nm, type, 2, FF, C, aF);
+            continue;
+        }
+        if (gemma2) { /* norms stored as (1 + w), here all ones */
+            snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);           ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);              ADD(nm, type, 2, C, NH * HS, aC);
+            snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);              ADD(nm, type, 2, C, NKV * HS, aC);
+            snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);              ADD(nm, type, 2, C, NKV * HS, aC);
+            snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l);         ADD(nm, type, 2, NH * HS, C, aQ);
+            snprintf(nm, sizeof nm, "blk.%d.post_attention_norm.weight", l); ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);            ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);            ADD(nm, type, 2, C, FF, aC);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);              ADD(nm, type, 2, C, FF, aC);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);            ADD(nm, type, 2, FF, C, aF);
+            snprintf(nm, sizeof nm, "blk.%d.post_ffw_norm.weight", l);       ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
+            continue;
+        }
         snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   ADD(nm, FC_DTYPE_F32, 1, C, 1, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      ADD(nm, type, 2, C, NH * HS, aC);
         snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);      ADD(nm, type, 2, C, NKV * HS, aC);
@@ -190,7 +228,7 @@ int main(int argc, char **argv)
         snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    ADD(nm, type, 2, FF, C, aF);
     }
     ADD("output_norm.weight", FC_DTYPE_F32, 1, C, 1, 0.0f);
-    ADD("output.weight", type, 2, C, V, sqrtf(3.0f / (float)C));
+    if (!gemma2) ADD("output.weight", type, 2, C, V, sqrtf(3.0f / (float)C)); /* gemma2: tied */
 #undef ADD
     FC_ASSERT(nj == n_jobs);
 
@@ -220,27 +258,40 @@ int main(int argc, char **argv)
     fc_gguf_writer *gw = fc_gguf_writer_new();
     char gname[64];
     snprintf(gname, sizeof gname, "random-%s-%s", sh->name, fc_dtype_name(type));
-    fc_gguf_writer_set_str(gw, "general.architecture", "llama", 5);
+    fc_gguf_writer_set_str(gw, "general.architecture", arch, strlen(arch));
     fc_gguf_writer_set_str(gw, "general.name", gname, strlen(gname));
     /* llama.cpp's llama_ftype numbering */
     uint32_t ftype = type == FC_DTYPE_F32 ? 0 : type == FC_DTYPE_F16 ? 1 : type == FC_DTYPE_Q4_0 ? 2
                    : type == FC_DTYPE_Q4_1 ? 3 : type == FC_DTYPE_Q8_0 ? 7 : type == FC_DTYPE_Q5_0 ? 8
                    : type == FC_DTYPE_Q5_1 ? 9 : type == FC_DTYPE_BF16 ? 32 : 0;
     fc_gguf_writer_set_u32(gw, "general.file_type", ftype);
-    fc_gguf_writer_set_u32(gw, "llama.context_length", (uint32_t)sh->n_ctx);
-    fc_gguf_writer_set_u32(gw, "llama.embedding_length", (uint32_t)C);
-    fc_gguf_writer_set_u32(gw, "llama.block_count", (uint32_t)L);
-    fc_gguf_writer_set_u32(gw, "llama.feed_forward_length", (uint32_t)FF);
-    fc_gguf_writer_set_u32(gw, "llama.attention.head_count", (uint32_t)NH);
-    fc_gguf_writer_set_u32(gw, "llama.attention.head_count_kv", (uint32_t)NKV);
-    fc_gguf_writer_set_u32(gw, "llama.rope.dimension_count", (uint32_t)HS);
-    fc_gguf_writer_set_f32(gw, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    fc_gguf_writer_set_f32(gw, "llama.rope.freq_base", 10000.0f);
-    fc_gguf_writer_set_u32(gw, "llama.vocab_size", (uint32_t)V);
-    if (sh->E > 0) {
-        fc_gguf_writer_set_u32(gw, "llama.expert_count", (uint32_t)sh->E);
-        fc_gguf_writer_set_u32(gw, "llama.expert_used_count", (uint32_t)sh->E_used);
+    char key[96];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
+    fc_gguf_writer_set_u32(gw, KEY("context_length"), (uint32_t)sh->n_ctx);
+    fc_gguf_writer_set_u32(gw, KEY("embedding_length"), (uint32_t)C);
+    fc_gguf_writer_set_u32(gw, KEY("block_count"), (uint32_t)L);
+    fc_gguf_writer_set_u32(gw, KEY("feed_forward_length"), (uint32_t)FF);
+    fc_gguf_writer_set_u32(gw, KEY("attention.head_count"), (uint32_t)NH);
+    fc_gguf_writer_set_u32(gw, KEY("attention.head_count_kv"), (uint32_t)NKV);
+    if (HS != C / NH) {
+        fc_gguf_writer_set_u32(gw, KEY("attention.key_length"), (uint32_t)HS);
+        fc_gguf_writer_set_u32(gw, KEY("attention.value_length"), (uint32_t)HS);
     }
+    fc_gguf_writer_set_u32(gw, KEY("rope.dimension_count"), (uint32_t)HS);
+    fc_gguf_writer_set_f32(gw, KEY("attention.layer_norm_rms_epsilon"), gemma2 ? 1e-6f : 1e-5f);
+    fc_gguf_writer_set_f32(gw, KEY("rope.freq_base"), 10000.0f);
+    if (!gemma2 && !phi3) fc_gguf_writer_set_u32(gw, KEY("vocab_size"), (uint32_t)V);
+    if (sh->window > 0) fc_gguf_writer_set_u32(gw, KEY("attention.sliding_window"), (uint32_t)sh->window);
+    if (gemma2) {
+        fc_gguf_writer_set_f32(gw, KEY("attn_logit_softcapping"), 50.0f);
+        fc_gguf_writer_set_f32(gw, KEY("final_logit_softcapping"), 30.0f);
+    }
+    if (phi3) fc_gguf_writer_set_u32(gw, KEY("rope.scaling.original_context_length"), (uint32_t)sh->n_ctx);
+    if (sh->E > 0) {
+        fc_gguf_writer_set_u32(gw, KEY("expert_count"), (uint32_t)sh->E);
+        fc_gguf_writer_set_u32(gw, KEY("expert_used_count"), (uint32_t)sh->E_used);
+    }
+#undef KEY
 
     char **tok = fc_xmalloc(sizeof(char *) * (size_t)V);
     float *scores = fc_xcalloc((size_t)V, sizeof(float));

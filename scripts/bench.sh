@@ -30,6 +30,7 @@
 #   BENCH_TOKENIZER=0   skip the tokenizer benchmark (scripts/bench_tokenizer.sh)
 #   BENCH_SERVE=0       skip the serving benchmark (scripts/bench_serve.sh)
 #   BENCH_JSON=0        skip the structured-output benchmark (scripts/bench_json.py)
+#   BENCH_FAMILIES=0    skip Gemma 2 / Phi-3 / Mixtral vs llama.cpp (scripts/bench_families.sh)
 #   BENCH_JUDGE=0       skip the gen-answer benchmark (scripts/bench_judge.sh)
 #   BENCH_LLAMA_ARGS    extra llama-bench flags (e.g. "--poll 0" on a busy host)
 #   LLAMACPP_PY_VERSION the llama-cpp-python source distribution to take llama.cpp from
@@ -272,6 +273,17 @@ if [ "${BENCH_EMBED:-1}" = 1 ]; then
         cat "$OUT/embed.md"
     else
         log "embedding benchmark failed (log: $OUT/logs/bench_embed.log)"
+    fi
+fi
+# ---- 6c. Gemma 2, Phi-3, Mixtral random GGUFs against llama.cpp ----
+if [ "${BENCH_FAMILIES:-1}" = 1 ]; then
+    log "model families (scripts/bench_families.sh)"
+    if BENCH_THREADS=$T BENCH_OUT=$OUT scripts/bench_families.sh "$BIN" >"$OUT/logs/bench_families.log" 2>&1 &&
+       [ -s "$OUT/families.md" ]; then
+        { echo; cat "$OUT/families.md"; } >> "$OUT/results.md"
+        cat "$OUT/families.md"
+    else
+        log "families benchmark failed (log: $OUT/logs/bench_families.log)"
     fi
 fi
 # ---- 7. serving: the HTTP API against llama-server at 1, 4, 16 and 64 clients ----

@@ -5,7 +5,8 @@
  * BertSelfAttention, BertSelfOutput, BertIntermediate, BertOutput) and
  * sentence-transformers' Pooling and Normalize modules.
  *
- * Not here: GGUF files, the tokenizer (tokenizer/wordpiece.h), a KV cache
+ * Also a GGUF "bert" file (llama.cpp's names, mapped from the Hugging Face
+ * ones by gguf_names below). Not here: the tokenizer (tokenizer/wordpiece.h), a KV cache
  * (an encoder reads every token once), padding (sequences are packed back
  * to back: attention runs per sequence, the matrices over all tokens).
  *
@@ -30,6 +31,7 @@
 #include "base/json.h"
 #include "base/pool.h"
 #include "tensor/ops.h"
+#include "gguf.h"
 #include "safetensors.h"
 
 enum pooling { POOL_MEAN = 0, POOL_CLS, POOL_MAX, POOL_MEAN_SQRT };
@@ -57,6 +59,7 @@ typedef struct bert_layer {
 struct fc_bert {
     char *path;
     fc_safetensors *st;
+    fc_gguf *gguf;       /* a GGUF "bert" file instead of a folder (then st is NULL) */
     int V, C, L, NH, HS, FF, n_pos, n_types, max_seq;
     float eps;
     const float *word;   /* (V, C) */
@@ -97,6 +100,13 @@ static cJSON *read_json(const char *dir, const char *file, bool required, bool *
 
 bool fc_bert_is_encoder(const char *path)
 {
+    if (fc_gguf_is_file(path)) {
+        fc_gguf *g = fc_gguf_open(path);
+        fc_gguf_str a;
+        bool yes = g && fc_gguf_get_str(g, "general.architecture", &a) && a.len == 4 && !memcmp(a.ptr, "bert", 4);
+        fc_gguf_free(g);
+        return yes;
+    }
     bool bad = false;
     cJSON *c = read_json(path, "config.json", false, &bad);
     if (!c) return false;
@@ -129,13 +139,62 @@ static const char *prefix_of(const fc_bert *b)
     return fc_safetensors_find(b->st, "bert.embeddings.word_embeddings.weight") ? "bert." : "";
 }
 
+/* Hugging Face BertModel names -> llama.cpp's GGUF "bert" names (its
+ * converter's tensor map); per layer: encoder.layer.N.<hf> -> blk.N.<gguf>. */
+static const char *const gguf_names[][2] = {
+    {"embeddings.word_embeddings.weight", "token_embd.weight"},
+    {"embeddings.position_embeddings.weight", "position_embd.weight"},
+    {"embeddings.token_type_embeddings.weight", "token_types.weight"},
+    {"embeddings.LayerNorm.weight", "token_embd_norm.weight"},
+    {"embeddings.LayerNorm.bias", "token_embd_norm.bias"},
+    {"attention.self.query.weight", "attn_q.weight"},
+    {"attention.self.query.bias", "attn_q.bias"},
+    {"attention.self.key.weight", "attn_k.weight"},
+    {"attention.self.key.bias", "attn_k.bias"},
+    {"attention.self.value.weight", "attn_v.weight"},
+    {"attention.self.value.bias", "attn_v.bias"},
+    {"attention.output.dense.weight", "attn_output.weight"},
+    {"attention.output.dense.bias", "attn_output.bias"},
+    {"attention.output.LayerNorm.weight", "attn_output_norm.weight"},
+    {"attention.output.LayerNorm.bias", "attn_output_norm.bias"},
+    {"intermediate.dense.weight", "ffn_up.weight"},
+    {"intermediate.dense.bias", "ffn_up.bias"},
+    {"output.dense.weight", "ffn_down.weight"},
+    {"output.dense.bias", "ffn_down.bias"},
+    {"output.LayerNorm.weight", "layer_output_norm.weight"},
+    {"output.LayerNorm.bias", "layer_output_norm.bias"},
+};
+
+/* The GGUF name of HF name (see gguf_names) into out; false if none. */
+static bool gguf_name(const char *name, char *out, size_t len)
+{
+    int l = -1, n = 0;
+    const char *rest = name;
+    if (sscanf(name, "encoder.layer.%d.%n", &l, &n) == 1 && n > 0) rest = name + n;
+    for (size_t i = 0; i < sizeof gguf_names / sizeof gguf_names[0]; i++) {
+        if (strcmp(rest, gguf_names[i][0])) continue;
+        if ((l >= 0) != (i >= 5)) return false;
+        if (l >= 0) snprintf(out, len, "blk.%d.%s", l, gguf_names[i][1]);
+        else snprintf(out, len, "%s", gguf_names[i][1]);
+        return true;
+    }
+    return false;
+}
+
 /* Finds name (with the checkpoint's prefix) and checks its shape (ne0, ne1;
  * ne1 = 0 for a vector) and type. NULL (logged) otherwise. */
 static const fc_tensor *get(fc_bert *b, const char *name, int64_t ne0, int64_t ne1)
 {
     char full[160];
-    snprintf(full, sizeof full, "%s%s", prefix_of(b), name);
-    const fc_tensor *t = fc_safetensors_find(b->st, full);
+    const fc_tensor *t = NULL;
+    if (b->gguf) {
+        if (!gguf_name(name, full, sizeof full)) snprintf(full, sizeof full, "%s", name);
+        const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(b->gguf, full);
+        t = ti ? &ti->t : NULL;
+    } else {
+        snprintf(full, sizeof full, "%s%s", prefix_of(b), name);
+        t = fc_safetensors_find(b->st, full);
+    }
     if (!t) {
         FC_LOG_ERROR("%s: tensor '%s' missing", b->path, full);
         return NULL;
@@ -308,6 +367,7 @@ void fc_bert_free(fc_bert *b)
     if (!b) return;
     fc_pool_free(b->pool);
     fc_safetensors_free(b->st);
+    fc_gguf_free(b->gguf);
     for (int i = 0; i < b->n_owned; i++) free(b->owned[i]);
     free(b->owned);
     free(b->layers);
@@ -316,13 +376,77 @@ void fc_bert_free(fc_bert *b)
     free(b);
 }
 
+/* A GGUF "bert" file as llama.cpp's converter writes it: the
+ * hyper-parameters from bert.* keys, pooling from bert.pooling_type (1 mean,
+ * 2 cls; absent: mean), L2-normalized (llama.cpp's default for embeddings;
+ * the sentence-transformers Normalize module is not recorded in the file),
+ * the longest input bert.context_length. */
+static bool load_gguf_hparams(fc_bert *b)
+{
+    const fc_gguf *g = b->gguf;
+    fc_gguf_str a;
+    if (!fc_gguf_get_str(g, "general.architecture", &a) || a.len != 4 || memcmp(a.ptr, "bert", 4)) {
+        FC_LOG_ERROR("%s: general.architecture '%.*s' is not supported (bert)", b->path,
+                     fc_gguf_get_str(g, "general.architecture", &a) ? (int)FC_MIN(a.len, 64) : 1,
+                     fc_gguf_get_str(g, "general.architecture", &a) ? a.ptr : "?");
+        return false;
+    }
+    static const char *keys[] = {"bert.embedding_length", "bert.block_count", "bert.attention.head_count",
+                                 "bert.feed_forward_length", "bert.context_length"};
+    int *dst[] = {&b->C, &b->L, &b->NH, &b->FF, &b->n_pos};
+    for (int i = 0; i < 5; i++) {
+        uint32_t v;
+        if (!fc_gguf_get_u32(g, keys[i], &v) || v < 1 || v > 10000000) {
+            FC_LOG_ERROR("%s: metadata %s missing or not a positive integer", b->path, keys[i]);
+            return false;
+        }
+        *dst[i] = (int)v;
+    }
+    bool causal = false;
+    if (fc_gguf_get_bool(g, "bert.attention.causal", &causal) && causal) {
+        FC_LOG_ERROR("%s: bert.attention.causal is true; only bidirectional encoders are supported", b->path);
+        return false;
+    }
+    float eps;
+    b->eps = fc_gguf_get_f32(g, "bert.attention.layer_norm_epsilon", &eps) && eps > 0 && eps < 1 ? eps : 1e-12f;
+    uint32_t pt = 1;
+    if (fc_gguf_find_key(g, "bert.pooling_type") >= 0 && !fc_gguf_get_u32(g, "bert.pooling_type", &pt)) pt = 99;
+    if (pt != 1 && pt != 2) {
+        FC_LOG_ERROR("%s: bert.pooling_type %u is not supported (1 mean, 2 cls)", b->path, pt);
+        return false;
+    }
+    b->pooling = pt == 1 ? POOL_MEAN : POOL_CLS;
+    b->normalize = true;
+    const fc_gguf_tensor_info *te = fc_gguf_find_tensor(g, "token_embd.weight");
+    const fc_gguf_tensor_info *tt = fc_gguf_find_tensor(g, "token_types.weight");
+    if (!te || te->t.n_dims != 2) {
+        FC_LOG_ERROR("%s: tensor 'token_embd.weight' missing or not 2-D", b->path);
+        return false;
+    }
+    b->V = te->t.ne[1] > 0 && te->t.ne[1] < 10000000 ? (int)te->t.ne[1] : 0;
+    b->n_types = tt && tt->t.n_dims == 2 && tt->t.ne[1] >= 1 && tt->t.ne[1] < 1000 ? (int)tt->t.ne[1] : 1;
+    b->max_seq = b->n_pos;
+    return b->V > 0;
+}
+
 fc_bert *fc_bert_load(const char *path, int n_threads)
 {
     fc_bert *b = fc_xcalloc(1, sizeof *b);
     pthread_mutex_init(&b->lock, NULL);
     b->path = fc_xstrdup(path);
     bool bad = false;
-    cJSON *cfg = read_json(path, "config.json", true, &bad);
+    cJSON *cfg = NULL;
+    if (fc_gguf_is_file(path)) {
+        if (!(b->gguf = fc_gguf_open(path)) || !load_gguf_hparams(b)) goto fail;
+        if (b->C % b->NH) {
+            FC_LOG_ERROR("%s: bert.embedding_length %d is not a multiple of bert.attention.head_count %d", path, b->C,
+                         b->NH);
+            goto fail;
+        }
+        b->HS = b->C / b->NH;
+        goto tensors;
+    }
+    cfg = read_json(path, "config.json", true, &bad);
     if (!cfg) goto fail;
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act");
     if (act && !(cJSON_IsString(act) && !strcmp(act->valuestring, "gelu"))) {
@@ -359,6 +483,7 @@ fc_bert *fc_bert_load(const char *path, int n_threads)
 
     b->st = fc_safetensors_open(path);
     if (!b->st) goto fail;
+tensors:
     b->word = as_f32(b, get(b, "embeddings.word_embeddings.weight", b->C, b->V));
     b->pos = as_f32(b, get(b, "embeddings.position_embeddings.weight", b->C, b->n_pos));
     b->type0 = as_f32(b, get(b, "embeddings.token_type_embeddings.weight", b->C, b->n_types));

@@ -30,7 +30,15 @@
  * multiplied by tensor/ops.h fc_matmul_fast); vectors are used as f32
  * (converted at load when stored 16-bit). A "bert." prefix on the names
  * (BertFor* checkpoints) is accepted.
- * Not implemented: GGUF "bert" files, relative position embeddings,
+ * A GGUF "bert" file (llama.cpp's converter: bert.* keys, token_embd /
+ * position_embd / token_types / token_embd_norm, blk.N.attn_q ...
+ * layer_output_norm tensors, a tokenizer.ggml "bert" vocabulary, which
+ * tokenizer/wordpiece.h reads too) loads the same way: pooling from
+ * bert.pooling_type (1 mean, 2 cls; others refused), always L2-normalized
+ * (llama.cpp's default; the file does not record sentence-transformers'
+ * Normalize module), inputs up to bert.context_length tokens (the file does
+ * not record max_seq_length either).
+ * Not implemented: relative position embeddings,
  * token type ids other than 0 (pair inputs), other activations.
  *
  * Threads: fc_bert_embed runs on the encoder's own thread pool and holds a
@@ -46,7 +54,8 @@
 typedef struct fc_bert fc_bert;
 
 /* True when path is a folder whose config.json says model_type "bert" (or
- * architectures[0] starts with "Bert"). Cheap; logs nothing. */
+ * architectures[0] starts with "Bert"), or a GGUF file whose
+ * general.architecture is "bert". Cheap; logs nothing. */
 bool fc_bert_is_encoder(const char *path);
 
 /* Loads the folder (see above) with a pool of n_threads (<= 0: all CPUs).

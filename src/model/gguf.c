@@ -1153,3 +1153,12 @@ enum fc_status fc_gguf_writer_write_buf(fc_gguf_writer *w, uint8_t **out, size_t
     *size = n;
     return FC_OK;
 }
+
+bool fc_gguf_is_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char m[4] = {0};
+    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
+}

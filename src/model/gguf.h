@@ -50,6 +50,9 @@ typedef struct fc_gguf_tensor_info {
  * mapping (or the caller's buffer) and stays valid until fc_gguf_free. A
  * parsed fc_gguf is never modified, so any number of threads may read it. */
 fc_gguf *fc_gguf_open(const char *path);
+/* True when path is a readable file that starts with the magic "GGUF"
+ * (reads 4 bytes; logs nothing). */
+bool fc_gguf_is_file(const char *path);
 /* Parses a buffer the caller keeps alive (for fuzzing and tests); `name` is
  * used in error messages. Tensor data must lie inside the buffer. */
 fc_gguf *fc_gguf_parse(const uint8_t *data, size_t size, const char *name);

@@ -352,6 +352,7 @@ static bool load_gguf(fc_model *m)
 
     m->layers = fc_xcalloc((size_t)c->n_layer, sizeof(fc_layer));
     bind_tensors(m, g, NULL);
+    if (c->n_expert > 0 && !fc_moe_stack_gguf(m)) return false; /* older per-expert Mixtral files (moe.c) */
     if (!m->tok_embd.data) {
         FC_LOG_ERROR("%s: missing tensor token_embd.weight", m->path);
         return false;

@@ -50,6 +50,26 @@ static void *own(fc_model *m, size_t n)
     return p;
 }
 
+/* The E experts src[0..E) (each (ne0, ne1), one type) copied into one 3-D
+ * stack dst owned by the model; the HF files' pages are dropped after. */
+static bool copy_stack(fc_model *m, int l, const fc_tensor *const *src, int64_t ne0, int64_t ne1, fc_tensor *dst)
+{
+    const int E = m->cfg.n_expert;
+    const size_t each = src[0]->nbytes;
+    uint8_t *data = own(m, each * (size_t)E);
+    if (!data) {
+        FC_LOG_ERROR("%s: cannot allocate %zu bytes for the experts of layer %d", m->path, each * (size_t)E, l);
+        return false;
+    }
+    for (int x = 0; x < E; x++) {
+        memcpy(data + (size_t)x * each, src[x]->data, each);
+        if (m->st) fc_safetensors_release(m->st, src[x]);
+    }
+    *dst = (fc_tensor){.type = src[0]->type, .n_dims = 3, .ne = {ne0, ne1, E, 1}, .data = data,
+                       .nbytes = each * (size_t)E};
+    return true;
+}
+
 /* One stack of layer l: experts "model.layers.l.block_sparse_moe.experts.X.<w>.weight",
  * each (ne0, ne1), into dst. */
 static bool stack(fc_model *m, int l, const char *w, int64_t ne0, int64_t ne1, fc_tensor *dst)
@@ -85,19 +105,7 @@ static bool stack(fc_model *m, int l, const char *w, int64_t ne0, int64_t ne1, f
         FC_LOG_ERROR("%s: tensor %s is beyond num_local_experts = %d in config.json", m->path, name, E);
         return false;
     }
-    const size_t each = src[0]->nbytes;
-    uint8_t *data = own(m, each * (size_t)E);
-    if (!data) {
-        FC_LOG_ERROR("%s: cannot allocate %zu bytes for the experts of layer %d", m->path, each * (size_t)E, l);
-        return false;
-    }
-    for (int x = 0; x < E; x++) {
-        memcpy(data + (size_t)x * each, src[x]->data, each);
-        fc_safetensors_release(m->st, src[x]);
-    }
-    *dst = (fc_tensor){.type = src[0]->type, .n_dims = 3, .ne = {ne0, ne1, E, 1}, .data = data,
-                       .nbytes = each * (size_t)E};
-    return true;
+    return copy_stack(m, l, src, ne0, ne1, dst);
 }
 
 bool fc_moe_stack_hf(fc_model *m)
@@ -113,6 +121,61 @@ bool fc_moe_stack_hf(fc_model *m)
         if (!stack(m, l, "w1", c->n_embd, c->n_ff, &L->gate_exps) ||
             !stack(m, l, "w3", c->n_embd, c->n_ff, &L->up_exps) ||
             !stack(m, l, "w2", c->n_ff, c->n_embd, &L->down_exps))
+            return false;
+    }
+    return true;
+}
+
+/* Older llama.cpp converters wrote a Mixtral GGUF's experts one tensor each:
+ * blk.N.ffn_gate.X.weight, ffn_up.X, ffn_down.X (2-D). They are copied into
+ * the 3-D stacks the merged files hold, owned by the model. */
+static bool stack_gguf(fc_model *m, int l, const char *w, int64_t ne0, int64_t ne1, fc_tensor *dst)
+{
+    const int E = m->cfg.n_expert;
+    const fc_tensor *src[FC_MOE_MAX_EXPERTS];
+    char name[160];
+    for (int x = 0; x < E; x++) {
+        snprintf(name, sizeof name, "blk.%d.%s.%d.weight", l, w, x);
+        const fc_gguf_tensor_info *ti = fc_gguf_find_tensor(m->gguf, name);
+        if (!ti) {
+            FC_LOG_ERROR("%s: missing tensor %s (per-expert layout, %s.expert_count = %d)", m->path, name,
+                         m->cfg.arch_name, E);
+            return false;
+        }
+        const fc_tensor *t = &ti->t;
+        if (t->n_dims != 2 || t->ne[0] != ne0 || t->ne[1] != ne1) {
+            FC_LOG_ERROR("%s: tensor %s has shape [%lld, %lld], expected [%lld, %lld]", m->path, name,
+                         (long long)t->ne[0], (long long)t->ne[1], (long long)ne0, (long long)ne1);
+            return false;
+        }
+        if (!fc_dtype_supported(t->type) || (x > 0 && t->type != src[0]->type)) {
+            FC_LOG_ERROR("%s: tensor %s has type %s (one supported type per layer's experts)", m->path, name,
+                         fc_dtype_name(t->type));
+            return false;
+        }
+        src[x] = t;
+    }
+    snprintf(name, sizeof name, "blk.%d.%s.%d.weight", l, w, E);
+    if (fc_gguf_find_tensor(m->gguf, name)) {
+        FC_LOG_ERROR("%s: tensor %s is beyond %s.expert_count = %d", m->path, name, m->cfg.arch_name, E);
+        return false;
+    }
+    return copy_stack(m, l, src, ne0, ne1, dst);
+}
+
+bool fc_moe_stack_gguf(fc_model *m)
+{
+    const fc_model_config *c = &m->cfg;
+    for (int l = 0; l < c->n_layer; l++) {
+        fc_layer *L = &m->layers[l];
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.ffn_gate.0.weight", l);
+        /* merged stacks (or neither form: finish_tensors names the missing stack) */
+        if (L->gate_exps.data || L->up_exps.data || L->down_exps.data || !fc_gguf_find_tensor(m->gguf, name))
+            continue;
+        if (!stack_gguf(m, l, "ffn_gate", c->n_embd, c->n_ff, &L->gate_exps) ||
+            !stack_gguf(m, l, "ffn_up", c->n_embd, c->n_ff, &L->up_exps) ||
+            !stack_gguf(m, l, "ffn_down", c->n_ff, c->n_embd, &L->down_exps))
             return false;
     }
     return true;

@@ -41,6 +41,13 @@ bool fc_moe_read_gguf(fc_model *m);
  * expert beyond num_local_experts in the folder). */
 bool fc_moe_stack_hf(fc_model *m);
 
+/* GGUF (cfg.n_expert > 0, tensors bound): a layer without merged stacks
+ * whose experts are separate tensors, as older llama.cpp converters wrote
+ * them (blk.N.ffn_gate.X.weight, ffn_up.X, ffn_down.X), gets them copied into
+ * gate_exps / up_exps / down_exps (owned by the model). False (logged: a
+ * missing expert, a wrong shape or type, an expert beyond expert_count). */
+bool fc_moe_stack_gguf(fc_model *m);
+
 /* Expert x of a stack: a 2-D view (its packed rows too, when packed). */
 fc_tensor fc_moe_expert(const fc_tensor *stack, int x);
 

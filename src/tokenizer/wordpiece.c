@@ -10,6 +10,7 @@
 #include "wordpiece.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include "base/fc_base.h"
 #include "base/file.h"
 #include "base/utf8.h"
+#include "model/gguf.h"
 
 #define MAX_JSON_BYTES (64u << 20)
 
@@ -233,6 +235,12 @@ fc_wordpiece *fc_wordpiece_load(const char *path)
     char *file = NULL;
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) file = fc_xasprintf("%s/tokenizer.json", path);
+    if (!file && fc_gguf_is_file(path)) { /* a GGUF "bert" file (wordpiece_gguf.c) */
+        fc_gguf *g = fc_gguf_open(path);
+        fc_wordpiece *wp = g ? fc_wordpiece_from_gguf(g, path) : NULL;
+        fc_gguf_free(g);
+        return wp;
+    }
     char *json = fc_file_read(file ? file : path, &len, MAX_JSON_BYTES);
     if (!json) {
         FC_LOG_ERROR("%s: cannot read tokenizer.json", file ? file : path);

@@ -37,6 +37,11 @@ fc_wordpiece *fc_wordpiece_load(const char *path);
 /* The same from json[0..len); name is used in errors. */
 fc_wordpiece *fc_wordpiece_parse(const char *json, size_t len, const char *name);
 void fc_wordpiece_free(fc_wordpiece *wp);
+/* The vocabulary of a GGUF "bert" file (tokenizer.ggml.model "bert", as
+ * llama.cpp's converter writes it; wordpiece_gguf.c says how it maps back).
+ * fc_wordpiece_load takes such a .gguf path too. NULL on error (logged). */
+struct fc_gguf;
+fc_wordpiece *fc_wordpiece_from_gguf(const struct fc_gguf *g, const char *name);
 
 int fc_wordpiece_n_vocab(const fc_wordpiece *wp);
 /* Token text of id, or NULL outside the vocabulary (borrowed). */

@@ -23,6 +23,9 @@ logit gap, so that a correct engine cannot flip a token or an expert).
   than num_local_experts, a GGUF whose expert_count disagrees with its
   stacks, a GGUF missing a stack: exit status 1, one error line naming the
   tensor.
+- the per-expert layout of older llama.cpp converters (blk.N.ffn_gate.X.weight
+  ...), written from the merged file with the gguf package: the same logits bit
+  for bit, exact and fast; a missing expert is one error line.
 """
 import json
 import shutil
@@ -214,3 +217,68 @@ def test_bad_files(fastchat_bin, tmp_path, figures):
     msgs.append(expect_one_error(fastchat_bin, bad, tmp_path, "missing tensor blk.1.ffn_down_exps.weight"))
     for m in msgs:
         figures("mixtral bad file: " + m)
+
+
+def split_experts(src, dst, drop=()):
+    """Rewrites a merged Mixtral GGUF in the per-expert layout of older
+    llama.cpp converters: each 3-D blk.N.ffn_{gate,up,down}_exps stack becomes
+    E 2-D tensors blk.N.ffn_{gate,up,down}.X.weight (same bytes); tensors
+    named in drop are left out."""
+    gguf = pytest.importorskip("gguf")
+    r = gguf.GGUFReader(str(src))
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(str(dst), arch)
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        vt = f.types[0]
+        sub = f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(f.name, f.contents(), vt, sub)
+
+    def add(name, data, tt):
+        if name in drop:
+            return
+        if tt in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            w.add_tensor(name, np.array(data))
+        else:
+            w.add_tensor(name, np.array(data), raw_dtype=tt)
+    n_split = 0
+    for t in r.tensors:
+        if t.name.endswith("_exps.weight"):
+            base = t.name[:-len("_exps.weight")]
+            for x in range(t.data.shape[0]):
+                add(f"{base}.{x}.weight", t.data[x], t.tensor_type)
+            n_split += 1
+        else:
+            add(t.name, t.data, t.tensor_type)
+    assert n_split > 0
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+@pytest.mark.parametrize("qtype", ["f32", "q8_0"])
+def test_gguf_per_expert_layout(qtype, fastchat_bin, tmp_path, figures):
+    """Older llama.cpp Mixtral files hold each expert as its own tensor
+    (blk.N.ffn_gate.X.weight, ...): the same model written both ways gives
+    the same logits, bit for bit, in exact and fast mode."""
+    gguf = pytest.importorskip("gguf")
+    name = "mixtral_f32_e4_swa20"
+    merged = quantize(fastchat_bin, name, qtype, tmp_path)
+    split = split_experts(merged, tmp_path / f"{name}.{qtype}.split.gguf")
+    names = {t.name for t in gguf.GGUFReader(str(split)).tensors}
+    assert "blk.1.ffn_down.3.weight" in names and "blk.1.ffn_down_exps.weight" not in names
+    r = load(name)
+    for exact in (True, False):
+        a = fastchat_logits(fastchat_bin, merged, r["prompt_b"], tmp_path, exact=exact)
+        b = fastchat_logits(fastchat_bin, split, r["prompt_b"], tmp_path, exact=exact)
+        assert np.array_equal(a, b), f"{qtype} exact={exact}: per-expert file differs by {np.abs(a - b).max():.3e}"
+    figures(f"mixtral/{name:22s} per-expert GGUF {qtype}: logits identical to the merged file (exact and fast)")
+    if qtype == "f32":
+        d = float(np.abs(fastchat_logits(fastchat_bin, split, r["prompt_b"], tmp_path, exact=True) - r["logits_b"]).max())
+        assert d <= EXACT_TOL, f"per-expert f32 file differs from transformers by {d:.3e}"
+    # one expert missing: one error line naming it
+    bad = split_experts(merged, tmp_path / "bad_split.gguf", drop=("blk.1.ffn_up.2.weight",))
+    figures("mixtral bad file: " + expect_one_error(fastchat_bin, bad, tmp_path, "missing tensor blk.1.ffn_up.2.weight"))

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# bench_families.sh [BIN]: FastChat-C against llama.cpp on random-weight GGUFs
+# of the other decoder-only families (part of `make bench`, step 6c):
+#   gemma2  Gemma-2-2B shape with 8 of its 26 layers (1.2B parameters)
+#   phi3    Phi-3-mini shape with 10 of its 32 layers (1.3B)
+#   moe     a small Mixtral: 8 experts, top-2 (0.6B)
+# (bench/make_random_gguf.c --shape ...; cached in ~/.cache/fastchat/bench/),
+# each in Q4_0 and Q8_0. Per model, prefill (pp128) and decode (tg32) of
+# `fastchat bench` and llama-bench with the same thread count, repetitions
+# alternating between the engines (who goes first swaps), averaged by
+# bench/report.py. Writes build/bench/families.md (the table, ratio column
+# "ours / llama.cpp") and prints one line per model and test:
+#   ratio: random GEMMA2 Q4_0 pp128: ours 41.2 t/s, llama.cpp 38.0 t/s -> 1.08x
+#
+# Knobs: BENCH_THREADS (2), BENCH_FAMILY_SHAPES ("gemma2 phi3 moe"),
+#        BENCH_FAMILY_TYPES ("q4_0 q8_0"), BENCH_FAMILY_REPS (2),
+#        BENCH_FAMILY_PROMPT (128), BENCH_FAMILY_GEN (32), BENCH_TIMEOUT (600),
+#        BENCH_OURS_ONLY=1 (no llama.cpp), LLAMACPP_PY_VERSION (build_llamacpp.sh).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-build/fastchat}
+BINDIR=$(dirname "$BIN")
+OUT=${BENCH_OUT:-build/bench}
+CACHE="${FASTCHAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fastchat}"
+MODELS="$CACHE/bench"
+T=${BENCH_THREADS:-2}
+REPS=${BENCH_FAMILY_REPS:-2}
+P=${BENCH_FAMILY_PROMPT:-128}
+G=${BENCH_FAMILY_GEN:-32}
+TIMEOUT=${BENCH_TIMEOUT:-600}
+mkdir -p "$OUT/logs" "$MODELS"
+RAW="$OUT/families_raw.tsv"
+: > "$RAW"
+log() { echo "bench_families: $*" >&2; }
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
+run_to() {
+    local logf=$1; shift
+    timeout "$TIMEOUT" "$@" >"$logf" 2>"$logf.err" </dev/null
+    local rc=$?
+    [ $rc -ne 0 ] && { log "  ($(basename "$1") exited with $rc; log: $logf.err)"; tail -n 5 "$logf.err" | sed 's/^/    | /' >&2; }
+    return 0
+}
+[ -x "$BIN" ] || { log "$BIN not built (run make first)"; exit 1; }
+
+LL=""
+if [ "${BENCH_OURS_ONLY:-0}" != 1 ]; then
+    LL=$(LLAMACPP_TARGETS="llama-bench llama-batched-bench llama-simple llama-quantize" \
+         scripts/build_llamacpp.sh 2>"$OUT/logs/build_llamacpp_families.log") ||
+        { log "llama.cpp did not build (log: $OUT/logs/build_llamacpp_families.log); only our figures follow"; LL=""; }
+fi
+
+GEN="$OUT/make_random_gguf"
+LIB="$BINDIR/libfastchat.a"
+if [ ! -x "$GEN" ] || [ bench/make_random_gguf.c -nt "$GEN" ] || [ "$LIB" -nt "$GEN" ]; then
+    cc -std=c11 -O3 -march=native -D_GNU_SOURCE -pthread -Isrc bench/make_random_gguf.c "$LIB" \
+       -lcjson -lpcre2-8 -lutf8proc -lm -lpthread -o "$GEN" 2>"$OUT/logs/make_random_gguf.build.log" ||
+        { log "make_random_gguf did not build (log: $OUT/logs/make_random_gguf.build.log)"; exit 1; }
+fi
+
+LIST=()
+for shape in ${BENCH_FAMILY_SHAPES:-gemma2 phi3 moe}; do
+    for t in ${BENCH_FAMILY_TYPES:-q4_0 q8_0}; do
+        f="$MODELS/random-$shape-$t.gguf"
+        if [ ! -s "$f" ]; then
+            log "writing random $shape $t model to $f"
+            "$GEN" --shape "$shape" --type "$t" --out "$f.part" --threads "$(nproc)" 2>&1 | sed 's/^/    /' >&2
+            [ -s "$f.part" ] && mv "$f.part" "$f"
+        fi
+        [ -s "$f" ] && LIST+=("$f")
+    done
+done
+
+for f in "${LIST[@]}"; do
+    b=$(basename "$f" .gguf)                 # random-gemma2-q4_0
+    shape=${b#random-}; shape=${shape%-*}; t=${b##*-}
+    label="random $(echo "$shape" | tr a-z A-Z) $(echo "$t" | tr a-z A-Z)"
+    slug=$(echo "$label" | tr ' /' '__')
+    ours() {
+        log "[$label] fastchat bench (r$1)"
+        run_to "$OUT/logs/fam_ours_${slug}_r$1.log" "$BIN" bench --model-path "$f" --threads "$T" --reps 1 \
+            --prompt "$P" --gen "$G" --depths 0 --batches ''
+        python3 bench/report.py parse-ours "$label" "$OUT/logs/fam_ours_${slug}_r$1.log" >> "$RAW"
+    }
+    theirs() {
+        [ -n "$LL" ] || return 0
+        log "[$label] llama-bench (r$1)"
+        run_to "$OUT/logs/fam_llama_${slug}_r$1.json" "$LL/llama-bench" -m "$f" -t "$T" -r 1 -o json \
+            ${BENCH_LLAMA_ARGS:-} -p "$P" -n "$G"
+        python3 bench/report.py parse-llama-bench "$label" "$OUT/logs/fam_llama_${slug}_r$1.json" >> "$RAW"
+    }
+    for r in $(seq 1 "$REPS"); do
+        wait_quiet > /dev/null
+        if [ $((r % 2)) = 1 ]; then ours "$r"; theirs "$r"; else theirs "$r"; ours "$r"; fi
+    done
+done
+
+MEMBW="$OUT/membw.txt"; [ -s "$MEMBW" ] || MEMBW=/dev/null
+python3 bench/report.py render "$RAW" "$MEMBW" "$OUT/families.md" "$T" > /dev/null
+# one line per model and test: the ratios
+python3 - "$RAW" <<'PYEOF' | tee -a "$OUT/families.md"
+import sys
+vals = {}
+for line in open(sys.argv[1]):
+    p = line.rstrip("\n").split("\t")
+    if len(p) >= 4 and p[3] and p[1].startswith(("pp", "tg")):
+        vals.setdefault((p[0], p[1]), {}).setdefault(p[2], []).append(float(p[3]))
+for (label, test), d in vals.items():
+    o = sum(d["ours"]) / len(d["ours"]) if d.get("ours") else None
+    l = sum(d["llama.cpp"]) / len(d["llama.cpp"]) if d.get("llama.cpp") else None
+    r = f"{o / l:.2f}x" if o and l else "-"
+    print(f"ratio: {label} {test}: ours {o or 0:.1f} t/s, llama.cpp {l or 0:.1f} t/s -> {r}")
+PYEOF
