@@ -1,7 +1,7 @@
 /*
  * dist.h: data-parallel training over MPI (`mpirun -np N fastchat train`),
- * with the optimizer state sharded across the processes as ZeRO stage 2 /
- * FSDP's SHARD_GRAD_OP shard it.
+ * with the optimizer state sharded across the processes (ZeRO stage 1's
+ * memory saving, with stage 2's reduce-scatter communication).
  *
  * Each step, every rank computes the gradient of its slice of the global batch
  * (per-device batch x accumulation x world size = the global batch) into its
@@ -17,8 +17,9 @@
  *      instead of 2 n);
  *   4. all-gathers the updated parameters (MPI_Allgatherv) so every rank holds
  *      the whole model for the next forward.
- * Parameters and gradients stay whole on every rank (that is ZeRO-3 / full
- * FSDP's part, not done here).
+ * Parameters and the gradient buffer stay whole on every rank (each rank's
+ * backward writes the whole gradient before the reduce-scatter; sharding
+ * them is ZeRO-2/3 / full FSDP, not done here).
  *
  * Build: with OpenMPI's development package present (pkg-config ompi-c), the
  * Makefile compiles this file against it (FC_HAVE_MPI) and links libmpi;

@@ -3,7 +3,8 @@ ZeRO-sharded AdamW, src/train/dist.h) against 1-process runs, on the real
 binary and OpenMPI's real mpirun (2 processes on this machine).
 
 Checked:
-- a 2-process run (1 example per device x 2 accumulation x 2 processes)
+- a 2-process run (1 example per device x 2 accumulation x 2 processes,
+  launched with a hostfile: localhost slots=2)
   equals a 1-process run with the same global batch (2 per device x 2
   accumulation): losses, gradient norms and final weights within 1e-5, on the
   tiny golden Llama of test_train.py (tests/data/tiny_tok/llama_spm);
@@ -62,17 +63,18 @@ COMMON = ["--model-max-length", 128, "--learning-rate", "2e-3", "--weight-decay"
           "--num-train-epochs", 100, "--max-steps", 8, "--save-steps", 4, "--seed", 5, "--threads", 1]
 
 
-def mpirun_cmd(n):
+def mpirun_cmd(n, hostfile=None):
     mpirun = shutil.which("mpirun")
     assert mpirun, "mpirun not found: scripts/setup.sh installs openmpi-bin"
-    cmd = [mpirun, "-np", str(n), "--oversubscribe", "--bind-to", "none"]
+    cmd = [mpirun, "-np", str(n), "--bind-to", "none"]
+    cmd += ["--hostfile", str(hostfile)] if hostfile else ["--oversubscribe"]
     if os.geteuid() == 0:  # OpenMPI refuses root without this
         cmd.append("--allow-run-as-root")
     return cmd
 
 
-def train(fastchat_bin, args, np_=1, timeout=300):
-    cmd = ([] if np_ == 1 else mpirun_cmd(np_)) + [str(fastchat_bin), "train"] + [str(a) for a in args]
+def train(fastchat_bin, args, np_=1, timeout=300, hostfile=None):
+    cmd = ([] if np_ == 1 else mpirun_cmd(np_, hostfile)) + [str(fastchat_bin), "train"] + [str(a) for a in args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"exit {p.returncode}: {' '.join(cmd)}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
     if np_ > 1:
@@ -113,7 +115,11 @@ def runs(fastchat_bin, work):
     one = root / "np1"
     two = root / "np2"
     p1 = train(fastchat_bin, args + ["--output-dir", one, "--per-device-train-batch-size", 2])
-    p2 = train(fastchat_bin, args + ["--output-dir", two, "--per-device-train-batch-size", 1], np_=2)
+    # through a hostfile, as across machines (here one host with 2 slots)
+    hosts = root / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    p2 = train(fastchat_bin, args + ["--output-dir", two, "--per-device-train-batch-size", 1], np_=2,
+               hostfile=hosts)
     return args, one, two, p1, p2
 
 
