@@ -34,21 +34,12 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from conftest import DATA
+from test_train import CONVS as ID_CONVS, STEP_RE
 
-STEP_RE = re.compile(r"^step (\d+)/(\d+)  epoch ([\d.]+)  loss ([\d.naif]+)  lr ([\d.e+-]+)  "
-                     r"grad_norm ([\d.naif]+)  tokens/s (\d+)")
 RSS_RE = re.compile(r"^peak RSS per process \(MiB, (\d+) process(?:es)?\): ([\d. ]+)$", re.M)
 OPT_RE = re.compile(r"AdamW state ([\d.]+) MiB per process \(of ([\d.]+) MiB\)")
 
-CONVS = [
-    {"id": "a", "conversations": [
-        {"from": "human", "value": "Who are you?"},
-        {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
-    {"id": "b", "conversations": [
-        {"from": "human", "value": "What is your name?"},
-        {"from": "gpt", "value": "My name is Zorblax."},
-        {"from": "human", "value": "Who made you?"},
-        {"from": "gpt", "value": "The C team made me."}]},
+CONVS = ID_CONVS + [  # test_train.py's identity pair, and three more
     {"id": "c", "conversations": [
         {"from": "human", "value": "Say hello."}, {"from": "gpt", "value": "Hello from Zorblax!"}]},
     {"id": "d", "system": "You are a terse assistant.", "conversations": [
