@@ -381,8 +381,10 @@ static double evaluate(fc_train_model *tm, const fc_sft_dataset *d, int B, int T
         }
         if (fc_train_count_labels(labels, nb, Tb) == 0) continue;
         double l = fc_train_loss(tm, ids, labels, nb, Tb, (double)labelled);
-        if (isnan(l)) sum = NAN;
-        if (isnan(l)) break;
+        if (isnan(l)) {
+            sum = NAN;
+            break;
+        }
         sum += l;
     }
     fc_dist_sum(&sum, 1); /* every rank: a NaN anywhere is a NaN for all */
@@ -562,6 +564,12 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
             }
         }
         fc_train_zero_grad(tm);
+        /* LoRA dropout draws its masks from a counter of training forwards,
+         * the same on every rank: give rank r the counter values
+         * c W + r A + k (k < A) of this step, disjoint over ranks and steps,
+         * so ranks do not share masks (the counter comes back to c + A) */
+        const uint64_t calls0 = fc_train_lora_calls(tm);
+        if (W > 1) fc_train_lora_set_calls(tm, calls0 * (uint64_t)W + (uint64_t)R * (uint64_t)A);
         double loss_sum = 0;
         for (int k = 0; k < A; k++) {
             const long r_lo = FC_MIN(mb_hi[k], mb_lo[k] + (long)R * B), r_hi = FC_MIN(mb_hi[k], r_lo + B);
@@ -581,6 +589,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
             loss_sum += l;
         }
         if (W > 1) {
+            fc_train_lora_set_calls(tm, calls0 + (uint64_t)A);
             double sums[2] = {loss_sum, (double)tokens};
             fc_dist_sum(sums, 2);
             loss_sum = sums[0];

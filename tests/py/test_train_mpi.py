@@ -227,3 +227,21 @@ def test_peak_rss_per_process(fastchat_bin, work, figures):
     # each of the 2 processes holds half the moments: it peaks lower than the lone one
     # (by about full / 2, less MPI's own buffers)
     assert max(rss[2]) < rss[1][0], rss
+
+
+def test_lora_dropout_resume_two_processes(fastchat_bin, work):
+    """LoRA with dropout over 2 processes (each rank draws its own masks from
+    the shared counter) resumes from its checkpoint exactly as it ran."""
+    root, base, data = work
+    args = ["--model-path", base, "--data-path", data, "--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0.2,
+            "--lora-target-modules", "q_proj,v_proj", "--gradient-accumulation-steps", 2,
+            "--per-device-train-batch-size", 1] + COMMON
+    full = root / "ld_full"
+    train(fastchat_bin, args + ["--output-dir", full], np_=2)
+    res = root / "ld_res"
+    p = train(fastchat_bin, args + ["--output-dir", res, "--resume-from-checkpoint", full / "checkpoint-4"], np_=2)
+    assert [int(m.group(1)) for m in steps_of(p)] == [5, 6, 7, 8]
+    h, ref = history(res), history(full)
+    assert max(abs(x["loss"] - y["loss"]) for x, y in zip(h, ref)) <= 1e-6
+    assert max_diff(load_file(str(res / "adapter_model.safetensors")),
+                    load_file(str(full / "adapter_model.safetensors"))) <= 1e-6
