@@ -115,22 +115,24 @@ enum fc_status fc_dist_agree(enum fc_status st)
     return (enum fc_status)v;
 }
 
-/* Every rank's shard as MPI counts and displacements (ints: a model over
- * INT_MAX floats per rank is refused). */
-static bool shard_table(size_t n, int *counts, int *displs)
+/* The collectives run over CHUNK floats of the flat buffers at a time:
+ * OpenMPI's algorithms for large messages allocate scratch of the message's
+ * size (a whole-model reduce-scatter of SmolLM2-135M took ~700 MiB more per
+ * process than the sharding saves), and MPI counts are ints. */
+enum { CHUNK = 1 << 20 }; /* 4 MiB of floats */
+
+/* Every rank's part of the floats [c0, c1) of the buffer, as MPI counts and
+ * displacements from c0 (the shards are contiguous and in rank order, so the
+ * parts are too, as MPI_Reduce_scatter and MPI_Allgatherv lay them out). */
+static void chunk_table(size_t n, size_t c0, size_t c1, int *counts, int *displs)
 {
     for (int r = 0; r < g_world; r++) {
         size_t lo, cnt;
         fc_dist_shard(n, r, g_world, &lo, &cnt);
-        if (lo > INT32_MAX || cnt > INT32_MAX) {
-            FC_LOG_ERROR("fc_dist: %zu parameters are too many for MPI's int counts at %d processes", n,
-                         g_world);
-            return false;
-        }
-        counts[r] = (int)cnt;
-        displs[r] = (int)lo;
+        const size_t a = FC_MIN(FC_MAX(lo, c0), c1), b = FC_MAX(FC_MIN(lo + cnt, c1), a);
+        counts[r] = (int)(b - a);
+        displs[r] = (int)(a - c0);
     }
-    return true;
 }
 
 double fc_dist_step(fc_train_model *tm, fc_adamw *o, double max_norm, double lr)
@@ -138,15 +140,23 @@ double fc_dist_step(fc_train_model *tm, fc_adamw *o, double max_norm, double lr)
     const size_t n = fc_train_model_n_floats(tm);
     float *g = fc_train_model_grads(tm), *p = fc_train_model_params(tm);
     int *counts = fc_xmalloc((size_t)g_world * sizeof(int)), *displs = fc_xmalloc((size_t)g_world * sizeof(int));
+    float *part = fc_xmalloc((size_t)CHUNK * sizeof(float)); /* this rank's part of a chunk */
     double norm = NAN;
-    if (!shard_table(n, counts, displs)) goto done;
-    FC_ASSERT(o->lo == (size_t)displs[g_rank] && o->n == (size_t)counts[g_rank]);
-    /* 1. reduce-scatter: in place, this rank's summed shard lands at the
-     * buffer's start; move it to where it belongs */
-    if (!mpi_ok(MPI_Reduce_scatter(MPI_IN_PLACE, g, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-                "MPI_Reduce_scatter"))
-        goto done;
-    if (o->lo) memmove(g + o->lo, g, o->n * sizeof(float));
+    {
+        size_t lo, cnt;
+        fc_dist_shard(n, g_rank, g_world, &lo, &cnt);
+        FC_ASSERT(o->lo == lo && o->n == cnt);
+    }
+    /* 1. reduce-scatter, chunk by chunk: this rank's summed part of each
+     * chunk comes into `part`, then goes where it belongs */
+    for (size_t c0 = 0; c0 < n; c0 += CHUNK) {
+        const size_t c1 = FC_MIN(n, c0 + CHUNK);
+        chunk_table(n, c0, c1, counts, displs);
+        if (!mpi_ok(MPI_Reduce_scatter(g + c0, part, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                    "MPI_Reduce_scatter"))
+            goto done;
+        memcpy(g + c0 + displs[g_rank], part, (size_t)counts[g_rank] * sizeof(float));
+    }
     /* 2. the global norm, as fc_train_clip_grad_norm computes it over one buffer */
     double ss = 0;
     for (size_t i = o->lo; i < o->lo + o->n; i++) ss += (double)g[i] * g[i];
@@ -160,12 +170,19 @@ double fc_dist_step(fc_train_model *tm, fc_adamw *o, double max_norm, double lr)
     }
     /* 3. AdamW on the shard; 4. everyone gets everyone's new parameters */
     fc_adamw_step(o, tm, lr);
-    if (!mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p, counts, displs, MPI_FLOAT, MPI_COMM_WORLD),
-                "MPI_Allgatherv"))
-        norm = NAN;
+    for (size_t c0 = 0; c0 < n; c0 += CHUNK) {
+        const size_t c1 = FC_MIN(n, c0 + CHUNK);
+        chunk_table(n, c0, c1, counts, displs);
+        if (!mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p + c0, counts, displs, MPI_FLOAT,
+                                   MPI_COMM_WORLD), "MPI_Allgatherv")) {
+            norm = NAN;
+            break;
+        }
+    }
 done:
     free(counts);
     free(displs);
+    free(part);
     return norm;
 }
 
@@ -194,7 +211,7 @@ static size_t gather_chunk(int k, size_t off, float *dst, size_t cap, void *user
         memcpy(dst, (k ? c->o->v : c->o->m) + (off - lo), got * sizeof(float));
         return got;
     }
-    /* ask: buffer, offset in the owner's shard, count (all < INT_MAX: shard_table) */
+    /* ask: buffer, offset in the owner's shard, count (<= cap: an int) */
     long long ask[3] = {k, (long long)(off - lo), (long long)got};
     if (!mpi_ok(MPI_Send(ask, 3, MPI_LONG_LONG, r, TAG_ASK, MPI_COMM_WORLD), "MPI_Send") ||
         !mpi_ok(MPI_Recv(dst, (int)got, MPI_FLOAT, r, TAG_DATA, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv"))
