@@ -28,6 +28,7 @@
 #   BENCH_QUANT_PURE=1  requantize every matrix to the type (llama-quantize --pure);
 #                       by default token_embd stays q8_0 as in the shipped file
 #   BENCH_TOKENIZER=0   skip the tokenizer benchmark (scripts/bench_tokenizer.sh)
+#   BENCH_TRAIN=0       skip the training benchmarks (scripts/bench_train_lora.sh, bench_train_mpi.sh)
 #   BENCH_SERVE=0       skip the serving benchmark (scripts/bench_serve.sh)
 #   BENCH_JSON=0        skip the structured-output benchmark (scripts/bench_json.py)
 #   BENCH_FAMILIES=0    skip Gemma 2 / Phi-3 / Mixtral vs llama.cpp (scripts/bench_families.sh)
@@ -318,5 +319,17 @@ if [ "${BENCH_JUDGE:-1}" = 1 ]; then
     else
         log "judge benchmark failed (log: $OUT/logs/bench_judge.log)"
     fi
+fi
+# ---- 10. training: LoRA identity end to end, MPI data parallel memory ----
+if [ "${BENCH_TRAIN:-1}" = 1 ]; then
+    for s in train_lora train_mpi; do
+        log "training (scripts/bench_$s.sh)"
+        if timeout "$((3 * TIMEOUT))" "scripts/bench_$s.sh" "$BIN" >"$OUT/$s.txt" 2>"$OUT/logs/bench_$s.log"; then
+            { echo; echo '```'; cat "$OUT/$s.txt"; echo '```'; } >> "$OUT/results.md"
+            cat "$OUT/$s.txt"
+        else
+            log "training benchmark $s failed (log: $OUT/logs/bench_$s.log, $OUT/$s.txt)"
+        fi
+    done
 fi
 log "total $((SECONDS - T0)) s; table in $OUT/results.md, logs in $OUT/logs/"

@@ -14,10 +14,18 @@
  * FastChat/HF flags that have no meaning here are accepted and ignored with
  * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
  * command lines run unchanged.
+ *
+ * Data parallel: `mpirun -np N fastchat train ...` (src/train/dist.h): each
+ * process trains its slice of the global batch with a 1/N shard of AdamW's
+ * state; rank 0 prints, logs and saves, and prints every rank's peak RSS at
+ * the end. Across machines: `mpirun --hostfile hosts -np N` with the binary,
+ * model, data and output folder at the same paths on every machine (the
+ * output folder shared, for resuming).
  */
 #include "cli.h"
 #include "base/fc_base.h"
 #include "train/train.h"
+#include "train/dist.h"
 #include "chat/conv.h"
 
 #include <math.h>
@@ -34,7 +42,15 @@ static const char *parse_bool(const fc_flag *f, const char *v, void *dst)
 
 static void progress(const fc_trainer_progress *p, void *user)
 {
-    (void)user;
+    const fc_trainer_args *a = user;
+    static bool said;
+    if (!said && p->world > 1)
+        printf("data parallel over %d processes: global batch %ld = %d per device x %d accumulation x %d; "
+               "AdamW state %.1f MiB per process (of %.1f MiB)\n", p->world,
+               (long)a->per_device_train_batch_size * a->gradient_accumulation_steps * p->world,
+               a->per_device_train_batch_size, a->gradient_accumulation_steps, p->world, p->optim_mib,
+               p->optim_total_mib);
+    said = true;
     char line[1024];
     fc_trainer_format_progress(p, line, sizeof line);
     fputs(line, stdout);
@@ -152,10 +168,28 @@ int fc_cmd_train(int argc, char **argv)
                    "--lora-target-modules %s is not known", a.lora_target_modules);
     if (a.conv_template && !fc_conv_template_exists(a.conv_template))
         fc_cli_die("fastchat templates lists them", "--conv-template %s is not known", a.conv_template);
-    if (ignored_seen) fprintf(stderr, "note: flags for GPUs and distributed runs are ignored\n");
-    enum fc_status st = fc_trainer_run(&a, progress, NULL);
-    if (st != FC_OK) fc_cli_die(NULL, "training failed: %s", fc_last_error());
-    printf("saved %s\nlog %s/train_log.txt, loss curve %s/loss_curve.svg\n", a.output_dir, a.output_dir,
-           a.output_dir);
+    if (fc_dist_init(NULL, NULL) != FC_OK)
+        fc_cli_die("run it without mpirun, or rebuild with libopenmpi-dev installed", "%s", fc_last_error());
+    const int rank = fc_dist_rank(), world = fc_dist_world();
+    if (ignored_seen && rank == 0) fprintf(stderr, "note: flags for GPUs and distributed runs are ignored\n");
+    enum fc_status st = fc_trainer_run(&a, progress, &a);
+    if (st != FC_OK) {
+        if (world > 1) {
+            fprintf(stderr, "error: rank %d: training failed: %s\n", rank, fc_last_error());
+            fc_dist_abort(1); /* the other ranks may be waiting in a collective */
+        }
+        fc_cli_die(NULL, "training failed: %s", fc_last_error());
+    }
+    long *rss = fc_xcalloc((size_t)world, sizeof(long));
+    fc_dist_peak_rss(rss);
+    if (rank == 0) {
+        printf("saved %s\nlog %s/train_log.txt, loss curve %s/loss_curve.svg\n", a.output_dir, a.output_dir,
+               a.output_dir);
+        printf("peak RSS per process (MiB, %d process%s):", world, world > 1 ? "es" : "");
+        for (int r = 0; r < world; r++) printf(" %.1f", (double)rss[r] / 1024.0);
+        printf("\n");
+    }
+    free(rss);
+    fc_dist_finalize();
     return 0;
 }

@@ -10,6 +10,9 @@
  * Resume state: optimizer.safetensors holds AdamW's moments as F32 tensors
  * "<param>.exp_avg" / "<param>.exp_avg_sq" (the names of torch's state dict
  * keys, by parameter name rather than index).
+ * A ZeRO-sharded optimizer state (dist.h) is written into the same file from
+ * chunks the caller hands over (fc_train_save_optimizer_chunks), and each
+ * shard reads its slice back, so checkpoints resume at any world size.
  * Not done: sharding (one file of any size), other dtypes.
  */
 #include "train.h"
@@ -27,8 +30,12 @@
 /* Writes nb buffers of the model's layout (each fc_train_model_n_floats
  * floats) as one safetensors file: parameter i of buffer k is named
  * name + suffix[k] (suffix "" for the parameters themselves). */
+/* With fn (bufs NULL), the data come from fn in chunks of at most cap floats:
+ * the parameters are contiguous in named_parameters order, so buffer k's
+ * tensors in the file are its floats [0, n_floats) in order. */
 static enum fc_status write_safetensors(fc_train_model *tm, const char *path, const float *const *bufs,
-                                        const char *const *suffix, int nb)
+                                        const char *const *suffix, int nb, fc_train_chunk_fn fn,
+                                        size_t cap, void *user)
 {
     fc_str h;
     fc_str_init(&h, 0);
@@ -66,11 +73,22 @@ static enum fc_status write_safetensors(fc_train_model *tm, const char *path, co
     uint8_t le[8];
     for (int i = 0; i < 8; i++) le[i] = (uint8_t)(hl >> (8 * i));
     bool ok = fwrite(le, 1, 8, f) == 8 && fwrite(fc_str_cstr(&h), 1, hl, f) == hl;
-    for (int k = 0; k < nb; k++)
+    for (int k = 0; !fn && k < nb; k++)
         for (int i = 0; ok && i < fc_train_model_n_params(tm); i++) {
             const fc_train_param *p = fc_train_model_param(tm, i);
             ok = fwrite(bufs[k] + p->offset, sizeof(float), p->n, f) == p->n; /* little-endian hosts */
         }
+    if (fn) {
+        const size_t n = fc_train_model_n_floats(tm);
+        float *chunk = fc_xmalloc(cap * sizeof(float));
+        for (int k = 0; ok && k < nb; k++)
+            for (size_t off = 0; ok && off < n;) {
+                size_t got = fn(k, off, chunk, FC_MIN(cap, n - off), user);
+                ok = got > 0 && got <= FC_MIN(cap, n - off) && fwrite(chunk, sizeof(float), got, f) == got;
+                off += got;
+            }
+        free(chunk);
+    }
     ok = fflush(f) == 0 && ok;
     ok = fclose(f) == 0 && ok;
     if (ok && rename(tmp, path) == 0) st = FC_OK;
@@ -85,9 +103,10 @@ done:
 }
 
 /* Reads nb buffers written by write_safetensors back (every tensor F32 with
- * the parameter's element count). */
+ * the parameter's element count); bufs[k] holds the floats [lo, lo + cnt) of
+ * the layout (0, n_floats: all). */
 static enum fc_status read_safetensors(fc_train_model *tm, const char *path, float *const *bufs,
-                                       const char *const *suffix, int nb)
+                                       const char *const *suffix, int nb, size_t lo, size_t cnt)
 {
     fc_safetensors *st = fc_safetensors_open(path);
     if (!st) return FC_ERR_IO;
@@ -104,7 +123,9 @@ static enum fc_status read_safetensors(fc_train_model *tm, const char *path, flo
                 rc = FC_ERR_FORMAT;
                 break;
             }
-            memcpy(bufs[k] + p->offset, t->data, p->n * sizeof(float));
+            const size_t a = FC_MAX(p->offset, lo), b = FC_MIN(p->offset + p->n, lo + cnt);
+            if (a < b)
+                memcpy(bufs[k] + (a - lo), (const float *)t->data + (a - p->offset), (b - a) * sizeof(float));
         }
     fc_safetensors_free(st);
     return rc;
@@ -116,7 +137,7 @@ enum fc_status fc_train_load_params(fc_train_model *tm, const char *dir)
                            dir);
     float *bufs[] = {fc_train_model_params(tm)};
     const char *suffix[] = {""};
-    enum fc_status st = read_safetensors(tm, p, bufs, suffix, 1);
+    enum fc_status st = read_safetensors(tm, p, bufs, suffix, 1, 0, fc_train_model_n_floats(tm));
     free(p);
     return st;
 }
@@ -126,7 +147,22 @@ enum fc_status fc_train_save_optimizer(fc_train_model *tm, const fc_adamw *o, co
     char *p = fc_xasprintf("%s/optimizer.safetensors", dir);
     const float *bufs[] = {o->m, o->v};
     const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
-    enum fc_status st = write_safetensors(tm, p, bufs, suffix, 2);
+    if (o->lo != 0 || o->n != fc_train_model_n_floats(tm)) {
+        FC_LOG_ERROR("%s: a sharded optimizer state is saved with fc_train_save_optimizer_chunks", __func__);
+        free(p);
+        return FC_ERR_ARG;
+    }
+    enum fc_status st = write_safetensors(tm, p, bufs, suffix, 2, NULL, 0, NULL);
+    free(p);
+    return st;
+}
+
+enum fc_status fc_train_save_optimizer_chunks(fc_train_model *tm, const char *dir, size_t cap,
+                                              fc_train_chunk_fn fn, void *user)
+{
+    char *p = fc_xasprintf("%s/optimizer.safetensors", dir);
+    const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
+    enum fc_status st = write_safetensors(tm, p, NULL, suffix, 2, fn, FC_MAX(cap, 1), user);
     free(p);
     return st;
 }
@@ -136,7 +172,7 @@ enum fc_status fc_train_load_optimizer(fc_train_model *tm, fc_adamw *o, const ch
     char *p = fc_xasprintf("%s/optimizer.safetensors", dir);
     float *bufs[] = {o->m, o->v};
     const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
-    enum fc_status st = read_safetensors(tm, p, bufs, suffix, 2);
+    enum fc_status st = read_safetensors(tm, p, bufs, suffix, 2, o->lo, o->n);
     free(p);
     return st;
 }
@@ -198,7 +234,7 @@ enum fc_status fc_train_save_hf(fc_train_model *tm, const char *dir, const char 
     char *p = fc_xasprintf("%s/model.safetensors", dir);
     const float *bufs[] = {fc_train_model_params(tm)};
     const char *suffix[] = {""};
-    enum fc_status st = write_safetensors(tm, p, bufs, suffix, 1);
+    enum fc_status st = write_safetensors(tm, p, bufs, suffix, 1, NULL, 0, NULL);
     free(p);
     if (st == FC_OK) st = write_config(tm, dir, src_dir);
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model",
@@ -267,7 +303,7 @@ enum fc_status fc_train_save_lora(fc_train_model *tm, const char *dir, const cha
     p = fc_xasprintf("%s/adapter_model.safetensors", dir);
     const float *bufs[] = {fc_train_model_params(tm)};
     const char *suffix[] = {""};
-    st = write_safetensors(tm, p, bufs, suffix, 1);
+    st = write_safetensors(tm, p, bufs, suffix, 1, NULL, 0, NULL);
     free(p);
     return st;
 }

@@ -14,14 +14,26 @@
 enum fc_status fc_adamw_init(fc_adamw *o, const fc_train_model *tm, double beta1, double beta2,
                              double eps, double weight_decay)
 {
+    return fc_adamw_init_shard(o, tm, 0, fc_train_model_n_floats(tm), beta1, beta2, eps, weight_decay);
+}
+
+enum fc_status fc_adamw_init_shard(fc_adamw *o, const fc_train_model *tm, size_t lo, size_t n,
+                                   double beta1, double beta2, double eps, double weight_decay)
+{
     memset(o, 0, sizeof *o);
+    if (lo > fc_train_model_n_floats(tm) || n > fc_train_model_n_floats(tm) - lo) {
+        FC_LOG_ERROR("%s: shard [%zu, +%zu) outside the %zu parameters", __func__, lo, n,
+                     fc_train_model_n_floats(tm));
+        return FC_ERR_ARG;
+    }
     o->beta1 = beta1;
     o->beta2 = beta2;
     o->eps = eps;
     o->weight_decay = weight_decay;
-    o->n = fc_train_model_n_floats(tm);
-    o->m = fc_aligned_alloc(o->n * sizeof(float));
-    o->v = fc_aligned_alloc(o->n * sizeof(float));
+    o->lo = lo;
+    o->n = n;
+    o->m = fc_aligned_alloc(FC_MAX(n, 1) * sizeof(float));
+    o->v = fc_aligned_alloc(FC_MAX(n, 1) * sizeof(float));
     if (!o->m || !o->v) {
         FC_LOG_ERROR("%s: out of memory for the optimizer state", __func__);
         fc_adamw_free(o);
@@ -44,19 +56,22 @@ void fc_adamw_step(fc_adamw *o, fc_train_model *tm, double lr)
     const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
     const double bc2_sqrt = sqrt(1.0 - pow(o->beta2, (double)o->t));
     const double step_size = lr / bc1;
-    float *p = fc_train_model_params(tm);
+    /* the moments are of floats [lo, lo + n): m[j], v[j] belong to float lo + j */
+    float *p = fc_train_model_params(tm), *m = o->m, *v = o->v;
+    const size_t lo = o->lo;
     const float *g = fc_train_model_grads(tm);
     for (int k = 0; k < fc_train_model_n_params(tm); k++) {
         const fc_train_param *tp = fc_train_model_param(tm, k);
         const float decay = tp->decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        const size_t a = tp->offset, b = tp->offset + tp->n;
+        const size_t a = FC_MAX(tp->offset, o->lo), b = FC_MIN(tp->offset + tp->n, o->lo + o->n);
         for (size_t i = a; i < b; i++) {
             float w = p[i] * decay;
             const float gi = g[i];
-            o->m[i] = (float)(o->m[i] + (gi - o->m[i]) * (1.0 - o->beta1)); /* lerp */
-            o->v[i] = (float)(o->v[i] * o->beta2 + (1.0 - o->beta2) * gi * gi);
-            const double denom = sqrt((double)o->v[i]) / bc2_sqrt + o->eps;
-            p[i] = (float)(w - step_size * o->m[i] / denom);
+            const size_t j = i - lo;
+            m[j] = (float)(m[j] + (gi - m[j]) * (1.0 - o->beta1)); /* lerp */
+            v[j] = (float)(v[j] * o->beta2 + (1.0 - o->beta2) * gi * gi);
+            const double denom = sqrt((double)v[j]) / bc2_sqrt + o->eps;
+            p[i] = (float)(w - step_size * m[j] / denom);
         }
     }
 }

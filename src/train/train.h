@@ -132,12 +132,17 @@ void fc_train_lora_set_calls(fc_train_model *tm, uint64_t calls);
 typedef struct fc_adamw {
     double beta1, beta2, eps, weight_decay;
     long t;           /* steps taken */
-    float *m, *v;     /* (n_floats) moments, owned */
+    float *m, *v;     /* (n) moments of the parameter floats [lo, lo + n), owned */
     size_t n;
+    size_t lo;        /* 0 and n = n_floats, unless sharded (dist.h) */
 } fc_adamw;
 
 enum fc_status fc_adamw_init(fc_adamw *o, const fc_train_model *tm, double beta1, double beta2,
                              double eps, double weight_decay);
+/* The same over the parameter floats [lo, lo + n) only (a ZeRO shard, dist.h):
+ * fc_adamw_step then updates those floats alone. */
+enum fc_status fc_adamw_init_shard(fc_adamw *o, const fc_train_model *tm, size_t lo, size_t n,
+                                   double beta1, double beta2, double eps, double weight_decay);
 void fc_adamw_free(fc_adamw *o);
 /* One step at learning rate lr over the model's gradients. */
 void fc_adamw_step(fc_adamw *o, fc_train_model *tm, double lr);
@@ -174,9 +179,18 @@ enum fc_status fc_train_save_lora(fc_train_model *tm, const char *dir, const cha
 enum fc_status fc_train_load_params(fc_train_model *tm, const char *dir);
 /* AdamW's moments as dir/optimizer.safetensors ("<name>.exp_avg",
  * "<name>.exp_avg_sq", F32) and back; the step count is the caller's to keep
- * (trainer_state.json). */
+ * (trainer_state.json). Saving needs whole moments (lo 0, n n_floats: a
+ * sharded state is saved with fc_train_save_optimizer_chunks); loading fills
+ * a shard with its slice of the file. */
 enum fc_status fc_train_save_optimizer(fc_train_model *tm, const fc_adamw *o, const char *dir);
 enum fc_status fc_train_load_optimizer(fc_train_model *tm, fc_adamw *o, const char *dir);
+/* Gives floats [off, off + got) of moment buffer k (0 exp_avg, 1 exp_avg_sq)
+ * into dst, 1 <= got <= cap; returns got, or 0 on an error. */
+typedef size_t (*fc_train_chunk_fn)(int k, size_t off, float *dst, size_t cap, void *user);
+/* fc_train_save_optimizer's file with the moments' floats asked of fn, in
+ * order (k 0 then 1, off rising from 0 to n_floats), cap floats at most. */
+enum fc_status fc_train_save_optimizer_chunks(fc_train_model *tm, const char *dir, size_t cap,
+                                              fc_train_chunk_fn fn, void *user);
 
 /* ---- the training loop (trainer.c): FastChat's train.py on one process ---- */
 
@@ -236,6 +250,8 @@ typedef struct fc_trainer_progress {
     double eval_loss;            /* evaluation after this step: mean cross-entropy over the
                                     eval set's labelled tokens; NAN when none ran */
     long eval_labelled;          /* labelled tokens of the eval set */
+    int world;                   /* processes training together (dist.h); 1 alone */
+    double optim_mib, optim_total_mib; /* AdamW's m and v held by this process / all of them */
 } fc_trainer_progress;
 
 /* The progress line(s) of one step, as printed and written to the log file:

@@ -13,7 +13,16 @@
  * ceil(warmup_ratio * total).
  * Accumulation windows run on across epoch boundaries.
  * Resume, evaluation, the log file and the loss curve: train.h.
- * Not done: lazy preprocessing, packing, QLoRA, MPI.
+ * Under mpirun (dist.h), each global micro-batch holds B x W examples and
+ * rank r computes examples [r B, (r + 1) B) of it: micro-batches per epoch =
+ * ceil(N / (B W)), as with W DistributedSampler replicas; the step's
+ * labelled count (the loss denominator) is the whole global step's, known to
+ * every rank since all read the same data in the same order. Losses, tokens
+ * and eval sums are added over the ranks; the optimizer step is
+ * fc_dist_step's (ZeRO-sharded AdamW). Rank 0 alone writes checkpoints,
+ * the log file and calls the progress callback; every rank reads a checkpoint
+ * to resume (a shared folder across machines).
+ * Not done: lazy preprocessing, packing, QLoRA.
  */
 #include "train.h"
 
@@ -33,6 +42,7 @@
 #include "tokenizer/tokenizer.h"
 #include "sft_data.h"
 #include "chat/conv.h"
+#include "train/dist.h"
 
 void fc_trainer_args_default(fc_trainer_args *a)
 {
@@ -350,6 +360,7 @@ done:
 static double evaluate(fc_train_model *tm, const fc_sft_dataset *d, int B, int T, int32_t *ids,
                        int32_t *labels, long *labelled_out)
 {
+    const int R = fc_dist_rank(), W = fc_dist_world(); /* rank r takes batches r, r + W, ... */
     const int N = fc_sft_dataset_size(d);
     long labelled = 0;
     for (int i = 0; i < N; i++) {
@@ -359,7 +370,7 @@ static double evaluate(fc_train_model *tm, const fc_sft_dataset *d, int B, int T
     *labelled_out = labelled;
     if (labelled == 0) return NAN;
     double sum = 0;
-    for (int lo = 0; lo < N; lo += B) {
+    for (int lo = R * B; lo < N; lo += B * W) {
         int nb = FC_MIN(B, N - lo), Tb = 2;
         for (int b = 0; b < nb; b++) Tb = FC_MAX(Tb, fc_sft_dataset_get(d, lo + b)->n_tokens);
         Tb = FC_MIN(Tb, T);
@@ -370,9 +381,13 @@ static double evaluate(fc_train_model *tm, const fc_sft_dataset *d, int B, int T
         }
         if (fc_train_count_labels(labels, nb, Tb) == 0) continue;
         double l = fc_train_loss(tm, ids, labels, nb, Tb, (double)labelled);
-        if (isnan(l)) return NAN;
+        if (isnan(l)) {
+            sum = NAN;
+            break;
+        }
         sum += l;
     }
+    fc_dist_sum(&sum, 1); /* every rank: a NaN anywhere is a NaN for all */
     return sum;
 }
 
@@ -389,12 +404,18 @@ static enum fc_status save_checkpoint(const char *ck, fc_train_model *tm, const 
                                       double epoch, long micro, uint64_t rng, const int *order, int N,
                                       const curve *tr, const curve *ev)
 {
+    /* rank 0 writes; the optimizer's shards come to it from every rank */
+    const bool lead = fc_dist_rank() == 0;
     char *tmp = fc_xasprintf("%s.tmp", ck);
-    remove_flat_dir(tmp);
-    enum fc_status st;
-    if ((st = save_model(tm, tmp, src_dir, base)) == FC_OK &&
-        (st = write_state(tmp, history, step, total, epoch)) == FC_OK &&
-        (st = fc_train_save_optimizer(tm, opt, tmp)) == FC_OK &&
+    enum fc_status st = FC_OK;
+    if (lead) {
+        remove_flat_dir(tmp);
+        if ((st = save_model(tm, tmp, src_dir, base)) == FC_OK)
+            st = write_state(tmp, history, step, total, epoch);
+    }
+    if ((st = fc_dist_agree(st)) == FC_OK)
+        st = fc_dist_agree(fc_dist_save_optimizer(tm, opt, tmp));
+    if (lead && st == FC_OK &&
         (st = write_resume(tmp, opt, step, micro, rng, order, N, fc_train_lora_calls(tm))) == FC_OK &&
         (st = write_svg(tmp, tr, ev, total)) == FC_OK) {
         remove_flat_dir(ck); /* a checkpoint of an earlier, interrupted run */
@@ -404,7 +425,7 @@ static enum fc_status save_checkpoint(const char *ck, fc_train_model *tm, const 
         }
     }
     free(tmp);
-    return st;
+    return fc_dist_agree(st);
 }
 
 enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *user)
@@ -425,6 +446,8 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
     char *resume_dir = NULL;
     FILE *logf = NULL;
     const int B = a->per_device_train_batch_size, A = a->gradient_accumulation_steps;
+    const int R = fc_dist_rank(), W = fc_dist_world();
+    const bool lead = R == 0;
     const int EB = a->per_device_eval_batch_size > 0 ? a->per_device_eval_batch_size : 8;
     if (!a->model_path || !a->data_path || !a->output_dir || B <= 0 || A <= 0 ||
         a->model_max_length < 2 || !fc_lr_type_known(a->lr_scheduler_type)) {
@@ -480,15 +503,19 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
     }
     pool = fc_pool_new(a->n_threads);
     fc_train_model_set_pool(tm, pool);
-    if ((st = fc_adamw_init(&opt, tm, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay)) != FC_OK)
+    size_t sh_lo = 0, sh_n = fc_train_model_n_floats(tm);
+    if (W > 1) fc_dist_shard(fc_train_model_n_floats(tm), R, W, &sh_lo, &sh_n);
+    if ((st = fc_adamw_init_shard(&opt, tm, sh_lo, sh_n, a->adam_beta1, a->adam_beta2, a->adam_epsilon,
+                                  a->weight_decay)) != FC_OK)
         goto done;
-    if (mkdir(a->output_dir, 0755) != 0 && access(a->output_dir, W_OK) != 0) {
+    st = FC_OK;
+    if (lead && mkdir(a->output_dir, 0755) != 0 && access(a->output_dir, W_OK) != 0) {
         FC_LOG_ERROR("%s: cannot create %s", __func__, a->output_dir);
         st = FC_ERR_IO;
-        goto done;
     }
+    if ((st = fc_dist_agree(st)) != FC_OK) goto done;
 
-    const long micro_per_epoch = (N + B - 1) / B;
+    const long micro_per_epoch = (N + (long)B * W - 1) / ((long)B * W);
     const long steps_per_epoch = FC_MAX(1, micro_per_epoch / A);
     const long total = a->max_steps > 0 ? a->max_steps : (long)ceil(a->num_train_epochs * steps_per_epoch);
     const long warmup = a->warmup_steps > 0 ? a->warmup_steps : (long)ceil(a->warmup_ratio * total);
@@ -499,7 +526,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
     labels = fc_xmalloc((size_t)BB * T * sizeof(int32_t));
     mb_lo = fc_xmalloc((size_t)A * sizeof(long));
     mb_hi = fc_xmalloc((size_t)A * sizeof(long));
-    batch = fc_xmalloc((size_t)A * B * sizeof(*batch));
+    batch = fc_xmalloc((size_t)A * B * W * sizeof(*batch));
     uint64_t rng = a->seed;
     long micro = 0; /* micro-batches consumed, over all epochs */
     long first_step = 0;
@@ -511,32 +538,44 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
         if (st != FC_OK) goto done;
         FC_LOG_INFO("resuming from %s at step %ld", resume_dir, first_step);
     }
-    char *logp = fc_xasprintf("%s/train_log.txt", a->output_dir);
-    logf = fopen(logp, resume_dir ? "a" : "w");
-    if (!logf) FC_LOG_WARN("cannot write %s; no log file", logp);
-    free(logp);
+    if (lead) {
+        char *logp = fc_xasprintf("%s/train_log.txt", a->output_dir);
+        logf = fopen(logp, resume_dir ? "a" : "w");
+        if (!logf) FC_LOG_WARN("cannot write %s; no log file", logp);
+        free(logp);
+    }
 
     for (long step = first_step; step < total; step++) {
         double ts = fc_time_sec();
-        /* the A micro-batches of this step (a new epoch reshuffles), then
-         * their labelled tokens, the denominator of the step's loss */
+        /* the A global micro-batches of this step (a new epoch reshuffles),
+         * then their labelled tokens, the denominator of the step's loss;
+         * this rank computes its slice of B examples of each */
+        const long GB = (long)B * W;
         long labelled = 0, tokens = 0;
         for (int k = 0; k < A; k++, micro++) {
             long j = micro % micro_per_epoch;
             if (j == 0 && micro > 0) shuffle(order, N, &rng);
-            mb_lo[k] = j * B;
-            mb_hi[k] = FC_MIN((long)N, (j + 1) * B);
+            mb_lo[k] = j * GB;
+            mb_hi[k] = FC_MIN((long)N, (j + 1) * GB);
             for (long b = mb_lo[k]; b < mb_hi[k]; b++) {
                 const fc_sft_example *ex = fc_sft_dataset_get(data, order[b]);
                 labelled += fc_train_count_labels(ex->labels, 1, ex->n);
-                batch[(long)k * B + b - mb_lo[k]] = ex;
+                batch[(long)k * GB + b - mb_lo[k]] = ex;
             }
         }
         fc_train_zero_grad(tm);
+        /* LoRA dropout draws its masks from a counter of training forwards,
+         * the same on every rank: give rank r the counter values
+         * c W + r A + k (k < A) of this step, disjoint over ranks and steps,
+         * so ranks do not share masks (the counter comes back to c + A) */
+        const uint64_t calls0 = fc_train_lora_calls(tm);
+        if (W > 1) fc_train_lora_set_calls(tm, calls0 * (uint64_t)W + (uint64_t)R * (uint64_t)A);
         double loss_sum = 0;
         for (int k = 0; k < A; k++) {
-            int nb = (int)(mb_hi[k] - mb_lo[k]), Tb = 2;
-            const fc_sft_example **exs = batch + (long)k * B;
+            const long r_lo = FC_MIN(mb_hi[k], mb_lo[k] + (long)R * B), r_hi = FC_MIN(mb_hi[k], r_lo + B);
+            int nb = (int)(r_hi - r_lo), Tb = 2;
+            const fc_sft_example **exs = batch + (long)k * GB + (r_lo - mb_lo[k]);
+            if (nb == 0) continue; /* the epoch's last global batch left this rank none */
             for (int b = 0; b < nb; b++) Tb = FC_MAX(Tb, exs[b]->n_tokens);
             Tb = FC_MIN(Tb, T);
             for (int b = 0; b < nb; b++) {
@@ -549,9 +588,19 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
             if (isnan(l)) { st = FC_ERR_ARG; goto done; }
             loss_sum += l;
         }
+        if (W > 1) {
+            fc_train_lora_set_calls(tm, calls0 + (uint64_t)A);
+            double sums[2] = {loss_sum, (double)tokens};
+            fc_dist_sum(sums, 2);
+            loss_sum = sums[0];
+            tokens = (long)sums[1];
+        }
         const double lr = a->learning_rate * fc_lr_lambda(a->lr_scheduler_type, step, warmup, total);
         double gnorm = NAN;
-        if (labelled > 0) {
+        if (labelled > 0 && W > 1) {
+            gnorm = fc_dist_step(tm, &opt, a->max_grad_norm, lr);
+            if (isnan(gnorm)) { st = FC_ERR_IO; goto done; }
+        } else if (labelled > 0) {
             gnorm = fc_train_clip_grad_norm(tm, a->max_grad_norm);
             fc_adamw_step(&opt, tm, lr);
         } else {
@@ -561,7 +610,9 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
             .step = step + 1, .total_steps = total, .epoch = (double)micro / micro_per_epoch,
             .loss = labelled > 0 ? loss_sum : NAN, .lr = lr, .grad_norm = gnorm, .tokens = tokens,
             .labelled = labelled, .step_sec = fc_time_sec() - ts,
-            .elapsed_sec = fc_time_sec() - t0, .eval_loss = NAN,
+            .elapsed_sec = fc_time_sec() - t0, .eval_loss = NAN, .world = W,
+            .optim_mib = 2.0 * (double)sh_n * sizeof(float) / 1048576.0,
+            .optim_total_mib = 2.0 * (double)fc_train_model_n_floats(tm) * sizeof(float) / 1048576.0,
         };
         pr.eta_sec = pr.elapsed_sec / (double)(step + 1 - first_step) * (double)(total - step - 1);
         fc_str_puts(&history, fc_str_len(&history) ? ",\n    " : "\n    ");
@@ -596,7 +647,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
                 goto done;
             }
             pr.saved = ck;
-            if (a->save_total_limit > 0) prune_checkpoints(a->output_dir, a->save_total_limit);
+            if (lead && a->save_total_limit > 0) prune_checkpoints(a->output_dir, a->save_total_limit);
         }
         if (logf) {
             char line[1024];
@@ -604,12 +655,13 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
             fputs(line, logf);
             fflush(logf);
         }
-        if (cb) cb(&pr, user);
+        if (cb && lead) cb(&pr, user);
         free(ck);
     }
-    if ((st = save_model(tm, a->output_dir, src_dir, a->model_path)) == FC_OK &&
+    if (lead && (st = save_model(tm, a->output_dir, src_dir, a->model_path)) == FC_OK &&
         (st = write_state(a->output_dir, &history, total, total, (double)micro / micro_per_epoch)) == FC_OK)
         st = write_svg(a->output_dir, &tr, &ev, total);
+    st = fc_dist_agree(st);
 done:
     if (logf) fclose(logf);
     free(resume_dir);
