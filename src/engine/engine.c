@@ -112,6 +112,8 @@ struct fc_engine {
     const fc_t5 *t5;          /* an encoder-decoder model instead of m (engine_new_t5 below) */
     fc_pool *t5_pool;
     bool t5_fast;
+    fc_t5_dec **t5_decs;      /* (n_seq_max) one step's decoders */
+    int32_t *t5_ins;          /* (n_seq_max) and their input tokens */
     const fc_tokenizer *tok;
     fc_exec *exec;
     fc_kv_cache *kv;
@@ -1080,6 +1082,8 @@ void fc_engine_free(fc_engine *e)
     free(e->gmask);
     free(e->gtmp);
     fc_pool_free(e->t5_pool);
+    free(e->t5_decs);
+    free(e->t5_ins);
     free(e);
 }
 
@@ -1197,9 +1201,9 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
  * values of every decoder layer plus its self-attention cache, owned by the
  * request and freed with it), then feeds the decoder start token; each later
  * step feeds the last sampled token. Every running T5 request advances by
- * one token per scheduler step, so concurrent requests interleave token by
- * token; each is still its own matrix-vector pass (no shared matmul yet),
- * and no paged cache or prefix sharing is used. The history the sampler
+ * one token per scheduler step, all of them in one fc_t5_dec_step_batch
+ * call (their rows share each weight matrix read); a new request's encoder
+ * runs in the step that admits it. No paged cache or prefix sharing. The history the sampler
  * sees is prompt + output, as FastChat's generate_stream gives the
  * repetition penalty for encoder-decoder models. */
 
@@ -1217,26 +1221,31 @@ static bool t5_step(fc_engine *e)
     const fc_t5_config *c = fc_t5_get_config(e->t5);
     const fc_t5_run run = {.pool = e->t5_pool, .fast = e->t5_fast};
     double t0 = fc_time_sec();
+    fc_t5_dec **decs = e->t5_decs;
+    int32_t *ins = e->t5_ins;
     int n_rows = 0;
     for (int i = 0; i < e->n_running; i++) {
         req *r = e->running[i];
-        float *row = e->logits + (size_t)n_rows * (size_t)e->V;
-        enum fc_status st = FC_OK;
-        int32_t in = r->n_gen > 0 ? r->tokens[r->n_tokens - 1] : c->decoder_start_id;
-        if (!r->t5dec) {
+        if (!r->t5dec) { /* first step: the encoder, once, and the cross-attention K/V */
             float *enc = fc_xmalloc(sizeof(float) * (size_t)r->n_prompt * (size_t)c->n_embd);
-            st = fc_t5_encode(e->t5, &run, r->tokens, r->n_prompt, enc);
-            if (st == FC_OK) r->t5dec = fc_t5_dec_new(e->t5, &run, enc, r->n_prompt, r->max_new + 1);
-            if (st == FC_OK && !r->t5dec) st = FC_ERR_NOMEM;
+            if (fc_t5_encode(e->t5, &run, r->tokens, r->n_prompt, enc) == FC_OK)
+                r->t5dec = fc_t5_dec_new(e->t5, &run, enc, r->n_prompt, r->max_new + 1);
             free(enc);
             e->stats.prompt_tokens_computed += (uint64_t)r->n_prompt;
+            if (!r->t5dec) {
+                r->error = "the T5 encoder failed";
+                continue;
+            }
         }
-        if (st == FC_OK) st = fc_t5_dec_step(r->t5dec, in, row);
-        if (st != FC_OK) {
-            r->error = "the T5 forward pass failed";
-            continue;
-        }
+        decs[n_rows] = r->t5dec;
+        ins[n_rows] = r->n_gen > 0 ? r->tokens[r->n_tokens - 1] : c->decoder_start_id;
         e->row_req[n_rows++] = r;
+    }
+    /* every running sequence's next token in one decoder pass (the weight
+     * matrices read once for all rows) */
+    if (n_rows > 0 && fc_t5_dec_step_batch(decs, ins, n_rows, e->logits) != FC_OK) {
+        for (int i = 0; i < n_rows; i++) e->row_req[i]->error = "the T5 decoder step failed";
+        n_rows = 0;
     }
     e->t_gen += fc_time_sec() - t0;
     e->stats.steps++;
@@ -1266,6 +1275,8 @@ fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_en
     e->row_req = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
     e->slots = fc_xcalloc((size_t)e->n_seq_max, sizeof(slot));
     e->running = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
+    e->t5_decs = fc_xcalloc((size_t)e->n_seq_max, sizeof(fc_t5_dec *));
+    e->t5_ins = fc_xcalloc((size_t)e->n_seq_max, sizeof(int32_t));
     e->chunk_len = e->n_ctx;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -1273,6 +1284,8 @@ fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_en
     if (!e->logits || pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
         FC_LOG_ERROR("fc_engine_new_t5: cannot start the scheduler");
         fc_pool_free(e->t5_pool);
+        free(e->t5_decs);
+        free(e->t5_ins);
         fc_aligned_free(e->logits);
         free(e->raw);
         free(e->row_req);
