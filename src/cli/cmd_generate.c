@@ -285,21 +285,6 @@ static fc_pool *t5_pool(const gen_opts *o)
     return n > 1 ? fc_pool_new((int)FC_MIN(n, 256)) : NULL;
 }
 
-/* The prompt ids: --prompt-ids, or --prompt encoded by the folder's
- * tokenizer (tokenizer.json or spiece.model) with T5's trailing </s>, as
- * FastChat's tokenizer(prompt).input_ids gives. */
-static int32_t *t5_prompt_or_die(const gen_opts *o, const fc_tokenizer *tok, int *n)
-{
-    if (o->prompt_ids) return fc_cli_parse_ids(o->prompt_ids, n);
-    if (!o->prompt) fc_cli_die("give the prompt with --prompt TEXT or --prompt-ids 1,2,3", "no prompt");
-    if (!tok) fc_cli_die("pass --prompt-ids instead", "this T5 folder has no usable tokenizer: %s", fc_last_error());
-    int32_t *ids;
-    int k = fc_tokenizer_encode(tok, o->prompt, strlen(o->prompt), true, true, &ids);
-    if (k <= 0) fc_cli_die(NULL, "the prompt encodes to no tokens");
-    *n = k;
-    return ids;
-}
-
 static float *t5_encode_or_die(const fc_t5 *m, const fc_t5_run *run, const gen_opts *o, int *n_enc)
 {
     int32_t *ids = fc_cli_parse_ids(o->prompt_ids, n_enc);
@@ -317,7 +302,7 @@ static int t5_generate(const gen_opts *o)
     const fc_t5_run run = {.pool = pool, .fast = !o->exact};
     int n_enc;
     fc_tokenizer *tk = o->prompt_ids ? NULL : fc_tokenizer_from_hf(o->model_path);
-    int32_t *ids = t5_prompt_or_die(o, tk, &n_enc);
+    int32_t *ids = prompt_or_die(o, tk, &n_enc); /* --prompt: with T5's trailing </s> */
     double t0 = fc_time_sec();
     float *enc = fc_xmalloc(sizeof(float) * (size_t)n_enc * (size_t)c->n_embd);
     if (fc_t5_encode(m, &run, ids, n_enc, enc) != FC_OK) fc_cli_die(NULL, "a prompt id is outside the vocabulary");

@@ -420,6 +420,21 @@ static void chat_template_of(const char *dir, const cJSON *cfg, fc_str *out)
 /* tokenizer.json (root) and tokenizer_config.json (cfg, may be NULL). path
  * names the file in messages, dir (may be NULL) is where chat_template.jinja
  * would be. root and cfg stay the caller's. */
+/* The chat template (tokenizer_config.json or chat_template.jinja), then
+ * tk_finish; frees t and returns NULL when that fails. */
+static fc_tokenizer *finish_with_template(fc_tokenizer *t, const char *dir, const cJSON *cfg)
+{
+    fc_str ct = {0};
+    chat_template_of(dir, cfg, &ct);
+    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
+    fc_str_free(&ct);
+    if (tk_finish(t) != FC_OK) {
+        fc_tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
 static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *path, const char *dir)
 {
     fc_tokenizer *t = NULL;
@@ -590,15 +605,7 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
         if (jbool(cfg, "add_eos_token", false) && t->eos >= 0) push_id(&t->suffix, &t->n_suffix, t->eos);
     }
 
-    fc_str ct = {0};
-    chat_template_of(dir, cfg, &ct);
-    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
-    fc_str_free(&ct);
-    if (tk_finish(t) != FC_OK) {
-        fc_tokenizer_free(t);
-        return NULL;
-    }
-    return t;
+    return finish_with_template(t, dir, cfg);
 fail:
     fc_tokenizer_free(t);
     return NULL;
@@ -639,15 +646,7 @@ static fc_tokenizer *unigram_folder(const char *dir, const cJSON *cfg, const tk_
         t->suffix[0] = t->eos;
         if (t->eos < 0) t->n_suffix = 0;
     }
-    fc_str ct = {0};
-    chat_template_of(dir, cfg, &ct);
-    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
-    fc_str_free(&ct);
-    if (tk_finish(t) != FC_OK) {
-        fc_tokenizer_free(t);
-        return NULL;
-    }
-    return t;
+    return finish_with_template(t, dir, cfg);
 }
 
 static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg, const char *file)

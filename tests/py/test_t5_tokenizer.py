@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from test_tokenizer import corpus_lines
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "t5_tok"
 BIN = os.environ.get("FASTCHAT_BIN", str(ROOT / "build" / "fastchat"))
@@ -65,18 +67,7 @@ def cli_text(folder, ids, *flags):
 
 
 def corpus():
-    out = []
-    for line in (ROOT / "tests" / "data" / "tokenizer" / "corpus.jsonl").read_text(encoding="utf-8").split("\n"):
-        if not line:
-            continue
-        t = json.loads(line)["text"]
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: not text either library takes
-            continue
-        if "\x00" not in t and SEP not in t:
-            out.append(t)
-    return out
+    return [t for t in corpus_lines() if SEP not in t]
 
 
 @pytest.fixture(scope="module")

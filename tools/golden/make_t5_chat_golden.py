@@ -33,11 +33,15 @@ import json
 import os
 import subprocess
 
+import sys
+
 import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
-from transformers import T5Config, T5ForConditionalGeneration
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_tiny_t5  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "data", "t5_chat")
@@ -53,20 +57,15 @@ CHAT = ["Hello there", "What is the capital of France?", "Write a haiku about {b
 
 
 def build():
-    torch.manual_seed(21)
-    cfg = T5Config(vocab_size=1103, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
-                   relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                   feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
-                   decoder_start_token_id=0, dropout_rate=0.0, initializer_factor=1.0)
-    model = T5ForConditionalGeneration(cfg).float().eval()
-    model.lm_head.weight = torch.nn.Parameter(torch.randn(cfg.vocab_size, cfg.d_model) * 0.5)
+    # make_tiny_t5's recipe (seeded init, own lm_head, widened norms and
+    # position biases), then the weights rounded to the stored f16
+    model = make_tiny_t5.build(dict(vocab_size=1103, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                    num_decoder_layers=2, num_heads=4, relative_attention_num_buckets=32,
+                                    relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+                                    tie_word_embeddings=False, seed=21))
     with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "layer_norm" in n:
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif "relative_attention_bias" in n:
-                p.copy_(torch.randn_like(p))
-            p.copy_(p.half().float())  # the stored precision
+        for p in model.parameters():
+            p.copy_(p.half().float())
     return model
 
 
