@@ -1,7 +1,8 @@
 /*
  * fuzz_tokenizer_spm.c: libFuzzer target for SentencePiece tokenizer.model
  * files (fc_tokenizer_from_spm, src/tokenizer/spm_model.c: the protobuf
- * reader, then load_gguf.c's "llama" path).
+ * reader, then load_gguf.c's "llama" path for BPE models, unigram.c for
+ * Unigram ones, with their precompiled_charsmap).
  *
  * A hostile file must fail cleanly; one that loads must encode a few hard
  * strings into ids in range, decode them, and survive the GGUF export
@@ -44,7 +45,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!t) return 0;
     exercise(t);
     fc_gguf_writer *w = fc_gguf_writer_new();
-    if (fc_tokenizer_to_gguf(t, w) != FC_OK) abort(); /* always SentencePiece-style */
+    if (t->uni) { /* a Unigram model (unigram.c): GGUF export refuses it */
+        if (fc_tokenizer_to_gguf(t, w) == FC_OK) abort();
+        fc_gguf_writer_free(w);
+        fc_tokenizer_free(t);
+        return 0;
+    }
+    if (fc_tokenizer_to_gguf(t, w) != FC_OK) abort(); /* BPE: always SentencePiece-style */
     fc_tokenizer *r = tk_from_writer(w, "fuzz.gguf");
     if (!r || fc_tokenizer_n_vocab(r) != fc_tokenizer_n_vocab(t)) abort();
     exercise(r);

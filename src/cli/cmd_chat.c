@@ -421,16 +421,21 @@ int fc_cmd_chat(int argc, char **argv)
     fc_cli_device_apply(&o.dev);
     fc_model_load_params lp;
     fc_cli_device_load_params(&o.dev, o.exact, o.act8, &lp);
-    fc_model *m = fc_model_load_ex(o.model_path, &lp);
-    if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
-    fc_tokenizer *tok = fc_cli_load_tokenizer(m);
+    /* T5 (encoder-decoder) folders: their own model and engine; FastChat's
+     * chat_loop hardcodes a repetition penalty of 1.2 for them */
+    fc_t5 *t5 = fc_t5_is_t5(o.model_path) ? fc_t5_load(o.model_path) : NULL;
+    if (fc_t5_is_t5(o.model_path) && !t5) fc_cli_die("a T5 folder needs config.json and its safetensors", "%s", fc_last_error());
+    if (t5 && o.repetition_penalty == 1.0f) o.repetition_penalty = 1.2f;
+    fc_model *m = t5 ? NULL : fc_model_load_ex(o.model_path, &lp);
+    if (!m && !t5) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
+    fc_tokenizer *tok = t5 ? fc_tokenizer_from_hf(o.model_path) : fc_cli_load_tokenizer(m);
     if (!tok) fc_cli_die("the chat needs the model's tokenizer", "%s", fc_last_error());
     fc_conv *proto = fc_template_pick(o.conv_template, o.model_path, tok);
     if (!proto) fc_cli_die("list the templates with: fastchat prompt --list", "%s", fc_last_error());
-    const fc_model_config *cfg = fc_model_get_config(m);
+    const fc_model_config *cfg = m ? fc_model_get_config(m) : NULL;
     fc_engine_params ep = {.n_threads = o.threads, .exact = o.exact, .act8 = o.act8, .n_seq_max = 4,
-                           .kv_tokens = FC_MIN(cfg->n_ctx_train > 0 ? cfg->n_ctx_train : 2048, 32768) * 2};
-    fc_engine *e = fc_engine_new(m, tok, &ep);
+                           .kv_tokens = FC_MIN(cfg && cfg->n_ctx_train > 0 ? cfg->n_ctx_train : 2048, 32768) * 2};
+    fc_engine *e = t5 ? fc_engine_new_t5(t5, tok, &ep) : fc_engine_new(m, tok, &ep);
     if (!e) fc_cli_die(NULL, "%s", fc_last_error());
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
@@ -560,5 +565,6 @@ int fc_cmd_chat(int argc, char **argv)
     fc_engine_free(e);
     fc_tokenizer_free(tok);
     fc_model_free(m);
+    fc_t5_free(t5);
     return 0;
 }

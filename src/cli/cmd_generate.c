@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "model/kv_cache.h"
 #include "model/t5.h"
+#include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 #include <math.h>
@@ -24,6 +25,7 @@ typedef struct gen_opts {
     const char *decoder_ids; /* T5 logits: the decoder input ids */
     int max_new_tokens;
     float temperature;
+    float repetition_penalty; /* T5 path (FastChat's processor: prompt and output ids) */
     bool exact, act8, ignore_eos, print_ids, verbose;
     int threads;
     int n_batch;
@@ -36,6 +38,7 @@ static void parse(int argc, char **argv, gen_opts *o)
     memset(o, 0, sizeof *o);
     o->max_new_tokens = 64;
     o->temperature = 0.0f;
+    o->repetition_penalty = 1.0f;
     o->n_batch = 512;
     o->seed = 1234;
     const fc_flag flags[] = {
@@ -47,6 +50,8 @@ static void parse(int argc, char **argv, gen_opts *o)
          .help = "T5 logits: the decoder input ids (default: the decoder start token)"},
         {"--max-new-tokens", FC_FLAG_INT, &o->max_new_tokens, .help = "(default 64)"},
         {"--temperature", FC_FLAG_FLOAT, &o->temperature, .metavar = "T", .help = "(default 0: greedy)"},
+        {"--repetition-penalty", FC_FLAG_FLOAT, &o->repetition_penalty, .metavar = "P",
+         .help = "T5 models: FastChat's repetition penalty over prompt and output ids (default 1.0)"},
         {"--seed", FC_FLAG_UINT64, &o->seed, .metavar = "S", .help = "(default 1234)"},
         {"--threads", FC_FLAG_INT, &o->threads, .help = "compute threads (default: all CPUs)"},
         {"--batch", FC_FLAG_INT, &o->n_batch, .help = "prompt tokens per forward pass (default 512)"},
@@ -282,7 +287,6 @@ static fc_pool *t5_pool(const gen_opts *o)
 
 static float *t5_encode_or_die(const fc_t5 *m, const fc_t5_run *run, const gen_opts *o, int *n_enc)
 {
-    if (!o->prompt_ids) fc_cli_die("pass --prompt-ids (the T5 tokenizer is not wired in yet)", "no prompt ids");
     int32_t *ids = fc_cli_parse_ids(o->prompt_ids, n_enc);
     float *enc = fc_xmalloc(sizeof(float) * (size_t)*n_enc * (size_t)fc_t5_get_config(m)->n_embd);
     if (fc_t5_encode(m, run, ids, *n_enc, enc) != FC_OK) fc_cli_die(NULL, "a prompt id is outside the vocabulary");
@@ -297,26 +301,53 @@ static int t5_generate(const gen_opts *o)
     fc_pool *pool = t5_pool(o);
     const fc_t5_run run = {.pool = pool, .fast = !o->exact};
     int n_enc;
+    fc_tokenizer *tk = o->prompt_ids ? NULL : fc_tokenizer_from_hf(o->model_path);
+    int32_t *ids = prompt_or_die(o, tk, &n_enc); /* --prompt: with T5's trailing </s> */
     double t0 = fc_time_sec();
-    float *enc = t5_encode_or_die(m, &run, o, &n_enc);
+    float *enc = fc_xmalloc(sizeof(float) * (size_t)n_enc * (size_t)c->n_embd);
+    if (fc_t5_encode(m, &run, ids, n_enc, enc) != FC_OK) fc_cli_die(NULL, "a prompt id is outside the vocabulary");
     const double t_enc = fc_time_sec() - t0;
     fc_t5_dec *d = fc_t5_dec_new(m, &run, enc, n_enc, o->max_new_tokens + 1);
     if (!d) fc_cli_die(NULL, "%s", fc_last_error());
     float *logits = fc_xmalloc(sizeof(float) * (size_t)c->n_vocab);
     int32_t *out = fc_xmalloc(sizeof(int32_t) * (size_t)(o->max_new_tokens + 1));
     unsigned long long rng = o->seed ? o->seed : 1;
+    /* a repetition penalty goes through FastChat's processor chain (the
+     * sampler, which counts prompt and output ids); without one the plain
+     * pick keeps the sampled streams of earlier releases */
+    fc_sampler *smp = NULL;
+    if (o->repetition_penalty != 1.0f) {
+        fc_sampling_params sp = fc_sampling_default();
+        sp.temperature = o->temperature;
+        sp.repetition_penalty = o->repetition_penalty;
+        sp.has_seed = true;
+        sp.seed = o->seed;
+        smp = fc_sampler_new(&sp, c->n_vocab);
+        fc_sampler_add_prompt(smp, ids, n_enc);
+    }
     int n_out = 0, tok = c->decoder_start_id;
     t0 = fc_time_sec();
     for (int i = 0; i < o->max_new_tokens; i++) {
         if (fc_t5_dec_step(d, tok, logits) != FC_OK) fc_cli_die(NULL, "T5 decoder step failed");
-        tok = pick(logits, c->n_vocab, o->temperature, &rng);
+        tok = smp ? fc_sampler_sample(smp, logits) : pick(logits, c->n_vocab, o->temperature, &rng);
         out[n_out++] = tok;
         if (!o->ignore_eos && tok == c->eos_id) break;
     }
     const double t_dec = fc_time_sec() - t0;
-    printf("[");
-    for (int i = 0; i < n_out; i++) printf(i ? ", %d" : "%d", out[i]);
-    printf("]\n");
+    if (tk && !o->print_ids) {
+        size_t len;
+        char *text = fc_tokenizer_decode(tk, out, (size_t)n_out, true, &len);
+        fwrite(text, 1, len, stdout);
+        printf("\n");
+        free(text);
+    } else {
+        printf("[");
+        for (int i = 0; i < n_out; i++) printf(i ? ", %d" : "%d", out[i]);
+        printf("]\n");
+    }
+    fc_sampler_free(smp);
+    fc_tokenizer_free(tk);
+    free(ids);
     if (o->verbose) {
         fprintf(stderr, "encoder: %d tokens in %.3f s\n", n_enc, t_enc);
         fprintf(stderr, "decode: %d tokens in %.3f s (%.1f tokens/s)\n", n_out, t_dec, n_out ? n_out / t_dec : 0.0);

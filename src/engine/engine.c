@@ -5,11 +5,13 @@
 #include "engine.h"
 #include "model/kv_cache.h"
 #include "sampling/grammar.h"
+#include "model/t5.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- grammars (structured outputs) ----
  *
@@ -72,6 +74,7 @@ typedef struct req {
     bool cancelled;
     const char *error;      /* set: finish with FC_FINISH_ERROR at the next step */
     struct req *next;       /* waiting list / incoming queue */
+    fc_t5_dec *t5dec;       /* T5: this sequence's decoder state (cross-attention K/V, self KV) */
 } req;
 
 enum slot_state { SLOT_FREE = 0, SLOT_RUNNING, SLOT_CACHED, SLOT_JOB };
@@ -106,6 +109,11 @@ typedef struct job {
 
 struct fc_engine {
     const fc_model *m;
+    const fc_t5 *t5;          /* an encoder-decoder model instead of m (engine_new_t5 below) */
+    fc_pool *t5_pool;
+    bool t5_fast;
+    fc_t5_dec **t5_decs;      /* (n_seq_max) one step's decoders */
+    int32_t *t5_ins;          /* (n_seq_max) and their input tokens */
     const fc_tokenizer *tok;
     fc_exec *exec;
     fc_kv_cache *kv;
@@ -185,6 +193,7 @@ static void req_free(req *r)
     fc_sampler_free(r->sampler);
     fc_detok_free(r->detok);
     free(r->text);
+    fc_t5_dec_free(r->t5dec);
     free(r);
 }
 
@@ -864,8 +873,11 @@ static bool jobs_turn(const fc_engine *e)
     return e->t_job <= JOB_SHARE * (e->t_job + e->t_gen);
 }
 
+static bool t5_step(fc_engine *e);
+
 static bool step(fc_engine *e)
 {
+    if (e->t5) return t5_step(e);
     take_incoming(e);
     take_jobs(e);
     drop_finished_waiting(e);
@@ -964,7 +976,7 @@ static void *scheduler_main(void *arg)
         for (req *r = e->waiting; r; r = r->next) nw++;
         e->stats.waiting = nw;
         e->stats.running = e->n_running;
-        e->stats.kv_blocks_free = fc_kv_cache_free_blocks(e->kv);
+        e->stats.kv_blocks_free = e->kv ? fc_kv_cache_free_blocks(e->kv) : 0;
         if (!worked) {
             while (!e->stop && !e->incoming && !e->jobs_in && e->n_cancels == 0) pthread_cond_wait(&e->cv, &e->mu);
         }
@@ -1069,6 +1081,9 @@ void fc_engine_free(fc_engine *e)
     fc_grammar_vocab_free(e->gvocab);
     free(e->gmask);
     free(e->gtmp);
+    fc_pool_free(e->t5_pool);
+    free(e->t5_decs);
+    free(e->t5_ins);
     free(e);
 }
 
@@ -1104,7 +1119,7 @@ uint64_t fc_engine_submit(fc_engine *e, const fc_gen_request *q, fc_engine_cb cb
         for (int i = 0; i < q->n_stop; i++)
             if (q->stop[i] && q->stop[i][0]) r->stop[r->n_stop++] = fc_xstrdup(q->stop[i]);
     }
-    int32_t eos = fc_model_get_config(e->m)->eos_id;
+    int32_t eos = e->t5 ? fc_t5_get_config(e->t5)->eos_id : fc_model_get_config(e->m)->eos_id;
     r->stop_ids = fc_xmalloc(sizeof(int32_t) * (size_t)(q->n_stop_ids + 1));
     for (int i = 0; i < q->n_stop_ids; i++) r->stop_ids[r->n_stop_ids++] = q->stop_ids[i];
     if (!q->ignore_eos && eos >= 0) r->stop_ids[r->n_stop_ids++] = eos;
@@ -1170,6 +1185,7 @@ enum fc_status fc_engine_embed(fc_engine *e, const int32_t *ids, int n, float *o
                                void *user)
 {
     job j = {.ids = ids, .n = n, .out = out, .keep_going = keep_going, .user = user};
+    if (e->t5) return FC_ERR_UNSUPPORTED;
     return run_job(e, &j);
 }
 
@@ -1177,5 +1193,109 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
                                bool (*keep_going)(void *user), void *user)
 {
     job j = {.score = true, .ids = ids, .n = n, .out = lp, .k = k, .top = top, .keep_going = keep_going, .user = user};
+    if (e->t5) return FC_ERR_UNSUPPORTED;
     return run_job(e, &j);
+}
+
+/* ---- T5 (encoder-decoder) requests ----
+ * The same requests, events, sampler, stop handling and grammars; only the
+ * forward differs. A request's first step runs the encoder over its prompt
+ * once and makes its decoder state (fc_t5_dec: the cross-attention keys and
+ * values of every decoder layer plus its self-attention cache, owned by the
+ * request and freed with it), then feeds the decoder start token; each later
+ * step feeds the last sampled token. Every running T5 request advances by
+ * one token per scheduler step, all of them in one fc_t5_dec_step_batch
+ * call (their rows share each weight matrix read); a new request's encoder
+ * runs in the step that admits it. No paged cache or prefix sharing. The history the sampler
+ * sees is prompt + output, as FastChat's generate_stream gives the
+ * repetition penalty for encoder-decoder models. */
+
+static bool t5_step(fc_engine *e)
+{
+    take_incoming(e);
+    drop_finished_waiting(e);
+    while (e->waiting && e->n_running < e->n_seq_max) {
+        req *r = e->waiting;
+        e->waiting = r->next;
+        r->next = NULL;
+        e->running[e->n_running++] = r;
+    }
+    if (e->n_running == 0) return false;
+    const fc_t5_config *c = fc_t5_get_config(e->t5);
+    const fc_t5_run run = {.pool = e->t5_pool, .fast = e->t5_fast};
+    double t0 = fc_time_sec();
+    fc_t5_dec **decs = e->t5_decs;
+    int32_t *ins = e->t5_ins;
+    int n_rows = 0;
+    for (int i = 0; i < e->n_running; i++) {
+        req *r = e->running[i];
+        if (!r->t5dec) { /* first step: the encoder, once, and the cross-attention K/V */
+            float *enc = fc_xmalloc(sizeof(float) * (size_t)r->n_prompt * (size_t)c->n_embd);
+            if (fc_t5_encode(e->t5, &run, r->tokens, r->n_prompt, enc) == FC_OK)
+                r->t5dec = fc_t5_dec_new(e->t5, &run, enc, r->n_prompt, r->max_new + 1);
+            free(enc);
+            e->stats.prompt_tokens_computed += (uint64_t)r->n_prompt;
+            if (!r->t5dec) {
+                r->error = "the T5 encoder failed";
+                continue;
+            }
+        }
+        decs[n_rows] = r->t5dec;
+        ins[n_rows] = r->n_gen > 0 ? r->tokens[r->n_tokens - 1] : c->decoder_start_id;
+        e->row_req[n_rows++] = r;
+    }
+    /* every running sequence's next token in one decoder pass (the weight
+     * matrices read once for all rows) */
+    if (n_rows > 0 && fc_t5_dec_step_batch(decs, ins, n_rows, e->logits) != FC_OK) {
+        for (int i = 0; i < n_rows; i++) e->row_req[i]->error = "the T5 decoder step failed";
+        n_rows = 0;
+    }
+    e->t_gen += fc_time_sec() - t0;
+    e->stats.steps++;
+    for (int i = 0; i < n_rows; i++) after_logits(e, e->row_req[i], e->logits + (size_t)i * (size_t)e->V);
+    for (int i = e->n_running - 1; i >= 0; i--)
+        if (e->running[i]->error) finish(e, e->running[i], FC_FINISH_ERROR);
+    return true;
+}
+
+fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_engine_params *p)
+{
+    const fc_t5_config *c = fc_t5_get_config(m);
+    fc_engine *e = fc_xcalloc(1, sizeof *e);
+    e->t5 = m;
+    e->tok = tok;
+    e->V = c->n_vocab;
+    e->C = c->n_embd;
+    /* FastChat's get_context_length for a T5 config (no length key): 2048 */
+    e->n_ctx = 2048;
+    e->n_seq_max = p->n_seq_max > 0 ? p->n_seq_max : 64;
+    e->n_batch_max = e->n_seq_max;
+    e->t5_fast = !p->exact;
+    const long nt = p->n_threads > 0 ? p->n_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (nt > 1) e->t5_pool = fc_pool_new((int)FC_MIN(nt, 256));
+    e->logits = fc_aligned_alloc(sizeof(float) * (size_t)e->n_seq_max * (size_t)e->V);
+    e->raw = fc_xmalloc(sizeof(float) * (size_t)e->V);
+    e->row_req = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
+    e->slots = fc_xcalloc((size_t)e->n_seq_max, sizeof(slot));
+    e->running = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
+    e->t5_decs = fc_xcalloc((size_t)e->n_seq_max, sizeof(fc_t5_dec *));
+    e->t5_ins = fc_xcalloc((size_t)e->n_seq_max, sizeof(int32_t));
+    e->chunk_len = e->n_ctx;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->job_cv, NULL);
+    if (!e->logits || pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
+        FC_LOG_ERROR("fc_engine_new_t5: cannot start the scheduler");
+        fc_pool_free(e->t5_pool);
+        free(e->t5_decs);
+        free(e->t5_ins);
+        fc_aligned_free(e->logits);
+        free(e->raw);
+        free(e->row_req);
+        free(e->slots);
+        free(e->running);
+        free(e);
+        return NULL;
+    }
+    return e;
 }

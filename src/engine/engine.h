@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "model/model.h"
+#include "model/t5.h"
 #include "tokenizer/tokenizer.h"
 #include "sampling/sampler.h"
 
@@ -53,6 +54,13 @@ typedef struct fc_engine_params {
 /* The model and tokenizer are borrowed and must outlive the engine. The
  * tokenizer may be NULL (events then carry no text). NULL on failure. */
 fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_engine_params *p);
+/* The same for a T5 encoder-decoder model (model/t5.h; borrowed, must
+ * outlive the engine): requests, events and sampling as above; each request's
+ * encoder runs once and its decoder state is its own (no paged cache, no
+ * prefix sharing); running requests advance one token per step together.
+ * n_threads and exact apply; embed/score return FC_ERR_UNSUPPORTED. The
+ * context is 2048 tokens (FastChat's default for T5). NULL on error. */
+fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_engine_params *p);
 /* Stops the scheduler; requests still running get a final FC_FINISH_ABORT. */
 void fc_engine_free(fc_engine *e);
 

@@ -135,6 +135,7 @@ typedef struct wmodel {
     char **names;
     int n_names;
     fc_model *model;
+    fc_t5 *t5;              /* a T5 encoder-decoder model instead of model (engine_new_t5) */
     fc_tokenizer *tok;
     fc_engine *engine;
     char *conv_json;        /* the /worker_get_conv_template answer */
@@ -1393,9 +1394,13 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
         return true;
     }
     fc_model_load_params lp = {.load_8bit = p->load_8bit, .plain_layout = p->exact || p->act8};
-    m->model = fc_model_load_ex(spec->model_path, &lp);
-    if (!m->model) return false;
-    if (fc_model_format(m->model) == FC_FORMAT_GGUF)
+    if (fc_t5_is_t5(spec->model_path)) {
+        m->t5 = fc_t5_load(spec->model_path);
+        if (!m->t5) return false;
+        m->tok = fc_tokenizer_from_hf(spec->model_path);
+    } else if (!(m->model = fc_model_load_ex(spec->model_path, &lp))) {
+        return false;
+    } else if (fc_model_format(m->model) == FC_FORMAT_GGUF)
         m->tok = fc_tokenizer_from_gguf(fc_model_gguf(m->model), fc_model_path(m->model));
     else
         m->tok = fc_tokenizer_from_hf(fc_model_path(m->model));
@@ -1427,7 +1432,7 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     int seqs = w->limit + 16 > 64 ? w->limit + 16 : 64;
     fc_engine_params ep = {.n_threads = p->n_threads, .exact = p->exact, .act8 = p->act8, .kv_tokens = p->kv_cache_tokens,
                            .n_seq_max = seqs};
-    m->engine = fc_engine_new(m->model, m->tok, &ep);
+    m->engine = m->t5 ? fc_engine_new_t5(m->t5, m->tok, &ep) : fc_engine_new(m->model, m->tok, &ep);
     if (!m->engine) return false;
     m->n_ctx = fc_engine_n_ctx(m->engine);
     return true;
@@ -1440,6 +1445,7 @@ static void free_model(wmodel *m)
     fc_wordpiece_free(m->wp);
     fc_tokenizer_free(m->tok);
     fc_model_free(m->model);
+    fc_t5_free(m->t5);
     for (int i = 0; i < m->n_names; i++) free(m->names[i]);
     free(m->names);
     free(m->conv_json);

@@ -126,6 +126,10 @@ enum fc_status fc_tokenizer_to_gguf(const fc_tokenizer *t, fc_gguf_writer *w)
 
 enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_vocab, fc_gguf_writer *w)
 {
+    if (t->uni) {
+        FC_LOG_ERROR("%s: a Unigram tokenizer (T5): GGUF export is not implemented", t->name);
+        return FC_ERR_UNSUPPORTED;
+    }
     spm_shape sh;
     bool bpe = t->byte_level, spm = spm_shape_of(t, &sh);
     if (!bpe && !spm) {

@@ -46,6 +46,7 @@ static const char *prepend_name(enum tk_prepend p)
 static bool put_norm(fc_str *s, const tk_norm *n, int *sp_ws_seen)
 {
     switch (n->kind) {
+    case TK_NORM_PRECOMPILED: case TK_NORM_SPM: return false; /* Unigram: not exported */
     case TK_NORM_NFC: fc_str_puts(s, "{\"type\":\"NFC\"}"); return true;
     case TK_NORM_NFD: fc_str_puts(s, "{\"type\":\"NFD\"}"); return true;
     case TK_NORM_NFKC: fc_str_puts(s, "{\"type\":\"NFKC\"}"); return true;

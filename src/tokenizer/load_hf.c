@@ -18,6 +18,7 @@
 #include "tok_impl.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -88,6 +89,32 @@ static cJSON *read_json(const char *path, bool required)
 
 /* ---- pipeline parts ---- */
 
+/* Standard base64 (the Precompiled normalizer's charsmap); NULL when
+ * malformed. Caller frees. */
+static uint8_t *b64_decode(const char *s, size_t *out_len)
+{
+    size_t n = strlen(s);
+    uint8_t *o = fc_xmalloc(n / 4 * 3 + 3);
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+              : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+        if (c == '=') break;
+        if (v < 0) { free(o); return NULL; }
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[k++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out_len = k;
+    return o;
+}
+
 static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
 {
     if (!n || cJSON_IsNull(n)) return true;
@@ -122,6 +149,19 @@ static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
             nm.re = tk_regex_compile(re, strlen(re), TK_RE_ONIG);
             if (!nm.re) { free(nm.b); return false; }
         }
+    } else if (!strcmp(type, "Precompiled")) {
+        const char *cm = jstr(n, "precompiled_charsmap");
+        size_t len = 0;
+        uint8_t *m = cm ? b64_decode(cm, &len) : NULL;
+        if (cm && !*cm) return true; /* an empty charsmap: the identity (tokenizers skips it) */
+        if (!m || !tk_charsmap_valid(m, len)) {
+            free(m);
+            FC_LOG_ERROR("%s: malformed precompiled_charsmap", where);
+            return false;
+        }
+        nm.kind = TK_NORM_PRECOMPILED;
+        nm.a = (char *)m;
+        nm.a_len = len;
     } else if (!strcmp(type, "Strip")) {
         nm.kind = TK_NORM_STRIP;
         nm.left = jbool(n, "strip_left", true);
@@ -380,17 +420,37 @@ static void chat_template_of(const char *dir, const cJSON *cfg, fc_str *out)
 /* tokenizer.json (root) and tokenizer_config.json (cfg, may be NULL). path
  * names the file in messages, dir (may be NULL) is where chat_template.jinja
  * would be. root and cfg stay the caller's. */
+/* The chat template (tokenizer_config.json or chat_template.jinja), then
+ * tk_finish; frees t and returns NULL when that fails. */
+static fc_tokenizer *finish_with_template(fc_tokenizer *t, const char *dir, const cJSON *cfg)
+{
+    fc_str ct = {0};
+    chat_template_of(dir, cfg, &ct);
+    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
+    fc_str_free(&ct);
+    if (tk_finish(t) != FC_OK) {
+        fc_tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
 static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *path, const char *dir)
 {
     fc_tokenizer *t = NULL;
 
     const cJSON *model = jget(root, "model"), *vocab = jget(model, "vocab"), *it;
     const char *mtype = jstr(model, "type");
-    if (mtype && strcmp(mtype, "BPE")) {
-        FC_LOG_ERROR("%s: model type '%s' is not supported (only BPE)", path, mtype);
+    bool unigram = mtype && !strcmp(mtype, "Unigram");
+    if (mtype && strcmp(mtype, "BPE") && !unigram) {
+        FC_LOG_ERROR("%s: model type '%s' is not supported (only BPE and Unigram)", path, mtype);
         goto fail;
     }
-    if (!cJSON_IsObject(vocab) || !jget(model, "merges")) {
+    if (unigram && jbool(model, "byte_fallback", false)) {
+        FC_LOG_ERROR("%s: Unigram byte_fallback is not supported", path);
+        goto fail;
+    }
+    if (unigram ? !cJSON_IsArray(vocab) : (!cJSON_IsObject(vocab) || !jget(model, "merges"))) {
         FC_LOG_ERROR("%s: model has no BPE vocab and merges", path);
         goto fail;
     }
@@ -406,6 +466,16 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
     int32_t max_id = -1;
     int n_entries = 0;
     cJSON_ArrayForEach(it, vocab) {
+        if (unigram) { /* [piece, score]: the id is the position */
+            const cJSON *p = cJSON_GetArrayItem(it, 0), *sc = cJSON_GetArrayItem(it, 1);
+            if (cJSON_GetArraySize(it) != 2 || !cJSON_IsString(p) || !cJSON_IsNumber(sc) ||
+                !isfinite(sc->valuedouble)) {
+                FC_LOG_ERROR("%s: bad Unigram vocab entry %d", path, n_entries);
+                goto fail;
+            }
+            max_id = n_entries++;
+            continue;
+        }
         n_entries++;
         if (!cJSON_IsNumber(it) || it->valueint < 0) {
             FC_LOG_ERROR("%s: bad vocab entry '%s'", path, it->string);
@@ -435,8 +505,25 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
 
     t = tk_new(dir ? dir : path);
     tk_vocab_alloc(t, max_id + 1);
-    cJSON_ArrayForEach(it, vocab)
-        tk_vocab_set_text(t, it->valueint, it->string, strlen(it->string));
+    int32_t pos = 0;
+    cJSON_ArrayForEach(it, vocab) {
+        if (unigram) {
+            const char *p = cJSON_GetArrayItem(it, 0)->valuestring;
+            tk_vocab_set_text(t, pos++, p, strlen(p));
+        } else {
+            tk_vocab_set_text(t, it->valueint, it->string, strlen(it->string));
+        }
+    }
+    if (unigram) {
+        t->uni = tk_unigram_new(max_id + 1, false);
+        pos = 0;
+        cJSON_ArrayForEach(it, vocab) {
+            t->uni->score[pos] = cJSON_GetArrayItem(it, 1)->valuedouble;
+            t->uni->cand[pos++] = 1;
+        }
+        int uid = jint(model, "unk_id", -1);
+        t->uni->unk = t->model_unk = uid >= 0 && uid < pos ? uid : -1;
+    }
     cJSON_ArrayForEach(it, added) {
         const char *c = jstr(it, "content");
         bool special = jbool(it, "special", false);
@@ -488,7 +575,7 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
 
     /* model options */
     const char *unk = jstr(model, "unk_token");
-    if (unk) {
+    if (unk && !unigram) {
         t->model_unk = tk_vocab_text_id(t, unk, strlen(unk));
         if (t->model_unk < 0) t->model_unk = tk_strmap_get(&t->by_text, unk, strlen(unk));
     }
@@ -518,15 +605,7 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
         if (jbool(cfg, "add_eos_token", false) && t->eos >= 0) push_id(&t->suffix, &t->n_suffix, t->eos);
     }
 
-    fc_str ct = {0};
-    chat_template_of(dir, cfg, &ct);
-    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
-    fc_str_free(&ct);
-    if (tk_finish(t) != FC_OK) {
-        fc_tokenizer_free(t);
-        return NULL;
-    }
-    return t;
+    return finish_with_template(t, dir, cfg);
 fail:
     fc_tokenizer_free(t);
     return NULL;
@@ -545,19 +624,44 @@ static void add_extra(tk_extra_token **v, int *n, int32_t id, const char *text, 
     (*v)[(*n)++] = (tk_extra_token){id, text, strlen(text), special};
 }
 
-static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg)
+/* T5's spiece.model (a Unigram model): tokens as tk_unigram_from_spm makes
+ * them, then tokenizer_config.json's special token names, add_bos_token /
+ * add_eos_token when given (T5Tokenizer's default: EOS only) and the chat
+ * template. */
+static fc_tokenizer *unigram_folder(const char *dir, const cJSON *cfg, const tk_spm *s,
+                                    const tk_extra_token *extra, int n_extra, const char *path)
+{
+    fc_tokenizer *t = tk_unigram_from_spm(s, extra, n_extra, path);
+    if (!t) return NULL;
+    const char *name;
+    if ((name = config_token(cfg, "eos_token"))) t->eos = tk_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "bos_token"))) t->bos = tk_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "unk_token"))) t->unk = tk_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "pad_token"))) t->pad = tk_strmap_get(&t->by_text, name, strlen(name));
+    if (cJSON_IsBool(jget(cfg, "add_bos_token")) || cJSON_IsBool(jget(cfg, "add_eos_token"))) {
+        t->n_prefix = t->n_suffix = 0;
+        if (jbool(cfg, "add_bos_token", false) && t->bos >= 0) push_id(&t->prefix, &t->n_prefix, t->bos);
+        if (jbool(cfg, "add_eos_token", true) && t->eos >= 0) push_id(&t->suffix, &t->n_suffix, t->eos);
+    } else if (t->n_suffix == 1) {
+        t->suffix[0] = t->eos;
+        if (t->eos < 0) t->n_suffix = 0;
+    }
+    return finish_with_template(t, dir, cfg);
+}
+
+static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg, const char *file)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/added_tokens.json", dir);
     cJSON *added = read_json(path, false);
-    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     fc_mmap *m = fc_mmap_open(path);
     fc_tokenizer *t = NULL;
     tk_extra_token *extra = NULL;
     int n_extra = 0;
     tk_spm s;
     if (!m) goto out;
-    if (tk_spm_parse(m->data, m->size, path, &s) != FC_OK) goto out;
+    if (tk_spm_parse_any(m->data, m->size, path, &s) != FC_OK) goto out;
 
     const cJSON *it;
     cJSON_ArrayForEach(it, added)
@@ -576,6 +680,11 @@ static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg)
             goto out;
         }
 
+    if (s.model_type == 1) {
+        t = unigram_folder(dir, cfg, &s, extra, n_extra, path);
+        tk_spm_free(&s);
+        goto out;
+    }
     fc_gguf_writer *w = fc_gguf_writer_new();
     tk_spm_write(&s, extra, n_extra, w);
     static const char *const named[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
@@ -617,8 +726,12 @@ fc_tokenizer *fc_tokenizer_from_hf(const char *dir)
         cJSON_Delete(root);
     } else {
         snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+        char spiece[4096];
+        snprintf(spiece, sizeof spiece, "%s/spiece.model", dir); /* T5's name for it */
         if (file_exists(path)) {
-            t = from_spm_folder(dir, cfg);
+            t = from_spm_folder(dir, cfg, "tokenizer.model");
+        } else if (file_exists(spiece)) {
+            t = from_spm_folder(dir, cfg, "spiece.model");
         } else {
             FC_LOG_ERROR("%s: no tokenizer.json or tokenizer.model", dir);
         }

@@ -402,6 +402,8 @@ static void norm_one(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n,
         fc_str_putn(out, s + a, b - a);
         break;
     }
+    case TK_NORM_PRECOMPILED: tk_norm_precompiled(nm, s, n, out); break;
+    case TK_NORM_SPM: tk_norm_spm(nm, s, n, out); break;
     }
 }
 

@@ -131,6 +131,7 @@ typedef struct specs {
     bool add_dummy_prefix, remove_extra_ws, escape_ws;
     bool has_charsmap;
     const uint8_t *norm_name; size_t norm_name_len;
+    const uint8_t *charsmap; size_t charsmap_len;
 } specs;
 
 typedef struct piece { const char *s; uint32_t len; float score; int32_t type; } piece;
@@ -195,6 +196,8 @@ static bool parse_normalizer(pb r, specs *sp)
                 sp->norm_name_len = (size_t)(sub.end - sub.p);
             } else {
                 sp->has_charsmap = sub.end > sub.p;
+                sp->charsmap = sub.p;
+                sp->charsmap_len = (size_t)(sub.end - sub.p);
             }
         } else if (f >= 3 && f <= 5) {
             if (!pb_int32(&r, wt, &v)) return false;
@@ -221,7 +224,21 @@ void tk_spm_free(tk_spm *s)
 /* An id from the trainer spec: -1 (disabled) or out of range give -1. */
 static int32_t spec_id(int32_t id, int32_t n) { return id >= 0 && id < n ? id : -1; }
 
+static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s,
+                                bool unigram_ok);
+
 enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s)
+{
+    return spm_parse(data, size, name, s, false);
+}
+
+enum fc_status tk_spm_parse_any(const uint8_t *data, size_t size, const char *name, tk_spm *s)
+{
+    return spm_parse(data, size, name, s, true);
+}
+
+static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s,
+                                bool unigram_ok)
 {
     memset(s, 0, sizeof *s);
     specs sp = {.model_type = 1, .unk = 0, .bos = 1, .eos = 2, .pad = -1,
@@ -253,7 +270,7 @@ enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, 
     if (n == 0) { what = "no pieces (not a SentencePiece model)"; goto fail; }
     if (n >= 1 << 24) { what = "too many pieces"; goto fail; }
     st = FC_ERR_UNSUPPORTED;
-    if (sp.model_type != 2) {
+    if (sp.model_type != 2 && !(unigram_ok && sp.model_type == 1)) {
         static const char *const kinds[] = {"?", "Unigram", "BPE", "word", "char"};
         FC_LOG_ERROR("%s: a SentencePiece %s model; only BPE models are supported", name,
                      sp.model_type >= 0 && sp.model_type <= 4 ? kinds[sp.model_type] : "unknown");
@@ -261,7 +278,11 @@ enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, 
     }
     if (sp.ws_suffix) { what = "treat_whitespace_as_suffix is not supported"; goto fail; }
     if (!sp.escape_ws) { what = "escape_whitespaces = false is not supported"; goto fail; }
-    if (sp.has_charsmap)
+    if (sp.has_charsmap && sp.model_type == 1 && !tk_charsmap_valid(sp.charsmap, sp.charsmap_len)) {
+        what = "malformed precompiled_charsmap";
+        goto fail;
+    }
+    if (sp.has_charsmap && sp.model_type == 2)
         FC_LOG_WARN("%s: normalization rules '%.*s' are not applied (text is encoded as given)", name,
                     (int)sp.norm_name_len, (const char *)sp.norm_name);
 
@@ -324,6 +345,9 @@ enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, 
         if (s->type[k] == TK_TYPE_UNKNOWN) { s->unk = k; break; }
     s->add_dummy_prefix = sp.add_dummy_prefix;
     s->remove_extra_ws = sp.remove_extra_ws;
+    s->model_type = sp.model_type;
+    s->charsmap = sp.has_charsmap ? sp.charsmap : NULL;
+    s->charsmap_len = sp.has_charsmap ? sp.charsmap_len : 0;
     return FC_OK;
 fail:
     FC_LOG_ERROR("%s: %s", name, what);
@@ -403,7 +427,16 @@ fc_tokenizer *fc_tokenizer_from_spm(const void *data, size_t size, const char *n
 {
     tk_spm s;
     if (!name) name = "tokenizer.model";
-    if (tk_spm_parse(data, size, name, &s) != FC_OK) return NULL;
+    if (tk_spm_parse_any(data, size, name, &s) != FC_OK) return NULL;
+    if (s.model_type == 1) {
+        fc_tokenizer *u = tk_unigram_from_spm(&s, NULL, 0, name);
+        tk_spm_free(&s);
+        if (u && tk_finish(u) != FC_OK) {
+            fc_tokenizer_free(u);
+            u = NULL;
+        }
+        return u;
+    }
     fc_gguf_writer *w = fc_gguf_writer_new();
     tk_spm_write(&s, NULL, 0, w);
     fc_tokenizer *t = tk_from_writer(w, name);

@@ -82,6 +82,9 @@ void tk_mergemap_free(tk_mergemap *m);
 enum tk_norm_kind {
     TK_NORM_NFC, TK_NORM_NFD, TK_NORM_NFKC, TK_NORM_NFKD, TK_NORM_LOWER,
     TK_NORM_PREPEND, TK_NORM_REPLACE, TK_NORM_STRIP,
+    TK_NORM_PRECOMPILED,        /* a: the precompiled_charsmap bytes (unigram.c) */
+    TK_NORM_SPM,                /* sentencepiece's whole normalizer: a = charsmap or NULL,
+                                 * left = add_dummy_prefix, right = remove_extra_whitespaces */
 };
 typedef struct tk_norm {
     enum tk_norm_kind kind;
@@ -205,6 +208,7 @@ struct fc_tokenizer {
                                  * writes the scores alone) */
 
     tk_cache cache;
+    struct tk_unigram *uni;     /* the Unigram model (unigram.c); NULL: BPE */
 };
 
 /* ---- vocab.c: building ---- */
@@ -309,11 +313,16 @@ typedef struct tk_spm {
     int32_t *type;              /* (n) TK_TYPE_* */
     int32_t unk, bos, eos, pad; /* -1: none */
     bool add_dummy_prefix, remove_extra_ws;
+    int32_t model_type;         /* 1 Unigram, 2 BPE */
+    const uint8_t *charsmap;    /* precompiled_charsmap, borrowed like piece; NULL: none */
+    size_t charsmap_len;
 } tk_spm;
 /* Parses data[0..size) (kept alive by the caller while s is used). FC_OK, or
  * FC_ERR_FORMAT / FC_ERR_ARG (logged, naming `name`). */
 enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s);
 void tk_spm_free(tk_spm *s);
+/* The same, also accepting Unigram models (model_type 1). */
+enum fc_status tk_spm_parse_any(const uint8_t *data, size_t size, const char *name, tk_spm *s);
 /* A token beyond (or over) the model's pieces: tokenizer_config.json's
  * added_tokens_decoder, added_tokens.json. */
 typedef struct tk_extra_token { int32_t id; const char *text; size_t len; bool special; } tk_extra_token;
@@ -324,6 +333,34 @@ typedef struct tk_extra_token { int32_t id; const char *text; size_t len; bool s
 int32_t tk_spm_write(const tk_spm *s, const tk_extra_token *extra, int n_extra, fc_gguf_writer *w);
 /* The id of the piece (or extra token) spelled s[0..n), -1. */
 int32_t tk_spm_find(const tk_spm *s, const tk_extra_token *extra, int n_extra, const char *str, size_t n);
+
+/* ---- unigram.c ---- */
+typedef struct tk_unigram {
+    int32_t n;                  /* ids the arrays cover */
+    double *score;              /* (n) piece log-probabilities */
+    uint8_t *cand;              /* (n) 1: a lattice candidate */
+    uint8_t *user;              /* (n) sentencepiece user-defined piece */
+    double min_score, max_score;
+    uint32_t max_len;           /* longest candidate key in bytes */
+    int32_t unk;                /* the unknown piece, -1 none */
+    bool spm;                   /* sentencepiece's rules, else tokenizers' */
+} tk_unigram;
+tk_unigram *tk_unigram_new(int32_t n_vocab, bool spm);
+void tk_unigram_free(tk_unigram *u); /* NULL is a no-op */
+/* After tk_vocab_finish (keys exist): min/max scores, longest key. */
+void tk_unigram_finish(fc_tokenizer *t);
+/* Appends the ids of one pre-tokenized piece. */
+void tk_unigram_word(const fc_tokenizer *t, const char *s, size_t n, tk_ivec *out);
+/* Whether m[0..len) has the shape of a precompiled_charsmap. */
+bool tk_charsmap_valid(const uint8_t *m, size_t len);
+void tk_norm_precompiled(const tk_norm *nm, const char *s, size_t n, fc_str *out);
+void tk_norm_spm(const tk_norm *nm, const char *s, size_t n, fc_str *out);
+/* A tokenizer from a parsed SentencePiece Unigram model (T5's spiece.model)
+ * plus extra tokens, encoding as sentencepiece does, with T5Tokenizer's
+ * "$A </s>" post-processor. Not finished: the caller may change the special
+ * ids, prefix/suffix and chat template, then must call tk_finish. */
+fc_tokenizer *tk_unigram_from_spm(const struct tk_spm *s, const struct tk_extra_token *extra, int n_extra,
+                                  const char *name);
 
 /* ---- tokenizer.c ---- */
 fc_tokenizer *tk_new(const char *name);

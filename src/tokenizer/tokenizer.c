@@ -73,6 +73,7 @@ void fc_tokenizer_free(fc_tokenizer *t)
     free(t->chat_template);
     free(t->scores);
     tk_cache_free(&t->cache);
+    tk_unigram_free(t->uni);
     free(t);
 }
 
@@ -113,6 +114,7 @@ enum fc_status tk_finish(fc_tokenizer *t)
         int32_t id = tk_strmap_get(&t->by_text, *e, strlen(*e));
         if (id >= 0 && (t->flags[id] & TK_F_SPECIAL)) t->flags[id] |= TK_F_EOG;
     }
+    if (t->uni) tk_unigram_finish(t);
     tk_added_build(t);
     tk_pieces_build(t);
     return FC_OK;
@@ -174,7 +176,8 @@ static void on_norm_span(void *p, const char *s, size_t n, size_t off, int32_t i
     if (id >= 0) { tk_ivec_push(c->out, id); return; }
     tk_plist *l = tk_pretokenize(c->t, c->sc, s, n, c->raw_at_start && off == 0);
     for (size_t i = 0; i < l->n; i++)
-        tk_bpe_word(c->t, c->sc, l->b.p + l->v[i].off, l->v[i].len, c->out);
+        if (c->t->uni) tk_unigram_word(c->t, l->b.p + l->v[i].off, l->v[i].len, c->out);
+        else tk_bpe_word(c->t, c->sc, l->b.p + l->v[i].off, l->v[i].len, c->out);
 }
 
 /* A span of raw text (or an added token matched in it). */
