@@ -18,12 +18,22 @@
  * logits of `fastchat apply-lora`'s merged model. The forward pass is
  * unchanged: it sees an ordinary model.
  *
- * Refused: a base whose targeted matrices are quantized (the merge would be
- * requantized, not what apply-lora gives), --load-8bit with an adapter, Phi-3
- * (fused q/k/v views), and the adapter options apply-lora refuses (DoRA,
- * bias, rank_pattern, alpha_pattern, modules_to_save, non-LoRA keys).
+ * A quantized base (a GGUF Q4/Q8 file): each targeted matrix is dequantized,
+ * merged in f32 and kept as f16 (not requantized), so the served model is
+ * the dequantized base merged, up to the f16 rounding of those matrices;
+ * the untouched matrices stay quantized and shared. Phi-3's fused
+ * qkv_proj / gate_up_proj are merged as the fused matrices they are, and
+ * their q/k/v and gate/up row views follow the merged copy.
+ *
+ * The adapter_config.json reader, the key names and the merge arithmetic
+ * are lora.h's, shared with apply-lora.
+ *
+ * Refused: --load-8bit with an adapter, and the adapter options lora.h
+ * refuses (DoRA, bias, rank_pattern, alpha_pattern, modules_to_save), and
+ * non-LoRA keys.
  */
 #include "model_impl.h"
+#include "lora.h"
 #include "format/hub.h"
 #include "base/file.h"
 
@@ -92,47 +102,41 @@ int fc_lora_n_shared_bases(void)
     return n;
 }
 
-typedef struct lora_cfg {
-    char *base;
-    int64_t r;
-    float scale;
-    bool fan_in_fan_out;
-} lora_cfg;
+/* ---- lora.h: the config reader, key names and merge arithmetic shared
+ * with apply-lora (tools/weights.c) ---- */
 
-static bool read_cfg(const char *dir, lora_cfg *out)
+enum fc_status fc_lora_config_read(const char *dir, fc_lora_config *out)
 {
+    memset(out, 0, sizeof *out);
     char p[4096];
     snprintf(p, sizeof p, "%s/adapter_config.json", dir);
     size_t len;
     char *text = fc_file_read(p, &len, 16u << 20);
     if (!text) {
-        FC_LOG_ERROR("%s: no readable adapter_config.json", dir);
-        return false;
+        FC_LOG_ERROR("%s: no readable adapter_config.json (is this a PEFT adapter folder?)", dir);
+        return FC_ERR_IO;
     }
     cJSON *c = cJSON_ParseWithLength(text, len);
     free(text);
-    bool ok = false;
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(c, "peft_type"),
-                *bm = cJSON_GetObjectItemCaseSensitive(c, "base_model_name_or_path"),
-                *r = cJSON_GetObjectItemCaseSensitive(c, "r"), *al = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha"),
-                *bias = cJSON_GetObjectItemCaseSensitive(c, "bias");
+    enum fc_status st = FC_ERR_FORMAT;
     if (!cJSON_IsObject(c)) {
         FC_LOG_ERROR("%s: not a JSON object", p);
         goto done;
     }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(c, "peft_type"),
+                *bm = cJSON_GetObjectItemCaseSensitive(c, "base_model_name_or_path"),
+                *r = cJSON_GetObjectItemCaseSensitive(c, "r"), *al = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha"),
+                *bias = cJSON_GetObjectItemCaseSensitive(c, "bias");
     if (pt && !(cJSON_IsString(pt) && !strcmp(pt->valuestring, "LORA"))) {
-        FC_LOG_ERROR("%s: only LORA adapters are served", p);
-        goto done;
-    }
-    if (!cJSON_IsString(bm) || !bm->valuestring[0]) {
-        FC_LOG_ERROR("%s: no base_model_name_or_path: which base does the adapter belong to?", p);
+        FC_LOG_ERROR("%s: peft_type %s: only LORA adapters are read", p, cJSON_IsString(pt) ? pt->valuestring : "?");
+        st = FC_ERR_UNSUPPORTED;
         goto done;
     }
     if (!cJSON_IsNumber(r) || !(r->valuedouble >= 1 && r->valuedouble <= 1e6) || r->valuedouble != floor(r->valuedouble)) {
         FC_LOG_ERROR("%s: \"r\" must be a positive integer", p);
         goto done;
     }
-    double alpha = r->valuedouble;
+    double alpha = r->valuedouble; /* PEFT's default lora_alpha is 8 = its default r; absent: scale 1 */
     if (al) {
         if (!cJSON_IsNumber(al) || !isfinite(al->valuedouble)) {
             FC_LOG_ERROR("%s: \"lora_alpha\" must be a number", p);
@@ -140,32 +144,77 @@ static bool read_cfg(const char *dir, lora_cfg *out)
         }
         alpha = al->valuedouble;
     }
-    bool rs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_rslora"));
+    const bool rs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_rslora"));
     out->r = (int64_t)r->valuedouble;
     out->scale = (float)(rs ? alpha / sqrt(r->valuedouble) : alpha / r->valuedouble);
     out->fan_in_fan_out = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "fan_in_fan_out"));
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_dora")) ||
-        (bias && !cJSON_IsNull(bias) && !(cJSON_IsString(bias) && !strcmp(bias->valuestring, "none")))) {
-        FC_LOG_ERROR("%s: DoRA and trained biases are not served by this build", p);
+    st = FC_ERR_UNSUPPORTED;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_dora"))) {
+        FC_LOG_ERROR("%s: DoRA adapters (use_dora) are not supported by this build", p);
+        goto done;
+    }
+    if (bias && !cJSON_IsNull(bias) && !(cJSON_IsString(bias) && !strcmp(bias->valuestring, "none"))) {
+        FC_LOG_ERROR("%s: bias \"%s\": only adapters trained with bias \"none\" are supported", p,
+                     cJSON_IsString(bias) ? bias->valuestring : "?");
         goto done;
     }
     static const char *unsupported[] = {"rank_pattern", "alpha_pattern", "modules_to_save"};
     for (size_t i = 0; i < FC_ARRAY_LEN(unsupported); i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, unsupported[i]);
         if (v && !cJSON_IsNull(v) && cJSON_GetArraySize(v) > 0) {
-            FC_LOG_ERROR("%s: \"%s\" is set; this build serves adapters without it", p, unsupported[i]);
+            FC_LOG_ERROR("%s: \"%s\" is set; this build supports adapters without it", p, unsupported[i]);
             goto done;
         }
     }
-    /* a relative base path is taken from the adapter folder when it is there */
-    char rel[4096];
-    snprintf(rel, sizeof rel, "%s/%s", dir, bm->valuestring);
-    out->base = fc_xstrdup(bm->valuestring[0] != '/' && access(bm->valuestring, F_OK) != 0 && access(rel, F_OK) == 0
-                               ? rel : bm->valuestring);
-    ok = true;
+    if (cJSON_IsString(bm) && bm->valuestring[0]) {
+        /* a relative base path is taken from the adapter folder when it is there */
+        char rel[4096];
+        snprintf(rel, sizeof rel, "%s/%s", dir, bm->valuestring);
+        out->base = fc_xstrdup(bm->valuestring[0] != '/' && access(bm->valuestring, F_OK) != 0 &&
+                                       access(rel, F_OK) == 0 ? rel : bm->valuestring);
+    }
+    st = FC_OK;
 done:
     cJSON_Delete(c);
-    return ok;
+    return st;
+}
+
+void fc_lora_config_free(fc_lora_config *c)
+{
+    free(c->base);
+    c->base = NULL;
+}
+
+bool fc_lora_key(const char *key, char *out, size_t len, char *which)
+{
+    const char *m = strstr(key, ".lora_A."), *mb = strstr(key, ".lora_B.");
+    if (!m && !mb) return false;
+    if (!m || (mb && mb < m)) {
+        m = mb;
+        *which = 'B';
+    } else {
+        *which = 'A';
+    }
+    const size_t tl = strlen(key);
+    if (tl < 7 || strcmp(key + tl - 7, ".weight") != 0) return false;
+    const char *s = key;
+    static const char prefix[] = "base_model.model.";
+    if (!strncmp(s, prefix, sizeof prefix - 1)) s += sizeof prefix - 1;
+    snprintf(out, len, "%.*s.weight", (int)(m - s), s);
+    return true;
+}
+
+void fc_lora_add_row(const fc_lora_config *c, const float *A, const float *B, int64_t in, int64_t row_index,
+                     float *row, int64_t K)
+{
+    const int64_t r = c->r;
+    for (int64_t col = 0; col < K; col++) {
+        /* W (out, in): row = output o, column = input x; fan_in_fan_out: W (in, out) */
+        const int64_t o = c->fan_in_fan_out ? col : row_index, x = c->fan_in_fan_out ? row_index : col;
+        float acc = 0.0f;
+        for (int64_t k = 0; k < r; k++) acc += B[o * r + k] * A[k * in + x];
+        row[col] += acc * c->scale;
+    }
 }
 
 /* The tensor of model a that Hugging Face name hf names (through the
@@ -193,16 +242,27 @@ static void load_f32(const fc_tensor *t, float *dst)
     FC_ASSERT(ok);
 }
 
-/* W += scale * B @ A into a private copy (apply-lora's order of operations) */
-static void *merge(const fc_tensor *w, const fc_tensor *la, const fc_tensor *lb, const lora_cfg *c, bool permuted_qk,
-                   int head_dim)
+/* The merged type of a matrix of type t: f32/f16/bf16 stay as they are (the
+ * bits apply-lora writes); a quantized matrix is dequantized, merged and
+ * kept as f16 (not requantized: the adapter's delta would be lost in the
+ * quantization step). */
+static int merged_type(int t)
 {
-    const int64_t K = w->ne[0], R = fc_tensor_nelem(w) / K, r = la->ne[1], in = la->ne[0];
-    float *A = fc_xmalloc(sizeof(float) * (size_t)(r * in)), *B = fc_xmalloc(sizeof(float) * (size_t)(lb->ne[1] * r));
+    return t == FC_DTYPE_F32 || t == FC_DTYPE_F16 || t == FC_DTYPE_BF16 ? t : FC_DTYPE_F16;
+}
+
+/* W += scale * B @ A into a private copy of type merged_type(w->type)
+ * (apply-lora's order of operations, lora.h) */
+static void *merge(const fc_tensor *w, const fc_tensor *la, const fc_tensor *lb, const fc_lora_config *c,
+                   bool permuted_qk, int head_dim, int *out_type)
+{
+    const int64_t K = w->ne[0], R = fc_tensor_nelem(w) / K, in = la->ne[0];
+    float *A = fc_xmalloc(sizeof(float) * (size_t)(c->r * in)), *B = fc_xmalloc(sizeof(float) * (size_t)(lb->ne[1] * c->r));
     load_f32(la, A);
     load_f32(lb, B);
-    const size_t rs = fc_dtype_row_size(w->type, K);
-    uint8_t *out = fc_xmalloc(rs * (size_t)R);
+    const int ot = merged_type(w->type);
+    const size_t rs = fc_dtype_row_size(w->type, K), ors = fc_dtype_row_size(ot, K);
+    uint8_t *out = fc_xmalloc(ors * (size_t)R);
     float *row = fc_xmalloc(sizeof(float) * (size_t)K);
     for (int64_t i = 0; i < R; i++) {
         bool ok = fc_dequantize_row_ref(w->type, (const uint8_t *)w->data + (size_t)i * rs, row, K);
@@ -212,37 +272,31 @@ static void *merge(const fc_tensor *w, const fc_tensor *la, const fc_tensor *lb,
             int64_t h = i / head_dim, x = i % head_dim;
             hi = h * head_dim + (x % 2) * (head_dim / 2) + x / 2;
         }
-        for (int64_t col = 0; col < K; col++) {
-            const int64_t o = c->fan_in_fan_out ? col : hi, x = c->fan_in_fan_out ? hi : col;
-            float acc = 0.0f;
-            for (int64_t k = 0; k < r; k++) acc += B[o * r + k] * A[k * in + x];
-            row[col] += acc * c->scale;
-        }
-        ok = ok && fc_quantize_row_ref(w->type, row, out + (size_t)i * rs, K);
+        fc_lora_add_row(c, A, B, in, hi, row, K);
+        ok = ok && fc_quantize_row_ref(ot, row, out + (size_t)i * ors, K);
         FC_ASSERT(ok);
     }
     free(row);
     free(A);
     free(B);
+    *out_type = ot;
     return out;
 }
 
-/* "base_model.model.X.lora_A[.name].weight" -> "X.weight"; which 'A'/'B' */
-static bool lora_key(const char *key, char *out, size_t len, char *which)
+/* After the fused phi3 matrix w of layer l got new data: its row views
+ * (FC_T_SPLIT: wq/wk/wv of wqkv, w_gate/w_up of w_gate_up) follow it. */
+static void repoint_splits(fc_model *a, int l, const fc_tensor *w)
 {
-    const char *ma = strstr(key, ".lora_A."), *mb = strstr(key, ".lora_B."), *m = ma;
-    *which = 'A';
-    if (!ma || (mb && mb < ma)) {
-        m = mb;
-        *which = 'B';
+    const size_t off = (size_t)((const char *)w - (const char *)&a->layers[l]);
+    for (const fc_tensor_spec *sp = a->arch_info->layer; sp->gguf; sp++) {
+        if (!(sp->flags & FC_T_SPLIT) || sp->split_of != off) continue;
+        fc_tensor *t = (fc_tensor *)((char *)&a->layers[l] + sp->offset);
+        const int64_t r0 = fc_arch_dim(&a->cfg, sp->split_row0a) + fc_arch_dim(&a->cfg, sp->split_row0b);
+        t->type = w->type;
+        t->data = (const uint8_t *)w->data + (size_t)r0 * fc_tensor_row_bytes(w);
+        t->nbytes = (size_t)t->ne[1] * fc_tensor_row_bytes(w);
+        t->packed = NULL;
     }
-    size_t tl = strlen(key);
-    if (!m || tl < 7 || strcmp(key + tl - 7, ".weight") != 0) return false;
-    const char *s = key;
-    static const char prefix[] = "base_model.model.";
-    if (!strncmp(s, prefix, sizeof prefix - 1)) s += sizeof prefix - 1;
-    snprintf(out, len, "%.*s.weight", (int)(m - s), s);
-    return true;
 }
 
 /* fc_tensor pointer of base b moved to the same field of a */
@@ -261,16 +315,16 @@ fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p)
         FC_LOG_ERROR("%s: --load-8bit with a LoRA adapter is not supported (merge it with apply-lora first)", dir);
         return NULL;
     }
-    lora_cfg c = {0};
-    if (!read_cfg(dir, &c)) return NULL;
+    fc_lora_config c;
+    if (fc_lora_config_read(dir, &c) != FC_OK) return NULL;
+    if (!c.base) {
+        FC_LOG_ERROR("%s/adapter_config.json: no base_model_name_or_path: which base does the adapter belong to?", dir);
+        return NULL;
+    }
     fc_model *b = base_get(c.base), *a = NULL;
     fc_safetensors *st = NULL;
     if (!b) {
         FC_LOG_ERROR("%s: base model %s: %s", dir, c.base, fc_last_error());
-        goto fail;
-    }
-    if (b->cfg.arch == FC_ARCH_PHI3) {
-        FC_LOG_ERROR("%s: serving LoRA adapters of phi3 (fused q/k/v) is not supported; merge with apply-lora", dir);
         goto fail;
     }
     char ap[4096];
@@ -297,11 +351,11 @@ fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p)
     a->lora_base = b;
     pthread_mutex_init(&a->pack_lock, NULL);
     a->pack_done = true; /* the base's packed copies, shared */
-    int n_adapted = 0;
+    int n_adapted = 0, n_requant = 0;
     for (int64_t i = 0; i < fc_safetensors_n_tensors(st); i++) {
         const char *key = fc_safetensors_name(st, i);
         char hf[1024], which, other[1100];
-        if (!lora_key(key, hf, sizeof hf, &which)) {
+        if (!fc_lora_key(key, hf, sizeof hf, &which)) {
             FC_LOG_ERROR("%s: tensor %s is not a LoRA A/B weight; only those are served", ap, key);
             goto fail;
         }
@@ -326,30 +380,33 @@ fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p)
                          (long long)w->ne[0], (long long)c.r);
             goto fail;
         }
-        if (w->type != FC_DTYPE_F32 && w->type != FC_DTYPE_F16 && w->type != FC_DTYPE_BF16) {
-            FC_LOG_ERROR("%s: %s is %s in the base: adapters are served on f32/f16/bf16 bases only", ap, hf,
-                         fc_dtype_name(w->type));
-            goto fail;
-        }
         bool qk = !b->cfg.rope_neox && (strstr(hf, ".q_proj.") || strstr(hf, ".k_proj."));
-        void *data = merge(w, la, lb, &c, qk, b->cfg.head_dim);
+        int type;
+        void *data = merge(w, la, lb, &c, qk, b->cfg.head_dim, &type);
         a->owned = fc_xrealloc(a->owned, sizeof(void *) * (size_t)(a->n_owned + 1));
         a->owned[a->n_owned++] = data;
+        if (type != w->type) n_requant++;
+        w->type = type;
         w->data = data;
+        w->nbytes = fc_dtype_row_size(type, w->ne[0]) * (size_t)(fc_tensor_nelem(w) / w->ne[0]);
         w->packed = NULL;
+        int l;
+        if (sscanf(hf, "model.layers.%d.", &l) == 1 && l >= 0 && l < a->cfg.n_layer) repoint_splits(a, l, w);
         n_adapted++;
     }
     if (n_adapted == 0) {
         FC_LOG_ERROR("%s: the adapter holds no lora_A / lora_B weights", ap);
         goto fail;
     }
+    if (n_requant)
+        FC_LOG_INFO("%s: %d quantized matrices of the base dequantized, merged and kept as f16", dir, n_requant);
     fc_safetensors_free(st);
-    free(c.base);
+    fc_lora_config_free(&c);
     return a;
 fail:
     fc_safetensors_free(st);
     if (a) fc_model_free(a);
     else if (b) fc_lora_base_release(b);
-    free(c.base);
+    fc_lora_config_free(&c);
     return NULL;
 }

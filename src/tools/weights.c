@@ -12,12 +12,11 @@
 #include "base/json.h"
 #include "base/str.h"
 #include "format/hub.h"
+#include "model/lora.h"
 #include "model/safetensors.h"
 #include "tensor/ops.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +46,7 @@ typedef struct job {
     fc_safetensors *base, *other;
     out_tensor *t;
     int n;
-    float lora_scale;
-    int64_t lora_r;            /* adapter_config.json's r */
-    bool fan_in_fan_out;
+    fc_lora_config lora;       /* adapter_config.json (model/lora.h) */
     fc_weights_opts o;
 } job;
 
@@ -151,7 +148,7 @@ static void compute(const job *j, const out_tensor *t, uint8_t *dst, float *a, f
     if (j->op != OP_LORA || !t->la) return;
 
     /* W += scale * B @ A, row by row of W, added in f32 to the stored value */
-    const int64_t r = t->la->ne[1], in = t->la->ne[0], outd = t->lb->ne[1];
+    const int64_t r = t->la->ne[1], in = t->la->ne[0], outd = t->lb->ne[1]; /* r = lora.r (checked) */
     float *A = fc_xmalloc(sizeof(float) * (size_t)(r * in));
     float *B = fc_xmalloc(sizeof(float) * (size_t)(outd * r));
     load_f32(t->la, 0, r * in, t->la->type, A);
@@ -160,13 +157,7 @@ static void compute(const job *j, const out_tensor *t, uint8_t *dst, float *a, f
     float *row = fc_xmalloc(sizeof(float) * (size_t)K);
     for (int64_t i = 0; i < R; i++) {
         load_f32(t->base, i * K, K, t->type, row);
-        for (int64_t c = 0; c < K; c++) {
-            /* W (out, in): row i = output o, column c = input; fan_in_fan_out: W (in, out) */
-            const int64_t o = j->fan_in_fan_out ? c : i, x = j->fan_in_fan_out ? i : c;
-            float acc = 0.0f;
-            for (int64_t k = 0; k < r; k++) acc += B[o * r + k] * A[k * in + x];
-            row[c] += acc * j->lora_scale;
-        }
+        fc_lora_add_row(&j->lora, A, B, in, i, row, K);
         bool ok = fc_quantize_row_ref(t->type, row, dst + (size_t)(i * K) * es, K);
         FC_ASSERT(ok);
     }
@@ -407,91 +398,6 @@ enum fc_status fc_weights_make_delta(const char *base, const char *target, const
 
 /* ---- LoRA ---- */
 
-/* Reads adapter_config.json: scale and fan_in_fan_out; refuses what we do not merge. */
-static bool lora_config(job *j, const char *dir)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
-    size_t len;
-    char *text = fc_file_read(p, &len, 16u << 20);
-    if (!text) {
-        FC_LOG_ERROR("%s: no readable adapter_config.json (is this a PEFT adapter folder?)", dir);
-        return false;
-    }
-    cJSON *c = cJSON_ParseWithLength(text, len);
-    free(text);
-    bool ok = false;
-    if (!cJSON_IsObject(c)) {
-        FC_LOG_ERROR("%s: not a JSON object", p);
-        goto done;
-    }
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
-    if (pt && !(cJSON_IsString(pt) && strcmp(pt->valuestring, "LORA") == 0)) {
-        FC_LOG_ERROR("%s: peft_type %s: only LORA adapters are merged", p, cJSON_IsString(pt) ? pt->valuestring : "?");
-        goto done;
-    }
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "r"), *al = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
-    if (!cJSON_IsNumber(r) || !(r->valuedouble >= 1 && r->valuedouble <= 1e6) || r->valuedouble != floor(r->valuedouble)) {
-        FC_LOG_ERROR("%s: \"r\" must be a positive integer", p);
-        goto done;
-    }
-    double alpha = r->valuedouble; /* PEFT's default lora_alpha is 8 = its default r; absent: scale 1 */
-    if (al) {
-        if (!cJSON_IsNumber(al) || !isfinite(al->valuedouble)) {
-            FC_LOG_ERROR("%s: \"lora_alpha\" must be a number", p);
-            goto done;
-        }
-        alpha = al->valuedouble;
-    }
-    const bool rs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_rslora"));
-    j->lora_r = (int64_t)r->valuedouble;
-    j->lora_scale = (float)(rs ? alpha / sqrt(r->valuedouble) : alpha / r->valuedouble);
-    j->fan_in_fan_out = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "fan_in_fan_out"));
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_dora"))) {
-        FC_LOG_ERROR("%s: DoRA adapters (use_dora) are not merged by this build", p);
-        goto done;
-    }
-    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(c, "bias");
-    if (bias && !cJSON_IsNull(bias) && !(cJSON_IsString(bias) && strcmp(bias->valuestring, "none") == 0)) {
-        FC_LOG_ERROR("%s: bias \"%s\": only adapters trained with bias \"none\" are merged", p,
-                     cJSON_IsString(bias) ? bias->valuestring : "?");
-        goto done;
-    }
-    static const char *unsupported[] = {"rank_pattern", "alpha_pattern", "modules_to_save"};
-    for (size_t i = 0; i < FC_ARRAY_LEN(unsupported); i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, unsupported[i]);
-        if (v && !cJSON_IsNull(v) && cJSON_GetArraySize(v) > 0) {
-            FC_LOG_ERROR("%s: \"%s\" is set; this build merges adapters without it", p, unsupported[i]);
-            goto done;
-        }
-    }
-    ok = true;
-done:
-    cJSON_Delete(c);
-    return ok;
-}
-
-/* "base_model.model.X.lora_A[.adapter].weight" -> "X.weight" in out; false if
- * the key is not a lora_A / lora_B weight. which: 'A' or 'B'. */
-static bool lora_key(const char *key, char *out, size_t len, char *which)
-{
-    const char *m = strstr(key, ".lora_A."), *mb = strstr(key, ".lora_B.");
-    if (!m && !mb) return false;
-    if (!m || (mb && mb < m)) {
-        m = mb;
-        *which = 'B';
-    } else {
-        *which = 'A';
-    }
-    const size_t tl = strlen(key);
-    if (tl < 7 || strcmp(key + tl - 7, ".weight") != 0) return false;
-    const char *s = key;
-    static const char prefix[] = "base_model.model.";
-    if (strncmp(s, prefix, sizeof prefix - 1) == 0) s += sizeof prefix - 1;
-    snprintf(out, len, "%.*s.weight", (int)(m - s), s);
-    return true;
-}
-
 enum fc_status fc_weights_apply_lora(const char *base_spec, const char *lora_spec, const char *out,
                                      const fc_weights_opts *opts)
 {
@@ -499,7 +405,7 @@ enum fc_status fc_weights_apply_lora(const char *base_spec, const char *lora_spe
     if (opts) j.o = *opts;
     enum fc_status st = FC_ERR_ARG;
     char *base_dir = resolve(base_spec), *lora_dir = base_dir ? resolve(lora_spec) : NULL;
-    if (!lora_dir || !lora_config(&j, lora_dir)) goto done;
+    if (!lora_dir || fc_lora_config_read(lora_dir, &j.lora) != FC_OK) goto done;
     /* PEFT writes adapter_model.safetensors, or adapter_model.bin (a
      * torch.save state dict) with safe_serialization=False */
     char p[4096];
@@ -535,7 +441,7 @@ enum fc_status fc_weights_apply_lora(const char *base_spec, const char *lora_spe
         const char *key = fc_safetensors_name(j.other, i);
         const fc_tensor *lt = fc_safetensors_tensor(j.other, i);
         char bname[1024], which;
-        if (!lora_key(key, bname, sizeof bname, &which)) {
+        if (!fc_lora_key(key, bname, sizeof bname, &which)) {
             FC_LOG_ERROR("%s: tensor %s is not a LoRA A/B weight; this build merges only those", p, key);
             goto done;
         }
@@ -565,12 +471,12 @@ enum fc_status fc_weights_apply_lora(const char *base_spec, const char *lora_spe
         }
         if (!t->la) continue;
         /* W (out, in) = ne {in, out}; A (r, in) = ne {in, r}; B (out, r) = ne {r, out} */
-        const int64_t in = j.fan_in_fan_out ? t->ne[1] : t->ne[0], outd = j.fan_in_fan_out ? t->ne[0] : t->ne[1];
-        if (t->la->ne[0] != in || t->lb->ne[1] != outd || t->lb->ne[0] != t->la->ne[1] || t->la->ne[1] != j.lora_r) {
+        const int64_t in = j.lora.fan_in_fan_out ? t->ne[1] : t->ne[0], outd = j.lora.fan_in_fan_out ? t->ne[0] : t->ne[1];
+        if (t->la->ne[0] != in || t->lb->ne[1] != outd || t->lb->ne[0] != t->la->ne[1] || t->la->ne[1] != j.lora.r) {
             FC_LOG_ERROR("%s: the LoRA of %s has A [%lld, %lld] and B [%lld, %lld], which do not fit its [%lld, %lld]%s with r = %lld",
                          p, t->name, (long long)t->la->ne[1], (long long)t->la->ne[0], (long long)t->lb->ne[1],
                          (long long)t->lb->ne[0], (long long)t->ne[1], (long long)t->ne[0],
-                         j.fan_in_fan_out ? " (fan_in_fan_out)" : "", (long long)j.lora_r);
+                         j.lora.fan_in_fan_out ? " (fan_in_fan_out)" : "", (long long)j.lora.r);
             goto done;
         }
     }
@@ -581,5 +487,6 @@ done:
     fc_safetensors_free(j.other);
     free(base_dir);
     free(lora_dir);
+    fc_lora_config_free(&j.lora);
     return st;
 }

@@ -60,6 +60,63 @@ def test_served_adapter_on_gguf_base(fastchat_bin, tmp_path, figures):
     assert d < 1e-4 and (l_served.argmax(-1) == l_merged.argmax(-1)).all()
 
 
+def test_served_phi3_adapter_equals_merged(fastchat_bin, tmp_path, figures):
+    """A Phi-3 adapter (fused qkv_proj / gate_up_proj) served on its base: the
+    fused matrices are merged and their q/k/v and gate/up views follow, so the
+    logits are bit-equal to apply-lora's merged folder (exact and fast)."""
+    base_dir = DATA / "tiny" / "phi3_f32_swa32"
+    merged = tmp_path / "merged"
+    run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", base_dir, "--target-model-path", merged,
+                                "--lora-path", W / "lora_phi3"])
+    served = adapter(tmp_path, "lora_phi3", base_dir)
+    ids = [1, 5, 77, 30, 400, 9, 64, 3, 120, 7, 511, 250]
+    for exact in (True, False):
+        l_served = fastchat_logits(fastchat_bin, served, ids, tmp_path, exact=exact)
+        l_merged = fastchat_logits(fastchat_bin, merged, ids, tmp_path, exact=exact)
+        l_base = fastchat_logits(fastchat_bin, base_dir, ids, tmp_path, exact=exact)
+        assert np.array_equal(l_served, l_merged), exact
+        assert np.abs(l_served - l_base).max() > 1e-2
+    figures(f"lora served phi3 (fused qkv/gate_up): logits bit-equal to apply-lora's merged model; "
+            f"max |served - base| {float(np.abs(l_served - l_base).max()):.3g}")
+
+
+@pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
+def test_served_adapter_on_quantized_gguf_base(fastchat_bin, tmp_path, figures, qtype):
+    """A quantized GGUF base (`fastchat quantize` of tests/data/weights/base):
+    the adapted matrices are dequantized, merged in f32 and kept as f16.
+    Compared with (1) the f32 merged model: apply-lora of the adapter on the
+    GGUF converted back to an f32 folder (the dequantized base), and (2)
+    transformers + PEFT on that same dequantized base
+    (tests/data/weights/lora_quant_ref.npz, tools/golden/make_lora_phi3_quant_fixtures.py).
+    Exact mode; the difference is the f16 rounding of the merged matrices."""
+    gguf = tmp_path / f"base_{qtype}.gguf"
+    run_fastchat(fastchat_bin, ["quantize", "--model-path", W / "base", "--type", qtype, "--out", gguf])
+    deq = tmp_path / "deq"
+    run_fastchat(fastchat_bin, ["convert", "--input", gguf, "--output", deq, "--dtype", "f32"])
+    merged = tmp_path / "merged"
+    run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", deq, "--target-model-path", merged,
+                                "--lora-path", W / "lora_rs"])
+    served = adapter(tmp_path, "lora_rs", gguf)
+    l_served = fastchat_logits(fastchat_bin, served, IDS, tmp_path, exact=True)
+    l_merged = fastchat_logits(fastchat_bin, merged, IDS, tmp_path, exact=True)
+    l_base = fastchat_logits(fastchat_bin, gguf, IDS, tmp_path, exact=True)
+    ref = np.load(W / "lora_quant_ref.npz")
+    assert ref["ids"].tolist() == IDS
+    d_merged = float(np.abs(l_served - l_merged).max())
+    d_peft = float(np.abs(l_served - ref[qtype]).max())
+    d_base = float(np.abs(l_served - l_base).max())
+    scale = float(np.abs(ref[qtype]).max())
+    figures(f"lora served lora_rs on a {qtype} GGUF base (merged matrices f16): max |logit diff| vs f32 merged "
+            f"folder {d_merged:.2e}, vs transformers+PEFT on the dequantized base {d_peft:.2e} "
+            f"(logits up to {scale:.2f}; the adapter moves them by {d_base:.3g})")
+    assert d_merged < 2e-3 and d_peft < 2e-3, (d_merged, d_peft)
+    assert d_base > 50 * max(d_merged, d_peft)
+    assert (l_served.argmax(-1) == ref[qtype].argmax(-1)).all()
+    # the fast mode serves it too (the untouched matrices stay quantized)
+    l_fast = fastchat_logits(fastchat_bin, served, IDS, tmp_path, exact=False)
+    assert np.abs(l_fast - l_served).max() < 0.05 * max(scale, 1.0)
+
+
 def test_adapter_refusals(fastchat_bin, tmp_path):
     d = adapter(tmp_path, "lora", W / "base")
     cfg = json.load(open(d / "adapter_config.json"))

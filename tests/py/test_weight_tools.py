@@ -149,6 +149,33 @@ def test_apply_lora_equals_peft_merge(fastchat_bin, tmp_path, figures, adapter, 
     assert (out / "config.json").read_bytes() == (W / "base" / "config.json").read_bytes()
 
 
+def test_apply_lora_phi3_fused_equals_peft_merge(fastchat_bin, tmp_path, figures):
+    """Phi-3: PEFT targets the fused qkv_proj and gate_up_proj (and o_proj,
+    down_proj); apply-lora equals PEFT's merge_and_unload in f32 on the
+    matrices the adapter changes (tests/data/weights/lora_phi3_merged.safetensors,
+    tools/golden/make_lora_phi3_quant_fixtures.py) and leaves the rest as the base's."""
+    base_dir = DATA / "tiny" / "phi3_f32_swa32"
+    out = tmp_path / "merged"
+    run_fastchat(fastchat_bin, ["apply-lora", "--base-model-path", base_dir, "--target-model-path", out,
+                                "--lora-path", W / "lora_phi3"])
+    a, base, ref = load_folder(out), load_folder(base_dir), load_file(W / "lora_phi3_merged.safetensors")
+    assert sorted(a) == sorted(base)
+    changed = sorted(k for k in a if not np.array_equal(a[k], base[k]))
+    assert changed == sorted(ref), changed
+    assert any("qkv_proj" in k for k in ref) and any("gate_up_proj" in k for k in ref)
+    # f32 sums of the r terms in another order than torch's matmul: the
+    # difference is rounding, at most a couple of ulps of the tensor's largest
+    # value (values that cancel to near 0 are many of their own ulps apart)
+    worst = n_diff = n = 0
+    for k in ref:
+        d = np.abs(a[k].astype(np.float64) - ref[k])
+        unit = float(np.spacing(np.abs(ref[k]).max()))
+        worst, n_diff, n = max(worst, float(d.max()) / unit), n_diff + int((d != 0).sum()), n + d.size
+    figures(f"weights apply-lora phi3 (fused qkv_proj/gate_up_proj) vs PEFT f32: {n_diff} of {n} values differ, "
+            f"max {worst:.2f} ulp of the tensor's largest value")
+    assert worst <= 2, worst
+
+
 def test_apply_lora_bin_adapter(fastchat_bin, tmp_path, figures):
     """adapter_model.bin (PEFT's save_pretrained(safe_serialization=False), a
     torch.save zip: tools/golden/make_lora_bin_fixture.py) merges to what
