@@ -241,10 +241,10 @@ static inline __m256 hsum8x8(const __m256 *v)
  * along the head (each key row converted in registers, used for all R rows),
  * reduced 8 keys at a time; the weighted value sum walks the head in chunks
  * of 16 with each value row converted once for all rows. */
-static inline void block_small_t(fc_attn_state *st, const void *k, const void *v, const int f16, int n,
-                                 const int *lim)
+static inline __attribute__((always_inline)) void block_small_t(fc_attn_state *st, const void *k, const void *v,
+                                                                const int f16, const int R, int n, const int *lim)
 {
-    const int R = st->R, HS = st->HS;
+    const int HS = st->HS;
     const float *q = st->qt;
     __m256 part[FC_ATTN_SMALL_R][FC_ATTN_BLOCK];
     float p[FC_ATTN_SMALL_R][FC_ATTN_BLOCK] __attribute__((aligned(32)));
@@ -313,11 +313,28 @@ static inline void block_small_t(fc_attn_state *st, const void *k, const void *v
     }
 }
 
+/* One instance per row count and key type: with R a constant the per-row
+ * sums stay in registers (a run-time R kept them on the stack). */
+#define SMALL_CASE(R_)                                                        \
+    case R_:                                                                  \
+        if (f16) block_small_t(st, k, v, 1, R_, n, lim);                      \
+        else block_small_t(st, k, v, 0, R_, n, lim);                          \
+        break;
 static void block_small(fc_attn_state *st, const void *k, const void *v, int kv_type, int n, const int *lim)
 {
-    if (kv_type == FC_DTYPE_F16) block_small_t(st, k, v, 1, n, lim);
-    else block_small_t(st, k, v, 0, n, lim);
+    const int f16 = kv_type == FC_DTYPE_F16;
+    switch (st->R) {
+    SMALL_CASE(1)
+    SMALL_CASE(2)
+    SMALL_CASE(3)
+    default:
+        FC_ASSERT(st->R == 4);
+        if (f16) block_small_t(st, k, v, 1, 4, n, lim);
+        else block_small_t(st, k, v, 0, 4, n, lim);
+        break;
+    }
 }
+#undef SMALL_CASE
 #endif /* ATTN_AVX2 */
 
 /* Steps 2-5 in plain C (any head size). */
