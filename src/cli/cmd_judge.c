@@ -1193,6 +1193,14 @@ static int gen_answer(const opts *o)
     progress_draw(&pg, true);
     fprintf(stderr, "gen-answer: %d answers (%d questions x %d choices) in %.2f s: %.3f answers/s, %.1f tokens/s (%s)\n",
             n_jobs, nt, o->num_choices, secs, n_jobs / secs, tokens / secs, o->sequential ? "one at a time" : "batched");
+    fc_engine_stats es;
+    fc_engine_get_stats(e, &es);
+    if (es.steps > 0)
+        fprintf(stderr, "engine: %llu forward steps, %.1f tokens per step (%llu generated, %llu prompt tokens computed, "
+                "%llu cached)\n", (unsigned long long)es.steps,
+                (double)(es.tokens_generated + es.prompt_tokens_computed) / (double)es.steps,
+                (unsigned long long)es.tokens_generated, (unsigned long long)es.prompt_tokens_computed,
+                (unsigned long long)es.prompt_tokens_cached);
     fc_jsonl_close(w);
     fc_engine_free(e);
     for (int k = 0; k < n_jobs; k++) { fc_conv_free(c.jobs[k].conv); free(c.jobs[k].text); cJSON_Delete(c.jobs[k].turns); }

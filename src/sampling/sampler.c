@@ -4,6 +4,7 @@
  */
 #include "sampler.h"
 #include "base/fc_base.h"
+#include "tensor/vexp.h"
 
 #include <math.h>
 #include <string.h>
@@ -175,28 +176,87 @@ void fc_sampler_add_prompt(fc_sampler *s, const int32_t *ids, int n)
         if (ids[i] >= 0 && ids[i] < s->V) s->counts[ids[i]]++;
 }
 
+/* Index of the largest logit (the first of equals; NaNs never win unless
+ * logits[0] is one, as the plain scan). */
+static int32_t argmax(const float *l, int V)
+{
+    int i = 0;
+#ifdef FC_VEXP_AVX2
+    if (V >= 8 && !isnan(l[0])) {
+        __m256 mv = _mm256_loadu_ps(l);
+        for (i = 8; i + 8 <= V; i += 8) mv = _mm256_max_ps(_mm256_loadu_ps(l + i), mv); /* NaN lanes keep mv */
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float m = _mm_cvtss_f32(m4);
+        for (; i < V; i++) m = l[i] > m ? l[i] : m;
+        for (int j = 0; j < V; j++)
+            if (l[j] == m) return j;
+        return 0;
+    }
+#endif
+    int32_t best = 0;
+    for (i = 1; i < V; i++)
+        if (l[i] > l[best]) best = i;
+    return best;
+}
+
+/* Blocks of the draw walk: w's sums per block let it skip to the block the
+ * draw falls in. */
+#define DRAW_BLOCK 64
+
 int32_t fc_sampler_sample(fc_sampler *s, float *logits)
 {
     const int V = s->V;
     fc_sampling_process(&s->p, logits, V, s->counts, s->out_counts);
-    int32_t best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best]) best = i;
+    const int32_t best = argmax(logits, V);
     int32_t tok = best;
     if (!fc_sampling_is_greedy(&s->p)) {
-        /* the weights are computed once and kept (the walk used to compute
-         * them again: the same values, so the same draw); removed tokens
-         * (-inf) weigh 0 without an exp */
-        if (!s->w) s->w = fc_xmalloc(sizeof(double) * (size_t)V);
-        double *w = s->w, z = 0;
-        const double top = logits[best];
-        for (int i = 0; i < V; i++) {
-            w[i] = logits[i] == -INFINITY ? 0.0 : exp((double)logits[i] - top);
-            z += w[i];
+        /* weights exp(logit - top) (removed tokens, -inf, weigh 0), kept
+         * per token and summed per block of DRAW_BLOCK */
+        const int nblk = (V + DRAW_BLOCK - 1) / DRAW_BLOCK;
+        if (!s->w) s->w = fc_xmalloc(sizeof(double) * ((size_t)V + (size_t)nblk));
+        double *w = s->w, *bsum = w + V, z = 0;
+        const float top = logits[best];
+        for (int b = 0; b < nblk; b++) {
+            const int i0 = b * DRAW_BLOCK, i1 = i0 + DRAW_BLOCK < V ? i0 + DRAW_BLOCK : V;
+            int i = i0;
+            double bz = 0;
+#ifdef FC_VEXP_AVX2
+            __m256d acc = _mm256_setzero_pd();
+            for (; i + 8 <= i1; i += 8) {
+                const __m256 e = fc_exp8(_mm256_sub_ps(_mm256_loadu_ps(logits + i), _mm256_set1_ps(top)));
+                const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(e)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
+                _mm256_storeu_pd(w + i, lo);
+                _mm256_storeu_pd(w + i + 4, hi);
+                acc = _mm256_add_pd(acc, _mm256_add_pd(lo, hi));
+            }
+            __m128d a2 = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
+            bz = _mm_cvtsd_f64(_mm_add_sd(a2, _mm_unpackhi_pd(a2, a2)));
+#endif
+            for (; i < i1; i++) {
+                w[i] = logits[i] == -INFINITY ? 0.0 : (double)expf(logits[i] - top);
+                bz += w[i];
+            }
+            bsum[b] = bz;
+            z += bz;
         }
         double u = (double)(next_u64(s->rng) >> 11) / 9007199254740992.0 * z;
-        for (int i = 0; i < V; i++)
-            if (w[i] > 0 && (u -= w[i]) < 0) { tok = i; break; }
+        for (int b = 0; b < nblk; b++) {
+            if (u >= bsum[b]) {
+                u -= bsum[b];
+                continue;
+            }
+            const int i1 = (b + 1) * DRAW_BLOCK < V ? (b + 1) * DRAW_BLOCK : V;
+            /* the draw is in this block (its last token with weight if
+             * rounding leaves u just short of the block's end) */
+            for (int i = b * DRAW_BLOCK; i < i1; i++)
+                if (w[i] > 0) {
+                    tok = i;
+                    if ((u -= w[i]) < 0) break;
+                }
+            break;
+        }
     }
     s->counts[tok]++;
     s->out_counts[tok]++;

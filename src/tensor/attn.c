@@ -12,11 +12,16 @@
  *   4. online softmax, 8 rows per vector: m' = max(m, max_j p[j]),
  *      alpha = exp(m - m'), p = exp(p - m'), l = l * alpha + sum_j p;
  *   5. acc[r] = acc[r] * alpha[r] + sum_j p[j][r] * vf[j].
- * exp is a vectorized polynomial (Cephes' expf scheme, ~1 ulp) in the AVX2
+ * Tiles of at most FC_ATTN_SMALL_R rows (decode: one token's G heads) skip
+ * the padding and step 1: block_small reads each key and value row where it
+ * is, converts it in registers once for all rows, and forms the scores as
+ * dot products along the head (8 keys reduced together).
+ * exp is a vectorized polynomial (vexp.h: Cephes' expf scheme, ~1 ulp) in the AVX2
  * path and expf in the portable one.
  */
 #include "attn.h"
 #include "base/fc_base.h"
+#include "vexp.h"
 
 #include <math.h>
 #include <string.h>
@@ -58,9 +63,21 @@ void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int
     st->kf = p;  p += pad16((size_t)FC_ATTN_BLOCK * HS);
     st->vf = p;  p += pad16((size_t)FC_ATTN_BLOCK * HS);
     st->p = p;
-    for (int r = 0; r < RP; r++) {
-        const float *qr = r < R ? q + row_off(r, G, tok_stride, HS) : NULL;
-        for (int d = 0; d < HS; d++) st->qt[(size_t)d * RP + r] = qr ? qr[d] * scale : 0.0f;
+#ifdef ATTN_AVX2
+    st->small = R <= FC_ATTN_SMALL_R && HS % 8 == 0;
+#else
+    st->small = 0;
+#endif
+    if (st->small) {
+        for (int r = 0; r < R; r++) {
+            const float *qr = q + row_off(r, G, tok_stride, HS);
+            for (int d = 0; d < HS; d++) st->qt[(size_t)r * HS + d] = qr[d] * scale;
+        }
+    } else {
+        for (int r = 0; r < RP; r++) {
+            const float *qr = r < R ? q + row_off(r, G, tok_stride, HS) : NULL;
+            for (int d = 0; d < HS; d++) st->qt[(size_t)d * RP + r] = qr ? qr[d] * scale : 0.0f;
+        }
     }
     for (int r = 0; r < RP; r++) {
         st->m[r] = -INFINITY;
@@ -87,31 +104,6 @@ static void to_f32(float *dst, const void *src, enum fc_dtype kv_type, int n, in
 }
 
 #ifdef ATTN_AVX2
-
-/* e^x for 8 lanes, ~1 ulp: x = k ln2 + r, |r| <= ln2/2, e^r by Cephes'
- * expf polynomial, times 2^k built in the exponent bits. 0 below -87.3
- * (and for -inf), x clamped at 88.37 above. */
-static inline __m256 exp8(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.33654f);
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.37626f));
-    const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* 2^k: k in [-126, 128] after the clamps; 128 only at the top clamp */
-    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-    y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
-    return _mm256_andnot_ps(under, y);
-}
 
 /* Step 2 for NG row groups, KJ keys at a time: p[j][8g..8g+8). */
 #define SCORE_TILE(NG, KJ)                                                                            \
@@ -166,11 +158,11 @@ static void block_avx2(fc_attn_state *st, int np, const int *lim)
         }
         /* rows that have seen nothing yet keep max -inf: subtract 0 instead */
         const __m256 ms = _mm256_blendv_ps(mx, _mm256_setzero_ps(), _mm256_cmp_ps(mx, ninf, _CMP_EQ_OQ));
-        const __m256 a = exp8(_mm256_sub_ps(m_old, ms));
+        const __m256 a = fc_exp8(_mm256_sub_ps(m_old, ms));
         __m256 sum = _mm256_setzero_ps();
         for (int j = 0; j < np; j++) {
             float *pj = st->p + (size_t)j * RP + 8 * g;
-            const __m256 e = exp8(_mm256_sub_ps(_mm256_load_ps(pj), ms));
+            const __m256 e = fc_exp8(_mm256_sub_ps(_mm256_load_ps(pj), ms));
             _mm256_store_ps(pj, e);
             sum = _mm256_add_ps(sum, e);
         }
@@ -220,6 +212,129 @@ static void block_avx2(fc_attn_state *st, int np, const int *lim)
         }
     }
 }
+static inline float hsum_ps8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 values of a cached row (f16 or f32) from index i, as f32. */
+static inline __m256 kv_load8(const void *p, const int f16, size_t i)
+{
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const fc_f16 *)p + i)))
+               : _mm256_loadu_ps((const float *)p + i);
+}
+
+/* Lane i of the result = the sum of the 8 lanes of v[i]. */
+static inline __m256 hsum8x8(const __m256 *v)
+{
+    const __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+    const __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* The small path (decode: R <= FC_ATTN_SMALL_R rows, e.g. one token's G
+ * heads): no padding rows and no conversion pass. Scores are dot products
+ * along the head (each key row converted in registers, used for all R rows),
+ * reduced 8 keys at a time; the weighted value sum walks the head in chunks
+ * of 16 with each value row converted once for all rows. */
+static inline __attribute__((always_inline)) void block_small_t(fc_attn_state *st, const void *k, const void *v,
+                                                                const int f16, const int R, int n, const int *lim)
+{
+    const int HS = st->HS;
+    const float *q = st->qt;
+    __m256 part[FC_ATTN_SMALL_R][FC_ATTN_BLOCK];
+    float p[FC_ATTN_SMALL_R][FC_ATTN_BLOCK] __attribute__((aligned(32)));
+    const int n8 = (n + 7) & ~7;
+    for (int j = 0; j < n; j++) {
+        __m256 a[FC_ATTN_SMALL_R];
+        for (int r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
+        for (int d = 0; d < HS; d += 8) {
+            const __m256 kv = kv_load8(k, f16, (size_t)j * HS + d);
+            for (int r = 0; r < R; r++) a[r] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + (size_t)r * HS + d), a[r]);
+        }
+        for (int r = 0; r < R; r++) part[r][j] = a[r];
+    }
+    for (int j = n; j < n8; j++)
+        for (int r = 0; r < R; r++) part[r][j] = _mm256_setzero_ps();
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    float alpha[FC_ATTN_SMALL_R];
+    for (int r = 0; r < R; r++) {
+        const __m256i lv = _mm256_set1_epi32(lim[r]);
+        __m256 s[FC_ATTN_BLOCK / 8];
+        __m256 mx = _mm256_set1_ps(st->m[r]);
+        for (int g = 0; g < n8 / 8; g++) {
+            const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(8 * g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const __m256 vis = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, idx));
+            s[g] = _mm256_blendv_ps(ninf, hsum8x8(part[r] + 8 * g), vis);
+            mx = _mm256_max_ps(mx, s[g]);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float m_new = _mm_cvtss_f32(m4), ms = m_new == -INFINITY ? 0.0f : m_new;
+        const __m256 msv = _mm256_set1_ps(ms);
+        alpha[r] = _mm_cvtss_f32(_mm256_castps256_ps128(fc_exp8(_mm256_set1_ps(st->m[r] - ms))));
+        __m256 sum = _mm256_setzero_ps();
+        for (int g = 0; g < n8 / 8; g++) {
+            const __m256 e = fc_exp8(_mm256_sub_ps(s[g], msv));
+            _mm256_store_ps(p[r] + 8 * g, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        st->l[r] = st->l[r] * alpha[r] + hsum_ps8(sum);
+        st->m[r] = m_new;
+    }
+    for (int d = 0; d < HS; d += 16) {
+        const int two = d + 16 <= HS;
+        __m256 c0[FC_ATTN_SMALL_R], c1[FC_ATTN_SMALL_R];
+        for (int r = 0; r < R; r++) {
+            float *a = st->acc + (size_t)r * HS + d;
+            const __m256 al = _mm256_set1_ps(alpha[r]);
+            c0[r] = _mm256_mul_ps(_mm256_loadu_ps(a), al);
+            c1[r] = two ? _mm256_mul_ps(_mm256_loadu_ps(a + 8), al) : _mm256_setzero_ps();
+        }
+        for (int j = 0; j < n; j++) {
+            const __m256 v0 = kv_load8(v, f16, (size_t)j * HS + d);
+            const __m256 v1 = two ? kv_load8(v, f16, (size_t)j * HS + d + 8) : _mm256_setzero_ps();
+            for (int r = 0; r < R; r++) {
+                const __m256 w = _mm256_broadcast_ss(&p[r][j]);
+                c0[r] = _mm256_fmadd_ps(w, v0, c0[r]);
+                if (two) c1[r] = _mm256_fmadd_ps(w, v1, c1[r]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            float *a = st->acc + (size_t)r * HS + d;
+            _mm256_storeu_ps(a, c0[r]);
+            if (two) _mm256_storeu_ps(a + 8, c1[r]);
+        }
+    }
+}
+
+/* One instance per row count and key type: with R a constant the per-row
+ * sums stay in registers (a run-time R kept them on the stack). */
+#define SMALL_CASE(R_)                                                        \
+    case R_:                                                                  \
+        if (f16) block_small_t(st, k, v, 1, R_, n, lim);                      \
+        else block_small_t(st, k, v, 0, R_, n, lim);                          \
+        break;
+static void block_small(fc_attn_state *st, const void *k, const void *v, int kv_type, int n, const int *lim)
+{
+    const int f16 = kv_type == FC_DTYPE_F16;
+    switch (st->R) {
+    SMALL_CASE(1)
+    SMALL_CASE(2)
+    SMALL_CASE(3)
+    default:
+        FC_ASSERT(st->R == 4);
+        if (f16) block_small_t(st, k, v, 1, 4, n, lim);
+        else block_small_t(st, k, v, 0, 4, n, lim);
+        break;
+    }
+}
+#undef SMALL_CASE
 #endif /* ATTN_AVX2 */
 
 /* Steps 2-5 in plain C (any head size). */
@@ -274,6 +389,12 @@ void fc_attn_block(fc_attn_state *st, const void *k, const void *v, enum fc_dtyp
         if (limc[r] > nvis) nvis = limc[r];
     }
     if (nvis == 0) return;
+#ifdef ATTN_AVX2
+    if (st->small) {
+        block_small(st, k, v, kv_type, nvis, limc);
+        return;
+    }
+#endif
     /* keys no row sees are skipped; the rest padded (with zeros, masked) to
      * the score tile's key step */
     const int NG = st->RP / 8, KJ = NG == 1 ? 8 : NG <= 3 ? 4 : 2;

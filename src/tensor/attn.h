@@ -28,10 +28,13 @@
 
 #define FC_ATTN_BLOCK 16 /* keys per fc_attn_block call (the KV cache block) */
 #define FC_ATTN_ROWS 32  /* most query rows of a tile */
+#define FC_ATTN_SMALL_R 4 /* tiles of at most this many rows (decode: one token's G heads) take the small path */
 
 typedef struct fc_attn_state {
     int R, RP, HS;   /* rows, rows rounded up to 8, head size */
-    float *qt;       /* (HS, RP) the scaled query rows, transposed */
+    int small;       /* decode path (R <= FC_ATTN_SMALL_R, AVX2): qt holds the rows untransposed (R, HS)
+                        and the keys and values are read where they are, not converted to kf / vf */
+    float *qt;       /* (HS, RP) the scaled query rows, transposed (small: (R, HS)) */
     float *m, *l;    /* (RP) running max and sum of exp(score - max) */
     float *acc;      /* (R, HS) running sum of exp(score - max) * value */
     float *kf, *vf;  /* (FC_ATTN_BLOCK, HS) the block's keys and values in f32 */

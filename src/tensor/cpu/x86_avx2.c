@@ -355,15 +355,18 @@ INLINE __m256i dp_bcast(__m256i acc, __m256i w, const void *p, const bool first)
 #endif
 }
 
+#define X8_MAXT 6
 INLINE void tile_x8(const int PT, const int TT, const uint8_t *w, int64_t K,
                     const uint8_t *xa, size_t xs, float *y, int64_t ys)
 {
-    const int BT = fc_pack_base_type(PT);
+    /* the base type as a constant (fc_pack_base_type is out of line: the
+     * tiles then branched on it per block and computed the strides) */
+    const int BT = PT == FC_DTYPE_Q4_0_X8 ? FC_DTYPE_Q4_0 : PT == FC_DTYPE_Q4_1_X8 ? FC_DTYPE_Q4_1 : FC_DTYPE_Q8_0;
     const int64_t nb = K / FC_QK, nbp = fc_cpu_act_nbp(K);
     const size_t gbs = 8 * wblk_size(BT), hb = BT == FC_DTYPE_Q4_1 ? 32 : 16;
     const size_t side = fc_cpu_round32((size_t)nb * sizeof(fc_block_a16));
-    const float *xd[MAXT], *xsum[MAXT];
-    __m256 acc[MAXT];
+    const float *xd[X8_MAXT], *xsum[X8_MAXT];
+    __m256 acc[X8_MAXT];
     UNROLL for (int t = 0; t < TT; t++) {
         xd[t] = (const float *)(xa + (size_t)t * xs + side);
         xsum[t] = xd[t] + nbp;
@@ -372,13 +375,13 @@ INLINE void tile_x8(const int PT, const int TT, const uint8_t *w, int64_t K,
     const __m256i m4 = _mm256_set1_epi16(0x0F);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *gb = w + (size_t)b * gbs, *qs = gb + hb;
-        const uint8_t *xq[MAXT];
+        const uint8_t *xq[X8_MAXT];
         /* one running int32 sum per token, pinned (PIN) after every add:
          * left free, GCC formed all 64 products of a 4-token block first,
          * spilled them and summed them as a tree (x8_*_4 read and wrote the
          * stack ~230 times per block; batched decode ran at ~32 GMAC/s per
          * core, now ~44). Integer sums: the result is bit-identical. */
-        __m256i is[MAXT];
+        __m256i is[X8_MAXT];
         UNROLL for (int t = 0; t < TT; t++) {
             xq[t] = xa + (size_t)t * xs + (size_t)b * sizeof(fc_block_a16) + 4;
         }
@@ -418,16 +421,19 @@ INLINE void tile_x8(const int PT, const int TT, const uint8_t *w, int64_t K,
     UNROLL for (int t = 0; t < TT; t++) _mm256_storeu_ps(y + (int64_t)t * ys, acc[t]);
 }
 
-/* Tokens per tile (8 spilled the token pointers even with AVX-512's 32
- * vector registers: measured slower). */
-#define X8_TT 4
+/* Tokens per tile: 6 (the weights' unpacking shared by more tokens; the
+ * 6 int32 sums, 6 f32 accumulators and 2 weight vectors fit the 16 ymm
+ * registers) ran ~5% faster than 4 at T = 32..40 on Zen 3; 8 spilled the
+ * token pointers even with AVX-512's 32 vector registers. */
+#define X8_TT 6
 typedef void (*x8_fn)(const uint8_t *w, int64_t K, const uint8_t *xa, size_t xs, float *y, int64_t ys);
 #define DEF_X8_ONE(PT, name, n) \
     NOINLINE void name##_##n(const uint8_t *w, int64_t K, const uint8_t *xa, size_t xs, float *y, int64_t ys) \
     { tile_x8(PT, n, w, K, xa, xs, y, ys); }
 #define DEF_X8(PT, name)                                                                         \
     DEF_X8_ONE(PT, name, 1) DEF_X8_ONE(PT, name, 2) DEF_X8_ONE(PT, name, 3) DEF_X8_ONE(PT, name, 4) \
-    static const x8_fn name[X8_TT] = { name##_1, name##_2, name##_3, name##_4 };
+    DEF_X8_ONE(PT, name, 5) DEF_X8_ONE(PT, name, 6) \
+    static const x8_fn name[X8_TT] = { name##_1, name##_2, name##_3, name##_4, name##_5, name##_6 };
 DEF_X8(FC_DTYPE_Q4_0_X8, x8_q4_0)
 DEF_X8(FC_DTYPE_Q4_1_X8, x8_q4_1)
 DEF_X8(FC_DTYPE_Q8_0_X8, x8_q8_0)
