@@ -13,7 +13,8 @@ APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libedit-dev python3-venv unzip
           libsqlite3-dev libssl-dev
           libjs-marked libjs-highlight.js libjs-katex fonts-katex node-dompurify
-          chromium chromium-driver)
+          chromium chromium-driver
+          libopenblas-dev)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

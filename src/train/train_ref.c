@@ -30,6 +30,7 @@
 #include "tensor/dtype.h"
 #include "tensor/ops.h"
 #include "sft_data.h"
+#include "train_fast.h"
 
 /* ---- the model ---- */
 
@@ -487,6 +488,10 @@ static void mm_fwd_fn(void *p, int ith, int nth)
 static void matmul_forward(fc_train_model *tm, float *out, const float *inp, const float *w,
                            const float *bias, long N, long IC, long OC)
 {
+    if (!tm->ref) {
+        fc_train_gemm_forward(tm->pool, out, inp, w, bias, N, IC, OC);
+        return;
+    }
     mm_ctx c = {.out = out, .inp = inp, .w = w, .bias = bias, .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
     par(tm, mm_fwd_fn, &c);
 }
@@ -539,6 +544,10 @@ static void mm_bwd_fn(void *p, int ith, int nth)
 static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, long N, long IC, long OC)
 {
+    if (!tm->ref) {
+        fc_train_gemm_backward(tm->pool, dinp, dw, db, dout, inp, w, N, IC, OC);
+        return;
+    }
     mm_ctx c = {.dinp = dinp, .dw = dw, .db = db, .dout = dout, .inp = inp, .w = w,
                 .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
     par(tm, mm_bwd_fn, &c);
