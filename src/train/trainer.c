@@ -480,6 +480,7 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
     }
     pool = fc_pool_new(a->n_threads);
     fc_train_model_set_pool(tm, pool);
+    fc_train_model_set_checkpointing(tm, a->gradient_checkpointing);
     if ((st = fc_adamw_init(&opt, tm, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay)) != FC_OK)
         goto done;
     if (mkdir(a->output_dir, 0755) != 0 && access(a->output_dir, W_OK) != 0) {
