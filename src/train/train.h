@@ -64,6 +64,8 @@ void fc_train_model_set_reference(fc_train_model *tm, bool ref);
  * activations before its gradient. Same gradients, bit for bit; activation
  * memory falls from L layers' to one layer's plus L inputs. Default off. */
 void fc_train_model_set_checkpointing(fc_train_model *tm, bool on);
+/* Bytes of the activation buffer the last pass allocated (0 before one). */
+size_t fc_train_model_activation_bytes(const fc_train_model *tm);
 
 /* Parameters in Hugging Face named_parameters() order. */
 int fc_train_model_n_params(const fc_train_model *tm);

@@ -347,6 +347,7 @@ const fc_model_config *fc_train_model_config(const fc_train_model *tm) { return 
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = pool; }
 void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
 void fc_train_model_set_checkpointing(fc_train_model *tm, bool on) { tm->ckpt = on; }
+size_t fc_train_model_activation_bytes(const fc_train_model *tm) { return tm->acts_cap * sizeof(float); }
 int fc_train_model_n_params(const fc_train_model *tm) { return tm->n_param; }
 const fc_train_param *fc_train_model_param(const fc_train_model *tm, int i)
 {
