@@ -13,10 +13,10 @@ APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libedit-dev python3-venv unzip
           libsqlite3-dev libssl-dev
           libjs-marked libjs-highlight.js libjs-katex fonts-katex node-dompurify
-          chromium chromium-driver
-          libopenblas-dev)
+          chromium chromium-driver)
 
 missing=()
+APT_PKGS+=(libopenblas-dev)   # the fast training path (src/train/train_fast.c)
 for p in "${APT_PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
