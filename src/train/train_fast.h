@@ -21,4 +21,14 @@ void fc_train_gemm_forward(fc_pool *pool, float *out, const float *inp, const fl
 void fc_train_gemm_backward(fc_pool *pool, float *dinp, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, long N, long IC, long OC);
 
+/* Element-wise kernels of the fast path, with a vectorized e^x (about 1 ulp
+ * from expf):
+ * fc_train_softmax_row: z = exp(z - max z) in place; returns their sum (in
+ * double) and sets *lse = log(sum exp(z)) of the input row. */
+double fc_train_softmax_row(float *z, long n, double *lse);
+void fc_train_scale(float *z, float k, long n);
+/* h = silu(g) * u, and its backward: dg, du (overwritten) from dh. */
+void fc_train_silu_mul(float *h, const float *g, const float *u, long n);
+void fc_train_silu_mul_backward(float *dg, float *du, const float *dh, const float *g, const float *u, long n);
+
 #endif

@@ -723,6 +723,7 @@ typedef struct ce_ctx {
     long N, V;
     double inv_denom;
     bool grad;
+    bool ref;            /* the reference loops (double exp) */
     double *loss;        /* (nth) partial sums */
 } ce_ctx;
 
@@ -739,6 +740,18 @@ static void ce_fn(void *p, int ith, int nth)
         const int32_t y = t + 1 < c->T ? c->labels[n + 1] : FC_IGNORE_INDEX;
         if (y == FC_IGNORE_INDEX) {
             if (c->grad) memset(z, 0, (size_t)c->V * sizeof(float));
+            continue;
+        }
+        if (!c->ref) {
+            /* fast: one vectorized exp pass, then the scale */
+            const float zy = z[y];
+            double lse;
+            const double se = fc_train_softmax_row(z, c->V, &lse);
+            sum += lse - zy;
+            if (c->grad) {
+                fc_train_scale(z, (float)(c->inv_denom / se), c->V);
+                z[y] -= (float)c->inv_denom;
+            }
             continue;
         }
         float mx = -INFINITY;
@@ -1006,7 +1019,8 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
     lora_forward(tm, l, 4, a->n2, a->g, N);
     lora_forward(tm, l, 5, a->n2, a->u, N);
-    silu_mul(a->h, a->g, a->u, N * FF);
+    if (tm->ref) silu_mul(a->h, a->g, a->u, N * FF);
+    else fc_train_silu_mul(a->h, a->g, a->u, N * FF);
     matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
     lora_forward(tm, l, 6, a->h, xo, N);
     add(xo, xo, a->x2, N * C);
@@ -1055,7 +1069,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
 
     double part[256] = {0};
     ce_ctx cc = {.logits = tm->logits, .rows = tm->ref ? NULL : tm->rows, .M = M, .labels = labels, .T = T, .N = N, .V = V,
-                 .inv_denom = denom > 0 ? 1.0 / denom : 0.0, .grad = grad, .loss = part};
+                 .inv_denom = denom > 0 ? 1.0 / denom : 0.0, .grad = grad, .ref = tm->ref, .loss = part};
     FC_ASSERT(!tm->pool || fc_pool_size(tm->pool) <= 256);
     par(tm, ce_fn, &cc);
     double loss = 0;
@@ -1089,7 +1103,8 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         memset(tm->dh, 0, (size_t)(N * FF) * sizeof(float));
         matmul_backward(tm, tm->dh, fr ? NULL : gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
         lora_backward(tm, l, 6, a->h, tm->dx, tm->dh, N);
-        for (long i = 0; i < N * FF; i++) {
+        if (!tm->ref) fc_train_silu_mul_backward(tm->dg, tm->du, tm->dh, a->g, a->u, N * FF);
+        for (long i = 0; i < N * FF && tm->ref; i++) {
             const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
             tm->du[i] = tm->dh[i] * g * sg;
             tm->dg[i] = tm->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
