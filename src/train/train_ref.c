@@ -1157,15 +1157,46 @@ double fc_train_loss(fc_train_model *tm, const int32_t *ids, const int32_t *labe
     return run(tm, ids, labels, B, T, denom, false);
 }
 
+/* The squares of the gradients in double, in slices per thread (the sum is
+ * ordered by the thread count, as the kernels' sums are), then the scale. */
+typedef struct clip_ctx {
+    float *g;
+    size_t n;
+    double coef;          /* 0: sum the squares; else scale by it */
+    double part[256];
+} clip_ctx;
+
+static void clip_fn(void *p, int ith, int nth)
+{
+    clip_ctx *c = p;
+    long lo, hi;
+    fc_split_range((long)c->n, ith, nth, 64, &lo, &hi);
+    if (c->coef == 0) {
+        double s[4] = {0};
+        long i = lo;
+        for (; i + 4 <= hi; i += 4)
+            for (int j = 0; j < 4; j++) s[j] += (double)c->g[i + j] * c->g[i + j];
+        for (; i < hi; i++) s[0] += (double)c->g[i] * c->g[i];
+        c->part[ith] = (s[0] + s[1]) + (s[2] + s[3]);
+    } else {
+        for (long i = lo; i < hi; i++) c->g[i] = (float)(c->g[i] * c->coef);
+    }
+}
+
 double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm)
 {
+    clip_ctx c = {.g = tm->grads, .n = tm->n_floats};
+    FC_ASSERT(!tm->pool || fc_pool_size(tm->pool) <= 256);
+    par(tm, clip_fn, &c);
     double ss = 0;
-    for (size_t i = 0; i < tm->n_floats; i++) ss += (double)tm->grads[i] * tm->grads[i];
+    for (int i = 0; i < 256; i++) ss += c.part[i];
     const double norm = sqrt(ss);
     if (max_norm > 0) {
         const double coef = max_norm / (norm + 1e-6);
-        if (coef < 1.0)
-            for (size_t i = 0; i < tm->n_floats; i++) tm->grads[i] = (float)(tm->grads[i] * coef);
+        if (coef < 1.0) {
+            c.coef = coef;
+            par(tm, clip_fn, &c);
+        }
     }
     return norm;
 }
