@@ -287,6 +287,17 @@ if [ "${BENCH_FAMILIES:-1}" = 1 ]; then
         log "families benchmark failed (log: $OUT/logs/bench_families.log)"
     fi
 fi
+# ---- 6d. training speed: fastchat train against torch (full fine-tune and LoRA) ----
+# BENCH_TRAIN_SPEED=0 skips it; the torch side needs BENCH_TORCH_PYTHON (scripts/bench_train.sh)
+if [ "${BENCH_TRAIN_SPEED:-1}" = 1 ]; then
+    log "training speed (scripts/bench_train.sh)"
+    if timeout "$((3 * TIMEOUT))" scripts/bench_train.sh "$BIN" >"$OUT/train_speed.txt" 2>"$OUT/logs/bench_train.log"; then
+        { echo; echo '```'; cat "$OUT/train_speed.txt"; echo '```'; } >> "$OUT/results.md"
+        cat "$OUT/train_speed.txt"
+    else
+        log "training speed benchmark failed (log: $OUT/logs/bench_train.log)"
+    fi
+fi
 # ---- 7. serving: the HTTP API against llama-server at 1, 4, 16 and 64 clients ----
 if [ "${BENCH_SERVE:-1}" = 1 ]; then
     log "serving (scripts/bench_serve.sh)"

@@ -17,6 +17,7 @@ APT_PKGS=(build-essential pkg-config clang libclang-rt-14-dev
           libopenmpi-dev openmpi-bin)
 
 missing=()
+APT_PKGS+=(libopenblas-dev)   # the fast training path (src/train/train_fast.c)
 for p in "${APT_PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done

@@ -133,10 +133,13 @@ int fc_cmd_train(int argc, char **argv)
         {"--per-device-eval-batch-size", FC_FLAG_INT, &a.per_device_eval_batch_size,
          .min = 1, .max = 65536, .metavar = "N", .help = "examples per eval batch (8)"},
         {"--seed", FC_FLAG_UINT64, &a.seed, .metavar = "S", .help = "shuffle seed (42)"},
+        {"--gradient-checkpointing", FC_FLAG_FUNC, &a.gradient_checkpointing, .metavar = "BOOL",
+         .fn = parse_bool, .help = "recompute each layer's activations in the backward pass:\n"
+                                   "less memory, same gradients (False)"},
         {"--threads", FC_FLAG_INT, &a.n_threads,
          .min = 0, .max = 4096, .metavar = "N", .help = "CPU threads (all)"},
         /* FastChat / TrainingArguments flags with no effect here */
-        {"--bf16|--fp16|--tf32|--lazy-preprocess|--gradient-checkpointing|--fsdp|"
+        {"--bf16|--fp16|--tf32|--lazy-preprocess|--fsdp|"
          "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|"
          "--evaluation-strategy|--eval-strategy|--do-eval|--logging-steps|--report-to|--cache-dir|--optim|"
          "--padding-side|--trust-remote-code|--deepspeed|--ddp-timeout|--dataloader-num-workers",
@@ -148,7 +151,7 @@ int fc_cmd_train(int argc, char **argv)
         .about = "supervised fine-tuning on conversations, as FastChat's train.py: the vicuna\n"
                  "template, loss on the assistant replies only, AdamW, f32 on the CPU\n",
         .flags = flags,
-        .footer = "FastChat's --bf16, --tf32, --fsdp, --lazy-preprocess, --gradient-checkpointing, ...\n"
+        .footer = "FastChat's --bf16, --tf32, --fsdp, --lazy-preprocess, ...\n"
                   "are accepted and ignored.\n",
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);

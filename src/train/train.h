@@ -21,7 +21,7 @@
  * size, FF MLP width, L layers; N = B * T rows.
  *
  * LoRA adapters (fc_train_model_add_lora) train over a frozen base.
- * Not done: bf16 compute, gradient checkpointing, QLoRA, sliding window.
+ * Not done: bf16 compute, QLoRA, sliding window.
  * Threads: one fc_train_model is used by one thread at a time; it runs its
  * kernels on the fc_pool given to fc_train_model_set_pool (optional).
  */
@@ -59,6 +59,13 @@ void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool);
  * oracle); false (default): the engine's f32 kernels (tensor/ops.h) with
  * blocked backward loops. Both are tested against torch. */
 void fc_train_model_set_reference(fc_train_model *tm, bool ref);
+/* Gradient checkpointing (transformers' gradient_checkpointing_enable): the
+ * forward keeps only each layer's input; the backward recomputes the layer's
+ * activations before its gradient. Same gradients, bit for bit; activation
+ * memory falls from L layers' to one layer's plus L inputs. Default off. */
+void fc_train_model_set_checkpointing(fc_train_model *tm, bool on);
+/* Bytes of the activation buffer the last pass allocated (0 before one). */
+size_t fc_train_model_activation_bytes(const fc_train_model *tm);
 
 /* Parameters in Hugging Face named_parameters() order. */
 int fc_train_model_n_params(const fc_train_model *tm);
@@ -231,6 +238,7 @@ typedef struct fc_trainer_args {
     double lora_alpha;           /* 16 */
     double lora_dropout;         /* 0.05 */
     const char *lora_target_modules; /* "q_proj,v_proj" */
+    bool gradient_checkpointing; /* false: fc_train_model_set_checkpointing */
 } fc_trainer_args;
 
 void fc_trainer_args_default(fc_trainer_args *a);

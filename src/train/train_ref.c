@@ -30,6 +30,7 @@
 #include "tensor/dtype.h"
 #include "tensor/ops.h"
 #include "sft_data.h"
+#include "train_fast.h"
 
 /* ---- the model ---- */
 
@@ -72,6 +73,8 @@ struct fc_train_model {
     model_w w, gw;             /* pointers into params and grads */
     fc_pool *pool;             /* borrowed, may be NULL */
     bool ref;                  /* matmuls by the scalar reference loops */
+    bool ckpt;                 /* gradient checkpointing: keep each layer's input only */
+    int act_ckpt;              /* the ckpt setting the activations were carved for */
     /* activations for act_B x act_T tokens */
     int act_B, act_T;
     float *acts;
@@ -81,6 +84,7 @@ struct fc_train_model {
     float *logits;             /* (N, V); dlogits in place during backward */
     float *dx, *dn, *dq, *dk, *dv, *dao, *dg, *du, *dh; /* backward scratch */
     float *rope_cos, *rope_sin; /* (T, HS/2) */
+    int32_t *rows;             /* (N) positions with a label (the fast path's packed logits) */
     /* LoRA (fc_train_model_add_lora): when set, param/n_param/n_floats/
      * params/grads above are the adapters' and the base's are kept here */
     struct lora *lora;
@@ -293,6 +297,8 @@ static void free_acts(fc_train_model *tm)
     free(tm->la);
     free(tm->rope_cos);
     free(tm->rope_sin);
+    free(tm->rows);
+    tm->rows = NULL;
     tm->acts = NULL;
     tm->la = NULL;
     tm->rope_cos = tm->rope_sin = NULL;
@@ -340,6 +346,8 @@ void fc_train_model_free(fc_train_model *tm)
 const fc_model_config *fc_train_model_config(const fc_train_model *tm) { return &tm->cfg; }
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = pool; }
 void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
+void fc_train_model_set_checkpointing(fc_train_model *tm, bool on) { tm->ckpt = on; }
+size_t fc_train_model_activation_bytes(const fc_train_model *tm) { return tm->acts_cap * sizeof(float); }
 int fc_train_model_n_params(const fc_train_model *tm) { return tm->n_param; }
 const fc_train_param *fc_train_model_param(const fc_train_model *tm, int i)
 {
@@ -388,13 +396,16 @@ static void rope_tables(fc_train_model *tm, int T)
 
 static bool ensure_acts(fc_train_model *tm, int B, int T)
 {
-    if (tm->acts && tm->act_B == B && tm->act_T == T) return true;
+    if (tm->acts && tm->act_B == B && tm->act_T == T && tm->act_ckpt == (int)tm->ckpt) return true;
     const fc_model_config *c = &tm->cfg;
     const size_t N = (size_t)B * T, C = c->n_embd, Q = (size_t)c->n_head * c->head_dim,
                  KVD = (size_t)c->n_head_kv * c->head_dim, FF = c->n_ff, V = c->n_vocab;
     const size_t ATT = (size_t)B * c->n_head * T * T;
     size_t per_layer = N * C * 4 + N * 2 + N * Q * 2 + N * KVD * 2 + ATT + N * FF * 3;
-    size_t total = per_layer * c->n_layer + N * C * 2 + N + N * V +
+    /* checkpointing: every layer keeps its input x; the rest is one set that
+     * each layer's forward overwrites and the backward recomputes */
+    const bool ck = tm->ckpt;
+    size_t total = (ck ? N * C * c->n_layer + (per_layer - N * C) : per_layer * c->n_layer) + N * C * 2 + N + N * V +
                    N * C * 2 + N * Q * 2 + N * KVD * 2 + N * FF * 3 ;
     /* batches of another shape re-carve the same buffer when it is big enough
      * (the trainer trims each batch to its longest example) */
@@ -412,9 +423,17 @@ static bool ensure_acts(fc_train_model *tm, int B, int T)
     if (!tm->la) tm->la = fc_xcalloc((size_t)c->n_layer, sizeof(layer_a));
     float *p = tm->acts;
 #define TAKE(n) (p += (n), p - (n))
+    for (int l = 0; l < c->n_layer; l++) tm->la[l].x = ck ? TAKE(N * C) : NULL;
     for (int l = 0; l < c->n_layer; l++) {
         layer_a *a = &tm->la[l];
-        a->x = TAKE(N * C); a->n1 = TAKE(N * C); a->r1 = TAKE(N);
+        if (ck && l > 0) {
+            float *x = a->x;
+            *a = tm->la[0];
+            a->x = x;
+            continue;
+        }
+        if (!ck) a->x = TAKE(N * C);
+        a->n1 = TAKE(N * C); a->r1 = TAKE(N);
         a->q = TAKE(N * Q); a->k = TAKE(N * KVD); a->v = TAKE(N * KVD);
         a->att = TAKE(ATT); a->ao = TAKE(N * Q); a->x2 = TAKE(N * C);
         a->n2 = TAKE(N * C); a->r2 = TAKE(N);
@@ -427,8 +446,11 @@ static bool ensure_acts(fc_train_model *tm, int B, int T)
 #undef TAKE
     FC_ASSERT((size_t)(p - tm->acts) == total);
     rope_tables(tm, T);
+    free(tm->rows);
+    tm->rows = fc_xmalloc(N * sizeof(int32_t));
     tm->act_B = B;
     tm->act_T = T;
+    tm->act_ckpt = ck;
     return true;
 }
 
@@ -487,6 +509,10 @@ static void mm_fwd_fn(void *p, int ith, int nth)
 static void matmul_forward(fc_train_model *tm, float *out, const float *inp, const float *w,
                            const float *bias, long N, long IC, long OC)
 {
+    if (!tm->ref) {
+        fc_train_gemm_forward(tm->pool, out, inp, w, bias, N, IC, OC);
+        return;
+    }
     mm_ctx c = {.out = out, .inp = inp, .w = w, .bias = bias, .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
     par(tm, mm_fwd_fn, &c);
 }
@@ -539,6 +565,10 @@ static void mm_bwd_fn(void *p, int ith, int nth)
 static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, long N, long IC, long OC)
 {
+    if (!tm->ref) {
+        fc_train_gemm_backward(tm->pool, dinp, dw, db, dout, inp, w, N, IC, OC);
+        return;
+    }
     mm_ctx c = {.dinp = dinp, .dw = dw, .db = db, .dout = dout, .inp = inp, .w = w,
                 .N = N, .IC = IC, .OC = OC, .ref = tm->ref};
     par(tm, mm_bwd_fn, &c);
@@ -685,12 +715,15 @@ static void att_bwd_fn(void *p, int ith, int nth)
 /* ---- cross-entropy over the shifted labels ---- */
 
 typedef struct ce_ctx {
-    float *logits;       /* (N, V), replaced by dlogits when grad */
+    float *logits;       /* (N, V), replaced by dlogits when grad; with rows: (M, V) */
+    const int32_t *rows; /* NULL, or the position of each of the M logits rows */
+    long M;
     const int32_t *labels;
     int T;
     long N, V;
     double inv_denom;
     bool grad;
+    bool ref;            /* the reference loops (double exp) */
     double *loss;        /* (nth) partial sums */
 } ce_ctx;
 
@@ -698,14 +731,27 @@ static void ce_fn(void *p, int ith, int nth)
 {
     ce_ctx *c = p;
     long lo, hi;
-    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+    fc_split_range(c->rows ? c->M : c->N, ith, nth, 1, &lo, &hi);
     double sum = 0;
-    for (long n = lo; n < hi; n++) {
-        float *z = c->logits + n * c->V;
+    for (long m = lo; m < hi; m++) {
+        const long n = c->rows ? c->rows[m] : m;
+        float *z = c->logits + m * c->V;
         const int t = (int)(n % c->T);
         const int32_t y = t + 1 < c->T ? c->labels[n + 1] : FC_IGNORE_INDEX;
         if (y == FC_IGNORE_INDEX) {
             if (c->grad) memset(z, 0, (size_t)c->V * sizeof(float));
+            continue;
+        }
+        if (!c->ref) {
+            /* fast: one vectorized exp pass, then the scale */
+            const float zy = z[y];
+            double lse;
+            const double se = fc_train_softmax_row(z, c->V, &lse);
+            sum += lse - zy;
+            if (c->grad) {
+                fc_train_scale(z, (float)(c->inv_denom / se), c->V);
+                z[y] -= (float)c->inv_denom;
+            }
             continue;
         }
         float mx = -INFINITY;
@@ -945,6 +991,41 @@ void fc_train_lora_set_calls(fc_train_model *tm, uint64_t calls)
     if (tm->lora) tm->lora->calls = calls;
 }
 
+/* One decoder layer's forward from tm->la[l].x, keeping its activations in
+ * tm->la[l]; the layer's output goes to xo. */
+static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
+{
+    const fc_model_config *cfg = &tm->cfg;
+    const long N = (long)B * T, C = cfg->n_embd, FF = cfg->n_ff;
+    const long Q = (long)cfg->n_head * cfg->head_dim, KVD = (long)cfg->n_head_kv * cfg->head_dim;
+    layer_a *a = &tm->la[l];
+    const layer_w *w = &tm->w.layer[l];
+    rmsnorm_forward(a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
+    matmul_forward(tm, a->q, a->n1, w->wq, w->bq, N, C, Q);
+    matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
+    matmul_forward(tm, a->v, a->n1, w->wv, w->bv, N, C, KVD);
+    lora_forward(tm, l, 0, a->n1, a->q, N);
+    lora_forward(tm, l, 1, a->n1, a->k, N);
+    lora_forward(tm, l, 2, a->n1, a->v, N);
+    rope_apply(tm, a->q, N, T, cfg->n_head, false);
+    rope_apply(tm, a->k, N, T, cfg->n_head_kv, false);
+    att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T};
+    par(tm, att_fwd_fn, &ac);
+    matmul_forward(tm, a->x2, a->ao, w->wo, NULL, N, Q, C);
+    lora_forward(tm, l, 3, a->ao, a->x2, N);
+    add(a->x2, a->x2, a->x, N * C);
+    rmsnorm_forward(a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
+    matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
+    matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
+    lora_forward(tm, l, 4, a->n2, a->g, N);
+    lora_forward(tm, l, 5, a->n2, a->u, N);
+    if (tm->ref) silu_mul(a->h, a->g, a->u, N * FF);
+    else fc_train_silu_mul(a->h, a->g, a->u, N * FF);
+    matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
+    lora_forward(tm, l, 6, a->h, xo, N);
+    add(xo, xo, a->x2, N * C);
+}
+
 static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
                   double denom, bool grad)
 {
@@ -968,40 +1049,27 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
     /* forward */
     for (long n = 0; n < N; n++)
         memcpy(tm->la[0].x + n * C, tm->w.tok_embd + (long)ids[n] * C, (size_t)C * sizeof(float));
-    for (int l = 0; l < L; l++) {
-        layer_a *a = &tm->la[l];
-        const layer_w *w = &tm->w.layer[l];
-        rmsnorm_forward(a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
-        matmul_forward(tm, a->q, a->n1, w->wq, w->bq, N, C, Q);
-        matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
-        matmul_forward(tm, a->v, a->n1, w->wv, w->bv, N, C, KVD);
-        lora_forward(tm, l, 0, a->n1, a->q, N);
-        lora_forward(tm, l, 1, a->n1, a->k, N);
-        lora_forward(tm, l, 2, a->n1, a->v, N);
-        rope_apply(tm, a->q, N, T, cfg->n_head, false);
-        rope_apply(tm, a->k, N, T, cfg->n_head_kv, false);
-        att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T};
-        par(tm, att_fwd_fn, &ac);
-        matmul_forward(tm, a->x2, a->ao, w->wo, NULL, N, Q, C);
-        lora_forward(tm, l, 3, a->ao, a->x2, N);
-        add(a->x2, a->x2, a->x, N * C);
-        rmsnorm_forward(a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
-        matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
-        matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
-        lora_forward(tm, l, 4, a->n2, a->g, N);
-        lora_forward(tm, l, 5, a->n2, a->u, N);
-        silu_mul(a->h, a->g, a->u, N * FF);
-        float *xo = l + 1 < L ? tm->la[l + 1].x : tm->xf;
-        matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
-        lora_forward(tm, l, 6, a->h, xo, N);
-        add(xo, xo, a->x2, N * C);
-    }
+    for (int l = 0; l < L; l++) layer_forward(tm, l, B, T, l + 1 < L ? tm->la[l + 1].x : tm->xf);
     rmsnorm_forward(tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
-    matmul_forward(tm, tm->logits, tm->nf, tm->w.output, NULL, N, C, V);
+    /* the fast path computes the logits of the rows with a label only (the
+     * others add nothing to the loss or the gradient): their normed rows are
+     * packed into dn, which is free until the backward needs it */
+    long M = N;
+    if (!tm->ref) {
+        M = 0;
+        for (long n = 0; n < N; n++)
+            if ((int)(n % T) + 1 < T && labels[n + 1] != FC_IGNORE_INDEX) {
+                tm->rows[M] = (int32_t)n;
+                memcpy(tm->dn + M * C, tm->nf + n * C, (size_t)C * sizeof(float));
+                M++;
+            }
+    }
+    const float *lm_in = tm->ref ? tm->nf : tm->dn;
+    matmul_forward(tm, tm->logits, lm_in, tm->w.output, NULL, M, C, V);
 
     double part[256] = {0};
-    ce_ctx cc = {.logits = tm->logits, .labels = labels, .T = T, .N = N, .V = V,
-                 .inv_denom = denom > 0 ? 1.0 / denom : 0.0, .grad = grad, .loss = part};
+    ce_ctx cc = {.logits = tm->logits, .rows = tm->ref ? NULL : tm->rows, .M = M, .labels = labels, .T = T, .N = N, .V = V,
+                 .inv_denom = denom > 0 ? 1.0 / denom : 0.0, .grad = grad, .ref = tm->ref, .loss = part};
     FC_ASSERT(!tm->pool || fc_pool_size(tm->pool) <= 256);
     par(tm, ce_fn, &cc);
     double loss = 0;
@@ -1011,19 +1079,32 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
     const bool fr = tm->frozen;
 
     /* backward: dlogits sit in tm->logits */
-    memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
-    matmul_backward(tm, tm->dn, fr ? NULL : tm->gw.output, NULL, tm->logits, tm->nf, tm->w.output, N, C, V);
+    if (tm->ref) {
+        memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
+        matmul_backward(tm, tm->dn, fr ? NULL : tm->gw.output, NULL, tm->logits, tm->nf, tm->w.output, N, C, V);
+    } else {
+        /* packed rows: their gradient into dx, then spread over dn */
+        memset(tm->dx, 0, (size_t)(M * C) * sizeof(float));
+        matmul_backward(tm, tm->dx, fr ? NULL : tm->gw.output, NULL, tm->logits, tm->dn, tm->w.output, M, C, V);
+        memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
+        for (long m = 0; m < M; m++)
+            memcpy(tm->dn + (long)tm->rows[m] * C, tm->dx + m * C, (size_t)C * sizeof(float));
+    }
     memset(tm->dx, 0, (size_t)(N * C) * sizeof(float));
     rmsnorm_backward(tm->dx, fr ? NULL : tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
     for (int l = L - 1; l >= 0; l--) {
         layer_a *a = &tm->la[l];
         const layer_w *w = &tm->w.layer[l];
         layer_w *gw = &tm->gw.layer[l];
+        /* checkpointing: this layer's activations again (its output, already
+         * consumed, goes to the free dn scratch) */
+        if (tm->ckpt) layer_forward(tm, l, B, T, tm->dn);
         /* MLP: dx is the gradient of the layer output = of the residual x2 */
         memset(tm->dh, 0, (size_t)(N * FF) * sizeof(float));
         matmul_backward(tm, tm->dh, fr ? NULL : gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
         lora_backward(tm, l, 6, a->h, tm->dx, tm->dh, N);
-        for (long i = 0; i < N * FF; i++) {
+        if (!tm->ref) fc_train_silu_mul_backward(tm->dg, tm->du, tm->dh, a->g, a->u, N * FF);
+        for (long i = 0; i < N * FF && tm->ref; i++) {
             const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
             tm->du[i] = tm->dh[i] * g * sg;
             tm->dg[i] = tm->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
@@ -1076,15 +1157,46 @@ double fc_train_loss(fc_train_model *tm, const int32_t *ids, const int32_t *labe
     return run(tm, ids, labels, B, T, denom, false);
 }
 
+/* The squares of the gradients in double, in slices per thread (the sum is
+ * ordered by the thread count, as the kernels' sums are), then the scale. */
+typedef struct clip_ctx {
+    float *g;
+    size_t n;
+    double coef;          /* 0: sum the squares; else scale by it */
+    double part[256];
+} clip_ctx;
+
+static void clip_fn(void *p, int ith, int nth)
+{
+    clip_ctx *c = p;
+    long lo, hi;
+    fc_split_range((long)c->n, ith, nth, 64, &lo, &hi);
+    if (c->coef == 0) {
+        double s[4] = {0};
+        long i = lo;
+        for (; i + 4 <= hi; i += 4)
+            for (int j = 0; j < 4; j++) s[j] += (double)c->g[i + j] * c->g[i + j];
+        for (; i < hi; i++) s[0] += (double)c->g[i] * c->g[i];
+        c->part[ith] = (s[0] + s[1]) + (s[2] + s[3]);
+    } else {
+        for (long i = lo; i < hi; i++) c->g[i] = (float)(c->g[i] * c->coef);
+    }
+}
+
 double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm)
 {
+    clip_ctx c = {.g = tm->grads, .n = tm->n_floats};
+    FC_ASSERT(!tm->pool || fc_pool_size(tm->pool) <= 256);
+    par(tm, clip_fn, &c);
     double ss = 0;
-    for (size_t i = 0; i < tm->n_floats; i++) ss += (double)tm->grads[i] * tm->grads[i];
+    for (int i = 0; i < 256; i++) ss += c.part[i];
     const double norm = sqrt(ss);
     if (max_norm > 0) {
         const double coef = max_norm / (norm + 1e-6);
-        if (coef < 1.0)
-            for (size_t i = 0; i < tm->n_floats; i++) tm->grads[i] = (float)(tm->grads[i] * coef);
+        if (coef < 1.0) {
+            c.coef = coef;
+            par(tm, clip_fn, &c);
+        }
     }
     return norm;
 }

@@ -1,0 +1,34 @@
+/*
+ * train_fast.h: the fast path's matrix products for train_ref.c: OpenBLAS
+ * f32 GEMMs (cblas_sgemm, single-threaded inside) split across the model's
+ * thread pool, so our threads and OpenBLAS's never compete for the cores.
+ *
+ * Shapes as train_ref.c: inp (N, IC), w (OC, IC) row-major (PyTorch's
+ * Linear.weight), out / dout (N, OC). Buffers are borrowed; pool may be NULL
+ * (everything on the calling thread).
+ */
+#ifndef FC_TRAIN_FAST_H
+#define FC_TRAIN_FAST_H
+
+#include "base/pool.h"
+
+/* out = inp @ w^T (+ bias when not NULL); out is overwritten. */
+void fc_train_gemm_forward(fc_pool *pool, float *out, const float *inp, const float *w,
+                           const float *bias, long N, long IC, long OC);
+
+/* dinp += dout @ w (when dinp), dw += dout^T @ inp (when dw),
+ * db += column sums of dout (when db). */
+void fc_train_gemm_backward(fc_pool *pool, float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, long N, long IC, long OC);
+
+/* Element-wise kernels of the fast path, with a vectorized e^x (about 1 ulp
+ * from expf):
+ * fc_train_softmax_row: z = exp(z - max z) in place; returns their sum (in
+ * double) and sets *lse = log(sum exp(z)) of the input row. */
+double fc_train_softmax_row(float *z, long n, double *lse);
+void fc_train_scale(float *z, float k, long n);
+/* h = silu(g) * u, and its backward: dg, du (overwritten) from dh. */
+void fc_train_silu_mul(float *h, const float *g, const float *u, long n);
+void fc_train_silu_mul_backward(float *dg, float *du, const float *dh, const float *g, const float *u, long n);
+
+#endif
