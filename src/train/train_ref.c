@@ -15,12 +15,16 @@
  * not needed: padding is on the right and its labels are ignored.
  *
  * The matrix products and attention run on the model's thread pool; the
- * rest is single-threaded and plain. The matrix products have two forms:
- * the scalar loops (the reference, fc_train_model_set_reference) and the
- * default that calls the engine's f32 kernel forward (tensor/ops.h
- * fc_matmul_exact, weight rows split across threads) and reads each weight
- * row once per block of 8 tokens backward. Both are checked against torch
- * autograd in tests/unit/test_train_ref.c.
+ * rest is single-threaded and plain. Two paths share this file: the
+ * reference (fc_train_model_set_reference: scalar loops, double exp in the
+ * cross-entropy, expf in SiLU) and the default fast path: OpenBLAS GEMMs
+ * split over the pool and vectorized exp kernels (train_fast.c), and the
+ * lm_head / cross-entropy computed for the labelled rows only (packed).
+ * Both are checked against torch autograd (tests/unit/test_train_ref.c,
+ * test_train_lora.c) and against each other within 1e-5
+ * (test_train_fast.c). Gradient checkpointing
+ * (fc_train_model_set_checkpointing) keeps each layer's input and
+ * recomputes the layer (layer_forward) before its backward.
  */
 #include "train.h"
 

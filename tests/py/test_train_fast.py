@@ -19,17 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from conftest import DATA, run_fastchat
-
-CONVS = [
-    {"id": "a", "conversations": [
-        {"from": "human", "value": "Who are you?"},
-        {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
-    {"id": "b", "conversations": [
-        {"from": "human", "value": "What is your name?"},
-        {"from": "gpt", "value": "My name is Zorblax."},
-        {"from": "human", "value": "Who made you?"},
-        {"from": "gpt", "value": "The C team made me."}]},
-]
+from test_train import CONVS  # the identity conversations
 
 
 def step_lines(stdout):
