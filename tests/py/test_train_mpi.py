@@ -240,8 +240,10 @@ def test_peak_rss_per_process(fastchat_bin, work, figures):
             f"per process)")
     assert abs(opt[2][1] - full) < 0.5 and abs(opt[2][0] - full / 2) < 0.5, opt
     # each of the 2 processes holds half the moments: it peaks lower than the lone one
-    # (by about full / 2, less MPI's own buffers)
-    assert max(rss[2]) < rss[1][0], rss
+    # (by about full / 2, less MPI's own buffers); not under ASan, whose quarantine
+    # of freed blocks (MPI's many included) and shadow memory make the RSS its own
+    if not sanitized():
+        assert max(rss[2]) < rss[1][0], rss
     # 13.8M floats: the collectives ran in 14 chunks (dist.c CHUNK); the runs still agree
     h1, h2 = history(root / "rss1"), history(root / "rss2")
     assert all(h["loss"] is not None for h in h1 + h2), h2  # every step trained
