@@ -18,7 +18,9 @@
  *        attention / final logit soft-caps 50 / 30
  *   phi3 Phi-3-mini with 10 of its 32 layers (1.3B): C=3072, NH=NKV=32,
  *        FF=8192, V=32064, general.architecture phi3: fused blk.N.attn_qkv
- *        and blk.N.ffn_up (gate and up, 2 * FF rows), sliding window 2047
+ *        and blk.N.ffn_up (gate and up, 2 * FF rows), sliding window 2047,
+ *        token 32000 "<|endoftext|>" (control), which llama.cpp requires of
+ *        a model named phi3
  * Every matrix (token_embd and output included) takes the requested type
  * (q4_0, q4_1, q8_0, f16, ...); norms are f32 ones.
  *
@@ -302,10 +304,11 @@ int main(int argc, char **argv)
         else if (i == 1) snprintf(buf, sizeof buf, "<s>");
         else if (i == 2) snprintf(buf, sizeof buf, "</s>");
         else if (i < 3 + 256) snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
+        else if (phi3 && i == 32000) snprintf(buf, sizeof buf, "<|endoftext|>"); /* llama.cpp looks it up by name */
         else snprintf(buf, sizeof buf, "t%d", i);
         tok[i] = fc_xstrdup(buf);
         /* llama.cpp token types: 1 normal, 2 unknown, 3 control, 6 byte */
-        ttype[i] = i == 0 ? 2 : i < 3 ? 3 : i < 3 + 256 ? 6 : 1;
+        ttype[i] = i == 0 ? 2 : i < 3 ? 3 : i < 3 + 256 ? 6 : (phi3 && i == 32000) ? 3 : 1;
     }
     fc_gguf_writer_set_str(gw, "tokenizer.ggml.model", "llama", 5);
     fc_gguf_writer_set_arr_str(gw, "tokenizer.ggml.tokens", (const char *const *)tok, NULL, (uint64_t)V);
