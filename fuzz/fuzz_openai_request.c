@@ -1,6 +1,6 @@
 /*
  * fuzz_openai_request.c: libFuzzer target for the OpenAI API's request
- * parsing and validation (src/serve/openai_api.c, through
+ * parsing and validation (src/serve/openai_request.c, through
  * fc_openai_api_check_request): chat completions, completions, FastChat's
  * /api/v1/chat/completions and embeddings bodies, the chat rendering with a
  * conversation template, and the worker requests built from them.

@@ -145,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
         bool msgs_ok = cJSON_IsArray(msgs);
         const cJSON *m;
-        cJSON_ArrayForEach(m, msgs) { /* what check_messages in openai_api.c guarantees */
+        cJSON_ArrayForEach(m, msgs) { /* what check_messages in openai_request.c guarantees */
             msgs_ok = msgs_ok && cJSON_IsObject(m) && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "role"));
         }
         if (msgs_ok) {

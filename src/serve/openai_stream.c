@@ -124,6 +124,17 @@ static void job_fail(job *j, const char *text, int code)
     j->done = true;
 }
 
+/* Holds a finish event (takes ev) until every choice has ended. */
+static void defer_event(job *j, cJSON *ev)
+{
+    char *s = json_print(ev);
+    cJSON_Delete(ev);
+    fc_str_puts(&j->deferred, "data: ");
+    fc_str_puts(&j->deferred, s);
+    fc_str_puts(&j->deferred, "\n\n");
+    free(s);
+}
+
 /* The parser's events as OpenAI's chunks: content deltas, then per call a
  * chunk with index, id, type, name and arguments "", then argument
  * fragments. */
@@ -168,13 +179,7 @@ static bool job_tool_chunk(job *j, const char *delta, const char *finish, const 
         const char *f = !strcmp(finish, "stop") && fc_tool_parser_n_calls(j->tp) ? "tool_calls" : finish;
         int lp_from = j->lp_sent; /* what no event took yet */
         if (j->tool_lp_to > j->lp_sent) j->lp_sent = j->tool_lp_to;
-        cJSON *ev = choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, f);
-        char *s2 = json_print(ev);
-        cJSON_Delete(ev);
-        fc_str_puts(&j->deferred, "data: ");
-        fc_str_puts(&j->deferred, s2);
-        fc_str_puts(&j->deferred, "\n\n");
-        free(s2);
+        defer_event(j, choice_event(j, NULL, NULL, j->tool_lp, lp_from, j->lp_sent, f));
     }
     if (finish) j->saw_finish = true;
     return !j->client_gone;
@@ -231,12 +236,7 @@ static bool job_chunk(job *j, const char *s, size_t n)
                 ev = choice_event(j, NULL, NULL, lp, j->lp_sent, lp_to, finish);
             }
             j->lp_sent = lp_to;
-            char *s2 = json_print(ev);
-            cJSON_Delete(ev);
-            fc_str_puts(&j->deferred, "data: ");
-            fc_str_puts(&j->deferred, s2);
-            fc_str_puts(&j->deferred, "\n\n");
-            free(s2);
+            defer_event(j, ev);
         }
         if (finish) j->saw_finish = true;
         return true;
