@@ -711,7 +711,8 @@ static void after_logits(fc_engine *e, req *r, float *row)
         if (check_stop(r, &safe)) fin = FC_FINISH_STOP, by_string = true;
         if (fin == FC_FINISH_NONE && g_end) fin = FC_FINISH_STOP;
     }
-    if (fin == FC_FINISH_NONE && (r->n_gen >= r->max_new || r->n_tokens >= e->n_ctx)) fin = FC_FINISH_LENGTH;
+    /* (a T5 decoder's length is its own: only max_new bounds it) */
+    if (fin == FC_FINISH_NONE && (r->n_gen >= r->max_new || (r->n_tokens >= e->n_ctx && !e->t5))) fin = FC_FINISH_LENGTH;
     if (fin != FC_FINISH_NONE) {
         /* the last event carries the token and everything still unsent:
          * a held-back stop-string prefix, and bytes of an unfinished
@@ -1105,12 +1106,15 @@ uint64_t fc_engine_submit(fc_engine *e, const fc_gen_request *q, fc_engine_cb cb
     r->max_new = q->max_new_tokens;
     r->logprobs = q->logprobs;
     r->sampler = fc_sampler_new(&q->sampling, e->V);
-    int n = q->n_prompt, skip = q->truncate ? fc_engine_prompt_skip(n, q->max_new_tokens, e->n_ctx) : 0;
+    /* encoder-decoder models keep the last n_ctx prompt tokens (their
+     * max_src_len): the answer does not share the encoder's context */
+    int n = q->n_prompt;
+    int skip = q->truncate ? fc_engine_prompt_skip(n, e->t5 ? -1 : q->max_new_tokens, e->n_ctx) : 0;
     for (int i = skip; i < n; i++) push_token(r, q->prompt[i]);
     r->n_prompt = r->n_tokens;
     fc_sampler_add_prompt(r->sampler, r->tokens, r->n_tokens);
     if (r->n_prompt == 0) r->error = "the prompt is empty";
-    else if (r->n_prompt >= e->n_ctx) r->error = "the prompt is longer than the model's context";
+    else if (r->n_prompt > e->n_ctx - (e->t5 ? 0 : 1)) r->error = "the prompt is longer than the model's context";
     else if (q->max_new_tokens <= 0) r->error = "max_new_tokens must be positive";
     for (int i = 0; i < r->n_prompt && !r->error; i++)
         if (r->tokens[i] < 0 || r->tokens[i] >= e->V) r->error = "a prompt token id is outside the vocabulary";

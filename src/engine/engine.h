@@ -129,7 +129,8 @@ typedef void (*fc_engine_cb)(const fc_gen_event *ev, void *user);
  * leading tokens of an n_prompt-token prompt to drop so that the last
  * n_ctx - max_new_tokens - 1 (at least 1) are kept; 0 when it fits. Used by
  * fc_engine_submit (fc_gen_request.truncate) and by the worker, which cuts
- * before submitting so that echo shows what is kept. */
+ * before submitting so that echo shows what is kept. max_new_tokens -1
+ * keeps the last n_ctx (encoder-decoder models). */
 int fc_engine_prompt_skip(int n_prompt, int max_new_tokens, int n_ctx);
 
 /* Queues a request; returns its id (> 0). Every request gets exactly one

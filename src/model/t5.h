@@ -13,9 +13,10 @@
  * The forward pass is the plain reference (weights read in their stored type
  * through fc_matmul_exact, f32 activations) or the fast mode of the matrix
  * kernels (fc_t5_run), its matrix products split by rows over an optional
- * fc_pool; it is not yet in the engine's batch.
+ * fc_pool. fc_engine_new_t5 (engine/engine.h) serves T5 requests with it;
+ * the tokenizer is tokenizer.h's (Unigram, tokenizer.json or spiece.model).
  *
- * Does not: packed weights, the engine's paged cache, the T5 tokenizer.
+ * Does not: packed weights, the engine's paged cache.
  */
 #ifndef FC_T5_H
 #define FC_T5_H

@@ -168,6 +168,10 @@ static int cmp_rank(const void *a, const void *b)
 
 char *fc_tokenizer_to_hf_json(const fc_tokenizer *t, size_t *len)
 {
+    if (t->uni) {
+        FC_LOG_ERROR("%s: a Unigram tokenizer (T5): tokenizer.json export is not implemented", t->name);
+        return NULL;
+    }
     fc_str s = FC_STR_INIT;
     fc_str_puts(&s, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
     for (int i = 0; i < t->n_added; i++) {

@@ -10,6 +10,7 @@
  *   load_hf.c   tokenizer.json + tokenizer_config.json
  *   load_gguf.c tokenizer.ggml.* metadata
  *   spm_model.c SentencePiece tokenizer.model (protobuf), via load_gguf.c
+ *   unigram.c   the Unigram model, the Precompiled and sentencepiece normalizers
  *   export_gguf.c fc_tokenizer -> tokenizer.ggml.* metadata
  *   tokenizer.c the encode pipeline and the accessors of tokenizer.h
  */

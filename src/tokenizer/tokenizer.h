@@ -19,11 +19,16 @@
  * ("llama") vocabularies are encoded as sentencepiece and llama.cpp encode
  * them, which is Llama-2's own tokenizer.json shape.
  *
- * Not implemented: WordPiece/Unigram/WordLevel models, BPE dropout,
- * continuing_subword_prefix, the Precompiled/BertNormalizer/StripAccents
+ * The Unigram model (T5, Flan-T5, FastChat-T5: unigram.c) is read from a
+ * tokenizer.json (with its Precompiled normalizer) or from a SentencePiece
+ * spiece.model / tokenizer.model, encoded as `tokenizers` and `sentencepiece`
+ * respectively do (no byte fallback; not exported to GGUF or tokenizer.json).
+ *
+ * Not implemented: WordPiece/WordLevel models, BPE dropout,
+ * continuing_subword_prefix, the BertNormalizer/StripAccents
  * normalizers, BertPreTokenizer/Punctuation/UnicodeScripts/CharDelimiterSplit
  * pre-tokenizers, regex Replace decoders, pair encoding, truncation, padding,
- * offsets; SentencePiece tokenizer.model files of Unigram models. A file that
+ * offsets. A file that
  * needs one of them fails to load with a message naming it. Gemma GGUF files (whose vocabulary needs transformers' Gemma
  * fix-ups) load with a warning.
  *
@@ -56,9 +61,9 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name);
 /* Loads a Hugging Face folder: tokenizer.json, plus tokenizer_config.json
  * (add_bos_token/add_eos_token, bos/eos/pad/unk, chat_template) and
  * chat_template.jinja when present. A folder without tokenizer.json but with
- * a SentencePiece tokenizer.model (Llama-2, Vicuna) is read from that, as
- * fc_tokenizer_from_spm does, with tokenizer_config.json's settings and
- * added tokens. NULL on error (logged). */
+ * a SentencePiece tokenizer.model (Llama-2, Vicuna) or spiece.model (T5) is
+ * read from that, as fc_tokenizer_from_spm does, with tokenizer_config.json's
+ * settings and added tokens (added_tokens.json: FastChat-T5's "\n", " ", ...). NULL on error (logged). */
 fc_tokenizer *fc_tokenizer_from_hf(const char *dir);
 
 /* The same from memory: the text of a tokenizer.json and, when config_json is
@@ -67,11 +72,12 @@ fc_tokenizer *fc_tokenizer_from_hf(const char *dir);
 fc_tokenizer *fc_tokenizer_from_hf_json(const char *json, size_t len, const char *config_json,
                                         size_t config_len, const char *name);
 
-/* Builds the tokenizer of a SentencePiece BPE model file (tokenizer.model,
+/* Builds the tokenizer of a SentencePiece model file (tokenizer.model,
  * a serialized ModelProto) held in data[0..size): encodes as sentencepiece
- * does (what a GGUF "llama" vocabulary does, load_gguf.c). BOS is added, EOS
- * not (LlamaTokenizer's defaults). Unigram models are refused with a message;
- * so is anything malformed. Nothing is borrowed. NULL on error (logged). */
+ * does. BPE models as a GGUF "llama" vocabulary does (load_gguf.c), BOS
+ * added, EOS not (LlamaTokenizer's defaults); Unigram models (T5's
+ * spiece.model) through unigram.c with its charsmap normalization, EOS
+ * added, no BOS (T5Tokenizer's defaults). Anything malformed is refused. Nothing is borrowed. NULL on error (logged). */
 fc_tokenizer *fc_tokenizer_from_spm(const void *data, size_t size, const char *name);
 
 /* Opens `path`: a .gguf file, a Hugging Face folder or a Hub repo id in the

@@ -26,6 +26,9 @@
  * sentencepiece (path scores in f32; control, unknown and unused pieces are
  * not candidates; a user-defined piece scores length * max_score - 0.1).
  *
+ * A vocabulary without an unknown piece drops characters it cannot cover
+ * (tokenizers refuses to encode such text).
+ *
  * Not implemented: byte fallback (T5 has none; refused at load), sampling /
  * n-best encodings, sentencepiece's user-defined-symbol prefix matcher in the
  * normalizer (such pieces are still matched by the lattice), and
@@ -130,7 +133,11 @@ void tk_unigram_word(const fc_tokenizer *t, const char *s, size_t n, tk_ivec *ou
         starts[k] = node[e].start;
     }
     for (size_t i = 0; i < n_tok;) {
-        if (ids[i] != u->unk || u->unk < 0) {
+        if (ids[i] < 0) { /* an unknown character and no unk piece (tokenizers fails there): dropped */
+            i++;
+            continue;
+        }
+        if (ids[i] != u->unk) {
             tk_ivec_push(out, ids[i++]);
             continue;
         }
