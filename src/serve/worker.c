@@ -810,7 +810,7 @@ static void generate(const fc_http_request *req, fc_http_reply *rep, fc_worker *
         goto done;
     }
     /* FastChat's truncation, done here so that echo shows what is kept */
-    int skip = fc_engine_prompt_skip(n, p.r.max_new_tokens, m->n_ctx);
+    int skip = fc_engine_prompt_skip(n, m->t5 ? -1 : p.r.max_new_tokens, m->n_ctx); /* T5: max_src_len = n_ctx */
     p.r.prompt = ids + skip;
     p.r.n_prompt = n - skip;
 
