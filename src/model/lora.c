@@ -105,7 +105,7 @@ int fc_lora_n_shared_bases(void)
 /* ---- lora.h: the config reader, key names and merge arithmetic shared
  * with apply-lora (tools/weights.c) ---- */
 
-enum fc_status fc_lora_config_read(const char *dir, fc_lora_config *out)
+enum fc_status fc_lora_adapter_cfg_read(const char *dir, fc_lora_adapter_cfg *out)
 {
     memset(out, 0, sizeof *out);
     char p[4096];
@@ -179,7 +179,7 @@ done:
     return st;
 }
 
-void fc_lora_config_free(fc_lora_config *c)
+void fc_lora_adapter_cfg_free(fc_lora_adapter_cfg *c)
 {
     free(c->base);
     c->base = NULL;
@@ -204,7 +204,7 @@ bool fc_lora_key(const char *key, char *out, size_t len, char *which)
     return true;
 }
 
-void fc_lora_add_row(const fc_lora_config *c, const float *A, const float *B, int64_t in, int64_t row_index,
+void fc_lora_add_row(const fc_lora_adapter_cfg *c, const float *A, const float *B, int64_t in, int64_t row_index,
                      float *row, int64_t K)
 {
     const int64_t r = c->r;
@@ -253,7 +253,7 @@ static int merged_type(int t)
 
 /* W += scale * B @ A into a private copy of type merged_type(w->type)
  * (apply-lora's order of operations, lora.h) */
-static void *merge(const fc_tensor *w, const fc_tensor *la, const fc_tensor *lb, const fc_lora_config *c,
+static void *merge(const fc_tensor *w, const fc_tensor *la, const fc_tensor *lb, const fc_lora_adapter_cfg *c,
                    bool permuted_qk, int head_dim, int *out_type)
 {
     const int64_t K = w->ne[0], R = fc_tensor_nelem(w) / K, in = la->ne[0];
@@ -315,8 +315,8 @@ fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p)
         FC_LOG_ERROR("%s: --load-8bit with a LoRA adapter is not supported (merge it with apply-lora first)", dir);
         return NULL;
     }
-    fc_lora_config c;
-    if (fc_lora_config_read(dir, &c) != FC_OK) return NULL;
+    fc_lora_adapter_cfg c;
+    if (fc_lora_adapter_cfg_read(dir, &c) != FC_OK) return NULL;
     if (!c.base) {
         FC_LOG_ERROR("%s/adapter_config.json: no base_model_name_or_path: which base does the adapter belong to?", dir);
         return NULL;
@@ -401,12 +401,12 @@ fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p)
     if (n_requant)
         FC_LOG_INFO("%s: %d quantized matrices of the base dequantized, merged and kept as f16", dir, n_requant);
     fc_safetensors_free(st);
-    fc_lora_config_free(&c);
+    fc_lora_adapter_cfg_free(&c);
     return a;
 fail:
     fc_safetensors_free(st);
     if (a) fc_model_free(a);
     else if (b) fc_lora_base_release(b);
-    fc_lora_config_free(&c);
+    fc_lora_adapter_cfg_free(&c);
     return NULL;
 }

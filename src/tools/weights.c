@@ -46,7 +46,7 @@ typedef struct job {
     fc_safetensors *base, *other;
     out_tensor *t;
     int n;
-    fc_lora_config lora;       /* adapter_config.json (model/lora.h) */
+    fc_lora_adapter_cfg lora;       /* adapter_config.json (model/lora.h) */
     fc_weights_opts o;
 } job;
 
@@ -405,7 +405,7 @@ enum fc_status fc_weights_apply_lora(const char *base_spec, const char *lora_spe
     if (opts) j.o = *opts;
     enum fc_status st = FC_ERR_ARG;
     char *base_dir = resolve(base_spec), *lora_dir = base_dir ? resolve(lora_spec) : NULL;
-    if (!lora_dir || fc_lora_config_read(lora_dir, &j.lora) != FC_OK) goto done;
+    if (!lora_dir || fc_lora_adapter_cfg_read(lora_dir, &j.lora) != FC_OK) goto done;
     /* PEFT writes adapter_model.safetensors, or adapter_model.bin (a
      * torch.save state dict) with safe_serialization=False */
     char p[4096];
@@ -487,6 +487,6 @@ done:
     fc_safetensors_free(j.other);
     free(base_dir);
     free(lora_dir);
-    fc_lora_config_free(&j.lora);
+    fc_lora_adapter_cfg_free(&j.lora);
     return st;
 }

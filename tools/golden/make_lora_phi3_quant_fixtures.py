@@ -18,6 +18,7 @@ Writes (about 200 KB):
 Run after `make -j2 all`, with the golden venv (torch, transformers, peft):
   /work/gvenv/bin/python tools/golden/make_lora_phi3_quant_fixtures.py
 """
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,12 @@ def phi3():
                 p.copy_(torch.randn_like(p) * 0.1)
     pm.save_pretrained(out)
     keep(out)
+    cfg_path = os.path.join(out, "adapter_config.json")  # no machine path in the fixture: the tests set it
+    cfg = json.load(open(cfg_path))
+    cfg["base_model_name_or_path"] = None
+    cfg["target_modules"] = sorted(cfg["target_modules"])  # a set in PEFT: any order
+    with open(cfg_path, "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     base = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     mm = PeftModel.from_pretrained(base, out).merge_and_unload()
     orig = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).state_dict()
