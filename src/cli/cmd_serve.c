@@ -9,6 +9,7 @@
  * 8000; each can be changed, and 0 picks a free port (the URLs printed are
  * the bound ones).
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,33 @@
 #include "serve/web.h"
 
 int fc_cmd_serve(int argc, char **argv);
+
+/* Shutdown: the time in-flight clients get for a last answer, shared by all
+ * the servers (the whole exit must stay within 2 s under load). */
+#define SERVE_STOP_GRACE_MS 1000
+
+/* One part of the process to stop, on a thread of its own: the API server
+ * and then the web UI mounted on it, a worker, or the controller. */
+typedef struct serve_stop {
+    fc_openai_api *api;
+    fc_web *web;
+    fc_worker *worker;
+    fc_controller *ctl;
+    pthread_t t;
+    bool started;
+} serve_stop;
+
+static void *serve_stop_main(void *arg)
+{
+    serve_stop *st = arg;
+    if (st->api || st->web) {
+        fc_openai_api_free(st->api); /* its handlers may use the web UI's state */
+        fc_web_free(st->web);
+    }
+    fc_worker_free(st->worker);
+    fc_controller_free(st->ctl);
+    return NULL;
+}
 
 /* The models of the command line: each --model-path starts one, the
  * --model-names and --conv-template after it apply to it. */
@@ -179,11 +207,23 @@ int fc_cmd_serve(int argc, char **argv)
 
     fc_cli_wait_for_stop();
 
-    fc_openai_api_free(api);
-    fc_web_free(web);
+    /* every server stops accepting at once, then all stop in parallel by one
+     * deadline: in-flight clients get their last answer (an error) within
+     * it, instead of each server's 1 s grace one after another */
+    fc_http_shutdown_begin(SERVE_STOP_GRACE_MS);
+    serve_stop *stops = fc_xcalloc((size_t)n_models + 2, sizeof *stops);
+    int n_stops = 0;
+    stops[n_stops++] = (serve_stop){.api = api, .web = web};
+    for (int i = 0; i < n_models; i++) stops[n_stops++] = (serve_stop){.worker = workers[i]};
+    stops[n_stops++] = (serve_stop){.ctl = ctl};
+    for (int i = 0; i < n_stops; i++)
+        stops[i].started = pthread_create(&stops[i].t, NULL, serve_stop_main, &stops[i]) == 0;
+    for (int i = 0; i < n_stops; i++) {
+        if (stops[i].started) pthread_join(stops[i].t, NULL);
+        else serve_stop_main(&stops[i]);
+    }
+    free(stops);
     free(web_db);
-    for (int i = 0; i < n_models; i++) fc_worker_free(workers[i]);
-    fc_controller_free(ctl);
     free(workers);
     free(models);
     fc_cli_api_access_free(&acc);

@@ -27,7 +27,10 @@
  * Shutdown (fc_http_server_free): the server stops accepting, then gives the
  * handlers still running and the streams still open up to 1 s to give their
  * clients a last answer (fc_http_request_server_stopping and
- * fc_http_request_client_gone turn true), then cuts what is left.
+ * fc_http_request_client_gone turn true), then cuts what is left. A process
+ * with several servers (fastchat serve) calls fc_http_shutdown_begin first:
+ * all of them stop accepting at once and share one deadline, so that their
+ * frees, run in parallel, end together instead of one grace after another.
  *
  * Also here: nulstream.h, the parsers of the NUL-delimited and SSE streams.
  */
@@ -138,6 +141,13 @@ int fc_http_server_port(const fc_http_server *s);
  * left (their streams see their clients go) and frees the server. NULL is a
  * no-op. */
 void fc_http_server_free(fc_http_server *s);
+/* Every started server of this process stops accepting new connections
+ * now (servers started afterwards at once), and every fc_http_server_free
+ * from now on ends by one deadline, grace_ms from now (or its own 1 s,
+ * whichever comes first). The handlers see the server stopping only when
+ * it is freed (its owner flags its own state first). For a process that
+ * then frees its servers in parallel. */
+void fc_http_shutdown_begin(int grace_ms);
 
 /* ---- TLS (FastChat's --ssl) ---- */
 

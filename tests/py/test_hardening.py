@@ -11,7 +11,11 @@ fix, against real processes over real sockets (no mocks):
   the server's CPU (utime+stime from /proc/<pid>/stat) is idle within 1 s;
   more than 8,192 prompts x n per request get a 400 (FastChat's 40302);
 - SIGTERM and SIGINT under that load: the process exits within 2 s, and the
-  clients in flight get a last error (503 body, or an SSE error event);
+  clients in flight get a last error (503 body, or an SSE error event); a
+  client still sending its request body to each of the three servers
+  (controller, worker, API) gets its connection closed, and holds the exit
+  back by one shared grace period, not one per server (the servers stop in
+  parallel: it took 3.2 s when they stopped one after another);
 - max_tokens / max_completion_tokens <= 0, -1 included: FastChat's 400;
 - /v1/embeddings: an input over the context gets FastChat's 40303 message
   fast (nothing computed), or is cut with the worker's --embed-in-truncate;
@@ -324,8 +328,9 @@ def test_prompts_per_request_bounded(serve):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_under_load_exits_fast(fastchat_bin, model_path, tmp_path, figures, sig):
-    p, api, _, _ = start_serve(fastchat_bin, model_path, tmp_path)
+    p, api, ctl, worker = start_serve(fastchat_bin, model_path, tmp_path)
     results = {}
+    slow_clients = []
 
     def blocking(i):
         try:
@@ -351,6 +356,14 @@ def test_signal_under_load_exits_fast(fastchat_bin, model_path, tmp_path, figure
         for t in threads:
             t.start()
         time.sleep(3)  # the load is in flight
+        # a client in the middle of its request body at each server: each
+        # server waits for it until the shared deadline
+        for url in (api, ctl, worker):
+            c = socket.create_connection(("127.0.0.1", urllib.parse.urlparse(url).port), timeout=5)
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{\"model\":")
+            slow_clients.append(c)
+        time.sleep(0.2)
         assert p.alive() and not results, results
         slow = slow_factor(fastchat_bin)
         cpu0 = cpu_ticks(p.p.pid) / CLK_TCK
@@ -373,7 +386,18 @@ def test_signal_under_load_exits_fast(fastchat_bin, model_path, tmp_path, figure
             assert status == 503 and "shutting down" in json.loads(text)["message"], (status, text[:300])
         status, text = results["stream"]
         assert status == 200 and "shutting down" in text and text.rstrip().endswith("data: [DONE]"), text[-500:]
+        for c in slow_clients:  # a closed connection (or an answer), never silence
+            c.settimeout(5)
+            try:
+                got = c.recv(65536)
+            except ConnectionResetError:
+                got = b""
+            assert got == b"" or got.startswith(b"HTTP/1.1 "), got[:200]
+        # without log_path (outside run_tests.sh) the sanitizers report on stderr
+        assert "Sanitizer" not in p.output() and "runtime error" not in p.output(), p.output()[-3000:]
     finally:
+        for c in slow_clients:
+            c.close()
         p.stop()
 
 
