@@ -27,10 +27,6 @@
 
 int fc_cmd_serve(int argc, char **argv);
 
-/* Shutdown: the time in-flight clients get for a last answer, shared by all
- * the servers (the whole exit must stay within 2 s under load). */
-#define SERVE_STOP_GRACE_MS 1000
-
 /* One part of the process to stop, on a thread of its own: the API server
  * and then the web UI mounted on it, a worker, or the controller. */
 typedef struct serve_stop {
@@ -38,6 +34,7 @@ typedef struct serve_stop {
     fc_web *web;
     fc_worker *worker;
     fc_controller *ctl;
+    int front_port; /* a worker or the controller: the API server's port (fc_http_shutdown_wait_for) */
     pthread_t t;
     bool started;
 } serve_stop;
@@ -49,6 +46,7 @@ static void *serve_stop_main(void *arg)
         fc_openai_api_free(st->api); /* its handlers may use the web UI's state */
         fc_web_free(st->web);
     }
+    if (st->front_port > 0) fc_http_shutdown_wait_for(st->front_port); /* its relays see it stop first */
     fc_worker_free(st->worker);
     fc_controller_free(st->ctl);
     return NULL;
@@ -208,14 +206,18 @@ int fc_cmd_serve(int argc, char **argv)
     fc_cli_wait_for_stop();
 
     /* every server stops accepting at once, then all stop in parallel by one
-     * deadline: in-flight clients get their last answer (an error) within
-     * it, instead of each server's 1 s grace one after another */
-    fc_http_shutdown_begin(SERVE_STOP_GRACE_MS);
+     * deadline (the servers' 1 s grace): in-flight clients get their last
+     * answer (an error) within it, not within one grace after another. The
+     * workers and the controller refuse connections only once the API server
+     * has begun to stop, so that its relays failing are told as "shutting
+     * down" to its clients. */
+    fc_http_shutdown_begin(0);
     serve_stop *stops = fc_xcalloc((size_t)n_models + 2, sizeof *stops);
     int n_stops = 0;
     stops[n_stops++] = (serve_stop){.api = api, .web = web};
-    for (int i = 0; i < n_models; i++) stops[n_stops++] = (serve_stop){.worker = workers[i]};
-    stops[n_stops++] = (serve_stop){.ctl = ctl};
+    int front = fc_openai_api_port(api);
+    for (int i = 0; i < n_models; i++) stops[n_stops++] = (serve_stop){.worker = workers[i], .front_port = front};
+    stops[n_stops++] = (serve_stop){.ctl = ctl, .front_port = front};
     for (int i = 0; i < n_stops; i++)
         stops[i].started = pthread_create(&stops[i].t, NULL, serve_stop_main, &stops[i]) == 0;
     for (int i = 0; i < n_stops; i++) {

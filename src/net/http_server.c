@@ -59,7 +59,20 @@
 
 #define STREAM_POLL_MS 250          /* idle stream: how often the peer is checked */
 #define STREAM_BLOCK (64 * 1024)    /* most bytes one content-reader call returns */
-#define STOP_GRACE_MS 1000          /* shutdown: time handlers get to send a last answer */
+/* shutdown: time handlers get to send a last answer; code built with ASan
+ * (make DEBUG=1) runs about 10 times slower (conftest.time_factor) */
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define HTTP_ASAN 1
+#elif defined(__has_feature)      /* clang */
+#if __has_feature(address_sanitizer)
+#define HTTP_ASAN 1
+#endif
+#endif
+#ifdef HTTP_ASAN
+#define STOP_GRACE_MS 10000
+#else
+#define STOP_GRACE_MS 1000
+#endif
 
 typedef struct kv {
     char *key, *value;
@@ -93,6 +106,7 @@ struct fc_http_server {
     int n_open;                  /* requests begun and not yet completed (answer sent or connection lost) */
     bool stopping;
     bool quiesced;               /* no longer accepting (listen_fd is ours to close) */
+    bool refused;                /* no longer listening (listen_fd shut down) */
     MHD_socket listen_fd;
     fc_http_server *live_next;   /* the started servers of the process (live_mu) */
     /* fc_http_server_on_answer */
@@ -945,33 +959,56 @@ static fc_http_server *live_servers;
 static bool live_deadline_set;
 static struct timespec live_deadline;
 
-/* Stops accepting new connections (once); with `stopping`, also marks the
- * server stopping: its handlers see fc_http_request_server_stopping and
- * fc_http_request_client_gone. fc_http_shutdown_begin leaves that to each
- * server's owner (its free sets its own flag first, then frees the server),
- * so that a handler never sees the server stop before its owner does. */
-static void stop_accepting(fc_http_server *s, bool stopping)
+/* Stops accepting new connections (once). With `refuse` (the server's own
+ * free), also stops listening: connections waiting in the backlog are reset
+ * and new ones refused at once, instead of hanging until the descriptor is
+ * closed (which libmicrohttpd allows only after the daemon has stopped), so
+ * a relay from another server of this process fails fast. */
+static void stop_accepting(fc_http_server *s, bool refuse)
 {
     pthread_mutex_lock(&s->mu);
-    bool first = !s->quiesced;
-    if (stopping) s->stopping = true;
+    bool quiesce = !s->quiesced, shut = refuse && !s->refused;
     s->quiesced = true;
-    pthread_cond_broadcast(&s->cv);
+    if (refuse) s->refused = true;
     pthread_mutex_unlock(&s->mu);
-    if (first && s->d) s->listen_fd = MHD_quiesce_daemon(s->d);
+    if (quiesce && s->d) s->listen_fd = MHD_quiesce_daemon(s->d);
+    if (shut && s->listen_fd != MHD_INVALID_SOCKET) shutdown(s->listen_fd, SHUT_RDWR);
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 void fc_http_shutdown_begin(int grace_ms)
 {
     pthread_mutex_lock(&live_mu);
     struct timespec t;
-    deadline_in(&t, grace_ms > 0 ? grace_ms : 0);
-    if (!live_deadline_set || t.tv_sec < live_deadline.tv_sec ||
-        (t.tv_sec == live_deadline.tv_sec && t.tv_nsec < live_deadline.tv_nsec))
-        live_deadline = t;
+    deadline_in(&t, grace_ms > 0 ? grace_ms : STOP_GRACE_MS);
+    if (!live_deadline_set || before(&t, &live_deadline)) live_deadline = t;
     live_deadline_set = true;
     for (fc_http_server *s = live_servers; s; s = s->live_next) stop_accepting(s, false);
     pthread_mutex_unlock(&live_mu);
+}
+
+void fc_http_shutdown_wait_for(int port)
+{
+    for (;;) {
+        pthread_mutex_lock(&live_mu);
+        bool waiting = false;
+        for (fc_http_server *s = live_servers; s; s = s->live_next) {
+            if (fc_http_server_port(s) != port) continue;
+            pthread_mutex_lock(&s->mu);
+            waiting = !s->stopping;
+            pthread_mutex_unlock(&s->mu);
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (live_deadline_set && !before(&now, &live_deadline)) waiting = false;
+        pthread_mutex_unlock(&live_mu);
+        if (!waiting) return;
+        usleep(1000);
+    }
 }
 
 fc_http_server *fc_http_server_new(const fc_http_server_params *p)
@@ -1147,6 +1184,10 @@ void fc_http_server_free(fc_http_server *s)
      * that has returned has only queued its answer) before the connections
      * are cut */
     pthread_mutex_lock(&live_mu);
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true; /* before it leaves the list: fc_http_shutdown_wait_for */
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
     for (fc_http_server **p = &live_servers; *p; p = &(*p)->live_next)
         if (*p == s) {
             *p = s->live_next;
@@ -1154,9 +1195,7 @@ void fc_http_server_free(fc_http_server *s)
         }
     struct timespec grace;
     deadline_in(&grace, STOP_GRACE_MS);
-    if (live_deadline_set && (live_deadline.tv_sec < grace.tv_sec ||
-                              (live_deadline.tv_sec == grace.tv_sec && live_deadline.tv_nsec < grace.tv_nsec)))
-        grace = live_deadline; /* fc_http_shutdown_begin: one deadline for all */
+    if (live_deadline_set && before(&live_deadline, &grace)) grace = live_deadline; /* one deadline for all */
     pthread_mutex_unlock(&live_mu);
     stop_accepting(s, true);
     MHD_socket listen_fd = s->listen_fd;

@@ -1198,6 +1198,7 @@ static bool prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         memset(p, 0, sizeof *p);
+        if (attempt > 0 && must_stop(a, hr)) return err_stopped(a, e), false; /* the worker refused: stopping */
         p->addr = worker_address(a, r->model, e);
         if (!p->addr) return false;
         enum up_status st = worker_conv(a, p->addr, r->model, &p->conv, e);
