@@ -25,8 +25,7 @@
  * ignored from fc_http_server_new on.
  *
  * Shutdown (fc_http_server_free): the server stops accepting, then gives the
- * handlers still running and the streams still open up to 1 s (10 s in a
- * build with AddressSanitizer: make DEBUG=1) to give their
+ * handlers still running and the streams still open up to 1 s to give their
  * clients a last answer (fc_http_request_server_stopping and
  * fc_http_request_client_gone turn true), then cuts what is left. A process
  * with several servers (fastchat serve) calls fc_http_shutdown_begin first:
@@ -145,8 +144,7 @@ void fc_http_server_free(fc_http_server *s);
 /* Every started server of this process stops accepting new connections
  * now (servers started afterwards at once), and every fc_http_server_free
  * from now on ends by one deadline, grace_ms from now (<= 0: the servers'
- * own grace, 1 s; 10 s in a build with AddressSanitizer, ten times slower),
- * or its own grace, whichever comes first. The handlers see the server stopping only when
+ * own grace, 1 s), or its own grace, whichever comes first. The handlers see the server stopping only when
  * it is freed (its owner flags its own state first). For a process that
  * then frees its servers in parallel. */
 void fc_http_shutdown_begin(int grace_ms);

@@ -59,20 +59,7 @@
 
 #define STREAM_POLL_MS 250          /* idle stream: how often the peer is checked */
 #define STREAM_BLOCK (64 * 1024)    /* most bytes one content-reader call returns */
-/* shutdown: time handlers get to send a last answer; code built with ASan
- * (make DEBUG=1) runs about 10 times slower (conftest.time_factor) */
-#if defined(__SANITIZE_ADDRESS__) /* gcc */
-#define HTTP_ASAN 1
-#elif defined(__has_feature)      /* clang */
-#if __has_feature(address_sanitizer)
-#define HTTP_ASAN 1
-#endif
-#endif
-#ifdef HTTP_ASAN
-#define STOP_GRACE_MS 10000
-#else
-#define STOP_GRACE_MS 1000
-#endif
+#define STOP_GRACE_MS 1000          /* shutdown: time handlers get to send a last answer */
 
 typedef struct kv {
     char *key, *value;
