@@ -9,6 +9,7 @@
  * 8000; each can be changed, and 0 picks a free port (the URLs printed are
  * the bound ones).
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,31 @@
 #include "serve/web.h"
 
 int fc_cmd_serve(int argc, char **argv);
+
+/* One part of the process to stop, on a thread of its own: the API server
+ * and then the web UI mounted on it, a worker, or the controller. */
+typedef struct serve_stop {
+    fc_openai_api *api;
+    fc_web *web;
+    fc_worker *worker;
+    fc_controller *ctl;
+    int front_port; /* a worker or the controller: the API server's port (fc_http_shutdown_wait_for) */
+    pthread_t t;
+    bool started;
+} serve_stop;
+
+static void *serve_stop_main(void *arg)
+{
+    serve_stop *st = arg;
+    if (st->api || st->web) {
+        fc_openai_api_free(st->api); /* its handlers may use the web UI's state */
+        fc_web_free(st->web);
+    }
+    if (st->front_port > 0) fc_http_shutdown_wait_for(st->front_port); /* its relays see it stop first */
+    fc_worker_free(st->worker);
+    fc_controller_free(st->ctl);
+    return NULL;
+}
 
 /* The models of the command line: each --model-path starts one, the
  * --model-names and --conv-template after it apply to it. */
@@ -179,11 +205,27 @@ int fc_cmd_serve(int argc, char **argv)
 
     fc_cli_wait_for_stop();
 
-    fc_openai_api_free(api);
-    fc_web_free(web);
+    /* every server stops accepting at once, then all stop in parallel by one
+     * deadline (the servers' 1 s grace): in-flight clients get their last
+     * answer (an error) within it, not within one grace after another. The
+     * workers and the controller refuse connections only once the API server
+     * has begun to stop, so that its relays failing are told as "shutting
+     * down" to its clients. */
+    fc_http_shutdown_begin(0);
+    serve_stop *stops = fc_xcalloc((size_t)n_models + 2, sizeof *stops);
+    int n_stops = 0;
+    stops[n_stops++] = (serve_stop){.api = api, .web = web};
+    int front = fc_openai_api_port(api);
+    for (int i = 0; i < n_models; i++) stops[n_stops++] = (serve_stop){.worker = workers[i], .front_port = front};
+    stops[n_stops++] = (serve_stop){.ctl = ctl, .front_port = front};
+    for (int i = 0; i < n_stops; i++)
+        stops[i].started = pthread_create(&stops[i].t, NULL, serve_stop_main, &stops[i]) == 0;
+    for (int i = 0; i < n_stops; i++) {
+        if (stops[i].started) pthread_join(stops[i].t, NULL);
+        else serve_stop_main(&stops[i]);
+    }
+    free(stops);
     free(web_db);
-    for (int i = 0; i < n_models; i++) fc_worker_free(workers[i]);
-    fc_controller_free(ctl);
     free(workers);
     free(models);
     fc_cli_api_access_free(&acc);

@@ -27,7 +27,10 @@
  * Shutdown (fc_http_server_free): the server stops accepting, then gives the
  * handlers still running and the streams still open up to 1 s to give their
  * clients a last answer (fc_http_request_server_stopping and
- * fc_http_request_client_gone turn true), then cuts what is left.
+ * fc_http_request_client_gone turn true), then cuts what is left. A process
+ * with several servers (fastchat serve) calls fc_http_shutdown_begin first:
+ * all of them stop accepting at once and share one deadline, so that their
+ * frees, run in parallel, end together instead of one grace after another.
  *
  * Also here: nulstream.h, the parsers of the NUL-delimited and SSE streams.
  */
@@ -138,6 +141,20 @@ int fc_http_server_port(const fc_http_server *s);
  * left (their streams see their clients go) and frees the server. NULL is a
  * no-op. */
 void fc_http_server_free(fc_http_server *s);
+/* Every started server of this process stops accepting new connections
+ * now (servers started afterwards at once), and every fc_http_server_free
+ * from now on ends by one deadline, grace_ms from now (<= 0: the servers'
+ * own grace, 1 s), or its own grace, whichever comes first. The handlers see the server stopping only when
+ * it is freed (its owner flags its own state first). For a process that
+ * then frees its servers in parallel. */
+void fc_http_shutdown_begin(int grace_ms);
+/* After fc_http_shutdown_begin: waits until the server of this process on
+ * `port` has begun its fc_http_server_free (or is not there), at most until
+ * the shutdown deadline. A server that other servers of the process relay
+ * to (a worker, the controller) waits for the one that relays (the API
+ * server) before it refuses connections, so that the relay's owner knows it
+ * is stopping when its calls fail, and its clients are told so. */
+void fc_http_shutdown_wait_for(int port);
 
 /* ---- TLS (FastChat's --ssl) ---- */
 

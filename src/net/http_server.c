@@ -92,6 +92,10 @@ struct fc_http_server {
     int n_handlers;
     int n_open;                  /* requests begun and not yet completed (answer sent or connection lost) */
     bool stopping;
+    bool quiesced;               /* no longer accepting (listen_fd is ours to close) */
+    bool refused;                /* no longer listening (listen_fd shut down) */
+    MHD_socket listen_fd;
+    fc_http_server *live_next;   /* the started servers of the process (live_mu) */
     /* fc_http_server_on_answer */
     void (*on_answer)(const char *route, int status, double seconds, void *user);
     void *on_answer_user;
@@ -934,6 +938,66 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- server lifetime ---- */
 
+/* The started servers of this process, for fc_http_shutdown_begin, and the
+ * deadline it set (every fc_http_server_free from then on ends by it). Lock
+ * order: live_mu before a server's mu. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static fc_http_server *live_servers;
+static bool live_deadline_set;
+static struct timespec live_deadline;
+
+/* Stops accepting new connections (once). With `refuse` (the server's own
+ * free), also stops listening: connections waiting in the backlog are reset
+ * and new ones refused at once, instead of hanging until the descriptor is
+ * closed (which libmicrohttpd allows only after the daemon has stopped), so
+ * a relay from another server of this process fails fast. */
+static void stop_accepting(fc_http_server *s, bool refuse)
+{
+    pthread_mutex_lock(&s->mu);
+    bool quiesce = !s->quiesced, shut = refuse && !s->refused;
+    s->quiesced = true;
+    if (refuse) s->refused = true;
+    pthread_mutex_unlock(&s->mu);
+    if (quiesce && s->d) s->listen_fd = MHD_quiesce_daemon(s->d);
+    if (shut && s->listen_fd != MHD_INVALID_SOCKET) shutdown(s->listen_fd, SHUT_RDWR);
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+void fc_http_shutdown_begin(int grace_ms)
+{
+    pthread_mutex_lock(&live_mu);
+    struct timespec t;
+    deadline_in(&t, grace_ms > 0 ? grace_ms : STOP_GRACE_MS);
+    if (!live_deadline_set || before(&t, &live_deadline)) live_deadline = t;
+    live_deadline_set = true;
+    for (fc_http_server *s = live_servers; s; s = s->live_next) stop_accepting(s, false);
+    pthread_mutex_unlock(&live_mu);
+}
+
+void fc_http_shutdown_wait_for(int port)
+{
+    for (;;) {
+        pthread_mutex_lock(&live_mu);
+        bool waiting = false;
+        for (fc_http_server *s = live_servers; s; s = s->live_next) {
+            if (fc_http_server_port(s) != port) continue;
+            pthread_mutex_lock(&s->mu);
+            waiting = !s->stopping;
+            pthread_mutex_unlock(&s->mu);
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (live_deadline_set && !before(&now, &live_deadline)) waiting = false;
+        pthread_mutex_unlock(&live_mu);
+        if (!waiting) return;
+        usleep(1000);
+    }
+}
+
 fc_http_server *fc_http_server_new(const fc_http_server_params *p)
 {
     /* a client that disconnects mid-write must not kill the process */
@@ -950,6 +1014,7 @@ fc_http_server *fc_http_server_new(const fc_http_server_params *p)
     s->port = p->port;
     s->max_body = p->max_body ? p->max_body : (size_t)8 << 20;
     s->connection_limit = p->connection_limit > 0 ? p->connection_limit : 4096;
+    s->listen_fd = MHD_INVALID_SOCKET;
     s->timeout_s = p->timeout_s > 0 ? p->timeout_s : 300;
     s->allow_origins = p->allow_origins ? fc_xstrdup(p->allow_origins) : NULL;
     s->allow_methods = p->allow_methods ? fc_xstrdup(p->allow_methods) : NULL;
@@ -1086,6 +1151,12 @@ int fc_http_server_start(fc_http_server *s)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->bound_port = di && di->port ? di->port : s->port;
+    pthread_mutex_lock(&live_mu);
+    s->live_next = live_servers;
+    live_servers = s;
+    bool stop = live_deadline_set; /* started after fc_http_shutdown_begin */
+    pthread_mutex_unlock(&live_mu);
+    if (stop) stop_accepting(s, false);
     return FC_OK;
 }
 
@@ -1099,12 +1170,22 @@ void fc_http_server_free(fc_http_server *s)
      * answer (a streamed one included) and for it to be sent (a handler
      * that has returned has only queued its answer) before the connections
      * are cut */
+    pthread_mutex_lock(&live_mu);
     pthread_mutex_lock(&s->mu);
-    s->stopping = true;
+    s->stopping = true; /* before it leaves the list: fc_http_shutdown_wait_for */
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    MHD_socket listen_fd = s->d ? MHD_quiesce_daemon(s->d) : MHD_INVALID_SOCKET;
+    for (fc_http_server **p = &live_servers; *p; p = &(*p)->live_next)
+        if (*p == s) {
+            *p = s->live_next;
+            break;
+        }
     struct timespec grace;
     deadline_in(&grace, STOP_GRACE_MS);
+    if (live_deadline_set && before(&live_deadline, &grace)) grace = live_deadline; /* one deadline for all */
+    pthread_mutex_unlock(&live_mu);
+    stop_accepting(s, true);
+    MHD_socket listen_fd = s->listen_fd;
     pthread_mutex_lock(&s->mu);
     while ((s->n_handlers > 0 || s->streams || s->n_open > 0) &&
            pthread_cond_timedwait(&s->cv, &s->mu, &grace) != ETIMEDOUT) {

@@ -693,6 +693,7 @@ bool fc_oai_prepare(fc_openai_api *a, const fc_http_request *hr, const gen_req *
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         memset(p, 0, sizeof *p);
+        if (attempt > 0 && fc_oai_must_stop(a, hr)) return fc_oai_err_stopped(a, e), false; /* the worker refused: stopping */
         p->addr = fc_oai_worker_address(a, r->model, e);
         if (!p->addr) return false;
         enum up_status st = fc_oai_worker_conv(a, p->addr, r->model, &p->conv, e);

@@ -25,7 +25,7 @@ import openai
 import pytest
 import requests
 
-from conftest import DATA
+from conftest import DATA, time_factor
 from test_controller import Proc, free_port, wait_until
 
 MODEL = "smol"
@@ -50,7 +50,7 @@ def stack(fastchat_bin, model_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(stack):
-    return openai.OpenAI(base_url=stack.api + "/v1", api_key="none", max_retries=0, timeout=300)
+    return openai.OpenAI(base_url=stack.api + "/v1", api_key="none", max_retries=0, timeout=300 * time_factor())
 
 
 def schemas():

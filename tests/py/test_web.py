@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT
+from conftest import ROOT, time_factor
 from test_controller import Proc, free_port, sse_events, wait_until
 
 CONVERSATION_LIMIT_MSG = ("YOU HAVE REACHED THE CONVERSATION LENGTH LIMIT. PLEASE CLEAR HISTORY AND START A NEW "
@@ -74,7 +74,10 @@ class Stack:
                      "--controller-port", 0, "--worker-port", 0, "--port", self.port, "--host", "127.0.0.1",
                      "--threads", 2, "--arena-config", arena_config(tmp, max_new_tokens=max_new_tokens),
                      "--register-api-endpoint-file", endpoint_file(tmp, self.port), "--web-db", self.db, *extra]
-        self.env = {"FASTCHAT_WEB_RATE_LIMIT": str(RATE_LIMIT), **(env or {})}
+        # the relays' silence timeout (FastChat's 100 s) scaled like the clients' (a sanitized
+        # prefill of a 98-turn chat on the loaded 2-core machine went silent for longer)
+        self.env = {"FASTCHAT_WEB_RATE_LIMIT": str(RATE_LIMIT),
+                    "FASTCHAT_WORKER_API_TIMEOUT": str(int(100 * time_factor())), **(env or {})}
         self.proc = None
         self.start()
 
@@ -105,7 +108,7 @@ class Stack:
         body = dict(params)
         if text is not None:
             body["text"] = text
-        r = requests.post(f"{self.url}/web/api/send/{chat_id}", json=body, stream=True, timeout=300,
+        r = requests.post(f"{self.url}/web/api/send/{chat_id}", json=body, stream=True, timeout=300 * time_factor(),
                           headers=headers)
         if r.status_code != 200:
             return r.status_code, r.json()

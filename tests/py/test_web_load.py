@@ -19,6 +19,7 @@ import time
 import pytest
 import requests
 
+from conftest import time_factor
 from test_controller import sse_events
 from test_web import Stack, answers
 
@@ -82,7 +83,8 @@ def test_32_clients_battle_at_once(stack, figures):
         try:
             chat = requests.post(stack.url + "/web/api/chat", json={"mode": "battle"}, timeout=60).json()
             r = requests.post(f"{stack.url}/web/api/send/{chat['id']}", json={"text": f"Client {i}: say hello."},
-                              stream=True, timeout=600, headers={"Accept": "text/event-stream"})
+                              stream=True, timeout=600 * time_factor(),
+                              headers={"Accept": "text/event-stream"})
             assert r.status_code == 200, r.text
             ev = [json.loads(e) for e in sse_events(r)]
             results[i] = (chat["id"], answers(ev), ev[-1])

@@ -838,6 +838,101 @@ static void test_hardening(void)
     CHECK(fc_json_has_nul("{\"a\": \"x\0\"}", 10));
 }
 
+/* ---- fc_http_shutdown_begin (fastchat serve's parallel stop) ---- */
+
+/* A client in the middle of its request body (it holds the server's grace). */
+static int slow_uploader(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    const char *req = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":";
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* connect() to port: 1 accepted (perhaps only into the backlog), 0 refused */
+static int can_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+typedef struct back_stop {
+    fc_http_server *back;
+    int front_port;
+    atomic_int waited;   /* fc_http_shutdown_wait_for returned */
+    atomic_int refused;  /* the front refused a connection after that */
+} back_stop;
+
+static void *back_stop_main(void *arg)
+{
+    back_stop *b = arg;
+    fc_http_shutdown_wait_for(b->front_port);
+    atomic_store(&b->waited, 1);
+    /* the front's free has begun: it stops listening at once (a connection
+     * that still went through waits in the backlog until it is reset) */
+    for (int i = 0; i < 100 && !atomic_load(&b->refused); i++) {
+        if (!can_connect(b->front_port)) atomic_store(&b->refused, 1);
+        else sleep_ms(10);
+    }
+    fc_http_server_free(b->back);
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Last: fc_http_shutdown_begin stops every server of the process for good. */
+static void test_shutdown_shared(void)
+{
+    fc_http_server_params prm = {.host = "127.0.0.1"};
+    fc_http_server *front = start_server(&prm), *back = start_server(&prm);
+    int fport = fc_http_server_port(front), bport = fc_http_server_port(back);
+    int f_slow = slow_uploader(fport), b_slow = slow_uploader(bport);
+    CHECK(f_slow >= 0 && b_slow >= 0);
+    sleep_ms(100); /* both requests begun */
+    double t0 = now_s();
+    fc_http_shutdown_begin(300);
+    back_stop b = {.back = back, .front_port = fport};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, back_stop_main, &b) == 0);
+    sleep_ms(100);
+    CHECK(!atomic_load(&b.waited)); /* the back waits for the front to begin its stop */
+    fc_http_server_free(front);    /* until the shared deadline: its slow client */
+    pthread_join(t, NULL);
+    double took = now_s() - t0;
+    CHECK(atomic_load(&b.waited));
+    CHECK(atomic_load(&b.refused));
+    CHECK(!can_connect(bport));
+    /* each server with a slow client: one shared 0.3 s deadline, not the
+     * front's grace and then the back's 1 s; printed, not
+     * asserted (wall time on a loaded machine) */
+    printf("two servers, a slow client each, shared 0.3 s deadline: stopped in %.2f s\n", took);
+    char buf[256];
+    struct timeval tv = {5, 0};
+    setsockopt(f_slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(b_slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    CHECK(recv(f_slow, buf, sizeof buf, 0) <= 0 && recv(b_slow, buf, sizeof buf, 0) <= 0); /* closed, not silent */
+    close(f_slow);
+    close(b_slow);
+}
+
 int main(void)
 {
     fc_http_global_init();
@@ -861,5 +956,6 @@ int main(void)
     fc_http_server_free(s);
     test_cors();
     test_shutdown();
+    test_shutdown_shared();
     return TEST_END();
 }
