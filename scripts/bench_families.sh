@@ -58,6 +58,9 @@ if [ ! -x "$GEN" ] || [ bench/make_random_gguf.c -nt "$GEN" ] || [ "$LIB" -nt "$
         { log "make_random_gguf did not build (log: $OUT/logs/make_random_gguf.build.log)"; exit 1; }
 fi
 
+META="$OUT/families_meta.txt"
+{ echo "threads: $T, reps: $REPS, pp$P, tg$G"; echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"; } > "$META"
+
 LIST=()
 for shape in ${BENCH_FAMILY_SHAPES:-gemma2 phi3 moe}; do
     for t in ${BENCH_FAMILY_TYPES:-q4_0 q8_0}; do
@@ -96,7 +99,8 @@ for f in "${LIST[@]}"; do
 done
 
 MEMBW="$OUT/membw.txt"; [ -s "$MEMBW" ] || MEMBW=/dev/null
-python3 bench/report.py render "$RAW" "$MEMBW" "$OUT/families.md" "$T" > /dev/null
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$META"
+python3 bench/report.py render "$RAW" "$MEMBW" "$OUT/families.md" "$T" "$META" > /dev/null
 # one line per model and test: the ratios
 python3 - "$RAW" <<'PYEOF' | tee -a "$OUT/families.md"
 import sys
