@@ -89,11 +89,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fc_gguf_writer *w = fc_gguf_writer_new();
     if (fc_tokenizer_to_gguf(t, w) == FC_OK) {
-        fc_tokenizer *r = tk_from_writer(w, "fuzz.gguf");
+        fc_tokenizer *r = fc_tok_from_writer(w, "fuzz.gguf");
         if (!r) {
             fc_log_set_level(FC_LOG_LEVEL_ERROR);
             fprintf(stderr, "the exported GGUF does not load\n");
-            r = tk_from_writer(w, "fuzz.gguf");
+            r = fc_tok_from_writer(w, "fuzz.gguf");
             abort();
         }
         if (fc_tokenizer_n_vocab(r) != fc_tokenizer_n_vocab(t)) abort();

@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     if (fc_tokenizer_to_gguf(t, w) != FC_OK) abort(); /* BPE: always SentencePiece-style */
-    fc_tokenizer *r = tk_from_writer(w, "fuzz.gguf");
+    fc_tokenizer *r = fc_tok_from_writer(w, "fuzz.gguf");
     if (!r || fc_tokenizer_n_vocab(r) != fc_tokenizer_n_vocab(t)) abort();
     exercise(r);
     fc_tokenizer_free(r);

@@ -125,6 +125,10 @@ void fc_oai_embeddings(fc_openai_api *a, const fc_http_request *hr, fc_http_repl
         char *payload = fc_oai_embed_payload(&r, start, bs);
         cJSON *res = NULL;
         for (int attempt = 0; attempt < 3 && !e.http; attempt++) {
+            if (attempt > 0 && fc_oai_must_stop(a, hr)) { /* the worker refused: stopping */
+                fc_oai_err_stopped(a, &e);
+                break;
+            }
             char *addr = fc_oai_worker_address(a, r.model, &e);
             if (!addr) break;
             char *why = NULL;

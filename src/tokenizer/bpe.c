@@ -26,14 +26,14 @@
 
 /* ---- word cache ---- */
 
-enum fc_status tk_cache_init(tk_cache *c)
+enum fc_status fc_tok_cache_init(fc_tok_cache *c)
 {
-    c->e = fc_xcalloc(TK_CACHE_SLOTS, sizeof(tk_cache_entry));
+    c->e = fc_xcalloc(TK_CACHE_SLOTS, sizeof(fc_tok_cache_entry));
     for (int i = 0; i < TK_CACHE_SHARDS; i++) pthread_mutex_init(&c->mu[i], NULL);
     return FC_OK;
 }
 
-void tk_cache_free(tk_cache *c)
+void fc_tok_cache_free(fc_tok_cache *c)
 {
     if (!c->e) return;
     for (int i = 0; i < TK_CACHE_SHARDS; i++) pthread_mutex_destroy(&c->mu[i]);
@@ -41,16 +41,16 @@ void tk_cache_free(tk_cache *c)
     c->e = NULL;
 }
 
-static bool cache_get(const fc_tokenizer *t, uint64_t h, const char *s, size_t n, tk_ivec *out)
+static bool cache_get(const fc_tokenizer *t, uint64_t h, const char *s, size_t n, fc_tok_ivec *out)
 {
-    tk_cache *c = (tk_cache *)&t->cache;
+    fc_tok_cache *c = (fc_tok_cache *)&t->cache;
     uint32_t slot = (uint32_t)h & (TK_CACHE_SLOTS - 1);
     pthread_mutex_t *mu = &c->mu[slot % TK_CACHE_SHARDS];
-    tk_cache_entry *e = &c->e[slot];
+    fc_tok_cache_entry *e = &c->e[slot];
     bool hit = false;
     pthread_mutex_lock(mu);
     if (e->key_len == n && e->hash == (uint32_t)(h >> 32) && !memcmp(e->key, s, n)) {
-        for (int i = 0; i < e->n_ids; i++) tk_ivec_push(out, e->ids[i]);
+        for (int i = 0; i < e->n_ids; i++) fc_tok_ivec_push(out, e->ids[i]);
         hit = true;
     }
     pthread_mutex_unlock(mu);
@@ -61,10 +61,10 @@ static void cache_put(const fc_tokenizer *t, uint64_t h, const char *s, size_t n
                       size_t n_ids)
 {
     if (n_ids > TK_CACHE_IDS) return;
-    tk_cache *c = (tk_cache *)&t->cache;
+    fc_tok_cache *c = (fc_tok_cache *)&t->cache;
     uint32_t slot = (uint32_t)h & (TK_CACHE_SLOTS - 1);
     pthread_mutex_t *mu = &c->mu[slot % TK_CACHE_SHARDS];
-    tk_cache_entry *e = &c->e[slot];
+    fc_tok_cache_entry *e = &c->e[slot];
     pthread_mutex_lock(mu);
     e->hash = (uint32_t)(h >> 32);
     e->key_len = (uint8_t)n;
@@ -84,7 +84,7 @@ typedef struct sym {
 
 typedef struct heap_item { int32_t rank, pos; } heap_item;
 
-static sym *sym_buf(tk_scratch *sc, size_t n)
+static sym *sym_buf(fc_tok_scratch *sc, size_t n)
 {
     if (sc->bpe_cap < n) {
         sc->bpe_cap = n < 64 ? 64 : n;
@@ -99,7 +99,7 @@ static void pair_rank(const fc_tokenizer *t, sym *v, int32_t i)
     int32_t j = v[i].next;
     v[i].rank = INT_MAX;
     if (j < 0) return;
-    const tk_merge *m = tk_mergemap_get(&t->merges, v[i].id, v[j].id);
+    const fc_tok_merge *m = fc_tok_mergemap_get(&t->merges, v[i].id, v[j].id);
     if (m) {
         v[i].rank = m->rank;
         v[i].merged = m->id;
@@ -163,7 +163,7 @@ static heap_item heap_pop(heap_item *h, size_t *n)
     return top;
 }
 
-static void merge_heap(const fc_tokenizer *t, tk_scratch *sc, sym *v, int32_t n)
+static void merge_heap(const fc_tokenizer *t, fc_tok_scratch *sc, sym *v, int32_t n)
 {
     /* every merge pushes at most two entries */
     size_t need = (size_t)n * 3 * sizeof(heap_item);
@@ -196,24 +196,24 @@ static void merge_heap(const fc_tokenizer *t, tk_scratch *sc, sym *v, int32_t n)
 
 /* ---- one piece ---- */
 
-void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n, tk_ivec *out)
+void fc_tok_bpe_word(const fc_tokenizer *t, fc_tok_scratch *sc, const char *s, size_t n, fc_tok_ivec *out)
 {
     if (n == 0) return;
     if (n == 1 && t->byte_level && t->byte_tok[(uint8_t)s[0]] >= 0) { /* most punctuation, digits */
-        tk_ivec_push(out, t->byte_tok[(uint8_t)s[0]]);
+        fc_tok_ivec_push(out, t->byte_tok[(uint8_t)s[0]]);
         return;
     }
     uint64_t h = 0;
     bool cacheable = n <= TK_CACHE_KEY;
     if (cacheable) {
-        h = tk_hash(s, n);
+        h = fc_tok_hash(s, n);
         if (cache_get(t, h, s, n, out)) return;
     }
     size_t out0 = out->n;
     if (t->ignore_merges) {
-        int32_t id = tk_strmap_get(&t->by_key, s, n);
+        int32_t id = fc_tok_strmap_get(&t->by_key, s, n);
         if (id >= 0) {
-            tk_ivec_push(out, id);
+            fc_tok_ivec_push(out, id);
             goto done;
         }
     }
@@ -232,7 +232,7 @@ void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
         } else {
             int cl = fc_utf8_len(u + i, n - i);
             l = cl ? (size_t)cl : 1;
-            id = tk_strmap_get(&t->by_key, s + i, l);
+            id = fc_tok_strmap_get(&t->by_key, s + i, l);
         }
         if (id >= 0) {
             if (unk_pending) { PUSH(t->model_unk); unk_pending = 0; }
@@ -263,7 +263,7 @@ void tk_bpe_word(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
         if (ns <= 64) merge_linear(t, v, ns);
         else merge_heap(t, sc, v, ns);
     }
-    for (int32_t i = 0; i >= 0; i = v[i].next) tk_ivec_push(out, v[i].id);
+    for (int32_t i = 0; i >= 0; i = v[i].next) fc_tok_ivec_push(out, v[i].id);
 done:
     if (cacheable) cache_put(t, h, s, n, out->n > out0 ? out->v + out0 : NULL, out->n - out0);
 }

@@ -72,7 +72,7 @@ static void bytelevel_bytes(const char *s, size_t n, fc_str *out)
     size_t start = out->len;
     for (size_t i = 0; i < n;) {
         int l = fc_utf8_len(u + i, n - i);
-        int b = l ? tk_cp_to_byte(fc_utf8_decode(u + i, l)) : -1;
+        int b = l ? fc_tok_cp_to_byte(fc_utf8_decode(u + i, l)) : -1;
         if (b < 0) { /* not all in the alphabet: the token as it is */
             out->len = start;
             fc_str_putn(out, s, n);
@@ -154,7 +154,7 @@ static slist *run_chain(const fc_tokenizer *t, slist *in, slist *tmp, bool strea
 {
     bool fused = false;
     for (int k = 0; k < t->n_dec; k++) {
-        const tk_dec *d = &t->dec[k];
+        const fc_tok_dec *d = &t->dec[k];
         sl_clear(tmp);
         switch (d->kind) {
         case TK_DEC_BYTELEVEL: {
@@ -269,7 +269,7 @@ static void token_piece(const fc_tokenizer *t, int32_t id, bool first, fc_str *o
     for (size_t i = 0; i < r->n; i++) fc_str_putn(out, SL_STR(r, i), r->len[i]);
 }
 
-void tk_pieces_build(fc_tokenizer *t)
+void fc_tok_pieces_build(fc_tokenizer *t)
 {
     slist a = {0}, b = {0};
     size_t *off = fc_xmalloc((size_t)t->n_vocab * sizeof(size_t));
@@ -316,7 +316,7 @@ void fc_detok_reset(fc_detok *d)
     /* a Strip after a Fuse acts on the whole text: only its start concerns a stream */
     bool fused = false;
     for (int k = 0; k < d->t->n_dec; k++) {
-        const tk_dec *s = &d->t->dec[k];
+        const fc_tok_dec *s = &d->t->dec[k];
         if (s->kind == TK_DEC_FUSE) fused = true;
         if (s->kind == TK_DEC_STRIP && fused) {
             d->strip_left = s->start;

@@ -39,7 +39,7 @@ static bool is_str(const char *s, size_t n, const char *lit) { return n == strle
  * form will split differently. */
 static const char *bpe_pre_name(const fc_tokenizer *t, bool *exact)
 {
-    const tk_pre *p = t->pre;
+    const fc_tok_pre *p = t->pre;
     bool nfc = t->n_norm == 1 && t->norm[0].kind == TK_NORM_NFC;
     bool no_norm = t->n_norm == 0;
     const char *name = NULL;
@@ -83,7 +83,7 @@ static bool spm_shape_of(const fc_tokenizer *t, spm_shape *sh)
         sh->space_prefix = t->pre[i].prepend != TK_PREPEND_NEVER;
     }
     for (int i = 0; i < t->n_norm; i++) {
-        const tk_norm *nm = &t->norm[i];
+        const fc_tok_norm *nm = &t->norm[i];
         if (nm->sp_ws) sh->remove_ws = true;
         else if (nm->kind == TK_NORM_PREPEND && is_str(nm->a, nm->a_len, SPM_SPACE)) sh->space_prefix = true;
         else if (nm->kind == TK_NORM_REPLACE && !nm->re && is_str(nm->a, nm->a_len, " ") &&
@@ -106,7 +106,7 @@ static int merge_row_cmp(const void *pa, const void *pb)
 /* The merges in rank order (from the pair map); *n gets the count. */
 static merge_row *merges_by_rank(const fc_tokenizer *t, size_t *n)
 {
-    const tk_mergemap *m = &t->merges;
+    const fc_tok_mergemap *m = &t->merges;
     merge_row *v = fc_xmalloc(sizeof(merge_row) * (m->n ? m->n : 1));
     size_t k = 0;
     if (m->slot)
@@ -140,10 +140,10 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
     int32_t n = FC_MAX(t->n_vocab, n_vocab);
 
     /* the added token of each id (the last one given wins, as in loading) */
-    const tk_added **added = fc_xcalloc((size_t)t->n_vocab, sizeof(tk_added *));
+    const fc_tok_added **added = fc_xcalloc((size_t)t->n_vocab, sizeof(fc_tok_added *));
     bool flags_lost = false;
     for (int i = 0; i < t->n_added; i++) {
-        const tk_added *a = &t->added[i];
+        const fc_tok_added *a = &t->added[i];
         added[a->id] = a;
         flags_lost |= a->lstrip || a->rstrip || a->single_word || (a->normalized && t->n_norm > 0);
     }
@@ -159,7 +159,7 @@ enum fc_status fc_tokenizer_to_gguf_padded(const fc_tokenizer *t, int32_t n_voca
     int32_t *type = fc_xmalloc(sizeof(int32_t) * (size_t)n);
     for (int32_t id = 0; id < n; id++) {
         off[id] = sb.len;
-        const tk_added *a = id < t->n_vocab ? added[id] : NULL;
+        const fc_tok_added *a = id < t->n_vocab ? added[id] : NULL;
         if (id >= t->n_vocab || !t->text[id]) {
             char pad[32];
             int l = snprintf(pad, sizeof pad, "[PAD%d]", (int)id);

@@ -37,13 +37,13 @@ static void put_cp(fc_str *s, uint32_t cp)
     fc_json_put_strn(s, b, (size_t)(n > 0 ? n : 0));
 }
 
-static const char *prepend_name(enum tk_prepend p)
+static const char *prepend_name(enum fc_tok_prepend p)
 {
     return p == TK_PREPEND_ALWAYS ? "always" : p == TK_PREPEND_FIRST ? "first" : "never";
 }
 
 /* false when a step cannot be written (a regex whose source we lack) */
-static bool put_norm(fc_str *s, const tk_norm *n, int *sp_ws_seen)
+static bool put_norm(fc_str *s, const fc_tok_norm *n, int *sp_ws_seen)
 {
     switch (n->kind) {
     case TK_NORM_PRECOMPILED: case TK_NORM_SPM: return false; /* Unigram: not exported */
@@ -81,7 +81,7 @@ static bool put_norm(fc_str *s, const tk_norm *n, int *sp_ws_seen)
     return false;
 }
 
-static bool put_pre(fc_str *s, const tk_pre *p)
+static bool put_pre(fc_str *s, const fc_tok_pre *p)
 {
     static const char *const behavior[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
                                            "Contiguous"};
@@ -110,7 +110,7 @@ static bool put_pre(fc_str *s, const tk_pre *p)
     return false;
 }
 
-static void put_dec(fc_str *s, const tk_dec *d)
+static void put_dec(fc_str *s, const fc_tok_dec *d)
 {
     switch (d->kind) {
     case TK_DEC_BYTELEVEL:
@@ -162,7 +162,7 @@ static void put_template(fc_str *s, const fc_tokenizer *t, bool pair)
 
 static int cmp_rank(const void *a, const void *b)
 {
-    const tk_merge *x = a, *y = b;
+    const fc_tok_merge *x = a, *y = b;
     return (x->rank > y->rank) - (x->rank < y->rank);
 }
 
@@ -175,7 +175,7 @@ char *fc_tokenizer_to_hf_json(const fc_tokenizer *t, size_t *len)
     fc_str s = FC_STR_INIT;
     fc_str_puts(&s, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
     for (int i = 0; i < t->n_added; i++) {
-        const tk_added *a = &t->added[i];
+        const fc_tok_added *a = &t->added[i];
         fc_str_printf(&s, "%s{\"id\":%d,\"content\":", i ? "," : "", a->id);
         fc_json_put_strn(&s, a->content, a->len);
         fc_str_printf(&s, ",\"single_word\":%s,\"lstrip\":%s,\"rstrip\":%s,\"normalized\":%s,\"special\":%s}",
@@ -256,7 +256,7 @@ char *fc_tokenizer_to_hf_json(const fc_tokenizer *t, size_t *len)
     }
     fc_str_puts(&s, "},\"merges\":[");
     size_t n_m = 0;
-    tk_merge *m = fc_xmalloc(sizeof *m * (t->merges.n + 1));
+    fc_tok_merge *m = fc_xmalloc(sizeof *m * (t->merges.n + 1));
     if (t->merges.slot)
         for (uint32_t i = 0; i <= t->merges.mask; i++)
             if (t->merges.slot[i].rank >= 0 && n_m < t->merges.n + 1) m[n_m++] = t->merges.slot[i];

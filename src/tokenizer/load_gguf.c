@@ -64,24 +64,24 @@ static char *dup_n(const char *s, size_t n)
     return d;
 }
 
-static bool add_regex_pre(fc_tokenizer *t, enum tk_pre_kind kind, const char *pat)
+static bool add_regex_pre(fc_tokenizer *t, enum fc_tok_pre_kind kind, const char *pat)
 {
-    tk_pre p = {0};
+    fc_tok_pre p = {0};
     p.kind = kind;
     p.behavior = TK_ISOLATED;
     if (pat) {
-        p.re = tk_regex_compile(pat, strlen(pat), TK_RE_ONIG);
+        p.re = fc_tok_regex_compile(pat, strlen(pat), TK_RE_ONIG);
         if (!p.re) return false;
         if (kind == TK_PRE_SPLIT) p.pat = dup_n(pat, strlen(pat));
     }
-    t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(tk_pre));
+    t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(fc_tok_pre));
     t->pre[t->n_pre++] = p;
     return true;
 }
 
-static void add_dec(fc_tokenizer *t, tk_dec d)
+static void add_dec(fc_tokenizer *t, fc_tok_dec d)
 {
-    t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(tk_dec));
+    t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(fc_tok_dec));
     t->dec[t->n_dec++] = d;
 }
 
@@ -116,7 +116,7 @@ static void merges_from_scores(fc_tokenizer *t, const float *scores)
         if (!s || !(t->flags[id] & TK_F_MODEL) || !fc_utf8_valid(s, len)) continue;
         /* Python walks a dict of the token texts: a repeated text is visited
          * once (here at its last id, whose score the dict keeps). */
-        if (tk_vocab_text_id(t, s, len) != id) continue;
+        if (fc_tok_vocab_text_id(t, s, len) != id) continue;
         size_t first = n;
         size_t total = fc_utf8_count(s, len);
         size_t i = 0, k = 0;
@@ -125,7 +125,7 @@ static void merges_from_scores(fc_tokenizer *t, const float *scores)
             i += (size_t)l;
             k++;
             if (i >= len) break;
-            int32_t li = tk_vocab_text_id(t, s, i), ri = tk_vocab_text_id(t, s + i, len - i);
+            int32_t li = fc_tok_vocab_text_id(t, s, i), ri = fc_tok_vocab_text_id(t, s + i, len - i);
             if (li < 0 || ri < 0) continue;
             if (n == cap) {
                 cap = cap ? cap * 2 : 4096;
@@ -138,10 +138,10 @@ static void merges_from_scores(fc_tokenizer *t, const float *scores)
         for (size_t j = first; j < n; j++) c[j].seq = seq++;
     }
     if (n) qsort(c, n, sizeof(cand), cand_cmp);
-    tk_mergemap_init(&t->merges, n);
+    fc_tok_mergemap_init(&t->merges, n);
     for (size_t j = 0; j < n; j++) {
         const cand *m = &c[j];
-        tk_vocab_add_merge(t, t->text[m->l], t->text_len[m->l], t->text[m->r], t->text_len[m->r],
+        fc_tok_vocab_add_merge(t, t->text[m->l], t->text_len[m->l], t->text[m->r], t->text_len[m->r],
                            (int32_t)j);
     }
     free(c);
@@ -183,11 +183,11 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
         FC_LOG_WARN("%s: Gemma's SentencePiece vocabulary is read as a plain one; its whitespace "
                     "tokens and merge order may tokenize differently from transformers", name);
 
-    t = tk_new(name);
-    tk_vocab_alloc(t, (int32_t)n_tok);
+    t = fc_tok_new(name);
+    fc_tok_vocab_alloc(t, (int32_t)n_tok);
     for (uint64_t i = 0; i < n_tok; i++) {
         if (!fc_gguf_get_arr_str(g, "tokenizer.ggml.tokens", i, &s)) goto bad;
-        tk_vocab_set_text(t, (int32_t)i, s.ptr, s.len);
+        fc_tok_vocab_set_text(t, (int32_t)i, s.ptr, s.len);
     }
     types = fc_xcalloc(n_tok, sizeof(int32_t));
     if (fc_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &n, &data)) {
@@ -219,7 +219,7 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
     for (uint64_t i = 0; i < n_tok; i++) {
         int32_t id = (int32_t)i;
         bool named = id == t->bos || id == t->eos || id == t->unk || id == t->pad;
-        const char *txt = tk_vocab_text_early(t, id);
+        const char *txt = fc_tok_vocab_text_early(t, id);
         size_t len = t->text_len[id];
         if (types[i] == TK_TYPE_CONTROL || named) {
             if (bpe && !named) {
@@ -228,29 +228,29 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
                 bool ok = true;
                 for (size_t k = 0; k < len && ok;) {
                     int l = fc_utf8_len((const uint8_t *)txt + k, len - k);
-                    ok = l && tk_cp_to_byte(fc_utf8_decode((const uint8_t *)txt + k, l)) >= 0;
+                    ok = l && fc_tok_cp_to_byte(fc_utf8_decode((const uint8_t *)txt + k, l)) >= 0;
                     k += l ? (size_t)l : 1;
                 }
                 if (!ok) continue;
             }
             char *c = dup_n(txt, len);
-            tk_added_add(t, id, c, len, true, false, false, false, false);
+            fc_tok_added_add(t, id, c, len, true, false, false, false, false);
             free(c);
         } else if (types[i] == TK_TYPE_USER_DEFINED) {
             char *c = dup_n(txt, len);
-            tk_added_add(t, id, c, len, false, false, false, false, false);
+            fc_tok_added_add(t, id, c, len, false, false, false, false, false);
             free(c);
         }
     }
-    tk_vocab_index_texts(t);
+    fc_tok_vocab_index_texts(t);
 
     /* merges */
     if (fc_gguf_get_arr(g, "tokenizer.ggml.merges", &et, &n, &data) && et == FC_GGUF_STRING) {
-        tk_mergemap_init(&t->merges, n);
+        fc_tok_mergemap_init(&t->merges, n);
         for (uint64_t i = 0; i < n; i++) {
             if (!fc_gguf_get_arr_str(g, "tokenizer.ggml.merges", i, &s)) goto bad;
             const char *sp = memchr(s.ptr, ' ', s.len);
-            if (!sp || !tk_vocab_add_merge(t, s.ptr, (size_t)(sp - s.ptr), sp + 1,
+            if (!sp || !fc_tok_vocab_add_merge(t, s.ptr, (size_t)(sp - s.ptr), sp + 1,
                                            s.len - (size_t)(sp - s.ptr) - 1, (int32_t)i)) {
                 FC_LOG_ERROR("%s: merge %llu '%.*s' is not two tokens of the vocabulary", name,
                              (unsigned long long)i, (int)s.len, s.ptr);
@@ -280,12 +280,12 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
 
     if (bpe) {
         t->has_decoder = true;
-        add_dec(t, (tk_dec){.kind = TK_DEC_BYTELEVEL});
+        add_dec(t, (fc_tok_dec){.kind = TK_DEC_BYTELEVEL});
         if (pre.len == 0 || in_list(pre.ptr, pre.len, PRE_GPT2)) {
             if (!add_regex_pre(t, TK_PRE_BYTELEVEL, TK_GPT2_PATTERN)) goto fail;
         } else if (in_list(pre.ptr, pre.len, PRE_DIGITS)) {
-            tk_pre d = {.kind = TK_PRE_DIGITS, .individual = true};
-            t->pre = fc_xrealloc(t->pre, sizeof(tk_pre));
+            fc_tok_pre d = {.kind = TK_PRE_DIGITS, .individual = true};
+            t->pre = fc_xrealloc(t->pre, sizeof(fc_tok_pre));
             t->pre[t->n_pre++] = d;
             if (!add_regex_pre(t, TK_PRE_BYTELEVEL, TK_GPT2_PATTERN)) goto fail;
         } else if (in_list(pre.ptr, pre.len, PRE_LLAMA3)) {
@@ -293,7 +293,7 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
             if (!add_regex_pre(t, TK_PRE_BYTELEVEL, NULL)) goto fail;
             t->ignore_merges = true;
         } else if (in_list(pre.ptr, pre.len, PRE_QWEN2)) {
-            t->norm = fc_xcalloc(1, sizeof(tk_norm));
+            t->norm = fc_xcalloc(1, sizeof(fc_tok_norm));
             t->norm[t->n_norm++].kind = TK_NORM_NFC;
             if (!add_regex_pre(t, TK_PRE_SPLIT, TK_QWEN2_PATTERN)) goto fail;
             if (!add_regex_pre(t, TK_PRE_BYTELEVEL, NULL)) goto fail;
@@ -307,14 +307,14 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
         bool space_prefix = true, squeeze = false;
         if (fc_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &flag)) space_prefix = flag;
         if (fc_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &flag)) squeeze = flag;
-        t->norm = fc_xcalloc(4, sizeof(tk_norm));
+        t->norm = fc_xcalloc(4, sizeof(fc_tok_norm));
         if (squeeze) {
             /* sentencepiece's normalizer: no leading or trailing spaces, one
              * space for a run (U+0020 only: identity rules, no charsmap) */
             static const char *const pats[2][2] = {{"^ +| +\\z", ""}, {" {2,}", " "}};
             for (int k = 0; k < 2; k++) {
-                tk_norm nm = {.kind = TK_NORM_REPLACE, .sp_ws = true};
-                nm.re = tk_regex_compile(pats[k][0], strlen(pats[k][0]), TK_RE_PCRE);
+                fc_tok_norm nm = {.kind = TK_NORM_REPLACE, .sp_ws = true};
+                nm.re = fc_tok_regex_compile(pats[k][0], strlen(pats[k][0]), TK_RE_PCRE);
                 if (!nm.re) goto fail;
                 nm.b = dup_n(pats[k][1], strlen(pats[k][1]));
                 nm.b_len = strlen(pats[k][1]);
@@ -322,24 +322,24 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
             }
         }
         if (space_prefix)
-            t->norm[t->n_norm++] = (tk_norm){.kind = TK_NORM_PREPEND, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3};
-        t->norm[t->n_norm++] = (tk_norm){.kind = TK_NORM_REPLACE, .a = dup_n(" ", 1), .a_len = 1,
+            t->norm[t->n_norm++] = (fc_tok_norm){.kind = TK_NORM_PREPEND, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3};
+        t->norm[t->n_norm++] = (fc_tok_norm){.kind = TK_NORM_REPLACE, .a = dup_n(" ", 1), .a_len = 1,
                                          .b = dup_n("\xE2\x96\x81", 3), .b_len = 3};
         t->byte_fallback = true;
         t->fuse_unk = true;
         t->model_unk = t->unk;
         t->has_decoder = true;
-        add_dec(t, (tk_dec){.kind = TK_DEC_REPLACE, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3,
+        add_dec(t, (fc_tok_dec){.kind = TK_DEC_REPLACE, .a = dup_n("\xE2\x96\x81", 3), .a_len = 3,
                             .b = dup_n(" ", 1), .b_len = 1});
-        add_dec(t, (tk_dec){.kind = TK_DEC_BYTEFALLBACK});
-        add_dec(t, (tk_dec){.kind = TK_DEC_FUSE});
-        if (space_prefix) add_dec(t, (tk_dec){.kind = TK_DEC_STRIP, .cp = ' ', .start = 1});
+        add_dec(t, (fc_tok_dec){.kind = TK_DEC_BYTEFALLBACK});
+        add_dec(t, (fc_tok_dec){.kind = TK_DEC_FUSE});
+        if (space_prefix) add_dec(t, (fc_tok_dec){.kind = TK_DEC_STRIP, .cp = ' ', .start = 1});
     }
 
-    if (fc_gguf_get_str(g, "tokenizer.chat_template", &s)) tk_set_chat_template(t, s.ptr, s.len);
+    if (fc_gguf_get_str(g, "tokenizer.chat_template", &s)) fc_tok_set_chat_template(t, s.ptr, s.len);
     free(scores);
     free(types);
-    if (tk_finish(t) != FC_OK) {
+    if (fc_tok_finish(t) != FC_OK) {
         fc_tokenizer_free(t);
         return NULL;
     }
@@ -353,7 +353,7 @@ fail:
     return NULL;
 }
 
-fc_tokenizer *tk_from_writer(fc_gguf_writer *w, const char *name)
+fc_tokenizer *fc_tok_from_writer(fc_gguf_writer *w, const char *name)
 {
     uint8_t *buf;
     size_t size;

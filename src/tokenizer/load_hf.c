@@ -126,7 +126,7 @@ static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
             if (!parse_normalizer(t, it, where)) return false;
         return true;
     }
-    tk_norm nm = {0};
+    fc_tok_norm nm = {0};
     if (!strcmp(type, "NFC")) nm.kind = TK_NORM_NFC;
     else if (!strcmp(type, "NFD")) nm.kind = TK_NORM_NFD;
     else if (!strcmp(type, "NFKC")) nm.kind = TK_NORM_NFKC;
@@ -146,7 +146,7 @@ static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
         if (lit) {
             nm.a = xdup(lit, &nm.a_len);
         } else {
-            nm.re = tk_regex_compile(re, strlen(re), TK_RE_ONIG);
+            nm.re = fc_tok_regex_compile(re, strlen(re), TK_RE_ONIG);
             if (!nm.re) { free(nm.b); return false; }
         }
     } else if (!strcmp(type, "Precompiled")) {
@@ -154,7 +154,7 @@ static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
         size_t len = 0;
         uint8_t *m = cm ? b64_decode(cm, &len) : NULL;
         if (cm && !*cm) return true; /* an empty charsmap: the identity (tokenizers skips it) */
-        if (!m || !tk_charsmap_valid(m, len)) {
+        if (!m || !fc_tok_charsmap_valid(m, len)) {
             free(m);
             FC_LOG_ERROR("%s: malformed precompiled_charsmap", where);
             return false;
@@ -170,7 +170,7 @@ static bool parse_normalizer(fc_tokenizer *t, const cJSON *n, const char *where)
         FC_LOG_ERROR("%s: normalizer '%s' is not supported", where, type);
         return false;
     }
-    t->norm = fc_xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof(tk_norm));
+    t->norm = fc_xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof(fc_tok_norm));
     t->norm[t->n_norm++] = nm;
     return true;
 bad:
@@ -178,7 +178,7 @@ bad:
     return false;
 }
 
-static enum tk_split_behavior parse_behavior(const char *s, bool *ok)
+static enum fc_tok_split_behavior parse_behavior(const char *s, bool *ok)
 {
     *ok = true;
     if (!s || !strcmp(s, "Isolated")) return TK_ISOLATED;
@@ -190,7 +190,7 @@ static enum tk_split_behavior parse_behavior(const char *s, bool *ok)
     return TK_ISOLATED;
 }
 
-static enum tk_prepend parse_prepend(const cJSON *o)
+static enum fc_tok_prepend parse_prepend(const cJSON *o)
 {
     const char *s = jstr(o, "prepend_scheme");
     if (s) return !strcmp(s, "first") ? TK_PREPEND_FIRST : !strcmp(s, "never") ? TK_PREPEND_NEVER
@@ -198,9 +198,9 @@ static enum tk_prepend parse_prepend(const cJSON *o)
     return jbool(o, "add_prefix_space", true) ? TK_PREPEND_ALWAYS : TK_PREPEND_NEVER; /* older files */
 }
 
-static void add_pre(fc_tokenizer *t, tk_pre p)
+static void add_pre(fc_tokenizer *t, fc_tok_pre p)
 {
-    t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(tk_pre));
+    t->pre = fc_xrealloc(t->pre, (size_t)(t->n_pre + 1) * sizeof(fc_tok_pre));
     t->pre[t->n_pre++] = p;
 }
 
@@ -219,7 +219,7 @@ static bool parse_pretok(fc_tokenizer *t, const cJSON *n, const char *where)
             if (!parse_pretok(t, it, where)) return false;
         return true;
     }
-    tk_pre p = {0};
+    fc_tok_pre p = {0};
     if (!strcmp(type, "Split")) {
         const cJSON *pat = jget(n, "pattern");
         const char *lit = jstr(pat, "String"), *re = jstr(pat, "Regex");
@@ -229,14 +229,14 @@ static bool parse_pretok(fc_tokenizer *t, const cJSON *n, const char *where)
         p.behavior = parse_behavior(jstr(n, "behavior"), &ok);
         if (!ok) goto bad;
         p.invert = jbool(n, "invert", false);
-        p.re = lit ? tk_regex_compile(lit, strlen(lit), TK_RE_LITERAL) : tk_regex_compile(re, strlen(re), TK_RE_ONIG);
+        p.re = lit ? fc_tok_regex_compile(lit, strlen(lit), TK_RE_LITERAL) : fc_tok_regex_compile(re, strlen(re), TK_RE_ONIG);
         if (!p.re) return false;
         if (re) p.pat = xdup(re, NULL);
     } else if (!strcmp(type, "ByteLevel")) {
         p.kind = TK_PRE_BYTELEVEL;
         p.add_prefix_space = jbool(n, "add_prefix_space", true);
         if (jbool(n, "use_regex", true)) {
-            p.re = tk_regex_compile(TK_GPT2_PATTERN, strlen(TK_GPT2_PATTERN), TK_RE_ONIG);
+            p.re = fc_tok_regex_compile(TK_GPT2_PATTERN, strlen(TK_GPT2_PATTERN), TK_RE_ONIG);
             if (!p.re) return false;
         }
         t->byte_level = true;
@@ -255,7 +255,7 @@ static bool parse_pretok(fc_tokenizer *t, const cJSON *n, const char *where)
         p.kind = TK_PRE_SPLIT;
         p.behavior = TK_REMOVED;
         p.invert = true;
-        p.re = tk_regex_compile(TK_WHITESPACE_PATTERN, strlen(TK_WHITESPACE_PATTERN), TK_RE_PCRE);
+        p.re = fc_tok_regex_compile(TK_WHITESPACE_PATTERN, strlen(TK_WHITESPACE_PATTERN), TK_RE_PCRE);
         if (!p.re) return false;
     } else {
         FC_LOG_ERROR("%s: pre-tokenizer '%s' is not supported", where, type);
@@ -268,9 +268,9 @@ bad:
     return false;
 }
 
-static void add_dec(fc_tokenizer *t, tk_dec d)
+static void add_dec(fc_tokenizer *t, fc_tok_dec d)
 {
-    t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(tk_dec));
+    t->dec = fc_xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof(fc_tok_dec));
     t->dec[t->n_dec++] = d;
 }
 
@@ -286,7 +286,7 @@ static bool parse_decoder(fc_tokenizer *t, const cJSON *n, const char *where)
             if (!parse_decoder(t, it, where)) return false;
         return true;
     }
-    tk_dec d = {0};
+    fc_tok_dec d = {0};
     if (!strcmp(type, "ByteLevel")) d.kind = TK_DEC_BYTELEVEL;
     else if (!strcmp(type, "ByteFallback")) d.kind = TK_DEC_BYTEFALLBACK;
     else if (!strcmp(type, "Fuse")) d.kind = TK_DEC_FUSE;
@@ -421,14 +421,14 @@ static void chat_template_of(const char *dir, const cJSON *cfg, fc_str *out)
  * names the file in messages, dir (may be NULL) is where chat_template.jinja
  * would be. root and cfg stay the caller's. */
 /* The chat template (tokenizer_config.json or chat_template.jinja), then
- * tk_finish; frees t and returns NULL when that fails. */
+ * fc_tok_finish; frees t and returns NULL when that fails. */
 static fc_tokenizer *finish_with_template(fc_tokenizer *t, const char *dir, const cJSON *cfg)
 {
     fc_str ct = {0};
     chat_template_of(dir, cfg, &ct);
-    if (ct.p) tk_set_chat_template(t, ct.p, ct.len);
+    if (ct.p) fc_tok_set_chat_template(t, ct.p, ct.len);
     fc_str_free(&ct);
-    if (tk_finish(t) != FC_OK) {
+    if (fc_tok_finish(t) != FC_OK) {
         fc_tokenizer_free(t);
         return NULL;
     }
@@ -503,19 +503,19 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
         goto fail;
     }
 
-    t = tk_new(dir ? dir : path);
-    tk_vocab_alloc(t, max_id + 1);
+    t = fc_tok_new(dir ? dir : path);
+    fc_tok_vocab_alloc(t, max_id + 1);
     int32_t pos = 0;
     cJSON_ArrayForEach(it, vocab) {
         if (unigram) {
             const char *p = cJSON_GetArrayItem(it, 0)->valuestring;
-            tk_vocab_set_text(t, pos++, p, strlen(p));
+            fc_tok_vocab_set_text(t, pos++, p, strlen(p));
         } else {
-            tk_vocab_set_text(t, it->valueint, it->string, strlen(it->string));
+            fc_tok_vocab_set_text(t, it->valueint, it->string, strlen(it->string));
         }
     }
     if (unigram) {
-        t->uni = tk_unigram_new(max_id + 1, false);
+        t->uni = fc_tok_unigram_new(max_id + 1, false);
         pos = 0;
         cJSON_ArrayForEach(it, vocab) {
             t->uni->score[pos] = cJSON_GetArrayItem(it, 1)->valuedouble;
@@ -527,24 +527,24 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
     cJSON_ArrayForEach(it, added) {
         const char *c = jstr(it, "content");
         bool special = jbool(it, "special", false);
-        tk_added_add(t, jint(it, "id", -1), c, strlen(c), special, jbool(it, "normalized", !special),
+        fc_tok_added_add(t, jint(it, "id", -1), c, strlen(c), special, jbool(it, "normalized", !special),
                      jbool(it, "lstrip", false), jbool(it, "rstrip", false), jbool(it, "single_word", false));
     }
-    tk_vocab_index_texts(t);
+    fc_tok_vocab_index_texts(t);
     /* tokenizer_config's named special tokens that added_tokens lacks become
      * special added tokens (transformers adds them at load) */
     static const char *const named[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     for (size_t k = 0; k < FC_ARRAY_LEN(named); k++) {
         const char *s = config_token(cfg, named[k]);
         if (!s) continue;
-        int32_t id = tk_strmap_get(&t->by_text, s, strlen(s));
+        int32_t id = fc_tok_strmap_get(&t->by_text, s, strlen(s));
         if (id >= 0 && !(t->flags[id] & TK_F_ADDED))
-            tk_added_add(t, id, s, strlen(s), true, false, false, false, false);
+            fc_tok_added_add(t, id, s, strlen(s), true, false, false, false, false);
     }
 
     /* merges */
     const cJSON *merges = jget(model, "merges");
-    tk_mergemap_init(&t->merges, (size_t)cJSON_GetArraySize(merges));
+    fc_tok_mergemap_init(&t->merges, (size_t)cJSON_GetArraySize(merges));
     int32_t rank = 0;
     cJSON_ArrayForEach(it, merges) {
         const char *a, *b;
@@ -565,7 +565,7 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
             FC_LOG_ERROR("%s: merge %d is malformed", path, rank);
             goto fail;
         }
-        if (!tk_vocab_add_merge(t, a, al, b, bl, rank)) {
+        if (!fc_tok_vocab_add_merge(t, a, al, b, bl, rank)) {
             FC_LOG_ERROR("%s: merge %d ('%.*s' '%.*s') uses a token not in the vocabulary", path, rank,
                          (int)al, a, (int)bl, b);
             goto fail;
@@ -576,8 +576,8 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
     /* model options */
     const char *unk = jstr(model, "unk_token");
     if (unk && !unigram) {
-        t->model_unk = tk_vocab_text_id(t, unk, strlen(unk));
-        if (t->model_unk < 0) t->model_unk = tk_strmap_get(&t->by_text, unk, strlen(unk));
+        t->model_unk = fc_tok_vocab_text_id(t, unk, strlen(unk));
+        if (t->model_unk < 0) t->model_unk = fc_tok_strmap_get(&t->by_text, unk, strlen(unk));
     }
     t->byte_fallback = jbool(model, "byte_fallback", false);
     t->fuse_unk = jbool(model, "fuse_unk", false);
@@ -591,10 +591,10 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
 
     /* special ids */
     const char *s;
-    if ((s = config_token(cfg, "bos_token"))) t->bos = tk_strmap_get(&t->by_text, s, strlen(s));
-    if ((s = config_token(cfg, "eos_token"))) t->eos = tk_strmap_get(&t->by_text, s, strlen(s));
-    if ((s = config_token(cfg, "unk_token"))) t->unk = tk_strmap_get(&t->by_text, s, strlen(s));
-    if ((s = config_token(cfg, "pad_token"))) t->pad = tk_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "bos_token"))) t->bos = fc_tok_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "eos_token"))) t->eos = fc_tok_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "unk_token"))) t->unk = fc_tok_strmap_get(&t->by_text, s, strlen(s));
+    if ((s = config_token(cfg, "pad_token"))) t->pad = fc_tok_strmap_get(&t->by_text, s, strlen(s));
     if (t->unk < 0) t->unk = t->model_unk;
     if (t->bos < 0 && t->n_prefix > 0) t->bos = t->prefix[0];
 
@@ -618,26 +618,26 @@ fail:
  * token names, the chat template, and tokens past the model's pieces from
  * added_tokens_decoder or added_tokens.json. */
 
-static void add_extra(tk_extra_token **v, int *n, int32_t id, const char *text, bool special)
+static void add_extra(fc_tok_extra_token **v, int *n, int32_t id, const char *text, bool special)
 {
-    *v = fc_xrealloc(*v, (size_t)(*n + 1) * sizeof(tk_extra_token));
-    (*v)[(*n)++] = (tk_extra_token){id, text, strlen(text), special};
+    *v = fc_xrealloc(*v, (size_t)(*n + 1) * sizeof(fc_tok_extra_token));
+    (*v)[(*n)++] = (fc_tok_extra_token){id, text, strlen(text), special};
 }
 
-/* T5's spiece.model (a Unigram model): tokens as tk_unigram_from_spm makes
+/* T5's spiece.model (a Unigram model): tokens as fc_tok_unigram_from_spm makes
  * them, then tokenizer_config.json's special token names, add_bos_token /
  * add_eos_token when given (T5Tokenizer's default: EOS only) and the chat
  * template. */
-static fc_tokenizer *unigram_folder(const char *dir, const cJSON *cfg, const tk_spm *s,
-                                    const tk_extra_token *extra, int n_extra, const char *path)
+static fc_tokenizer *unigram_folder(const char *dir, const cJSON *cfg, const fc_tok_spm *s,
+                                    const fc_tok_extra_token *extra, int n_extra, const char *path)
 {
-    fc_tokenizer *t = tk_unigram_from_spm(s, extra, n_extra, path);
+    fc_tokenizer *t = fc_tok_unigram_from_spm(s, extra, n_extra, path);
     if (!t) return NULL;
     const char *name;
-    if ((name = config_token(cfg, "eos_token"))) t->eos = tk_strmap_get(&t->by_text, name, strlen(name));
-    if ((name = config_token(cfg, "bos_token"))) t->bos = tk_strmap_get(&t->by_text, name, strlen(name));
-    if ((name = config_token(cfg, "unk_token"))) t->unk = tk_strmap_get(&t->by_text, name, strlen(name));
-    if ((name = config_token(cfg, "pad_token"))) t->pad = tk_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "eos_token"))) t->eos = fc_tok_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "bos_token"))) t->bos = fc_tok_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "unk_token"))) t->unk = fc_tok_strmap_get(&t->by_text, name, strlen(name));
+    if ((name = config_token(cfg, "pad_token"))) t->pad = fc_tok_strmap_get(&t->by_text, name, strlen(name));
     if (cJSON_IsBool(jget(cfg, "add_bos_token")) || cJSON_IsBool(jget(cfg, "add_eos_token"))) {
         t->n_prefix = t->n_suffix = 0;
         if (jbool(cfg, "add_bos_token", false) && t->bos >= 0) push_id(&t->prefix, &t->n_prefix, t->bos);
@@ -657,11 +657,11 @@ static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg, const ch
     snprintf(path, sizeof path, "%s/%s", dir, file);
     fc_mmap *m = fc_mmap_open(path);
     fc_tokenizer *t = NULL;
-    tk_extra_token *extra = NULL;
+    fc_tok_extra_token *extra = NULL;
     int n_extra = 0;
-    tk_spm s;
+    fc_tok_spm s;
     if (!m) goto out;
-    if (tk_spm_parse_any(m->data, m->size, path, &s) != FC_OK) goto out;
+    if (fc_tok_spm_parse_any(m->data, m->size, path, &s) != FC_OK) goto out;
 
     const cJSON *it;
     cJSON_ArrayForEach(it, added)
@@ -676,23 +676,23 @@ static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg, const ch
     for (int k = 0; k < n_extra; k++)
         if (extra[k].id >= 1 << 24 || extra[k].id - s.n >= 1 << 20) {
             FC_LOG_ERROR("%s: added token id %d is out of range", dir, extra[k].id);
-            tk_spm_free(&s);
+            fc_tok_spm_free(&s);
             goto out;
         }
 
     if (s.model_type == 1) {
         t = unigram_folder(dir, cfg, &s, extra, n_extra, path);
-        tk_spm_free(&s);
+        fc_tok_spm_free(&s);
         goto out;
     }
     fc_gguf_writer *w = fc_gguf_writer_new();
-    tk_spm_write(&s, extra, n_extra, w);
+    fc_tok_spm_write(&s, extra, n_extra, w);
     static const char *const named[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     static const char *const keys[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                                        "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
     for (size_t k = 0; k < FC_ARRAY_LEN(named); k++) {
         const char *name = config_token(cfg, named[k]);
-        int32_t id = name ? tk_spm_find(&s, extra, n_extra, name, strlen(name)) : -1;
+        int32_t id = name ? fc_tok_spm_find(&s, extra, n_extra, name, strlen(name)) : -1;
         if (id >= 0) fc_gguf_writer_set_u32(w, keys[k], (uint32_t)id);
     }
     fc_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", jbool(cfg, "add_bos_token", true));
@@ -701,9 +701,9 @@ static fc_tokenizer *from_spm_folder(const char *dir, const cJSON *cfg, const ch
     chat_template_of(dir, cfg, &ct);
     if (ct.p) fc_gguf_writer_set_str(w, "tokenizer.chat_template", ct.p, ct.len);
     fc_str_free(&ct);
-    t = tk_from_writer(w, path);
+    t = fc_tok_from_writer(w, path);
     fc_gguf_writer_free(w);
-    tk_spm_free(&s);
+    fc_tok_spm_free(&s);
 out:
     free(extra);
     fc_mmap_free(m);

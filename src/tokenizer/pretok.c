@@ -9,7 +9,7 @@
  * Regexes: Hugging Face compiles its patterns with Oniguruma; we use PCRE2
  * (UTF + UCP, JIT). The two agree on \p{L}, \p{N}, case-insensitive groups
  * (?i:'s also matches "'ſ") and Perl's leftmost-first alternation, and differ
- * in the escape classes, which tk_regex_compile rewrites: Oniguruma's \s is
+ * in the escape classes, which fc_tok_regex_compile rewrites: Oniguruma's \s is
  * White_Space and includes U+0085 (PCRE2's does not), its \w is
  * Alphabetic|Mark|Decimal_Number|Connector_Punctuation. (The Whitespace
  * pre-tokenizer is the exception: tokenizers runs it with Rust's regex crate,
@@ -43,7 +43,7 @@ const char TK_QWEN2_PATTERN[] =
 
 #define ONIG_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}"
 
-pcre2_code *tk_regex_compile(const char *pat, size_t len, enum tk_regex_kind kind)
+pcre2_code *fc_tok_regex_compile(const char *pat, size_t len, enum fc_tok_regex_kind kind)
 {
     fc_str b = {0};
     bool literal = kind == TK_RE_LITERAL;
@@ -115,13 +115,13 @@ static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *p)
 {
-    tk_scratch *s = p;
+    fc_tok_scratch *s = p;
     if (!s) return;
     pcre2_match_data_free(s->md);
     pcre2_match_context_free(s->mc);
     pcre2_jit_stack_free(s->js);
-    tk_plist_free(&s->pa);
-    tk_plist_free(&s->pb);
+    fc_tok_plist_free(&s->pa);
+    fc_tok_plist_free(&s->pb);
     fc_str_free(&s->norm);
     fc_str_free(&s->norm2);
     fc_str_free(&s->clean);
@@ -133,10 +133,10 @@ static void scratch_free(void *p)
 
 static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-tk_scratch *tk_scratch_get(void)
+fc_tok_scratch *fc_tok_scratch_get(void)
 {
     pthread_once(&scratch_once, scratch_key_init);
-    tk_scratch *s = pthread_getspecific(scratch_key);
+    fc_tok_scratch *s = pthread_getspecific(scratch_key);
     if (s) return s;
     s = fc_xcalloc(1, sizeof *s);
     s->md = pcre2_match_data_create(8, NULL);
@@ -150,24 +150,24 @@ tk_scratch *tk_scratch_get(void)
 
 /* ---- piece lists ---- */
 
-void tk_plist_clear(tk_plist *l)
+void fc_tok_plist_clear(fc_tok_plist *l)
 {
     l->b.len = 0;
     l->n = 0;
 }
 
-void tk_plist_add(tk_plist *l, const char *s, size_t n, bool at_start)
+void fc_tok_plist_add(fc_tok_plist *l, const char *s, size_t n, bool at_start)
 {
     if (n == 0) return; /* HF drops empty splits */
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 64;
-        l->v = fc_xrealloc(l->v, l->cap * sizeof(tk_piece));
+        l->v = fc_xrealloc(l->v, l->cap * sizeof(fc_tok_piece));
     }
-    l->v[l->n++] = (tk_piece){(uint32_t)l->b.len, (uint32_t)n, at_start};
+    l->v[l->n++] = (fc_tok_piece){(uint32_t)l->b.len, (uint32_t)n, at_start};
     fc_str_putn(&l->b, s, n);
 }
 
-void tk_plist_free(tk_plist *l)
+void fc_tok_plist_free(fc_tok_plist *l)
 {
     fc_str_free(&l->b);
     free(l->v);
@@ -175,19 +175,19 @@ void tk_plist_free(tk_plist *l)
     l->n = l->cap = 0;
 }
 
-static void span_add(tk_scratch *sc, size_t s, size_t e, bool match)
+static void span_add(fc_tok_scratch *sc, size_t s, size_t e, bool match)
 {
     if (sc->n_span == sc->cap_span) {
         sc->cap_span = sc->cap_span ? sc->cap_span * 2 : 256;
-        sc->span = fc_xrealloc(sc->span, sc->cap_span * sizeof(tk_span));
+        sc->span = fc_xrealloc(sc->span, sc->cap_span * sizeof(fc_tok_span));
     }
-    sc->span[sc->n_span++] = (tk_span){(uint32_t)s, (uint32_t)e, match};
+    sc->span[sc->n_span++] = (fc_tok_span){(uint32_t)s, (uint32_t)e, match};
 }
 
 /* ---- matching ---- */
 
 /* One match of re in s[0..n) at or after pos; false when none. */
-static bool regex_find(tk_scratch *sc, const pcre2_code *re, const char *s, size_t n, size_t pos,
+static bool regex_find(fc_tok_scratch *sc, const pcre2_code *re, const char *s, size_t n, size_t pos,
                        size_t *ms, size_t *me)
 {
     int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, sc->mc);
@@ -208,7 +208,7 @@ static bool regex_find(tk_scratch *sc, const pcre2_code *re, const char *s, size
 
 /* Fills sc->span with the matches of re over s (each with the gap before it),
  * as tokenizers' Pattern::find_matches. */
-static void find_regex(tk_scratch *sc, const pcre2_code *re, const char *s, size_t n)
+static void find_regex(fc_tok_scratch *sc, const pcre2_code *re, const char *s, size_t n)
 {
     sc->n_span = 0;
     size_t prev = 0, pos = 0, ms, me;
@@ -227,7 +227,7 @@ static void find_regex(tk_scratch *sc, const pcre2_code *re, const char *s, size
 }
 
 /* Each character for which pred holds is one match. */
-static void find_chars(tk_scratch *sc, bool (*pred)(uint32_t), const char *s, size_t n)
+static void find_chars(fc_tok_scratch *sc, bool (*pred)(uint32_t), const char *s, size_t n)
 {
     sc->n_span = 0;
     const uint8_t *u = (const uint8_t *)s;
@@ -247,9 +247,9 @@ static void find_chars(tk_scratch *sc, bool (*pred)(uint32_t), const char *s, si
 
 /* Applies a delimiter behavior to sc->span (in place). After this, spans with
  * match=true are to be dropped (Removed) and the others kept. */
-static void apply_behavior(tk_scratch *sc, enum tk_split_behavior bh, bool invert)
+static void apply_behavior(fc_tok_scratch *sc, enum fc_tok_split_behavior bh, bool invert)
 {
-    tk_span *v = sc->span;
+    fc_tok_span *v = sc->span;
     size_t n = sc->n_span, k = 0;
     if (invert)
         for (size_t i = 0; i < n; i++) v[i].match = !v[i].match;
@@ -264,7 +264,7 @@ static void apply_behavior(tk_scratch *sc, enum tk_split_behavior bh, bool inver
         for (size_t i = 0; i < n; i++) {
             bool m = v[i].match;
             if (m == prev && k > 0) v[k - 1].e = v[i].e;
-            else v[k++] = (tk_span){v[i].s, v[i].e, false};
+            else v[k++] = (fc_tok_span){v[i].s, v[i].e, false};
             prev = m;
         }
         break;
@@ -274,7 +274,7 @@ static void apply_behavior(tk_scratch *sc, enum tk_split_behavior bh, bool inver
         for (size_t i = 0; i < n; i++) {
             bool m = v[i].match;
             if (m && !prev && k > 0) v[k - 1].e = v[i].e;
-            else v[k++] = (tk_span){v[i].s, v[i].e, false};
+            else v[k++] = (fc_tok_span){v[i].s, v[i].e, false};
             prev = m;
         }
         break;
@@ -286,11 +286,11 @@ static void apply_behavior(tk_scratch *sc, enum tk_split_behavior bh, bool inver
         for (size_t i = n; i-- > 0;) {
             bool m = v[i].match;
             if (m && !prev && w < n) v[w].s = v[i].s;
-            else v[--w] = (tk_span){v[i].s, v[i].e, false};
+            else v[--w] = (fc_tok_span){v[i].s, v[i].e, false};
             prev = m;
         }
         k = n - w;
-        memmove(v, v + w, k * sizeof(tk_span));
+        memmove(v, v + w, k * sizeof(fc_tok_span));
         break;
     }
     }
@@ -298,12 +298,12 @@ static void apply_behavior(tk_scratch *sc, enum tk_split_behavior bh, bool inver
 }
 
 /* Appends the kept spans of s (a piece) to out. */
-static void emit_spans(tk_scratch *sc, const char *s, bool at_start, tk_plist *out)
+static void emit_spans(fc_tok_scratch *sc, const char *s, bool at_start, fc_tok_plist *out)
 {
     for (size_t i = 0; i < sc->n_span; i++) {
-        tk_span sp = sc->span[i];
+        fc_tok_span sp = sc->span[i];
         if (sp.match) continue;
-        tk_plist_add(out, s + sp.s, sp.e - sp.s, at_start && sp.s == 0);
+        fc_tok_plist_add(out, s + sp.s, sp.e - sp.s, at_start && sp.s == 0);
     }
 }
 
@@ -323,7 +323,7 @@ static void utf8proc_norm(const char *s, size_t n, int opts, fc_str *out)
     free(dst);
 }
 
-static void replace_all(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n, fc_str *out)
+static void replace_all(fc_tok_scratch *sc, const fc_tok_norm *nm, const char *s, size_t n, fc_str *out)
 {
     if (nm->re) {
         size_t pos = 0, prev = 0, ms, me;
@@ -356,7 +356,7 @@ static void replace_all(tk_scratch *sc, const tk_norm *nm, const char *s, size_t
     fc_str_putn(out, s + prev, n - prev);
 }
 
-static void norm_one(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n, fc_str *out)
+static void norm_one(fc_tok_scratch *sc, const fc_tok_norm *nm, const char *s, size_t n, fc_str *out)
 {
     const uint8_t *u = (const uint8_t *)s;
     switch (nm->kind) {
@@ -389,28 +389,28 @@ static void norm_one(tk_scratch *sc, const tk_norm *nm, const char *s, size_t n,
         size_t a = 0, b = n;
         while (nm->left && a < b) {
             int l = fc_utf8_len(u + a, b - a);
-            if (!l || !tk_is_whitespace(fc_utf8_decode(u + a, l))) break;
+            if (!l || !fc_tok_is_whitespace(fc_utf8_decode(u + a, l))) break;
             a += (size_t)l;
         }
         while (nm->right && b > a) {
             size_t j = b - 1;
             while (j > a && (u[j] & 0xC0) == 0x80) j--;
             int l = fc_utf8_len(u + j, b - j);
-            if (!l || !tk_is_whitespace(fc_utf8_decode(u + j, l))) break;
+            if (!l || !fc_tok_is_whitespace(fc_utf8_decode(u + j, l))) break;
             b = j;
         }
         fc_str_putn(out, s + a, b - a);
         break;
     }
-    case TK_NORM_PRECOMPILED: tk_norm_precompiled(nm, s, n, out); break;
-    case TK_NORM_SPM: tk_norm_spm(nm, s, n, out); break;
+    case TK_NORM_PRECOMPILED: fc_tok_norm_precompiled(nm, s, n, out); break;
+    case TK_NORM_SPM: fc_tok_norm_spm(nm, s, n, out); break;
     }
 }
 
-void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, fc_str *out)
+void fc_tok_normalize(const fc_tokenizer *t, const char *s, size_t n, fc_str *out)
 {
     if (t->n_norm == 0) { fc_str_putn(out, s, n); return; }
-    tk_scratch *sc = tk_scratch_get();
+    fc_tok_scratch *sc = fc_tok_scratch_get();
     /* ping-pong between two buffers; the last step appends to out */
     fc_str tmp[2] = {{0}, {0}};
     const char *cur = s;
@@ -429,17 +429,17 @@ void tk_normalize(const fc_tokenizer *t, const char *s, size_t n, fc_str *out)
 
 /* ---- added tokens ---- */
 
-static int32_t trie_node(tk_trie *tr, uint8_t byte)
+static int32_t trie_node(fc_tok_trie *tr, uint8_t byte)
 {
     if (tr->n == tr->cap) {
         tr->cap = tr->cap ? tr->cap * 2 : 64;
-        tr->node = fc_xrealloc(tr->node, tr->cap * sizeof(tk_trie_node));
+        tr->node = fc_xrealloc(tr->node, tr->cap * sizeof(fc_tok_trie_node));
     }
-    tr->node[tr->n] = (tk_trie_node){-1, -1, -1, byte};
+    tr->node[tr->n] = (fc_tok_trie_node){-1, -1, -1, byte};
     return (int32_t)tr->n++;
 }
 
-static void trie_insert(tk_trie *tr, const char *s, size_t n, int32_t added)
+static void trie_insert(fc_tok_trie *tr, const char *s, size_t n, int32_t added)
 {
     if (n == 0) return;
     if (tr->n == 0) trie_node(tr, 0); /* root */
@@ -461,20 +461,20 @@ static void trie_insert(tk_trie *tr, const char *s, size_t n, int32_t added)
     if (tr->node[cur].added < 0) tr->node[cur].added = added;
 }
 
-void tk_trie_free(tk_trie *tr)
+void fc_tok_trie_free(fc_tok_trie *tr)
 {
     free(tr->node);
     memset(tr, 0, sizeof *tr);
 }
 
-void tk_added_build(fc_tokenizer *t)
+void fc_tok_added_build(fc_tokenizer *t)
 {
     for (int i = 0; i < t->n_added; i++) {
-        tk_added *a = &t->added[i];
+        fc_tok_added *a = &t->added[i];
         if (a->normalized && t->n_norm) {
             /* the automaton of normalized tokens holds their normalized content */
             fc_str nb = {0};
-            tk_normalize(t, a->content, a->len, &nb);
+            fc_tok_normalize(t, a->content, a->len, &nb);
             free(a->content);
             fc_str_putc(&nb, '\0');
             a->content = nb.p;
@@ -485,7 +485,7 @@ void tk_added_build(fc_tokenizer *t)
 }
 
 /* Longest added token starting at s[0..n); -1 when none. */
-static int32_t trie_longest(const tk_trie *tr, const char *s, size_t n, size_t *len)
+static int32_t trie_longest(const fc_tok_trie *tr, const char *s, size_t n, size_t *len)
 {
     int32_t cur = 0, best = -1;
     for (size_t i = 0; i < n; i++) {
@@ -517,10 +517,10 @@ static uint32_t cp_at(const char *s, size_t n, size_t i, int *len)
     return l ? fc_utf8_decode((const uint8_t *)s + i, l) : 0xFFFD;
 }
 
-static bool is_word_char(uint32_t cp) { return tk_is_alnum(cp) || cp == '_'; }
+static bool is_word_char(uint32_t cp) { return fc_tok_is_alnum(cp) || cp == '_'; }
 
-void tk_added_split(const fc_tokenizer *t, const tk_trie *tr, const char *s, size_t n,
-                    bool parse_special, tk_emit_fn emit, void *ctx)
+void fc_tok_added_split(const fc_tokenizer *t, const fc_tok_trie *tr, const char *s, size_t n,
+                    bool parse_special, fc_tok_emit_fn emit, void *ctx)
 {
     size_t start_off = 0;
     if (tr->n) {
@@ -530,7 +530,7 @@ void tk_added_split(const fc_tokenizer *t, const tk_trie *tr, const char *s, siz
             int32_t k = -1;
             if (tr->first[c >> 3] & (1u << (c & 7))) k = trie_longest(tr, s + i, n - i, &mlen);
             if (k < 0) { i++; continue; }
-            const tk_added *a = &t->added[k];
+            const fc_tok_added *a = &t->added[k];
             size_t ms = i, me = i + mlen;
             i = me; /* matches never overlap, even the ones skipped below */
             if (a->special && !parse_special) continue;
@@ -546,14 +546,14 @@ void tk_added_split(const fc_tokenizer *t, const tk_trie *tr, const char *s, siz
                     size_t j = ns - 1;
                     while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80) j--;
                     int l;
-                    if (!tk_is_whitespace(cp_at(s, n, j, &l))) break;
+                    if (!fc_tok_is_whitespace(cp_at(s, n, j, &l))) break;
                     ns = j;
                 }
                 ms = ns > start_off ? ns : start_off;
             }
             if (a->rstrip) {
                 int l;
-                while (me < n && tk_is_whitespace(cp_at(s, n, me, &l))) me += (size_t)l;
+                while (me < n && fc_tok_is_whitespace(cp_at(s, n, me, &l))) me += (size_t)l;
                 i = me;
             }
             if (start_off < ms) emit(ctx, s + start_off, ms - start_off, start_off, -1);
@@ -566,17 +566,17 @@ void tk_added_split(const fc_tokenizer *t, const tk_trie *tr, const char *s, siz
 
 /* ---- pre-tokenizers ---- */
 
-static bool is_ws(uint32_t cp) { return tk_is_whitespace(cp); }
+static bool is_ws(uint32_t cp) { return fc_tok_is_whitespace(cp); }
 
-tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, size_t n,
+fc_tok_plist *fc_tok_pretokenize(const fc_tokenizer *t, fc_tok_scratch *sc, const char *s, size_t n,
                          bool at_start)
 {
-    tk_plist *in = &sc->pa, *out = &sc->pb;
-    tk_plist_clear(in);
-    tk_plist_add(in, s, n, at_start);
+    fc_tok_plist *in = &sc->pa, *out = &sc->pb;
+    fc_tok_plist_clear(in);
+    fc_tok_plist_add(in, s, n, at_start);
     for (int k = 0; k < t->n_pre; k++) {
-        const tk_pre *p = &t->pre[k];
-        tk_plist_clear(out);
+        const fc_tok_pre *p = &t->pre[k];
+        fc_tok_plist_clear(out);
         for (size_t j = 0; j < in->n; j++) {
             const char *ps = in->b.p + in->v[j].off;
             size_t pn = in->v[j].len;
@@ -588,7 +588,7 @@ tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, s
                 emit_spans(sc, ps, ast, out);
                 break;
             case TK_PRE_DIGITS:
-                find_chars(sc, tk_is_numeric, ps, pn);
+                find_chars(sc, fc_tok_is_numeric, ps, pn);
                 apply_behavior(sc, p->individual ? TK_ISOLATED : TK_CONTIGUOUS, false);
                 emit_spans(sc, ps, ast, out);
                 break;
@@ -613,7 +613,7 @@ tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, s
                     apply_behavior(sc, TK_ISOLATED, false);
                     emit_spans(sc, q, ast, out);
                 } else {
-                    tk_plist_add(out, q, qn, ast);
+                    fc_tok_plist_add(out, q, qn, ast);
                 }
                 break;
             }
@@ -649,13 +649,13 @@ tk_plist *tk_pretokenize(const fc_tokenizer *t, tk_scratch *sc, const char *s, s
                     apply_behavior(sc, TK_MERGED_NEXT, false);
                     emit_spans(sc, nb->p, ast, out);
                 } else {
-                    tk_plist_add(out, nb->p, nb->len, ast);
+                    fc_tok_plist_add(out, nb->p, nb->len, ast);
                 }
                 break;
             }
             }
         }
-        tk_plist *tmp = in;
+        fc_tok_plist *tmp = in;
         in = out;
         out = tmp;
     }

@@ -211,7 +211,7 @@ static bool parse_normalizer(pb r, specs *sp)
     return !bad;
 }
 
-void tk_spm_free(tk_spm *s)
+void fc_tok_spm_free(fc_tok_spm *s)
 {
     if (!s) return;
     free(s->piece);
@@ -224,20 +224,20 @@ void tk_spm_free(tk_spm *s)
 /* An id from the trainer spec: -1 (disabled) or out of range give -1. */
 static int32_t spec_id(int32_t id, int32_t n) { return id >= 0 && id < n ? id : -1; }
 
-static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s,
+static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *name, fc_tok_spm *s,
                                 bool unigram_ok);
 
-enum fc_status tk_spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s)
+enum fc_status fc_tok_spm_parse(const uint8_t *data, size_t size, const char *name, fc_tok_spm *s)
 {
     return spm_parse(data, size, name, s, false);
 }
 
-enum fc_status tk_spm_parse_any(const uint8_t *data, size_t size, const char *name, tk_spm *s)
+enum fc_status fc_tok_spm_parse_any(const uint8_t *data, size_t size, const char *name, fc_tok_spm *s)
 {
     return spm_parse(data, size, name, s, true);
 }
 
-static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *name, tk_spm *s,
+static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *name, fc_tok_spm *s,
                                 bool unigram_ok)
 {
     memset(s, 0, sizeof *s);
@@ -278,7 +278,7 @@ static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *na
     }
     if (sp.ws_suffix) { what = "treat_whitespace_as_suffix is not supported"; goto fail; }
     if (!sp.escape_ws) { what = "escape_whitespaces = false is not supported"; goto fail; }
-    if (sp.has_charsmap && sp.model_type == 1 && !tk_charsmap_valid(sp.charsmap, sp.charsmap_len)) {
+    if (sp.has_charsmap && sp.model_type == 1 && !fc_tok_charsmap_valid(sp.charsmap, sp.charsmap_len)) {
         what = "malformed precompiled_charsmap";
         goto fail;
     }
@@ -322,19 +322,19 @@ static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *na
     }
 
     /* repeated pieces make the model ambiguous: sentencepiece refuses them */
-    tk_strmap m;
-    tk_strmap_init(&m, (size_t)n, (const char *const *)s->piece, s->len);
+    fc_tok_strmap m;
+    fc_tok_strmap_init(&m, (size_t)n, (const char *const *)s->piece, s->len);
     for (int32_t k = 0; k < s->n; k++) {
-        int32_t prev = tk_strmap_get(&m, s->piece[k], s->len[k]);
+        int32_t prev = fc_tok_strmap_get(&m, s->piece[k], s->len[k]);
         if (prev >= 0) {
             FC_LOG_ERROR("%s: piece %d '%.*s' repeats piece %d", name, k, (int)FC_MIN(s->len[k], 64u),
                          s->piece[k], prev);
-            tk_strmap_free(&m);
+            fc_tok_strmap_free(&m);
             goto out;
         }
-        tk_strmap_put(&m, k);
+        fc_tok_strmap_put(&m, k);
     }
-    tk_strmap_free(&m);
+    fc_tok_strmap_free(&m);
 
     s->unk = spec_id(sp.unk, s->n);
     s->bos = spec_id(sp.bos, s->n);
@@ -352,13 +352,13 @@ static enum fc_status spm_parse(const uint8_t *data, size_t size, const char *na
 fail:
     FC_LOG_ERROR("%s: %s", name, what);
 out:
-    tk_spm_free(s);
+    fc_tok_spm_free(s);
     return st;
 }
 
 /* ---- as GGUF metadata ---- */
 
-int32_t tk_spm_find(const tk_spm *s, const tk_extra_token *extra, int n_extra, const char *str, size_t n)
+int32_t fc_tok_spm_find(const fc_tok_spm *s, const fc_tok_extra_token *extra, int n_extra, const char *str, size_t n)
 {
     for (int k = n_extra - 1; k >= 0; k--)
         if (extra[k].len == n && !memcmp(extra[k].text, str, n)) return extra[k].id;
@@ -367,7 +367,7 @@ int32_t tk_spm_find(const tk_spm *s, const tk_extra_token *extra, int n_extra, c
     return -1;
 }
 
-int32_t tk_spm_write(const tk_spm *s, const tk_extra_token *extra, int n_extra, fc_gguf_writer *w)
+int32_t fc_tok_spm_write(const fc_tok_spm *s, const fc_tok_extra_token *extra, int n_extra, fc_gguf_writer *w)
 {
     int32_t n = s->n;
     for (int k = 0; k < n_extra; k++) n = FC_MAX(n, extra[k].id + 1);
@@ -382,7 +382,7 @@ int32_t tk_spm_write(const tk_spm *s, const tk_extra_token *extra, int n_extra, 
         type[i] = s->type[i];
     }
     for (int k = 0; k < n_extra; k++) {
-        const tk_extra_token *e = &extra[k];
+        const fc_tok_extra_token *e = &extra[k];
         if (e->id < s->n) continue; /* the model's own pieces win */
         tok[e->id] = e->text;
         len[e->id] = e->len;
@@ -425,22 +425,22 @@ int32_t tk_spm_write(const tk_spm *s, const tk_extra_token *extra, int n_extra, 
 
 fc_tokenizer *fc_tokenizer_from_spm(const void *data, size_t size, const char *name)
 {
-    tk_spm s;
+    fc_tok_spm s;
     if (!name) name = "tokenizer.model";
-    if (tk_spm_parse_any(data, size, name, &s) != FC_OK) return NULL;
+    if (fc_tok_spm_parse_any(data, size, name, &s) != FC_OK) return NULL;
     if (s.model_type == 1) {
-        fc_tokenizer *u = tk_unigram_from_spm(&s, NULL, 0, name);
-        tk_spm_free(&s);
-        if (u && tk_finish(u) != FC_OK) {
+        fc_tokenizer *u = fc_tok_unigram_from_spm(&s, NULL, 0, name);
+        fc_tok_spm_free(&s);
+        if (u && fc_tok_finish(u) != FC_OK) {
             fc_tokenizer_free(u);
             u = NULL;
         }
         return u;
     }
     fc_gguf_writer *w = fc_gguf_writer_new();
-    tk_spm_write(&s, NULL, 0, w);
-    fc_tokenizer *t = tk_from_writer(w, name);
+    fc_tok_spm_write(&s, NULL, 0, w);
+    fc_tokenizer *t = fc_tok_from_writer(w, name);
     fc_gguf_writer_free(w);
-    tk_spm_free(&s);
+    fc_tok_spm_free(&s);
     return t;
 }

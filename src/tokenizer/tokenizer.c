@@ -14,17 +14,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-fc_tokenizer *tk_new(const char *name)
+fc_tokenizer *fc_tok_new(const char *name)
 {
     fc_tokenizer *t = fc_xcalloc(1, sizeof *t);
     t->name = fc_xstrdup(name ? name : "tokenizer");
     t->bos = t->eos = t->unk = t->pad = -1;
     t->model_unk = -1;
-    tk_cache_init(&t->cache);
+    fc_tok_cache_init(&t->cache);
     return t;
 }
 
-void tk_set_chat_template(fc_tokenizer *t, const char *s, size_t n)
+void fc_tok_set_chat_template(fc_tokenizer *t, const char *s, size_t n)
 {
     free(t->chat_template);
     t->chat_template = fc_xmalloc(n + 1);
@@ -45,9 +45,9 @@ void fc_tokenizer_free(fc_tokenizer *t)
     free(t->flags);
     fc_str_free(&t->strs);
     fc_str_free(&t->piece_strs);
-    tk_strmap_free(&t->by_text);
-    tk_strmap_free(&t->by_key);
-    tk_mergemap_free(&t->merges);
+    fc_tok_strmap_free(&t->by_text);
+    fc_tok_strmap_free(&t->by_key);
+    fc_tok_mergemap_free(&t->merges);
     for (int i = 0; i < t->n_norm; i++) {
         free(t->norm[i].a);
         free(t->norm[i].b);
@@ -66,14 +66,14 @@ void fc_tokenizer_free(fc_tokenizer *t)
     free(t->dec);
     for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
-    tk_trie_free(&t->trie_raw);
-    tk_trie_free(&t->trie_norm);
+    fc_tok_trie_free(&t->trie_raw);
+    fc_tok_trie_free(&t->trie_norm);
     free(t->prefix);
     free(t->suffix);
     free(t->chat_template);
     free(t->scores);
-    tk_cache_free(&t->cache);
-    tk_unigram_free(t->uni);
+    fc_tok_cache_free(&t->cache);
+    fc_tok_unigram_free(t->uni);
     free(t);
 }
 
@@ -105,18 +105,18 @@ static const char *const EOG_TEXTS[] = {
 };
 
 /* The end of every loader: keys, maps, added-token tries, pieces. */
-enum fc_status tk_finish(fc_tokenizer *t)
+enum fc_status fc_tok_finish(fc_tokenizer *t)
 {
-    enum fc_status st = tk_vocab_finish(t);
+    enum fc_status st = fc_tok_vocab_finish(t);
     if (st != FC_OK) return st;
     if (t->eos >= 0) t->flags[t->eos] |= TK_F_EOG;
     for (const char *const *e = EOG_TEXTS; *e; e++) {
-        int32_t id = tk_strmap_get(&t->by_text, *e, strlen(*e));
+        int32_t id = fc_tok_strmap_get(&t->by_text, *e, strlen(*e));
         if (id >= 0 && (t->flags[id] & TK_F_SPECIAL)) t->flags[id] |= TK_F_EOG;
     }
-    if (t->uni) tk_unigram_finish(t);
-    tk_added_build(t);
-    tk_pieces_build(t);
+    if (t->uni) fc_tok_unigram_finish(t);
+    fc_tok_added_build(t);
+    fc_tok_pieces_build(t);
     return FC_OK;
 }
 
@@ -156,15 +156,15 @@ const char *fc_tokenizer_token_text(const fc_tokenizer *t, int32_t id)
 
 int32_t fc_tokenizer_find(const fc_tokenizer *t, const char *text, size_t len)
 {
-    return tk_strmap_get(&t->by_text, text, len);
+    return fc_tok_strmap_get(&t->by_text, text, len);
 }
 
 /* ---- encode ---- */
 
 typedef struct enc_ctx {
     const fc_tokenizer *t;
-    tk_scratch *sc;
-    tk_ivec *out;
+    fc_tok_scratch *sc;
+    fc_tok_ivec *out;
     bool parse_special;
     bool raw_at_start;      /* the raw span being normalized starts the text */
 } enc_ctx;
@@ -173,34 +173,34 @@ typedef struct enc_ctx {
 static void on_norm_span(void *p, const char *s, size_t n, size_t off, int32_t id)
 {
     enc_ctx *c = p;
-    if (id >= 0) { tk_ivec_push(c->out, id); return; }
-    tk_plist *l = tk_pretokenize(c->t, c->sc, s, n, c->raw_at_start && off == 0);
+    if (id >= 0) { fc_tok_ivec_push(c->out, id); return; }
+    fc_tok_plist *l = fc_tok_pretokenize(c->t, c->sc, s, n, c->raw_at_start && off == 0);
     for (size_t i = 0; i < l->n; i++)
-        if (c->t->uni) tk_unigram_word(c->t, l->b.p + l->v[i].off, l->v[i].len, c->out);
-        else tk_bpe_word(c->t, c->sc, l->b.p + l->v[i].off, l->v[i].len, c->out);
+        if (c->t->uni) fc_tok_unigram_word(c->t, l->b.p + l->v[i].off, l->v[i].len, c->out);
+        else fc_tok_bpe_word(c->t, c->sc, l->b.p + l->v[i].off, l->v[i].len, c->out);
 }
 
 /* A span of raw text (or an added token matched in it). */
 static void on_raw_span(void *p, const char *s, size_t n, size_t off, int32_t id)
 {
     enc_ctx *c = p;
-    if (id >= 0) { tk_ivec_push(c->out, id); return; }
+    if (id >= 0) { fc_tok_ivec_push(c->out, id); return; }
     const fc_tokenizer *t = c->t;
     c->raw_at_start = off == 0;
     if (t->n_norm == 0) {
-        tk_added_split(t, &t->trie_norm, s, n, c->parse_special, on_norm_span, c);
+        fc_tok_added_split(t, &t->trie_norm, s, n, c->parse_special, on_norm_span, c);
         return;
     }
     /* The normalized text gets its own buffer: the pre-tokenizer reuses the
      * scratch buffers while it is being read. */
     fc_str nb = {0};
-    tk_normalize(t, s, n, &nb);
-    tk_added_split(t, &t->trie_norm, nb.p ? nb.p : "", nb.len, c->parse_special, on_norm_span, c);
+    fc_tok_normalize(t, s, n, &nb);
+    fc_tok_added_split(t, &t->trie_norm, nb.p ? nb.p : "", nb.len, c->parse_special, on_norm_span, c);
     fc_str_free(&nb);
 }
 
 static void encode_into(const fc_tokenizer *t, const char *text, size_t len, bool add_special,
-                        bool parse_special, tk_ivec *out)
+                        bool parse_special, fc_tok_ivec *out)
 {
     if (!fc_utf8_valid(text, len)) {
         fc_str clean = {0};
@@ -209,22 +209,22 @@ static void encode_into(const fc_tokenizer *t, const char *text, size_t len, boo
         fc_str_free(&clean);
         return;
     }
-    tk_scratch *sc = tk_scratch_get();
+    fc_tok_scratch *sc = fc_tok_scratch_get();
     if (add_special)
-        for (int i = 0; i < t->n_prefix; i++) tk_ivec_push(out, t->prefix[i]);
+        for (int i = 0; i < t->n_prefix; i++) fc_tok_ivec_push(out, t->prefix[i]);
     enc_ctx c = {t, sc, out, parse_special, true};
-    tk_added_split(t, &t->trie_raw, text ? text : "", len, parse_special, on_raw_span, &c);
+    fc_tok_added_split(t, &t->trie_raw, text ? text : "", len, parse_special, on_raw_span, &c);
     if (add_special)
-        for (int i = 0; i < t->n_suffix; i++) tk_ivec_push(out, t->suffix[i]);
+        for (int i = 0; i < t->n_suffix; i++) fc_tok_ivec_push(out, t->suffix[i]);
 }
 
 int fc_tokenizer_encode(const fc_tokenizer *tok, const char *text, size_t len, bool add_special,
                         bool parse_special, int32_t **ids_out)
 {
-    tk_ivec v = {0};
+    fc_tok_ivec v = {0};
     encode_into(tok, text, len, add_special, parse_special, &v);
     if (v.n > INT32_MAX) {
-        tk_ivec_free(&v);
+        fc_tok_ivec_free(&v);
         *ids_out = NULL;
         FC_LOG_ERROR("%s: text too long to encode", tok->name);
         return FC_ERR_ARG;

@@ -44,9 +44,9 @@
 
 /* ---- model ---- */
 
-tk_unigram *tk_unigram_new(int32_t n_vocab, bool spm)
+fc_tok_unigram *fc_tok_unigram_new(int32_t n_vocab, bool spm)
 {
-    tk_unigram *u = fc_xcalloc(1, sizeof *u);
+    fc_tok_unigram *u = fc_xcalloc(1, sizeof *u);
     u->score = fc_xcalloc((size_t)(n_vocab > 0 ? n_vocab : 1), sizeof(double));
     u->cand = fc_xcalloc((size_t)(n_vocab > 0 ? n_vocab : 1), 1);
     u->user = fc_xcalloc((size_t)(n_vocab > 0 ? n_vocab : 1), 1);
@@ -56,7 +56,7 @@ tk_unigram *tk_unigram_new(int32_t n_vocab, bool spm)
     return u;
 }
 
-void tk_unigram_free(tk_unigram *u)
+void fc_tok_unigram_free(fc_tok_unigram *u)
 {
     if (!u) return;
     free(u->score);
@@ -65,9 +65,9 @@ void tk_unigram_free(tk_unigram *u)
     free(u);
 }
 
-void tk_unigram_finish(fc_tokenizer *t)
+void fc_tok_unigram_finish(fc_tokenizer *t)
 {
-    tk_unigram *u = t->uni;
+    fc_tok_unigram *u = t->uni;
     u->min_score = DBL_MAX;
     u->max_score = -DBL_MAX;
     u->max_len = 0;
@@ -85,7 +85,7 @@ void tk_unigram_finish(fc_tokenizer *t)
 typedef struct lnode { double score; int32_t id, start; } lnode; /* start -1: unreached */
 
 /* One candidate edge [start, end) with piece id: keeps the better path. */
-static void relax(const tk_unigram *u, lnode *to, double here, double score, int32_t start, int32_t id)
+static void relax(const fc_tok_unigram *u, lnode *to, double here, double score, int32_t start, int32_t id)
 {
     double cand = u->spm ? (double)((float)here + (float)score) : here + score;
     if (to->start < 0 || cand > to->score) {
@@ -95,9 +95,9 @@ static void relax(const tk_unigram *u, lnode *to, double here, double score, int
     }
 }
 
-void tk_unigram_word(const fc_tokenizer *t, const char *s, size_t n, tk_ivec *out)
+void fc_tok_unigram_word(const fc_tokenizer *t, const char *s, size_t n, fc_tok_ivec *out)
 {
-    const tk_unigram *u = t->uni;
+    const fc_tok_unigram *u = t->uni;
     if (n == 0) return;
     lnode stack_nodes[256];
     lnode *node = n + 1 <= 256 ? stack_nodes : fc_xmalloc((n + 1) * sizeof(lnode));
@@ -112,7 +112,7 @@ void tk_unigram_word(const fc_tokenizer *t, const char *s, size_t n, tk_ivec *ou
         bool single = false;
         size_t lim = FC_MIN((size_t)u->max_len, n - at);
         for (size_t len = 1; len <= lim; len++) {
-            int32_t id = tk_strmap_get(&t->by_key, s + at, len);
+            int32_t id = fc_tok_strmap_get(&t->by_key, s + at, len);
             if (id < 0 || id >= u->n || !u->cand[id]) continue;
             double sc = u->spm && u->user[id] ? (double)len * u->max_score - 0.1 : u->score[id];
             relax(u, &node[at + len], here, sc, (int32_t)at, id);
@@ -138,17 +138,17 @@ void tk_unigram_word(const fc_tokenizer *t, const char *s, size_t n, tk_ivec *ou
             continue;
         }
         if (ids[i] != u->unk) {
-            tk_ivec_push(out, ids[i++]);
+            fc_tok_ivec_push(out, ids[i++]);
             continue;
         }
         size_t j = i;
         while (j < n_tok && ids[j] == u->unk) j++;
         int32_t id = u->unk;
         if (!u->spm && j - i > 1) { /* tokenizers looks the fused text up */
-            int32_t f = tk_strmap_get(&t->by_key, s + starts[i], (size_t)(starts[j] - starts[i]));
+            int32_t f = fc_tok_strmap_get(&t->by_key, s + starts[i], (size_t)(starts[j] - starts[i]));
             if (f >= 0) id = f;
         }
-        tk_ivec_push(out, id);
+        fc_tok_ivec_push(out, id);
         i = j;
     }
     free(ids);
@@ -170,7 +170,7 @@ static uint32_t unit_at(const uint8_t *m, size_t i)
 
 static uint32_t unit_offset(uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); }
 
-bool tk_charsmap_valid(const uint8_t *m, size_t len)
+bool fc_tok_charsmap_valid(const uint8_t *m, size_t len)
 {
     if (len < 4) return false;
     uint32_t tb = (uint32_t)m[0] | (uint32_t)m[1] << 8 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 24;
@@ -237,7 +237,7 @@ static bool on_longest(void *p, size_t len, uint32_t value)
 }
 
 /* tokenizers' Precompiled::transform: the first prefix match of the chunk. */
-static bool transform(const tk_norm *nm, const char *s, size_t n, fc_str *out)
+static bool transform(const fc_tok_norm *nm, const char *s, size_t n, fc_str *out)
 {
     const uint8_t *m = (const uint8_t *)nm->a;
     first_match f = {0};
@@ -249,7 +249,7 @@ static bool transform(const tk_norm *nm, const char *s, size_t n, fc_str *out)
     return true;
 }
 
-void tk_norm_precompiled(const tk_norm *nm, const char *s, size_t n, fc_str *out)
+void fc_tok_norm_precompiled(const fc_tok_norm *nm, const char *s, size_t n, fc_str *out)
 {
     const uint8_t *u = (const uint8_t *)s;
     size_t g = 0; /* start of the current grapheme cluster */
@@ -283,7 +283,7 @@ void tk_norm_precompiled(const tk_norm *nm, const char *s, size_t n, fc_str *out
 
 /* sentencepiece's NormalizePrefix: the longest charsmap match at s, or one
  * character as is. */
-static size_t norm_prefix(const tk_norm *nm, const char *s, size_t n, const char **r, size_t *rn)
+static size_t norm_prefix(const fc_tok_norm *nm, const char *s, size_t n, const char **r, size_t *rn)
 {
     if (nm->a) {
         first_match f = {0};
@@ -301,7 +301,7 @@ static size_t norm_prefix(const tk_norm *nm, const char *s, size_t n, const char
     return (size_t)l;
 }
 
-void tk_norm_spm(const tk_norm *nm, const char *s, size_t n, fc_str *out)
+void fc_tok_norm_spm(const fc_tok_norm *nm, const char *s, size_t n, fc_str *out)
 {
     bool squeeze = nm->right, dummy = nm->left;
     const char *r;
@@ -337,7 +337,7 @@ void tk_norm_spm(const tk_norm *nm, const char *s, size_t n, fc_str *out)
 
 /* ---- from a spiece.model ---- */
 
-fc_tokenizer *tk_unigram_from_spm(const tk_spm *s, const tk_extra_token *extra, int n_extra, const char *name)
+fc_tokenizer *fc_tok_unigram_from_spm(const fc_tok_spm *s, const fc_tok_extra_token *extra, int n_extra, const char *name)
 {
     for (int32_t i = 0; i < s->n; i++)
         if (s->type[i] == TK_TYPE_BYTE) {
@@ -346,21 +346,21 @@ fc_tokenizer *tk_unigram_from_spm(const tk_spm *s, const tk_extra_token *extra, 
         }
     int32_t n = s->n;
     for (int k = 0; k < n_extra; k++) n = FC_MAX(n, extra[k].id + 1);
-    fc_tokenizer *t = tk_new(name);
-    tk_vocab_alloc(t, n);
-    for (int32_t i = 0; i < s->n; i++) tk_vocab_set_text(t, i, s->piece[i], s->len[i]);
+    fc_tokenizer *t = fc_tok_new(name);
+    fc_tok_vocab_alloc(t, n);
+    for (int32_t i = 0; i < s->n; i++) fc_tok_vocab_set_text(t, i, s->piece[i], s->len[i]);
     /* control and unknown pieces are the special tokens transformers'
      * T5Tokenizer knows (</s>, <pad>, <unk>); extra tokens (added_tokens.json,
      * added_tokens_decoder: FastChat-T5's "\n", " ", "{", ...) are matched
      * before normalization, as the slow tokenizer splits on them */
     for (int32_t i = 0; i < s->n; i++)
         if (s->type[i] == TK_TYPE_CONTROL || s->type[i] == TK_TYPE_UNKNOWN)
-            tk_added_add(t, i, s->piece[i], s->len[i], true, false, false, false, false);
+            fc_tok_added_add(t, i, s->piece[i], s->len[i], true, false, false, false, false);
     for (int k = 0; k < n_extra; k++)
-        tk_added_add(t, extra[k].id, extra[k].text, extra[k].len, extra[k].special, false, false, false, false);
-    tk_vocab_index_texts(t);
+        fc_tok_added_add(t, extra[k].id, extra[k].text, extra[k].len, extra[k].special, false, false, false, false);
+    fc_tok_vocab_index_texts(t);
 
-    tk_unigram *u = tk_unigram_new(n, true);
+    fc_tok_unigram *u = fc_tok_unigram_new(n, true);
     for (int32_t i = 0; i < s->n; i++) {
         u->score[i] = s->score[i];
         u->cand[i] = s->type[i] == TK_TYPE_NORMAL || s->type[i] == TK_TYPE_USER_DEFINED;
@@ -373,16 +373,16 @@ fc_tokenizer *tk_unigram_from_spm(const tk_spm *s, const tk_extra_token *extra, 
     t->bos = s->bos;
     t->pad = s->pad;
 
-    tk_norm nm = {.kind = TK_NORM_SPM, .left = s->add_dummy_prefix, .right = s->remove_extra_ws};
+    fc_tok_norm nm = {.kind = TK_NORM_SPM, .left = s->add_dummy_prefix, .right = s->remove_extra_ws};
     if (s->charsmap) {
         nm.a = fc_xmalloc(s->charsmap_len);
         memcpy(nm.a, s->charsmap, s->charsmap_len);
         nm.a_len = s->charsmap_len;
     }
-    t->norm = fc_xcalloc(1, sizeof(tk_norm));
+    t->norm = fc_xcalloc(1, sizeof(fc_tok_norm));
     t->norm[t->n_norm++] = nm;
-    t->dec = fc_xcalloc(1, sizeof(tk_dec));
-    t->dec[t->n_dec++] = (tk_dec){.kind = TK_DEC_METASPACE, .cp = 0x2581,
+    t->dec = fc_xcalloc(1, sizeof(fc_tok_dec));
+    t->dec[t->n_dec++] = (fc_tok_dec){.kind = TK_DEC_METASPACE, .cp = 0x2581,
                                   .prepend = s->add_dummy_prefix ? TK_PREPEND_ALWAYS : TK_PREPEND_NEVER};
     t->has_decoder = true;
     /* T5Tokenizer: "$A </s>", no BOS */

@@ -19,7 +19,7 @@
 
 /* ---- buffers ---- */
 
-void tk_ivec_push(tk_ivec *v, int32_t x)
+void fc_tok_ivec_push(fc_tok_ivec *v, int32_t x)
 {
     if (v->n == v->cap) {
         v->cap = v->cap ? v->cap * 2 : 64;
@@ -28,7 +28,7 @@ void tk_ivec_push(tk_ivec *v, int32_t x)
     v->v[v->n++] = x;
 }
 
-void tk_ivec_free(tk_ivec *v)
+void fc_tok_ivec_free(fc_tok_ivec *v)
 {
     free(v->v);
     v->v = NULL;
@@ -37,7 +37,7 @@ void tk_ivec_free(tk_ivec *v)
 
 /* ---- Unicode predicates ---- */
 
-bool tk_is_whitespace(uint32_t cp)
+bool fc_tok_is_whitespace(uint32_t cp)
 {
     /* The White_Space property (PropList.txt), which Rust's is_whitespace uses. */
     return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
@@ -45,14 +45,14 @@ bool tk_is_whitespace(uint32_t cp)
            cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-bool tk_is_numeric(uint32_t cp)
+bool fc_tok_is_numeric(uint32_t cp)
 {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
     return c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_NO;
 }
 
-bool tk_is_alnum(uint32_t cp)
+bool fc_tok_is_alnum(uint32_t cp)
 {
     if (cp < 0x80)
         return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
@@ -68,7 +68,7 @@ static bool byte_printable(unsigned b)
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
 }
 
-uint32_t tk_byte_to_cp(uint8_t b)
+uint32_t fc_tok_byte_to_cp(uint8_t b)
 {
     if (byte_printable(b)) return b;
     /* rank of b among the non-printable bytes */
@@ -79,7 +79,7 @@ uint32_t tk_byte_to_cp(uint8_t b)
     return 0x100 + k;
 }
 
-int tk_cp_to_byte(uint32_t cp)
+int fc_tok_cp_to_byte(uint32_t cp)
 {
     if (cp < 0x100) return byte_printable(cp) ? (int)cp : -1;
     if (cp < 0x100 + 33) return (int)(cp - 0x100);
@@ -90,7 +90,7 @@ int tk_cp_to_byte(uint32_t cp)
 
 /* ---- hashing ---- */
 
-uint64_t tk_hash(const void *p, size_t n)
+uint64_t fc_tok_hash(const void *p, size_t n)
 {
     const uint8_t *s = p;
     uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xC2B2AE3D27D4EB4Full);
@@ -115,7 +115,7 @@ static uint32_t pow2_at_least(size_t n)
     return c;
 }
 
-void tk_strmap_init(tk_strmap *m, size_t n_expected, const char *const *keys, const uint32_t *lens)
+void fc_tok_strmap_init(fc_tok_strmap *m, size_t n_expected, const char *const *keys, const uint32_t *lens)
 {
     uint32_t cap = pow2_at_least(n_expected * 2 + 1);
     m->slot = fc_xmalloc(cap * sizeof(int32_t));
@@ -125,11 +125,11 @@ void tk_strmap_init(tk_strmap *m, size_t n_expected, const char *const *keys, co
     m->lens = lens;
 }
 
-void tk_strmap_put(tk_strmap *m, int32_t id)
+void fc_tok_strmap_put(fc_tok_strmap *m, int32_t id)
 {
     const char *k = m->keys[id];
     size_t n = m->lens[id];
-    for (uint32_t i = (uint32_t)tk_hash(k, n) & m->mask;; i = (i + 1) & m->mask) {
+    for (uint32_t i = (uint32_t)fc_tok_hash(k, n) & m->mask;; i = (i + 1) & m->mask) {
         int32_t s = m->slot[i];
         if (s < 0 || (m->lens[s] == n && !memcmp(m->keys[s], k, n))) {
             m->slot[i] = id;
@@ -138,50 +138,50 @@ void tk_strmap_put(tk_strmap *m, int32_t id)
     }
 }
 
-int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n)
+int32_t fc_tok_strmap_get(const fc_tok_strmap *m, const char *s, size_t n)
 {
     if (!m->slot) return -1;
-    for (uint32_t i = (uint32_t)tk_hash(s, n) & m->mask;; i = (i + 1) & m->mask) {
+    for (uint32_t i = (uint32_t)fc_tok_hash(s, n) & m->mask;; i = (i + 1) & m->mask) {
         int32_t id = m->slot[i];
         if (id < 0) return -1;
         if (m->lens[id] == n && !memcmp(m->keys[id], s, n)) return id;
     }
 }
 
-void tk_strmap_free(tk_strmap *m)
+void fc_tok_strmap_free(fc_tok_strmap *m)
 {
     free(m->slot);
     m->slot = NULL;
 }
 
-void tk_mergemap_init(tk_mergemap *m, size_t n_expected)
+void fc_tok_mergemap_init(fc_tok_mergemap *m, size_t n_expected)
 {
     uint32_t cap = pow2_at_least(n_expected * 2 + 1);
-    m->slot = fc_xmalloc(cap * sizeof(tk_merge));
+    m->slot = fc_xmalloc(cap * sizeof(fc_tok_merge));
     for (uint32_t i = 0; i < cap; i++) m->slot[i].rank = -1;
     m->mask = cap - 1;
     m->n = 0;
 }
 
-static void mergemap_grow(tk_mergemap *m)
+static void mergemap_grow(fc_tok_mergemap *m)
 {
-    tk_mergemap bigger;
-    tk_mergemap_init(&bigger, (size_t)(m->mask + 1));
+    fc_tok_mergemap bigger;
+    fc_tok_mergemap_init(&bigger, (size_t)(m->mask + 1));
     for (uint32_t i = 0; i <= m->mask; i++)
         if (m->slot[i].rank >= 0)
-            tk_mergemap_put(&bigger, (int32_t)(m->slot[i].key >> 32), (int32_t)(uint32_t)m->slot[i].key,
+            fc_tok_mergemap_put(&bigger, (int32_t)(m->slot[i].key >> 32), (int32_t)(uint32_t)m->slot[i].key,
                             m->slot[i].rank, m->slot[i].id);
     free(m->slot);
     *m = bigger;
 }
 
-void tk_mergemap_put(tk_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t id)
+void fc_tok_mergemap_put(fc_tok_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t id)
 {
     if ((m->n + 1) * 2 > m->mask + 1) mergemap_grow(m);
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
     for (uint32_t i = (uint32_t)(h >> 32) & m->mask;; i = (i + 1) & m->mask) {
-        tk_merge *e = &m->slot[i];
+        fc_tok_merge *e = &m->slot[i];
         if (e->rank < 0) m->n++;
         if (e->rank < 0 || e->key == key) {  /* a later merge of the same pair wins, as in HF */
             e->key = key;
@@ -192,7 +192,7 @@ void tk_mergemap_put(tk_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t
     }
 }
 
-void tk_mergemap_free(tk_mergemap *m)
+void fc_tok_mergemap_free(fc_tok_mergemap *m)
 {
     free(m->slot);
     m->slot = NULL;
@@ -200,7 +200,7 @@ void tk_mergemap_free(tk_mergemap *m)
 
 /* ---- building the vocabulary ---- */
 
-void tk_vocab_alloc(fc_tokenizer *t, int32_t n)
+void fc_tok_vocab_alloc(fc_tokenizer *t, int32_t n)
 {
     t->n_vocab = n;
     t->text = fc_xcalloc((size_t)n, sizeof(char *));
@@ -213,7 +213,7 @@ void tk_vocab_alloc(fc_tokenizer *t, int32_t n)
 }
 
 /* While loading, string pointers hold offset+1 into t->strs (0 = none); the
- * buffer may still move. tk_vocab_finish turns them into pointers. */
+ * buffer may still move. fc_tok_vocab_finish turns them into pointers. */
 static char *str_ref(fc_tokenizer *t, const char *s, size_t n)
 {
     size_t off = t->strs.len;
@@ -227,12 +227,12 @@ static char *str_ptr(const fc_tokenizer *t, char *ref)
     return ref ? t->strs.p + ((uintptr_t)ref - 1) : NULL;
 }
 
-const char *tk_vocab_text_early(const fc_tokenizer *t, int32_t id)
+const char *fc_tok_vocab_text_early(const fc_tokenizer *t, int32_t id)
 {
     return t->texts_indexed ? t->text[id] : str_ptr(t, t->text[id]);
 }
 
-void tk_vocab_set_text(fc_tokenizer *t, int32_t id, const char *s, size_t n)
+void fc_tok_vocab_set_text(fc_tokenizer *t, int32_t id, const char *s, size_t n)
 {
     FC_ASSERT(id >= 0 && id < t->n_vocab);
     t->text[id] = str_ref(t, s, n);
@@ -240,12 +240,12 @@ void tk_vocab_set_text(fc_tokenizer *t, int32_t id, const char *s, size_t n)
     t->flags[id] |= TK_F_MODEL;
 }
 
-void tk_added_add(fc_tokenizer *t, int32_t id, const char *content, size_t len, bool special,
+void fc_tok_added_add(fc_tokenizer *t, int32_t id, const char *content, size_t len, bool special,
                   bool normalized, bool lstrip, bool rstrip, bool single_word)
 {
     FC_ASSERT(id >= 0 && id < t->n_vocab);
-    t->added = fc_xrealloc(t->added, (size_t)(t->n_added + 1) * sizeof(tk_added));
-    tk_added *a = &t->added[t->n_added++];
+    t->added = fc_xrealloc(t->added, (size_t)(t->n_added + 1) * sizeof(fc_tok_added));
+    fc_tok_added *a = &t->added[t->n_added++];
     a->id = id;
     a->content = fc_xmalloc(len + 1);
     memcpy(a->content, content, len);
@@ -263,25 +263,25 @@ void tk_added_add(fc_tokenizer *t, int32_t id, const char *content, size_t len, 
     t->flags[id] |= TK_F_ADDED | (special ? TK_F_SPECIAL : 0);
 }
 
-int32_t tk_vocab_text_id(const fc_tokenizer *t, const char *s, size_t n)
+int32_t fc_tok_vocab_text_id(const fc_tokenizer *t, const char *s, size_t n)
 {
-    int32_t id = tk_strmap_get(&t->by_text, s, n);
+    int32_t id = fc_tok_strmap_get(&t->by_text, s, n);
     return id >= 0 && (t->flags[id] & TK_F_MODEL) ? id : -1;
 }
 
-bool tk_vocab_add_merge(fc_tokenizer *t, const char *a, size_t a_len, const char *b, size_t b_len,
+bool fc_tok_vocab_add_merge(fc_tokenizer *t, const char *a, size_t a_len, const char *b, size_t b_len,
                         int32_t rank)
 {
-    int32_t ia = tk_vocab_text_id(t, a, a_len), ib = tk_vocab_text_id(t, b, b_len);
+    int32_t ia = fc_tok_vocab_text_id(t, a, a_len), ib = fc_tok_vocab_text_id(t, b, b_len);
     if (ia < 0 || ib < 0) return false;
     char stack[256];
     char *ab = a_len + b_len <= sizeof stack ? stack : fc_xmalloc(a_len + b_len);
     memcpy(ab, a, a_len);
     memcpy(ab + a_len, b, b_len);
-    int32_t id = tk_vocab_text_id(t, ab, a_len + b_len);
+    int32_t id = fc_tok_vocab_text_id(t, ab, a_len + b_len);
     if (ab != stack) free(ab);
     if (id < 0) return false;
-    tk_mergemap_put(&t->merges, ia, ib, rank, id);
+    fc_tok_mergemap_put(&t->merges, ia, ib, rank, id);
     return true;
 }
 
@@ -293,7 +293,7 @@ static bool bytelevel_key(const char *s, size_t n, fc_str *out)
     for (size_t i = 0; i < n;) {
         int len = fc_utf8_len(u + i, n - i);
         if (!len) return false;
-        int b = tk_cp_to_byte(fc_utf8_decode(u + i, len));
+        int b = fc_tok_cp_to_byte(fc_utf8_decode(u + i, len));
         if (b < 0) return false;
         fc_str_putc(out, (char)b);
         i += (size_t)len;
@@ -302,23 +302,23 @@ static bool bytelevel_key(const char *s, size_t n, fc_str *out)
 }
 
 /* Called once the texts are final: builds by_text so that loaders can look
- * texts up (merges, special tokens) before tk_vocab_finish. */
-void tk_vocab_index_texts(fc_tokenizer *t)
+ * texts up (merges, special tokens) before fc_tok_vocab_finish. */
+void fc_tok_vocab_index_texts(fc_tokenizer *t)
 {
     for (int32_t i = 0; i < t->n_vocab; i++) t->text[i] = str_ptr(t, t->text[i]);
-    tk_strmap_init(&t->by_text, (size_t)t->n_vocab, (const char *const *)t->text, t->text_len);
+    fc_tok_strmap_init(&t->by_text, (size_t)t->n_vocab, (const char *const *)t->text, t->text_len);
     /* Model tokens first, then added contents, so that an added token whose
      * content is also a vocabulary text resolves to the added id. */
     for (int32_t i = 0; i < t->n_vocab; i++)
-        if (t->text[i] && !(t->flags[i] & TK_F_ADDED)) tk_strmap_put(&t->by_text, i);
+        if (t->text[i] && !(t->flags[i] & TK_F_ADDED)) fc_tok_strmap_put(&t->by_text, i);
     for (int32_t i = 0; i < t->n_vocab; i++)
-        if (t->text[i] && (t->flags[i] & TK_F_ADDED)) tk_strmap_put(&t->by_text, i);
+        if (t->text[i] && (t->flags[i] & TK_F_ADDED)) fc_tok_strmap_put(&t->by_text, i);
     t->texts_indexed = true;
 }
 
-enum fc_status tk_vocab_finish(fc_tokenizer *t)
+enum fc_status fc_tok_vocab_finish(fc_tokenizer *t)
 {
-    if (!t->texts_indexed) tk_vocab_index_texts(t);
+    if (!t->texts_indexed) fc_tok_vocab_index_texts(t);
     /* Keys: texts are already in t->strs; byte-level keys are appended. The
      * text pointers must be recomputed if the buffer moves, so record
      * offsets first. */
@@ -357,19 +357,19 @@ enum fc_status tk_vocab_finish(fc_tokenizer *t)
     /* by_text's key array is t->text, whose pointers just changed in place:
      * the map stores ids only, so it stays valid. */
 
-    tk_strmap_init(&t->by_key, (size_t)t->n_vocab, (const char *const *)t->key, t->key_len);
+    fc_tok_strmap_init(&t->by_key, (size_t)t->n_vocab, (const char *const *)t->key, t->key_len);
     for (int32_t i = 0; i < t->n_vocab; i++)
-        if (t->key[i]) tk_strmap_put(&t->by_key, i);
+        if (t->key[i]) fc_tok_strmap_put(&t->by_key, i);
 
     for (int b = 0; b < 256; b++) {
         t->byte_tok[b] = -1;
         if (t->byte_level) {
             char c = (char)b;
-            t->byte_tok[b] = tk_strmap_get(&t->by_key, &c, 1);
+            t->byte_tok[b] = fc_tok_strmap_get(&t->by_key, &c, 1);
         } else if (t->byte_fallback) {
             char name[8];
             snprintf(name, sizeof name, "<0x%02X>", b);
-            t->byte_tok[b] = tk_strmap_get(&t->by_key, name, 6);
+            t->byte_tok[b] = fc_tok_strmap_get(&t->by_key, name, 6);
         }
     }
     return FC_OK;
