@@ -292,6 +292,16 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
     fc_pool_barrier(e->pool);
 }
 
+/* The barrier between a per-token phase and the matmul_group reading its
+ * rows. In the fast modes matmul_group first quantizes the rows of the
+ * tokens t0..t1 of this thread, the same split as the per-token phases, and
+ * meets the others after that: no barrier is needed before it. Exact mode
+ * reads every row as it is, so all must be written first. */
+static inline void barrier_before_group(fc_exec *e)
+{
+    if (e->exact) fc_pool_barrier(e->pool);
+}
+
 static void rope(float *v, int n_heads, int HS, const float *inv_freq, int pos, bool neox, float mscale)
 {
     int half = HS / 2;
@@ -549,7 +559,7 @@ static void forward_thread(void *ctx, int ith, int nth)
         if (c->embd_scale) /* Gemma: times sqrt(C), rounded to f32 first as transformers */
             for (int i = 0; i < C; i++) x[i] *= embd_mul;
     }
-    fc_pool_barrier(e->pool);
+    barrier_before_group(e);
 
     for (int l = 0; l < c->n_layer; l++) {
         const fc_layer *L = &m->layers[l];
@@ -562,7 +572,7 @@ static void forward_thread(void *ctx, int ith, int nth)
                 for (int i = 0; i < C; i++) x[i] += xn[i];
             fc_rmsnorm(xn, x, L->attn_norm.data, C, c->rms_eps);
         }
-        fc_pool_barrier(e->pool);
+        barrier_before_group(e);
         mm_out qkv[3] = {{&L->wq, e->q}, {&L->wk, e->k}, {&L->wv, e->v}};
         matmul_group(f, ith, nth, e->xn, C, T, qkv, 3);
 
@@ -611,7 +621,7 @@ static void forward_thread(void *ctx, int ith, int nth)
             for (int i = 0; i < C; i++) x[i] += xn[i];
             fc_rmsnorm(xn, x, L->ffn_norm.data, C, c->rms_eps);
         }
-        fc_pool_barrier(e->pool);
+        barrier_before_group(e);
         if (c->n_expert > 0) {
             moe_ffn(f, ith, nth, L);
             continue;
@@ -624,7 +634,7 @@ static void forward_thread(void *ctx, int ith, int nth)
             else
                 fc_swiglu(e->g + (size_t)t * FF, e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
         }
-        fc_pool_barrier(e->pool);
+        barrier_before_group(e);
         mm_out d[1] = {{&L->w_down, e->xn}};
         matmul_group(f, ith, nth, e->g, FF, T, d, 1);
     }
@@ -638,7 +648,7 @@ static void forward_thread(void *ctx, int ith, int nth)
         for (int i = 0; i < C; i++) x[i] += xn[i];
         fc_rmsnorm(e->xl + (size_t)r * C, x, m->output_norm.data, C, c->rms_eps);
     }
-    fc_pool_barrier(e->pool);
+    barrier_before_group(e);
     if (f->n_out > 0) {
         mm_out lo[1] = {{&m->output, f->logits}};
         matmul_group(f, ith, nth, e->xl, C, f->n_out, lo, 1);
