@@ -838,7 +838,9 @@ static bool job_step(fc_engine *e)
      * empty cache; the mean of every token's last hidden state, normalized */
     int cn = FC_MIN(e->chunk_len, j->n - j->c0), tn = FC_MIN(JOB_STEP, cn - j->t0);
     for (int t = 0; t < tn; t++) fc_batch_add(b, j->ids[j->c0 + j->t0 + t], j->t0 + t, j->seq, true);
-    st = job_reserve(e, j, tn) ? fc_model_forward_hidden(e->m, e->exec, e->kv, b, e->hidden) : FC_ERR_NOMEM;
+    b->output = FC_BATCH_HIDDEN;
+    st = job_reserve(e, j, tn) ? fc_model_forward(e->m, e->exec, e->kv, b, e->hidden) : FC_ERR_NOMEM;
+    b->output = FC_BATCH_LOGITS;
     if (st != FC_OK) {
         job_done(e, j, st);
         return true;

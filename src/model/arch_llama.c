@@ -648,6 +648,10 @@ static void forward_thread(void *ctx, int ith, int nth)
         for (int i = 0; i < C; i++) x[i] += xn[i];
         fc_rmsnorm(e->xl + (size_t)r * C, x, m->output_norm.data, C, c->rms_eps);
     }
+    if (f->b->output == FC_BATCH_HIDDEN) { /* embeddings: the normed rows, before the head */
+        if (o1 > o0) memcpy(f->logits + (size_t)o0 * C, e->xl + (size_t)o0 * C, sizeof(float) * (size_t)(o1 - o0) * C);
+        return;
+    }
     barrier_before_group(e);
     if (f->n_out > 0) {
         mm_out lo[1] = {{&m->output, f->logits}};

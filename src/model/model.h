@@ -150,6 +150,13 @@ bool fc_model_tensor_at(const fc_model *m, int64_t i, const char **name, const f
  * sequence, the sequence id, and whether its logits are wanted. Tokens of
  * one sequence must appear in increasing position order and continue that
  * sequence exactly where its KV cache ends. */
+/* What a forward pass writes for the tokens whose logits flag is set. */
+enum fc_batch_output {
+    FC_BATCH_LOGITS = 0, /* V logits each (the default of fc_batch_new) */
+    FC_BATCH_HIDDEN,     /* C hidden values after the final norm (the output
+                          * head's input, uncapped): embeddings */
+};
+
 typedef struct fc_batch {
     int n_tokens;
     int n_max;
@@ -157,6 +164,7 @@ typedef struct fc_batch {
     int32_t *pos;     /* (n_max) */
     int32_t *seq;     /* (n_max) */
     int8_t *logits;   /* (n_max) 1 = produce logits for this token */
+    enum fc_batch_output output; /* logits or hidden states for those tokens */
 } fc_batch;
 
 fc_batch *fc_batch_new(int n_max);
@@ -187,11 +195,5 @@ struct fc_kv_cache;
  * FC_ERR_ARG for out-of-order positions or ids outside [0, V). */
 enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, struct fc_kv_cache *kv,
                                 const fc_batch *batch, float *logits);
-
-/* Like fc_model_forward, but each token whose logits flag is set receives
- * its C hidden values after the final norm (the input of the output head)
- * instead of V logits; used for embeddings. (hidden.c) */
-enum fc_status fc_model_forward_hidden(const fc_model *m, fc_exec *e, struct fc_kv_cache *kv,
-                                       const fc_batch *batch, float *hidden);
 
 #endif

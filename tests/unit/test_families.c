@@ -8,7 +8,7 @@
  *   soft-capped attention, and Phi-3's LongRoPE, whose short/long choice is
  *   per sequence (one sequence past original_max_position_embeddings, one
  *   not, in the same batch);
- * - fc_model_forward_hidden of Gemma 2 returns the uncapped normed state:
+ * - a FC_BATCH_HIDDEN forward of Gemma 2 returns the uncapped normed state:
  *   logits = cap * tanh(h . E / cap) with E the tied embedding.
  * Data: tests/data (run from the repository root) or $FC_TEST_DATA.
  */
@@ -54,7 +54,8 @@ static void test_gemma2_hidden(void)
         fc_batch *b = fc_batch_new(64);
         CHECK(fc_kv_cache_reserve(kv, 0, n) == FC_OK);
         for (int i = 0; i < n; i++) fc_batch_add(b, bt_tok(0, i, 500), i, 0, i == n - 1);
-        CHECK((pass ? fc_model_forward_hidden(m, e, kv, b, h) : fc_model_forward(m, e, kv, b, lg)) == FC_OK);
+        b->output = pass ? FC_BATCH_HIDDEN : FC_BATCH_LOGITS;
+        CHECK(fc_model_forward(m, e, kv, b, pass ? h : lg) == FC_OK);
         fc_batch_free(b);
         fc_kv_cache_free(kv);
     }
