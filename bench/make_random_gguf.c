@@ -41,7 +41,7 @@
  *                         [--seed N] [--threads N] [--layers N]
  */
 #include "base/fc_base.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "tensor/dtype.h"
 
 #include <math.h>

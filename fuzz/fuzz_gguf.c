@@ -15,7 +15,7 @@
  * gguf package, tools/golden/make_gguf_fixtures.py).
  *   make fuzz && build/fuzz/fuzz_gguf -max_len=65536 corpus tests/data/fuzz/fuzz_gguf
  */
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * tokenized with it and every id must lie inside the vocabulary.
  * Seeds: tests/data/fuzz/fuzz_wordpiece_gguf/ (small bert vocabularies).
  */
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "tokenizer/wordpiece.h"
 
 #include <stdlib.h>

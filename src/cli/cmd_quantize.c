@@ -19,7 +19,7 @@
 #include "cli.h"
 #include "base/fc_base.h"
 #include "model/model.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 #include <math.h>

@@ -27,7 +27,7 @@
  * engine's batch and paged cache, the T5 tokenizer.
  */
 #include "t5.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "safetensors.h"
 
 #include "base/file.h"

@@ -31,7 +31,7 @@
 #include "base/json.h"
 #include "base/pool.h"
 #include "tensor/ops.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "safetensors.h"
 
 enum pooling { POOL_MEAN = 0, POOL_CLS, POOL_MAX, POOL_MEAN_SQRT };

@@ -6,7 +6,7 @@
 #define FC_MODEL_IMPL_H
 
 #include "model.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "safetensors.h"
 #include "base/pool.h"
 

@@ -5,7 +5,7 @@
  * runs the matrix products).
  */
 #include "moe.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "safetensors.h"
 
 #include <math.h>

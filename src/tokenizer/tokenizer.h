@@ -47,7 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/fc_base.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 typedef struct fc_tokenizer fc_tokenizer;
 

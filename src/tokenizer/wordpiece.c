@@ -19,7 +19,7 @@
 #include "base/fc_base.h"
 #include "base/file.h"
 #include "base/utf8.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 #define MAX_JSON_BYTES (64u << 20)
 

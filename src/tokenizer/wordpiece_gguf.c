@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "base/fc_base.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 #define PHANTOM "\xe2\x96\x81" /* U+2581 */
 

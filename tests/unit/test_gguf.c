@@ -24,7 +24,7 @@
  * Data directory: $FC_GGUF_DATA, default tests/data/gguf (run from the repo
  * root, as scripts/run_tests.sh does). Exits non-zero if any check fails.
  */
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

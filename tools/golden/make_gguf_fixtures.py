@@ -3,7 +3,7 @@
 
 Every file is written by the reference implementation, the `gguf` Python
 package that ships with llama.cpp (GGUFWriter, gguf.quants), so the C reader
-in src/model/gguf.c is tested against files it did not write itself. The
+in src/format/gguf.c is tested against files it did not write itself. The
 expected values go to tests/data/gguf/expected.json; tests/unit/test_gguf.c
 and tests/py/test_gguf_writer.py read it.
 
