@@ -31,6 +31,7 @@
 #include "base/json.h"
 #include "base/pool.h"
 #include "tensor/ops.h"
+#include "tensor/vexp.h"
 #include "format/gguf.h"
 #include "safetensors.h"
 
@@ -623,26 +624,6 @@ static void mm(const mat *m, const float *x, int N, float *y, const float *bias,
 }
 
 #ifdef __AVX2__
-/* exp(x) for x <= 0 (Cephes' expf: 2^n times a degree-5 polynomial on
- * [-ln2/2, ln2/2], relative error about 2e-7); x below -87 gives 0. */
-static inline __m256 exp_neg(__m256 x)
-{
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
 /* erf(x), Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), odd-extended. */
 static inline __m256 erf8(__m256 x)
 {
@@ -656,7 +637,7 @@ static inline __m256 erf8(__m256 x)
     y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-0.284496736f));
     y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(0.254829592f));
     y = _mm256_mul_ps(y, t);
-    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
+    const __m256 e = fc_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
     const __m256 r = _mm256_fnmadd_ps(y, e, _mm256_set1_ps(1.0f));
     return _mm256_or_ps(r, sign);
 }
@@ -706,7 +687,7 @@ static void attend_head_avx2(const float *q, const float *k, const float *v, flo
         int j = 0;
         __m256 sv = _mm256_setzero_ps();
         for (; j + 8 <= n; j += 8) {
-            __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(mx)));
+            __m256 e = fc_exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(mx)));
             _mm256_storeu_ps(sc + j, e);
             sv = _mm256_add_ps(sv, e);
         }
