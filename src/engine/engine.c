@@ -1000,6 +1000,50 @@ static void *scheduler_main(void *arg)
     return NULL;
 }
 
+/* ---- construction, shared by decoder-only and T5 engines ---- */
+
+/* The per-row buffers of n_seq_max sequences over a V-token vocabulary;
+ * false when the logits cannot be allocated. */
+static bool engine_rows(fc_engine *e)
+{
+    e->logits = fc_aligned_alloc(sizeof(float) * (size_t)e->n_seq_max * (size_t)e->V);
+    e->raw = fc_xmalloc(sizeof(float) * (size_t)e->V);
+    e->row_req = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
+    e->slots = fc_xcalloc((size_t)e->n_seq_max, sizeof(slot));
+    e->running = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
+    return e->logits != NULL;
+}
+
+static bool engine_start(fc_engine *e, const char *who)
+{
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->job_cv, NULL);
+    if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
+        FC_LOG_ERROR("%s: cannot start the scheduler thread", who);
+        return false;
+    }
+    return true;
+}
+
+/* Frees a half-built engine (its scheduler not started); returns NULL. */
+static fc_engine *engine_discard(fc_engine *e)
+{
+    fc_exec_free(e->exec);
+    fc_kv_cache_free(e->kv);
+    fc_batch_free(e->batch);
+    fc_pool_free(e->t5_pool);
+    free(e->t5_decs);
+    free(e->t5_ins);
+    fc_aligned_free(e->logits);
+    free(e->raw);
+    free(e->row_req);
+    free(e->slots);
+    free(e->running);
+    free(e);
+    return NULL;
+}
+
 /* ---- public ---- */
 
 fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_engine_params *p)
@@ -1023,35 +1067,12 @@ fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_en
     fc_kv_params kp = {.n_tokens = kv_tokens + (int64_t)e->n_seq_max * FC_KV_BLOCK, .n_seq_max = e->n_seq_max,
                        .dtype = p->exact ? FC_DTYPE_F32 : FC_DTYPE_F16};
     e->kv = fc_kv_cache_new(c, &kp);
-    if (!e->exec || !e->kv) goto fail;
+    if (!e->exec || !e->kv) return engine_discard(e);
     e->batch = fc_batch_new(e->n_batch_max);
-    e->logits = fc_aligned_alloc(sizeof(float) * (size_t)e->n_seq_max * (size_t)e->V);
-    e->raw = fc_xmalloc(sizeof(float) * (size_t)e->V);
-    if (!e->logits) goto fail;
-    e->row_req = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
-    e->slots = fc_xcalloc((size_t)e->n_seq_max, sizeof(slot));
-    e->running = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
+    if (!engine_rows(e)) return engine_discard(e);
     e->stats.kv_blocks_total = fc_kv_cache_total_blocks(e->kv);
     e->chunk_len = p->embed_chunk_len > 0 ? FC_MIN(p->embed_chunk_len, e->n_ctx) : e->n_ctx;
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
-    pthread_cond_init(&e->job_cv, NULL);
-    if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
-        FC_LOG_ERROR("fc_engine_new: cannot start the scheduler thread");
-        goto fail;
-    }
-    return e;
-fail:
-    fc_exec_free(e->exec);
-    fc_kv_cache_free(e->kv);
-    fc_batch_free(e->batch);
-    fc_aligned_free(e->logits);
-    free(e->raw);
-    free(e->row_req);
-    free(e->slots);
-    free(e->running);
-    free(e);
-    return NULL;
+    return engine_start(e, __func__) ? e : engine_discard(e);
 }
 
 void fc_engine_free(fc_engine *e)
@@ -1279,29 +1300,9 @@ fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_en
     e->t5_fast = !p->exact;
     const long nt = p->n_threads > 0 ? p->n_threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (nt > 1) e->t5_pool = fc_pool_new((int)FC_MIN(nt, 256));
-    e->logits = fc_aligned_alloc(sizeof(float) * (size_t)e->n_seq_max * (size_t)e->V);
-    e->raw = fc_xmalloc(sizeof(float) * (size_t)e->V);
-    e->row_req = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
-    e->slots = fc_xcalloc((size_t)e->n_seq_max, sizeof(slot));
-    e->running = fc_xcalloc((size_t)e->n_seq_max, sizeof(req *));
     e->t5_decs = fc_xcalloc((size_t)e->n_seq_max, sizeof(fc_t5_dec *));
     e->t5_ins = fc_xcalloc((size_t)e->n_seq_max, sizeof(int32_t));
     e->chunk_len = e->n_ctx;
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
-    pthread_cond_init(&e->job_cv, NULL);
-    if (!e->logits || pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
-        FC_LOG_ERROR("fc_engine_new_t5: cannot start the scheduler");
-        fc_pool_free(e->t5_pool);
-        free(e->t5_decs);
-        free(e->t5_ins);
-        fc_aligned_free(e->logits);
-        free(e->raw);
-        free(e->row_req);
-        free(e->slots);
-        free(e->running);
-        free(e);
-        return NULL;
-    }
-    return e;
+    if (!engine_rows(e)) return engine_discard(e);
+    return engine_start(e, __func__) ? e : engine_discard(e);
 }
