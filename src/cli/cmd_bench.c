@@ -48,7 +48,7 @@ typedef struct bench_opts {
     int batches[MAX_LIST], n_batches;
     int batch_ctx;            /* prefilled tokens per sequence in bgB */
     int reps;
-    int kv_dtype;
+    enum fc_dtype kv_dtype;
     double bw_gbs;            /* 0: unknown */
     unsigned long long seed;
 } bench_opts;
@@ -106,9 +106,9 @@ static const char *on_list(const fc_flag *f, const char *v, void *dst)
 
 static const char *on_kv_type(const fc_flag *f, const char *v, void *dst)
 {
-    int t = fc_dtype_from_name(v);
+    enum fc_dtype t = fc_dtype_from_name(v);
     if (t != FC_DTYPE_F16 && t != FC_DTYPE_F32) return "the KV cache holds f16 or f32";
-    *(int *)dst = t;
+    *(enum fc_dtype *)dst = t;
     return NULL;
 }
 

@@ -246,7 +246,7 @@ static void load_f32(const fc_tensor *t, float *dst)
  * bits apply-lora writes); a quantized matrix is dequantized, merged and
  * kept as f16 (not requantized: the adapter's delta would be lost in the
  * quantization step). */
-static int merged_type(int t)
+static enum fc_dtype merged_type(enum fc_dtype t)
 {
     return t == FC_DTYPE_F32 || t == FC_DTYPE_F16 || t == FC_DTYPE_BF16 ? t : FC_DTYPE_F16;
 }
@@ -254,13 +254,13 @@ static int merged_type(int t)
 /* W += scale * B @ A into a private copy of type merged_type(w->type)
  * (apply-lora's order of operations, lora.h) */
 static void *merge(const fc_tensor *w, const fc_tensor *la, const fc_tensor *lb, const fc_lora_adapter_cfg *c,
-                   bool permuted_qk, int head_dim, int *out_type)
+                   bool permuted_qk, int head_dim, enum fc_dtype *out_type)
 {
     const int64_t K = w->ne[0], R = fc_tensor_nelem(w) / K, in = la->ne[0];
     float *A = fc_xmalloc(sizeof(float) * (size_t)(c->r * in)), *B = fc_xmalloc(sizeof(float) * (size_t)(lb->ne[1] * c->r));
     load_f32(la, A);
     load_f32(lb, B);
-    const int ot = merged_type(w->type);
+    const enum fc_dtype ot = merged_type(w->type);
     const size_t rs = fc_dtype_row_size(w->type, K), ors = fc_dtype_row_size(ot, K);
     uint8_t *out = fc_xmalloc(ors * (size_t)R);
     float *row = fc_xmalloc(sizeof(float) * (size_t)K);
@@ -381,7 +381,7 @@ fc_model *fc_lora_model_load(const char *dir, const fc_model_load_params *p)
             goto fail;
         }
         bool qk = !b->cfg.rope_neox && (strstr(hf, ".q_proj.") || strstr(hf, ".k_proj."));
-        int type;
+        enum fc_dtype type;
         void *data = merge(w, la, lb, &c, qk, b->cfg.head_dim, &type);
         a->owned = fc_xrealloc(a->owned, sizeof(void *) * (size_t)(a->n_owned + 1));
         a->owned[a->n_owned++] = data;

@@ -31,7 +31,7 @@ enum op { OP_ADD, OP_SUB, OP_LORA };
 /* One tensor of the output and where its values come from. */
 typedef struct out_tensor {
     const char *name;          /* borrowed from the base's fc_safetensors */
-    int type;                  /* output dtype (f32, f16, bf16) */
+    enum fc_dtype type;        /* output dtype (f32, f16, bf16) */
     int n_dims;
     int64_t ne[FC_MAX_DIMS];   /* GGUF order, as fc_tensor */
     size_t nbytes;
@@ -52,20 +52,20 @@ typedef struct job {
 
 /* ---- helpers ---- */
 
-static const char *st_dtype_name(int type)
+static const char *st_dtype_name(enum fc_dtype type)
 {
     switch (type) {
     case FC_DTYPE_F32: return "F32";
     case FC_DTYPE_F16: return "F16";
     case FC_DTYPE_BF16: return "BF16";
+    default: return NULL;
     }
-    return NULL;
 }
 
-static bool plain_float(int type) { return st_dtype_name(type) != NULL; }
+static bool plain_float(enum fc_dtype type) { return st_dtype_name(type) != NULL; }
 
 /* Rounds f32 values to what they become stored as type (f16/bf16), in place. */
-static void round_to(int type, float *x, int64_t n)
+static void round_to(enum fc_dtype type, float *x, int64_t n)
 {
     if (type == FC_DTYPE_F16)
         for (int64_t i = 0; i < n; i++) x[i] = fc_f16_to_f32(fc_f32_to_f16(x[i]));
@@ -74,7 +74,7 @@ static void round_to(int type, float *x, int64_t n)
 }
 
 /* Values [off, off + n) of t as f32, rounded to type as_type first. */
-static void load_f32(const fc_tensor *t, int64_t off, int64_t n, int as_type, float *dst)
+static void load_f32(const fc_tensor *t, int64_t off, int64_t n, enum fc_dtype as_type, float *dst)
 {
     const size_t es = fc_dtype_type_size(t->type);
     bool ok = fc_dequantize_row_ref(t->type, (const uint8_t *)t->data + (size_t)off * es, dst, n);
