@@ -684,196 +684,193 @@ static void cells_to_pairs(const double *cnt, bt_pair *p, int np)
     }
 }
 
-int fc_leaderboard_compute(const fc_battle *b, size_t n, const fc_rating_opts *opts_in, fc_leaderboard *out)
+/* ---- fc_leaderboard_compute, phase by phase ---- */
+
+/* The battles being rated: after the filters, in time order, as model ids. */
+typedef struct rated {
+    names nm;
+    size_t nb;
+    int *ia, *ib;      /* (nb) model ids of A and B */
+    unsigned char *wo; /* (nb) enum fc_outcome */
+} rated;
+
+static void rated_free(rated *r)
 {
-    fc_rating_opts opts = {.n_bootstrap = 100, .seed = 0, .anony_only = true};
-    if (opts_in) opts = *opts_in;
+    free(r->ia);
+    free(r->ib);
+    free(r->wo);
+    free(r->nm.name);
+    free(r->nm.slot);
+}
+
+static int check_args(const fc_battle *b, size_t n, const fc_rating_opts *o, const fc_leaderboard *out)
+{
     if (!out || (n && !b)) {
-        FC_LOG_ERROR("%s: NULL argument", __func__);
+        FC_LOG_ERROR("fc_leaderboard_compute: NULL argument");
         return FC_ERR_ARG;
     }
-    memset(out, 0, sizeof(*out));
-    if (opts.n_bootstrap < 0 || opts.n_bootstrap > 100000 ||
-        (opts.rating_system != FC_RATING_BT && opts.rating_system != FC_RATING_ELO)) {
-        FC_LOG_ERROR("%s: bad options (n_bootstrap %d, rating_system %d)", __func__, opts.n_bootstrap,
-                     opts.rating_system);
+    if (o->n_bootstrap < 0 || o->n_bootstrap > 100000 ||
+        (o->rating_system != FC_RATING_BT && o->rating_system != FC_RATING_ELO)) {
+        FC_LOG_ERROR("fc_leaderboard_compute: bad options (n_bootstrap %d, rating_system %d)", o->n_bootstrap,
+                     o->rating_system);
         return FC_ERR_ARG;
     }
     for (size_t i = 0; i < n; i++) {
         if (!b[i].model_a || !b[i].model_b || (unsigned)b[i].winner > FC_OUTCOME_TIE_BOTHBAD ||
             !isfinite(b[i].tstamp)) {
-            FC_LOG_ERROR("%s: battle %zu: missing model name, unknown winner or non-finite tstamp", __func__, i);
+            FC_LOG_ERROR("fc_leaderboard_compute: battle %zu: missing model name, unknown winner or non-finite tstamp",
+                         i);
             return FC_ERR_ARG;
         }
     }
     if (n > (size_t)INT32_MAX) {
-        FC_LOG_ERROR("%s: %zu battles is more than we rate at once", __func__, n);
+        FC_LOG_ERROR("fc_leaderboard_compute: %zu battles is more than we rate at once", n);
         return FC_ERR_ARG;
     }
+    return FC_OK;
+}
 
-    /* Filters, then time order (stable: equal tstamps keep input order). */
+/* Filters, then time order (stable: equal tstamps keep input order), then
+ * model ids in order of first appearance. */
+static void rated_build(const fc_battle *b, size_t n, const fc_rating_opts *o, rated *r)
+{
     sort_key *ord = fc_xmalloc(sizeof(sort_key) * (n ? n : 1));
     size_t nb = 0;
     for (size_t i = 0; i < n; i++) {
-        if (opts.anony_only && !b[i].anony) continue;
-        if (opts.exclude_tie && (b[i].winner == FC_OUTCOME_TIE || b[i].winner == FC_OUTCOME_TIE_BOTHBAD)) continue;
+        if (o->anony_only && !b[i].anony) continue;
+        if (o->exclude_tie && (b[i].winner == FC_OUTCOME_TIE || b[i].winner == FC_OUTCOME_TIE_BOTHBAD)) continue;
         ord[nb].tstamp = b[i].tstamp;
         ord[nb].i = i;
         nb++;
     }
     qsort(ord, nb, sizeof(sort_key), cmp_time);
-
-    names nm = {0};
-    int *ia = fc_xmalloc(sizeof(int) * (nb ? nb : 1)), *ib = fc_xmalloc(sizeof(int) * (nb ? nb : 1));
-    unsigned char *wo = fc_xmalloc(nb ? nb : 1);
+    *r = (rated){.nb = nb};
+    r->ia = fc_xmalloc(sizeof(int) * (nb ? nb : 1));
+    r->ib = fc_xmalloc(sizeof(int) * (nb ? nb : 1));
+    r->wo = fc_xmalloc(nb ? nb : 1);
     for (size_t k = 0; k < nb; k++) {
         const fc_battle *x = &b[ord[k].i];
-        ia[k] = names_id(&nm, x->model_a);
-        ib[k] = names_id(&nm, x->model_b);
-        wo[k] = (unsigned char)x->winner;
+        r->ia[k] = names_id(&r->nm, x->model_a);
+        r->ib[k] = names_id(&r->nm, x->model_b);
+        r->wo[k] = (unsigned char)x->winner;
     }
     free(ord);
-    const int m = nm.n;
-    out->n_battles = (int)nb;
-    out->n_models = out->n_rows = m;
-    out->rating_system = opts.rating_system;
-    out->n_bootstrap = nb ? opts.n_bootstrap : 0;
-    if (m == 0) {
-        free(ia);
-        free(ib);
-        free(wo);
-        free(nm.name);
-        free(nm.slot);
-        return FC_OK;
-    }
+}
 
-    /* Online Elo and battle counts. */
-    double *elo = fc_xmalloc(sizeof(double) * (size_t)m);
-    int *nbat = fc_xcalloc((size_t)m, sizeof(int));
-    for (int i = 0; i < m; i++) elo[i] = ELO_INIT;
-    for (size_t k = 0; k < nb; k++) {
-        elo_update(elo, ia[k], ib[k], elo_score((enum fc_outcome)wo[k]));
-        nbat[ia[k]]++;
-        nbat[ib[k]]++;
-    }
+/* The unique-count representation: one bt_pair per pair of models that met
+ * (a < b; b = -1 for a model's battles against itself) and its outcome
+ * counts cnt[3 * k + o] (cells_to_pairs). */
+typedef struct cells {
+    int np;
+    bt_pair *pairs;
+    double *cnt; /* (np, 3) */
+} cells;
 
-    /* Unique cells: pair index pid[a * m + b] for a < b, pid[a * m + a] for
-     * a's battles against itself (bt_pair SELF). */
-    int *pid = fc_xmalloc(sizeof(int) * (size_t)m * m);
+static void cells_build(const rated *r, int m, cells *c)
+{
+    int *pid = fc_xmalloc(sizeof(int) * (size_t)m * m); /* pid[lo * m + hi]: pair index */
     for (int i = 0; i < m * m; i++) pid[i] = -1;
-    int np = 0;
-    bt_pair *pairs = NULL;
-    int cap_pairs = 0;
-    double *cnt = NULL; /* (np, 3) */
-    for (size_t k = 0; k < nb; k++) {
-        int a = ia[k], c = ib[k], o;
-        enum fc_outcome w = (enum fc_outcome)wo[k];
+    int cap = 0;
+    *c = (cells){0};
+    for (size_t k = 0; k < r->nb; k++) {
+        int a = r->ia[k], b = r->ib[k], o;
+        enum fc_outcome w = (enum fc_outcome)r->wo[k];
         if (w == FC_OUTCOME_TIE || w == FC_OUTCOME_TIE_BOTHBAD) o = 2;
-        else if (a <= c) o = w == FC_OUTCOME_A ? 0 : 1;
+        else if (a <= b) o = w == FC_OUTCOME_A ? 0 : 1;
         else o = w == FC_OUTCOME_A ? 1 : 0;
-        int lo = FC_MIN(a, c), hi = FC_MAX(a, c);
+        int lo = FC_MIN(a, b), hi = FC_MAX(a, b);
         int *slot = &pid[lo * m + hi];
         if (*slot < 0) {
-            if (np == cap_pairs) {
-                cap_pairs = cap_pairs ? cap_pairs * 2 : 64;
-                pairs = fc_xrealloc(pairs, sizeof(bt_pair) * (size_t)cap_pairs);
-                cnt = fc_xrealloc(cnt, sizeof(double) * 3 * (size_t)cap_pairs);
+            if (c->np == cap) {
+                cap = cap ? cap * 2 : 64;
+                c->pairs = fc_xrealloc(c->pairs, sizeof(bt_pair) * (size_t)cap);
+                c->cnt = fc_xrealloc(c->cnt, sizeof(double) * 3 * (size_t)cap);
             }
-            pairs[np] = (bt_pair){lo, lo == hi ? -1 : hi, 0, 0};
-            cnt[3 * np] = cnt[3 * np + 1] = cnt[3 * np + 2] = 0;
-            *slot = np++;
+            c->pairs[c->np] = (bt_pair){lo, lo == hi ? -1 : hi, 0, 0};
+            c->cnt[3 * c->np] = c->cnt[3 * c->np + 1] = c->cnt[3 * c->np + 2] = 0;
+            *slot = c->np++;
         }
-        cnt[3 * *slot + o] += 1;
+        c->cnt[3 * *slot + o] += 1;
     }
-    int anchor = -1;
-    for (int i = 0; i < m; i++)
-        if (!strcmp(nm.name[i], ANCHOR_MODEL)) anchor = i;
+    free(pid);
+}
 
-    double *scratch = fc_xmalloc(sizeof(double) * ((size_t)m * m + 3 * (size_t)m));
-    double *w_full = fc_xcalloc((size_t)m, sizeof(double));
-    double *rating = fc_xmalloc(sizeof(double) * (size_t)m);
+/* One Bradley-Terry fit per round over nb cells drawn with replacement
+ * (weights: the cell counts). boot: (R, m), NaN where a model is absent. */
+static void bootstrap_bt(const rated *r, const cells *c, int m, int R, const fc_rating_opts *o, int anchor,
+                         const double *w_full, double *scratch, rng *rg, double *boot)
+{
+    const int nc = 3 * c->np;
+    const double inv_rows = 1.0 / (2.0 * (double)r->nb);
+    alias al;
+    alias_init(&al, c->cnt, nc);
+    double *rc = fc_xmalloc(sizeof(double) * (size_t)nc);
+    bt_pair *rp = fc_xmalloc(sizeof(bt_pair) * (size_t)(c->np ? c->np : 1));
+    double *w = fc_xmalloc(sizeof(double) * (size_t)m);
     bool *present = fc_xmalloc(sizeof(bool) * (size_t)m);
-    for (int i = 0; i < m; i++) present[i] = true;
-    const double inv_rows = 1.0 / (2.0 * (double)nb);
-    if (opts.rating_system == FC_RATING_BT) {
-        cells_to_pairs(cnt, pairs, np);
-        if (opts.bt_exact) bt_fit(w_full, m, pairs, np, scratch);
-        else bt_fit_lbfgs(w_full, &(bt_problem){m, pairs, np, inv_rows});
-        bt_scale(w_full, m, present, anchor, rating);
-    } else {
-        memcpy(rating, elo, sizeof(double) * (size_t)m);
-    }
-
-    /* Bootstrap: (rounds, m) ratings, NaN where a model is absent. */
-    int R = out->n_bootstrap;
-    double *boot = R ? fc_xmalloc(sizeof(double) * (size_t)R * m) : NULL;
-    if (R) {
-        rng r;
-        rng_seed(&r, opts.seed);
-        if (opts.rating_system == FC_RATING_BT) {
-            int nc = 3 * np;
-            double *wcell = cnt;
-            alias al;
-            alias_init(&al, wcell, nc);
-            double *rc = fc_xmalloc(sizeof(double) * (size_t)nc);
-            bt_pair *rp = fc_xmalloc(sizeof(bt_pair) * (size_t)(np ? np : 1));
-            double *w = fc_xmalloc(sizeof(double) * (size_t)m);
-            for (int rd = 0; rd < R; rd++) {
-                memset(rc, 0, sizeof(double) * (size_t)nc);
-                for (size_t k = 0; k < nb; k++) rc[alias_draw(&al, &r)] += 1;
-                for (int i = 0; i < m; i++) present[i] = false;
-                int nrp = 0;
-                for (int k = 0; k < np; k++) {
-                    const double *c3 = &rc[3 * k];
-                    if (c3[0] + c3[1] + c3[2] == 0) continue;
-                    present[pairs[k].a] = true;
-                    if (pairs[k].b >= 0) present[pairs[k].b] = true;
-                    rp[nrp].a = pairs[k].a;
-                    rp[nrp].b = pairs[k].b;
-                    rp[nrp].pos = 2 * c3[0] + c3[2];
-                    rp[nrp].neg = 2 * c3[1] + c3[2];
-                    nrp++;
-                }
-                if (opts.bt_exact) {
-                    memcpy(w, w_full, sizeof(double) * (size_t)m);
-                    bt_fit(w, m, rp, nrp, scratch);
-                } else {
-                    bt_fit_lbfgs(w, &(bt_problem){m, rp, nrp, inv_rows});
-                }
-                bt_scale(w, m, present, anchor, &boot[(size_t)rd * m]);
-            }
-            free(w);
-            free(rp);
-            free(rc);
-            alias_free(&al);
-        } else {
-            /* Online Elo over nb battles drawn with replacement, in the order
-             * drawn (battles.sample returns rows in sampled order). */
-            double *er = fc_xmalloc(sizeof(double) * (size_t)m);
-            for (int rd = 0; rd < R; rd++) {
-                for (int i = 0; i < m; i++) {
-                    er[i] = ELO_INIT;
-                    present[i] = false;
-                }
-                for (size_t k = 0; k < nb; k++) {
-                    uint32_t j = rng_below(&r, (uint32_t)nb);
-                    /* eb = 1 - ea: one exp instead of two pows (the bootstrap
-                     * agrees with FastChat's only statistically anyway) */
-                    int a = ia[j], c = ib[j];
-                    double sa = elo_score((enum fc_outcome)wo[j]);
-                    double ea = 1 / (1 + exp((er[c] - er[a]) * (M_LN10 / ELO_SCALE)));
-                    er[a] += ELO_K * (sa - ea);
-                    er[c] += ELO_K * (ea - sa);
-                    present[ia[j]] = present[ib[j]] = true;
-                }
-                for (int i = 0; i < m; i++) boot[(size_t)rd * m + i] = present[i] ? er[i] : NAN;
-            }
-            free(er);
+    for (int rd = 0; rd < R; rd++) {
+        memset(rc, 0, sizeof(double) * (size_t)nc);
+        for (size_t k = 0; k < r->nb; k++) rc[alias_draw(&al, rg)] += 1;
+        for (int i = 0; i < m; i++) present[i] = false;
+        int nrp = 0;
+        for (int k = 0; k < c->np; k++) {
+            const double *c3 = &rc[3 * k];
+            if (c3[0] + c3[1] + c3[2] == 0) continue;
+            present[c->pairs[k].a] = true;
+            if (c->pairs[k].b >= 0) present[c->pairs[k].b] = true;
+            rp[nrp].a = c->pairs[k].a;
+            rp[nrp].b = c->pairs[k].b;
+            rp[nrp].pos = 2 * c3[0] + c3[2];
+            rp[nrp].neg = 2 * c3[1] + c3[2];
+            nrp++;
         }
+        if (o->bt_exact) {
+            memcpy(w, w_full, sizeof(double) * (size_t)m);
+            bt_fit(w, m, rp, nrp, scratch);
+        } else {
+            bt_fit_lbfgs(w, &(bt_problem){m, rp, nrp, inv_rows});
+        }
+        bt_scale(w, m, present, anchor, &boot[(size_t)rd * m]);
     }
+    free(present);
+    free(w);
+    free(rp);
+    free(rc);
+    alias_free(&al);
+}
 
-    /* Quantiles (and, for Elo, the rounded median as the rating). */
-    double *q025 = fc_xmalloc(sizeof(double) * (size_t)m), *q975 = fc_xmalloc(sizeof(double) * (size_t)m);
+/* Online Elo over nb battles drawn with replacement, in the order drawn
+ * (battles.sample returns rows in sampled order). boot as bootstrap_bt's. */
+static void bootstrap_elo(const rated *r, int m, int R, rng *rg, double *boot)
+{
+    double *er = fc_xmalloc(sizeof(double) * (size_t)m);
+    bool *present = fc_xmalloc(sizeof(bool) * (size_t)m);
+    for (int rd = 0; rd < R; rd++) {
+        for (int i = 0; i < m; i++) {
+            er[i] = ELO_INIT;
+            present[i] = false;
+        }
+        for (size_t k = 0; k < r->nb; k++) {
+            uint32_t j = rng_below(rg, (uint32_t)r->nb);
+            /* eb = 1 - ea: one exp instead of two pows (the bootstrap
+             * agrees with FastChat's only statistically anyway) */
+            int a = r->ia[j], b = r->ib[j];
+            double sa = elo_score((enum fc_outcome)r->wo[j]);
+            double ea = 1 / (1 + exp((er[b] - er[a]) * (M_LN10 / ELO_SCALE)));
+            er[a] += ELO_K * (sa - ea);
+            er[b] += ELO_K * (ea - sa);
+            present[a] = present[b] = true;
+        }
+        for (int i = 0; i < m; i++) boot[(size_t)rd * m + i] = present[i] ? er[i] : NAN;
+    }
+    free(present);
+    free(er);
+}
+
+/* The 2.5% and 97.5% quantiles of each model's bootstrap ratings (and, for
+ * Elo, the rounded median as its rating). */
+static void quantiles(const double *boot, int m, int R, bool elo, double *q025, double *q975, double *rating)
+{
     double *col = fc_xmalloc(sizeof(double) * (size_t)(R ? R : 1));
     for (int i = 0; i < m; i++) {
         int k = 0;
@@ -884,50 +881,58 @@ int fc_leaderboard_compute(const fc_battle *b, size_t n, const fc_rating_opts *o
         qsort(col, (size_t)k, sizeof(double), cmp_double);
         q025[i] = quantile(col, k, 0.025);
         q975[i] = quantile(col, k, 0.975);
-        if (opts.rating_system == FC_RATING_ELO && k) rating[i] = floor(quantile(col, k, 0.5) + 0.5);
+        if (elo && k) rating[i] = floor(quantile(col, k, 0.5) + 0.5);
     }
     free(col);
-    free(boot);
+}
 
-    /* Rows, best first. */
+/* out->rows, best first, with their upper-bound ranks; pos_of[id] = row. */
+static void fill_rows(fc_leaderboard *out, const rated *r, const double *rating, const double *q025,
+                      const double *q975, const double *elo, const int *nbat, int *pos_of)
+{
+    const int m = r->nm.n;
     row_order *ro = fc_xmalloc(sizeof(row_order) * (size_t)m);
-    for (int i = 0; i < m; i++) ro[i] = (row_order){rating[i], nm.name[i], i};
+    for (int i = 0; i < m; i++) ro[i] = (row_order){rating[i], r->nm.name[i], i};
     qsort(ro, (size_t)m, sizeof(row_order), cmp_rows);
     out->rows = fc_xcalloc((size_t)m, sizeof(fc_rating_row));
-    int *pos_of = fc_xmalloc(sizeof(int) * (size_t)m); /* model id -> row */
-    for (int r = 0; r < m; r++) {
-        int id = ro[r].id;
-        fc_rating_row *row = &out->rows[r];
-        row->model = fc_xstrdup(nm.name[id]);
+    for (int k = 0; k < m; k++) {
+        int id = ro[k].id;
+        fc_rating_row *row = &out->rows[k];
+        row->model = fc_xstrdup(r->nm.name[id]);
         row->rating = rating[id];
         row->q025 = q025[id];
         row->q975 = q975[id];
         row->elo = elo[id];
         row->n_battles = nbat[id];
-        pos_of[id] = r;
+        pos_of[id] = k;
     }
-    for (int r = 0; r < m; r++) {
-        fc_rating_row *row = &out->rows[r];
+    free(ro);
+    for (int k = 0; k < m; k++) {
+        fc_rating_row *row = &out->rows[k];
         int rank = 1;
         for (int s = 0; s < m; s++) {
             const fc_rating_row *o = &out->rows[s];
-            if (R ? o->q025 > row->q975 : o->rating > row->rating) rank++;
+            if (out->n_bootstrap ? o->q025 > row->q975 : o->rating > row->rating) rank++;
         }
         row->rank_ub = rank;
     }
+}
 
-    /* Heatmaps over the battles without ties, in rows order. */
+/* Heatmaps over the battles without ties, in rows order. */
+static void fill_heatmaps(fc_leaderboard *out, const rated *r, const int *pos_of)
+{
+    const int m = r->nm.n;
     int *wins = fc_xcalloc((size_t)m * m, sizeof(int)); /* wins[i][j]: i beat j */
     out->battle_count = fc_xcalloc((size_t)m * m, sizeof(int));
     out->win_fraction = fc_xmalloc(sizeof(double) * (size_t)m * m);
-    for (size_t k = 0; k < nb; k++) {
-        enum fc_outcome w = (enum fc_outcome)wo[k];
+    for (size_t k = 0; k < r->nb; k++) {
+        enum fc_outcome w = (enum fc_outcome)r->wo[k];
         if (w != FC_OUTCOME_A && w != FC_OUTCOME_B) continue;
-        int a = pos_of[ia[k]], c = pos_of[ib[k]];
-        out->battle_count[a * m + c]++;
-        if (a != c) out->battle_count[c * m + a]++;
-        if (w == FC_OUTCOME_A) wins[a * m + c]++;
-        else wins[c * m + a]++;
+        int a = pos_of[r->ia[k]], b = pos_of[r->ib[k]];
+        out->battle_count[a * m + b]++;
+        if (a != b) out->battle_count[b * m + a]++;
+        if (w == FC_OUTCOME_A) wins[a * m + b]++;
+        else wins[b * m + a]++;
     }
     for (int i = 0; i < m; i++)
         for (int j = 0; j < m; j++) {
@@ -940,26 +945,89 @@ int fc_leaderboard_compute(const fc_battle *b, size_t n, const fc_rating_opts *o
         }
     /* battle_count's diagonal: pandas' ptbl + ptbl.T doubles self-battles */
     for (int i = 0; i < m; i++) out->battle_count[i * m + i] *= 2;
-
     free(wins);
+}
+
+int fc_leaderboard_compute(const fc_battle *b, size_t n, const fc_rating_opts *opts_in, fc_leaderboard *out)
+{
+    fc_rating_opts opts = {.n_bootstrap = 100, .seed = 0, .anony_only = true};
+    if (opts_in) opts = *opts_in;
+    if (out) memset(out, 0, sizeof(*out));
+    int rc = check_args(b, n, &opts, out);
+    if (rc != FC_OK) return rc;
+
+    rated r;
+    rated_build(b, n, &opts, &r);
+    const int m = r.nm.n;
+    out->n_battles = (int)r.nb;
+    out->n_models = out->n_rows = m;
+    out->rating_system = opts.rating_system;
+    out->n_bootstrap = r.nb ? opts.n_bootstrap : 0;
+    if (m == 0) {
+        rated_free(&r);
+        return FC_OK;
+    }
+
+    /* Online Elo and battle counts. */
+    double *elo = fc_xmalloc(sizeof(double) * (size_t)m);
+    int *nbat = fc_xcalloc((size_t)m, sizeof(int));
+    for (int i = 0; i < m; i++) elo[i] = ELO_INIT;
+    for (size_t k = 0; k < r.nb; k++) {
+        elo_update(elo, r.ia[k], r.ib[k], elo_score((enum fc_outcome)r.wo[k]));
+        nbat[r.ia[k]]++;
+        nbat[r.ib[k]]++;
+    }
+
+    cells c;
+    cells_build(&r, m, &c);
+    int anchor = -1;
+    for (int i = 0; i < m; i++)
+        if (!strcmp(r.nm.name[i], ANCHOR_MODEL)) anchor = i;
+
+    /* The ratings on all battles. */
+    double *scratch = fc_xmalloc(sizeof(double) * ((size_t)m * m + 3 * (size_t)m));
+    double *w_full = fc_xcalloc((size_t)m, sizeof(double));
+    double *rating = fc_xmalloc(sizeof(double) * (size_t)m);
+    if (opts.rating_system == FC_RATING_BT) {
+        bool *present = fc_xmalloc(sizeof(bool) * (size_t)m);
+        for (int i = 0; i < m; i++) present[i] = true;
+        cells_to_pairs(c.cnt, c.pairs, c.np);
+        if (opts.bt_exact) bt_fit(w_full, m, c.pairs, c.np, scratch);
+        else bt_fit_lbfgs(w_full, &(bt_problem){m, c.pairs, c.np, 1.0 / (2.0 * (double)r.nb)});
+        bt_scale(w_full, m, present, anchor, rating);
+        free(present);
+    } else {
+        memcpy(rating, elo, sizeof(double) * (size_t)m);
+    }
+
+    /* Bootstrap: (rounds, m) ratings, NaN where a model is absent. */
+    const int R = out->n_bootstrap;
+    double *boot = R ? fc_xmalloc(sizeof(double) * (size_t)R * m) : NULL;
+    if (R) {
+        rng rg;
+        rng_seed(&rg, opts.seed);
+        if (opts.rating_system == FC_RATING_BT) bootstrap_bt(&r, &c, m, R, &opts, anchor, w_full, scratch, &rg, boot);
+        else bootstrap_elo(&r, m, R, &rg, boot);
+    }
+    double *q025 = fc_xmalloc(sizeof(double) * (size_t)m), *q975 = fc_xmalloc(sizeof(double) * (size_t)m);
+    quantiles(boot, m, R, opts.rating_system == FC_RATING_ELO, q025, q975, rating);
+
+    int *pos_of = fc_xmalloc(sizeof(int) * (size_t)m); /* model id -> row */
+    fill_rows(out, &r, rating, q025, q975, elo, nbat, pos_of);
+    fill_heatmaps(out, &r, pos_of);
+
     free(pos_of);
-    free(ro);
     free(q025);
     free(q975);
-    free(present);
+    free(boot);
     free(rating);
     free(w_full);
     free(scratch);
-    free(cnt);
-    free(pairs);
-    free(pid);
+    free(c.cnt);
+    free(c.pairs);
     free(nbat);
     free(elo);
-    free(ia);
-    free(ib);
-    free(wo);
-    free(nm.name);
-    free(nm.slot);
+    rated_free(&r);
     return FC_OK;
 }
 
