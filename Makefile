@@ -86,7 +86,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc -O1 -g -march=native -MMD -
 FUZZ_CFLAGS += $(BLAS_CFLAGS)
 FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_OBJ += build/fuzz/obj/gen/web_assets.o
-build/fuzz/obj/gen/web_assets.o: build/gen/web_assets.c
+build/fuzz/obj/gen/web_assets.o: $(WEB_GEN)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 build/fuzz/obj/%.o: %.c
