@@ -1235,7 +1235,7 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
  *
  * Admission, in order, while slots last: a waiting request is admitted when
  * the free blocks cover its cross-attention pages and one self-attention
- * block; its encoder then runs once and its cross-attention keys and values
+ * block beyond those the running requests take in this step; its encoder then runs once and its cross-attention keys and values
  * go to the pages (a prompt that cannot fit even the empty cache fails).
  * Each step feeds every running request's next decoder token in one
  * fc_t5_dec_step_batch (the weight matrices read once for all rows, each
@@ -1266,7 +1266,12 @@ static int t5_free_slot(const fc_engine *e)
  * failed). False: r keeps waiting. */
 static bool t5_admit(fc_engine *e, req *r, const fc_t5_run *run)
 {
-    if (fc_t5_kv_blocks(r->n_prompt) + 1 > fc_kv_cache_free_blocks(e->kv)) return false;
+    /* the blocks the running requests take in this step stay theirs */
+    int n = 0;
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i]->t5dec) e->t5_decs[n++] = e->running[i]->t5dec;
+    const int64_t pending = fc_t5_dec_step_blocks(e->t5_decs, n);
+    if (fc_t5_kv_blocks(r->n_prompt) + 1 + pending > fc_kv_cache_free_blocks(e->kv)) return false;
     const int slot = t5_free_slot(e);
     if (slot < 0) return false;
     float *enc = fc_xmalloc(sizeof(float) * (size_t)r->n_prompt * (size_t)e->C);
