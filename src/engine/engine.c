@@ -1235,8 +1235,11 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
  *
  * Admission, in order, while slots last: a waiting request is admitted when
  * the free blocks cover its cross-attention pages and one self-attention
- * block beyond those the running requests take in this step; its encoder then runs once and its cross-attention keys and values
- * go to the pages (a prompt that cannot fit even the empty cache fails).
+ * block beyond those the running requests take in this step (a prompt
+ * that cannot fit even the empty cache fails). The encoders of the
+ * requests admitted together run once, in one fc_t5_encode_batch (up to
+ * T5_ENC_ROWS prompt rows), and their cross-attention keys and values go
+ * to the pages.
  * Each step feeds every running request's next decoder token in one
  * fc_t5_dec_step_batch (the weight matrices read once for all rows, each
  * row's attention over its own block table). When the step needs more
@@ -1249,39 +1252,84 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
  * the sampler sees is prompt + output, as FastChat's generate_stream gives
  * the repetition penalty for encoder-decoder models. */
 
-/* A cache slot no running decoder holds; -1 if none. */
-static int t5_free_slot(const fc_engine *e)
+/* A cache slot that no running decoder holds and is not in taken[0..n);
+ * -1 if none. */
+static int t5_free_slot(const fc_engine *e, const int *taken, int n)
 {
     for (int s = 0; s < e->n_seq_max; s++) {
         bool used = false;
         for (int i = 0; i < e->n_running && !used; i++)
             used = e->running[i]->t5dec && fc_t5_dec_slot(e->running[i]->t5dec) == s;
+        for (int i = 0; i < n && !used; i++) used = taken[i] == s;
         if (!used) return s;
     }
     return -1;
 }
 
-/* Admits r when its pages fit now: its encoder and cross-attention keys
- * and values, then it is running (with r->error set if the encoder
- * failed). False: r keeps waiting. */
-static bool t5_admit(fc_engine *e, req *r, const fc_t5_run *run)
+/* Prompt rows of one encoder batch at most (unless one prompt is longer):
+ * the batch's activations are about rows * (4 C + 4 NH HS + 2 FF) floats. */
+#define T5_ENC_ROWS 2048
+
+/* Admits waiting requests in order while their pages fit: the free blocks
+ * cover each one's cross-attention pages and one self-attention block,
+ * beyond the blocks the running requests take in this step. Their
+ * encoders run in one batch, then each gets its decoder (its
+ * cross-attention keys and values written to its pages) and runs (with
+ * r->error set if that failed). */
+static void t5_admit(fc_engine *e, const fc_t5_run *run)
 {
-    /* the blocks the running requests take in this step stay theirs */
     int n = 0;
     for (int i = 0; i < e->n_running; i++)
         if (e->running[i]->t5dec) e->t5_decs[n++] = e->running[i]->t5dec;
-    const int64_t pending = fc_t5_dec_step_blocks(e->t5_decs, n);
-    if (fc_t5_kv_blocks(r->n_prompt) + 1 + pending > fc_kv_cache_free_blocks(e->kv)) return false;
-    const int slot = t5_free_slot(e);
-    if (slot < 0) return false;
-    float *enc = fc_xmalloc(sizeof(float) * (size_t)r->n_prompt * (size_t)e->C);
-    enum fc_status st = fc_t5_encode(e->t5, run, r->tokens, r->n_prompt, enc);
-    if (st == FC_OK) st = fc_t5_dec_new_paged(e->t5, run, e->kv, slot, enc, r->n_prompt, 1, &r->t5dec);
+    int64_t avail = fc_kv_cache_free_blocks(e->kv) - fc_t5_dec_step_blocks(e->t5_decs, n);
+    req **nw = NULL;
+    int *slots = NULL, n_new = 0, rows = 0;
+    while (e->waiting && e->n_running + n_new < e->n_seq_max) {
+        req *r = e->waiting;
+        const int64_t need = fc_t5_kv_blocks(r->n_prompt) + 1;
+        if (need > fc_kv_cache_total_blocks(e->kv)) { /* not even in the empty cache */
+            e->waiting = r->next;
+            r->error = "the prompt does not fit the KV cache";
+            finish(e, r, FC_FINISH_ERROR);
+            continue;
+        }
+        if (need > avail || (n_new > 0 && rows + r->n_prompt > T5_ENC_ROWS)) break;
+        if (!nw) {
+            nw = fc_xmalloc(sizeof(req *) * (size_t)e->n_seq_max);
+            slots = fc_xmalloc(sizeof(int) * (size_t)e->n_seq_max);
+        }
+        const int slot = t5_free_slot(e, slots, n_new);
+        if (slot < 0) break;
+        e->waiting = r->next;
+        r->next = NULL;
+        avail -= need;
+        rows += r->n_prompt;
+        nw[n_new] = r;
+        slots[n_new++] = slot;
+    }
+    if (n_new == 0) return;
+    int32_t *ids = fc_xmalloc(sizeof(int32_t) * (size_t)rows);
+    int *lens = fc_xmalloc(sizeof(int) * (size_t)n_new);
+    for (int i = 0, at = 0; i < n_new; i++) {
+        memcpy(ids + at, nw[i]->tokens, sizeof(int32_t) * (size_t)nw[i]->n_prompt);
+        at += lens[i] = nw[i]->n_prompt;
+    }
+    float *enc = fc_xmalloc(sizeof(float) * (size_t)rows * (size_t)e->C);
+    enum fc_status st = fc_t5_encode_batch(e->t5, run, ids, lens, n_new, enc);
+    for (int i = 0, at = 0; i < n_new; at += lens[i], i++) {
+        req *r = nw[i];
+        enum fc_status sd = st == FC_OK
+            ? fc_t5_dec_new_paged(e->t5, run, e->kv, slots[i], enc + (size_t)at * (size_t)e->C, lens[i], 1, &r->t5dec)
+            : st;
+        if (sd != FC_OK) r->error = "the T5 encoder failed";
+        e->stats.prompt_tokens_computed += (uint64_t)lens[i];
+        e->running[e->n_running++] = r;
+    }
     free(enc);
-    e->stats.prompt_tokens_computed += (uint64_t)r->n_prompt;
-    if (st != FC_OK) r->error = "the T5 encoder failed";
-    e->running[e->n_running++] = r;
-    return true;
+    free(lens);
+    free(ids);
+    free(slots);
+    free(nw);
 }
 
 /* Frees the newest running request's pages and puts it back at the head of
@@ -1304,18 +1352,7 @@ static bool t5_step(fc_engine *e)
     const fc_t5_config *c = fc_t5_get_config(e->t5);
     const fc_t5_run run = {.pool = e->t5_pool, .fast = e->t5_fast};
     double t0 = fc_time_sec();
-    while (e->waiting && e->n_running < e->n_seq_max) {
-        req *r = e->waiting;
-        if (fc_t5_kv_blocks(r->n_prompt) + 1 > fc_kv_cache_total_blocks(e->kv)) {
-            e->waiting = r->next;
-            r->error = "the prompt does not fit the KV cache";
-            finish(e, r, FC_FINISH_ERROR);
-            continue;
-        }
-        if (!t5_admit(e, r, &run)) break;
-        e->waiting = r->next;
-        r->next = NULL;
-    }
+    t5_admit(e, &run);
     if (e->n_running == 0) return false;
     fc_t5_dec **decs = e->t5_decs;
     int32_t *ins = e->t5_ins;

@@ -607,8 +607,22 @@ static void attend(const float *q, const float *k, const float *v, int n, int st
 
 enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out)
 {
+    return fc_t5_encode_batch(m, run, ids, &n, 1, out);
+}
+
+enum fc_status fc_t5_encode_batch(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, const int *lens, int n_seq,
+                                  float *out)
+{
     const fc_t5_config *c = &m->cfg;
-    if (n <= 0) return FC_ERR_ARG;
+    if (n_seq <= 0) return FC_ERR_ARG;
+    int64_t n64 = 0, n_rel_all = 0;
+    for (int s = 0; s < n_seq; s++) {
+        if (lens[s] <= 0) return FC_ERR_ARG;
+        n64 += lens[s];
+        n_rel_all += 2 * (int64_t)lens[s] - 1;
+    }
+    if (n64 > (1 << 24)) return FC_ERR_ARG;
+    const int n = (int)n64; /* rows of all sequences */
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->n_vocab) return FC_ERR_ARG;
     const int C = c->n_embd, NH = c->n_head, HS = c->head_dim, Q = NH * HS, FF = c->n_ff;
@@ -619,27 +633,41 @@ enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t 
     float *a = fc_xmalloc(sizeof(float) * (size_t)n * FF), *b = fc_xmalloc(sizeof(float) * (size_t)n * FF);
     float *tmp = fc_xmalloc(sizeof(float) * (size_t)n * C);
     float *scores = fc_xmalloc(sizeof(float) * (size_t)n);
-    /* bias (NH, n_rel): the bias of relative position j - i at [h][j - i + n - 1] */
-    const int n_rel = 2 * n - 1;
-    float *bias = fc_xmalloc(sizeof(float) * (size_t)NH * n_rel);
+    /* per sequence of length L, bias (NH, 2L - 1): the bias of relative
+     * position j - i at [h][j - i + L - 1] */
+    float *bias = fc_xmalloc(sizeof(float) * (size_t)NH * (size_t)n_rel_all);
     const float *rb = m->enc[0].rel_bias.data; /* (buckets, NH) */
-    for (int r = 0; r < n_rel; r++) {
-        const int bk = fc_t5_bucket(r - (n - 1), true, c->n_buckets, c->max_distance);
-        for (int hh = 0; hh < NH; hh++) bias[(size_t)hh * n_rel + r] = rb[(size_t)bk * NH + hh];
+    size_t off = 0;
+    for (int s = 0; s < n_seq; s++) {
+        const int L = lens[s], n_rel = 2 * L - 1;
+        for (int r = 0; r < n_rel; r++) {
+            const int bk = fc_t5_bucket(r - (L - 1), true, c->n_buckets, c->max_distance);
+            for (int hh = 0; hh < NH; hh++) bias[off + (size_t)hh * n_rel + r] = rb[(size_t)bk * NH + hh];
+        }
+        off += (size_t)NH * n_rel;
     }
     for (int t = 0; t < n; t++)
         fc_dequantize_row_ref(m->shared.type, (const uint8_t *)m->shared.data + (size_t)ids[t] * fc_tensor_row_bytes(&m->shared),
                               h + (size_t)t * C, C);
     for (int l = 0; l < c->n_enc_layer; l++) {
         const t5_layer *ly = &m->enc[l];
+        /* the rows of every sequence through each matrix together */
         for (int t = 0; t < n; t++) fc_rmsnorm_ref(xn + (size_t)t * C, h + (size_t)t * C, ly->attn_norm.data, C, c->eps);
         matmul(run, &ly->wq, xn, n, q);
         matmul(run, &ly->wk, xn, n, k);
         matmul(run, &ly->wv, xn, n, v);
-        for (int i = 0; i < n; i++)
-            for (int hh = 0; hh < NH; hh++)
-                attend(q + (size_t)i * Q + hh * HS, k + hh * HS, v + hh * HS, n, Q, HS,
-                       bias + (size_t)hh * n_rel + (n - 1 - i), 1, scores, att + (size_t)i * Q + hh * HS);
+        /* attention within each sequence */
+        off = 0;
+        for (int s = 0, r0 = 0; s < n_seq; s++) {
+            const int L = lens[s], n_rel = 2 * L - 1;
+            const float *ks = k + (size_t)r0 * Q, *vs = v + (size_t)r0 * Q, *bs = bias + off;
+            for (int i = 0; i < L; i++)
+                for (int hh = 0; hh < NH; hh++)
+                    attend(q + (size_t)(r0 + i) * Q + hh * HS, ks + hh * HS, vs + hh * HS, L, Q, HS,
+                           bs + (size_t)hh * n_rel + (L - 1 - i), 1, scores, att + (size_t)(r0 + i) * Q + hh * HS);
+            r0 += L;
+            off += (size_t)NH * n_rel;
+        }
         matmul(run, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
         feed_forward(m, run, ly, h, n, xn, a, b, tmp);

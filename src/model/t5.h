@@ -84,6 +84,14 @@ const fc_t5_config *fc_t5_get_config(const fc_t5 *m);
  * read-only: any number of threads may encode at once, each with its own
  * pool (or none). */
 enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out);
+/* The encoders of n_seq prompts in one forward: ids holds the prompts one
+ * after another (lens[s] ids each), out receives their rows in the same
+ * order (sum of lens rows of C floats). Every weight matrix is read once
+ * for all rows; attention stays within each prompt. Each prompt's rows are
+ * those fc_t5_encode gives it. FC_ERR_ARG for n_seq <= 0, a length <= 0
+ * or an id outside [0, V). */
+enum fc_status fc_t5_encode_batch(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, const int *lens, int n_seq,
+                                  float *out);
 
 /* ---- decoder state ---- */
 typedef struct fc_t5_dec fc_t5_dec;

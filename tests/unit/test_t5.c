@@ -14,6 +14,8 @@
  * (fc_t5_dec_step_batch, each at its own position) give the logits of the
  * same decoders stepped one by one (greedy, 24 steps; the batched ones on
  * a pool of 3 threads, the single ones on none).
+ * The five prompts' encoders in one fc_t5_encode_batch give each prompt's
+ * rows of fc_t5_encode (within 1e-5).
  * Paged: the same decoders sharing one fc_t5_kv_cache_new cache of 14
  * blocks (too small for all five: 20 blocks at 24 steps) give the same
  * tokens and top logits; a decoder that does not fit is refused with
@@ -134,6 +136,35 @@ static int paged(const fc_t5 *m, const fc_t5_run *run, float *const *encs, const
     return fails;
 }
 
+/* The NSEQ prompts' encoders in one fc_t5_encode_batch (on run) against
+ * encs, each prompt encoded alone on no pool. */
+static int encode_batch_equals_single(const fc_t5 *m, const fc_t5_run *run, float *const *encs, const int *lens,
+                                      const char *dir)
+{
+    const fc_t5_config *c = fc_t5_get_config(m);
+    const int V = c->n_vocab, C = c->n_embd;
+    int total = 0;
+    for (int s = 0; s < NSEQ; s++) total += lens[s];
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
+    float *out = malloc(sizeof(float) * (size_t)total * C);
+    for (int s = 0, r = 0; s < NSEQ; s++)
+        for (int i = 0; i < lens[s]; i++) ids[r++] = 2 + (int32_t)((i * 37 + s * 11) % (V - 2));
+    int fails = fc_t5_encode_batch(m, run, ids, lens, NSEQ, out) != FC_OK;
+    double maxd = 0;
+    for (int s = 0, r = 0; s < NSEQ && !fails; r += lens[s], s++)
+        for (size_t i = 0; i < (size_t)lens[s] * C; i++) {
+            const double d = fabs(out[(size_t)r * C + i] - encs[s][i]);
+            if (d > maxd) maxd = d;
+        }
+    if (maxd > 1e-5) fails++;
+    const int bad_len[2] = {3, 0};
+    if (fc_t5_encode_batch(m, run, ids, bad_len, 2, out) != FC_ERR_ARG) fails++;
+    printf("test_t5: %s: %d prompts' encoders in one batch = one by one (max |d| %.3g)\n", dir, NSEQ, maxd);
+    free(ids);
+    free(out);
+    return fails;
+}
+
 /* Greedy decoding of NSEQ prompts, one by one and batched: returns the
  * number of failures. */
 static int batched_equals_single(const char *dir)
@@ -159,9 +190,9 @@ static int batched_equals_single(const char *dir)
         one[s] = fc_t5_dec_new(m, NULL, enc, n, STEPS + s);
         bat[s] = fc_t5_dec_new(m, &run, enc, n, STEPS + s);
     }
+    int fails = encode_batch_equals_single(m, &run, encs, lens, dir);
     float *l1 = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V * NSEQ);
     float ref[NSEQ][STEPS][2]; /* argmax and its logit, one by one */
-    int fails = 0;
     for (int s = 0; s < NSEQ; s++) {
         int32_t tok = c->decoder_start_id;
         for (int k = 0; k < STEPS + s; k++) {
