@@ -1234,9 +1234,11 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
  * FC_KV_BLOCK tokens). fc_t5_dec is only the request's small state.
  *
  * Admission, in order, while slots last: a waiting request is admitted when
- * the free blocks cover its cross-attention pages and one self-attention
- * block beyond those the running requests take in this step (a prompt
- * that cannot fit even the empty cache fails). The encoders of the
+ * the free blocks cover its cross-attention pages and its self-attention
+ * pages so far (one block, or its output to replay after a preemption),
+ * beyond those the running requests take in this step plus one block of
+ * headroom per running request (a prompt that cannot fit even the empty
+ * cache fails). The encoders of the
  * requests admitted together run once, in one fc_t5_encode_batch (up to
  * T5_ENC_ROWS prompt rows), and their cross-attention keys and values go
  * to the pages.
@@ -1270,9 +1272,7 @@ static int t5_free_slot(const fc_engine *e, const int *taken, int n)
  * the batch's activations are about rows * (4 C + 4 NH HS + 2 FF) floats. */
 #define T5_ENC_ROWS 2048
 
-/* Admits waiting requests in order while their pages fit: the free blocks
- * cover each one's cross-attention pages and one self-attention block,
- * beyond the blocks the running requests take in this step. Their
+/* Admits waiting requests in order while their pages fit (see above). Their
  * encoders run in one batch, then each gets its decoder (its
  * cross-attention keys and values written to its pages) and runs (with
  * r->error set if that failed). */
@@ -1286,14 +1286,18 @@ static void t5_admit(fc_engine *e, const fc_t5_run *run)
     int *slots = NULL, n_new = 0, rows = 0;
     while (e->waiting && e->n_running + n_new < e->n_seq_max) {
         req *r = e->waiting;
-        const int64_t need = fc_t5_kv_blocks(r->n_prompt) + 1;
-        if (need > fc_kv_cache_total_blocks(e->kv)) { /* not even in the empty cache */
+        const int64_t total = fc_kv_cache_total_blocks(e->kv);
+        if (fc_t5_kv_blocks(r->n_prompt) + 1 > total) { /* not even in the empty cache */
             e->waiting = r->next;
             r->error = "the prompt does not fit the KV cache";
             finish(e, r, FC_FINISH_ERROR);
             continue;
         }
-        if (need > avail || (n_new > 0 && rows + r->n_prompt > T5_ENC_ROWS)) break;
+        /* a preempted request replays its output at once: room for it; and
+         * a block of headroom per running request, so that admissions do
+         * not preempt at the next block boundary */
+        const int64_t need = FC_MIN(fc_t5_kv_blocks(r->n_prompt) + fc_t5_kv_blocks(r->n_gen + 1), total);
+        if (need + e->n_running + n_new > avail || (n_new > 0 && rows + r->n_prompt > T5_ENC_ROWS)) break;
         if (!nw) {
             nw = fc_xmalloc(sizeof(req *) * (size_t)e->n_seq_max);
             slots = fc_xmalloc(sizeof(int) * (size_t)e->n_seq_max);
