@@ -21,7 +21,8 @@ in the engine's paged cache (fc_t5_kv_cache_new): with a cache of 15 blocks
 8 complete (queued, preempted and replayed) with the answers of a large
 cache one by one, and /worker_get_engine_stats shows every block free
 afterwards; so it does after clients leave mid-stream; a prompt larger than
-the whole cache gets an error and the worker goes on.
+the whole cache, or a request that outgrows it alone, gets an error and the
+worker goes on.
 """
 import concurrent.futures
 import json
@@ -227,5 +228,9 @@ def test_prompt_larger_than_cache(t5_small):
     r = requests.post(api + "/v1/completions", json={"model": "t5", "prompt": "word " * 300, "max_tokens": 4},
                       timeout=600)
     assert "does not fit the KV cache" in r.text, r.text
+    # alone, it outgrows the cache: 6 cross-attention blocks + 200 positions > 15 blocks
+    r = requests.post(api + "/v1/completions", json={"model": "t5", "prompt": PROMPTS[5], "max_tokens": 200,
+                                                     "temperature": 0}, timeout=600)
+    assert "too small for this request" in r.text, r.text
     assert api_complete(api, PROMPTS[0], 4)[1] > 0
     assert all_free(worker)
