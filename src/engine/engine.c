@@ -1235,7 +1235,8 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
  *
  * Admission, in order, while slots last: a waiting request is admitted when
  * the free blocks cover its cross-attention pages and its self-attention
- * pages so far (one block, or its output to replay after a preemption),
+ * pages so far (one block, or its output to replay after a preemption:
+ * taken at once),
  * beyond those the running requests take in this step plus one block of
  * headroom per running request (a prompt that cannot fit even the empty
  * cache fails). The encoders of the
@@ -1322,10 +1323,12 @@ static void t5_admit(fc_engine *e, const fc_t5_run *run)
     enum fc_status st = fc_t5_encode_batch(e->t5, run, ids, lens, n_new, enc);
     for (int i = 0, at = 0; i < n_new; at += lens[i], i++) {
         req *r = nw[i];
-        enum fc_status sd = st == FC_OK
-            ? fc_t5_dec_new_paged(e->t5, run, e->kv, slots[i], enc + (size_t)at * (size_t)e->C, lens[i], 1, &r->t5dec)
-            : st;
-        if (sd != FC_OK) r->error = "the T5 encoder failed";
+        /* the self-attention pages of its output to replay, taken now */
+        enum fc_status sd = st == FC_OK ? fc_t5_dec_new_paged(e->t5, run, e->kv, slots[i], enc + (size_t)at * (size_t)e->C,
+                                                              lens[i], r->n_gen + 1, &r->t5dec)
+                                        : st;
+        if (sd != FC_OK)
+            r->error = sd == FC_ERR_FULL ? "the KV cache is too small for this request" : "the T5 encoder failed";
         e->stats.prompt_tokens_computed += (uint64_t)lens[i];
         e->running[e->n_running++] = r;
     }
