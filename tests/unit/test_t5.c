@@ -19,7 +19,7 @@
  * Paged: the same decoders sharing one fc_t5_kv_cache_new cache of 14
  * blocks (too small for all five: 20 blocks at 24 steps) give the same
  * tokens and top logits; a decoder that does not fit is refused with
- * FC_ERR_FULL and takes nothing, a batch step short of blocks is refused
+ * FC_ERR_FULL and takes nothing (one in a slot in use with FC_ERR_ARG), a batch step short of blocks is refused
  * with nothing consumed, a freed decoder's blocks serve the next ones, and
  * the cache is all free at the end.
  */
@@ -96,6 +96,13 @@ static int paged(const fc_t5 *m, const fc_t5_run *run, float *const *encs, const
     }
     if (n != NSEQ - 1) {
         fprintf(stderr, "%s: %d paged decoders fit 14 blocks, expected %d\n", dir, n, NSEQ - 1);
+        fails++;
+    }
+    fc_t5_dec *dup = NULL;
+    const int64_t free_now = fc_kv_cache_free_blocks(kv);
+    if (fc_t5_dec_new_paged(m, run, kv, 0, encs[0], lens[0], 1, &dup) != FC_ERR_ARG || dup ||
+        fc_kv_cache_free_blocks(kv) != free_now) {
+        fprintf(stderr, "%s: a decoder in a slot in use was not refused\n", dir);
         fails++;
     }
     /* 16 steps fill each self block; the 17th needs 4 more blocks, 3 are free */
