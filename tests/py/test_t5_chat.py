@@ -19,7 +19,7 @@ the API's answer equals the CLI chat's. The decoders' keys and values live
 in the engine's paged cache (fc_t5_kv_cache_new): with a cache of 15 blocks
 (--kv-cache-tokens 240) too small for 8 requests of 120 tokens at once, all
 8 complete (queued, preempted and replayed) with the answers of a large
-cache one by one, and /worker_get_engine_stats shows every block free
+cache one by one (exact mode; fast mode: of the same server one by one), and /worker_get_engine_stats shows every block free
 afterwards; so it does after clients leave mid-stream; a prompt larger than
 the whole cache, or a request that outgrows it alone, gets an error and the
 worker goes on.
@@ -130,14 +130,12 @@ PROMPTS = [c["message"] for c in GOLD["chat"]] + ["One more, longer:\n" + "word 
                                                   "A third extra prompt of middling length: " + "abc " * 10]
 
 
-@pytest.fixture(scope="module")
-def t5_small(fastchat_bin, t5_folder, tmp_path_factory):
+def small_server(fastchat_bin, folder, tmp, *mode):
     """A server whose paged cache is too small for all requests at once:
-    (API address, worker address)."""
-    tmp = tmp_path_factory.mktemp("t5small")
+    yields (API address, worker address)."""
     ports = [free_port() for _ in range(3)]
-    p = Proc([fastchat_bin, "serve", "--model-path", t5_folder, "--model-names", "t5",
-              "--controller-port", ports[0], "--worker-port", ports[1], "--port", ports[2], "--exact",
+    p = Proc([fastchat_bin, "serve", "--model-path", folder, "--model-names", "t5",
+              "--controller-port", ports[0], "--worker-port", ports[1], "--port", ports[2], *mode,
               "--limit-worker-concurrency", 8, "--kv-cache-tokens", SMALL_KV_TOKENS], tmp / "serve.log")
     api = f"http://127.0.0.1:{ports[2]}"
     try:
@@ -146,6 +144,16 @@ def t5_small(fastchat_bin, t5_folder, tmp_path_factory):
         assert p.alive(), p.output()[-3000:]
     finally:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def t5_small(fastchat_bin, t5_folder, tmp_path_factory):
+    yield from small_server(fastchat_bin, t5_folder, tmp_path_factory.mktemp("t5small"), "--exact")
+
+
+@pytest.fixture(scope="module")
+def t5_small_fast(fastchat_bin, t5_folder, tmp_path_factory):
+    yield from small_server(fastchat_bin, t5_folder, tmp_path_factory.mktemp("t5smallfast"))
 
 
 def api_complete(api, prompt, max_tokens):
@@ -165,9 +173,13 @@ def all_free(worker):
     return st["blocks_used"] == 0 and st["running"] == 0 and st["waiting"] == 0
 
 
-def test_small_cache_completes_all_queued(t5_serve, t5_small, figures):
-    api, worker = t5_small
-    alone = [api_complete(t5_serve, m, LONG) for m in PROMPTS]
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_small_cache_completes_all_queued(mode, request, figures):
+    # exact: against a large cache one by one; fast: the same server one by one
+    api, worker = request.getfixturevalue("t5_small" if mode == "exact" else "t5_small_fast")
+    ref = request.getfixturevalue("t5_serve") if mode == "exact" else api
+    alone = [api_complete(ref, m, LONG) for m in PROMPTS]
+    assert all_free(worker)
     seen = {"used": 0, "waiting": 0}
     done = threading.Event()
 
@@ -196,7 +208,7 @@ def test_small_cache_completes_all_queued(t5_serve, t5_small, figures):
     assert seen["used"] <= st["blocks_total"]
     # the cache did hold requests back: some waited in the queue or were preempted and replayed
     assert st["preemptions"] > 0 or seen["waiting"] > 0, (st, seen)
-    figures(f"t5 paged cache: {len(PROMPTS)} concurrent requests x {LONG} tokens in {st['blocks_total']} blocks = "
+    figures(f"t5 paged cache ({mode}): {len(PROMPTS)} concurrent requests x {LONG} tokens in {st['blocks_total']} blocks = "
             f"one by one; {st['preemptions']} preemptions, at most {seen['waiting']} waiting and "
             f"{seen['used']} blocks used seen, all free after; {dt:.2f} s")
 
