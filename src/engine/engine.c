@@ -74,7 +74,7 @@ typedef struct req {
     bool cancelled;
     const char *error;      /* set: finish with FC_FINISH_ERROR at the next step */
     struct req *next;       /* waiting list / incoming queue */
-    fc_t5_dec *t5dec;       /* T5: this sequence's decoder state (cross-attention K/V, self KV) */
+    fc_t5_dec *t5dec;       /* T5: this request's decoder state (its K/V in the engine's paged cache) */
 } req;
 
 enum slot_state { SLOT_FREE = 0, SLOT_RUNNING, SLOT_CACHED, SLOT_JOB };
@@ -1226,60 +1226,175 @@ enum fc_status fc_engine_score(fc_engine *e, const int32_t *ids, int n, int k, f
 
 /* ---- T5 (encoder-decoder) requests ----
  * The same requests, events, sampler, stop handling and grammars; only the
- * forward differs. A request's first step runs the encoder over its prompt
- * once and makes its decoder state (fc_t5_dec: the cross-attention keys and
- * values of every decoder layer plus its self-attention cache, owned by the
- * request and freed with it), then feeds the decoder start token; each later
- * step feeds the last sampled token. Every running T5 request advances by
- * one token per scheduler step, all of them in one fc_t5_dec_step_batch
- * call (their rows share each weight matrix read); a new request's encoder
- * runs in the step that admits it. No paged cache or prefix sharing. The history the sampler
- * sees is prompt + output, as FastChat's generate_stream gives the
- * repetition penalty for encoder-decoder models. */
+ * forward differs. The keys and values live in the engine's paged cache
+ * (e->kv, made by fc_t5_kv_cache_new): request slot s owns its
+ * cross-attention sequence (the encoder output's keys and values, ceil(n /
+ * FC_KV_BLOCK) blocks for an n-token prompt, written once) and its
+ * self-attention sequence (one position more per step, a block every
+ * FC_KV_BLOCK tokens). fc_t5_dec is only the request's small state.
+ *
+ * Admission, in order, while slots last: a waiting request is admitted when
+ * the free blocks cover its cross-attention pages and its self-attention
+ * pages so far (one block, or its output to replay after a preemption:
+ * taken at once),
+ * beyond those the running requests take in this step plus one block of
+ * headroom per running request (a prompt that cannot fit even the empty
+ * cache fails). The encoders of the
+ * requests admitted together run once, in one fc_t5_encode_batch (up to
+ * T5_ENC_ROWS prompt rows), and their cross-attention keys and values go
+ * to the pages.
+ * Each step feeds every running request's next decoder token in one
+ * fc_t5_dec_step_batch (the weight matrices read once for all rows, each
+ * row's attention over its own block table). When the step needs more
+ * blocks than are free, the newest running requests are preempted: their
+ * pages freed, they go back to the head of the queue and, readmitted,
+ * recompute their encoder and replay their generated tokens through the
+ * decoder (no events, no sampling) before going on. A request alone that
+ * outgrows the whole cache fails with an error. Blocks come back when a
+ * request ends or is cancelled (req_free frees its decoder). The history
+ * the sampler sees is prompt + output, as FastChat's generate_stream gives
+ * the repetition penalty for encoder-decoder models. */
+
+/* A cache slot that no running decoder holds and is not in taken[0..n);
+ * -1 if none. */
+static int t5_free_slot(const fc_engine *e, const int *taken, int n)
+{
+    for (int s = 0; s < e->n_seq_max; s++) {
+        bool used = false;
+        for (int i = 0; i < e->n_running && !used; i++)
+            used = e->running[i]->t5dec && fc_t5_dec_slot(e->running[i]->t5dec) == s;
+        for (int i = 0; i < n && !used; i++) used = taken[i] == s;
+        if (!used) return s;
+    }
+    return -1;
+}
+
+/* Prompt rows of one encoder batch at most (unless one prompt is longer):
+ * the batch's activations are about rows * (4 C + 4 NH HS + 2 FF) floats. */
+#define T5_ENC_ROWS 2048
+
+/* Admits waiting requests in order while their pages fit (see above). Their
+ * encoders run in one batch, then each gets its decoder (its
+ * cross-attention keys and values written to its pages) and runs (with
+ * r->error set if that failed). */
+static void t5_admit(fc_engine *e, const fc_t5_run *run)
+{
+    int n = 0;
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i]->t5dec) e->t5_decs[n++] = e->running[i]->t5dec;
+    int64_t avail = fc_kv_cache_free_blocks(e->kv) - fc_t5_dec_step_blocks(e->t5_decs, n);
+    req **nw = NULL;
+    int *slots = NULL, n_new = 0, rows = 0;
+    while (e->waiting && e->n_running + n_new < e->n_seq_max) {
+        req *r = e->waiting;
+        const int64_t total = fc_kv_cache_total_blocks(e->kv);
+        if (fc_t5_kv_blocks(r->n_prompt) + 1 > total) { /* not even in the empty cache */
+            e->waiting = r->next;
+            r->error = "the prompt does not fit the KV cache";
+            finish(e, r, FC_FINISH_ERROR);
+            continue;
+        }
+        /* a preempted request replays its output at once: room for it; and
+         * a block of headroom per running request, so that admissions do
+         * not preempt at the next block boundary */
+        const int64_t need = FC_MIN(fc_t5_kv_blocks(r->n_prompt) + fc_t5_kv_blocks(r->n_gen + 1), total);
+        if (need + e->n_running + n_new > avail || (n_new > 0 && rows + r->n_prompt > T5_ENC_ROWS)) break;
+        if (!nw) {
+            nw = fc_xmalloc(sizeof(req *) * (size_t)e->n_seq_max);
+            slots = fc_xmalloc(sizeof(int) * (size_t)e->n_seq_max);
+        }
+        const int slot = t5_free_slot(e, slots, n_new);
+        if (slot < 0) break;
+        e->waiting = r->next;
+        r->next = NULL;
+        avail -= need;
+        rows += r->n_prompt;
+        nw[n_new] = r;
+        slots[n_new++] = slot;
+    }
+    if (n_new == 0) return;
+    int32_t *ids = fc_xmalloc(sizeof(int32_t) * (size_t)rows);
+    int *lens = fc_xmalloc(sizeof(int) * (size_t)n_new);
+    for (int i = 0, at = 0; i < n_new; i++) {
+        memcpy(ids + at, nw[i]->tokens, sizeof(int32_t) * (size_t)nw[i]->n_prompt);
+        at += lens[i] = nw[i]->n_prompt;
+    }
+    float *enc = fc_xmalloc(sizeof(float) * (size_t)rows * (size_t)e->C);
+    enum fc_status st = fc_t5_encode_batch(e->t5, run, ids, lens, n_new, enc);
+    for (int i = 0, at = 0; i < n_new; at += lens[i], i++) {
+        req *r = nw[i];
+        /* the self-attention pages of its output to replay, taken now */
+        enum fc_status sd = st == FC_OK ? fc_t5_dec_new_paged(e->t5, run, e->kv, slots[i], enc + (size_t)at * (size_t)e->C,
+                                                              lens[i], r->n_gen + 1, &r->t5dec)
+                                        : st;
+        if (sd != FC_OK)
+            r->error = sd == FC_ERR_FULL ? "the KV cache is too small for this request" : "the T5 encoder failed";
+        e->stats.prompt_tokens_computed += (uint64_t)lens[i];
+        e->running[e->n_running++] = r;
+    }
+    free(enc);
+    free(lens);
+    free(ids);
+    free(slots);
+    free(nw);
+}
+
+/* Frees the newest running request's pages and puts it back at the head of
+ * the queue. */
+static void t5_preempt_newest(fc_engine *e)
+{
+    req *r = e->running[e->n_running - 1];
+    fc_t5_dec_free(r->t5dec);
+    r->t5dec = NULL;
+    e->n_running--;
+    r->next = e->waiting;
+    e->waiting = r;
+    e->stats.preemptions++;
+}
 
 static bool t5_step(fc_engine *e)
 {
     take_incoming(e);
     drop_finished_waiting(e);
-    while (e->waiting && e->n_running < e->n_seq_max) {
-        req *r = e->waiting;
-        e->waiting = r->next;
-        r->next = NULL;
-        e->running[e->n_running++] = r;
-    }
-    if (e->n_running == 0) return false;
     const fc_t5_config *c = fc_t5_get_config(e->t5);
     const fc_t5_run run = {.pool = e->t5_pool, .fast = e->t5_fast};
     double t0 = fc_time_sec();
+    t5_admit(e, &run);
+    if (e->n_running == 0) return false;
     fc_t5_dec **decs = e->t5_decs;
     int32_t *ins = e->t5_ins;
-    int n_rows = 0;
-    for (int i = 0; i < e->n_running; i++) {
-        req *r = e->running[i];
-        if (!r->t5dec) { /* first step: the encoder, once, and the cross-attention K/V */
-            float *enc = fc_xmalloc(sizeof(float) * (size_t)r->n_prompt * (size_t)c->n_embd);
-            if (fc_t5_encode(e->t5, &run, r->tokens, r->n_prompt, enc) == FC_OK)
-                r->t5dec = fc_t5_dec_new(e->t5, &run, enc, r->n_prompt, r->max_new + 1);
-            free(enc);
-            e->stats.prompt_tokens_computed += (uint64_t)r->n_prompt;
-            if (!r->t5dec) {
-                r->error = "the T5 encoder failed";
-                continue;
-            }
+    int n_rows;
+    for (;;) {
+        n_rows = 0;
+        for (int i = 0; i < e->n_running; i++) {
+            req *r = e->running[i];
+            if (r->error) continue;
+            /* the decoder's next input: the start token, then the output
+             * (replayed after a preemption) */
+            const int L = fc_t5_dec_len(r->t5dec);
+            decs[n_rows] = r->t5dec;
+            ins[n_rows] = L == 0 ? c->decoder_start_id : r->tokens[r->n_prompt + L - 1];
+            e->row_req[n_rows++] = r;
         }
-        decs[n_rows] = r->t5dec;
-        ins[n_rows] = r->n_gen > 0 ? r->tokens[r->n_tokens - 1] : c->decoder_start_id;
-        e->row_req[n_rows++] = r;
+        if (n_rows == 0 || fc_t5_dec_step_blocks(decs, n_rows) <= fc_kv_cache_free_blocks(e->kv)) break;
+        if (n_rows == 1) {
+            e->row_req[0]->error = "the KV cache is too small for this request";
+            n_rows = 0;
+            break;
+        }
+        t5_preempt_newest(e);
     }
-    /* every running sequence's next token in one decoder pass (the weight
-     * matrices read once for all rows) */
     if (n_rows > 0 && fc_t5_dec_step_batch(decs, ins, n_rows, e->logits) != FC_OK) {
         for (int i = 0; i < n_rows; i++) e->row_req[i]->error = "the T5 decoder step failed";
         n_rows = 0;
     }
     e->t_gen += fc_time_sec() - t0;
     e->stats.steps++;
-    for (int i = 0; i < n_rows; i++) after_logits(e, e->row_req[i], e->logits + (size_t)i * (size_t)e->V);
+    for (int i = 0; i < n_rows; i++) {
+        req *r = e->row_req[i];
+        /* a replayed position's logits are not sampled again */
+        if (fc_t5_dec_len(r->t5dec) == r->n_gen + 1) after_logits(e, r, e->logits + (size_t)i * (size_t)e->V);
+    }
     for (int i = e->n_running - 1; i >= 0; i--)
         if (e->running[i]->error) finish(e, e->running[i], FC_FINISH_ERROR);
     return true;
@@ -1303,6 +1418,13 @@ fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_en
     e->t5_decs = fc_xcalloc((size_t)e->n_seq_max, sizeof(fc_t5_dec *));
     e->t5_ins = fc_xcalloc((size_t)e->n_seq_max, sizeof(int32_t));
     e->chunk_len = e->n_ctx;
-    if (!engine_rows(e)) return engine_discard(e);
+    /* the pages of every request's keys and values: kv_tokens positions
+     * (cross- and self-attention together), by default as many as the
+     * decoder-only engine's */
+    const int64_t kv_tokens =
+        p->kv_tokens > 0 ? p->kv_tokens : FC_MIN((int64_t)2 * e->n_ctx, 32768) + (int64_t)e->n_seq_max * FC_KV_BLOCK;
+    e->kv = fc_t5_kv_cache_new(m, kv_tokens, e->n_seq_max);
+    if (!e->kv || !engine_rows(e)) return engine_discard(e);
+    e->stats.kv_blocks_total = fc_kv_cache_total_blocks(e->kv);
     return engine_start(e, __func__) ? e : engine_discard(e);
 }

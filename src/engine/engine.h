@@ -56,10 +56,14 @@ typedef struct fc_engine_params {
 fc_engine *fc_engine_new(const fc_model *m, const fc_tokenizer *tok, const fc_engine_params *p);
 /* The same for a T5 encoder-decoder model (model/t5.h; borrowed, must
  * outlive the engine): requests, events and sampling as above; each request's
- * encoder runs once and its decoder state is its own (no paged cache, no
- * prefix sharing); running requests advance one token per step together.
- * n_threads and exact apply; embed/score return FC_ERR_UNSUPPORTED. The
- * context is 2048 tokens (FastChat's default for T5). NULL on error. */
+ * encoder runs once (those admitted together in one batch) and its decoder's
+ * self- and cross-attention keys and values live in the engine's paged
+ * cache of kv_tokens positions (the stats' kv_blocks_*): requests are
+ * admitted by free blocks, preempted (and replayed) when it is full, and
+ * give their blocks back when they end; no prefix sharing. Running
+ * requests advance one token per step together. n_threads, exact and
+ * kv_tokens apply; embed/score return FC_ERR_UNSUPPORTED. The context is
+ * 2048 tokens (FastChat's default for T5). NULL on error. */
 fc_engine *fc_engine_new_t5(const fc_t5 *m, const fc_tokenizer *tok, const fc_engine_params *p);
 /* Stops the scheduler; requests still running get a final FC_FINISH_ABORT. */
 void fc_engine_free(fc_engine *e);

@@ -1,8 +1,8 @@
 /*
  * arch_t5.c: T5 encoder-decoder models (t5.h): loading a Hugging Face T5
  * folder or a GGUF file through one tensor table, and the reference forward pass (encoder,
- * decoder step with its own KV cache, cross-attention over the encoder
- * output). Mirrors transformers' modeling_t5.py (T5ForConditionalGeneration
+ * decoder steps whose self- and cross-attention keys and values live in the
+ * pages of a paged fc_kv_cache, batched over many decoders). Mirrors transformers' modeling_t5.py (T5ForConditionalGeneration
  * as transformers 4 runs it):
  *
  *   - T5LayerNorm: y = w * x / sqrt(mean(x^2) + eps), no mean, no bias;
@@ -23,12 +23,12 @@
  * multiplied exactly, or fast with rounded activations: fc_t5_run).
  * Matrix products are split by rows over an fc_pool the caller passes.
  *
- * Does not: packed weights, the
- * engine's batch and paged cache, the T5 tokenizer.
+ * Does not: packed weights, f16 pages, the T5 tokenizer.
  */
 #include "t5.h"
 #include "format/gguf.h"
 #include "safetensors.h"
+#include "kv_cache_impl.h"
 
 #include "base/file.h"
 #include "base/pool.h"
@@ -607,8 +607,22 @@ static void attend(const float *q, const float *k, const float *v, int n, int st
 
 enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out)
 {
+    return fc_t5_encode_batch(m, run, ids, &n, 1, out);
+}
+
+enum fc_status fc_t5_encode_batch(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, const int *lens, int n_seq,
+                                  float *out)
+{
     const fc_t5_config *c = &m->cfg;
-    if (n <= 0) return FC_ERR_ARG;
+    if (n_seq <= 0) return FC_ERR_ARG;
+    int64_t n64 = 0, n_rel_all = 0;
+    for (int s = 0; s < n_seq; s++) {
+        if (lens[s] <= 0) return FC_ERR_ARG;
+        n64 += lens[s];
+        n_rel_all += 2 * (int64_t)lens[s] - 1;
+    }
+    if (n64 > (1 << 24)) return FC_ERR_ARG;
+    const int n = (int)n64; /* rows of all sequences */
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->n_vocab) return FC_ERR_ARG;
     const int C = c->n_embd, NH = c->n_head, HS = c->head_dim, Q = NH * HS, FF = c->n_ff;
@@ -619,27 +633,41 @@ enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t 
     float *a = fc_xmalloc(sizeof(float) * (size_t)n * FF), *b = fc_xmalloc(sizeof(float) * (size_t)n * FF);
     float *tmp = fc_xmalloc(sizeof(float) * (size_t)n * C);
     float *scores = fc_xmalloc(sizeof(float) * (size_t)n);
-    /* bias (NH, n_rel): the bias of relative position j - i at [h][j - i + n - 1] */
-    const int n_rel = 2 * n - 1;
-    float *bias = fc_xmalloc(sizeof(float) * (size_t)NH * n_rel);
+    /* per sequence of length L, bias (NH, 2L - 1): the bias of relative
+     * position j - i at [h][j - i + L - 1] */
+    float *bias = fc_xmalloc(sizeof(float) * (size_t)NH * (size_t)n_rel_all);
     const float *rb = m->enc[0].rel_bias.data; /* (buckets, NH) */
-    for (int r = 0; r < n_rel; r++) {
-        const int bk = fc_t5_bucket(r - (n - 1), true, c->n_buckets, c->max_distance);
-        for (int hh = 0; hh < NH; hh++) bias[(size_t)hh * n_rel + r] = rb[(size_t)bk * NH + hh];
+    size_t off = 0;
+    for (int s = 0; s < n_seq; s++) {
+        const int L = lens[s], n_rel = 2 * L - 1;
+        for (int r = 0; r < n_rel; r++) {
+            const int bk = fc_t5_bucket(r - (L - 1), true, c->n_buckets, c->max_distance);
+            for (int hh = 0; hh < NH; hh++) bias[off + (size_t)hh * n_rel + r] = rb[(size_t)bk * NH + hh];
+        }
+        off += (size_t)NH * n_rel;
     }
     for (int t = 0; t < n; t++)
         fc_dequantize_row_ref(m->shared.type, (const uint8_t *)m->shared.data + (size_t)ids[t] * fc_tensor_row_bytes(&m->shared),
                               h + (size_t)t * C, C);
     for (int l = 0; l < c->n_enc_layer; l++) {
         const t5_layer *ly = &m->enc[l];
+        /* the rows of every sequence through each matrix together */
         for (int t = 0; t < n; t++) fc_rmsnorm_ref(xn + (size_t)t * C, h + (size_t)t * C, ly->attn_norm.data, C, c->eps);
         matmul(run, &ly->wq, xn, n, q);
         matmul(run, &ly->wk, xn, n, k);
         matmul(run, &ly->wv, xn, n, v);
-        for (int i = 0; i < n; i++)
-            for (int hh = 0; hh < NH; hh++)
-                attend(q + (size_t)i * Q + hh * HS, k + hh * HS, v + hh * HS, n, Q, HS,
-                       bias + (size_t)hh * n_rel + (n - 1 - i), 1, scores, att + (size_t)i * Q + hh * HS);
+        /* attention within each sequence */
+        off = 0;
+        for (int s = 0, r0 = 0; s < n_seq; s++) {
+            const int L = lens[s], n_rel = 2 * L - 1;
+            const float *ks = k + (size_t)r0 * Q, *vs = v + (size_t)r0 * Q, *bs = bias + off;
+            for (int i = 0; i < L; i++)
+                for (int hh = 0; hh < NH; hh++)
+                    attend(q + (size_t)(r0 + i) * Q + hh * HS, ks + hh * HS, vs + hh * HS, L, Q, HS,
+                           bs + (size_t)hh * n_rel + (L - 1 - i), 1, scores, att + (size_t)(r0 + i) * Q + hh * HS);
+            r0 += L;
+            off += (size_t)NH * n_rel;
+        }
         matmul(run, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
         feed_forward(m, run, ly, h, n, xn, a, b, tmp);
@@ -652,54 +680,180 @@ enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t 
     return FC_OK;
 }
 
-/* ---- decoder ---- */
+/* ---- decoder: keys and values in the paged cache ----
+ * Request slot s of a T5 cache owns two sequences of the fc_kv_cache:
+ * 2s holds the decoder's self-attention keys and values (one position per
+ * step), 2s+1 the cross-attention keys and values of the encoder output
+ * (n_enc positions, written once). A cache layer is a decoder layer; a
+ * block holds FC_KV_BLOCK positions of every layer, K then V, each (NH,
+ * FC_KV_BLOCK, HS) in f32. */
+
+#define SELF_SEQ(slot) (2 * (slot))
+#define CROSS_SEQ(slot) (2 * (slot) + 1)
 
 struct fc_t5_dec {
     const fc_t5 *m;
     fc_t5_run run;            /* its pool borrowed; zeroed: the caller's thread, exact */
+    fc_kv_cache *kv;          /* the pages of its keys and values */
+    bool own_kv;              /* fc_t5_dec_new's private cache, freed with it */
+    int slot;                 /* its sequences SELF_SEQ(slot), CROSS_SEQ(slot) */
     int n_enc, n_max, n;
-    float *cross_k, *cross_v; /* (L, n_enc, Q) */
-    float *self_k, *self_v;   /* (L, n_max, Q) */
-    float *scores;            /* (max(n_max, n_enc)) scores, then (NH, n_max) the step's causal bias */
-    float *batch;             /* the rows of the steps this decoder leads (ds[0]) */
-    size_t batch_cap;         /* floats in batch */
 };
 
-fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const fc_t5_run *run, const float *enc, int n_enc, int n_max)
+fc_kv_cache *fc_t5_kv_cache_new(const fc_t5 *m, int64_t n_tokens, int n_slots)
+{
+    if (n_slots <= 0 || n_slots > (1 << 20) || n_tokens <= 0) {
+        FC_LOG_ERROR("%s: bad sizes (%lld tokens, %d slots)", __func__, (long long)n_tokens, n_slots);
+        return NULL;
+    }
+    fc_model_config mc = {0};
+    mc.n_layer = m->cfg.n_dec_layer;
+    mc.n_head_kv = m->cfg.n_head;
+    mc.head_dim = m->cfg.head_dim;
+    fc_kv_params kp = {.n_tokens = n_tokens, .n_seq_max = 2 * n_slots, .dtype = FC_DTYPE_F32};
+    return fc_kv_cache_new(&mc, &kp);
+}
+
+int64_t fc_t5_kv_blocks(int n_tokens) { return ((int64_t)n_tokens + FC_KV_BLOCK - 1) / FC_KV_BLOCK; }
+
+/* The HS floats of head hh at position pos of seq's layer l, K (which 0)
+ * or V (1). */
+static inline float *page_row(const fc_kv_cache *kv, int seq, int pos, int l, int which, int hh)
+{
+    const int32_t b = kv->seqs[seq].blocks[pos / FC_KV_BLOCK];
+    return (float *)fc_kv_block_ptr(kv, b, l, which) + ((size_t)hh * FC_KV_BLOCK + (size_t)(pos % FC_KV_BLOCK)) * (size_t)kv->HS;
+}
+
+/* Writes k and v (Q = NH * HS floats each) as position pos of seq's layer l. */
+static void page_put(fc_kv_cache *kv, int seq, int pos, int l, const float *k, const float *v)
+{
+    const int HS = kv->HS;
+    for (int hh = 0; hh < kv->NKV; hh++) {
+        memcpy(page_row(kv, seq, pos, l, 0, hh), k + (size_t)hh * HS, sizeof(float) * (size_t)HS);
+        memcpy(page_row(kv, seq, pos, l, 1, hh), v + (size_t)hh * HS, sizeof(float) * (size_t)HS);
+    }
+}
+
+/* attend() over positions 0..n of seq's layer l, head hh, read block by
+ * block from the pages (the same sums in the same order). */
+static void attend_paged(const fc_kv_cache *kv, int seq, int l, int hh, const float *q, int n, const float *bias,
+                         float *scores, float *out)
+{
+    const int HS = kv->HS;
+    const int32_t *blocks = kv->seqs[seq].blocks;
+    for (int j0 = 0; j0 < n; j0 += FC_KV_BLOCK) {
+        const float *k = (const float *)fc_kv_block_ptr(kv, blocks[j0 / FC_KV_BLOCK], l, 0) + (size_t)hh * FC_KV_BLOCK * HS;
+        const int nj = FC_MIN(FC_KV_BLOCK, n - j0);
+        for (int j = 0; j < nj; j++) {
+            float s = 0;
+            for (int d = 0; d < HS; d++) s += q[d] * k[(size_t)j * HS + d];
+            scores[j0 + j] = s + (bias ? bias[j0 + j] : 0.0f);
+        }
+    }
+    fc_softmax_ref(scores, n);
+    for (int d = 0; d < HS; d++) out[d] = 0;
+    for (int j0 = 0; j0 < n; j0 += FC_KV_BLOCK) {
+        const float *v = (const float *)fc_kv_block_ptr(kv, blocks[j0 / FC_KV_BLOCK], l, 1) + (size_t)hh * FC_KV_BLOCK * HS;
+        const int nj = FC_MIN(FC_KV_BLOCK, n - j0);
+        for (int j = 0; j < nj; j++) fc_axpy_f32(out, scores[j0 + j], v + (size_t)j * HS, HS);
+    }
+}
+
+static bool slot_empty(const fc_kv_cache *kv, int slot)
+{
+    return kv->seqs[SELF_SEQ(slot)].n_blocks == 0 && kv->seqs[CROSS_SEQ(slot)].n_blocks == 0 &&
+           kv->seqs[SELF_SEQ(slot)].len == 0 && kv->seqs[CROSS_SEQ(slot)].len == 0;
+}
+
+enum fc_status fc_t5_dec_new_paged(const fc_t5 *m, const fc_t5_run *run, fc_kv_cache *kv, int slot, const float *enc,
+                                   int n_enc, int n_reserve, fc_t5_dec **out)
 {
     const fc_t5_config *c = &m->cfg;
-    if (n_enc <= 0 || n_max <= 0 || n_max > (1 << 20)) {
-        FC_LOG_ERROR("%s: bad T5 decoder sizes (encoder %d, decoder %d tokens)", __func__, n_enc, n_max);
-        return NULL;
+    *out = NULL;
+    if (n_enc <= 0 || n_enc > (1 << 20) || n_reserve < 0 || slot < 0 || 2 * slot + 1 >= kv->n_seq_max ||
+        kv->L != c->n_dec_layer || kv->NKV != c->n_head || kv->HS != c->head_dim || kv->dtype != FC_DTYPE_F32 ||
+        !slot_empty(kv, slot)) {
+        FC_LOG_ERROR("%s: bad T5 decoder (encoder %d tokens, slot %d, or a cache of another shape or in use)", __func__,
+                     n_enc, slot);
+        return FC_ERR_ARG;
+    }
+    const int64_t need = fc_t5_kv_blocks(n_enc) + fc_t5_kv_blocks(FC_MAX(n_reserve, 1));
+    if (need > fc_kv_cache_free_blocks(kv)) return FC_ERR_FULL;
+    /* cannot fail now: the blocks are there and no T5 block is shared */
+    if (fc_kv_cache_reserve(kv, CROSS_SEQ(slot), n_enc) != FC_OK ||
+        fc_kv_cache_reserve(kv, SELF_SEQ(slot), FC_MAX(n_reserve, 1)) != FC_OK) {
+        fc_kv_cache_seq_truncate(kv, CROSS_SEQ(slot), 0);
+        fc_kv_cache_seq_truncate(kv, SELF_SEQ(slot), 0);
+        return FC_ERR_FULL;
     }
     const int Q = c->n_head * c->head_dim, L = c->n_dec_layer;
     fc_t5_dec *d = fc_xcalloc(1, sizeof *d);
     d->m = m;
     if (run) d->run = *run;
+    d->kv = kv;
+    d->slot = slot;
     d->n_enc = n_enc;
-    d->n_max = n_max;
-    d->cross_k = fc_xmalloc(sizeof(float) * (size_t)L * n_enc * Q);
-    d->cross_v = fc_xmalloc(sizeof(float) * (size_t)L * n_enc * Q);
-    d->self_k = fc_xmalloc(sizeof(float) * (size_t)L * n_max * Q);
-    d->self_v = fc_xmalloc(sizeof(float) * (size_t)L * n_max * Q);
+    d->n_max = 1 << 30;
+    /* the cross-attention keys and values of every layer, once */
+    float *k = fc_xmalloc(sizeof(float) * (size_t)n_enc * Q), *v = fc_xmalloc(sizeof(float) * (size_t)n_enc * Q);
     for (int l = 0; l < L; l++) {
-        matmul(run, &m->dec[l].ck, enc, n_enc, d->cross_k + (size_t)l * n_enc * Q);
-        matmul(run, &m->dec[l].cv, enc, n_enc, d->cross_v + (size_t)l * n_enc * Q);
+        matmul(run, &m->dec[l].ck, enc, n_enc, k);
+        matmul(run, &m->dec[l].cv, enc, n_enc, v);
+        for (int t = 0; t < n_enc; t++) page_put(kv, CROSS_SEQ(slot), t, l, k + (size_t)t * Q, v + (size_t)t * Q);
     }
-    d->scores = fc_xmalloc(sizeof(float) * ((size_t)FC_MAX(n_max, n_enc) + (size_t)c->n_head * n_max));
+    free(k);
+    free(v);
+    kv->seqs[CROSS_SEQ(slot)].len = n_enc;
+    *out = d;
+    return FC_OK;
+}
+
+fc_t5_dec *fc_t5_dec_new(const fc_t5 *m, const fc_t5_run *run, const float *enc, int n_enc, int n_max)
+{
+    if (n_enc <= 0 || n_max <= 0 || n_max > (1 << 20) || n_enc > (1 << 20)) {
+        FC_LOG_ERROR("%s: bad T5 decoder sizes (encoder %d, decoder %d tokens)", __func__, n_enc, n_max);
+        return NULL;
+    }
+    fc_kv_cache *kv = fc_t5_kv_cache_new(m, (fc_t5_kv_blocks(n_enc) + fc_t5_kv_blocks(n_max)) * FC_KV_BLOCK, 1);
+    if (!kv) return NULL;
+    fc_t5_dec *d;
+    if (fc_t5_dec_new_paged(m, run, kv, 0, enc, n_enc, n_max, &d) != FC_OK) {
+        fc_kv_cache_free(kv);
+        return NULL;
+    }
+    d->own_kv = true;
+    d->n_max = n_max;
     return d;
 }
 
 void fc_t5_dec_free(fc_t5_dec *d)
 {
     if (!d) return;
-    free(d->cross_k); free(d->cross_v); free(d->self_k); free(d->self_v);
-    free(d->scores);
-    free(d->batch);
+    if (d->own_kv) {
+        fc_kv_cache_free(d->kv);
+    } else {
+        fc_kv_cache_seq_truncate(d->kv, SELF_SEQ(d->slot), 0);
+        fc_kv_cache_seq_truncate(d->kv, CROSS_SEQ(d->slot), 0);
+    }
     free(d);
 }
 
 int fc_t5_dec_len(const fc_t5_dec *d) { return d->n; }
+int fc_t5_dec_slot(const fc_t5_dec *d) { return d->slot; }
+
+/* Blocks the next step of ds[0..n) takes from the cache kv. */
+static int64_t step_blocks(fc_t5_dec *const *ds, int n, const fc_kv_cache *kv)
+{
+    int64_t need = 0;
+    for (int s = 0; s < n; s++)
+        if (ds[s]->kv == kv) need += (int64_t)kv->seqs[SELF_SEQ(ds[s]->slot)].n_blocks * FC_KV_BLOCK <= ds[s]->n;
+    return need;
+}
+
+int64_t fc_t5_dec_step_blocks(fc_t5_dec *const *ds, int n)
+{
+    return n > 0 ? step_blocks(ds, n, ds[0]->kv) : 0;
+}
 
 enum fc_status fc_t5_dec_step(fc_t5_dec *d, int32_t token, float *logits)
 {
@@ -716,63 +870,69 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
         if (ds[s]->m != m || tokens[s] < 0 || tokens[s] >= c->n_vocab) return FC_ERR_ARG;
         if (ds[s]->n >= ds[s]->n_max) return FC_ERR_FULL;
         for (int r = 0; r < s; r++)
-            if (ds[r] == ds[s]) return FC_ERR_ARG;
+            if (ds[r] == ds[s] || (ds[r]->kv == ds[s]->kv && ds[r]->slot == ds[s]->slot)) return FC_ERR_ARG;
     }
+    /* room for one more self-attention position each, in every cache, or
+     * nothing happens */
+    for (int s = 0; s < n; s++)
+        if (step_blocks(ds, n, ds[s]->kv) > fc_kv_cache_free_blocks(ds[s]->kv)) return FC_ERR_FULL;
+    for (int s = 0; s < n; s++)
+        if (fc_kv_cache_reserve(ds[s]->kv, SELF_SEQ(ds[s]->slot), 1) != FC_OK)
+            FC_ASSERT(!"T5 page reservation failed after the check");
     const int C = c->n_embd, NH = c->n_head, HS = c->head_dim, Q = NH * HS, FF = c->n_ff;
-    /* the batch's rows: one per sequence; every matrix is read once per step */
-    /* scratch of the first decoder, grown to the largest batch it led */
-    const size_t need = (size_t)n * (3 * (size_t)C + 4 * (size_t)Q + 2 * (size_t)FF);
-    if (ds[0]->batch_cap < need) {
-        free(ds[0]->batch);
-        ds[0]->batch = fc_xmalloc(sizeof(float) * need);
-        ds[0]->batch_cap = need;
+    /* the step's scratch: the batch's rows (one per sequence; every matrix
+     * is read once per step), then the scores, then each sequence's causal
+     * bias (NH, T) */
+    size_t n_scores = 0, n_bias = 0;
+    for (int s = 0; s < n; s++) {
+        n_scores = FC_MAX(n_scores, (size_t)FC_MAX(ds[s]->n + 1, ds[s]->n_enc));
+        n_bias += (size_t)NH * (size_t)(ds[s]->n + 1);
     }
-    float *h = ds[0]->batch, *xn = h + (size_t)n * C, *tmp = xn + (size_t)n * C;
+    float *h = fc_xmalloc(sizeof(float) * ((size_t)n * (3 * (size_t)C + 4 * (size_t)Q + 2 * (size_t)FF) + n_scores + n_bias));
+    float *xn = h + (size_t)n * C, *tmp = xn + (size_t)n * C;
     float *q = tmp + (size_t)n * C, *att = q + (size_t)n * Q, *kv = att + (size_t)n * Q;
     float *a = kv + (size_t)n * Q * 2, *b = a + (size_t)n * FF;
+    float *scores = b + (size_t)n * FF, *biases = scores + n_scores;
     const float *rb = m->dec[0].rel_bias.data;
-    for (int s = 0; s < n; s++) {
-        fc_t5_dec *d = ds[s];
-        const int p = d->n, T = p + 1; /* this token's position; keys 0..p */
+    for (size_t s = 0, off = 0; s < (size_t)n; s++) {
+        const int p = ds[s]->n, T = p + 1; /* this token's position; keys 0..p */
         fc_dequantize_row_ref(m->shared.type,
                               (const uint8_t *)m->shared.data + (size_t)tokens[s] * fc_tensor_row_bytes(&m->shared),
-                              h + (size_t)s * C, C);
-        /* causal bias of key j: bucket(j - p), laid out (NH, T) after the scores */
-        float *bias = d->scores + FC_MAX(d->n_max, d->n_enc);
+                              h + s * C, C);
+        /* causal bias of key j: bucket(j - p), laid out (NH, T) */
+        float *bias = biases + off;
         for (int j = 0; j < T; j++) {
             const int bk = fc_t5_bucket(j - p, false, c->n_buckets, c->max_distance);
             for (int hh = 0; hh < NH; hh++) bias[(size_t)hh * T + j] = rb[(size_t)bk * NH + hh];
         }
+        off += (size_t)NH * T;
     }
     for (int l = 0; l < c->n_dec_layer; l++) {
         const t5_layer *ly = &m->dec[l];
-        /* self-attention, each sequence over its own cache */
+        /* self-attention, each sequence over its own pages */
         for (int s = 0; s < n; s++) fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, ly->attn_norm.data, C, c->eps);
         matmul(run, &ly->wq, xn, n, q);
         matmul(run, &ly->wk, xn, n, kv);
         matmul(run, &ly->wv, xn, n, kv + (size_t)n * Q);
-        for (int s = 0; s < n; s++) {
+        for (size_t s = 0, off = 0; s < (size_t)n; s++) {
             fc_t5_dec *d = ds[s];
             const int p = d->n, T = p + 1;
-            float *sk = d->self_k + (size_t)l * d->n_max * Q, *sv = d->self_v + (size_t)l * d->n_max * Q;
-            memcpy(sk + (size_t)p * Q, kv + (size_t)s * Q, sizeof(float) * (size_t)Q);
-            memcpy(sv + (size_t)p * Q, kv + (size_t)(n + s) * Q, sizeof(float) * (size_t)Q);
-            const float *bias = d->scores + FC_MAX(d->n_max, d->n_enc);
+            page_put(d->kv, SELF_SEQ(d->slot), p, l, kv + s * Q, kv + (n + s) * Q);
             for (int hh = 0; hh < NH; hh++)
-                attend(q + (size_t)s * Q + hh * HS, sk + hh * HS, sv + hh * HS, T, Q, HS, bias + (size_t)hh * T, 1,
-                       d->scores, att + (size_t)s * Q + hh * HS);
+                attend_paged(d->kv, SELF_SEQ(d->slot), l, hh, q + s * Q + hh * HS, T, biases + off + (size_t)hh * T, scores,
+                             att + s * Q + hh * HS);
+            off += (size_t)NH * T;
         }
         matmul(run, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
-        /* cross-attention over each sequence's encoder output, no position bias */
+        /* cross-attention over each sequence's encoder pages, no position bias */
         for (int s = 0; s < n; s++) fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, ly->cross_norm.data, C, c->eps);
         matmul(run, &ly->cq, xn, n, q);
-        for (int s = 0; s < n; s++) {
-            fc_t5_dec *d = ds[s];
-            const float *ck = d->cross_k + (size_t)l * d->n_enc * Q, *cv = d->cross_v + (size_t)l * d->n_enc * Q;
+        for (size_t s = 0; s < (size_t)n; s++) {
+            const fc_t5_dec *d = ds[s];
             for (int hh = 0; hh < NH; hh++)
-                attend(q + (size_t)s * Q + hh * HS, ck + hh * HS, cv + hh * HS, d->n_enc, Q, HS, NULL, 0, d->scores,
-                       att + (size_t)s * Q + hh * HS);
+                attend_paged(d->kv, CROSS_SEQ(d->slot), l, hh, q + s * Q + hh * HS, d->n_enc, NULL, scores,
+                             att + s * Q + hh * HS);
         }
         matmul(run, &ly->co, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
@@ -781,11 +941,13 @@ enum fc_status fc_t5_dec_step_batch(fc_t5_dec *const *ds, const int32_t *tokens,
     for (int s = 0; s < n; s++) {
         fc_rmsnorm_ref(xn + (size_t)s * C, h + (size_t)s * C, m->dec_norm.data, C, c->eps);
         ds[s]->n++;
+        ds[s]->kv->seqs[SELF_SEQ(ds[s]->slot)].len = ds[s]->n;
     }
     if (c->scale_output) {
         const float sc = 1.0f / sqrtf((float)C);
         for (size_t i = 0; i < (size_t)n * C; i++) xn[i] *= sc;
     }
     if (logits) matmul(run, &m->lm_head, xn, n, logits);
+    free(h);
     return FC_OK;
 }

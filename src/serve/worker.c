@@ -959,9 +959,10 @@ static void h_engine_stats(const fc_http_request *req, fc_http_reply *rep, void 
             if (k++) fc_str_puts(&b, ", ");
             fc_str_puts(&b, "{\"model\": ");
             fc_json_put_strn(&b, w->models[i].names[j], strlen(w->models[i].names[j]));
-            fc_str_printf(&b, ", \"blocks_used\": %lld, \"blocks_total\": %lld, \"running\": %d, \"waiting\": %d}",
+            fc_str_printf(&b, ", \"blocks_used\": %lld, \"blocks_total\": %lld, \"running\": %d, \"waiting\": %d",
                       (long long)(st.kv_blocks_total - st.kv_blocks_free), (long long)st.kv_blocks_total, st.running,
                       st.waiting);
+            fc_str_printf(&b, ", \"preemptions\": %llu}", (unsigned long long)st.preemptions);
         }
     }
     fc_str_puts(&b, "]}");
