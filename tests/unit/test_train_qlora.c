@@ -6,7 +6,7 @@
  * the same values, so results agree up to the order of the sums.
  *
  *   - qbase products alone, for q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K f16 bf16
- *     and GGUF-interleaved Q/K rows: forward and dX against double sums over
+ *     f32, GGUF-interleaved Q/K rows, matrices of several tiles: forward and dX against double sums over
  *     the dequantized matrix (1e-5 relative to the output's largest value);
  *   - whole models: tests/data/train/qlora_llama_{q8_0,q4_0}.gguf
  *     (`fastchat quantize` of tests/data/tiny_tok/llama_spm: tied embeddings
@@ -239,6 +239,9 @@ int main(void)
         check_qbase(types[i], 300, IC, 0, 0, pool);
         check_qbase(types[i], 64, IC, 4, 16, pool);
     }
+    /* more rows than one 2 MiB tile holds (several tiles per thread, both directions) */
+    check_qbase(FC_DTYPE_Q4_1, 12000, 96, 0, 0, NULL);
+    check_qbase(FC_DTYPE_Q8_0, 12000, 96, 0, 0, pool);
     printf("qbase: forward, dX and bias sums of %zu types equal double sums over the dequantized matrix "
            "within 1e-5 (1 and 2 threads, permuted Q/K rows)\n", FC_ARRAY_LEN(types));
     check_model("llama q8_0 gguf (tied)", fc_model_load("tests/data/train/qlora_llama_q8_0.gguf"), pool);
