@@ -9,7 +9,9 @@
  * Also: --masking template (train_with_template.py's labels, any template it
  * can split), --resume-from-checkpoint, --eval-data-path / --eval-steps, the
  * log file and loss curve in the output folder, and LoRA (--lora-r ...:
- * PEFT adapter folders), all described in src/train/train.h.
+ * PEFT adapter folders), all described in src/train/train.h; QLoRA
+ * (--q-lora True, train_lora.py's --q_lora: the frozen base matrices stay in
+ * their quantized GGUF type, src/train/qbase.h).
  *
  * FastChat/HF flags that have no meaning here are accepted and ignored with
  * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's

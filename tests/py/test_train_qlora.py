@@ -23,27 +23,16 @@ Gradient equality at the C level, all weight types: tests/unit/test_train_qlora.
 """
 import json
 import os
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import DATA, fastchat_logits, run_fastchat
+from conftest import fastchat_logits, run_fastchat
+from test_train import ALL_MODULES, CONVS, base_model  # noqa: F401 (base_model: the tiny Llama + tokenizer folder)
 
-ALL_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 IDS = [1, 450, 1724, 338, 263, 1243, 1892, 322, 372, 1058]
-CONVS = [
-    {"id": "a", "conversations": [
-        {"from": "human", "value": "Who are you?"},
-        {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
-    {"id": "b", "conversations": [
-        {"from": "human", "value": "What is your name?"},
-        {"from": "gpt", "value": "My name is Zorblax."},
-        {"from": "human", "value": "Who made you?"},
-        {"from": "gpt", "value": "The C team made me."}]},
-]
 TRAIN_ARGS = ["--lora-r", 8, "--lora-alpha", 16, "--lora-dropout", 0.05, "--lora-target-modules", ALL_MODULES,
               "--max-steps", 20, "--per-device-train-batch-size", 2, "--learning-rate", "2e-2",
               "--warmup-ratio", 0.1, "--lr-scheduler-type", "cosine", "--save-steps", 0, "--threads", 2,
@@ -51,18 +40,14 @@ TRAIN_ARGS = ["--lora-r", 8, "--lora-alpha", 16, "--lora-dropout", 0.05, "--lora
 
 
 @pytest.fixture(scope="module")
-def bases(fastchat_bin, tmp_path_factory):
+def bases(fastchat_bin, base_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("qlora")
-    hf = root / "hf"
-    hf.mkdir()
-    for f in list((DATA / "tiny_tok" / "llama_spm").iterdir()) + list((DATA / "tokenizer" / "spm_legacy").iterdir()):
-        shutil.copy(f, hf)
     data = root / "identity.json"
     data.write_text(json.dumps(CONVS))
     out = {}
     for q in ("q8_0", "q4_0"):
         g = root / f"base_{q}.gguf"
-        run_fastchat(fastchat_bin, ["quantize", "--model-path", hf, "--type", q, "--out", g])
+        run_fastchat(fastchat_bin, ["quantize", "--model-path", base_model, "--type", q, "--out", g])
         out[q] = g
     return root, data, out
 

@@ -31,6 +31,7 @@
 #include "train/sft_data.h"
 #include "train/train.h"
 #include "test_util.h"
+#include "train_golden_test.h"
 
 static uint64_t rng = 88172645463325252ULL;
 static double urand(void)
@@ -139,46 +140,6 @@ static fc_train_model *make(const fc_model *m, bool q, fc_pool *pool)
     return tm;
 }
 
-/* Worst over parameters of max(|a - b|, max_i |a_i - b_i|) / |b| of the
- * gradients (grads true) or the parameters. */
-static double worst_rel(fc_train_model *a, fc_train_model *b, bool grads, const char **worst_name)
-{
-    double worst = 0;
-    for (int k = 0; k < fc_train_model_n_params(b); k++) {
-        const fc_train_param *p = fc_train_model_param(b, k);
-        const float *x = (grads ? fc_train_model_grads(a) : fc_train_model_params(a)) + p->offset;
-        const float *y = (grads ? fc_train_model_grads(b) : fc_train_model_params(b)) + p->offset;
-        double nr = 0, nd = 0, md = 0;
-        for (size_t i = 0; i < p->n; i++) {
-            double d = (double)x[i] - y[i];
-            nr += (double)y[i] * y[i];
-            nd += d * d;
-            md = fmax(md, fabs(d));
-        }
-        nr = sqrt(nr);
-        double rel = nr > 0 ? fmax(sqrt(nd), md) / nr : sqrt(nd) + md;
-        if (rel > worst) {
-            worst = rel;
-            *worst_name = p->name;
-        }
-    }
-    return worst;
-}
-
-static void adamw_losses(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T, double *out,
-                         int n)
-{
-    fc_adamw opt;
-    CHECK(fc_adamw_init(&opt, tm, 0.9, 0.95, 1e-8, 0.1) == FC_OK);
-    for (int s = 0; s < n; s++) {
-        fc_train_zero_grad(tm);
-        out[s] = fc_train_step_grad(tm, ids, labels, B, T, 0);
-        fc_train_clip_grad_norm(tm, 1.0);
-        fc_adamw_step(&opt, tm, 3e-3 * fc_lr_lambda("cosine", s, 3, n));
-    }
-    fc_adamw_free(&opt);
-}
-
 static void check_model(const char *what, fc_model *m, fc_pool *pool)
 {
     CHECKF(m != NULL, "%s: loading", what);
@@ -196,21 +157,21 @@ static void check_model(const char *what, fc_model *m, fc_pool *pool)
         double lf = fc_train_step_grad(f, ids, labels, B, T, 0), lq = fc_train_step_grad(q, ids, labels, B, T, 0);
         double lq2 = fc_train_step_grad(q2, ids, labels, B, T, 0);
         const char *wn = "", *wn2 = "";
-        const double w = worst_rel(q, f, true, &wn), w2 = worst_rel(q2, f, true, &wn2);
+        const double w = tg_worst_rel(q, f, true, &wn), w2 = tg_worst_rel(q2, f, true, &wn2);
         CHECKF(fabs(lq - lf) <= 1e-5 * lf && fabs(lq2 - lf) <= 1e-5 * lf && w <= 1e-5 && w2 <= 1e-5,
                "%s: loss %.8f / %.8f vs f32 %.8f; worst gradient %.3g (%s), 2 threads %.3g (%s)", what, lq, lq2, lf,
                w, wn, w2, wn2);
         printf("%-28s qlora vs f32 base: loss %.8f vs %.8f, worst adapter gradient difference %.2e (1 thread), "
                "%.2e (2 threads)\n", what, lq, lf, w, w2);
         double af[20], aq[20], dmax = 0;
-        adamw_losses(f, ids, labels, B, T, af, 20);
-        adamw_losses(q2, ids, labels, B, T, aq, 20);
+        tg_adamw_losses(f, ids, labels, B, T, af, 20);
+        tg_adamw_losses(q2, ids, labels, B, T, aq, 20);
         for (int s = 0; s < 20; s++) {
             dmax = fmax(dmax, fabs(aq[s] - af[s]) / af[s]);
             CHECKF(fabs(aq[s] - af[s]) <= 1e-5 * af[s], "%s: step %d: qlora %.8f f32 %.8f", what, s, aq[s], af[s]);
         }
         CHECKF(af[19] < af[0], "%s: the loss falls (%.5f -> %.5f)", what, af[0], af[19]);
-        const double wp = worst_rel(q2, f, false, &wn);
+        const double wp = tg_worst_rel(q2, f, false, &wn);
         CHECKF(wp <= 1e-4, "%s: adapters after 20 steps differ by %.3g (%s)", what, wp, wn);
         const size_t qbytes = fc_train_model_qbase_bytes(q);
         CHECK(qbytes > 0 && fc_train_model_qbase_bytes(f) == 0);
