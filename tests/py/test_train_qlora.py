@@ -18,6 +18,7 @@ stores them). Checked:
   here, and (when a Python with torch + transformers + peft is given as
   QLORA_TORCH_PYTHON, e.g. /work/gvenv/bin/python) PeftModel on the
   dequantized base gives our served logits;
+- a resumed QLoRA run continues as the uninterrupted one;
 - --q-lora without --lora-r is refused.
 Gradient equality at the C level, all weight types: tests/unit/test_train_qlora.c.
 """
@@ -30,7 +31,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from conftest import fastchat_logits, run_fastchat
-from test_train import ALL_MODULES, CONVS, base_model  # noqa: F401 (base_model: the tiny Llama + tokenizer folder)
+from test_train import ALL_MODULES, CONVS, RESUME_ARGS, base_model, resume_data  # noqa: F401 (base_model: a fixture)
 
 IDS = [1, 450, 1724, 338, 263, 1243, 1892, 322, 372, 1058]
 TRAIN_ARGS = ["--lora-r", 8, "--lora-alpha", 16, "--lora-dropout", 0.05, "--lora-target-modules", ALL_MODULES,
@@ -132,6 +133,24 @@ def test_peft_reads_the_config(bases, trained):
     root, _, _ = bases
     c = peft.LoraConfig.from_pretrained(str(root / "qlora_q4_0"))
     assert c.r == 8 and c.lora_alpha == 16 and sorted(c.target_modules) == sorted(ALL_MODULES.split(","))
+
+
+def test_qlora_resume(fastchat_bin, bases, tmp_path):
+    """Resumed from its checkpoint-6 (adapters, moments, data position, dropout
+    masks), a QLoRA run computes the uninterrupted run's steps 7-12."""
+    _, _, g = bases
+    data = resume_data(tmp_path)
+    args = ["train", "--model-path", g["q4_0"], "--data-path", data, "--q-lora", "True", "--lora-r", 4,
+            "--lora-alpha", 8, "--lora-dropout", 0.2, "--lora-target-modules", "q_proj,v_proj,down_proj"] + RESUME_ARGS
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    run_fastchat(fastchat_bin, args + ["--output-dir", full])
+    r = run_fastchat(fastchat_bin, args + ["--output-dir", resumed, "--resume-from-checkpoint", full / "checkpoint-6"])
+    assert "step 7/12" in r.stdout
+    hist = [json.loads((d / "trainer_state.json").read_text())["log_history"] for d in (full, resumed)]
+    assert [h["step"] for h in hist[1]] == list(range(1, 13))
+    assert all(abs(a["loss"] - b["loss"]) <= 1e-5 for a, b in zip(hist[0], hist[1]))
+    a, b = (load_file(str(d / "adapter_model.safetensors")) for d in (full, resumed))
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_qlora_needs_lora(fastchat_bin, bases, tmp_path):
