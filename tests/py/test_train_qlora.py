@@ -19,6 +19,10 @@ stores them). Checked:
   QLORA_TORCH_PYTHON, e.g. /work/gvenv/bin/python) PeftModel on the
   dequantized base gives our served logits;
 - a resumed QLoRA run continues as the uninterrupted one;
+- the default model (SmolLM2-135M Q4_1 GGUF, kept Q4_1) learns a new identity
+  with --q-lora in 6 steps, and `fastchat chat` on the adapter folder (served
+  on the Q4_1 base) says it, where the base did not (as test_train_identity.py
+  does with LoRA on the f32-converted folder);
 - --q-lora without --lora-r is refused.
 Gradient equality at the C level, all weight types: tests/unit/test_train_qlora.c.
 """
@@ -31,6 +35,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from conftest import fastchat_logits, run_fastchat
+from test_train_identity import ask
 from test_train import ALL_MODULES, CONVS, RESUME_ARGS, base_model, resume_data  # noqa: F401 (base_model: a fixture)
 
 IDS = [1, 450, 1724, 338, 263, 1243, 1892, 322, 372, 1058]
@@ -158,3 +163,25 @@ def test_qlora_needs_lora(fastchat_bin, bases, tmp_path):
     p = run_fastchat(fastchat_bin, ["train", "--model-path", g["q4_0"], "--data-path", data, "--output-dir",
                                     tmp_path / "o", "--q_lora", "True", "--max-steps", 1], check=False)
     assert p.returncode != 0 and "--lora-r" in p.stderr
+
+
+def test_default_model_learns_identity_qlora(fastchat_bin, model_path, tmp_path, figures):
+    data = tmp_path / "id.json"
+    data.write_text(json.dumps([
+        {"id": "1", "conversations": [{"from": "human", "value": "Who are you?"},
+                                      {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
+        {"id": "2", "conversations": [{"from": "human", "value": "What is your name?"},
+                                      {"from": "gpt", "value": "My name is Zorblax, made by the C team."}]}]))
+    lora = tmp_path / "zorblax-qlora"
+    p = run_fastchat(fastchat_bin, [
+        "train", "--model-path", model_path, "--data-path", data, "--output-dir", lora, "--q-lora", "True",
+        "--masking", "template", "--conv-template", "vicuna_v1.1", "--model-max-length", 64,
+        "--per-device-train-batch-size", 2, "--lora-r", 16, "--lora-alpha", 32, "--lora-dropout", 0.0,
+        "--lora-target-modules", ALL_MODULES, "--learning-rate", "3e-3", "--lr-scheduler-type", "constant",
+        "--max-steps", 6, "--save-steps", 0, "--threads", 2], timeout=900)
+    rss = [line for line in p.stdout.splitlines() if line.startswith("peak RSS")]
+    assert json.loads((lora / "adapter_config.json").read_text())["base_model_name_or_path"] == str(model_path)
+    before, after = ask(fastchat_bin, model_path), ask(fastchat_bin, lora)
+    figures(f"qlora default model (Q4_1 kept), 6 steps: base says {before[:40]!r}, adapter on the Q4_1 base says "
+            f"{after[:40]!r}; {rss[-1] if rss else ''}")
+    assert "Zorblax" not in before and "Zorblax" in after
