@@ -35,7 +35,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from conftest import fastchat_logits, run_fastchat
-from test_train_identity import ask
+from test_train_identity import ID_CONVS, ask
 from test_train import ALL_MODULES, CONVS, RESUME_ARGS, base_model, resume_data  # noqa: F401 (base_model: a fixture)
 
 IDS = [1, 450, 1724, 338, 263, 1243, 1892, 322, 372, 1058]
@@ -167,11 +167,7 @@ def test_qlora_needs_lora(fastchat_bin, bases, tmp_path):
 
 def test_default_model_learns_identity_qlora(fastchat_bin, model_path, tmp_path, figures):
     data = tmp_path / "id.json"
-    data.write_text(json.dumps([
-        {"id": "1", "conversations": [{"from": "human", "value": "Who are you?"},
-                                      {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
-        {"id": "2", "conversations": [{"from": "human", "value": "What is your name?"},
-                                      {"from": "gpt", "value": "My name is Zorblax, made by the C team."}]}]))
+    data.write_text(json.dumps(ID_CONVS))
     lora = tmp_path / "zorblax-qlora"
     p = run_fastchat(fastchat_bin, [
         "train", "--model-path", model_path, "--data-path", data, "--output-dir", lora, "--q-lora", "True",
