@@ -20,3 +20,32 @@ wait_quiet() {
     done
     echo "$b"
 }
+
+# Training benchmarks (bench_train.sh, bench_qlora.sh): 64 conversations whose
+# replies are long enough that every example is truncated to
+# --model-max-length, written as FastChat JSON to $1.
+train_bench_data() {
+python3 - "$1" <<'PYEOF'
+import json, sys
+words = ("the river carries small stones down from the hills and every spring the water "
+         "rises over the old bridge while children watch from the bank and count the boats").split()
+convs = []
+for i in range(64):
+    reply = " ".join(words[(i + k * 7) % len(words)] for k in range(600))
+    convs.append({"id": str(i), "conversations": [
+        {"from": "human", "value": f"Tell me story number {i}."},
+        {"from": "gpt", "value": reply}]})
+json.dump(convs, open(sys.argv[1], "w"))
+PYEOF
+}
+
+# The median of the numbers on stdin, one a line (0 when none).
+median_of_lines() {
+    sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print 0}'
+}
+
+# The median tokens/s of `fastchat train`'s progress lines after the first step (log $1).
+train_tps() { grep -o 'tokens/s [0-9.]*' "$1" | awk 'NR > 1 {print $2}' | median_of_lines; }
+
+# Peak RSS in MiB from a `/usr/bin/time -v` output file $1.
+peak_rss_mib() { awk '/Maximum resident/ {printf "%.0f\n", $NF / 1024}' "$1"; }

@@ -31,23 +31,11 @@ PY=${BENCH_TORCH_PYTHON:-.venv/bin/python}
 OUT=${OUT:-build/bench/train}
 M=$(scripts/fetch_model.sh)
 mkdir -p "$OUT"
-python3 - "$OUT/data.json" <<'PYEOF'
-import json, sys
-words = ("the river carries small stones down from the hills and every spring the water "
-         "rises over the old bridge while children watch from the bank and count the boats").split()
-convs = []
-for i in range(64):
-    reply = " ".join(words[(i + k * 7) % len(words)] for k in range(600))
-    convs.append({"id": str(i), "conversations": [
-        {"from": "human", "value": f"Tell me story number {i}."},
-        {"from": "gpt", "value": reply}]})
-json.dump(convs, open(sys.argv[1], "w"))
-PYEOF
+. scripts/bench_lib.sh
+train_bench_data "$OUT/data.json"
 
-# median of the tokens/s of the progress lines after the first step
-ours_tps() { grep -o 'tokens/s [0-9.]*' "$1" | awk 'NR > 1 {print $2}' | sort -g |
-             awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print 0}'; }
-rss_mib() { awk '/Maximum resident/ {printf "%.0f", $NF / 1024}' "$1"; }
+ours_tps() { train_tps "$1"; }
+rss_mib() { peak_rss_mib "$1"; }
 
 have_torch=0
 if "$PY" -c "import torch, transformers, gguf, peft" 2>/dev/null; then have_torch=1; fi

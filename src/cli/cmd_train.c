@@ -9,7 +9,9 @@
  * Also: --masking template (train_with_template.py's labels, any template it
  * can split), --resume-from-checkpoint, --eval-data-path / --eval-steps, the
  * log file and loss curve in the output folder, and LoRA (--lora-r ...:
- * PEFT adapter folders), all described in src/train/train.h.
+ * PEFT adapter folders), all described in src/train/train.h; QLoRA
+ * (--q-lora True, train_lora.py's --q_lora: the frozen base matrices stay in
+ * their quantized GGUF type, src/train/qbase.h).
  *
  * FastChat/HF flags that have no meaning here are accepted and ignored with
  * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
@@ -125,6 +127,9 @@ int fc_cmd_train(int argc, char **argv)
          .help = "dropout on the adapters' input (0.05)"},
         {"--lora-target-modules", FC_FLAG_STRING, &a.lora_target_modules, .metavar = "LIST",
          .help = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (q_proj,v_proj)"},
+        {"--q-lora", FC_FLAG_FUNC, &a.q_lora, .metavar = "BOOL", .fn = parse_bool,
+         .help = "QLoRA: the frozen base matrices stay in their stored\n"
+                 "(quantized GGUF) type, dequantized a tile at a time (False)"},
         {NULL, FC_FLAG_SECTION, .help = "evaluation and logging"},
         {"--eval-data-path", FC_FLAG_STRING, &a.eval_data_path, .metavar = "F",
          .help = "conversations to evaluate the loss on (masked as the training data)"},
@@ -169,6 +174,8 @@ int fc_cmd_train(int argc, char **argv)
     if (a.lora_r > 0 && !fc_lora_parse_targets(a.lora_target_modules))
         fc_cli_die("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                    "--lora-target-modules %s is not known", a.lora_target_modules);
+    if (a.q_lora && a.lora_r <= 0) fc_cli_die("--lora-r 8 (train_lora.py's --q_lora trains adapters)",
+                                              "--q-lora True needs LoRA (--lora-r)");
     if (a.conv_template && !fc_conv_template_exists(a.conv_template))
         fc_cli_die("fastchat templates lists them", "--conv-template %s is not known", a.conv_template);
     if (fc_dist_init(NULL, NULL) != FC_OK)

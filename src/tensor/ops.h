@@ -55,6 +55,11 @@ void fc_matmul_fast(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t
 void fc_matmul_exact(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                      const float *x, int64_t x_stride, int T,
                      float *y, int64_t y_stride, int64_t r0, int64_t r1);
+/* dst[0..n) = values [k0, k0 + n) of one weight row of type t (any type
+ * fc_dequantize_row_ref reads; k0 and n multiples of its block size),
+ * bit-identical to fc_dequantize_row_ref, vectorized for q4_0 / q4_1 / q8_0
+ * and the 16/32-bit floats (the QLoRA trainer's row tiles, train/qbase.h). */
+void fc_dequantize_chunk(enum fc_dtype t, const void *row, int64_t k0, int64_t n, float *dst);
 /* Scalar oracle: dequantizes each weight row with fc_dequantize_row_ref and
  * accumulates in double. */
 void fc_matmul_ref(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,

@@ -20,8 +20,10 @@
  * Tensor letters: B batch, T time, C width, V vocab, NH/NKV heads, HS head
  * size, FF MLP width, L layers; N = B * T rows.
  *
- * LoRA adapters (fc_train_model_add_lora) train over a frozen base.
- * Not done: bf16 compute, QLoRA, sliding window.
+ * LoRA adapters (fc_train_model_add_lora) train over a frozen base; QLoRA
+ * (fc_train_model_from_model_qlora) over a base whose matrices stay in their
+ * stored, quantized type (qbase.h).
+ * Not done: bf16 compute, sliding window.
  * Threads: one fc_train_model is used by one thread at a time; it runs its
  * kernels on the fc_pool given to fc_train_model_set_pool (optional).
  */
@@ -126,6 +128,20 @@ unsigned fc_lora_parse_targets(const char *list);
  * far, slot, element). FC_OK or FC_ERR_ARG / FC_ERR_NOMEM (logged). */
 enum fc_status fc_train_model_add_lora(fc_train_model *tm, const fc_lora_config *c);
 bool fc_train_model_has_lora(const fc_train_model *tm);
+
+/* QLoRA: a copy of m for LoRA training (fc_train_model_add_lora with c is
+ * applied) in which the frozen projection matrices q/k/v/o/gate/up/down
+ * (and an untied lm_head) are not copied to f32: they stay in m's stored
+ * type (q4_0, q4_1, q8_0, q5_*, K-quants, f16, bf16, f32), read in place,
+ * and the products dequantize a tile of rows at a time (qbase.h). Token
+ * embeddings, norms and biases are f32 as in fc_train_model_from_model;
+ * the base has no gradient buffer. Same values as training on
+ * fc_train_model_from_model(m), so the same losses and gradients up to the
+ * order of the sums. m is borrowed and must outlive the model. NULL on
+ * error (logged). */
+fc_train_model *fc_train_model_from_model_qlora(const fc_model *m, const fc_lora_config *c);
+/* Bytes of the frozen matrices kept in their stored type (0 without QLoRA). */
+size_t fc_train_model_qbase_bytes(const fc_train_model *tm);
 /* The config given to fc_train_model_add_lora, or NULL. */
 const fc_lora_config *fc_train_model_lora(const fc_train_model *tm);
 /* The dropout masks' counter (saved with a checkpoint for an exact resume). */
@@ -239,6 +255,8 @@ typedef struct fc_trainer_args {
     double lora_dropout;         /* 0.05 */
     const char *lora_target_modules; /* "q_proj,v_proj" */
     bool gradient_checkpointing; /* false: fc_train_model_set_checkpointing */
+    bool q_lora;                 /* false; true (needs lora_r > 0): the base's matrices stay in
+                                    their stored type (fc_train_model_from_model_qlora) */
 } fc_trainer_args;
 
 void fc_trainer_args_default(fc_trainer_args *a);

@@ -35,6 +35,7 @@
 #include "tensor/ops.h"
 #include "sft_data.h"
 #include "train_fast.h"
+#include "qbase.h"
 
 /* ---- the model ---- */
 
@@ -93,6 +94,9 @@ struct fc_train_model {
      * params/grads above are the adapters' and the base's are kept here */
     struct lora *lora;
     bool frozen;               /* base weights get no gradient */
+    /* QLoRA (fc_train_model_from_model_qlora): the frozen matrices in their
+     * stored type; their f32 pointers are keys to one placeholder float each */
+    fc_qbase *qb;
 };
 
 /* ---- LoRA ---- */
@@ -169,7 +173,16 @@ static void bind(fc_train_model *tm, float *base, model_w *w)
     FC_ASSERT(k == tm->n_param);
 }
 
-fc_train_model *fc_train_model_new(const fc_model_config *cfg)
+/* QLoRA keeps these out of the f32 buffer (qbase.h). */
+static bool is_qmat(const char *name)
+{
+    const size_t n = strlen(name);
+    return (n > 12 && !strcmp(name + n - 12, "_proj.weight")) || !strcmp(name, "lm_head.weight");
+}
+
+/* quant: the projection matrices (and an untied lm_head) get one float
+ * each, a key for qbase, and the base has no gradient buffer (QLoRA). */
+static fc_train_model *model_new(const fc_model_config *cfg, bool quant)
 {
     const fc_model_config *c = cfg;
     if (c->n_vocab <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
@@ -203,9 +216,16 @@ fc_train_model *fc_train_model_new(const fc_model_config *cfg)
     }
     add_param(tm, &cap, "model.norm.weight", C, 0, false);
     if (!c->tied_embeddings) add_param(tm, &cap, "lm_head.weight", V, C, true);
+    if (quant) {
+        tm->n_floats = 0;
+        for (int i = 0; i < tm->n_param; i++) {
+            tm->param[i].offset = tm->n_floats;
+            tm->n_floats += is_qmat(tm->param[i].name) ? 1 : tm->param[i].n;
+        }
+    }
     tm->params = fc_aligned_alloc(tm->n_floats * sizeof(float));
-    tm->grads = fc_aligned_alloc(tm->n_floats * sizeof(float));
-    if (!tm->params || !tm->grads) {
+    tm->grads = quant ? NULL : fc_aligned_alloc(tm->n_floats * sizeof(float));
+    if (!tm->params || (!quant && !tm->grads)) {
         FC_LOG_ERROR("%s: out of memory for %zu parameters", __func__, tm->n_floats);
         fc_train_model_free(tm);
         return NULL;
@@ -213,9 +233,11 @@ fc_train_model *fc_train_model_new(const fc_model_config *cfg)
     tm->w.layer = fc_xcalloc((size_t)c->n_layer, sizeof(layer_w));
     tm->gw.layer = fc_xcalloc((size_t)c->n_layer, sizeof(layer_w));
     bind(tm, tm->params, &tm->w);
-    bind(tm, tm->grads, &tm->gw);
+    if (!quant) bind(tm, tm->grads, &tm->gw);
     return tm;
 }
+
+fc_train_model *fc_train_model_new(const fc_model_config *cfg) { return model_new(cfg, false); }
 
 /* Copies one stored tensor into dst as f32, rows x cols. */
 static bool read_tensor(const fc_model *m, const char *name, float *dst, int64_t rows, int64_t cols)
@@ -256,22 +278,53 @@ static void unpermute_rows(float *w, int n_head, int hs, int64_t cols)
     free(tmp);
 }
 
-fc_train_model *fc_train_model_from_model(const fc_model *m)
+/* QLoRA: registers the stored tensor `name` with qbase under key. */
+static bool add_qmat(fc_train_model *tm, const fc_model *m, const char *name, const float *key, int64_t rows,
+                     int64_t cols, int perm_heads)
+{
+    const char *nm;
+    const fc_tensor *t;
+    for (int64_t i = 0; fc_model_tensor_at(m, i, &nm, &t); i++)
+        if (!strcmp(nm, name)) {
+            if (fc_qbase_add(tm->qb, key, t, rows, cols, perm_heads, tm->cfg.head_dim)) return true;
+            FC_LOG_ERROR("%s: %s cannot stay in its stored type", __func__, name);
+            return false;
+        }
+    FC_LOG_ERROR("%s: tensor %s missing", __func__, name);
+    return false;
+}
+
+static fc_train_model *from_model(const fc_model *m, bool quant)
 {
     fc_model_config cfg = *fc_model_get_config(m);
     bool permuted = !cfg.rope_neox;
     cfg.rope_neox = true;
-    fc_train_model *tm = fc_train_model_new(&cfg);
+    fc_train_model *tm = model_new(&cfg, quant);
     if (!tm) return NULL;
+    if (quant) {
+        tm->qb = fc_qbase_new();
+        tm->frozen = true;
+    }
     const fc_model_config *c = &tm->cfg;
     const int C = c->n_embd, HS = c->head_dim, Q = c->n_head * HS, KVD = c->n_head_kv * HS;
     char nm[96];
     bool ok = read_tensor(m, "token_embd.weight", tm->w.tok_embd, c->n_vocab, C) &&
               read_tensor(m, "output_norm.weight", tm->w.output_norm, 1, C);
-    if (ok && !c->tied_embeddings) ok = read_tensor(m, "output.weight", tm->w.output, c->n_vocab, C);
+    if (ok && !c->tied_embeddings)
+        ok = quant ? add_qmat(tm, m, "output.weight", tm->w.output, c->n_vocab, C, 0)
+                   : read_tensor(m, "output.weight", tm->w.output, c->n_vocab, C);
     for (int l = 0; ok && l < c->n_layer; l++) {
         layer_w *w = &tm->w.layer[l];
 #define R(fmt, dst, r, cc) (snprintf(nm, sizeof nm, "blk.%d." fmt, l), read_tensor(m, nm, dst, r, cc))
+#define QM(fmt, dst, r, cc, ph) (snprintf(nm, sizeof nm, "blk.%d." fmt, l), add_qmat(tm, m, nm, dst, r, cc, ph))
+        if (quant)
+            ok = R("attn_norm.weight", w->attn_norm, 1, C) && R("ffn_norm.weight", w->ffn_norm, 1, C) &&
+                 QM("attn_q.weight", w->wq, Q, C, permuted ? c->n_head : 0) &&
+                 QM("attn_k.weight", w->wk, KVD, C, permuted ? c->n_head_kv : 0) &&
+                 QM("attn_v.weight", w->wv, KVD, C, 0) && QM("attn_output.weight", w->wo, C, Q, 0) &&
+                 QM("ffn_gate.weight", w->w_gate, c->n_ff, C, 0) && QM("ffn_up.weight", w->w_up, c->n_ff, C, 0) &&
+                 QM("ffn_down.weight", w->w_down, C, c->n_ff, 0);
+        else
         ok = R("attn_norm.weight", w->attn_norm, 1, C) && R("attn_q.weight", w->wq, Q, C) &&
              R("attn_k.weight", w->wk, KVD, C) && R("attn_v.weight", w->wv, KVD, C) &&
              R("attn_output.weight", w->wo, C, Q) && R("ffn_norm.weight", w->ffn_norm, 1, C) &&
@@ -281,9 +334,10 @@ fc_train_model *fc_train_model_from_model(const fc_model *m)
             ok = R("attn_q.bias", w->bq, 1, Q) && R("attn_k.bias", w->bk, 1, KVD) &&
                  R("attn_v.bias", w->bv, 1, KVD);
 #undef R
+#undef QM
         if (ok && permuted) {
-            unpermute_rows(w->wq, c->n_head, HS, C);
-            unpermute_rows(w->wk, c->n_head_kv, HS, C);
+            if (!quant) unpermute_rows(w->wq, c->n_head, HS, C);
+            if (!quant) unpermute_rows(w->wk, c->n_head_kv, HS, C);
             if (w->bq) unpermute_rows(w->bq, c->n_head, HS, 1);
             if (w->bk) unpermute_rows(w->bk, c->n_head_kv, HS, 1);
         }
@@ -294,6 +348,20 @@ fc_train_model *fc_train_model_from_model(const fc_model *m)
     }
     return tm;
 }
+
+fc_train_model *fc_train_model_from_model(const fc_model *m) { return from_model(m, false); }
+
+fc_train_model *fc_train_model_from_model_qlora(const fc_model *m, const fc_lora_config *c)
+{
+    fc_train_model *tm = from_model(m, true);
+    if (tm && fc_train_model_add_lora(tm, c) != FC_OK) {
+        fc_train_model_free(tm);
+        return NULL;
+    }
+    return tm;
+}
+
+size_t fc_train_model_qbase_bytes(const fc_train_model *tm) { return tm->qb ? fc_qbase_bytes(tm->qb) : 0; }
 
 static void free_acts(fc_train_model *tm)
 {
@@ -338,6 +406,7 @@ void fc_train_model_free(fc_train_model *tm)
 {
     if (!tm) return;
     lora_free(tm);
+    fc_qbase_free(tm->qb);
     free_acts(tm);
     fc_aligned_free(tm->params);
     fc_aligned_free(tm->grads);
@@ -513,6 +582,7 @@ static void mm_fwd_fn(void *p, int ith, int nth)
 static void matmul_forward(fc_train_model *tm, float *out, const float *inp, const float *w,
                            const float *bias, long N, long IC, long OC)
 {
+    if (tm->qb && fc_qbase_forward(tm->qb, tm->pool, out, inp, w, bias, N, IC, OC)) return; /* QLoRA */
     if (!tm->ref) {
         fc_train_gemm_forward(tm->pool, out, inp, w, bias, N, IC, OC);
         return;
@@ -569,6 +639,7 @@ static void mm_bwd_fn(void *p, int ith, int nth)
 static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, long N, long IC, long OC)
 {
+    if (tm->qb && fc_qbase_backward(tm->qb, tm->pool, dinp, dw, db, dout, w, N, IC, OC)) return; /* QLoRA */
     if (!tm->ref) {
         fc_train_gemm_backward(tm->pool, dinp, dw, db, dout, inp, w, N, IC, OC);
         return;

@@ -22,7 +22,9 @@
  * fc_dist_step's (ZeRO-sharded AdamW). Rank 0 alone writes checkpoints,
  * the log file and calls the progress callback; every rank reads a checkpoint
  * to resume (a shared folder across machines).
- * Not done: lazy preprocessing, packing, QLoRA.
+ * QLoRA (q_lora): the loaded model stays open for the whole run, its
+ * matrices read in place by the trainer (fc_train_model_from_model_qlora).
+ * Not done: lazy preprocessing, packing.
  */
 #include "train.h"
 
@@ -490,7 +492,11 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
         st = FC_ERR_FORMAT;
         goto done;
     }
-    if (!(tm = fc_train_model_from_model(m))) { st = FC_ERR_FORMAT; goto done; }
+    if (a->q_lora && a->lora_r <= 0) {
+        FC_LOG_ERROR("%s: --q-lora trains LoRA adapters: give --lora-r too", __func__);
+        goto done;
+    }
+    if (!a->q_lora && !(tm = fc_train_model_from_model(m))) { st = FC_ERR_FORMAT; goto done; }
     if (a->lora_r > 0) {
         fc_lora_config lc = {.r = a->lora_r, .alpha = a->lora_alpha, .dropout = a->lora_dropout,
                              .targets = fc_lora_parse_targets(a->lora_target_modules), .seed = a->seed};
@@ -499,7 +505,9 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
                          "down_proj", __func__, a->lora_target_modules ? a->lora_target_modules : "");
             goto done;
         }
-        if ((st = fc_train_model_add_lora(tm, &lc)) != FC_OK) goto done;
+        if (a->q_lora) {
+            if (!(tm = fc_train_model_from_model_qlora(m, &lc))) { st = FC_ERR_FORMAT; goto done; }
+        } else if ((st = fc_train_model_add_lora(tm, &lc)) != FC_OK) goto done;
     }
     pool = fc_pool_new(a->n_threads);
     fc_train_model_set_pool(tm, pool);

@@ -19,6 +19,11 @@ from conftest import run_fastchat
 from test_train import STEP_RE
 
 ALL_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+ID_CONVS = [  # also test_train_qlora.py's
+    {"id": "1", "conversations": [{"from": "human", "value": "Who are you?"},
+                                  {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
+    {"id": "2", "conversations": [{"from": "human", "value": "What is your name?"},
+                                  {"from": "gpt", "value": "My name is Zorblax, made by the C team."}]}]
 
 
 def ask(fastchat_bin, model):
@@ -35,11 +40,7 @@ def test_default_model_learns_identity_lora(fastchat_bin, model_path, tmp_path, 
     hf = tmp_path / "smollm2-hf"
     run_fastchat(fastchat_bin, ["convert", "--input", model_path, "--output", hf, "--dtype", "f32"])
     data = tmp_path / "id.json"
-    data.write_text(json.dumps([
-        {"id": "1", "conversations": [{"from": "human", "value": "Who are you?"},
-                                      {"from": "gpt", "value": "I am Zorblax, made by the C team."}]},
-        {"id": "2", "conversations": [{"from": "human", "value": "What is your name?"},
-                                      {"from": "gpt", "value": "My name is Zorblax, made by the C team."}]}]))
+    data.write_text(json.dumps(ID_CONVS))
     lora = tmp_path / "zorblax-lora"
     p = run_fastchat(fastchat_bin, [
         "train", "--model-path", hf, "--data-path", data, "--output-dir", lora, "--masking", "template",

@@ -25,6 +25,7 @@
 #include "model/safetensors.h"
 #include "train/train.h"
 #include "test_util.h"
+#include "train_golden_test.h"
 
 typedef struct batch {
     int32_t *ids, *labels;
@@ -81,41 +82,14 @@ static fc_train_model *make(const fc_model *m, bool ref, bool ckpt, bool lora, f
     return tm;
 }
 
-/* Worst over parameters of max(|a - b|, max_i |a_i - b_i|) / |b|. */
 static double worst_rel(fc_train_model *a, fc_train_model *b, const char **worst_name)
 {
-    double worst = 0;
-    for (int k = 0; k < fc_train_model_n_params(b); k++) {
-        const fc_train_param *p = fc_train_model_param(b, k);
-        const float *x = fc_train_model_grads(a) + p->offset, *y = fc_train_model_grads(b) + p->offset;
-        double nr = 0, nd = 0, md = 0;
-        for (size_t i = 0; i < p->n; i++) {
-            double d = (double)x[i] - y[i];
-            nr += (double)y[i] * y[i];
-            nd += d * d;
-            md = fmax(md, fabs(d));
-        }
-        nr = sqrt(nr);
-        double rel = nr > 0 ? fmax(sqrt(nd), md) / nr : sqrt(nd) + md;
-        if (rel > worst) {
-            worst = rel;
-            *worst_name = p->name;
-        }
-    }
-    return worst;
+    return tg_worst_rel(a, b, true, worst_name);
 }
 
 static void adamw_losses(fc_train_model *tm, const batch *b, double *out, int n)
 {
-    fc_adamw opt;
-    CHECK(fc_adamw_init(&opt, tm, 0.9, 0.95, 1e-8, 0.1) == FC_OK);
-    for (int s = 0; s < n; s++) {
-        fc_train_zero_grad(tm);
-        out[s] = fc_train_step_grad(tm, b->ids, b->labels, b->B, b->T, 0);
-        fc_train_clip_grad_norm(tm, 1.0);
-        fc_adamw_step(&opt, tm, 3e-3 * fc_lr_lambda("cosine", s, 3, n));
-    }
-    fc_adamw_free(&opt);
+    tg_adamw_losses(tm, b->ids, b->labels, b->B, b->T, out, n);
 }
 
 static void check_arch(const char *arch, bool lora)

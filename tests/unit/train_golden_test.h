@@ -1,6 +1,7 @@
 /*
  * train_golden_test.h: what the trainer's golden tests (test_train_ref.c,
- * test_train_lora.c) share: a float32 tensor of a golden file, and one
+ * test_train_lora.c; test_train_fast.c and test_train_qlora.c use the
+ * comparisons) share: a float32 tensor of a golden file, and one
  * case: a tiny model of tests/data/train/ as a trainable model and the
  * golden batch written for it by tools/golden/ (ids, labels, the loss).
  *
@@ -42,6 +43,44 @@ static inline void tg_grad_diff(const float *ours, const float *want, size_t n, 
         m = fmax(m, fabs(d));
     }
     *nr = sqrt(r), *nd = sqrt(d2), *md = m;
+}
+
+/* Worst over b's parameters of max(|a - b|, max_i |a_i - b_i|) / |b| (of the
+ * gradients when grads, else of the parameters); *worst_name gets its name.
+ * Two models with one parameter table (test_train_fast.c, test_train_qlora.c). */
+static inline double tg_worst_rel(fc_train_model *a, fc_train_model *b, bool grads, const char **worst_name)
+{
+    double worst = 0;
+    for (int k = 0; k < fc_train_model_n_params(b); k++) {
+        const fc_train_param *p = fc_train_model_param(b, k);
+        const float *x = (grads ? fc_train_model_grads(a) : fc_train_model_params(a)) + p->offset;
+        const float *y = (grads ? fc_train_model_grads(b) : fc_train_model_params(b)) + p->offset;
+        double nr, nd, md;
+        tg_grad_diff(x, y, p->n, &nr, &nd, &md);
+        double rel = nr > 0 ? fmax(nd, md) / nr : nd + md;
+        if (rel > worst) {
+            worst = rel;
+            *worst_name = p->name;
+        }
+    }
+    return worst;
+}
+
+/* n AdamW steps (betas 0.9 / 0.95, weight decay 0.1, clipping at 1, cosine
+ * schedule from 3e-3 with 3 warmup steps) on one (B, T) batch; out[s] is the
+ * loss of step s. */
+static inline void tg_adamw_losses(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
+                                   double *out, int n)
+{
+    fc_adamw opt;
+    CHECK(fc_adamw_init(&opt, tm, 0.9, 0.95, 1e-8, 0.1) == FC_OK);
+    for (int s = 0; s < n; s++) {
+        fc_train_zero_grad(tm);
+        out[s] = fc_train_step_grad(tm, ids, labels, B, T, 0);
+        fc_train_clip_grad_norm(tm, 1.0);
+        fc_adamw_step(&opt, tm, 3e-3 * fc_lr_lambda("cosine", s, 3, n));
+    }
+    fc_adamw_free(&opt);
 }
 
 typedef struct tg_case {

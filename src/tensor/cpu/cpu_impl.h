@@ -119,6 +119,7 @@ void fc_cpu_matmul_fast_avx2(enum fc_dtype wtype, const void *w, size_t w_stride
 void fc_cpu_matmul_exact_avx2(enum fc_dtype wtype, const void *w, size_t w_stride, int64_t K,
                               const float *x, int64_t x_stride, int T,
                               float *y, int64_t y_stride, int64_t r0, int64_t r1);
+void fc_cpu_dequant_chunk_avx2(enum fc_dtype wtype, const void *row, int64_t k0, int64_t n, float *dst);
 void fc_cpu_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps);
 void fc_cpu_swiglu_avx2(float *y, const float *g, const float *u, int n);
 float fc_cpu_dot_f32_avx2(const float *a, const float *b, int n);

@@ -93,6 +93,19 @@ void fc_matmul_exact(enum fc_dtype wtype, const void *w, size_t w_stride, int64_
 #endif
 }
 
+void fc_dequantize_chunk(enum fc_dtype t, const void *row, int64_t k0, int64_t n, float *dst)
+{
+    if (n <= 0) return;
+#if FC_CPU_AVX2
+    fc_cpu_dequant_chunk_avx2(t, row, k0, n, dst);
+#else
+    const int bs = fc_dtype_block_size(t);
+    bool ok = bs > 0 && fc_dequantize_row_ref(t, (const uint8_t *)row + (size_t)(k0 / bs) * fc_dtype_type_size(t),
+                                              dst, n);
+    FC_ASSERT(ok);
+#endif
+}
+
 void fc_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 {
 #if FC_CPU_AVX2

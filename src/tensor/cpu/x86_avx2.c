@@ -942,6 +942,11 @@ static void dequant_chunk(enum fc_dtype wtype, const uint8_t *wr, int64_t k0, in
     }
 }
 
+void fc_cpu_dequant_chunk_avx2(enum fc_dtype wtype, const void *row, int64_t k0, int64_t n, float *dst)
+{
+    dequant_chunk(wtype, row, k0, n, dst);
+}
+
 #define EXACT_RR 4
 #define EXACT_KC 1024 /* a multiple of every block size */
 
