@@ -31,6 +31,10 @@
  * by spinning barriers. Per-token work (norms, rope, cache writes) is split
  * by tokens, matrix products by weight rows, attention by (query tile, key/
  * value head) and, for few long sequences, by chunks of their context.
+ * Batches of DYN_MIN_T tokens or more deal the chunks of their products and
+ * attention from a shared counter (dyn_next) instead of a fixed split, so a
+ * thread slowed by the host is helped rather than waited for; which thread
+ * computes a row does not change its value (bit-identical to one thread).
  * Q, K and V share one quantized copy of their input, as do gate and up.
  */
 #include "model_impl.h"
