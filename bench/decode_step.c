@@ -41,13 +41,14 @@ int main(int argc, char **argv)
     const fc_model_config *c = fc_model_get_config(m);
     fc_exec_params ep = {.n_threads = threads, .n_batch_max = n_seq};
     fc_exec *e = fc_exec_new(m, &ep);
-    fc_kv_params kp = {.n_tokens = (int64_t)n_seq * (ctx + steps + 16), .n_seq_max = n_seq, .dtype = FC_DTYPE_F16};
+    const int total = ctx + steps + 1; /* positions written: the cached ones, the warm-up step and the timed ones */
+    fc_kv_params kp = {.n_tokens = (int64_t)n_seq * (total + FC_KV_BLOCK), .n_seq_max = n_seq, .dtype = FC_DTYPE_F16};
     fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
     if (!e || !kv) return 1;
     /* the sequences' blocks interleave in the pool, as when they grow together */
-    for (int p = 0; p < ctx + steps; p += FC_KV_BLOCK)
+    for (int p = 0; p < total; p += FC_KV_BLOCK)
         for (int s = 0; s < n_seq; s++)
-            if (fc_kv_cache_reserve(kv, s, FC_MIN(p + FC_KV_BLOCK, ctx + steps)) != FC_OK) return 1;
+            if (fc_kv_cache_reserve(kv, s, FC_MIN(p + FC_KV_BLOCK, total)) != FC_OK) return 1;
     fc_f16 *pool = (fc_f16 *)kv->pool;
     for (size_t i = 0; i < kv->pool_bytes / sizeof(fc_f16); i++)
         pool[i] = fc_f32_to_f16((float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f);
