@@ -31,6 +31,10 @@
  * by spinning barriers. Per-token work (norms, rope, cache writes) is split
  * by tokens, matrix products by weight rows, attention by (query tile, key/
  * value head) and, for few long sequences, by chunks of their context.
+ * Batches of DYN_MIN_T tokens or more deal the chunks of their products and
+ * attention from a shared counter (dyn_next) instead of a fixed split, so a
+ * thread slowed by the host is helped rather than waited for; which thread
+ * computes a row does not change its value (bit-identical to one thread).
  * Q, K and V share one quantized copy of their input, as do gate and up.
  */
 #include "model_impl.h"
@@ -40,6 +44,7 @@
 #include "tensor/attn.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -217,6 +222,12 @@ int fc_exec_n_threads(const fc_exec *e) { return fc_pool_size(e->pool); }
 
 /* ---- the pass ---- */
 
+/* A thread's count of dynamic phases, alone in its cache line. */
+typedef struct phase_count {
+    int n;
+    char pad[60];
+} phase_count;
+
 typedef struct fwd {
     const fc_model *m;
     fc_exec *e;
@@ -227,7 +238,35 @@ typedef struct fwd {
     int n_out;
     int n_tiles;   /* query tiles (fc_exec.tiles) */
     int n_split;   /* context chunks per (tile, kv head): > 1 = flash-decoding */
+    /* dynamic phases (batches of DYN_MIN_T tokens or more in the fast modes):
+     * the threads take the phase's chunks of work from a shared counter, so
+     * that a thread slowed down (a busy host, a sibling hyper-thread) is
+     * helped by the others instead of making them wait at the barrier.
+     * Phase number p of the pass uses ctr[p & 1]; each thread counts its
+     * phases in phase[ith] (the same sequence in every thread). */
+    bool dynamic;
+    _Atomic long ctr[2];
+    phase_count *phase; /* (n_threads) */
 } fwd;
+
+/* Batches of at least this many tokens split their matrix products and
+ * attention dynamically (dyn_next); smaller ones (single-stream decode,
+ * where a chunk is too short to pay for the shared counter) statically. */
+#define DYN_MIN_T 4
+
+/* Starts a dynamic phase. It must lie between two barriers (the previous
+ * phase's counter is reset here, by thread 0, for the phase after this one:
+ * nobody reads it any more, and nobody starts that phase before passing the
+ * barrier that ends this one). Returns the phase's counter. */
+static _Atomic long *dyn_begin(fwd *f, int ith)
+{
+    const int p = f->phase[ith].n++;
+    if (ith == 0) atomic_store_explicit(&f->ctr[(p + 1) & 1], 0, memory_order_relaxed);
+    return &f->ctr[p & 1];
+}
+
+/* The next chunk index of the phase (>= the chunk count: none left). */
+static inline long dyn_next(_Atomic long *ctr) { return atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed); }
 
 /* One output of a grouped matrix product. */
 typedef struct mm_out {
@@ -235,30 +274,11 @@ typedef struct mm_out {
     float *y;          /* (T, R) */
 } mm_out;
 
-/* y_i = in W_i^T for n matrices sharing the input (T rows of K floats,
- * stride K). Rows of all matrices are split evenly among the threads.
- * Ends with a barrier. */
-static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
-                         const mm_out *outs, int n)
+/* Rows [lo, hi) of the n matrices taken as one (their rows one after the
+ * other) of y_i = in W_i^T; the activations are ready (matmul_group). */
+static void matmul_rows(fwd *f, const float *in, int64_t K, int T, const mm_out *outs, int n, long lo, long hi)
 {
     fc_exec *e = f->e;
-    bool need[ACT_N] = {false};
-    if (!e->exact) {
-        int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
-        for (int i = 0; i < n; i++) {
-            const int at = fc_matmul_act_type(outs[i].w->type, e->a16), a = act_index(at);
-            if (a < 0 || need[a]) continue;
-            need[a] = true;
-            for (int t = t0; t < t1; t++)
-                fc_matmul_quantize_act(at, in + (size_t)t * (size_t)K,
-                                       (uint8_t *)e->act[a] + (size_t)t * e->act_stride[a], K);
-        }
-        fc_pool_barrier(e->pool);
-    }
-    int64_t total = 0;
-    for (int i = 0; i < n; i++) total += outs[i].w->ne[1];
-    long lo, hi;
-    fc_split_range(total, ith, nth, 16, &lo, &hi);
     int64_t base = 0;
     for (int i = 0; i < n; i++) {
         const fc_tensor *w = outs[i].w;
@@ -288,6 +308,41 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
             }
         }
         base += R;
+    }
+}
+
+/* y_i = in W_i^T for n matrices sharing the input (T rows of K floats,
+ * stride K). Rows of all matrices are split evenly among the threads.
+ * Ends with a barrier. */
+static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
+                         const mm_out *outs, int n)
+{
+    fc_exec *e = f->e;
+    bool need[ACT_N] = {false};
+    if (!e->exact) {
+        int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
+        for (int i = 0; i < n; i++) {
+            const int at = fc_matmul_act_type(outs[i].w->type, e->a16), a = act_index(at);
+            if (a < 0 || need[a]) continue;
+            need[a] = true;
+            for (int t = t0; t < t1; t++)
+                fc_matmul_quantize_act(at, in + (size_t)t * (size_t)K,
+                                       (uint8_t *)e->act[a] + (size_t)t * e->act_stride[a], K);
+        }
+        fc_pool_barrier(e->pool);
+    }
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += outs[i].w->ne[1];
+    if (f->dynamic && !e->exact) {
+        /* about 16 chunks per thread, of a multiple of 16 rows */
+        const long chunk = FC_MAX(16, (total / (16L * nth) + 15) / 16 * 16), n_chunks = (total + chunk - 1) / chunk;
+        _Atomic long *ctr = dyn_begin(f, ith);
+        for (long c = dyn_next(ctr); c < n_chunks; c = dyn_next(ctr))
+            matmul_rows(f, in, K, T, outs, n, c * chunk, FC_MIN((c + 1) * chunk, total));
+    } else {
+        long lo, hi;
+        fc_split_range(total, ith, nth, 16, &lo, &hi);
+        matmul_rows(f, in, K, T, outs, n, lo, hi);
     }
     fc_pool_barrier(e->pool);
 }
@@ -603,7 +658,11 @@ static void forward_thread(void *ctx, int ith, int nth)
          * dealt round-robin: a prompt's later tiles read more keys */
         if (c->attn_softcap > 0)
             for (long i = ith; i < (long)f->n_tiles * NKV; i += nth) attend_capped(f, l, i);
-        else
+        else if (f->dynamic) {
+            _Atomic long *ctr = dyn_begin(f, ith);
+            for (long i = dyn_next(ctr); i < (long)f->n_tiles * NKV * f->n_split; i = dyn_next(ctr))
+                attend(f, l, i, attn_scratch);
+        } else
             for (long i = ith; i < (long)f->n_tiles * NKV * f->n_split; i += nth) attend(f, l, i, attn_scratch);
         fc_pool_barrier(e->pool);
         long a0, a1;
@@ -772,7 +831,13 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
             e->tok_long[t] = kv->seqs[s].len + e->seq_count[s] > c->rope_orig_ctx;
         }
     }
-    fwd f = {.m = m, .e = e, .kv = kv, .b = b, .logits = logits, .T = T, .n_out = n_out};
+    const int nth = fc_pool_size(e->pool);
+    phase_count phase[nth];
+    memset(phase, 0, sizeof phase);
+    fwd f = {.m = m, .e = e, .kv = kv, .b = b, .logits = logits, .T = T, .n_out = n_out,
+             .dynamic = !e->exact && nth > 1 && T >= DYN_MIN_T, .phase = phase};
+    atomic_init(&f.ctr[0], 0);
+    atomic_init(&f.ctr[1], 0);
     plan_attention(&f, max_pos);
     fc_pool_run(e->pool, forward_thread, &f);
     for (int t = 0; t < T; t++) {

@@ -249,7 +249,27 @@ static inline __attribute__((always_inline)) void block_small_t(fc_attn_state *s
     __m256 part[FC_ATTN_SMALL_R][FC_ATTN_BLOCK];
     float p[FC_ATTN_SMALL_R][FC_ATTN_BLOCK] __attribute__((aligned(32)));
     const int n8 = (n + 7) & ~7;
-    for (int j = 0; j < n; j++) {
+    /* KJ keys at a time: KJ * R independent FMA chains (one key's R chains
+     * alone wait on the FMA latency); each chain sums along the head in the
+     * same order as one key alone would */
+    const int KJ = R <= 3 ? 4 : 2;
+    int j = 0;
+    for (; j + KJ <= n; j += KJ) {
+        __m256 a[4][FC_ATTN_SMALL_R];
+        for (int u = 0; u < KJ; u++)
+            for (int r = 0; r < R; r++) a[u][r] = _mm256_setzero_ps();
+        for (int d = 0; d < HS; d += 8) {
+            __m256 kv[4];
+            for (int u = 0; u < KJ; u++) kv[u] = kv_load8(k, f16, (size_t)(j + u) * HS + d);
+            for (int r = 0; r < R; r++) {
+                const __m256 qv = _mm256_loadu_ps(q + (size_t)r * HS + d);
+                for (int u = 0; u < KJ; u++) a[u][r] = _mm256_fmadd_ps(kv[u], qv, a[u][r]);
+            }
+        }
+        for (int u = 0; u < KJ; u++)
+            for (int r = 0; r < R; r++) part[r][j + u] = a[u][r];
+    }
+    for (; j < n; j++) {
         __m256 a[FC_ATTN_SMALL_R];
         for (int r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
         for (int d = 0; d < HS; d += 8) {

@@ -7,7 +7,10 @@
  * - several sequences interleaved in one batch give what each gives alone;
  * - a sequence forked from another's prefix (shared blocks, copy-on-write)
  *   continues exactly as one computed from scratch;
- * - the pool refuses reservations beyond its budget and frees on truncate.
+ * - the pool refuses reservations beyond its budget and frees on truncate;
+ * - batched decode steps of many sequences (whose matrix products and
+ *   attention the threads split dynamically) give bit-identical logits with
+ *   1, 2 and 3 threads.
  */
 #include "test_util.h"
 #include "model/model.h"
@@ -236,6 +239,53 @@ static void test_concurrent_packing(const char *path)
     fc_model_free(m);
 }
 
+/* N_DEC sequences with prompts of different lengths (prefixes of P1 then
+ * P2), then DEC_STEPS decode steps of one token each for all of them in one
+ * batch; the last step's logits (N_DEC rows) into out. */
+enum { N_DEC = 12, DEC_STEPS = 3 };
+static void run_decode_batch(const fc_model *m, int threads, float *out)
+{
+    const fc_model_config *c = fc_model_get_config(m);
+    const int n1 = (int)(sizeof P1 / sizeof *P1);
+    fc_exec_params ep = {.n_threads = threads, .n_batch_max = 64};
+    fc_exec *e = fc_exec_new(m, &ep);
+    fc_kv_params kp = {.n_tokens = 1024, .n_seq_max = N_DEC, .dtype = FC_DTYPE_F16};
+    fc_kv_cache *kv = fc_kv_cache_new(c, &kp);
+    fc_batch *b = fc_batch_new(64);
+    for (int s = 0; s < N_DEC; s++) {
+        const int n = 3 + 2 * s; /* 3..25 prompt tokens */
+        CHECK(fc_kv_cache_reserve(kv, s, n) == FC_OK);
+        fc_batch_clear(b);
+        for (int j = 0; j < n; j++) fc_batch_add(b, j < n1 ? P1[j] : P2[j - n1], j, s, j == n - 1);
+        CHECK(fc_model_forward(m, e, kv, b, out) == FC_OK);
+    }
+    for (int step = 0; step < DEC_STEPS; step++) {
+        fc_batch_clear(b);
+        for (int s = 0; s < N_DEC; s++) {
+            CHECK(fc_kv_cache_reserve(kv, s, 1) == FC_OK);
+            fc_batch_add(b, P2[(s + step) % 17], fc_kv_cache_seq_len(kv, s), s, true);
+        }
+        CHECK(fc_model_forward(m, e, kv, b, out) == FC_OK);
+    }
+    fc_batch_free(b);
+    fc_kv_cache_free(kv);
+    fc_exec_free(e);
+}
+
+static void test_decode_threads(const fc_model *m)
+{
+    const size_t n = (size_t)N_DEC * (size_t)fc_model_get_config(m)->n_vocab;
+    float *l1 = malloc(sizeof(float) * n), *l2 = malloc(sizeof(float) * n), *l3 = malloc(sizeof(float) * n);
+    run_decode_batch(m, 1, l1);
+    run_decode_batch(m, 2, l2);
+    run_decode_batch(m, 3, l3);
+    printf("fast: batched decode of %d sequences, 2 / 3 threads vs 1: max |d| = %.2e / %.2e\n", N_DEC,
+           maxdiff(l1, l2, (int)n), maxdiff(l1, l3, (int)n));
+    CHECK(memcmp(l1, l2, sizeof(float) * n) == 0);
+    CHECK(memcmp(l1, l3, sizeof(float) * n) == 0);
+    free(l1); free(l2); free(l3);
+}
+
 int main(void)
 {
     const char *path = getenv("FASTCHAT_MODEL");
@@ -250,6 +300,7 @@ int main(void)
     test_mode(m, true, 2);
     test_mode(m, false, 2);
     test_mode(m, false, 1);
+    test_decode_threads(m);
     fc_model_free(m);
     test_concurrent_packing(path);
     return TEST_END();
