@@ -14,8 +14,10 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/fc_base.h"
+#include "tensor/vexp.h"
 
 /* OpenBLAS's own (declared in its cblas.h, not in every cblas.h) */
 void openblas_set_num_threads(int n);
@@ -115,13 +117,46 @@ static inline float fast_exp(float x)
     return y * s.f;
 }
 
+/* ---- AVX2 lanes (scalar fast_exp for the tails and other targets) ---- */
+
+#ifdef FC_VEXP_AVX2
+static inline __m256 sigmoid8(__m256 g)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, fc_exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+}
+#endif
+
 double fc_train_softmax_row(float *z, long n, double *lse)
 {
     float mx = -INFINITY;
-    for (long i = 0; i < n; i++) mx = z[i] > mx ? z[i] : mx;
-    for (long i = 0; i < n; i++) z[i] = fast_exp(z[i] - mx);
+    long i = 0;
+#ifdef FC_VEXP_AVX2
+    if (n >= 8) {
+        __m256 vm = _mm256_loadu_ps(z);
+        for (i = 8; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(z + i));
+        float t[8];
+        _mm256_storeu_ps(t, vm);
+        for (int j = 0; j < 8; j++) mx = t[j] > mx ? t[j] : mx;
+    }
+#endif
+    for (; i < n; i++) mx = z[i] > mx ? z[i] : mx;
     double s = 0;
-    for (long i = 0; i < n; i++) s += z[i];
+    i = 0;
+#ifdef FC_VEXP_AVX2
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = fc_exp8(_mm256_sub_ps(_mm256_loadu_ps(z + i), vmx));
+        _mm256_storeu_ps(z + i, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+#endif
+    for (; i < n; i++) s += z[i] = fast_exp(z[i] - mx);
     *lse = mx + log(s);
     return s;
 }
@@ -131,16 +166,122 @@ void fc_train_scale(float *z, float k, long n)
     for (long i = 0; i < n; i++) z[i] *= k;
 }
 
-void fc_train_silu_mul(float *h, const float *g, const float *u, long n)
+/* The element-wise passes split over the pool in slabs of whole cache lines. */
+typedef struct ew_ctx {
+    float *a, *b;
+    const float *x, *y, *z;
+    long n;
+} ew_ctx;
+
+static void ew_run(fc_pool *pool, fc_pool_fn fn, ew_ctx *c)
 {
-    for (long i = 0; i < n; i++) h[i] = g[i] / (1.0f + fast_exp(-g[i])) * u[i];
+    if (pool && fc_pool_size(pool) > 1 && c->n >= 16384) fc_pool_run(pool, fn, c);
+    else fn(c, 0, 1);
 }
 
-void fc_train_silu_mul_backward(float *dg, float *du, const float *dh, const float *g, const float *u, long n)
+static void silu_mul_fn(void *p, int ith, int nth)
 {
-    for (long i = 0; i < n; i++) {
+    const ew_ctx *c = p;
+    long lo, hi;
+    fc_split_range(c->n, ith, nth, 16, &lo, &hi);
+    float *h = c->a;
+    const float *g = c->x, *u = c->y;
+    long i = lo;
+#ifdef FC_VEXP_AVX2
+    for (; i + 8 <= hi; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(_mm256_mul_ps(gv, sigmoid8(gv)), _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < hi; i++) h[i] = g[i] / (1.0f + fast_exp(-g[i])) * u[i];
+}
+
+void fc_train_silu_mul(fc_pool *pool, float *h, const float *g, const float *u, long n)
+{
+    ew_ctx c = {.a = h, .x = g, .y = u, .n = n};
+    ew_run(pool, silu_mul_fn, &c);
+}
+
+static void silu_mul_bwd_fn(void *p, int ith, int nth)
+{
+    const ew_ctx *c = p;
+    long lo, hi;
+    fc_split_range(c->n, ith, nth, 16, &lo, &hi);
+    float *dg = c->a, *du = c->b;
+    const float *dh = c->x, *g = c->y, *u = c->z;
+    long i = lo;
+#ifdef FC_VEXP_AVX2
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= hi; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i), dv = _mm256_loadu_ps(dh + i), sg = sigmoid8(gv);
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(_mm256_mul_ps(dv, gv), sg));
+        const __m256 k = _mm256_add_ps(one, _mm256_mul_ps(gv, _mm256_sub_ps(one, sg)));
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dv, _mm256_loadu_ps(u + i)), sg), k));
+    }
+#endif
+    for (; i < hi; i++) {
         const float gi = g[i], sg = 1.0f / (1.0f + fast_exp(-gi));
         du[i] = dh[i] * gi * sg;
         dg[i] = dh[i] * u[i] * sg * (1.0f + gi * (1.0f - sg));
     }
+}
+
+void fc_train_silu_mul_backward(fc_pool *pool, float *dg, float *du, const float *dh, const float *g,
+                                const float *u, long n)
+{
+    ew_ctx c = {.a = dg, .b = du, .x = dh, .y = g, .z = u, .n = n};
+    ew_run(pool, silu_mul_bwd_fn, &c);
+}
+
+/* ---- attention of one (batch, head) pair as GEMMs ---- */
+
+/* Row t of s (T x T, scaled scores) becomes the causal softmax over [0, t];
+ * the rest of the row is zeroed. */
+static void causal_softmax(float *s, int T, float scale)
+{
+    for (int t = 0; t < T; t++) {
+        float *r = s + (long)t * T;
+        const long n = t + 1;
+        fc_train_scale(r, scale, n);
+        double lse;
+        const double sum = fc_train_softmax_row(r, n, &lse);
+        fc_train_scale(r, (float)(1.0 / sum), n);
+        memset(r + n, 0, (size_t)(T - n) * sizeof(float));
+    }
+}
+
+void fc_train_attn_forward(float *att, float *o, const float *q, const float *k, const float *v, int T, int HS,
+                           long ldq, long ldkv, float scale)
+{
+    pthread_once(&blas_once, blas_init);
+    /* att = q k^T (T, T), then the causal softmax, then o = att v */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, q, (int)ldq, k, (int)ldkv, 0.0f, att, T);
+    causal_softmax(att, T, scale);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, att, T, v, (int)ldkv, 0.0f, o, (int)ldq);
+}
+
+void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, const float *att, const float *dout,
+                            const float *q, const float *k, const float *v, int T, int HS, long ldq, long ldkv,
+                            float scale)
+{
+    pthread_once(&blas_once, blas_init);
+    /* dP = dout v^T; dv += att^T dout */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dout, (int)ldq, v, (int)ldkv, 0.0f,
+                scratch, T);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, att, T, dout, (int)ldq, 1.0f, dv,
+                (int)ldkv);
+    /* dS = att * (dP - sum_s dP att) * scale, in place of dP */
+    for (int t = 0; t < T; t++) {
+        const float *a = att + (long)t * T;
+        float *d = scratch + (long)t * T;
+        float dsum = 0;
+        for (int s2 = 0; s2 <= t; s2++) dsum += d[s2] * a[s2];
+        for (int s2 = 0; s2 <= t; s2++) d[s2] = a[s2] * (d[s2] - dsum) * scale;
+        for (int s2 = t + 1; s2 < T; s2++) d[s2] = 0;
+    }
+    /* dq += dS k; dk += dS^T q */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, scratch, T, k, (int)ldkv, 1.0f, dq,
+                (int)ldq);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, scratch, T, q, (int)ldq, 1.0f, dk,
+                (int)ldkv);
 }

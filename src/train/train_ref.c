@@ -349,6 +349,7 @@ void fc_train_model_free(fc_train_model *tm)
 
 const fc_model_config *fc_train_model_config(const fc_train_model *tm) { return &tm->cfg; }
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = pool; }
+fc_pool *fc_train_model_pool(const fc_train_model *tm) { return tm->pool; }
 void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
 void fc_train_model_set_checkpointing(fc_train_model *tm, bool on) { tm->ckpt = on; }
 size_t fc_train_model_activation_bytes(const fc_train_model *tm) { return tm->acts_cap * sizeof(float); }
@@ -649,6 +650,12 @@ static void att_fwd_fn(void *p, int ith, int nth)
     fc_split_range((long)c->B * NH, ith, nth, 1, &lo, &hi);
     for (long task = lo; task < hi; task++) {
         const int b = (int)(task / NH), h = (int)(task % NH), kh = h / G;
+        if (!c->tm->ref) { /* fast: GEMMs over the head's T x T square (train_fast.c) */
+            fc_train_attn_forward(c->a->att + ((long)b * NH + h) * T * T, c->a->ao + (long)b * T * Q + h * HS,
+                                  c->a->q + (long)b * T * Q + h * HS, c->a->k + (long)b * T * KVD + kh * HS,
+                                  c->a->v + (long)b * T * KVD + kh * HS, T, HS, Q, KVD, scale);
+            continue;
+        }
         for (int t = 0; t < T; t++) {
             const float *q = c->a->q + ((long)b * T + t) * Q + h * HS;
             float *att = c->a->att + (((long)b * NH + h) * T + t) * T;
@@ -682,12 +689,19 @@ static void att_bwd_fn(void *p, int ith, int nth)
     const int NH = cfg->n_head, NKV = cfg->n_head_kv, HS = cfg->head_dim, G = NH / NKV, T = c->T;
     const long Q = (long)NH * HS, KVD = (long)NKV * HS;
     const float scale = 1.0f / sqrtf((float)HS);
-    float *scratch = fc_xmalloc((size_t)T * sizeof(float)); /* dP of one row */
+    /* dP of one row (reference) or of the head's T x T square (fast) */
+    float *scratch = fc_xmalloc((size_t)T * (tm->ref ? 1 : (size_t)T) * sizeof(float));
     long lo, hi;
     fc_split_range((long)c->B * NKV, ith, nth, 1, &lo, &hi);
     for (long task = lo; task < hi; task++) {
         const int b = (int)(task / NKV), kh = (int)(task % NKV);
-        for (int h = kh * G; h < (kh + 1) * G; h++)
+        for (int h = kh * G; h < (kh + 1) * G && !tm->ref; h++) {
+            const long qo = (long)b * T * Q + h * HS, kvo = (long)b * T * KVD + kh * HS;
+            fc_train_attn_backward(tm->dq + qo, tm->dk + kvo, tm->dv + kvo, scratch,
+                                   c->a->att + ((long)b * NH + h) * T * T, c->dao + qo, c->a->q + qo,
+                                   c->a->k + kvo, c->a->v + kvo, T, HS, Q, KVD, scale);
+        }
+        for (int h = kh * G; h < (kh + 1) * G && tm->ref; h++)
             for (int t = 0; t < T; t++) {
                 const float *att = c->a->att + (((long)b * NH + h) * T + t) * T;
                 const float *dout = c->dao + ((long)b * T + t) * Q + h * HS;
@@ -1024,7 +1038,7 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     lora_forward(tm, l, 4, a->n2, a->g, N);
     lora_forward(tm, l, 5, a->n2, a->u, N);
     if (tm->ref) silu_mul(a->h, a->g, a->u, N * FF);
-    else fc_train_silu_mul(a->h, a->g, a->u, N * FF);
+    else fc_train_silu_mul(tm->pool, a->h, a->g, a->u, N * FF);
     matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
     lora_forward(tm, l, 6, a->h, xo, N);
     add(xo, xo, a->x2, N * C);
@@ -1107,7 +1121,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         memset(tm->dh, 0, (size_t)(N * FF) * sizeof(float));
         matmul_backward(tm, tm->dh, fr ? NULL : gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
         lora_backward(tm, l, 6, a->h, tm->dx, tm->dh, N);
-        if (!tm->ref) fc_train_silu_mul_backward(tm->dg, tm->du, tm->dh, a->g, a->u, N * FF);
+        if (!tm->ref) fc_train_silu_mul_backward(tm->pool, tm->dg, tm->du, tm->dh, a->g, a->u, N * FF);
         for (long i = 0; i < N * FF && tm->ref; i++) {
             const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
             tm->du[i] = tm->dh[i] * g * sg;
