@@ -25,13 +25,13 @@ void openblas_set_num_threads(int n);
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
 
-/* C (M, Nn) = op(A) op(B) + beta C, row-major; op transposes when t*. */
+/* C (M, Nn) = alpha op(A) op(B) + beta C, row-major; op transposes when t*. */
 typedef struct gemm_ctx {
     bool ta, tb;
     long M, Nn, K;
     const float *A, *B;
     long lda, ldb, ldc;
-    float beta;
+    float alpha, beta;
     float *C;
 } gemm_ctx;
 
@@ -46,14 +46,14 @@ static void gemm_fn(void *p, int ith, int nth)
         fc_split_range(g->M, ith, nth, 8, &lo, &hi);
         if (lo >= hi) return;
         const float *A = g->ta ? g->A + lo : g->A + lo * g->lda;
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)(hi - lo), (int)g->Nn, (int)g->K, 1.0f, A, (int)g->lda,
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)(hi - lo), (int)g->Nn, (int)g->K, g->alpha, A, (int)g->lda,
                     g->B, (int)g->ldb, g->beta, g->C + lo * g->ldc, (int)g->ldc);
     } else {
         /* columns of C: columns of op(B) */
         fc_split_range(g->Nn, ith, nth, 16, &lo, &hi);
         if (lo >= hi) return;
         const float *B = g->tb ? g->B + lo * g->ldb : g->B + lo;
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)g->M, (int)(hi - lo), (int)g->K, 1.0f, g->A, (int)g->lda,
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)g->M, (int)(hi - lo), (int)g->K, g->alpha, g->A, (int)g->lda,
                     B, (int)g->ldb, g->beta, g->C + lo, (int)g->ldc);
     }
 }
@@ -66,11 +66,19 @@ static void gemm(fc_pool *pool, gemm_ctx *g)
     else gemm_fn(g, 0, 1);
 }
 
+void fc_train_gemm(fc_pool *pool, bool ta, bool tb, long M, long Nn, long K, float alpha, const float *A, long lda,
+                   const float *B, long ldb, float beta, float *C, long ldc)
+{
+    gemm_ctx g = {.ta = ta, .tb = tb, .M = M, .Nn = Nn, .K = K, .A = A, .lda = lda, .B = B, .ldb = ldb,
+                  .alpha = alpha, .beta = beta, .C = C, .ldc = ldc};
+    gemm(pool, &g);
+}
+
 void fc_train_gemm_forward(fc_pool *pool, float *out, const float *inp, const float *w,
                            const float *bias, long N, long IC, long OC)
 {
     gemm_ctx g = {.ta = false, .tb = true, .M = N, .Nn = OC, .K = IC, .A = inp, .lda = IC,
-                  .B = w, .ldb = IC, .beta = 0.0f, .C = out, .ldc = OC};
+                  .B = w, .ldb = IC, .alpha = 1.0f, .beta = 0.0f, .C = out, .ldc = OC};
     gemm(pool, &g);
     if (bias)
         for (long n = 0; n < N; n++)
@@ -82,12 +90,12 @@ void fc_train_gemm_backward(fc_pool *pool, float *dinp, float *dw, float *db, co
 {
     if (dinp) {
         gemm_ctx g = {.ta = false, .tb = false, .M = N, .Nn = IC, .K = OC, .A = dout, .lda = OC,
-                      .B = w, .ldb = IC, .beta = 1.0f, .C = dinp, .ldc = IC};
+                      .B = w, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dinp, .ldc = IC};
         gemm(pool, &g);
     }
     if (dw) {
         gemm_ctx g = {.ta = true, .tb = false, .M = OC, .Nn = IC, .K = N, .A = dout, .lda = OC,
-                      .B = inp, .ldb = IC, .beta = 1.0f, .C = dw, .ldc = IC};
+                      .B = inp, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dw, .ldc = IC};
         gemm(pool, &g);
     }
     if (db)
@@ -250,14 +258,28 @@ static void causal_softmax(float *s, int T, float scale)
     }
 }
 
+/* Row blocks of the causal square: block [r0, r1) of rows reads keys [0, r1)
+ * only, so the GEMMs skip the masked part above the diagonal (a quarter of
+ * the work at T = 2 * ATT_BLOCK, more for longer T). */
+#define ATT_BLOCK 64
+
 void fc_train_attn_forward(float *att, float *o, const float *q, const float *k, const float *v, int T, int HS,
                            long ldq, long ldkv, float scale)
 {
     pthread_once(&blas_once, blas_init);
-    /* att = q k^T (T, T), then the causal softmax, then o = att v */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, q, (int)ldq, k, (int)ldkv, 0.0f, att, T);
+    /* att = q k^T (T, T), then the causal softmax (which zeroes the rest of
+     * each row), then o = att v */
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        const int r1 = FC_MIN(T, r0 + ATT_BLOCK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, HS, 1.0f, q + r0 * ldq, (int)ldq, k,
+                    (int)ldkv, 0.0f, att + (long)r0 * T, T);
+    }
     causal_softmax(att, T, scale);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, att, T, v, (int)ldkv, 0.0f, o, (int)ldq);
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        const int r1 = FC_MIN(T, r0 + ATT_BLOCK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, HS, r1, 1.0f, att + (long)r0 * T, T, v,
+                    (int)ldkv, 0.0f, o + r0 * ldq, (int)ldq);
+    }
 }
 
 void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, const float *att, const float *dout,
@@ -265,12 +287,13 @@ void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, con
                             float scale)
 {
     pthread_once(&blas_once, blas_init);
-    /* dP = dout v^T; dv += att^T dout */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dout, (int)ldq, v, (int)ldkv, 0.0f,
-                scratch, T);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, att, T, dout, (int)ldq, 1.0f, dv,
-                (int)ldkv);
-    /* dS = att * (dP - sum_s dP att) * scale, in place of dP */
+    /* dP = dout v^T (row blocks, the causal part) */
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        const int r1 = FC_MIN(T, r0 + ATT_BLOCK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, HS, 1.0f, dout + r0 * ldq, (int)ldq, v,
+                    (int)ldkv, 0.0f, scratch + (long)r0 * T, T);
+    }
+    /* dS = att * (dP - sum_s dP att) * scale, in place of dP; zero above the diagonal */
     for (int t = 0; t < T; t++) {
         const float *a = att + (long)t * T;
         float *d = scratch + (long)t * T;
@@ -279,9 +302,15 @@ void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, con
         for (int s2 = 0; s2 <= t; s2++) d[s2] = a[s2] * (d[s2] - dsum) * scale;
         for (int s2 = t + 1; s2 < T; s2++) d[s2] = 0;
     }
-    /* dq += dS k; dk += dS^T q */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, scratch, T, k, (int)ldkv, 1.0f, dq,
-                (int)ldq);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, scratch, T, q, (int)ldq, 1.0f, dk,
-                (int)ldkv);
+    for (int c0 = 0; c0 < T; c0 += ATT_BLOCK) {
+        const int c1 = FC_MIN(T, c0 + ATT_BLOCK);
+        /* dq rows [c0, c1) += dS[c0:c1, 0:c1] k[0:c1] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c1 - c0, HS, c1, 1.0f, scratch + (long)c0 * T, T, k,
+                    (int)ldkv, 1.0f, dq + c0 * ldq, (int)ldq);
+        /* dv rows [c0, c1) += att[c0:T, c0:c1]^T dout[c0:T]; dk likewise from dS and q */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, HS, T - c0, 1.0f, att + (long)c0 * T + c0, T,
+                    dout + c0 * ldq, (int)ldq, 1.0f, dv + c0 * ldkv, (int)ldkv);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, HS, T - c0, 1.0f, scratch + (long)c0 * T + c0,
+                    T, q + c0 * ldq, (int)ldq, 1.0f, dk + c0 * ldkv, (int)ldkv);
+    }
 }

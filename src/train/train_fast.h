@@ -10,7 +10,14 @@
 #ifndef FC_TRAIN_FAST_H
 #define FC_TRAIN_FAST_H
 
+#include <stdbool.h>
+
 #include "base/pool.h"
+
+/* C (M, Nn) = alpha op(A) op(B) + beta C, row-major, op(X) = X^T when ta /
+ * tb; lda, ldb, ldc are the row lengths of A, B, C as stored. */
+void fc_train_gemm(fc_pool *pool, bool ta, bool tb, long M, long Nn, long K, float alpha, const float *A, long lda,
+                   const float *B, long ldb, float beta, float *C, long ldc);
 
 /* out = inp @ w^T (+ bias when not NULL); out is overwritten. */
 void fc_train_gemm_forward(fc_pool *pool, float *out, const float *inp, const float *w,
@@ -34,7 +41,7 @@ void fc_train_silu_mul_backward(fc_pool *pool, float *dg, float *du, const float
                                 const float *u, long n);
 
 /* Causal softmax attention of one (batch, head) pair on the calling thread,
- * as OpenBLAS GEMMs over the full T x T square (the masked half is zero):
+ * as OpenBLAS GEMMs over blocks of rows that skip most of the masked part:
  * q (T, HS) rows ldq apart, k, v rows ldkv apart (grouped-query heads share
  * them). Forward: att (T, T) = softmax(q k^T * scale) with zeros above the
  * diagonal, o (T, HS, rows ldq apart) = att v. Backward from dout (as o):

@@ -944,8 +944,13 @@ static void lora_forward(fc_train_model *tm, int l, int t, const float *x, float
         xd = lo->sx;
     }
     matmul_forward(tm, sl->h, xd, sl->A, NULL, N, sl->in, lo->c.r);
-    matmul_forward(tm, lo->so, sl->h, sl->B, NULL, N, lo->c.r, sl->out);
     const float sc = (float)lo->scaling;
+    if (!tm->ref) { /* fast: out += sc h B^T in one GEMM */
+        fc_train_gemm(tm->pool, false, true, N, sl->out, lo->c.r, sc, sl->h, lo->c.r, sl->B, lo->c.r, 1.0f, out,
+                      sl->out);
+        return;
+    }
+    matmul_forward(tm, lo->so, sl->h, sl->B, NULL, N, lo->c.r, sl->out);
     for (long i = 0; i < N * sl->out; i++) out[i] += sc * lo->so[i];
 }
 
@@ -960,9 +965,14 @@ static void lora_backward(fc_train_model *tm, int l, int t, const float *x, cons
     if (!sl->A) return;
     const int r = lo->c.r;
     const float sc = (float)lo->scaling;
-    for (long i = 0; i < N * sl->out; i++) lo->so[i] = sc * dout[i];
-    memset(lo->sdh, 0, (size_t)(N * r) * sizeof(float));
-    matmul_backward(tm, lo->sdh, sl->dB, NULL, lo->so, sl->h, sl->B, N, r, sl->out);
+    if (!tm->ref) { /* fast: the scaling as the GEMMs' alpha: dh = sc dout B, dB += sc dout^T h */
+        fc_train_gemm(tm->pool, false, false, N, r, sl->out, sc, dout, sl->out, sl->B, r, 0.0f, lo->sdh, r);
+        fc_train_gemm(tm->pool, true, false, sl->out, r, N, sc, dout, sl->out, sl->h, r, 1.0f, sl->dB, r);
+    } else {
+        for (long i = 0; i < N * sl->out; i++) lo->so[i] = sc * dout[i];
+        memset(lo->sdh, 0, (size_t)(N * r) * sizeof(float));
+        matmul_backward(tm, lo->sdh, sl->dB, NULL, lo->so, sl->h, sl->B, N, r, sl->out);
+    }
     const bool drop = lo->train && lo->c.dropout > 0;
     const float *xd = x;
     if (drop) {
