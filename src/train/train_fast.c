@@ -5,7 +5,9 @@
  * so a product costs one pool dispatch and the cores run one thread each.
  * The sums are ordered by OpenBLAS's kernel, so results differ from the
  * scalar reference loops of train_ref.c in the last bits (tested within
- * 1e-5 relative in tests/unit/test_train_fast.c).
+ * 1e-5 relative in tests/unit/test_train_fast.c). Also here: the
+ * element-wise passes in AVX2 lanes (SiLU split over the pool) and causal
+ * attention of one (batch, head) as GEMMs over row blocks.
  */
 #include "train_fast.h"
 

@@ -14,8 +14,8 @@
  * h / (NH / NKV)), q/k/v biases for qwen2. Attention masks beyond causal are
  * not needed: padding is on the right and its labels are ignored.
  *
- * The matrix products and attention run on the model's thread pool; the
- * rest is single-threaded and plain. Two paths share this file: the
+ * The matrix products, attention and (fast path) SiLU run on the model's
+ * thread pool; the rest is single-threaded and plain. Two paths share this file: the
  * reference (fc_train_model_set_reference: scalar loops, double exp in the
  * cross-entropy, expf in SiLU) and the default fast path: OpenBLAS GEMMs
  * split over the pool and vectorized exp kernels (train_fast.c), and the
@@ -647,36 +647,76 @@ static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *d
     par(tm, mm_bwd_fn, &c);
 }
 
-/* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ---- */
+/* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ----
+ * On the pool: threads take rows (the forward, dx) or columns (dw, summed
+ * over the rows in order), so the results do not depend on the threads. */
 
-static void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, long N, long C,
-                            float eps)
+typedef struct rms_ctx {
+    float *y, *rstd, *dx, *dw;
+    const float *x, *w, *dy, *rs;
+    long N, C;
+    float eps;
+} rms_ctx;
+
+static void rms_fwd_fn(void *p, int ith, int nth)
 {
-    for (long n = 0; n < N; n++) {
-        const float *xr = x + n * C;
+    const rms_ctx *c = p;
+    const long C = c->C;
+    long lo, hi;
+    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+    for (long n = lo; n < hi; n++) {
+        const float *xr = c->x + n * C;
         double ss = 0;
         for (long i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
-        float r = 1.0f / sqrtf((float)(ss / C) + eps);
-        rstd[n] = r;
-        for (long i = 0; i < C; i++) y[n * C + i] = xr[i] * r * w[i];
+        float r = 1.0f / sqrtf((float)(ss / C) + c->eps);
+        c->rstd[n] = r;
+        for (long i = 0; i < C; i++) c->y[n * C + i] = xr[i] * r * c->w[i];
     }
 }
 
-/* dx += r * g - r^3 * x * sum(g * x) / C with g = dy * w; dw += dy * x * r. */
-static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                             const float *rstd, long N, long C)
+static void rmsnorm_forward(fc_train_model *tm, float *y, float *rstd, const float *x, const float *w, long N,
+                            long C, float eps)
 {
-    for (long n = 0; n < N; n++) {
-        const float *xr = x + n * C, *dyr = dy + n * C;
-        const float r = rstd[n];
+    rms_ctx c = {.y = y, .rstd = rstd, .x = x, .w = w, .N = N, .C = C, .eps = eps};
+    par(tm, rms_fwd_fn, &c);
+}
+
+/* dx += r * g - r^3 * x * sum(g * x) / C with g = dy * w; dw += dy * x * r. */
+static void rms_bwd_dx_fn(void *p, int ith, int nth)
+{
+    const rms_ctx *c = p;
+    const long C = c->C;
+    long lo, hi;
+    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+    for (long n = lo; n < hi; n++) {
+        const float *xr = c->x + n * C, *dyr = c->dy + n * C;
+        const float r = c->rs[n];
         double gx = 0;
-        for (long i = 0; i < C; i++) gx += (double)dyr[i] * w[i] * xr[i];
+        for (long i = 0; i < C; i++) gx += (double)dyr[i] * c->w[i] * xr[i];
         const float k = (float)(gx / C) * r * r * r;
-        for (long i = 0; i < C; i++) {
-            dx[n * C + i] += r * dyr[i] * w[i] - k * xr[i];
-            if (dw) dw[i] += dyr[i] * xr[i] * r;
-        }
+        for (long i = 0; i < C; i++) c->dx[n * C + i] += r * dyr[i] * c->w[i] - k * xr[i];
     }
+}
+
+static void rms_bwd_dw_fn(void *p, int ith, int nth)
+{
+    const rms_ctx *c = p;
+    const long C = c->C;
+    long lo, hi;
+    fc_split_range(C, ith, nth, 16, &lo, &hi);
+    for (long n = 0; n < c->N; n++) {
+        const float *xr = c->x + n * C, *dyr = c->dy + n * C;
+        const float r = c->rs[n];
+        for (long i = lo; i < hi; i++) c->dw[i] += dyr[i] * xr[i] * r;
+    }
+}
+
+static void rmsnorm_backward(fc_train_model *tm, float *dx, float *dw, const float *dy, const float *x,
+                             const float *w, const float *rstd, long N, long C)
+{
+    rms_ctx c = {.dx = dx, .dw = dw, .dy = dy, .x = x, .w = w, .rs = rstd, .N = N, .C = C};
+    par(tm, rms_bwd_dx_fn, &c);
+    if (dw) par(tm, rms_bwd_dw_fn, &c);
 }
 
 /* ---- RoPE, rotate-half, on (N, nh, HS) rows at position n % T ---- */
@@ -1097,7 +1137,7 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     layer_a *a = &tm->la[l];
     const layer_w *w = &tm->w.layer[l];
     lap(tm, -1);
-    rmsnorm_forward(a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
+    rmsnorm_forward(tm, a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
     lap(tm, PH_NORM);
     matmul_forward(tm, a->q, a->n1, w->wq, w->bq, N, C, Q);
     matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
@@ -1118,7 +1158,7 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     lora_forward(tm, l, 3, a->ao, a->x2, N);
     lap(tm, PH_LORA_F);
     add(a->x2, a->x2, a->x, N * C);
-    rmsnorm_forward(a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
+    rmsnorm_forward(tm, a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
     lap(tm, PH_NORM);
     matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
     matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
@@ -1168,7 +1208,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         memcpy(tm->la[0].x + n * C, tm->w.tok_embd + (long)ids[n] * C, (size_t)C * sizeof(float));
     lap(tm, PH_EMBED);
     for (int l = 0; l < L; l++) layer_forward(tm, l, B, T, l + 1 < L ? tm->la[l + 1].x : tm->xf);
-    rmsnorm_forward(tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
+    rmsnorm_forward(tm, tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
     lap(tm, PH_NORM);
     /* the fast path computes the logits of the rows with a label only (the
      * others add nothing to the loss or the gradient): their normed rows are
@@ -1214,7 +1254,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
     }
     lap(tm, PH_HEAD_B);
     memset(tm->dx, 0, (size_t)(N * C) * sizeof(float));
-    rmsnorm_backward(tm->dx, fr ? NULL : tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
+    rmsnorm_backward(tm, tm->dx, fr ? NULL : tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
     lap(tm, PH_NORM);
     for (int l = L - 1; l >= 0; l--) {
         layer_a *a = &tm->la[l];
@@ -1243,7 +1283,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         lora_backward(tm, l, 4, a->n2, tm->dg, tm->dn, N);
         lora_backward(tm, l, 5, a->n2, tm->du, tm->dn, N);
         lap(tm, PH_LORA_B);
-        rmsnorm_backward(tm->dx, fr ? NULL : gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
+        rmsnorm_backward(tm, tm->dx, fr ? NULL : gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
         lap(tm, PH_NORM);
         /* attention: dx is now the gradient of x2 = x + o_proj(ao) */
         memset(tm->dao, 0, (size_t)(N * Q) * sizeof(float));
@@ -1270,7 +1310,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         lora_backward(tm, l, 1, a->n1, tm->dk, tm->dn, N);
         lora_backward(tm, l, 2, a->n1, tm->dv, tm->dn, N);
         lap(tm, PH_LORA_B);
-        rmsnorm_backward(tm->dx, fr ? NULL : gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
+        rmsnorm_backward(tm, tm->dx, fr ? NULL : gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
         lap(tm, PH_NORM);
     }
     if (tm->lora) tm->lora->calls++;
