@@ -18,6 +18,8 @@
 # this data almost every position is labelled, so that saves little here.
 # Knobs: TRAIN_B=2 TRAIN_T=128 TRAIN_STEPS=4 TRAIN_THREADS=2
 #        TRAIN_MODES="full lora" TRAIN_CKPT=0 (1: also with checkpointing)
+#        TRAIN_PHASES=0 (1: also print our per-phase times of a step, from
+#        fastchat train --verbose: wall and calling-thread CPU ms per pass)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-build/fastchat}
@@ -27,6 +29,7 @@ STEPS=${TRAIN_STEPS:-4}
 TH=${TRAIN_THREADS:-2}
 MODES=${TRAIN_MODES:-full lora}
 CKPT=${TRAIN_CKPT:-0}
+PHASES=${TRAIN_PHASES:-0}
 PY=${BENCH_TORCH_PYTHON:-.venv/bin/python}
 OUT=${OUT:-build/bench/train}
 M=$(scripts/fetch_model.sh)
@@ -51,6 +54,7 @@ for mode in $MODES; do
             targs=(--lora-r 16)
         fi
         if [ "$ck" = 1 ]; then extra+=(--gradient-checkpointing True); targs+=(--gradient-checkpointing); fi
+        if [ "$PHASES" = 1 ]; then extra+=(--verbose); fi
         rm -rf "$OUT/$tag"
         /usr/bin/time -v "$BIN" train --model-path "$M" --data-path "$OUT/data.json" --output-dir "$OUT/$tag" \
             --model-max-length "$T" --per-device-train-batch-size "$B" --max-steps "$STEPS" --threads "$TH" \
@@ -59,6 +63,7 @@ for mode in $MODES; do
         ours=$(ours_tps "$OUT/$tag.log")
         ours_rss=$(rss_mib "$OUT/$tag.time")
         echo "fastchat $tag: tokens/s $ours  peak_rss_mib $ours_rss"
+        if [ "$PHASES" = 1 ]; then grep -A 19 'train phases' "$OUT/$tag.time" | sed 's/^\[info\] */    /' || true; fi
         if [ "$have_torch" = 1 ]; then
             if /usr/bin/time -v "$PY" tools/bench/train_torch.py "$M" --batch "$B" --seq "$T" --steps "$STEPS" \
                    --threads "$TH" "${targs[@]}" >"$OUT/$tag.torch.log" 2>"$OUT/$tag.torch.time"; then

@@ -143,6 +143,8 @@ int fc_cmd_train(int argc, char **argv)
                                    "less memory, same gradients (False)"},
         {"--threads", FC_FLAG_INT, &a.n_threads,
          .min = 0, .max = 4096, .metavar = "N", .help = "CPU threads (all)"},
+        {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose,
+         .help = "log more, with the time of each phase of a training step at the end"},
         /* FastChat / TrainingArguments flags with no effect here */
         {"--bf16|--fp16|--tf32|--lazy-preprocess|--fsdp|"
          "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|"

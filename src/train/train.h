@@ -57,6 +57,8 @@ void fc_train_model_free(fc_train_model *tm); /* NULL is a no-op */
 const fc_model_config *fc_train_model_config(const fc_train_model *tm);
 /* The pool is borrowed; NULL runs everything on the calling thread. */
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool);
+/* The pool set above (NULL when none), borrowed: the optimizer runs on it. */
+fc_pool *fc_train_model_pool(const fc_train_model *tm);
 /* true: the matrix products run the plain scalar loops of train_ref.c (the
  * oracle); false (default): the engine's f32 kernels (tensor/ops.h) with
  * blocked backward loops. Both are tested against torch. */

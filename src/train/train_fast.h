@@ -10,7 +10,14 @@
 #ifndef FC_TRAIN_FAST_H
 #define FC_TRAIN_FAST_H
 
+#include <stdbool.h>
+
 #include "base/pool.h"
+
+/* C (M, Nn) = alpha op(A) op(B) + beta C, row-major, op(X) = X^T when ta /
+ * tb; lda, ldb, ldc are the row lengths of A, B, C as stored. */
+void fc_train_gemm(fc_pool *pool, bool ta, bool tb, long M, long Nn, long K, float alpha, const float *A, long lda,
+                   const float *B, long ldb, float beta, float *C, long ldc);
 
 /* out = inp @ w^T (+ bias when not NULL); out is overwritten. */
 void fc_train_gemm_forward(fc_pool *pool, float *out, const float *inp, const float *w,
@@ -27,8 +34,23 @@ void fc_train_gemm_backward(fc_pool *pool, float *dinp, float *dw, float *db, co
  * double) and sets *lse = log(sum exp(z)) of the input row. */
 double fc_train_softmax_row(float *z, long n, double *lse);
 void fc_train_scale(float *z, float k, long n);
-/* h = silu(g) * u, and its backward: dg, du (overwritten) from dh. */
-void fc_train_silu_mul(float *h, const float *g, const float *u, long n);
-void fc_train_silu_mul_backward(float *dg, float *du, const float *dh, const float *g, const float *u, long n);
+/* h = silu(g) * u, and its backward: dg, du (overwritten) from dh; split
+ * over pool (may be NULL). */
+void fc_train_silu_mul(fc_pool *pool, float *h, const float *g, const float *u, long n);
+void fc_train_silu_mul_backward(fc_pool *pool, float *dg, float *du, const float *dh, const float *g,
+                                const float *u, long n);
+
+/* Causal softmax attention of one (batch, head) pair on the calling thread,
+ * as OpenBLAS GEMMs over blocks of rows that skip most of the masked part:
+ * q (T, HS) rows ldq apart, k, v rows ldkv apart (grouped-query heads share
+ * them). Forward: att (T, T) = softmax(q k^T * scale) with zeros above the
+ * diagonal, o (T, HS, rows ldq apart) = att v. Backward from dout (as o):
+ * dq += dS k, dk += dS^T q, dv += att^T dout with dS the softmax's backward;
+ * scratch holds T * T floats. */
+void fc_train_attn_forward(float *att, float *o, const float *q, const float *k, const float *v, int T, int HS,
+                           long ldq, long ldkv, float scale);
+void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, const float *att, const float *dout,
+                            const float *q, const float *k, const float *v, int T, int HS, long ldq, long ldkv,
+                            float scale);
 
 #endif

@@ -14,8 +14,8 @@
  * h / (NH / NKV)), q/k/v biases for qwen2. Attention masks beyond causal are
  * not needed: padding is on the right and its labels are ignored.
  *
- * The matrix products and attention run on the model's thread pool; the
- * rest is single-threaded and plain. Two paths share this file: the
+ * The matrix products, attention and (fast path) SiLU run on the model's
+ * thread pool; the rest is single-threaded and plain. Two paths share this file: the
  * reference (fc_train_model_set_reference: scalar loops, double exp in the
  * cross-entropy, expf in SiLU) and the default fast path: OpenBLAS GEMMs
  * split over the pool and vectorized exp kernels (train_fast.c), and the
@@ -30,6 +30,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "tensor/dtype.h"
 #include "tensor/ops.h"
@@ -90,6 +91,7 @@ struct fc_train_model {
     float *dx, *dn, *dq, *dk, *dv, *dao, *dg, *du, *dh; /* backward scratch */
     float *rope_cos, *rope_sin; /* (T, HS/2) */
     int32_t *rows;             /* (N) positions with a label (the fast path's packed logits) */
+    struct prof *prof;         /* per-phase timers, when logging at INFO level (--verbose) */
     /* LoRA (fc_train_model_add_lora): when set, param/n_param/n_floats/
      * params/grads above are the adapters' and the base's are kept here */
     struct lora *lora;
@@ -126,6 +128,61 @@ struct lora {
     size_t base_n_floats;
     float *base_params, *base_grads;
 };
+
+/* ---- per-phase timers ----
+ * Lap timers on the calling thread: lap(tm, P) charges the time since the
+ * previous lap to phase P (wall seconds and this thread's CPU seconds; with
+ * --threads 1 all work is on this thread). On when the log level is INFO or
+ * lower at the first pass (fastchat train --verbose); the table is logged
+ * when the model is freed, over the steps after the first (which also pays
+ * for first-touch page faults); per gradient pass (one micro-batch). */
+enum { PH_EMBED, PH_NORM, PH_PROJ_F, PH_LORA_F, PH_ROPE, PH_ATTN_F, PH_SILU_F, PH_HEAD_F, PH_CE,
+       PH_HEAD_B, PH_PROJ_B, PH_LORA_B, PH_SILU_B, PH_ATTN_B, PH_EMBED_B, PH_ZERO, PH_CLIP, PH_OPT, PH_N };
+static const char *const ph_names[PH_N] = {
+    "embedding", "rmsnorm fwd+bwd", "projections fwd", "lora fwd", "rope fwd+bwd", "attention fwd",
+    "silu*up fwd", "lm_head fwd", "cross-entropy", "lm_head bwd", "projections bwd (dX, dW)", "lora bwd",
+    "silu*up bwd", "attention bwd", "embedding bwd", "zero_grad", "clip_grad_norm",
+    "AdamW + trainer (between clip and the next zero_grad)"};
+
+struct prof {
+    double wall[PH_N], cpu[PH_N];
+    double last_wall, last_cpu;
+    long passes;               /* gradient passes after the first */
+    bool counting;             /* the first step's times have been dropped */
+};
+
+static double thread_cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void lap(fc_train_model *tm, int ph)
+{
+    struct prof *p = tm->prof;
+    if (!p) return;
+    const double w = fc_time_sec(), c = thread_cpu();
+    if (ph >= 0) {
+        p->wall[ph] += w - p->last_wall;
+        p->cpu[ph] += c - p->last_cpu;
+    }
+    p->last_wall = w;
+    p->last_cpu = c;
+}
+
+static void prof_log(const fc_train_model *tm)
+{
+    const struct prof *p = tm->prof;
+    if (!p || p->passes < 1) return;
+    double tw = 0, tc = 0;
+    for (int i = 0; i < PH_N; i++) tw += p->wall[i], tc += p->cpu[i];
+    FC_LOG_INFO("train phases, per pass, over %ld passes after the first (calling thread):", p->passes);
+    for (int i = 0; i < PH_N; i++)
+        FC_LOG_INFO("  %-54s wall %8.2f ms  cpu %8.2f ms  %5.1f%%", ph_names[i], 1e3 * p->wall[i] / p->passes,
+                    1e3 * p->cpu[i] / p->passes, tw > 0 ? 100 * p->wall[i] / tw : 0.0);
+    FC_LOG_INFO("  %-54s wall %8.2f ms  cpu %8.2f ms", "total", 1e3 * tw / p->passes, 1e3 * tc / p->passes);
+}
 
 /* ---- parameter table ---- */
 
@@ -405,6 +462,8 @@ static void lora_free(fc_train_model *tm)
 void fc_train_model_free(fc_train_model *tm)
 {
     if (!tm) return;
+    prof_log(tm);
+    free(tm->prof);
     lora_free(tm);
     fc_qbase_free(tm->qb);
     free_acts(tm);
@@ -418,6 +477,7 @@ void fc_train_model_free(fc_train_model *tm)
 
 const fc_model_config *fc_train_model_config(const fc_train_model *tm) { return &tm->cfg; }
 void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = pool; }
+fc_pool *fc_train_model_pool(const fc_train_model *tm) { return tm->pool; }
 void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
 void fc_train_model_set_checkpointing(fc_train_model *tm, bool on) { tm->ckpt = on; }
 size_t fc_train_model_activation_bytes(const fc_train_model *tm) { return tm->acts_cap * sizeof(float); }
@@ -436,7 +496,16 @@ size_t fc_train_model_n_floats(const fc_train_model *tm) { return tm->n_floats; 
 float *fc_train_model_params(fc_train_model *tm) { return tm->params; }
 float *fc_train_model_grads(fc_train_model *tm) { return tm->grads; }
 
-void fc_train_zero_grad(fc_train_model *tm) { memset(tm->grads, 0, tm->n_floats * sizeof(float)); }
+void fc_train_zero_grad(fc_train_model *tm)
+{
+    lap(tm, PH_OPT);
+    if (tm->prof && tm->prof->passes == 0 && !tm->prof->counting) { /* from the second step on */
+        memset(tm->prof, 0, offsetof(struct prof, last_wall));
+        tm->prof->counting = true;
+    }
+    memset(tm->grads, 0, tm->n_floats * sizeof(float));
+    lap(tm, PH_ZERO);
+}
 
 /* RoPE angles: inv_freq as transformers' default / linear / llama3 rope init. */
 static void rope_tables(fc_train_model *tm, int T)
@@ -649,36 +718,76 @@ static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *d
     par(tm, mm_bwd_fn, &c);
 }
 
-/* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ---- */
+/* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ----
+ * On the pool: threads take rows (the forward, dx) or columns (dw, summed
+ * over the rows in order), so the results do not depend on the threads. */
 
-static void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, long N, long C,
-                            float eps)
+typedef struct rms_ctx {
+    float *y, *rstd, *dx, *dw;
+    const float *x, *w, *dy, *rs;
+    long N, C;
+    float eps;
+} rms_ctx;
+
+static void rms_fwd_fn(void *p, int ith, int nth)
 {
-    for (long n = 0; n < N; n++) {
-        const float *xr = x + n * C;
+    const rms_ctx *c = p;
+    const long C = c->C;
+    long lo, hi;
+    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+    for (long n = lo; n < hi; n++) {
+        const float *xr = c->x + n * C;
         double ss = 0;
         for (long i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
-        float r = 1.0f / sqrtf((float)(ss / C) + eps);
-        rstd[n] = r;
-        for (long i = 0; i < C; i++) y[n * C + i] = xr[i] * r * w[i];
+        float r = 1.0f / sqrtf((float)(ss / C) + c->eps);
+        c->rstd[n] = r;
+        for (long i = 0; i < C; i++) c->y[n * C + i] = xr[i] * r * c->w[i];
     }
 }
 
-/* dx += r * g - r^3 * x * sum(g * x) / C with g = dy * w; dw += dy * x * r. */
-static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                             const float *rstd, long N, long C)
+static void rmsnorm_forward(fc_train_model *tm, float *y, float *rstd, const float *x, const float *w, long N,
+                            long C, float eps)
 {
-    for (long n = 0; n < N; n++) {
-        const float *xr = x + n * C, *dyr = dy + n * C;
-        const float r = rstd[n];
+    rms_ctx c = {.y = y, .rstd = rstd, .x = x, .w = w, .N = N, .C = C, .eps = eps};
+    par(tm, rms_fwd_fn, &c);
+}
+
+/* dx += r * g - r^3 * x * sum(g * x) / C with g = dy * w; dw += dy * x * r. */
+static void rms_bwd_dx_fn(void *p, int ith, int nth)
+{
+    const rms_ctx *c = p;
+    const long C = c->C;
+    long lo, hi;
+    fc_split_range(c->N, ith, nth, 1, &lo, &hi);
+    for (long n = lo; n < hi; n++) {
+        const float *xr = c->x + n * C, *dyr = c->dy + n * C;
+        const float r = c->rs[n];
         double gx = 0;
-        for (long i = 0; i < C; i++) gx += (double)dyr[i] * w[i] * xr[i];
+        for (long i = 0; i < C; i++) gx += (double)dyr[i] * c->w[i] * xr[i];
         const float k = (float)(gx / C) * r * r * r;
-        for (long i = 0; i < C; i++) {
-            dx[n * C + i] += r * dyr[i] * w[i] - k * xr[i];
-            if (dw) dw[i] += dyr[i] * xr[i] * r;
-        }
+        for (long i = 0; i < C; i++) c->dx[n * C + i] += r * dyr[i] * c->w[i] - k * xr[i];
     }
+}
+
+static void rms_bwd_dw_fn(void *p, int ith, int nth)
+{
+    const rms_ctx *c = p;
+    const long C = c->C;
+    long lo, hi;
+    fc_split_range(C, ith, nth, 16, &lo, &hi);
+    for (long n = 0; n < c->N; n++) {
+        const float *xr = c->x + n * C, *dyr = c->dy + n * C;
+        const float r = c->rs[n];
+        for (long i = lo; i < hi; i++) c->dw[i] += dyr[i] * xr[i] * r;
+    }
+}
+
+static void rmsnorm_backward(fc_train_model *tm, float *dx, float *dw, const float *dy, const float *x,
+                             const float *w, const float *rstd, long N, long C)
+{
+    rms_ctx c = {.dx = dx, .dw = dw, .dy = dy, .x = x, .w = w, .rs = rstd, .N = N, .C = C};
+    par(tm, rms_bwd_dx_fn, &c);
+    if (dw) par(tm, rms_bwd_dw_fn, &c);
 }
 
 /* ---- RoPE, rotate-half, on (N, nh, HS) rows at position n % T ---- */
@@ -720,6 +829,12 @@ static void att_fwd_fn(void *p, int ith, int nth)
     fc_split_range((long)c->B * NH, ith, nth, 1, &lo, &hi);
     for (long task = lo; task < hi; task++) {
         const int b = (int)(task / NH), h = (int)(task % NH), kh = h / G;
+        if (!c->tm->ref) { /* fast: GEMMs over the head's T x T square (train_fast.c) */
+            fc_train_attn_forward(c->a->att + ((long)b * NH + h) * T * T, c->a->ao + (long)b * T * Q + h * HS,
+                                  c->a->q + (long)b * T * Q + h * HS, c->a->k + (long)b * T * KVD + kh * HS,
+                                  c->a->v + (long)b * T * KVD + kh * HS, T, HS, Q, KVD, scale);
+            continue;
+        }
         for (int t = 0; t < T; t++) {
             const float *q = c->a->q + ((long)b * T + t) * Q + h * HS;
             float *att = c->a->att + (((long)b * NH + h) * T + t) * T;
@@ -753,12 +868,19 @@ static void att_bwd_fn(void *p, int ith, int nth)
     const int NH = cfg->n_head, NKV = cfg->n_head_kv, HS = cfg->head_dim, G = NH / NKV, T = c->T;
     const long Q = (long)NH * HS, KVD = (long)NKV * HS;
     const float scale = 1.0f / sqrtf((float)HS);
-    float *scratch = fc_xmalloc((size_t)T * sizeof(float)); /* dP of one row */
+    /* dP of one row (reference) or of the head's T x T square (fast) */
+    float *scratch = fc_xmalloc((size_t)T * (tm->ref ? 1 : (size_t)T) * sizeof(float));
     long lo, hi;
     fc_split_range((long)c->B * NKV, ith, nth, 1, &lo, &hi);
     for (long task = lo; task < hi; task++) {
         const int b = (int)(task / NKV), kh = (int)(task % NKV);
-        for (int h = kh * G; h < (kh + 1) * G; h++)
+        for (int h = kh * G; h < (kh + 1) * G && !tm->ref; h++) {
+            const long qo = (long)b * T * Q + h * HS, kvo = (long)b * T * KVD + kh * HS;
+            fc_train_attn_backward(tm->dq + qo, tm->dk + kvo, tm->dv + kvo, scratch,
+                                   c->a->att + ((long)b * NH + h) * T * T, c->dao + qo, c->a->q + qo,
+                                   c->a->k + kvo, c->a->v + kvo, T, HS, Q, KVD, scale);
+        }
+        for (int h = kh * G; h < (kh + 1) * G && tm->ref; h++)
             for (int t = 0; t < T; t++) {
                 const float *att = c->a->att + (((long)b * NH + h) * T + t) * T;
                 const float *dout = c->dao + ((long)b * T + t) * Q + h * HS;
@@ -933,8 +1055,13 @@ static void lora_forward(fc_train_model *tm, int l, int t, const float *x, float
         xd = lo->sx;
     }
     matmul_forward(tm, sl->h, xd, sl->A, NULL, N, sl->in, lo->c.r);
-    matmul_forward(tm, lo->so, sl->h, sl->B, NULL, N, lo->c.r, sl->out);
     const float sc = (float)lo->scaling;
+    if (!tm->ref) { /* fast: out += sc h B^T in one GEMM */
+        fc_train_gemm(tm->pool, false, true, N, sl->out, lo->c.r, sc, sl->h, lo->c.r, sl->B, lo->c.r, 1.0f, out,
+                      sl->out);
+        return;
+    }
+    matmul_forward(tm, lo->so, sl->h, sl->B, NULL, N, lo->c.r, sl->out);
     for (long i = 0; i < N * sl->out; i++) out[i] += sc * lo->so[i];
 }
 
@@ -949,9 +1076,14 @@ static void lora_backward(fc_train_model *tm, int l, int t, const float *x, cons
     if (!sl->A) return;
     const int r = lo->c.r;
     const float sc = (float)lo->scaling;
-    for (long i = 0; i < N * sl->out; i++) lo->so[i] = sc * dout[i];
-    memset(lo->sdh, 0, (size_t)(N * r) * sizeof(float));
-    matmul_backward(tm, lo->sdh, sl->dB, NULL, lo->so, sl->h, sl->B, N, r, sl->out);
+    if (!tm->ref) { /* fast: the scaling as the GEMMs' alpha: dh = sc dout B, dB += sc dout^T h */
+        fc_train_gemm(tm->pool, false, false, N, r, sl->out, sc, dout, sl->out, sl->B, r, 0.0f, lo->sdh, r);
+        fc_train_gemm(tm->pool, true, false, sl->out, r, N, sc, dout, sl->out, sl->h, r, 1.0f, sl->dB, r);
+    } else {
+        for (long i = 0; i < N * sl->out; i++) lo->so[i] = sc * dout[i];
+        memset(lo->sdh, 0, (size_t)(N * r) * sizeof(float));
+        matmul_backward(tm, lo->sdh, sl->dB, NULL, lo->so, sl->h, sl->B, N, r, sl->out);
+    }
     const bool drop = lo->train && lo->c.dropout > 0;
     const float *xd = x;
     if (drop) {
@@ -1075,30 +1207,44 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     const long Q = (long)cfg->n_head * cfg->head_dim, KVD = (long)cfg->n_head_kv * cfg->head_dim;
     layer_a *a = &tm->la[l];
     const layer_w *w = &tm->w.layer[l];
-    rmsnorm_forward(a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
+    lap(tm, -1);
+    rmsnorm_forward(tm, a->n1, a->r1, a->x, w->attn_norm, N, C, cfg->rms_eps);
+    lap(tm, PH_NORM);
     matmul_forward(tm, a->q, a->n1, w->wq, w->bq, N, C, Q);
     matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
     matmul_forward(tm, a->v, a->n1, w->wv, w->bv, N, C, KVD);
+    lap(tm, PH_PROJ_F);
     lora_forward(tm, l, 0, a->n1, a->q, N);
     lora_forward(tm, l, 1, a->n1, a->k, N);
     lora_forward(tm, l, 2, a->n1, a->v, N);
+    lap(tm, PH_LORA_F);
     rope_apply(tm, a->q, N, T, cfg->n_head, false);
     rope_apply(tm, a->k, N, T, cfg->n_head_kv, false);
+    lap(tm, PH_ROPE);
     att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T};
     par(tm, att_fwd_fn, &ac);
+    lap(tm, PH_ATTN_F);
     matmul_forward(tm, a->x2, a->ao, w->wo, NULL, N, Q, C);
+    lap(tm, PH_PROJ_F);
     lora_forward(tm, l, 3, a->ao, a->x2, N);
+    lap(tm, PH_LORA_F);
     add(a->x2, a->x2, a->x, N * C);
-    rmsnorm_forward(a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
+    rmsnorm_forward(tm, a->n2, a->r2, a->x2, w->ffn_norm, N, C, cfg->rms_eps);
+    lap(tm, PH_NORM);
     matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
     matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
+    lap(tm, PH_PROJ_F);
     lora_forward(tm, l, 4, a->n2, a->g, N);
     lora_forward(tm, l, 5, a->n2, a->u, N);
+    lap(tm, PH_LORA_F);
     if (tm->ref) silu_mul(a->h, a->g, a->u, N * FF);
-    else fc_train_silu_mul(a->h, a->g, a->u, N * FF);
+    else fc_train_silu_mul(tm->pool, a->h, a->g, a->u, N * FF);
+    lap(tm, PH_SILU_F);
     matmul_forward(tm, xo, a->h, w->w_down, NULL, N, FF, C);
+    lap(tm, PH_PROJ_F);
     lora_forward(tm, l, 6, a->h, xo, N);
     add(xo, xo, a->x2, N * C);
+    lap(tm, PH_LORA_F);
 }
 
 static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels, int B, int T,
@@ -1120,12 +1266,21 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         tm->lora->train = grad;
     }
     if (denom <= 0) denom = (double)fc_train_count_labels(labels, B, T);
+    if (grad && !tm->prof && fc_log_get_level() <= FC_LOG_LEVEL_INFO) {
+        tm->prof = fc_xcalloc(1, sizeof *tm->prof);
+        tm->prof->passes = -1; /* the first pass is not counted */
+    }
+    struct prof *prof = tm->prof;
+    if (!grad) tm->prof = NULL; /* evaluation passes are not timed */
+    lap(tm, -1);
 
     /* forward */
     for (long n = 0; n < N; n++)
         memcpy(tm->la[0].x + n * C, tm->w.tok_embd + (long)ids[n] * C, (size_t)C * sizeof(float));
+    lap(tm, PH_EMBED);
     for (int l = 0; l < L; l++) layer_forward(tm, l, B, T, l + 1 < L ? tm->la[l + 1].x : tm->xf);
-    rmsnorm_forward(tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
+    rmsnorm_forward(tm, tm->nf, tm->rf, tm->xf, tm->w.output_norm, N, C, cfg->rms_eps);
+    lap(tm, PH_NORM);
     /* the fast path computes the logits of the rows with a label only (the
      * others add nothing to the loss or the gradient): their normed rows are
      * packed into dn, which is free until the backward needs it */
@@ -1141,6 +1296,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
     }
     const float *lm_in = tm->ref ? tm->nf : tm->dn;
     matmul_forward(tm, tm->logits, lm_in, tm->w.output, NULL, M, C, V);
+    lap(tm, PH_HEAD_F);
 
     double part[256] = {0};
     ce_ctx cc = {.logits = tm->logits, .rows = tm->ref ? NULL : tm->rows, .M = M, .labels = labels, .T = T, .N = N, .V = V,
@@ -1150,6 +1306,8 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
     double loss = 0;
     for (int i = 0; i < 256; i++) loss += part[i];
     loss = denom > 0 ? loss / denom : NAN; /* transformers gives nan with no labels */
+    lap(tm, PH_CE);
+    tm->prof = prof;
     if (!grad) return loss;
     const bool fr = tm->frozen;
 
@@ -1165,8 +1323,10 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         for (long m = 0; m < M; m++)
             memcpy(tm->dn + (long)tm->rows[m] * C, tm->dx + m * C, (size_t)C * sizeof(float));
     }
+    lap(tm, PH_HEAD_B);
     memset(tm->dx, 0, (size_t)(N * C) * sizeof(float));
-    rmsnorm_backward(tm->dx, fr ? NULL : tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
+    rmsnorm_backward(tm, tm->dx, fr ? NULL : tm->gw.output_norm, tm->dn, tm->xf, tm->w.output_norm, tm->rf, N, C);
+    lap(tm, PH_NORM);
     for (int l = L - 1; l >= 0; l--) {
         layer_a *a = &tm->la[l];
         const layer_w *w = &tm->w.layer[l];
@@ -1177,39 +1337,52 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         /* MLP: dx is the gradient of the layer output = of the residual x2 */
         memset(tm->dh, 0, (size_t)(N * FF) * sizeof(float));
         matmul_backward(tm, tm->dh, fr ? NULL : gw->w_down, NULL, tm->dx, a->h, w->w_down, N, FF, C);
+        lap(tm, PH_PROJ_B);
         lora_backward(tm, l, 6, a->h, tm->dx, tm->dh, N);
-        if (!tm->ref) fc_train_silu_mul_backward(tm->dg, tm->du, tm->dh, a->g, a->u, N * FF);
+        lap(tm, PH_LORA_B);
+        if (!tm->ref) fc_train_silu_mul_backward(tm->pool, tm->dg, tm->du, tm->dh, a->g, a->u, N * FF);
         for (long i = 0; i < N * FF && tm->ref; i++) {
             const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
             tm->du[i] = tm->dh[i] * g * sg;
             tm->dg[i] = tm->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
         }
+        lap(tm, PH_SILU_B);
         memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
         matmul_backward(tm, tm->dn, fr ? NULL : gw->w_gate, NULL, tm->dg, a->n2, w->w_gate, N, C, FF);
         matmul_backward(tm, tm->dn, fr ? NULL : gw->w_up, NULL, tm->du, a->n2, w->w_up, N, C, FF);
+        lap(tm, PH_PROJ_B);
         lora_backward(tm, l, 4, a->n2, tm->dg, tm->dn, N);
         lora_backward(tm, l, 5, a->n2, tm->du, tm->dn, N);
-        rmsnorm_backward(tm->dx, fr ? NULL : gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
+        lap(tm, PH_LORA_B);
+        rmsnorm_backward(tm, tm->dx, fr ? NULL : gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
+        lap(tm, PH_NORM);
         /* attention: dx is now the gradient of x2 = x + o_proj(ao) */
         memset(tm->dao, 0, (size_t)(N * Q) * sizeof(float));
         matmul_backward(tm, tm->dao, fr ? NULL : gw->wo, NULL, tm->dx, a->ao, w->wo, N, Q, C);
+        lap(tm, PH_PROJ_B);
         lora_backward(tm, l, 3, a->ao, tm->dx, tm->dao, N);
+        lap(tm, PH_LORA_B);
         memset(tm->dq, 0, (size_t)(N * Q) * sizeof(float));
         memset(tm->dk, 0, (size_t)(N * KVD) * sizeof(float));
         memset(tm->dv, 0, (size_t)(N * KVD) * sizeof(float));
         att_ctx ac = {.tm = tm, .a = a, .B = B, .T = T, .dao = tm->dao};
         par(tm, att_bwd_fn, &ac);
+        lap(tm, PH_ATTN_B);
         /* RoPE is a rotation: its backward is the inverse rotation */
         rope_apply(tm, tm->dq, N, T, cfg->n_head, true);
         rope_apply(tm, tm->dk, N, T, cfg->n_head_kv, true);
+        lap(tm, PH_ROPE);
         memset(tm->dn, 0, (size_t)(N * C) * sizeof(float));
         matmul_backward(tm, tm->dn, fr ? NULL : gw->wq, fr ? NULL : gw->bq, tm->dq, a->n1, w->wq, N, C, Q);
         matmul_backward(tm, tm->dn, fr ? NULL : gw->wk, fr ? NULL : gw->bk, tm->dk, a->n1, w->wk, N, C, KVD);
         matmul_backward(tm, tm->dn, fr ? NULL : gw->wv, fr ? NULL : gw->bv, tm->dv, a->n1, w->wv, N, C, KVD);
+        lap(tm, PH_PROJ_B);
         lora_backward(tm, l, 0, a->n1, tm->dq, tm->dn, N);
         lora_backward(tm, l, 1, a->n1, tm->dk, tm->dn, N);
         lora_backward(tm, l, 2, a->n1, tm->dv, tm->dn, N);
-        rmsnorm_backward(tm->dx, fr ? NULL : gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
+        lap(tm, PH_LORA_B);
+        rmsnorm_backward(tm, tm->dx, fr ? NULL : gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
+        lap(tm, PH_NORM);
     }
     if (tm->lora) tm->lora->calls++;
     for (long n = 0; n < N && !fr; n++) {
@@ -1217,6 +1390,8 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         const float *s = tm->dx + n * C;
         for (long i = 0; i < C; i++) d[i] += s[i];
     }
+    lap(tm, PH_EMBED_B);
+    if (tm->prof) tm->prof->passes++;
     return loss;
 }
 
@@ -1260,6 +1435,7 @@ static void clip_fn(void *p, int ith, int nth)
 
 double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm)
 {
+    lap(tm, -1);
     clip_ctx c = {.g = tm->grads, .n = tm->n_floats};
     FC_ASSERT(!tm->pool || fc_pool_size(tm->pool) <= 256);
     par(tm, clip_fn, &c);
@@ -1273,5 +1449,6 @@ double fc_train_clip_grad_norm(fc_train_model *tm, double max_norm)
             par(tm, clip_fn, &c);
         }
     }
+    lap(tm, PH_CLIP);
     return norm;
 }
