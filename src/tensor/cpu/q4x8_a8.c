@@ -27,6 +27,7 @@
 #include "base/fc_base.h"
 
 #include <math.h>
+#include <string.h>
 
 #if FC_CPU_AVX2
 #include <immintrin.h>
@@ -61,17 +62,13 @@ void fc_q4x8a8_quantize(const float *x, void *dst, int64_t K)
             sum += q[j];
         }
         int8_t *o = codes + (size_t)b * 256;
-        for (int half = 0; half < 2; half++)
-            for (int i = 0; i < 4; i++) {
-                int8_t *v = o + (size_t)(half * 4 + i) * 32;
-                const int8_t *p = q + half * 16 + 4 * i;
-                for (int r = 0; r < 8; r++) {
-                    v[2 * r] = p[0];
-                    v[2 * r + 1] = p[1];
-                    v[16 + 2 * r] = p[2];
-                    v[16 + 2 * r + 1] = p[3];
-                }
-            }
+        for (int v = 0; v < 8; v++) { /* vector v: pairs at 4v (low lane) and 4v + 2 (high) of q + 16 * (v / 4) */
+            const int8_t *p = q + 4 * v;
+            int16_t w0, w1;
+            memcpy(&w0, p, 2);
+            memcpy(&w1, p + 2, 2);
+            _mm256_storeu_si256((__m256i *)(o + 32 * v), _mm256_set_m128i(_mm_set1_epi16(w1), _mm_set1_epi16(w0)));
+        }
         dd[b] = d;
         ss[b] = -8.0f * d * (float)sum;
     }
@@ -80,6 +77,9 @@ void fc_q4x8a8_quantize(const float *x, void *dst, int64_t K)
 
 #define INLINE static inline __attribute__((always_inline))
 #define NOINLINE __attribute__((noinline))
+/* Pins a running sum in a register here: left free, GCC formed every
+ * product of a block first, spilled them and summed them as a tree. */
+#define PIN(v) __asm__("" : "+x"(v))
 
 /* Rows 8 of one group times TT tokens: y[t * ys + r] for r < 8. */
 INLINE void tile(const int TT, const uint8_t *w, int64_t K, const uint8_t *xa, size_t xs, float *y, int64_t ys)
@@ -102,9 +102,11 @@ INLINE void tile(const int TT, const uint8_t *w, int64_t K, const uint8_t *xa, s
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             for (int t = 0; t < TT; t++) {
                 const __m256i *a = (const __m256i *)(xa + (size_t)t * xs + (size_t)b * 256);
-                const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(a + i)),
-                                                   _mm256_maddubs_epi16(hi, _mm256_load_si256(a + 4 + i)));
-                s[t] = i == 0 ? p : _mm256_add_epi16(s[t], p);
+                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_load_si256(a + i));
+                s[t] = i == 0 ? p0 : _mm256_add_epi16(s[t], p0);
+                PIN(s[t]);
+                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, _mm256_load_si256(a + 4 + i)));
+                PIN(s[t]);
             }
         }
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));
