@@ -41,6 +41,7 @@
 #include "tensor/vexp.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -48,16 +49,20 @@
 
 enum { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, ACT_A16, ACT_Q4A8, ACT_N };
 
-/* Packed q4_0 takes 8-bit activations in fast mode (ACT_Q4A8,
- * fc_matmul_q4x8a8): ~1.7x the a16 kernel's rate at decode, which kept
- * q4_0 decode below the DRAM bandwidth, and ~1.0-1.2x at prefill; every
- * batch size alike, so a sequence's numbers do not depend on its batch. */
+/* FASTCHAT_Q4_ACT8=1: packed q4_0 takes 8-bit activations in fast mode
+ * (ACT_Q4A8, fc_matmul_q4x8a8): ~1.7x the a16 kernel's rate at decode
+ * (which keeps q4_0 decode below the DRAM bandwidth) and ~1.0-1.2x at
+ * prefill, every batch size alike. Off by default: 8-bit activations are
+ * llama.cpp's precision, not the fast mode's (SmolLM2-135M q4_0, 12
+ * positions: rms logit error vs exact 0.39 against a16's 0.005; --act8
+ * gives 0.33), so it stays an opt-in for speed comparisons. */
 
 struct fc_exec {
     const fc_model *m;
     fc_pool *pool;
     bool exact;
     bool a16;      /* 16-bit activations where the weight type has them */
+    bool q4a8;     /* FASTCHAT_Q4_ACT8: packed q4_0 with 8-bit activations (see ACT_Q4A8) */
     int n_batch_max;
     float *x;      /* (T, C) residual stream */
     float *xn;     /* (T, C) normed input / projection output */
@@ -165,12 +170,16 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     /* K-quant activations need K to be a multiple of 256; round up so any K fits */
     int64_t kpad = (kmax + FC_QK_K - 1) / FC_QK_K * FC_QK_K;
     static const int types[ACT_A16 + 1] = {FC_DTYPE_Q8_0, FC_DTYPE_Q8_1, FC_DTYPE_Q8_K, FC_DTYPE_A16};
+    /* converted rows: T, or Mixtral's T * k expert slots (one group converts them all) */
+    const size_t TA = T * (size_t)(c->n_expert > 0 ? c->n_expert_used : 1);
     for (int a = 0; a < ACT_A16 + 1; a++) {
         e->act_stride[a] = (fc_matmul_act_row_size(types[a], kpad) + 63) / 64 * 64;
-        e->act[a] = fc_aligned_alloc(e->act_stride[a] * T);
+        e->act[a] = fc_aligned_alloc(e->act_stride[a] * TA);
     }
-    e->act_stride[ACT_Q4A8] = (fc_q4x8a8_row_size(kpad) + 63) / 64 * 64;
-    e->act[ACT_Q4A8] = fc_aligned_alloc(e->act_stride[ACT_Q4A8] * T);
+    const char *q4a8 = getenv("FASTCHAT_Q4_ACT8");
+    e->q4a8 = q4a8 && *q4a8 && strcmp(q4a8, "0") != 0 && fc_q4x8a8_available() && e->a16 && !e->exact;
+    e->act_stride[ACT_Q4A8] = e->q4a8 ? (fc_q4x8a8_row_size(kpad) + 63) / 64 * 64 : 64;
+    e->act[ACT_Q4A8] = fc_aligned_alloc(e->act_stride[ACT_Q4A8] * (e->q4a8 ? TA : 1));
     e->inv_freq = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
     rope_freqs(m, e->inv_freq, 0);
     if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE) {
@@ -240,18 +249,24 @@ typedef struct fwd {
 /* One output of a grouped matrix product. */
 typedef struct mm_out {
     const fc_tensor *w;
-    float *y;          /* (T, R) */
+    float *y;          /* (T, R); with sub rows (matmul_group_rows) (nrows, R) */
 } mm_out;
 
+/* The input rows one output of matmul_group_rows reads (Mixtral: an expert's slots). */
+typedef struct mm_rows {
+    int row0, nrows;
+} mm_rows;
+
 /* y_i = in W_i^T for n matrices sharing the input (T rows of K floats,
- * stride K). Rows of all matrices are split evenly among the threads.
- * Ends with a barrier. */
-static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
-                         const mm_out *outs, int n)
+ * stride K); with sub != NULL output i reads only rows sub[i].row0 ..
+ * sub[i].row0 + sub[i].nrows. The work (rows of W_i times the input rows
+ * it reads) is split evenly among the threads. Ends with a barrier. */
+static void matmul_group_rows(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
+                              const mm_out *outs, const mm_rows *sub, int n)
 {
     fc_exec *e = f->e;
     bool need[ACT_N] = {false};
-    const bool a8 = !e->exact && e->a16 && fc_q4x8a8_available();
+    const bool a8 = e->q4a8;
     if (!e->exact) {
         int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
         for (int i = 0; i < n; i++) {
@@ -273,42 +288,55 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
         fc_pool_barrier(e->pool);
     }
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += outs[i].w->ne[1];
+    for (int i = 0; i < n; i++) total += outs[i].w->ne[1] * (sub ? sub[i].nrows : 1);
     long lo, hi;
     fc_split_range(total, ith, nth, 16, &lo, &hi);
     int64_t base = 0;
     for (int i = 0; i < n; i++) {
         const fc_tensor *w = outs[i].w;
         const int64_t R = w->ne[1];
+        /* a sub-range of the input rows: its work units are rows x nrows */
+        const int64_t mult = sub ? FC_MAX(sub[i].nrows, 1) : 1;
+        const int tin = sub ? sub[i].row0 : 0, tn = sub ? sub[i].nrows : T;
         /* packed matrices (fast mode, a16) split at multiples of 8 rows: the
          * bounds of every thread round up alike, so the split stays exact */
         const bool packed = !e->exact && e->a16 && w->packed; /* exact / act8 execs never read packed */
-        int64_t r0 = FC_MAX(lo - base, 0), r1 = FC_MAX(FC_MIN(hi - base, R), 0);
+        int64_t r0 = lo - base <= 0 ? 0 : FC_MIN((lo - base + mult - 1) / mult, R);
+        int64_t r1 = hi - base <= 0 ? 0 : FC_MIN((hi - base + mult - 1) / mult, R);
         if (packed) {
             r0 = FC_MIN((r0 + 7) & ~(int64_t)7, R);
             r1 = FC_MIN((r1 + 7) & ~(int64_t)7, R);
         }
-        if (r0 < r1) {
+        if (r0 < r1 && tn > 0) {
             size_t ws = fc_tensor_row_bytes(w);
+            const float *x = in + (size_t)tin * (size_t)K;
             if (e->exact) {
-                fc_matmul_exact(w->type, w->data, ws, K, in, K, T, outs[i].y, R, r0, r1);
+                fc_matmul_exact(w->type, w->data, ws, K, x, K, tn, outs[i].y, R, r0, r1);
             } else if (packed && a8 && w->packed_type == FC_DTYPE_Q4_0_X8) {
-                fc_matmul_q4x8a8(w->packed, ws, K, e->act[ACT_Q4A8], e->act_stride[ACT_Q4A8], T, outs[i].y, R, r0, r1);
+                fc_matmul_q4x8a8(w->packed, ws, K, (uint8_t *)e->act[ACT_Q4A8] + (size_t)tin * e->act_stride[ACT_Q4A8],
+                                 e->act_stride[ACT_Q4A8], tn, outs[i].y, R, r0, r1);
             } else if (packed) {
                 const int a = act_index(FC_DTYPE_A16);
-                fc_matmul_fast(w->packed_type, w->packed, ws, K, FC_DTYPE_A16, e->act[a], e->act_stride[a], T,
-                               outs[i].y, R, r0, r1);
+                fc_matmul_fast(w->packed_type, w->packed, ws, K, FC_DTYPE_A16,
+                               (uint8_t *)e->act[a] + (size_t)tin * e->act_stride[a], e->act_stride[a], tn, outs[i].y,
+                               R, r0, r1);
             } else {
                 const int at = fc_matmul_act_type(w->type, e->a16), a = act_index(at);
                 if (a < 0)
-                    fc_matmul_fast(w->type, w->data, ws, K, at, in, sizeof(float) * (size_t)K, T, outs[i].y, R, r0, r1);
+                    fc_matmul_fast(w->type, w->data, ws, K, at, x, sizeof(float) * (size_t)K, tn, outs[i].y, R, r0, r1);
                 else
-                    fc_matmul_fast(w->type, w->data, ws, K, at, e->act[a], e->act_stride[a], T, outs[i].y, R, r0, r1);
+                    fc_matmul_fast(w->type, w->data, ws, K, at, (uint8_t *)e->act[a] + (size_t)tin * e->act_stride[a],
+                                   e->act_stride[a], tn, outs[i].y, R, r0, r1);
             }
         }
-        base += R;
+        base += R * mult;
     }
     fc_pool_barrier(e->pool);
+}
+
+static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T, const mm_out *outs, int n)
+{
+    matmul_group_rows(f, ith, nth, in, K, T, outs, NULL, n);
 }
 
 /* The barrier between a per-token phase and the matmul_group reading its
@@ -472,23 +500,28 @@ static void moe_ffn(fwd *f, int ith, int nth, const fc_layer *L)
     for (long i = lo; i < hi; i++)
         memcpy(s->xin + (size_t)i * C, e->xn + (size_t)s->slot_tok[i] * C, sizeof(float) * (size_t)C);
     fc_pool_barrier(e->pool);
-    for (int x = 0; x < E; x++) {
-        const int n = s->count[x], at = s->start[x];
-        if (n == 0) continue; /* an expert no token chose is not read */
-        fc_tensor g = fc_moe_expert(&L->gate_exps, x), u = fc_moe_expert(&L->up_exps, x);
-        mm_out gu[2] = {{&g, s->g + (size_t)at * FF}, {&u, s->u + (size_t)at * FF}};
-        matmul_group(f, ith, nth, s->xin + (size_t)at * C, C, n, gu, 2);
-    }
-    for (long i = lo; i < hi; i++)
-        fc_swiglu(s->g + (size_t)i * FF, s->g + (size_t)i * FF, s->u + (size_t)i * FF, FF);
-    fc_pool_barrier(e->pool);
+    /* every used expert's gate and up in one group over the slots, each
+     * reading its own slots (an expert no token chose is not read) */
+    fc_tensor gt[FC_MOE_MAX_EXPERTS], ut[FC_MOE_MAX_EXPERTS], dt[FC_MOE_MAX_EXPERTS];
+    mm_out gu[2 * FC_MOE_MAX_EXPERTS], dn[FC_MOE_MAX_EXPERTS];
+    mm_rows gur[2 * FC_MOE_MAX_EXPERTS], dnr[FC_MOE_MAX_EXPERTS];
+    int n_gu = 0, n_dn = 0;
     for (int x = 0; x < E; x++) {
         const int n = s->count[x], at = s->start[x];
         if (n == 0) continue;
-        fc_tensor d = fc_moe_expert(&L->down_exps, x);
-        mm_out o[1] = {{&d, s->d + (size_t)at * C}};
-        matmul_group(f, ith, nth, s->g + (size_t)at * FF, FF, n, o, 1);
+        gt[x] = fc_moe_expert(&L->gate_exps, x);
+        ut[x] = fc_moe_expert(&L->up_exps, x);
+        dt[x] = fc_moe_expert(&L->down_exps, x);
+        gur[n_gu] = gur[n_gu + 1] = dnr[n_dn] = (mm_rows){at, n};
+        gu[n_gu++] = (mm_out){&gt[x], s->g + (size_t)at * FF};
+        gu[n_gu++] = (mm_out){&ut[x], s->u + (size_t)at * FF};
+        dn[n_dn++] = (mm_out){&dt[x], s->d + (size_t)at * C};
     }
+    matmul_group_rows(f, ith, nth, s->xin, C, T * k, gu, gur, n_gu);
+    for (long i = lo; i < hi; i++)
+        fc_swiglu(s->g + (size_t)i * FF, s->g + (size_t)i * FF, s->u + (size_t)i * FF, FF);
+    fc_pool_barrier(e->pool);
+    matmul_group_rows(f, ith, nth, s->g, FF, T * k, dn, dnr, n_dn);
     const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
     for (int t = t0; t < t1; t++) {
         float *y = e->xn + (size_t)t * C;

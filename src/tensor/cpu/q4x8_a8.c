@@ -55,12 +55,20 @@ void fc_q4x8a8_quantize(const float *x, void *dst, int64_t K)
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         const float amax = _mm_cvtss_f32(m4), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int8_t q[FC_QK];
-        int sum = 0;
-        for (int j = 0; j < FC_QK; j++) {
-            q[j] = (int8_t)lrintf(xb[j] * id);
-            sum += q[j];
-        }
+        /* q = round-to-nearest-even(x / d) as lrintf, 8 at a time; packed to
+         * bytes in order (packs work per 128-bit lane: permute back) */
+        int8_t q[FC_QK] __attribute__((aligned(32)));
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i i32[4];
+        for (int j = 0; j < 4; j++) i32[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 8 * j), idv));
+        __m256i sv = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sv), _mm256_extracti128_si256(sv, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        const int sum = _mm_cvtsi128_si32(s4);
+        const __m256i p16 = _mm256_packs_epi32(i32[0], i32[1]), p16b = _mm256_packs_epi32(i32[2], i32[3]);
+        const __m256i p8 = _mm256_packs_epi16(p16, p16b);
+        _mm256_store_si256((__m256i *)q, _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
         int8_t *o = codes + (size_t)b * 256;
         for (int v = 0; v < 8; v++) { /* vector v: pairs at 4v (low lane) and 4v + 2 (high) of q + 16 * (v / 4) */
             const int8_t *p = q + 4 * v;
