@@ -484,7 +484,9 @@ static void attn_merge(fwd *f, long i)
 /* Mixtral's feed-forward of the normed rows xn (T, C), into xn (moe.h):
  * the router's logits, the tokens' experts (one thread routes), the rows
  * gathered per expert, each used expert's gate/up and down products over
- * its block of rows, then each token's k outputs summed with its weights. */
+ * its block of rows (all gate/up products one matmul group, all downs
+ * another: one conversion of the rows and two barriers each, not per
+ * expert), then each token's k outputs summed with its weights. */
 static void moe_ffn(fwd *f, int ith, int nth, const fc_layer *L)
 {
     fc_exec *e = f->e;
