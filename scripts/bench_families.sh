@@ -16,6 +16,9 @@
 #        BENCH_FAMILY_TYPES ("q4_0 q8_0"), BENCH_FAMILY_REPS (2),
 #        BENCH_FAMILY_PROMPT (128), BENCH_FAMILY_GEN (32), BENCH_TIMEOUT (600),
 #        BENCH_OURS_ONLY=1 (no llama.cpp), LLAMACPP_PY_VERSION (build_llamacpp.sh).
+# FASTCHAT_Q4_ACT8=1 in the environment runs our packed q4_0 with 8-bit
+# activations (llama.cpp's precision; off by default, see arch_llama.c):
+# compare both, e.g. FASTCHAT_Q4_ACT8=1 BENCH_OUT=build/bench_a8 scripts/bench_families.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-build/fastchat}

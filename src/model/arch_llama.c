@@ -19,7 +19,7 @@
  * adds: x = embedding * sqrt(C); the attention and feed-forward outputs are
  * normed (post-norms) before the residual add; GeGLU (tanh gelu) instead of
  * SwiGLU; scores scaled by query_pre_attn_scalar^-1/2 and soft-capped
- * (cap * tanh(s / cap): a scalar attention, attend_capped); logits
+ * (cap * tanh(s / cap), in the tiled attention: fc_attn_set_softcap); logits
  * soft-capped likewise. Sliding layers attend to positions p - W + 1 .. p
  * only (the tiles of a prompt past the window hold one token each, so that a
  * tile shares its first key). LongRoPE (Phi-3) rotates with the short or long
@@ -42,21 +42,32 @@
 #include "moe.h"
 #include "tensor/ops.h"
 #include "tensor/attn.h"
+#include "tensor/vexp.h"
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* ---- execution context ---- */
 
-enum { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, ACT_A16, ACT_N };
+enum { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, ACT_A16, ACT_Q4A8, ACT_N };
+
+/* FASTCHAT_Q4_ACT8=1: packed q4_0 takes 8-bit activations in fast mode
+ * (ACT_Q4A8, fc_matmul_q4x8a8): ~1.7x the a16 kernel's rate at decode
+ * (which keeps q4_0 decode below the DRAM bandwidth) and ~1.0-1.2x at
+ * prefill, every batch size alike. Off by default: 8-bit activations are
+ * llama.cpp's precision, not the fast mode's (SmolLM2-135M q4_0, 12
+ * positions: rms logit error vs exact 0.39 against a16's 0.005; --act8
+ * gives 0.33), so it stays an opt-in for speed comparisons. */
 
 struct fc_exec {
     const fc_model *m;
     fc_pool *pool;
     bool exact;
     bool a16;      /* 16-bit activations where the weight type has them */
+    bool q4a8;     /* FASTCHAT_Q4_ACT8: packed q4_0 with 8-bit activations (see ACT_Q4A8) */
     int n_batch_max;
     float *x;      /* (T, C) residual stream */
     float *xn;     /* (T, C) normed input / projection output */
@@ -163,11 +174,17 @@ fc_exec *fc_exec_new(const fc_model *m, const fc_exec_params *p)
     int64_t kmax = FC_MAX((int64_t)FC_MAX(C, QD), (int64_t)FF);
     /* K-quant activations need K to be a multiple of 256; round up so any K fits */
     int64_t kpad = (kmax + FC_QK_K - 1) / FC_QK_K * FC_QK_K;
-    static const int types[ACT_N] = {FC_DTYPE_Q8_0, FC_DTYPE_Q8_1, FC_DTYPE_Q8_K, FC_DTYPE_A16};
-    for (int a = 0; a < ACT_N; a++) {
+    static const int types[ACT_A16 + 1] = {FC_DTYPE_Q8_0, FC_DTYPE_Q8_1, FC_DTYPE_Q8_K, FC_DTYPE_A16};
+    /* converted rows: T, or Mixtral's T * k expert slots (one group converts them all) */
+    const size_t TA = T * (size_t)(c->n_expert > 0 ? c->n_expert_used : 1);
+    for (int a = 0; a < ACT_A16 + 1; a++) {
         e->act_stride[a] = (fc_matmul_act_row_size(types[a], kpad) + 63) / 64 * 64;
-        e->act[a] = fc_aligned_alloc(e->act_stride[a] * T);
+        e->act[a] = fc_aligned_alloc(e->act_stride[a] * TA);
     }
+    const char *q4a8 = getenv("FASTCHAT_Q4_ACT8");
+    e->q4a8 = q4a8 && *q4a8 && strcmp(q4a8, "0") != 0 && fc_q4x8a8_available() && e->a16 && !e->exact;
+    e->act_stride[ACT_Q4A8] = e->q4a8 ? (fc_q4x8a8_row_size(kpad) + 63) / 64 * 64 : 64;
+    e->act[ACT_Q4A8] = fc_aligned_alloc(e->act_stride[ACT_Q4A8] * (e->q4a8 ? TA : 1));
     e->inv_freq = fc_xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
     rope_freqs(m, e->inv_freq, 0);
     if (c->rope_scaling == FC_ROPE_SCALING_LONGROPE) {
@@ -271,57 +288,87 @@ static inline long dyn_next(_Atomic long *ctr) { return atomic_fetch_add_explici
 /* One output of a grouped matrix product. */
 typedef struct mm_out {
     const fc_tensor *w;
-    float *y;          /* (T, R) */
+    float *y;          /* (T, R); with sub rows (matmul_group_rows) (nrows, R) */
 } mm_out;
 
-/* Rows [lo, hi) of the n matrices taken as one (their rows one after the
- * other) of y_i = in W_i^T; the activations are ready (matmul_group). */
-static void matmul_rows(fwd *f, const float *in, int64_t K, int T, const mm_out *outs, int n, long lo, long hi)
+/* The input rows one output of matmul_group_rows reads (Mixtral: an expert's slots). */
+typedef struct mm_rows {
+    int row0, nrows;
+} mm_rows;
+
+/* Work units [lo, hi) of the n matrices taken as one (their rows one after
+ * the other; with sub, a row of output i counts sub[i].nrows units, the
+ * input rows it reads) of y_i = in W_i^T; the activations are ready
+ * (matmul_group_rows). */
+static void matmul_rows(fwd *f, const float *in, int64_t K, int T, const mm_out *outs, const mm_rows *sub, int n,
+                        long lo, long hi)
 {
     fc_exec *e = f->e;
+    const bool a8 = e->q4a8;
     int64_t base = 0;
     for (int i = 0; i < n; i++) {
         const fc_tensor *w = outs[i].w;
         const int64_t R = w->ne[1];
+        /* a sub-range of the input rows: its work units are rows x nrows */
+        const int64_t mult = sub ? FC_MAX(sub[i].nrows, 1) : 1;
+        const int tin = sub ? sub[i].row0 : 0, tn = sub ? sub[i].nrows : T;
         /* packed matrices (fast mode, a16) split at multiples of 8 rows: the
          * bounds of every thread round up alike, so the split stays exact */
         const bool packed = !e->exact && e->a16 && w->packed; /* exact / act8 execs never read packed */
-        int64_t r0 = FC_MAX(lo - base, 0), r1 = FC_MAX(FC_MIN(hi - base, R), 0);
+        int64_t r0 = lo - base <= 0 ? 0 : FC_MIN((lo - base + mult - 1) / mult, R);
+        int64_t r1 = hi - base <= 0 ? 0 : FC_MIN((hi - base + mult - 1) / mult, R);
         if (packed) {
             r0 = FC_MIN((r0 + 7) & ~(int64_t)7, R);
             r1 = FC_MIN((r1 + 7) & ~(int64_t)7, R);
         }
-        if (r0 < r1) {
+        if (r0 < r1 && tn > 0) {
             size_t ws = fc_tensor_row_bytes(w);
+            const float *x = in + (size_t)tin * (size_t)K;
             if (e->exact) {
-                fc_matmul_exact(w->type, w->data, ws, K, in, K, T, outs[i].y, R, r0, r1);
+                fc_matmul_exact(w->type, w->data, ws, K, x, K, tn, outs[i].y, R, r0, r1);
+            } else if (packed && a8 && w->packed_type == FC_DTYPE_Q4_0_X8) {
+                fc_matmul_q4x8a8(w->packed, ws, K, (uint8_t *)e->act[ACT_Q4A8] + (size_t)tin * e->act_stride[ACT_Q4A8],
+                                 e->act_stride[ACT_Q4A8], tn, outs[i].y, R, r0, r1);
             } else if (packed) {
                 const int a = act_index(FC_DTYPE_A16);
-                fc_matmul_fast(w->packed_type, w->packed, ws, K, FC_DTYPE_A16, e->act[a], e->act_stride[a], T,
-                               outs[i].y, R, r0, r1);
+                fc_matmul_fast(w->packed_type, w->packed, ws, K, FC_DTYPE_A16,
+                               (uint8_t *)e->act[a] + (size_t)tin * e->act_stride[a], e->act_stride[a], tn, outs[i].y,
+                               R, r0, r1);
             } else {
                 const int at = fc_matmul_act_type(w->type, e->a16), a = act_index(at);
                 if (a < 0)
-                    fc_matmul_fast(w->type, w->data, ws, K, at, in, sizeof(float) * (size_t)K, T, outs[i].y, R, r0, r1);
+                    fc_matmul_fast(w->type, w->data, ws, K, at, x, sizeof(float) * (size_t)K, tn, outs[i].y, R, r0, r1);
                 else
-                    fc_matmul_fast(w->type, w->data, ws, K, at, e->act[a], e->act_stride[a], T, outs[i].y, R, r0, r1);
+                    fc_matmul_fast(w->type, w->data, ws, K, at, (uint8_t *)e->act[a] + (size_t)tin * e->act_stride[a],
+                                   e->act_stride[a], tn, outs[i].y, R, r0, r1);
             }
         }
-        base += R;
+        base += R * mult;
     }
 }
 
 /* y_i = in W_i^T for n matrices sharing the input (T rows of K floats,
- * stride K). Rows of all matrices are split evenly among the threads.
- * Ends with a barrier. */
-static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
-                         const mm_out *outs, int n)
+ * stride K); with sub != NULL output i reads only rows sub[i].row0 ..
+ * sub[i].row0 + sub[i].nrows. The work (rows of W_i times the input rows
+ * it reads) is split among the threads: evenly, or in chunks taken from a
+ * shared counter (f->dynamic). Ends with a barrier. */
+static void matmul_group_rows(fwd *f, int ith, int nth, const float *in, int64_t K, int T,
+                              const mm_out *outs, const mm_rows *sub, int n)
 {
     fc_exec *e = f->e;
     bool need[ACT_N] = {false};
+    const bool a8 = e->q4a8;
     if (!e->exact) {
         int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
         for (int i = 0; i < n; i++) {
+            if (a8 && outs[i].w->packed && outs[i].w->packed_type == FC_DTYPE_Q4_0_X8) {
+                if (!need[ACT_Q4A8])
+                    for (int t = t0; t < t1; t++)
+                        fc_q4x8a8_quantize(in + (size_t)t * (size_t)K,
+                                           (uint8_t *)e->act[ACT_Q4A8] + (size_t)t * e->act_stride[ACT_Q4A8], K);
+                need[ACT_Q4A8] = true;
+                continue;
+            }
             const int at = fc_matmul_act_type(outs[i].w->type, e->a16), a = act_index(at);
             if (a < 0 || need[a]) continue;
             need[a] = true;
@@ -332,19 +379,24 @@ static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, i
         fc_pool_barrier(e->pool);
     }
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += outs[i].w->ne[1];
+    for (int i = 0; i < n; i++) total += outs[i].w->ne[1] * (sub ? sub[i].nrows : 1);
     if (f->dynamic && !e->exact) {
-        /* about 16 chunks per thread, of a multiple of 16 rows */
+        /* about 16 chunks per thread, of a multiple of 16 units */
         const long chunk = FC_MAX(16, (total / (16L * nth) + 15) / 16 * 16), n_chunks = (total + chunk - 1) / chunk;
         _Atomic long *ctr = dyn_begin(f, ith);
         for (long c = dyn_next(ctr); c < n_chunks; c = dyn_next(ctr))
-            matmul_rows(f, in, K, T, outs, n, c * chunk, FC_MIN((c + 1) * chunk, total));
+            matmul_rows(f, in, K, T, outs, sub, n, c * chunk, FC_MIN((c + 1) * chunk, total));
     } else {
         long lo, hi;
         fc_split_range(total, ith, nth, 16, &lo, &hi);
-        matmul_rows(f, in, K, T, outs, n, lo, hi);
+        matmul_rows(f, in, K, T, outs, sub, n, lo, hi);
     }
     fc_pool_barrier(e->pool);
+}
+
+static void matmul_group(fwd *f, int ith, int nth, const float *in, int64_t K, int T, const mm_out *outs, int n)
+{
+    matmul_group_rows(f, ith, nth, in, K, T, outs, NULL, n);
 }
 
 /* The barrier between a per-token phase and the matmul_group reading its
@@ -373,11 +425,27 @@ static void rope(float *v, int n_heads, int HS, const float *inv_freq, int pos, 
     }
 }
 
-/* g = gelu_tanh(g) * u (GeGLU; transformers' gelu_pytorch_tanh) */
-static void geglu(float *g, const float *u, int n)
+/* g = gelu_tanh(g) * u (GeGLU; transformers' gelu_pytorch_tanh); fast: 8
+ * lanes at a time with fc_tanh8 (absolute error ~1e-7), exact: tanhf */
+static void geglu(float *g, const float *u, int n, bool fast)
 {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
-    for (int i = 0; i < n; i++) {
+    int i = 0;
+#ifdef FC_VEXP_AVX2
+    if (fast) {
+        const __m256 kv = _mm256_set1_ps(k), c = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f),
+                     one = _mm256_set1_ps(1.0f);
+        for (; i + 8 <= n; i += 8) {
+            const __m256 x = _mm256_loadu_ps(g + i);
+            const __m256 in = _mm256_mul_ps(kv, _mm256_fmadd_ps(_mm256_mul_ps(c, x), _mm256_mul_ps(x, x), x));
+            const __m256 y = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, fc_tanh8(in)));
+            _mm256_storeu_ps(g + i, _mm256_mul_ps(y, _mm256_loadu_ps(u + i)));
+        }
+    }
+#else
+    (void)fast;
+#endif
+    for (; i < n; i++) {
         const float x = g[i];
         g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
     }
@@ -410,63 +478,6 @@ static inline float score_scale(const fc_model_config *c)
     return c->attn_scale > 0 ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
 }
 
-/* Attention with soft-capped scores (Gemma 2): score = cap * tanh(s / cap)
- * of s = scale * q.k, then softmax over the token's visible keys (its
- * window in a sliding layer). Work item i: query tile i / NKV, kv head
- * i % NKV; one row at a time, online softmax, keys read from the cache
- * one by one (scalar: no tiled kernel applies the cap). */
-static void attend_capped(fwd *f, int l, long i)
-{
-    const fc_model_config *c = &f->m->cfg;
-    const fc_kv_cache *kv = f->kv;
-    fc_exec *e = f->e;
-    const int HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv, G = NH / NKV;
-    const int tile = (int)(i / NKV), kvh = (int)(i % NKV);
-    const int t0 = e->tiles[2 * tile], nq = e->tiles[2 * tile + 1];
-    const fc_kv_seq *s = &kv->seqs[f->b->seq[t0]];
-    const int64_t QD = (int64_t)NH * HS;
-    const size_t row = (size_t)HS * kv->elt, head_off = (size_t)kvh * FC_KV_BLOCK * row;
-    const float scale = score_scale(c), cap = c->attn_softcap;
-    float kf[1024], vf[1024], acc[1024];
-    for (int tt = 0; tt < nq; tt++) {
-        const int t = t0 + tt, p = f->b->pos[t], lo = first_key(c, l, p);
-        for (int g = 0; g < G; g++) {
-            const float *q = e->q + (size_t)t * QD + (size_t)(kvh * G + g) * HS;
-            float mx = -INFINITY, sum = 0;
-            memset(acc, 0, sizeof(float) * (size_t)HS);
-            for (int j = lo; j <= p; j++) {
-                const int32_t blk = s->blocks[j / FC_KV_BLOCK];
-                const size_t off = head_off + (size_t)(j % FC_KV_BLOCK) * row;
-                const uint8_t *kp = (const uint8_t *)fc_kv_block_ptr(kv, blk, l, 0) + off;
-                const uint8_t *vp = (const uint8_t *)fc_kv_block_ptr(kv, blk, l, 1) + off;
-                const float *k = (const float *)kp, *v = (const float *)vp;
-                if (kv->dtype != FC_DTYPE_F32) {
-                    for (int d = 0; d < HS; d++) {
-                        kf[d] = fc_f16_to_f32(((const fc_f16 *)kp)[d]);
-                        vf[d] = fc_f16_to_f32(((const fc_f16 *)vp)[d]);
-                    }
-                    k = kf;
-                    v = vf;
-                }
-                float sc = fc_dot_f32(q, k, HS) * scale;
-                sc = cap * tanhf(sc / cap);
-                if (sc > mx) {
-                    const float corr = expf(mx - sc);
-                    sum *= corr;
-                    for (int d = 0; d < HS; d++) acc[d] *= corr;
-                    mx = sc;
-                }
-                const float w = expf(sc - mx);
-                sum += w;
-                for (int d = 0; d < HS; d++) acc[d] += w * v[d];
-            }
-            float *o = e->att + (size_t)t * QD + (size_t)(kvh * G + g) * HS;
-            const float inv = sum > 0 ? 1.0f / sum : 0.0f;
-            for (int d = 0; d < HS; d++) o[d] = acc[d] * inv;
-        }
-    }
-}
-
 /* Attention work item i of layer l: query tile i / (NKV * S), kv head
  * (i / S) % NKV, context chunk i % S of S = f->n_split. The tile's rows are
  * its tokens' G = NH / NKV heads that read that kv head; its keys are the
@@ -492,6 +503,7 @@ static void attend(fwd *f, int l, long i, float *scratch)
     fc_attn_state own, *st = S > 1 ? &e->part_states[i] : &own;
     fc_attn_begin(st, S > 1 ? e->attn_parts + (size_t)i * fc_attn_scratch_floats(FC_ATTN_ROWS, HS) : scratch,
                   e->q + (size_t)t0 * QD + (size_t)kvh * G * HS, G, QD, R, HS, score_scale(c));
+    if (c->attn_softcap > 0) fc_attn_set_softcap(st, c->attn_softcap); /* Gemma 2 */
     for (int blk = b0; blk < b1; blk++) {
         /* the next block's keys and values of this head into the cache while
          * this one is computed: blocks are scattered over the pool, so the
@@ -532,7 +544,9 @@ static void attn_merge(fwd *f, long i)
 /* Mixtral's feed-forward of the normed rows xn (T, C), into xn (moe.h):
  * the router's logits, the tokens' experts (one thread routes), the rows
  * gathered per expert, each used expert's gate/up and down products over
- * its block of rows, then each token's k outputs summed with its weights. */
+ * its block of rows (all gate/up products one matmul group, all downs
+ * another: one conversion of the rows and two barriers each, not per
+ * expert), then each token's k outputs summed with its weights. */
 static void moe_ffn(fwd *f, int ith, int nth, const fc_layer *L)
 {
     fc_exec *e = f->e;
@@ -548,23 +562,28 @@ static void moe_ffn(fwd *f, int ith, int nth, const fc_layer *L)
     for (long i = lo; i < hi; i++)
         memcpy(s->xin + (size_t)i * C, e->xn + (size_t)s->slot_tok[i] * C, sizeof(float) * (size_t)C);
     fc_pool_barrier(e->pool);
-    for (int x = 0; x < E; x++) {
-        const int n = s->count[x], at = s->start[x];
-        if (n == 0) continue; /* an expert no token chose is not read */
-        fc_tensor g = fc_moe_expert(&L->gate_exps, x), u = fc_moe_expert(&L->up_exps, x);
-        mm_out gu[2] = {{&g, s->g + (size_t)at * FF}, {&u, s->u + (size_t)at * FF}};
-        matmul_group(f, ith, nth, s->xin + (size_t)at * C, C, n, gu, 2);
-    }
-    for (long i = lo; i < hi; i++)
-        fc_swiglu(s->g + (size_t)i * FF, s->g + (size_t)i * FF, s->u + (size_t)i * FF, FF);
-    fc_pool_barrier(e->pool);
+    /* every used expert's gate and up in one group over the slots, each
+     * reading its own slots (an expert no token chose is not read) */
+    fc_tensor gt[FC_MOE_MAX_EXPERTS], ut[FC_MOE_MAX_EXPERTS], dt[FC_MOE_MAX_EXPERTS];
+    mm_out gu[2 * FC_MOE_MAX_EXPERTS], dn[FC_MOE_MAX_EXPERTS];
+    mm_rows gur[2 * FC_MOE_MAX_EXPERTS], dnr[FC_MOE_MAX_EXPERTS];
+    int n_gu = 0, n_dn = 0;
     for (int x = 0; x < E; x++) {
         const int n = s->count[x], at = s->start[x];
         if (n == 0) continue;
-        fc_tensor d = fc_moe_expert(&L->down_exps, x);
-        mm_out o[1] = {{&d, s->d + (size_t)at * C}};
-        matmul_group(f, ith, nth, s->g + (size_t)at * FF, FF, n, o, 1);
+        gt[x] = fc_moe_expert(&L->gate_exps, x);
+        ut[x] = fc_moe_expert(&L->up_exps, x);
+        dt[x] = fc_moe_expert(&L->down_exps, x);
+        gur[n_gu] = gur[n_gu + 1] = dnr[n_dn] = (mm_rows){at, n};
+        gu[n_gu++] = (mm_out){&gt[x], s->g + (size_t)at * FF};
+        gu[n_gu++] = (mm_out){&ut[x], s->u + (size_t)at * FF};
+        dn[n_dn++] = (mm_out){&dt[x], s->d + (size_t)at * C};
     }
+    matmul_group_rows(f, ith, nth, s->xin, C, T * k, gu, gur, n_gu);
+    for (long i = lo; i < hi; i++)
+        fc_swiglu(s->g + (size_t)i * FF, s->g + (size_t)i * FF, s->u + (size_t)i * FF, FF);
+    fc_pool_barrier(e->pool);
+    matmul_group_rows(f, ith, nth, s->g, FF, T * k, dn, dnr, n_dn);
     const int t0 = (int)((long)T * ith / nth), t1 = (int)((long)T * (ith + 1) / nth);
     for (int t = t0; t < t1; t++) {
         float *y = e->xn + (size_t)t * C;
@@ -656,9 +675,7 @@ static void forward_thread(void *ctx, int ith, int nth)
 
         /* attention, split over (query tile, key/value head, context chunk);
          * dealt round-robin: a prompt's later tiles read more keys */
-        if (c->attn_softcap > 0)
-            for (long i = ith; i < (long)f->n_tiles * NKV; i += nth) attend_capped(f, l, i);
-        else if (f->dynamic) {
+        if (f->dynamic) {
             _Atomic long *ctr = dyn_begin(f, ith);
             for (long i = dyn_next(ctr); i < (long)f->n_tiles * NKV * f->n_split; i = dyn_next(ctr))
                 attend(f, l, i, attn_scratch);
@@ -689,7 +706,7 @@ static void forward_thread(void *ctx, int ith, int nth)
         matmul_group(f, ith, nth, e->xn, C, T, gu, 2);
         for (int t = t0; t < t1; t++) {
             if (c->ffn_act == FC_ACT_GELU_TANH)
-                geglu(e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
+                geglu(e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF, !e->exact);
             else
                 fc_swiglu(e->g + (size_t)t * FF, e->g + (size_t)t * FF, e->u + (size_t)t * FF, FF);
         }
@@ -716,12 +733,21 @@ static void forward_thread(void *ctx, int ith, int nth)
         mm_out lo[1] = {{&m->output, f->logits}};
         matmul_group(f, ith, nth, e->xl, C, f->n_out, lo, 1);
         if (c->final_softcap > 0) { /* Gemma 2: logits -> cap * tanh(logit / cap) */
+            /* split over all the threads by logits (decode has one row of
+             * 256k), 8 lanes at a time in fast mode */
             const float cap = c->final_softcap;
-            const int64_t R = m->output.ne[1];
-            for (int r = o0; r < o1; r++) {
-                float *lg = f->logits + (size_t)r * (size_t)R;
-                for (int64_t v = 0; v < R; v++) lg[v] = cap * tanhf(lg[v] / cap);
+            long v0, v1;
+            fc_split_range((long)f->n_out * (long)m->output.ne[1], ith, nth, 64, &v0, &v1);
+            float *lg = f->logits;
+            long v = v0;
+#ifdef FC_VEXP_AVX2
+            if (!e->exact) {
+                const __m256 cv = _mm256_set1_ps(cap), icv = _mm256_set1_ps(1.0f / cap);
+                for (; v + 8 <= v1; v += 8)
+                    _mm256_storeu_ps(lg + v, _mm256_mul_ps(cv, fc_tanh8(_mm256_mul_ps(_mm256_loadu_ps(lg + v), icv))));
             }
+#endif
+            for (; v < v1; v++) lg[v] = cap * tanhf(lg[v] / cap);
         }
     }
 }
@@ -755,7 +781,7 @@ static void plan_attention(fwd *f, int max_pos)
     const long items = (long)n * c->n_head_kv, want = 4L * fc_pool_size(e->pool);
     const int blocks = (max_pos + FC_KV_BLOCK) / FC_KV_BLOCK;
     int S = 1;
-    if (items < want && !(c->attn_softcap > 0)) S = (int)FC_MIN((want + items - 1) / items, FC_MIN(blocks / 4, 64));
+    if (items < want) S = (int)FC_MIN((want + items - 1) / items, FC_MIN(blocks / 4, 64));
     if (S < 1) S = 1;
     f->n_split = S;
     if (S > 1 && items * S > e->parts_cap) {
@@ -781,10 +807,6 @@ enum fc_status fc_model_forward(const fc_model *m, fc_exec *e, fc_kv_cache *kv, 
     if (c->n_head / c->n_head_kv > FC_ATTN_ROWS) {
         FC_LOG_ERROR("fc_model_forward: %d query heads per key/value head; at most %d are supported",
                      c->n_head / c->n_head_kv, FC_ATTN_ROWS);
-        return FC_ERR_ARG;
-    }
-    if (c->attn_softcap > 0 && c->head_dim > 1024) {
-        FC_LOG_ERROR("fc_model_forward: soft-capped attention supports head sizes up to 1024, not %d", c->head_dim);
         return FC_ERR_ARG;
     }
     if (kv->L != c->n_layer || kv->NKV != c->n_head_kv || kv->HS != c->head_dim) {

@@ -63,6 +63,7 @@ void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int
     st->kf = p;  p += pad16((size_t)FC_ATTN_BLOCK * HS);
     st->vf = p;  p += pad16((size_t)FC_ATTN_BLOCK * HS);
     st->p = p;
+    st->cap = 0.0f;
 #ifdef ATTN_AVX2
     st->small = R <= FC_ATTN_SMALL_R && HS % 8 == 0;
 #else
@@ -85,6 +86,8 @@ void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int
     }
     memset(st->acc, 0, sizeof(float) * (size_t)R * (size_t)HS);
 }
+
+void fc_attn_set_softcap(fc_attn_state *st, float cap) { st->cap = cap > 0 ? cap : 0.0f; }
 
 /* n rows of HS values of kv_type -> f32, and zeros up to the padded key count np. */
 static void to_f32(float *dst, const void *src, enum fc_dtype kv_type, int n, int np, int HS)
@@ -145,6 +148,7 @@ static void block_avx2(fc_attn_state *st, int np, const int *lim)
     int limp[FC_ATTN_ROWS] __attribute__((aligned(32)));
     for (int r = 0; r < RP; r++) limp[r] = r < R ? lim[r] : 0;
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    const __m256 capv = _mm256_set1_ps(st->cap), icapv = _mm256_set1_ps(st->cap > 0 ? 1.0f / st->cap : 0.0f);
     for (int g = 0; g < NG; g++) {
         const __m256i lv = _mm256_load_si256((const __m256i *)(limp + 8 * g));
         __m256 mx = _mm256_load_ps(st->m + 8 * g);
@@ -152,7 +156,10 @@ static void block_avx2(fc_attn_state *st, int np, const int *lim)
         for (int j = 0; j < np; j++) {
             float *pj = st->p + (size_t)j * RP + 8 * g;
             const __m256 vis = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, _mm256_set1_epi32(j)));
-            const __m256 s = _mm256_blendv_ps(ninf, _mm256_load_ps(pj), vis);
+            __m256 sc = _mm256_load_ps(pj);
+            if (st->cap > 0)
+                sc = _mm256_mul_ps(capv, fc_tanh8(_mm256_mul_ps(sc, icapv)));
+            const __m256 s = _mm256_blendv_ps(ninf, sc, vis);
             _mm256_store_ps(pj, s);
             mx = _mm256_max_ps(mx, s);
         }
@@ -289,7 +296,10 @@ static inline __attribute__((always_inline)) void block_small_t(fc_attn_state *s
         for (int g = 0; g < n8 / 8; g++) {
             const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(8 * g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
             const __m256 vis = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, idx));
-            s[g] = _mm256_blendv_ps(ninf, hsum8x8(part[r] + 8 * g), vis);
+            __m256 sc = hsum8x8(part[r] + 8 * g);
+            if (st->cap > 0)
+                sc = _mm256_mul_ps(_mm256_set1_ps(st->cap), fc_tanh8(_mm256_mul_ps(sc, _mm256_set1_ps(1.0f / st->cap))));
+            s[g] = _mm256_blendv_ps(ninf, sc, vis);
             mx = _mm256_max_ps(mx, s[g]);
         }
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
@@ -375,6 +385,7 @@ static void block_generic(fc_attn_state *st, int np, const int *lim)
         float mx = st->m[r];
         for (int j = 0; j < np; j++) {
             float *s = &st->p[(size_t)j * RP + r];
+            if (st->cap > 0) *s = st->cap * tanhf(*s / st->cap);
             if (j >= lim[r]) *s = -INFINITY;
             mx = fmaxf(mx, *s);
         }

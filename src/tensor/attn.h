@@ -39,6 +39,7 @@ typedef struct fc_attn_state {
     float *acc;      /* (R, HS) running sum of exp(score - max) * value */
     float *kf, *vf;  /* (FC_ATTN_BLOCK, HS) the block's keys and values in f32 */
     float *p;        /* (FC_ATTN_BLOCK, RP) scores, then weights, key-major */
+    float cap;       /* > 0: scores soft-capped, s -> cap * tanh(s / cap) (Gemma 2); fc_attn_begin sets 0 */
 } fc_attn_state;
 
 /* Floats of scratch a state of R rows and head size HS needs (64-byte
@@ -49,6 +50,9 @@ size_t fc_attn_scratch_floats(int R, int HS);
 /* Starts a tile: rows r < R of q, times scale. */
 void fc_attn_begin(fc_attn_state *st, float *scratch, const float *q, int G, int64_t tok_stride, int R, int HS,
                    float scale);
+/* Soft-caps the (scaled) scores of this tile from here on: cap * tanh(s / cap)
+ * before the softmax (Gemma 2's attn_logit_softcapping); cap <= 0: none. */
+void fc_attn_set_softcap(fc_attn_state *st, float cap);
 /* Adds n <= FC_ATTN_BLOCK keys and values (rows of HS values of kv_type,
  * HS apart; f32 or f16). Row r sees the first lim[r] of them (0..n). */
 void fc_attn_block(fc_attn_state *st, const void *k, const void *v, enum fc_dtype kv_type, int n, const int *lim);

@@ -89,6 +89,19 @@ bool fc_unpack_rows(int ptype, const void *src, int64_t R, int64_t K, void *dst)
  * column) out as a block of the base type. */
 void fc_pack_block_row(int ptype, const uint8_t *gblk, int r, uint8_t *blk);
 
+/* Packed q4_0 (FC_DTYPE_Q4_0_X8) times 8-bit activations in a pre-broadcast
+ * layout (cpu/q4x8_a8.c): ~1.7x the a16 kernel's rate at T = 1 from L2,
+ * ~1.0-1.2x at prefill, at llama.cpp's activation precision (8 bits and one
+ * f32 scale per 32 values). The forward pass takes it only when
+ * FASTCHAT_Q4_ACT8=1 (arch_llama.c: the precision cost).
+ * Available on AVX2 builds only (fc_q4x8a8_available); row sizes are
+ * multiples of 32 bytes; r0, r1 multiples of 8; w with the q4_0 row stride. */
+bool fc_q4x8a8_available(void);
+size_t fc_q4x8a8_row_size(int64_t K);
+void fc_q4x8a8_quantize(const float *x, void *dst, int64_t K);
+void fc_matmul_q4x8a8(const void *w, size_t w_stride, int64_t K, const void *xa, size_t xa_stride, int T,
+                      float *y, int64_t y_stride, int64_t r0, int64_t r1);
+
 /* Software prefetch in the single-token kernels of packed weights. It pays
  * when the weights come from the last-level cache; from DRAM it caps a
  * core's bandwidth (each prefetch holds an L1 fill buffer while the
