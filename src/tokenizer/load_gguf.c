@@ -206,7 +206,11 @@ static fc_tokenizer *t5_from_gguf(const fc_gguf *g, const char *name)
             goto fail;
         }
     if (fc_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &n, &data)) {
-        if (n != n_tok || (et != FC_GGUF_INT32 && et != FC_GGUF_UINT32)) goto bad;
+        if (n != n_tok || (et != FC_GGUF_INT32 && et != FC_GGUF_UINT32)) {
+            FC_LOG_ERROR("%s: tokenizer.ggml.token_type has %llu entries of type %s for %llu tokens (i32 each)", name,
+                         (unsigned long long)n, fc_gguf_type_name(et), (unsigned long long)n_tok);
+            goto fail;
+        }
         memcpy(sp.type, data, n * sizeof(int32_t));
     }
     bool flag;
