@@ -106,6 +106,18 @@ int fc_cmd_quantize(int argc, char **argv)
     return fc_cli_write_gguf(path, out, type);
 }
 
+/* Every key of g but the two that describe the weights' type. */
+static void copy_meta(fc_gguf_writer *w, const fc_gguf *g)
+{
+    for (int64_t i = 0; i < fc_gguf_n_kv(g); i++) {
+        fc_gguf_str k = fc_gguf_key(g, i);
+        if ((k.len == 17 && !memcmp(k.ptr, "general.file_type", 17)) ||
+            (k.len == 28 && !memcmp(k.ptr, "general.quantization_version", 28)))
+            continue;
+        fc_gguf_writer_copy_kv(w, g, i);
+    }
+}
+
 /* An encoder GGUF ("bert", which fc_model does not load): the metadata
  * copied, and the tensors requantized as llama.cpp's llama-quantize does for
  * BERT: every matrix but position_embd and token_types (kept as stored), the
@@ -117,13 +129,7 @@ static int write_encoder_gguf(const char *path, const char *out, enum fc_dtype t
     fc_gguf *g = fc_gguf_open(path);
     if (!g) fc_cli_die(NULL, "%s", fc_last_error());
     fc_gguf_writer *w = fc_gguf_writer_new();
-    for (int64_t i = 0; i < fc_gguf_n_kv(g); i++) {
-        fc_gguf_str k = fc_gguf_key(g, i);
-        if ((k.len == 17 && !memcmp(k.ptr, "general.file_type", 17)) ||
-            (k.len == 28 && !memcmp(k.ptr, "general.quantization_version", 28)))
-            continue;
-        fc_gguf_writer_copy_kv(w, g, i);
-    }
+    copy_meta(w, g);
     if (type >= 0) fc_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype_of(type));
     fc_gguf_writer_set_u32(w, "general.quantization_version", 2);
     int64_t n_t = fc_gguf_n_tensors(g);
@@ -182,13 +188,7 @@ int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type)
     fc_gguf_writer *w = fc_gguf_writer_new();
     const fc_gguf *g = fc_model_gguf(m);
     if (g) {
-        for (int64_t i = 0; i < fc_gguf_n_kv(g); i++) {
-            fc_gguf_str k = fc_gguf_key(g, i);
-            if ((k.len == 17 && !memcmp(k.ptr, "general.file_type", 17)) ||
-                (k.len == 28 && !memcmp(k.ptr, "general.quantization_version", 28)))
-                continue;
-            fc_gguf_writer_copy_kv(w, g, i);
-        }
+        copy_meta(w, g);
     } else {
         const char *a = c->arch_name;
         char key[128];

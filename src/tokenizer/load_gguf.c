@@ -259,16 +259,11 @@ static fc_tokenizer *t5_from_gguf(const fc_gguf *g, const char *name)
         t->suffix[t->n_suffix++] = t->eos;
     }
     if (fc_gguf_get_str(g, "tokenizer.chat_template", &s)) fc_tok_set_chat_template(t, s.ptr, s.len);
-    free(extra);
-    free(sp.piece);
-    free(sp.len);
-    free(sp.score);
-    free(sp.type);
     if (fc_tok_finish(t) != FC_OK) {
         fc_tokenizer_free(t);
-        return NULL;
+        t = NULL;
     }
-    return t;
+    goto fail; /* t or NULL: the scratch arrays go either way */
 bad:
     FC_LOG_ERROR("%s: malformed tokenizer metadata", name);
 fail:
@@ -277,7 +272,7 @@ fail:
     free(sp.len);
     free(sp.score);
     free(sp.type);
-    return NULL;
+    return t;
 }
 
 /* ---- the loader ---- */

@@ -15,14 +15,13 @@ tests/data/t5_chat, all-MiniLM-L6-v2) edited with safetensors / the `gguf`
 package. Every run must exit 1 with exactly one "error" line naming the
 problem, and no sanitizer report.
 """
-import json
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from conftest import DATA, run_fastchat
+from test_mixtral import broken_hf
 
 TINY = DATA / "tiny"
 gguf = pytest.importorskip("gguf")
@@ -40,22 +39,6 @@ def one_error(fastchat_bin, args, *needles):
 def logits_error(fastchat_bin, model, tmp_path, *needles):
     return one_error(fastchat_bin, ["logits", "--model-path", model, "--prompt-ids", "1,2,3", "--out",
                                     tmp_path / "x.f32"], *needles)
-
-
-def hf_copy(tmp_path, name, tensors=None, config=None):
-    from safetensors.numpy import load_file, save_file
-    d = tmp_path / f"bad_{name}"
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree(TINY / name, d)
-    if tensors:
-        t = load_file(str(d / "model.safetensors"))
-        tensors(t)
-        save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
-    if config:
-        c = json.loads((d / "config.json").read_text())
-        c.update(config)
-        (d / "config.json").write_text(json.dumps(c))
-    return d
 
 
 def f32_gguf(fastchat_bin, model, out):
@@ -112,10 +95,10 @@ def drop(name):
 def test_gemma2(fastchat_bin, tmp_path, figures):
     name = "gemma2_f32_swa24"
     msgs = [
-        logits_error(fastchat_bin, hf_copy(tmp_path, name, tensors=lambda t: t.pop(
+        logits_error(fastchat_bin, broken_hf(tmp_path, name, lambda t: t.pop(
             "model.layers.1.pre_feedforward_layernorm.weight")), tmp_path,
             "missing tensor", "model.layers.1.pre_feedforward_layernorm.weight"),
-        logits_error(fastchat_bin, hf_copy(tmp_path, name, config={"hidden_activation": "relu2"}), tmp_path,
+        logits_error(fastchat_bin, broken_hf(tmp_path, name, lambda t: None, {"hidden_activation": "relu2"}), tmp_path,
                      "hidden activation 'relu2'"),
     ]
     g = f32_gguf(fastchat_bin, TINY / name, tmp_path / "g.gguf")
@@ -127,7 +110,7 @@ def test_gemma2(fastchat_bin, tmp_path, figures):
 
 def test_phi3(fastchat_bin, tmp_path, figures):
     name = "phi3_f32_swa32"
-    msgs = [logits_error(fastchat_bin, hf_copy(tmp_path, name, config={"hidden_act": "swishy"}), tmp_path,
+    msgs = [logits_error(fastchat_bin, broken_hf(tmp_path, name, lambda t: None, {"hidden_act": "swishy"}), tmp_path,
                          "hidden activation 'swishy'")]
     g = f32_gguf(fastchat_bin, TINY / name, tmp_path / "p.gguf")
     names = {t.name for t in gguf.GGUFReader(str(g)).tensors}
@@ -141,7 +124,7 @@ def test_phi3(fastchat_bin, tmp_path, figures):
 
 def test_mixtral(fastchat_bin, tmp_path, figures):
     name = "mixtral_f32_e4_swa20"
-    msgs = [logits_error(fastchat_bin, hf_copy(tmp_path, name, config={"hidden_act": "gelu"}), tmp_path,
+    msgs = [logits_error(fastchat_bin, broken_hf(tmp_path, name, lambda t: None, {"hidden_act": "gelu"}), tmp_path,
                          "hidden activation 'gelu'")]
     g = f32_gguf(fastchat_bin, TINY / name, tmp_path / "m.gguf")
     msgs.append(logits_error(fastchat_bin, rewrite(g, tmp_path / "m_shape.gguf", trim("blk.0.ffn_up_exps.weight")),

@@ -16,42 +16,20 @@ import json
 import os
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from test_tokenizer import corpus_lines
+from test_t5_tokenizer import BIN, cli_file_ids, cli_text, corpus, first_diff
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "unigram_bf"
-BIN = os.environ.get("FASTCHAT_BIN", str(ROOT / "build" / "fastchat"))
 
 tokenizers = pytest.importorskip("tokenizers")
 spm = pytest.importorskip("sentencepiece")
 
 SEP = "<|sep|>"
 SEP_ID = 800
-
-
-def run(*args):
-    r = subprocess.run([BIN, *args], capture_output=True)
-    assert r.returncode == 0, f"{args[:3]}: exit {r.returncode}: {r.stderr.decode(errors='replace')}"
-    return r.stdout
-
-
-def cli_file_ids(folder, path, *flags):
-    return json.loads(run("tokenize", "--model-path", str(folder), "--file", str(path), *flags))
-
-
-def cli_text(folder, ids, *flags):
-    out = run("detokenize", "--model-path", str(folder), "--ids", ",".join(map(str, ids)), *flags)
-    assert out.endswith(b"\n")
-    return out[:-1].decode("utf-8")
-
-
-def corpus():
-    return [t for t in corpus_lines() if SEP not in t]
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +46,6 @@ def folders(tmp_path_factory):
     shutil.copy(DATA / "spiece.model", d / "spm")
     (d / "spm" / "added_tokens.json").write_text(json.dumps({SEP: SEP_ID}))
     return d
-
-
-def first_diff(got, want):
-    for i, (a, b) in enumerate(zip(got, want)):
-        if a != b:
-            return i
-    return min(len(got), len(want))
 
 
 def compare(folder, lines, want, owner, tmp_path, *flags):
