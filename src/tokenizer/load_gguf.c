@@ -159,7 +159,11 @@ static void merges_from_scores(fc_tokenizer *t, const float *scores)
  * "[PAD<id>]". Read back as the spiece.model folder would be (sentencepiece's
  * rules), with the USER_DEFINED tokens also split out before normalization as
  * llama.cpp does (and transformers does with added tokens), and the UNUSED
- * ones special (llama.cpp prints nothing for them). T5Tokenizer's
+ * ones special (llama.cpp prints nothing for them). One difference from
+ * llama.cpp remains: added tokens are matched leftmost-longest as Hugging
+ * Face does, so with parse_special off a control token spelled in the text
+ * ("</s>") hides a user-defined token it starts with ("<"), which llama.cpp
+ * would still split out. T5Tokenizer's
  * defaults: EOS appended, no BOS, unless add_bos_token / add_eos_token say
  * otherwise. */
 
