@@ -3,7 +3,8 @@
  * tokenizers, loaded once: SmolLM2's (the default GGUF, $FASTCHAT_MODEL or
  * the fetch_model.sh cache path, when present) and the tokenizer.json folders
  * of tests/data/tokenizer (llama3, qwen2, spm, spm_legacy; run from the
- * repository root, as scripts/run_tests.sh does, or from build/fuzz/).
+ * repository root, as scripts/run_tests.sh does, or from build/fuzz/), and
+ * the byte-fallback Unigram spiece.model of tests/data/unigram_bf.
  *
  * Byte 0 of the input picks the tokenizer (bits 0-2, modulo the number
  * loaded) and the flags: bit 3 add_special, bit 4 special tokens as plain
@@ -73,6 +74,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         snprintf(path, sizeof path, "%s/%s", data, dirs[i].name);
         add(dirs[i].name, path, dirs[i].lossless);
     }
+    /* a sentencepiece Unigram model with byte fallback (<0xNN> pieces) */
+    snprintf(path, sizeof path, "%s/../unigram_bf", data);
+    add("unigram_bf", path, 0);
     if (n_toks == 0) {
         fprintf(stderr, "fuzz_tokenizer: no tokenizer found under %s (run from the repository root)\n", data);
         abort();

@@ -428,7 +428,7 @@ int fc_cmd_chat(int argc, char **argv)
     if (t5 && o.repetition_penalty == 1.0f) o.repetition_penalty = 1.2f;
     fc_model *m = t5 ? NULL : fc_model_load_ex(o.model_path, &lp);
     if (!m && !t5) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
-    fc_tokenizer *tok = t5 ? fc_tokenizer_from_hf(o.model_path) : fc_cli_load_tokenizer(m);
+    fc_tokenizer *tok = t5 ? fc_tokenizer_load(o.model_path) : fc_cli_load_tokenizer(m); /* T5: folder or GGUF */
     if (!tok) fc_cli_die("the chat needs the model's tokenizer", "%s", fc_last_error());
     fc_conv *proto = fc_template_pick(o.conv_template, o.model_path, tok);
     if (!proto) fc_cli_die("list the templates with: fastchat prompt --list", "%s", fc_last_error());

@@ -301,7 +301,7 @@ static int t5_generate(const gen_opts *o)
     fc_pool *pool = t5_pool(o);
     const fc_t5_run run = {.pool = pool, .fast = !o->exact};
     int n_enc;
-    fc_tokenizer *tk = o->prompt_ids ? NULL : fc_tokenizer_from_hf(o->model_path);
+    fc_tokenizer *tk = o->prompt_ids ? NULL : fc_tokenizer_load(o->model_path); /* folder or GGUF */
     int32_t *ids = prompt_or_die(o, tk, &n_enc); /* --prompt: with T5's trailing </s> */
     double t0 = fc_time_sec();
     float *enc = fc_xmalloc(sizeof(float) * (size_t)n_enc * (size_t)c->n_embd);

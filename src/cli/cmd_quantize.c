@@ -14,11 +14,13 @@
  * tokenizer_config.json) as tokenizer.ggml.* keys (fc_tokenizer_to_gguf),
  * padded with [PAD<id>] tokens up to the model's vocabulary size as
  * llama.cpp's convert_hf_to_gguf.py pads. A folder without tokenizer files
- * is written without a tokenizer, with a warning.
+ * is written without a tokenizer, with a warning. A BERT-family encoder GGUF
+ * (model/bert.h) is requantized tensor by tensor with its metadata as is.
  */
 #include "cli.h"
 #include "base/fc_base.h"
 #include "model/model.h"
+#include "model/bert.h"
 #include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -104,9 +106,80 @@ int fc_cmd_quantize(int argc, char **argv)
     return fc_cli_write_gguf(path, out, type);
 }
 
+/* Every key of g but the two that describe the weights' type. */
+static void copy_meta(fc_gguf_writer *w, const fc_gguf *g)
+{
+    for (int64_t i = 0; i < fc_gguf_n_kv(g); i++) {
+        fc_gguf_str k = fc_gguf_key(g, i);
+        if ((k.len == 17 && !memcmp(k.ptr, "general.file_type", 17)) ||
+            (k.len == 28 && !memcmp(k.ptr, "general.quantization_version", 28)))
+            continue;
+        fc_gguf_writer_copy_kv(w, g, i);
+    }
+}
+
+/* An encoder GGUF ("bert", which fc_model does not load): the metadata
+ * copied, and the tensors requantized as llama.cpp's llama-quantize does for
+ * BERT: every matrix but position_embd and token_types (kept as stored), the
+ * token embedding (there is no output matrix) at q8_0 / q6_k, a row length
+ * off the type's block falling back as llama.cpp's does; vectors stay as
+ * stored. */
+static int write_encoder_gguf(const char *path, const char *out, enum fc_dtype type, double t0)
+{
+    fc_gguf *g = fc_gguf_open(path);
+    if (!g) fc_cli_die(NULL, "%s", fc_last_error());
+    fc_gguf_writer *w = fc_gguf_writer_new();
+    copy_meta(w, g);
+    if (type >= 0) fc_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype_of(type));
+    fc_gguf_writer_set_u32(w, "general.quantization_version", 2);
+    int64_t n_t = fc_gguf_n_tensors(g);
+    void **bufs = fc_xcalloc((size_t)FC_MAX(n_t, 1), sizeof(void *));
+    float *row = NULL;
+    for (int64_t i = 0; i < n_t; i++) {
+        const fc_gguf_tensor_info *ti = fc_gguf_tensor(g, i);
+        const fc_tensor *t = &ti->t;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)FC_MIN(ti->name.len, 255), ti->name.ptr);
+        int64_t K = t->ne[0], R = K > 0 ? fc_tensor_nelem(t) / K : 0;
+        int tt = type;
+        bool quant = type != FC_DTYPE_F32 && type != FC_DTYPE_F16 && type != FC_DTYPE_BF16;
+        if (type < 0 || t->n_dims < 2 || R <= 1 || !strcmp(name, "position_embd.weight") ||
+            !strcmp(name, "token_types.weight") || t->type < 0)
+            tt = t->type;
+        else if (quant && !strcmp(name, "token_embd.weight")) /* no output matrix: llama.cpp gives the embedding more bits */
+            tt = K % 256 != 0 ? FC_DTYPE_Q8_0 : type == FC_DTYPE_Q8_0 ? FC_DTYPE_Q8_0 : FC_DTYPE_Q6_K;
+        if (tt >= 0 && K % fc_dtype_block_size(tt) != 0) /* llama.cpp's fallbacks for a row length off the block */
+            tt = tt == FC_DTYPE_Q4_K ? FC_DTYPE_Q5_0 : tt == FC_DTYPE_Q6_K ? FC_DTYPE_Q8_0 : FC_DTYPE_F16;
+        if (tt >= 0 && K % fc_dtype_block_size(tt) != 0) tt = FC_DTYPE_F16;
+        if (tt == t->type) {
+            fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, t->data);
+            continue;
+        }
+        size_t in_row = fc_dtype_row_size(t->type, K), out_row = fc_dtype_row_size(tt, K);
+        row = fc_xrealloc(row, sizeof(float) * (size_t)K);
+        bufs[i] = fc_xmalloc(out_row * (size_t)R);
+        for (int64_t r = 0; r < R; r++)
+            if (!fc_dequantize_row_ref(t->type, (const uint8_t *)t->data + (size_t)r * in_row, row, K) ||
+                !fc_quantize_row_ref(tt, row, (uint8_t *)bufs[i] + (size_t)r * out_row, K))
+                fc_cli_die(NULL, "%s: cannot convert %s from %s to %s", path, name, fc_dtype_name(t->type),
+                           fc_dtype_name(tt));
+        fc_gguf_writer_add_tensor(w, name, tt, t->n_dims, t->ne, bufs[i]);
+    }
+    if (fc_gguf_writer_write(w, out) != FC_OK) fc_cli_die(NULL, "%s", fc_last_error());
+    fprintf(stderr, "wrote %s (%s) in %.1f s\n", out, type >= 0 ? fc_dtype_name(type) : "as stored",
+            fc_time_sec() - t0);
+    for (int64_t i = 0; i < n_t; i++) free(bufs[i]);
+    free(bufs);
+    free(row);
+    fc_gguf_writer_free(w);
+    fc_gguf_free(g);
+    return 0;
+}
+
 int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type)
 {
     double t0 = fc_time_sec();
+    if (fc_gguf_is_file(path) && fc_bert_is_encoder(path)) return write_encoder_gguf(path, out, type, t0);
     fc_model *m = fc_model_load(path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     const fc_model_config *c = fc_model_get_config(m);
@@ -115,13 +188,7 @@ int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type)
     fc_gguf_writer *w = fc_gguf_writer_new();
     const fc_gguf *g = fc_model_gguf(m);
     if (g) {
-        for (int64_t i = 0; i < fc_gguf_n_kv(g); i++) {
-            fc_gguf_str k = fc_gguf_key(g, i);
-            if ((k.len == 17 && !memcmp(k.ptr, "general.file_type", 17)) ||
-                (k.len == 28 && !memcmp(k.ptr, "general.quantization_version", 28)))
-                continue;
-            fc_gguf_writer_copy_kv(w, g, i);
-        }
+        copy_meta(w, g);
     } else {
         const char *a = c->arch_name;
         char key[128];

@@ -200,9 +200,12 @@ static const fc_tensor *get(fc_bert *b, const char *name, int64_t ne0, int64_t n
         FC_LOG_ERROR("%s: tensor '%s' missing", b->path, full);
         return NULL;
     }
-    if (t->type != FC_DTYPE_F32 && t->type != FC_DTYPE_F16 && t->type != FC_DTYPE_BF16) {
-        FC_LOG_ERROR("%s: tensor '%s' has type %s (F32, F16 or BF16 expected)", b->path, full,
-                     t->type >= 0 ? fc_dtype_name(t->type) : "unsupported");
+    /* a GGUF's matrices and embeddings may be quantized (fastchat quantize,
+     * llama-quantize): dequantized at load like f16 ones */
+    bool quant_ok = b->gguf && ne1 && t->type >= 0 && fc_dtype_supported(t->type);
+    if (t->type != FC_DTYPE_F32 && t->type != FC_DTYPE_F16 && t->type != FC_DTYPE_BF16 && !quant_ok) {
+        FC_LOG_ERROR("%s: tensor '%s' has type %s (F32, F16 or BF16%s expected)", b->path, full,
+                     t->type >= 0 ? fc_dtype_name(t->type) : "unsupported", b->gguf ? ", or quantized for a matrix" : "");
         return NULL;
     }
     bool ok = ne1 ? t->n_dims == 2 && t->ne[0] == ne0 && t->ne[1] == ne1 : t->n_dims == 1 && t->ne[0] == ne0;

@@ -1398,7 +1398,7 @@ static bool load_model(fc_worker *w, wmodel *m, const fc_worker_model *spec, con
     if (fc_t5_is_t5(spec->model_path)) {
         m->t5 = fc_t5_load(spec->model_path);
         if (!m->t5) return false;
-        m->tok = fc_tokenizer_from_hf(spec->model_path);
+        m->tok = fc_tokenizer_load(spec->model_path); /* T5: folder or GGUF */
     } else if (!(m->model = fc_model_load_ex(spec->model_path, &lp))) {
         return false;
     } else if (fc_model_format(m->model) == FC_FORMAT_GGUF)

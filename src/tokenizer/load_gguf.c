@@ -33,12 +33,16 @@
  *                  Metaspace(prepend "first") instead, which differs after
  *                  special tokens and on text that starts with a space;
  *                  sentencepiece agrees with the shape used here.)
+ *   model "t5"     SentencePiece Unigram (T5, Flan-T5, FastChat-T5), as
+ *                  llama.cpp's converter writes spiece.model: see
+ *                  t5_from_gguf below.
  * Tokens of type CONTROL (3) are special added tokens, USER_DEFINED (4) plain
  * added tokens, and the bos/eos/unk/padding tokens are special too.
  * add_bos_token defaults to true for "llama" and false for "gpt2".
  */
 #include "tok_impl.h"
 
+#include <math.h>
 #include <string.h>
 
 
@@ -147,6 +151,134 @@ static void merges_from_scores(fc_tokenizer *t, const float *scores)
     free(c);
 }
 
+/* ---- model "t5": a SentencePiece Unigram model (unigram.c) ----
+ * llama.cpp's converter (T5Model.set_vocab) writes spiece.model's pieces,
+ * scores and types, its normalizer spec (add_space_prefix,
+ * remove_extra_whitespaces, precompiled_charsmap as a u8 array), the
+ * added_tokens.json tokens as USER_DEFINED and the ids past them as UNUSED
+ * "[PAD<id>]". Read back as the spiece.model folder would be (sentencepiece's
+ * rules), with the USER_DEFINED tokens also split out before normalization as
+ * llama.cpp does (and transformers does with added tokens), and the UNUSED
+ * ones special (llama.cpp prints nothing for them). One difference from
+ * llama.cpp remains: added tokens are matched leftmost-longest as Hugging
+ * Face does, so with parse_special off a control token spelled in the text
+ * ("</s>") hides a user-defined token it starts with ("<"), which llama.cpp
+ * would still split out. T5Tokenizer's
+ * defaults: EOS appended, no BOS, unless add_bos_token / add_eos_token say
+ * otherwise. */
+
+static int32_t id_key(const fc_gguf *g, const char *key, uint64_t n)
+{
+    uint32_t u;
+    return fc_gguf_get_u32(g, key, &u) && u < n ? (int32_t)u : -1;
+}
+
+static fc_tokenizer *t5_from_gguf(const fc_gguf *g, const char *name)
+{
+    enum fc_gguf_type et;
+    uint64_t n_tok = 0, n;
+    const void *data;
+    fc_tokenizer *t = NULL;
+    fc_tok_extra_token *extra = NULL;
+    int n_extra = 0;
+    fc_gguf_str s;
+    if (!fc_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok, &data) || et != FC_GGUF_STRING ||
+        n_tok == 0 || n_tok >= 1 << 24) {
+        FC_LOG_ERROR("%s: tokenizer.ggml.tokens missing or not a list of strings", name);
+        return NULL;
+    }
+    fc_tok_spm sp = {.n = (int32_t)n_tok, .unk = -1, .bos = -1, .eos = -1, .pad = -1,
+                     .add_dummy_prefix = true, .remove_extra_ws = true, .model_type = 1};
+    sp.piece = fc_xcalloc(n_tok, sizeof(char *));
+    sp.len = fc_xcalloc(n_tok, sizeof(uint32_t));
+    sp.score = fc_xcalloc(n_tok, sizeof(float));
+    sp.type = fc_xcalloc(n_tok, sizeof(int32_t));
+    for (uint64_t i = 0; i < n_tok; i++) {
+        if (!fc_gguf_get_arr_str(g, "tokenizer.ggml.tokens", i, &s) || s.len > UINT32_MAX) goto bad;
+        sp.piece[i] = s.ptr;
+        sp.len[i] = (uint32_t)s.len;
+        sp.type[i] = TK_TYPE_NORMAL;
+    }
+    if (!fc_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &n, &data) || n != n_tok || et != FC_GGUF_FLOAT32) {
+        FC_LOG_ERROR("%s: a t5 tokenizer needs tokenizer.ggml.scores (one f32 per token)", name);
+        goto fail;
+    }
+    memcpy(sp.score, data, n * sizeof(float));
+    for (uint64_t i = 0; i < n; i++)
+        if (!isfinite(sp.score[i])) {
+            FC_LOG_ERROR("%s: tokenizer.ggml.scores[%llu] is not finite", name, (unsigned long long)i);
+            goto fail;
+        }
+    if (fc_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &n, &data)) {
+        if (n != n_tok || (et != FC_GGUF_INT32 && et != FC_GGUF_UINT32)) {
+            FC_LOG_ERROR("%s: tokenizer.ggml.token_type has %llu entries of type %s for %llu tokens (i32 each)", name,
+                         (unsigned long long)n, fc_gguf_type_name(et), (unsigned long long)n_tok);
+            goto fail;
+        }
+        memcpy(sp.type, data, n * sizeof(int32_t));
+    }
+    bool flag;
+    if (fc_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &flag)) sp.add_dummy_prefix = flag;
+    if (fc_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &flag)) sp.remove_extra_ws = flag;
+    if (fc_gguf_get_arr(g, "tokenizer.ggml.precompiled_charsmap", &et, &n, &data) && n > 0) {
+        if ((et != FC_GGUF_UINT8 && et != FC_GGUF_INT8) || !fc_tok_charsmap_valid(data, (size_t)n)) {
+            FC_LOG_ERROR("%s: tokenizer.ggml.precompiled_charsmap is not a sentencepiece charsmap", name);
+            goto fail;
+        }
+        sp.charsmap = data;
+        sp.charsmap_len = (size_t)n;
+    }
+    /* the named ids; without keys, the pieces sentencepiece marks */
+    for (int32_t i = 0; i < sp.n; i++) {
+        if (sp.type[i] == TK_TYPE_UNKNOWN && sp.unk < 0) sp.unk = i;
+        if (sp.type[i] == TK_TYPE_USER_DEFINED || sp.type[i] == TK_TYPE_UNUSED) {
+            /* UNUSED ("[PAD<id>]", T5's lost <extra_id_N>) decode to nothing in
+             * llama.cpp: special here, so skip_special drops them too */
+            extra = fc_xrealloc(extra, (size_t)(n_extra + 1) * sizeof(fc_tok_extra_token));
+            extra[n_extra++] = (fc_tok_extra_token){i, sp.piece[i], sp.len[i], sp.type[i] == TK_TYPE_UNUSED};
+        }
+        if (sp.type[i] != TK_TYPE_CONTROL) continue;
+        if (sp.len[i] == 4 && !memcmp(sp.piece[i], "</s>", 4) && sp.eos < 0) sp.eos = i;
+        if (sp.len[i] == 3 && !memcmp(sp.piece[i], "<s>", 3) && sp.bos < 0) sp.bos = i;
+        if (sp.len[i] == 5 && !memcmp(sp.piece[i], "<pad>", 5) && sp.pad < 0) sp.pad = i;
+    }
+    int32_t id;
+    if ((id = id_key(g, "tokenizer.ggml.unknown_token_id", n_tok)) >= 0) sp.unk = id;
+    if ((id = id_key(g, "tokenizer.ggml.eos_token_id", n_tok)) >= 0) sp.eos = id;
+    if ((id = id_key(g, "tokenizer.ggml.bos_token_id", n_tok)) >= 0) sp.bos = id;
+    if ((id = id_key(g, "tokenizer.ggml.padding_token_id", n_tok)) >= 0) sp.pad = id;
+
+    t = fc_tok_unigram_from_spm(&sp, extra, n_extra, name);
+    if (!t) goto fail;
+    bool add_bos = false, add_eos = true;
+    if (fc_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &flag)) add_bos = flag;
+    if (fc_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &flag)) add_eos = flag;
+    t->n_prefix = t->n_suffix = 0;
+    if (add_bos && t->bos >= 0) {
+        t->prefix = fc_xrealloc(t->prefix, sizeof(int32_t));
+        t->prefix[t->n_prefix++] = t->bos;
+    }
+    if (add_eos && t->eos >= 0) {
+        t->suffix = fc_xrealloc(t->suffix, sizeof(int32_t));
+        t->suffix[t->n_suffix++] = t->eos;
+    }
+    if (fc_gguf_get_str(g, "tokenizer.chat_template", &s)) fc_tok_set_chat_template(t, s.ptr, s.len);
+    if (fc_tok_finish(t) != FC_OK) {
+        fc_tokenizer_free(t);
+        t = NULL;
+    }
+    goto fail; /* t or NULL: the scratch arrays go either way */
+bad:
+    FC_LOG_ERROR("%s: malformed tokenizer metadata", name);
+fail:
+    free(extra);
+    free(sp.piece);
+    free(sp.len);
+    free(sp.score);
+    free(sp.type);
+    return t;
+}
+
 /* ---- the loader ---- */
 
 fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
@@ -166,8 +298,9 @@ fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name)
     }
     bool spm = model.len == 5 && !memcmp(model.ptr, "llama", 5);
     bool bpe = model.len == 4 && !memcmp(model.ptr, "gpt2", 4);
+    if (model.len == 2 && !memcmp(model.ptr, "t5", 2)) return t5_from_gguf(g, name);
     if (!spm && !bpe) {
-        FC_LOG_ERROR("%s: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama)", name,
+        FC_LOG_ERROR("%s: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama, t5)", name,
                      (int)model.len, model.ptr);
         return NULL;
     }

@@ -446,10 +446,6 @@ static fc_tokenizer *from_json(const cJSON *root, const cJSON *cfg, const char *
         FC_LOG_ERROR("%s: model type '%s' is not supported (only BPE and Unigram)", path, mtype);
         goto fail;
     }
-    if (unigram && jbool(model, "byte_fallback", false)) {
-        FC_LOG_ERROR("%s: Unigram byte_fallback is not supported", path);
-        goto fail;
-    }
     if (unigram ? !cJSON_IsArray(vocab) : (!cJSON_IsObject(vocab) || !jget(model, "merges"))) {
         FC_LOG_ERROR("%s: model has no BPE vocab and merges", path);
         goto fail;

@@ -53,7 +53,8 @@ typedef struct fc_tokenizer fc_tokenizer;
 
 /* ---- loading ---- */
 
-/* Builds the tokenizer of a GGUF file from its tokenizer.ggml.* metadata.
+/* Builds the tokenizer of a GGUF file from its tokenizer.ggml.* metadata
+ * (model "gpt2", "llama", or "t5": a Unigram model, llama.cpp's T5 files).
  * Nothing of g is borrowed: g may be freed afterwards. `name` is used in
  * messages. NULL on error (logged). Free with fc_tokenizer_free. */
 fc_tokenizer *fc_tokenizer_from_gguf(const fc_gguf *g, const char *name);

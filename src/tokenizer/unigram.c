@@ -29,7 +29,14 @@
  * A vocabulary without an unknown piece drops characters it cannot cover
  * (tokenizers refuses to encode such text).
  *
- * Not implemented: byte fallback (T5 has none; refused at load), sampling /
+ * Byte fallback (sentencepiece --byte_fallback, tokenizer.json "byte_fallback":
+ * true): a run of unknown characters becomes the <0xNN> pieces of its UTF-8
+ * bytes when the vocabulary has all of them (else <unk>), after tokenizers'
+ * lookup of the fused run; the <0xNN> pieces are never lattice candidates in
+ * the sentencepiece flavour (type BYTE) and are in the tokenizers one (every
+ * vocabulary entry is).
+ *
+ * Not implemented: sampling /
  * n-best encodings, sentencepiece's user-defined-symbol prefix matcher in the
  * normalizer (such pieces are still matched by the lattice), and
  * treat_whitespace_as_suffix.
@@ -144,12 +151,22 @@ void fc_tok_unigram_word(const fc_tokenizer *t, const char *s, size_t n, fc_tok_
         size_t j = i;
         while (j < n_tok && ids[j] == u->unk) j++;
         int32_t id = u->unk;
-        if (!u->spm && j - i > 1) { /* tokenizers looks the fused text up */
-            int32_t f = fc_tok_strmap_get(&t->by_key, s + starts[i], (size_t)(starts[j] - starts[i]));
-            if (f >= 0) id = f;
+        size_t a = (size_t)starts[i], z = (size_t)starts[j];
+        bool found = false;
+        if (!u->spm) { /* tokenizers looks the (fused) text up: the <unk> piece itself is found */
+            int32_t f = fc_tok_strmap_get(&t->by_key, s + a, z - a);
+            if (f >= 0) id = f, found = true;
+        }
+        i = j;
+        if (!found && t->byte_fallback) { /* the run's bytes as <0xNN> pieces, if all exist */
+            bool all = true;
+            for (size_t k = a; k < z && all; k++) all = t->byte_tok[b[k]] >= 0;
+            if (all) {
+                for (size_t k = a; k < z; k++) fc_tok_ivec_push(out, t->byte_tok[b[k]]);
+                continue;
+            }
         }
         fc_tok_ivec_push(out, id);
-        i = j;
     }
     free(ids);
     free(starts);
@@ -339,11 +356,8 @@ void fc_tok_norm_spm(const fc_tok_norm *nm, const char *s, size_t n, fc_str *out
 
 fc_tokenizer *fc_tok_unigram_from_spm(const fc_tok_spm *s, const fc_tok_extra_token *extra, int n_extra, const char *name)
 {
-    for (int32_t i = 0; i < s->n; i++)
-        if (s->type[i] == TK_TYPE_BYTE) {
-            FC_LOG_ERROR("%s: a Unigram model with byte fallback (<0xNN> pieces) is not supported", name);
-            return NULL;
-        }
+    bool byte_fallback = false;
+    for (int32_t i = 0; i < s->n; i++) byte_fallback = byte_fallback || s->type[i] == TK_TYPE_BYTE;
     int32_t n = s->n;
     for (int k = 0; k < n_extra; k++) n = FC_MAX(n, extra[k].id + 1);
     fc_tokenizer *t = fc_tok_new(name);
@@ -381,7 +395,9 @@ fc_tokenizer *fc_tok_unigram_from_spm(const fc_tok_spm *s, const fc_tok_extra_to
     }
     t->norm = fc_xcalloc(1, sizeof(fc_tok_norm));
     t->norm[t->n_norm++] = nm;
-    t->dec = fc_xcalloc(1, sizeof(fc_tok_dec));
+    t->byte_fallback = byte_fallback; /* <0xNN> pieces: unknown text becomes its bytes */
+    t->dec = fc_xcalloc(2, sizeof(fc_tok_dec));
+    if (byte_fallback) t->dec[t->n_dec++] = (fc_tok_dec){.kind = TK_DEC_BYTEFALLBACK};
     t->dec[t->n_dec++] = (fc_tok_dec){.kind = TK_DEC_METASPACE, .cp = 0x2581,
                                   .prepend = s->add_dummy_prefix ? TK_PREPEND_ALWAYS : TK_PREPEND_NEVER};
     t->has_decoder = true;
