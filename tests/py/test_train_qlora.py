@@ -9,7 +9,11 @@ stores them). Checked:
 - the QLoRA run's 20 losses (trainer_state.json, full precision) equal those
   of the same LoRA run on the base dequantized to f32 master weights (the
   default without --q-lora) within 1e-5 relative, and the saved adapters
-  agree within 1e-4 relative (the only difference is the order of the sums);
+  agree within 1e-3 of each tensor's largest value (the only difference is
+  the order of the sums; AdamW's m / sqrt(v) turns a last-bit difference in
+  a gradient near zero into a step of up to the learning rate, and LoRA's B
+  starts at zero: 2.2e-5 to 2.2e-4 seen, depending on the fast path's
+  summation order);
 - the adapter folder serves on the quantized GGUF base (`--model-path
   ADAPTER_DIR`): exact-mode logits equal `fastchat apply-lora`'s merge of it
   into the dequantized base (f32 folder from `fastchat convert`) within the
@@ -85,7 +89,7 @@ def test_qlora_equals_f32_base_lora(trained, figures, qtype):
     assert lq[-1] < 0.6 * lq[0], lq  # it learns
     assert sorted(aq) == sorted(af) and len(af) == 2 * 7 * 2
     da = max(float(np.abs(aq[k].astype(np.float64) - af[k]).max() / np.abs(af[k]).max()) for k in af)
-    assert da <= 1e-4, da
+    assert da <= 1e-3, da
     figures(f"qlora tiny llama {qtype} GGUF, 20 steps: losses {lq[0]:.4f} -> {lq[-1]:.4f}, largest relative "
             f"difference to the f32-base LoRA run {dl:.2e} (adapters {da:.2e})")
 
