@@ -15,12 +15,15 @@
  * padded with [PAD<id>] tokens up to the model's vocabulary size as
  * llama.cpp's convert_hf_to_gguf.py pads. A folder without tokenizer files
  * is written without a tokenizer, with a warning. A BERT-family encoder GGUF
- * (model/bert.h) is requantized tensor by tensor with its metadata as is.
+ * (model/bert.h) and a T5 GGUF (model/t5.h) are requantized tensor by tensor
+ * with their metadata as is (a T5 Hugging Face folder is refused: llama.cpp's
+ * convert_hf_to_gguf.py makes its GGUF).
  */
 #include "cli.h"
 #include "base/fc_base.h"
 #include "model/model.h"
 #include "model/bert.h"
+#include "model/t5.h"
 #include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -118,16 +121,27 @@ static void copy_meta(fc_gguf_writer *w, const fc_gguf *g)
     }
 }
 
-/* An encoder GGUF ("bert", which fc_model does not load): the metadata
- * copied, and the tensors requantized as llama.cpp's llama-quantize does for
- * BERT: every matrix but position_embd and token_types (kept as stored), the
- * token embedding (there is no output matrix) at q8_0 / q6_k, a row length
- * off the type's block falling back as llama.cpp's does; vectors stay as
- * stored. */
-static int write_encoder_gguf(const char *path, const char *out, enum fc_dtype type, double t0)
+/* A GGUF that fc_model does not load ("bert", "t5"): the metadata copied,
+ * and the tensors requantized as llama.cpp's llama-quantize does for them:
+ * every matrix takes the type but BERT's position_embd and token_types and
+ * T5's relative attention biases (kept as stored); the output matrix (T5's
+ * untied head; BERT has none, so there its token embedding) at q8_0 / q6_k
+ * for a quantized type; a row length off the type's block falling back as
+ * llama.cpp's does; vectors stay as stored. The K-quant types are applied
+ * to every matrix (llama-quantize --pure: its Q4_K_M mix of q6_k layers is
+ * not made). */
+static int write_tensorwise_gguf(const char *path, const char *out, enum fc_dtype type, double t0)
 {
     fc_gguf *g = fc_gguf_open(path);
     if (!g) fc_cli_die(NULL, "%s", fc_last_error());
+    /* the matrix llama.cpp counts as the output: output.weight, else the
+     * token embedding (tied, or an encoder without a head) */
+    bool has_output = false;
+    for (int64_t i = 0; i < fc_gguf_n_tensors(g); i++) {
+        fc_gguf_str nm = fc_gguf_tensor(g, i)->name;
+        if (nm.len == 13 && !memcmp(nm.ptr, "output.weight", 13)) has_output = true;
+    }
+    const char *out_name = has_output ? "output.weight" : "token_embd.weight";
     fc_gguf_writer *w = fc_gguf_writer_new();
     copy_meta(w, g);
     if (type >= 0) fc_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype_of(type));
@@ -144,9 +158,9 @@ static int write_encoder_gguf(const char *path, const char *out, enum fc_dtype t
         int tt = type;
         bool quant = type != FC_DTYPE_F32 && type != FC_DTYPE_F16 && type != FC_DTYPE_BF16;
         if (type < 0 || t->n_dims < 2 || R <= 1 || !strcmp(name, "position_embd.weight") ||
-            !strcmp(name, "token_types.weight") || t->type < 0)
+            !strcmp(name, "token_types.weight") || strstr(name, "attn_rel_b.weight") || t->type < 0)
             tt = t->type;
-        else if (quant && !strcmp(name, "token_embd.weight")) /* no output matrix: llama.cpp gives the embedding more bits */
+        else if (quant && !strcmp(name, out_name)) /* llama.cpp gives the output matrix more bits */
             tt = K % 256 != 0 ? FC_DTYPE_Q8_0 : type == FC_DTYPE_Q8_0 ? FC_DTYPE_Q8_0 : FC_DTYPE_Q6_K;
         if (tt >= 0 && K % fc_dtype_block_size(tt) != 0) /* llama.cpp's fallbacks for a row length off the block */
             tt = tt == FC_DTYPE_Q4_K ? FC_DTYPE_Q5_0 : tt == FC_DTYPE_Q6_K ? FC_DTYPE_Q8_0 : FC_DTYPE_F16;
@@ -179,7 +193,11 @@ static int write_encoder_gguf(const char *path, const char *out, enum fc_dtype t
 int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type)
 {
     double t0 = fc_time_sec();
-    if (fc_gguf_is_file(path) && fc_bert_is_encoder(path)) return write_encoder_gguf(path, out, type, t0);
+    if (fc_gguf_is_file(path) && (fc_bert_is_encoder(path) || fc_t5_is_t5(path)))
+        return write_tensorwise_gguf(path, out, type, t0);
+    if (fc_t5_is_t5(path))
+        fc_cli_die("convert it with llama.cpp's convert_hf_to_gguf.py, then quantize the GGUF",
+                   "%s: a T5 Hugging Face folder; fastchat quantize requantizes T5 GGUF files", path);
     fc_model *m = fc_model_load(path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     const fc_model_config *c = fc_model_get_config(m);
