@@ -35,9 +35,12 @@
 #include "base/json.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "tensor/vexp.h"
 
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,7 +517,38 @@ typedef struct mm_job {
     enum fc_dtype atype; /* fast mode: the activation type, xa its rows; FC_DTYPE_NONE: exact */
     const void *xa;
     size_t xa_stride;
+    bool tiles;        /* fast mode, T >= MM_TILE_MIN_T: f32 row tiles of W times x by sgemm */
 } mm_job;
+
+/* Fast-mode products of at least this many rows (the encoder's, a long
+ * decoder prompt's) take W a tile of MM_TILE_BYTES of f32 rows at a time,
+ * dequantized (fc_dequantize_chunk, the reference's values) into the
+ * thread's buffer, times the f32 rows x by an OpenBLAS sgemm: about twice
+ * the engine's kernels' rate at these sizes, with f32 activations. */
+#define MM_TILE_MIN_T 32
+#define MM_TILE_BYTES (4 << 20)
+
+/* OpenBLAS's own (declared in its cblas.h, not in every cblas.h); its
+ * products run inside our pool's threads, one thread each */
+void openblas_set_num_threads(int n);
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_init(void) { openblas_set_num_threads(1); }
+
+static void mm_tiles(const mm_job *j, int64_t r0, int64_t r1)
+{
+    const int64_t K = j->w->ne[0], R = j->w->ne[1];
+    const size_t rb = fc_tensor_row_bytes(j->w);
+    const int64_t tr = FC_MAX(1, FC_MIN(r1 - r0, MM_TILE_BYTES / (int64_t)(sizeof(float) * K)));
+    float *tile = fc_xmalloc(sizeof(float) * (size_t)(tr * K));
+    for (int64_t a = r0; a < r1; a += tr) {
+        const int64_t n = FC_MIN(tr, r1 - a);
+        for (int64_t r = 0; r < n; r++)
+            fc_dequantize_chunk(j->w->type, (const uint8_t *)j->w->data + (size_t)(a + r) * rb, 0, K, tile + r * K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, (int)n, (int)K, 1.0f, j->x, (int)K, tile, (int)K,
+                    0.0f, j->y + a, (int)R);
+    }
+    free(tile);
+}
 
 /* rows of W split evenly over the threads: each output is one row's dot
  * product whatever the thread count */
@@ -524,7 +558,8 @@ static void mm_thread(void *ctx, int ith, int nth)
     const int64_t K = j->w->ne[0], R = j->w->ne[1];
     const int64_t per = (R + nth - 1) / nth, r0 = FC_MIN((int64_t)ith * per, R), r1 = FC_MIN(r0 + per, R);
     if (r0 >= r1) return;
-    if (j->atype < 0)
+    if (j->tiles) mm_tiles(j, r0, r1);
+    else if (j->atype < 0)
         fc_matmul_exact(j->w->type, j->w->data, fc_tensor_row_bytes(j->w), K, j->x, K, j->T, j->y, R, r0, r1);
     else
         fc_matmul_fast(j->w->type, j->w->data, fc_tensor_row_bytes(j->w), K, j->atype, j->xa, j->xa_stride, j->T,
@@ -535,9 +570,12 @@ static void mm_thread(void *ctx, int ith, int nth)
  * (run NULL: this thread, exact) */
 static void matmul(const fc_t5_run *run, const fc_tensor *w, const float *x, int T, float *y)
 {
-    mm_job j = {w, x, T, y, -1, NULL, 0};
+    mm_job j = {w, x, T, y, -1, NULL, 0, false};
     void *buf = NULL;
-    if (run && run->fast) {
+    if (run && run->fast && T >= MM_TILE_MIN_T) {
+        pthread_once(&blas_once, blas_init);
+        j.tiles = true;
+    } else if (run && run->fast) {
         /* llama.cpp's scheme: activations rounded to the weights' partner
          * type (16-bit codes for the 32-value types), f32 for float weights */
         const int64_t K = w->ne[0];
@@ -570,6 +608,28 @@ static float act(enum fc_t5_act a, float x)
     return x;
 }
 
+/* a[i] = act(a[i]) (* b[i] when b): in fast mode the tanh GELU of
+ * gelu_new (Flan-T5's gated-gelu) in AVX2 lanes with fc_tanh8 (absolute
+ * error ~1e-7); the rest, and the exact mode, with libm as torch's. */
+static void act_rows(enum fc_t5_act f, bool fast, float *a, const float *b, size_t n)
+{
+    size_t i = 0;
+#ifdef FC_VEXP_AVX2
+    if (fast && f == FC_T5_GELU_NEW) {
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+        const __m256 k0 = _mm256_set1_ps(0.7978845608028654f), k1 = _mm256_set1_ps(0.044715f);
+        for (; i + 8 <= n; i += 8) {
+            const __m256 x = _mm256_loadu_ps(a + i);
+            const __m256 inner = _mm256_mul_ps(k0, _mm256_fmadd_ps(_mm256_mul_ps(k1, x), _mm256_mul_ps(x, x), x));
+            __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, fc_tanh8(inner)));
+            if (b) g = _mm256_mul_ps(g, _mm256_loadu_ps(b + i));
+            _mm256_storeu_ps(a + i, g);
+        }
+    }
+#endif
+    for (; i < n; i++) a[i] = b ? act(f, a[i]) * b[i] : act(f, a[i]);
+}
+
 /* h (T, C) += feed-forward(norm(h)); scratch: xn (T, C), a, b (T, FF) */
 static void feed_forward(const fc_t5 *m, const fc_t5_run *run, const t5_layer *ly, float *h, int T, float *xn, float *a, float *b,
                          float *out)
@@ -580,10 +640,10 @@ static void feed_forward(const fc_t5 *m, const fc_t5_run *run, const t5_layer *l
     if (c->gated) {
         matmul(run, &ly->wi_0, xn, T, a);
         matmul(run, &ly->wi_1, xn, T, b);
-        for (size_t i = 0; i < (size_t)T * FF; i++) a[i] = act(c->act, a[i]) * b[i];
+        act_rows(c->act, run && run->fast, a, b, (size_t)T * FF);
     } else {
         matmul(run, &ly->wi, xn, T, a);
-        for (size_t i = 0; i < (size_t)T * FF; i++) a[i] = act(c->act, a[i]);
+        act_rows(c->act, run && run->fast, a, NULL, (size_t)T * FF);
     }
     matmul(run, &ly->wff_o, a, T, out);
     for (size_t i = 0; i < (size_t)T * C; i++) h[i] += out[i];
@@ -603,6 +663,66 @@ static void attend(const float *q, const float *k, const float *v, int n, int st
     fc_softmax_ref(scores, n);
     for (int d = 0; d < HS; d++) out[d] = 0;
     for (int j = 0; j < n; j++) fc_axpy_f32(out, scores[j], v + (size_t)j * stride, HS);
+}
+
+/* The encoder's attention in fast mode: per (sequence, head), over the pool,
+ * S (L, L) = Q_h K_h^T as one OpenBLAS sgemm (one thread inside), the
+ * relative bias added and each row soft-maxed (vectorized exp), then
+ * att_h = S V_h as a second sgemm. The exact mode keeps attend() (row by
+ * row, the reference's order of sums). */
+typedef struct enc_attn_job {
+    const float *q, *k, *v, *bias;
+    float *att;
+    const int *lens, *row0;
+    const size_t *bias_off;
+    int n_seq, NH, HS, Q, max_len;
+} enc_attn_job;
+
+static void softmax_bias_row(float *z, const float *b, int n)
+{
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        z[j] += b[j];
+        mx = z[j] > mx ? z[j] : mx;
+    }
+    float sum = 0;
+    int j = 0;
+#ifdef FC_VEXP_AVX2
+    const __m256 mv = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = fc_exp8(_mm256_sub_ps(_mm256_loadu_ps(z + j), mv));
+        _mm256_storeu_ps(z + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    for (int i = 0; i < 8; i++) sum += lanes[i];
+#endif
+    for (; j < n; j++) {
+        z[j] = expf(z[j] - mx);
+        sum += z[j];
+    }
+    const float inv = 1.0f / sum;
+    for (j = 0; j < n; j++) z[j] *= inv;
+}
+
+static void enc_attn_thread(void *ctx, int ith, int nth)
+{
+    const enc_attn_job *j = ctx;
+    const int NH = j->NH, HS = j->HS, Q = j->Q;
+    float *S = NULL;
+    for (int item = ith; item < j->n_seq * NH; item += nth) {
+        const int s = item / NH, hh = item % NH, L = j->lens[s], n_rel = 2 * L - 1;
+        if (!S) S = fc_xmalloc(sizeof(float) * (size_t)j->max_len * (size_t)j->max_len);
+        const size_t base = (size_t)j->row0[s] * Q + (size_t)hh * HS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, HS, 1.0f, j->q + base, Q, j->k + base, Q, 0.0f, S, L);
+        const float *b = j->bias + j->bias_off[s] + (size_t)hh * n_rel;
+        for (int i = 0; i < L; i++) softmax_bias_row(S + (size_t)i * L, b + (L - 1 - i), L);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, HS, L, 1.0f, S, L, j->v + base, Q, 0.0f,
+                    j->att + base, Q);
+    }
+    free(S);
 }
 
 enum fc_status fc_t5_encode(const fc_t5 *m, const fc_t5_run *run, const int32_t *ids, int n, float *out)
@@ -638,7 +758,13 @@ enum fc_status fc_t5_encode_batch(const fc_t5 *m, const fc_t5_run *run, const in
     float *bias = fc_xmalloc(sizeof(float) * (size_t)NH * (size_t)n_rel_all);
     const float *rb = m->enc[0].rel_bias.data; /* (buckets, NH) */
     size_t off = 0;
-    for (int s = 0; s < n_seq; s++) {
+    int *row0 = fc_xmalloc(sizeof(int) * (size_t)n_seq), max_len = 0;
+    size_t *bias_off = fc_xmalloc(sizeof(size_t) * (size_t)n_seq);
+    for (int s = 0, r = 0; s < n_seq; s++) {
+        row0[s] = r;
+        bias_off[s] = off;
+        r += lens[s];
+        max_len = FC_MAX(max_len, lens[s]);
         const int L = lens[s], n_rel = 2 * L - 1;
         for (int r = 0; r < n_rel; r++) {
             const int bk = fc_t5_bucket(r - (L - 1), true, c->n_buckets, c->max_distance);
@@ -657,16 +783,22 @@ enum fc_status fc_t5_encode_batch(const fc_t5 *m, const fc_t5_run *run, const in
         matmul(run, &ly->wk, xn, n, k);
         matmul(run, &ly->wv, xn, n, v);
         /* attention within each sequence */
-        off = 0;
-        for (int s = 0, r0 = 0; s < n_seq; s++) {
-            const int L = lens[s], n_rel = 2 * L - 1;
-            const float *ks = k + (size_t)r0 * Q, *vs = v + (size_t)r0 * Q, *bs = bias + off;
-            for (int i = 0; i < L; i++)
-                for (int hh = 0; hh < NH; hh++)
-                    attend(q + (size_t)(r0 + i) * Q + hh * HS, ks + hh * HS, vs + hh * HS, L, Q, HS,
-                           bs + (size_t)hh * n_rel + (L - 1 - i), 1, scores, att + (size_t)(r0 + i) * Q + hh * HS);
-            r0 += L;
-            off += (size_t)NH * n_rel;
+        if (run && run->fast) {
+            enc_attn_job job = {.q = q, .k = k, .v = v, .bias = bias, .att = att, .lens = lens, .row0 = row0,
+                                .bias_off = bias_off, .n_seq = n_seq, .NH = NH, .HS = HS, .Q = Q, .max_len = max_len};
+            pthread_once(&blas_once, blas_init);
+            if (run->pool && fc_pool_size(run->pool) > 1) fc_pool_run(run->pool, enc_attn_thread, &job);
+            else enc_attn_thread(&job, 0, 1);
+        } else {
+            for (int s = 0; s < n_seq; s++) {
+                const int L = lens[s], n_rel = 2 * L - 1;
+                const float *ks = k + (size_t)row0[s] * Q, *vs = v + (size_t)row0[s] * Q, *bs = bias + bias_off[s];
+                for (int i = 0; i < L; i++)
+                    for (int hh = 0; hh < NH; hh++)
+                        attend(q + (size_t)(row0[s] + i) * Q + hh * HS, ks + hh * HS, vs + hh * HS, L, Q, HS,
+                               bs + (size_t)hh * n_rel + (L - 1 - i), 1, scores,
+                               att + (size_t)(row0[s] + i) * Q + hh * HS);
+            }
         }
         matmul(run, &ly->wo, att, n, tmp);
         for (size_t i = 0; i < (size_t)n * C; i++) h[i] += tmp[i];
@@ -677,6 +809,7 @@ enum fc_status fc_t5_encode_batch(const fc_t5 *m, const fc_t5_run *run, const in
         memcpy(h + (size_t)t * C, xn, sizeof(float) * (size_t)C);
     }
     free(xn); free(q); free(k); free(v); free(att); free(a); free(b); free(tmp); free(scores); free(bias);
+    free(row0); free(bias_off);
     return FC_OK;
 }
 
