@@ -16,8 +16,8 @@
  * llama.cpp's convert_hf_to_gguf.py pads. A folder without tokenizer files
  * is written without a tokenizer, with a warning. A BERT-family encoder GGUF
  * (model/bert.h) and a T5 GGUF (model/t5.h) are requantized tensor by tensor
- * with their metadata as is (a T5 Hugging Face folder is refused: llama.cpp's
- * convert_hf_to_gguf.py makes its GGUF).
+ * with their metadata as is (a T5 or BERT Hugging Face folder is refused:
+ * llama.cpp's convert_hf_to_gguf.py makes its GGUF).
  */
 #include "cli.h"
 #include "base/fc_base.h"
@@ -195,9 +195,10 @@ int fc_cli_write_gguf(const char *path, const char *out, enum fc_dtype type)
     double t0 = fc_time_sec();
     if (fc_gguf_is_file(path) && (fc_bert_is_encoder(path) || fc_t5_is_t5(path)))
         return write_tensorwise_gguf(path, out, type, t0);
-    if (fc_t5_is_t5(path))
+    if (fc_t5_is_t5(path) || fc_bert_is_encoder(path))
         fc_cli_die("convert it with llama.cpp's convert_hf_to_gguf.py, then quantize the GGUF",
-                   "%s: a T5 Hugging Face folder; fastchat quantize requantizes T5 GGUF files", path);
+                   "%s: a %s Hugging Face folder; fastchat quantize requantizes %s GGUF files", path,
+                   fc_t5_is_t5(path) ? "T5" : "BERT", fc_t5_is_t5(path) ? "T5" : "BERT");
     fc_model *m = fc_model_load(path);
     if (!m) fc_cli_die("--model-path takes a GGUF file or a Hugging Face folder", "%s", fc_last_error());
     const fc_model_config *c = fc_model_get_config(m);

@@ -145,6 +145,16 @@ def one_error(fastchat_bin, model):
     return errs[0]
 
 
+def test_quantize_folder_refused(fastchat_bin, minilm, tmp_path):
+    """fastchat quantize takes BERT GGUF files; a folder gets one line saying how to make one."""
+    r = subprocess.run([str(fastchat_bin), "quantize", "--model-path", str(minilm), "--type", "q8_0", "--out",
+                        str(tmp_path / "x.gguf")], capture_output=True, text=True, timeout=120)
+    errs = [ln for ln in r.stderr.splitlines() if ln.startswith("error")]
+    assert r.returncode != 0 and len(errs) == 1, (r.returncode, r.stderr)
+    assert "BERT Hugging Face folder" in errs[0] and "convert_hf_to_gguf" in r.stderr, r.stderr
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_bad_files(fastchat_bin, minilm, tmp_path, figures):
     pytest.importorskip("gguf")
     import gguf
