@@ -5,7 +5,8 @@
   scripts/fetch_model.sh caches), the golden data (tests/data);
 - running the binary: run_fastchat(), fastchat_logits(), fastchat_generate();
 - waiting bounds: time_factor() (10 for a sanitized build, or
-  $FASTCHAT_TIME_FACTOR) scales client timeouts in the slow tests;
+  $FASTCHAT_TIME_FACTOR) scales client timeouts in the slow tests, and
+  every subprocess.run timeout when the binary is sanitized;
 - figures: the `figures` fixture collects lines ("tiny/llama_f32 exact max
   |d| 3.1e-06") that are printed in one block at the end of the run, with or
   without -s, so the measured numbers reach the log.
@@ -69,6 +70,23 @@ def time_factor():
     if env:
         return float(env)
     return 10.0 if sanitized() else 1.0
+
+
+# Under a sanitized build every subprocess.run timeout is a waiting bound
+# too: scaled by time_factor() (a model run under ASan at a fraction of a
+# core takes 10-20 times as long; a fixed 25-minute bound cut off
+# test_grammar_generate). A hung child still fails, only later.
+_subprocess_run = subprocess.run
+
+
+def _run_scaled(*args, **kwargs):
+    if kwargs.get("timeout") is not None:
+        kwargs["timeout"] = kwargs["timeout"] * time_factor()
+    return _subprocess_run(*args, **kwargs)
+
+
+if sanitized():
+    subprocess.run = _run_scaled
 
 
 @pytest.fixture(scope="session")
