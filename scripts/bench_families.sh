@@ -3,7 +3,7 @@
 # of the other decoder-only families (part of `make bench`, step 6c):
 #   gemma2  Gemma-2-2B shape with 8 of its 26 layers (1.2B parameters)
 #   phi3    Phi-3-mini shape with 10 of its 32 layers (1.3B)
-#   moe     a small Mixtral: 8 experts, top-2 (0.6B)
+#   moe     a Mixtral of 16 layers: 8 experts, top-2 (1.2B; file random-moe16-*)
 # (bench/make_random_gguf.c --shape ...; cached in ~/.cache/fastchat/bench/),
 # each in Q4_0 and Q8_0. Per model, prefill (pp128) and decode (tg32) of
 # `fastchat bench` and llama-bench with the same thread count, repetitions
@@ -79,10 +79,13 @@ META="$OUT/families_meta.txt"
 LIST=()
 for shape in ${BENCH_FAMILY_SHAPES-gemma2 phi3 moe}; do
     for t in ${BENCH_FAMILY_TYPES:-q4_0 q8_0}; do
-        f="$MODELS/random-$shape-$t.gguf"
+        # the "at least 1B": the moe shape's 8 layers are 0.6B, 16 are 1.2B
+        extra=(); tag=$shape
+        [ "$shape" = moe ] && { extra=(--layers 16); tag=moe16; }
+        f="$MODELS/random-$tag-$t.gguf"
         if [ ! -s "$f" ]; then
-            log "writing random $shape $t model to $f"
-            "$GEN" --shape "$shape" --type "$t" --out "$f.part" --threads "$(nproc)" 2>&1 | sed 's/^/    /' >&2
+            log "writing random $tag $t model to $f"
+            "$GEN" --shape "$shape" --type "$t" "${extra[@]}" --out "$f.part" --threads "$(nproc)" 2>&1 | sed 's/^/    /' >&2
             [ -s "$f.part" ] && mv "$f.part" "$f"
         fi
         [ -s "$f" ] && LIST+=("$f")
