@@ -110,6 +110,15 @@ void fc_matmul_q4x8a8(const void *w, size_t w_stride, int64_t K, const void *xa,
  * default; fc_exec_new sets it from the model's size against the LLC. */
 void fc_matmul_set_prefetch(bool on);
 
+/* AMX tiles for the packed q4_0 / q4_1 / q8_0 weights when a matmul has 2
+ * or more tokens (x86_amx.c; bit-identical to the AVX-512 kernels). Built
+ * when the compiler targets AMX-INT8 (-march=native on such a CPU), used
+ * when Linux grants the tile state. fc_matmul_set_amx(false) turns it off
+ * process-wide (FASTCHAT_AMX=0 does at start); fc_matmul_amx_available:
+ * built, on, and granted. */
+void fc_matmul_set_amx(bool on);
+bool fc_matmul_amx_available(void);
+
 /* ---- single vector dot products (fast path building blocks, exposed for tests) ---- */
 /* Dot of one weight row (wtype, K values) with one converted activation row
  * of type atype. */

@@ -20,6 +20,11 @@
  *            (and unpacked back byte for byte), fc_matmul_fast on the
  *            packed type vs fc_vec_dot_ref over whole 8-row groups, with
  *            the tolerance of fast.
+ *   amx      (where the build and the CPU have AMX-INT8) the packed
+ *            matmul on AMX tiles bit-identical to the AVX-512 kernels it
+ *            replaces for batches (fc_matmul_set_amx off / on), over token
+ *            counts around its threshold and tile edges, odd row groups
+ *            and several K.
  * Errors are measured against the scale of the sum, S = sum_k |w_k * x_k|
  * (dequantized values, double): the fast and exact kernels round each
  * product sum in f32 in an order unlike the reference's, and f32 keeps
@@ -334,6 +339,62 @@ static void sweep_type(int wtype, int at)
     }
 }
 
+/* ---- AMX against AVX-512: the same bits ---- */
+
+static void test_amx_identical(void)
+{
+    if (!fc_matmul_amx_available()) {
+        printf("amx: not built or not granted here: AMX tiles not checked\n");
+        return;
+    }
+    static const enum fc_dtype types[] = { FC_DTYPE_Q4_0, FC_DTYPE_Q4_1, FC_DTYPE_Q8_0 };
+    static const int64_t Ks[] = { 32, 96, 576 };
+    static const int Ts[] = { 1, 5, 6, 7, 8, 9, 15, 16, 17, 31, 33, 40, 130 };
+    static const int64_t PR[][2] = { { 0, 64 }, { 8, 40 }, { 8, 48 }, { 48, 64 } };
+    const int64_t R = 64, TM = 130;
+    int checks = 0, diffs = 0;
+    for (size_t ti = 0; ti < FC_ARRAY_LEN(types); ti++)
+        for (size_t ki = 0; ki < FC_ARRAY_LEN(Ks); ki++) {
+            const enum fc_dtype wt = types[ti];
+            const int64_t K = Ks[ki];
+            const size_t ws = fc_dtype_row_size(wt, K), as = fc_matmul_act_row_size(FC_DTYPE_A16, K);
+            float *f = fc_xmalloc((size_t)K * sizeof(float));
+            uint8_t *w = fc_aligned_alloc((size_t)R * ws), *wp = fc_aligned_alloc((size_t)R * ws);
+            uint8_t *xa = fc_aligned_alloc((size_t)TM * as);
+            float *y0 = fc_xmalloc((size_t)TM * R * sizeof(float)), *y1 = fc_xmalloc((size_t)TM * R * sizeof(float));
+            FC_ASSERT(w && wp && xa);
+            for (int64_t r = 0; r < R; r++) {
+                fill_row(f, K, 1.0f, r == 3);
+                FC_ASSERT(fc_quantize_row_ref(wt, f, w + r * ws, K));
+            }
+            FC_ASSERT(fc_pack_rows(wt, w, ws, R, K, wp));
+            for (int64_t t = 0; t < TM; t++) {
+                fill_row(f, K, t % 7 == 0 ? 100.0f : 1.0f, t == 2);
+                fc_matmul_quantize_act(FC_DTYPE_A16, f, xa + t * as, K);
+            }
+            for (size_t i = 0; i < FC_ARRAY_LEN(Ts); i++)
+                for (size_t p = 0; p < FC_ARRAY_LEN(PR); p++) {
+                    const int T = Ts[i];
+                    for (int on = 0; on < 2; on++) {
+                        float *y = on ? y1 : y0;
+                        for (int64_t j = 0; j < TM * R; j++) y[j] = -12345.0f;
+                        fc_matmul_set_amx(on);
+                        fc_matmul_fast(fc_pack_type(wt), wp, ws, K, FC_DTYPE_A16, xa, as, T, y, R, PR[p][0], PR[p][1]);
+                    }
+                    checks++;
+                    if (memcmp(y0, y1, (size_t)TM * R * sizeof(float))) {
+                        diffs++;
+                        fprintf(stderr, "FAIL amx: %s K=%lld T=%d rows [%lld, %lld) differ from AVX-512\n",
+                                fc_dtype_name(wt), (long long)K, T, (long long)PR[p][0], (long long)PR[p][1]);
+                    }
+                }
+            fc_matmul_set_amx(true);
+            free(f); fc_aligned_free(w); fc_aligned_free(wp); fc_aligned_free(xa); free(y0); free(y1);
+        }
+    CHECKF(diffs == 0, "AMX results differ from AVX-512 in %d of %d cases", diffs, checks);
+    printf("amx tiles = AVX-512 bits       %6d checks  %s\n", checks, diffs ? "FAILED" : "ok");
+}
+
 /* ---- row ops ---- */
 
 static void test_row_ops(void)
@@ -432,5 +493,6 @@ int main(void)
     report(&st_pack);
     report(&st_quant);
     test_row_ops();
+    test_amx_identical();
     return TEST_END();
 }

@@ -19,6 +19,17 @@ bool fc_cpu_prefetch_packed = true;
 /* execs of other threads may be running: an atomic store (a plain one on x86) */
 void fc_matmul_set_prefetch(bool on) { __atomic_store_n(&fc_cpu_prefetch_packed, on, __ATOMIC_RELAXED); }
 
+bool fc_cpu_amx_on = true;
+void fc_matmul_set_amx(bool on) { __atomic_store_n(&fc_cpu_amx_on, on, __ATOMIC_RELAXED); }
+bool fc_matmul_amx_available(void)
+{
+#if FC_CPU_AMX
+    return fc_cpu_amx_ready();
+#else
+    return false;
+#endif
+}
+
 enum fc_dtype fc_matmul_act_type(enum fc_dtype wtype, bool a16)
 {
     switch (wtype) {

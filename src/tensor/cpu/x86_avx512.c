@@ -136,6 +136,11 @@ void fc_cpu_matmul_x16_avx512(int ptype, const uint8_t *w, size_t w_stride, int6
     const x16_fn *fn = ptype == FC_DTYPE_Q4_0_X8 ? x16_q4_0 : ptype == FC_DTYPE_Q4_1_X8 ? x16_q4_1 : x16_q8_0;
     const size_t gbytes = 8 * w_stride;
     FC_ASSERT(r0 % 8 == 0 && (r1 - r0) % 16 == 0);
+#if FC_CPU_AMX
+    if (T >= FC_AMX_MIN_T(ptype) && fc_cpu_amx_ready() &&
+        fc_cpu_matmul_x16_amx(ptype, w, w_stride, K, xa, xa_stride, T, y, y_stride, r0, r1))
+        return;
+#endif
     if (T == 1) {
         const size_t end = (size_t)r1 * w_stride;
         for (int64_t r = r0; r < r1; r += 16) {

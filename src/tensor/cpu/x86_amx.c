@@ -1,0 +1,320 @@
+/*
+ * x86_amx.c: the packed-weight matmul (q4_0x8, q4_1x8, q8_0x8 against a16
+ * activations) on AMX tiles, for batches of tokens.
+ *
+ * Compiled only when the compiler targets AMX-TILE and AMX-INT8 besides
+ * AVX-512 (FC_CPU_AMX in cpu_impl.h); taken by fc_cpu_matmul_x16_avx512
+ * when T >= FC_AMX_MIN_T, the kernel asked Linux for the tile state
+ * (arch_prctl ARCH_REQ_XCOMP_PERM) and fc_matmul_set_amx left it on.
+ *
+ * The results are bit-identical to the AVX-512 tiles (x86_avx512.c): the
+ * int16 activations are split into a signed high byte and an unsigned low
+ * byte, x = 256 hi + lo, and per 32-value block two tile products give
+ * the block's exact int32 sums, sum(q hi) and sum(q lo) (TDPBSUD / TDPBUUD
+ * for the unsigned 4-bit codes, TDPBSSD / TDPBUSD for q8_0), which the
+ * AVX-512 epilogue then weighs in the same order as the AVX-512 tiles.
+ *
+ * Tiles, K = 32 values (one block) per product:
+ *   A (tmm2 hi, tmm3 lo): 16 tokens x 32 bytes, built once per call from
+ *     the a16 rows; B (tmm4): the 16 weight rows of two 8-row groups in the
+ *     VNNI layout, 8 rows of 16 x 4 bytes, built once per row pair and block;
+ *   C (tmm0 hi, tmm1 lo): 16 tokens x 16 rows of int32.
+ * A weight row's four bytes in B row c are the values 2c, 2c+1, 16+2c,
+ * 17+2c of the block for the nibble types (the low and high nibbles of the
+ * packed layout's byte pair c), 4c..4c+3 for q8_0; A's bytes follow the
+ * same order.
+ */
+#include "cpu_impl.h"
+
+#if FC_CPU_AMX
+
+#include "base/fc_base.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define INLINE static inline __attribute__((always_inline))
+#define NOINLINE static __attribute__((noinline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define TOK 16          /* tokens per tile */
+#define CHUNK_TILES 8   /* token tiles whose A tiles are built at once */
+#define ABYTES 1152     /* A hi + A lo of one token tile and block, then the tokens' d and s */
+#define BBYTES 512      /* B of one row pair and block */
+
+static pthread_once_t perm_once = PTHREAD_ONCE_INIT;
+static bool perm_ok;
+static pthread_key_t scratch_key;
+
+typedef struct scratch {
+    uint8_t *p;
+    size_t cap;
+} scratch;
+
+static void scratch_free(void *p)
+{
+    scratch *s = p;
+    free(s->p);
+    free(s);
+}
+
+static void perm_init(void)
+{
+    const char *env = getenv("FASTCHAT_AMX");
+    if (env && !strcmp(env, "0")) return; /* the process-wide off switch (ops.h) */
+    perm_ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 &&
+              pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+bool fc_cpu_amx_ready(void)
+{
+    if (!__atomic_load_n(&fc_cpu_amx_on, __ATOMIC_RELAXED)) return false;
+    pthread_once(&perm_once, perm_init);
+    return perm_ok;
+}
+
+/* This thread's scratch of at least n bytes, 64-byte aligned (freed when
+ * the thread exits); NULL when out of memory. */
+static uint8_t *scratch_get(size_t n)
+{
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        if (pthread_setspecific(scratch_key, s)) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap < n) {
+        free(s->p);
+        s->cap = 0;
+        if (!(s->p = aligned_alloc(64, (n + 63) & ~(size_t)63))) return NULL;
+        s->cap = n;
+    }
+    return s->p;
+}
+
+typedef struct tilecfg {
+    uint8_t palette, start_row, rsv[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg;
+
+/* Tiles of m token rows (a lone tile of fewer than 16 tokens takes only
+ * its rows: the products and tile moves take time by the row). */
+static void tiles_config(int m)
+{
+    tilecfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 2; t++) { c.rows[t] = (uint8_t)m; c.colsb[t] = 64; }  /* C hi, lo */
+    for (int t = 5; t < 7; t++) { c.rows[t] = (uint8_t)m; c.colsb[t] = 64; }  /* C hi, lo (odd blocks) */
+    for (int t = 2; t < 4; t++) { c.rows[t] = (uint8_t)m; c.colsb[t] = 32; }  /* A hi, lo */
+    c.rows[4] = 8; c.colsb[4] = 64;                                         /* B */
+    _tile_loadconfig(&c);
+}
+
+/* Bytes of one block of an 8-row group (a constant where BT is). */
+INLINE size_t group_block_bytes(int BT)
+{
+    return 8 * (BT == FC_DTYPE_Q4_0 ? sizeof(fc_block_q4_0) : BT == FC_DTYPE_Q4_1 ? sizeof(fc_block_q4_1)
+                                                                                     : sizeof(fc_block_q8_0));
+}
+
+/* 16 bytes at a and 16 at b as one 256-bit vector (a low). */
+INLINE __m256i join(const uint8_t *a, const uint8_t *b)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+
+/* A tiles of tokens [t0, t0 + n) (n <= 16; the other rows zero) for every
+ * block: dst + b * ABYTES holds A hi (16 x 32), A lo, then the 16 tokens'
+ * side-table d[b] and s[b] (16 floats each). */
+static void build_a(bool nibbles, const uint8_t *xa, size_t xs, int t0, int n, int64_t K, uint8_t *dst)
+{
+    /* pairs (2c, 2c+1) and (16+2c, 17+2c) next to each other */
+    const __m512i perm = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
+    const int64_t nb = K / FC_QK, nbp = fc_cpu_act_nbp(K);
+    const size_t side = fc_cpu_act_side_offset(FC_DTYPE_A16, K);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *hi = dst + (size_t)b * ABYTES, *lo = hi + 512;
+        float *sd = (float *)(hi + 1024);
+        for (int t = 0; t < TOK; t++) {
+            if (t >= n) {
+                memset(hi + 32 * t, 0, 32);
+                memset(lo + 32 * t, 0, 32);
+                sd[t] = sd[TOK + t] = 0;
+                continue;
+            }
+            const uint8_t *row = xa + (size_t)(t0 + t) * xs;
+            __m512i v = _mm512_loadu_si512(row + (size_t)b * sizeof(fc_block_a16) + 4);
+            if (nibbles) v = _mm512_permutexvar_epi32(perm, v);
+            _mm256_storeu_si256((__m256i *)(hi + 32 * t), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+            _mm256_storeu_si256((__m256i *)(lo + 32 * t), _mm512_cvtepi16_epi8(v));
+            const float *rs = (const float *)(row + side);
+            sd[t] = rs[b];
+            sd[TOK + t] = rs[nbp + b];
+        }
+    }
+}
+
+/* B tiles of the 16 rows at g0 (rows 0-7) and g1 (8-15), every block. */
+static void build_b(int BT, const uint8_t *g0, const uint8_t *g1, int64_t nb, uint8_t *dst)
+{
+    const size_t gbs = group_block_bytes(BT), hb = BT == FC_DTYPE_Q4_1 ? 32 : 16;
+    const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *q0 = g0 + (size_t)b * gbs + hb, *q1 = g1 + (size_t)b * gbs + hb;
+        uint8_t *o = dst + (size_t)b * BBYTES;
+        if (BT == FC_DTYPE_Q8_0) {
+            UNROLL for (int c = 0; c < 8; c++) {
+                const __m512i a = _mm512_cvtepu16_epi32(join(q0 + 32 * c, q1 + 32 * c));
+                const __m512i h = _mm512_cvtepu16_epi32(join(q0 + 32 * c + 16, q1 + 32 * c + 16));
+                _mm512_store_si512(o + 64 * c, _mm512_or_si512(a, _mm512_slli_epi32(h, 16)));
+            }
+        } else {
+            UNROLL for (int c = 0; c < 8; c++) {
+                /* byte pair (b0, b1) -> lo(b0), lo(b1), hi(b0), hi(b1) */
+                const __m512i w = _mm512_cvtepu16_epi32(join(q0 + 16 * c, q1 + 16 * c));
+                _mm512_store_si512(o + 64 * c, _mm512_ternarylogic_epi32(w, _mm512_slli_epi32(w, 12), m4, 0xA8));
+            }
+        }
+    }
+}
+
+/* Block b's two tile products into C tiles CH, CL (A in tmm2/3, B in tmm4). */
+#define PRODUCTS(BT, CH, CL, at, bt, b)                                           \
+    do {                                                                         \
+        const uint8_t *a_ = (at) + (size_t)(b) * ABYTES;                         \
+        _tile_loadd(4, (bt) + (size_t)(b) * BBYTES, 64);                         \
+        _tile_loadd(2, a_, 32);                                                  \
+        _tile_loadd(3, a_ + 512, 32);                                            \
+        _tile_zero(CH);                                                          \
+        _tile_zero(CL);                                                          \
+        if ((BT) == FC_DTYPE_Q8_0) {                                             \
+            _tile_dpbssd(CH, 2, 4);                                              \
+            _tile_dpbusd(CL, 3, 4);                                              \
+        } else {                                                                 \
+            _tile_dpbsud(CH, 2, 4);                                              \
+            _tile_dpbuud(CL, 3, 4);                                              \
+        }                                                                        \
+    } while (0)
+
+/* acc[t] += block b's sums (c: hi tile then lo tile, 16 x 16 int32 each)
+ * weighed as the AVX-512 tiles weigh them. */
+INLINE void weigh(const int BT, const int TT, __m512 *acc, const int32_t *c, const uint8_t *g0, const uint8_t *g1,
+                  int64_t b, const uint8_t *at)
+{
+    const float *sd = (const float *)(at + (size_t)b * ABYTES + 1024);
+    const size_t gbs = group_block_bytes(BT);
+    const uint8_t *g0b = g0 + (size_t)b * gbs, *g1b = g1 + (size_t)b * gbs;
+    const __m512 d = _mm512_cvtph_ps(join(g0b, g1b));
+    __m512 off = d;
+    if (BT == FC_DTYPE_Q4_1) off = _mm512_cvtph_ps(join(g0b + 16, g1b + 16));
+    if (BT == FC_DTYPE_Q4_0) off = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
+    UNROLL for (int t = 0; t < TT; t++) {
+        const __m512i hi = _mm512_load_si512(c + 16 * t), lo = _mm512_load_si512(c + 256 + 16 * t);
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo));
+        acc[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, _mm512_set1_ps(sd[t])), acc[t]);
+        if (BT != FC_DTYPE_Q8_0) acc[t] = _mm512_fmadd_ps(off, _mm512_set1_ps(sd[TOK + t]), acc[t]);
+    }
+}
+
+/*
+ * One token tile (TT tokens at xa, xs apart) x the 16 rows at g0 / g1:
+ * y[t * ys + 0..16) for t < TT. at: this tile's A tiles, bt: the rows' B,
+ * cbuf: 2 x 2 KiB. The products of block b + 1 (C tiles 5 / 6 or 0 / 1,
+ * alternately) run while the vector units weigh block b's.
+ */
+INLINE void tile_amx(const int BT, const int TT, const uint8_t *g0, const uint8_t *g1, int64_t K,
+                     const uint8_t *xa, size_t xs, const uint8_t *at, const uint8_t *bt, int32_t *cbuf,
+                     float *y, int64_t ys)
+{
+    const int64_t nb = K / FC_QK;
+    int32_t *c0 = cbuf, *c1 = cbuf + 512;
+    __m512 acc[TOK];
+    UNROLL for (int t = 0; t < TT; t++) acc[t] = _mm512_setzero_ps();
+    PRODUCTS(BT, 0, 1, at, bt, 0);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        /* block b is in tiles 0 / 1; start b + 1 in 5 / 6, weigh b */
+        PRODUCTS(BT, 5, 6, at, bt, b + 1);
+        _tile_stored(0, c0, 64);
+        _tile_stored(1, c0 + 256, 64);
+        weigh(BT, TT, acc, c0, g0, g1, b, at);
+        /* start b + 2 in 0 / 1, weigh b + 1 */
+        if (b + 2 < nb) PRODUCTS(BT, 0, 1, at, bt, b + 2);
+        _tile_stored(5, c1, 64);
+        _tile_stored(6, c1 + 256, 64);
+        weigh(BT, TT, acc, c1, g0, g1, b + 1, at);
+    }
+    if (b < nb) { /* odd nb: the last block is in tiles 0 / 1 */
+        _tile_stored(0, c0, 64);
+        _tile_stored(1, c0 + 256, 64);
+        weigh(BT, TT, acc, c0, g0, g1, b, at);
+    }
+    UNROLL for (int t = 0; t < TT; t++) _mm512_storeu_ps(y + (int64_t)t * ys, acc[t]);
+}
+
+typedef void (*amx_fn)(const uint8_t *g0, const uint8_t *g1, int64_t K, const uint8_t *xa, size_t xs,
+                       const uint8_t *at, const uint8_t *bt, int32_t *cbuf, float *y, int64_t ys);
+#define DEF_ONE(BT, name, n)                                                                           \
+    NOINLINE void name##_##n(const uint8_t *g0, const uint8_t *g1, int64_t K, const uint8_t *xa,       \
+                             size_t xs, const uint8_t *at, const uint8_t *bt, int32_t *cbuf, float *y, \
+                             int64_t ys)                                                               \
+    { tile_amx(BT, n, g0, g1, K, xa, xs, at, bt, cbuf, y, ys); }
+#define DEF_SET(BT, name)                                                                                  \
+    DEF_ONE(BT, name, 1) DEF_ONE(BT, name, 2) DEF_ONE(BT, name, 3) DEF_ONE(BT, name, 4)                    \
+    DEF_ONE(BT, name, 5) DEF_ONE(BT, name, 6) DEF_ONE(BT, name, 7) DEF_ONE(BT, name, 8)                    \
+    DEF_ONE(BT, name, 9) DEF_ONE(BT, name, 10) DEF_ONE(BT, name, 11) DEF_ONE(BT, name, 12)                 \
+    DEF_ONE(BT, name, 13) DEF_ONE(BT, name, 14) DEF_ONE(BT, name, 15) DEF_ONE(BT, name, 16)                \
+    static const amx_fn name[TOK] = { name##_1, name##_2, name##_3, name##_4, name##_5, name##_6,          \
+                                      name##_7, name##_8, name##_9, name##_10, name##_11, name##_12,       \
+                                      name##_13, name##_14, name##_15, name##_16 };
+DEF_SET(FC_DTYPE_Q4_0, amx_q4_0)
+DEF_SET(FC_DTYPE_Q4_1, amx_q4_1)
+DEF_SET(FC_DTYPE_Q8_0, amx_q8_0)
+
+bool fc_cpu_matmul_x16_amx(int ptype, const uint8_t *w, size_t w_stride, int64_t K,
+                           const uint8_t *xa, size_t xa_stride, int T,
+                           float *y, int64_t y_stride, int64_t r0, int64_t r1)
+{
+    const int BT = fc_pack_base_type(ptype);
+    const amx_fn *fn = BT == FC_DTYPE_Q4_0 ? amx_q4_0 : BT == FC_DTYPE_Q4_1 ? amx_q4_1 : amx_q8_0;
+    const int64_t nb = K / FC_QK;
+    const size_t gbytes = 8 * w_stride;
+    const int tiles = (T + TOK - 1) / TOK, ctiles = FC_MIN(tiles, CHUNK_TILES);
+    const size_t a_bytes = (size_t)ctiles * nb * ABYTES, b_bytes = (size_t)nb * BBYTES;
+    uint8_t *buf = scratch_get(a_bytes + b_bytes + 4 * 1024);
+    if (!buf) return false;
+    uint8_t *abuf = buf, *bbuf = buf + a_bytes;
+    int32_t *cbuf = (int32_t *)(bbuf + b_bytes);
+    FC_ASSERT(r0 % 8 == 0 && (r1 - r0) % 16 == 0);
+    tiles_config(FC_MIN(T, TOK));
+    for (int c0 = 0; c0 < tiles; c0 += CHUNK_TILES) {
+        const int c1 = FC_MIN(tiles, c0 + CHUNK_TILES);
+        for (int c = c0; c < c1; c++)
+            build_a(BT != FC_DTYPE_Q8_0, xa, xa_stride, c * TOK, FC_MIN(TOK, T - c * TOK), K,
+                    abuf + (size_t)(c - c0) * nb * ABYTES);
+        for (int64_t r = r0; r < r1; r += 16) {
+            const uint8_t *g = w + (size_t)r * w_stride;
+            build_b(BT, g, g + gbytes, nb, bbuf);
+            for (int c = c0; c < c1; c++) {
+                const int t = c * TOK, n = FC_MIN(TOK, T - t);
+                fn[n - 1](g, g + gbytes, K, xa + (size_t)t * xa_stride, xa_stride,
+                          abuf + (size_t)(c - c0) * nb * ABYTES, bbuf, cbuf, y + (int64_t)t * y_stride + r,
+                          y_stride);
+            }
+        }
+    }
+    _tile_release();
+    return true;
+}
+
+#endif /* FC_CPU_AMX */
