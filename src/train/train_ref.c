@@ -110,8 +110,15 @@ static const char *const lora_names[LORA_NT] = {"q_proj", "k_proj", "v_proj", "o
 typedef struct lora_slot {
     float *A, *B, *dA, *dB;    /* (r, in), (out, r) and their gradients; NULL: not a target */
     long in, out;
-    float *h;                  /* (N, r) dropout(x) A^T of the last forward */
+    float *h;                  /* (N, r) dropout(x) A^T of the last forward, rows hs apart */
+    long hs;
 } lora_slot;
+
+/* The slots that read the same input: q, k, v (the attention norm's
+ * output) and gate, up (the MLP norm's). On the fast path without dropout
+ * the slots of a group present run as one: one GEMM for their h, one for
+ * their dA and one for the input's gradient (lora_forward_group). */
+#define LORA_GMAX 3
 
 struct lora {
     fc_lora_config c;
@@ -121,7 +128,9 @@ struct lora {
     lora_slot *slot;           /* (L * LORA_NT) */
     long act_N;                /* rows the h buffers and scratch hold */
     float *hbuf;               /* all h */
-    float *sx, *so, *sdh, *sdx; /* scratch (N, max in), (N, max out), (N, r), (N, max in) */
+    float *sx, *so, *sdh, *sdx; /* scratch (N, max in), (N, max out), (N, GMAX r), (N, max in) */
+    bool fused;                /* groups run as one (fast path, no dropout) */
+    float *as, *das;           /* scratch (GMAX r, max in): a group's A stacked, its dA */
     /* the base model's parameter table while the adapters are the active one */
     int base_n_param;
     fc_train_param *base_param;
@@ -454,6 +463,8 @@ static void lora_free(fc_train_model *tm)
     fc_aligned_free(lo->so);
     fc_aligned_free(lo->sdh);
     fc_aligned_free(lo->sdx);
+    fc_aligned_free(lo->as);
+    fc_aligned_free(lo->das);
     free(lo);
     tm->lora = NULL;
     tm->frozen = false;
@@ -729,6 +740,31 @@ typedef struct rms_ctx {
     float eps;
 } rms_ctx;
 
+/* sum_i a_i b_i and sum_i a_i b_i c_i in double, over 8 partial sums (gcc
+ * vectorizes the lanes; one running double sum is bound by the add's
+ * latency) */
+static double dot2_d(const float *a, const float *b, long n)
+{
+    double s[8] = {0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)a[i + j] * b[i + j];
+    double r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) r += (double)a[i] * b[i];
+    return r;
+}
+
+static double dot3_d(const float *a, const float *b, const float *c, long n)
+{
+    double s[8] = {0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)a[i + j] * b[i + j] * c[i + j];
+    double r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) r += (double)a[i] * b[i] * c[i];
+    return r;
+}
+
 static void rms_fwd_fn(void *p, int ith, int nth)
 {
     const rms_ctx *c = p;
@@ -737,8 +773,7 @@ static void rms_fwd_fn(void *p, int ith, int nth)
     fc_split_range(c->N, ith, nth, 1, &lo, &hi);
     for (long n = lo; n < hi; n++) {
         const float *xr = c->x + n * C;
-        double ss = 0;
-        for (long i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
+        const double ss = dot2_d(xr, xr, C);
         float r = 1.0f / sqrtf((float)(ss / C) + c->eps);
         c->rstd[n] = r;
         for (long i = 0; i < C; i++) c->y[n * C + i] = xr[i] * r * c->w[i];
@@ -762,8 +797,7 @@ static void rms_bwd_dx_fn(void *p, int ith, int nth)
     for (long n = lo; n < hi; n++) {
         const float *xr = c->x + n * C, *dyr = c->dy + n * C;
         const float r = c->rs[n];
-        double gx = 0;
-        for (long i = 0; i < C; i++) gx += (double)dyr[i] * c->w[i] * xr[i];
+        const double gx = dot3_d(dyr, c->w, xr, C);
         const float k = (float)(gx / C) * r * r * r;
         for (long i = 0; i < C; i++) c->dx[n * C + i] += r * dyr[i] * c->w[i] - k * xr[i];
     }
@@ -1008,6 +1042,13 @@ static void lora_dropout(const struct lora *lo, int key, float *dst, const float
     }
 }
 
+/* The group of slot t: its first slot and one past its last. */
+static void lora_group(int t, int *t0, int *t1)
+{
+    *t0 = t <= 2 ? 0 : t == 3 ? 3 : t <= 5 ? 4 : 6;
+    *t1 = t <= 2 ? 3 : t == 3 ? 4 : t <= 5 ? 6 : 7;
+}
+
 static bool lora_ensure(fc_train_model *tm, long N)
 {
     struct lora *lo = tm->lora;
@@ -1025,19 +1066,39 @@ static bool lora_ensure(fc_train_model *tm, long N)
     fc_aligned_free(lo->so);
     fc_aligned_free(lo->sdh);
     fc_aligned_free(lo->sdx);
+    fc_aligned_free(lo->as);
+    fc_aligned_free(lo->das);
     lo->hbuf = fc_aligned_alloc((size_t)(n_slots * N * r) * sizeof(float));
     lo->sx = fc_aligned_alloc((size_t)(N * max_in) * sizeof(float));
     lo->so = fc_aligned_alloc((size_t)(N * max_out) * sizeof(float));
-    lo->sdh = fc_aligned_alloc((size_t)(N * r) * sizeof(float));
+    lo->sdh = fc_aligned_alloc((size_t)(N * LORA_GMAX * r) * sizeof(float));
     lo->sdx = fc_aligned_alloc((size_t)(N * max_in) * sizeof(float));
-    if (!lo->hbuf || !lo->sx || !lo->so || !lo->sdh || !lo->sdx) {
+    lo->as = fc_aligned_alloc((size_t)(LORA_GMAX * r * max_in) * sizeof(float));
+    lo->das = fc_aligned_alloc((size_t)(LORA_GMAX * r * max_in) * sizeof(float));
+    if (!lo->hbuf || !lo->sx || !lo->so || !lo->sdh || !lo->sdx || !lo->as || !lo->das) {
         FC_LOG_ERROR("%s: out of memory for LoRA activations", __func__);
         lo->act_N = 0;
         return false;
     }
-    long j = 0;
-    for (int k = 0; k < L * LORA_NT; k++)
-        if (lo->slot[k].A) lo->slot[k].h = lo->hbuf + (j++) * N * r;
+    /* h: one (N, m r) block per group of m slots present when fused (slot
+     * j of the group owns columns j r ..), else one (N, r) block a slot */
+    lo->fused = !tm->ref && lo->c.dropout == 0;
+    float *p = lo->hbuf;
+    for (int l = 0; l < L; l++)
+        for (int t = 0; t < LORA_NT;) {
+            int t0, t1, m = 0;
+            lora_group(t, &t0, &t1);
+            for (int u = t0; u < t1; u++) m += lo->slot[l * LORA_NT + u].A != NULL;
+            for (int u = t0, j = 0; u < t1; u++) {
+                lora_slot *sl = &lo->slot[l * LORA_NT + u];
+                if (!sl->A) continue;
+                sl->h = lo->fused ? p + (long)j++ * r : p;
+                sl->hs = lo->fused ? (long)m * r : r;
+                if (!lo->fused) p += N * r;
+            }
+            if (lo->fused) p += N * m * r;
+            t = t1;
+        }
     lo->act_N = N;
     return true;
 }
@@ -1057,7 +1118,7 @@ static void lora_forward(fc_train_model *tm, int l, int t, const float *x, float
     matmul_forward(tm, sl->h, xd, sl->A, NULL, N, sl->in, lo->c.r);
     const float sc = (float)lo->scaling;
     if (!tm->ref) { /* fast: out += sc h B^T in one GEMM */
-        fc_train_gemm(tm->pool, false, true, N, sl->out, lo->c.r, sc, sl->h, lo->c.r, sl->B, lo->c.r, 1.0f, out,
+        fc_train_gemm(tm->pool, false, true, N, sl->out, lo->c.r, sc, sl->h, sl->hs, sl->B, lo->c.r, 1.0f, out,
                       sl->out);
         return;
     }
@@ -1078,7 +1139,7 @@ static void lora_backward(fc_train_model *tm, int l, int t, const float *x, cons
     const float sc = (float)lo->scaling;
     if (!tm->ref) { /* fast: the scaling as the GEMMs' alpha: dh = sc dout B, dB += sc dout^T h */
         fc_train_gemm(tm->pool, false, false, N, r, sl->out, sc, dout, sl->out, sl->B, r, 0.0f, lo->sdh, r);
-        fc_train_gemm(tm->pool, true, false, sl->out, r, N, sc, dout, sl->out, sl->h, r, 1.0f, sl->dB, r);
+        fc_train_gemm(tm->pool, true, false, sl->out, r, N, sc, dout, sl->out, sl->h, sl->hs, 1.0f, sl->dB, r);
     } else {
         for (long i = 0; i < N * sl->out; i++) lo->so[i] = sc * dout[i];
         memset(lo->sdh, 0, (size_t)(N * r) * sizeof(float));
@@ -1099,6 +1160,77 @@ static void lora_backward(fc_train_model *tm, int l, int t, const float *x, cons
     /* the dropout's backward is the same mask and scale: apply it to sdx */
     lora_dropout(lo, l * LORA_NT + t, lo->sdx, lo->sdx, N * sl->in);
     for (long i = 0; i < N * sl->in; i++) dinp[i] += lo->sdx[i];
+}
+
+/* The slots of group [t0, t1) present at layer l (their slot pointers in
+ * sl); how many. */
+static int lora_present(struct lora *lo, int l, int t0, int t1, lora_slot **sl)
+{
+    int m = 0;
+    for (int t = t0; t < t1; t++)
+        if (lo->slot[l * LORA_NT + t].A) sl[m++] = &lo->slot[l * LORA_NT + t];
+    return m;
+}
+
+/* lo->as = the A of the m slots stacked: (m r, in). */
+static void lora_stack_a(struct lora *lo, lora_slot *const *sl, int m)
+{
+    const size_t n = (size_t)lo->c.r * sl[0]->in;
+    for (int j = 0; j < m; j++) memcpy(lo->as + j * n, sl[j]->A, n * sizeof(float));
+}
+
+/* lora_forward for the slots t0 .. t1-1 of one group, which all read x;
+ * outs[t - t0] is slot t's output. Fused: h of every slot in one GEMM. */
+static void lora_forward_group(fc_train_model *tm, int l, int t0, int t1, const float *x, float *const *outs,
+                               long N)
+{
+    struct lora *lo = tm->lora;
+    if (!lo) return;
+    if (!lo->fused) {
+        for (int t = t0; t < t1; t++) lora_forward(tm, l, t, x, outs[t - t0], N);
+        return;
+    }
+    lora_slot *sl[LORA_GMAX];
+    const int m = lora_present(lo, l, t0, t1, sl), r = lo->c.r;
+    if (!m) return;
+    const long in = sl[0]->in, hs = sl[0]->hs;
+    lora_stack_a(lo, sl, m);
+    fc_train_gemm(tm->pool, false, true, N, (long)m * r, in, 1.0f, x, in, lo->as, in, 0.0f, sl[0]->h, hs);
+    for (int j = 0; j < m; j++)
+        fc_train_gemm(tm->pool, false, true, N, sl[j]->out, r, (float)lo->scaling, sl[j]->h, hs, sl[j]->B, r, 1.0f,
+                      outs[sl[j] - &lo->slot[l * LORA_NT + t0]], sl[j]->out);
+}
+
+/* lora_backward for the slots t0 .. t1-1 of one group (douts[t - t0] is
+ * slot t's output gradient); fused: the h gradients of every slot side by
+ * side, then one GEMM for dinp and one for the stacked dA. */
+static void lora_backward_group(fc_train_model *tm, int l, int t0, int t1, const float *x,
+                                const float *const *douts, float *dinp, long N)
+{
+    struct lora *lo = tm->lora;
+    if (!lo) return;
+    if (!lo->fused) {
+        for (int t = t0; t < t1; t++) lora_backward(tm, l, t, x, douts[t - t0], dinp, N);
+        return;
+    }
+    lora_slot *sl[LORA_GMAX];
+    const int m = lora_present(lo, l, t0, t1, sl), r = lo->c.r;
+    if (!m) return;
+    const long in = sl[0]->in, hs = sl[0]->hs, R = (long)m * r;
+    const float sc = (float)lo->scaling;
+    float *dh = lo->sdh; /* (N, R) */
+    for (int j = 0; j < m; j++) {
+        const float *dout = douts[sl[j] - &lo->slot[l * LORA_NT + t0]];
+        const long out = sl[j]->out;
+        fc_train_gemm(tm->pool, false, false, N, r, out, sc, dout, out, sl[j]->B, r, 0.0f, dh + (long)j * r, R);
+        fc_train_gemm(tm->pool, true, false, out, r, N, sc, dout, out, sl[j]->h, hs, 1.0f, sl[j]->dB, r);
+    }
+    lora_stack_a(lo, sl, m);
+    fc_train_gemm(tm->pool, false, false, N, in, R, 1.0f, dh, R, lo->as, in, 1.0f, dinp, in);
+    fc_train_gemm(tm->pool, true, false, R, in, N, 1.0f, dh, R, x, in, 0.0f, lo->das, in);
+    const long n = (long)r * in;
+    for (int j = 0; j < m; j++)
+        for (long i = 0; i < n; i++) sl[j]->dA[i] += lo->das[j * n + i];
 }
 
 unsigned fc_lora_parse_targets(const char *list)
@@ -1214,9 +1346,7 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     matmul_forward(tm, a->k, a->n1, w->wk, w->bk, N, C, KVD);
     matmul_forward(tm, a->v, a->n1, w->wv, w->bv, N, C, KVD);
     lap(tm, PH_PROJ_F);
-    lora_forward(tm, l, 0, a->n1, a->q, N);
-    lora_forward(tm, l, 1, a->n1, a->k, N);
-    lora_forward(tm, l, 2, a->n1, a->v, N);
+    lora_forward_group(tm, l, 0, 3, a->n1, (float *const[]){a->q, a->k, a->v}, N);
     lap(tm, PH_LORA_F);
     rope_apply(tm, a->q, N, T, cfg->n_head, false);
     rope_apply(tm, a->k, N, T, cfg->n_head_kv, false);
@@ -1234,8 +1364,7 @@ static void layer_forward(fc_train_model *tm, int l, int B, int T, float *xo)
     matmul_forward(tm, a->g, a->n2, w->w_gate, NULL, N, C, FF);
     matmul_forward(tm, a->u, a->n2, w->w_up, NULL, N, C, FF);
     lap(tm, PH_PROJ_F);
-    lora_forward(tm, l, 4, a->n2, a->g, N);
-    lora_forward(tm, l, 5, a->n2, a->u, N);
+    lora_forward_group(tm, l, 4, 6, a->n2, (float *const[]){a->g, a->u}, N);
     lap(tm, PH_LORA_F);
     if (tm->ref) silu_mul(a->h, a->g, a->u, N * FF);
     else fc_train_silu_mul(tm->pool, a->h, a->g, a->u, N * FF);
@@ -1351,8 +1480,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         matmul_backward(tm, tm->dn, fr ? NULL : gw->w_gate, NULL, tm->dg, a->n2, w->w_gate, N, C, FF);
         matmul_backward(tm, tm->dn, fr ? NULL : gw->w_up, NULL, tm->du, a->n2, w->w_up, N, C, FF);
         lap(tm, PH_PROJ_B);
-        lora_backward(tm, l, 4, a->n2, tm->dg, tm->dn, N);
-        lora_backward(tm, l, 5, a->n2, tm->du, tm->dn, N);
+        lora_backward_group(tm, l, 4, 6, a->n2, (const float *const[]){tm->dg, tm->du}, tm->dn, N);
         lap(tm, PH_LORA_B);
         rmsnorm_backward(tm, tm->dx, fr ? NULL : gw->ffn_norm, tm->dn, a->x2, w->ffn_norm, a->r2, N, C);
         lap(tm, PH_NORM);
@@ -1377,9 +1505,7 @@ static double run(fc_train_model *tm, const int32_t *ids, const int32_t *labels,
         matmul_backward(tm, tm->dn, fr ? NULL : gw->wk, fr ? NULL : gw->bk, tm->dk, a->n1, w->wk, N, C, KVD);
         matmul_backward(tm, tm->dn, fr ? NULL : gw->wv, fr ? NULL : gw->bv, tm->dv, a->n1, w->wv, N, C, KVD);
         lap(tm, PH_PROJ_B);
-        lora_backward(tm, l, 0, a->n1, tm->dq, tm->dn, N);
-        lora_backward(tm, l, 1, a->n1, tm->dk, tm->dn, N);
-        lora_backward(tm, l, 2, a->n1, tm->dv, tm->dn, N);
+        lora_backward_group(tm, l, 0, 3, a->n1, (const float *const[]){tm->dq, tm->dk, tm->dv}, tm->dn, N);
         lap(tm, PH_LORA_B);
         rmsnorm_backward(tm, tm->dx, fr ? NULL : gw->attn_norm, tm->dn, a->x, w->attn_norm, a->r1, N, C);
         lap(tm, PH_NORM);
