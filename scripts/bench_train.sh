@@ -16,8 +16,11 @@
 # activations). Our run also writes its final checkpoint (not in tokens/s).
 # Note: our loss skips the lm_head rows of unlabelled positions (exact); in
 # this data almost every position is labelled, so that saves little here.
+# lora-bf16: the same LoRA with --bf16 True (ours: the frozen base in bf16
+# on AMX tiles; skipped where the CPU has no AMX-BF16) against torch with
+# its forward under torch.autocast("cpu", torch.bfloat16).
 # Knobs: TRAIN_B=2 TRAIN_T=128 TRAIN_STEPS=4 TRAIN_THREADS=2
-#        TRAIN_MODES="full lora" TRAIN_CKPT=0 (1: also with checkpointing)
+#        TRAIN_MODES="full lora lora-bf16" TRAIN_CKPT=0 (1: also with checkpointing)
 #        TRAIN_PHASES=0 (1: also print our per-phase times of a step, from
 #        fastchat train --verbose: wall and calling-thread CPU ms per pass)
 set -euo pipefail
@@ -27,7 +30,7 @@ B=${TRAIN_B:-2}
 T=${TRAIN_T:-128}
 STEPS=${TRAIN_STEPS:-4}
 TH=${TRAIN_THREADS:-2}
-MODES=${TRAIN_MODES:-full lora}
+MODES=${TRAIN_MODES:-full lora lora-bf16}
 CKPT=${TRAIN_CKPT:-0}
 PHASES=${TRAIN_PHASES:-0}
 PY=${BENCH_TORCH_PYTHON:-.venv/bin/python}
@@ -48,10 +51,15 @@ for mode in $MODES; do
         tag=$mode$([ "$ck" = 1 ] && echo "+ckpt" || true)
         extra=()
         targs=()
-        if [ "$mode" = lora ]; then
+        if [ "$mode" != full ]; then
             extra=(--lora-r 16 --lora-alpha 32 --lora-dropout 0
                    --lora-target-modules q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
             targs=(--lora-r 16)
+        fi
+        if [ "$mode" = lora-bf16 ]; then
+            if ! grep -qw amx_bf16 /proc/cpuinfo; then echo "lora-bf16: skipped (this CPU has no AMX-BF16)"; continue; fi
+            extra+=(--bf16 True)
+            targs+=(--bf16)
         fi
         if [ "$ck" = 1 ]; then extra+=(--gradient-checkpointing True); targs+=(--gradient-checkpointing); fi
         if [ "$PHASES" = 1 ]; then extra+=(--verbose); fi

@@ -14,7 +14,7 @@
  * their quantized GGUF type, src/train/qbase.h).
  *
  * FastChat/HF flags that have no meaning here are accepted and ignored with
- * a note (--bf16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
+ * a note (--fp16, --tf32, --fsdp, --lazy-preprocess, ...), so FastChat's
  * command lines run unchanged.
  *
  * Data parallel: `mpirun -np N fastchat train ...` (src/train/dist.h): each
@@ -145,8 +145,11 @@ int fc_cmd_train(int argc, char **argv)
          .min = 0, .max = 4096, .metavar = "N", .help = "CPU threads (all)"},
         {"-v|--verbose", FC_FLAG_FUNC0, .fn = fc_cli_flag_verbose,
          .help = "log more, with the time of each phase of a training step at the end"},
+        {"--bf16", FC_FLAG_FUNC, &a.bf16, .metavar = "BOOL", .fn = parse_bool,
+         .help = "bf16 compute for the frozen base of LoRA on a CPU with AMX-BF16\n"
+                 "(bf16 weights and activations, f32 sums; elsewhere f32) (False)"},
         /* FastChat / TrainingArguments flags with no effect here */
-        {"--bf16|--fp16|--tf32|--lazy-preprocess|--fsdp|"
+        {"--fp16|--tf32|--lazy-preprocess|--fsdp|"
          "--fsdp-transformer-layer-cls-to-wrap|--save-strategy|"
          "--evaluation-strategy|--eval-strategy|--do-eval|--logging-steps|--report-to|--cache-dir|--optim|"
          "--padding-side|--trust-remote-code|--deepspeed|--ddp-timeout|--dataloader-num-workers",
@@ -158,7 +161,7 @@ int fc_cmd_train(int argc, char **argv)
         .about = "supervised fine-tuning on conversations, as FastChat's train.py: the vicuna\n"
                  "template, loss on the assistant replies only, AdamW, f32 on the CPU\n",
         .flags = flags,
-        .footer = "FastChat's --bf16, --tf32, --fsdp, --lazy-preprocess, ...\n"
+        .footer = "FastChat's --fp16, --tf32, --fsdp, --lazy-preprocess, ...\n"
                   "are accepted and ignored.\n",
     };
     fc_flags_parse_or_exit(&cmd, argc, argv);

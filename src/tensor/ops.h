@@ -119,6 +119,20 @@ void fc_matmul_set_prefetch(bool on);
 void fc_matmul_set_amx(bool on);
 bool fc_matmul_amx_available(void);
 
+/* ---- bf16 GEMM on AMX tiles (x86_amx.c): the frozen matrices of training ----
+ * C (M x N) (+)= bf16(A) (M x K) times a bf16 copy of B (K x N), f32 sums.
+ * Bytes of B packed: 0 when this build or CPU has no AMX-BF16, AMX is off,
+ * or K or N is not a multiple of 32 (the caller keeps its f32 path). */
+size_t fc_gemm_bf16_packed_size(int64_t K, int64_t N);
+/* Rounds B to bf16 (nearest even) into dst: element (k, n) is b[k * ldb + n],
+ * or b[n * ldb + k] with trans. */
+void fc_gemm_bf16_pack(const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, void *dst);
+/* Columns [n0, min(n1, N)) (n0, n1 multiples of 32) of C = (accumulate ? C : 0) + bf16(A) Bp,
+ * A's M rows lda floats apart, C's ldc apart; one thread's share (the
+ * caller splits the columns). false when out of memory (nothing done). */
+bool fc_gemm_bf16(const void *bp, int64_t K, int64_t N, const float *a, int64_t lda, int64_t M, float *c,
+                  int64_t ldc, bool accumulate, int64_t n0, int64_t n1);
+
 /* ---- single vector dot products (fast path building blocks, exposed for tests) ---- */
 /* Dot of one weight row (wtype, K values) with one converted activation row
  * of type atype. */

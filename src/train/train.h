@@ -23,7 +23,8 @@
  * LoRA adapters (fc_train_model_add_lora) train over a frozen base; QLoRA
  * (fc_train_model_from_model_qlora) over a base whose matrices stay in their
  * stored, quantized type (qbase.h).
- * Not done: bf16 compute, sliding window.
+ * bf16 compute: for the frozen base of LoRA on AMX (fc_train_model_set_bf16).
+ * Not done: sliding window.
  * Threads: one fc_train_model is used by one thread at a time; it runs its
  * kernels on the fc_pool given to fc_train_model_set_pool (optional).
  */
@@ -68,6 +69,16 @@ void fc_train_model_set_reference(fc_train_model *tm, bool ref);
  * activations before its gradient. Same gradients, bit for bit; activation
  * memory falls from L layers' to one layer's plus L inputs. Default off. */
 void fc_train_model_set_checkpointing(fc_train_model *tm, bool on);
+/* bf16 compute for the frozen matrices (the base of a LoRA model: the
+ * projections and the output head), FastChat's --bf16: each is rounded once
+ * to bf16 and its products (forward, and the input gradient backward) run
+ * on AMX-BF16 tiles with the activations rounded to bf16 and f32 sums
+ * (train_fast.h). true when it took effect: a LoRA model (not QLoRA) on the
+ * fast path, with AMX-BF16 in the build and the CPU; else the products
+ * stay f32. Adds 4 bytes per
+ * frozen weight (two bf16 layouts). */
+bool fc_train_model_set_bf16(fc_train_model *tm, bool on);
+size_t fc_train_model_bf16_bytes(const fc_train_model *tm);
 /* Bytes of the activation buffer the last pass allocated (0 before one). */
 size_t fc_train_model_activation_bytes(const fc_train_model *tm);
 
@@ -259,6 +270,7 @@ typedef struct fc_trainer_args {
     bool gradient_checkpointing; /* false: fc_train_model_set_checkpointing */
     bool q_lora;                 /* false; true (needs lora_r > 0): the base's matrices stay in
                                     their stored type (fc_train_model_from_model_qlora) */
+    bool bf16;                   /* false; true: fc_train_model_set_bf16 (FastChat's --bf16) */
 } fc_trainer_args;
 
 void fc_trainer_args_default(fc_trainer_args *a);

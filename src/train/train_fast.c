@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/fc_base.h"
+#include "tensor/ops.h"
 #include "tensor/vexp.h"
 
 /* OpenBLAS's own (declared in its cblas.h, not in every cblas.h) */
@@ -315,4 +316,109 @@ void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, con
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, HS, T - c0, 1.0f, scratch + (long)c0 * T + c0,
                     T, q + c0 * ldq, (int)ldq, 1.0f, dk + c0 * ldkv, (int)ldkv);
     }
+}
+
+/* ---- bf16 copies of frozen matrices (train_fast.h) ---- */
+
+typedef struct bf16_mat {
+    const float *w;  /* the key: the f32 matrix (OC, IC) */
+    long OC, IC;
+    void *fwd, *bwd; /* packed B of out = x W^T (K = IC, N = OC) and of dinp += dout W (K = OC, N = IC) */
+} bf16_mat;
+
+struct fc_bf16set {
+    bf16_mat *m;
+    int n, cap;
+    size_t bytes;
+};
+
+fc_bf16set *fc_bf16set_new(void)
+{
+    if (!fc_gemm_bf16_packed_size(32, 32)) return NULL; /* no AMX-BF16 here */
+    return fc_xcalloc(1, sizeof(fc_bf16set));
+}
+
+void fc_bf16set_free(fc_bf16set *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) {
+        fc_aligned_free(s->m[i].fwd);
+        fc_aligned_free(s->m[i].bwd);
+    }
+    free(s->m);
+    free(s);
+}
+
+size_t fc_bf16set_bytes(const fc_bf16set *s) { return s ? s->bytes : 0; }
+
+bool fc_bf16set_add(fc_bf16set *s, const float *w, long OC, long IC)
+{
+    const size_t fb = fc_gemm_bf16_packed_size(IC, OC), bb = fc_gemm_bf16_packed_size(OC, IC);
+    if (!fb || !bb) return false;
+    bf16_mat m = {.w = w, .OC = OC, .IC = IC, .fwd = fc_aligned_alloc(fb), .bwd = fc_aligned_alloc(bb)};
+    if (!m.fwd || !m.bwd) {
+        fc_aligned_free(m.fwd);
+        fc_aligned_free(m.bwd);
+        return false;
+    }
+    fc_gemm_bf16_pack(w, IC, true, IC, OC, m.fwd);  /* B[k][n] = W[n][k] */
+    fc_gemm_bf16_pack(w, IC, false, OC, IC, m.bwd); /* B[k][n] = W[k][n] */
+    if (s->n == s->cap) s->m = fc_xrealloc(s->m, (size_t)(s->cap = s->cap ? 2 * s->cap : 64) * sizeof *s->m);
+    s->m[s->n++] = m;
+    s->bytes += fb + bb;
+    return true;
+}
+
+static const bf16_mat *bf16_find(const fc_bf16set *s, const float *w, long OC, long IC)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->m[i].w == w) return s->m[i].OC == OC && s->m[i].IC == IC ? &s->m[i] : NULL;
+    return NULL;
+}
+
+typedef struct bf16_ctx {
+    const void *bp;
+    long K, Nc, M;
+    const float *a;
+    float *c;
+    bool acc;
+    bool failed;
+} bf16_ctx;
+
+static void bf16_fn(void *p, int ith, int nth)
+{
+    bf16_ctx *g = p;
+    long lo, hi;
+    fc_split_range((g->Nc + 31) / 32, ith, nth, 1, &lo, &hi);
+    if (lo < hi && !fc_gemm_bf16(g->bp, g->K, g->Nc, g->a, g->K, g->M, g->c, g->Nc, g->acc, lo * 32, hi * 32))
+        g->failed = true;
+}
+
+static bool bf16_run(fc_pool *pool, bf16_ctx *g)
+{
+    if (pool && fc_pool_size(pool) > 1) fc_pool_run(pool, bf16_fn, g);
+    else bf16_fn(g, 0, 1);
+    return !g->failed;
+}
+
+bool fc_bf16set_forward(const fc_bf16set *s, fc_pool *pool, float *out, const float *inp, const float *w,
+                        const float *bias, long N, long IC, long OC)
+{
+    const bf16_mat *m = s ? bf16_find(s, w, OC, IC) : NULL;
+    if (!m) return false;
+    bf16_ctx g = {.bp = m->fwd, .K = IC, .Nc = OC, .M = N, .a = inp, .c = out, .acc = false};
+    if (!bf16_run(pool, &g)) return false;
+    if (bias)
+        for (long n = 0; n < N; n++)
+            for (long o = 0; o < OC; o++) out[n * OC + o] += bias[o];
+    return true;
+}
+
+bool fc_bf16set_backward(const fc_bf16set *s, fc_pool *pool, float *dinp, const float *dout, const float *w, long N,
+                         long IC, long OC)
+{
+    const bf16_mat *m = s ? bf16_find(s, w, OC, IC) : NULL;
+    if (!m) return false;
+    bf16_ctx g = {.bp = m->bwd, .K = OC, .Nc = IC, .M = N, .a = dout, .c = dinp, .acc = true};
+    return bf16_run(pool, &g);
 }

@@ -11,6 +11,7 @@
 #define FC_TRAIN_FAST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "base/pool.h"
 
@@ -52,5 +53,26 @@ void fc_train_attn_forward(float *att, float *o, const float *q, const float *k,
 void fc_train_attn_backward(float *dq, float *dk, float *dv, float *scratch, const float *att, const float *dout,
                             const float *q, const float *k, const float *v, int T, int HS, long ldq, long ldkv,
                             float scale);
+
+/* ---- bf16 compute for frozen matrices (--bf16 True with LoRA) ----
+ * A set of frozen f32 matrices (OC, IC), each rounded once to bf16 in the
+ * two tile layouts of fc_gemm_bf16 (tensor/ops.h: AMX-BF16), keyed by the
+ * f32 matrix's address. The products round the activations (inputs and
+ * output gradients) to bf16 and sum in f32.
+ *   forward   out (N, OC) = bf16(inp) bf16(W)^T (+ bias)
+ *   backward  dinp (N, IC) += bf16(dout) bf16(W)
+ * Any sizes (the packing pads them to multiples of 32). new: NULL where
+ * this build or CPU has no AMX-BF16 (or AMX is off); add: false when out of
+ * memory; forward / backward: false (nothing done) when w is not in the
+ * set, its shape differs, or the scratch cannot be allocated. */
+typedef struct fc_bf16set fc_bf16set;
+fc_bf16set *fc_bf16set_new(void);
+void fc_bf16set_free(fc_bf16set *s);
+bool fc_bf16set_add(fc_bf16set *s, const float *w, long OC, long IC);
+size_t fc_bf16set_bytes(const fc_bf16set *s);
+bool fc_bf16set_forward(const fc_bf16set *s, fc_pool *pool, float *out, const float *inp, const float *w,
+                        const float *bias, long N, long IC, long OC);
+bool fc_bf16set_backward(const fc_bf16set *s, fc_pool *pool, float *dinp, const float *dout, const float *w, long N,
+                         long IC, long OC);
 
 #endif

@@ -99,6 +99,8 @@ struct fc_train_model {
     /* QLoRA (fc_train_model_from_model_qlora): the frozen matrices in their
      * stored type; their f32 pointers are keys to one placeholder float each */
     fc_qbase *qb;
+    /* --bf16 (fc_train_model_set_bf16): bf16 copies of the frozen matrices */
+    fc_bf16set *bf;
 };
 
 /* ---- LoRA ---- */
@@ -477,6 +479,7 @@ void fc_train_model_free(fc_train_model *tm)
     free(tm->prof);
     lora_free(tm);
     fc_qbase_free(tm->qb);
+    fc_bf16set_free(tm->bf);
     free_acts(tm);
     fc_aligned_free(tm->params);
     fc_aligned_free(tm->grads);
@@ -491,6 +494,32 @@ void fc_train_model_set_pool(fc_train_model *tm, fc_pool *pool) { tm->pool = poo
 fc_pool *fc_train_model_pool(const fc_train_model *tm) { return tm->pool; }
 void fc_train_model_set_reference(fc_train_model *tm, bool ref) { tm->ref = ref; }
 void fc_train_model_set_checkpointing(fc_train_model *tm, bool on) { tm->ckpt = on; }
+
+bool fc_train_model_set_bf16(fc_train_model *tm, bool on)
+{
+    fc_bf16set_free(tm->bf);
+    tm->bf = NULL;
+    if (!on || !tm->frozen || tm->qb || tm->ref) return false;
+    if (!(tm->bf = fc_bf16set_new())) return false;
+    const fc_model_config *cfg = &tm->cfg;
+    const long C = cfg->n_embd, FF = cfg->n_ff, Q = (long)cfg->n_head * cfg->head_dim,
+               KVD = (long)cfg->n_head_kv * cfg->head_dim;
+    bool ok = fc_bf16set_add(tm->bf, tm->w.output, cfg->n_vocab, C);
+    for (int l = 0; l < cfg->n_layer && ok; l++) {
+        const layer_w *w = &tm->w.layer[l];
+        ok = fc_bf16set_add(tm->bf, w->wq, Q, C) && fc_bf16set_add(tm->bf, w->wk, KVD, C) &&
+             fc_bf16set_add(tm->bf, w->wv, KVD, C) && fc_bf16set_add(tm->bf, w->wo, C, Q) &&
+             fc_bf16set_add(tm->bf, w->w_gate, FF, C) && fc_bf16set_add(tm->bf, w->w_up, FF, C) &&
+             fc_bf16set_add(tm->bf, w->w_down, C, FF);
+    }
+    if (!ok) {
+        fc_bf16set_free(tm->bf);
+        tm->bf = NULL;
+    }
+    return tm->bf != NULL;
+}
+
+size_t fc_train_model_bf16_bytes(const fc_train_model *tm) { return fc_bf16set_bytes(tm->bf); }
 size_t fc_train_model_activation_bytes(const fc_train_model *tm) { return tm->acts_cap * sizeof(float); }
 int fc_train_model_n_params(const fc_train_model *tm) { return tm->n_param; }
 const fc_train_param *fc_train_model_param(const fc_train_model *tm, int i)
@@ -663,6 +692,7 @@ static void matmul_forward(fc_train_model *tm, float *out, const float *inp, con
                            const float *bias, long N, long IC, long OC)
 {
     if (tm->qb && fc_qbase_forward(tm->qb, tm->pool, out, inp, w, bias, N, IC, OC)) return; /* QLoRA */
+    if (tm->bf && fc_bf16set_forward(tm->bf, tm->pool, out, inp, w, bias, N, IC, OC)) return; /* --bf16 */
     if (!tm->ref) {
         fc_train_gemm_forward(tm->pool, out, inp, w, bias, N, IC, OC);
         return;
@@ -720,6 +750,7 @@ static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *d
                             const float *inp, const float *w, long N, long IC, long OC)
 {
     if (tm->qb && fc_qbase_backward(tm->qb, tm->pool, dinp, dw, db, dout, w, N, IC, OC)) return; /* QLoRA */
+    if (tm->bf && !dw && !db && dinp && fc_bf16set_backward(tm->bf, tm->pool, dinp, dout, w, N, IC, OC)) return;
     if (!tm->ref) {
         fc_train_gemm_backward(tm->pool, dinp, dw, db, dout, inp, w, N, IC, OC);
         return;

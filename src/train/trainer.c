@@ -512,6 +512,15 @@ enum fc_status fc_trainer_run(const fc_trainer_args *a, fc_trainer_cb cb, void *
     pool = fc_pool_new(a->n_threads);
     fc_train_model_set_pool(tm, pool);
     fc_train_model_set_checkpointing(tm, a->gradient_checkpointing);
+    if (a->bf16) {
+        const bool on = fc_train_model_set_bf16(tm, true);
+        if (on && R == 0)
+            fprintf(stderr, "note: --bf16: the frozen matrices in bf16 on AMX tiles (%.0f MiB)\n",
+                    fc_train_model_bf16_bytes(tm) / 1048576.0);
+        else if (R == 0)
+            fprintf(stderr, "note: --bf16: bf16 compute is for the frozen base of LoRA (not QLoRA) on a CPU with "
+                            "AMX-BF16: this run computes in f32\n");
+    }
     size_t sh_lo = 0, sh_n = fc_train_model_n_floats(tm);
     if (W > 1) fc_dist_shard(fc_train_model_n_floats(tm), R, W, &sh_lo, &sh_n);
     if ((st = fc_adamw_init_shard(&opt, tm, sh_lo, sh_n, a->adam_beta1, a->adam_beta2, a->adam_epsilon,

@@ -415,9 +415,19 @@ def test_lora_resume_with_dropout(fastchat_bin, base_model, tmp_path):
     assert all(np.array_equal(a[k], c[k]) for k in a)  # the same command twice: deterministic
 
 
-def test_lora_default_model_learns_identity(fastchat_bin, model_path, tmp_path, figures):
+def cpu_has(flag):
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and flag in line.split() for line in f)
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["f32", "bf16"])
+def test_lora_default_model_learns_identity(fastchat_bin, model_path, tmp_path, figures, bf16):
     """LoRA on the default model (SmolLM2-135M Q4_1 GGUF as an f32 frozen
-    base), --masking template with vicuna_v1.1 (train_with_template.py's
+    base; with --bf16 True the base computes in bf16 on AMX tiles where the
+    CPU has AMX-BF16, and says so, else in f32 with a warning), --masking template with vicuna_v1.1 (train_with_template.py's
     labels keep the replies with this tokenizer; train.py's masks them all):
     the training loss and the eval loss of the identity answer fall below
     half of step 1's loss (the base model's, taken before the first update). Five steps (about 2 minutes on 2 busy cores); the
@@ -438,11 +448,16 @@ def test_lora_default_model_learns_identity(fastchat_bin, model_path, tmp_path, 
         "--eval-data-path", ev, "--eval-steps", 1, "--masking", "template", "--conv-template", "vicuna_v1.1",
         "--model-max-length", 64, "--per-device-train-batch-size", 2, "--lora-r", 16, "--lora-alpha", 32,
         "--lora-dropout", 0.0, "--lora-target-modules", ALL_MODULES, "--learning-rate", "3e-3",
-        "--lr-scheduler-type", "constant", "--max-steps", 4, "--save-steps", 0, "--threads", 2], timeout=900)
+        "--lr-scheduler-type", "constant", "--max-steps", 4, "--save-steps", 0, "--threads", 2,
+        "--bf16", str(bf16)], timeout=900)
+    if bf16 and cpu_has("amx_bf16"):
+        assert "--bf16: the frozen matrices in bf16 on AMX tiles" in p.stderr, p.stderr
+    elif bf16:
+        assert "this run computes in f32" in p.stderr, p.stderr
     steps = [m for m in map(STEP_RE.match, p.stdout.splitlines()) if m]
     losses = [float(m.group(4)) for m in steps]
     evals = [float(x) for x in re.findall(r"^eval step \d+  eval_loss ([\d.]+)", p.stdout, re.M)]
-    figures(f"train LoRA r16 default model (2 threads): losses {' '.join(f'{x:.3f}' for x in losses)}; "
+    figures(f"train LoRA r16 default model{' --bf16' if bf16 else ''} (2 threads): losses {' '.join(f'{x:.3f}' for x in losses)}; "
             f"eval {' '.join(f'{x:.3f}' for x in evals)}; tokens/s {' '.join(m.group(7) for m in steps)}")
     assert len(losses) == 4 and len(evals) == 4
     # step 1's loss is the base model's (taken before the first update)

@@ -25,6 +25,9 @@
  *            replaces for batches (fc_matmul_set_amx off / on), over token
  *            counts around its threshold and tile edges, odd row groups
  *            and several K.
+ *   gemm_bf16 (where AMX-BF16 is) the bf16 GEMM against double sums of the
+ *            bf16-rounded inputs, within 1e-5 of sum |a b|, both B layouts,
+ *            sizes that need padding, accumulate or not, split columns.
  * Errors are measured against the scale of the sum, S = sum_k |w_k * x_k|
  * (dequantized values, double): the fast and exact kernels round each
  * product sum in f32 in an order unlike the reference's, and f32 keeps
@@ -395,6 +398,67 @@ static void test_amx_identical(void)
     printf("amx tiles = AVX-512 bits       %6d checks  %s\n", checks, diffs ? "FAILED" : "ok");
 }
 
+/* ---- bf16 GEMM on AMX tiles: f32 sums of the bf16-rounded inputs ---- */
+
+static float round_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u; /* nearest even (no NaNs here) */
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_gemm_bf16(void)
+{
+    if (!fc_gemm_bf16_packed_size(32, 32)) {
+        printf("gemm_bf16: no AMX-BF16 in this build or CPU: not checked\n");
+        return;
+    }
+    /* M, N, K: tile multiples, padded edges, tiny */
+    static const int64_t S[][3] = { { 64, 96, 128 }, { 37, 48, 40 }, { 5, 17, 9 }, { 256, 64, 576 }, { 1, 33, 65 } };
+    double worst = 0;
+    int checks = 0, bad = 0;
+    for (size_t si = 0; si < FC_ARRAY_LEN(S); si++)
+        for (int trans = 0; trans < 2; trans++)
+            for (int acc = 0; acc < 2; acc++) {
+                const int64_t M = S[si][0], N = S[si][1], K = S[si][2], ldc = N + 3;
+                float *a = fc_xmalloc((size_t)(M * K) * sizeof(float)), *b = fc_xmalloc((size_t)(K * N) * sizeof(float));
+                float *c = fc_xmalloc((size_t)(M * ldc) * sizeof(float));
+                fill_row(a, M * K, 1.0f, false);
+                fill_row(b, K * N, 0.5f, false);
+                for (int64_t i = 0; i < M * ldc; i++) c[i] = (float)(i % 5) - 2.0f;
+                void *bp = fc_aligned_alloc(fc_gemm_bf16_packed_size(K, N));
+                fc_gemm_bf16_pack(b, trans ? K : N, trans, K, N, bp);
+                /* two threads' shares: columns [0, 32) and [32, N) */
+                const int64_t split = N > 32 ? 32 : (N + 31) / 32 * 32;
+                CHECK(fc_gemm_bf16(bp, K, N, a, K, M, c, ldc, acc, 0, split));
+                if (split < N) CHECK(fc_gemm_bf16(bp, K, N, a, K, M, c, ldc, acc, split, (N + 31) / 32 * 32));
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t n = 0; n < ldc; n++) {
+                        const float before = (float)((m * ldc + n) % 5) - 2.0f;
+                        if (n >= N) { /* the padding of C untouched */
+                            if (c[m * ldc + n] != before) bad++;
+                            continue;
+                        }
+                        double sum = acc ? before : 0, S1 = fabs(sum);
+                        for (int64_t k = 0; k < K; k++) {
+                            const double p = (double)round_bf16(a[m * K + k]) *
+                                             round_bf16(trans ? b[n * K + k] : b[k * N + n]);
+                            sum += p;
+                            S1 += fabs(p);
+                        }
+                        const double e = fabs(c[m * ldc + n] - sum) / (S1 + 1e-30);
+                        worst = fmax(worst, e);
+                        checks++;
+                        if (e > 1e-5) bad++;
+                    }
+                free(a); free(b); free(c); fc_aligned_free(bp);
+            }
+    CHECKF(bad == 0, "gemm_bf16: %d results off by more than 1e-5 of sum |a b| (worst %.3g)", bad, worst);
+    printf("gemm_bf16 vs double on bf16  %7d checks  max err %.2e of sum|ab|  %s\n", checks, worst, bad ? "FAILED" : "ok");
+}
+
 /* ---- row ops ---- */
 
 static void test_row_ops(void)
@@ -494,5 +558,6 @@ int main(void)
     report(&st_quant);
     test_row_ops();
     test_amx_identical();
+    test_gemm_bf16();
     return TEST_END();
 }

@@ -45,26 +45,11 @@ static void check_arch(const char *arch, bool ref)
     fc_train_zero_grad(tm);
     double loss = fc_train_step_grad(tm, ids, labels, B, T, 0);
     CHECKF(fabs(loss - want_loss) < 1e-5, "%s: loss %.8f want %.8f", arch, loss, want_loss);
-    double worst = 0;
-    const char *worst_name = "";
-    int n_checked = 0;
-    for (int k = 0; k < fc_train_model_n_params(tm); k++) {
-        const fc_train_param *p = fc_train_model_param(tm, k);
-        char gname[128];
-        snprintf(gname, sizeof gname, "grad.%s", p->name);
-        int64_t n;
-        const float *ref = tg_tensor_f32(g, gname, &n);
-        CHECKF(ref && (size_t)n == p->n, "%s: golden %s", arch, gname);
-        if (!ref || (size_t)n != p->n) continue;
-        const float *ours = fc_train_model_grads(tm) + p->offset;
-        double nr, nd, md;
-        tg_grad_diff(ours, ref, p->n, &nr, &nd, &md);
-        double rel = nr > 0 ? fmax(nd, md) / nr : nd;
-        CHECKF(nr > 0 && rel <= 1e-4, "%s: %s: |diff| %.3g max %.3g |grad| %.3g", arch, p->name, nd, md, nr);
-        if (rel > worst) { worst = rel; worst_name = p->name; }
-        n_checked++;
-    }
-    CHECK(n_checked == fc_train_model_n_params(tm));
+    char label[64];
+    snprintf(label, sizeof label, "%s %s", arch, mode);
+    const char *worst_name;
+    const double worst = tg_check_golden_grads(tm, g, 1e-4, label, &worst_name);
+    const int n_checked = fc_train_model_n_params(tm);
     printf("%-6s %-4s loss %.8f (torch %.8f); %d gradients, worst relative difference %.2e (%s)\n", arch,
            mode, loss, want_loss, n_checked, worst, worst_name);
 

@@ -45,6 +45,34 @@ static inline void tg_grad_diff(const float *ours, const float *want, size_t n, 
     *nr = sqrt(r), *nd = sqrt(d2), *md = m;
 }
 
+/* Every parameter's gradient of tm against the golden's "grad.NAME":
+ * checked max(|a - b|, max_i |a_i - b_i|) / |b| <= tol (label names the
+ * case in a failure); the worst of them, its name in *worst_name. */
+static inline double tg_check_golden_grads(fc_train_model *tm, fc_safetensors *g, double tol, const char *label,
+                                           const char **worst_name)
+{
+    double worst = 0;
+    *worst_name = "";
+    for (int k = 0; k < fc_train_model_n_params(tm); k++) {
+        const fc_train_param *p = fc_train_model_param(tm, k);
+        char nm[160];
+        snprintf(nm, sizeof nm, "grad.%s", p->name);
+        int64_t n;
+        const float *want = tg_tensor_f32(g, nm, &n);
+        CHECKF(want && (size_t)n == p->n, "%s: golden %s", label, nm);
+        if (!want || (size_t)n != p->n) continue;
+        double nr, nd, md;
+        tg_grad_diff(fc_train_model_grads(tm) + p->offset, want, p->n, &nr, &nd, &md);
+        const double rel = nr > 0 ? fmax(nd, md) / nr : nd;
+        CHECKF(nr > 0 && rel <= tol, "%s: %s: relative difference %.3g", label, p->name, rel);
+        if (rel > worst) {
+            worst = rel;
+            *worst_name = p->name;
+        }
+    }
+    return worst;
+}
+
 /* Worst over b's parameters of max(|a - b|, max_i |a_i - b_i|) / |b| (of the
  * gradients when grads, else of the parameters); *worst_name gets its name.
  * Two models with one parameter table (test_train_fast.c, test_train_qlora.c). */

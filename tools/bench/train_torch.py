@@ -6,6 +6,8 @@ AutoModelForCausalLM loaded from the GGUF file (transformers dequantizes it
 to float32), AdamW (torch.optim), batches of B x T token ids with every
 position labelled, torch.set_num_threads(THREADS). Full fine-tuning, or LoRA
 through peft (r, alpha, the seven projections, dropout 0) with --lora-r.
+--bf16: the forward (and so its backward) under torch.autocast("cpu",
+torch.bfloat16), transformers' --bf16 on a CPU: weights stay f32 masters.
 
 Prints one line:
   torch mode=full steps=S B=4 T=256 tokens/s=X step_s=Y peak_rss_mib=Z
@@ -34,6 +36,7 @@ def main():
     ap.add_argument("--lora-r", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -61,7 +64,8 @@ def main():
     for s in range(a.steps):
         ids = torch.randint(0, V, (a.batch, a.seq), generator=g)
         t0 = time.perf_counter()
-        out = model(input_ids=ids, labels=ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            out = model(input_ids=ids, labels=ids)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -70,7 +74,7 @@ def main():
     steady = times[1:] if len(times) > 1 else times
     step = statistics.median(steady)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mode = "lora" if a.lora_r > 0 else "full"
+    mode = ("lora" if a.lora_r > 0 else "full") + ("-bf16" if a.bf16 else "")
     print(f"torch mode={mode} steps={a.steps} B={a.batch} T={a.seq} "
           f"tokens/s={a.batch * a.seq / step:.1f} step_s={step:.3f} peak_rss_mib={rss:.0f}", flush=True)
 

@@ -51,6 +51,10 @@
 #if FC_CPU_AVX512 && defined(__AMX_TILE__) && defined(__AMX_INT8__)
 #define FC_CPU_AMX 1
 #endif
+/* and bf16 tiles for the bf16 GEMM of ops.h */
+#if FC_CPU_AMX && defined(__AMX_BF16__) && defined(__AVX512BF16__)
+#define FC_CPU_AMX_BF16 1
+#endif
 
 /* ---- activation row layout ---- */
 static inline size_t fc_cpu_round32(size_t n) { return (n + 31) & ~(size_t)31; }

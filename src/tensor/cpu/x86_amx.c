@@ -317,4 +317,125 @@ bool fc_cpu_matmul_x16_amx(int ptype, const uint8_t *w, size_t w_stride, int64_t
     return true;
 }
 
+/* ---- bf16 GEMM on AMX tiles (training's frozen matrices, ops.h) ----
+ *
+ * B (K x N) is packed once (K and N padded with zeros to multiples of
+ * 32): panels of 32 columns, each a run of K / 32 steps of two 16-column tiles (16 rows of 16 bf16 pairs: rows are pairs
+ * of k, the VNNI layout TDPBF16PS reads), 2 KiB a step. A is rounded to
+ * bf16 (nearest even) into this thread's scratch, 32 rows at a time padded
+ * with zero rows; a 32 x 32 block of C is four f32 tiles (tmm0-3) fed by
+ * two A tiles (tmm4, tmm5) and two B tiles (tmm6, tmm7) per step of 32 k.
+ */
+#if FC_CPU_AMX_BF16
+#define BF_STEP 2048 /* bytes of one panel step: two B tiles */
+
+static int64_t up32(int64_t n) { return (n + 31) / 32 * 32; }
+
+size_t fc_gemm_bf16_packed_size(int64_t K, int64_t N)
+{
+    if (K <= 0 || N <= 0 || !fc_cpu_amx_ready()) return 0;
+    return (size_t)(up32(N) / 32) * (size_t)(up32(K) / 32) * BF_STEP;
+}
+
+static uint16_t to_bf16(float f)
+{
+    return (uint16_t)_mm_extract_epi16((__m128i)_mm_cvtneps_pbh(_mm_set1_ps(f)), 0);
+}
+
+void fc_gemm_bf16_pack(const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, void *dst)
+{
+    uint16_t *o = dst;
+    const int64_t nkb = up32(K) / 32;
+    memset(dst, 0, fc_gemm_bf16_packed_size(K, N));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) {
+            const float v = trans ? b[n * ldb + k] : b[k * ldb + n];
+            const int64_t p = n / 32, j = n % 32, kb = k / 32, kk = k % 32;
+            const size_t off = ((size_t)(p * nkb + kb) * 2 + (size_t)(j / 16)) * 512 + (size_t)(kk / 2) * 32 +
+                               (size_t)(j % 16) * 2 + (size_t)(kk % 2);
+            o[off] = to_bf16(v);
+        }
+}
+
+static void bf16_tiles_config(void)
+{
+    tilecfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.rows[t] = 16;
+        c.colsb[t] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* Lanes below n of 16 (all for n >= 16). */
+static __mmask16 lanes(int64_t n) { return n >= 16 ? 0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
+
+bool fc_gemm_bf16(const void *bp, int64_t K, int64_t N, const float *a, int64_t lda, int64_t M, float *c,
+                  int64_t ldc, bool accumulate, int64_t n0, int64_t n1)
+{
+    if (M <= 0 || n0 >= n1) return true;
+    const int64_t Mp = up32(M), Kp = up32(K), nkb = Kp / 32;
+    uint8_t *buf = scratch_get((size_t)Mp * Kp * 2 + 32 * 32 * sizeof(float));
+    if (!buf) return false;
+    uint16_t *ab = (uint16_t *)buf;
+    float *cb = (float *)(buf + (size_t)Mp * Kp * 2);
+    /* A in bf16, rows Kp apart, zero past K and in the rows up to Mp */
+    for (int64_t m = 0; m < Mp; m++) {
+        uint16_t *dst = ab + m * Kp;
+        if (m >= M) {
+            memset(dst, 0, (size_t)Kp * 2);
+            continue;
+        }
+        const float *src = a + m * lda;
+        for (int64_t k = 0; k < Kp; k += 32) {
+            const __m512 lo = _mm512_maskz_loadu_ps(lanes(K - k), src + k);
+            const __m512 hi = _mm512_maskz_loadu_ps(lanes(K - k - 16), src + k + 16);
+            _mm512_storeu_si512((__m512i *)(dst + k), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+    bf16_tiles_config();
+    const size_t astride = (size_t)Kp * 2;
+    for (int64_t n = n0; n < n1; n += 32) {
+        const uint8_t *panel = (const uint8_t *)bp + (size_t)(n / 32) * nkb * BF_STEP;
+        for (int64_t m = 0; m < Mp; m += 32) {
+            const uint8_t *a0 = (const uint8_t *)(ab + m * Kp), *a1 = a0 + 16 * astride;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t kb = 0; kb < nkb; kb++) {
+                const uint8_t *bt = panel + (size_t)kb * BF_STEP;
+                _tile_loadd(4, a0 + kb * 64, astride);
+                _tile_loadd(5, a1 + kb * 64, astride);
+                _tile_loadd(6, bt, 64);
+                _tile_loadd(7, bt + 1024, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, cb, 128);
+            _tile_stored(1, cb + 16, 128);
+            _tile_stored(2, cb + 16 * 32, 128);
+            _tile_stored(3, cb + 16 * 32 + 16, 128);
+            const int64_t rows = FC_MIN(32, M - m);
+            for (int64_t r = 0; r < rows; r++) {
+                float *y = c + (m + r) * ldc + n;
+                const float *sv = cb + r * 32;
+                for (int h = 0; h < 32; h += 16) {
+                    const __mmask16 k16 = lanes(N - n - h);
+                    __m512 v = _mm512_loadu_ps(sv + h);
+                    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k16, y + h));
+                    _mm512_mask_storeu_ps(y + h, k16, v);
+                }
+            }
+        }
+    }
+    _tile_release();
+    return true;
+}
+#endif
+
 #endif /* FC_CPU_AMX */
