@@ -142,27 +142,51 @@ static void build_a(bool nibbles, const uint8_t *xa, size_t xs, int t0, int n, i
     const __m512i perm = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
     const int64_t nb = K / FC_QK, nbp = fc_cpu_act_nbp(K);
     const size_t side = fc_cpu_act_side_offset(FC_DTYPE_A16, K);
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *hi = dst + (size_t)b * ABYTES, *lo = hi + 512;
-        float *sd = (float *)(hi + 1024);
-        for (int t = 0; t < TOK; t++) {
-            if (t >= n) {
-                memset(hi + 32 * t, 0, 32);
-                memset(lo + 32 * t, 0, 32);
+    for (int t = 0; t < TOK; t++) {
+        if (t >= n) { /* zero rows */
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *hi = dst + (size_t)b * ABYTES + 32 * t;
+                float *sd = (float *)(dst + (size_t)b * ABYTES + 1024);
+                memset(hi, 0, 32);
+                memset(hi + 512, 0, 32);
                 sd[t] = sd[TOK + t] = 0;
-                continue;
             }
-            const uint8_t *row = xa + (size_t)(t0 + t) * xs;
+            continue;
+        }
+        const uint8_t *row = xa + (size_t)(t0 + t) * xs;
+        const float *rs = (const float *)(row + side);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *hi = dst + (size_t)b * ABYTES + 32 * t, *lo = hi + 512;
+            float *sd = (float *)(dst + (size_t)b * ABYTES + 1024);
             __m512i v = _mm512_loadu_si512(row + (size_t)b * sizeof(fc_block_a16) + 4);
             if (nibbles) v = _mm512_permutexvar_epi32(perm, v);
-            _mm256_storeu_si256((__m256i *)(hi + 32 * t), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
-            _mm256_storeu_si256((__m256i *)(lo + 32 * t), _mm512_cvtepi16_epi8(v));
-            const float *rs = (const float *)(row + side);
+            _mm256_storeu_si256((__m256i *)hi, _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+            _mm256_storeu_si256((__m256i *)lo, _mm512_cvtepi16_epi8(v));
             sd[t] = rs[b];
             sd[TOK + t] = rs[nbp + b];
         }
     }
 }
+
+/* vpermt2w indices over (g0's 64 bytes, g1's 64 bytes) of one block: word
+ * pairs of B row c % 4 (nibble types: the row's word, zero-extended by the
+ * mask) or of B row 2 s + half (q8_0: the two chunks' words side by side). */
+static const uint16_t IDX_Q4[4][32] __attribute__((aligned(64))) = {
+#define J(c, j) (uint16_t)((j) < 8 ? 8 * (c) + (j) : 32 + 8 * (c) + (j) - 8), 0
+#define ROW(c) { J(c, 0), J(c, 1), J(c, 2), J(c, 3), J(c, 4), J(c, 5), J(c, 6), J(c, 7), \
+                 J(c, 8), J(c, 9), J(c, 10), J(c, 11), J(c, 12), J(c, 13), J(c, 14), J(c, 15) }
+    ROW(0), ROW(1), ROW(2), ROW(3)
+#undef ROW
+#undef J
+};
+static const uint16_t IDX_Q8[2][32] __attribute__((aligned(64))) = {
+#define J(s, j) (uint16_t)(((j) < 8 ? 0 : 32) + 16 * (s) + (j) % 8), (uint16_t)(((j) < 8 ? 0 : 32) + 16 * (s) + 8 + (j) % 8)
+#define ROW(s) { J(s, 0), J(s, 1), J(s, 2), J(s, 3), J(s, 4), J(s, 5), J(s, 6), J(s, 7), \
+                 J(s, 8), J(s, 9), J(s, 10), J(s, 11), J(s, 12), J(s, 13), J(s, 14), J(s, 15) }
+    ROW(0), ROW(1)
+#undef ROW
+#undef J
+};
 
 /* B tiles of the 16 rows at g0 (rows 0-7) and g1 (8-15), every block. */
 static void build_b(int BT, const uint8_t *g0, const uint8_t *g1, int64_t nb, uint8_t *dst)
@@ -173,16 +197,23 @@ static void build_b(int BT, const uint8_t *g0, const uint8_t *g1, int64_t nb, ui
         const uint8_t *q0 = g0 + (size_t)b * gbs + hb, *q1 = g1 + (size_t)b * gbs + hb;
         uint8_t *o = dst + (size_t)b * BBYTES;
         if (BT == FC_DTYPE_Q8_0) {
-            UNROLL for (int c = 0; c < 8; c++) {
-                const __m512i a = _mm512_cvtepu16_epi32(join(q0 + 32 * c, q1 + 32 * c));
-                const __m512i h = _mm512_cvtepu16_epi32(join(q0 + 32 * c + 16, q1 + 32 * c + 16));
-                _mm512_store_si512(o + 64 * c, _mm512_or_si512(a, _mm512_slli_epi32(h, 16)));
+            /* B row c: values 4c..4c+3, the words of chunks 2c and 2c+1 */
+            UNROLL for (int h = 0; h < 4; h++) {
+                const __m512i x0 = _mm512_loadu_si512(q0 + 64 * h), x1 = _mm512_loadu_si512(q1 + 64 * h);
+                UNROLL for (int s2 = 0; s2 < 2; s2++)
+                    _mm512_store_si512(o + 64 * (2 * h + s2),
+                                       _mm512_permutex2var_epi16(x0, _mm512_load_si512(IDX_Q8[s2]), x1));
             }
         } else {
-            UNROLL for (int c = 0; c < 8; c++) {
-                /* byte pair (b0, b1) -> lo(b0), lo(b1), hi(b0), hi(b1) */
-                const __m512i w = _mm512_cvtepu16_epi32(join(q0 + 16 * c, q1 + 16 * c));
-                _mm512_store_si512(o + 64 * c, _mm512_ternarylogic_epi32(w, _mm512_slli_epi32(w, 12), m4, 0xA8));
+            /* byte pair (b0, b1) of chunk c -> lo(b0), lo(b1), hi(b0), hi(b1) */
+            UNROLL for (int h = 0; h < 2; h++) {
+                const __m512i x0 = _mm512_loadu_si512(q0 + 64 * h), x1 = _mm512_loadu_si512(q1 + 64 * h);
+                UNROLL for (int c = 0; c < 4; c++) {
+                    const __m512i w =
+                        _mm512_maskz_permutex2var_epi16(0x55555555u, x0, _mm512_load_si512(IDX_Q4[c]), x1);
+                    _mm512_store_si512(o + 64 * (4 * h + c),
+                                       _mm512_ternarylogic_epi32(w, _mm512_slli_epi32(w, 12), m4, 0xA8));
+                }
             }
         }
     }
