@@ -381,8 +381,12 @@ static void matmul_group_rows(fwd *f, int ith, int nth, const float *in, int64_t
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += outs[i].w->ne[1] * (sub ? sub[i].nrows : 1);
     if (f->dynamic && !e->exact) {
-        /* about 16 chunks per thread, of a multiple of 16 units */
-        const long chunk = FC_MAX(16, (total / (16L * nth) + 15) / 16 * 16), n_chunks = (total + chunk - 1) / chunk;
+        /* about 16 chunks per thread, of a multiple of 16 units; 2 where the
+         * AMX tiles take the product (each call readies every token's side
+         * of the tiles and each row pair's weights once, which a chunk of
+         * 32 rows would not pay back: 1.0x against 1.5x at 256 rows) */
+        const long per = T >= 6 && fc_matmul_amx_available() ? 2 : 16;
+        const long chunk = FC_MAX(16, (total / (per * nth) + 15) / 16 * 16), n_chunks = (total + chunk - 1) / chunk;
         _Atomic long *ctr = dyn_begin(f, ith);
         for (long c = dyn_next(ctr); c < n_chunks; c = dyn_next(ctr))
             matmul_rows(f, in, K, T, outs, sub, n, c * chunk, FC_MIN((c + 1) * chunk, total));

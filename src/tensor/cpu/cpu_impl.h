@@ -66,6 +66,19 @@ static inline size_t fc_cpu_act_side_offset(int act_type, int64_t K)
 }
 /* Entries of each side-table array: K/32 rounded up to a multiple of 8. */
 static inline int64_t fc_cpu_act_nbp(int64_t K) { return (K / FC_QK + 7) & ~(int64_t)7; }
+#if FC_CPU_AMX
+/* AMX builds append to an a16 row, from this 64-byte aligned offset, K/32
+ * runs of 64 bytes: the block's 32 codes' high bytes (signed) then their
+ * low bytes (unsigned), in order: the A tiles of x86_amx.c read them in
+ * place, one token a tile row. */
+static inline size_t fc_cpu_act_planes_offset(int64_t K)
+{
+    const size_t end = fc_cpu_act_side_offset(FC_DTYPE_A16, K) + (size_t)fc_cpu_act_nbp(K) * 2 * sizeof(float);
+    return (end + 63) & ~(size_t)63;
+}
+/* Writes those planes from the row's a16 blocks. */
+void fc_cpu_act_planes(uint8_t *row, int64_t K);
+#endif
 /* The side table's d[] and s[] arrays (fc_cpu_act_nbp(K) floats each). */
 static inline const float *fc_cpu_act_d(const void *xa, int act_type, int64_t K)
 {

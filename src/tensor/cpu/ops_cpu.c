@@ -68,7 +68,12 @@ enum fc_dtype fc_matmul_act_type(enum fc_dtype wtype, bool a16)
 size_t fc_matmul_act_row_size(enum fc_dtype atype, int64_t K)
 {
     switch (atype) {
-    case FC_DTYPE_Q8_0: case FC_DTYPE_Q8_1: case FC_DTYPE_A16:
+    case FC_DTYPE_A16:
+#if FC_CPU_AMX
+        return fc_cpu_act_planes_offset(K) + (size_t)(K / FC_QK) * 64;
+#endif
+        /* fall through */
+    case FC_DTYPE_Q8_0: case FC_DTYPE_Q8_1:
         return fc_cpu_act_side_offset(atype, K) + (size_t)fc_cpu_act_nbp(K) * 2 * sizeof(float);
     case FC_DTYPE_Q8_K:
         return fc_cpu_round32((size_t)(K / FC_QK_K) * sizeof(fc_block_q8_K));
@@ -83,6 +88,9 @@ void fc_matmul_quantize_act(enum fc_dtype atype, const float *x, void *dst, int6
     fc_cpu_quantize_act_avx2(atype, x, dst, K);
 #else
     fc_cpu_quantize_act_generic(atype, x, dst, K);
+#endif
+#if FC_CPU_AMX
+    if (atype == FC_DTYPE_A16) fc_cpu_act_planes(dst, K);
 #endif
 }
 

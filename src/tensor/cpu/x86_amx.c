@@ -15,14 +15,14 @@
  * AVX-512 epilogue then weighs in the same order as the AVX-512 tiles.
  *
  * Tiles, K = 32 values (one block) per product:
- *   A (tmm2 hi, tmm3 lo): 16 tokens x 32 bytes, built once per call from
- *     the a16 rows; B (tmm4): the 16 weight rows of two 8-row groups in the
- *     VNNI layout, 8 rows of 16 x 4 bytes, built once per row pair and block;
+ *   A (tmm2 hi, tmm3 lo): 16 tokens x 32 bytes, read in place from the
+ *     byte planes that fc_matmul_quantize_act appends to a16 rows in AMX
+ *     builds (cpu_impl.h), one token a tile row; a last tile of fewer
+ *     tokens is copied out with zero rows;
+ *   B (tmm4): the 16 weight rows of two 8-row groups in the VNNI layout,
+ *     8 rows of 16 x 4 bytes (B row c: values 4c..4c+3 of each weight row),
+ *     built once per row pair and block;
  *   C (tmm0 hi, tmm1 lo): 16 tokens x 16 rows of int32.
- * A weight row's four bytes in B row c are the values 2c, 2c+1, 16+2c,
- * 17+2c of the block for the nibble types (the low and high nibbles of the
- * packed layout's byte pair c), 4c..4c+3 for q8_0; A's bytes follow the
- * same order.
  */
 #include "cpu_impl.h"
 
@@ -43,8 +43,6 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 #define TOK 16          /* tokens per tile */
-#define CHUNK_TILES 8   /* token tiles whose A tiles are built at once */
-#define ABYTES 1152     /* A hi + A lo of one token tile and block, then the tokens' d and s */
 #define BBYTES 512      /* B of one row pair and block */
 
 static pthread_once_t perm_once = PTHREAD_ONCE_INIT;
@@ -133,53 +131,47 @@ INLINE __m256i join(const uint8_t *a, const uint8_t *b)
                                    _mm_loadu_si128((const __m128i *)b), 1);
 }
 
-/* A tiles of tokens [t0, t0 + n) (n <= 16; the other rows zero) for every
- * block: dst + b * ABYTES holds A hi (16 x 32), A lo, then the 16 tokens'
- * side-table d[b] and s[b] (16 floats each). */
-static void build_a(bool nibbles, const uint8_t *xa, size_t xs, int t0, int n, int64_t K, uint8_t *dst)
+/* The A side of one token tile (tokens [t0, t0 + n), n <= 16): ad + b * 128
+ * holds the tokens' side-table d[b] and s[b] (16 floats each, zero past
+ * n); with n < 16 also the tokens' planes at pl, rows nb * 64 bytes apart,
+ * and zero rows up to 16 (a full tile reads the rows' own planes). */
+static void tile_side(const uint8_t *xa, size_t xs, int t0, int n, int64_t K, float *ad, uint8_t *pl)
 {
-    /* pairs (2c, 2c+1) and (16+2c, 17+2c) next to each other */
-    const __m512i perm = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
     const int64_t nb = K / FC_QK, nbp = fc_cpu_act_nbp(K);
-    const size_t side = fc_cpu_act_side_offset(FC_DTYPE_A16, K);
+    const size_t side = fc_cpu_act_side_offset(FC_DTYPE_A16, K), po = fc_cpu_act_planes_offset(K);
     for (int t = 0; t < TOK; t++) {
-        if (t >= n) { /* zero rows */
-            for (int64_t b = 0; b < nb; b++) {
-                uint8_t *hi = dst + (size_t)b * ABYTES + 32 * t;
-                float *sd = (float *)(dst + (size_t)b * ABYTES + 1024);
-                memset(hi, 0, 32);
-                memset(hi + 512, 0, 32);
-                sd[t] = sd[TOK + t] = 0;
-            }
+        if (t >= n) {
+            for (int64_t b = 0; b < nb; b++) ad[b * 32 + t] = ad[b * 32 + TOK + t] = 0;
+            if (pl) memset(pl + (size_t)t * nb * 64, 0, (size_t)nb * 64);
             continue;
         }
         const uint8_t *row = xa + (size_t)(t0 + t) * xs;
         const float *rs = (const float *)(row + side);
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *hi = dst + (size_t)b * ABYTES + 32 * t, *lo = hi + 512;
-            float *sd = (float *)(dst + (size_t)b * ABYTES + 1024);
-            __m512i v = _mm512_loadu_si512(row + (size_t)b * sizeof(fc_block_a16) + 4);
-            if (nibbles) v = _mm512_permutexvar_epi32(perm, v);
-            _mm256_storeu_si256((__m256i *)hi, _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
-            _mm256_storeu_si256((__m256i *)lo, _mm512_cvtepi16_epi8(v));
-            sd[t] = rs[b];
-            sd[TOK + t] = rs[nbp + b];
+            ad[b * 32 + t] = rs[b];
+            ad[b * 32 + TOK + t] = rs[nbp + b];
         }
+        if (pl) memcpy(pl + (size_t)t * nb * 64, row + po, (size_t)nb * 64);
     }
 }
 
-/* vpermt2w indices over (g0's 64 bytes, g1's 64 bytes) of one block: word
- * pairs of B row c % 4 (nibble types: the row's word, zero-extended by the
- * mask) or of B row 2 s + half (q8_0: the two chunks' words side by side). */
-static const uint16_t IDX_Q4[4][32] __attribute__((aligned(64))) = {
-#define J(c, j) (uint16_t)((j) < 8 ? 8 * (c) + (j) : 32 + 8 * (c) + (j) - 8), 0
-#define ROW(c) { J(c, 0), J(c, 1), J(c, 2), J(c, 3), J(c, 4), J(c, 5), J(c, 6), J(c, 7), \
-                 J(c, 8), J(c, 9), J(c, 10), J(c, 11), J(c, 12), J(c, 13), J(c, 14), J(c, 15) }
-    ROW(0), ROW(1), ROW(2), ROW(3)
-#undef ROW
-#undef J
-};
-static const uint16_t IDX_Q8[2][32] __attribute__((aligned(64))) = {
+void fc_cpu_act_planes(uint8_t *row, int64_t K)
+{
+    uint8_t *o = row + fc_cpu_act_planes_offset(K);
+    for (int64_t b = 0; b < K / FC_QK; b++) {
+        const __m512i v = _mm512_loadu_si512(row + (size_t)b * sizeof(fc_block_a16) + 4);
+        _mm256_storeu_si256((__m256i *)(o + 64 * b), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+        _mm256_storeu_si256((__m256i *)(o + 64 * b + 32), _mm512_cvtepi16_epi8(v));
+    }
+}
+
+/* vpermt2w indices over (g0's 64 bytes, g1's 64 bytes): the 16 rows' words
+ * of chunks 2s and 2s+1 of the four chunks loaded, side by side (B row
+ * c's four bytes a weight row: its bytes 4c..4c+3 for q8_0; the codes
+ * 4c..4c+3 in the low nibbles of bytes 2c..2c+1 of the nibble types' 16,
+ * then 16+4c.. in the high nibbles, per the packed layout's chunk c =
+ * byte pair c). */
+static const uint16_t IDX_PAIR[2][32] __attribute__((aligned(64))) = {
 #define J(s, j) (uint16_t)(((j) < 8 ? 0 : 32) + 16 * (s) + (j) % 8), (uint16_t)(((j) < 8 ? 0 : 32) + 16 * (s) + 8 + (j) % 8)
 #define ROW(s) { J(s, 0), J(s, 1), J(s, 2), J(s, 3), J(s, 4), J(s, 5), J(s, 6), J(s, 7), \
                  J(s, 8), J(s, 9), J(s, 10), J(s, 11), J(s, 12), J(s, 13), J(s, 14), J(s, 15) }
@@ -192,40 +184,41 @@ static const uint16_t IDX_Q8[2][32] __attribute__((aligned(64))) = {
 static void build_b(int BT, const uint8_t *g0, const uint8_t *g1, int64_t nb, uint8_t *dst)
 {
     const size_t gbs = group_block_bytes(BT), hb = BT == FC_DTYPE_Q4_1 ? 32 : 16;
-    const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i i0 = _mm512_load_si512(IDX_PAIR[0]), i1 = _mm512_load_si512(IDX_PAIR[1]);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *q0 = g0 + (size_t)b * gbs + hb, *q1 = g1 + (size_t)b * gbs + hb;
         uint8_t *o = dst + (size_t)b * BBYTES;
         if (BT == FC_DTYPE_Q8_0) {
-            /* B row c: values 4c..4c+3, the words of chunks 2c and 2c+1 */
+            /* 16 chunks of 16 bytes: B row c = chunks 2c, 2c+1 */
             UNROLL for (int h = 0; h < 4; h++) {
                 const __m512i x0 = _mm512_loadu_si512(q0 + 64 * h), x1 = _mm512_loadu_si512(q1 + 64 * h);
-                UNROLL for (int s2 = 0; s2 < 2; s2++)
-                    _mm512_store_si512(o + 64 * (2 * h + s2),
-                                       _mm512_permutex2var_epi16(x0, _mm512_load_si512(IDX_Q8[s2]), x1));
+                _mm512_store_si512(o + 64 * (2 * h), _mm512_permutex2var_epi16(x0, i0, x1));
+                _mm512_store_si512(o + 64 * (2 * h + 1), _mm512_permutex2var_epi16(x0, i1, x1));
             }
         } else {
-            /* byte pair (b0, b1) of chunk c -> lo(b0), lo(b1), hi(b0), hi(b1) */
+            /* 8 chunks: B row c (< 4) = the low nibbles of chunks 2c, 2c+1,
+             * B row 4 + c their high nibbles */
             UNROLL for (int h = 0; h < 2; h++) {
                 const __m512i x0 = _mm512_loadu_si512(q0 + 64 * h), x1 = _mm512_loadu_si512(q1 + 64 * h);
-                UNROLL for (int c = 0; c < 4; c++) {
-                    const __m512i w =
-                        _mm512_maskz_permutex2var_epi16(0x55555555u, x0, _mm512_load_si512(IDX_Q4[c]), x1);
-                    _mm512_store_si512(o + 64 * (4 * h + c),
-                                       _mm512_ternarylogic_epi32(w, _mm512_slli_epi32(w, 12), m4, 0xA8));
+                UNROLL for (int s2 = 0; s2 < 2; s2++) {
+                    const __m512i w = _mm512_permutex2var_epi16(x0, s2 ? i1 : i0, x1);
+                    _mm512_store_si512(o + 64 * (2 * h + s2), _mm512_and_si512(w, m4));
+                    _mm512_store_si512(o + 64 * (4 + 2 * h + s2), _mm512_and_si512(_mm512_srli_epi16(w, 4), m4));
                 }
             }
         }
     }
 }
 
-/* Block b's two tile products into C tiles CH, CL (A in tmm2/3, B in tmm4). */
-#define PRODUCTS(BT, CH, CL, at, bt, b)                                           \
+/* Block b's two tile products into C tiles CH, CL (A hi / lo in tmm2 / 3:
+ * 32 bytes at ap + 64 b, rows as apart; B in tmm4). */
+#define PRODUCTS(BT, CH, CL, ap, as, bt, b)                                       \
     do {                                                                         \
-        const uint8_t *a_ = (at) + (size_t)(b) * ABYTES;                         \
+        const uint8_t *a_ = (ap) + (size_t)(b) * 64;                             \
         _tile_loadd(4, (bt) + (size_t)(b) * BBYTES, 64);                         \
-        _tile_loadd(2, a_, 32);                                                  \
-        _tile_loadd(3, a_ + 512, 32);                                            \
+        _tile_loadd(2, a_, (as));                                                \
+        _tile_loadd(3, a_ + 32, (as));                                           \
         _tile_zero(CH);                                                          \
         _tile_zero(CL);                                                          \
         if ((BT) == FC_DTYPE_Q8_0) {                                             \
@@ -238,11 +231,10 @@ static void build_b(int BT, const uint8_t *g0, const uint8_t *g1, int64_t nb, ui
     } while (0)
 
 /* acc[t] += block b's sums (c: hi tile then lo tile, 16 x 16 int32 each)
- * weighed as the AVX-512 tiles weigh them. */
+ * weighed as the AVX-512 tiles weigh them; sd: the tokens' d[b], then s[b]. */
 INLINE void weigh(const int BT, const int TT, __m512 *acc, const int32_t *c, const uint8_t *g0, const uint8_t *g1,
-                  int64_t b, const uint8_t *at)
+                  int64_t b, const float *sd)
 {
-    const float *sd = (const float *)(at + (size_t)b * ABYTES + 1024);
     const size_t gbs = group_block_bytes(BT);
     const uint8_t *g0b = g0 + (size_t)b * gbs, *g1b = g1 + (size_t)b * gbs;
     const __m512 d = _mm512_cvtph_ps(join(g0b, g1b));
@@ -258,48 +250,49 @@ INLINE void weigh(const int BT, const int TT, __m512 *acc, const int32_t *c, con
 }
 
 /*
- * One token tile (TT tokens at xa, xs apart) x the 16 rows at g0 / g1:
- * y[t * ys + 0..16) for t < TT. at: this tile's A tiles, bt: the rows' B,
- * cbuf: 2 x 2 KiB. The products of block b + 1 (C tiles 5 / 6 or 0 / 1,
- * alternately) run while the vector units weigh block b's.
+ * One token tile (TT tokens) x the 16 rows at g0 / g1: y[t * ys + 0..16)
+ * for t < TT. ap / as: the tokens' planes (PRODUCTS), ad: their side
+ * tables (tile_side), bt: the rows' B, cbuf: 2 x 2 KiB. The products of
+ * block b + 1 (C tiles 5 / 6 or 0 / 1, alternately) run while the vector
+ * units weigh block b's.
  */
 INLINE void tile_amx(const int BT, const int TT, const uint8_t *g0, const uint8_t *g1, int64_t K,
-                     const uint8_t *xa, size_t xs, const uint8_t *at, const uint8_t *bt, int32_t *cbuf,
+                     const uint8_t *ap, size_t as, const float *ad, const uint8_t *bt, int32_t *cbuf,
                      float *y, int64_t ys)
 {
     const int64_t nb = K / FC_QK;
     int32_t *c0 = cbuf, *c1 = cbuf + 512;
     __m512 acc[TOK];
     UNROLL for (int t = 0; t < TT; t++) acc[t] = _mm512_setzero_ps();
-    PRODUCTS(BT, 0, 1, at, bt, 0);
+    PRODUCTS(BT, 0, 1, ap, as, bt, 0);
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         /* block b is in tiles 0 / 1; start b + 1 in 5 / 6, weigh b */
-        PRODUCTS(BT, 5, 6, at, bt, b + 1);
+        PRODUCTS(BT, 5, 6, ap, as, bt, b + 1);
         _tile_stored(0, c0, 64);
         _tile_stored(1, c0 + 256, 64);
-        weigh(BT, TT, acc, c0, g0, g1, b, at);
+        weigh(BT, TT, acc, c0, g0, g1, b, ad + b * 32);
         /* start b + 2 in 0 / 1, weigh b + 1 */
-        if (b + 2 < nb) PRODUCTS(BT, 0, 1, at, bt, b + 2);
+        if (b + 2 < nb) PRODUCTS(BT, 0, 1, ap, as, bt, b + 2);
         _tile_stored(5, c1, 64);
         _tile_stored(6, c1 + 256, 64);
-        weigh(BT, TT, acc, c1, g0, g1, b + 1, at);
+        weigh(BT, TT, acc, c1, g0, g1, b + 1, ad + (b + 1) * 32);
     }
     if (b < nb) { /* odd nb: the last block is in tiles 0 / 1 */
         _tile_stored(0, c0, 64);
         _tile_stored(1, c0 + 256, 64);
-        weigh(BT, TT, acc, c0, g0, g1, b, at);
+        weigh(BT, TT, acc, c0, g0, g1, b, ad + b * 32);
     }
     UNROLL for (int t = 0; t < TT; t++) _mm512_storeu_ps(y + (int64_t)t * ys, acc[t]);
 }
 
-typedef void (*amx_fn)(const uint8_t *g0, const uint8_t *g1, int64_t K, const uint8_t *xa, size_t xs,
-                       const uint8_t *at, const uint8_t *bt, int32_t *cbuf, float *y, int64_t ys);
+typedef void (*amx_fn)(const uint8_t *g0, const uint8_t *g1, int64_t K, const uint8_t *ap, size_t as,
+                       const float *ad, const uint8_t *bt, int32_t *cbuf, float *y, int64_t ys);
 #define DEF_ONE(BT, name, n)                                                                           \
-    NOINLINE void name##_##n(const uint8_t *g0, const uint8_t *g1, int64_t K, const uint8_t *xa,       \
-                             size_t xs, const uint8_t *at, const uint8_t *bt, int32_t *cbuf, float *y, \
+    NOINLINE void name##_##n(const uint8_t *g0, const uint8_t *g1, int64_t K, const uint8_t *ap,       \
+                             size_t as, const float *ad, const uint8_t *bt, int32_t *cbuf, float *y,   \
                              int64_t ys)                                                               \
-    { tile_amx(BT, n, g0, g1, K, xa, xs, at, bt, cbuf, y, ys); }
+    { tile_amx(BT, n, g0, g1, K, ap, as, ad, bt, cbuf, y, ys); }
 #define DEF_SET(BT, name)                                                                                  \
     DEF_ONE(BT, name, 1) DEF_ONE(BT, name, 2) DEF_ONE(BT, name, 3) DEF_ONE(BT, name, 4)                    \
     DEF_ONE(BT, name, 5) DEF_ONE(BT, name, 6) DEF_ONE(BT, name, 7) DEF_ONE(BT, name, 8)                    \
@@ -319,29 +312,32 @@ bool fc_cpu_matmul_x16_amx(int ptype, const uint8_t *w, size_t w_stride, int64_t
     const int BT = fc_pack_base_type(ptype);
     const amx_fn *fn = BT == FC_DTYPE_Q4_0 ? amx_q4_0 : BT == FC_DTYPE_Q4_1 ? amx_q4_1 : amx_q8_0;
     const int64_t nb = K / FC_QK;
-    const size_t gbytes = 8 * w_stride;
-    const int tiles = (T + TOK - 1) / TOK, ctiles = FC_MIN(tiles, CHUNK_TILES);
-    const size_t a_bytes = (size_t)ctiles * nb * ABYTES, b_bytes = (size_t)nb * BBYTES;
-    uint8_t *buf = scratch_get(a_bytes + b_bytes + 4 * 1024);
+    const size_t gbytes = 8 * w_stride, po = fc_cpu_act_planes_offset(K);
+    const int tiles = (T + TOK - 1) / TOK, last = T - (tiles - 1) * TOK;
+    /* scratch: the side tables of every tile, the last tile's planes when
+     * it is short, one row pair's B, the C buffers */
+    const size_t d_bytes = (size_t)tiles * nb * 32 * sizeof(float), p_bytes = last < TOK ? (size_t)TOK * nb * 64 : 0;
+    const size_t b_bytes = (size_t)nb * BBYTES;
+    uint8_t *buf = scratch_get(b_bytes + 4 * 1024 + d_bytes + p_bytes);
     if (!buf) return false;
-    uint8_t *abuf = buf, *bbuf = buf + a_bytes;
-    int32_t *cbuf = (int32_t *)(bbuf + b_bytes);
+    uint8_t *bbuf = buf, *pbuf = buf + b_bytes + 4 * 1024 + d_bytes;
+    int32_t *cbuf = (int32_t *)(buf + b_bytes);
+    float *dbuf = (float *)(buf + b_bytes + 4 * 1024);
     FC_ASSERT(r0 % 8 == 0 && (r1 - r0) % 16 == 0);
+    for (int c = 0; c < tiles; c++) {
+        const int n = c + 1 < tiles ? TOK : last;
+        tile_side(xa, xa_stride, c * TOK, n, K, dbuf + (size_t)c * nb * 32, n < TOK ? pbuf : NULL);
+    }
     tiles_config(FC_MIN(T, TOK));
-    for (int c0 = 0; c0 < tiles; c0 += CHUNK_TILES) {
-        const int c1 = FC_MIN(tiles, c0 + CHUNK_TILES);
-        for (int c = c0; c < c1; c++)
-            build_a(BT != FC_DTYPE_Q8_0, xa, xa_stride, c * TOK, FC_MIN(TOK, T - c * TOK), K,
-                    abuf + (size_t)(c - c0) * nb * ABYTES);
-        for (int64_t r = r0; r < r1; r += 16) {
-            const uint8_t *g = w + (size_t)r * w_stride;
-            build_b(BT, g, g + gbytes, nb, bbuf);
-            for (int c = c0; c < c1; c++) {
-                const int t = c * TOK, n = FC_MIN(TOK, T - t);
-                fn[n - 1](g, g + gbytes, K, xa + (size_t)t * xa_stride, xa_stride,
-                          abuf + (size_t)(c - c0) * nb * ABYTES, bbuf, cbuf, y + (int64_t)t * y_stride + r,
-                          y_stride);
-            }
+    for (int64_t r = r0; r < r1; r += 16) {
+        const uint8_t *g = w + (size_t)r * w_stride;
+        build_b(BT, g, g + gbytes, nb, bbuf);
+        for (int c = 0; c < tiles; c++) {
+            const int t = c * TOK, n = c + 1 < tiles ? TOK : last;
+            const uint8_t *ap = n < TOK ? pbuf : xa + (size_t)t * xa_stride + po;
+            const size_t as = n < TOK ? (size_t)nb * 64 : xa_stride;
+            fn[n - 1](g, g + gbytes, K, ap, as, dbuf + (size_t)c * nb * 32, bbuf, cbuf,
+                      y + (int64_t)t * y_stride + r, y_stride);
         }
     }
     _tile_release();
