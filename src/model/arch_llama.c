@@ -385,7 +385,7 @@ static void matmul_group_rows(fwd *f, int ith, int nth, const float *in, int64_t
          * AMX tiles take the product (each call readies every token's side
          * of the tiles and each row pair's weights once, which a chunk of
          * 32 rows would not pay back: 1.0x against 1.5x at 256 rows) */
-        const long per = T >= 6 && fc_matmul_amx_available() ? 2 : 16;
+        const long per = T >= fc_matmul_amx_min_tokens() ? 2 : 16;
         const long chunk = FC_MAX(16, (total / (per * nth) + 15) / 16 * 16), n_chunks = (total + chunk - 1) / chunk;
         _Atomic long *ctr = dyn_begin(f, ith);
         for (long c = dyn_next(ctr); c < n_chunks; c = dyn_next(ctr))

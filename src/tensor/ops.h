@@ -110,14 +110,17 @@ void fc_matmul_q4x8a8(const void *w, size_t w_stride, int64_t K, const void *xa,
  * default; fc_exec_new sets it from the model's size against the LLC. */
 void fc_matmul_set_prefetch(bool on);
 
-/* AMX tiles for the packed q4_0 / q4_1 / q8_0 weights when a matmul has 2
- * or more tokens (x86_amx.c; bit-identical to the AVX-512 kernels). Built
+/* AMX tiles for the packed q4_0 / q4_1 / q8_0 weights when a matmul has 10
+ * or more tokens, 12 for q8_0 (x86_amx.c; bit-identical to the AVX-512
+ * kernels). Built
  * when the compiler targets AMX-INT8 (-march=native on such a CPU), used
  * when Linux grants the tile state. fc_matmul_set_amx(false) turns it off
  * process-wide (FASTCHAT_AMX=0 does at start); fc_matmul_amx_available:
  * built, on, and granted. */
 void fc_matmul_set_amx(bool on);
 bool fc_matmul_amx_available(void);
+/* The fewest tokens a product takes the tiles with (INT_MAX: never). */
+int fc_matmul_amx_min_tokens(void);
 
 /* ---- bf16 GEMM on AMX tiles (x86_amx.c): the frozen matrices of training ----
  * C (M x N) (+)= bf16(A) (M x K) times a bf16 copy of B (K x N), f32 sums.

@@ -14,6 +14,8 @@
 
 #include "base/fc_base.h"
 
+#include <limits.h>
+
 bool fc_cpu_prefetch_packed = true;
 
 /* execs of other threads may be running: an atomic store (a plain one on x86) */
@@ -46,6 +48,14 @@ bool fc_matmul_amx_available(void)
 #else
     return false;
 #endif
+}
+
+int fc_matmul_amx_min_tokens(void)
+{
+#if FC_CPU_AMX
+    if (fc_cpu_amx_ready()) return FC_AMX_MIN_T(FC_DTYPE_Q4_0_X8);
+#endif
+    return INT_MAX;
 }
 
 enum fc_dtype fc_matmul_act_type(enum fc_dtype wtype, bool a16)
