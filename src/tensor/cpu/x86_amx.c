@@ -364,9 +364,13 @@ size_t fc_gemm_bf16_packed_size(int64_t K, int64_t N)
     return (size_t)(up32(N) / 32) * (size_t)(up32(K) / 32) * BF_STEP;
 }
 
-static uint16_t to_bf16(float f)
+/* f to bf16, nearest even (as VCVTNEPS2BF16; NaNs stay quiet NaNs) */
+static inline uint16_t to_bf16(float f)
 {
-    return (uint16_t)_mm_extract_epi16((__m128i)_mm_cvtneps_pbh(_mm_set1_ps(f)), 0);
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
 void fc_gemm_bf16_pack(const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, void *dst)
@@ -374,14 +378,17 @@ void fc_gemm_bf16_pack(const float *b, int64_t ldb, bool trans, int64_t K, int64
     uint16_t *o = dst;
     const int64_t nkb = up32(K) / 32;
     memset(dst, 0, fc_gemm_bf16_packed_size(K, N));
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t n = 0; n < N; n++) {
-            const float v = trans ? b[n * ldb + k] : b[k * ldb + n];
-            const int64_t p = n / 32, j = n % 32, kb = k / 32, kk = k % 32;
-            const size_t off = ((size_t)(p * nkb + kb) * 2 + (size_t)(j / 16)) * 512 + (size_t)(kk / 2) * 32 +
-                               (size_t)(j % 16) * 2 + (size_t)(kk % 2);
-            o[off] = to_bf16(v);
-        }
+    /* element (k, n): panel n / 32, step k / 32, tile (n % 32) / 16, row (k % 32) / 2, column n % 16,
+     * half k % 2; the source is read in its own row order */
+#define AT(k, n) (((size_t)((n) / 32 * nkb + (k) / 32) * 2 + (size_t)((n) % 32 / 16)) * 512 + \
+                  (size_t)((k) % 32 / 2) * 32 + (size_t)((n) % 16) * 2 + (size_t)((k) % 2))
+    if (trans)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < K; k++) o[AT(k, n)] = to_bf16(b[n * ldb + k]);
+    else
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) o[AT(k, n)] = to_bf16(b[k * ldb + n]);
+#undef AT
 }
 
 static void bf16_tiles_config(void)
