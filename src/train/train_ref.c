@@ -692,7 +692,7 @@ static void matmul_forward(fc_train_model *tm, float *out, const float *inp, con
                            const float *bias, long N, long IC, long OC)
 {
     if (tm->qb && fc_qbase_forward(tm->qb, tm->pool, out, inp, w, bias, N, IC, OC)) return; /* QLoRA */
-    if (tm->bf && fc_bf16set_forward(tm->bf, tm->pool, out, inp, w, bias, N, IC, OC)) return; /* --bf16 */
+    if (tm->bf && !tm->ref && fc_bf16set_forward(tm->bf, tm->pool, out, inp, w, bias, N, IC, OC)) return; /* --bf16 */
     if (!tm->ref) {
         fc_train_gemm_forward(tm->pool, out, inp, w, bias, N, IC, OC);
         return;
@@ -750,7 +750,7 @@ static void matmul_backward(fc_train_model *tm, float *dinp, float *dw, float *d
                             const float *inp, const float *w, long N, long IC, long OC)
 {
     if (tm->qb && fc_qbase_backward(tm->qb, tm->pool, dinp, dw, db, dout, w, N, IC, OC)) return; /* QLoRA */
-    if (tm->bf && !dw && !db && dinp && fc_bf16set_backward(tm->bf, tm->pool, dinp, dout, w, N, IC, OC)) return;
+    if (tm->bf && !tm->ref && !dw && !db && dinp && fc_bf16set_backward(tm->bf, tm->pool, dinp, dout, w, N, IC, OC)) return;
     if (!tm->ref) {
         fc_train_gemm_backward(tm->pool, dinp, dw, db, dout, inp, w, N, IC, OC);
         return;
@@ -1083,7 +1083,11 @@ static void lora_group(int t, int *t0, int *t1)
 static bool lora_ensure(fc_train_model *tm, long N)
 {
     struct lora *lo = tm->lora;
-    if (lo->act_N >= N) return true;
+    /* the h layout follows the path: set again when the path changed
+     * (fc_train_model_set_reference between passes) */
+    const bool fused = !tm->ref && lo->c.dropout == 0;
+    if (lo->act_N >= N && lo->fused == fused) return true;
+    N = FC_MAX(N, lo->act_N);
     const int L = tm->cfg.n_layer, r = lo->c.r;
     long max_in = 0, max_out = 0, n_slots = 0;
     for (int k = 0; k < L * LORA_NT; k++)
@@ -1113,7 +1117,7 @@ static bool lora_ensure(fc_train_model *tm, long N)
     }
     /* h: one (N, m r) block per group of m slots present when fused (slot
      * j of the group owns columns j r ..), else one (N, r) block a slot */
-    lo->fused = !tm->ref && lo->c.dropout == 0;
+    lo->fused = fused;
     float *p = lo->hbuf;
     for (int l = 0; l < L; l++)
         for (int t = 0; t < LORA_NT;) {

@@ -24,19 +24,12 @@ void fc_matmul_set_prefetch(bool on) { __atomic_store_n(&fc_cpu_prefetch_packed,
 bool fc_cpu_amx_on = true;
 void fc_matmul_set_amx(bool on) { __atomic_store_n(&fc_cpu_amx_on, on, __ATOMIC_RELAXED); }
 #if !FC_CPU_AMX_BF16
-size_t fc_gemm_bf16_packed_size(int64_t K, int64_t N)
-{
-    (void)K, (void)N;
-    return 0;
-}
-void fc_gemm_bf16_pack(const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, void *dst)
-{
-    (void)b, (void)ldb, (void)trans, (void)K, (void)N, (void)dst;
-}
+/* no bf16 tiles in this build: callers keep their f32 path */
+size_t fc_gemm_bf16_packed_size(int64_t K, int64_t N) { return 0; }
+void fc_gemm_bf16_pack(const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, void *dst) {}
 bool fc_gemm_bf16(const void *bp, int64_t K, int64_t N, const float *a, int64_t lda, int64_t M, float *c,
                   int64_t ldc, bool accumulate, int64_t n0, int64_t n1)
 {
-    (void)bp, (void)K, (void)N, (void)a, (void)lda, (void)M, (void)c, (void)ldc, (void)accumulate, (void)n0, (void)n1;
     return false;
 }
 #endif
