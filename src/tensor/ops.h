@@ -112,14 +112,14 @@ void fc_matmul_set_prefetch(bool on);
 
 /* AMX tiles for the packed q4_0 / q4_1 / q8_0 weights when a matmul has 10
  * or more tokens, 12 for q8_0 (x86_amx.c; bit-identical to the AVX-512
- * kernels). Built
- * when the compiler targets AMX-INT8 (-march=native on such a CPU), used
- * when Linux grants the tile state. fc_matmul_set_amx(false) turns it off
+ * kernels). Built when the compiler targets AMX-INT8 (-march=native on such
+ * a CPU), used when Linux grants the tile state. fc_matmul_set_amx(false) turns it off
  * process-wide (FASTCHAT_AMX=0 does at start); fc_matmul_amx_available:
  * built, on, and granted. */
 void fc_matmul_set_amx(bool on);
 bool fc_matmul_amx_available(void);
-/* The fewest tokens a product takes the tiles with (INT_MAX: never). */
+/* The fewest tokens a q4_0 / q4_1 product takes the tiles with (q8_0 needs
+ * 12; INT_MAX: never). */
 int fc_matmul_amx_min_tokens(void);
 
 /* ---- bf16 GEMM on AMX tiles (x86_amx.c): the frozen matrices of training ----
